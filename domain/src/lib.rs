@@ -1,0 +1,26 @@
+//! The pure rules of Pergola Stages.
+//!
+//! This crate has no I/O: it compiles for the server and for the browser (wasm), so the
+//! "+ NEW STAGE" popup derives and checks a Stage ID with exactly the functions the server
+//! enforces. Everything that decides *what is allowed* lives here; the store and the services
+//! in `pergola-core` only decide *how it is persisted*.
+
+pub mod error;
+pub mod ids;
+pub mod model;
+pub mod name;
+pub mod retention;
+pub mod stage;
+
+pub use error::{Error, ErrorKind};
+pub use ids::{derive_id, numbered_id, validate_id, IdKind, MAX_ID_LEN, RESERVED_IDS};
+pub use model::{IdCheck, Project, ProjectOverview, Stage};
+pub use name::{validate_name, MAX_NAME_CHARS};
+pub use retention::RetentionPolicy;
+pub use stage::{StageStatus, StageType};
+
+/// How every timestamp is shown in the UI and the CLI: UTC, minute precision. The same
+/// string is rendered on the server and on hydration, so it never causes a mismatch.
+pub fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
