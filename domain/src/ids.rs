@@ -135,6 +135,21 @@ pub fn numbered_id(base: &str, n: u32) -> String {
     format!("{head}{suffix}")
 }
 
+/// Splits a numbered ID into its stem and the first number to try for a free alternative:
+/// `my-stage` → (`my-stage`, 2), `my-stage-2` → (`my-stage`, 3), so a suggestion for a taken
+/// `my-stage-2` is `my-stage-3`, never `my-stage-2-2`.
+pub fn suggestion_stem(id: &str) -> (&str, u32) {
+    if let Some((stem, digits)) = id.rsplit_once('-') {
+        // `factory-01` keeps its zero-padded number as part of the stem.
+        if !stem.is_empty() && !digits.starts_with('0') {
+            if let Ok(n) = digits.parse::<u32>() {
+                return (stem, n.saturating_add(1).max(2));
+            }
+        }
+    }
+    (id, 2)
+}
+
 /// Cuts a valid-charset slug to at most `max` bytes, at a hyphen when that keeps at least half
 /// of the room, and never leaves a trailing hyphen.
 fn truncate_id(slug: &str, max: usize) -> &str {
@@ -310,6 +325,15 @@ mod tests {
         let n = numbered_id(&hyphenated, 3);
         assert_eq!(n, format!("{}-3", "c".repeat(40)));
         assert!(validate_id(S, &n).is_ok());
+    }
+
+    #[test]
+    fn suggestion_stems_continue_numbering() {
+        assert_eq!(suggestion_stem("my-stage"), ("my-stage", 2));
+        assert_eq!(suggestion_stem("my-stage-2"), ("my-stage", 3));
+        assert_eq!(suggestion_stem("stage-41"), ("stage", 42));
+        assert_eq!(suggestion_stem("factory-01"), ("factory-01", 2));
+        assert_eq!(suggestion_stem("v2"), ("v2", 2));
     }
 
     proptest! {

@@ -13,7 +13,7 @@ pub mod retention;
 pub mod stage;
 
 pub use error::{Error, ErrorKind};
-pub use ids::{derive_id, numbered_id, validate_id, IdKind, MAX_ID_LEN, RESERVED_IDS};
+pub use ids::{derive_id, numbered_id, suggestion_stem, validate_id, IdKind, MAX_ID_LEN, RESERVED_IDS};
 pub use model::{IdCheck, Project, ProjectOverview, Stage};
 pub use name::{validate_name, MAX_NAME_CHARS};
 pub use retention::RetentionPolicy;

@@ -1,0 +1,16 @@
+//! Pergola Stages server core.
+//!
+//! - [`store`]: the [`Store`] trait and its SQLite and PostgreSQL implementations;
+//! - [`clock`]: where time comes from (injectable, so retention and purge are testable);
+//! - [`services`]: the plain async operations behind every dashboard action (and later the
+//!   REST API and CLI). They validate with `pergola-domain` and never trust their caller.
+//! - [`purge`]: the background task that deletes archived stages when they are due.
+
+pub mod clock;
+pub mod purge;
+pub mod services;
+pub mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use services::Services;
+pub use store::{connect, Store, StoreError};

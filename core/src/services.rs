@@ -1,0 +1,349 @@
+//! The operations behind every dashboard action (and, later, every API route and CLI command).
+//!
+//! Each one re-validates its input with `pergola-domain`, so no caller can skip a rule, and maps
+//! store failures to [`Error`]: users see a clear message, the server log keeps the detail.
+
+use crate::{Clock, Store, StoreError};
+use pergola_domain::{
+    derive_id, format_time, numbered_id, suggestion_stem, validate_id, validate_name, Error, IdCheck,
+    IdKind, Project, ProjectOverview, RetentionPolicy, Stage, StageStatus, StageType,
+};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct Services {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+/// Logs the server-side detail and hands the caller the generic internal error.
+fn internal(e: StoreError) -> Error {
+    tracing::error!(error = %e, "store operation failed");
+    Error::internal()
+}
+
+const RETENTION_KEYS: [(StageType, &str); 3] = [
+    (StageType::Dev, "retention.dev_days"),
+    (StageType::Qa, "retention.qa_days"),
+    (StageType::Prod, "retention.prod_days"),
+];
+
+impl Services {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    // ----- projects -------------------------------------------------------------------------
+
+    pub async fn list_projects(&self) -> Result<Vec<Project>, Error> {
+        self.store.list_projects().await.map_err(internal)
+    }
+
+    pub async fn get_project(&self, project_id: &str) -> Result<Project, Error> {
+        self.store
+            .get_project(project_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| Error::not_found(format!("There is no project '{project_id}'.")))
+    }
+
+    /// Creates a project; its ID is derived from the name unless `id` is given.
+    pub async fn create_project(&self, name: &str, id: Option<&str>) -> Result<Project, Error> {
+        let name = validate_name("Project", name)?;
+        let id = chosen_id(IdKind::Project, &name, id)?;
+        let project = Project { id, name, created_at: self.clock.now() };
+        match self.store.insert_project(&project).await {
+            Ok(()) => Ok(project),
+            Err(StoreError::Conflict) => {
+                let (stem, _) = suggestion_stem(&project.id);
+                let taken = self.store.project_ids_like(stem).await.map_err(internal)?;
+                let suggestion = first_free(&project.id, taken);
+                Err(Error::id_taken("project_id", "Project ID", &project.id, suggestion))
+            }
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    /// Everything the project page shows: live stages, archived stages, the retention policy.
+    pub async fn project_overview(&self, project_id: &str) -> Result<ProjectOverview, Error> {
+        let project = self.get_project(project_id).await?;
+        let all = self.store.list_stages(project_id).await.map_err(internal)?;
+        let (mut archived, stages): (Vec<_>, Vec<_>) = all.into_iter().partition(Stage::is_archived);
+        archived.sort_by(|a, b| b.archived_at.cmp(&a.archived_at));
+        Ok(ProjectOverview { project, stages, archived, retention: self.retention().await? })
+    }
+
+    // ----- stages ---------------------------------------------------------------------------
+
+    /// The live check of the "+ NEW STAGE" popup: is `id` valid and free in the project?
+    pub async fn check_stage_id(&self, project_id: &str, id: &str) -> Result<IdCheck, Error> {
+        self.get_project(project_id).await?;
+        let id = id.trim();
+        let verdict = match validate_id(IdKind::Stage, id) {
+            Err(e) => Err(e),
+            Ok(()) => match self.store.get_stage(project_id, id).await.map_err(internal)? {
+                None => Ok(()),
+                Some(_) => Err(self.stage_id_taken(project_id, id).await?),
+            },
+        };
+        Ok(match verdict {
+            Ok(()) => IdCheck { id: id.to_owned(), available: true, message: None, suggestion: None },
+            Err(e) => IdCheck {
+                id: id.to_owned(),
+                available: false,
+                message: Some(e.message),
+                suggestion: e.suggestion,
+            },
+        })
+    }
+
+    /// Creates a running stage. The ID is derived from the name unless `id` is given; a taken
+    /// ID (by a live or an archived stage) is refused with a free suggestion.
+    pub async fn create_stage(
+        &self,
+        project_id: &str,
+        name: &str,
+        stage_type: &str,
+        id: Option<&str>,
+    ) -> Result<Stage, Error> {
+        self.get_project(project_id).await?;
+        let name = validate_name("Stage", name)?;
+        let stage_type = StageType::parse(stage_type)?;
+        let id = chosen_id(IdKind::Stage, &name, id)?;
+        let now = self.clock.now();
+        let stage = Stage {
+            project_id: project_id.to_owned(),
+            id,
+            name,
+            stage_type,
+            status: StageStatus::Running,
+            created_at: now,
+            updated_at: now,
+            archived_at: None,
+            purge_due_at: None,
+        };
+        match self.store.insert_stage(&stage).await {
+            Ok(()) => Ok(stage),
+            Err(StoreError::Conflict) => Err(self.stage_id_taken(project_id, &stage.id).await?),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    /// A live stage. An archived one is reported as not found, with a hint to restore it.
+    pub async fn get_stage(&self, project_id: &str, stage_id: &str) -> Result<Stage, Error> {
+        let stage = self.any_stage(project_id, stage_id).await?;
+        match stage.purge_due_at {
+            None => Ok(stage),
+            Some(due) => Err(Error::not_found(format!(
+                "Stage '{stage_id}' was deleted and is archived until {}. Restore it from the \
+                 archived stages of project '{project_id}'.",
+                format_time(due)
+            ))),
+        }
+    }
+
+    /// Changes the display name and type of a live stage; its ID never changes.
+    pub async fn update_stage(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+        name: &str,
+        stage_type: &str,
+    ) -> Result<Stage, Error> {
+        let name = validate_name("Stage", name)?;
+        let stage_type = StageType::parse(stage_type)?;
+        self.get_stage(project_id, stage_id).await?;
+        let now = self.clock.now();
+        let updated = self
+            .store
+            .update_stage(project_id, stage_id, &name, stage_type, now)
+            .await
+            .map_err(internal)?;
+        if !updated {
+            // Archived between the read and the write.
+            return Err(self.get_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));
+        }
+        self.get_stage(project_id, stage_id).await
+    }
+
+    pub async fn suspend_stage(&self, project_id: &str, stage_id: &str) -> Result<Stage, Error> {
+        self.transition(project_id, stage_id, StageStatus::suspend).await
+    }
+
+    pub async fn resume_stage(&self, project_id: &str, stage_id: &str) -> Result<Stage, Error> {
+        self.transition(project_id, stage_id, StageStatus::resume).await
+    }
+
+    async fn transition(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+        step: fn(StageStatus, &str) -> Result<StageStatus, Error>,
+    ) -> Result<Stage, Error> {
+        let stage = self.get_stage(project_id, stage_id).await?;
+        let to = step(stage.status, stage_id)?;
+        let now = self.clock.now();
+        let moved = self
+            .store
+            .transition_status(project_id, stage_id, stage.status, to, now)
+            .await
+            .map_err(internal)?;
+        let current = self.get_stage(project_id, stage_id).await?;
+        if !moved {
+            // Someone else changed it first: explain from the state it is in now.
+            step(current.status, stage_id)?;
+            return Err(Error::invalid_state(format!(
+                "Stage '{stage_id}' changed while you were acting on it; please try again."
+            )));
+        }
+        Ok(current)
+    }
+
+    /// DELETE STAGE: archives a live stage. `confirm` must repeat the Stage ID. The stage is
+    /// restorable until its retention (by type, as configured now) runs out.
+    pub async fn delete_stage(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+        confirm: &str,
+    ) -> Result<Stage, Error> {
+        let stage = self.get_stage(project_id, stage_id).await?;
+        if confirm.trim() != stage.id {
+            return Err(Error::validation(
+                "confirm",
+                format!("Type the Stage ID '{}' to confirm the deletion.", stage.id),
+            ));
+        }
+        let now = self.clock.now();
+        let due = self.retention().await?.due_at(stage.stage_type, now);
+        if !self.store.archive_stage(project_id, stage_id, now, due).await.map_err(internal)? {
+            return Err(self.get_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));
+        }
+        self.any_stage(project_id, stage_id).await
+    }
+
+    /// Brings an archived stage back, as it was, unless its deletion is already due.
+    pub async fn restore_stage(&self, project_id: &str, stage_id: &str) -> Result<Stage, Error> {
+        self.get_project(project_id).await?;
+        let stage = self.any_stage(project_id, stage_id).await?;
+        let Some(due) = stage.purge_due_at else {
+            return Err(Error::invalid_state(format!("Stage '{stage_id}' is not archived.")));
+        };
+        let now = self.clock.now();
+        let expired = || {
+            Error::invalid_state(format!(
+                "Stage '{stage_id}' was due for deletion on {} and can no longer be restored.",
+                format_time(due)
+            ))
+        };
+        if !stage.restorable_at(now) {
+            return Err(expired());
+        }
+        if !self.store.restore_stage(project_id, stage_id, now).await.map_err(internal)? {
+            return Err(expired());
+        }
+        self.get_stage(project_id, stage_id).await
+    }
+
+    /// Deletes, for good, every archived stage whose retention has run out; their IDs become
+    /// free again. Returns the (project, stage) IDs purged.
+    pub async fn purge_due(&self) -> Result<Vec<(String, String)>, Error> {
+        let purged = self.store.purge_due(self.clock.now()).await.map_err(internal)?;
+        for (project, stage) in &purged {
+            tracing::info!(project, stage, "archived stage purged for good");
+        }
+        Ok(purged)
+    }
+
+    // ----- administration -------------------------------------------------------------------
+
+    /// The retention policy in force (the seed's defaults until an administrator changes it).
+    pub async fn retention(&self) -> Result<RetentionPolicy, Error> {
+        let mut policy = RetentionPolicy::default();
+        for (t, key) in RETENTION_KEYS {
+            let stored = self.store.get_setting(key).await.map_err(internal)?;
+            let days = match stored.as_deref().map(str::parse::<u32>) {
+                None => continue,
+                Some(Ok(d)) => d,
+                Some(Err(_)) => {
+                    tracing::warn!(key, ?stored, "ignoring unreadable retention setting");
+                    continue;
+                }
+            };
+            match t {
+                StageType::Dev => policy.dev_days = days,
+                StageType::Qa => policy.qa_days = days,
+                StageType::Prod => policy.prod_days = days,
+            }
+        }
+        Ok(policy)
+    }
+
+    /// Sets the retention per type from an administrator's input. Applies to stages archived
+    /// from now on; already archived stages keep their deletion date.
+    pub async fn set_retention(&self, dev: &str, qa: &str, prod: &str) -> Result<RetentionPolicy, Error> {
+        let policy = RetentionPolicy::parse(dev, qa, prod)?;
+        let pairs: Vec<(&str, String)> =
+            RETENTION_KEYS.iter().map(|(t, key)| (*key, policy.days(*t).to_string())).collect();
+        self.store.put_settings(&pairs).await.map_err(internal)?;
+        Ok(policy)
+    }
+
+    // ----- helpers --------------------------------------------------------------------------
+
+    async fn any_stage(&self, project_id: &str, stage_id: &str) -> Result<Stage, Error> {
+        match self.store.get_stage(project_id, stage_id).await.map_err(internal)? {
+            Some(stage) => Ok(stage),
+            None => {
+                self.get_project(project_id).await?;
+                Err(Error::not_found(format!(
+                    "Project '{project_id}' has no stage '{stage_id}'."
+                )))
+            }
+        }
+    }
+
+    /// The "taken" error for `id`, saying whether an archived stage holds it, with a free
+    /// suggestion.
+    async fn stage_id_taken(&self, project_id: &str, id: &str) -> Result<Error, Error> {
+        let taken = self.store.stage_ids_like(project_id, suggestion_stem(id).0).await.map_err(internal)?;
+        let mut err = Error::id_taken("stage_id", "Stage ID", id, first_free(id, taken));
+        if let Some(Stage { purge_due_at: Some(due), .. }) =
+            self.store.get_stage(project_id, id).await.map_err(internal)?
+        {
+            err.message = format!(
+                "Stage ID '{id}' is already taken by an archived stage (restorable until {}). \
+                 Try '{}'.",
+                format_time(due),
+                err.suggestion.as_deref().unwrap_or_default()
+            );
+        }
+        Ok(err)
+    }
+}
+
+/// The ID the user typed (trimmed, validated) or, when blank, the one derived from `name`.
+fn chosen_id(kind: IdKind, name: &str, id: Option<&str>) -> Result<String, Error> {
+    let id = match id.map(str::trim) {
+        Some(typed) if !typed.is_empty() => typed.to_owned(),
+        _ => derive_id(kind, name),
+    };
+    validate_id(kind, &id)?;
+    Ok(id)
+}
+
+/// The first free numbered alternative to the taken `id` (`id-2`, `id-3`, …; for a numbered
+/// `id` the numbering continues), given every taken ID that shares its stem.
+fn first_free(id: &str, taken: Vec<String>) -> String {
+    let taken: HashSet<String> = taken.into_iter().collect();
+    let (stem, start) = suggestion_stem(id);
+    (start..)
+        .map(|n| numbered_id(stem, n))
+        .find(|candidate| !taken.contains(candidate))
+        .expect("an unbounded range always has a free number")
+}

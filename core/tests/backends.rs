@@ -1,0 +1,318 @@
+//! One suite of store and service tests, run on SQLite and on PostgreSQL.
+
+mod common;
+
+use chrono::Duration;
+use common::Env;
+use pergola_domain::{ErrorKind, StageStatus, StageType};
+
+/// Every case, run once per backend.
+macro_rules! backend_suite {
+    ($backend:ident, $make:path; $($case:ident),* $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let env = $make().await;
+                    super::$case(&env).await;
+                    env.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! all_backends {
+    ($($case:ident),* $(,)?) => {
+        backend_suite!(sqlite, crate::common::sqlite_env; $($case),*);
+        backend_suite!(postgres, crate::common::postgres_env; $($case),*);
+    };
+}
+
+all_backends!(
+    projects_get_derived_ids_and_refuse_taken_ones,
+    stages_are_created_running_with_derived_or_chosen_ids,
+    taken_stage_ids_are_refused_with_a_free_suggestion,
+    hundred_concurrent_creates_of_one_id_let_exactly_one_win,
+    bad_input_is_refused_and_changes_nothing,
+    live_id_check_reports_invalid_taken_and_free,
+    suspend_and_resume_follow_the_lifecycle,
+    rename_and_retype_keep_the_id,
+    delete_archives_and_restore_brings_back_the_previous_state,
+    restore_after_the_due_date_is_refused_even_before_purge,
+    purge_deletes_only_due_stages_and_frees_their_ids,
+    retention_changes_apply_to_stages_archived_afterwards,
+    names_are_stored_verbatim,
+);
+
+async fn project(env: &Env, name: &str) -> String {
+    env.services.create_project(name, None).await.unwrap().id
+}
+
+async fn projects_get_derived_ids_and_refuse_taken_ones(env: &Env) {
+    let s = &env.services;
+    let p = s.create_project("My New Project", None).await.unwrap();
+    assert_eq!(p.id, "my-new-project");
+    assert_eq!(p.name, "My New Project");
+    let e = s.create_project("my new project", None).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Conflict);
+    assert_eq!(e.suggestion.as_deref(), Some("my-new-project-2"));
+    let other = s.create_project("Other", Some("my-new-project-2")).await.unwrap();
+    assert_eq!(other.id, "my-new-project-2");
+    let e = s.create_project("Third", Some("my-new-project")).await.unwrap_err();
+    assert_eq!(e.suggestion.as_deref(), Some("my-new-project-3"));
+    let ids: Vec<_> = s.list_projects().await.unwrap().into_iter().map(|p| p.id).collect();
+    assert_eq!(ids, ["my-new-project", "my-new-project-2"]);
+    let e = s.get_project("nope").await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    assert_eq!(s.project_overview("nope").await.unwrap_err().kind, ErrorKind::NotFound);
+}
+
+async fn stages_are_created_running_with_derived_or_chosen_ids(env: &Env) {
+    let s = &env.services;
+    let p = project(env, "Shop").await;
+    let a = s.create_stage(&p, "My New Stage", "dev", None).await.unwrap();
+    assert_eq!((a.id.as_str(), a.stage_type, a.status), ("my-new-stage", StageType::Dev, StageStatus::Running));
+    assert_eq!(a.created_at, env.clock.now_for_tests());
+    let b = s.create_stage(&p, "User Acceptance", "QA", Some("  uat ")).await.unwrap();
+    assert_eq!(b.id, "uat");
+    let c = s.create_stage(&p, "Übersicht Café", "prod", Some("")).await.unwrap();
+    assert_eq!(c.id, "ubersicht-cafe");
+    let overview = s.project_overview(&p).await.unwrap();
+    let ids: Vec<_> = overview.stages.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["my-new-stage", "uat", "ubersicht-cafe"]);
+    assert!(overview.archived.is_empty());
+    assert_eq!(s.get_stage(&p, "uat").await.unwrap().name, "User Acceptance");
+    // The same ID in another project is fine: IDs are unique per project.
+    let q = project(env, "Other").await;
+    assert_eq!(s.create_stage(&q, "My New Stage", "dev", None).await.unwrap().id, "my-new-stage");
+}
+
+async fn taken_stage_ids_are_refused_with_a_free_suggestion(env: &Env) {
+    let s = &env.services;
+    let p = project(env, "Shop").await;
+    s.create_stage(&p, "My Stage", "dev", None).await.unwrap();
+    let e = s.create_stage(&p, "my stage", "qa", None).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Conflict);
+    assert!(e.is_for("stage_id"));
+    assert_eq!(e.suggestion.as_deref(), Some("my-stage-2"));
+    assert_eq!(e.message, "Stage ID 'my-stage' is already taken. Try 'my-stage-2'.");
+    s.create_stage(&p, "Second", "dev", Some("my-stage-2")).await.unwrap();
+    let e = s.create_stage(&p, "Third", "dev", Some("my-stage")).await.unwrap_err();
+    assert_eq!(e.suggestion.as_deref(), Some("my-stage-3"));
+    // An archived stage still holds its ID.
+    s.delete_stage(&p, "my-stage-2", "my-stage-2").await.unwrap();
+    let e = s.create_stage(&p, "Again", "dev", Some("my-stage-2")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Conflict);
+    assert!(e.message.contains("archived stage"), "{}", e.message);
+    assert_eq!(e.suggestion.as_deref(), Some("my-stage-3"));
+    assert_eq!(s.project_overview(&p).await.unwrap().stages.len(), 1);
+}
+
+async fn hundred_concurrent_creates_of_one_id_let_exactly_one_win(env: &Env) {
+    let p = project(env, "Race").await;
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let s = env.services.clone();
+            let p = p.clone();
+            tokio::spawn(async move { s.create_stage(&p, &format!("Racer {i}"), "dev", Some("hot")).await })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(stage) => won.push(stage),
+            Err(e) => {
+                assert_eq!(e.kind, ErrorKind::Conflict, "{e:?}");
+                assert_eq!(e.suggestion.as_deref(), Some("hot-2"));
+            }
+        }
+    }
+    assert_eq!(won.len(), 1, "exactly one create wins");
+    let stages = env.services.project_overview(&p).await.unwrap().stages;
+    assert_eq!(stages.len(), 1);
+    assert_eq!(stages[0].name, won[0].name);
+}
+
+async fn bad_input_is_refused_and_changes_nothing(env: &Env) {
+    let s = &env.services;
+    let p = project(env, "Shop").await;
+    let long = "x".repeat(101);
+    let cases: Vec<(&str, &str, Option<&str>, &str)> = vec![
+        ("", "dev", None, "name"),
+        ("   ", "dev", None, "name"),
+        (&long, "dev", None, "name"),
+        ("ctrl\u{7}bell", "dev", None, "name"),
+        ("Fine", "staging", None, "stage_type"),
+        ("Fine", "dev", Some("Has Spaces"), "stage_id"),
+        ("Fine", "dev", Some("x'; DROP TABLE stages;--"), "stage_id"),
+        ("Fine", "dev", Some("new"), "stage_id"),
+        ("Fine", "dev", Some("9lives"), "stage_id"),
+    ];
+    for (name, t, id, field) in cases {
+        let e = s.create_stage(&p, name, t, id).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Validation, "{name:?} {t} {id:?}");
+        assert!(e.is_for(field), "{name:?} {t} {id:?}: {e:?}");
+        assert!(!e.message.is_empty());
+    }
+    let e = s.create_stage("no-such-project", "Fine", "dev", None).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    assert!(s.project_overview(&p).await.unwrap().stages.is_empty(), "nothing was created");
+    assert_eq!(s.create_project("", None).await.unwrap_err().kind, ErrorKind::Validation);
+    assert_eq!(s.list_projects().await.unwrap().len(), 1);
+}
+
+async fn live_id_check_reports_invalid_taken_and_free(env: &Env) {
+    let s = &env.services;
+    let p = project(env, "Shop").await;
+    s.create_stage(&p, "QA", "qa", None).await.unwrap();
+    let free = s.check_stage_id(&p, "integration").await.unwrap();
+    assert!(free.available && free.message.is_none());
+    let taken = s.check_stage_id(&p, "qa").await.unwrap();
+    assert!(!taken.available);
+    assert_eq!(taken.suggestion.as_deref(), Some("qa-2"));
+    let invalid = s.check_stage_id(&p, "Not Valid").await.unwrap();
+    assert!(!invalid.available && invalid.suggestion.is_none());
+    assert!(invalid.message.unwrap().contains("lowercase"));
+    assert_eq!(s.check_stage_id("ghost", "qa").await.unwrap_err().kind, ErrorKind::NotFound);
+}
+
+async fn suspend_and_resume_follow_the_lifecycle(env: &Env) {
+    let s = &env.services;
+    let p = project(env, "Shop").await;
+    s.create_stage(&p, "dev", "dev", None).await.unwrap();
+    env.clock.advance(Duration::minutes(5));
+    let st = s.suspend_stage(&p, "dev").await.unwrap();
+    assert_eq!(st.status, StageStatus::Suspended);
+    assert_eq!(st.updated_at, env.clock.now_for_tests());
+    let e = s.suspend_stage(&p, "dev").await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidState);
+    assert!(e.message.contains("already suspended"));
+    assert_eq!(s.get_stage(&p, "dev").await.unwrap().status, StageStatus::Suspended);
+    assert_eq!(s.resume_stage(&p, "dev").await.unwrap().status, StageStatus::Running);
+    assert!(s.resume_stage(&p, "dev").await.unwrap_err().message.contains("already running"));
+    assert_eq!(s.suspend_stage(&p, "ghost").await.unwrap_err().kind, ErrorKind::NotFound);
+}
+
+async fn rename_and_retype_keep_the_id(env: &Env) {
+    let s = &env.services;
+    let p = project(env, "Shop").await;
+    s.create_stage(&p, "Staging", "dev", None).await.unwrap();
+    let st = s.update_stage(&p, "staging", "Pre-production", "prod").await.unwrap();
+    assert_eq!((st.id.as_str(), st.name.as_str(), st.stage_type), ("staging", "Pre-production", StageType::Prod));
+    let e = s.update_stage(&p, "staging", " ", "prod").await.unwrap_err();
+    assert!(e.is_for("name"));
+    let e = s.update_stage(&p, "staging", "Ok", "uat").await.unwrap_err();
+    assert!(e.is_for("stage_type"));
+    assert_eq!(s.get_stage(&p, "staging").await.unwrap().name, "Pre-production");
+    s.delete_stage(&p, "staging", "staging").await.unwrap();
+    assert_eq!(s.update_stage(&p, "staging", "X", "dev").await.unwrap_err().kind, ErrorKind::NotFound);
+}
+
+async fn delete_archives_and_restore_brings_back_the_previous_state(env: &Env) {
+    let s = &env.services;
+    let p = project(env, "Shop").await;
+    s.create_stage(&p, "Integration Tests", "dev", Some("test")).await.unwrap();
+    s.suspend_stage(&p, "test").await.unwrap();
+    let e = s.delete_stage(&p, "test", "tset").await.unwrap_err();
+    assert!(e.is_for("confirm"));
+    assert_eq!(s.project_overview(&p).await.unwrap().stages.len(), 1, "wrong confirmation deletes nothing");
+    let archived = s.delete_stage(&p, "test", "test").await.unwrap();
+    let now = env.clock.now_for_tests();
+    assert_eq!(archived.archived_at, Some(now));
+    assert_eq!(archived.purge_due_at, Some(now + Duration::days(1)));
+    let overview = s.project_overview(&p).await.unwrap();
+    assert!(overview.stages.is_empty());
+    assert_eq!(overview.archived.len(), 1);
+    assert_eq!(s.get_stage(&p, "test").await.unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(s.resume_stage(&p, "test").await.unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(s.delete_stage(&p, "test", "test").await.unwrap_err().kind, ErrorKind::NotFound);
+    env.clock.advance(Duration::hours(23));
+    let restored = s.restore_stage(&p, "test").await.unwrap();
+    assert_eq!(restored.status, StageStatus::Suspended, "status from before the deletion");
+    assert_eq!(restored.name, "Integration Tests");
+    assert_eq!((restored.archived_at, restored.purge_due_at), (None, None));
+    let e = s.restore_stage(&p, "test").await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidState);
+    assert_eq!(s.project_overview(&p).await.unwrap().stages.len(), 1);
+}
+
+async fn restore_after_the_due_date_is_refused_even_before_purge(env: &Env) {
+    let s = &env.services;
+    let p = project(env, "Shop").await;
+    s.create_stage(&p, "QA", "qa", None).await.unwrap();
+    s.delete_stage(&p, "qa", "qa").await.unwrap();
+    env.clock.advance(Duration::days(7));
+    let e = s.restore_stage(&p, "qa").await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidState);
+    assert!(e.message.contains("can no longer be restored"), "{}", e.message);
+    assert!(e.message.contains("2026-12-05 12:00 UTC"), "{}", e.message);
+    assert_eq!(s.project_overview(&p).await.unwrap().archived.len(), 1, "not purged yet");
+}
+
+async fn purge_deletes_only_due_stages_and_frees_their_ids(env: &Env) {
+    let s = &env.services;
+    let p = project(env, "Shop").await;
+    for (name, t) in [("dev", "dev"), ("qa", "qa"), ("prod", "prod"), ("live", "dev")] {
+        s.create_stage(&p, name, t, None).await.unwrap();
+    }
+    for id in ["dev", "qa", "prod"] {
+        s.delete_stage(&p, id, id).await.unwrap();
+    }
+    assert!(s.purge_due().await.unwrap().is_empty(), "nothing is due yet");
+    env.clock.advance(Duration::days(1));
+    assert_eq!(s.purge_due().await.unwrap(), [(p.clone(), "dev".to_owned())]);
+    env.clock.advance(Duration::days(6));
+    assert_eq!(s.purge_due().await.unwrap(), [(p.clone(), "qa".to_owned())]);
+    let overview = s.project_overview(&p).await.unwrap();
+    assert_eq!(overview.archived.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["prod"]);
+    assert_eq!(overview.stages.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["live"]);
+    assert_eq!(s.restore_stage(&p, "dev").await.unwrap_err().kind, ErrorKind::NotFound);
+    // The purged IDs are free again.
+    assert!(s.check_stage_id(&p, "dev").await.unwrap().available);
+    s.create_stage(&p, "dev", "dev", None).await.unwrap();
+    env.clock.advance(Duration::days(23));
+    assert_eq!(s.purge_due().await.unwrap(), [(p.clone(), "prod".to_owned())]);
+}
+
+async fn retention_changes_apply_to_stages_archived_afterwards(env: &Env) {
+    let s = &env.services;
+    let p = project(env, "Shop").await;
+    assert_eq!(s.retention().await.unwrap(), Default::default());
+    s.create_stage(&p, "early", "dev", None).await.unwrap();
+    s.create_stage(&p, "late", "dev", None).await.unwrap();
+    s.delete_stage(&p, "early", "early").await.unwrap();
+    let policy = s.set_retention("3", "10", "60").await.unwrap();
+    assert_eq!((policy.dev_days, policy.qa_days, policy.prod_days), (3, 10, 60));
+    assert_eq!(s.retention().await.unwrap(), policy);
+    let late = s.delete_stage(&p, "late", "late").await.unwrap();
+    let now = env.clock.now_for_tests();
+    assert_eq!(late.purge_due_at, Some(now + Duration::days(3)));
+    let early = s.project_overview(&p).await.unwrap().archived.into_iter().find(|s| s.id == "early").unwrap();
+    assert_eq!(early.purge_due_at, Some(now + Duration::days(1)), "already archived keep their date");
+    let e = s.set_retention("0", "10", "60").await.unwrap_err();
+    assert!(e.is_for("retention_dev"));
+    let e = s.set_retention("3", "10", "lots").await.unwrap_err();
+    assert!(e.is_for("retention_prod"));
+    assert_eq!(s.retention().await.unwrap(), policy, "refused input changes nothing");
+}
+
+async fn names_are_stored_verbatim(env: &Env) {
+    let s = &env.services;
+    let p = project(env, "Robert'); DROP TABLE projects;--").await;
+    assert_eq!(p, "robert-drop-table-projects");
+    let name = "<script>alert('x')</script> 日本 🤔";
+    let st = s.create_stage(&p, name, "dev", None).await.unwrap();
+    assert_eq!(s.get_stage(&p, &st.id).await.unwrap().name, name);
+    assert_eq!(s.get_project(&p).await.unwrap().name, "Robert'); DROP TABLE projects;--");
+}
+
+trait NowForTests {
+    fn now_for_tests(&self) -> chrono::DateTime<chrono::Utc>;
+}
+
+impl NowForTests for pergola_core::ManualClock {
+    fn now_for_tests(&self) -> chrono::DateTime<chrono::Utc> {
+        pergola_core::Clock::now(self)
+    }
+}
