@@ -1,0 +1,223 @@
+//! The "+ NEW STAGE" popup: Name, Type and a Stage ID derived live from the name, checked
+//! (debounced) for availability while typing and again, atomically, by the server on submit.
+
+use super::derived_id::DerivedId;
+use super::{ui, ErrorNotice, FieldMessage};
+use crate::api::{check_stage_id, CreateStage};
+use crate::error::AppError;
+use leptos::ev::SubmitEvent;
+use leptos::html;
+use leptos::prelude::*;
+use pergola_domain::{IdCheck, IdKind, Stage, StageType};
+use std::time::Duration;
+
+const CHECK_DELAY: Duration = Duration::from_millis(250);
+
+#[component]
+pub fn NewStageDialog(
+    #[prop(into)] project: Signal<String>,
+    open: RwSignal<bool>,
+    #[prop(into)] on_created: Callback<Stage>,
+) -> impl IntoView {
+    let form = DerivedId::new(IdKind::Stage);
+    let stage_type = RwSignal::new(StageType::Dev.as_str().to_owned());
+    // The server's answer for the ID currently in the field (None while unknown).
+    let check = RwSignal::new(None::<IdCheck>);
+    let submit_error = RwSignal::new(None::<AppError>);
+    let pending_check = StoredValue::new(None::<TimeoutHandle>);
+    let create = ServerAction::<CreateStage>::new();
+    let name_ref = NodeRef::<html::Input>::new();
+
+    let schedule_check = move || {
+        if let Some(handle) = pending_check.get_value() {
+            handle.clear();
+        }
+        check.set(None);
+        let id = form.id.get_untracked().trim().to_owned();
+        if id.is_empty() || form.local_error().is_some() {
+            return;
+        }
+        let handle = set_timeout_with_handle(
+            move || {
+                let project = project.get_untracked();
+                leptos::task::spawn_local(async move {
+                    let answer = check_stage_id(project, id.clone()).await;
+                    // Ignore answers for an ID the user has typed over in the meantime.
+                    if form.id.get_untracked().trim() == id {
+                        check.set(answer.ok());
+                    }
+                });
+            },
+            CHECK_DELAY,
+        );
+        pending_check.set_value(handle.ok());
+    };
+
+    let close = move || {
+        open.set(false);
+        form.reset();
+        stage_type.set(StageType::Dev.as_str().to_owned());
+        check.set(None);
+        submit_error.set(None);
+    };
+
+    // Focus the name field when the dialog opens.
+    Effect::new(move |_| {
+        if open.get() {
+            request_animation_frame(move || {
+                if let Some(input) = name_ref.get_untracked() {
+                    let _ = input.focus();
+                }
+            });
+        }
+    });
+
+    // React to the server's answer to a submit.
+    Effect::new(move |_| match create.value().get() {
+        Some(Ok(stage)) => {
+            create.value().set(None);
+            close();
+            on_created.run(stage);
+        }
+        Some(Err(e)) => {
+            if e.0.is_for("stage_id") {
+                check.set(Some(IdCheck {
+                    id: form.id.get_untracked().trim().to_owned(),
+                    available: false,
+                    message: Some(e.0.message.clone()),
+                    suggestion: e.0.suggestion.clone(),
+                }));
+            }
+            submit_error.set(Some(e));
+        }
+        None => {}
+    });
+
+    let on_submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        submit_error.set(None);
+        create.dispatch(CreateStage {
+            project: project.get_untracked(),
+            name: form.name.get_untracked(),
+            stage_type: stage_type.get_untracked(),
+            stage_id: form.id.get_untracked(),
+        });
+    };
+
+    let field_error = move |field: &'static str| {
+        Signal::derive(move || submit_error.get().and_then(|e| e.message_for(field)))
+    };
+    let id_message = Signal::derive(move || {
+        form.local_error().or_else(|| check.get().filter(|c| !c.available).and_then(|c| c.message))
+    });
+    let suggestion = move || check.get().filter(|c| !c.available).and_then(|c| c.suggestion);
+    let id_available = move || check.get().is_some_and(|c| c.available && c.id == form.id.get().trim());
+    let other_error = move || {
+        submit_error.get().filter(|e| {
+            !["name", "stage_type", "stage_id"].iter().any(|f| e.0.is_for(f))
+        })
+    };
+
+    view! {
+        <Show when=move || open.get()>
+            <div
+                class="fixed inset-0 z-40 flex items-start justify-center bg-slate-900/40 p-4 pt-24"
+                on:click=move |_| close()
+            >
+                <div
+                    role="dialog"
+                    aria-modal="true"
+                    aria-labelledby="new-stage-title"
+                    class="w-full max-w-md rounded-xl bg-white p-6 shadow-xl"
+                    on:click=|ev| ev.stop_propagation()
+                    on:keydown=move |ev| if ev.key() == "Escape" { close() }
+                >
+                    <h2 id="new-stage-title" class="text-lg font-semibold text-slate-900">"New stage"</h2>
+                    <form class="mt-4 space-y-3" on:submit=on_submit novalidate>
+                        <div>
+                            <label for="new-stage-name" class=ui::LABEL>"Name"</label>
+                            <input
+                                id="new-stage-name"
+                                node_ref=name_ref
+                                class=ui::INPUT
+                                autocomplete="off"
+                                placeholder="e.g. Integration tests"
+                                aria-describedby="new-stage-name-msg"
+                                prop:value=move || form.name.get()
+                                on:input=move |ev| {
+                                    form.set_name(event_target_value(&ev));
+                                    if !form.edited.get_untracked() {
+                                        schedule_check();
+                                    }
+                                }
+                            />
+                            <FieldMessage id="new-stage-name-msg" message=field_error("name")/>
+                        </div>
+                        <div>
+                            <label for="new-stage-type" class=ui::LABEL>"Type"</label>
+                            <select
+                                id="new-stage-type"
+                                class=ui::INPUT
+                                prop:value=move || stage_type.get()
+                                on:change=move |ev| stage_type.set(event_target_value(&ev))
+                            >
+                                {StageType::ALL
+                                    .into_iter()
+                                    .map(|t| view! { <option value=t.as_str()>{t.label()}</option> })
+                                    .collect_view()}
+                            </select>
+                            <FieldMessage id="new-stage-type-msg" message=field_error("stage_type")/>
+                        </div>
+                        <div>
+                            <label for="new-stage-id" class=ui::LABEL>"Stage ID"</label>
+                            <input
+                                id="new-stage-id"
+                                class=format!("{} font-mono", ui::INPUT)
+                                autocomplete="off"
+                                spellcheck="false"
+                                aria-describedby="new-stage-id-hint new-stage-id-msg"
+                                aria-invalid=move || id_message.get().is_some().to_string()
+                                prop:value=move || form.id.get()
+                                on:input=move |ev| {
+                                    form.set_id(event_target_value(&ev));
+                                    schedule_check();
+                                }
+                            />
+                            <p id="new-stage-id-hint" class="mt-1 text-xs text-slate-500">
+                                "Unique within the project and used in links. Derived from the name; you can override it."
+                            </p>
+                            <FieldMessage id="new-stage-id-msg" message=id_message/>
+                            {move || suggestion().map(|s| {
+                                let label = format!("Use '{s}'");
+                                view! {
+                                    <button
+                                        type="button"
+                                        class="text-sm font-medium text-emerald-700 underline"
+                                        on:click=move |_| {
+                                            form.set_id(s.clone());
+                                            schedule_check();
+                                        }
+                                    >
+                                        {label}
+                                    </button>
+                                }
+                            })}
+                            <Show when=id_available>
+                                <p class="mt-1 text-sm text-emerald-700" role="status">
+                                    {move || format!("'{}' is available.", form.id.get().trim())}
+                                </p>
+                            </Show>
+                        </div>
+                        {move || other_error().map(|error| view! { <ErrorNotice error/> })}
+                        <div class="flex justify-end gap-3 pt-2">
+                            <button type="button" class=ui::SECONDARY on:click=move |_| close()>"Cancel"</button>
+                            <button type="submit" class=ui::PRIMARY disabled=move || create.pending().get()>
+                                {move || if create.pending().get() { "Creating…" } else { "Create stage" }}
+                            </button>
+                        </div>
+                    </form>
+                </div>
+            </div>
+        </Show>
+    }
+}

@@ -1,0 +1,39 @@
+//! One live stage on the project page.
+
+use super::{StatusBadge, TypeBadge};
+use crate::paths;
+use leptos::prelude::*;
+use pergola_domain::Stage;
+
+#[component]
+pub fn StageCard(stage: Stage) -> impl IntoView {
+    let href = paths::stage(&stage.project_id, &stage.id);
+    let settings = paths::stage_settings(&stage.project_id, &stage.id);
+    let settings_label = format!("Settings of {}", stage.name);
+    view! {
+        <li>
+            <article
+                aria-label=stage.name.clone()
+                class="flex h-full flex-col gap-3 rounded-lg border border-slate-200 bg-white p-5 shadow-sm"
+            >
+                <header class="flex items-start justify-between gap-3">
+                    <h3 class="min-w-0 break-words text-base font-semibold text-slate-900">
+                        <a href=href class="hover:underline">{stage.name.clone()}</a>
+                    </h3>
+                    <TypeBadge stage_type=stage.stage_type/>
+                </header>
+                <dl class="grid grid-cols-[auto_1fr] gap-x-3 gap-y-1 text-sm">
+                    <dt class="text-slate-500">"Stage ID"</dt>
+                    <dd><code class="font-mono text-slate-800">{stage.id.clone()}</code></dd>
+                    <dt class="text-slate-500">"Status"</dt>
+                    <dd><StatusBadge status=stage.status/></dd>
+                    <dt class="text-slate-500">"Release"</dt>
+                    <dd class="text-slate-600">"No release deployed yet"</dd>
+                </dl>
+                <footer class="mt-auto flex gap-4 pt-2 text-sm">
+                    <a href=settings aria-label=settings_label class="text-slate-600 hover:text-slate-900">"Settings"</a>
+                </footer>
+            </article>
+        </li>
+    }
+}

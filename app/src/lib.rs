@@ -1,0 +1,83 @@
+//! The Pergola Stages dashboard: routes, pages, components and server functions.
+//!
+//! Pages render on the server (`ssr`) and hydrate in the browser (`hydrate`). All data goes
+//! through the server functions in [`api`], which are thin shims over `pergola_core::Services`.
+
+pub mod api;
+pub mod components;
+pub mod error;
+pub mod pages;
+
+use components::{Header, NotFound};
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    path, SsrMode,
+};
+use pages::{AdminPage, HomePage, ProjectPage, StagePage, StageSettingsPage};
+
+/// The dashboard's URLs, in one place.
+pub mod paths {
+    pub fn project(project: &str) -> String {
+        format!("/projects/{project}")
+    }
+
+    pub fn stage(project: &str, stage: &str) -> String {
+        format!("/projects/{project}/stages/{stage}")
+    }
+
+    pub fn stage_settings(project: &str, stage: &str) -> String {
+        format!("/projects/{project}/stages/{stage}/settings")
+    }
+}
+
+/// The HTML document around the app.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <link rel="stylesheet" href="/pkg/pergola.css"/>
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body class="min-h-screen bg-slate-50 text-slate-900 antialiased">
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    // Every route renders completely before it is sent, so a missing project or stage
+    // answers with HTTP 404 and a shared link works as a cold page load.
+    view! {
+        <Router>
+            <Header/>
+            <main class="mx-auto max-w-6xl px-6 py-8">
+                <Routes fallback=|| view! { <NotFound message="There is no page at this address."/> }>
+                    <Route path=path!("/") view=HomePage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin") view=AdminPage ssr=SsrMode::Async/>
+                    <Route path=path!("/projects/:project") view=ProjectPage ssr=SsrMode::Async/>
+                    <Route
+                        path=path!("/projects/:project/stages/:stage")
+                        view=StagePage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=path!("/projects/:project/stages/:stage/settings")
+                        view=StageSettingsPage
+                        ssr=SsrMode::Async
+                    />
+                </Routes>
+            </main>
+        </Router>
+    }
+}

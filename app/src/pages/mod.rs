@@ -1,0 +1,22 @@
+//! One file per page.
+
+mod admin;
+mod home;
+mod project;
+mod stage;
+mod stage_settings;
+
+pub use admin::AdminPage;
+pub use home::HomePage;
+pub use project::ProjectPage;
+pub use stage::StagePage;
+pub use stage_settings::StageSettingsPage;
+
+use leptos::prelude::*;
+use leptos_router::hooks::use_params_map;
+
+/// A route parameter as a reactive value ("" when absent).
+pub(crate) fn param(name: &'static str) -> Memo<String> {
+    let params = use_params_map();
+    Memo::new(move |_| params.read().get(name).unwrap_or_default())
+}

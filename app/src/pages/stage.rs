@@ -1,0 +1,89 @@
+//! `/projects/{project}/stages/{stage}`: one stage, as a teammate opening a shared link sees it.
+
+use super::param;
+use crate::api::get_stage;
+use crate::components::{loading, PageError, StatusBadge, TypeBadge};
+use crate::paths;
+use leptos::prelude::*;
+use leptos_meta::Title;
+use pergola_domain::{format_time, Stage};
+
+#[component]
+pub fn StagePage() -> impl IntoView {
+    let project = param("project");
+    let stage = param("stage");
+    let data = Resource::new(move || (project.get(), stage.get()), |(p, s)| get_stage(p, s));
+    view! {
+        <Suspense fallback=loading>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok(stage) => view! { <StageView stage/> }.into_any(),
+                    Err(error) => view! { <PageError error/> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn StageView(stage: Stage) -> impl IntoView {
+    let copied = RwSignal::new(false);
+    let copy_link = move |_| {
+        let window = window();
+        if let Ok(href) = window.location().href() {
+            let _ = window.navigator().clipboard().write_text(&href);
+            copied.set(true);
+        }
+    };
+    view! {
+        <Title text=format!("{} · {} · Pergola Stages", stage.name, stage.project_id)/>
+        <nav aria-label="Breadcrumb" class="text-sm text-slate-500">
+            <a href="/" class="hover:underline">"Projects"</a>
+            " / "
+            <a href=paths::project(&stage.project_id) class="hover:underline">{stage.project_id.clone()}</a>
+            " / "
+            <span>{stage.id.clone()}</span>
+        </nav>
+        <div class="mt-2 flex flex-wrap items-center justify-between gap-4">
+            <div class="flex flex-wrap items-center gap-3">
+                <h1 class="text-2xl font-bold text-slate-900">{stage.name.clone()}</h1>
+                <TypeBadge stage_type=stage.stage_type/>
+                <StatusBadge status=stage.status/>
+            </div>
+            <div class="flex gap-3">
+                <button type="button" class="rounded-md border border-slate-300 bg-white px-4 py-2 text-sm font-semibold text-slate-700 hover:bg-slate-50" on:click=copy_link>
+                    {move || if copied.get() { "Link copied" } else { "Copy link" }}
+                </button>
+                <a
+                    href=paths::stage_settings(&stage.project_id, &stage.id)
+                    class="rounded-md bg-slate-800 px-4 py-2 text-sm font-semibold text-white hover:bg-slate-900"
+                >
+                    "Settings"
+                </a>
+            </div>
+        </div>
+        <div class="mt-6 grid gap-6 lg:grid-cols-3">
+            <section aria-labelledby="details-title" class="rounded-lg border border-slate-200 bg-white p-5 shadow-sm">
+                <h2 id="details-title" class="font-semibold text-slate-900">"Details"</h2>
+                <dl class="mt-3 grid grid-cols-[auto_1fr] gap-x-4 gap-y-2 text-sm">
+                    <dt class="text-slate-500">"Stage ID"</dt>
+                    <dd><code class="font-mono">{stage.id.clone()}</code></dd>
+                    <dt class="text-slate-500">"Type"</dt>
+                    <dd>{stage.stage_type.label()}</dd>
+                    <dt class="text-slate-500">"Status"</dt>
+                    <dd>{stage.status.as_str()}</dd>
+                    <dt class="text-slate-500">"Created"</dt>
+                    <dd>{format_time(stage.created_at)}</dd>
+                    <dt class="text-slate-500">"Last change"</dt>
+                    <dd>{format_time(stage.updated_at)}</dd>
+                </dl>
+            </section>
+            <section aria-labelledby="release-title" class="rounded-lg border border-slate-200 bg-white p-5 shadow-sm lg:col-span-2">
+                <h2 id="release-title" class="font-semibold text-slate-900">"Release"</h2>
+                <p class="mt-3 text-sm text-slate-600">
+                    "No release deployed yet. Once a build is deployed, each component shows here with its state, health and share link."
+                </p>
+            </section>
+        </div>
+    }
+}

@@ -1,0 +1,289 @@
+//! `/projects/{project}/stages/{stage}/settings`: rename, retype, suspend / resume, DELETE STAGE.
+
+use super::param;
+use crate::api::{get_retention, get_stage, DeleteStage, ResumeStage, SuspendStage, UpdateStage};
+use crate::components::{loading, ui, ErrorNotice, FieldMessage, PageError, StatusBadge, TypeBadge};
+use crate::error::AppError;
+use crate::paths;
+use leptos::ev::SubmitEvent;
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_navigate;
+use pergola_domain::{RetentionPolicy, Stage, StageStatus, StageType};
+
+#[component]
+pub fn StageSettingsPage() -> impl IntoView {
+    let project = param("project");
+    let stage = param("stage");
+    let update = ServerAction::<UpdateStage>::new();
+    let suspend = ServerAction::<SuspendStage>::new();
+    let resume = ServerAction::<ResumeStage>::new();
+    let data = Resource::new(
+        move || (project.get(), stage.get(), update.version().get(), suspend.version().get(), resume.version().get()),
+        |(p, s, ..)| async move {
+            let stage = get_stage(p, s).await?;
+            let retention = get_retention().await?;
+            Ok::<_, AppError>((stage, retention))
+        },
+    );
+    view! {
+        <Transition fallback=loading>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok((stage, retention)) => {
+                        view! { <SettingsView stage retention update suspend resume/> }.into_any()
+                    }
+                    Err(error) => view! { <PageError error/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn SettingsView(
+    stage: Stage,
+    retention: RetentionPolicy,
+    update: ServerAction<UpdateStage>,
+    suspend: ServerAction<SuspendStage>,
+    resume: ServerAction<ResumeStage>,
+) -> impl IntoView {
+    view! {
+        <Title text=format!("Settings · {} · Pergola Stages", stage.name)/>
+        <nav aria-label="Breadcrumb" class="text-sm text-slate-500">
+            <a href="/" class="hover:underline">"Projects"</a>
+            " / "
+            <a href=paths::project(&stage.project_id) class="hover:underline">{stage.project_id.clone()}</a>
+            " / "
+            <a href=paths::stage(&stage.project_id, &stage.id) class="hover:underline">{stage.id.clone()}</a>
+            " / settings"
+        </nav>
+        <div class="mt-2 flex flex-wrap items-center gap-3">
+            <h1 class="text-2xl font-bold text-slate-900">"Settings of " {stage.name.clone()}</h1>
+            <TypeBadge stage_type=stage.stage_type/>
+            <StatusBadge status=stage.status/>
+        </div>
+        <div class="mt-6 max-w-2xl space-y-6">
+            <GeneralSection stage=stage.clone() update/>
+            <LifecycleSection stage=stage.clone() suspend resume/>
+            <DangerZone stage retention/>
+        </div>
+    }
+}
+
+#[component]
+fn GeneralSection(stage: Stage, update: ServerAction<UpdateStage>) -> impl IntoView {
+    let name = RwSignal::new(stage.name.clone());
+    let stage_type = RwSignal::new(stage.stage_type.as_str().to_owned());
+    let result = update.value();
+    let error = move || result.get().and_then(Result::err);
+    let field_error = move |field: &'static str| Signal::derive(move || error().and_then(|e| e.message_for(field)));
+    let other_error = move || error().filter(|e| !e.0.is_for("name") && !e.0.is_for("stage_type"));
+    let saved = move || matches!(result.get(), Some(Ok(_)));
+    let (project, id) = (stage.project_id.clone(), stage.id.clone());
+    let on_submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        update.dispatch(UpdateStage {
+            project: project.clone(),
+            stage: id.clone(),
+            name: name.get_untracked(),
+            stage_type: stage_type.get_untracked(),
+        });
+    };
+    view! {
+        <section aria-labelledby="general-title" class=ui::CARD>
+            <h2 id="general-title" class="font-semibold text-slate-900">"General"</h2>
+            <form class="mt-4 space-y-3" on:submit=on_submit novalidate>
+                <div>
+                    <label for="stage-name" class=ui::LABEL>"Name"</label>
+                    <input
+                        id="stage-name"
+                        class=ui::INPUT
+                        aria-describedby="stage-name-msg"
+                        prop:value=move || name.get()
+                        on:input=move |ev| name.set(event_target_value(&ev))
+                    />
+                    <FieldMessage id="stage-name-msg" message=field_error("name")/>
+                </div>
+                <div>
+                    <label for="stage-type" class=ui::LABEL>"Type"</label>
+                    <select
+                        id="stage-type"
+                        class=ui::INPUT
+                        prop:value=move || stage_type.get()
+                        on:change=move |ev| stage_type.set(event_target_value(&ev))
+                    >
+                        {StageType::ALL
+                            .into_iter()
+                            .map(|t| {
+                                view! { <option value=t.as_str() selected=t == stage.stage_type>{t.label()}</option> }
+                            })
+                            .collect_view()}
+                    </select>
+                    <FieldMessage id="stage-type-msg" message=field_error("stage_type")/>
+                </div>
+                <p class="text-sm text-slate-600">
+                    "Stage ID " <code class="font-mono">{stage.id.clone()}</code>
+                    " — it is part of this stage's links and never changes."
+                </p>
+                {move || other_error().map(|error| view! { <ErrorNotice error/> })}
+                <div class="flex items-center gap-4">
+                    <button type="submit" class=ui::PRIMARY disabled=move || update.pending().get()>"Save changes"</button>
+                    <p role="status" class="text-sm text-emerald-800">{move || saved().then_some("Saved.")}</p>
+                </div>
+            </form>
+        </section>
+    }
+}
+
+#[component]
+fn LifecycleSection(
+    stage: Stage,
+    suspend: ServerAction<SuspendStage>,
+    resume: ServerAction<ResumeStage>,
+) -> impl IntoView {
+    let error = move || {
+        suspend.value().get().and_then(Result::err).or_else(|| resume.value().get().and_then(Result::err))
+    };
+    let pending = move || suspend.pending().get() || resume.pending().get();
+    let (project, id) = (stage.project_id.clone(), stage.id.clone());
+    let (explanation, button) = match stage.status {
+        StageStatus::Running => (
+            "Suspending shuts down all running components (SIGTERM first, killed after a grace period of usually 60 seconds), stops incoming traffic and disables scheduled jobs. Data on persistent storage is kept; temporary data is lost. Jobs already started run to completion.",
+            view! {
+                <button
+                    type="button"
+                    class=ui::SECONDARY
+                    disabled=pending
+                    on:click=move |_| { suspend.dispatch(SuspendStage { project: project.clone(), stage: id.clone() }); }
+                >
+                    "Suspend stage"
+                </button>
+            }
+            .into_any(),
+        ),
+        StageStatus::Suspended => (
+            "This stage is suspended. Resuming restores its last state (services, storage, scheduled jobs) and serves the application again as soon as it is up.",
+            view! {
+                <button
+                    type="button"
+                    class=ui::PRIMARY
+                    disabled=pending
+                    on:click=move |_| { resume.dispatch(ResumeStage { project: project.clone(), stage: id.clone() }); }
+                >
+                    "Resume stage"
+                </button>
+            }
+            .into_any(),
+        ),
+    };
+    view! {
+        <section aria-labelledby="lifecycle-title" class=ui::CARD>
+            <h2 id="lifecycle-title" class="font-semibold text-slate-900">"Suspend or resume"</h2>
+            <p class="mt-2 text-sm text-slate-600">
+                "Status: " <StatusBadge status=stage.status/>
+            </p>
+            <p class="mt-2 text-sm text-slate-600">{explanation}</p>
+            {move || error().map(|error| view! { <div class="mt-3"><ErrorNotice error/></div> })}
+            <div class="mt-4">{button}</div>
+        </section>
+    }
+}
+
+#[component]
+fn DangerZone(stage: Stage, retention: RetentionPolicy) -> impl IntoView {
+    let open = RwSignal::new(false);
+    let confirm = RwSignal::new(String::new());
+    let delete = ServerAction::<DeleteStage>::new();
+    let navigate = use_navigate();
+    let project_url = paths::project(&stage.project_id);
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = delete.value().get() {
+            navigate(&project_url, Default::default());
+        }
+    });
+    let error = move || delete.value().get().and_then(Result::err);
+    let days = retention.days(stage.stage_type);
+    let keep = format!(
+        "{} stages are kept for {} day{} before they are deleted for good.",
+        stage.stage_type.label(),
+        days,
+        if days == 1 { "" } else { "s" }
+    );
+    let id = stage.id.clone();
+    let matches = move || confirm.get().trim() == id;
+    let (project, stage_id) = (stage.project_id.clone(), stage.id.clone());
+    let on_submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        delete.dispatch(DeleteStage {
+            project: project.clone(),
+            stage: stage_id.clone(),
+            confirm: confirm.get_untracked(),
+        });
+    };
+    let close = move || {
+        open.set(false);
+        confirm.set(String::new());
+    };
+    let prompt = format!("Type the Stage ID {} to confirm", stage.id);
+    view! {
+        <section aria-labelledby="danger-title" class="rounded-lg border border-rose-300 bg-white p-5 shadow-sm">
+            <h2 id="danger-title" class="font-semibold text-rose-800">"Delete this stage"</h2>
+            <p class="mt-2 text-sm text-slate-600">
+                "The stage is archived first: you can restore it, with its configuration and persistent storage, from the archived stages on the project page until its deletion date. "
+                {keep.clone()}
+            </p>
+            <button type="button" class=format!("mt-4 {}", ui::DANGER) aria-haspopup="dialog" on:click=move |_| open.set(true)>
+                "DELETE STAGE"
+            </button>
+        </section>
+        <Show when=move || open.get()>
+            <div class="fixed inset-0 z-40 flex items-start justify-center bg-slate-900/40 p-4 pt-24" on:click=move |_| close()>
+                <div
+                    role="dialog"
+                    aria-modal="true"
+                    aria-labelledby="delete-title"
+                    class="w-full max-w-md rounded-xl bg-white p-6 shadow-xl"
+                    on:click=|ev| ev.stop_propagation()
+                    on:keydown=move |ev| if ev.key() == "Escape" { close() }
+                >
+                    <h2 id="delete-title" class="text-lg font-semibold text-slate-900">
+                        {format!("Delete stage {}?", stage.name)}
+                    </h2>
+                    <p class="mt-2 text-sm text-slate-600">{keep.clone()}</p>
+                    <form class="mt-4 space-y-3" on:submit=on_submit.clone() novalidate>
+                        <div>
+                            <label for="delete-confirm" class=ui::LABEL>{prompt.clone()}</label>
+                            <input
+                                id="delete-confirm"
+                                class=format!("{} font-mono", ui::INPUT)
+                                autocomplete="off"
+                                spellcheck="false"
+                                aria-describedby="delete-confirm-msg"
+                                prop:value=move || confirm.get()
+                                on:input=move |ev| confirm.set(event_target_value(&ev))
+                            />
+                            <FieldMessage
+                                id="delete-confirm-msg"
+                                message=Signal::derive(move || error().map(|e| e.to_string()))
+                            />
+                        </div>
+                        <div class="flex justify-end gap-3">
+                            <button type="button" class=ui::SECONDARY on:click=move |_| close()>"Cancel"</button>
+                            <button
+                                type="submit"
+                                class=ui::DANGER
+                                disabled={
+                                    let matches = matches.clone();
+                                    move || !matches() || delete.pending().get()
+                                }
+                            >
+                                "Delete stage"
+                            </button>
+                        </div>
+                    </form>
+                </div>
+            </div>
+        </Show>
+    }
+}

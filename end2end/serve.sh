@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Starts the release server for the end-to-end tests on a fresh database.
+# Usage: serve.sh sqlite|postgres PORT
+set -euo pipefail
+cd "$(dirname "$0")/.."
+backend=$1
+port=$2
+export LEPTOS_SITE_ADDR="127.0.0.1:$port" LEPTOS_SITE_ROOT=target/site LEPTOS_ENV=PROD
+export RUST_LOG="${RUST_LOG:-warn}"
+case "$backend" in
+  sqlite)
+    dir=$(mktemp -d /tmp/pergola-e2e.XXXXXX)
+    export DATABASE_URL="sqlite://$dir/pergola.db"
+    ;;
+  postgres)
+    admin="${PERGOLA_TEST_POSTGRES_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
+    psql "$admin" -qc "DROP DATABASE IF EXISTS pergola_e2e WITH (FORCE)" -c "CREATE DATABASE pergola_e2e"
+    export DATABASE_URL="${admin%/*}/pergola_e2e"
+    ;;
+  *) echo "usage: serve.sh sqlite|postgres PORT" >&2; exit 2 ;;
+esac
+exec target/release/pergola-server

@@ -1,0 +1,59 @@
+import { expect, Page, test as base } from '@playwright/test';
+
+/** A test whose page must log no console error and throw no exception (hydration included). */
+export const test = base.extend<{ consoleErrors: string[] }>({
+  consoleErrors: async ({ page }, use) => {
+    const errors: string[] = [];
+    page.on('console', (msg) => {
+      if (msg.type() === 'error') errors.push(msg.text());
+    });
+    page.on('pageerror', (err) => errors.push(err.message));
+    page.on('dialog', (dialog) => {
+      errors.push(`unexpected browser dialog: ${dialog.message()}`);
+      void dialog.dismiss();
+    });
+    await use(errors);
+    expect(errors, 'console errors').toEqual([]);
+  },
+});
+export { expect };
+
+/** Navigates and waits until the page is hydrated (event handlers attached). */
+export async function open(page: Page, url: string) {
+  const response = await page.goto(url);
+  await expect(page.locator('body[data-hydrated="true"]')).toHaveCount(1);
+  return response;
+}
+
+export function unique(prefix: string): string {
+  return `${prefix} ${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+}
+
+/** Creates a project through the form on `/` and returns its ID (from the URL it lands on). */
+export async function createProject(page: Page, name = unique('Project')): Promise<string> {
+  await open(page, '/');
+  await page.getByLabel('Project name').fill(name);
+  await page.getByRole('button', { name: 'Create project' }).click();
+  await expect(page.getByRole('heading', { level: 1, name })).toBeVisible();
+  const id = new URL(page.url()).pathname.split('/').pop()!;
+  await expect(page.locator('body[data-hydrated="true"]')).toHaveCount(1);
+  return id;
+}
+
+/** Creates a stage through the "+ NEW STAGE" popup on the current project page. */
+export async function createStage(
+  page: Page,
+  name: string,
+  opts: { type?: 'dev' | 'qa' | 'prod'; id?: string } = {},
+) {
+  await page.getByRole('button', { name: '+ NEW STAGE' }).click();
+  const dialog = page.getByRole('dialog', { name: 'New stage' });
+  await dialog.getByLabel('Name').fill(name);
+  if (opts.type) await dialog.getByLabel('Type').selectOption(opts.type);
+  if (opts.id) await dialog.getByLabel('Stage ID').fill(opts.id);
+  await dialog.getByRole('button', { name: 'Create stage' }).click();
+  await expect(dialog).toBeHidden();
+  const card = page.getByRole('article', { name });
+  await expect(card).toBeVisible();
+  return card;
+}

@@ -1,0 +1,238 @@
+import { createProject, createStage, expect, open, test, unique } from './helpers';
+
+test('a new project gets an ID derived from its name and is listed', async ({ page, consoleErrors }) => {
+  const name = unique('Übersicht Café');
+  const id = await createProject(page, name);
+  expect(id).toMatch(/^ubersicht-cafe-[a-z0-9]+$/);
+  await open(page, '/');
+  await expect(page.getByRole('link', { name })).toBeVisible();
+  // The same ID again is refused with a suggestion.
+  await page.getByLabel('Project name').fill('whatever');
+  await page.getByLabel('Project ID').fill(id);
+  await page.getByRole('button', { name: 'Create project' }).click();
+  await expect(page.getByText(`Project ID '${id}' is already taken. Try '${id}-2'.`)).toBeVisible();
+});
+
+test('the popup derives the Stage ID live from the name and creates the stage', async ({ page, consoleErrors }) => {
+  const project = await createProject(page);
+  await page.getByRole('button', { name: '+ NEW STAGE' }).click();
+  const dialog = page.getByRole('dialog', { name: 'New stage' });
+  await expect(dialog).toBeVisible();
+  const name = dialog.getByLabel('Name');
+  const id = dialog.getByLabel('Stage ID');
+  await name.pressSequentially('My New Stage');
+  await expect(id).toHaveValue('my-new-stage');
+  await expect(dialog.getByText("'my-new-stage' is available.")).toBeVisible();
+  await name.fill('Übersicht Café');
+  await expect(id).toHaveValue('ubersicht-cafe');
+  await dialog.getByLabel('Type').selectOption('qa');
+  await dialog.getByRole('button', { name: 'Create stage' }).click();
+  await expect(dialog).toBeHidden();
+  const card = page.getByRole('article', { name: 'Übersicht Café' });
+  await expect(card).toContainText('ubersicht-cafe');
+  await expect(card).toContainText('QA');
+  await expect(card).toContainText('running');
+  await expect(page.getByRole('status')).toHaveText("Stage 'Übersicht Café' was created.");
+  await card.getByRole('link', { name: 'Übersicht Café' }).click();
+  await expect(page).toHaveURL(`/projects/${project}/stages/ubersicht-cafe`);
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Übersicht Café');
+});
+
+test('an overridden Stage ID stops following the name', async ({ page, consoleErrors }) => {
+  await createProject(page);
+  await page.getByRole('button', { name: '+ NEW STAGE' }).click();
+  const dialog = page.getByRole('dialog', { name: 'New stage' });
+  await dialog.getByLabel('Name').fill('Integration Tests');
+  await expect(dialog.getByLabel('Stage ID')).toHaveValue('integration-tests');
+  await dialog.getByLabel('Stage ID').fill('test');
+  await dialog.getByLabel('Name').fill('Integration Tests (nightly)');
+  await expect(dialog.getByLabel('Stage ID')).toHaveValue('test');
+  await dialog.getByRole('button', { name: 'Create stage' }).click();
+  const card = page.getByRole('article', { name: 'Integration Tests (nightly)' });
+  await expect(card).toContainText('test');
+  await expect(card.locator('code')).toHaveText('test');
+});
+
+test('a taken Stage ID is complained about, with a free suggestion, and nothing is created', async ({ page, consoleErrors }) => {
+  await createProject(page);
+  await createStage(page, 'dev');
+  await page.getByRole('button', { name: '+ NEW STAGE' }).click();
+  const dialog = page.getByRole('dialog', { name: 'New stage' });
+  await dialog.getByLabel('Name').fill('DEV');
+  await expect(dialog.getByLabel('Stage ID')).toHaveValue('dev');
+  // Live check while typing.
+  await expect(dialog.getByText("Stage ID 'dev' is already taken. Try 'dev-2'.")).toBeVisible();
+  await expect(dialog.getByLabel('Stage ID')).toHaveAttribute('aria-invalid', 'true');
+  // The server refuses it on submit too; the dialog stays open.
+  await dialog.getByRole('button', { name: 'Create stage' }).click();
+  await expect(dialog.getByText("Stage ID 'dev' is already taken. Try 'dev-2'.")).toBeVisible();
+  await expect(dialog).toBeVisible();
+  await expect(page.getByRole('article')).toHaveCount(1);
+  await dialog.getByRole('button', { name: "Use 'dev-2'" }).click();
+  await expect(dialog.getByLabel('Stage ID')).toHaveValue('dev-2');
+  await expect(dialog.getByText("'dev-2' is available.")).toBeVisible();
+  await dialog.getByRole('button', { name: 'Create stage' }).click();
+  await expect(dialog).toBeHidden();
+  await expect(page.getByRole('article', { name: 'DEV' })).toContainText('dev-2');
+  await expect(page.getByRole('article')).toHaveCount(2);
+});
+
+test('invalid Stage IDs and names are explained and create nothing', async ({ page, consoleErrors }) => {
+  await createProject(page);
+  await page.getByRole('button', { name: '+ NEW STAGE' }).click();
+  const dialog = page.getByRole('dialog', { name: 'New stage' });
+  const id = dialog.getByLabel('Stage ID');
+  await id.fill('Bad ID');
+  await expect(dialog.getByText(/may only contain lowercase letters/)).toBeVisible();
+  await expect(id).toHaveAttribute('aria-invalid', 'true');
+  await id.fill('9lives');
+  await expect(dialog.getByText('Stage ID must start with a letter.')).toBeVisible();
+  await id.fill('new');
+  await expect(dialog.getByText("'new' is reserved; please choose another Stage ID.")).toBeVisible();
+  await id.fill('fine');
+  await dialog.getByLabel('Name').fill('   ');
+  await dialog.getByRole('button', { name: 'Create stage' }).click();
+  await expect(dialog.getByText('Stage name is required.')).toBeVisible();
+  await dialog.getByRole('button', { name: 'Cancel' }).click();
+  await expect(dialog).toBeHidden();
+  await expect(page.getByRole('article')).toHaveCount(0);
+});
+
+test('a stage can be suspended and resumed from its settings', async ({ page, consoleErrors }) => {
+  const project = await createProject(page);
+  const card = await createStage(page, 'QA', { type: 'qa' });
+  await card.getByRole('link', { name: 'Settings of QA' }).click();
+  await expect(page).toHaveURL(`/projects/${project}/stages/qa/settings`);
+  await expect(page.locator('body[data-hydrated="true"]')).toHaveCount(1);
+  await page.getByRole('button', { name: 'Suspend stage' }).click();
+  await expect(page.getByRole('button', { name: 'Resume stage' })).toBeVisible();
+  await expect(page.getByRole('region', { name: 'Suspend or resume' })).toContainText('suspended');
+  await open(page, `/projects/${project}`);
+  await expect(page.getByRole('article', { name: 'QA' })).toContainText('suspended');
+  await open(page, `/projects/${project}/stages/qa/settings`);
+  await page.getByRole('button', { name: 'Resume stage' }).click();
+  await expect(page.getByRole('button', { name: 'Suspend stage' })).toBeVisible();
+  await open(page, `/projects/${project}`);
+  await expect(page.getByRole('article', { name: 'QA' })).toContainText('running');
+});
+
+test('settings rename and retype a stage; its ID never changes', async ({ page, consoleErrors }) => {
+  const project = await createProject(page);
+  await createStage(page, 'Staging');
+  await open(page, `/projects/${project}/stages/staging/settings`);
+  await page.getByLabel('Name').fill('');
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await expect(page.getByText('Stage name is required.')).toBeVisible();
+  await page.getByLabel('Name').fill('Pre-production');
+  await page.getByLabel('Type').selectOption('prod');
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await expect(page.getByRole('status').filter({ hasText: 'Saved.' })).toBeVisible();
+  await open(page, `/projects/${project}`);
+  const card = page.getByRole('article', { name: 'Pre-production' });
+  await expect(card).toContainText('PROD');
+  await expect(card.locator('code')).toHaveText('staging');
+});
+
+test('DELETE STAGE archives the stage; it is restorable from the archived list until its due date', async ({ page, consoleErrors }) => {
+  const project = await createProject(page);
+  await createStage(page, 'Integration Tests', { id: 'test' });
+  // Suspend first: a restore must bring back the status from before the deletion.
+  await open(page, `/projects/${project}/stages/test/settings`);
+  await page.getByRole('button', { name: 'Suspend stage' }).click();
+  await expect(page.getByRole('button', { name: 'Resume stage' })).toBeVisible();
+  await page.getByRole('button', { name: 'DELETE STAGE' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Delete stage Integration Tests?' });
+  await expect(dialog).toContainText('DEV stages are kept for 1 day');
+  const confirm = dialog.getByLabel('Type the Stage ID test to confirm');
+  const submit = dialog.getByRole('button', { name: 'Delete stage' });
+  await expect(submit).toBeDisabled();
+  await confirm.fill('tset');
+  await expect(submit).toBeDisabled();
+  await confirm.fill('test');
+  await expect(submit).toBeEnabled();
+  await submit.click();
+  await expect(page).toHaveURL(`/projects/${project}`);
+  await expect(page.getByRole('article')).toHaveCount(0);
+  const archived = page.getByRole('region', { name: 'Archived stages' });
+  const row = archived.getByRole('row', { name: 'Integration Tests' });
+  await expect(row).toContainText('test');
+  await expect(row).toContainText('DEV');
+  const cells = await row.getByRole('cell').allTextContents();
+  const archivedAt = Date.parse(cells[3].replace(' UTC', 'Z').replace(' ', 'T'));
+  const dueAt = Date.parse(cells[4].replace(' UTC', 'Z').replace(' ', 'T'));
+  expect(dueAt - archivedAt).toBe(24 * 3600 * 1000);
+  // The shared link of an archived stage says so.
+  const gone = await page.request.get(`/projects/${project}/stages/test`);
+  expect(gone.status()).toBe(404);
+  expect(await gone.text()).toContain('was deleted and is archived until');
+  await page.getByRole('button', { name: 'Restore test' }).click();
+  const card = page.getByRole('article', { name: 'Integration Tests' });
+  await expect(card).toBeVisible();
+  await expect(card).toContainText('suspended');
+  await expect(page.getByRole('status')).toHaveText("Stage 'Integration Tests' was restored.");
+  await expect(archived.getByText('No archived stages.')).toBeVisible();
+});
+
+test('a shared stage link works as a cold page load; unknown ones answer 404', async ({ browser, page, consoleErrors }) => {
+  const project = await createProject(page);
+  await createStage(page, 'Market EU', { type: 'prod' });
+  const context = await browser.newContext();
+  const teammate = await context.newPage();
+  const errors: string[] = [];
+  teammate.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  const response = await teammate.goto(`/projects/${project}/stages/market-eu`);
+  expect(response?.status()).toBe(200);
+  // Rendered by the server: the content is in the HTML before any script runs.
+  const html = await response!.text();
+  expect(html).toContain('Market EU');
+  await expect(teammate.locator('body[data-hydrated="true"]')).toHaveCount(1);
+  await expect(teammate.getByRole('heading', { level: 1 })).toHaveText('Market EU');
+  await expect(teammate.getByText('PROD').first()).toBeVisible();
+  expect(errors).toEqual([]);
+  for (const url of [`/projects/${project}/stages/nope`, '/projects/no-such-project', '/nowhere']) {
+    const r = await teammate.request.get(url);
+    expect(r.status(), url).toBe(404);
+    expect(await r.text()).toContain('Not found');
+  }
+  await context.close();
+});
+
+test('names with markup render as text', async ({ page, consoleErrors }) => {
+  await createProject(page);
+  const name = '<script>alert(1)</script> & "quotes"';
+  const card = await createStage(page, name);
+  await expect(card.getByRole('link', { name })).toBeVisible();
+  await expect(card.locator('code')).toHaveText('script-alert-1-script-quotes');
+  await page.reload();
+  await expect(page.getByRole('article', { name })).toBeVisible();
+});
+
+test('an administrator adjusts retention; it applies to stages deleted afterwards', async ({ page, consoleErrors }) => {
+  await open(page, '/admin');
+  const dev = page.getByLabel('DEV retention (days)');
+  await expect(dev).toHaveValue('1');
+  await dev.fill('0');
+  await page.getByRole('button', { name: 'Save retention' }).click();
+  await expect(page.getByText('Retention for DEV must be a whole number of days from 1 to 3650.')).toBeVisible();
+  try {
+    await dev.fill('3');
+    await page.getByRole('button', { name: 'Save retention' }).click();
+    await expect(page.getByText('Saved. Applies to stages deleted from now on.')).toBeVisible();
+    const project = await createProject(page);
+    await createStage(page, 'Short lived');
+    await open(page, `/projects/${project}/stages/short-lived/settings`);
+    await page.getByRole('button', { name: 'DELETE STAGE' }).click();
+    await expect(page.getByRole('dialog')).toContainText('DEV stages are kept for 3 days');
+    await page.getByLabel('Type the Stage ID short-lived to confirm').fill('short-lived');
+    await page.getByRole('button', { name: 'Delete stage' }).click();
+    await expect(page).toHaveURL(`/projects/${project}`);
+    const cells = await page.getByRole('row', { name: 'Short lived' }).getByRole('cell').allTextContents();
+    const toMs = (s: string) => Date.parse(s.replace(' UTC', 'Z').replace(' ', 'T'));
+    expect(toMs(cells[4]) - toMs(cells[3])).toBe(3 * 24 * 3600 * 1000);
+  } finally {
+    await open(page, '/admin');
+    await page.getByLabel('DEV retention (days)').fill('1');
+    await page.getByRole('button', { name: 'Save retention' }).click();
+    await expect(page.getByText('Saved. Applies to stages deleted from now on.')).toBeVisible();
+  }
+});

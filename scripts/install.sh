@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs everything Pergola Stages needs to build, run and test, on Debian 12.
+# Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+# System packages: a C toolchain (for Rust), Node.js + npm (Tailwind, wasm-opt, Playwright),
+# Chromium (browser tests), PostgreSQL (the production backend, tested too).
+packages=()
+command -v cc >/dev/null || packages+=(build-essential)
+command -v pkg-config >/dev/null || packages+=(pkg-config)
+command -v curl >/dev/null || packages+=(curl ca-certificates)
+command -v git >/dev/null || packages+=(git)
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
+[ -x /usr/bin/chromium ] || packages+=(chromium)
+command -v psql >/dev/null || packages+=(postgresql-client)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || packages+=(postgresql)
+if [ ${#packages[@]} -gt 0 ]; then
+  echo "==> apt-get install ${packages[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${packages[@]}"
+fi
+
+# Rust (stable) with the wasm target.
+if ! command -v cargo >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
+  echo "==> installing Rust (rustup)"
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+fi
+source scripts/env.sh
+rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+
+# cargo-leptos 0.3.10 (0.3.11 needs a newer rustc; no_downloads: it must not fetch tools).
+if ! cargo leptos --version 2>/dev/null | grep -q '0\.3\.10'; then
+  echo "==> cargo install cargo-leptos 0.3.10 (about 20 minutes, once)"
+  cargo install cargo-leptos --version 0.3.10 --locked --features no_downloads
+fi
+# wasm-bindgen-cli must match the wasm-bindgen pinned in Cargo.toml.
+if ! wasm-bindgen --version 2>/dev/null | grep -q '0\.2\.130'; then
+  echo "==> cargo install wasm-bindgen-cli 0.2.130"
+  cargo install wasm-bindgen-cli --version 0.2.130
+fi
+
+# Tailwind CSS, wasm-opt (binaryen) and Playwright, pinned by package-lock.json.
+if [ ! -x node_modules/.bin/tailwindcss ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "==> npm ci"
+  npm ci --no-audit --no-fund
+fi
+echo "==> tools ready"

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every test: domain unit + property tests, the store/service suite on SQLite and
+# PostgreSQL, and the Playwright end-to-end tests in Chromium against servers on both databases.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+source scripts/env.sh
+
+PG_ADMIN_URL="${PERGOLA_TEST_POSTGRES_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
+export PERGOLA_TEST_POSTGRES_URL="$PG_ADMIN_URL"
+
+# PostgreSQL must be up, and reachable with the test URL's password.
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  echo "==> starting PostgreSQL"
+  for version in $(ls /etc/postgresql); do
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  done
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+if ! psql "$PG_ADMIN_URL" -qAtc 'SELECT 1' >/dev/null 2>&1; then
+  echo "==> setting the postgres user's password for the tests"
+  (cd /tmp && runuser -u postgres -- psql -qc "ALTER USER postgres PASSWORD 'postgres'")
+fi
+# Databases left behind by interrupted runs.
+psql "$PG_ADMIN_URL" -qAtc "SELECT datname FROM pg_database WHERE datname LIKE 'pergola_test_%'" |
+  while read -r db; do psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"; done
+
+echo "==> unit, property and store tests (SQLite and PostgreSQL)"
+cargo test --locked -p pergola-domain -p pergola-core
+
+echo "==> end-to-end tests (release build, Chromium, SQLite and PostgreSQL)"
+cargo leptos end-to-end --release

@@ -1,0 +1,105 @@
+//! The Pergola Stages server.
+//!
+//! Configuration (environment):
+//! - `LEPTOS_SITE_ADDR` — listen address (default `127.0.0.1:3000`);
+//! - `PERGOLA_DATA_DIR` — where the embedded SQLite database lives (default `./data`);
+//! - `DATABASE_URL` — `sqlite://path/file.db` or `postgres://user:pass@host/db`
+//!   (default `sqlite://$PERGOLA_DATA_DIR/pergola.db`);
+//! - `PERGOLA_PURGE_INTERVAL_SECS` — how often archived stages are checked for purge (default 60);
+//! - `RUST_LOG` — log filter (default `info`).
+
+use app::{shell, App};
+use axum::{routing::get, Router};
+use leptos::prelude::*;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use pergola_core::{connect, purge::spawn_purge_task, Services, SystemClock};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .init();
+    if let Err(message) = run().await {
+        tracing::error!("{message}");
+        eprintln!("pergola-server: {message}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let conf = get_configuration(None).map_err(|e| format!("invalid Leptos configuration: {e}"))?;
+    let leptos_options = conf.leptos_options;
+    let addr = leptos_options.site_addr;
+
+    let data_dir = std::env::var("PERGOLA_DATA_DIR").unwrap_or_else(|_| "data".into());
+    let database_url = match std::env::var("DATABASE_URL") {
+        Ok(url) => url,
+        Err(_) => {
+            std::fs::create_dir_all(&data_dir)
+                .map_err(|e| format!("cannot create data dir '{data_dir}': {e}"))?;
+            format!("sqlite://{data_dir}/pergola.db")
+        }
+    };
+    let store = connect(&database_url)
+        .await
+        .map_err(|e| format!("cannot open the database ({}): {e}", redact(&database_url)))?;
+    tracing::info!(backend = store.backend(), "database ready");
+    let services = Services::new(store, Arc::new(SystemClock));
+
+    let purge_every = std::env::var("PERGOLA_PURGE_INTERVAL_SECS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(60);
+    spawn_purge_task(services.clone(), Duration::from_secs(purge_every));
+
+    let context = move || provide_context(services.clone());
+    let routes = generate_route_list(App);
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .leptos_routes_with_context(&leptos_options, routes, context.clone(), {
+            let options = leptos_options.clone();
+            move || shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler_with_context(context, shell))
+        .with_state(leptos_options);
+
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    tracing::info!("Pergola Stages listening on http://{addr}");
+    axum::serve(listener, app.into_make_service())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))
+}
+
+/// The database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            let user = creds.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+    tracing::info!("shutting down");
+}
