@@ -8,29 +8,44 @@ use pergola_domain::{IdCheck, Project, ProjectOverview, RetentionPolicy, Stage};
 fn services() -> Result<pergola_core::Services, AppError> {
     use_context::<pergola_core::Services>().ok_or_else(|| {
         tracing::error!("Services missing from the request context");
-        AppError(pergola_domain::Error::internal())
+        refuse(pergola_domain::Error::internal())
     })
+}
+
+/// Turns a refusal into the wire error and sets the response's HTTP status to match.
+#[cfg(feature = "ssr")]
+fn refuse(e: pergola_domain::Error) -> AppError {
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(crate::error::http_status(e.kind));
+    }
+    AppError(e)
+}
+
+/// Hands a service's result to the caller.
+#[cfg(feature = "ssr")]
+fn answer<T>(result: Result<T, pergola_domain::Error>) -> Result<T, AppError> {
+    result.map_err(refuse)
 }
 
 #[server]
 pub async fn list_projects() -> Result<Vec<Project>, AppError> {
-    Ok(services()?.list_projects().await?)
+    answer(services()?.list_projects().await)
 }
 
 /// `project_id` may be empty: the ID is then derived from the name.
 #[server]
 pub async fn create_project(name: String, project_id: String) -> Result<Project, AppError> {
-    Ok(services()?.create_project(&name, Some(&project_id)).await?)
+    answer(services()?.create_project(&name, Some(&project_id)).await)
 }
 
 #[server]
 pub async fn get_overview(project: String) -> Result<ProjectOverview, AppError> {
-    Ok(services()?.project_overview(&project).await?)
+    answer(services()?.project_overview(&project).await)
 }
 
 #[server]
 pub async fn check_stage_id(project: String, stage_id: String) -> Result<IdCheck, AppError> {
-    Ok(services()?.check_stage_id(&project, &stage_id).await?)
+    answer(services()?.check_stage_id(&project, &stage_id).await)
 }
 
 /// `stage_id` may be empty: the ID is then derived from the name.
@@ -41,12 +56,12 @@ pub async fn create_stage(
     stage_type: String,
     stage_id: String,
 ) -> Result<Stage, AppError> {
-    Ok(services()?.create_stage(&project, &name, &stage_type, Some(&stage_id)).await?)
+    answer(services()?.create_stage(&project, &name, &stage_type, Some(&stage_id)).await)
 }
 
 #[server]
 pub async fn get_stage(project: String, stage: String) -> Result<Stage, AppError> {
-    Ok(services()?.get_stage(&project, &stage).await?)
+    answer(services()?.get_stage(&project, &stage).await)
 }
 
 #[server]
@@ -56,35 +71,35 @@ pub async fn update_stage(
     name: String,
     stage_type: String,
 ) -> Result<Stage, AppError> {
-    Ok(services()?.update_stage(&project, &stage, &name, &stage_type).await?)
+    answer(services()?.update_stage(&project, &stage, &name, &stage_type).await)
 }
 
 #[server]
 pub async fn suspend_stage(project: String, stage: String) -> Result<Stage, AppError> {
-    Ok(services()?.suspend_stage(&project, &stage).await?)
+    answer(services()?.suspend_stage(&project, &stage).await)
 }
 
 #[server]
 pub async fn resume_stage(project: String, stage: String) -> Result<Stage, AppError> {
-    Ok(services()?.resume_stage(&project, &stage).await?)
+    answer(services()?.resume_stage(&project, &stage).await)
 }
 
 #[server]
 pub async fn delete_stage(project: String, stage: String, confirm: String) -> Result<Stage, AppError> {
-    Ok(services()?.delete_stage(&project, &stage, &confirm).await?)
+    answer(services()?.delete_stage(&project, &stage, &confirm).await)
 }
 
 #[server]
 pub async fn restore_stage(project: String, stage: String) -> Result<Stage, AppError> {
-    Ok(services()?.restore_stage(&project, &stage).await?)
+    answer(services()?.restore_stage(&project, &stage).await)
 }
 
 #[server]
 pub async fn get_retention() -> Result<RetentionPolicy, AppError> {
-    Ok(services()?.retention().await?)
+    answer(services()?.retention().await)
 }
 
 #[server]
 pub async fn set_retention(dev: String, qa: String, prod: String) -> Result<RetentionPolicy, AppError> {
-    Ok(services()?.set_retention(&dev, &qa, &prod).await?)
+    answer(services()?.set_retention(&dev, &qa, &prod).await)
 }

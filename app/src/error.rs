@@ -26,6 +26,20 @@ impl AppError {
     }
 }
 
+/// The HTTP status a refused request answers with, so the browser, proxies and logs see a
+/// refusal for what it is (and a missing project or stage page is a real 404).
+#[cfg(feature = "ssr")]
+pub fn http_status(kind: ErrorKind) -> http::StatusCode {
+    use http::StatusCode;
+    match kind {
+        ErrorKind::Validation => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict | ErrorKind::InvalidState => StatusCode::CONFLICT,
+        ErrorKind::Transport => StatusCode::BAD_GATEWAY,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl fmt::Display for AppError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0.message)

@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! The Pergola Stages dashboard: routes, pages, components and server functions.
 //!
 //! Pages render on the server (`ssr`) and hydrate in the browser (`hydrate`). All data goes

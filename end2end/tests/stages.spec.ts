@@ -28,12 +28,12 @@ test('the popup derives the Stage ID live from the name and creates the stage', 
   await dialog.getByLabel('Type').selectOption('qa');
   await dialog.getByRole('button', { name: 'Create stage' }).click();
   await expect(dialog).toBeHidden();
-  const card = page.getByRole('article', { name: 'Übersicht Café' });
+  const card = page.getByRole('article', { name: 'Übersicht Café', exact: true });
   await expect(card).toContainText('ubersicht-cafe');
   await expect(card).toContainText('QA');
   await expect(card).toContainText('running');
   await expect(page.getByRole('status')).toHaveText("Stage 'Übersicht Café' was created.");
-  await card.getByRole('link', { name: 'Übersicht Café' }).click();
+  await card.getByRole('link', { name: 'Übersicht Café', exact: true }).click();
   await expect(page).toHaveURL(`/projects/${project}/stages/ubersicht-cafe`);
   await expect(page.getByRole('heading', { level: 1 })).toHaveText('Übersicht Café');
 });
@@ -63,8 +63,10 @@ test('a taken Stage ID is complained about, with a free suggestion, and nothing 
   // Live check while typing.
   await expect(dialog.getByText("Stage ID 'dev' is already taken. Try 'dev-2'.")).toBeVisible();
   await expect(dialog.getByLabel('Stage ID')).toHaveAttribute('aria-invalid', 'true');
-  // The server refuses it on submit too; the dialog stays open.
+  // The server refuses it on submit too (409 Conflict); the dialog stays open.
+  const refused = page.waitForResponse((r) => r.url().includes('/api/create_stage'));
   await dialog.getByRole('button', { name: 'Create stage' }).click();
+  expect((await refused).status()).toBe(409);
   await expect(dialog.getByText("Stage ID 'dev' is already taken. Try 'dev-2'.")).toBeVisible();
   await expect(dialog).toBeVisible();
   await expect(page.getByRole('article')).toHaveCount(1);
@@ -73,7 +75,7 @@ test('a taken Stage ID is complained about, with a free suggestion, and nothing 
   await expect(dialog.getByText("'dev-2' is available.")).toBeVisible();
   await dialog.getByRole('button', { name: 'Create stage' }).click();
   await expect(dialog).toBeHidden();
-  await expect(page.getByRole('article', { name: 'DEV' })).toContainText('dev-2');
+  await expect(page.getByRole('article', { name: 'DEV', exact: true })).toContainText('dev-2');
   await expect(page.getByRole('article')).toHaveCount(2);
 });
 
@@ -108,12 +110,12 @@ test('a stage can be suspended and resumed from its settings', async ({ page, co
   await expect(page.getByRole('button', { name: 'Resume stage' })).toBeVisible();
   await expect(page.getByRole('region', { name: 'Suspend or resume' })).toContainText('suspended');
   await open(page, `/projects/${project}`);
-  await expect(page.getByRole('article', { name: 'QA' })).toContainText('suspended');
+  await expect(page.getByRole('article', { name: 'QA', exact: true })).toContainText('suspended');
   await open(page, `/projects/${project}/stages/qa/settings`);
   await page.getByRole('button', { name: 'Resume stage' }).click();
   await expect(page.getByRole('button', { name: 'Suspend stage' })).toBeVisible();
   await open(page, `/projects/${project}`);
-  await expect(page.getByRole('article', { name: 'QA' })).toContainText('running');
+  await expect(page.getByRole('article', { name: 'QA', exact: true })).toContainText('running');
 });
 
 test('settings rename and retype a stage; its ID never changes', async ({ page, consoleErrors }) => {
@@ -201,10 +203,10 @@ test('names with markup render as text', async ({ page, consoleErrors }) => {
   await createProject(page);
   const name = '<script>alert(1)</script> & "quotes"';
   const card = await createStage(page, name);
-  await expect(card.getByRole('link', { name })).toBeVisible();
+  await expect(card.getByRole('link', { name, exact: true })).toBeVisible();
   await expect(card.locator('code')).toHaveText('script-alert-1-script-quotes');
   await page.reload();
-  await expect(page.getByRole('article', { name })).toBeVisible();
+  await expect(page.getByRole('article', { name, exact: true })).toBeVisible();
 });
 
 test('an administrator adjusts retention; it applies to stages deleted afterwards', async ({ page, consoleErrors }) => {
@@ -224,7 +226,7 @@ test('an administrator adjusts retention; it applies to stages deleted afterward
     await page.getByRole('button', { name: 'DELETE STAGE' }).click();
     await expect(page.getByRole('dialog')).toContainText('DEV stages are kept for 3 days');
     await page.getByLabel('Type the Stage ID short-lived to confirm').fill('short-lived');
-    await page.getByRole('button', { name: 'Delete stage' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Delete stage' }).click();
     await expect(page).toHaveURL(`/projects/${project}`);
     const cells = await page.getByRole('row', { name: 'Short lived' }).getByRole('cell').allTextContents();
     const toMs = (s: string) => Date.parse(s.replace(' UTC', 'Z').replace(' ', 'T'));

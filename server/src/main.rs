@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! The Pergola Stages server.
 //!
 //! Configuration (environment):

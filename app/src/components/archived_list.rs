@@ -53,6 +53,7 @@ pub fn ArchivedList(
             </Show>
         </section>
     }
+    .into_any()
 }
 
 #[component]

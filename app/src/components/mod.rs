@@ -110,6 +110,24 @@ pub fn PageError(error: AppError) -> impl IntoView {
     }
 }
 
+/// Counts an action's successful completions: the refetch source for a page with a form. A
+/// refused submission must not refetch, since that re-renders (and so resets) the form the
+/// user is still filling in.
+pub fn successes<S>(action: ServerAction<S>) -> ReadSignal<u32>
+where
+    S: leptos::server_fn::ServerFn + Clone + Send + Sync + 'static,
+    S::Output: Clone + Send + Sync + 'static,
+    S::Error: Clone + Send + Sync + 'static,
+{
+    let (count, set_count) = signal(0u32);
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = action.value().get() {
+            set_count.update(|n| *n += 1);
+        }
+    });
+    count
+}
+
 pub fn loading() -> impl IntoView {
     view! { <p class="py-8 text-slate-500" aria-busy="true">"Loading…"</p> }
 }

@@ -28,10 +28,17 @@ pub fn NewStageDialog(
     let create = ServerAction::<CreateStage>::new();
     let name_ref = NodeRef::<html::Input>::new();
 
-    let schedule_check = move || {
-        if let Some(handle) = pending_check.get_value() {
+    // The timer and the request outlive a render: they may fire after the user navigated
+    // away, when this component's signals are gone, hence the `try_` accessors.
+    let cancel_check = move || {
+        if let Some(Some(handle)) = pending_check.try_get_value() {
             handle.clear();
         }
+    };
+    on_cleanup(cancel_check);
+
+    let schedule_check = move || {
+        cancel_check();
         check.set(None);
         let id = form.id.get_untracked().trim().to_owned();
         if id.is_empty() || form.local_error().is_some() {
@@ -39,12 +46,12 @@ pub fn NewStageDialog(
         }
         let handle = set_timeout_with_handle(
             move || {
-                let project = project.get_untracked();
+                let Some(project) = project.try_get_untracked() else { return };
                 leptos::task::spawn_local(async move {
                     let answer = check_stage_id(project, id.clone()).await;
                     // Ignore answers for an ID the user has typed over in the meantime.
-                    if form.id.get_untracked().trim() == id {
-                        check.set(answer.ok());
+                    if form.id.try_get_untracked().is_some_and(|current| current.trim() == id) {
+                        check.try_set(answer.ok());
                     }
                 });
             },
@@ -54,6 +61,7 @@ pub fn NewStageDialog(
     };
 
     let close = move || {
+        cancel_check();
         open.set(false);
         form.reset();
         stage_type.set(StageType::Dev.as_str().to_owned());
@@ -220,4 +228,5 @@ pub fn NewStageDialog(
             </div>
         </Show>
     }
+    .into_any()
 }

@@ -1,7 +1,7 @@
 //! `/admin`: the administrator's settings — retention of archived stages per type.
 
 use crate::api::{get_retention, SetRetention};
-use crate::components::{loading, ui, ErrorNotice, FieldMessage};
+use crate::components::{loading, successes, ui, ErrorNotice, FieldMessage};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -10,7 +10,8 @@ use pergola_domain::{RetentionPolicy, StageType};
 #[component]
 pub fn AdminPage() -> impl IntoView {
     let save = ServerAction::<SetRetention>::new();
-    let policy = Resource::new(move || save.version().get(), |_| get_retention());
+    let saves = successes(save);
+    let policy = Resource::new(move || saves.get(), |_| get_retention());
     view! {
         <Title text="Admin · Pergola Stages"/>
         <h1 class="text-2xl font-bold text-slate-900">"Administration"</h1>

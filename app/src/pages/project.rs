@@ -93,4 +93,5 @@ fn ProjectView(
         </section>
         <ArchivedList archived retention restore/>
     }
+    .into_any()
 }

@@ -2,7 +2,7 @@
 
 use super::param;
 use crate::api::{get_retention, get_stage, DeleteStage, ResumeStage, SuspendStage, UpdateStage};
-use crate::components::{loading, ui, ErrorNotice, FieldMessage, PageError, StatusBadge, TypeBadge};
+use crate::components::{loading, successes, ui, ErrorNotice, FieldMessage, PageError, StatusBadge, TypeBadge};
 use crate::error::AppError;
 use crate::paths;
 use leptos::ev::SubmitEvent;
@@ -18,8 +18,9 @@ pub fn StageSettingsPage() -> impl IntoView {
     let update = ServerAction::<UpdateStage>::new();
     let suspend = ServerAction::<SuspendStage>::new();
     let resume = ServerAction::<ResumeStage>::new();
+    let saves = successes(update);
     let data = Resource::new(
-        move || (project.get(), stage.get(), update.version().get(), suspend.version().get(), resume.version().get()),
+        move || (project.get(), stage.get(), saves.get(), suspend.version().get(), resume.version().get()),
         |(p, s, ..)| async move {
             let stage = get_stage(p, s).await?;
             let retention = get_retention().await?;
@@ -69,6 +70,7 @@ fn SettingsView(
             <DangerZone stage retention/>
         </div>
     }
+    .into_any()
 }
 
 #[component]
