@@ -316,3 +316,28 @@ impl NowForTests for pergola_core::ManualClock {
         pergola_core::Clock::now(self)
     }
 }
+
+/// The server's purge task purges at start-up, without waiting for its first interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_purge_task_purges_at_start_up() {
+    let env = common::sqlite_env().await;
+    let s = &env.services;
+    let p = project(&env, "Shop").await;
+    s.create_stage(&p, "gone", "dev", None).await.unwrap();
+    s.create_stage(&p, "kept", "prod", None).await.unwrap();
+    s.delete_stage(&p, "gone", "gone").await.unwrap();
+    s.delete_stage(&p, "kept", "kept").await.unwrap();
+    env.clock.advance(Duration::days(2));
+    let task = pergola_core::purge::spawn_purge_task(s.clone(), std::time::Duration::from_secs(3600));
+    let mut archived = Vec::new();
+    for _ in 0..100 {
+        archived = s.project_overview(&p).await.unwrap().archived;
+        if archived.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    task.abort();
+    assert_eq!(archived.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["kept"]);
+    env.cleanup().await;
+}

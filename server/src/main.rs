@@ -68,6 +68,7 @@ async fn run() -> Result<(), String> {
             move || shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler_with_context(context, shell))
+        .layer(tower_http::compression::CompressionLayer::new())
         .with_state(leptos_options);
 
     let listener = tokio::net::TcpListener::bind(addr)
