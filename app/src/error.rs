@@ -34,7 +34,7 @@ pub fn http_status(kind: ErrorKind) -> http::StatusCode {
     match kind {
         ErrorKind::Validation => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        ErrorKind::Conflict | ErrorKind::InvalidState => StatusCode::CONFLICT,
+        ErrorKind::Conflict | ErrorKind::InvalidState | ErrorKind::Expired => StatusCode::CONFLICT,
         ErrorKind::Transport => StatusCode::BAD_GATEWAY,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }

@@ -10,6 +10,8 @@ pub mod clock;
 pub mod purge;
 pub mod services;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use services::Services;

@@ -34,6 +34,11 @@ impl Services {
         Self { store, clock }
     }
 
+    /// The same store, seen through another clock.
+    pub fn with_clock(&self, clock: Arc<dyn Clock>) -> Self {
+        Self { store: self.store.clone(), clock }
+    }
+
     pub fn store(&self) -> &dyn Store {
         &*self.store
     }
@@ -236,7 +241,7 @@ impl Services {
         };
         let now = self.clock.now();
         let expired = || {
-            Error::invalid_state(format!(
+            Error::expired(format!(
                 "Stage '{stage_id}' was due for deletion on {} and can no longer be restored.",
                 format_time(due)
             ))

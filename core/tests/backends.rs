@@ -1,9 +1,7 @@
 //! One suite of store and service tests, run on SQLite and on PostgreSQL.
 
-mod common;
-
 use chrono::Duration;
-use common::Env;
+use pergola_core::testing::{self as common, Env};
 use pergola_domain::{ErrorKind, StageStatus, StageType};
 
 /// Every case, run once per backend.
@@ -24,8 +22,8 @@ macro_rules! backend_suite {
 
 macro_rules! all_backends {
     ($($case:ident),* $(,)?) => {
-        backend_suite!(sqlite, crate::common::sqlite_env; $($case),*);
-        backend_suite!(postgres, crate::common::postgres_env; $($case),*);
+        backend_suite!(sqlite, pergola_core::testing::sqlite_env; $($case),*);
+        backend_suite!(postgres, pergola_core::testing::postgres_env; $($case),*);
     };
 }
 
@@ -244,7 +242,7 @@ async fn restore_after_the_due_date_is_refused_even_before_purge(env: &Env) {
     s.delete_stage(&p, "qa", "qa").await.unwrap();
     env.clock.advance(Duration::days(7));
     let e = s.restore_stage(&p, "qa").await.unwrap_err();
-    assert_eq!(e.kind, ErrorKind::InvalidState);
+    assert_eq!(e.kind, ErrorKind::Expired);
     assert!(e.message.contains("can no longer be restored"), "{}", e.message);
     assert!(e.message.contains("2026-12-05 12:00 UTC"), "{}", e.message);
     assert_eq!(s.project_overview(&p).await.unwrap().archived.len(), 1, "not purged yet");

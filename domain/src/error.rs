@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The input breaks a rule; `field` names the input.
@@ -15,9 +16,11 @@ pub enum ErrorKind {
     NotFound,
     /// The ID is already taken; `suggestion` names a free one.
     Conflict,
-    /// The action is not possible in the current state (suspend a suspended stage, restore
-    /// after the deletion date, ...).
+    /// The action is not possible in the current state (suspend a suspended stage, restore a
+    /// stage that is not archived, ...).
     InvalidState,
+    /// An archived stage's deletion date has passed: it can no longer be restored.
+    Expired,
     /// The request never reached the server or its answer could not be read.
     Transport,
     /// Something failed on the server; details are in the server log only.
@@ -62,6 +65,10 @@ impl Error {
 
     pub fn invalid_state(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::InvalidState, message)
+    }
+
+    pub fn expired(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Expired, message)
     }
 
     pub fn transport(message: impl Into<String>) -> Self {

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Project {
     pub id: String,
     pub name: String,
@@ -14,6 +15,7 @@ pub struct Project {
 /// A stage, live or archived. `archived_at`/`purge_due_at` are set together when it is deleted;
 /// `status` keeps the status it had, so a restore brings that back.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Stage {
     pub project_id: String,
     pub id: String,
@@ -44,6 +46,7 @@ impl Stage {
 
 /// Everything the project page shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProjectOverview {
     pub project: Project,
     pub stages: Vec<Stage>,
@@ -53,6 +56,7 @@ pub struct ProjectOverview {
 
 /// The answer of the live Stage ID check in the "+ NEW STAGE" popup.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IdCheck {
     pub id: String,
     pub available: bool,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Retention in whole days per stage type. The seed's defaults: DEV 1, QA 7, PROD 30.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RetentionPolicy {
     pub dev_days: u32,
     pub qa_days: u32,

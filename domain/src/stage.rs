@@ -7,6 +7,7 @@ use std::fmt;
 /// The classification of a stage (see the seed: DEV, QA, PROD).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum StageType {
     Dev,
     Qa,
@@ -58,6 +59,7 @@ impl fmt::Display for StageType {
 /// Whether a live stage serves its application.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum StageStatus {
     Running,
     Suspended,

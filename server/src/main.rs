@@ -8,6 +8,9 @@
 //!   (default `sqlite://$PERGOLA_DATA_DIR/pergola.db`);
 //! - `PERGOLA_PURGE_INTERVAL_SECS` — how often archived stages are checked for purge (default 60);
 //! - `RUST_LOG` — log filter (default `info`).
+//!
+//! Routes: the dashboard (pages and server functions), the REST API under `/api/v1`
+//! (OpenAPI document at `/api/v1/openapi.json`), `/healthz`.
 
 use app::{shell, App};
 use axum::{routing::get, Router};
@@ -59,10 +62,12 @@ async fn run() -> Result<(), String> {
         .unwrap_or(60);
     spawn_purge_task(services.clone(), Duration::from_secs(purge_every));
 
+    let api = pergola_api::router(services.clone());
     let context = move || provide_context(services.clone());
     let routes = generate_route_list(App);
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .merge(api)
         .leptos_routes_with_context(&leptos_options, routes, context.clone(), {
             let options = leptos_options.clone();
             move || shell(options.clone())

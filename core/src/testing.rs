@@ -1,11 +1,13 @@
-//! Test harness: a fresh store per test, on SQLite (temp file) or PostgreSQL (temp database).
+//! Test support (feature `testing`): a fresh store per test, on SQLite (a temp file) or on
+//! PostgreSQL (a temp database created from `PERGOLA_TEST_POSTGRES_URL`), with a manual clock.
 
 use chrono::{TimeZone, Utc};
-use pergola_core::{connect, ManualClock, Services};
+use crate::{connect, ManualClock, Services, Store};
 use sqlx::{Connection, Executor, PgConnection};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// A store of its own with services on a manual clock (2026-11-28 12:00 UTC at the start).
 pub struct Env {
     pub services: Services,
     pub clock: ManualClock,
@@ -31,7 +33,7 @@ fn unique() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-fn env(store: Arc<dyn pergola_core::Store>, cleanup: Cleanup) -> Env {
+fn env(store: Arc<dyn Store>, cleanup: Cleanup) -> Env {
     let clock = clock();
     Env { services: Services::new(store, Arc::new(clock.clone())), clock, cleanup }
 }
@@ -59,6 +61,7 @@ pub async fn postgres_env() -> Env {
 }
 
 impl Env {
+    /// Removes the temp file or drops the temp database.
     pub async fn cleanup(self) {
         drop(self.services);
         match self.cleanup {

@@ -1,0 +1,92 @@
+//! Errors as `application/problem+json` (RFC 9457), one stable `type` per kind of failure.
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use pergola_domain::{Error, ErrorKind};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A refused or failed request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Problem {
+    /// Stable identifier of the kind of failure, e.g. `urn:pergola:problem:stage-id-taken`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// Short summary of the kind of failure.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong, for the user.
+    pub detail: String,
+    /// The request field concerned (validation errors, taken IDs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// A free alternative when an ID is taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suggestion: Option<String>,
+}
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The `type`, title and status of each kind of failure.
+pub fn classify(kind: ErrorKind, field: Option<&str>) -> (&'static str, &'static str, StatusCode) {
+    match kind {
+        ErrorKind::Validation if field == Some("body") => {
+            ("malformed-request", "The request body is not valid JSON of the expected shape", StatusCode::BAD_REQUEST)
+        }
+        ErrorKind::Validation => ("validation", "The input breaks a rule", StatusCode::UNPROCESSABLE_ENTITY),
+        ErrorKind::NotFound => ("not-found", "No such resource", StatusCode::NOT_FOUND),
+        ErrorKind::Conflict if field == Some("project_id") => {
+            ("project-id-taken", "The Project ID is already taken", StatusCode::CONFLICT)
+        }
+        ErrorKind::Conflict => ("stage-id-taken", "The Stage ID is already taken", StatusCode::CONFLICT),
+        ErrorKind::InvalidState => ("invalid-state", "Not possible in the current state", StatusCode::CONFLICT),
+        ErrorKind::Expired => {
+            ("restore-expired", "The stage's deletion date has passed", StatusCode::CONFLICT)
+        }
+        ErrorKind::Transport => ("bad-gateway", "An upstream service failed", StatusCode::BAD_GATEWAY),
+        ErrorKind::Internal => ("internal", "Internal server error", StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+impl From<Error> for Problem {
+    fn from(e: Error) -> Self {
+        let (code, title, status) = classify(e.kind, e.field.as_deref());
+        Problem {
+            problem_type: format!("urn:pergola:problem:{code}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: e.message,
+            field: e.field,
+            suggestion: e.suggestion,
+        }
+    }
+}
+
+/// The error side of every handler.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(e)
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        ApiError(Error::validation("body", rejection.body_text()))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = Problem::from(self.0);
+        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_string(&problem).unwrap_or_default();
+        (status, [(header::CONTENT_TYPE, PROBLEM_JSON)], body).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

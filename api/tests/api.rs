@@ -1,0 +1,268 @@
+//! The REST API against a live server, on SQLite and on PostgreSQL: every route, every error
+//! code, and every response checked against the served OpenAPI document.
+
+use chrono::{DateTime, Duration, Utc};
+use pergola_core::testing::{postgres_env, sqlite_env, Env};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    doc: Value,
+    seen: Mutex<BTreeSet<(String, String)>>,
+}
+
+struct Reply {
+    status: u16,
+    body: Value,
+    location: Option<String>,
+}
+
+impl Api {
+    async fn start(env: &Env) -> Api {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app: axum::Router = pergola_api::router(env.services.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let http = reqwest::Client::new();
+        let doc: Value = http.get(format!("{base}/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(doc["openapi"].as_str().map(|v| &v[..3]), Some("3.1"));
+        Api { base, http, doc, seen: Mutex::new(BTreeSet::new()) }
+    }
+
+    /// Calls `template` with its `{…}` placeholders filled from `args` in order, checks the
+    /// response against the document and records the operation as exercised.
+    async fn call(&self, method: &str, template: &str, args: &[&str], query: &str, body: Option<Value>) -> Reply {
+        let mut path = template.to_owned();
+        for arg in args {
+            let start = path.find('{').expect("a placeholder per argument");
+            let end = path[start..].find('}').unwrap() + start;
+            path.replace_range(start..=end, arg);
+        }
+        let url = format!("{}{path}{query}", self.base);
+        let mut req = self.http.request(method.parse().unwrap(), &url);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
+        let location = res.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+        let body: Value = res.json().await.unwrap();
+        let expected_type = if status < 400 { "application/json" } else { "application/problem+json" };
+        assert_eq!(content_type, expected_type, "{method} {path} -> {status}");
+        self.check_schema(method, template, status, &content_type, &body);
+        self.seen.lock().unwrap().insert((method.to_lowercase(), template.to_owned()));
+        Reply { status, body, location }
+    }
+
+    async fn raw_post(&self, path: &str, body: &'static str) -> Reply {
+        let res = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        Reply { status, body: res.json().await.unwrap(), location: None }
+    }
+
+    fn check_schema(&self, method: &str, template: &str, status: u16, content_type: &str, body: &Value) {
+        let op = &self.doc["paths"][template][method.to_lowercase()];
+        assert!(op.is_object(), "{method} {template} is not documented");
+        let schema = &op["responses"][status.to_string()]["content"][content_type]["schema"];
+        assert!(schema.is_object(), "{method} {template} does not document {status} {content_type}");
+        // The response schema, with the document's components beside it so `$ref`s resolve.
+        let mut root = schema.clone();
+        root["components"] = self.doc["components"].clone();
+        let validator = jsonschema::validator_for(&root).unwrap();
+        if let Err(e) = validator.validate(body) {
+            panic!("{method} {template} {status}: response does not match the document: {e}\n{body:#}");
+        }
+    }
+
+    fn documented_operations(&self) -> BTreeSet<(String, String)> {
+        let mut ops = BTreeSet::new();
+        for (path, item) in self.doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                ops.insert((method.clone(), path.clone()));
+            }
+        }
+        ops
+    }
+}
+
+fn problem<'a>(reply: &'a Reply, status: u16, code: &str) -> &'a Value {
+    assert_eq!(reply.status, status, "{:#}", reply.body);
+    assert_eq!(reply.body["type"], format!("urn:pergola:problem:{code}"), "{:#}", reply.body);
+    assert_eq!(reply.body["status"], status);
+    assert!(!reply.body["detail"].as_str().unwrap().is_empty());
+    &reply.body
+}
+
+fn time(v: &Value) -> DateTime<Utc> {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+const PROJECTS: &str = "/api/v1/projects";
+const PROJECT: &str = "/api/v1/projects/{project}";
+const STAGES: &str = "/api/v1/projects/{project}/stages";
+const STAGE: &str = "/api/v1/projects/{project}/stages/{stage}";
+const STAGE_ID: &str = "/api/v1/projects/{project}/stage-ids/{id}";
+const SUSPEND: &str = "/api/v1/projects/{project}/stages/{stage}/suspend";
+const RESUME: &str = "/api/v1/projects/{project}/stages/{stage}/resume";
+const RESTORE: &str = "/api/v1/projects/{project}/stages/{stage}/restore";
+const RETENTION: &str = "/api/v1/settings/retention";
+
+async fn walkthrough(env: &Env) {
+    let api = Api::start(env).await;
+
+    // Projects.
+    let r = api.call("POST", PROJECTS, &[], "", Some(json!({"name": "My New Project"}))).await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.body["id"], "my-new-project");
+    assert_eq!(r.location.as_deref(), Some("/api/v1/projects/my-new-project"));
+    let r = api.call("POST", PROJECTS, &[], "", Some(json!({"name": "my new project"}))).await;
+    let p = problem(&r, 409, "project-id-taken");
+    assert_eq!((p["field"].as_str(), p["suggestion"].as_str()), (Some("project_id"), Some("my-new-project-2")));
+    let r = api.call("POST", PROJECTS, &[], "", Some(json!({"name": "  "}))).await;
+    assert_eq!(problem(&r, 422, "validation")["field"], "name");
+    let r = api.call("POST", PROJECTS, &[], "", Some(json!({"title": "no name"}))).await;
+    problem(&r, 400, "malformed-request");
+    let r = api.raw_post(PROJECTS, "{not json").await;
+    problem(&r, 400, "malformed-request");
+    let r = api.call("GET", PROJECTS, &[], "", None).await;
+    assert_eq!(r.body.as_array().unwrap().len(), 1, "refusals created nothing");
+    let r = api.call("GET", PROJECT, &["my-new-project"], "", None).await;
+    assert_eq!((r.status, r.body["name"].as_str()), (200, Some("My New Project")));
+    problem(&api.call("GET", PROJECT, &["nope"], "", None).await, 404, "not-found");
+
+    // Stages.
+    let p = "my-new-project";
+    let r = api.call("POST", STAGES, &[p], "", Some(json!({"name": "my-new-stage", "type": "prod", "id": "stage1"}))).await;
+    assert_eq!((r.status, r.body["id"].as_str(), r.body["status"].as_str()), (201, Some("stage1"), Some("running")));
+    assert_eq!(r.location.as_deref(), Some("/api/v1/projects/my-new-project/stages/stage1"));
+    let r = api.call("POST", STAGES, &[p], "", Some(json!({"name": "uat", "type": "PROD"}))).await;
+    assert_eq!((r.body["id"].as_str(), r.body["stage_type"].as_str()), (Some("uat"), Some("prod")));
+    let r = api.call("POST", STAGES, &[p], "", Some(json!({"name": "UAT", "type": "qa"}))).await;
+    let body = problem(&r, 409, "stage-id-taken");
+    assert_eq!((body["field"].as_str(), body["suggestion"].as_str()), (Some("stage_id"), Some("uat-2")));
+    let r = api.call("POST", STAGES, &[p], "", Some(json!({"name": "x", "type": "staging"}))).await;
+    assert_eq!(problem(&r, 422, "validation")["field"], "stage_type");
+    let r = api.call("POST", STAGES, &[p], "", Some(json!({"name": "x", "type": "dev", "id": "Bad ID"}))).await;
+    assert_eq!(problem(&r, 422, "validation")["field"], "stage_id");
+    let r = api.call("POST", STAGES, &[p], "", Some(json!({"name": 42, "type": "dev"}))).await;
+    problem(&r, 400, "malformed-request");
+    problem(&api.call("POST", STAGES, &["nope"], "", Some(json!({"name": "x", "type": "dev"}))).await, 404, "not-found");
+    let r = api.call("GET", STAGES, &[p], "", None).await;
+    let ids: Vec<_> = r.body.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["stage1", "uat"]);
+    problem(&api.call("GET", STAGES, &["nope"], "", None).await, 404, "not-found");
+
+    let r = api.call("GET", STAGE_ID, &[p, "uat"], "", None).await;
+    assert_eq!((r.body["available"].as_bool(), r.body["suggestion"].as_str()), (Some(false), Some("uat-2")));
+    let r = api.call("GET", STAGE_ID, &[p, "integration"], "", None).await;
+    assert_eq!(r.body["available"], true);
+    problem(&api.call("GET", STAGE_ID, &["nope", "x"], "", None).await, 404, "not-found");
+
+    let r = api.call("GET", STAGE, &[p, "stage1"], "", None).await;
+    assert_eq!((r.status, r.body["name"].as_str()), (200, Some("my-new-stage")));
+    problem(&api.call("GET", STAGE, &[p, "nope"], "", None).await, 404, "not-found");
+    let r = api.call("PATCH", STAGE, &[p, "uat"], "", Some(json!({"name": "User Acceptance"}))).await;
+    assert_eq!((r.body["name"].as_str(), r.body["stage_type"].as_str(), r.body["id"].as_str()), (Some("User Acceptance"), Some("prod"), Some("uat")));
+    let r = api.call("PATCH", STAGE, &[p, "uat"], "", Some(json!({"type": "qa"}))).await;
+    assert_eq!((r.body["name"].as_str(), r.body["stage_type"].as_str()), (Some("User Acceptance"), Some("qa")));
+    assert_eq!(problem(&api.call("PATCH", STAGE, &[p, "uat"], "", Some(json!({"name": ""}))).await, 422, "validation")["field"], "name");
+    problem(&api.call("PATCH", STAGE, &[p, "uat"], "", Some(json!({"type": 7}))).await, 400, "malformed-request");
+    problem(&api.call("PATCH", STAGE, &[p, "nope"], "", Some(json!({"name": "x"}))).await, 404, "not-found");
+
+    // Lifecycle.
+    assert_eq!(api.call("POST", SUSPEND, &[p, "uat"], "", None).await.body["status"], "suspended");
+    problem(&api.call("POST", SUSPEND, &[p, "uat"], "", None).await, 409, "invalid-state");
+    problem(&api.call("POST", SUSPEND, &[p, "nope"], "", None).await, 404, "not-found");
+    assert_eq!(api.call("POST", RESUME, &[p, "uat"], "", None).await.body["status"], "running");
+    problem(&api.call("POST", RESUME, &[p, "uat"], "", None).await, 409, "invalid-state");
+    problem(&api.call("POST", RESUME, &[p, "nope"], "", None).await, 404, "not-found");
+    api.call("POST", SUSPEND, &[p, "uat"], "", None).await;
+
+    // Delete = archive (QA: 7 days), restore, restore after the due date.
+    let r = api.call("DELETE", STAGE, &[p, "uat"], "", None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(time(&r.body["purge_due_at"]) - time(&r.body["archived_at"]), Duration::days(7));
+    problem(&api.call("DELETE", STAGE, &[p, "uat"], "", None).await, 404, "not-found");
+    let r = api.call("GET", STAGES, &[p], "?archived=true", None).await;
+    assert_eq!(r.body[0]["id"], "uat");
+    assert!(r.body[0]["purge_due_at"].is_string());
+    assert_eq!(api.call("GET", STAGES, &[p], "", None).await.body.as_array().unwrap().len(), 1);
+    let r = api.call("POST", RESTORE, &[p, "uat"], "", None).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("suspended")));
+    problem(&api.call("POST", RESTORE, &[p, "uat"], "", None).await, 409, "invalid-state");
+    problem(&api.call("POST", RESTORE, &[p, "nope"], "", None).await, 404, "not-found");
+    api.call("DELETE", STAGE, &[p, "uat"], "", None).await;
+    env.clock.advance(Duration::days(7));
+    let r = api.call("POST", RESTORE, &[p, "uat"], "", None).await;
+    assert!(problem(&r, 409, "restore-expired")["detail"].as_str().unwrap().contains("can no longer be restored"));
+
+    // Administration.
+    let r = api.call("GET", RETENTION, &[], "", None).await;
+    assert_eq!(r.body, json!({"dev_days": 1, "qa_days": 7, "prod_days": 30}));
+    let r = api.call("PUT", RETENTION, &[], "", Some(json!({"dev_days": 2, "qa_days": 14, "prod_days": 60}))).await;
+    assert_eq!(r.body, json!({"dev_days": 2, "qa_days": 14, "prod_days": 60}));
+    let r = api.call("PUT", RETENTION, &[], "", Some(json!({"dev_days": 0, "qa_days": 14, "prod_days": 60}))).await;
+    assert_eq!(problem(&r, 422, "validation")["field"], "retention_dev");
+    problem(&api.call("PUT", RETENTION, &[], "", Some(json!({"dev_days": "two"}))).await, 400, "malformed-request");
+    assert_eq!(api.call("GET", RETENTION, &[], "", None).await.body["dev_days"], 2, "refusal changed nothing");
+
+    // Unknown API routes answer with a problem too.
+    let res = api.http.get(format!("{}/api/v1/nothing-here", api.base)).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 404);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+
+    // Every documented operation was exercised above.
+    let seen = api.seen.lock().unwrap().clone();
+    let documented = api.documented_operations();
+    let missing: Vec<_> = documented.difference(&seen).collect();
+    assert!(missing.is_empty(), "operations the test never called: {missing:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_walkthrough() {
+    let env = sqlite_env().await;
+    walkthrough(&env).await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_walkthrough() {
+    let env = postgres_env().await;
+    walkthrough(&env).await;
+    env.cleanup().await;
+}
+
+/// The document describes exactly the API's routes (the router is built from the same list).
+#[test]
+fn the_openapi_document_covers_every_route() {
+    let doc = serde_json::to_value(pergola_api::openapi()).unwrap();
+    let mut ops: Vec<String> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            ops.push(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    ops.sort();
+    let mut expected = vec![
+        format!("GET {PROJECTS}"), format!("POST {PROJECTS}"), format!("GET {PROJECT}"),
+        format!("GET {STAGES}"), format!("POST {STAGES}"),
+        format!("GET {STAGE}"), format!("PATCH {STAGE}"), format!("DELETE {STAGE}"),
+        format!("GET {STAGE_ID}"), format!("POST {SUSPEND}"), format!("POST {RESUME}"),
+        format!("POST {RESTORE}"), format!("GET {RETENTION}"), format!("PUT {RETENTION}"),
+    ];
+    expected.sort();
+    assert_eq!(ops, expected);
+    assert_eq!(doc["info"]["title"], "Pergola Stages API");
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+}

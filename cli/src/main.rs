@@ -1,0 +1,291 @@
+//! `pergola`: manage Pergola Stages from a shell, over the REST API.
+//!
+//! Exit codes: 0 success, 1 the request failed (the reason is one line on stderr), 2 usage.
+
+mod client;
+mod table;
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use client::{Client, Failure};
+use pergola_domain::{format_time, Project, Stage};
+use serde_json::json;
+use std::process::ExitCode;
+
+const EXAMPLES: &str = "\
+Examples:
+  pergola create project my-new-project
+  pergola create stage my-new-stage --type dev -p my-new-project
+  pergola create stage \"Integration tests\" --type qa --id test -p my-new-project
+  pergola list stage -p my-new-project
+  pergola suspend stage test -p my-new-project
+  pergola delete stage test -p my-new-project
+  pergola list stage --archived -p my-new-project
+  pergola restore stage test -p my-new-project
+  pergola list stage -p my-new-project -o json | jq '.[].id'
+  pergola completion bash > /etc/bash_completion.d/pergola";
+
+#[derive(Parser)]
+#[command(name = "pergola", version, about = "Manage the Stages of your Pergola Projects.", after_help = EXAMPLES)]
+struct Cli {
+    /// URL of the Pergola server.
+    #[arg(long, global = true, env = "PERGOLA_URL", default_value = "http://127.0.0.1:3000")]
+    server: String,
+    /// Output format: a table for people, JSON for scripts.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TypeArg {
+    Dev,
+    Qa,
+    Prod,
+}
+
+impl TypeArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            TypeArg::Dev => "dev",
+            TypeArg::Qa => "qa",
+            TypeArg::Prod => "prod",
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a project or a stage.
+    Create {
+        #[command(subcommand)]
+        what: CreateWhat,
+    },
+    /// List projects, or the stages of a project.
+    List {
+        #[command(subcommand)]
+        what: ListWhat,
+    },
+    /// Show one stage.
+    Get {
+        #[command(subcommand)]
+        what: OneStage,
+    },
+    /// Suspend a stage: components shut down gracefully, traffic and scheduled jobs stop, storage is kept.
+    Suspend {
+        #[command(subcommand)]
+        what: OneStage,
+    },
+    /// Resume a suspended stage.
+    Resume {
+        #[command(subcommand)]
+        what: OneStage,
+    },
+    /// Delete a stage: it is archived and can be restored until its retention runs out.
+    Delete {
+        #[command(subcommand)]
+        what: OneStage,
+    },
+    /// Restore an archived stage, with its configuration and previous status.
+    Restore {
+        #[command(subcommand)]
+        what: OneStage,
+    },
+    /// Print a shell completion script.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand)]
+enum CreateWhat {
+    /// Create a project; its ID is derived from the name unless --id is given.
+    Project {
+        /// Display name.
+        name: String,
+        /// Project ID (default: derived from the name).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Create a stage; its ID is derived from the name unless --id is given.
+    Stage {
+        /// Display name.
+        name: String,
+        /// Stage type.
+        #[arg(short = 't', long = "type", value_enum, ignore_case = true)]
+        stage_type: TypeArg,
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
+        /// Stage ID (default: derived from the name).
+        #[arg(long)]
+        id: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ListWhat {
+    /// List all projects.
+    #[command(visible_alias = "projects")]
+    Project,
+    /// List the stages of a project.
+    #[command(visible_alias = "stages")]
+    Stage {
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
+        /// List the archived (deleted, still restorable) stages with their deletion dates.
+        #[arg(long)]
+        archived: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum OneStage {
+    /// The stage with this Stage ID.
+    Stage {
+        /// Stage ID.
+        id: String,
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {failure}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let client = Client::new(&cli.server);
+    let out = Printer { format: cli.output };
+    match cli.command {
+        Command::Create { what: CreateWhat::Project { name, id } } => {
+            let project: Project = client.post("/api/v1/projects", &json!({ "name": name, "id": id }))?;
+            out.one(&project, || format!("Project '{}' created with ID '{}'.", project.name, project.id))
+        }
+        Command::Create { what: CreateWhat::Stage { name, stage_type, project, id } } => {
+            let body = json!({ "name": name, "type": stage_type.as_str(), "id": id });
+            let stage: Stage = client.post(&format!("/api/v1/projects/{project}/stages"), &body)?;
+            out.one(&stage, || {
+                format!(
+                    "Stage {} created in project '{}' ({}, {}).",
+                    quoted_label(&stage),
+                    stage.project_id,
+                    stage.stage_type.as_str(),
+                    stage.status
+                )
+            })
+        }
+        Command::List { what: ListWhat::Project } => {
+            let projects: Vec<Project> = client.get("/api/v1/projects")?;
+            out.many(&projects, &["project", "name", "created"], |p| {
+                vec![p.id.clone(), p.name.clone(), format_time(p.created_at)]
+            })
+        }
+        Command::List { what: ListWhat::Stage { project, archived: false } } => {
+            let stages: Vec<Stage> = client.get(&format!("/api/v1/projects/{project}/stages"))?;
+            out.many(&stages, &["stage", "type", "status"], |s| {
+                vec![s.display_label(), s.stage_type.as_str().to_owned(), s.status.to_string()]
+            })
+        }
+        Command::List { what: ListWhat::Stage { project, archived: true } } => {
+            let stages: Vec<Stage> = client.get(&format!("/api/v1/projects/{project}/stages?archived=true"))?;
+            out.many(&stages, &["stage", "type", "archived", "deleted for good on"], |s| {
+                vec![
+                    s.display_label(),
+                    s.stage_type.as_str().to_owned(),
+                    s.archived_at.map(format_time).unwrap_or_default(),
+                    s.purge_due_at.map(format_time).unwrap_or_default(),
+                ]
+            })
+        }
+        Command::Get { what: OneStage::Stage { id, project } } => {
+            let s: Stage = client.get(&stage_path(&project, &id))?;
+            out.one(&s, || {
+                format!(
+                    "name:     {}\nid:       {}\nproject:  {}\ntype:     {}\nstatus:   {}\ncreated:  {}\nchanged:  {}",
+                    s.name,
+                    s.id,
+                    s.project_id,
+                    s.stage_type.as_str(),
+                    s.status,
+                    format_time(s.created_at),
+                    format_time(s.updated_at)
+                )
+            })
+        }
+        Command::Suspend { what: OneStage::Stage { id, project } } => {
+            let s: Stage = client.post_waiting(&format!("{}/suspend", stage_path(&project, &id)), &format!("Suspending stage '{id}'"))?;
+            out.one(&s, || format!("Stage {} suspended.", quoted_label(&s)))
+        }
+        Command::Resume { what: OneStage::Stage { id, project } } => {
+            let s: Stage = client.post_waiting(&format!("{}/resume", stage_path(&project, &id)), &format!("Resuming stage '{id}'"))?;
+            out.one(&s, || format!("Stage {} resumed ({}).", quoted_label(&s), s.status))
+        }
+        Command::Delete { what: OneStage::Stage { id, project } } => {
+            let s: Stage = client.delete(&stage_path(&project, &id))?;
+            out.one(&s, || {
+                format!(
+                    "Stage {} deleted: archived until {}. Restore it with: pergola restore stage {} -p {}",
+                    quoted_label(&s),
+                    s.purge_due_at.map(format_time).unwrap_or_default(),
+                    s.id,
+                    s.project_id
+                )
+            })
+        }
+        Command::Restore { what: OneStage::Stage { id, project } } => {
+            let s: Stage = client.post_waiting(&format!("{}/restore", stage_path(&project, &id)), &format!("Restoring stage '{id}'"))?;
+            out.one(&s, || format!("Stage {} restored ({}).", quoted_label(&s), s.status))
+        }
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "pergola", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
+
+fn stage_path(project: &str, id: &str) -> String {
+    format!("/api/v1/projects/{project}/stages/{id}")
+}
+
+fn quoted_label(s: &Stage) -> String {
+    if s.name == s.id { format!("'{}'", s.id) } else { format!("'{}' ({})", s.name, s.id) }
+}
+
+struct Printer {
+    format: Output,
+}
+
+impl Printer {
+    fn one<T: serde::Serialize>(&self, value: &T, text: impl FnOnce() -> String) -> Result<(), Failure> {
+        match self.format {
+            Output::Json => println!("{}", serde_json::to_string_pretty(value).expect("serializable")),
+            Output::Table => println!("{}", text()),
+        }
+        Ok(())
+    }
+
+    fn many<T: serde::Serialize>(&self, values: &[T], header: &[&str], row: impl Fn(&T) -> Vec<String>) -> Result<(), Failure> {
+        match self.format {
+            Output::Json => println!("{}", serde_json::to_string_pretty(values).expect("serializable")),
+            Output::Table => print!("{}", table::render(header, &values.iter().map(row).collect::<Vec<_>>())),
+        }
+        Ok(())
+    }
+}

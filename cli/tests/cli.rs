@@ -1,0 +1,157 @@
+//! The `pergola` binary against a live server (the REST API on a fresh SQLite store).
+
+use assert_cmd::Command;
+use std::sync::OnceLock;
+
+/// One server for the whole file, on its own runtime thread; tests use distinct projects.
+fn server() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async move {
+                let env = pergola_core::testing::sqlite_env().await;
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(format!("http://{}", listener.local_addr().unwrap())).unwrap();
+                // The system clock, as in production: stages list in creation order.
+                let services = env.services.with_clock(std::sync::Arc::new(pergola_core::SystemClock));
+                let app: axum::Router = pergola_api::router(services);
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        rx.recv().unwrap()
+    })
+}
+
+fn pergola(args: &[&str]) -> Command {
+    let mut cmd = Command::cargo_bin("pergola").unwrap();
+    cmd.env("PERGOLA_URL", server()).args(args);
+    cmd
+}
+
+fn stdout_of(args: &[&str]) -> String {
+    let out = pergola(args).assert().success().get_output().stdout.clone();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn the_seeds_commands_work_as_written() {
+    pergola(&["create", "project", "my-new-project"]).assert().success().stdout("Project 'my-new-project' created with ID 'my-new-project'.\n");
+    pergola(&["create", "stage", "my-new-stage", "--type", "dev", "-p", "my-new-project"])
+        .assert()
+        .success()
+        .stdout("Stage 'my-new-stage' created in project 'my-new-project' (dev, running).\n");
+    let want = "\
+┌───────────────────────────────┐
+| stage        | type | status  |
+| ───────────────────────────── |
+| my-new-stage | dev  | running |
+└───────────────────────────────┘
+";
+    pergola(&["list", "stage", "-p", "my-new-project"]).assert().success().stdout(want);
+}
+
+#[test]
+fn list_stage_shows_name_and_id_when_they_differ_as_in_the_seed() {
+    pergola(&["create", "project", "Seed Example", "--id", "seed-example"]).assert().success();
+    let p = ["-p", "seed-example"];
+    pergola(&[&["create", "stage", "my-new-stage", "--type", "prod", "--id", "stage1"][..], &p].concat()).assert().success();
+    pergola(&[&["create", "stage", "uat", "--type", "PROD"][..], &p].concat()).assert().success();
+    pergola(&[&["create", "stage", "integration-tests", "-t", "qa", "--id", "test"][..], &p].concat())
+        .assert()
+        .success()
+        .stdout("Stage 'integration-tests' (test) created in project 'seed-example' (qa, running).\n");
+    pergola(&[&["suspend", "stage", "test"][..], &p].concat())
+        .assert()
+        .success()
+        .stdout("Stage 'integration-tests' (test) suspended.\n");
+    let want = "\
+┌─────────────────────────────────────────────┐
+| stage                    | type | status    |
+| ─────────────────────────────────────────── |
+| my-new-stage (stage1)    | prod | running   |
+| uat                      | prod | running   |
+| integration-tests (test) | qa   | suspended |
+└─────────────────────────────────────────────┘
+";
+    pergola(&["list", "stage", "-p", "seed-example"]).assert().success().stdout(want);
+    pergola(&["list", "stages", "-p", "seed-example"]).assert().success().stdout(want);
+}
+
+#[test]
+fn json_output_parses_back() {
+    pergola(&["create", "project", "json-project"]).assert().success();
+    let created: serde_json::Value =
+        serde_json::from_str(&stdout_of(&["create", "stage", "Market EU", "--type", "prod", "-p", "json-project", "-o", "json"])).unwrap();
+    assert_eq!((created["id"].as_str(), created["stage_type"].as_str()), (Some("market-eu"), Some("prod")));
+    let list: Vec<pergola_domain::Stage> = serde_json::from_str(&stdout_of(&["list", "stage", "-p", "json-project", "-o", "json"])).unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].name, "Market EU");
+    let projects: Vec<pergola_domain::Project> = serde_json::from_str(&stdout_of(&["list", "project", "-o", "json"])).unwrap();
+    assert!(projects.iter().any(|p| p.id == "json-project"));
+    let got: pergola_domain::Stage = serde_json::from_str(&stdout_of(&["get", "stage", "market-eu", "-p", "json-project", "-o", "json"])).unwrap();
+    assert_eq!(got.id, "market-eu");
+}
+
+#[test]
+fn lifecycle_delete_archive_and_restore() {
+    pergola(&["create", "project", "lifecycle"]).assert().success();
+    let p = ["-p", "lifecycle"];
+    pergola(&[&["create", "stage", "qa", "--type", "qa"][..], &p].concat()).assert().success();
+    pergola(&[&["suspend", "stage", "qa"][..], &p].concat()).assert().success();
+    pergola(&[&["resume", "stage", "qa"][..], &p].concat()).assert().success().stdout("Stage 'qa' resumed (running).\n");
+    let out = stdout_of(&[&["delete", "stage", "qa"][..], &p].concat());
+    assert!(out.starts_with("Stage 'qa' deleted: archived until "), "{out}");
+    assert!(out.ends_with("Restore it with: pergola restore stage qa -p lifecycle\n"), "{out}");
+    let archived = stdout_of(&["list", "stage", "--archived", "-p", "lifecycle"]);
+    assert!(archived.contains("| stage | type | archived ") && archived.contains("deleted for good on"), "{archived}");
+    assert!(archived.contains("| qa    | qa   | "), "{archived}");
+    assert_eq!(stdout_of(&["list", "stage", "-p", "lifecycle"]).lines().count(), 4, "header only");
+    pergola(&[&["restore", "stage", "qa"][..], &p].concat()).assert().success().stdout("Stage 'qa' restored (running).\n");
+    let got = stdout_of(&[&["get", "stage", "qa"][..], &p].concat());
+    assert!(got.contains("status:   running") && got.contains("type:     qa"), "{got}");
+}
+
+#[test]
+fn failures_print_one_line_and_exit_1() {
+    pergola(&["create", "project", "errors"]).assert().success();
+    pergola(&["create", "stage", "uat", "--type", "qa", "-p", "errors"]).assert().success();
+    pergola(&["create", "stage", "uat", "--type", "qa", "-p", "errors"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr("error: Stage ID 'uat' is already taken. Try 'uat-2'.\n");
+    pergola(&["create", "stage", "x", "--type", "dev", "--id", "Bad ID", "-p", "errors"])
+        .assert()
+        .code(1)
+        .stderr("error: Stage ID may only contain lowercase letters a-z, digits 0-9 and hyphens (found 'B').\n");
+    pergola(&["list", "stage", "-p", "no-such-project"]).assert().code(1).stderr("error: There is no project 'no-such-project'.\n");
+    pergola(&["resume", "stage", "uat", "-p", "errors"]).assert().code(1).stderr("error: Stage 'uat' is already running.\n");
+    let unreachable = Command::cargo_bin("pergola")
+        .unwrap()
+        .args(["list", "project", "--server", "http://127.0.0.1:9"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
+    let message = String::from_utf8(unreachable).unwrap();
+    assert!(message.starts_with("error: cannot reach the Pergola server at http://127.0.0.1:9"), "{message}");
+    assert_eq!(message.lines().count(), 1);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    pergola(&["create", "stage", "x", "--type", "dev"]).assert().code(2); // no -p
+    pergola(&["create", "stage", "x", "--type", "staging", "-p", "p"]).assert().code(2);
+    pergola(&["frobnicate"]).assert().code(2);
+}
+
+#[test]
+fn help_has_examples_and_completions_are_generated() {
+    let help = stdout_of(&["--help"]);
+    assert!(help.contains("pergola create stage my-new-stage --type dev -p my-new-project"), "{help}");
+    let bash = stdout_of(&["completion", "bash"]);
+    assert!(bash.contains("_pergola()"), "{}", &bash[..200.min(bash.len())]);
+}
