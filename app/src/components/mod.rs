@@ -72,6 +72,36 @@ pub fn FieldMessage(
     }
 }
 
+/// The "Type" field (DEV / QA / PROD) of the new-stage popup and the stage settings.
+#[component]
+pub fn StageTypeField(
+    /// The select's `id`; its message gets `{id}-msg`.
+    id: &'static str,
+    /// `dev`, `qa` or `prod`.
+    value: RwSignal<String>,
+    #[prop(into)] message: Signal<Option<String>>,
+) -> impl IntoView {
+    let initial = value.get_untracked();
+    view! {
+        <div>
+            <label for=id class=ui::LABEL>"Type"</label>
+            <select
+                id=id
+                class=ui::INPUT
+                aria-describedby=format!("{id}-msg")
+                prop:value=move || value.get()
+                on:change=move |ev| value.set(event_target_value(&ev))
+            >
+                {StageType::ALL
+                    .into_iter()
+                    .map(|t| view! { <option value=t.as_str() selected=t.as_str() == initial>{t.label()}</option> })
+                    .collect_view()}
+            </select>
+            <FieldMessage id=format!("{id}-msg") message/>
+        </div>
+    }
+}
+
 /// An error that is not about one field.
 #[component]
 pub fn ErrorNotice(error: AppError) -> impl IntoView {

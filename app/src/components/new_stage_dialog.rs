@@ -2,7 +2,7 @@
 //! (debounced) for availability while typing and again, atomically, by the server on submit.
 
 use super::derived_id::DerivedId;
-use super::{ui, ErrorNotice, FieldMessage};
+use super::{ui, ErrorNotice, FieldMessage, StageTypeField};
 use crate::api::{check_stage_id, CreateStage};
 use crate::error::AppError;
 use leptos::ev::SubmitEvent;
@@ -161,21 +161,7 @@ pub fn NewStageDialog(
                             />
                             <FieldMessage id="new-stage-name-msg" message=field_error("name")/>
                         </div>
-                        <div>
-                            <label for="new-stage-type" class=ui::LABEL>"Type"</label>
-                            <select
-                                id="new-stage-type"
-                                class=ui::INPUT
-                                prop:value=move || stage_type.get()
-                                on:change=move |ev| stage_type.set(event_target_value(&ev))
-                            >
-                                {StageType::ALL
-                                    .into_iter()
-                                    .map(|t| view! { <option value=t.as_str()>{t.label()}</option> })
-                                    .collect_view()}
-                            </select>
-                            <FieldMessage id="new-stage-type-msg" message=field_error("stage_type")/>
-                        </div>
+                        <StageTypeField id="new-stage-type" value=stage_type message=field_error("stage_type")/>
                         <div>
                             <label for="new-stage-id" class=ui::LABEL>"Stage ID"</label>
                             <input

@@ -2,14 +2,16 @@
 
 use super::param;
 use crate::api::{get_retention, get_stage, DeleteStage, ResumeStage, SuspendStage, UpdateStage};
-use crate::components::{loading, successes, ui, ErrorNotice, FieldMessage, PageError, StatusBadge, TypeBadge};
+use crate::components::{
+    loading, successes, ui, ErrorNotice, FieldMessage, PageError, StageTypeField, StatusBadge, TypeBadge,
+};
 use crate::error::AppError;
 use crate::paths;
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_navigate;
-use pergola_domain::{RetentionPolicy, Stage, StageStatus, StageType};
+use pergola_domain::{RetentionPolicy, Stage, StageStatus};
 
 #[component]
 pub fn StageSettingsPage() -> impl IntoView {
@@ -107,23 +109,7 @@ fn GeneralSection(stage: Stage, update: ServerAction<UpdateStage>) -> impl IntoV
                     />
                     <FieldMessage id="stage-name-msg" message=field_error("name")/>
                 </div>
-                <div>
-                    <label for="stage-type" class=ui::LABEL>"Type"</label>
-                    <select
-                        id="stage-type"
-                        class=ui::INPUT
-                        prop:value=move || stage_type.get()
-                        on:change=move |ev| stage_type.set(event_target_value(&ev))
-                    >
-                        {StageType::ALL
-                            .into_iter()
-                            .map(|t| {
-                                view! { <option value=t.as_str() selected=t == stage.stage_type>{t.label()}</option> }
-                            })
-                            .collect_view()}
-                    </select>
-                    <FieldMessage id="stage-type-msg" message=field_error("stage_type")/>
-                </div>
+                <StageTypeField id="stage-type" value=stage_type message=field_error("stage_type")/>
                 <p class="text-sm text-slate-600">
                     "Stage ID " <code class="font-mono">{stage.id.clone()}</code>
                     " — it is part of this stage's links and never changes."
