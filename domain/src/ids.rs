@@ -32,6 +32,8 @@ pub const RESERVED_IDS: &[&str] = &[
 pub enum IdKind {
     Project,
     Stage,
+    /// A component of a build: its name ends up in share-link host names too.
+    Component,
 }
 
 impl IdKind {
@@ -40,6 +42,7 @@ impl IdKind {
         match self {
             IdKind::Project => "project",
             IdKind::Stage => "stage",
+            IdKind::Component => "component",
         }
     }
 
@@ -48,6 +51,7 @@ impl IdKind {
         match self {
             IdKind::Project => "Project ID",
             IdKind::Stage => "Stage ID",
+            IdKind::Component => "Component name",
         }
     }
 
@@ -56,6 +60,7 @@ impl IdKind {
         match self {
             IdKind::Project => "project_id",
             IdKind::Stage => "stage_id",
+            IdKind::Component => "component",
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod ids;
+pub mod manifest;
 pub mod model;
 pub mod name;
 pub mod retention;
@@ -14,6 +15,7 @@ pub mod stage;
 
 pub use error::{Error, ErrorKind};
 pub use ids::{derive_id, numbered_id, suggestion_stem, validate_id, IdKind, MAX_ID_LEN, RESERVED_IDS};
+pub use manifest::{parse_manifest, ComponentKind, ComponentSpec, Manifest, ManifestError};
 pub use model::{IdCheck, Project, ProjectOverview, Stage};
 pub use name::{validate_name, MAX_NAME_CHARS};
 pub use retention::RetentionPolicy;

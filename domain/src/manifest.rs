@@ -1,0 +1,335 @@
+//! Build manifests: the TOML file that describes a Build's components.
+//!
+//! ```toml
+//! version = "1.4.2"            # optional label of the build
+//!
+//! [[component]]
+//! name = "web"                 # a DNS label: it ends up in share-link host names
+//! kind = "service"             # service | job | cron
+//! command = "./web"
+//! args = ["--verbose"]
+//! port = 8080                  # services only; injected as PORT
+//! storage = ["uploads"]        # named persistent volumes, kept across suspend and redeploy
+//! env = { LOG_LEVEL = "info" }
+//! health = { path = "/healthz", interval_secs = 5 }   # services only
+//!
+//! [[component]]
+//! name = "nightly"
+//! kind = "cron"
+//! schedule = "0 3 * * *"       # minute hour day-of-month month day-of-week
+//! command = "./cleanup"
+//! ```
+//!
+//! [`parse_manifest`] rejects a malformed manifest with the line and the reason.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+/// A manifest that passed every check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Manifest {
+    pub version: Option<String>,
+    pub components: Vec<ComponentSpec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ComponentSpec {
+    pub name: String,
+    pub kind: ComponentKind,
+    pub command: String,
+    pub args: Vec<String>,
+    pub port: Option<u16>,
+    pub schedule: Option<String>,
+    pub health: Option<HealthCheck>,
+    pub storage: Vec<String>,
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum ComponentKind {
+    /// Runs continuously; restarted when it exits.
+    Service,
+    /// Runs once per release, to completion.
+    Job,
+    /// Runs on a schedule, while the stage is running.
+    Cron,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HealthCheck {
+    /// HTTP path probed on the component's port, e.g. `/healthz`.
+    pub path: String,
+    /// Seconds between probes.
+    pub interval_secs: u32,
+}
+
+/// Why a manifest was rejected: the 1-based line (when known) and the reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestError {
+    pub line: Option<usize>,
+    pub reason: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}", self.reason),
+            None => f.write_str(&self.reason),
+        }
+    }
+}
+
+impl From<ManifestError> for crate::Error {
+    fn from(e: ManifestError) -> Self {
+        crate::Error::validation("manifest", format!("Invalid manifest, {e}"))
+    }
+}
+
+/// Environment variables the platform sets itself; a manifest may not override them.
+pub const RESERVED_ENV: &[&str] = &["PORT", "TMPDIR"];
+pub const RESERVED_ENV_PREFIX: &str = "PERGOLA_";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    version: Option<String>,
+    #[serde(default)]
+    component: Vec<toml::Spanned<RawComponent>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawComponent {
+    name: String,
+    kind: ComponentKind,
+    command: String,
+    #[serde(default)]
+    args: Vec<String>,
+    port: Option<u16>,
+    schedule: Option<String>,
+    health: Option<RawHealth>,
+    #[serde(default)]
+    storage: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    path: String,
+    #[serde(default = "default_interval")]
+    interval_secs: u32,
+}
+
+fn default_interval() -> u32 {
+    10
+}
+
+/// Parses and checks a manifest.
+pub fn parse_manifest(text: &str) -> Result<Manifest, ManifestError> {
+    let raw: RawManifest = toml::from_str(text).map_err(|e| ManifestError {
+        line: e.span().map(|span| line_of(text, span.start)),
+        reason: e.message().trim().to_owned(),
+    })?;
+    if raw.component.is_empty() {
+        return Err(ManifestError { line: None, reason: "the manifest has no [[component]]".into() });
+    }
+    let mut names = HashSet::new();
+    let mut components = Vec::with_capacity(raw.component.len());
+    for spanned in raw.component {
+        let line = line_of(text, spanned.span().start);
+        let c = spanned.into_inner();
+        let fail = |reason: String| Err(ManifestError { line: Some(line), reason: format!("component '{}': {reason}", c.name) });
+        if let Err(e) = crate::validate_id(crate::IdKind::Component, &c.name) {
+            return Err(ManifestError { line: Some(line), reason: e.message });
+        }
+        if !names.insert(c.name.clone()) {
+            return fail("the name is used by another component".into());
+        }
+        if c.command.trim().is_empty() {
+            return fail("command must not be empty".into());
+        }
+        match c.kind {
+            ComponentKind::Service => {
+                match c.port {
+                    None => return fail("a service needs a port (it is passed as PORT)".into()),
+                    Some(0) => return fail("port must be between 1 and 65535".into()),
+                    Some(_) => {}
+                }
+            }
+            ComponentKind::Job | ComponentKind::Cron => {
+                if c.port.is_some() || c.health.is_some() {
+                    return fail("only services have a port and a health check".into());
+                }
+            }
+        }
+        match (c.kind, &c.schedule) {
+            (ComponentKind::Cron, None) => return fail("a cron component needs a schedule".into()),
+            (ComponentKind::Cron, Some(s)) => {
+                if let Err(reason) = check_schedule(s) {
+                    return fail(reason);
+                }
+            }
+            (_, Some(_)) => return fail("only cron components have a schedule".into()),
+            _ => {}
+        }
+        if let Some(h) = &c.health {
+            if !h.path.starts_with('/') {
+                return fail("the health check path must start with '/'".into());
+            }
+            if h.interval_secs == 0 {
+                return fail("the health check interval must be at least 1 second".into());
+            }
+        }
+        let mut volumes = HashSet::new();
+        for volume in &c.storage {
+            if volume.is_empty() || !volume.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '-') {
+                return fail(format!("storage name '{volume}' may only contain a-z, 0-9, '_' and '-'"));
+            }
+            if !volumes.insert(volume) {
+                return fail(format!("storage '{volume}' is listed twice"));
+            }
+        }
+        for key in c.env.keys() {
+            if let Err(reason) = check_env_key(key) {
+                return fail(reason);
+            }
+        }
+        components.push(ComponentSpec {
+            name: c.name,
+            kind: c.kind,
+            command: c.command,
+            args: c.args,
+            port: c.port,
+            schedule: c.schedule,
+            health: c.health.map(|h| HealthCheck { path: h.path, interval_secs: h.interval_secs }),
+            storage: c.storage,
+            env: c.env,
+        });
+    }
+    Ok(Manifest { version: raw.version, components })
+}
+
+/// Environment variable names: `[A-Z_][A-Z0-9_]*`, not one the platform sets.
+pub fn check_env_key(key: &str) -> Result<(), String> {
+    let valid = key.chars().next().is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+        && key.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        return Err(format!("'{key}' is not a valid variable name (use A-Z, 0-9 and '_', not starting with a digit)"));
+    }
+    if RESERVED_ENV.contains(&key) || key.starts_with(RESERVED_ENV_PREFIX) {
+        return Err(format!("'{key}' is set by Pergola and cannot be overridden"));
+    }
+    Ok(())
+}
+
+/// A five-field cron schedule: minute, hour, day of month, month, day of week; each field `*`,
+/// a number, a range `a-b`, a list `a,b`, or a step `*/n`.
+fn check_schedule(schedule: &str) -> Result<(), String> {
+    const FIELDS: [(&str, u32, u32); 5] =
+        [("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7)];
+    let parts: Vec<&str> = schedule.split_whitespace().collect();
+    if parts.len() != 5 {
+        return Err(format!("schedule '{schedule}' needs 5 fields (minute hour day-of-month month day-of-week)"));
+    }
+    for (part, (field, lo, hi)) in parts.iter().zip(FIELDS) {
+        for item in part.split(',') {
+            let (range, step) = match item.split_once('/') {
+                Some((r, s)) => (r, Some(s)),
+                None => (item, None),
+            };
+            let number = |s: &str| s.parse::<u32>().ok().filter(|n| (lo..=hi).contains(n));
+            let range_ok = range == "*"
+                || number(range).is_some()
+                || range.split_once('-').is_some_and(|(a, b)| matches!((number(a), number(b)), (Some(a), Some(b)) if a <= b));
+            let step_ok = step.is_none_or(|s| s.parse::<u32>().is_ok_and(|n| n >= 1));
+            if !range_ok || !step_ok {
+                return Err(format!("schedule '{schedule}': '{item}' is not a valid {field} ({lo}-{hi})"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEMO: &str = r#"version = "1.0.0"
+
+[[component]]
+name = "web"
+kind = "service"
+command = "./web"
+args = ["--verbose"]
+port = 8080
+storage = ["uploads"]
+env = { LOG_LEVEL = "info" }
+health = { path = "/healthz", interval_secs = 5 }
+
+[[component]]
+name = "worker"
+kind = "job"
+command = "./migrate"
+
+[[component]]
+name = "nightly"
+kind = "cron"
+schedule = "*/15 3-5 * * 1,3"
+command = "./cleanup"
+"#;
+
+    #[test]
+    fn a_full_manifest_parses() {
+        let m = parse_manifest(DEMO).unwrap();
+        assert_eq!(m.version.as_deref(), Some("1.0.0"));
+        let names: Vec<_> = m.components.iter().map(|c| (c.name.as_str(), c.kind)).collect();
+        assert_eq!(names, [("web", ComponentKind::Service), ("worker", ComponentKind::Job), ("nightly", ComponentKind::Cron)]);
+        let web = &m.components[0];
+        assert_eq!((web.port, web.args.as_slice(), web.storage.as_slice()), (Some(8080), &["--verbose".to_owned()][..], &["uploads".to_owned()][..]));
+        assert_eq!(web.health, Some(HealthCheck { path: "/healthz".into(), interval_secs: 5 }));
+        assert_eq!(web.env["LOG_LEVEL"], "info");
+    }
+
+    #[test]
+    fn malformed_manifests_are_rejected_with_line_and_reason() {
+        let cases: &[(&str, Option<usize>, &str)] = &[
+            ("", None, "no [[component]]"),
+            ("[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"x\"\nport = 70000\n", Some(5), "70000"),
+            ("[[component]]\nname = \"web\"\nkind = \"daemon\"\ncommand = \"x\"\n", Some(3), "unknown variant `daemon`"),
+            ("[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"x\"\nprot = 80\n", Some(5), "unknown field `prot`"),
+            ("[[component]]\nname = \"web\"\nkind = \"service\"\n", Some(1), "missing field `command`"),
+            ("version = \"1\"\n\n[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"x\"\n", Some(3), "needs a port"),
+            ("[[component]]\nname = \"Web App\"\nkind = \"job\"\ncommand = \"x\"\n", Some(1), "Component name may only contain"),
+            ("[[component]]\nname = \"a\"\nkind = \"job\"\ncommand = \"x\"\n[[component]]\nname = \"a\"\nkind = \"job\"\ncommand = \"y\"\n", Some(5), "used by another component"),
+            ("[[component]]\nname = \"j\"\nkind = \"job\"\ncommand = \"x\"\nport = 80\n", Some(1), "only services have a port"),
+            ("[[component]]\nname = \"c\"\nkind = \"cron\"\ncommand = \"x\"\n", Some(1), "needs a schedule"),
+            ("[[component]]\nname = \"c\"\nkind = \"cron\"\ncommand = \"x\"\nschedule = \"61 * * * *\"\n", Some(1), "not a valid minute"),
+            ("[[component]]\nname = \"c\"\nkind = \"cron\"\ncommand = \"x\"\nschedule = \"* * *\"\n", Some(1), "needs 5 fields"),
+            ("[[component]]\nname = \"s\"\nkind = \"service\"\ncommand = \"x\"\nport = 1\nenv = { PORT = \"2\" }\n", Some(1), "'PORT' is set by Pergola"),
+            ("[[component]]\nname = \"s\"\nkind = \"service\"\ncommand = \"x\"\nport = 1\nenv = { lower = \"2\" }\n", Some(1), "not a valid variable name"),
+            ("[[component]]\nname = \"s\"\nkind = \"service\"\ncommand = \"x\"\nport = 1\nhealth = { path = \"healthz\" }\n", Some(1), "must start with '/'"),
+            ("[[component]]\nname = \"s\"\nkind = \"service\"\ncommand = \"x\"\nport = 1\nstorage = [\"Data\"]\n", Some(1), "storage name 'Data'"),
+            ("[[component]]\nname = \"s\"\nkind = \"job\"\ncommand = \"  \"\n", Some(1), "command must not be empty"),
+            ("[[component]\nname = 1", Some(1), ""),
+        ];
+        for (text, line, why) in cases {
+            let e = parse_manifest(text).expect_err(text);
+            assert_eq!(e.line, *line, "{text:?}: {e}");
+            assert!(e.reason.contains(why), "{text:?}: {e}");
+        }
+        let e: crate::Error = parse_manifest("").unwrap_err().into();
+        assert!(e.is_for("manifest"));
+    }
+}
