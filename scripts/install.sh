@@ -17,6 +17,7 @@ command -v git >/dev/null || packages+=(git)
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
 [ -x /usr/bin/chromium ] || packages+=(chromium)
+command -v python3 >/dev/null || packages+=(python3)
 command -v psql >/dev/null || packages+=(postgresql-client)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || packages+=(postgresql)
 if [ ${#packages[@]} -gt 0 ]; then

@@ -25,8 +25,8 @@ fi
 psql "$PG_ADMIN_URL" -qAtc "SELECT datname FROM pg_database WHERE datname LIKE 'pergola_test_%'" |
   while read -r db; do psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"; done
 
-echo "==> unit, property, store, REST API and CLI tests (SQLite and PostgreSQL)"
-cargo test --locked -p pergola-domain -p pergola-core -p pergola-api -p pergola-cli
+echo "==> unit, property, store, REST API, CLI and runtime tests (SQLite and PostgreSQL)"
+cargo test --locked -p pergola-domain -p pergola-core -p pergola-api -p pergola-cli -p pergola-runtime
 
 echo "==> end-to-end tests (release build, Chromium, SQLite and PostgreSQL)"
 cargo leptos end-to-end --release

@@ -1,0 +1,223 @@
+//! LocalRuntime with real processes (`sh` and `python3`).
+
+use pergola_domain::{ComponentKind, ComponentSpec};
+use pergola_runtime::{ComponentState, Health, LocalRuntime, Runtime, StageKey, StageSpec};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+struct Rig {
+    runtime: LocalRuntime,
+    dir: PathBuf,
+    key: StageKey,
+}
+
+impl Rig {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("pergola-runtime-{}-{}", std::process::id(), rand_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Rig { runtime: LocalRuntime::new(dir.join("data")), dir, key: StageKey { project: "shop".into(), stage: "qa".into() } }
+    }
+
+    fn spec(&self, components: Vec<ComponentSpec>) -> StageSpec {
+        let mut config = BTreeMap::new();
+        config.insert("GREETING".to_owned(), "hello from config".to_owned());
+        StageSpec { key: self.key.clone(), components, config, workdir: self.dir.clone() }
+    }
+
+    async fn wait_for(&self, what: &str, mut done: impl FnMut(&Self) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !done(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; status: {:?}", self.runtime.status(&self.key));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn logs(&self, component: &str) -> Vec<String> {
+        self.runtime.logs(&self.key, component).into_iter().map(|l| format!("{}: {}", l.stream, l.line)).collect()
+    }
+
+    fn state(&self, component: &str) -> Option<(ComponentState, Health, u32)> {
+        self.runtime.status(&self.key).into_iter().find(|c| c.name == component).map(|c| (c.state, c.health, c.restarts))
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+fn sh(name: &str, kind: ComponentKind, script: &str) -> ComponentSpec {
+    ComponentSpec {
+        name: name.into(),
+        kind,
+        command: "sh".into(),
+        args: vec!["-c".into(), script.into()],
+        port: (kind == ComponentKind::Service).then_some(1),
+        schedule: None,
+        health: None,
+        storage: vec![],
+        env: BTreeMap::new(),
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn alive(pid: i32) -> bool {
+    // Signal 0 only checks existence; a zombie is not alive for our purpose.
+    let exists = unsafe { libc_kill(pid, 0) } == 0;
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z ")).unwrap_or(false);
+    exists && !zombie
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+const GRACE: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn a_service_gets_its_environment_and_its_output_is_kept() {
+    let rig = Rig::new();
+    let mut web = sh("web", ComponentKind::Service, "echo \"port=$PORT project=$PERGOLA_PROJECT stage=$PERGOLA_STAGE component=$PERGOLA_COMPONENT greeting=$GREETING level=$LEVEL secret=${PERGOLA_TEST_SECRET:-none}\"; echo warning >&2; exec sleep 60");
+    web.port = Some(4321);
+    web.env.insert("LEVEL".into(), "debug".into());
+    std::env::set_var("PERGOLA_TEST_SECRET", "server-only");
+    rig.runtime.start(rig.spec(vec![web]), GRACE).await.unwrap();
+    rig.wait_for("output", |r| r.logs("web").len() >= 2).await;
+    let logs = rig.logs("web");
+    assert!(logs.contains(&"stdout: port=4321 project=shop stage=qa component=web greeting=hello from config level=debug secret=none".to_owned()), "{logs:?}");
+    assert!(logs.contains(&"stderr: warning".to_owned()), "{logs:?}");
+    assert_eq!(rig.state("web").unwrap().0, ComponentState::Running);
+    let report = rig.runtime.stop(&rig.key, GRACE).await;
+    assert_eq!(report.terminated, ["web"]);
+    assert_eq!(rig.state("web").unwrap().0, ComponentState::Stopped);
+}
+
+#[tokio::test]
+async fn health_follows_the_http_probe() {
+    let rig = Rig::new();
+    let (good, bad) = (free_port(), free_port());
+    let server = |name: &str, port: u16, path: &str| {
+        let mut c = sh(name, ComponentKind::Service, "exec python3 -m http.server \"$PORT\" --bind 127.0.0.1");
+        c.port = Some(port);
+        c.health = Some(pergola_domain::manifest::HealthCheck { path: path.into(), interval_secs: 1 });
+        c
+    };
+    rig.runtime.start(rig.spec(vec![server("good", good, "/"), server("bad", bad, "/missing")]), GRACE).await.unwrap();
+    rig.wait_for("good to be healthy", |r| r.state("good").unwrap().1 == Health::Healthy).await;
+    rig.wait_for("bad to be unhealthy", |r| r.state("bad").unwrap().1 == Health::Unhealthy).await;
+    rig.runtime.stop(&rig.key, GRACE).await;
+    assert_eq!(rig.state("good").unwrap().1, Health::Unknown, "no health without a process");
+}
+
+#[tokio::test]
+async fn a_crashing_service_is_restarted_and_counted() {
+    let rig = Rig::new();
+    rig.runtime.start(rig.spec(vec![sh("flaky", ComponentKind::Service, "echo attempt; exit 3")]), GRACE).await.unwrap();
+    rig.wait_for("three restarts", |r| r.state("flaky").unwrap().2 >= 3).await;
+    let status = rig.runtime.status(&rig.key).pop().unwrap();
+    assert_eq!(status.exit_code, Some(3));
+    assert!(rig.logs("flaky").iter().filter(|l| *l == "stdout: attempt").count() >= 3);
+    assert!(rig.logs("flaky").iter().any(|l| l == "pergola: exited with code 3; restarting"));
+    let report = rig.runtime.stop(&rig.key, GRACE).await;
+    assert!(report.killed.is_empty());
+    let restarts = rig.state("flaky").unwrap().2;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rig.state("flaky").unwrap().2, restarts, "no restarts after the stop");
+}
+
+#[tokio::test]
+async fn suspend_terminates_a_service_that_honours_sigterm_without_waiting_for_the_grace_period() {
+    let rig = Rig::new();
+    let polite = sh("polite", ComponentKind::Service, "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.05; done");
+    rig.runtime.start(rig.spec(vec![polite]), GRACE).await.unwrap();
+    rig.wait_for("ready", |r| r.logs("polite").contains(&"stdout: ready".to_owned())).await;
+    let started = Instant::now();
+    let report = rig.runtime.stop(&rig.key, GRACE).await;
+    assert!(started.elapsed() < GRACE, "did not wait for the grace period");
+    assert_eq!((report.terminated, report.killed), (vec!["polite".to_owned()], vec![]));
+    rig.wait_for("the goodbye line", |r| r.logs("polite").contains(&"stdout: bye".to_owned())).await;
+}
+
+#[tokio::test]
+async fn suspend_kills_a_service_that_ignores_sigterm_after_the_grace_period() {
+    let rig = Rig::new();
+    let stubborn = sh("stubborn", ComponentKind::Service, "trap '' TERM; echo $$ > \"$TMPDIR/pid\"; echo ready; while true; do sleep 0.05; done");
+    rig.runtime.start(rig.spec(vec![stubborn]), GRACE).await.unwrap();
+    rig.wait_for("ready", |r| r.logs("stubborn").contains(&"stdout: ready".to_owned())).await;
+    let pid = rig.runtime.status(&rig.key)[0].pid.unwrap() as i32;
+    let grace = Duration::from_millis(700);
+    let started = Instant::now();
+    let report = rig.runtime.stop(&rig.key, grace).await;
+    assert!(started.elapsed() >= grace, "waited the grace period first");
+    assert_eq!((report.terminated, report.killed), (vec![], vec!["stubborn".to_owned()]));
+    assert!(!alive(pid), "killed");
+    assert!(rig.logs("stubborn").iter().any(|l| l.contains("grace period; killed")));
+}
+
+#[tokio::test]
+async fn storage_survives_suspend_and_restart_but_temporary_data_does_not() {
+    let rig = Rig::new();
+    let mut app = sh(
+        "app",
+        ComponentKind::Service,
+        "echo \"kept=$(cat \"$PERGOLA_STORAGE_DATA/counter\" 2>/dev/null || echo none) tmp=$(cat \"$TMPDIR/scratch\" 2>/dev/null || echo none)\"; \
+         echo run >> \"$PERGOLA_STORAGE_DATA/counter\"; echo temp > \"$TMPDIR/scratch\"; echo \"tmpdir=$TMPDIR\"; exec sleep 60",
+    );
+    app.storage = vec!["data".into()];
+    rig.runtime.start(rig.spec(vec![app.clone()]), GRACE).await.unwrap();
+    rig.wait_for("first run", |r| r.logs("app").iter().any(|l| l.starts_with("stdout: tmpdir="))).await;
+    assert!(rig.logs("app").contains(&"stdout: kept=none tmp=none".to_owned()));
+    let tmpdir = rig.logs("app").iter().find_map(|l| l.strip_prefix("stdout: tmpdir=").map(PathBuf::from)).unwrap();
+    assert!(tmpdir.join("scratch").exists());
+    rig.runtime.stop(&rig.key, GRACE).await;
+    assert!(!tmpdir.exists(), "temporary data is lost on suspend");
+    let volume = rig.runtime.storage_dir(&rig.key, "data");
+    assert_eq!(std::fs::read_to_string(volume.join("counter")).unwrap(), "run\n", "storage is kept");
+    // Resume: the same storage, a fresh temp directory.
+    rig.runtime.start(rig.spec(vec![app]), GRACE).await.unwrap();
+    rig.wait_for("second run", |r| r.logs("app").iter().any(|l| l.starts_with("stdout: kept="))).await;
+    assert!(rig.logs("app").contains(&"stdout: kept=run tmp=none".to_owned()), "{:?}", rig.logs("app"));
+    rig.runtime.stop(&rig.key, GRACE).await;
+    rig.runtime.purge_storage(&rig.key).unwrap();
+    assert!(!volume.exists(), "purge deletes storage for good");
+}
+
+#[tokio::test]
+async fn a_started_job_runs_to_completion_during_a_suspend() {
+    let rig = Rig::new();
+    let mut job = sh("migrate", ComponentKind::Job, "echo started; sleep 1; echo finished > \"$PERGOLA_STORAGE_OUT/marker\"; exit 0");
+    job.port = None;
+    job.storage = vec!["out".into()];
+    let web = sh("web", ComponentKind::Service, "exec sleep 60");
+    rig.runtime.start(rig.spec(vec![job, web]), GRACE).await.unwrap();
+    rig.wait_for("the job to start", |r| r.logs("migrate").contains(&"stdout: started".to_owned())).await;
+    let report = rig.runtime.stop(&rig.key, Duration::from_millis(200)).await;
+    assert_eq!(report.terminated, ["web"], "only services are stopped");
+    let marker = rig.runtime.storage_dir(&rig.key, "out").join("marker");
+    assert!(!marker.exists(), "the job is still running after the suspend");
+    rig.wait_for("the job to complete", |r| r.state("migrate").unwrap().0 == ComponentState::Completed).await;
+    assert_eq!(std::fs::read_to_string(marker).unwrap(), "finished\n");
+    assert_eq!(rig.runtime.status(&rig.key).iter().find(|c| c.name == "migrate").unwrap().exit_code, Some(0));
+}
+
+#[tokio::test]
+async fn stopping_leaves_no_orphan_processes() {
+    let rig = Rig::new();
+    let parent = sh("parent", ComponentKind::Service, "sleep 300 & echo \"child=$!\"; wait");
+    rig.runtime.start(rig.spec(vec![parent]), GRACE).await.unwrap();
+    rig.wait_for("the grandchild", |r| r.logs("parent").iter().any(|l| l.starts_with("stdout: child="))).await;
+    let child: i32 = rig.logs("parent").iter().find_map(|l| l.strip_prefix("stdout: child=")).unwrap().parse().unwrap();
+    assert!(alive(child));
+    rig.runtime.stop(&rig.key, Duration::from_secs(2)).await;
+    rig.wait_for("the grandchild to be gone", |_| !alive(child)).await;
+}
