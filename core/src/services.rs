@@ -3,12 +3,14 @@
 //! Each one re-validates its input with `pergola-domain`, so no caller can skip a rule, and maps
 //! store failures to [`Error`]: users see a clear message, the server log keeps the detail.
 
+use crate::store::ConfigValue;
 use crate::{Clock, Store, StoreError};
 use pergola_domain::{
-    derive_id, format_time, numbered_id, suggestion_stem, validate_id, validate_name, Error, IdCheck,
+    derive_id, format_time, numbered_id, suggestion_stem, validate_config, validate_id, validate_name, ConfigEntry,
+    Error, IdCheck,
     IdKind, Project, ProjectOverview, RetentionPolicy, Stage, StageStatus, StageType,
 };
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -265,6 +267,50 @@ impl Services {
         Ok(purged)
     }
 
+    // ----- configuration --------------------------------------------------------------------
+
+    /// The configuration of a live stage; secret values are masked (`None`).
+    pub async fn config(&self, project_id: &str, stage_id: &str) -> Result<Vec<ConfigEntry>, Error> {
+        self.get_stage(project_id, stage_id).await?;
+        let values = self.store.list_config(project_id, stage_id).await.map_err(internal)?;
+        Ok(values.into_iter().map(masked).collect())
+    }
+
+    /// The configuration of a stage with secret values, for the runtime only: never send
+    /// this to a browser or a client.
+    pub async fn config_values(&self, project_id: &str, stage_id: &str) -> Result<BTreeMap<String, String>, Error> {
+        let values = self.store.list_config(project_id, stage_id).await.map_err(internal)?;
+        Ok(values.into_iter().map(|v| (v.key, v.value)).collect())
+    }
+
+    /// Sets one setting of a live stage. It applies with the stage's next release.
+    pub async fn set_config(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+        key: &str,
+        value: &str,
+        secret: bool,
+    ) -> Result<ConfigEntry, Error> {
+        let key = key.trim();
+        validate_config(key, value)?;
+        self.get_stage(project_id, stage_id).await?;
+        let entry = ConfigValue { key: key.to_owned(), value: value.to_owned(), secret, updated_at: self.clock.now() };
+        if !self.store.set_config(project_id, stage_id, &entry).await.map_err(internal)? {
+            return Err(self.get_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));
+        }
+        Ok(masked(entry))
+    }
+
+    /// Removes one setting of a live stage.
+    pub async fn unset_config(&self, project_id: &str, stage_id: &str, key: &str) -> Result<(), Error> {
+        self.get_stage(project_id, stage_id).await?;
+        if !self.store.unset_config(project_id, stage_id, key.trim()).await.map_err(internal)? {
+            return Err(Error::not_found(format!("Stage '{stage_id}' has no setting '{}'.", key.trim())));
+        }
+        Ok(())
+    }
+
     // ----- administration -------------------------------------------------------------------
 
     /// The retention policy in force (the seed's defaults until an administrator changes it).
@@ -330,6 +376,11 @@ impl Services {
         }
         Ok(err)
     }
+}
+
+/// What leaves the server of a setting: a secret's value stays behind.
+fn masked(v: ConfigValue) -> ConfigEntry {
+    ConfigEntry { value: (!v.secret).then_some(v.value), key: v.key, secret: v.secret, updated_at: v.updated_at }
 }
 
 /// The ID the user typed (trimmed, validated) or, when blank, the one derived from `name`.

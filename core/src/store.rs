@@ -44,6 +44,15 @@ impl From<pergola_domain::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A stored configuration setting, secrets included (server side only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigValue {
+    pub key: String,
+    pub value: String,
+    pub secret: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// `sqlite` or `postgres`.
@@ -93,6 +102,18 @@ pub trait Store: Send + Sync {
         -> StoreResult<bool>;
     /// Deletes, for good, every archived stage due at `now`; returns (project, stage) IDs.
     async fn purge_due(&self, now: DateTime<Utc>) -> StoreResult<Vec<(String, String)>>;
+
+    /// The configuration of a stage (live or archived), ordered by key.
+    async fn list_config(&self, project_id: &str, stage_id: &str) -> StoreResult<Vec<ConfigValue>>;
+    /// Sets one setting of a live stage. False when there is no such live stage.
+    async fn set_config(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+        entry: &ConfigValue,
+    ) -> StoreResult<bool>;
+    /// Removes one setting of a live stage. False when there was none.
+    async fn unset_config(&self, project_id: &str, stage_id: &str, key: &str) -> StoreResult<bool>;
 
     async fn get_setting(&self, key: &str) -> StoreResult<Option<String>>;
     /// Writes all pairs in one transaction.
@@ -388,6 +409,67 @@ macro_rules! sql_store {
                 .bind(millis(now))
                 .fetch_all(&self.pool)
                 .await?)
+            }
+
+            async fn list_config(&self, project_id: &str, stage_id: &str) -> StoreResult<Vec<ConfigValue>> {
+                use sqlx::Row;
+                let rows = sqlx::query(
+                    "SELECT c.key, c.value, c.secret, c.updated_at FROM stage_config c \
+                     JOIN stages s ON s.uid = c.stage_uid \
+                     WHERE s.project_id = $1 AND s.stage_id = $2 ORDER BY c.key",
+                )
+                .bind(project_id)
+                .bind(stage_id)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(ConfigValue {
+                            key: row.try_get("key")?,
+                            value: row.try_get("value")?,
+                            secret: row.try_get("secret")?,
+                            updated_at: from_millis(row.try_get("updated_at")?)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn set_config(
+                &self,
+                project_id: &str,
+                stage_id: &str,
+                entry: &ConfigValue,
+            ) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "INSERT INTO stage_config (stage_uid, key, value, secret, updated_at) \
+                     SELECT uid, $3, $4, $5, $6 FROM stages \
+                     WHERE project_id = $1 AND stage_id = $2 AND archived_at IS NULL \
+                     ON CONFLICT (stage_uid, key) DO UPDATE SET value = excluded.value, \
+                     secret = excluded.secret, updated_at = excluded.updated_at",
+                )
+                .bind(project_id)
+                .bind(stage_id)
+                .bind(&entry.key)
+                .bind(&entry.value)
+                .bind(entry.secret)
+                .bind(millis(entry.updated_at))
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn unset_config(&self, project_id: &str, stage_id: &str, key: &str) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "DELETE FROM stage_config WHERE key = $3 AND stage_uid IN \
+                     (SELECT uid FROM stages WHERE project_id = $1 AND stage_id = $2 \
+                     AND archived_at IS NULL)",
+                )
+                .bind(project_id)
+                .bind(stage_id)
+                .bind(key)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn get_setting(&self, key: &str) -> StoreResult<Option<String>> {

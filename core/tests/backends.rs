@@ -41,6 +41,7 @@ all_backends!(
     purge_deletes_only_due_stages_and_frees_their_ids,
     retention_changes_apply_to_stages_archived_afterwards,
     names_are_stored_verbatim,
+    configuration_masks_secrets_survives_restore_and_is_purged,
 );
 
 async fn project(env: &Env, name: &str) -> String {
@@ -303,6 +304,42 @@ async fn names_are_stored_verbatim(env: &Env) {
     let st = s.create_stage(&p, name, "dev", None).await.unwrap();
     assert_eq!(s.get_stage(&p, &st.id).await.unwrap().name, name);
     assert_eq!(s.get_project(&p).await.unwrap().name, "Robert'); DROP TABLE projects;--");
+}
+
+async fn configuration_masks_secrets_survives_restore_and_is_purged(env: &Env) {
+    let s = &env.services;
+    let p = project(env, "Shop").await;
+    s.create_stage(&p, "qa", "qa", None).await.unwrap();
+    let e = s.set_config(&p, "qa", "LOG_LEVEL", "debug", false).await.unwrap();
+    assert_eq!((e.key.as_str(), e.value.as_deref(), e.secret), ("LOG_LEVEL", Some("debug"), false));
+    let e = s.set_config(&p, "qa", " API_TOKEN ", "s3cr3t", true).await.unwrap();
+    assert_eq!((e.key.as_str(), e.value, e.secret), ("API_TOKEN", None, true), "secrets are not sent back");
+    s.set_config(&p, "qa", "LOG_LEVEL", "info", false).await.unwrap();
+    let listed: Vec<_> = s.config(&p, "qa").await.unwrap().into_iter().map(|e| (e.key, e.value)).collect();
+    assert_eq!(listed, [("API_TOKEN".to_owned(), None), ("LOG_LEVEL".to_owned(), Some("info".to_owned()))]);
+    let values = s.config_values(&p, "qa").await.unwrap();
+    assert_eq!(values["API_TOKEN"], "s3cr3t", "the runtime gets the real value");
+    // Refusals change nothing.
+    assert!(s.set_config(&p, "qa", "PORT", "1", false).await.unwrap_err().is_for("key"));
+    assert!(s.set_config(&p, "qa", "lower", "1", false).await.unwrap_err().is_for("key"));
+    assert!(s.set_config(&p, "qa", "NUL", "a\0b", false).await.unwrap_err().is_for("value"));
+    assert_eq!(s.set_config(&p, "nope", "A", "1", false).await.unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(s.unset_config(&p, "qa", "MISSING").await.unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(s.config(&p, "qa").await.unwrap().len(), 2);
+    // Archived: kept but not editable; restored: back as it was.
+    s.delete_stage(&p, "qa", "qa").await.unwrap();
+    assert_eq!(s.config(&p, "qa").await.unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(s.set_config(&p, "qa", "A", "1", false).await.unwrap_err().kind, ErrorKind::NotFound);
+    s.restore_stage(&p, "qa").await.unwrap();
+    assert_eq!(s.config_values(&p, "qa").await.unwrap().len(), 2, "restore keeps the configuration");
+    s.unset_config(&p, "qa", "LOG_LEVEL").await.unwrap();
+    assert_eq!(s.config(&p, "qa").await.unwrap().len(), 1);
+    // Purged: the configuration goes with the stage.
+    s.delete_stage(&p, "qa", "qa").await.unwrap();
+    env.clock.advance(Duration::days(7));
+    s.purge_due().await.unwrap();
+    s.create_stage(&p, "qa", "qa", None).await.unwrap();
+    assert!(s.config(&p, "qa").await.unwrap().is_empty(), "a new stage with the old ID starts empty");
 }
 
 trait NowForTests {

@@ -65,3 +65,62 @@ pub struct IdCheck {
     /// A free alternative when it is taken.
     pub suggestion: Option<String>,
 }
+
+/// One configuration setting of a stage, as the dashboard, API and CLI see it: a secret's
+/// value is never sent back once saved (`value` is `None`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConfigEntry {
+    pub key: String,
+    pub value: Option<String>,
+    pub secret: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The largest configuration value, in bytes.
+pub const MAX_CONFIG_VALUE_BYTES: usize = 32 * 1024;
+
+/// Checks a configuration setting: the key is an environment variable name Pergola does not
+/// set itself; the value has at most [`MAX_CONFIG_VALUE_BYTES`] and no NUL character.
+pub fn validate_config(key: &str, value: &str) -> Result<(), crate::Error> {
+    crate::manifest::check_env_key(key).map_err(|reason| crate::Error::validation("key", capitalize(&reason)))?;
+    if value.len() > MAX_CONFIG_VALUE_BYTES {
+        return Err(crate::Error::validation(
+            "value",
+            format!("The value must be at most {MAX_CONFIG_VALUE_BYTES} bytes (it has {}).", value.len()),
+        ));
+    }
+    if value.contains('\0') {
+        return Err(crate::Error::validation("value", "The value must not contain NUL characters."));
+    }
+    Ok(())
+}
+
+fn capitalize(s: &str) -> String {
+    let mut chars = s.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect::<String>() + ".").unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_keys_and_values_are_checked() {
+        assert!(validate_config("LOG_LEVEL", "debug").is_ok());
+        assert!(validate_config("_X1", "").is_ok());
+        for (key, value, field, why) in [
+            ("log_level", "x", "key", "not a valid variable name"),
+            ("1ABC", "x", "key", "not a valid variable name"),
+            ("", "x", "key", "not a valid variable name"),
+            ("PORT", "x", "key", "set by Pergola"),
+            ("PERGOLA_STAGE", "x", "key", "set by Pergola"),
+            ("OK", "a\0b", "value", "NUL"),
+        ] {
+            let e = validate_config(key, value).unwrap_err();
+            assert!(e.is_for(field) && e.message.contains(why), "{key:?}: {e:?}");
+        }
+        let big = "x".repeat(MAX_CONFIG_VALUE_BYTES + 1);
+        assert!(validate_config("BIG", &big).unwrap_err().message.contains("at most 32768 bytes"));
+    }
+}
