@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::{any, get};
 use axum::{Json, Router};
 use pergola_core::Services;
-use pergola_domain::{Error, IdCheck, Project, RetentionPolicy, Stage};
+use pergola_domain::{ConfigEntry, Error, IdCheck, Project, RetentionPolicy, Stage};
 use problem::{ApiResult, Problem};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -43,6 +43,7 @@ where
     tags(
         (name = "projects", description = "Projects"),
         (name = "stages", description = "Stages of a project"),
+        (name = "configuration", description = "Environment settings of a stage"),
         (name = "admin", description = "Administration")
     ),
     components(schemas(Problem))
@@ -78,6 +79,8 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .routes(routes!(suspend_stage))
         .routes(routes!(resume_stage))
         .routes(routes!(restore_stage))
+        .routes(routes!(list_config))
+        .routes(routes!(set_config, unset_config))
         .routes(routes!(get_retention, set_retention))
 }
 
@@ -272,6 +275,56 @@ async fn resume_stage(State(s): State<Services>, Path((project, stage)): Path<(S
     ))]
 async fn restore_stage(State(s): State<Services>, Path((project, stage)): Path<(String, String)>) -> ApiResult<Json<Stage>> {
     Ok(Json(s.restore_stage(&project, &stage).await?))
+}
+
+// ----- configuration --------------------------------------------------------------------------
+
+/// A configuration value; `secret` values are never returned after saving.
+#[derive(Deserialize, ToSchema)]
+pub struct ConfigInput {
+    pub value: String,
+    #[serde(default)]
+    pub secret: bool,
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{project}/stages/{stage}/config", tag = "configuration",
+    params(("project" = String, Path, description = "Project ID"), ("stage" = String, Path, description = "Stage ID")),
+    responses(
+        (status = 200, description = "The stage's settings by key; secret values are null", body = [ConfigEntry]),
+        (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_config(State(s): State<Services>, Path((project, stage)): Path<(String, String)>) -> ApiResult<Json<Vec<ConfigEntry>>> {
+    Ok(Json(s.config(&project, &stage).await?))
+}
+
+#[utoipa::path(put, path = "/api/v1/projects/{project}/stages/{stage}/config/{key}", tag = "configuration", request_body = ConfigInput,
+    params(("project" = String, Path, description = "Project ID"), ("stage" = String, Path, description = "Stage ID"), ("key" = String, Path, description = "Variable name")),
+    responses(
+        (status = 200, description = "Saved; applies with the stage's next release", body = ConfigEntry),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid key or value", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn set_config(
+    State(s): State<Services>,
+    Path((project, stage, key)): Path<(String, String, String)>,
+    Body(input): Body<ConfigInput>,
+) -> ApiResult<Json<ConfigEntry>> {
+    Ok(Json(s.set_config(&project, &stage, &key, &input.value, input.secret).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/projects/{project}/stages/{stage}/config/{key}", tag = "configuration",
+    params(("project" = String, Path, description = "Project ID"), ("stage" = String, Path, description = "Stage ID"), ("key" = String, Path, description = "Variable name")),
+    responses(
+        (status = 200, description = "Removed; the remaining settings", body = [ConfigEntry]),
+        (status = 404, description = "No such live stage or setting", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn unset_config(
+    State(s): State<Services>,
+    Path((project, stage, key)): Path<(String, String, String)>,
+) -> ApiResult<Json<Vec<ConfigEntry>>> {
+    s.unset_config(&project, &stage, &key).await?;
+    Ok(Json(s.config(&project, &stage).await?))
 }
 
 // ----- administration -------------------------------------------------------------------------

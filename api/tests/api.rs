@@ -117,6 +117,8 @@ const SUSPEND: &str = "/api/v1/projects/{project}/stages/{stage}/suspend";
 const RESUME: &str = "/api/v1/projects/{project}/stages/{stage}/resume";
 const RESTORE: &str = "/api/v1/projects/{project}/stages/{stage}/restore";
 const RETENTION: &str = "/api/v1/settings/retention";
+const CONFIG: &str = "/api/v1/projects/{project}/stages/{stage}/config";
+const CONFIG_KEY: &str = "/api/v1/projects/{project}/stages/{stage}/config/{key}";
 
 async fn walkthrough(env: &Env) {
     let api = Api::start(env).await;
@@ -179,6 +181,24 @@ async fn walkthrough(env: &Env) {
     assert_eq!(problem(&api.call("PATCH", STAGE, &[p, "uat"], "", Some(json!({"name": ""}))).await, 422, "validation")["field"], "name");
     problem(&api.call("PATCH", STAGE, &[p, "uat"], "", Some(json!({"type": 7}))).await, 400, "malformed-request");
     problem(&api.call("PATCH", STAGE, &[p, "nope"], "", Some(json!({"name": "x"}))).await, 404, "not-found");
+
+    // Configuration.
+    let r = api.call("PUT", CONFIG_KEY, &[p, "stage1", "LOG_LEVEL"], "", Some(json!({"value": "debug"}))).await;
+    assert_eq!((r.status, r.body["value"].as_str()), (200, Some("debug")));
+    let r = api.call("PUT", CONFIG_KEY, &[p, "stage1", "API_TOKEN"], "", Some(json!({"value": "s3cr3t", "secret": true}))).await;
+    assert!(r.body["value"].is_null(), "a secret is not sent back");
+    let r = api.call("GET", CONFIG, &[p, "stage1"], "", None).await;
+    assert_eq!(r.body, json!([
+        {"key": "API_TOKEN", "value": null, "secret": true, "updated_at": r.body[0]["updated_at"]},
+        {"key": "LOG_LEVEL", "value": "debug", "secret": false, "updated_at": r.body[1]["updated_at"]},
+    ]));
+    assert_eq!(problem(&api.call("PUT", CONFIG_KEY, &[p, "stage1", "PORT"], "", Some(json!({"value": "1"}))).await, 422, "validation")["field"], "key");
+    problem(&api.call("PUT", CONFIG_KEY, &[p, "stage1", "A"], "", Some(json!({"secret": true}))).await, 400, "malformed-request");
+    problem(&api.call("PUT", CONFIG_KEY, &[p, "nope", "A"], "", Some(json!({"value": "1"}))).await, 404, "not-found");
+    problem(&api.call("GET", CONFIG, &[p, "nope"], "", None).await, 404, "not-found");
+    let r = api.call("DELETE", CONFIG_KEY, &[p, "stage1", "LOG_LEVEL"], "", None).await;
+    assert_eq!(r.body.as_array().unwrap().len(), 1);
+    problem(&api.call("DELETE", CONFIG_KEY, &[p, "stage1", "LOG_LEVEL"], "", None).await, 404, "not-found");
 
     // Lifecycle.
     assert_eq!(api.call("POST", SUSPEND, &[p, "uat"], "", None).await.body["status"], "suspended");
@@ -260,6 +280,7 @@ fn the_openapi_document_covers_every_route() {
         format!("GET {STAGE}"), format!("PATCH {STAGE}"), format!("DELETE {STAGE}"),
         format!("GET {STAGE_ID}"), format!("POST {SUSPEND}"), format!("POST {RESUME}"),
         format!("POST {RESTORE}"), format!("GET {RETENTION}"), format!("PUT {RETENTION}"),
+        format!("GET {CONFIG}"), format!("PUT {CONFIG_KEY}"), format!("DELETE {CONFIG_KEY}"),
     ];
     expected.sort();
     assert_eq!(ops, expected);

@@ -16,6 +16,12 @@ pub struct Client {
 /// Why a command failed, said in one line.
 pub struct Failure(String);
 
+impl Failure {
+    pub fn new(message: String) -> Self {
+        Failure(message)
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -37,6 +43,10 @@ impl Client {
 
     pub fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, Failure> {
         self.send(self.http.post(self.url(path)).json(body))
+    }
+
+    pub fn put<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, Failure> {
+        self.send(self.http.put(self.url(path)).json(body))
     }
 
     pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {

@@ -7,7 +7,7 @@ mod table;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use client::{Client, Failure};
-use pergola_domain::{format_time, Project, Stage};
+use pergola_domain::{format_time, ConfigEntry, Project, Stage};
 use serde_json::json;
 use std::process::ExitCode;
 
@@ -21,6 +21,8 @@ Examples:
   pergola delete stage test -p my-new-project
   pergola list stage --archived -p my-new-project
   pergola restore stage test -p my-new-project
+  pergola config set LOG_LEVEL=debug -s test -p my-new-project
+  pergola config set API_TOKEN=s3cr3t --secret -s test -p my-new-project
   pergola list stage -p my-new-project -o json | jq '.[].id'
   pergola completion bash > /etc/bash_completion.d/pergola";
 
@@ -97,6 +99,11 @@ enum Command {
         #[command(subcommand)]
         what: OneStage,
     },
+    /// Manage a stage's configuration (environment settings; they apply with the next release).
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Print a shell completion script.
     Completion {
         #[arg(value_enum)]
@@ -145,6 +152,54 @@ enum ListWhat {
         #[arg(long)]
         archived: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Set one or more settings: KEY=VALUE ...
+    Set {
+        /// KEY=VALUE pairs.
+        #[arg(required = true, value_parser = parse_pair)]
+        pairs: Vec<(String, String)>,
+        /// Store the values as secrets: never shown again after saving.
+        #[arg(long)]
+        secret: bool,
+        #[command(flatten)]
+        at: StageAt,
+    },
+    /// Print one setting's value.
+    Get {
+        key: String,
+        #[command(flatten)]
+        at: StageAt,
+    },
+    /// List a stage's settings (secret values are masked).
+    List {
+        #[command(flatten)]
+        at: StageAt,
+    },
+    /// Remove a setting.
+    Unset {
+        key: String,
+        #[command(flatten)]
+        at: StageAt,
+    },
+}
+
+#[derive(clap::Args)]
+struct StageAt {
+    /// Stage ID.
+    #[arg(short, long)]
+    stage: String,
+    /// Project ID.
+    #[arg(short, long)]
+    project: String,
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("'{s}' is not KEY=VALUE"))
 }
 
 #[derive(Subcommand)]
@@ -253,9 +308,53 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let s: Stage = client.post_waiting(&format!("{}/restore", stage_path(&project, &id)), &format!("Restoring stage '{id}'"))?;
             out.one(&s, || format!("Stage {} restored ({}).", quoted_label(&s), s.status))
         }
+        Command::Config { action } => config(&client, &out, action),
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "pergola", &mut std::io::stdout());
             Ok(())
+        }
+    }
+}
+
+fn config(client: &Client, out: &Printer, action: ConfigAction) -> Result<(), Failure> {
+    let base = |at: &StageAt| format!("{}/config", stage_path(&at.project, &at.stage));
+    match action {
+        ConfigAction::Set { pairs, secret, at } => {
+            let mut saved = Vec::new();
+            for (key, value) in pairs {
+                let entry: ConfigEntry =
+                    client.put(&format!("{}/{key}", base(&at)), &json!({ "value": value, "secret": secret }))?;
+                saved.push(entry);
+            }
+            let keys: Vec<&str> = saved.iter().map(|e| e.key.as_str()).collect();
+            out.one(&saved, || {
+                format!("Set {} on stage '{}'. It applies with the stage's next release.", keys.join(", "), at.stage)
+            })
+        }
+        ConfigAction::Get { key, at } => {
+            let entries: Vec<ConfigEntry> = client.get(&base(&at))?;
+            let entry = entries
+                .into_iter()
+                .find(|e| e.key == key)
+                .ok_or_else(|| Failure::new(format!("Stage '{}' has no setting '{key}'.", at.stage)))?;
+            match (&entry.value, out.format) {
+                (_, Output::Json) => out.one(&entry, String::new),
+                (Some(value), _) => {
+                    println!("{value}");
+                    Ok(())
+                }
+                (None, _) => Err(Failure::new(format!("'{key}' is a secret: its value is not shown after saving."))),
+            }
+        }
+        ConfigAction::List { at } => {
+            let entries: Vec<ConfigEntry> = client.get(&base(&at))?;
+            out.many(&entries, &["key", "value", "updated"], |e| {
+                vec![e.key.clone(), e.value.clone().unwrap_or_else(|| "•••••• (secret)".into()), format_time(e.updated_at)]
+            })
+        }
+        ConfigAction::Unset { key, at } => {
+            let remaining: Vec<ConfigEntry> = client.delete(&format!("{}/{key}", base(&at)))?;
+            out.one(&remaining, || format!("Removed {key} from stage '{}'.", at.stage))
         }
     }
 }

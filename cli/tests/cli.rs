@@ -155,3 +155,37 @@ fn help_has_examples_and_completions_are_generated() {
     let bash = stdout_of(&["completion", "bash"]);
     assert!(bash.contains("_pergola()"), "{}", &bash[..200.min(bash.len())]);
 }
+
+#[test]
+fn configuration_set_get_list_unset() {
+    pergola(&["create", "project", "configured"]).assert().success();
+    pergola(&["create", "stage", "qa", "--type", "qa", "-p", "configured"]).assert().success();
+    let at = ["-s", "qa", "-p", "configured"];
+    pergola(&[&["config", "set", "LOG_LEVEL=debug", "GREETING=hello world"][..], &at].concat())
+        .assert()
+        .success()
+        .stdout("Set LOG_LEVEL, GREETING on stage 'qa'. It applies with the stage's next release.\n");
+    pergola(&[&["config", "set", "API_TOKEN=s3cr3t=with=equals", "--secret"][..], &at].concat()).assert().success();
+    pergola(&[&["config", "get", "GREETING"][..], &at].concat()).assert().success().stdout("hello world\n");
+    pergola(&[&["config", "get", "API_TOKEN"][..], &at].concat())
+        .assert()
+        .code(1)
+        .stderr("error: 'API_TOKEN' is a secret: its value is not shown after saving.\n");
+    let list = stdout_of(&[&["config", "list"][..], &at].concat());
+    assert!(list.contains("| API_TOKEN | •••••• (secret) |"), "{list}");
+    assert!(list.contains("| GREETING  | hello world     |"), "{list}");
+    assert!(!list.contains("s3cr3t"));
+    pergola(&[&["config", "set", "PORT=1"][..], &at].concat())
+        .assert()
+        .code(1)
+        .stderr("error: 'PORT' is set by Pergola and cannot be overridden.\n");
+    pergola(&[&["config", "set", "NOEQUALS"][..], &at].concat()).assert().code(2);
+    pergola(&[&["config", "unset", "GREETING"][..], &at].concat()).assert().success().stdout("Removed GREETING from stage 'qa'.\n");
+    pergola(&[&["config", "unset", "GREETING"][..], &at].concat())
+        .assert()
+        .code(1)
+        .stderr("error: Stage 'qa' has no setting 'GREETING'.\n");
+    let json: Vec<pergola_domain::ConfigEntry> = serde_json::from_str(&stdout_of(&[&["config", "list", "-o", "json"][..], &at].concat())).unwrap();
+    let keys: Vec<_> = json.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["API_TOKEN", "LOG_LEVEL"]);
+}
