@@ -2,7 +2,7 @@
 
 use crate::error::AppError;
 use leptos::prelude::*;
-use pergola_domain::{IdCheck, Project, ProjectOverview, RetentionPolicy, Stage};
+use pergola_domain::{ConfigEntry, IdCheck, Project, ProjectOverview, RetentionPolicy, Stage};
 
 #[cfg(feature = "ssr")]
 fn services() -> Result<pergola_core::Services, AppError> {
@@ -102,4 +102,26 @@ pub async fn get_retention() -> Result<RetentionPolicy, AppError> {
 #[server]
 pub async fn set_retention(dev: String, qa: String, prod: String) -> Result<RetentionPolicy, AppError> {
     answer(services()?.set_retention(&dev, &qa, &prod).await)
+}
+
+/// The stage's settings; secret values are never sent (they come back as `None`).
+#[server]
+pub async fn get_config(project: String, stage: String) -> Result<Vec<ConfigEntry>, AppError> {
+    answer(services()?.config(&project, &stage).await)
+}
+
+#[server]
+pub async fn set_config(
+    project: String,
+    stage: String,
+    key: String,
+    value: String,
+    secret: bool,
+) -> Result<ConfigEntry, AppError> {
+    answer(services()?.set_config(&project, &stage, &key, &value, secret).await)
+}
+
+#[server]
+pub async fn unset_config(project: String, stage: String, key: String) -> Result<(), AppError> {
+    answer(services()?.unset_config(&project, &stage, &key).await)
 }

@@ -238,3 +238,35 @@ test('an administrator adjusts retention; it applies to stages deleted afterward
     await expect(page.getByText('Saved. Applies to stages deleted from now on.')).toBeVisible();
   }
 });
+
+test('stage settings hold the configuration; secrets are masked and never sent back', async ({ page, consoleErrors }) => {
+  const project = await createProject(page);
+  await createStage(page, 'QA', { type: 'qa' });
+  await open(page, `/projects/${project}/stages/qa/settings`);
+  const section = page.getByRole('region', { name: 'Configuration' });
+  await expect(section).toContainText("Changes apply with the stage's next release");
+  await expect(section).toContainText('No settings yet.');
+  await section.getByLabel('Key').fill('LOG_LEVEL');
+  await section.getByLabel('Value').fill('debug');
+  await section.getByRole('button', { name: 'Save setting' }).click();
+  await expect(section.getByRole('row', { name: 'LOG_LEVEL' })).toContainText('debug');
+  await expect(section.getByLabel('Key')).toHaveValue('');
+  await section.getByLabel('Key').fill('API_TOKEN');
+  await section.getByLabel('Secret').check();
+  await expect(section.getByLabel('Value')).toHaveAttribute('type', 'password');
+  await section.getByLabel('Value').fill('s3cr3t-value');
+  await section.getByRole('button', { name: 'Save setting' }).click();
+  await expect(section.getByRole('row', { name: 'API_TOKEN' })).toContainText('•••••• secret');
+  await section.getByLabel('Key').fill('PORT');
+  await section.getByLabel('Value').fill('1');
+  await section.getByRole('button', { name: 'Save setting' }).click();
+  await expect(section.getByText("'PORT' is set by Pergola and cannot be overridden.")).toBeVisible();
+  await expect(section.getByLabel('Key')).toHaveValue('PORT', { timeout: 1000 });
+  await page.reload();
+  await expect(page.locator('body[data-hydrated="true"]')).toHaveCount(1);
+  await expect(section.getByRole('row', { name: 'API_TOKEN' })).toBeVisible();
+  expect(await page.content()).not.toContain('s3cr3t-value');
+  await section.getByRole('button', { name: 'Remove LOG_LEVEL' }).click();
+  await expect(section.getByRole('row', { name: 'LOG_LEVEL' })).toHaveCount(0);
+  await expect(section.getByRole('row')).toHaveCount(2); // header + API_TOKEN
+});

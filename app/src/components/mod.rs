@@ -1,6 +1,7 @@
 //! Small building blocks shared by the pages.
 
 pub mod archived_list;
+pub mod config_section;
 pub mod derived_id;
 pub mod new_stage_dialog;
 pub mod stage_card;

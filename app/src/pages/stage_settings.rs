@@ -5,6 +5,7 @@ use crate::api::{get_retention, get_stage, DeleteStage, ResumeStage, SuspendStag
 use crate::components::{
     loading, successes, ui, ErrorNotice, FieldMessage, PageError, StageTypeField, StatusBadge, TypeBadge,
 };
+use crate::components::config_section::ConfigSection;
 use crate::error::AppError;
 use crate::paths;
 use leptos::ev::SubmitEvent;
@@ -68,6 +69,7 @@ fn SettingsView(
         </div>
         <div class="mt-6 max-w-2xl space-y-6">
             <GeneralSection stage=stage.clone() update/>
+            <ConfigSection project=stage.project_id.clone() stage=stage.id.clone()/>
             <LifecycleSection stage=stage.clone() suspend resume/>
             <DangerZone stage retention/>
         </div>
