@@ -6,8 +6,8 @@
 use crate::store::ConfigValue;
 use crate::{Clock, Store, StoreError};
 use pergola_domain::{
-    derive_id, format_time, numbered_id, suggestion_stem, validate_config, validate_id, validate_name, ConfigEntry,
-    Error, IdCheck,
+    derive_id, format_time, numbered_id, parse_manifest, suggestion_stem, validate_config, validate_id,
+    validate_name, Build, ConfigEntry, Error, IdCheck, Release,
     IdKind, Project, ProjectOverview, RetentionPolicy, Stage, StageStatus, StageType,
 };
 use std::collections::{BTreeMap, HashSet};
@@ -267,6 +267,87 @@ impl Services {
         Ok(purged)
     }
 
+    // ----- builds and releases --------------------------------------------------------------
+
+    /// Registers a build of a project from its manifest; the build's files are in `workdir`
+    /// (an absolute directory on this machine). A malformed manifest is refused with the line
+    /// and the reason.
+    pub async fn register_build(&self, project_id: &str, manifest: &str, workdir: &str) -> Result<Build, Error> {
+        self.get_project(project_id).await?;
+        let parsed = parse_manifest(manifest)?;
+        let workdir = workdir.trim();
+        if !std::path::Path::new(workdir).is_absolute() {
+            return Err(Error::validation("workdir", "The build directory must be an absolute path."));
+        }
+        if !std::path::Path::new(workdir).is_dir() {
+            return Err(Error::validation("workdir", format!("There is no directory '{workdir}' on the server.")));
+        }
+        let mut build = Build {
+            project_id: project_id.to_owned(),
+            number: 0,
+            version: parsed.version,
+            manifest: manifest.to_owned(),
+            workdir: workdir.to_owned(),
+            created_at: self.clock.now(),
+        };
+        let uid = uuid::Uuid::new_v4().to_string();
+        build.number = retry_on_conflict(|| self.store.insert_build(&uid, &build)).await?;
+        Ok(build)
+    }
+
+    /// A project's builds, newest first.
+    pub async fn builds(&self, project_id: &str) -> Result<Vec<Build>, Error> {
+        self.get_project(project_id).await?;
+        let rows = self.store.list_builds(project_id).await.map_err(internal)?;
+        Ok(rows.into_iter().map(|r| r.build).collect())
+    }
+
+    /// Deploys a build to a live stage as its new release, with a snapshot of the stage's
+    /// configuration. The new release replaces the running one.
+    pub async fn deploy(&self, project_id: &str, stage_id: &str, build_number: i64) -> Result<Release, Error> {
+        self.get_stage(project_id, stage_id).await?;
+        let build = self
+            .store
+            .get_build(project_id, build_number)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| Error::not_found(format!("Project '{project_id}' has no build {build_number}.")))?;
+        let config = self.config_values(project_id, stage_id).await?;
+        let now = self.clock.now();
+        let number = retry_on_conflict(|| self.store.insert_release(project_id, stage_id, &build.uid, &config, now)).await?;
+        if number.is_none() {
+            return Err(self.get_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));
+        }
+        Ok(self.releases(project_id, stage_id).await?.remove(0))
+    }
+
+    /// Deploys the build of an earlier release again (a rollback), with today's configuration.
+    pub async fn redeploy(&self, project_id: &str, stage_id: &str, release_number: i64) -> Result<Release, Error> {
+        let releases = self.releases(project_id, stage_id).await?;
+        let earlier = releases.iter().find(|r| r.number == release_number).ok_or_else(|| {
+            Error::not_found(format!("Stage '{stage_id}' has no release {release_number}."))
+        })?;
+        self.deploy(project_id, stage_id, earlier.build_number).await
+    }
+
+    /// A stage's releases, newest (the running one) first.
+    pub async fn releases(&self, project_id: &str, stage_id: &str) -> Result<Vec<Release>, Error> {
+        self.any_stage(project_id, stage_id).await?;
+        let rows = self.store.list_releases(project_id, stage_id).await.map_err(internal)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Release {
+                project_id: project_id.to_owned(),
+                stage_id: stage_id.to_owned(),
+                number: r.number,
+                build_number: r.build.number,
+                build_version: r.build.version,
+                config_keys: r.config.into_keys().collect(),
+                created_at: r.created_at,
+            })
+            .collect())
+    }
+
     // ----- configuration --------------------------------------------------------------------
 
     /// The configuration of a live stage; secret values are masked (`None`).
@@ -376,6 +457,21 @@ impl Services {
         }
         Ok(err)
     }
+}
+
+/// Runs a numbered insert again when a concurrent one took the same number.
+async fn retry_on_conflict<T, F, Fut>(mut insert: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    for _ in 0..20 {
+        match insert().await {
+            Err(StoreError::Conflict) => continue,
+            other => return other.map_err(internal),
+        }
+    }
+    Err(internal(StoreError::Conflict))
 }
 
 /// What leaves the server of a setting: a secret's value stays behind.

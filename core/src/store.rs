@@ -44,6 +44,22 @@ impl From<pergola_domain::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A stored build, with its internal key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildRow {
+    pub uid: String,
+    pub build: pergola_domain::Build,
+}
+
+/// A stored release: its number, its build, and the configuration snapshot (secrets included).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReleaseRow {
+    pub number: i64,
+    pub build: pergola_domain::Build,
+    pub config: std::collections::BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+}
+
 /// A stored configuration setting, secrets included (server side only).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigValue {
@@ -114,6 +130,24 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<bool>;
     /// Removes one setting of a live stage. False when there was none.
     async fn unset_config(&self, project_id: &str, stage_id: &str, key: &str) -> StoreResult<bool>;
+
+    /// Stores a build under the project's next number; returns that number.
+    async fn insert_build(&self, uid: &str, build: &pergola_domain::Build) -> StoreResult<i64>;
+    /// The project's builds, newest first.
+    async fn list_builds(&self, project_id: &str) -> StoreResult<Vec<BuildRow>>;
+    async fn get_build(&self, project_id: &str, number: i64) -> StoreResult<Option<BuildRow>>;
+    /// Records a release of `build_uid` on a live stage under its next number; `None` when
+    /// there is no such live stage.
+    async fn insert_release(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+        build_uid: &str,
+        config: &std::collections::BTreeMap<String, String>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<i64>>;
+    /// A stage's releases (live or archived stage), newest first.
+    async fn list_releases(&self, project_id: &str, stage_id: &str) -> StoreResult<Vec<ReleaseRow>>;
 
     async fn get_setting(&self, key: &str) -> StoreResult<Option<String>>;
     /// Writes all pairs in one transaction.
@@ -192,6 +226,21 @@ macro_rules! sql_store {
                     id: row.try_get("id")?,
                     name: row.try_get("name")?,
                     created_at: from_millis(row.try_get("created_at")?)?,
+                })
+            }
+
+            fn build_from_row(row: &$row) -> StoreResult<BuildRow> {
+                use sqlx::Row;
+                Ok(BuildRow {
+                    uid: row.try_get("uid")?,
+                    build: pergola_domain::Build {
+                        project_id: row.try_get("project_id")?,
+                        number: row.try_get("number")?,
+                        version: row.try_get("version")?,
+                        manifest: row.try_get("manifest")?,
+                        workdir: row.try_get("workdir")?,
+                        created_at: from_millis(row.try_get("created_at")?)?,
+                    },
                 })
             }
 
@@ -470,6 +519,99 @@ macro_rules! sql_store {
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            async fn insert_build(&self, uid: &str, b: &pergola_domain::Build) -> StoreResult<i64> {
+                Ok(sqlx::query_scalar(
+                    "INSERT INTO builds (uid, project_id, number, version, manifest, workdir, created_at) \
+                     SELECT $1, $2, COALESCE(MAX(number), 0) + 1, $3, $4, $5, $6 \
+                     FROM builds WHERE project_id = $2 RETURNING number",
+                )
+                .bind(uid)
+                .bind(&b.project_id)
+                .bind(&b.version)
+                .bind(&b.manifest)
+                .bind(&b.workdir)
+                .bind(millis(b.created_at))
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn list_builds(&self, project_id: &str) -> StoreResult<Vec<BuildRow>> {
+                sqlx::query(
+                    "SELECT uid, project_id, number, version, manifest, workdir, created_at FROM builds \
+                     WHERE project_id = $1 ORDER BY number DESC",
+                )
+                .bind(project_id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(Self::build_from_row)
+                .collect()
+            }
+
+            async fn get_build(&self, project_id: &str, number: i64) -> StoreResult<Option<BuildRow>> {
+                sqlx::query(
+                    "SELECT uid, project_id, number, version, manifest, workdir, created_at FROM builds \
+                     WHERE project_id = $1 AND number = $2",
+                )
+                .bind(project_id)
+                .bind(number)
+                .fetch_optional(&self.pool)
+                .await?
+                .as_ref()
+                .map(Self::build_from_row)
+                .transpose()
+            }
+
+            async fn insert_release(
+                &self,
+                project_id: &str,
+                stage_id: &str,
+                build_uid: &str,
+                config: &std::collections::BTreeMap<String, String>,
+                at: DateTime<Utc>,
+            ) -> StoreResult<Option<i64>> {
+                let config = serde_json::to_string(config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok(sqlx::query_scalar(
+                    "INSERT INTO releases (uid, stage_uid, number, build_uid, config, created_at) \
+                     SELECT $1, s.uid, COALESCE((SELECT MAX(r.number) FROM releases r WHERE r.stage_uid = s.uid), 0) + 1, \
+                     $2, $3, $4 FROM stages s \
+                     WHERE s.project_id = $5 AND s.stage_id = $6 AND s.archived_at IS NULL RETURNING number",
+                )
+                .bind(uuid::Uuid::new_v4().to_string())
+                .bind(build_uid)
+                .bind(config)
+                .bind(millis(at))
+                .bind(project_id)
+                .bind(stage_id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn list_releases(&self, project_id: &str, stage_id: &str) -> StoreResult<Vec<ReleaseRow>> {
+                use sqlx::Row;
+                let rows = sqlx::query(
+                    "SELECT r.number AS release_number, r.config, r.created_at AS released_at, \
+                     b.uid, b.project_id, b.number, b.version, b.manifest, b.workdir, b.created_at \
+                     FROM releases r JOIN stages s ON s.uid = r.stage_uid JOIN builds b ON b.uid = r.build_uid \
+                     WHERE s.project_id = $1 AND s.stage_id = $2 ORDER BY r.number DESC",
+                )
+                .bind(project_id)
+                .bind(stage_id)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        let config: String = row.try_get("config")?;
+                        Ok(ReleaseRow {
+                            number: row.try_get("release_number")?,
+                            build: Self::build_from_row(row)?.build,
+                            config: serde_json::from_str(&config).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                            created_at: from_millis(row.try_get("released_at")?)?,
+                        })
+                    })
+                    .collect()
             }
 
             async fn get_setting(&self, key: &str) -> StoreResult<Option<String>> {

@@ -42,6 +42,8 @@ all_backends!(
     retention_changes_apply_to_stages_archived_afterwards,
     names_are_stored_verbatim,
     configuration_masks_secrets_survives_restore_and_is_purged,
+    builds_and_releases,
+    concurrent_builds_get_distinct_numbers,
 );
 
 async fn project(env: &Env, name: &str) -> String {
@@ -340,6 +342,64 @@ async fn configuration_masks_secrets_survives_restore_and_is_purged(env: &Env) {
     s.purge_due().await.unwrap();
     s.create_stage(&p, "qa", "qa", None).await.unwrap();
     assert!(s.config(&p, "qa").await.unwrap().is_empty(), "a new stage with the old ID starts empty");
+}
+
+const MANIFEST: &str = "version = \"1.2.0\"\n\n[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"./web\"\nport = 8080\n";
+
+async fn builds_and_releases(env: &Env) {
+    let s = &env.services;
+    let p = project(env, "Shop").await;
+    let dir = std::env::temp_dir().display().to_string();
+    let b1 = s.register_build(&p, MANIFEST, &dir).await.unwrap();
+    assert_eq!((b1.number, b1.version.as_deref()), (1, Some("1.2.0")));
+    let b2 = s.register_build(&p, &MANIFEST.replace("1.2.0", "1.3.0"), &dir).await.unwrap();
+    assert_eq!(b2.number, 2);
+    let e = s.register_build(&p, "[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"x\"\n", &dir).await.unwrap_err();
+    assert!(e.is_for("manifest"));
+    assert_eq!(e.message, "Invalid manifest, line 1: component 'web': a service needs a port (it is passed as PORT)");
+    assert!(s.register_build(&p, MANIFEST, "relative/dir").await.unwrap_err().is_for("workdir"));
+    assert!(s.register_build(&p, MANIFEST, "/no/such/dir").await.unwrap_err().is_for("workdir"));
+    assert_eq!(s.register_build("nope", MANIFEST, &dir).await.unwrap_err().kind, ErrorKind::NotFound);
+    let numbers: Vec<_> = s.builds(&p).await.unwrap().iter().map(|b| b.number).collect();
+    assert_eq!(numbers, [2, 1], "refusals registered nothing");
+
+    s.create_stage(&p, "qa", "qa", None).await.unwrap();
+    s.set_config(&p, "qa", "LOG_LEVEL", "debug", false).await.unwrap();
+    let r1 = s.deploy(&p, "qa", 1).await.unwrap();
+    assert_eq!((r1.number, r1.build_number, r1.build_version.as_deref()), (1, 1, Some("1.2.0")));
+    assert_eq!(r1.config_keys, ["LOG_LEVEL"]);
+    s.set_config(&p, "qa", "EXTRA", "1", false).await.unwrap();
+    let r2 = s.deploy(&p, "qa", 2).await.unwrap();
+    assert_eq!((r2.number, r2.build_number, r2.config_keys.len()), (2, 2, 2));
+    let rollback = s.redeploy(&p, "qa", 1).await.unwrap();
+    assert_eq!((rollback.number, rollback.build_number), (3, 1));
+    let history: Vec<_> = s.releases(&p, "qa").await.unwrap().iter().map(|r| (r.number, r.build_number)).collect();
+    assert_eq!(history, [(3, 1), (2, 2), (1, 1)], "newest first: the running one");
+    assert_eq!(s.deploy(&p, "qa", 9).await.unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(s.redeploy(&p, "qa", 9).await.unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(s.deploy(&p, "nope", 1).await.unwrap_err().kind, ErrorKind::NotFound);
+    // Releases stay with an archived stage and come back with it.
+    s.delete_stage(&p, "qa", "qa").await.unwrap();
+    assert_eq!(s.deploy(&p, "qa", 1).await.unwrap_err().kind, ErrorKind::NotFound);
+    s.restore_stage(&p, "qa").await.unwrap();
+    assert_eq!(s.releases(&p, "qa").await.unwrap().len(), 3);
+}
+
+async fn concurrent_builds_get_distinct_numbers(env: &Env) {
+    let p = project(env, "Busy").await;
+    let dir = std::env::temp_dir().display().to_string();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (s, p, dir) = (env.services.clone(), p.clone(), dir.clone());
+            tokio::spawn(async move { s.register_build(&p, MANIFEST, &dir).await.unwrap().number })
+        })
+        .collect();
+    let mut numbers = Vec::new();
+    for t in tasks {
+        numbers.push(t.await.unwrap());
+    }
+    numbers.sort();
+    assert_eq!(numbers, (1..=20).collect::<Vec<i64>>());
 }
 
 trait NowForTests {

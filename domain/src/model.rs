@@ -44,6 +44,37 @@ impl Stage {
     }
 }
 
+/// A versioned artifact of a project, described by its manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Build {
+    pub project_id: String,
+    /// 1, 2, 3, … per project.
+    pub number: i64,
+    /// The manifest's `version`, if it has one.
+    pub version: Option<String>,
+    /// The manifest text (TOML).
+    pub manifest: String,
+    /// Where the build's files are on the machine that runs it.
+    pub workdir: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A build deployed to a stage. The newest release of a stage is the one that runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Release {
+    pub project_id: String,
+    pub stage_id: String,
+    /// 1, 2, 3, … per stage.
+    pub number: i64,
+    pub build_number: i64,
+    pub build_version: Option<String>,
+    /// The configuration keys the release was deployed with (values stay on the server).
+    pub config_keys: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
 /// Everything the project page shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
