@@ -7,6 +7,7 @@
 //! - [`purge`]: the background task that deletes archived stages when they are due.
 
 pub mod clock;
+pub mod orchestrator;
 pub mod purge;
 pub mod services;
 pub mod store;
@@ -14,5 +15,6 @@ pub mod store;
 pub mod testing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use orchestrator::{Orchestrator, RunPlan};
 pub use services::Services;
 pub use store::{connect, Store, StoreError};

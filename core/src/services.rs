@@ -4,7 +4,9 @@
 //! store failures to [`Error`]: users see a clear message, the server log keeps the detail.
 
 use crate::store::ConfigValue;
-use crate::{Clock, Store, StoreError};
+use crate::{Clock, Orchestrator, RunPlan, Store, StoreError};
+use pergola_domain::runtime::{ComponentStatus, LogLine};
+use std::time::Duration;
 use pergola_domain::{
     derive_id, format_time, numbered_id, parse_manifest, suggestion_stem, validate_config, validate_id,
     validate_name, Build, ConfigEntry, Error, IdCheck, Release,
@@ -17,7 +19,14 @@ use std::sync::Arc;
 pub struct Services {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    /// What runs the stages; without one, releases are recorded but nothing runs.
+    orchestrator: Option<Arc<dyn Orchestrator>>,
+    /// How long components get between SIGTERM and SIGKILL.
+    grace: Duration,
 }
+
+/// The seed's "usually 60 secs" between SIGTERM and SIGKILL.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(60);
 
 /// Logs the server-side detail and hands the caller the generic internal error.
 fn internal(e: StoreError) -> Error {
@@ -33,12 +42,70 @@ const RETENTION_KEYS: [(StageType, &str); 3] = [
 
 impl Services {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+        Self { store, clock, orchestrator: None, grace: DEFAULT_GRACE }
     }
 
     /// The same store, seen through another clock.
     pub fn with_clock(&self, clock: Arc<dyn Clock>) -> Self {
-        Self { store: self.store.clone(), clock }
+        Self { clock, ..self.clone() }
+    }
+
+    /// The same services, running stages with `orchestrator` and this grace period.
+    pub fn with_orchestrator(&self, orchestrator: Arc<dyn Orchestrator>, grace: Duration) -> Self {
+        Self { orchestrator: Some(orchestrator), grace, ..self.clone() }
+    }
+
+    /// The components of a stage as its runtime observes them (none without a runtime).
+    pub async fn components(&self, project_id: &str, stage_id: &str) -> Result<Vec<ComponentStatus>, Error> {
+        self.get_stage(project_id, stage_id).await?;
+        Ok(self.orchestrator.as_ref().map(|o| o.components(project_id, stage_id)).unwrap_or_default())
+    }
+
+    /// The last output lines of a component.
+    pub async fn logs(&self, project_id: &str, stage_id: &str, component: &str) -> Result<Vec<LogLine>, Error> {
+        self.get_stage(project_id, stage_id).await?;
+        Ok(self.orchestrator.as_ref().map(|o| o.logs(project_id, stage_id, component)).unwrap_or_default())
+    }
+
+    /// Starts the current release of every running live stage (the server calls this at
+    /// start-up: what should run, runs again).
+    pub async fn reconcile(&self) -> Result<usize, Error> {
+        let mut started = 0;
+        for project in self.list_projects().await? {
+            for stage in self.store.list_stages(&project.id).await.map_err(internal)? {
+                if !stage.is_archived() && stage.status == StageStatus::Running && self.start_current(&stage).await? {
+                    started += 1;
+                }
+            }
+        }
+        Ok(started)
+    }
+
+    /// Runs the stage's current release, if it has one and there is a runtime.
+    async fn start_current(&self, stage: &Stage) -> Result<bool, Error> {
+        let Some(orchestrator) = &self.orchestrator else { return Ok(false) };
+        let rows = self.store.list_releases(&stage.project_id, &stage.id).await.map_err(internal)?;
+        let Some(current) = rows.into_iter().next() else { return Ok(false) };
+        let manifest = parse_manifest(&current.build.manifest)?;
+        let plan = RunPlan {
+            project: stage.project_id.clone(),
+            stage: stage.id.clone(),
+            release: current.number,
+            components: manifest.components,
+            config: current.config,
+            workdir: current.build.workdir.into(),
+        };
+        orchestrator.run(plan, self.grace).await.map_err(|e| {
+            tracing::error!(project = stage.project_id, stage = stage.id, error = e, "could not start the release");
+            Error::invalid_state(format!("The release could not be started: {e}"))
+        })?;
+        Ok(true)
+    }
+
+    async fn halt(&self, project_id: &str, stage_id: &str) {
+        if let Some(orchestrator) = &self.orchestrator {
+            orchestrator.halt(project_id, stage_id, self.grace).await;
+        }
     }
 
     pub fn store(&self) -> &dyn Store {
@@ -178,12 +245,20 @@ impl Services {
         self.get_stage(project_id, stage_id).await
     }
 
+    /// Suspends a running stage: its services get SIGTERM, then SIGKILL after the grace
+    /// period; traffic and scheduled jobs stop; storage is kept.
     pub async fn suspend_stage(&self, project_id: &str, stage_id: &str) -> Result<Stage, Error> {
+        let stage = self.get_stage(project_id, stage_id).await?;
+        StageStatus::suspend(stage.status, stage_id)?;
+        self.halt(project_id, stage_id).await;
         self.transition(project_id, stage_id, StageStatus::suspend).await
     }
 
+    /// Resumes a suspended stage with its last release, configuration and storage.
     pub async fn resume_stage(&self, project_id: &str, stage_id: &str) -> Result<Stage, Error> {
-        self.transition(project_id, stage_id, StageStatus::resume).await
+        let stage = self.transition(project_id, stage_id, StageStatus::resume).await?;
+        self.start_current(&stage).await?;
+        Ok(stage)
     }
 
     async fn transition(
@@ -226,6 +301,7 @@ impl Services {
                 format!("Type the Stage ID '{}' to confirm the deletion.", stage.id),
             ));
         }
+        self.halt(project_id, stage_id).await;
         let now = self.clock.now();
         let due = self.retention().await?.due_at(stage.stage_type, now);
         if !self.store.archive_stage(project_id, stage_id, now, due).await.map_err(internal)? {
@@ -254,7 +330,11 @@ impl Services {
         if !self.store.restore_stage(project_id, stage_id, now).await.map_err(internal)? {
             return Err(expired());
         }
-        self.get_stage(project_id, stage_id).await
+        let stage = self.get_stage(project_id, stage_id).await?;
+        if stage.status == StageStatus::Running {
+            self.start_current(&stage).await?;
+        }
+        Ok(stage)
     }
 
     /// Deletes, for good, every archived stage whose retention has run out; their IDs become
@@ -262,6 +342,9 @@ impl Services {
     pub async fn purge_due(&self) -> Result<Vec<(String, String)>, Error> {
         let purged = self.store.purge_due(self.clock.now()).await.map_err(internal)?;
         for (project, stage) in &purged {
+            if let Some(orchestrator) = &self.orchestrator {
+                orchestrator.forget(project, stage).await;
+            }
             tracing::info!(project, stage, "archived stage purged for good");
         }
         Ok(purged)
@@ -317,6 +400,11 @@ impl Services {
         let number = retry_on_conflict(|| self.store.insert_release(project_id, stage_id, &build.uid, &config, now)).await?;
         if number.is_none() {
             return Err(self.get_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));
+        }
+        // A suspended stage keeps its new release for when it is resumed.
+        let stage = self.get_stage(project_id, stage_id).await?;
+        if stage.status == StageStatus::Running {
+            self.start_current(&stage).await?;
         }
         Ok(self.releases(project_id, stage_id).await?.remove(0))
     }

@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod model;
 pub mod name;
 pub mod retention;
+pub mod runtime;
 pub mod stage;
 
 pub use error::{Error, ErrorKind};

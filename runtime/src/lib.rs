@@ -18,13 +18,13 @@
 //! suspend and redeploy) and `TMPDIR` (a per-run directory, wiped when the stage stops).
 
 mod local;
+mod orchestrator;
 mod probe;
 
 pub use local::LocalRuntime;
 
-use chrono::{DateTime, Utc};
+pub use pergola_domain::runtime::{ComponentState, ComponentStatus, Health, LogLine};
 use pergola_domain::ComponentSpec;
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,45 +48,6 @@ pub struct StageSpec {
     pub config: BTreeMap<String, String>,
     /// Where the commands run (the build's files).
     pub workdir: PathBuf,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ComponentState {
-    Starting,
-    Running,
-    Crashed,
-    Stopping,
-    Stopped,
-    /// A job that ran to completion (successfully or not: see `exit_code`).
-    Completed,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Health {
-    Healthy,
-    Unhealthy,
-    Unknown,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct LogLine {
-    pub at: DateTime<Utc>,
-    pub stream: &'static str,
-    pub line: String,
-}
-
-/// What the runtime observes of one component.
-#[derive(Clone, Debug, Serialize)]
-pub struct ComponentStatus {
-    pub name: String,
-    pub state: ComponentState,
-    pub health: Health,
-    pub restarts: u32,
-    pub pid: Option<u32>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub exit_code: Option<i32>,
 }
 
 /// How a stop went, per service.

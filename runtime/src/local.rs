@@ -54,12 +54,12 @@ impl Component {
         f(&mut self.observed.lock().expect("status lock"));
     }
 
-    fn log(&self, stream: &'static str, line: String) {
+    fn log(&self, stream: &str, line: String) {
         let mut logs = self.logs.lock().expect("log lock");
         if logs.len() == LOG_LINES {
             logs.pop_front();
         }
-        logs.push_back(LogLine { at: Utc::now(), stream, line });
+        logs.push_back(LogLine { at: Utc::now(), stream: stream.to_owned(), line });
     }
 }
 
@@ -81,6 +81,14 @@ impl LocalRuntime {
     /// Where a stage's persistent volume lives.
     pub fn storage_dir(&self, key: &StageKey, volume: &str) -> PathBuf {
         self.data_dir.join("storage").join(&key.project).join(&key.stage).join(volume)
+    }
+
+    /// Stops every stage (the server is shutting down): no component outlives the server.
+    pub async fn shutdown(&self, grace: Duration) {
+        let keys: Vec<StageKey> = self.stages.lock().expect("stages lock").keys().cloned().collect();
+        for key in keys {
+            self.stop(&key, grace).await;
+        }
     }
 
     /// Deletes a stage's persistent storage for good (when the stage is purged).

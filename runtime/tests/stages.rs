@@ -1,0 +1,130 @@
+//! Services with the LocalRuntime as orchestrator: a deployed release really runs, and follows
+//! suspend, resume, redeploy, delete, restore, purge and a server restart.
+
+use pergola_core::testing::sqlite_env;
+use pergola_core::Services;
+use pergola_domain::runtime::{ComponentState, Health};
+use pergola_runtime::LocalRuntime;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn listening(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn manifest(port: u16) -> String {
+    format!(
+        r#"version = "1.0.0"
+
+[[component]]
+name = "web"
+kind = "service"
+command = "sh"
+args = ["-c", "echo greeting=$GREETING; echo hi > \"$PERGOLA_STORAGE_DATA/file\"; exec python3 -m http.server $PORT --bind 127.0.0.1"]
+port = {port}
+storage = ["data"]
+health = {{ path = "/", interval_secs = 1 }}
+"#
+    )
+}
+
+async fn web(s: &Services, p: &str, stage: &str) -> Option<(ComponentState, Health)> {
+    s.components(p, stage).await.unwrap().into_iter().find(|c| c.name == "web").map(|c| (c.state, c.health))
+}
+
+async fn greetings(s: &Services, p: &str) -> Vec<String> {
+    s.logs(p, "qa", "web").await.unwrap().into_iter().filter(|l| l.line.starts_with("greeting=")).map(|l| l.line).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployed_release_runs_and_follows_the_stage_lifecycle() {
+    let env = sqlite_env().await;
+    let dir = std::env::temp_dir().join(format!("pergola-stages-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let runtime = Arc::new(LocalRuntime::new(dir.join("data")));
+    let s = env.services.with_orchestrator(runtime.clone(), Duration::from_secs(5));
+    let p = s.create_project("Shop", None).await.unwrap().id;
+    s.create_stage(&p, "qa", "qa", None).await.unwrap();
+    s.set_config(&p, "qa", "GREETING", "hello", false).await.unwrap();
+    let port = free_port();
+    let build = s.register_build(&p, &manifest(port), &dir.display().to_string()).await.unwrap();
+
+    // Deploy: the component starts with the stage's configuration and becomes healthy.
+    s.deploy(&p, "qa", build.number).await.unwrap();
+    wait_for("web healthy", async || web(&s, &p, "qa").await == Some((ComponentState::Running, Health::Healthy))).await;
+    assert_eq!(greetings(&s, &p).await, ["greeting=hello"]);
+
+    // A configuration change applies with the next release, not before.
+    s.set_config(&p, "qa", "GREETING", "bye", false).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(greetings(&s, &p).await, ["greeting=hello"]);
+    s.redeploy(&p, "qa", 1).await.unwrap();
+    wait_for("the new release", async || greetings(&s, &p).await == ["greeting=bye"]).await;
+
+    // Suspend: nothing runs, nothing listens; resume: it serves again.
+    s.suspend_stage(&p, "qa").await.unwrap();
+    assert_eq!(web(&s, &p, "qa").await.map(|w| w.0), Some(ComponentState::Stopped));
+    assert!(!listening(port));
+    s.resume_stage(&p, "qa").await.unwrap();
+    wait_for("web healthy again", async || web(&s, &p, "qa").await == Some((ComponentState::Running, Health::Healthy))).await;
+
+    // Delete stops it; restore brings it back running.
+    s.delete_stage(&p, "qa", "qa").await.unwrap();
+    assert!(!listening(port));
+    s.restore_stage(&p, "qa").await.unwrap();
+    wait_for("web after restore", async || listening(port)).await;
+
+    // A server restart: everything stops with the server, and starts again on reconcile.
+    runtime.shutdown(Duration::from_secs(5)).await;
+    assert!(!listening(port));
+    let restarted = Arc::new(LocalRuntime::new(dir.join("data")));
+    let s2 = env.services.with_orchestrator(restarted.clone(), Duration::from_secs(5));
+    assert_eq!(s2.reconcile().await.unwrap(), 1);
+    wait_for("web after the restart", async || web(&s2, &p, "qa").await == Some((ComponentState::Running, Health::Healthy))).await;
+
+    // Purge deletes the storage for good.
+    let storage = dir.join("data/storage").join(&p).join("qa");
+    assert!(storage.join("data/file").exists());
+    s2.delete_stage(&p, "qa", "qa").await.unwrap();
+    env.clock.advance(chrono::Duration::days(8));
+    s2.purge_due().await.unwrap();
+    assert!(!storage.exists(), "purged with the stage");
+    restarted.shutdown(Duration::from_secs(1)).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploying_to_a_suspended_stage_runs_it_only_on_resume() {
+    let env = sqlite_env().await;
+    let dir = std::env::temp_dir().join(format!("pergola-suspended-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let runtime = Arc::new(LocalRuntime::new(dir.join("data")));
+    let s = env.services.with_orchestrator(runtime.clone(), Duration::from_secs(5));
+    let p = s.create_project("Shop", None).await.unwrap().id;
+    s.create_stage(&p, "qa", "qa", None).await.unwrap();
+    s.suspend_stage(&p, "qa").await.unwrap();
+    let port = free_port();
+    let build = s.register_build(&p, &manifest(port), &dir.display().to_string()).await.unwrap();
+    let release = s.deploy(&p, "qa", build.number).await.unwrap();
+    assert_eq!(release.number, 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(web(&s, &p, "qa").await.is_none(), "nothing runs on a suspended stage");
+    s.resume_stage(&p, "qa").await.unwrap();
+    wait_for("web on resume", async || listening(port)).await;
+    runtime.shutdown(Duration::from_secs(1)).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    env.cleanup().await;
+}
