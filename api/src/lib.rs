@@ -10,7 +10,8 @@ use axum::response::IntoResponse;
 use axum::routing::{any, get};
 use axum::{Json, Router};
 use pergola_core::Services;
-use pergola_domain::{ConfigEntry, Error, IdCheck, Project, RetentionPolicy, Stage};
+use pergola_domain::runtime::{ComponentStatus, LogLine};
+use pergola_domain::{Build, ConfigEntry, Error, IdCheck, Project, Release, RetentionPolicy, Stage};
 use problem::{ApiResult, Problem};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -44,6 +45,7 @@ where
         (name = "projects", description = "Projects"),
         (name = "stages", description = "Stages of a project"),
         (name = "configuration", description = "Environment settings of a stage"),
+        (name = "releases", description = "Builds, releases and what runs"),
         (name = "admin", description = "Administration")
     ),
     components(schemas(Problem))
@@ -79,6 +81,11 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .routes(routes!(suspend_stage))
         .routes(routes!(resume_stage))
         .routes(routes!(restore_stage))
+        .routes(routes!(list_builds, register_build))
+        .routes(routes!(list_releases, deploy))
+        .routes(routes!(redeploy))
+        .routes(routes!(list_components))
+        .routes(routes!(component_logs))
         .routes(routes!(list_config))
         .routes(routes!(set_config, unset_config))
         .routes(routes!(get_retention, set_retention))
@@ -275,6 +282,106 @@ async fn resume_stage(State(s): State<Services>, Path((project, stage)): Path<(S
     ))]
 async fn restore_stage(State(s): State<Services>, Path((project, stage)): Path<(String, String)>) -> ApiResult<Json<Stage>> {
     Ok(Json(s.restore_stage(&project, &stage).await?))
+}
+
+// ----- builds, releases, components -----------------------------------------------------------
+
+/// A build to register: its manifest (TOML) and where its files are on the server.
+#[derive(Deserialize, ToSchema)]
+pub struct NewBuild {
+    pub manifest: String,
+    pub workdir: String,
+}
+
+/// Which build to deploy.
+#[derive(Deserialize, ToSchema)]
+pub struct NewRelease {
+    pub build: i64,
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{project}/builds", tag = "releases",
+    params(("project" = String, Path, description = "Project ID")),
+    responses(
+        (status = 200, description = "The project's builds, newest first", body = [Build]),
+        (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_builds(State(s): State<Services>, Path(project): Path<String>) -> ApiResult<Json<Vec<Build>>> {
+    Ok(Json(s.builds(&project).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/projects/{project}/builds", tag = "releases", request_body = NewBuild,
+    params(("project" = String, Path, description = "Project ID")),
+    responses(
+        (status = 201, description = "Registered under the project's next build number", body = Build),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Malformed manifest (with line and reason) or bad directory", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn register_build(State(s): State<Services>, Path(project): Path<String>, Body(b): Body<NewBuild>) -> ApiResult<impl IntoResponse> {
+    let build = s.register_build(&project, &b.manifest, &b.workdir).await?;
+    Ok(created(format!("/api/v1/projects/{project}/builds/{}", build.number), build))
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{project}/stages/{stage}/releases", tag = "releases",
+    params(("project" = String, Path, description = "Project ID"), ("stage" = String, Path, description = "Stage ID")),
+    responses(
+        (status = 200, description = "The stage's releases, newest (running) first", body = [Release]),
+        (status = 404, description = "No such stage", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_releases(State(s): State<Services>, Path((project, stage)): Path<(String, String)>) -> ApiResult<Json<Vec<Release>>> {
+    Ok(Json(s.releases(&project, &stage).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/projects/{project}/stages/{stage}/releases", tag = "releases", request_body = NewRelease,
+    params(("project" = String, Path, description = "Project ID"), ("stage" = String, Path, description = "Stage ID")),
+    responses(
+        (status = 201, description = "Deployed: the new release replaces the running one", body = Release),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live stage or build", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The release could not be started", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn deploy(
+    State(s): State<Services>,
+    Path((project, stage)): Path<(String, String)>,
+    Body(r): Body<NewRelease>,
+) -> ApiResult<impl IntoResponse> {
+    let release = s.deploy(&project, &stage, r.build).await?;
+    Ok(created(format!("/api/v1/projects/{project}/stages/{stage}/releases/{}", release.number), release))
+}
+
+#[utoipa::path(post, path = "/api/v1/projects/{project}/stages/{stage}/releases/{number}/redeploy", tag = "releases",
+    params(("project" = String, Path, description = "Project ID"), ("stage" = String, Path, description = "Stage ID"), ("number" = i64, Path, description = "An earlier release")),
+    responses(
+        (status = 201, description = "The earlier release's build deployed again (a rollback)", body = Release),
+        (status = 404, description = "No such live stage or release", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The release could not be started", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn redeploy(State(s): State<Services>, Path((project, stage, number)): Path<(String, String, i64)>) -> ApiResult<impl IntoResponse> {
+    let release = s.redeploy(&project, &stage, number).await?;
+    Ok(created(format!("/api/v1/projects/{project}/stages/{stage}/releases/{}", release.number), release))
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{project}/stages/{stage}/components", tag = "releases",
+    params(("project" = String, Path, description = "Project ID"), ("stage" = String, Path, description = "Stage ID")),
+    responses(
+        (status = 200, description = "Each component's state, health and restarts", body = [ComponentStatus]),
+        (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_components(State(s): State<Services>, Path((project, stage)): Path<(String, String)>) -> ApiResult<Json<Vec<ComponentStatus>>> {
+    Ok(Json(s.components(&project, &stage).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{project}/stages/{stage}/components/{component}/logs", tag = "releases",
+    params(("project" = String, Path, description = "Project ID"), ("stage" = String, Path, description = "Stage ID"), ("component" = String, Path, description = "Component name")),
+    responses(
+        (status = 200, description = "The component's last output lines", body = [LogLine]),
+        (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn component_logs(
+    State(s): State<Services>,
+    Path((project, stage, component)): Path<(String, String, String)>,
+) -> ApiResult<Json<Vec<LogLine>>> {
+    Ok(Json(s.logs(&project, &stage, &component).await?))
 }
 
 // ----- configuration --------------------------------------------------------------------------

@@ -117,6 +117,11 @@ const SUSPEND: &str = "/api/v1/projects/{project}/stages/{stage}/suspend";
 const RESUME: &str = "/api/v1/projects/{project}/stages/{stage}/resume";
 const RESTORE: &str = "/api/v1/projects/{project}/stages/{stage}/restore";
 const RETENTION: &str = "/api/v1/settings/retention";
+const BUILDS: &str = "/api/v1/projects/{project}/builds";
+const RELEASES: &str = "/api/v1/projects/{project}/stages/{stage}/releases";
+const REDEPLOY: &str = "/api/v1/projects/{project}/stages/{stage}/releases/{number}/redeploy";
+const COMPONENTS: &str = "/api/v1/projects/{project}/stages/{stage}/components";
+const LOGS: &str = "/api/v1/projects/{project}/stages/{stage}/components/{component}/logs";
 const CONFIG: &str = "/api/v1/projects/{project}/stages/{stage}/config";
 const CONFIG_KEY: &str = "/api/v1/projects/{project}/stages/{stage}/config/{key}";
 
@@ -200,6 +205,34 @@ async fn walkthrough(env: &Env) {
     assert_eq!(r.body.as_array().unwrap().len(), 1);
     problem(&api.call("DELETE", CONFIG_KEY, &[p, "stage1", "LOG_LEVEL"], "", None).await, 404, "not-found");
 
+    // Builds and releases (this server has no runtime: releases are recorded, nothing runs).
+    let workdir = std::env::temp_dir().display().to_string();
+    let manifest = "version = \"2.0\"\n[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"./web\"\nport = 8080\n";
+    let r = api.call("POST", BUILDS, &[p], "", Some(json!({"manifest": manifest, "workdir": workdir}))).await;
+    assert_eq!((r.status, r.body["number"].as_i64(), r.body["version"].as_str()), (201, Some(1), Some("2.0")));
+    let r = api.call("POST", BUILDS, &[p], "", Some(json!({"manifest": "[[component]]\nname = 1", "workdir": workdir}))).await;
+    let body = problem(&r, 422, "validation");
+    assert_eq!(body["field"], "manifest");
+    assert!(body["detail"].as_str().unwrap().starts_with("Invalid manifest, line 2: "), "{body}");
+    problem(&api.call("POST", BUILDS, &[p], "", Some(json!({"manifest": manifest}))).await, 400, "malformed-request");
+    problem(&api.call("POST", BUILDS, &["nope"], "", Some(json!({"manifest": manifest, "workdir": workdir}))).await, 404, "not-found");
+    assert_eq!(api.call("GET", BUILDS, &[p], "", None).await.body.as_array().unwrap().len(), 1);
+    problem(&api.call("GET", BUILDS, &["nope"], "", None).await, 404, "not-found");
+    let r = api.call("POST", RELEASES, &[p, "stage1"], "", Some(json!({"build": 1}))).await;
+    assert_eq!((r.status, r.body["number"].as_i64(), r.body["build_number"].as_i64()), (201, Some(1), Some(1)));
+    problem(&api.call("POST", RELEASES, &[p, "stage1"], "", Some(json!({"build": 7}))).await, 404, "not-found");
+    problem(&api.call("POST", RELEASES, &[p, "stage1"], "", Some(json!({"build": "one"}))).await, 400, "malformed-request");
+    let r = api.call("POST", REDEPLOY, &[p, "stage1", "1"], "", None).await;
+    assert_eq!((r.status, r.body["number"].as_i64()), (201, Some(2)));
+    problem(&api.call("POST", REDEPLOY, &[p, "stage1", "9"], "", None).await, 404, "not-found");
+    let r = api.call("GET", RELEASES, &[p, "stage1"], "", None).await;
+    assert_eq!(r.body.as_array().unwrap().iter().map(|r| r["number"].as_i64().unwrap()).collect::<Vec<_>>(), [2, 1]);
+    problem(&api.call("GET", RELEASES, &[p, "nope"], "", None).await, 404, "not-found");
+    assert_eq!(api.call("GET", COMPONENTS, &[p, "stage1"], "", None).await.body, json!([]));
+    problem(&api.call("GET", COMPONENTS, &[p, "nope"], "", None).await, 404, "not-found");
+    assert_eq!(api.call("GET", LOGS, &[p, "stage1", "web"], "", None).await.body, json!([]));
+    problem(&api.call("GET", LOGS, &[p, "nope", "web"], "", None).await, 404, "not-found");
+
     // Lifecycle.
     assert_eq!(api.call("POST", SUSPEND, &[p, "uat"], "", None).await.body["status"], "suspended");
     problem(&api.call("POST", SUSPEND, &[p, "uat"], "", None).await, 409, "invalid-state");
@@ -281,6 +314,8 @@ fn the_openapi_document_covers_every_route() {
         format!("GET {STAGE_ID}"), format!("POST {SUSPEND}"), format!("POST {RESUME}"),
         format!("POST {RESTORE}"), format!("GET {RETENTION}"), format!("PUT {RETENTION}"),
         format!("GET {CONFIG}"), format!("PUT {CONFIG_KEY}"), format!("DELETE {CONFIG_KEY}"),
+        format!("GET {BUILDS}"), format!("POST {BUILDS}"), format!("GET {RELEASES}"), format!("POST {RELEASES}"),
+        format!("POST {REDEPLOY}"), format!("GET {COMPONENTS}"), format!("GET {LOGS}"),
     ];
     expected.sort();
     assert_eq!(ops, expected);

@@ -7,6 +7,7 @@
 //! - `DATABASE_URL` — `sqlite://path/file.db` or `postgres://user:pass@host/db`
 //!   (default `sqlite://$PERGOLA_DATA_DIR/pergola.db`);
 //! - `PERGOLA_PURGE_INTERVAL_SECS` — how often archived stages are checked for purge (default 60);
+//! - `PERGOLA_GRACE_SECS` — seconds between SIGTERM and SIGKILL when a stage stops (default 60);
 //! - `RUST_LOG` — log filter (default `info`).
 //!
 //! Routes: the dashboard (pages and server functions), the REST API under `/api/v1`
@@ -17,6 +18,7 @@ use axum::{routing::get, Router};
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use pergola_core::{connect, purge::spawn_purge_task, Services, SystemClock};
+use pergola_runtime::LocalRuntime;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,7 +55,21 @@ async fn run() -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot open the database ({}): {e}", redact(&database_url)))?;
     tracing::info!(backend = store.backend(), "database ready");
-    let services = Services::new(store, Arc::new(SystemClock));
+    let grace = Duration::from_secs(
+        std::env::var("PERGOLA_GRACE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60),
+    );
+    let runtime = Arc::new(LocalRuntime::new(std::path::Path::new(&data_dir).join("runtime")));
+    let services = Services::new(store, Arc::new(SystemClock)).with_orchestrator(runtime.clone(), grace);
+    // What should run, runs again.
+    {
+        let services = services.clone();
+        tokio::spawn(async move {
+            match services.reconcile().await {
+                Ok(n) => tracing::info!(stages = n, "reconciled: running stages started"),
+                Err(e) => tracing::error!(error = %e, "reconcile failed"),
+            }
+        });
+    }
 
     let purge_every = std::env::var("PERGOLA_PURGE_INTERVAL_SECS")
         .ok()
@@ -80,10 +96,13 @@ async fn run() -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!("Pergola Stages listening on http://{addr}");
-    axum::serve(listener, app.into_make_service())
+    let served = axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .map_err(|e| format!("server error: {e}"))
+        .map_err(|e| format!("server error: {e}"));
+    // No component outlives the server.
+    runtime.shutdown(grace).await;
+    served
 }
 
 /// The database URL without its password, for messages.
