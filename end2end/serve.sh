@@ -6,10 +6,11 @@ cd "$(dirname "$0")/.."
 backend=$1
 port=$2
 export LEPTOS_SITE_ADDR="127.0.0.1:$port" LEPTOS_SITE_ROOT=target/site LEPTOS_ENV=PROD
-export RUST_LOG="${RUST_LOG:-warn}"
+export RUST_LOG="${RUST_LOG:-warn}" PERGOLA_GRACE_SECS=5
+dir=$(mktemp -d /tmp/pergola-e2e.XXXXXX)
+export PERGOLA_DATA_DIR="$dir"
 case "$backend" in
   sqlite)
-    dir=$(mktemp -d /tmp/pergola-e2e.XXXXXX)
     export DATABASE_URL="sqlite://$dir/pergola.db"
     ;;
   postgres)

@@ -2,7 +2,18 @@
 
 use crate::error::AppError;
 use leptos::prelude::*;
-use pergola_domain::{ConfigEntry, IdCheck, Project, ProjectOverview, RetentionPolicy, Stage};
+use pergola_domain::runtime::{ComponentStatus, LogLine};
+use pergola_domain::{Build, ConfigEntry, IdCheck, Project, ProjectOverview, Release, RetentionPolicy, Stage};
+use serde::{Deserialize, Serialize};
+
+/// What the stage page shows of what runs: releases (newest first), components and their
+/// last output lines.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageActivity {
+    pub releases: Vec<Release>,
+    pub components: Vec<ComponentStatus>,
+    pub logs: Vec<(String, Vec<LogLine>)>,
+}
 
 #[cfg(feature = "ssr")]
 fn services() -> Result<pergola_core::Services, AppError> {
@@ -124,4 +135,38 @@ pub async fn set_config(
 #[server]
 pub async fn unset_config(project: String, stage: String, key: String) -> Result<(), AppError> {
     answer(services()?.unset_config(&project, &stage, &key).await)
+}
+
+#[server]
+pub async fn list_builds(project: String) -> Result<Vec<Build>, AppError> {
+    answer(services()?.builds(&project).await)
+}
+
+#[server]
+pub async fn register_build(project: String, manifest: String, workdir: String) -> Result<Build, AppError> {
+    answer(services()?.register_build(&project, &manifest, &workdir).await)
+}
+
+#[server]
+pub async fn deploy(project: String, stage: String, build: i64) -> Result<Release, AppError> {
+    answer(services()?.deploy(&project, &stage, build).await)
+}
+
+#[server]
+pub async fn redeploy(project: String, stage: String, release: i64) -> Result<Release, AppError> {
+    answer(services()?.redeploy(&project, &stage, release).await)
+}
+
+#[server]
+pub async fn stage_runtime(project: String, stage: String) -> Result<StageActivity, AppError> {
+    let s = services()?;
+    let releases = answer(s.releases(&project, &stage).await)?;
+    let components = answer(s.components(&project, &stage).await)?;
+    let mut logs = Vec::new();
+    for c in &components {
+        let mut lines = answer(s.logs(&project, &stage, &c.name).await)?;
+        let keep = lines.len().saturating_sub(30);
+        logs.push((c.name.clone(), lines.split_off(keep)));
+    }
+    Ok(StageActivity { releases, components, logs })
 }

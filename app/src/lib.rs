@@ -16,7 +16,7 @@ use leptos_router::{
     components::{Route, Router, Routes},
     path, SsrMode,
 };
-use pages::{AdminPage, HomePage, ProjectPage, StagePage, StageSettingsPage};
+use pages::{AdminPage, BuildsPage, HomePage, ProjectPage, StagePage, StageSettingsPage};
 
 /// The dashboard's URLs, in one place.
 pub mod paths {
@@ -67,6 +67,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=HomePage ssr=SsrMode::Async/>
                     <Route path=path!("/admin") view=AdminPage ssr=SsrMode::Async/>
                     <Route path=path!("/projects/:project") view=ProjectPage ssr=SsrMode::Async/>
+                    <Route path=path!("/projects/:project/builds") view=BuildsPage ssr=SsrMode::Async/>
                     <Route
                         path=path!("/projects/:project/stages/:stage")
                         view=StagePage

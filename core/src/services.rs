@@ -9,7 +9,7 @@ use pergola_domain::runtime::{ComponentStatus, LogLine};
 use std::time::Duration;
 use pergola_domain::{
     derive_id, format_time, numbered_id, parse_manifest, suggestion_stem, validate_config, validate_id,
-    validate_name, Build, ConfigEntry, Error, IdCheck, Release,
+    validate_name, Build, ConfigEntry, Error, IdCheck, Release, StageSummary,
     IdKind, Project, ProjectOverview, RetentionPolicy, Stage, StageStatus, StageType,
 };
 use std::collections::{BTreeMap, HashSet};
@@ -149,7 +149,13 @@ impl Services {
         let all = self.store.list_stages(project_id).await.map_err(internal)?;
         let (mut archived, stages): (Vec<_>, Vec<_>) = all.into_iter().partition(Stage::is_archived);
         archived.sort_by(|a, b| b.archived_at.cmp(&a.archived_at));
-        Ok(ProjectOverview { project, stages, archived, retention: self.retention().await? })
+        let mut summaries = BTreeMap::new();
+        for stage in &stages {
+            let release = self.releases(project_id, &stage.id).await?.into_iter().next();
+            let components = self.orchestrator.as_ref().map(|o| o.components(project_id, &stage.id)).unwrap_or_default();
+            summaries.insert(stage.id.clone(), StageSummary { release, components });
+        }
+        Ok(ProjectOverview { project, stages, archived, retention: self.retention().await?, summaries })
     }
 
     // ----- stages ---------------------------------------------------------------------------

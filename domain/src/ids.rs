@@ -23,7 +23,7 @@ pub const MAX_ID_LEN: usize = 63;
 /// IDs that would clash with the dashboard's own routes (`/projects/new`, `…/settings`) or
 /// with host names the platform uses.
 pub const RESERVED_IDS: &[&str] = &[
-    "admin", "api", "archived", "assets", "new", "pkg", "projects", "settings", "stages",
+    "admin", "api", "archived", "assets", "builds", "new", "pkg", "projects", "settings", "stages",
     "static", "www",
 ];
 

@@ -75,6 +75,13 @@ pub struct Release {
     pub created_at: DateTime<Utc>,
 }
 
+/// What a stage card shows besides the stage: its running release and its components.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageSummary {
+    pub release: Option<Release>,
+    pub components: Vec<crate::runtime::ComponentStatus>,
+}
+
 /// Everything the project page shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -83,6 +90,10 @@ pub struct ProjectOverview {
     pub stages: Vec<Stage>,
     pub archived: Vec<Stage>,
     pub retention: RetentionPolicy,
+    /// Per live stage ID.
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    #[serde(default)]
+    pub summaries: std::collections::BTreeMap<String, StageSummary>,
 }
 
 /// The answer of the live Stage ID check in the "+ NEW STAGE" popup.

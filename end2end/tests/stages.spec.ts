@@ -270,3 +270,56 @@ test('stage settings hold the configuration; secrets are masked and never sent b
   await expect(section.getByRole('row', { name: 'LOG_LEVEL' })).toHaveCount(0);
   await expect(section.getByRole('row')).toHaveCount(2); // header + API_TOKEN
 });
+
+test('a deployed build runs on its stage; suspend stops it and resume starts it again', async ({ page, consoleErrors }, testInfo) => {
+  const port = testInfo.project.name === 'sqlite' ? 3411 : 3412;
+  const project = await createProject(page);
+  await createStage(page, 'QA', { type: 'qa' });
+  await open(page, `/projects/${project}/builds`);
+  await expect(page.getByText('No builds yet.')).toBeVisible();
+  const manifest = page.getByLabel('Manifest');
+  await manifest.fill('[[component]]\nname = "web"\nkind = "service"\ncommand = "sh"\n');
+  await page.getByLabel('Build directory').fill('/tmp');
+  await page.getByRole('button', { name: 'Register build' }).click();
+  await expect(page.getByText("Invalid manifest, line 1: component 'web': a service needs a port (it is passed as PORT)")).toBeVisible();
+  await manifest.fill(
+    `version = "0.1.0"\n\n[[component]]\nname = "web"\nkind = "service"\ncommand = "sh"\n` +
+      `args = ["-c", "exec python3 -m http.server $PORT --bind 127.0.0.1"]\nport = ${port}\n` +
+      `health = { path = "/", interval_secs = 1 }\n`,
+  );
+  await page.getByRole('button', { name: 'Register build' }).click();
+  await expect(page.getByText('Build 1 registered.')).toBeVisible();
+  await expect(page.getByRole('listitem', { name: 'Build 1' })).toContainText('web (service)');
+
+  await open(page, `/projects/${project}/stages/qa`);
+  await expect(page.getByText('No release deployed yet.')).toBeVisible();
+  await page.getByLabel('Build').selectOption('1');
+  await page.getByRole('button', { name: 'Deploy' }).click();
+  await expect(page.getByText(/Release #1 — build 1 \(0\.1\.0\)/)).toBeVisible();
+  const row = page.getByRole('row', { name: 'web' });
+  await expect(row.getByRole('cell').nth(1)).toHaveText('running');
+  await expect(row.getByRole('cell').nth(2)).toHaveText('healthy', { timeout: 20_000 });
+  expect((await page.request.get(`http://127.0.0.1:${port}/`)).status()).toBe(200);
+
+  await open(page, `/projects/${project}`);
+  const card = page.getByRole('article', { name: 'QA', exact: true });
+  await expect(card).toContainText('#1 (build 1, 0.1.0)');
+  await expect(card.getByRole('list', { name: 'Components' })).toContainText('running · healthy');
+
+  await open(page, `/projects/${project}/stages/qa/settings`);
+  await page.getByRole('button', { name: 'Suspend stage' }).click();
+  await expect(page.getByRole('button', { name: 'Resume stage' })).toBeVisible();
+  await expect(page.request.get(`http://127.0.0.1:${port}/`)).rejects.toThrow();
+  await open(page, `/projects/${project}/stages/qa`);
+  await expect(page.getByRole('row', { name: 'web' }).getByRole('cell').nth(1)).toHaveText('stopped');
+
+  await open(page, `/projects/${project}/stages/qa/settings`);
+  await page.getByRole('button', { name: 'Resume stage' }).click();
+  await expect(page.getByRole('button', { name: 'Suspend stage' })).toBeVisible();
+  await open(page, `/projects/${project}/stages/qa`);
+  await expect(page.getByRole('row', { name: 'web' }).getByRole('cell').nth(2)).toHaveText('healthy', { timeout: 20_000 });
+  // Leave nothing running.
+  await open(page, `/projects/${project}/stages/qa/settings`);
+  await page.getByRole('button', { name: 'Suspend stage' }).click();
+  await expect(page.getByRole('button', { name: 'Resume stage' })).toBeVisible();
+});

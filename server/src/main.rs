@@ -90,6 +90,8 @@ async fn run() -> Result<(), String> {
         })
         .fallback(leptos_axum::file_and_error_handler_with_context(context, shell))
         .layer(tower_http::compression::CompressionLayer::new())
+        // A bug in one request answers 500 instead of taking the server down.
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .with_state(leptos_options);
 
     let listener = tokio::net::TcpListener::bind(addr)

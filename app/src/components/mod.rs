@@ -4,6 +4,7 @@ pub mod archived_list;
 pub mod config_section;
 pub mod derived_id;
 pub mod new_stage_dialog;
+pub mod release_section;
 pub mod stage_card;
 
 use crate::error::AppError;

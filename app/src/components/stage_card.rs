@@ -3,10 +3,14 @@
 use super::{StatusBadge, TypeBadge};
 use crate::paths;
 use leptos::prelude::*;
-use pergola_domain::Stage;
+use pergola_domain::{Stage, StageSummary};
 
 #[component]
-pub fn StageCard(stage: Stage) -> impl IntoView {
+pub fn StageCard(stage: Stage, summary: StageSummary) -> impl IntoView {
+    let release = match &summary.release {
+        Some(r) => format!("#{} (build {}{})", r.number, r.build_number, r.build_version.as_ref().map(|v| format!(", {v}")).unwrap_or_default()),
+        None => "No release deployed yet".to_owned(),
+    };
     let href = paths::stage(&stage.project_id, &stage.id);
     let settings = paths::stage_settings(&stage.project_id, &stage.id);
     let settings_label = format!("Settings of {}", stage.name);
@@ -28,8 +32,18 @@ pub fn StageCard(stage: Stage) -> impl IntoView {
                     <dt class="text-slate-500">"Status"</dt>
                     <dd><StatusBadge status=stage.status/></dd>
                     <dt class="text-slate-500">"Release"</dt>
-                    <dd class="text-slate-600">"No release deployed yet"</dd>
+                    <dd class="text-slate-600">{release}</dd>
                 </dl>
+                {(!summary.components.is_empty()).then(|| view! {
+                    <ul class="space-y-1 text-sm" aria-label="Components">
+                        {summary.components.into_iter().map(|c| view! {
+                            <li class="flex justify-between gap-2">
+                                <span class="font-mono text-slate-800">{c.name.clone()}</span>
+                                <span class="text-slate-600">{format!("{} · {}", c.state.as_str(), c.health.as_str())}</span>
+                            </li>
+                        }).collect_view()}
+                    </ul>
+                })}
                 <footer class="mt-auto flex gap-4 pt-2 text-sm">
                     <a href=settings aria-label=settings_label class="text-slate-600 hover:text-slate-900">"Settings"</a>
                 </footer>

@@ -1,12 +1,14 @@
 //! One file per page.
 
 mod admin;
+mod builds;
 mod home;
 mod project;
 mod stage;
 mod stage_settings;
 
 pub use admin::AdminPage;
+pub use builds::BuildsPage;
 pub use home::HomePage;
 pub use project::ProjectPage;
 pub use stage::StagePage;

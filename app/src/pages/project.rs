@@ -44,7 +44,7 @@ fn ProjectView(
     restore: ServerAction<RestoreStage>,
     created: RwSignal<Option<Stage>>,
 ) -> impl IntoView {
-    let ProjectOverview { project, stages, archived, retention } = overview;
+    let ProjectOverview { project, stages, archived, retention, summaries } = overview;
     let restored = move || restore.value().get().and_then(Result::ok);
     let announcement = move || {
         restored()
@@ -64,6 +64,8 @@ fn ProjectView(
                 <h1 class="text-2xl font-bold text-slate-900">{project.name.clone()}</h1>
                 <p class="mt-1 text-sm text-slate-600">
                     "Project ID " <code class="font-mono">{project.id.clone()}</code>
+                    " · "
+                    <a href=format!("{}/builds", crate::paths::project(&project.id)) class="text-emerald-700 underline">"Builds"</a>
                 </p>
             </div>
             <button
@@ -87,7 +89,14 @@ fn ProjectView(
                 }
             >
                 <ul aria-label="Stages" class="grid gap-4 sm:grid-cols-2 lg:grid-cols-3">
-                    {stages.clone().into_iter().map(|stage| view! { <StageCard stage/> }).collect_view()}
+                    {stages
+                        .clone()
+                        .into_iter()
+                        .map(|stage| {
+                            let summary = summaries.get(&stage.id).cloned().unwrap_or_default();
+                            view! { <StageCard stage summary/> }
+                        })
+                        .collect_view()}
                 </ul>
             </Show>
         </section>

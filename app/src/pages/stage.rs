@@ -2,6 +2,7 @@
 
 use super::param;
 use crate::api::get_stage;
+use crate::components::release_section::ReleaseSection;
 use crate::components::{loading, PageError, StatusBadge, TypeBadge};
 use crate::paths;
 use leptos::prelude::*;
@@ -78,12 +79,7 @@ fn StageView(stage: Stage) -> impl IntoView {
                     <dd>{format_time(stage.updated_at)}</dd>
                 </dl>
             </section>
-            <section aria-labelledby="release-title" class="rounded-lg border border-slate-200 bg-white p-5 shadow-sm lg:col-span-2">
-                <h2 id="release-title" class="font-semibold text-slate-900">"Release"</h2>
-                <p class="mt-3 text-sm text-slate-600">
-                    "No release deployed yet. Once a build is deployed, each component shows here with its state, health and share link."
-                </p>
-            </section>
+            <ReleaseSection project=stage.project_id.clone() stage=stage.id.clone()/>
         </div>
     }
 }

@@ -1,0 +1,211 @@
+//! The stage page's Release section: deploy a build, see each component's state, health,
+//! restarts and output, and the release history with redeploy (rollback).
+
+use super::{ui, ErrorNotice};
+use crate::api::{list_builds, stage_runtime, Deploy, Redeploy, StageActivity};
+use crate::paths;
+use leptos::prelude::*;
+use pergola_domain::runtime::{ComponentState, ComponentStatus, Health};
+use pergola_domain::{format_time, Release};
+use std::time::Duration;
+
+/// How often the section refreshes what it shows while open.
+const REFRESH: Duration = Duration::from_secs(2);
+
+#[component]
+pub fn ReleaseSection(project: String, stage: String) -> impl IntoView {
+    let deploy = ServerAction::<Deploy>::new();
+    let redeploy = ServerAction::<Redeploy>::new();
+    let tick = RwSignal::new(0u32);
+    // Timers exist only in the browser: effects never run during server rendering.
+    Effect::new(move |_| {
+        let handle = set_interval_with_handle(move || { tick.try_update(|n| *n += 1); }, REFRESH).ok();
+        on_cleanup(move || {
+            if let Some(h) = handle {
+                h.clear();
+            }
+        });
+    });
+    let data = Resource::new(
+        {
+            let (p, s) = (project.clone(), stage.clone());
+            move || (p.clone(), s.clone(), tick.get(), deploy.version().get(), redeploy.version().get())
+        },
+        |(p, s, ..)| stage_runtime(p, s),
+    );
+    let error = move || deploy.value().get().and_then(Result::err).or_else(|| redeploy.value().get().and_then(Result::err));
+    let builds_href = format!("{}/builds", paths::project(&project));
+    let form = view! { <DeployForm project=project.clone() stage=stage.clone() deploy/> };
+    view! {
+        <section aria-labelledby="release-title" class="rounded-lg border border-slate-200 bg-white p-5 shadow-sm lg:col-span-2">
+            <h2 id="release-title" class="font-semibold text-slate-900">"Release"</h2>
+            <Transition fallback=|| ()>
+                {
+                    let (project, stage, builds_href) = (project.clone(), stage.clone(), builds_href.clone());
+                    move || {
+                        let (project, stage, builds_href) = (project.clone(), stage.clone(), builds_href.clone());
+                        Suspend::new(async move {
+                            match data.await {
+                                Ok(rt) => view! { <RuntimeView rt project stage builds_href redeploy/> }.into_any(),
+                                Err(error) => view! { <ErrorNotice error/> }.into_any(),
+                            }
+                        })
+                    }
+                }
+            </Transition>
+            {form}
+            {move || error().map(|error| view! { <div class="mt-3"><ErrorNotice error/></div> })}
+        </section>
+    }
+    .into_any()
+}
+
+/// Choose a build, deploy it. The list of builds loads once, apart from the refreshing status.
+#[component]
+fn DeployForm(project: String, stage: String, deploy: ServerAction<Deploy>) -> impl IntoView {
+    let builds = Resource::new({ let p = project.clone(); move || p.clone() }, list_builds);
+    let selected = RwSignal::new(String::new());
+    let on_deploy = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        if let Ok(build) = selected.get_untracked().parse::<i64>() {
+            deploy.dispatch(Deploy { project: project.clone(), stage: stage.clone(), build });
+        }
+    };
+    view! {
+        <form class="mt-4 flex flex-wrap items-end gap-3" on:submit=on_deploy>
+            <div>
+                <label for="deploy-build" class=ui::LABEL>"Build"</label>
+                <select
+                    id="deploy-build"
+                    class=ui::INPUT
+                    prop:value=move || selected.get()
+                    on:change=move |ev| selected.set(event_target_value(&ev))
+                >
+                    <option value="">"Choose a build…"</option>
+                    <Suspense fallback=|| ()>
+                        {move || Suspend::new(async move {
+                            builds.await.unwrap_or_default().into_iter().map(|b| {
+                                let label = format!("Build {}{}", b.number, b.version.map(|v| format!(" ({v})")).unwrap_or_default());
+                                view! { <option value=b.number.to_string()>{label}</option> }
+                            }).collect_view()
+                        })}
+                    </Suspense>
+                </select>
+            </div>
+            <button type="submit" class=ui::PRIMARY disabled=move || deploy.pending().get() || selected.get().is_empty()>
+                {move || if deploy.pending().get() { "Deploying…" } else { "Deploy" }}
+            </button>
+        </form>
+    }
+}
+
+#[component]
+fn RuntimeView(
+    rt: StageActivity,
+    project: String,
+    stage: String,
+    builds_href: String,
+    redeploy: ServerAction<Redeploy>,
+) -> impl IntoView {
+    let current = rt.releases.first().cloned();
+    let summary = match &current {
+        Some(r) => view! {
+            <p class="mt-2 text-sm text-slate-700">
+                {format!("Release #{} — build {}{}, deployed {}.", r.number, r.build_number,
+                    r.build_version.as_ref().map(|v| format!(" ({v})")).unwrap_or_default(), format_time(r.created_at))}
+            </p>
+        }
+        .into_any(),
+        None => view! {
+            <p class="mt-2 text-sm text-slate-600">
+                "No release deployed yet. Register a build on the " <a href=builds_href class="text-emerald-700 underline">"Builds"</a> " page, then deploy it here."
+            </p>
+        }
+        .into_any(),
+    };
+    let logs = rt.logs;
+    view! {
+        {summary}
+        {(!rt.components.is_empty()).then(|| view! {
+            <table class="mt-4 w-full text-left text-sm" aria-label="Components">
+                <thead class="text-slate-500">
+                    <tr>
+                        <th scope="col" class="py-1 font-medium">"Component"</th>
+                        <th scope="col" class="py-1 font-medium">"State"</th>
+                        <th scope="col" class="py-1 font-medium">"Health"</th>
+                        <th scope="col" class="py-1 font-medium">"Restarts"</th>
+                        <th scope="col" class="py-1 font-medium">"Since"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {rt.components.into_iter().map(|c| view! { <ComponentRow c/> }).collect_view()}
+                </tbody>
+            </table>
+        })}
+        {logs.into_iter().filter(|(_, lines)| !lines.is_empty()).map(|(name, lines)| {
+            let text = lines.iter().map(|l| format!("{} {}", l.at.format("%H:%M:%S"), l.line)).collect::<Vec<_>>().join("\n");
+            view! {
+                <figure class="mt-3">
+                    <figcaption class="text-sm text-slate-600">{format!("Output of {name}")}</figcaption>
+                    <pre class="mt-1 max-h-48 overflow-auto rounded bg-slate-900 p-3 text-xs text-slate-100">{text}</pre>
+                </figure>
+            }
+        }).collect_view()}
+        <History releases=rt.releases project stage redeploy/>
+    }
+}
+
+#[component]
+fn ComponentRow(c: ComponentStatus) -> impl IntoView {
+    let state_class = match c.state {
+        ComponentState::Running | ComponentState::Completed => "text-emerald-800",
+        ComponentState::Crashed => "text-rose-700",
+        _ => "text-slate-600",
+    };
+    let health_class = match c.health {
+        Health::Healthy => "text-emerald-800",
+        Health::Unhealthy => "text-rose-700",
+        Health::Unknown => "text-slate-500",
+    };
+    view! {
+        <tr class="border-t border-slate-100" aria-label=c.name.clone()>
+            <td class="py-2 font-mono">{c.name.clone()}</td>
+            <td class=format!("py-2 {state_class}") data-state=c.state.as_str()>{c.state.as_str()}</td>
+            <td class=format!("py-2 {health_class}")>{c.health.as_str()}</td>
+            <td class="py-2">{c.restarts}</td>
+            <td class="py-2 text-slate-500">{c.started_at.map(format_time).unwrap_or_default()}</td>
+        </tr>
+    }
+}
+
+#[component]
+fn History(releases: Vec<Release>, project: String, stage: String, redeploy: ServerAction<Redeploy>) -> impl IntoView {
+    if releases.len() < 2 {
+        return ().into_any();
+    }
+    view! {
+        <h3 class="mt-5 text-sm font-semibold text-slate-900">"History"</h3>
+        <ul class="mt-2 divide-y divide-slate-100 text-sm" aria-label="Release history">
+            {releases.into_iter().enumerate().map(|(i, r)| {
+                let (project, stage) = (project.clone(), stage.clone());
+                let label = format!("Redeploy release {}", r.number);
+                view! {
+                    <li class="flex items-center justify-between py-2">
+                        <span>{format!("#{} — build {} — {}{}", r.number, r.build_number, format_time(r.created_at), if i == 0 { " (running)" } else { "" })}</span>
+                        {(i > 0).then(|| view! {
+                            <button
+                                type="button"
+                                aria-label=label
+                                class="text-sm font-medium text-emerald-700 hover:underline"
+                                on:click=move |_| { redeploy.dispatch(Redeploy { project: project.clone(), stage: stage.clone(), release: r.number }); }
+                            >
+                                "Redeploy"
+                            </button>
+                        })}
+                    </li>
+                }
+            }).collect_view()}
+        </ul>
+    }
+    .into_any()
+}

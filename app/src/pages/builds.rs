@@ -1,0 +1,140 @@
+//! `/projects/{project}/builds`: register a build from its manifest; list the project's builds.
+
+use super::param;
+use crate::api::{list_builds, RegisterBuild};
+use crate::components::{loading, successes, ui, ErrorNotice, FieldMessage, PageError};
+use crate::paths;
+use leptos::ev::SubmitEvent;
+use leptos::prelude::*;
+use leptos_meta::Title;
+use pergola_domain::{format_time, Build};
+
+const EXAMPLE: &str = r#"version = "1.0.0"
+
+[[component]]
+name = "web"
+kind = "service"
+command = "./web"
+port = 8080
+storage = ["data"]
+health = { path = "/healthz", interval_secs = 5 }
+"#;
+
+#[component]
+pub fn BuildsPage() -> impl IntoView {
+    let project = param("project");
+    let register = ServerAction::<RegisterBuild>::new();
+    let registered = successes(register);
+    let builds = Resource::new(move || (project.get(), registered.get()), |(p, _)| list_builds(p));
+    let manifest = RwSignal::new(String::new());
+    let workdir = RwSignal::new(String::new());
+    let error = move || register.value().get().and_then(Result::err);
+    let field_error = move |field: &'static str| Signal::derive(move || error().and_then(|e| e.message_for(field)));
+    let other_error = move || error().filter(|e| !e.0.is_for("manifest") && !e.0.is_for("workdir"));
+    let on_submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        register.dispatch(RegisterBuild {
+            project: project.get_untracked(),
+            manifest: manifest.get_untracked(),
+            workdir: workdir.get_untracked(),
+        });
+    };
+    view! {
+        <Title text="Builds · Pergola Stages"/>
+        <nav aria-label="Breadcrumb" class="text-sm text-slate-500">
+            <a href="/" class="hover:underline">"Projects"</a>
+            " / "
+            <a href=move || paths::project(&project.get()) class="hover:underline">{move || project.get()}</a>
+            " / builds"
+        </nav>
+        <h1 class="mt-2 text-2xl font-bold text-slate-900">"Builds"</h1>
+        <div class="mt-6 grid gap-8 lg:grid-cols-[1fr_28rem]">
+            <section aria-labelledby="builds-title">
+                <h2 id="builds-title" class="sr-only">"Registered builds"</h2>
+                <Transition fallback=loading>
+                    {move || Suspend::new(async move {
+                        match builds.await {
+                            Ok(list) => view! { <BuildList list/> }.into_any(),
+                            Err(error) => view! { <PageError error/> }.into_any(),
+                        }
+                    })}
+                </Transition>
+            </section>
+            <section aria-labelledby="register-title" class=format!("{} h-fit", ui::CARD)>
+                <h2 id="register-title" class="text-lg font-semibold text-slate-900">"Register a build"</h2>
+                <p class="mt-1 text-sm text-slate-600">"Paste the build's manifest; its files are in a directory on this server."</p>
+                <form class="mt-4 space-y-3" on:submit=on_submit novalidate>
+                    <div>
+                        <label for="build-manifest" class=ui::LABEL>"Manifest"</label>
+                        <textarea
+                            id="build-manifest"
+                            rows="12"
+                            class=format!("{} font-mono text-xs", ui::INPUT)
+                            placeholder=EXAMPLE
+                            spellcheck="false"
+                            aria-describedby="build-manifest-msg"
+                            prop:value=move || manifest.get()
+                            on:input=move |ev| manifest.set(event_target_value(&ev))
+                        ></textarea>
+                        <FieldMessage id="build-manifest-msg" message=field_error("manifest")/>
+                    </div>
+                    <div>
+                        <label for="build-workdir" class=ui::LABEL>"Build directory"</label>
+                        <input
+                            id="build-workdir"
+                            class=format!("{} font-mono", ui::INPUT)
+                            placeholder="/srv/builds/shop-1.0.0"
+                            aria-describedby="build-workdir-msg"
+                            prop:value=move || workdir.get()
+                            on:input=move |ev| workdir.set(event_target_value(&ev))
+                        />
+                        <FieldMessage id="build-workdir-msg" message=field_error("workdir")/>
+                    </div>
+                    {move || other_error().map(|error| view! { <ErrorNotice error/> })}
+                    <button type="submit" class=ui::PRIMARY disabled=move || register.pending().get()>"Register build"</button>
+                    <p role="status" class="text-sm text-emerald-800">
+                        {move || register.value().get().and_then(Result::ok).map(|b| format!("Build {} registered.", b.number))}
+                    </p>
+                </form>
+            </section>
+        </div>
+    }
+}
+
+#[component]
+fn BuildList(list: Vec<Build>) -> impl IntoView {
+    if list.is_empty() {
+        return view! {
+            <p class="rounded-lg border border-dashed border-slate-300 p-8 text-center text-slate-600">
+                "No builds yet. Register one with its manifest, then deploy it to a stage."
+            </p>
+        }
+        .into_any();
+    }
+    view! {
+        <ul class="space-y-3" aria-label="Builds">
+            {list
+                .into_iter()
+                .map(|b| {
+                    let components = pergola_domain::parse_manifest(&b.manifest)
+                        .map(|m| m.components.iter().map(|c| format!("{} ({:?})", c.name, c.kind).to_lowercase()).collect::<Vec<_>>().join(", "))
+                        .unwrap_or_default();
+                    view! {
+                        <li class=ui::CARD aria-label=format!("Build {}", b.number)>
+                            <div class="flex items-baseline justify-between">
+                                <h3 class="font-semibold text-slate-900">
+                                    {format!("Build {}", b.number)}
+                                    {b.version.map(|v| view! { <span class="ml-2 text-sm font-normal text-slate-600">{v}</span> })}
+                                </h3>
+                                <span class="text-xs text-slate-500">{format_time(b.created_at)}</span>
+                            </div>
+                            <p class="mt-1 text-sm text-slate-600">"Components: " {components}</p>
+                            <p class="mt-1 font-mono text-xs text-slate-500">{b.workdir}</p>
+                        </li>
+                    }
+                })
+                .collect_view()}
+        </ul>
+    }
+    .into_any()
+}
