@@ -115,6 +115,11 @@ async fn health_follows_the_http_probe() {
     rig.runtime.start(rig.spec(vec![server("good", good, "/"), server("bad", bad, "/missing")]), GRACE).await.unwrap();
     rig.wait_for("good to be healthy", |r| r.state("good").unwrap().1 == Health::Healthy).await;
     rig.wait_for("bad to be unhealthy", |r| r.state("bad").unwrap().1 == Health::Unhealthy).await;
+    // Several probes later, the component has logged requests but no errors: a probe reads
+    // the whole answer instead of hanging up mid-response.
+    rig.wait_for("three probes", |r| r.logs("good").iter().filter(|l| l.contains("\"GET / HTTP/1.1\" 200")).count() >= 3).await;
+    let errors: Vec<_> = rig.logs("good").into_iter().filter(|l| l.contains("Traceback") || l.contains("Error")).collect();
+    assert!(errors.is_empty(), "probes caused errors: {errors:?}");
     rig.runtime.stop(&rig.key, GRACE).await;
     assert_eq!(rig.state("good").unwrap().1, Health::Unknown, "no health without a process");
 }

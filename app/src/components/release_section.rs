@@ -147,7 +147,10 @@ fn RuntimeView(
             view! {
                 <figure class="mt-3">
                     <figcaption class="text-sm text-slate-600">{format!("Output of {name}")}</figcaption>
-                    <pre class="mt-1 max-h-48 overflow-auto rounded bg-slate-900 p-3 text-xs text-slate-100">{text}</pre>
+                    // Column-reverse keeps the newest lines in view.
+                    <div class="mt-1 flex max-h-48 flex-col-reverse overflow-auto rounded bg-slate-900">
+                        <pre class="p-3 text-xs text-slate-100">{text}</pre>
+                    </div>
                 </figure>
             }
         }).collect_view()}
