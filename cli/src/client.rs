@@ -56,6 +56,15 @@ impl Client {
     /// A POST that may take a while (a suspend waits for the components' grace period): shows
     /// a spinner on an interactive terminal until the server answers.
     pub fn post_waiting<T: DeserializeOwned>(&self, path: &str, doing: &str) -> Result<T, Failure> {
+        self.waiting(self.http.post(self.url(path)), doing)
+    }
+
+    /// A POST with a JSON body that may take a while, with the same spinner.
+    pub fn post_json_waiting<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize, doing: &str) -> Result<T, Failure> {
+        self.waiting(self.http.post(self.url(path)).json(body), doing)
+    }
+
+    fn waiting<T: DeserializeOwned>(&self, request: reqwest::blocking::RequestBuilder, doing: &str) -> Result<T, Failure> {
         let done = Arc::new(AtomicBool::new(false));
         let spinner = std::io::stderr().is_terminal().then(|| {
             let done = done.clone();
@@ -75,7 +84,7 @@ impl Client {
                 }
             })
         });
-        let result = self.send(self.http.post(self.url(path)));
+        let result = self.send(request);
         done.store(true, Ordering::Relaxed);
         if let Some(handle) = spinner {
             let _ = handle.join();

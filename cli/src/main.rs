@@ -7,7 +7,8 @@ mod table;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use client::{Client, Failure};
-use pergola_domain::{format_time, ConfigEntry, Project, Stage};
+use pergola_domain::runtime::ComponentStatus;
+use pergola_domain::{format_time, Build, ConfigEntry, Project, Release, Stage};
 use serde_json::json;
 use std::process::ExitCode;
 
@@ -21,6 +22,9 @@ Examples:
   pergola delete stage test -p my-new-project
   pergola list stage --archived -p my-new-project
   pergola restore stage test -p my-new-project
+  pergola create build --manifest pergola.toml --dir /srv/builds/shop-1.0 -p my-new-project
+  pergola deploy 1 -s test -p my-new-project
+  pergola list component -s test -p my-new-project
   pergola config set LOG_LEVEL=debug -s test -p my-new-project
   pergola config set API_TOKEN=s3cr3t --secret -s test -p my-new-project
   pergola list stage -p my-new-project -o json | jq '.[].id'
@@ -99,6 +103,17 @@ enum Command {
         #[command(subcommand)]
         what: OneStage,
     },
+    /// Deploy a build to a stage as its new release (it replaces the running one).
+    Deploy {
+        /// Build number (see `pergola list build`).
+        build: i64,
+        /// Stage ID.
+        #[arg(short, long)]
+        stage: String,
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
+    },
     /// Manage a stage's configuration (environment settings; they apply with the next release).
     Config {
         #[command(subcommand)]
@@ -121,6 +136,18 @@ enum CreateWhat {
         #[arg(long)]
         id: Option<String>,
     },
+    /// Register a build from its manifest; its files are in DIR on the server.
+    Build {
+        /// The manifest file (TOML).
+        #[arg(long)]
+        manifest: std::path::PathBuf,
+        /// The build's directory on the server (absolute).
+        #[arg(long)]
+        dir: String,
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
+    },
     /// Create a stage; its ID is derived from the name unless --id is given.
     Stage {
         /// Display name.
@@ -139,6 +166,25 @@ enum CreateWhat {
 
 #[derive(Subcommand)]
 enum ListWhat {
+    /// List a project's builds.
+    #[command(visible_alias = "builds")]
+    Build {
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
+    },
+    /// List a stage's releases, newest (running) first.
+    #[command(visible_alias = "releases")]
+    Release {
+        #[command(flatten)]
+        at: StageAt,
+    },
+    /// List a stage's components with their state, health and restarts.
+    #[command(visible_alias = "components")]
+    Component {
+        #[command(flatten)]
+        at: StageAt,
+    },
     /// List all projects.
     #[command(visible_alias = "projects")]
     Project,
@@ -307,6 +353,43 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Restore { what: OneStage::Stage { id, project } } => {
             let s: Stage = client.post_waiting(&format!("{}/restore", stage_path(&project, &id)), &format!("Restoring stage '{id}'"))?;
             out.one(&s, || format!("Stage {} restored ({}).", quoted_label(&s), s.status))
+        }
+        Command::Create { what: CreateWhat::Build { manifest, dir, project } } => {
+            let text = std::fs::read_to_string(&manifest)
+                .map_err(|e| Failure::new(format!("cannot read {}: {e}", manifest.display())))?;
+            let build: Build = client.post(&format!("/api/v1/projects/{project}/builds"), &json!({ "manifest": text, "workdir": dir }))?;
+            out.one(&build, || {
+                format!("Build {} registered{}.", build.number, build.version.as_ref().map(|v| format!(" ({v})")).unwrap_or_default())
+            })
+        }
+        Command::List { what: ListWhat::Build { project } } => {
+            let builds: Vec<Build> = client.get(&format!("/api/v1/projects/{project}/builds"))?;
+            out.many(&builds, &["build", "version", "components", "created"], |b| {
+                let components = pergola_domain::parse_manifest(&b.manifest)
+                    .map(|m| m.components.into_iter().map(|c| c.name).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default();
+                vec![b.number.to_string(), b.version.clone().unwrap_or_default(), components, format_time(b.created_at)]
+            })
+        }
+        Command::List { what: ListWhat::Release { at } } => {
+            let releases: Vec<Release> = client.get(&format!("{}/releases", stage_path(&at.project, &at.stage)))?;
+            out.many(&releases, &["release", "build", "version", "deployed"], |r| {
+                vec![format!("#{}", r.number), r.build_number.to_string(), r.build_version.clone().unwrap_or_default(), format_time(r.created_at)]
+            })
+        }
+        Command::List { what: ListWhat::Component { at } } => {
+            let components: Vec<ComponentStatus> = client.get(&format!("{}/components", stage_path(&at.project, &at.stage)))?;
+            out.many(&components, &["component", "state", "health", "restarts"], |c| {
+                vec![c.name.clone(), c.state.as_str().to_owned(), c.health.as_str().to_owned(), c.restarts.to_string()]
+            })
+        }
+        Command::Deploy { build, stage, project } => {
+            let release: Release = client.post_json_waiting(
+                &format!("{}/releases", stage_path(&project, &stage)),
+                &json!({ "build": build }),
+                &format!("Deploying build {build} to stage '{stage}'"),
+            )?;
+            out.one(&release, || format!("Release #{} (build {}) deployed to stage '{}'.", release.number, release.build_number, stage))
         }
         Command::Config { action } => config(&client, &out, action),
         Command::Completion { shell } => {

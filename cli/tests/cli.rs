@@ -189,3 +189,31 @@ fn configuration_set_get_list_unset() {
     let keys: Vec<_> = json.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(keys, ["API_TOKEN", "LOG_LEVEL"]);
 }
+
+#[test]
+fn builds_deploy_and_releases() {
+    pergola(&["create", "project", "deploying"]).assert().success();
+    pergola(&["create", "stage", "qa", "--type", "qa", "-p", "deploying"]).assert().success();
+    let dir = std::env::temp_dir();
+    let manifest = dir.join(format!("pergola-cli-{}.toml", std::process::id()));
+    std::fs::write(&manifest, "version = \"1.0\"\n[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"./web\"\nport = 8080\n").unwrap();
+    let args = ["create", "build", "--manifest", manifest.to_str().unwrap(), "--dir", dir.to_str().unwrap(), "-p", "deploying"];
+    pergola(&args).assert().success().stdout("Build 1 registered (1.0).\n");
+    std::fs::write(&manifest, "[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"./web\"\n").unwrap();
+    pergola(&args)
+        .assert()
+        .code(1)
+        .stderr("error: Invalid manifest, line 1: component 'web': a service needs a port (it is passed as PORT)\n");
+    let builds = stdout_of(&["list", "build", "-p", "deploying"]);
+    assert!(builds.contains("| 1     | 1.0     | web        |"), "{builds}");
+    pergola(&["deploy", "1", "-s", "qa", "-p", "deploying"]).assert().success().stdout("Release #1 (build 1) deployed to stage 'qa'.\n");
+    pergola(&["deploy", "1", "-s", "qa", "-p", "deploying"]).assert().success().stdout("Release #2 (build 1) deployed to stage 'qa'.\n");
+    pergola(&["deploy", "9", "-s", "qa", "-p", "deploying"]).assert().code(1).stderr("error: Project 'deploying' has no build 9.\n");
+    let releases = stdout_of(&["list", "release", "-s", "qa", "-p", "deploying"]);
+    let rows: Vec<_> = releases.lines().filter(|l| l.starts_with("| #")).collect();
+    assert_eq!(rows.len(), 2, "{releases}");
+    assert!(rows[0].starts_with("| #2      | 1     | 1.0     |"), "{releases}");
+    // This test server has no runtime: nothing runs, and the table says so by being empty.
+    assert_eq!(stdout_of(&["list", "component", "-s", "qa", "-p", "deploying"]).lines().count(), 4);
+    let _ = std::fs::remove_file(manifest);
+}
