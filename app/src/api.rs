@@ -13,6 +13,7 @@ pub struct StageActivity {
     pub releases: Vec<Release>,
     pub components: Vec<ComponentStatus>,
     pub logs: Vec<(String, Vec<LogLine>)>,
+    pub links: Vec<pergola_domain::share::ShareLink>,
 }
 
 #[cfg(feature = "ssr")]
@@ -168,5 +169,6 @@ pub async fn stage_runtime(project: String, stage: String) -> Result<StageActivi
         let keep = lines.len().saturating_sub(30);
         logs.push((c.name.clone(), lines.split_off(keep)));
     }
-    Ok(StageActivity { releases, components, logs })
+    let links = answer(s.share_links(&project, &stage).await)?;
+    Ok(StageActivity { releases, components, logs, links })
 }

@@ -6,6 +6,8 @@
 use crate::store::ConfigValue;
 use crate::{Clock, Orchestrator, RunPlan, Store, StoreError};
 use pergola_domain::runtime::{ComponentStatus, LogLine};
+use pergola_domain::share::{ShareBase, ShareLink};
+use pergola_domain::ComponentKind;
 use std::time::Duration;
 use pergola_domain::{
     derive_id, format_time, numbered_id, parse_manifest, suggestion_stem, validate_config, validate_id,
@@ -23,6 +25,8 @@ pub struct Services {
     orchestrator: Option<Arc<dyn Orchestrator>>,
     /// How long components get between SIGTERM and SIGKILL.
     grace: Duration,
+    /// Where share links point.
+    share: ShareBase,
 }
 
 /// The seed's "usually 60 secs" between SIGTERM and SIGKILL.
@@ -42,7 +46,7 @@ const RETENTION_KEYS: [(StageType, &str); 3] = [
 
 impl Services {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock, orchestrator: None, grace: DEFAULT_GRACE }
+        Self { store, clock, orchestrator: None, grace: DEFAULT_GRACE, share: ShareBase { domain: "localhost".into(), port: 3000 } }
     }
 
     /// The same store, seen through another clock.
@@ -53,6 +57,21 @@ impl Services {
     /// The same services, running stages with `orchestrator` and this grace period.
     pub fn with_orchestrator(&self, orchestrator: Arc<dyn Orchestrator>, grace: Duration) -> Self {
         Self { orchestrator: Some(orchestrator), grace, ..self.clone() }
+    }
+
+    /// The same services, with share links pointing at `share`.
+    pub fn with_share_base(&self, share: ShareBase) -> Self {
+        Self { share, ..self.clone() }
+    }
+
+    /// The share links of a stage's running service components.
+    pub async fn share_links(&self, project_id: &str, stage_id: &str) -> Result<Vec<ShareLink>, Error> {
+        let components = self.components(project_id, stage_id).await?;
+        Ok(components
+            .into_iter()
+            .filter(|c| c.kind == ComponentKind::Service)
+            .map(|c| ShareLink { url: self.share.url(&c.name, stage_id, project_id), component: c.name })
+            .collect())
     }
 
     /// The components of a stage as its runtime observes them (none without a runtime).
@@ -153,7 +172,8 @@ impl Services {
         for stage in &stages {
             let release = self.releases(project_id, &stage.id).await?.into_iter().next();
             let components = self.orchestrator.as_ref().map(|o| o.components(project_id, &stage.id)).unwrap_or_default();
-            summaries.insert(stage.id.clone(), StageSummary { release, components });
+            let links = self.share_links(project_id, &stage.id).await?;
+            summaries.insert(stage.id.clone(), StageSummary { release, components, links });
         }
         Ok(ProjectOverview { project, stages, archived, retention: self.retention().await?, summaries })
     }

@@ -12,6 +12,7 @@ pub mod model;
 pub mod name;
 pub mod retention;
 pub mod runtime;
+pub mod share;
 pub mod stage;
 
 pub use error::{Error, ErrorKind};

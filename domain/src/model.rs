@@ -80,6 +80,8 @@ pub struct Release {
 pub struct StageSummary {
     pub release: Option<Release>,
     pub components: Vec<crate::runtime::ComponentStatus>,
+    /// Share links of the running release's service components.
+    pub links: Vec<crate::share::ShareLink>,
 }
 
 /// Everything the project page shows.

@@ -63,6 +63,9 @@ pub struct LogLine {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ComponentStatus {
     pub name: String,
+    pub kind: crate::ComponentKind,
+    /// The port a service listens on (its share link forwards there).
+    pub port: Option<u16>,
     pub state: ComponentState,
     pub health: Health,
     pub restarts: u32,

@@ -6,8 +6,9 @@ export const test = base.extend<{ consoleErrors: string[] }>({
     const errors: string[] = [];
     page.on('console', (msg) => {
       // Chromium logs every refused request (a taken ID answers 409, bad input 422, a missing
-      // stage 404); those are the refusals the tests provoke. Anything else is an error.
-      const refusal = /^Failed to load resource: the server responded with a status of (404|409|422) /;
+      // stage 404, a suspended stage's share link 503); those are the refusals the tests
+      // provoke. Anything else is an error.
+      const refusal = /^Failed to load resource: the server responded with a status of (404|409|422|503) /;
       if (msg.type() === 'error' && !refusal.test(msg.text())) errors.push(msg.text());
     });
     page.on('pageerror', (err) => errors.push(err.message));

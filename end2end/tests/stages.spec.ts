@@ -300,6 +300,12 @@ test('a deployed build runs on its stage; suspend stops it and resume starts it 
   await expect(row.getByRole('cell').nth(1)).toHaveText('running');
   await expect(row.getByRole('cell').nth(2)).toHaveText('healthy', { timeout: 20_000 });
   expect((await page.request.get(`http://127.0.0.1:${port}/`)).status()).toBe(200);
+  // The share link, served by Pergola as a reverse proxy by host name.
+  const share = `http://web.qa.${project}.localhost:${new URL(page.url()).port}/`;
+  await expect(page.getByRole('list', { name: 'Share links' })).toContainText(share);
+  const served = await page.goto(share);
+  expect(served?.status()).toBe(200);
+  await expect(page.getByRole('heading', { name: 'Directory listing for /' })).toBeVisible();
 
   await open(page, `/projects/${project}`);
   const card = page.getByRole('article', { name: 'QA', exact: true });
@@ -310,6 +316,9 @@ test('a deployed build runs on its stage; suspend stops it and resume starts it 
   await page.getByRole('button', { name: 'Suspend stage' }).click();
   await expect(page.getByRole('button', { name: 'Resume stage' })).toBeVisible();
   await expect(page.request.get(`http://127.0.0.1:${port}/`)).rejects.toThrow();
+  const suspended = await page.goto(share);
+  expect(suspended?.status()).toBe(503);
+  await expect(page.getByRole('heading', { name: 'Stage suspended' })).toBeVisible();
   await open(page, `/projects/${project}/stages/qa`);
   await expect(page.getByRole('row', { name: 'web' }).getByRole('cell').nth(1)).toHaveText('stopped');
 
@@ -318,6 +327,7 @@ test('a deployed build runs on its stage; suspend stops it and resume starts it 
   await expect(page.getByRole('button', { name: 'Suspend stage' })).toBeVisible();
   await open(page, `/projects/${project}/stages/qa`);
   await expect(page.getByRole('row', { name: 'web' }).getByRole('cell').nth(2)).toHaveText('healthy', { timeout: 20_000 });
+  expect((await page.goto(share))?.status()).toBe(200);
   // Leave nothing running.
   await open(page, `/projects/${project}/stages/qa/settings`);
   await page.getByRole('button', { name: 'Suspend stage' }).click();

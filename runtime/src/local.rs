@@ -141,6 +141,8 @@ impl Runtime for LocalRuntime {
                 name: c.name.clone(),
                 observed: Mutex::new(ComponentStatus {
                     name: c.name.clone(),
+                    kind: c.kind,
+                    port: c.port,
                     state: ComponentState::Starting,
                     health: Health::Unknown,
                     restarts: 0,

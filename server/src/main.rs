@@ -8,6 +8,9 @@
 //!   (default `sqlite://$PERGOLA_DATA_DIR/pergola.db`);
 //! - `PERGOLA_PURGE_INTERVAL_SECS` — how often archived stages are checked for purge (default 60);
 //! - `PERGOLA_GRACE_SECS` — seconds between SIGTERM and SIGKILL when a stage stops (default 60);
+//! - `PERGOLA_SHARE_DOMAIN` — share links are `{component}.{stage}.{project}.{domain}` (default
+//!   `localhost`; in production a wildcard DNS domain);
+//! - `PERGOLA_SHARE_PORT` — the port share links name (default: the listen port);
 //! - `RUST_LOG` — log filter (default `info`).
 //!
 //! Routes: the dashboard (pages and server functions), the REST API under `/api/v1`
@@ -21,6 +24,8 @@ use pergola_core::{connect, purge::spawn_purge_task, Services, SystemClock};
 use pergola_runtime::LocalRuntime;
 use std::sync::Arc;
 use std::time::Duration;
+
+mod share;
 
 #[tokio::main]
 async fn main() {
@@ -59,7 +64,11 @@ async fn run() -> Result<(), String> {
         std::env::var("PERGOLA_GRACE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60),
     );
     let runtime = Arc::new(LocalRuntime::new(std::path::Path::new(&data_dir).join("runtime")));
-    let services = Services::new(store, Arc::new(SystemClock)).with_orchestrator(runtime.clone(), grace);
+    let share_domain = std::env::var("PERGOLA_SHARE_DOMAIN").unwrap_or_else(|_| "localhost".into());
+    let share_port = std::env::var("PERGOLA_SHARE_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(addr.port());
+    let services = Services::new(store, Arc::new(SystemClock))
+        .with_orchestrator(runtime.clone(), grace)
+        .with_share_base(pergola_domain::share::ShareBase { domain: share_domain.clone(), port: share_port });
     // What should run, runs again.
     {
         let services = services.clone();
@@ -79,6 +88,7 @@ async fn run() -> Result<(), String> {
     spawn_purge_task(services.clone(), Duration::from_secs(purge_every));
 
     let api = pergola_api::router(services.clone());
+    let share = share::Share::new(services.clone(), share_domain);
     let context = move || provide_context(services.clone());
     let routes = generate_route_list(App);
     let app = Router::new()
@@ -92,13 +102,14 @@ async fn run() -> Result<(), String> {
         .layer(tower_http::compression::CompressionLayer::new())
         // A bug in one request answers 500 instead of taking the server down.
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn_with_state(share, share::route))
         .with_state(leptos_options);
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!("Pergola Stages listening on http://{addr}");
-    let served = axum::serve(listener, app.into_make_service())
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| format!("server error: {e}"));

@@ -124,8 +124,19 @@ fn RuntimeView(
         .into_any(),
     };
     let logs = rt.logs;
+    let links = rt.links;
     view! {
         {summary}
+        {(!links.is_empty()).then(|| view! {
+            <ul class="mt-3 space-y-1 text-sm" aria-label="Share links">
+                {links.into_iter().map(|l| view! {
+                    <li>
+                        <span class="font-mono text-slate-600">{l.component.clone()}": "</span>
+                        <a href=l.url.clone() class="text-emerald-700 underline" target="_blank" rel="noopener">{l.url.clone()}</a>
+                    </li>
+                }).collect_view()}
+            </ul>
+        })}
         {(!rt.components.is_empty()).then(|| view! {
             <table class="mt-4 w-full text-left text-sm" aria-label="Components">
                 <thead class="text-slate-500">

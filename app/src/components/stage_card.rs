@@ -44,6 +44,15 @@ pub fn StageCard(stage: Stage, summary: StageSummary) -> impl IntoView {
                         }).collect_view()}
                     </ul>
                 })}
+                {(!summary.links.is_empty()).then(|| view! {
+                    <ul class="space-y-1 text-sm" aria-label="Share links">
+                        {summary.links.into_iter().map(|l| view! {
+                            <li class="truncate">
+                                <a href=l.url.clone() class="text-emerald-700 underline" target="_blank" rel="noopener">{l.url.clone()}</a>
+                            </li>
+                        }).collect_view()}
+                    </ul>
+                })}
                 <footer class="mt-auto flex gap-4 pt-2 text-sm">
                     <a href=settings aria-label=settings_label class="text-slate-600 hover:text-slate-900">"Settings"</a>
                 </footer>

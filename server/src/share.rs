@@ -1,0 +1,117 @@
+//! Share links: requests whose `Host` is `{component}.{stage}.{project}.{domain}` are
+//! forwarded to that component (a reverse proxy, bodies streamed both ways, `X-Forwarded-*`
+//! set). A suspended stage answers 503 with a readable page, an unknown or archived one 404,
+//! a component that is not running or not answering 502.
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use pergola_core::Services;
+use pergola_domain::runtime::ComponentState;
+use pergola_domain::share::parse_share_host;
+use pergola_domain::{ComponentKind, StageStatus};
+use std::net::SocketAddr;
+
+#[derive(Clone)]
+pub struct Share {
+    services: Services,
+    domain: String,
+    client: Client<HttpConnector, Body>,
+}
+
+impl Share {
+    pub fn new(services: Services, domain: String) -> Self {
+        Self { services, domain, client: Client::builder(TokioExecutor::new()).build_http() }
+    }
+}
+
+/// Middleware: share-link hosts are proxied, everything else goes to the dashboard and API.
+pub async fn route(State(share): State<Share>, req: Request, next: Next) -> Response {
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    match parse_share_host(host, &share.domain) {
+        Some((component, stage, project)) => share.forward(&component, &stage, &project, req).await,
+        None => next.run(req).await,
+    }
+}
+
+/// Headers that belong to one connection, not to the request or response being forwarded.
+const HOP_BY_HOP: [&str; 8] =
+    ["connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"];
+
+impl Share {
+    async fn forward(&self, component: &str, stage_id: &str, project: &str, mut req: Request) -> Response {
+        let stage = match self.services.get_stage(project, stage_id).await {
+            Ok(stage) => stage,
+            Err(e) => return page(StatusCode::NOT_FOUND, "Not found", &e.message),
+        };
+        if stage.status == StageStatus::Suspended {
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Stage suspended",
+                &format!("Stage '{}' of project '{project}' is suspended. It serves again as soon as it is resumed.", stage.name),
+            );
+        }
+        let components = self.services.components(project, stage_id).await.unwrap_or_default();
+        let Some(target) = components.iter().find(|c| c.name == component && c.kind == ComponentKind::Service) else {
+            return page(StatusCode::NOT_FOUND, "Not found", &format!("Stage '{stage_id}' runs no service '{component}'."));
+        };
+        let (Some(port), ComponentState::Running) = (target.port, target.state) else {
+            return page(
+                StatusCode::BAD_GATEWAY,
+                "Not running",
+                &format!("Service '{component}' of stage '{stage_id}' is {} right now. Try again in a moment.", target.state.as_str()),
+            );
+        };
+        let original_host = req.headers().get(header::HOST).cloned();
+        let client_ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        *req.uri_mut() = match format!("http://127.0.0.1:{port}{path}").parse() {
+            Ok(uri) => uri,
+            Err(_) => return page(StatusCode::BAD_REQUEST, "Bad request", "The request path is not valid."),
+        };
+        let headers = req.headers_mut();
+        for name in HOP_BY_HOP {
+            headers.remove(name);
+        }
+        if let Some(host) = original_host {
+            headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+        }
+        headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("http"));
+        if let Some(ip) = client_ip.and_then(|ip| HeaderValue::from_str(&ip).ok()) {
+            headers.insert(HeaderName::from_static("x-forwarded-for"), ip);
+        }
+        match self.client.request(req).await {
+            Ok(response) => {
+                let mut response = response.map(Body::new);
+                for name in HOP_BY_HOP {
+                    response.headers_mut().remove(name);
+                }
+                response
+            }
+            Err(e) => {
+                tracing::warn!(project, stage = stage_id, component, error = %e, "share link target did not answer");
+                page(StatusCode::BAD_GATEWAY, "Not answering", &format!("Service '{component}' of stage '{stage_id}' did not answer."))
+            }
+        }
+    }
+}
+
+/// A small self-contained page (share-link hosts do not load the dashboard's assets).
+fn page(status: StatusCode, title: &str, message: &str) -> Response {
+    let escape = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let body = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title} · Pergola Stages</title>\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head>\
+         <body style=\"font-family: system-ui, sans-serif; background: #f8fafc; color: #0f172a; display: grid; place-items: center; min-height: 90vh\">\
+         <main style=\"max-width: 32rem; text-align: center\"><p style=\"color: #047857; font-weight: 600\">{code}</p>\
+         <h1>{title}</h1><p style=\"color: #475569\">{message}</p><p style=\"color: #94a3b8; font-size: .85rem\">Pergola Stages</p></main></body></html>",
+        code = status.as_u16(),
+        title = escape(title),
+        message = escape(message),
+    );
+    (status, Html(body)).into_response()
+}
