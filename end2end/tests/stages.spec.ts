@@ -1,3 +1,5 @@
+import * as fs from 'fs';
+import * as net from 'net';
 import { createProject, createStage, expect, open, test, unique } from './helpers';
 
 test('a new project gets an ID derived from its name and is listed', async ({ page, consoleErrors }) => {
@@ -332,4 +334,61 @@ test('a deployed build runs on its stage; suspend stops it and resume starts it 
   await open(page, `/projects/${project}/stages/qa/settings`);
   await page.getByRole('button', { name: 'Suspend stage' }).click();
   await expect(page.getByRole('button', { name: 'Resume stage' })).toBeVisible();
+});
+
+test('share links pass protocol upgrades (WebSockets) through to the component', async ({ page, consoleErrors }, testInfo) => {
+  const port = testInfo.project.name === 'sqlite' ? 3421 : 3422;
+  // A component speaking a minimal upgrade protocol: "Upgrade: echo", then it echoes bytes.
+  const script = `/tmp/pergola-e2e-echo-${testInfo.project.name}.py`;
+  fs.writeFileSync(script, [
+    'import os, socket, threading',
+    'def serve(c):',
+    '    req = b""',
+    '    while b"\\r\\n\\r\\n" not in req:',
+    '        chunk = c.recv(1024)',
+    '        if not chunk: return c.close()',
+    '        req += chunk',
+    '    if b"upgrade: echo" in req.lower():',
+    '        c.sendall(b"HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: echo\\r\\nConnection: Upgrade\\r\\n\\r\\n")',
+    '        while True:',
+    '            data = c.recv(1024)',
+    '            if not data: break',
+    '            c.sendall(data)',
+    '    else:',
+    '        c.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\nok")',
+    '    c.close()',
+    's = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)',
+    's.bind(("127.0.0.1", int(os.environ["PORT"]))); s.listen()',
+    'while True:',
+    '    conn, _ = s.accept(); threading.Thread(target=serve, args=(conn,), daemon=True).start()',
+  ].join('\n'));
+  const project = await createProject(page);
+  await createStage(page, 'QA', { type: 'qa' });
+  const serverPort = Number(new URL(page.url()).port);
+  const api = `http://127.0.0.1:${serverPort}/api/v1/projects/${project}`;
+  const manifest = `[[component]]\nname = "echo"\nkind = "service"\ncommand = "python3"\nargs = ["${script}"]\nport = ${port}\n`;
+  expect((await page.request.post(`${api}/builds`, { data: { manifest, workdir: '/tmp' } })).status()).toBe(201);
+  expect((await page.request.post(`${api}/stages/qa/releases`, { data: { build: 1 } })).status()).toBe(201);
+  await expect.poll(async () => (await page.request.get(`http://127.0.0.1:${port}/`).then((r) => r.status()).catch(() => 0))).toBe(200);
+
+  const echoed = await new Promise<string>((resolve, reject) => {
+    const socket = net.connect(serverPort, '127.0.0.1', () => {
+      socket.write(`GET /chat HTTP/1.1\r\nHost: echo.qa.${project}.localhost:${serverPort}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n`);
+    });
+    let received = '';
+    socket.on('data', (data) => {
+      received += data.toString();
+      if (received.includes('\r\n\r\n') && !received.includes('ping-pong')) socket.write('ping-pong');
+      if (received.endsWith('ping-pong')) {
+        socket.end();
+        resolve(received);
+      }
+    });
+    socket.on('error', reject);
+    setTimeout(() => reject(new Error(`no echo; got: ${received}`)), 10_000);
+  });
+  expect(echoed).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\n/);
+  expect(echoed.toLowerCase()).toContain('upgrade: echo');
+  expect(echoed.endsWith('ping-pong')).toBe(true);
+  await page.request.post(`${api}/stages/qa/suspend`);
 });

@@ -1,6 +1,6 @@
 //! Share links: requests whose `Host` is `{component}.{stage}.{project}.{domain}` are
 //! forwarded to that component (a reverse proxy, bodies streamed both ways, `X-Forwarded-*`
-//! set). A suspended stage answers 503 with a readable page, an unknown or archived one 404,
+//! set, protocol upgrades such as WebSockets spliced through). A suspended stage answers 503 with a readable page, an unknown or archived one 404,
 //! a component that is not running or not answering 502.
 
 use axum::body::Body;
@@ -9,7 +9,7 @@ use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use pergola_core::Services;
 use pergola_domain::runtime::ComponentState;
 use pergola_domain::share::parse_share_host;
@@ -67,6 +67,9 @@ impl Share {
             );
         };
         let original_host = req.headers().get(header::HOST).cloned();
+        // A protocol upgrade (WebSocket): forward the handshake, then splice the two connections.
+        let upgrade = req.headers().get(header::UPGRADE).cloned();
+        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let client_ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
         *req.uri_mut() = match format!("http://127.0.0.1:{port}{path}").parse() {
@@ -84,7 +87,27 @@ impl Share {
         if let Some(ip) = client_ip.and_then(|ip| HeaderValue::from_str(&ip).ok()) {
             headers.insert(HeaderName::from_static("x-forwarded-for"), ip);
         }
+        if let Some(protocol) = &upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, protocol.clone());
+        }
         match self.client.request(req).await {
+            Ok(mut response) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                let Some(client_upgrade) = client_upgrade else {
+                    return page(StatusCode::BAD_GATEWAY, "Bad gateway", "The service switched protocols unasked.");
+                };
+                let server_upgrade = hyper::upgrade::on(&mut response);
+                tokio::spawn(async move {
+                    match (client_upgrade.await, server_upgrade.await) {
+                        (Ok(client), Ok(server)) => {
+                            let (mut client, mut server) = (TokioIo::new(client), TokioIo::new(server));
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                        (c, s) => tracing::warn!(client = c.is_ok(), service = s.is_ok(), "upgrade failed"),
+                    }
+                });
+                response.map(|_| Body::empty())
+            }
             Ok(response) => {
                 let mut response = response.map(Body::new);
                 for name in HOP_BY_HOP {
