@@ -2,7 +2,7 @@
 //! (debounced) for availability while typing and again, atomically, by the server on submit.
 
 use super::derived_id::DerivedId;
-use super::{ui, ErrorNotice, FieldMessage, StageTypeField};
+use super::{ui, ErrorNotice, FieldMessage, Modal, StageTypeField};
 use crate::api::{check_stage_id, CreateStage};
 use crate::error::AppError;
 use leptos::ev::SubmitEvent;
@@ -127,92 +127,78 @@ pub fn NewStageDialog(
     };
 
     view! {
-        <Show when=move || open.get()>
-            <div
-                class="fixed inset-0 z-40 flex items-start justify-center bg-slate-900/40 p-4 pt-24"
-                on:click=move |_| close()
-            >
-                <div
-                    role="dialog"
-                    aria-modal="true"
-                    aria-labelledby="new-stage-title"
-                    class="w-full max-w-md rounded-xl bg-white p-6 shadow-xl"
-                    on:click=|ev| ev.stop_propagation()
-                    on:keydown=move |ev| if ev.key() == "Escape" { close() }
-                >
-                    <h2 id="new-stage-title" class="text-lg font-semibold text-slate-900">"New stage"</h2>
-                    <form class="mt-4 space-y-3" on:submit=on_submit novalidate>
-                        <div>
-                            <label for="new-stage-name" class=ui::LABEL>"Name"</label>
-                            <input
-                                id="new-stage-name"
-                                node_ref=name_ref
-                                class=ui::INPUT
-                                autocomplete="off"
-                                placeholder="e.g. Integration tests"
-                                aria-describedby="new-stage-name-msg"
-                                prop:value=move || form.name.get()
-                                on:input=move |ev| {
-                                    form.set_name(event_target_value(&ev));
-                                    if !form.edited.get_untracked() {
-                                        schedule_check();
-                                    }
-                                }
-                            />
-                            <FieldMessage id="new-stage-name-msg" message=field_error("name")/>
-                        </div>
-                        <StageTypeField id="new-stage-type" value=stage_type message=field_error("stage_type")/>
-                        <div>
-                            <label for="new-stage-id" class=ui::LABEL>"Stage ID"</label>
-                            <input
-                                id="new-stage-id"
-                                class=format!("{} font-mono", ui::INPUT)
-                                autocomplete="off"
-                                spellcheck="false"
-                                aria-describedby="new-stage-id-hint new-stage-id-msg"
-                                aria-invalid=move || id_message.get().is_some().to_string()
-                                prop:value=move || form.id.get()
-                                on:input=move |ev| {
-                                    form.set_id(event_target_value(&ev));
+        <Modal open=open title_id="new-stage-title" on_close=move |_| close()>
+            <h2 id="new-stage-title" class="text-lg font-semibold text-slate-900">"New stage"</h2>
+            <form class="mt-4 space-y-3" on:submit=on_submit novalidate>
+                <div>
+                    <label for="new-stage-name" class=ui::LABEL>"Name"</label>
+                    <input
+                        id="new-stage-name"
+                        node_ref=name_ref
+                        class=ui::INPUT
+                        autocomplete="off"
+                        placeholder="e.g. Integration tests"
+                        aria-describedby="new-stage-name-msg"
+                        prop:value=move || form.name.get()
+                        on:input=move |ev| {
+                            form.set_name(event_target_value(&ev));
+                            if !form.edited.get_untracked() {
+                                schedule_check();
+                            }
+                        }
+                    />
+                    <FieldMessage id="new-stage-name-msg" message=field_error("name")/>
+                </div>
+                <StageTypeField id="new-stage-type" value=stage_type message=field_error("stage_type")/>
+                <div>
+                    <label for="new-stage-id" class=ui::LABEL>"Stage ID"</label>
+                    <input
+                        id="new-stage-id"
+                        class=format!("{} font-mono", ui::INPUT)
+                        autocomplete="off"
+                        spellcheck="false"
+                        aria-describedby="new-stage-id-hint new-stage-id-msg"
+                        aria-invalid=move || id_message.get().is_some().to_string()
+                        prop:value=move || form.id.get()
+                        on:input=move |ev| {
+                            form.set_id(event_target_value(&ev));
+                            schedule_check();
+                        }
+                    />
+                    <p id="new-stage-id-hint" class="mt-1 text-xs text-slate-500">
+                        "Unique within the project and used in links. Derived from the name; you can override it."
+                    </p>
+                    <FieldMessage id="new-stage-id-msg" message=id_message/>
+                    {move || suggestion().map(|s| {
+                        let label = format!("Use '{s}'");
+                        view! {
+                            <button
+                                type="button"
+                                class="text-sm font-medium text-emerald-700 underline"
+                                on:click=move |_| {
+                                    form.set_id(s.clone());
                                     schedule_check();
                                 }
-                            />
-                            <p id="new-stage-id-hint" class="mt-1 text-xs text-slate-500">
-                                "Unique within the project and used in links. Derived from the name; you can override it."
-                            </p>
-                            <FieldMessage id="new-stage-id-msg" message=id_message/>
-                            {move || suggestion().map(|s| {
-                                let label = format!("Use '{s}'");
-                                view! {
-                                    <button
-                                        type="button"
-                                        class="text-sm font-medium text-emerald-700 underline"
-                                        on:click=move |_| {
-                                            form.set_id(s.clone());
-                                            schedule_check();
-                                        }
-                                    >
-                                        {label}
-                                    </button>
-                                }
-                            })}
-                            <Show when=id_available>
-                                <p class="mt-1 text-sm text-emerald-700" role="status">
-                                    {move || format!("'{}' is available.", form.id.get().trim())}
-                                </p>
-                            </Show>
-                        </div>
-                        {move || other_error().map(|error| view! { <ErrorNotice error/> })}
-                        <div class="flex justify-end gap-3 pt-2">
-                            <button type="button" class=ui::SECONDARY on:click=move |_| close()>"Cancel"</button>
-                            <button type="submit" class=ui::PRIMARY disabled=move || create.pending().get()>
-                                {move || if create.pending().get() { "Creating…" } else { "Create stage" }}
+                            >
+                                {label}
                             </button>
-                        </div>
-                    </form>
+                        }
+                    })}
+                    <Show when=id_available>
+                        <p class="mt-1 text-sm text-emerald-700" role="status">
+                            {move || format!("'{}' is available.", form.id.get().trim())}
+                        </p>
+                    </Show>
                 </div>
-            </div>
-        </Show>
+                {move || other_error().map(|error| view! { <ErrorNotice error/> })}
+                <div class="flex justify-end gap-3 pt-2">
+                    <button type="button" class=ui::SECONDARY on:click=move |_| close()>"Cancel"</button>
+                    <button type="submit" class=ui::PRIMARY disabled=move || create.pending().get()>
+                        {move || if create.pending().get() { "Creating…" } else { "Create stage" }}
+                    </button>
+                </div>
+            </form>
+        </Modal>
     }
     .into_any()
 }

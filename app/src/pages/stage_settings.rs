@@ -3,7 +3,7 @@
 use super::param;
 use crate::api::{get_retention, get_stage, DeleteStage, ResumeStage, SuspendStage, UpdateStage};
 use crate::components::{
-    loading, successes, ui, ErrorNotice, FieldMessage, PageError, StageTypeField, StatusBadge, TypeBadge,
+    loading, successes, ui, ErrorNotice, FieldMessage, Modal, PageError, StageTypeField, StatusBadge, TypeBadge,
 };
 use crate::components::config_section::ConfigSection;
 use crate::error::AppError;
@@ -227,53 +227,42 @@ fn DangerZone(stage: Stage, retention: RetentionPolicy) -> impl IntoView {
                 "DELETE STAGE"
             </button>
         </section>
-        <Show when=move || open.get()>
-            <div class="fixed inset-0 z-40 flex items-start justify-center bg-slate-900/40 p-4 pt-24" on:click=move |_| close()>
-                <div
-                    role="dialog"
-                    aria-modal="true"
-                    aria-labelledby="delete-title"
-                    class="w-full max-w-md rounded-xl bg-white p-6 shadow-xl"
-                    on:click=|ev| ev.stop_propagation()
-                    on:keydown=move |ev| if ev.key() == "Escape" { close() }
-                >
-                    <h2 id="delete-title" class="text-lg font-semibold text-slate-900">
-                        {format!("Delete stage {}?", stage.name)}
-                    </h2>
-                    <p class="mt-2 text-sm text-slate-600">{keep.clone()}</p>
-                    <form class="mt-4 space-y-3" on:submit=on_submit.clone() novalidate>
-                        <div>
-                            <label for="delete-confirm" class=ui::LABEL>{prompt.clone()}</label>
-                            <input
-                                id="delete-confirm"
-                                class=format!("{} font-mono", ui::INPUT)
-                                autocomplete="off"
-                                spellcheck="false"
-                                aria-describedby="delete-confirm-msg"
-                                prop:value=move || confirm.get()
-                                on:input=move |ev| confirm.set(event_target_value(&ev))
-                            />
-                            <FieldMessage
-                                id="delete-confirm-msg"
-                                message=Signal::derive(move || error().map(|e| e.to_string()))
-                            />
-                        </div>
-                        <div class="flex justify-end gap-3">
-                            <button type="button" class=ui::SECONDARY on:click=move |_| close()>"Cancel"</button>
-                            <button
-                                type="submit"
-                                class=ui::DANGER
-                                disabled={
-                                    let matches = matches.clone();
-                                    move || !matches() || delete.pending().get()
-                                }
-                            >
-                                "Delete stage"
-                            </button>
-                        </div>
-                    </form>
+        <Modal open=open title_id="delete-title" on_close=move |_| close()>
+            <h2 id="delete-title" class="text-lg font-semibold text-slate-900">
+                {format!("Delete stage {}?", stage.name)}
+            </h2>
+            <p class="mt-2 text-sm text-slate-600">{keep.clone()}</p>
+            <form class="mt-4 space-y-3" on:submit=on_submit.clone() novalidate>
+                <div>
+                    <label for="delete-confirm" class=ui::LABEL>{prompt.clone()}</label>
+                    <input
+                        id="delete-confirm"
+                        class=format!("{} font-mono", ui::INPUT)
+                        autocomplete="off"
+                        spellcheck="false"
+                        aria-describedby="delete-confirm-msg"
+                        prop:value=move || confirm.get()
+                        on:input=move |ev| confirm.set(event_target_value(&ev))
+                    />
+                    <FieldMessage
+                        id="delete-confirm-msg"
+                        message=Signal::derive(move || error().map(|e| e.to_string()))
+                    />
                 </div>
-            </div>
-        </Show>
+                <div class="flex justify-end gap-3">
+                    <button type="button" class=ui::SECONDARY on:click=move |_| close()>"Cancel"</button>
+                    <button
+                        type="submit"
+                        class=ui::DANGER
+                        disabled={
+                            let matches = matches.clone();
+                            move || !matches() || delete.pending().get()
+                        }
+                    >
+                        "Delete stage"
+                    </button>
+                </div>
+            </form>
+        </Modal>
     }
 }
