@@ -17,7 +17,7 @@ pub mod stage;
 
 pub use error::{Error, ErrorKind};
 pub use ids::{derive_id, numbered_id, suggestion_stem, validate_id, IdKind, MAX_ID_LEN, RESERVED_IDS};
-pub use manifest::{parse_manifest, ComponentKind, ComponentSpec, Manifest, ManifestError};
+pub use manifest::{parse_manifest, ComponentKind, ComponentSpec, Manifest, ManifestError, Schedule};
 pub use model::{validate_config, Build, ConfigEntry, Release, StageSummary, IdCheck, Project, ProjectOverview, Stage, MAX_CONFIG_VALUE_BYTES};
 pub use name::{validate_name, MAX_NAME_CHARS};
 pub use retention::RetentionPolicy;

@@ -230,32 +230,76 @@ pub fn check_env_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A five-field cron schedule: minute, hour, day of month, month, day of week; each field `*`,
-/// a number, a range `a-b`, a list `a,b`, or a step `*/n`.
-fn check_schedule(schedule: &str) -> Result<(), String> {
-    const FIELDS: [(&str, u32, u32); 5] =
-        [("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7)];
-    let parts: Vec<&str> = schedule.split_whitespace().collect();
-    if parts.len() != 5 {
-        return Err(format!("schedule '{schedule}' needs 5 fields (minute hour day-of-month month day-of-week)"));
-    }
-    for (part, (field, lo, hi)) in parts.iter().zip(FIELDS) {
-        for item in part.split(',') {
-            let (range, step) = match item.split_once('/') {
-                Some((r, s)) => (r, Some(s)),
-                None => (item, None),
-            };
-            let number = |s: &str| s.parse::<u32>().ok().filter(|n| (lo..=hi).contains(n));
-            let range_ok = range == "*"
-                || number(range).is_some()
-                || range.split_once('-').is_some_and(|(a, b)| matches!((number(a), number(b)), (Some(a), Some(b)) if a <= b));
-            let step_ok = step.is_none_or(|s| s.parse::<u32>().is_ok_and(|n| n >= 1));
-            if !range_ok || !step_ok {
-                return Err(format!("schedule '{schedule}': '{item}' is not a valid {field} ({lo}-{hi})"));
-            }
+/// A parsed five-field cron schedule: minute, hour, day of month, month, day of week; each
+/// field `*`, a number, a range `a-b`, a list `a,b`, or a step (`*/n`, `a-b/n`). Day of week
+/// 0 and 7 are Sunday. As in cron, when both day fields are restricted, either may match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    fields: [Vec<bool>; 5],
+    day_of_month_any: bool,
+    day_of_week_any: bool,
+}
+
+const CRON_FIELDS: [(&str, u32, u32); 5] =
+    [("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7)];
+
+impl Schedule {
+    pub fn parse(schedule: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = schedule.split_whitespace().collect();
+        if parts.len() != 5 {
+            return Err(format!("schedule '{schedule}' needs 5 fields (minute hour day-of-month month day-of-week)"));
         }
+        let mut fields: [Vec<bool>; 5] = Default::default();
+        for (i, (part, (field, lo, hi))) in parts.iter().zip(CRON_FIELDS).enumerate() {
+            let mut allowed = vec![false; hi as usize + 1];
+            for item in part.split(',') {
+                let bad = || format!("schedule '{schedule}': '{item}' is not a valid {field} ({lo}-{hi})");
+                let (range, step) = match item.split_once('/') {
+                    Some((r, s)) => (r, s.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(bad)?),
+                    None => (item, 1),
+                };
+                let number = |s: &str| s.parse::<u32>().ok().filter(|n| (lo..=hi).contains(n));
+                let (from, to) = if range == "*" {
+                    (lo, hi)
+                } else if let Some((a, b)) = range.split_once('-') {
+                    match (number(a), number(b)) {
+                        (Some(a), Some(b)) if a <= b => (a, b),
+                        _ => return Err(bad()),
+                    }
+                } else {
+                    let n = number(range).ok_or_else(bad)?;
+                    (n, if item.contains('/') { hi } else { n })
+                };
+                for v in (from..=to).step_by(step as usize) {
+                    allowed[v as usize] = true;
+                }
+            }
+            if i == 4 && allowed[7] {
+                allowed[0] = true; // 7 is Sunday too
+            }
+            fields[i] = allowed;
+        }
+        Ok(Schedule { fields, day_of_month_any: parts[2] == "*", day_of_week_any: parts[4] == "*" })
     }
-    Ok(())
+
+    /// Whether the schedule fires in the minute of `t`.
+    pub fn matches(&self, t: chrono::DateTime<chrono::Utc>) -> bool {
+        use chrono::{Datelike, Timelike};
+        let [minute, hour, dom, month, dow] = &self.fields;
+        let day_of_month = dom[t.day() as usize];
+        let day_of_week = dow[t.weekday().num_days_from_sunday() as usize];
+        let day = match (self.day_of_month_any, self.day_of_week_any) {
+            (true, true) => true,
+            (true, false) => day_of_week,
+            (false, true) => day_of_month,
+            (false, false) => day_of_month || day_of_week,
+        };
+        minute[t.minute() as usize] && hour[t.hour() as usize] && month[t.month() as usize] && day
+    }
+}
+
+fn check_schedule(schedule: &str) -> Result<(), String> {
+    Schedule::parse(schedule).map(|_| ())
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -331,5 +375,29 @@ command = "./cleanup"
         }
         let e: crate::Error = parse_manifest("").unwrap_err().into();
         assert!(e.is_for("manifest"));
+    }
+
+    #[test]
+    fn schedules_match_like_cron() {
+        use chrono::TimeZone;
+        let at = |d, h, m| chrono::Utc.with_ymd_and_hms(2026, 11, d, h, m, 0).unwrap(); // 2026-11-01 is a Sunday
+        let every = Schedule::parse("* * * * *").unwrap();
+        assert!(every.matches(at(28, 12, 34)));
+        let quarter = Schedule::parse("*/15 3-5 * * *").unwrap();
+        assert!(quarter.matches(at(2, 3, 0)) && quarter.matches(at(2, 5, 45)));
+        assert!(!quarter.matches(at(2, 3, 10)) && !quarter.matches(at(2, 6, 0)));
+        let weekdays = Schedule::parse("0 9 * * 1-5").unwrap();
+        assert!(weekdays.matches(at(2, 9, 0)), "Monday");
+        assert!(!weekdays.matches(at(1, 9, 0)), "Sunday");
+        let sunday = Schedule::parse("30 8 * * 7").unwrap();
+        assert!(sunday.matches(at(1, 8, 30)), "7 is Sunday");
+        let either = Schedule::parse("0 0 15 * 1").unwrap();
+        assert!(either.matches(at(15, 0, 0)) && either.matches(at(2, 0, 0)), "day of month OR day of week");
+        assert!(!either.matches(at(3, 0, 0)));
+        let list = Schedule::parse("5,10 * * 11 *").unwrap();
+        assert!(list.matches(at(4, 1, 10)) && !list.matches(at(4, 1, 11)));
+        for bad in ["* * * *", "60 * * * *", "* 24 * * *", "* * 0 * *", "* * * 13 *", "* * * * 8", "*/0 * * * *", "5-1 * * * *", "a * * * *"] {
+            assert!(Schedule::parse(bad).is_err(), "{bad}");
+        }
     }
 }

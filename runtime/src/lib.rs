@@ -7,6 +7,7 @@
 //! - **services** run continuously; when one exits it is `crashed`, restarted with back-off,
 //!   and its restarts are counted; an HTTP health check marks it healthy / unhealthy;
 //! - **jobs** run once per start, to completion;
+//! - **cron** components run as jobs whenever their schedule matches, only while the stage runs;
 //! - stdout and stderr are kept line by line (the last [`LOG_LINES`] per component);
 //! - **stop** (suspend, archive, redeploy) sends SIGTERM to every service's process group,
 //!   waits up to the grace period, then sends SIGKILL to what is left; jobs already started

@@ -6,7 +6,7 @@ use crate::{
     StopReport, LOG_LINES,
 };
 use chrono::Utc;
-use pergola_domain::{ComponentKind, ComponentSpec};
+use pergola_domain::{ComponentKind, ComponentSpec, Schedule};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -26,6 +26,24 @@ const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ"];
 pub struct LocalRuntime {
     data_dir: PathBuf,
     stages: Mutex<HashMap<StageKey, StageRun>>,
+    cron: CronTiming,
+}
+
+/// When cron schedules are checked, and what time it is then.
+#[derive(Clone)]
+struct CronTiming {
+    /// `None`: at every wall-clock minute; `Some(d)`: every `d` (tests).
+    tick: Option<Duration>,
+    now: Arc<dyn Fn() -> chrono::DateTime<Utc> + Send + Sync>,
+}
+
+impl CronTiming {
+    fn delay(&self) -> Duration {
+        self.tick.unwrap_or_else(|| {
+            let into_minute = (self.now)().timestamp_millis().rem_euclid(60_000) as u64;
+            Duration::from_millis(60_000 - into_minute + 50)
+        })
+    }
 }
 
 struct StageRun {
@@ -75,7 +93,18 @@ struct Launch {
 impl LocalRuntime {
     /// `data_dir` holds `storage/` (kept) and `tmp/` (wiped) for every stage.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        Self { data_dir: data_dir.into(), stages: Mutex::new(HashMap::new()) }
+        Self {
+            data_dir: data_dir.into(),
+            stages: Mutex::new(HashMap::new()),
+            cron: CronTiming { tick: None, now: Arc::new(Utc::now) },
+        }
+    }
+
+    /// Checks cron schedules every `tick` against the time `now` tells (for tests; by default
+    /// schedules are checked at every minute of the system clock).
+    pub fn with_cron_timing(mut self, tick: Duration, now: impl Fn() -> chrono::DateTime<Utc> + Send + Sync + 'static) -> Self {
+        self.cron = CronTiming { tick: Some(tick), now: Arc::new(now) };
+        self
     }
 
     /// Where a stage's persistent volume lives.
@@ -162,8 +191,12 @@ impl Runtime for LocalRuntime {
                     tokio::spawn(run_job(component, launch));
                 }
                 ComponentKind::Cron => {
+                    let schedule = c.schedule.clone().unwrap_or_default();
+                    let parsed = Schedule::parse(&schedule)
+                        .map_err(|e| RuntimeError(format!("component '{}': {e}", c.name)))?;
                     component.update(|s| s.state = ComponentState::Stopped);
-                    component.log("pergola", "cron schedules are not run by the local runtime yet".into());
+                    component.log("pergola", format!("scheduled: {schedule}"));
+                    tokio::spawn(run_cron(component, launch, parsed, self.cron.clone(), stop_rx.clone()));
                 }
             }
         }
@@ -367,6 +400,40 @@ async fn wait_or_stop(stop: &mut watch::Receiver<Option<Duration>>, delay: Durat
 
 fn backoff(quick_crashes: u32) -> Duration {
     (Duration::from_millis(100) * 2u32.saturating_pow(quick_crashes.saturating_sub(1).min(10))).min(MAX_BACKOFF)
+}
+
+/// Starts a run of a cron component whenever its schedule matches, while the stage runs. A
+/// run already started is not stopped by a suspend; a run still going when the next one is
+/// due makes that one skip.
+async fn run_cron(
+    component: Arc<Component>,
+    launch: Launch,
+    schedule: Schedule,
+    timing: CronTiming,
+    mut stop: watch::Receiver<Option<Duration>>,
+) {
+    let mut last_minute = None;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(timing.delay()) => {}
+            _ = stop.changed() => return,
+        }
+        if stop.borrow().is_some() {
+            return;
+        }
+        let now = (timing.now)();
+        let minute = now.timestamp() / 60;
+        if last_minute == Some(minute) || !schedule.matches(now) {
+            continue;
+        }
+        last_minute = Some(minute);
+        if component.observed.lock().expect("status lock").state == ComponentState::Running {
+            component.log("pergola", "the previous run is still going; this run is skipped".into());
+            continue;
+        }
+        component.log("pergola", format!("scheduled run at {}", now.format("%Y-%m-%d %H:%M UTC")));
+        tokio::spawn(run_job(component.clone(), launch.clone()));
+    }
 }
 
 /// Runs a job once, to completion; it is not stopped by a suspend.

@@ -4,6 +4,7 @@ use pergola_domain::{ComponentKind, ComponentSpec};
 use pergola_runtime::{ComponentState, Health, LocalRuntime, Runtime, StageKey, StageSpec};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 struct Rig {
@@ -225,4 +226,37 @@ async fn stopping_leaves_no_orphan_processes() {
     assert!(alive(child));
     rig.runtime.stop(&rig.key, Duration::from_secs(2)).await;
     rig.wait_for("the grandchild to be gone", |_| !alive(child)).await;
+}
+
+#[tokio::test]
+async fn cron_runs_on_schedule_only_while_the_stage_runs() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    // Every check is one minute later; checks happen every 50 ms.
+    let minute = Arc::new(AtomicI64::new(0));
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-28T12:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    let clock = minute.clone();
+    let mut rig = Rig::new();
+    rig.runtime = LocalRuntime::new(rig.dir.join("data"))
+        .with_cron_timing(Duration::from_millis(50), move || start + chrono::Duration::minutes(clock.fetch_add(1, Ordering::SeqCst)));
+    let mut cron = sh("tick", ComponentKind::Cron, "echo run >> \"$PERGOLA_STORAGE_OUT/runs\"");
+    cron.port = None;
+    cron.schedule = Some("*/2 * * * *".into()); // every other check
+    cron.storage = vec!["out".into()];
+    let runs = rig.runtime.storage_dir(&rig.key, "out").join("runs");
+    let count = || std::fs::read_to_string(&runs).map(|s| s.lines().count()).unwrap_or(0);
+    rig.runtime.start(rig.spec(vec![cron.clone()]), GRACE).await.unwrap();
+    rig.wait_for("three runs", |_| count() >= 3).await;
+    assert!(rig.logs("tick").iter().any(|l| l == "pergola: scheduled: */2 * * * *"));
+    let checks_so_far = minute.load(Ordering::SeqCst);
+    assert!(count() as i64 <= checks_so_far / 2 + 1, "it fires on even minutes only");
+
+    rig.runtime.stop(&rig.key, GRACE).await;
+    tokio::time::sleep(Duration::from_millis(200)).await; // let a run that had started finish
+    let suspended_at = count();
+    tokio::time::sleep(Duration::from_millis(600)).await; // about 12 checks
+    assert_eq!(count(), suspended_at, "no runs while suspended");
+
+    rig.runtime.start(rig.spec(vec![cron]), GRACE).await.unwrap();
+    rig.wait_for("runs after resuming", |_| count() > suspended_at).await;
+    rig.runtime.stop(&rig.key, GRACE).await;
 }
