@@ -392,3 +392,56 @@ test('share links pass protocol upgrades (WebSockets) through to the component',
   expect(echoed.endsWith('ping-pong')).toBe(true);
   await page.request.post(`${api}/stages/qa/suspend`);
 });
+
+test('a configuration change reaches the application with the next release', async ({ page, consoleErrors }, testInfo) => {
+  const port = testInfo.project.name === 'sqlite' ? 3431 : 3432;
+  // A component that shows its GREETING setting.
+  const script = `/tmp/pergola-e2e-greeting-${testInfo.project.name}.py`;
+  fs.writeFileSync(script, [
+    'import http.server, os',
+    'class H(http.server.BaseHTTPRequestHandler):',
+    '    def do_GET(self):',
+    '        body = ("<!DOCTYPE html><title>greeting</title><h1>" + os.environ.get("GREETING", "none") + "</h1>").encode()',
+    '        self.send_response(200); self.send_header("Content-Type", "text/html"); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)',
+    '    def log_message(self, *args): pass',
+    'http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()',
+  ].join('\n'));
+  const project = await createProject(page);
+  await createStage(page, 'QA', { type: 'qa' });
+  const serverPort = new URL(page.url()).port;
+  const api = `http://127.0.0.1:${serverPort}/api/v1/projects/${project}`;
+  const manifest = `[[component]]\nname = "web"\nkind = "service"\ncommand = "python3"\nargs = ["${script}"]\nport = ${port}\nhealth = { path = "/", interval_secs = 1 }\n`;
+  expect((await page.request.post(`${api}/builds`, { data: { manifest, workdir: '/tmp' } })).status()).toBe(201);
+
+  // Set the value in the dashboard, deploy, see it through the share link.
+  await open(page, `/projects/${project}/stages/qa/settings`);
+  const config = page.getByRole('region', { name: 'Configuration' });
+  await config.getByLabel('Key').fill('GREETING');
+  await config.getByLabel('Value').fill('hello');
+  await config.getByRole('button', { name: 'Save setting' }).click();
+  await expect(config.getByRole('row', { name: 'GREETING' })).toContainText('hello');
+  await open(page, `/projects/${project}/stages/qa`);
+  await page.getByLabel('Build').selectOption('1');
+  await page.getByRole('button', { name: 'Deploy' }).click();
+  await expect(page.getByRole('row', { name: 'web' }).getByRole('cell').nth(2)).toHaveText('healthy', { timeout: 20_000 });
+  const share = `http://web.qa.${project}.localhost:${serverPort}/`;
+  await page.goto(share);
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('hello');
+
+  // A change applies with the next release, not before.
+  await open(page, `/projects/${project}/stages/qa/settings`);
+  await config.getByLabel('Key').fill('GREETING');
+  await config.getByLabel('Value').fill('bye');
+  await config.getByRole('button', { name: 'Save setting' }).click();
+  await expect(config.getByRole('row', { name: 'GREETING' })).toContainText('bye');
+  await page.goto(share);
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('hello');
+  await open(page, `/projects/${project}/stages/qa`);
+  await page.getByLabel('Build').selectOption('1');
+  await page.getByRole('button', { name: 'Deploy' }).click();
+  await expect(page.getByText(/Release #2 — build 1/)).toBeVisible();
+  await expect(page.getByRole('row', { name: 'web' }).getByRole('cell').nth(2)).toHaveText('healthy', { timeout: 20_000 });
+  await page.goto(share);
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('bye');
+  await page.request.post(`${api}/stages/qa/suspend`);
+});
