@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 source scripts/env.sh
+# The demo application the dashboard offers to deploy on first run.
+cargo build --release --locked -p pergola-demo-app
 exec cargo leptos serve --release

@@ -29,4 +29,5 @@ echo "==> unit, property, store, REST API, CLI and runtime tests (SQLite and Pos
 cargo test --locked -p pergola-domain -p pergola-core -p pergola-api -p pergola-cli -p pergola-runtime
 
 echo "==> end-to-end tests (release build, Chromium, SQLite and PostgreSQL)"
+cargo build --release --locked -p pergola-demo-app
 cargo leptos end-to-end --release

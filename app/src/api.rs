@@ -172,3 +172,73 @@ pub async fn stage_runtime(project: String, stage: String) -> Result<StageActivi
     let links = answer(s.share_links(&project, &stage).await)?;
     Ok(StageActivity { releases, components, logs, links })
 }
+
+/// Where the demo application's binary is; the server provides it when the binary is present.
+#[derive(Clone, Debug)]
+pub struct DemoApp {
+    pub dir: String,
+}
+
+/// The demo's manifest, its web service on `port`.
+pub fn demo_manifest(port: u16) -> String {
+    format!(
+        r#"version = "demo"
+
+[[component]]
+name = "web"
+kind = "service"
+command = "./pergola-demo"
+args = ["web"]
+port = {port}
+storage = ["data"]
+health = {{ path = "/healthz", interval_secs = 5 }}
+
+[[component]]
+name = "migrate"
+kind = "job"
+command = "./pergola-demo"
+args = ["migrate"]
+storage = ["data"]
+
+[[component]]
+name = "report"
+kind = "cron"
+schedule = "*/5 * * * *"
+command = "./pergola-demo"
+args = ["report"]
+storage = ["data"]
+"#
+    )
+}
+
+/// Whether this server can deploy the demo application.
+#[server]
+pub async fn demo_available() -> Result<bool, AppError> {
+    Ok(use_context::<DemoApp>().is_some())
+}
+
+/// First run: creates a DEV stage "Demo", registers the demo build and deploys it. Returns the
+/// stage's URL.
+#[server]
+pub async fn try_demo(project: String) -> Result<String, AppError> {
+    let s = services()?;
+    let demo = use_context::<DemoApp>().ok_or_else(|| {
+        refuse(pergola_domain::Error::invalid_state(
+            "The demo application is not installed on this server (cargo build --release -p pergola-demo-app).",
+        ))
+    })?;
+    let stage = match s.create_stage(&project, "Demo", "dev", None).await {
+        Ok(stage) => stage,
+        Err(e) if e.kind == pergola_domain::ErrorKind::Conflict => {
+            answer(s.create_stage(&project, "Demo", "dev", e.suggestion.as_deref()).await)?
+        }
+        Err(e) => return Err(refuse(e)),
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|_| refuse(pergola_domain::Error::internal()))?;
+    let build = answer(s.register_build(&project, &demo_manifest(port), &demo.dir).await)?;
+    answer(s.deploy(&project, &stage.id, build.number).await)?;
+    Ok(crate::paths::stage(&project, &stage.id))
+}

@@ -445,3 +445,24 @@ test('a configuration change reaches the application with the next release', asy
   await expect(page.getByRole('heading', { level: 1 })).toHaveText('bye');
   await page.request.post(`${api}/stages/qa/suspend`);
 });
+
+test('first run: "Try the demo app" deploys a running demo with a live share link', async ({ page, consoleErrors }) => {
+  const project = await createProject(page);
+  await page.getByRole('button', { name: 'Try the demo app' }).click();
+  await expect(page).toHaveURL(`/projects/${project}/stages/demo`, { timeout: 30_000 });
+  await expect(page.getByRole('row', { name: 'web' }).getByRole('cell').nth(2)).toHaveText('healthy', { timeout: 20_000 });
+  await expect(page.getByRole('row', { name: 'migrate' }).getByRole('cell').nth(1)).toHaveText('completed');
+  await expect(page.getByRole('row', { name: 'report' })).toBeVisible();
+  const href = await page.getByRole('list', { name: 'Share links' }).getByRole('link').getAttribute('href');
+  expect(href).toBe(`http://web.demo.${project}.localhost:${new URL(page.url()).port}/`);
+  await page.goto(href!);
+  await expect(page.getByRole('heading', { name: 'Pergola demo' })).toBeVisible();
+  await expect(page.getByText(`of stage demo in project ${project}`)).toBeVisible();
+  await page.reload();
+  await expect(page.locator('#visits')).toHaveText('2');
+  // The offer is for the first run only.
+  await open(page, `/projects/${project}`);
+  await expect(page.getByRole('article', { name: 'Demo', exact: true })).toContainText('web');
+  await expect(page.getByRole('button', { name: 'Try the demo app' })).toHaveCount(0);
+  await page.request.post(`/api/v1/projects/${project}/stages/demo/suspend`);
+});

@@ -89,7 +89,24 @@ async fn run() -> Result<(), String> {
 
     let api = pergola_api::router(services.clone());
     let share = share::Share::new(services.clone(), share_domain);
-    let context = move || provide_context(services.clone());
+    // The demo application, offered on first run when its binary is next to the server's.
+    let demo = std::env::var("PERGOLA_DEMO_DIR")
+        .ok()
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::current_exe().ok().and_then(|exe| exe.parent().map(|d| d.to_path_buf())))
+        .filter(|dir| dir.join("pergola-demo").is_file())
+        .and_then(|dir| dir.canonicalize().ok())
+        .map(|dir| app::api::DemoApp { dir: dir.display().to_string() });
+    match &demo {
+        Some(d) => tracing::info!(dir = d.dir, "demo application available"),
+        None => tracing::info!("demo application not found (cargo build --release -p pergola-demo-app)"),
+    }
+    let context = move || {
+        provide_context(services.clone());
+        if let Some(demo) = demo.clone() {
+            provide_context(demo);
+        }
+    };
     let routes = generate_route_list(App);
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))

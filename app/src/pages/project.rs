@@ -1,7 +1,7 @@
 //! `/projects/{project}`: the stage cards, "+ NEW STAGE" and the archived stages.
 
 use super::param;
-use crate::api::{get_overview, RestoreStage};
+use crate::api::{demo_available, get_overview, RestoreStage, TryDemo};
 use crate::components::archived_list::ArchivedList;
 use crate::components::new_stage_dialog::NewStageDialog;
 use crate::components::stage_card::StageCard;
@@ -17,14 +17,18 @@ pub fn ProjectPage() -> impl IntoView {
     let created = RwSignal::new(None::<Stage>);
     let overview = Resource::new(
         move || (project.get(), created.get().map(|s| s.id), restore.version().get()),
-        |(project, _, _)| get_overview(project),
+        |(project, _, _)| async move {
+            let overview = get_overview(project).await?;
+            let demo = demo_available().await.unwrap_or(false);
+            Ok::<_, crate::error::AppError>((overview, demo))
+        },
     );
     let dialog_open = RwSignal::new(false);
     view! {
         <Transition fallback=loading>
             {move || Suspend::new(async move {
                 match overview.await {
-                    Ok(overview) => view! { <ProjectView overview dialog_open restore created/> }.into_any(),
+                    Ok((overview, demo)) => view! { <ProjectView overview demo dialog_open restore created/> }.into_any(),
                     Err(error) => view! { <PageError error/> }.into_any(),
                 }
             })}
@@ -40,6 +44,8 @@ pub fn ProjectPage() -> impl IntoView {
 #[component]
 fn ProjectView(
     overview: ProjectOverview,
+    /// Whether to offer the demo application (first run: nothing deployed yet).
+    demo: bool,
     dialog_open: RwSignal<bool>,
     restore: ServerAction<RestoreStage>,
     created: RwSignal<Option<Stage>>,
@@ -52,6 +58,15 @@ fn ProjectView(
             .or_else(|| created.get().map(|s| format!("Stage '{}' was created.", s.name)))
     };
     let empty = stages.is_empty();
+    let first_run = demo && summaries.values().all(|s| s.release.is_none());
+    let try_demo = ServerAction::<TryDemo>::new();
+    let navigate = leptos_router::hooks::use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(url)) = try_demo.value().get() {
+            navigate(&url, Default::default());
+        }
+    });
+    let project_id = project.id.clone();
     view! {
         <Title text=format!("{} · Pergola Stages", project.name)/>
         <nav aria-label="Breadcrumb" class="text-sm text-slate-500">
@@ -68,15 +83,28 @@ fn ProjectView(
                     <a href=format!("{}/builds", crate::paths::project(&project.id)) class="text-emerald-700 underline">"Builds"</a>
                 </p>
             </div>
-            <button
-                type="button"
-                class="rounded-md bg-emerald-700 px-4 py-2 text-sm font-bold tracking-wide text-white shadow-sm hover:bg-emerald-800"
-                aria-haspopup="dialog"
-                on:click=move |_| dialog_open.set(true)
-            >
-                "+ NEW STAGE"
-            </button>
+            <div class="flex gap-3">
+                {first_run.then(|| view! {
+                    <button
+                        type="button"
+                        class=crate::components::ui::SECONDARY
+                        disabled=move || try_demo.pending().get()
+                        on:click=move |_| { try_demo.dispatch(TryDemo { project: project_id.clone() }); }
+                    >
+                        {move || if try_demo.pending().get() { "Deploying the demo…" } else { "Try the demo app" }}
+                    </button>
+                })}
+                <button
+                    type="button"
+                    class="rounded-md bg-emerald-700 px-4 py-2 text-sm font-bold tracking-wide text-white shadow-sm hover:bg-emerald-800"
+                    aria-haspopup="dialog"
+                    on:click=move |_| dialog_open.set(true)
+                >
+                    "+ NEW STAGE"
+                </button>
+            </div>
         </div>
+        {move || try_demo.value().get().and_then(Result::err).map(|error| view! { <div class="mt-3"><crate::components::ErrorNotice error/></div> })}
         <p role="status" class="mt-4 min-h-5 text-sm text-emerald-800">{announcement}</p>
         <section aria-labelledby="stages-title" class="mt-2">
             <h2 id="stages-title" class="sr-only">"Stages"</h2>
