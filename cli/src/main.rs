@@ -380,7 +380,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::List { what: ListWhat::Component { at } } => {
             let components: Vec<ComponentStatus> = client.get(&format!("{}/components", stage_path(&at.project, &at.stage)))?;
             out.many(&components, &["component", "state", "health", "restarts"], |c| {
-                vec![c.name.clone(), c.state.as_str().to_owned(), c.health.as_str().to_owned(), c.restarts.to_string()]
+                vec![c.name.clone(), c.state.as_str().to_owned(), c.health_label().to_owned(), c.restarts.to_string()]
             })
         }
         Command::Deploy { build, stage, project } => {

@@ -14,6 +14,8 @@ pub enum ComponentState {
     Stopped,
     /// A job that ran to completion (successfully or not: see `exit_code`).
     Completed,
+    /// A cron component waiting for its schedule.
+    Scheduled,
 }
 
 impl ComponentState {
@@ -25,6 +27,7 @@ impl ComponentState {
             ComponentState::Stopping => "stopping",
             ComponentState::Stopped => "stopped",
             ComponentState::Completed => "completed",
+            ComponentState::Scheduled => "scheduled",
         }
     }
 }
@@ -56,6 +59,13 @@ pub struct LogLine {
     /// `stdout`, `stderr`, or `pergola` for what the platform says about the component.
     pub stream: String,
     pub line: String,
+}
+
+impl ComponentStatus {
+    /// The health to show: only services have a health check.
+    pub fn health_label(&self) -> &'static str {
+        if self.kind == crate::ComponentKind::Service { self.health.as_str() } else { "—" }
+    }
 }
 
 /// What the runtime observes of one component.

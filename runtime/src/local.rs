@@ -194,7 +194,7 @@ impl Runtime for LocalRuntime {
                     let schedule = c.schedule.clone().unwrap_or_default();
                     let parsed = Schedule::parse(&schedule)
                         .map_err(|e| RuntimeError(format!("component '{}': {e}", c.name)))?;
-                    component.update(|s| s.state = ComponentState::Stopped);
+                    component.update(|s| s.state = ComponentState::Scheduled);
                     component.log("pergola", format!("scheduled: {schedule}"));
                     tokio::spawn(run_cron(component, launch, parsed, self.cron.clone(), stop_rx.clone()));
                 }
@@ -416,9 +416,15 @@ async fn run_cron(
     loop {
         tokio::select! {
             _ = tokio::time::sleep(timing.delay()) => {}
-            _ = stop.changed() => return,
+            _ = stop.changed() => {}
         }
         if stop.borrow().is_some() {
+            // A run already started goes on; an idle schedule just stops.
+            component.update(|s| {
+                if s.state != ComponentState::Running {
+                    s.state = ComponentState::Stopped;
+                }
+            });
             return;
         }
         let now = (timing.now)();

@@ -247,12 +247,14 @@ async fn cron_runs_on_schedule_only_while_the_stage_runs() {
     rig.runtime.start(rig.spec(vec![cron.clone()]), GRACE).await.unwrap();
     rig.wait_for("three runs", |_| count() >= 3).await;
     assert!(rig.logs("tick").iter().any(|l| l == "pergola: scheduled: */2 * * * *"));
+    assert_ne!(rig.state("tick").unwrap().0, ComponentState::Stopped, "scheduled, running or completed while the stage runs");
     let checks_so_far = minute.load(Ordering::SeqCst);
     assert!(count() as i64 <= checks_so_far / 2 + 1, "it fires on even minutes only");
 
     rig.runtime.stop(&rig.key, GRACE).await;
     tokio::time::sleep(Duration::from_millis(200)).await; // let a run that had started finish
     let suspended_at = count();
+    assert_eq!(rig.state("tick").unwrap().0, ComponentState::Stopped);
     tokio::time::sleep(Duration::from_millis(600)).await; // about 12 checks
     assert_eq!(count(), suspended_at, "no runs while suspended");
 

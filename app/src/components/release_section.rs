@@ -185,7 +185,7 @@ fn ComponentRow(c: ComponentStatus) -> impl IntoView {
         <tr class="border-t border-slate-100" aria-label=c.name.clone()>
             <td class="py-2 font-mono">{c.name.clone()}</td>
             <td class=format!("py-2 {state_class}") data-state=c.state.as_str()>{c.state.as_str()}</td>
-            <td class=format!("py-2 {health_class}")>{c.health.as_str()}</td>
+            <td class=format!("py-2 {health_class}")>{c.health_label()}</td>
             <td class="py-2">{c.restarts}</td>
             <td class="py-2 text-slate-500">{c.started_at.map(format_time).unwrap_or_default()}</td>
         </tr>

@@ -39,7 +39,7 @@ pub fn StageCard(stage: Stage, summary: StageSummary) -> impl IntoView {
                         {summary.components.into_iter().map(|c| view! {
                             <li class="flex justify-between gap-2">
                                 <span class="font-mono text-slate-800">{c.name.clone()}</span>
-                                <span class="text-slate-600">{format!("{} · {}", c.state.as_str(), c.health.as_str())}</span>
+                                <span class="text-slate-600">{format!("{} · {}", c.state.as_str(), c.health_label())}</span>
                             </li>
                         }).collect_view()}
                     </ul>
