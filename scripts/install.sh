@@ -26,6 +26,16 @@ if [ ${#packages[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${packages[@]}"
 fi
 
+# Node.js 20 or newer (Playwright and Tailwind need it; Debian 12's own nodejs is 18): the `n`
+# version manager from the npm registry installs it.
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  echo "==> installing Node.js 20 (found ${node_major})"
+  $SUDO npm install -g n
+  $SUDO n 20
+  hash -r
+fi
+
 # Rust (stable) with the wasm target.
 if ! command -v cargo >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
   echo "==> installing Rust (rustup)"
