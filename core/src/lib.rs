@@ -15,6 +15,6 @@ pub mod store;
 pub mod testing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use orchestrator::{Orchestrator, RunPlan};
+pub use orchestrator::{Halted, Orchestrator, RunPlan};
 pub use services::Services;
 pub use store::{connect, Store, StoreError};

@@ -20,12 +20,20 @@ pub struct RunPlan {
     pub workdir: PathBuf,
 }
 
+/// How a stop went: the components that exited after SIGTERM, and those killed after the grace
+/// period.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Halted {
+    pub terminated: Vec<String>,
+    pub killed: Vec<String>,
+}
+
 #[async_trait]
 pub trait Orchestrator: Send + Sync {
     /// Runs `plan` on its stage, replacing what ran there (gracefully, within `grace`).
     async fn run(&self, plan: RunPlan, grace: Duration) -> Result<(), String>;
     /// Stops what runs on a stage: SIGTERM, up to `grace`, SIGKILL. Storage is kept.
-    async fn halt(&self, project: &str, stage: &str, grace: Duration);
+    async fn halt(&self, project: &str, stage: &str, grace: Duration) -> Halted;
     /// Deletes a purged stage's persistent storage for good.
     async fn forget(&self, project: &str, stage: &str);
     /// The components of a stage as observed now.

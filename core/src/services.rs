@@ -4,13 +4,13 @@
 //! store failures to [`Error`]: users see a clear message, the server log keeps the detail.
 
 use crate::store::ConfigValue;
-use crate::{Clock, Orchestrator, RunPlan, Store, StoreError};
+use crate::{Clock, Halted, Orchestrator, RunPlan, Store, StoreError};
 use pergola_domain::runtime::{ComponentStatus, LogLine};
 use pergola_domain::share::{ShareBase, ShareLink};
 use pergola_domain::ComponentKind;
 use std::time::Duration;
 use pergola_domain::{
-    derive_id, format_time, numbered_id, parse_manifest, suggestion_stem, validate_config, validate_id,
+    derive_id, format_time, numbered_id, parse_grace, parse_manifest, suggestion_stem, validate_config, validate_id, EventKind, StageEvent,
     validate_name, Build, ConfigEntry, Error, IdCheck, Release, StageSummary,
     IdKind, Project, ProjectOverview, RetentionPolicy, Stage, StageStatus, StageType,
 };
@@ -23,14 +23,21 @@ pub struct Services {
     clock: Arc<dyn Clock>,
     /// What runs the stages; without one, releases are recorded but nothing runs.
     orchestrator: Option<Arc<dyn Orchestrator>>,
-    /// How long components get between SIGTERM and SIGKILL.
+    /// The grace period new stages get (between SIGTERM and SIGKILL).
     grace: Duration,
     /// Where share links point.
     share: ShareBase,
 }
 
 /// The seed's "usually 60 secs" between SIGTERM and SIGKILL.
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(60);
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(pergola_domain::DEFAULT_GRACE_SECS as u64);
+
+/// How long a suspend or delete waits for the components to stop before it answers; a stop
+/// that takes longer goes on in the background while the stage shows "suspending".
+const ANSWER_WITHIN: Duration = Duration::from_millis(500);
+
+/// How many events a timeline shows.
+pub const EVENTS_SHOWN: i64 = 100;
 
 /// Logs the server-side detail and hands the caller the generic internal error.
 fn internal(e: StoreError) -> Error {
@@ -54,7 +61,7 @@ impl Services {
         Self { clock, ..self.clone() }
     }
 
-    /// The same services, running stages with `orchestrator` and this grace period.
+    /// The same services, running stages with `orchestrator`; new stages get this grace period.
     pub fn with_orchestrator(&self, orchestrator: Arc<dyn Orchestrator>, grace: Duration) -> Self {
         Self { orchestrator: Some(orchestrator), grace, ..self.clone() }
     }
@@ -92,7 +99,11 @@ impl Services {
         let mut started = 0;
         for project in self.list_projects().await? {
             for stage in self.store.list_stages(&project.id).await.map_err(internal)? {
-                if !stage.is_archived() && stage.status == StageStatus::Running && self.start_current(&stage).await? {
+                if stage.status == StageStatus::Suspending {
+                    // The server stopped while the stage was being suspended: nothing of it
+                    // runs any more.
+                    self.settle_suspend(&stage.project_id, &stage.id, &Default::default()).await;
+                } else if !stage.is_archived() && stage.status == StageStatus::Running && self.start_current(&stage).await? {
                     started += 1;
                 }
             }
@@ -114,17 +125,74 @@ impl Services {
             config: current.config,
             workdir: current.build.workdir.into(),
         };
-        orchestrator.run(plan, self.grace).await.map_err(|e| {
+        orchestrator.run(plan, grace(stage)).await.map_err(|e| {
             tracing::error!(project = stage.project_id, stage = stage.id, error = e, "could not start the release");
             Error::invalid_state(format!("The release could not be started: {e}"))
         })?;
         Ok(true)
     }
 
-    async fn halt(&self, project_id: &str, stage_id: &str) {
-        if let Some(orchestrator) = &self.orchestrator {
-            orchestrator.halt(project_id, stage_id, self.grace).await;
+    async fn halt(&self, stage: &Stage) -> Halted {
+        match &self.orchestrator {
+            Some(orchestrator) => orchestrator.halt(&stage.project_id, &stage.id, grace(stage)).await,
+            None => Halted::default(),
         }
+    }
+
+    /// Stops a stage's components in the background; answers once they stopped or after
+    /// [`ANSWER_WITHIN`], whichever comes first. `then` runs when they have stopped.
+    async fn halt_then<F, Fut>(&self, stage: Stage, then: F)
+    where
+        F: FnOnce(Services, Halted) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let services = self.clone();
+        let task = tokio::spawn(async move {
+            let halted = services.halt(&stage).await;
+            then(services, halted).await;
+        });
+        let _ = tokio::time::timeout(ANSWER_WITHIN, task).await;
+    }
+
+    /// A suspending stage whose components have stopped becomes suspended.
+    async fn settle_suspend(&self, project_id: &str, stage_id: &str, halted: &Halted) {
+        let now = self.clock.now();
+        match self.store.settle_status(project_id, stage_id, StageStatus::Suspending, StageStatus::Suspended, now).await {
+            Ok(true) => {
+                let mut message = "Suspended: every component has stopped".to_owned();
+                if !halted.terminated.is_empty() {
+                    message += &format!("; exited after SIGTERM: {}", halted.terminated.join(", "));
+                }
+                if !halted.killed.is_empty() {
+                    message += &format!("; killed after the grace period: {}", halted.killed.join(", "));
+                }
+                message.push('.');
+                self.record(project_id, stage_id, StageEvent::new(now, EventKind::Suspended, message)).await;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                internal(e);
+            }
+        }
+    }
+
+    /// Adds an event to a stage's timeline; a failure is logged, never the caller's problem.
+    async fn record(&self, project_id: &str, stage_id: &str, event: StageEvent) {
+        if let Err(e) = self.store.add_event(project_id, stage_id, &event).await {
+            tracing::warn!(project_id, stage_id, error = %e, "could not record a stage event");
+        }
+    }
+
+    /// Records what the runtime observed of a stage's components (crashes, restarts, kills,
+    /// health changes) in its timeline.
+    pub async fn record_observed(&self, project_id: &str, stage_id: &str, event: StageEvent) {
+        self.record(project_id, stage_id, event).await;
+    }
+
+    /// A stage's events timeline, newest first (live or archived stage).
+    pub async fn events(&self, project_id: &str, stage_id: &str) -> Result<Vec<StageEvent>, Error> {
+        self.any_stage(project_id, stage_id).await?;
+        self.store.list_events(project_id, stage_id, EVENTS_SHOWN).await.map_err(internal)
     }
 
     pub fn store(&self) -> &dyn Store {
@@ -222,13 +290,18 @@ impl Services {
             name,
             stage_type,
             status: StageStatus::Running,
+            grace_secs: u32::try_from(self.grace.as_secs()).unwrap_or(pergola_domain::MAX_GRACE_SECS).clamp(1, pergola_domain::MAX_GRACE_SECS),
             created_at: now,
             updated_at: now,
             archived_at: None,
             purge_due_at: None,
         };
         match self.store.insert_stage(&stage).await {
-            Ok(()) => Ok(stage),
+            Ok(()) => {
+                let message = format!("Stage '{}' created as {}.", stage.name, stage.stage_type);
+                self.record(project_id, &stage.id, StageEvent::new(now, EventKind::Created, message)).await;
+                Ok(stage)
+            }
             Err(StoreError::Conflict) => Err(self.stage_id_taken(project_id, &stage.id).await?),
             Err(e) => Err(internal(e)),
         }
@@ -247,42 +320,68 @@ impl Services {
         }
     }
 
-    /// Changes the display name and type of a live stage; its ID never changes.
+    /// Changes the display name, type and (when given) the grace period of a live stage; its
+    /// ID never changes.
     pub async fn update_stage(
         &self,
         project_id: &str,
         stage_id: &str,
         name: &str,
         stage_type: &str,
+        grace_secs: Option<&str>,
     ) -> Result<Stage, Error> {
         let name = validate_name("Stage", name)?;
         let stage_type = StageType::parse(stage_type)?;
-        self.get_stage(project_id, stage_id).await?;
+        let grace = grace_secs.map(parse_grace).transpose()?;
+        let before = self.get_stage(project_id, stage_id).await?;
+        let grace = grace.unwrap_or(before.grace_secs);
         let now = self.clock.now();
         let updated = self
             .store
-            .update_stage(project_id, stage_id, &name, stage_type, now)
+            .update_stage(project_id, stage_id, &name, stage_type, grace, now)
             .await
             .map_err(internal)?;
         if !updated {
             // Archived between the read and the write.
             return Err(self.get_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));
         }
+        let mut changes = Vec::new();
+        if before.name != name {
+            changes.push(format!("renamed to '{name}'"));
+        }
+        if before.stage_type != stage_type {
+            changes.push(format!("type set to {stage_type}"));
+        }
+        if before.grace_secs != grace {
+            changes.push(format!("grace period set to {grace} s"));
+        }
+        if !changes.is_empty() {
+            let message = capitalized(&changes.join(", ")) + ".";
+            self.record(project_id, stage_id, StageEvent::new(now, EventKind::Updated, message)).await;
+        }
         self.get_stage(project_id, stage_id).await
     }
 
-    /// Suspends a running stage: its services get SIGTERM, then SIGKILL after the grace
-    /// period; traffic and scheduled jobs stop; storage is kept.
+    /// Suspends a running stage: it is "suspending" while its services get SIGTERM and up to
+    /// its grace period to exit (then SIGKILL), and "suspended" once all have stopped; traffic
+    /// and scheduled jobs stop at once; storage is kept. Answers as soon as the stage is
+    /// suspended, or still suspending after a moment (the stop goes on in the background).
     pub async fn suspend_stage(&self, project_id: &str, stage_id: &str) -> Result<Stage, Error> {
-        let stage = self.get_stage(project_id, stage_id).await?;
-        StageStatus::suspend(stage.status, stage_id)?;
-        self.halt(project_id, stage_id).await;
-        self.transition(project_id, stage_id, StageStatus::suspend).await
+        let stage = self.transition(project_id, stage_id, StageStatus::suspend).await?;
+        let message = format!("Suspending: SIGTERM to every component, SIGKILL after {} s.", stage.grace_secs);
+        self.record(project_id, stage_id, StageEvent::new(self.clock.now(), EventKind::Suspending, message)).await;
+        let (project, id) = (project_id.to_owned(), stage_id.to_owned());
+        self.halt_then(stage, move |services, halted| async move {
+            services.settle_suspend(&project, &id, &halted).await;
+        })
+        .await;
+        self.any_stage(project_id, stage_id).await
     }
 
     /// Resumes a suspended stage with its last release, configuration and storage.
     pub async fn resume_stage(&self, project_id: &str, stage_id: &str) -> Result<Stage, Error> {
         let stage = self.transition(project_id, stage_id, StageStatus::resume).await?;
+        self.record(project_id, stage_id, StageEvent::new(self.clock.now(), EventKind::Resumed, "Resumed with its last release.")).await;
         self.start_current(&stage).await?;
         Ok(stage)
     }
@@ -327,12 +426,16 @@ impl Services {
                 format!("Type the Stage ID '{}' to confirm the deletion.", stage.id),
             ));
         }
-        self.halt(project_id, stage_id).await;
         let now = self.clock.now();
         let due = self.retention().await?.due_at(stage.stage_type, now);
         if !self.store.archive_stage(project_id, stage_id, now, due).await.map_err(internal)? {
             return Err(self.get_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));
         }
+        let message = format!("Deleted: archived, restorable until {}.", format_time(due));
+        self.record(project_id, stage_id, StageEvent::new(now, EventKind::Archived, message)).await;
+        // Archived first, so its share links answer 404 at once; then its components stop
+        // the same way as for a suspend.
+        self.halt_then(stage, |_, _| async {}).await;
         self.any_stage(project_id, stage_id).await
     }
 
@@ -357,6 +460,8 @@ impl Services {
             return Err(expired());
         }
         let stage = self.get_stage(project_id, stage_id).await?;
+        let message = format!("Restored from the archive ({}).", stage.status);
+        self.record(project_id, stage_id, StageEvent::new(now, EventKind::Restored, message)).await;
         if stage.status == StageStatus::Running {
             self.start_current(&stage).await?;
         }
@@ -427,12 +532,17 @@ impl Services {
         if number.is_none() {
             return Err(self.get_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));
         }
+        let release = self.releases(project_id, stage_id).await?.remove(0);
+        let version = build.build.version.as_deref().map(|v| format!(" ({v})")).unwrap_or_default();
         // A suspended stage keeps its new release for when it is resumed.
         let stage = self.get_stage(project_id, stage_id).await?;
+        let when = if stage.status == StageStatus::Running { "" } else { "; it runs when the stage is resumed" };
+        let message = format!("Release {} deployed: build {build_number}{version}{when}.", release.number);
+        self.record(project_id, stage_id, StageEvent::new(now, EventKind::Deployed, message)).await;
         if stage.status == StageStatus::Running {
             self.start_current(&stage).await?;
         }
-        Ok(self.releases(project_id, stage_id).await?.remove(0))
+        Ok(release)
     }
 
     /// Deploys the build of an earlier release again (a rollback), with today's configuration.
@@ -494,6 +604,9 @@ impl Services {
         if !self.store.set_config(project_id, stage_id, &entry).await.map_err(internal)? {
             return Err(self.get_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));
         }
+        let what = if secret { "Secret" } else { "Setting" };
+        let message = format!("{what} {key} set; it applies with the next release.");
+        self.record(project_id, stage_id, StageEvent::new(entry.updated_at, EventKind::ConfigChanged, message)).await;
         Ok(masked(entry))
     }
 
@@ -503,6 +616,8 @@ impl Services {
         if !self.store.unset_config(project_id, stage_id, key.trim()).await.map_err(internal)? {
             return Err(Error::not_found(format!("Stage '{stage_id}' has no setting '{}'.", key.trim())));
         }
+        let message = format!("Setting {} removed; this applies with the next release.", key.trim());
+        self.record(project_id, stage_id, StageEvent::new(self.clock.now(), EventKind::ConfigChanged, message)).await;
         Ok(())
     }
 
@@ -586,6 +701,16 @@ where
         }
     }
     Err(internal(StoreError::Conflict))
+}
+
+/// The grace period a stage's components get between SIGTERM and SIGKILL.
+fn grace(stage: &Stage) -> Duration {
+    Duration::from_secs(u64::from(stage.grace_secs))
+}
+
+fn capitalized(s: &str) -> String {
+    let mut chars = s.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 /// What leaves the server of a setting: a secret's value stays behind.

@@ -10,7 +10,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
-use pergola_domain::{Project, Stage, StageStatus, StageType};
+use pergola_domain::{EventKind, Project, Stage, StageEvent, StageStatus, StageType};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,17 +87,29 @@ pub trait Store: Send + Sync {
     async fn get_stage(&self, project_id: &str, stage_id: &str) -> StoreResult<Option<Stage>>;
     /// All stage IDs of the project (live and archived) equal to `base` or starting with `base-`.
     async fn stage_ids_like(&self, project_id: &str, base: &str) -> StoreResult<Vec<String>>;
-    /// Renames / retypes a live stage. False when there is no such live stage.
+    /// Renames / retypes a live stage and sets its grace period. False when there is no such
+    /// live stage.
     async fn update_stage(
         &self,
         project_id: &str,
         stage_id: &str,
         name: &str,
         stage_type: StageType,
+        grace_secs: u32,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
     /// Moves a live stage from `from` to `to`. False when it is not live or not in `from`.
     async fn transition_status(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+        from: StageStatus,
+        to: StageStatus,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Moves a stage (live or archived) from `from` to `to`: a suspend that finishes after the
+    /// stage was archived still settles. False when it is not in `from`.
+    async fn settle_status(
         &self,
         project_id: &str,
         stage_id: &str,
@@ -148,6 +160,12 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<Option<i64>>;
     /// A stage's releases (live or archived stage), newest first.
     async fn list_releases(&self, project_id: &str, stage_id: &str) -> StoreResult<Vec<ReleaseRow>>;
+
+    /// Appends an event to a stage's timeline (live or archived). False when there is no
+    /// such stage.
+    async fn add_event(&self, project_id: &str, stage_id: &str, event: &StageEvent) -> StoreResult<bool>;
+    /// A stage's last `limit` events, newest first.
+    async fn list_events(&self, project_id: &str, stage_id: &str, limit: i64) -> StoreResult<Vec<StageEvent>>;
 
     async fn get_setting(&self, key: &str) -> StoreResult<Option<String>>;
     /// Writes all pairs in one transaction.
@@ -213,8 +231,8 @@ fn from_millis(ms: i64) -> StoreResult<DateTime<Utc>> {
         .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
 }
 
-const STAGE_COLUMNS: &str = "project_id, stage_id, name, stage_type, status, created_at, \
-                             updated_at, archived_at, purge_due_at";
+const STAGE_COLUMNS: &str = "project_id, stage_id, name, stage_type, status, grace_secs, \
+                             created_at, updated_at, archived_at, purge_due_at";
 
 /// The one implementation, instantiated for each backend's row and pool types.
 macro_rules! sql_store {
@@ -255,6 +273,8 @@ macro_rules! sql_store {
                     name: row.try_get("name")?,
                     stage_type: StageType::parse(row.try_get("stage_type")?)?,
                     status: StageStatus::parse(row.try_get("status")?)?,
+                    grace_secs: u32::try_from(row.try_get::<i64, _>("grace_secs")?)
+                        .map_err(|_| StoreError::Corrupt("grace_secs out of range".into()))?,
                     created_at: from_millis(row.try_get("created_at")?)?,
                     updated_at: from_millis(row.try_get("updated_at")?)?,
                     archived_at: optional("archived_at")?,
@@ -310,8 +330,8 @@ macro_rules! sql_store {
             async fn insert_stage(&self, s: &Stage) -> StoreResult<()> {
                 sqlx::query(
                     "INSERT INTO stages (uid, project_id, stage_id, name, stage_type, status, \
-                     created_at, updated_at, archived_at, purge_due_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                     created_at, updated_at, archived_at, purge_due_at, grace_secs) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
                 .bind(uuid::Uuid::new_v4().to_string())
                 .bind(&s.project_id)
@@ -323,6 +343,7 @@ macro_rules! sql_store {
                 .bind(millis(s.updated_at))
                 .bind(s.archived_at.map(millis))
                 .bind(s.purge_due_at.map(millis))
+                .bind(i64::from(s.grace_secs))
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -372,10 +393,11 @@ macro_rules! sql_store {
                 stage_id: &str,
                 name: &str,
                 stage_type: StageType,
+                grace_secs: u32,
                 now: DateTime<Utc>,
             ) -> StoreResult<bool> {
                 let done = sqlx::query(
-                    "UPDATE stages SET name = $1, stage_type = $2, updated_at = $3 \
+                    "UPDATE stages SET name = $1, stage_type = $2, updated_at = $3, grace_secs = $6 \
                      WHERE project_id = $4 AND stage_id = $5 AND archived_at IS NULL",
                 )
                 .bind(name)
@@ -383,6 +405,29 @@ macro_rules! sql_store {
                 .bind(millis(now))
                 .bind(project_id)
                 .bind(stage_id)
+                .bind(i64::from(grace_secs))
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn settle_status(
+                &self,
+                project_id: &str,
+                stage_id: &str,
+                from: StageStatus,
+                to: StageStatus,
+                now: DateTime<Utc>,
+            ) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE stages SET status = $1, updated_at = $2 \
+                     WHERE project_id = $3 AND stage_id = $4 AND status = $5",
+                )
+                .bind(to.as_str())
+                .bind(millis(now))
+                .bind(project_id)
+                .bind(stage_id)
+                .bind(from.as_str())
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() == 1)
@@ -609,6 +654,48 @@ macro_rules! sql_store {
                             build: Self::build_from_row(row)?.build,
                             config: serde_json::from_str(&config).map_err(|e| StoreError::Corrupt(e.to_string()))?,
                             created_at: from_millis(row.try_get("released_at")?)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn add_event(&self, project_id: &str, stage_id: &str, e: &StageEvent) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "INSERT INTO stage_events (stage_uid, at, kind, component, message) \
+                     SELECT uid, $3, $4, $5, $6 FROM stages WHERE project_id = $1 AND stage_id = $2",
+                )
+                .bind(project_id)
+                .bind(stage_id)
+                .bind(millis(e.at))
+                .bind(e.kind.as_str())
+                .bind(&e.component)
+                .bind(&e.message)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn list_events(&self, project_id: &str, stage_id: &str, limit: i64) -> StoreResult<Vec<StageEvent>> {
+                use sqlx::Row;
+                let rows = sqlx::query(
+                    "SELECT e.at, e.kind, e.component, e.message FROM stage_events e \
+                     JOIN stages s ON s.uid = e.stage_uid \
+                     WHERE s.project_id = $1 AND s.stage_id = $2 ORDER BY e.id DESC LIMIT $3",
+                )
+                .bind(project_id)
+                .bind(stage_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        let kind: String = row.try_get("kind")?;
+                        Ok(StageEvent {
+                            at: from_millis(row.try_get("at")?)?,
+                            kind: EventKind::parse(&kind)
+                                .ok_or_else(|| StoreError::Corrupt(format!("unknown event kind '{kind}'")))?,
+                            component: row.try_get("component")?,
+                            message: row.try_get("message")?,
                         })
                     })
                     .collect()

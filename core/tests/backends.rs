@@ -44,6 +44,9 @@ all_backends!(
     configuration_masks_secrets_survives_restore_and_is_purged,
     builds_and_releases,
     concurrent_builds_get_distinct_numbers,
+    a_slow_suspend_shows_suspending_until_its_components_stop,
+    reconcile_settles_a_suspend_the_server_did_not_finish,
+    the_timeline_records_what_happened,
 );
 
 async fn project(env: &Env, name: &str) -> String {
@@ -199,15 +202,21 @@ async fn rename_and_retype_keep_the_id(env: &Env) {
     let s = &env.services;
     let p = project(env, "Shop").await;
     s.create_stage(&p, "Staging", "dev", None).await.unwrap();
-    let st = s.update_stage(&p, "staging", "Pre-production", "prod").await.unwrap();
-    assert_eq!((st.id.as_str(), st.name.as_str(), st.stage_type), ("staging", "Pre-production", StageType::Prod));
-    let e = s.update_stage(&p, "staging", " ", "prod").await.unwrap_err();
+    assert_eq!(s.get_stage(&p, "staging").await.unwrap().grace_secs, 60, "the seed's usual grace period");
+    let st = s.update_stage(&p, "staging", "Pre-production", "prod", None).await.unwrap();
+    assert_eq!((st.id.as_str(), st.name.as_str(), st.stage_type, st.grace_secs), ("staging", "Pre-production", StageType::Prod, 60));
+    let st = s.update_stage(&p, "staging", "Pre-production", "prod", Some("15")).await.unwrap();
+    assert_eq!(st.grace_secs, 15);
+    let e = s.update_stage(&p, "staging", " ", "prod", None).await.unwrap_err();
     assert!(e.is_for("name"));
-    let e = s.update_stage(&p, "staging", "Ok", "uat").await.unwrap_err();
+    let e = s.update_stage(&p, "staging", "Ok", "uat", None).await.unwrap_err();
     assert!(e.is_for("stage_type"));
-    assert_eq!(s.get_stage(&p, "staging").await.unwrap().name, "Pre-production");
+    let e = s.update_stage(&p, "staging", "Changed", "dev", Some("0")).await.unwrap_err();
+    assert!(e.is_for("grace_secs") && e.message.contains("1 to 3600"), "{e:?}");
+    let st = s.get_stage(&p, "staging").await.unwrap();
+    assert_eq!((st.name.as_str(), st.stage_type, st.grace_secs), ("Pre-production", StageType::Prod, 15), "refusals change nothing");
     s.delete_stage(&p, "staging", "staging").await.unwrap();
-    assert_eq!(s.update_stage(&p, "staging", "X", "dev").await.unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(s.update_stage(&p, "staging", "X", "dev", None).await.unwrap_err().kind, ErrorKind::NotFound);
 }
 
 async fn delete_archives_and_restore_brings_back_the_previous_state(env: &Env) {
@@ -354,9 +363,9 @@ async fn builds_and_releases(env: &Env) {
     assert_eq!((b1.number, b1.version.as_deref()), (1, Some("1.2.0")));
     let b2 = s.register_build(&p, &MANIFEST.replace("1.2.0", "1.3.0"), &dir).await.unwrap();
     assert_eq!(b2.number, 2);
-    let e = s.register_build(&p, "[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"x\"\n", &dir).await.unwrap_err();
+    let e = s.register_build(&p, "[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"x\"\nport = 0\n", &dir).await.unwrap_err();
     assert!(e.is_for("manifest"));
-    assert_eq!(e.message, "Invalid manifest, line 1: component 'web': a service needs a port (it is passed as PORT)");
+    assert_eq!(e.message, "Invalid manifest, line 1: component 'web': port must be between 1 and 65535");
     assert!(s.register_build(&p, MANIFEST, "relative/dir").await.unwrap_err().is_for("workdir"));
     assert!(s.register_build(&p, MANIFEST, "/no/such/dir").await.unwrap_err().is_for("workdir"));
     assert_eq!(s.register_build("nope", MANIFEST, &dir).await.unwrap_err().kind, ErrorKind::NotFound);
@@ -435,4 +444,115 @@ async fn the_purge_task_purges_at_start_up() {
     task.abort();
     assert_eq!(archived.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["kept"]);
     env.cleanup().await;
+}
+
+/// An orchestrator whose stops take as long as the test wants; it records the grace periods
+/// it was given.
+#[derive(Default)]
+struct SlowStops {
+    release: tokio::sync::Notify,
+    graces: std::sync::Mutex<Vec<std::time::Duration>>,
+}
+
+#[async_trait::async_trait]
+impl pergola_core::Orchestrator for SlowStops {
+    async fn run(&self, _: pergola_core::RunPlan, _: std::time::Duration) -> Result<(), String> {
+        Ok(())
+    }
+    async fn halt(&self, _: &str, _: &str, grace: std::time::Duration) -> pergola_core::Halted {
+        self.graces.lock().unwrap().push(grace);
+        self.release.notified().await;
+        pergola_core::Halted { terminated: vec!["web".into()], killed: vec!["worker".into()] }
+    }
+    async fn forget(&self, _: &str, _: &str) {}
+    fn components(&self, _: &str, _: &str) -> Vec<pergola_domain::runtime::ComponentStatus> {
+        vec![]
+    }
+    fn logs(&self, _: &str, _: &str, _: &str) -> Vec<pergola_domain::runtime::LogLine> {
+        vec![]
+    }
+}
+
+async fn a_slow_suspend_shows_suspending_until_its_components_stop(env: &Env) {
+    let slow = std::sync::Arc::new(SlowStops::default());
+    let s = env.services.with_orchestrator(slow.clone(), std::time::Duration::from_secs(60));
+    let p = project(env, "Shop").await;
+    s.create_stage(&p, "prod", "prod", None).await.unwrap();
+    s.update_stage(&p, "prod", "prod", "prod", Some("7")).await.unwrap();
+    let st = s.suspend_stage(&p, "prod").await.unwrap();
+    assert_eq!(st.status, StageStatus::Suspending, "the stop is still going on");
+    assert_eq!(*slow.graces.lock().unwrap(), [std::time::Duration::from_secs(7)], "the stage's own grace period");
+    assert_eq!(s.get_stage(&p, "prod").await.unwrap().status, StageStatus::Suspending);
+    let e = s.resume_stage(&p, "prod").await.unwrap_err();
+    assert!(e.kind == ErrorKind::InvalidState && e.message.contains("still being suspended"), "{e:?}");
+    assert!(s.suspend_stage(&p, "prod").await.unwrap_err().message.contains("already being suspended"));
+    slow.release.notify_one();
+    let mut status = StageStatus::Suspending;
+    for _ in 0..500 {
+        status = s.get_stage(&p, "prod").await.unwrap().status;
+        if status == StageStatus::Suspended {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, StageStatus::Suspended);
+    let events = s.events(&p, "prod").await.unwrap();
+    assert_eq!(events[0].kind, pergola_domain::EventKind::Suspended);
+    assert!(events[0].message.contains("exited after SIGTERM: web") && events[0].message.contains("killed after the grace period: worker"), "{}", events[0].message);
+    assert_eq!(events[1].kind, pergola_domain::EventKind::Suspending);
+    assert!(events[1].message.contains("SIGKILL after 7 s"));
+    assert_eq!(s.resume_stage(&p, "prod").await.unwrap().status, StageStatus::Running);
+}
+
+async fn reconcile_settles_a_suspend_the_server_did_not_finish(env: &Env) {
+    let s = &env.services;
+    let p = project(env, "Shop").await;
+    s.create_stage(&p, "qa", "qa", None).await.unwrap();
+    let now = env.clock.now_for_tests();
+    assert!(s.store().transition_status(&p, "qa", StageStatus::Running, StageStatus::Suspending, now).await.unwrap());
+    s.reconcile().await.unwrap();
+    assert_eq!(s.get_stage(&p, "qa").await.unwrap().status, StageStatus::Suspended);
+}
+
+async fn the_timeline_records_what_happened(env: &Env) {
+    use pergola_domain::{EventKind as K, StageEvent};
+    let s = &env.services;
+    let p = project(env, "Shop").await;
+    let dir = std::env::temp_dir().display().to_string();
+    s.register_build(&p, MANIFEST, &dir).await.unwrap();
+    s.create_stage(&p, "QA", "qa", None).await.unwrap();
+    s.update_stage(&p, "qa", "QA", "qa", None).await.unwrap(); // no change: no event
+    s.update_stage(&p, "qa", "Quality", "qa", Some("5")).await.unwrap();
+    s.set_config(&p, "qa", "API_KEY", "s3cret", true).await.unwrap();
+    assert!(s.set_config(&p, "qa", "bad key", "x", false).await.is_err());
+    env.clock.advance(Duration::minutes(1));
+    s.deploy(&p, "qa", 1).await.unwrap();
+    s.record_observed(&p, "qa", StageEvent::of_component(env.clock.now_for_tests(), K::Crashed, "web", "web exited with code 3")).await;
+    s.suspend_stage(&p, "qa").await.unwrap();
+    s.resume_stage(&p, "qa").await.unwrap();
+    s.unset_config(&p, "qa", "API_KEY").await.unwrap();
+    s.delete_stage(&p, "qa", "qa").await.unwrap();
+    s.restore_stage(&p, "qa").await.unwrap();
+    let events = s.events(&p, "qa").await.unwrap();
+    let kinds: Vec<K> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [K::Restored, K::Archived, K::ConfigChanged, K::Resumed, K::Suspended, K::Suspending, K::Crashed, K::Deployed, K::ConfigChanged, K::Updated, K::Created],
+        "newest first; refusals and no-op saves record nothing"
+    );
+    let message = |k: K| events.iter().find(|e| e.kind == k).unwrap().message.clone();
+    assert_eq!(message(K::Updated), "Renamed to 'Quality', grace period set to 5 s.");
+    assert_eq!(message(K::Deployed), "Release 1 deployed: build 1 (1.2.0).");
+    assert!(events.iter().any(|e| e.message == "Secret API_KEY set; it applies with the next release."));
+    assert!(!events.iter().any(|e| e.message.contains("s3cret")), "secret values never reach the timeline");
+    assert_eq!(events[6].component.as_deref(), Some("web"));
+    assert_eq!(events[7].at, env.clock.now_for_tests());
+    // The timeline goes with the stage when it is purged.
+    s.delete_stage(&p, "qa", "qa").await.unwrap();
+    env.clock.advance(Duration::days(8));
+    s.purge_due().await.unwrap();
+    s.create_stage(&p, "qa", "qa", None).await.unwrap();
+    let kinds: Vec<K> = s.events(&p, "qa").await.unwrap().iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [K::Created]);
+    assert_eq!(s.events(&p, "nope").await.unwrap_err().kind, ErrorKind::NotFound);
 }

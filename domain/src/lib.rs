@@ -21,7 +21,8 @@ pub use manifest::{parse_manifest, ComponentKind, ComponentSpec, Manifest, Manif
 pub use model::{validate_config, Build, ConfigEntry, Release, StageSummary, IdCheck, Project, ProjectOverview, Stage, MAX_CONFIG_VALUE_BYTES};
 pub use name::{validate_name, MAX_NAME_CHARS};
 pub use retention::RetentionPolicy;
-pub use stage::{StageStatus, StageType};
+pub use stage::{parse_grace, StageStatus, StageType, DEFAULT_GRACE_SECS, MAX_GRACE_SECS};
+pub use runtime::{EventKind, StageEvent};
 
 /// How every timestamp is shown in the UI and the CLI: UTC, minute precision. The same
 /// string is rendered on the server and on hydration, so it never causes a mismatch.

@@ -5,10 +5,11 @@
 //!
 //! [[component]]
 //! name = "web"                 # a DNS label: it ends up in share-link host names
-//! kind = "service"             # service | job | cron
+//! kind = "service"             # service | worker | job | cron
 //! command = "./web"
 //! args = ["--verbose"]
-//! port = 8080                  # services only; injected as PORT
+//! port = 8080                  # services only, optional: the preferred PORT (another free
+//!                              # port is assigned when it is taken)
 //! storage = ["uploads"]        # named persistent volumes, kept across suspend and redeploy
 //! env = { LOG_LEVEL = "info" }
 //! health = { path = "/healthz", interval_secs = 5 }   # services only
@@ -52,8 +53,10 @@ pub struct ComponentSpec {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ComponentKind {
-    /// Runs continuously; restarted when it exits.
+    /// Runs continuously and listens on `PORT`; restarted when it exits; has a share link.
     Service,
+    /// Runs continuously without a port (a queue consumer, say); restarted when it exits.
+    Worker,
     /// Runs once per release, to completion.
     Job,
     /// Runs on a schedule, while the stage is running.
@@ -158,13 +161,11 @@ pub fn parse_manifest(text: &str) -> Result<Manifest, ManifestError> {
         }
         match c.kind {
             ComponentKind::Service => {
-                match c.port {
-                    None => return fail("a service needs a port (it is passed as PORT)".into()),
-                    Some(0) => return fail("port must be between 1 and 65535".into()),
-                    Some(_) => {}
+                if c.port == Some(0) {
+                    return fail("port must be between 1 and 65535".into());
                 }
             }
-            ComponentKind::Job | ComponentKind::Cron => {
+            ComponentKind::Worker | ComponentKind::Job | ComponentKind::Cron => {
                 if c.port.is_some() || c.health.is_some() {
                     return fail("only services have a port and a health check".into());
                 }
@@ -328,6 +329,11 @@ kind = "job"
 command = "./migrate"
 
 [[component]]
+name = "queue"
+kind = "worker"
+command = "./consume"
+
+[[component]]
 name = "nightly"
 kind = "cron"
 schedule = "*/15 3-5 * * 1,3"
@@ -339,7 +345,7 @@ command = "./cleanup"
         let m = parse_manifest(DEMO).unwrap();
         assert_eq!(m.version.as_deref(), Some("1.0.0"));
         let names: Vec<_> = m.components.iter().map(|c| (c.name.as_str(), c.kind)).collect();
-        assert_eq!(names, [("web", ComponentKind::Service), ("worker", ComponentKind::Job), ("nightly", ComponentKind::Cron)]);
+        assert_eq!(names, [("web", ComponentKind::Service), ("worker", ComponentKind::Job), ("queue", ComponentKind::Worker), ("nightly", ComponentKind::Cron)]);
         let web = &m.components[0];
         assert_eq!((web.port, web.args.as_slice(), web.storage.as_slice()), (Some(8080), &["--verbose".to_owned()][..], &["uploads".to_owned()][..]));
         assert_eq!(web.health, Some(HealthCheck { path: "/healthz".into(), interval_secs: 5 }));
@@ -354,7 +360,8 @@ command = "./cleanup"
             ("[[component]]\nname = \"web\"\nkind = \"daemon\"\ncommand = \"x\"\n", Some(3), "unknown variant `daemon`"),
             ("[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"x\"\nprot = 80\n", Some(5), "unknown field `prot`"),
             ("[[component]]\nname = \"web\"\nkind = \"service\"\n", Some(1), "missing field `command`"),
-            ("version = \"1\"\n\n[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"x\"\n", Some(3), "needs a port"),
+            ("version = \"1\"\n\n[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"x\"\nport = 0\n", Some(3), "between 1 and 65535"),
+            ("[[component]]\nname = \"w\"\nkind = \"worker\"\ncommand = \"x\"\nport = 80\n", Some(1), "only services have a port"),
             ("[[component]]\nname = \"Web App\"\nkind = \"job\"\ncommand = \"x\"\n", Some(1), "Component name may only contain"),
             ("[[component]]\nname = \"a\"\nkind = \"job\"\ncommand = \"x\"\n[[component]]\nname = \"a\"\nkind = \"job\"\ncommand = \"y\"\n", Some(5), "used by another component"),
             ("[[component]]\nname = \"j\"\nkind = \"job\"\ncommand = \"x\"\nport = 80\n", Some(1), "only services have a port"),

@@ -22,6 +22,8 @@ pub struct Stage {
     pub name: String,
     pub stage_type: StageType,
     pub status: StageStatus,
+    /// Seconds its components get between SIGTERM and SIGKILL when it stops.
+    pub grace_secs: u32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub archived_at: Option<DateTime<Utc>>,

@@ -68,13 +68,126 @@ impl ComponentStatus {
     }
 }
 
+/// One health probe of a service: when, and whether it answered 2xx/3xx in time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Probe {
+    pub at: DateTime<Utc>,
+    pub healthy: bool,
+}
+
+/// How many probes a component keeps for its health history.
+pub const PROBE_HISTORY: usize = 20;
+
+/// What happened to a stage, for its events timeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Created,
+    Updated,
+    Deployed,
+    Suspending,
+    Suspended,
+    Resumed,
+    Archived,
+    Restored,
+    ConfigChanged,
+    Started,
+    Crashed,
+    Restarted,
+    Killed,
+    Healthy,
+    Unhealthy,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 15] = [
+        EventKind::Created,
+        EventKind::Updated,
+        EventKind::Deployed,
+        EventKind::Suspending,
+        EventKind::Suspended,
+        EventKind::Resumed,
+        EventKind::Archived,
+        EventKind::Restored,
+        EventKind::ConfigChanged,
+        EventKind::Started,
+        EventKind::Crashed,
+        EventKind::Restarted,
+        EventKind::Killed,
+        EventKind::Healthy,
+        EventKind::Unhealthy,
+    ];
+
+    /// The stored and wire form, e.g. `config_changed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Created => "created",
+            EventKind::Updated => "updated",
+            EventKind::Deployed => "deployed",
+            EventKind::Suspending => "suspending",
+            EventKind::Suspended => "suspended",
+            EventKind::Resumed => "resumed",
+            EventKind::Archived => "archived",
+            EventKind::Restored => "restored",
+            EventKind::ConfigChanged => "config_changed",
+            EventKind::Started => "started",
+            EventKind::Crashed => "crashed",
+            EventKind::Restarted => "restarted",
+            EventKind::Killed => "killed",
+            EventKind::Healthy => "healthy",
+            EventKind::Unhealthy => "unhealthy",
+        }
+    }
+
+    /// How the timeline labels it: `config changed`.
+    pub fn label(self) -> &'static str {
+        match self {
+            EventKind::ConfigChanged => "config changed",
+            other => other.as_str(),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether it reports trouble (shown in red).
+    pub fn is_trouble(self) -> bool {
+        matches!(self, EventKind::Crashed | EventKind::Killed | EventKind::Unhealthy)
+    }
+}
+
+/// One entry of a stage's events timeline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StageEvent {
+    pub at: DateTime<Utc>,
+    pub kind: EventKind,
+    /// The component it is about, for what the runtime observed.
+    pub component: Option<String>,
+    pub message: String,
+}
+
+impl StageEvent {
+    pub fn new(at: DateTime<Utc>, kind: EventKind, message: impl Into<String>) -> Self {
+        Self { at, kind, component: None, message: message.into() }
+    }
+
+    pub fn of_component(at: DateTime<Utc>, kind: EventKind, component: &str, message: impl Into<String>) -> Self {
+        Self { at, kind, component: Some(component.to_owned()), message: message.into() }
+    }
+}
+
 /// What the runtime observes of one component.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ComponentStatus {
     pub name: String,
     pub kind: crate::ComponentKind,
-    /// The port a service listens on (its share link forwards there).
+    /// The port a service listens on (its share link forwards there): the runtime assigns it,
+    /// preferring the manifest's `port` when that one is free.
     pub port: Option<u16>,
     pub state: ComponentState,
     pub health: Health,
@@ -82,4 +195,44 @@ pub struct ComponentStatus {
     pub pid: Option<u32>,
     pub started_at: Option<DateTime<Utc>>,
     pub exit_code: Option<i32>,
+    /// Seconds since the current process started, while it runs.
+    pub uptime_secs: Option<u64>,
+    /// While stopping: seconds left of the grace period before SIGKILL.
+    pub kill_in_secs: Option<u64>,
+    /// The last health probes, oldest first (services with a health check).
+    pub probes: Vec<Probe>,
+}
+
+/// "3 s", "4 min 12 s", "2 h 5 min", "3 d 4 h": how long something has been up.
+pub fn format_duration(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s} s"),
+        s if s < 3600 => format!("{} min {} s", s / 60, s % 60),
+        s if s < 86_400 => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+        s => format!("{} d {} h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(format_duration(0), "0 s");
+        assert_eq!(format_duration(59), "59 s");
+        assert_eq!(format_duration(252), "4 min 12 s");
+        assert_eq!(format_duration(7500), "2 h 5 min");
+        assert_eq!(format_duration(273_600), "3 d 4 h");
+    }
+
+    #[test]
+    fn event_kinds_round_trip() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.as_str()), Some(k));
+            assert_eq!(serde_json::to_value(k).unwrap(), serde_json::json!(k.as_str()));
+        }
+        assert_eq!(EventKind::parse("nope"), None);
+        assert_eq!(EventKind::ConfigChanged.label(), "config changed");
+    }
 }

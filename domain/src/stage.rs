@@ -62,6 +62,8 @@ impl fmt::Display for StageType {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum StageStatus {
     Running,
+    /// Being suspended: its components got SIGTERM and have up to the grace period to exit.
+    Suspending,
     Suspended,
 }
 
@@ -69,6 +71,7 @@ impl StageStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             StageStatus::Running => "running",
+            StageStatus::Suspending => "suspending",
             StageStatus::Suspended => "suspended",
         }
     }
@@ -76,18 +79,31 @@ impl StageStatus {
     pub fn parse(s: &str) -> Result<Self, Error> {
         match s {
             "running" => Ok(StageStatus::Running),
+            "suspending" => Ok(StageStatus::Suspending),
             "suspended" => Ok(StageStatus::Suspended),
             other => Err(Error::validation("status", format!("Unknown stage status '{other}'."))),
         }
     }
 
-    /// The status after suspending, or why a stage in this status cannot be suspended.
+    /// The status a suspend starts with (`suspending`: components are being stopped), or why
+    /// a stage in this status cannot be suspended.
     pub fn suspend(self, stage_id: &str) -> Result<StageStatus, Error> {
         match self {
-            StageStatus::Running => Ok(StageStatus::Suspended),
+            StageStatus::Running => Ok(StageStatus::Suspending),
+            StageStatus::Suspending => {
+                Err(Error::invalid_state(format!("Stage '{stage_id}' is already being suspended.")))
+            }
             StageStatus::Suspended => {
                 Err(Error::invalid_state(format!("Stage '{stage_id}' is already suspended.")))
             }
+        }
+    }
+
+    /// The status once every component of a suspending stage has stopped.
+    pub fn settle(self) -> StageStatus {
+        match self {
+            StageStatus::Suspending => StageStatus::Suspended,
+            other => other,
         }
     }
 
@@ -95,11 +111,40 @@ impl StageStatus {
     pub fn resume(self, stage_id: &str) -> Result<StageStatus, Error> {
         match self {
             StageStatus::Suspended => Ok(StageStatus::Running),
+            StageStatus::Suspending => Err(Error::invalid_state(format!(
+                "Stage '{stage_id}' is still being suspended; resume it once its components have stopped."
+            ))),
             StageStatus::Running => {
                 Err(Error::invalid_state(format!("Stage '{stage_id}' is already running.")))
             }
         }
     }
+
+    /// Whether the stage serves traffic and runs its schedules.
+    pub fn is_running(self) -> bool {
+        self == StageStatus::Running
+    }
+}
+
+/// The seed's "usually 60 secs" between SIGTERM and SIGKILL.
+pub const DEFAULT_GRACE_SECS: u32 = 60;
+/// The longest grace period a stage may have (one hour).
+pub const MAX_GRACE_SECS: u32 = 3600;
+
+/// Parses a grace period typed by a user: whole seconds, 1 to [`MAX_GRACE_SECS`].
+pub fn parse_grace(input: &str) -> Result<u32, Error> {
+    let input = input.trim().trim_end_matches('s').trim_end();
+    let bad = || {
+        Error::validation(
+            "grace_secs",
+            format!("The grace period must be a whole number of seconds from 1 to {MAX_GRACE_SECS}."),
+        )
+    };
+    let secs: u32 = input.parse().map_err(|_| bad())?;
+    if !(1..=MAX_GRACE_SECS).contains(&secs) {
+        return Err(bad());
+    }
+    Ok(secs)
 }
 
 impl fmt::Display for StageStatus {
@@ -124,9 +169,27 @@ mod tests {
 
     #[test]
     fn lifecycle_transitions() {
-        assert_eq!(StageStatus::Running.suspend("a").unwrap(), StageStatus::Suspended);
+        assert_eq!(StageStatus::Running.suspend("a").unwrap(), StageStatus::Suspending);
+        assert_eq!(StageStatus::Suspending.settle(), StageStatus::Suspended);
+        assert_eq!(StageStatus::Running.settle(), StageStatus::Running);
         assert_eq!(StageStatus::Suspended.resume("a").unwrap(), StageStatus::Running);
         assert!(StageStatus::Suspended.suspend("a").unwrap_err().message.contains("already suspended"));
+        assert!(StageStatus::Suspending.suspend("a").unwrap_err().message.contains("already being suspended"));
+        assert!(StageStatus::Suspending.resume("a").unwrap_err().message.contains("still being suspended"));
         assert!(StageStatus::Running.resume("a").unwrap_err().message.contains("already running"));
+        for s in [StageStatus::Running, StageStatus::Suspending, StageStatus::Suspended] {
+            assert_eq!(StageStatus::parse(s.as_str()).unwrap(), s);
+        }
+    }
+
+    #[test]
+    fn grace_periods_are_whole_seconds_within_an_hour() {
+        assert_eq!(parse_grace("60").unwrap(), 60);
+        assert_eq!(parse_grace(" 5s ").unwrap(), 5);
+        assert_eq!(parse_grace("3600").unwrap(), 3600);
+        for bad in ["0", "3601", "-1", "1.5", "", "soon"] {
+            let e = parse_grace(bad).unwrap_err();
+            assert!(e.is_for("grace_secs") && e.message.contains("1 to 3600"), "{bad:?}");
+        }
     }
 }

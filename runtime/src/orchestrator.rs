@@ -2,7 +2,7 @@
 
 use crate::{LocalRuntime, Runtime, StageKey, StageSpec};
 use async_trait::async_trait;
-use pergola_core::{Orchestrator, RunPlan};
+use pergola_core::{Halted, Orchestrator, RunPlan};
 use pergola_domain::runtime::{ComponentStatus, LogLine};
 use std::time::Duration;
 
@@ -22,8 +22,9 @@ impl Orchestrator for LocalRuntime {
         Runtime::start(self, spec, grace).await.map_err(|e| e.to_string())
     }
 
-    async fn halt(&self, project: &str, stage: &str, grace: Duration) {
-        Runtime::stop(self, &key(project, stage), grace).await;
+    async fn halt(&self, project: &str, stage: &str, grace: Duration) -> Halted {
+        let report = Runtime::stop(self, &key(project, stage), grace).await;
+        Halted { terminated: report.terminated, killed: report.killed }
     }
 
     async fn forget(&self, project: &str, stage: &str) {
