@@ -97,12 +97,13 @@ pub enum EventKind {
     Crashed,
     Restarted,
     Killed,
+    Completed,
     Healthy,
     Unhealthy,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 15] = [
+    pub const ALL: [EventKind; 16] = [
         EventKind::Created,
         EventKind::Updated,
         EventKind::Deployed,
@@ -116,6 +117,7 @@ impl EventKind {
         EventKind::Crashed,
         EventKind::Restarted,
         EventKind::Killed,
+        EventKind::Completed,
         EventKind::Healthy,
         EventKind::Unhealthy,
     ];
@@ -136,6 +138,7 @@ impl EventKind {
             EventKind::Crashed => "crashed",
             EventKind::Restarted => "restarted",
             EventKind::Killed => "killed",
+            EventKind::Completed => "completed",
             EventKind::Healthy => "healthy",
             EventKind::Unhealthy => "unhealthy",
         }

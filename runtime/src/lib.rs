@@ -5,7 +5,9 @@
 //! running each component as a child process of the server, in its own process group:
 //!
 //! - **services** run continuously; when one exits it is `crashed`, restarted with back-off,
-//!   and its restarts are counted; an HTTP health check marks it healthy / unhealthy;
+//!   and its restarts are counted; an HTTP health check marks it healthy / unhealthy; each
+//!   gets a port (the manifest's when it is free, else any free one) passed as `PORT`;
+//! - **workers** run continuously like services, without a port;
 //! - **jobs** run once per start, to completion;
 //! - **cron** components run as jobs whenever their schedule matches, only while the stage runs;
 //! - stdout and stderr are kept line by line (the last [`LOG_LINES`] per component);
@@ -14,7 +16,8 @@
 //!   are not touched and run to completion; temporary directories are wiped, storage is kept.
 //!
 //! Each process gets the environment: manifest `env`, then the stage configuration, then what
-//! the platform sets — `PORT` (services), `PERGOLA_PROJECT`, `PERGOLA_STAGE`,
+//! the platform sets — `PORT` (services), `PERGOLA_RUNTIME` (marks the processes of this
+//! runtime, so the ones a killed server left behind are stopped when it starts again), `PERGOLA_PROJECT`, `PERGOLA_STAGE`,
 //! `PERGOLA_COMPONENT`, `PERGOLA_STORAGE_<NAME>` (a per-stage directory per volume, kept across
 //! suspend and redeploy) and `TMPDIR` (a per-run directory, wiped when the stage stops).
 
@@ -22,7 +25,7 @@ mod local;
 mod orchestrator;
 mod probe;
 
-pub use local::LocalRuntime;
+pub use local::{EventSender, LocalRuntime};
 
 pub use pergola_domain::runtime::{ComponentState, ComponentStatus, Health, LogLine};
 use pergola_domain::ComponentSpec;

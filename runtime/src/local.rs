@@ -5,8 +5,9 @@ use crate::{
     ComponentState, ComponentStatus, Health, LogLine, Runtime, RuntimeError, StageKey, StageSpec,
     StopReport, LOG_LINES,
 };
-use chrono::Utc;
-use pergola_domain::{ComponentKind, ComponentSpec, Schedule};
+use chrono::{DateTime, Utc};
+use pergola_domain::runtime::{Probe, PROBE_HISTORY};
+use pergola_domain::{ComponentKind, ComponentSpec, EventKind, Schedule, StageEvent};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -14,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// Longest wait between two restarts of a crashing service.
@@ -22,11 +23,20 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Variables of the server's own environment that components inherit; nothing else leaks
 /// (the server's `DATABASE_URL`, for one, must not).
 const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ"];
+/// Failed health probes in a row before a starting service counts as unhealthy.
+const STARTUP_PROBES: usize = 3;
+/// Every component process carries `PERGOLA_RUNTIME=<data dir>`, so the processes a killed
+/// server left behind can be found (and stopped) when it starts again.
+const MARKER_VAR: &str = "PERGOLA_RUNTIME";
+
+/// What the runtime observed of a stage's components, for its events timeline.
+pub type EventSender = mpsc::UnboundedSender<(StageKey, StageEvent)>;
 
 pub struct LocalRuntime {
     data_dir: PathBuf,
     stages: Mutex<HashMap<StageKey, StageRun>>,
     cron: CronTiming,
+    events: Option<EventSender>,
 }
 
 /// When cron schedules are checked, and what time it is then.
@@ -63,13 +73,68 @@ enum Ending {
 
 struct Component {
     name: String,
+    key: StageKey,
     observed: Mutex<ComponentStatus>,
     logs: Mutex<VecDeque<LogLine>>,
+    /// While stopping: when SIGKILL follows.
+    kill_at: Mutex<Option<DateTime<Utc>>>,
+    events: Option<EventSender>,
 }
 
 impl Component {
     fn update(&self, f: impl FnOnce(&mut ComponentStatus)) {
         f(&mut self.observed.lock().expect("status lock"));
+    }
+
+    /// Tells the events timeline (and the log) what happened.
+    fn event(&self, kind: EventKind, message: String) {
+        self.log("pergola", message.clone());
+        if let Some(events) = &self.events {
+            let _ = events.send((self.key.clone(), StageEvent::of_component(Utc::now(), kind, &self.name, message)));
+        }
+    }
+
+    /// Records a health probe; a change of health is an event.
+    fn probed(&self, healthy: bool) {
+        let changed = {
+            let mut s = self.observed.lock().expect("status lock");
+            if s.probes.len() == PROBE_HISTORY {
+                s.probes.remove(0);
+            }
+            s.probes.push(Probe { at: Utc::now(), healthy });
+            // While it starts (no success yet), a few failed probes are expected: it is
+            // unhealthy only after STARTUP_PROBES failures in a row.
+            let starting = s.health == Health::Unknown
+                && s.probes.iter().rev().take(STARTUP_PROBES).filter(|p| !p.healthy).count() < STARTUP_PROBES;
+            let health = if healthy {
+                Health::Healthy
+            } else if starting {
+                Health::Unknown
+            } else {
+                Health::Unhealthy
+            };
+            let changed = s.health != health;
+            s.health = health;
+            changed
+        };
+        if changed {
+            let (kind, what) = if healthy { (EventKind::Healthy, "healthy") } else { (EventKind::Unhealthy, "unhealthy") };
+            self.event(kind, format!("{} is {what}", self.name));
+        }
+    }
+
+    /// The status with the figures that depend on the time of asking.
+    fn observe(&self) -> ComponentStatus {
+        let mut s = self.observed.lock().expect("status lock").clone();
+        let now = Utc::now();
+        let running = matches!(s.state, ComponentState::Running | ComponentState::Stopping) && s.pid.is_some();
+        s.uptime_secs = s.started_at.filter(|_| running).map(|t| (now - t).num_seconds().max(0) as u64);
+        s.kill_in_secs = if s.state == ComponentState::Stopping {
+            self.kill_at.lock().expect("kill lock").map(|t| (t - now).num_seconds().max(0) as u64)
+        } else {
+            None
+        };
+        s
     }
 
     fn log(&self, stream: &str, line: String) {
@@ -97,7 +162,43 @@ impl LocalRuntime {
             data_dir: data_dir.into(),
             stages: Mutex::new(HashMap::new()),
             cron: CronTiming { tick: None, now: Arc::new(Utc::now) },
+            events: None,
         }
+    }
+
+    /// Sends what it observes (starts, crashes, restarts, kills, health changes) to `events`.
+    pub fn with_events(mut self, events: EventSender) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    fn marker(&self) -> String {
+        let dir = std::fs::canonicalize(&self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
+        dir.display().to_string()
+    }
+
+    /// Stops the component processes an earlier server with the same data directory left
+    /// running (it was killed without a chance to stop them): SIGTERM to their process groups,
+    /// up to `grace`, then SIGKILL. Returns how many process groups there were. Call it at
+    /// start-up, before the stages that should run are started again.
+    pub async fn reap_orphans(&self, grace: Duration) -> usize {
+        let marker = format!("{MARKER_VAR}={}", self.marker());
+        let groups = orphan_groups(&marker);
+        if groups.is_empty() {
+            return 0;
+        }
+        tracing::warn!(groups = groups.len(), "stopping component processes left behind by an earlier server");
+        for &pgid in &groups {
+            signal_group(Some(pgid), libc::SIGTERM);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline && !orphan_groups(&marker).is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for pgid in orphan_groups(&marker) {
+            signal_group(Some(pgid), libc::SIGKILL);
+        }
+        groups.len()
     }
 
     /// Checks cron schedules every `tick` against the time `now` tells (for tests; by default
@@ -128,16 +229,29 @@ impl LocalRuntime {
         }
     }
 
-    fn launch(&self, spec: &StageSpec, c: &ComponentSpec, tmp: &Path) -> std::io::Result<Launch> {
+    /// The ports the services of every stage were given (running or not: a stopped stage
+    /// gets its ports again when it resumes, if they are still free).
+    fn ports_in_use(&self) -> Vec<u16> {
+        let stages = self.stages.lock().expect("stages lock");
+        stages
+            .values()
+            .flat_map(|run| run.components.iter())
+            .filter(|c| !matches!(c.observed.lock().expect("status lock").state, ComponentState::Stopped))
+            .filter_map(|c| c.observed.lock().expect("status lock").port)
+            .collect()
+    }
+
+    fn launch(&self, spec: &StageSpec, c: &ComponentSpec, port: Option<u16>, tmp: &Path) -> std::io::Result<Launch> {
         let mut env: Vec<(String, String)> = INHERITED_ENV
             .iter()
             .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
             .collect();
         env.extend(c.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env.extend(spec.config.iter().map(|(k, v)| (k.clone(), v.clone())));
-        if let Some(port) = c.port {
+        if let Some(port) = port {
             env.push(("PORT".into(), port.to_string()));
         }
+        env.push((MARKER_VAR.into(), self.marker()));
         env.push(("PERGOLA_PROJECT".into(), spec.key.project.clone()));
         env.push(("PERGOLA_STAGE".into(), spec.key.stage.clone()));
         env.push(("PERGOLA_COMPONENT".into(), c.name.clone()));
@@ -162,29 +276,49 @@ impl Runtime for LocalRuntime {
         let tmp_dir = self.data_dir.join("tmp").join(&spec.key.project).join(&spec.key.stage).join(run_id.to_string());
         let (stop, stop_rx) = watch::channel(None);
         let mut run = StageRun { components: Vec::new(), stop, services: Vec::new(), tmp_dir: tmp_dir.clone() };
+        let mut taken = self.ports_in_use();
         for c in &spec.components {
+            let port = if c.kind == ComponentKind::Service {
+                let port = assign_port(c.port, &taken)
+                    .map_err(|e| RuntimeError(format!("no free port for component '{}': {e}", c.name)))?;
+                taken.push(port);
+                Some(port)
+            } else {
+                None
+            };
             let launch = self
-                .launch(&spec, c, &tmp_dir.join(&c.name))
+                .launch(&spec, c, port, &tmp_dir.join(&c.name))
                 .map_err(|e| RuntimeError(format!("cannot prepare component '{}': {e}", c.name)))?;
             let component = Arc::new(Component {
                 name: c.name.clone(),
+                key: spec.key.clone(),
                 observed: Mutex::new(ComponentStatus {
                     name: c.name.clone(),
                     kind: c.kind,
-                    port: c.port,
+                    port,
                     state: ComponentState::Starting,
                     health: Health::Unknown,
                     restarts: 0,
                     pid: None,
                     started_at: None,
                     exit_code: None,
+                    uptime_secs: None,
+                    kill_in_secs: None,
+                    probes: Vec::new(),
                 }),
                 logs: Mutex::new(VecDeque::new()),
+                kill_at: Mutex::new(None),
+                events: self.events.clone(),
             });
+            if let (Some(wanted), Some(port)) = (c.port, port) {
+                if wanted != port {
+                    component.log("pergola", format!("port {wanted} is in use; listening on {port} instead (PORT={port})"));
+                }
+            }
             run.components.push(component.clone());
             match c.kind {
-                ComponentKind::Service => {
-                    let task = tokio::spawn(supervise(component, launch, c.clone(), stop_rx.clone()));
+                ComponentKind::Service | ComponentKind::Worker => {
+                    let task = tokio::spawn(supervise(component, launch, c.clone(), port, stop_rx.clone()));
                     run.services.push((c.name.clone(), task));
                 }
                 ComponentKind::Job => {
@@ -236,10 +370,7 @@ impl Runtime for LocalRuntime {
 
     fn status(&self, key: &StageKey) -> Vec<ComponentStatus> {
         let stages = self.stages.lock().expect("stages lock");
-        stages
-            .get(key)
-            .map(|run| run.components.iter().map(|c| c.observed.lock().expect("status lock").clone()).collect())
-            .unwrap_or_default()
+        stages.get(key).map(|run| run.components.iter().map(|c| c.observe()).collect()).unwrap_or_default()
     }
 
     fn logs(&self, key: &StageKey, component: &str) -> Vec<LogLine> {
@@ -303,9 +434,11 @@ async fn supervise(
     component: Arc<Component>,
     launch: Launch,
     spec: ComponentSpec,
+    port: Option<u16>,
     mut stop: watch::Receiver<Option<Duration>>,
 ) -> Ending {
     let mut quick_crashes = 0u32;
+    let mut after_crash = false;
     loop {
         if stop.borrow().is_some() {
             component.update(|s| s.state = ComponentState::Stopped);
@@ -329,12 +462,19 @@ async fn supervise(
             }
         };
         let pid = child.id();
-        let probe = spec.health.clone().zip(spec.port).map(|(check, port)| {
+        let on_port = port.map(|p| format!(" on port {p}")).unwrap_or_default();
+        if after_crash {
+            let restarts = component.observed.lock().expect("status lock").restarts;
+            component.event(EventKind::Restarted, format!("{} restarted{on_port} (restart {restarts})", component.name));
+        } else {
+            component.event(EventKind::Started, format!("{} started{on_port}", component.name));
+        }
+        let probe = spec.health.clone().zip(port).map(|(check, port)| {
             let component = component.clone();
             tokio::spawn(async move {
                 loop {
                     let ok = http_ok(port, &check.path, Duration::from_secs(2)).await;
-                    component.update(|s| s.health = if ok { Health::Healthy } else { Health::Unhealthy });
+                    component.probed(ok);
                     tokio::time::sleep(Duration::from_secs(u64::from(check.interval_secs))).await;
                 }
             })
@@ -351,7 +491,11 @@ async fn supervise(
             Err(status) => {
                 let code = status.ok().and_then(|s| s.code());
                 signal_group(pid, libc::SIGKILL); // leftovers of the crashed process
-                component.log("pergola", format!("exited with {}; restarting", code.map_or("a signal".into(), |c| format!("code {c}"))));
+                after_crash = true;
+                quick_crashes = if started.elapsed() > Duration::from_secs(30) { 1 } else { quick_crashes + 1 };
+                let how = code.map_or("a signal".into(), |c| format!("code {c}"));
+                let delay = backoff(quick_crashes);
+                component.event(EventKind::Crashed, format!("{} exited with {how}; restarting in {} ms", component.name, delay.as_millis()));
                 component.update(|s| {
                     s.state = ComponentState::Crashed;
                     s.health = Health::Unknown;
@@ -359,23 +503,26 @@ async fn supervise(
                     s.exit_code = code;
                     s.pid = None;
                 });
-                quick_crashes = if started.elapsed() > Duration::from_secs(30) { 1 } else { quick_crashes + 1 };
-                if wait_or_stop(&mut stop, backoff(quick_crashes)).await {
+                if wait_or_stop(&mut stop, delay).await {
                     component.update(|s| s.state = ComponentState::Stopped);
                     return Ending::Terminated;
                 }
             }
             Ok(grace) => {
                 let grace = grace.unwrap_or_default();
+                *component.kill_at.lock().expect("kill lock") =
+                    Some(Utc::now() + chrono::Duration::from_std(grace).unwrap_or_default());
                 component.update(|s| s.state = ComponentState::Stopping);
+                component.log("pergola", format!("SIGTERM sent; SIGKILL in {} s if still running", grace.as_secs()));
                 signal_group(pid, libc::SIGTERM);
                 let ending = match tokio::time::timeout(grace, child.wait()).await {
                     Ok(_) => Ending::Terminated,
                     Err(_) => {
-                        component.log("pergola", format!("still running after the {grace:?} grace period; killed"));
+                        component.event(EventKind::Killed, format!("{} was still running after the {} s grace period; killed", component.name, grace.as_secs()));
                         Ending::Killed
                     }
                 };
+                *component.kill_at.lock().expect("kill lock") = None;
                 signal_group(pid, libc::SIGKILL);
                 let status = child.wait().await.ok();
                 component.update(|s| {
@@ -452,6 +599,13 @@ async fn run_job(component: Arc<Component>, launch: Launch) {
             None
         }
     };
+    let cron = component.observed.lock().expect("status lock").kind == ComponentKind::Cron;
+    match code {
+        Some(0) if cron => {}
+        Some(0) => component.event(EventKind::Completed, format!("{} completed", component.name)),
+        Some(c) => component.event(EventKind::Crashed, format!("{} failed with code {c}", component.name)),
+        None => component.event(EventKind::Crashed, format!("{} did not run to completion", component.name)),
+    }
     component.update(|s| {
         s.state = ComponentState::Completed;
         s.exit_code = code;
@@ -460,4 +614,45 @@ async fn run_job(component: Arc<Component>, launch: Launch) {
     if let Some(tmp) = tmp {
         let _ = std::fs::remove_dir_all(tmp);
     }
+}
+
+/// The preferred port when it is free (not given to another component, nothing listening on
+/// it), else a free one the system picks.
+fn assign_port(preferred: Option<u16>, taken: &[u16]) -> std::io::Result<u16> {
+    if let Some(port) = preferred.filter(|p| !taken.contains(p)) {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    loop {
+        let port = std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port();
+        if !taken.contains(&port) {
+            return Ok(port);
+        }
+    }
+}
+
+/// The process groups of the processes whose environment holds `marker` (`NAME=value`).
+fn orphan_groups(marker: &str) -> Vec<u32> {
+    let own = std::process::id();
+    let mut groups: Vec<u32> = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return groups };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if pid == own {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
+        if !environ.split(|b| *b == 0).any(|var| var == marker.as_bytes()) {
+            continue;
+        }
+        // /proc/<pid>/stat: "pid (comm) state ppid pgrp …"; comm may hold spaces and ')'.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Some(pgrp) = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(2)).and_then(|g| g.parse::<u32>().ok()) else { continue };
+        let zombie = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) == Some("Z");
+        if !zombie && pgrp > 1 && !groups.contains(&pgrp) {
+            groups.push(pgrp);
+        }
+    }
+    groups
 }

@@ -1,6 +1,6 @@
 //! LocalRuntime with real processes (`sh` and `python3`).
 
-use pergola_domain::{ComponentKind, ComponentSpec};
+use pergola_domain::{ComponentKind, ComponentSpec, EventKind, StageEvent};
 use pergola_runtime::{ComponentState, Health, LocalRuntime, Runtime, StageKey, StageSpec};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,13 +11,33 @@ struct Rig {
     runtime: LocalRuntime,
     dir: PathBuf,
     key: StageKey,
+    events: std::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<(StageKey, StageEvent)>>,
 }
 
 impl Rig {
     fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("pergola-runtime-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&dir).unwrap();
-        Rig { runtime: LocalRuntime::new(dir.join("data")), dir, key: StageKey { project: "shop".into(), stage: "qa".into() } }
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        Rig {
+            runtime: LocalRuntime::new(dir.join("data")).with_events(tx),
+            dir,
+            key: StageKey { project: "shop".into(), stage: "qa".into() },
+            events: std::sync::Mutex::new(rx),
+        }
+    }
+
+    /// The events the runtime reported so far about `component`, in order.
+    fn event_kinds(&self, component: &str) -> Vec<EventKind> {
+        let mut rx = self.events.lock().unwrap();
+        let mut kinds = Vec::new();
+        while let Ok((key, e)) = rx.try_recv() {
+            assert_eq!(key, self.key);
+            if e.component.as_deref() == Some(component) {
+                kinds.push(e.kind);
+            }
+        }
+        kinds
     }
 
     fn spec(&self, components: Vec<ComponentSpec>) -> StageSpec {
@@ -59,7 +79,7 @@ fn sh(name: &str, kind: ComponentKind, script: &str) -> ComponentSpec {
         kind,
         command: "sh".into(),
         args: vec!["-c".into(), script.into()],
-        port: (kind == ComponentKind::Service).then_some(1),
+        port: None,
         schedule: None,
         health: None,
         storage: vec![],
@@ -121,6 +141,15 @@ async fn health_follows_the_http_probe() {
     rig.wait_for("three probes", |r| r.logs("good").iter().filter(|l| l.contains("\"GET / HTTP/1.1\" 200")).count() >= 3).await;
     let errors: Vec<_> = rig.logs("good").into_iter().filter(|l| l.contains("Traceback") || l.contains("Error")).collect();
     assert!(errors.is_empty(), "probes caused errors: {errors:?}");
+    // The health history keeps the recent probes; uptime counts from the start.
+    rig.wait_for("the bad one's third probe", |r| r.runtime.status(&r.key).iter().all(|c| c.probes.len() >= 3)).await;
+    let status = rig.runtime.status(&rig.key);
+    let after_first_success = status[0].probes.iter().skip_while(|p| !p.healthy);
+    assert!(after_first_success.clone().count() >= 2 && after_first_success.clone().all(|p| p.healthy), "{status:?}");
+    assert!(status[1].probes.iter().all(|p| !p.healthy), "{status:?}");
+    assert!(status[0].probes.windows(2).all(|w| w[0].at < w[1].at), "oldest first");
+    assert!(status[0].uptime_secs.is_some_and(|s| s >= 1), "{:?}", status[0].uptime_secs);
+    assert_eq!(rig.event_kinds("good"), [EventKind::Started, EventKind::Healthy], "a change of health is an event, a repeat is not");
     rig.runtime.stop(&rig.key, GRACE).await;
     assert_eq!(rig.state("good").unwrap().1, Health::Unknown, "no health without a process");
 }
@@ -133,7 +162,9 @@ async fn a_crashing_service_is_restarted_and_counted() {
     let status = rig.runtime.status(&rig.key).pop().unwrap();
     assert_eq!(status.exit_code, Some(3));
     assert!(rig.logs("flaky").iter().filter(|l| *l == "stdout: attempt").count() >= 3);
-    assert!(rig.logs("flaky").iter().any(|l| l == "pergola: exited with code 3; restarting"));
+    assert!(rig.logs("flaky").iter().any(|l| l.starts_with("pergola: flaky exited with code 3; restarting in")), "{:?}", rig.logs("flaky"));
+    let kinds = rig.event_kinds("flaky");
+    assert_eq!(kinds[..4], [EventKind::Started, EventKind::Crashed, EventKind::Restarted, EventKind::Crashed], "{kinds:?}");
     let report = rig.runtime.stop(&rig.key, GRACE).await;
     assert!(report.killed.is_empty());
     let restarts = rig.state("flaky").unwrap().2;
@@ -161,10 +192,18 @@ async fn suspend_kills_a_service_that_ignores_sigterm_after_the_grace_period() {
     rig.runtime.start(rig.spec(vec![stubborn]), GRACE).await.unwrap();
     rig.wait_for("ready", |r| r.logs("stubborn").contains(&"stdout: ready".to_owned())).await;
     let pid = rig.runtime.status(&rig.key)[0].pid.unwrap() as i32;
-    let grace = Duration::from_millis(700);
+    let grace = Duration::from_millis(2500);
     let started = Instant::now();
-    let report = rig.runtime.stop(&rig.key, grace).await;
+    let stopping = async {
+        // While it waits: stopping, with the seconds left before SIGKILL.
+        rig.wait_for("stopping", |r| r.state("stubborn").unwrap().0 == ComponentState::Stopping).await;
+        let status = rig.runtime.status(&rig.key).pop().unwrap();
+        assert!(status.kill_in_secs.is_some_and(|s| s <= 2), "{status:?}");
+    };
+    let (report, ()) = tokio::join!(rig.runtime.stop(&rig.key, grace), stopping);
     assert!(started.elapsed() >= grace, "waited the grace period first");
+    assert_eq!(rig.event_kinds("stubborn"), [EventKind::Started, EventKind::Killed]);
+    assert_eq!(rig.runtime.status(&rig.key)[0].kill_in_secs, None);
     assert_eq!((report.terminated, report.killed), (vec![], vec!["stubborn".to_owned()]));
     assert!(!alive(pid), "killed");
     assert!(rig.logs("stubborn").iter().any(|l| l.contains("grace period; killed")));
@@ -261,4 +300,88 @@ async fn cron_runs_on_schedule_only_while_the_stage_runs() {
     rig.runtime.start(rig.spec(vec![cron]), GRACE).await.unwrap();
     rig.wait_for("runs after resuming", |_| count() > suspended_at).await;
     rig.runtime.stop(&rig.key, GRACE).await;
+}
+
+#[tokio::test]
+async fn services_get_free_ports_and_workers_none() {
+    let rig = Rig::new();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = busy.local_addr().unwrap().port();
+    let preferred = free_port();
+    let server = |name: &str, port: Option<u16>| {
+        let mut c = sh(name, ComponentKind::Service, "exec python3 -m http.server \"$PORT\" --bind 127.0.0.1");
+        c.port = port;
+        c.health = Some(pergola_domain::manifest::HealthCheck { path: "/".into(), interval_secs: 1 });
+        c
+    };
+    let worker = sh("queue", ComponentKind::Worker, "echo port=${PORT:-none}; exec sleep 60");
+    let spec = rig.spec(vec![server("blocked", Some(taken)), server("auto", None), server("wanted", Some(preferred)), worker]);
+    rig.runtime.start(spec.clone(), GRACE).await.unwrap();
+    for name in ["blocked", "auto", "wanted"] {
+        rig.wait_for(name, |r| r.state(name).unwrap().1 == Health::Healthy).await;
+    }
+    let port = |name: &str| rig.runtime.status(&rig.key).into_iter().find(|c| c.name == name).unwrap().port;
+    assert_eq!(port("wanted"), Some(preferred), "the manifest's port when it is free");
+    assert!(port("blocked").is_some_and(|p| p != taken), "another port when it is taken");
+    assert!(rig.logs("blocked").iter().any(|l| l.contains(&format!("port {taken} is in use"))));
+    let ports: std::collections::HashSet<_> = ["blocked", "auto", "wanted"].map(|n| port(n).unwrap()).into();
+    assert_eq!(ports.len(), 3);
+    // A worker has no port, restarts like a service.
+    rig.wait_for("the worker's output", |r| r.logs("queue").iter().any(|l| l.starts_with("stdout:"))).await;
+    assert!(rig.logs("queue").contains(&"stdout: port=none".to_owned()), "{:?}", rig.logs("queue"));
+    assert_eq!((port("queue"), rig.state("queue").unwrap().0), (None, ComponentState::Running));
+    // A second stage running the same build does not collide with the first.
+    let other = StageKey { project: "shop".into(), stage: "dev".into() };
+    rig.runtime.start(StageSpec { key: other.clone(), ..spec }, GRACE).await.unwrap();
+    let wanted_there = rig.runtime.status(&other).into_iter().find(|c| c.name == "wanted").unwrap().port.unwrap();
+    assert_ne!(wanted_there, preferred);
+    let report = rig.runtime.stop(&rig.key, GRACE).await;
+    assert!(report.terminated.contains(&"queue".to_owned()), "workers are stopped like services");
+    rig.runtime.stop(&other, GRACE).await;
+    drop(busy);
+}
+
+/// A server killed without a chance to stop its components (SIGKILL, power cut) leaves them
+/// running; the next server with the same data directory stops them before it starts anything.
+#[test]
+fn processes_left_by_a_killed_server_are_stopped_at_the_next_start() {
+    let rig = Rig::new();
+    let data = rig.dir.join("data");
+    let bystander_dir = rig.dir.join("other");
+    let old_server = tokio::runtime::Runtime::new().unwrap();
+    let old = LocalRuntime::new(&data);
+    let bystander = LocalRuntime::new(&bystander_dir);
+    let parent = sh("parent", ComponentKind::Service, "sleep 300 & echo \"child=$!\"; wait");
+    let (pid, child, other_pid) = old_server.block_on(async {
+        old.start(rig.spec(vec![parent.clone()]), GRACE).await.unwrap();
+        bystander.start(rig.spec(vec![parent]), GRACE).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let logs: Vec<_> = old.logs(&rig.key, "parent").into_iter().map(|l| l.line).collect();
+            if let Some(child) = logs.iter().find_map(|l| l.strip_prefix("child=")) {
+                let pid = old.status(&rig.key)[0].pid.unwrap() as i32;
+                let other_pid = bystander.status(&rig.key)[0].pid.unwrap() as i32;
+                break (pid, child.parse::<i32>().unwrap(), other_pid);
+            }
+            assert!(Instant::now() < deadline, "the component did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    // The old server is gone without stopping anything.
+    std::mem::forget(old);
+    std::mem::forget(old_server);
+    assert!(alive(pid) && alive(child));
+
+    let new_server = tokio::runtime::Runtime::new().unwrap();
+    let fresh = LocalRuntime::new(&data);
+    let reaped = new_server.block_on(fresh.reap_orphans(Duration::from_secs(2)));
+    assert_eq!(reaped, 1, "one process group");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid) || alive(child) {
+        assert!(Instant::now() < deadline, "orphans still alive");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(alive(other_pid), "another data directory's processes are left alone");
+    assert_eq!(new_server.block_on(fresh.reap_orphans(Duration::from_secs(2))), 0);
+    new_server.block_on(bystander.shutdown(Duration::from_secs(2)));
 }
