@@ -11,7 +11,7 @@ use axum::routing::{any, get};
 use axum::{Json, Router};
 use pergola_core::Services;
 use pergola_domain::runtime::{ComponentStatus, LogLine};
-use pergola_domain::{Build, ConfigEntry, Error, IdCheck, Project, Release, RetentionPolicy, Stage};
+use pergola_domain::{Build, ConfigEntry, Error, IdCheck, Project, Release, RetentionPolicy, Stage, StageEvent};
 use problem::{ApiResult, Problem};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -86,6 +86,7 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .routes(routes!(redeploy))
         .routes(routes!(list_components))
         .routes(routes!(component_logs))
+        .routes(routes!(list_events))
         .routes(routes!(list_config))
         .routes(routes!(set_config, unset_config))
         .routes(routes!(get_retention, set_retention))
@@ -166,6 +167,9 @@ pub struct StagePatch {
     /// `dev`, `qa` or `prod`.
     #[serde(default, rename = "type")]
     pub stage_type: Option<String>,
+    /// Seconds between SIGTERM and SIGKILL when the stage stops (1 to 3600).
+    #[serde(default)]
+    pub grace_secs: Option<u32>,
 }
 
 #[utoipa::path(get, path = "/api/v1/projects/{project}/stages", tag = "stages",
@@ -217,7 +221,7 @@ async fn get_stage(State(s): State<Services>, Path((project, stage)): Path<(Stri
         (status = 200, description = "Updated", body = Stage),
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid name or type", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid name, type or grace period", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn update_stage(
     State(s): State<Services>,
@@ -227,7 +231,8 @@ async fn update_stage(
     let current = s.get_stage(&project, &stage).await?;
     let name = patch.name.unwrap_or(current.name);
     let stage_type = patch.stage_type.unwrap_or_else(|| current.stage_type.as_str().to_owned());
-    Ok(Json(s.update_stage(&project, &stage, &name, &stage_type).await?))
+    let grace = patch.grace_secs.map(|g| g.to_string());
+    Ok(Json(s.update_stage(&project, &stage, &name, &stage_type, grace.as_deref()).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/projects/{project}/stages/{stage}", tag = "stages",
@@ -254,9 +259,9 @@ async fn check_stage_id(State(s): State<Services>, Path((project, id)): Path<(St
 #[utoipa::path(post, path = "/api/v1/projects/{project}/stages/{stage}/suspend", tag = "stages",
     params(("project" = String, Path, description = "Project ID"), ("stage" = String, Path, description = "Stage ID")),
     responses(
-        (status = 200, description = "Suspended", body = Stage),
+        (status = 200, description = "Suspended, or `suspending` while its components still have their grace period to stop (poll the stage)", body = Stage),
         (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already suspended", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already suspended or being suspended", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn suspend_stage(State(s): State<Services>, Path((project, stage)): Path<(String, String)>) -> ApiResult<Json<Stage>> {
     Ok(Json(s.suspend_stage(&project, &stage).await?))
@@ -267,7 +272,7 @@ async fn suspend_stage(State(s): State<Services>, Path((project, stage)): Path<(
     responses(
         (status = 200, description = "Running again", body = Stage),
         (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already running", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already running, or still being suspended", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn resume_stage(State(s): State<Services>, Path((project, stage)): Path<(String, String)>) -> ApiResult<Json<Stage>> {
     Ok(Json(s.resume_stage(&project, &stage).await?))
@@ -382,6 +387,16 @@ async fn component_logs(
     Path((project, stage, component)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Vec<LogLine>>> {
     Ok(Json(s.logs(&project, &stage, &component).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{project}/stages/{stage}/events", tag = "releases",
+    params(("project" = String, Path, description = "Project ID"), ("stage" = String, Path, description = "Stage ID")),
+    responses(
+        (status = 200, description = "The stage's events timeline, newest first (the last 100)", body = [StageEvent]),
+        (status = 404, description = "No such stage (live or archived)", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_events(State(s): State<Services>, Path((project, stage)): Path<(String, String)>) -> ApiResult<Json<Vec<StageEvent>>> {
+    Ok(Json(s.events(&project, &stage).await?))
 }
 
 // ----- configuration --------------------------------------------------------------------------

@@ -122,6 +122,7 @@ const RELEASES: &str = "/api/v1/projects/{project}/stages/{stage}/releases";
 const REDEPLOY: &str = "/api/v1/projects/{project}/stages/{stage}/releases/{number}/redeploy";
 const COMPONENTS: &str = "/api/v1/projects/{project}/stages/{stage}/components";
 const LOGS: &str = "/api/v1/projects/{project}/stages/{stage}/components/{component}/logs";
+const EVENTS: &str = "/api/v1/projects/{project}/stages/{stage}/events";
 const CONFIG: &str = "/api/v1/projects/{project}/stages/{stage}/config";
 const CONFIG_KEY: &str = "/api/v1/projects/{project}/stages/{stage}/config/{key}";
 
@@ -186,6 +187,18 @@ async fn walkthrough(env: &Env) {
     assert_eq!(problem(&api.call("PATCH", STAGE, &[p, "uat"], "", Some(json!({"name": ""}))).await, 422, "validation")["field"], "name");
     problem(&api.call("PATCH", STAGE, &[p, "uat"], "", Some(json!({"type": 7}))).await, 400, "malformed-request");
     problem(&api.call("PATCH", STAGE, &[p, "nope"], "", Some(json!({"name": "x"}))).await, 404, "not-found");
+    assert_eq!(api.call("GET", STAGE, &[p, "uat"], "", None).await.body["grace_secs"], 60);
+    let r = api.call("PATCH", STAGE, &[p, "uat"], "", Some(json!({"grace_secs": 5}))).await;
+    assert_eq!((r.status, r.body["grace_secs"].as_i64(), r.body["name"].as_str()), (200, Some(5), Some("User Acceptance")));
+    let r = api.call("PATCH", STAGE, &[p, "uat"], "", Some(json!({"grace_secs": 0, "name": "Changed"}))).await;
+    assert_eq!(problem(&r, 422, "validation")["field"], "grace_secs");
+    problem(&api.call("PATCH", STAGE, &[p, "uat"], "", Some(json!({"grace_secs": "soon"}))).await, 400, "malformed-request");
+    assert_eq!(api.call("GET", STAGE, &[p, "uat"], "", None).await.body["name"], "User Acceptance", "a refusal changes nothing");
+    let r = api.call("GET", EVENTS, &[p, "uat"], "", None).await;
+    let kinds: Vec<_> = r.body.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(kinds, ["updated", "updated", "updated", "created"], "newest first");
+    assert_eq!(r.body[0]["message"], "Grace period set to 5 s.");
+    problem(&api.call("GET", EVENTS, &[p, "nope"], "", None).await, 404, "not-found");
 
     // Configuration.
     let r = api.call("PUT", CONFIG_KEY, &[p, "stage1", "LOG_LEVEL"], "", Some(json!({"value": "debug"}))).await;
@@ -315,7 +328,7 @@ fn the_openapi_document_covers_every_route() {
         format!("POST {RESTORE}"), format!("GET {RETENTION}"), format!("PUT {RETENTION}"),
         format!("GET {CONFIG}"), format!("PUT {CONFIG_KEY}"), format!("DELETE {CONFIG_KEY}"),
         format!("GET {BUILDS}"), format!("POST {BUILDS}"), format!("GET {RELEASES}"), format!("POST {RELEASES}"),
-        format!("POST {REDEPLOY}"), format!("GET {COMPONENTS}"), format!("GET {LOGS}"),
+        format!("POST {REDEPLOY}"), format!("GET {COMPONENTS}"), format!("GET {LOGS}"), format!("GET {EVENTS}"),
     ];
     expected.sort();
     assert_eq!(ops, expected);

@@ -49,6 +49,10 @@ impl Client {
         self.send(self.http.put(self.url(path)).json(body))
     }
 
+    pub fn patch<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, Failure> {
+        self.send(self.http.patch(self.url(path)).json(body))
+    }
+
     pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
         self.send(self.http.delete(self.url(path)))
     }
@@ -65,36 +69,13 @@ impl Client {
     }
 
     fn waiting<T: DeserializeOwned>(&self, request: reqwest::blocking::RequestBuilder, doing: &str) -> Result<T, Failure> {
-        let done = Arc::new(AtomicBool::new(false));
-        let spinner = std::io::stderr().is_terminal().then(|| {
-            let done = done.clone();
-            let doing = doing.to_owned();
-            std::thread::spawn(move || {
-                let frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
-                let mut i = 0;
-                std::thread::sleep(Duration::from_millis(150));
-                while !done.load(Ordering::Relaxed) {
-                    eprint!("\r{} {doing}…", frames[i % frames.len()]);
-                    let _ = std::io::stderr().flush();
-                    i += 1;
-                    std::thread::sleep(Duration::from_millis(80));
-                }
-                if i > 0 {
-                    eprint!("\r\x1b[2K");
-                }
-            })
-        });
-        let result = self.send(request);
-        done.store(true, Ordering::Relaxed);
-        if let Some(handle) = spinner {
-            let _ = handle.join();
-        }
-        result
+        spin(doing, || self.send(request))
     }
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+
 
     fn send<T: DeserializeOwned>(&self, request: reqwest::blocking::RequestBuilder) -> Result<T, Failure> {
         let response = request.send().map_err(|e| {
@@ -120,4 +101,33 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cause = next;
     }
     cause.to_string()
+}
+
+/// Runs `work`, with a spinner saying what it is `doing` on an interactive terminal.
+pub fn spin<T>(doing: &str, work: impl FnOnce() -> T) -> T {
+    let done = Arc::new(AtomicBool::new(false));
+        let spinner = std::io::stderr().is_terminal().then(|| {
+            let done = done.clone();
+            let doing = doing.to_owned();
+            std::thread::spawn(move || {
+                let frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+                let mut i = 0;
+                std::thread::sleep(Duration::from_millis(150));
+                while !done.load(Ordering::Relaxed) {
+                    eprint!("\r{} {doing}…", frames[i % frames.len()]);
+                    let _ = std::io::stderr().flush();
+                    i += 1;
+                    std::thread::sleep(Duration::from_millis(80));
+                }
+                if i > 0 {
+                    eprint!("\r\x1b[2K");
+                }
+            })
+        });
+        let result = work();
+        done.store(true, Ordering::Relaxed);
+        if let Some(handle) = spinner {
+            let _ = handle.join();
+        }
+    result
 }

@@ -8,7 +8,7 @@ mod table;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use client::{Client, Failure};
 use pergola_domain::runtime::ComponentStatus;
-use pergola_domain::{format_time, Build, ConfigEntry, Project, Release, Stage};
+use pergola_domain::{format_time, Build, ConfigEntry, Project, Release, Stage, StageEvent, StageStatus};
 use serde_json::json;
 use std::process::ExitCode;
 
@@ -19,6 +19,8 @@ Examples:
   pergola create stage \"Integration tests\" --type qa --id test -p my-new-project
   pergola list stage -p my-new-project
   pergola suspend stage test -p my-new-project
+  pergola update stage test --grace 30 -p my-new-project
+  pergola list event -s test -p my-new-project
   pergola delete stage test -p my-new-project
   pergola list stage --archived -p my-new-project
   pergola restore stage test -p my-new-project
@@ -84,9 +86,18 @@ enum Command {
         what: OneStage,
     },
     /// Suspend a stage: components shut down gracefully, traffic and scheduled jobs stop, storage is kept.
+    /// Waits until every component has stopped (at most the stage's grace period).
     Suspend {
         #[command(subcommand)]
         what: OneStage,
+        /// Answer at once, while the stage may still be "suspending".
+        #[arg(long, global = true)]
+        no_wait: bool,
+    },
+    /// Change a stage's name, type or grace period (its ID never changes).
+    Update {
+        #[command(subcommand)]
+        what: UpdateWhat,
     },
     /// Resume a suspended stage.
     Resume {
@@ -165,7 +176,34 @@ enum CreateWhat {
 }
 
 #[derive(Subcommand)]
+enum UpdateWhat {
+    /// The stage with this Stage ID.
+    Stage {
+        /// Stage ID.
+        id: String,
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
+        /// New display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New stage type.
+        #[arg(short = 't', long = "type", value_enum, ignore_case = true)]
+        stage_type: Option<TypeArg>,
+        /// Seconds components get between SIGTERM and SIGKILL when the stage stops (1-3600).
+        #[arg(long)]
+        grace: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
 enum ListWhat {
+    /// List a stage's events (deployed, suspended, resumed, crashed, restarted, config changed…), newest first.
+    #[command(visible_alias = "events")]
+    Event {
+        #[command(flatten)]
+        at: StageAt,
+    },
     /// List a project's builds.
     #[command(visible_alias = "builds")]
     Build {
@@ -319,20 +357,61 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let s: Stage = client.get(&stage_path(&project, &id))?;
             out.one(&s, || {
                 format!(
-                    "name:     {}\nid:       {}\nproject:  {}\ntype:     {}\nstatus:   {}\ncreated:  {}\nchanged:  {}",
+                    "name:     {}\nid:       {}\nproject:  {}\ntype:     {}\nstatus:   {}\ngrace:    {} s\ncreated:  {}\nchanged:  {}",
                     s.name,
                     s.id,
                     s.project_id,
                     s.stage_type.as_str(),
                     s.status,
+                    s.grace_secs,
                     format_time(s.created_at),
                     format_time(s.updated_at)
                 )
             })
         }
-        Command::Suspend { what: OneStage::Stage { id, project } } => {
-            let s: Stage = client.post_waiting(&format!("{}/suspend", stage_path(&project, &id)), &format!("Suspending stage '{id}'"))?;
-            out.one(&s, || format!("Stage {} suspended.", quoted_label(&s)))
+        Command::Suspend { what: OneStage::Stage { id, project }, no_wait } => {
+            let path = stage_path(&project, &id);
+            let mut s: Stage = client.post_waiting(&format!("{path}/suspend"), &format!("Suspending stage '{id}'"))?;
+            if s.status == StageStatus::Suspending && !no_wait {
+                let doing = format!("Waiting for the components of '{id}' to stop (SIGKILL after {} s)", s.grace_secs);
+                s = client::spin(&doing, || -> Result<Stage, Failure> {
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_millis(250));
+                        let now: Stage = client.get(&path)?;
+                        if now.status != StageStatus::Suspending {
+                            return Ok(now);
+                        }
+                    }
+                })?;
+            }
+            out.one(&s, || match s.status {
+                StageStatus::Suspending => format!(
+                    "Stage {} is suspending: its components have up to {} s to stop. See: pergola list component -s {} -p {}",
+                    quoted_label(&s), s.grace_secs, s.id, s.project_id
+                ),
+                _ => format!("Stage {} suspended.", quoted_label(&s)),
+            })
+        }
+        Command::Update { what: UpdateWhat::Stage { id, project, name, stage_type, grace } } => {
+            if name.is_none() && stage_type.is_none() && grace.is_none() {
+                return Err(Failure::new("nothing to change: give --name, --type or --grace".into()));
+            }
+            let body = json!({ "name": name, "type": stage_type.map(TypeArg::as_str), "grace_secs": grace });
+            let s: Stage = client.patch(&stage_path(&project, &id), &body)?;
+            out.one(&s, || {
+                format!("Stage {} updated ({}, grace period {} s).", quoted_label(&s), s.stage_type.as_str(), s.grace_secs)
+            })
+        }
+        Command::List { what: ListWhat::Event { at } } => {
+            let events: Vec<StageEvent> = client.get(&format!("{}/events", stage_path(&at.project, &at.stage)))?;
+            out.many(&events, &["time", "event", "component", "message"], |e| {
+                vec![
+                    e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    e.kind.label().to_owned(),
+                    e.component.clone().unwrap_or_default(),
+                    e.message.clone(),
+                ]
+            })
         }
         Command::Resume { what: OneStage::Stage { id, project } } => {
             let s: Stage = client.post_waiting(&format!("{}/resume", stage_path(&project, &id)), &format!("Resuming stage '{id}'"))?;
@@ -379,8 +458,20 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::List { what: ListWhat::Component { at } } => {
             let components: Vec<ComponentStatus> = client.get(&format!("{}/components", stage_path(&at.project, &at.stage)))?;
-            out.many(&components, &["component", "state", "health", "restarts"], |c| {
-                vec![c.name.clone(), c.state.as_str().to_owned(), c.health_label().to_owned(), c.restarts.to_string()]
+            out.many(&components, &["component", "kind", "state", "health", "restarts", "uptime", "port"], |c| {
+                let state = match c.kill_in_secs {
+                    Some(left) => format!("{} (SIGKILL in {left} s)", c.state.as_str()),
+                    None => c.state.as_str().to_owned(),
+                };
+                vec![
+                    c.name.clone(),
+                    format!("{:?}", c.kind).to_lowercase(),
+                    state,
+                    c.health_label().to_owned(),
+                    c.restarts.to_string(),
+                    c.uptime_secs.map(pergola_domain::runtime::format_duration).unwrap_or_default(),
+                    c.port.map(|p| p.to_string()).unwrap_or_default(),
+                ]
             })
         }
         Command::Deploy { build, stage, project } => {

@@ -110,7 +110,29 @@ fn lifecycle_delete_archive_and_restore() {
     assert_eq!(stdout_of(&["list", "stage", "-p", "lifecycle"]).lines().count(), 4, "header only");
     pergola(&[&["restore", "stage", "qa"][..], &p].concat()).assert().success().stdout("Stage 'qa' restored (running).\n");
     let got = stdout_of(&[&["get", "stage", "qa"][..], &p].concat());
-    assert!(got.contains("status:   running") && got.contains("type:     qa"), "{got}");
+    assert!(got.contains("status:   running") && got.contains("type:     qa") && got.contains("grace:    60 s"), "{got}");
+}
+
+#[test]
+fn update_stage_and_its_events() {
+    pergola(&["create", "project", "updates"]).assert().success();
+    let p = ["-p", "updates"];
+    pergola(&[&["create", "stage", "web", "--type", "dev"][..], &p].concat()).assert().success();
+    pergola(&[&["update", "stage", "web", "--grace", "15", "--type", "qa"][..], &p].concat())
+        .assert()
+        .success()
+        .stdout("Stage 'web' updated (qa, grace period 15 s).\n");
+    pergola(&[&["update", "stage", "web", "--grace", "0"][..], &p].concat())
+        .assert()
+        .code(1)
+        .stderr("error: The grace period must be a whole number of seconds from 1 to 3600.\n");
+    pergola(&[&["update", "stage", "web"][..], &p].concat()).assert().code(1).stderr("error: nothing to change: give --name, --type or --grace\n");
+    pergola(&[&["suspend", "stage", "web"][..], &p].concat()).assert().success().stdout("Stage 'web' suspended.\n");
+    let events = stdout_of(&[&["list", "event", "-s", "web"][..], &p].concat());
+    let kinds: Vec<&str> = events.lines().skip(3).filter_map(|l| l.split('|').nth(2)).map(str::trim).collect();
+    assert_eq!(kinds, ["suspended", "suspending", "updated", "created"], "{events}");
+    assert!(events.contains("Type set to QA, grace period set to 15 s."), "{events}");
+    pergola(&["list", "event", "-s", "nope", "-p", "updates"]).assert().code(1).stderr("error: Project 'updates' has no stage 'nope'.\n");
 }
 
 #[test]
@@ -199,11 +221,11 @@ fn builds_deploy_and_releases() {
     std::fs::write(&manifest, "version = \"1.0\"\n[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"./web\"\nport = 8080\n").unwrap();
     let args = ["create", "build", "--manifest", manifest.to_str().unwrap(), "--dir", dir.to_str().unwrap(), "-p", "deploying"];
     pergola(&args).assert().success().stdout("Build 1 registered (1.0).\n");
-    std::fs::write(&manifest, "[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"./web\"\n").unwrap();
+    std::fs::write(&manifest, "[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"./web\"\nport = 0\n").unwrap();
     pergola(&args)
         .assert()
         .code(1)
-        .stderr("error: Invalid manifest, line 1: component 'web': a service needs a port (it is passed as PORT)\n");
+        .stderr("error: Invalid manifest, line 1: component 'web': port must be between 1 and 65535\n");
     let builds = stdout_of(&["list", "build", "-p", "deploying"]);
     assert!(builds.contains("| 1     | 1.0     | web        |"), "{builds}");
     pergola(&["deploy", "1", "-s", "qa", "-p", "deploying"]).assert().success().stdout("Release #1 (build 1) deployed to stage 'qa'.\n");

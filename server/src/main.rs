@@ -7,7 +7,9 @@
 //! - `DATABASE_URL` — `sqlite://path/file.db` or `postgres://user:pass@host/db`
 //!   (default `sqlite://$PERGOLA_DATA_DIR/pergola.db`);
 //! - `PERGOLA_PURGE_INTERVAL_SECS` — how often archived stages are checked for purge (default 60);
-//! - `PERGOLA_GRACE_SECS` — seconds between SIGTERM and SIGKILL when a stage stops (default 60);
+//! - `PERGOLA_GRACE_SECS` — the grace period new stages get (seconds between SIGTERM and SIGKILL;
+//!   each stage's own can be changed in its settings), and the one used when the server shuts
+//!   down (default 60);
 //! - `PERGOLA_SHARE_DOMAIN` — share links are `{component}.{stage}.{project}.{domain}` (default
 //!   `localhost`; in production a wildcard DNS domain);
 //! - `PERGOLA_SHARE_PORT` — the port share links name (default: the listen port);
@@ -63,16 +65,32 @@ async fn run() -> Result<(), String> {
     let grace = Duration::from_secs(
         std::env::var("PERGOLA_GRACE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60),
     );
-    let runtime = Arc::new(LocalRuntime::new(std::path::Path::new(&data_dir).join("runtime")));
+    let (events, mut observed) = tokio::sync::mpsc::unbounded_channel();
+    let runtime = Arc::new(LocalRuntime::new(std::path::Path::new(&data_dir).join("runtime")).with_events(events));
     let share_domain = std::env::var("PERGOLA_SHARE_DOMAIN").unwrap_or_else(|_| "localhost".into());
     let share_port = std::env::var("PERGOLA_SHARE_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(addr.port());
     let services = Services::new(store, Arc::new(SystemClock))
         .with_orchestrator(runtime.clone(), grace)
         .with_share_base(pergola_domain::share::ShareBase { domain: share_domain.clone(), port: share_port });
-    // What should run, runs again.
+    // What the runtime observes goes to the stages' timelines.
     {
         let services = services.clone();
         tokio::spawn(async move {
+            while let Some((key, event)) = observed.recv().await {
+                let key: pergola_runtime::StageKey = key;
+                services.record_observed(&key.project, &key.stage, event).await;
+            }
+        });
+    }
+    // What a killed server left running is stopped; then what should run, runs again.
+    {
+        let services = services.clone();
+        let runtime = runtime.clone();
+        tokio::spawn(async move {
+            let reaped = runtime.reap_orphans(grace.min(Duration::from_secs(10))).await;
+            if reaped > 0 {
+                tracing::warn!(groups = reaped, "stopped components an earlier server left running");
+            }
             match services.reconcile().await {
                 Ok(n) => tracing::info!(stages = n, "reconciled: running stages started"),
                 Err(e) => tracing::error!(error = %e, "reconcile failed"),
