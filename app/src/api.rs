@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 /// last output lines.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StageActivity {
+    /// The stage as it is now (its status changes while it is suspending).
+    pub stage: Stage,
+    pub events: Vec<pergola_domain::StageEvent>,
     pub releases: Vec<Release>,
     pub components: Vec<ComponentStatus>,
     pub logs: Vec<(String, Vec<LogLine>)>,
@@ -82,8 +85,9 @@ pub async fn update_stage(
     stage: String,
     name: String,
     stage_type: String,
+    grace_secs: String,
 ) -> Result<Stage, AppError> {
-    answer(services()?.update_stage(&project, &stage, &name, &stage_type).await)
+    answer(services()?.update_stage(&project, &stage, &name, &stage_type, Some(&grace_secs)).await)
 }
 
 #[server]
@@ -161,6 +165,8 @@ pub async fn redeploy(project: String, stage: String, release: i64) -> Result<Re
 #[server]
 pub async fn stage_runtime(project: String, stage: String) -> Result<StageActivity, AppError> {
     let s = services()?;
+    let current = answer(s.get_stage(&project, &stage).await)?;
+    let events = answer(s.events(&project, &stage).await)?;
     let releases = answer(s.releases(&project, &stage).await)?;
     let components = answer(s.components(&project, &stage).await)?;
     let mut logs = Vec::new();
@@ -170,7 +176,7 @@ pub async fn stage_runtime(project: String, stage: String) -> Result<StageActivi
         logs.push((c.name.clone(), lines.split_off(keep)));
     }
     let links = answer(s.share_links(&project, &stage).await)?;
-    Ok(StageActivity { releases, components, logs, links })
+    Ok(StageActivity { stage: current, events, releases, components, logs, links })
 }
 
 /// Where the demo application's binary is; the server provides it when the binary is present.
@@ -179,19 +185,25 @@ pub struct DemoApp {
     pub dir: String,
 }
 
-/// The demo's manifest, its web service on `port`.
-pub fn demo_manifest(port: u16) -> String {
-    format!(
-        r#"version = "demo"
+/// The demo's manifest: a web service (the runtime gives it a free port), a worker, a migrate
+/// job and a report cron.
+pub fn demo_manifest() -> String {
+    r#"version = "demo"
 
 [[component]]
 name = "web"
 kind = "service"
 command = "./pergola-demo"
 args = ["web"]
-port = {port}
 storage = ["data"]
-health = {{ path = "/healthz", interval_secs = 5 }}
+health = { path = "/healthz", interval_secs = 5 }
+
+[[component]]
+name = "worker"
+kind = "worker"
+command = "./pergola-demo"
+args = ["worker"]
+storage = ["data"]
 
 [[component]]
 name = "migrate"
@@ -208,7 +220,7 @@ command = "./pergola-demo"
 args = ["report"]
 storage = ["data"]
 "#
-    )
+    .to_owned()
 }
 
 /// Whether this server can deploy the demo application.
@@ -234,11 +246,7 @@ pub async fn try_demo(project: String) -> Result<String, AppError> {
         }
         Err(e) => return Err(refuse(e)),
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|_| refuse(pergola_domain::Error::internal()))?;
-    let build = answer(s.register_build(&project, &demo_manifest(port), &demo.dir).await)?;
+    let build = answer(s.register_build(&project, &demo_manifest(), &demo.dir).await)?;
     answer(s.deploy(&project, &stage.id, build.number).await)?;
     Ok(crate::paths::stage(&project, &stage.id))
 }

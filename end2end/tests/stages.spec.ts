@@ -280,10 +280,10 @@ test('a deployed build runs on its stage; suspend stops it and resume starts it 
   await open(page, `/projects/${project}/builds`);
   await expect(page.getByText('No builds yet.')).toBeVisible();
   const manifest = page.getByLabel('Manifest');
-  await manifest.fill('[[component]]\nname = "web"\nkind = "service"\ncommand = "sh"\n');
+  await manifest.fill('[[component]]\nname = "web"\nkind = "service"\ncommand = "sh"\nport = 0\n');
   await page.getByLabel('Build directory').fill('/tmp');
   await page.getByRole('button', { name: 'Register build' }).click();
-  await expect(page.getByText("Invalid manifest, line 1: component 'web': a service needs a port (it is passed as PORT)")).toBeVisible();
+  await expect(page.getByText("Invalid manifest, line 1: component 'web': port must be between 1 and 65535")).toBeVisible();
   await manifest.fill(
     `version = "0.1.0"\n\n[[component]]\nname = "web"\nkind = "service"\ncommand = "sh"\n` +
       `args = ["-c", "exec python3 -m http.server $PORT --bind 127.0.0.1"]\nport = ${port}\n` +
@@ -453,6 +453,16 @@ test('first run: "Try the demo app" deploys a running demo with a live share lin
   await expect(page.getByRole('row', { name: 'web' }).getByRole('cell').nth(2)).toHaveText('healthy', { timeout: 20_000 });
   await expect(page.getByRole('row', { name: 'migrate' }).getByRole('cell').nth(1)).toHaveText('completed');
   await expect(page.getByRole('row', { name: 'report' })).toBeVisible();
+  await expect(page.getByRole('row', { name: 'worker' }).getByRole('cell').nth(1)).toHaveText('running');
+  await expect(page.getByRole('row', { name: 'worker' })).toContainText('worker');
+  // Monitoring: health history, uptime, and what happened so far.
+  await expect(page.getByRole('row', { name: 'web' }).getByRole('img', { name: /Health history: \d+ of the last \d+ probes healthy/ })).toBeVisible();
+  await expect(page.getByRole('row', { name: 'web' }).getByRole('cell').nth(4)).toHaveText(/^\d+ (s|min \d+ s)$/);
+  const timeline = page.getByRole('list', { name: 'Events timeline' });
+  await expect(timeline).toContainText('Release 1 deployed: build 1 (demo).');
+  await expect(timeline).toContainText('Stage \'Demo\' created as DEV.');
+  await expect(timeline).toContainText('migrate completed');
+  await expect(timeline).toContainText('web is healthy', { timeout: 20_000 });
   const href = await page.getByRole('list', { name: 'Share links' }).getByRole('link').getAttribute('href');
   expect(href).toBe(`http://web.demo.${project}.localhost:${new URL(page.url()).port}/`);
   await page.goto(href!);
@@ -465,4 +475,63 @@ test('first run: "Try the demo app" deploys a running demo with a live share lin
   await expect(page.getByRole('article', { name: 'Demo', exact: true })).toContainText('web');
   await expect(page.getByRole('button', { name: 'Try the demo app' })).toHaveCount(0);
   await page.request.post(`/api/v1/projects/${project}/stages/demo/suspend`);
+});
+
+test('a suspend lasts at most the stage\'s grace period, with progress per component', async ({ page, consoleErrors }) => {
+  const project = await createProject(page);
+  await createStage(page, 'Prod', { type: 'prod' });
+  // The grace period is a per-stage setting.
+  await open(page, `/projects/${project}/stages/prod/settings`);
+  const grace = page.getByLabel('Grace period (seconds)');
+  await expect(grace).toHaveValue('5');
+  await grace.fill('0');
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await expect(page.getByText('The grace period must be a whole number of seconds from 1 to 3600.')).toBeVisible();
+  await expect(grace).toHaveAttribute('aria-invalid', 'true');
+  await grace.fill('6');
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await expect(page.getByRole('status').filter({ hasText: 'Saved.' })).toBeVisible();
+  await expect(page.getByRole('region', { name: 'Suspend or resume' })).toContainText('grace period of 6 seconds');
+
+  // A service that ignores SIGTERM, and a worker that honours it.
+  await open(page, `/projects/${project}/builds`);
+  await page.getByLabel('Manifest').fill(
+    '[[component]]\nname = "stubborn"\nkind = "service"\ncommand = "sh"\n' +
+      'args = ["-c", "trap \'\' TERM; echo ignoring SIGTERM; while true; do sleep 1; done"]\n\n' +
+      '[[component]]\nname = "polite"\nkind = "worker"\ncommand = "sh"\nargs = ["-c", "exec sleep 600"]\n',
+  );
+  await page.getByLabel('Build directory').fill('/tmp');
+  await page.getByRole('button', { name: 'Register build' }).click();
+  await expect(page.getByText('Build 1 registered.')).toBeVisible();
+  await open(page, `/projects/${project}/stages/prod`);
+  await page.getByLabel('Build').selectOption('1');
+  await page.getByRole('button', { name: 'Deploy' }).click();
+  await expect(page.getByRole('row', { name: 'stubborn' }).getByRole('cell').nth(1)).toHaveText('running');
+  await expect(page.getByRole('row', { name: 'polite' }).getByRole('cell').nth(1)).toHaveText('running');
+
+  // Suspend: "suspending" while the stubborn one has its grace period, then "suspended".
+  const answer = await page.request.post(`/api/v1/projects/${project}/stages/prod/suspend`);
+  expect((await answer.json()).status).toBe('suspending');
+  await open(page, `/projects/${project}/stages/prod`);
+  await expect(page.getByRole('status').filter({ hasText: 'Suspending: every component got SIGTERM' })).toBeVisible();
+  await expect(page.getByRole('row', { name: 'stubborn' }).getByRole('cell').nth(1)).toHaveText(/^stopping — killed in \d s unless it exits$/);
+  await expect(page.getByRole('row', { name: 'polite' }).getByRole('cell').nth(1)).toHaveText('stopped');
+  await expect(page.locator('[data-status]')).toHaveText('suspending');
+  await expect(page.locator('[data-status]')).toHaveText('suspended', { timeout: 15_000 });
+  await expect(page.getByRole('row', { name: 'stubborn' }).getByRole('cell').nth(1)).toHaveText('stopped');
+  const timeline = page.getByRole('list', { name: 'Events timeline' });
+  await expect(timeline).toContainText('stubborn was still running after the 6 s grace period; killed');
+  await expect(timeline).toContainText('Suspended: every component has stopped; exited after SIGTERM: polite; killed after the grace period: stubborn.');
+  await expect(timeline.locator('li[data-kind="killed"]')).toHaveCount(1);
+
+  // The same from the settings page: it follows the suspend until it has settled.
+  await open(page, `/projects/${project}/stages/prod/settings`);
+  await page.getByRole('button', { name: 'Resume stage' }).click();
+  await expect(page.getByRole('button', { name: 'Suspend stage' })).toBeVisible();
+  await page.getByRole('button', { name: 'Suspend stage' }).click();
+  const lifecycle = page.getByRole('region', { name: 'Suspend or resume' });
+  await expect(lifecycle).toContainText('This stage is being suspended');
+  await expect(lifecycle.getByRole('link', { name: "Follow each component's progress on the stage page" })).toBeVisible();
+  await expect(page.getByRole('button', { name: 'Resume stage' })).toBeVisible({ timeout: 15_000 });
+  await expect(lifecycle).toContainText('suspended');
 });

@@ -46,11 +46,12 @@ pub fn TypeBadge(stage_type: StageType) -> impl IntoView {
     }
 }
 
-/// running / suspended, with a dot.
+/// running / suspending / suspended, with a dot.
 #[component]
 pub fn StatusBadge(status: StageStatus) -> impl IntoView {
     let (dot, text) = match status {
         StageStatus::Running => ("bg-emerald-500", "text-emerald-800"),
+        StageStatus::Suspending => ("bg-amber-500 animate-pulse", "text-amber-800"),
         StageStatus::Suspended => ("bg-slate-400", "text-slate-600"),
     };
     view! {

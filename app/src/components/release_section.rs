@@ -5,15 +5,15 @@ use super::{ui, ErrorNotice};
 use crate::api::{list_builds, stage_runtime, Deploy, Redeploy, StageActivity};
 use crate::paths;
 use leptos::prelude::*;
-use pergola_domain::runtime::{ComponentState, ComponentStatus, Health};
-use pergola_domain::{format_time, Release};
+use pergola_domain::runtime::{format_duration, ComponentState, ComponentStatus, Health, Probe};
+use pergola_domain::{format_time, ComponentKind, Release, StageEvent, StageStatus};
 use std::time::Duration;
 
 /// How often the section refreshes what it shows while open.
 const REFRESH: Duration = Duration::from_secs(2);
 
 #[component]
-pub fn ReleaseSection(project: String, stage: String) -> impl IntoView {
+pub fn ReleaseSection(project: String, stage: String, status: RwSignal<StageStatus>) -> impl IntoView {
     let deploy = ServerAction::<Deploy>::new();
     let redeploy = ServerAction::<Redeploy>::new();
     let tick = RwSignal::new(0u32);
@@ -33,6 +33,11 @@ pub fn ReleaseSection(project: String, stage: String) -> impl IntoView {
         },
         |(p, s, ..)| stage_runtime(p, s),
     );
+    Effect::new(move |_| {
+        if let Some(Ok(rt)) = data.get() {
+            status.try_set(rt.stage.status);
+        }
+    });
     let error = move || deploy.value().get().and_then(Result::err).or_else(|| redeploy.value().get().and_then(Result::err));
     let builds_href = format!("{}/builds", paths::project(&project));
     let form = view! { <DeployForm project=project.clone() stage=stage.clone() deploy/> };
@@ -55,6 +60,17 @@ pub fn ReleaseSection(project: String, stage: String) -> impl IntoView {
             </Transition>
             {form}
             {move || error().map(|error| view! { <div class="mt-3"><ErrorNotice error/></div> })}
+        </section>
+        <section aria-labelledby="events-title" class="rounded-lg border border-slate-200 bg-white p-5 shadow-sm lg:col-span-3">
+            <h2 id="events-title" class="font-semibold text-slate-900">"Events"</h2>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match data.await {
+                        Ok(rt) => view! { <Timeline events=rt.events/> }.into_any(),
+                        Err(_) => ().into_any(),
+                    }
+                })}
+            </Transition>
         </section>
     }
     .into_any()
@@ -108,6 +124,11 @@ fn RuntimeView(
     redeploy: ServerAction<Redeploy>,
 ) -> impl IntoView {
     let current = rt.releases.first().cloned();
+    let suspending = (rt.stage.status == StageStatus::Suspending).then(|| view! {
+        <p role="status" class="mt-2 rounded bg-amber-50 px-3 py-2 text-sm text-amber-900">
+            {format!("Suspending: every component got SIGTERM; those still running after {} s are killed.", rt.stage.grace_secs)}
+        </p>
+    });
     let summary = match &current {
         Some(r) => view! {
             <p class="mt-2 text-sm text-slate-700">
@@ -126,6 +147,7 @@ fn RuntimeView(
     let logs = rt.logs;
     let links = rt.links;
     view! {
+        {suspending}
         {summary}
         {(!links.is_empty()).then(|| view! {
             <ul class="mt-3 space-y-1 text-sm" aria-label="Share links">
@@ -145,7 +167,7 @@ fn RuntimeView(
                         <th scope="col" class="py-1 font-medium">"State"</th>
                         <th scope="col" class="py-1 font-medium">"Health"</th>
                         <th scope="col" class="py-1 font-medium">"Restarts"</th>
-                        <th scope="col" class="py-1 font-medium">"Since"</th>
+                        <th scope="col" class="py-1 font-medium">"Uptime"</th>
                     </tr>
                 </thead>
                 <tbody>
@@ -181,15 +203,76 @@ fn ComponentRow(c: ComponentStatus) -> impl IntoView {
         Health::Unhealthy => "text-rose-700",
         Health::Unknown => "text-slate-500",
     };
+    let state = match c.kill_in_secs {
+        Some(left) => format!("{} — killed in {left} s unless it exits", c.state.as_str()),
+        None => c.state.as_str().to_owned(),
+    };
+    let kind = match c.kind {
+        ComponentKind::Service => c.port.map(|p| format!("service · port {p}")).unwrap_or_else(|| "service".into()),
+        ComponentKind::Worker => "worker".into(),
+        ComponentKind::Job => "job".into(),
+        ComponentKind::Cron => "cron".into(),
+    };
+    let since = c.started_at.map(|t| format!("since {}", format_time(t))).unwrap_or_default();
     view! {
         <tr class="border-t border-slate-100" aria-label=c.name.clone()>
-            <td class="py-2 font-mono">{c.name.clone()}</td>
-            <td class=format!("py-2 {state_class}") data-state=c.state.as_str()>{c.state.as_str()}</td>
-            <td class=format!("py-2 {health_class}")>{c.health_label()}</td>
+            <td class="py-2">
+                <span class="font-mono">{c.name.clone()}</span>
+                <span class="block text-xs text-slate-500">{kind}</span>
+            </td>
+            <td class=format!("py-2 {state_class}") data-state=c.state.as_str()>{state}</td>
+            <td class=format!("py-2 {health_class}")>
+                {c.health_label()}
+                <HealthHistory probes=c.probes/>
+            </td>
             <td class="py-2">{c.restarts}</td>
-            <td class="py-2 text-slate-500">{c.started_at.map(format_time).unwrap_or_default()}</td>
+            <td class="py-2 text-slate-600" title=since>{c.uptime_secs.map(format_duration).unwrap_or_else(|| "—".into())}</td>
         </tr>
     }
+}
+
+/// The recent probes as a strip of squares, oldest first.
+#[component]
+fn HealthHistory(probes: Vec<Probe>) -> impl IntoView {
+    if probes.is_empty() {
+        return ().into_any();
+    }
+    let healthy = probes.iter().filter(|p| p.healthy).count();
+    let label = format!("Health history: {healthy} of the last {} probes healthy", probes.len());
+    view! {
+        <span role="img" aria-label=label.clone() title=label class="mt-1 flex gap-0.5">
+            {probes.into_iter().map(|p| {
+                let colour = if p.healthy { "bg-emerald-500" } else { "bg-rose-500" };
+                view! { <span class=format!("h-3 w-1.5 rounded-sm {colour}") title=p.at.format("%H:%M:%S").to_string()></span> }
+            }).collect_view()}
+        </span>
+    }
+    .into_any()
+}
+
+/// What happened to the stage, newest first.
+#[component]
+fn Timeline(events: Vec<StageEvent>) -> impl IntoView {
+    if events.is_empty() {
+        return view! { <p class="mt-2 text-sm text-slate-600">"Nothing has happened yet."</p> }.into_any();
+    }
+    view! {
+        <ol class="mt-3 divide-y divide-slate-100 text-sm" aria-label="Events timeline">
+            {events.into_iter().map(|e| {
+                let colour = if e.kind.is_trouble() { "bg-rose-100 text-rose-800" } else { "bg-slate-100 text-slate-700" };
+                view! {
+                    <li class="flex flex-wrap items-baseline gap-x-3 gap-y-1 py-2" data-kind=e.kind.as_str()>
+                        <time class="w-40 shrink-0 font-mono text-xs text-slate-500" datetime=e.at.to_rfc3339()>
+                            {e.at.format("%Y-%m-%d %H:%M:%S").to_string()}
+                        </time>
+                        <span class=format!("rounded px-1.5 py-0.5 text-xs font-semibold {colour}")>{e.kind.label()}</span>
+                        <span class="text-slate-700">{e.message}</span>
+                    </li>
+                }
+            }).collect_view()}
+        </ol>
+    }
+    .into_any()
 }
 
 #[component]

@@ -29,6 +29,8 @@ pub fn StagePage() -> impl IntoView {
 #[component]
 fn StageView(stage: Stage) -> impl IntoView {
     let copied = RwSignal::new(false);
+    // The Release section refreshes it while the page is open (a suspend settles later).
+    let status = RwSignal::new(stage.status);
     let copy_link = move |_| {
         let window = window();
         if let Ok(href) = window.location().href() {
@@ -49,7 +51,7 @@ fn StageView(stage: Stage) -> impl IntoView {
             <div class="flex flex-wrap items-center gap-3">
                 <h1 class="text-2xl font-bold text-slate-900">{stage.name.clone()}</h1>
                 <TypeBadge stage_type=stage.stage_type/>
-                <StatusBadge status=stage.status/>
+                {move || view! { <StatusBadge status=status.get()/> }}
             </div>
             <div class="flex gap-3">
                 <button type="button" class="rounded-md border border-slate-300 bg-white px-4 py-2 text-sm font-semibold text-slate-700 hover:bg-slate-50" on:click=copy_link>
@@ -72,14 +74,16 @@ fn StageView(stage: Stage) -> impl IntoView {
                     <dt class="text-slate-500">"Type"</dt>
                     <dd>{stage.stage_type.label()}</dd>
                     <dt class="text-slate-500">"Status"</dt>
-                    <dd>{stage.status.as_str()}</dd>
+                    <dd>{move || status.get().as_str()}</dd>
+                    <dt class="text-slate-500">"Grace period"</dt>
+                    <dd>{format!("{} s", stage.grace_secs)}</dd>
                     <dt class="text-slate-500">"Created"</dt>
                     <dd>{format_time(stage.created_at)}</dd>
                     <dt class="text-slate-500">"Last change"</dt>
                     <dd>{format_time(stage.updated_at)}</dd>
                 </dl>
             </section>
-            <ReleaseSection project=stage.project_id.clone() stage=stage.id.clone()/>
+            <ReleaseSection project=stage.project_id.clone() stage=stage.id.clone() status/>
         </div>
     }
 }

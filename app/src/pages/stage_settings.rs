@@ -22,14 +22,23 @@ pub fn StageSettingsPage() -> impl IntoView {
     let suspend = ServerAction::<SuspendStage>::new();
     let resume = ServerAction::<ResumeStage>::new();
     let saves = successes(update);
+    // While the stage is suspending, look again every second until it has settled.
+    let settle = RwSignal::new(0u32);
     let data = Resource::new(
-        move || (project.get(), stage.get(), saves.get(), suspend.version().get(), resume.version().get()),
+        move || (project.get(), stage.get(), saves.get(), suspend.version().get(), resume.version().get(), settle.get()),
         |(p, s, ..)| async move {
             let stage = get_stage(p, s).await?;
             let retention = get_retention().await?;
             Ok::<_, AppError>((stage, retention))
         },
     );
+    Effect::new(move |_| {
+        if let Some(Ok((stage, _))) = data.get() {
+            if stage.status == StageStatus::Suspending {
+                set_timeout(move || { settle.try_update(|n| *n += 1); }, std::time::Duration::from_secs(1));
+            }
+        }
+    });
     view! {
         <Transition fallback=loading>
             {move || Suspend::new(async move {
@@ -81,10 +90,13 @@ fn SettingsView(
 fn GeneralSection(stage: Stage, update: ServerAction<UpdateStage>) -> impl IntoView {
     let name = RwSignal::new(stage.name.clone());
     let stage_type = RwSignal::new(stage.stage_type.as_str().to_owned());
+    let grace = RwSignal::new(stage.grace_secs.to_string());
     let result = update.value();
     let error = move || result.get().and_then(Result::err);
     let field_error = move |field: &'static str| Signal::derive(move || error().and_then(|e| e.message_for(field)));
-    let other_error = move || error().filter(|e| !e.0.is_for("name") && !e.0.is_for("stage_type"));
+    let other_error =
+        move || error().filter(|e| !e.0.is_for("name") && !e.0.is_for("stage_type") && !e.0.is_for("grace_secs"));
+    let grace_error = field_error("grace_secs");
     let saved = move || matches!(result.get(), Some(Ok(_)));
     let (project, id) = (stage.project_id.clone(), stage.id.clone());
     let on_submit = move |ev: SubmitEvent| {
@@ -94,6 +106,7 @@ fn GeneralSection(stage: Stage, update: ServerAction<UpdateStage>) -> impl IntoV
             stage: id.clone(),
             name: name.get_untracked(),
             stage_type: stage_type.get_untracked(),
+            grace_secs: grace.get_untracked(),
         });
     };
     view! {
@@ -112,6 +125,22 @@ fn GeneralSection(stage: Stage, update: ServerAction<UpdateStage>) -> impl IntoV
                     <FieldMessage id="stage-name-msg" message=field_error("name")/>
                 </div>
                 <StageTypeField id="stage-type" value=stage_type message=field_error("stage_type")/>
+                <div>
+                    <label for="stage-grace" class=ui::LABEL>"Grace period (seconds)"</label>
+                    <input
+                        id="stage-grace"
+                        class=format!("{} w-32", ui::INPUT)
+                        inputmode="numeric"
+                        aria-describedby="stage-grace-help stage-grace-msg"
+                        aria-invalid=move || grace_error.get().is_some().to_string()
+                        prop:value=move || grace.get()
+                        on:input=move |ev| grace.set(event_target_value(&ev))
+                    />
+                    <p id="stage-grace-help" class="mt-1 text-sm text-slate-500">
+                        "When the stage is suspended, deleted or redeployed, its components get SIGTERM and this long to shut down before they are killed (1 to 3600; usually 60)."
+                    </p>
+                    <FieldMessage id="stage-grace-msg" message=grace_error/>
+                </div>
                 <p class="text-sm text-slate-600">
                     "Stage ID " <code class="font-mono">{stage.id.clone()}</code>
                     " — it is part of this stage's links and never changes."
@@ -137,9 +166,10 @@ fn LifecycleSection(
     };
     let pending = move || suspend.pending().get() || resume.pending().get();
     let (project, id) = (stage.project_id.clone(), stage.id.clone());
+    let stage_href = paths::stage(&stage.project_id, &stage.id);
     let (explanation, button) = match stage.status {
         StageStatus::Running => (
-            "Suspending shuts down all running components (SIGTERM first, killed after a grace period of usually 60 seconds), stops incoming traffic and disables scheduled jobs. Data on persistent storage is kept; temporary data is lost. Jobs already started run to completion.",
+            format!("Suspending shuts down all running components (SIGTERM first, killed after this stage's grace period of {} seconds), stops incoming traffic and disables scheduled jobs. Data on persistent storage is kept; temporary data is lost. Jobs already started run to completion.", stage.grace_secs),
             view! {
                 <button
                     type="button"
@@ -152,8 +182,15 @@ fn LifecycleSection(
             }
             .into_any(),
         ),
+        StageStatus::Suspending => (
+            format!("This stage is being suspended: its components got SIGTERM and are killed if they are still running after {} seconds. Traffic and scheduled jobs are already stopped.", stage.grace_secs),
+            view! {
+                <a href=stage_href class="text-sm font-medium text-emerald-700 underline">"Follow each component's progress on the stage page"</a>
+            }
+            .into_any(),
+        ),
         StageStatus::Suspended => (
-            "This stage is suspended. Resuming restores its last state (services, storage, scheduled jobs) and serves the application again as soon as it is up.",
+            "This stage is suspended. Resuming restores its last state (services, storage, scheduled jobs) and serves the application again as soon as it is up.".to_owned(),
             view! {
                 <button
                     type="button"

@@ -1,8 +1,10 @@
-//! `pergola-demo web|migrate|report`: the demo application Pergola offers to deploy.
+//! `pergola-demo web|worker|migrate|report`: the demo application Pergola offers to deploy.
 //!
 //! - `web` (service): serves a page on `$PORT` showing where it runs, the `GREETING` setting and
 //!   a visit counter kept in `$PERGOLA_STORAGE_DATA` (so it survives suspend and redeploy);
 //!   `/healthz` answers `ok`.
+//! - `worker` (worker): every few seconds, notes the visit count it has seen in storage (a
+//!   stand-in for a queue consumer); the page shows when it last did.
 //! - `migrate` (job): records that it ran, then exits.
 //! - `report` (cron): appends the visit count to a report file.
 //!
@@ -27,6 +29,13 @@ fn now() -> u64 {
 
 fn visits() -> u64 {
     std::fs::read_to_string(storage().join("visits")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+}
+
+fn worker_seen() -> String {
+    match std::fs::read_to_string(storage().join("worker-heartbeat")).ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+        Some(at) => format!("last seen {} s ago", now().saturating_sub(at)),
+        None => "not seen yet".into(),
+    }
 }
 
 fn escape(s: &str) -> String {
@@ -54,11 +63,13 @@ fn respond(mut stream: TcpStream) -> std::io::Result<()> {
                  <body style=\"font-family: system-ui, sans-serif; max-width: 40rem; margin: 4rem auto\">\
                  <h1>Pergola demo</h1><p>Running as component <b>{}</b> of stage <b>{}</b> in project <b>{}</b>.</p>\
                  <p>Greeting: <b>{}</b> (set <code>GREETING</code> in the stage's configuration, then redeploy).</p>\
-                 <p>Visits: <b id=\"visits\">{count}</b> — kept on persistent storage across suspend and redeploy.</p></body></html>",
+                 <p>Visits: <b id=\"visits\">{count}</b> — kept on persistent storage across suspend and redeploy.</p>\
+                 <p>Worker: {}.</p></body></html>",
                 escape(&env("PERGOLA_COMPONENT")),
                 escape(&env("PERGOLA_STAGE")),
                 escape(&env("PERGOLA_PROJECT")),
                 escape(&env("GREETING")),
+                worker_seen(),
             );
             ("200 OK", "text/html; charset=utf-8", body)
         }
@@ -83,6 +94,19 @@ fn main() {
                 }
             }
         }
+        Some("worker") => {
+            println!("demo worker started");
+            let mut seen = visits();
+            loop {
+                std::fs::write(storage().join("worker-heartbeat"), now().to_string()).expect("write to storage");
+                let count = visits();
+                if count != seen {
+                    println!("worker: {} new visit(s), {count} in all", count - seen);
+                    seen = count;
+                }
+                std::thread::sleep(std::time::Duration::from_secs(5));
+            }
+        }
         Some("migrate") => {
             std::fs::write(storage().join("migrated-at"), now().to_string()).expect("write to storage");
             println!("migration done");
@@ -93,7 +117,7 @@ fn main() {
             println!("report written: {} visits", visits());
         }
         _ => {
-            eprintln!("usage: pergola-demo web|migrate|report");
+            eprintln!("usage: pergola-demo web|worker|migrate|report");
             std::process::exit(2);
         }
     }
