@@ -87,6 +87,14 @@ impl Services {
         Ok(self.orchestrator.as_ref().map(|o| o.components(project_id, stage_id)).unwrap_or_default())
     }
 
+    /// A live stage and its components as observed now, with one look-up in the store (the
+    /// share-link proxy asks this on every request).
+    pub async fn stage_with_components(&self, project_id: &str, stage_id: &str) -> Result<(Stage, Vec<ComponentStatus>), Error> {
+        let stage = self.get_stage(project_id, stage_id).await?;
+        let components = self.orchestrator.as_ref().map(|o| o.components(project_id, stage_id)).unwrap_or_default();
+        Ok((stage, components))
+    }
+
     /// The last output lines of a component.
     pub async fn logs(&self, project_id: &str, stage_id: &str, component: &str) -> Result<Vec<LogLine>, Error> {
         self.get_stage(project_id, stage_id).await?;

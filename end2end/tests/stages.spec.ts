@@ -512,6 +512,10 @@ test('a suspend lasts at most the stage\'s grace period, with progress per compo
   // Suspend: "suspending" while the stubborn one has its grace period, then "suspended".
   const answer = await page.request.post(`/api/v1/projects/${project}/stages/prod/suspend`);
   expect((await answer.json()).status).toBe('suspending');
+  // Traffic stops at once, while the components still shut down.
+  const shared = await page.goto(`http://stubborn.prod.${project}.localhost:${new URL(page.url()).port}/`);
+  expect(shared?.status()).toBe(503);
+  await expect(page.getByText(`Stage 'Prod' of project '${project}' is being suspended.`)).toBeVisible();
   await open(page, `/projects/${project}/stages/prod`);
   await expect(page.getByRole('status').filter({ hasText: 'Suspending: every component got SIGTERM' })).toBeVisible();
   await expect(page.getByRole('row', { name: 'stubborn' }).getByRole('cell').nth(1)).toHaveText(/^stopping — killed in \d s unless it exits$/);

@@ -44,18 +44,19 @@ const HOP_BY_HOP: [&str; 8] =
 
 impl Share {
     async fn forward(&self, component: &str, stage_id: &str, project: &str, mut req: Request) -> Response {
-        let stage = match self.services.get_stage(project, stage_id).await {
-            Ok(stage) => stage,
+        let (stage, components) = match self.services.stage_with_components(project, stage_id).await {
+            Ok(found) => found,
             Err(e) => return page(StatusCode::NOT_FOUND, "Not found", &e.message),
         };
-        if stage.status == StageStatus::Suspended {
+        // Traffic stops as soon as a suspend begins, while the components still shut down.
+        if stage.status != StageStatus::Running {
+            let state = if stage.status == StageStatus::Suspending { "being suspended" } else { "suspended" };
             return page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Stage suspended",
-                &format!("Stage '{}' of project '{project}' is suspended. It serves again as soon as it is resumed.", stage.name),
+                &format!("Stage '{}' of project '{project}' is {state}. It serves again as soon as it is resumed.", stage.name),
             );
         }
-        let components = self.services.components(project, stage_id).await.unwrap_or_default();
         let Some(target) = components.iter().find(|c| c.name == component && c.kind == ComponentKind::Service) else {
             return page(StatusCode::NOT_FOUND, "Not found", &format!("Stage '{stage_id}' runs no service '{component}'."));
         };
