@@ -262,6 +262,30 @@ macro_rules! sql_store {
                 })
             }
 
+            /// Moves a stage from `from` to `to` when it is in `from` (and matches `and`).
+            async fn compare_and_set_status(
+                &self,
+                project_id: &str,
+                stage_id: &str,
+                from: StageStatus,
+                to: StageStatus,
+                now: DateTime<Utc>,
+                and: &str,
+            ) -> StoreResult<bool> {
+                let done = sqlx::query(&format!(
+                    "UPDATE stages SET status = $1, updated_at = $2 \
+                     WHERE project_id = $3 AND stage_id = $4 AND status = $5{and}"
+                ))
+                .bind(to.as_str())
+                .bind(millis(now))
+                .bind(project_id)
+                .bind(stage_id)
+                .bind(from.as_str())
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             fn stage_from_row(row: &$row) -> StoreResult<Stage> {
                 use sqlx::Row;
                 let optional = |col: &str| -> StoreResult<Option<DateTime<Utc>>> {
@@ -419,18 +443,7 @@ macro_rules! sql_store {
                 to: StageStatus,
                 now: DateTime<Utc>,
             ) -> StoreResult<bool> {
-                let done = sqlx::query(
-                    "UPDATE stages SET status = $1, updated_at = $2 \
-                     WHERE project_id = $3 AND stage_id = $4 AND status = $5",
-                )
-                .bind(to.as_str())
-                .bind(millis(now))
-                .bind(project_id)
-                .bind(stage_id)
-                .bind(from.as_str())
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() == 1)
+                self.compare_and_set_status(project_id, stage_id, from, to, now, "").await
             }
 
             async fn transition_status(
@@ -441,19 +454,7 @@ macro_rules! sql_store {
                 to: StageStatus,
                 now: DateTime<Utc>,
             ) -> StoreResult<bool> {
-                let done = sqlx::query(
-                    "UPDATE stages SET status = $1, updated_at = $2 \
-                     WHERE project_id = $3 AND stage_id = $4 AND archived_at IS NULL \
-                     AND status = $5",
-                )
-                .bind(to.as_str())
-                .bind(millis(now))
-                .bind(project_id)
-                .bind(stage_id)
-                .bind(from.as_str())
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() == 1)
+                self.compare_and_set_status(project_id, stage_id, from, to, now, " AND archived_at IS NULL").await
             }
 
             async fn archive_stage(
