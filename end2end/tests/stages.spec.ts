@@ -279,7 +279,7 @@ test('a deployed build runs on its stage; suspend stops it and resume starts it 
   await createStage(page, 'QA', { type: 'qa' });
   await open(page, `/projects/${project}/builds`);
   await expect(page.getByText('No builds yet.')).toBeVisible();
-  const manifest = page.getByLabel('Manifest');
+  const manifest = page.getByLabel('Manifest', { exact: true });
   await manifest.fill('[[component]]\nname = "web"\nkind = "service"\ncommand = "sh"\nport = 0\n');
   await page.getByLabel('Build directory').fill('/tmp');
   await page.getByRole('button', { name: 'Register build' }).click();
@@ -495,11 +495,14 @@ test('a suspend lasts at most the stage\'s grace period, with progress per compo
 
   // A service that ignores SIGTERM, and a worker that honours it.
   await open(page, `/projects/${project}/builds`);
-  await page.getByLabel('Manifest').fill(
+  // Uploaded from a file this time.
+  const text =
     '[[component]]\nname = "stubborn"\nkind = "service"\ncommand = "sh"\n' +
-      'args = ["-c", "trap \'\' TERM; echo ignoring SIGTERM; while true; do sleep 1; done"]\n\n' +
-      '[[component]]\nname = "polite"\nkind = "worker"\ncommand = "sh"\nargs = ["-c", "exec sleep 600"]\n',
-  );
+    'args = ["-c", "trap \'\' TERM; echo ignoring SIGTERM; while true; do sleep 1; done"]\n\n' +
+    '[[component]]\nname = "polite"\nkind = "worker"\ncommand = "sh"\nargs = ["-c", "exec sleep 600"]\n';
+  await page.getByLabel('Or upload a manifest file').setInputFiles({ name: 'pergola.toml', mimeType: 'text/plain', buffer: Buffer.from(text) });
+  await expect(page.getByText('Loaded pergola.toml; check it, then register the build.')).toBeVisible();
+  await expect(page.getByLabel('Manifest', { exact: true })).toHaveValue(text);
   await page.getByLabel('Build directory').fill('/tmp');
   await page.getByRole('button', { name: 'Register build' }).click();
   await expect(page.getByText('Build 1 registered.')).toBeVisible();

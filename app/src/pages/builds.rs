@@ -15,7 +15,6 @@ const EXAMPLE: &str = r#"version = "1.0.0"
 name = "web"
 kind = "service"
 command = "./web"
-port = 8080
 storage = ["data"]
 health = { path = "/healthz", interval_secs = 5 }
 "#;
@@ -28,6 +27,25 @@ pub fn BuildsPage() -> impl IntoView {
     let builds = Resource::new(move || (project.get(), registered.get()), |(p, _)| list_builds(p));
     let manifest = RwSignal::new(String::new());
     let workdir = RwSignal::new(String::new());
+    let uploaded = RwSignal::new(None::<String>);
+    // A manifest file chosen from disk fills the text area (read in the browser).
+    let on_file = move |ev: leptos::ev::Event| {
+        let input: web_sys::HtmlInputElement = event_target(&ev);
+        let Some(file) = input.files().and_then(|files| files.get(0)) else { return };
+        let name = file.name();
+        leptos::task::spawn_local(async move {
+            let text = wasm_bindgen_futures::JsFuture::from(file.text()).await.ok().and_then(|t| t.as_string());
+            match text {
+                Some(text) => {
+                    manifest.try_set(text);
+                    uploaded.try_set(Some(format!("Loaded {name}; check it, then register the build.")));
+                }
+                None => {
+                    uploaded.try_set(Some(format!("{name} could not be read as text.")));
+                }
+            }
+        });
+    };
     let error = move || register.value().get().and_then(Result::err);
     let field_error = move |field: &'static str| Signal::derive(move || error().and_then(|e| e.message_for(field)));
     let other_error = move || error().filter(|e| !e.0.is_for("manifest") && !e.0.is_for("workdir"));
@@ -62,7 +80,7 @@ pub fn BuildsPage() -> impl IntoView {
             </section>
             <section aria-labelledby="register-title" class=format!("{} h-fit", ui::CARD)>
                 <h2 id="register-title" class="text-lg font-semibold text-slate-900">"Register a build"</h2>
-                <p class="mt-1 text-sm text-slate-600">"Paste the build's manifest; its files are in a directory on this server."</p>
+                <p class="mt-1 text-sm text-slate-600">"Paste the build's manifest or upload its file; the build's files are in a directory on this server."</p>
                 <form class="mt-4 space-y-3" on:submit=on_submit novalidate>
                     <div>
                         <label for="build-manifest" class=ui::LABEL>"Manifest"</label>
@@ -77,6 +95,17 @@ pub fn BuildsPage() -> impl IntoView {
                             on:input=move |ev| manifest.set(event_target_value(&ev))
                         ></textarea>
                         <FieldMessage id="build-manifest-msg" message=field_error("manifest")/>
+                    </div>
+                    <div>
+                        <label for="build-manifest-file" class=ui::LABEL>"Or upload a manifest file"</label>
+                        <input
+                            id="build-manifest-file"
+                            type="file"
+                            accept=".toml,text/plain"
+                            class="mt-1 block text-sm text-slate-600 file:mr-3 file:rounded-md file:border-0 file:bg-slate-100 file:px-3 file:py-1.5 file:text-sm file:font-medium file:text-slate-800 hover:file:bg-slate-200"
+                            on:change=on_file
+                        />
+                        <p class="mt-1 text-sm text-slate-600" role="status">{move || uploaded.get()}</p>
                     </div>
                     <div>
                         <label for="build-workdir" class=ui::LABEL>"Build directory"</label>
