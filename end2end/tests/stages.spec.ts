@@ -230,7 +230,9 @@ test('an administrator adjusts retention; it applies to stages deleted afterward
     await page.getByLabel('Type the Stage ID short-lived to confirm').fill('short-lived');
     await page.getByRole('dialog').getByRole('button', { name: 'Delete stage' }).click();
     await expect(page).toHaveURL(`/projects/${project}`);
-    const cells = await page.getByRole('row', { name: 'Short lived' }).getByRole('cell').allTextContents();
+    const row = page.getByRole('row', { name: 'Short lived' });
+    await expect(row.getByRole('cell').nth(4)).toHaveText(/UTC$/);
+    const cells = await row.getByRole('cell').allTextContents();
     const toMs = (s: string) => Date.parse(s.replace(' UTC', 'Z').replace(' ', 'T'));
     expect(toMs(cells[4]) - toMs(cells[3])).toBe(3 * 24 * 3600 * 1000);
   } finally {

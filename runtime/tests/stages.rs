@@ -128,3 +128,58 @@ async fn deploying_to_a_suspended_stage_runs_it_only_on_resume() {
     let _ = std::fs::remove_dir_all(&dir);
     env.cleanup().await;
 }
+
+/// A suspend with a component that ignores SIGTERM: the stage reads "suspending" with a kill
+/// countdown until the stage's own grace period has passed, then "suspended"; what the runtime
+/// observed (started, killed) reaches the stage's timeline, as the server wires it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stubborn_component_keeps_the_stage_suspending_for_its_grace_period() {
+    use pergola_domain::{EventKind, StageStatus};
+    let env = sqlite_env().await;
+    let dir = std::env::temp_dir().join(format!("pergola-stubborn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (events, mut observed) = tokio::sync::mpsc::unbounded_channel();
+    let runtime = Arc::new(LocalRuntime::new(dir.join("data")).with_events(events));
+    let s = env.services.with_orchestrator(runtime.clone(), Duration::from_secs(60));
+    let forward = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            while let Some((key, event)) = observed.recv().await {
+                let key: pergola_runtime::StageKey = key;
+                s.record_observed(&key.project, &key.stage, event).await;
+            }
+        })
+    };
+    let p = s.create_project("Shop", None).await.unwrap().id;
+    s.create_stage(&p, "prod", "prod", None).await.unwrap();
+    s.update_stage(&p, "prod", "prod", "prod", Some("2")).await.unwrap();
+    let manifest = "[[component]]\nname = \"stubborn\"\nkind = \"worker\"\ncommand = \"sh\"\n\
+                    args = [\"-c\", \"trap '' TERM; echo ready; while true; do sleep 0.1; done\"]\n";
+    let build = s.register_build(&p, manifest, &dir.display().to_string()).await.unwrap();
+    s.deploy(&p, "prod", build.number).await.unwrap();
+    wait_for("ready", async || s.logs(&p, "prod", "stubborn").await.unwrap().iter().any(|l| l.line == "ready")).await;
+
+    let started = Instant::now();
+    let stage = s.suspend_stage(&p, "prod").await.unwrap();
+    assert_eq!(stage.status, StageStatus::Suspending);
+    let c = s.components(&p, "prod").await.unwrap().pop().unwrap();
+    assert_eq!(c.state, ComponentState::Stopping);
+    assert!(c.kill_in_secs.is_some_and(|left| left <= 2), "{c:?}");
+    wait_for("suspended", async || s.get_stage(&p, "prod").await.unwrap().status == StageStatus::Suspended).await;
+    assert!(started.elapsed() >= Duration::from_secs(2), "the stage's own grace period, not the default 60 s");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    wait_for("the kill in the timeline", async || {
+        s.events(&p, "prod").await.unwrap().iter().any(|e| e.kind == EventKind::Killed)
+    })
+    .await;
+    let events = s.events(&p, "prod").await.unwrap();
+    let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+    assert!(kinds.contains(&EventKind::Started) && kinds.contains(&EventKind::Deployed), "{kinds:?}");
+    let killed = events.iter().find(|e| e.kind == EventKind::Killed).unwrap();
+    assert_eq!(killed.component.as_deref(), Some("stubborn"));
+    assert_eq!(killed.message, "stubborn was still running after the 2 s grace period; killed");
+    forward.abort();
+    runtime.shutdown(Duration::from_secs(1)).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    env.cleanup().await;
+}
