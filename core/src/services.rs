@@ -113,6 +113,8 @@ impl Services {
                     self.settle_suspend(&stage.project_id, &stage.id, &Default::default()).await;
                 } else if !stage.is_archived() && stage.status == StageStatus::Running && self.start_current(&stage).await? {
                     started += 1;
+                    let message = "Started again: the server restarted.";
+                    self.record(&stage.project_id, &stage.id, StageEvent::new(self.clock.now(), EventKind::Started, message)).await;
                 }
             }
         }

@@ -322,7 +322,7 @@ impl Runtime for LocalRuntime {
                     run.services.push((c.name.clone(), task));
                 }
                 ComponentKind::Job => {
-                    tokio::spawn(run_job(component, launch));
+                    tokio::spawn(run_job(component, launch, None));
                 }
                 ComponentKind::Cron => {
                     let schedule = c.schedule.clone().unwrap_or_default();
@@ -585,12 +585,14 @@ async fn run_cron(
             continue;
         }
         component.log("pergola", format!("scheduled run at {}", now.format("%Y-%m-%d %H:%M UTC")));
-        tokio::spawn(run_job(component.clone(), launch.clone()));
+        tokio::spawn(run_job(component.clone(), launch.clone(), Some(stop.clone())));
     }
 }
 
-/// Runs a job once, to completion; it is not stopped by a suspend.
-async fn run_job(component: Arc<Component>, launch: Launch) {
+/// Runs a job once, to completion; it is not stopped by a suspend. A cron run (`schedule` is
+/// its stage's stop signal) goes back to "scheduled" afterwards, or "stopped" if the stage
+/// stopped meanwhile.
+async fn run_job(component: Arc<Component>, launch: Launch, schedule: Option<watch::Receiver<Option<Duration>>>) {
     let tmp = launch.env.iter().find(|(k, _)| k == "TMPDIR").map(|(_, v)| PathBuf::from(v));
     let code = match spawn(&component, &launch) {
         Ok(mut child) => child.wait().await.ok().and_then(|s| s.code()),
@@ -606,8 +608,13 @@ async fn run_job(component: Arc<Component>, launch: Launch) {
         Some(c) => component.event(EventKind::Crashed, format!("{} failed with code {c}", component.name)),
         None => component.event(EventKind::Crashed, format!("{} did not run to completion", component.name)),
     }
+    let after = match &schedule {
+        None => ComponentState::Completed,
+        Some(stop) if stop.borrow().is_some() => ComponentState::Stopped,
+        Some(_) => ComponentState::Scheduled,
+    };
     component.update(|s| {
-        s.state = ComponentState::Completed;
+        s.state = after;
         s.exit_code = code;
         s.pid = None;
     });
