@@ -9,6 +9,7 @@
 pub mod clock;
 pub mod orchestrator;
 pub mod purge;
+pub mod secrets;
 pub mod services;
 pub mod store;
 #[cfg(feature = "testing")]
@@ -16,5 +17,6 @@ pub mod testing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use orchestrator::{Halted, Orchestrator, RunPlan};
+pub use secrets::SecretBox;
 pub use services::Services;
 pub use store::{connect, Store, StoreError};

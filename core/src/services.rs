@@ -4,7 +4,7 @@
 //! store failures to [`Error`]: users see a clear message, the server log keeps the detail.
 
 use crate::store::ConfigValue;
-use crate::{Clock, Halted, Orchestrator, RunPlan, Store, StoreError};
+use crate::{Clock, Halted, Orchestrator, RunPlan, SecretBox, Store, StoreError};
 use pergola_domain::runtime::{ComponentStatus, LogLine};
 use pergola_domain::share::{ShareBase, ShareLink};
 use pergola_domain::ComponentKind;
@@ -27,6 +27,8 @@ pub struct Services {
     grace: Duration,
     /// Where share links point.
     share: ShareBase,
+    /// Seals secret configuration values at rest; without one they are stored as they are.
+    secrets: Option<SecretBox>,
 }
 
 /// The seed's "usually 60 secs" between SIGTERM and SIGKILL.
@@ -53,7 +55,37 @@ const RETENTION_KEYS: [(StageType, &str); 3] = [
 
 impl Services {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock, orchestrator: None, grace: DEFAULT_GRACE, share: ShareBase { domain: "localhost".into(), port: 3000 } }
+        Self {
+            store,
+            clock,
+            orchestrator: None,
+            grace: DEFAULT_GRACE,
+            share: ShareBase { domain: "localhost".into(), port: 3000 },
+            secrets: None,
+        }
+    }
+
+    /// The same services, sealing secret configuration values at rest with `secrets`.
+    pub fn with_secrets(&self, secrets: SecretBox) -> Self {
+        Self { secrets: Some(secrets), ..self.clone() }
+    }
+
+    fn seal(&self, value: &str) -> String {
+        self.secrets.as_ref().map_or_else(|| value.to_owned(), |s| s.seal(value))
+    }
+
+    fn open(&self, stored: &str) -> Result<String, Error> {
+        match &self.secrets {
+            Some(s) => s.open(stored).map_err(|e| {
+                tracing::error!(error = %e, "a secret configuration value could not be opened");
+                Error::internal()
+            }),
+            None if crate::secrets::is_sealed(stored) => {
+                tracing::error!("a sealed configuration value, but the server has no secret key");
+                Err(Error::internal())
+            }
+            None => Ok(stored.to_owned()),
+        }
     }
 
     /// The same store, seen through another clock.
@@ -132,7 +164,7 @@ impl Services {
             stage: stage.id.clone(),
             release: current.number,
             components: manifest.components,
-            config: current.config,
+            config: current.config.iter().map(|(k, v)| Ok((k.clone(), self.open(v)?))).collect::<Result<_, Error>>()?,
             workdir: current.build.workdir.into(),
         };
         orchestrator.run(plan, grace(stage)).await.map_err(|e| {
@@ -536,7 +568,15 @@ impl Services {
             .await
             .map_err(internal)?
             .ok_or_else(|| Error::not_found(format!("Project '{project_id}' has no build {build_number}.")))?;
-        let config = self.config_values(project_id, stage_id).await?;
+        // The snapshot keeps secret values sealed, as the stage's configuration does.
+        let config: BTreeMap<String, String> = self
+            .store
+            .list_config(project_id, stage_id)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|v| (v.key, v.value))
+            .collect();
         let now = self.clock.now();
         let number = retry_on_conflict(|| self.store.insert_release(project_id, stage_id, &build.uid, &config, now)).await?;
         if number.is_none() {
@@ -595,7 +635,7 @@ impl Services {
     /// this to a browser or a client.
     pub async fn config_values(&self, project_id: &str, stage_id: &str) -> Result<BTreeMap<String, String>, Error> {
         let values = self.store.list_config(project_id, stage_id).await.map_err(internal)?;
-        Ok(values.into_iter().map(|v| (v.key, v.value)).collect())
+        values.into_iter().map(|v| Ok((v.key, self.open(&v.value)?))).collect()
     }
 
     /// Sets one setting of a live stage. It applies with the stage's next release.
@@ -610,7 +650,9 @@ impl Services {
         let key = key.trim();
         validate_config(key, value)?;
         self.get_stage(project_id, stage_id).await?;
-        let entry = ConfigValue { key: key.to_owned(), value: value.to_owned(), secret, updated_at: self.clock.now() };
+        // A secret's value is sealed before it reaches the database.
+        let stored = if secret { self.seal(value) } else { value.to_owned() };
+        let entry = ConfigValue { key: key.to_owned(), value: stored, secret, updated_at: self.clock.now() };
         if !self.store.set_config(project_id, stage_id, &entry).await.map_err(internal)? {
             return Err(self.get_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));
         }

@@ -1,5 +1,6 @@
 //! Test support (feature `testing`): a fresh store per test, on SQLite (a temp file) or on
-//! PostgreSQL (a temp database created from `PERGOLA_TEST_POSTGRES_URL`), with a manual clock.
+//! PostgreSQL (a temp database created from `PERGOLA_TEST_POSTGRES_URL`), with a manual clock
+//! and a fixed key for sealing secrets.
 
 use chrono::{TimeZone, Utc};
 use crate::{connect, ManualClock, Services, Store};
@@ -35,7 +36,9 @@ fn unique() -> String {
 
 fn env(store: Arc<dyn Store>, cleanup: Cleanup) -> Env {
     let clock = clock();
-    Env { services: Services::new(store, Arc::new(clock.clone())), clock, cleanup }
+    // Secrets are sealed at rest, as on a real server.
+    let services = Services::new(store, Arc::new(clock.clone())).with_secrets(crate::SecretBox::new([42; 32]));
+    Env { services, clock, cleanup }
 }
 
 pub async fn sqlite_env() -> Env {

@@ -47,6 +47,7 @@ all_backends!(
     a_slow_suspend_shows_suspending_until_its_components_stop,
     reconcile_settles_a_suspend_the_server_did_not_finish,
     the_timeline_records_what_happened,
+    secrets_are_sealed_at_rest_and_reach_the_runtime_in_clear,
 );
 
 async fn project(env: &Env, name: &str) -> String {
@@ -555,4 +556,57 @@ async fn the_timeline_records_what_happened(env: &Env) {
     let kinds: Vec<K> = s.events(&p, "qa").await.unwrap().iter().map(|e| e.kind).collect();
     assert_eq!(kinds, [K::Created]);
     assert_eq!(s.events(&p, "nope").await.unwrap_err().kind, ErrorKind::NotFound);
+}
+
+/// An orchestrator that remembers the configuration each run got.
+#[derive(Default)]
+struct RecordingRuns {
+    configs: std::sync::Mutex<Vec<std::collections::BTreeMap<String, String>>>,
+}
+
+#[async_trait::async_trait]
+impl pergola_core::Orchestrator for RecordingRuns {
+    async fn run(&self, plan: pergola_core::RunPlan, _: std::time::Duration) -> Result<(), String> {
+        self.configs.lock().unwrap().push(plan.config);
+        Ok(())
+    }
+    async fn halt(&self, _: &str, _: &str, _: std::time::Duration) -> pergola_core::Halted {
+        pergola_core::Halted::default()
+    }
+    async fn forget(&self, _: &str, _: &str) {}
+    fn components(&self, _: &str, _: &str) -> Vec<pergola_domain::runtime::ComponentStatus> {
+        vec![]
+    }
+    fn logs(&self, _: &str, _: &str, _: &str) -> Vec<pergola_domain::runtime::LogLine> {
+        vec![]
+    }
+}
+
+async fn secrets_are_sealed_at_rest_and_reach_the_runtime_in_clear(env: &Env) {
+    let runs = std::sync::Arc::new(RecordingRuns::default());
+    let s = env.services.with_orchestrator(runs.clone(), std::time::Duration::from_secs(5));
+    let p = project(env, "Shop").await;
+    s.create_stage(&p, "prod", "prod", None).await.unwrap();
+    s.set_config(&p, "prod", "API_TOKEN", "t0p-s3cret", true).await.unwrap();
+    s.set_config(&p, "prod", "LOG_LEVEL", "info", false).await.unwrap();
+    // What the database holds.
+    let stored = s.store().list_config(&p, "prod").await.unwrap();
+    let token = stored.iter().find(|v| v.key == "API_TOKEN").unwrap();
+    assert!(token.value.starts_with("enc:v1:") && !token.value.contains("t0p-s3cret"), "{}", token.value);
+    assert_eq!(stored.iter().find(|v| v.key == "LOG_LEVEL").unwrap().value, "info", "plain settings stay readable");
+    // The release snapshot is sealed too; the runtime gets the value in clear.
+    let dir = std::env::temp_dir().display().to_string();
+    s.register_build(&p, MANIFEST, &dir).await.unwrap();
+    s.deploy(&p, "prod", 1).await.unwrap();
+    let snapshot = s.store().list_releases(&p, "prod").await.unwrap().remove(0).config;
+    assert!(snapshot["API_TOKEN"].starts_with("enc:v1:"));
+    let run = runs.configs.lock().unwrap().last().cloned().unwrap();
+    assert_eq!((run["API_TOKEN"].as_str(), run["LOG_LEVEL"].as_str()), ("t0p-s3cret", "info"));
+    // Another key cannot read them: an internal error, not garbage.
+    let other = s.with_secrets(pergola_core::SecretBox::new([1; 32]));
+    assert_eq!(other.config_values(&p, "prod").await.unwrap_err().kind, ErrorKind::Internal);
+    // A value stored before sealing existed still reads.
+    let legacy = pergola_core::store::ConfigValue { key: "OLD".into(), value: "plain".into(), secret: true, updated_at: env.clock.now_for_tests() };
+    s.store().set_config(&p, "prod", &legacy).await.unwrap();
+    assert_eq!(s.config_values(&p, "prod").await.unwrap()["OLD"], "plain");
 }

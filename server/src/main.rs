@@ -13,6 +13,9 @@
 //! - `PERGOLA_SHARE_DOMAIN` — share links are `{component}.{stage}.{project}.{domain}` (default
 //!   `localhost`; in production a wildcard DNS domain);
 //! - `PERGOLA_SHARE_PORT` — the port share links name (default: the listen port);
+//! - `PERGOLA_SECRET_KEY` — 64 hex characters: the key that seals secret configuration values
+//!   at rest (default: `$PERGOLA_DATA_DIR/secret.key`, created on first start; keep it with the
+//!   database — without it, sealed values cannot be read);
 //! - `RUST_LOG` — log filter (default `info`).
 //!
 //! Routes: the dashboard (pages and server functions), the REST API under `/api/v1`
@@ -22,7 +25,7 @@ use app::{shell, App};
 use axum::{routing::get, Router};
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
-use pergola_core::{connect, purge::spawn_purge_task, Services, SystemClock};
+use pergola_core::{connect, purge::spawn_purge_task, SecretBox, Services, SystemClock};
 use pergola_runtime::LocalRuntime;
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,7 +72,16 @@ async fn run() -> Result<(), String> {
     let runtime = Arc::new(LocalRuntime::new(std::path::Path::new(&data_dir).join("runtime")).with_events(events));
     let share_domain = std::env::var("PERGOLA_SHARE_DOMAIN").unwrap_or_else(|_| "localhost".into());
     let share_port = std::env::var("PERGOLA_SHARE_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(addr.port());
+    // Secret configuration values are sealed at rest with the server's key.
+    let secrets = match std::env::var("PERGOLA_SECRET_KEY") {
+        Ok(hex) => SecretBox::from_hex(&hex).map_err(|e| format!("PERGOLA_SECRET_KEY: {e}"))?,
+        Err(_) => {
+            std::fs::create_dir_all(&data_dir).map_err(|e| format!("cannot create data dir '{data_dir}': {e}"))?;
+            SecretBox::from_key_file(&std::path::Path::new(&data_dir).join("secret.key")).map_err(|e| e.to_string())?
+        }
+    };
     let services = Services::new(store, Arc::new(SystemClock))
+        .with_secrets(secrets)
         .with_orchestrator(runtime.clone(), grace)
         .with_share_base(pergola_domain::share::ShareBase { domain: share_domain.clone(), port: share_port });
     // What the runtime observes goes to the stages' timelines.

@@ -1,0 +1,135 @@
+//! Secret configuration values are sealed at rest (XChaCha20-Poly1305) with the server's key:
+//! what the database holds is `enc:v1:<hex nonce+ciphertext>`, never the value. Values stored
+//! before a key was set (plain text) still read back; they are sealed when next saved.
+
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use std::path::Path;
+
+const PREFIX: &str = "enc:v1:";
+const NONCE_LEN: usize = 24;
+
+/// Seals and opens secret values with one 256-bit key.
+#[derive(Clone)]
+pub struct SecretBox {
+    cipher: XChaCha20Poly1305,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("the key must be 64 hexadecimal characters (32 bytes)")]
+    BadKey,
+    #[error("a sealed value could not be opened (a different key, or a damaged value)")]
+    Unreadable,
+    #[error("cannot read or create the key file {0}: {1}")]
+    KeyFile(String, std::io::Error),
+}
+
+impl SecretBox {
+    pub fn new(key: [u8; 32]) -> Self {
+        Self { cipher: XChaCha20Poly1305::new(&key.into()) }
+    }
+
+    /// A key from 64 hex characters (e.g. `PERGOLA_SECRET_KEY`).
+    pub fn from_hex(hex: &str) -> Result<Self, SecretError> {
+        let bytes = from_hex(hex.trim()).ok_or(SecretError::BadKey)?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| SecretError::BadKey)?;
+        Ok(Self::new(key))
+    }
+
+    /// The key in `path`, created (random, readable by the owner only) when there is none.
+    pub fn from_key_file(path: &Path) -> Result<Self, SecretError> {
+        let failed = |e| SecretError::KeyFile(path.display().to_string(), e);
+        match std::fs::read_to_string(path) {
+            Ok(hex) => Self::from_hex(&hex),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key: [u8; 32] = XChaCha20Poly1305::generate_key(&mut OsRng).into();
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options.open(path).map_err(failed)?;
+                std::io::Write::write_all(&mut file, to_hex(&key).as_bytes()).map_err(failed)?;
+                Ok(Self::new(key))
+            }
+            Err(e) => Err(failed(e)),
+        }
+    }
+
+    /// The stored form of a secret value.
+    pub fn seal(&self, value: &str) -> String {
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let sealed = self.cipher.encrypt(&nonce, value.as_bytes()).expect("encryption of a byte string cannot fail");
+        let mut bytes = nonce.to_vec();
+        bytes.extend(sealed);
+        format!("{PREFIX}{}", to_hex(&bytes))
+    }
+
+    /// The value of a stored secret (plain text stored before sealing existed reads as it is).
+    pub fn open(&self, stored: &str) -> Result<String, SecretError> {
+        let Some(hex) = stored.strip_prefix(PREFIX) else { return Ok(stored.to_owned()) };
+        let bytes = from_hex(hex).filter(|b| b.len() > NONCE_LEN).ok_or(SecretError::Unreadable)?;
+        let (nonce, sealed) = bytes.split_at(NONCE_LEN);
+        let plain = self.cipher.decrypt(XNonce::from_slice(nonce), sealed).map_err(|_| SecretError::Unreadable)?;
+        String::from_utf8(plain).map_err(|_| SecretError::Unreadable)
+    }
+}
+
+/// Whether a stored value is sealed.
+pub fn is_sealed(stored: &str) -> bool {
+    stored.starts_with(PREFIX)
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 || !hex.is_ascii() {
+        return None;
+    }
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_values_open_only_with_their_key() {
+        let a = SecretBox::new([7; 32]);
+        let sealed = a.seal("s3cr3t value");
+        assert!(is_sealed(&sealed) && !sealed.contains("s3cr3t"));
+        assert_ne!(a.seal("s3cr3t value"), sealed, "a fresh nonce every time");
+        assert_eq!(a.open(&sealed).unwrap(), "s3cr3t value");
+        assert_eq!(a.open("legacy plain").unwrap(), "legacy plain");
+        let b = SecretBox::new([8; 32]);
+        assert!(matches!(b.open(&sealed), Err(SecretError::Unreadable)));
+        let mut damaged = sealed.clone();
+        damaged.pop();
+        damaged.push('0');
+        assert!(a.open(&damaged).is_err() || damaged == sealed);
+        assert!(a.open("enc:v1:zz").is_err());
+    }
+
+    #[test]
+    fn keys_come_from_hex_or_a_file_created_once() {
+        assert!(SecretBox::from_hex(&"ab".repeat(32)).is_ok());
+        for bad in ["", "abc", &"ab".repeat(31), &"zz".repeat(32)] {
+            assert!(matches!(SecretBox::from_hex(bad), Err(SecretError::BadKey)), "{bad}");
+        }
+        let dir = std::env::temp_dir().join(format!("pergola-key-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("secret.key");
+        let first = SecretBox::from_key_file(&path).unwrap();
+        let sealed = first.seal("x");
+        let again = SecretBox::from_key_file(&path).unwrap();
+        assert_eq!(again.open(&sealed).unwrap(), "x", "the same key next time");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
