@@ -472,6 +472,44 @@ test('first run: "Try the demo app" deploys a running demo with a live share lin
   await expect(page.getByText(`of stage demo in project ${project}`)).toBeVisible();
   await page.reload();
   await expect(page.locator('#visits')).toHaveText('2');
+
+  // The walk the issue asks for, on the demo build: a config change seen after redeploy,
+  // suspend → 503, resume → served again, the visit counter kept on storage throughout.
+  await open(page, `/projects/${project}/stages/demo/settings`);
+  const config = page.getByRole('region', { name: 'Configuration' });
+  await config.getByLabel('Key').fill('GREETING');
+  await config.getByLabel('Value').fill('hello from the dashboard');
+  await config.getByRole('button', { name: 'Save setting' }).click();
+  await expect(config.getByRole('row', { name: 'GREETING' })).toContainText('hello from the dashboard');
+  await page.goto(href!);
+  await expect(page.getByText('Greeting: (not set)')).toBeVisible();
+  await open(page, `/projects/${project}/stages/demo`);
+  await page.getByLabel('Build').selectOption('1');
+  await page.getByRole('button', { name: 'Deploy' }).click();
+  await expect(page.getByText(/Release #2 — build 1 \(demo\)/)).toBeVisible();
+  await expect(page.getByRole('row', { name: 'web' }).getByRole('cell').nth(2)).toHaveText('healthy', { timeout: 20_000 });
+  await page.goto(href!);
+  await expect(page.getByText('Greeting: hello from the dashboard')).toBeVisible();
+  await expect(page.locator('#visits')).toHaveText('4');
+  await open(page, `/projects/${project}/stages/demo/settings`);
+  await page.getByRole('button', { name: 'Suspend stage' }).click();
+  await expect(page.getByRole('button', { name: 'Resume stage' })).toBeVisible({ timeout: 15_000 });
+  expect((await page.goto(href!))?.status()).toBe(503);
+  await expect(page.getByRole('heading', { name: 'Stage suspended' })).toBeVisible();
+  await open(page, `/projects/${project}/stages/demo/settings`);
+  await page.getByRole('button', { name: 'Resume stage' }).click();
+  await expect(page.getByRole('button', { name: 'Suspend stage' })).toBeVisible();
+  await open(page, `/projects/${project}/stages/demo`);
+  await expect(page.getByRole('row', { name: 'web' }).getByRole('cell').nth(2)).toHaveText('healthy', { timeout: 20_000 });
+  expect((await page.goto(href!))?.status()).toBe(200);
+  await expect(page.getByText('Greeting: hello from the dashboard')).toBeVisible();
+  await expect(page.locator('#visits')).toHaveText('5');
+  await open(page, `/projects/${project}/stages/demo`);
+  const events = page.getByRole('list', { name: 'Events timeline' });
+  await expect(events).toContainText('Setting GREETING set; it applies with the next release.');
+  await expect(events).toContainText('Release 2 deployed: build 1 (demo).');
+  await expect(events).toContainText('Resumed with its last release.');
+  await expect(events.locator('li[data-kind="suspended"]')).toHaveCount(1);
   // The offer is for the first run only.
   await open(page, `/projects/${project}`);
   await expect(page.getByRole('article', { name: 'Demo', exact: true })).toContainText('web');
