@@ -581,4 +581,13 @@ test('a suspend lasts at most the stage\'s grace period, with progress per compo
   await expect(lifecycle.getByRole('link', { name: "Follow each component's progress on the stage page" })).toBeVisible();
   await expect(page.getByRole('button', { name: 'Resume stage' })).toBeVisible({ timeout: 15_000 });
   await expect(lifecycle).toContainText('suspended');
+
+  // And on the project page, whose card follows it too.
+  await page.getByRole('button', { name: 'Resume stage' }).click();
+  await expect(page.getByRole('button', { name: 'Suspend stage' })).toBeVisible();
+  await page.request.post(`/api/v1/projects/${project}/stages/prod/suspend`);
+  await open(page, `/projects/${project}`);
+  const card = page.getByRole('article', { name: 'Prod', exact: true });
+  await expect(card.locator('[data-status]')).toHaveText('suspending');
+  await expect(card.locator('[data-status]')).toHaveText('suspended', { timeout: 15_000 });
 });

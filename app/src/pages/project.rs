@@ -8,22 +8,31 @@ use crate::components::stage_card::StageCard;
 use crate::components::{loading, PageError};
 use leptos::prelude::*;
 use leptos_meta::Title;
-use pergola_domain::{ProjectOverview, Stage};
+use pergola_domain::{ProjectOverview, Stage, StageStatus};
 
 #[component]
 pub fn ProjectPage() -> impl IntoView {
     let project = param("project");
     let restore = ServerAction::<RestoreStage>::new();
     let created = RwSignal::new(None::<Stage>);
+    // While a stage is suspending, look again every two seconds until it has settled.
+    let settle = RwSignal::new(0u32);
     let overview = Resource::new(
-        move || (project.get(), created.get().map(|s| s.id), restore.version().get()),
-        |(project, _, _)| async move {
+        move || (project.get(), created.get().map(|s| s.id), restore.version().get(), settle.get()),
+        |(project, ..)| async move {
             let overview = get_overview(project).await?;
             let demo = demo_available().await.unwrap_or(false);
             Ok::<_, crate::error::AppError>((overview, demo))
         },
     );
     let dialog_open = RwSignal::new(false);
+    Effect::new(move |_| {
+        if let Some(Ok((overview, _))) = overview.get() {
+            if overview.stages.iter().any(|s| s.status == StageStatus::Suspending) {
+                set_timeout(move || { settle.try_update(|n| *n += 1); }, std::time::Duration::from_secs(2));
+            }
+        }
+    });
     view! {
         <Transition fallback=loading>
             {move || Suspend::new(async move {
