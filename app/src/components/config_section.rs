@@ -1,6 +1,6 @@
 //! The Configuration section of a stage's settings: environment settings, secrets masked.
 
-use super::{loading, ui, ErrorNotice, FieldMessage};
+use super::{loading, ui, ErrorNotice, TextField};
 use crate::api::{get_config, SetConfig, UnsetConfig};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
@@ -63,33 +63,23 @@ pub fn ConfigSection(project: String, stage: String) -> impl IntoView {
                 }}
             </Transition>
             <form class="mt-4 grid gap-3 sm:grid-cols-[1fr_1fr_auto] sm:items-start" on:submit=on_submit novalidate>
-                <div>
-                    <label for="config-key" class=ui::LABEL>"Key"</label>
-                    <input
-                        id="config-key"
-                        class=format!("{} font-mono", ui::INPUT)
-                        placeholder="LOG_LEVEL"
-                        autocomplete="off"
-                        spellcheck="false"
-                        aria-describedby="config-key-msg"
-                        prop:value=move || key.get()
-                        on:input=move |ev| key.set(event_target_value(&ev))
-                    />
-                    <FieldMessage id="config-key-msg" message=field_error("key")/>
-                </div>
-                <div>
-                    <label for="config-value" class=ui::LABEL>"Value"</label>
-                    <input
-                        id="config-value"
-                        class=ui::INPUT
-                        autocomplete="off"
-                        type=move || if secret.get() { "password" } else { "text" }
-                        aria-describedby="config-value-msg"
-                        prop:value=move || value.get()
-                        on:input=move |ev| value.set(event_target_value(&ev))
-                    />
-                    <FieldMessage id="config-value-msg" message=field_error("value")/>
-                </div>
+                <TextField
+                    id="config-key"
+                    label="Key"
+                    mono=true
+                    placeholder="LOG_LEVEL"
+                    value=key
+                    on_input=move |v: String| key.set(v)
+                    message=field_error("key")
+                />
+                <TextField
+                    id="config-value"
+                    label="Value"
+                    input_type=Signal::derive(move || if secret.get() { "password" } else { "text" })
+                    value=value
+                    on_input=move |v: String| value.set(v)
+                    message=field_error("value")
+                />
                 <div class="flex items-center gap-3 sm:pt-7">
                     <label class="flex items-center gap-2 text-sm text-slate-700">
                         <input type="checkbox" prop:checked=move || secret.get() on:change=move |ev| secret.set(event_target_checked(&ev))/>

@@ -2,7 +2,7 @@
 //! (debounced) for availability while typing and again, atomically, by the server on submit.
 
 use super::derived_id::DerivedId;
-use super::{ui, ErrorNotice, FieldMessage, Modal, StageTypeField};
+use super::{ui, ErrorNotice, Modal, StageTypeField, TextField};
 use crate::api::{check_stage_id, CreateStage};
 use crate::error::AppError;
 use leptos::ev::SubmitEvent;
@@ -130,45 +130,33 @@ pub fn NewStageDialog(
         <Modal open=open title_id="new-stage-title" on_close=move |_| close()>
             <h2 id="new-stage-title" class="text-lg font-semibold text-slate-900">"New stage"</h2>
             <form class="mt-4 space-y-3" on:submit=on_submit novalidate>
-                <div>
-                    <label for="new-stage-name" class=ui::LABEL>"Name"</label>
-                    <input
-                        id="new-stage-name"
-                        node_ref=name_ref
-                        class=ui::INPUT
-                        autocomplete="off"
-                        placeholder="e.g. Integration tests"
-                        aria-describedby="new-stage-name-msg"
-                        prop:value=move || form.name.get()
-                        on:input=move |ev| {
-                            form.set_name(event_target_value(&ev));
-                            if !form.edited.get_untracked() {
-                                schedule_check();
-                            }
-                        }
-                    />
-                    <FieldMessage id="new-stage-name-msg" message=field_error("name")/>
-                </div>
-                <StageTypeField id="new-stage-type" value=stage_type message=field_error("stage_type")/>
-                <div>
-                    <label for="new-stage-id" class=ui::LABEL>"Stage ID"</label>
-                    <input
-                        id="new-stage-id"
-                        class=format!("{} font-mono", ui::INPUT)
-                        autocomplete="off"
-                        spellcheck="false"
-                        aria-describedby="new-stage-id-hint new-stage-id-msg"
-                        aria-invalid=move || id_message.get().is_some().to_string()
-                        prop:value=move || form.id.get()
-                        on:input=move |ev| {
-                            form.set_id(event_target_value(&ev));
+                <TextField
+                    id="new-stage-name"
+                    label="Name"
+                    node_ref=name_ref
+                    placeholder="e.g. Integration tests"
+                    value=form.name
+                    on_input=move |v: String| {
+                        form.set_name(v);
+                        if !form.edited.get_untracked() {
                             schedule_check();
                         }
-                    />
-                    <p id="new-stage-id-hint" class="mt-1 text-xs text-slate-500">
-                        "Unique within the project and used in links. Derived from the name; you can override it."
-                    </p>
-                    <FieldMessage id="new-stage-id-msg" message=id_message/>
+                    }
+                    message=field_error("name")
+                />
+                <StageTypeField id="new-stage-type" value=stage_type message=field_error("stage_type")/>
+                <TextField
+                    id="new-stage-id"
+                    label="Stage ID"
+                    mono=true
+                    value=form.id
+                    on_input=move |v: String| {
+                        form.set_id(v);
+                        schedule_check();
+                    }
+                    hint="Unique within the project and used in links. Derived from the name; you can override it."
+                    message=id_message
+                >
                     {move || suggestion().map(|s| {
                         let label = format!("Use '{s}'");
                         view! {
@@ -189,7 +177,7 @@ pub fn NewStageDialog(
                             {move || format!("'{}' is available.", form.id.get().trim())}
                         </p>
                     </Show>
-                </div>
+                </TextField>
                 {move || other_error().map(|error| view! { <ErrorNotice error/> })}
                 <div class="flex justify-end gap-3 pt-2">
                     <button type="button" class=ui::SECONDARY on:click=move |_| close()>"Cancel"</button>

@@ -1,7 +1,7 @@
 //! `/admin`: the administrator's settings — retention of archived stages per type.
 
 use crate::api::{get_retention, SetRetention};
-use crate::components::{loading, successes, ui, ErrorNotice, FieldMessage};
+use crate::components::{loading, successes, ui, ErrorNotice, TextField};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -50,24 +50,19 @@ fn RetentionForm(policy: RetentionPolicy, save: ServerAction<SetRetention>) -> i
                     .zip(values)
                     .map(|(t, value)| {
                         let field = format!("retention_{}", t.as_str());
-                        let msg_id = format!("{field}-msg");
                         let message = Signal::derive({
                             let field = field.clone();
                             move || error().and_then(|e| e.message_for(&field))
                         });
                         view! {
-                            <div>
-                                <label for=field.clone() class=ui::LABEL>{format!("{} retention (days)", t.label())}</label>
-                                <input
-                                    id=field
-                                    class=ui::INPUT
-                                    inputmode="numeric"
-                                    aria-describedby=msg_id.clone()
-                                    prop:value=move || value.get()
-                                    on:input=move |ev| value.set(event_target_value(&ev))
-                                />
-                                <FieldMessage id=msg_id message/>
-                            </div>
+                            <TextField
+                                id=field
+                                label=format!("{} retention (days)", t.label())
+                                inputmode="numeric"
+                                value=value
+                                on_input=move |v: String| value.set(v)
+                                message
+                            />
                         }
                     })
                     .collect_view()}

@@ -2,7 +2,7 @@
 
 use super::param;
 use crate::api::{list_builds, RegisterBuild};
-use crate::components::{loading, successes, ui, ErrorNotice, FieldMessage, PageError};
+use crate::components::{loading, successes, ui, ErrorNotice, FieldMessage, PageError, TextField};
 use crate::paths;
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
@@ -107,18 +107,15 @@ pub fn BuildsPage() -> impl IntoView {
                         />
                         <p class="mt-1 text-sm text-slate-600" role="status">{move || uploaded.get()}</p>
                     </div>
-                    <div>
-                        <label for="build-workdir" class=ui::LABEL>"Build directory"</label>
-                        <input
-                            id="build-workdir"
-                            class=format!("{} font-mono", ui::INPUT)
-                            placeholder="/srv/builds/shop-1.0.0"
-                            aria-describedby="build-workdir-msg"
-                            prop:value=move || workdir.get()
-                            on:input=move |ev| workdir.set(event_target_value(&ev))
-                        />
-                        <FieldMessage id="build-workdir-msg" message=field_error("workdir")/>
-                    </div>
+                    <TextField
+                        id="build-workdir"
+                        label="Build directory"
+                        mono=true
+                        placeholder="/srv/builds/shop-1.0.0"
+                        value=workdir
+                        on_input=move |v: String| workdir.set(v)
+                        message=field_error("workdir")
+                    />
                     {move || other_error().map(|error| view! { <ErrorNotice error/> })}
                     <button type="submit" class=ui::PRIMARY disabled=move || register.pending().get()>"Register build"</button>
                     <p role="status" class="text-sm text-emerald-800">

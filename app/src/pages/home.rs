@@ -2,7 +2,7 @@
 
 use crate::api::{list_projects, CreateProject};
 use crate::components::derived_id::DerivedId;
-use crate::components::{loading, ui, ErrorNotice, FieldMessage};
+use crate::components::{loading, ui, ErrorNotice, TextField};
 use crate::paths;
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
@@ -93,32 +93,21 @@ fn NewProjectForm() -> impl IntoView {
         <section aria-labelledby="new-project-title" class=format!("{} h-fit", ui::CARD)>
             <h2 id="new-project-title" class="text-lg font-semibold text-slate-900">"New project"</h2>
             <form class="mt-4 space-y-3" on:submit=on_submit novalidate>
-                <div>
-                    <label for="project-name" class=ui::LABEL>"Project name"</label>
-                    <input
-                        id="project-name"
-                        class=ui::INPUT
-                        autocomplete="off"
-                        aria-describedby="project-name-msg"
-                        prop:value=move || form.name.get()
-                        on:input=move |ev| form.set_name(event_target_value(&ev))
-                    />
-                    <FieldMessage id="project-name-msg" message=field_error("name")/>
-                </div>
-                <div>
-                    <label for="project-id" class=ui::LABEL>"Project ID"</label>
-                    <input
-                        id="project-id"
-                        class=format!("{} font-mono", ui::INPUT)
-                        autocomplete="off"
-                        spellcheck="false"
-                        aria-describedby="project-id-msg"
-                        aria-invalid=move || id_message.get().is_some().to_string()
-                        prop:value=move || form.id.get()
-                        on:input=move |ev| form.set_id(event_target_value(&ev))
-                    />
-                    <FieldMessage id="project-id-msg" message=id_message/>
-                </div>
+                <TextField
+                    id="project-name"
+                    label="Project name"
+                    value=form.name
+                    on_input=move |v: String| form.set_name(v)
+                    message=field_error("name")
+                />
+                <TextField
+                    id="project-id"
+                    label="Project ID"
+                    mono=true
+                    value=form.id
+                    on_input=move |v: String| form.set_id(v)
+                    message=id_message
+                />
                 {move || other_error().map(|error| view! { <ErrorNotice error/> })}
                 <button type="submit" class=ui::PRIMARY disabled=move || create.pending().get()>
                     "Create project"

@@ -3,7 +3,7 @@
 use super::param;
 use crate::api::{get_retention, get_stage, DeleteStage, ResumeStage, SuspendStage, UpdateStage};
 use crate::components::{
-    loading, successes, ui, ErrorNotice, FieldMessage, Modal, PageError, StageTypeField, StatusBadge, TypeBadge,
+    loading, successes, ui, ErrorNotice, Modal, PageError, StageTypeField, StatusBadge, TextField, TypeBadge,
 };
 use crate::components::config_section::ConfigSection;
 use crate::error::AppError;
@@ -113,34 +113,24 @@ fn GeneralSection(stage: Stage, update: ServerAction<UpdateStage>) -> impl IntoV
         <section aria-labelledby="general-title" class=ui::CARD>
             <h2 id="general-title" class="font-semibold text-slate-900">"General"</h2>
             <form class="mt-4 space-y-3" on:submit=on_submit novalidate>
-                <div>
-                    <label for="stage-name" class=ui::LABEL>"Name"</label>
-                    <input
-                        id="stage-name"
-                        class=ui::INPUT
-                        aria-describedby="stage-name-msg"
-                        prop:value=move || name.get()
-                        on:input=move |ev| name.set(event_target_value(&ev))
-                    />
-                    <FieldMessage id="stage-name-msg" message=field_error("name")/>
-                </div>
+                <TextField
+                    id="stage-name"
+                    label="Name"
+                    value=name
+                    on_input=move |v: String| name.set(v)
+                    message=field_error("name")
+                />
                 <StageTypeField id="stage-type" value=stage_type message=field_error("stage_type")/>
-                <div>
-                    <label for="stage-grace" class=ui::LABEL>"Grace period (seconds)"</label>
-                    <input
-                        id="stage-grace"
-                        class=format!("{} w-32", ui::INPUT)
-                        inputmode="numeric"
-                        aria-describedby="stage-grace-help stage-grace-msg"
-                        aria-invalid=move || grace_error.get().is_some().to_string()
-                        prop:value=move || grace.get()
-                        on:input=move |ev| grace.set(event_target_value(&ev))
-                    />
-                    <p id="stage-grace-help" class="mt-1 text-sm text-slate-500">
-                        "When the stage is suspended, deleted or redeployed, its components get SIGTERM and this long to shut down before they are killed (1 to 3600; usually 60)."
-                    </p>
-                    <FieldMessage id="stage-grace-msg" message=grace_error/>
-                </div>
+                <TextField
+                    id="stage-grace"
+                    label="Grace period (seconds)"
+                    class="w-32"
+                    inputmode="numeric"
+                    value=grace
+                    on_input=move |v: String| grace.set(v)
+                    hint="When the stage is suspended, deleted or redeployed, its components get SIGTERM and this long to shut down before they are killed (1 to 3600; usually 60)."
+                    message=grace_error
+                />
                 <p class="text-sm text-slate-600">
                     "Stage ID " <code class="font-mono">{stage.id.clone()}</code>
                     " — it is part of this stage's links and never changes."
@@ -270,22 +260,14 @@ fn DangerZone(stage: Stage, retention: RetentionPolicy) -> impl IntoView {
             </h2>
             <p class="mt-2 text-sm text-slate-600">{keep.clone()}</p>
             <form class="mt-4 space-y-3" on:submit=on_submit.clone() novalidate>
-                <div>
-                    <label for="delete-confirm" class=ui::LABEL>{prompt.clone()}</label>
-                    <input
-                        id="delete-confirm"
-                        class=format!("{} font-mono", ui::INPUT)
-                        autocomplete="off"
-                        spellcheck="false"
-                        aria-describedby="delete-confirm-msg"
-                        prop:value=move || confirm.get()
-                        on:input=move |ev| confirm.set(event_target_value(&ev))
-                    />
-                    <FieldMessage
-                        id="delete-confirm-msg"
-                        message=Signal::derive(move || error().map(|e| e.to_string()))
-                    />
-                </div>
+                <TextField
+                    id="delete-confirm"
+                    label=prompt.clone()
+                    mono=true
+                    value=confirm
+                    on_input=move |v: String| confirm.set(v)
+                    message=Signal::derive(move || error().map(|e| e.to_string()))
+                />
                 <div class="flex justify-end gap-3">
                     <button type="button" class=ui::SECONDARY on:click=move |_| close()>"Cancel"</button>
                     <button
