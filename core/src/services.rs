@@ -29,6 +29,8 @@ pub struct Services {
     share: ShareBase,
     /// Seals secret configuration values at rest; without one they are stored as they are.
     secrets: Option<SecretBox>,
+    /// One lock per stage: what runs on a stage changes one operation at a time.
+    locks: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 /// The seed's "usually 60 secs" between SIGTERM and SIGKILL.
@@ -62,7 +64,14 @@ impl Services {
             grace: DEFAULT_GRACE,
             share: ShareBase { domain: "localhost".into(), port: 3000 },
             secrets: None,
+            locks: Arc::default(),
         }
+    }
+
+    /// The lock that serializes the runtime operations of one stage.
+    fn stage_lock(&self, project_id: &str, stage_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().expect("stage locks");
+        locks.entry((project_id.to_owned(), stage_id.to_owned())).or_default().clone()
     }
 
     /// The same services, sealing secret configuration values at rest with `secrets`.
@@ -156,6 +165,14 @@ impl Services {
     /// Runs the stage's current release, if it has one and there is a runtime.
     async fn start_current(&self, stage: &Stage) -> Result<bool, Error> {
         let Some(orchestrator) = &self.orchestrator else { return Ok(false) };
+        // One at a time per stage, and with what is current once it is this one's turn: of
+        // two deploys racing, the newest release is the one left running.
+        let lock = self.stage_lock(&stage.project_id, &stage.id);
+        let _turn = lock.lock().await;
+        match self.store.get_stage(&stage.project_id, &stage.id).await.map_err(internal)? {
+            Some(now) if !now.is_archived() && now.status == StageStatus::Running => {}
+            _ => return Ok(false),
+        }
         let rows = self.store.list_releases(&stage.project_id, &stage.id).await.map_err(internal)?;
         let Some(current) = rows.into_iter().next() else { return Ok(false) };
         let manifest = parse_manifest(&current.build.manifest)?;
@@ -176,7 +193,11 @@ impl Services {
 
     async fn halt(&self, stage: &Stage) -> Halted {
         match &self.orchestrator {
-            Some(orchestrator) => orchestrator.halt(&stage.project_id, &stage.id, grace(stage)).await,
+            Some(orchestrator) => {
+                let lock = self.stage_lock(&stage.project_id, &stage.id);
+                let _turn = lock.lock().await;
+                orchestrator.halt(&stage.project_id, &stage.id, grace(stage)).await
+            }
             None => Halted::default(),
         }
     }
@@ -579,10 +600,16 @@ impl Services {
             .collect();
         let now = self.clock.now();
         let number = retry_on_conflict(|| self.store.insert_release(project_id, stage_id, &build.uid, &config, now)).await?;
-        if number.is_none() {
+        let Some(number) = number else {
             return Err(self.get_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));
-        }
-        let release = self.releases(project_id, stage_id).await?.remove(0);
+        };
+        // This deploy's release (a concurrent one may already have recorded a newer one).
+        let release = self
+            .releases(project_id, stage_id)
+            .await?
+            .into_iter()
+            .find(|r| r.number == number)
+            .ok_or_else(Error::internal)?;
         let version = build.build.version.as_deref().map(|v| format!(" ({v})")).unwrap_or_default();
         // A suspended stage keeps its new release for when it is resumed.
         let stage = self.get_stage(project_id, stage_id).await?;
@@ -590,7 +617,23 @@ impl Services {
         let message = format!("Release {} deployed: build {build_number}{version}{when}.", release.number);
         self.record(project_id, stage_id, StageEvent::new(now, EventKind::Deployed, message)).await;
         if stage.status == StageStatus::Running {
-            self.start_current(&stage).await?;
+            // The previous release stops gracefully first, which may take the grace period:
+            // answer after a moment and let it go on in the background (the stage page shows
+            // the old components stopping, then the new ones starting).
+            let services = self.clone();
+            let number = release.number;
+            let task = tokio::spawn(async move {
+                let started = services.start_current(&stage).await;
+                if let Err(e) = &started {
+                    let message = format!("Release {number} could not be started: {}", e.message);
+                    let event = StageEvent::new(services.clock.now(), EventKind::Crashed, message);
+                    services.record(&stage.project_id, &stage.id, event).await;
+                }
+                started
+            });
+            if let Ok(Ok(Err(e))) = tokio::time::timeout(ANSWER_WITHIN, task).await {
+                return Err(e);
+            }
         }
         Ok(release)
     }

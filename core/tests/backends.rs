@@ -48,6 +48,7 @@ all_backends!(
     reconcile_settles_a_suspend_the_server_did_not_finish,
     the_timeline_records_what_happened,
     secrets_are_sealed_at_rest_and_reach_the_runtime_in_clear,
+    racing_deploys_leave_the_newest_release_running,
 );
 
 async fn project(env: &Env, name: &str) -> String {
@@ -609,4 +610,75 @@ async fn secrets_are_sealed_at_rest_and_reach_the_runtime_in_clear(env: &Env) {
     let legacy = pergola_core::store::ConfigValue { key: "OLD".into(), value: "plain".into(), secret: true, updated_at: env.clock.now_for_tests() };
     s.store().set_config(&p, "prod", &legacy).await.unwrap();
     assert_eq!(s.config_values(&p, "prod").await.unwrap()["OLD"], "plain");
+}
+
+/// An orchestrator whose runs take a while; it checks that runs on a stage never overlap and
+/// remembers the order of the releases it ran.
+#[derive(Default)]
+struct SlowRuns {
+    active: std::sync::atomic::AtomicUsize,
+    overlapped: std::sync::atomic::AtomicBool,
+    releases: std::sync::Mutex<Vec<i64>>,
+}
+
+#[async_trait::async_trait]
+impl pergola_core::Orchestrator for SlowRuns {
+    async fn run(&self, plan: pergola_core::RunPlan, _: std::time::Duration) -> Result<(), String> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.active.fetch_add(1, SeqCst) > 0 {
+            self.overlapped.store(true, SeqCst);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        self.releases.lock().unwrap().push(plan.release);
+        self.active.fetch_sub(1, SeqCst);
+        Ok(())
+    }
+    async fn halt(&self, _: &str, _: &str, _: std::time::Duration) -> pergola_core::Halted {
+        pergola_core::Halted::default()
+    }
+    async fn forget(&self, _: &str, _: &str) {}
+    fn components(&self, _: &str, _: &str) -> Vec<pergola_domain::runtime::ComponentStatus> {
+        vec![]
+    }
+    fn logs(&self, _: &str, _: &str, _: &str) -> Vec<pergola_domain::runtime::LogLine> {
+        vec![]
+    }
+}
+
+async fn racing_deploys_leave_the_newest_release_running(env: &Env) {
+    let runs = std::sync::Arc::new(SlowRuns::default());
+    let s = env.services.with_orchestrator(runs.clone(), std::time::Duration::from_secs(5));
+    let p = project(env, "Shop").await;
+    s.create_stage(&p, "qa", "qa", None).await.unwrap();
+    let dir = std::env::temp_dir().display().to_string();
+    s.register_build(&p, MANIFEST, &dir).await.unwrap();
+    let deploys: Vec<_> = (0..5)
+        .map(|_| {
+            let (s, p) = (s.clone(), p.clone());
+            tokio::spawn(async move { s.deploy(&p, "qa", 1).await.unwrap().number })
+        })
+        .collect();
+    let mut numbers = Vec::new();
+    for d in deploys {
+        numbers.push(d.await.unwrap());
+    }
+    numbers.sort();
+    assert_eq!(numbers, [1, 2, 3, 4, 5]);
+    // The runs go on in the background; wait until they are done.
+    for _ in 0..200 {
+        if runs.active.load(std::sync::atomic::Ordering::SeqCst) == 0 && runs.releases.lock().unwrap().contains(&5) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(!runs.overlapped.load(std::sync::atomic::Ordering::SeqCst), "two runs on one stage at once");
+    let order = runs.releases.lock().unwrap().clone();
+    assert_eq!(order.last(), Some(&5), "the newest release is the one left running: {order:?}");
+    // Suspended meanwhile: a deploy records the release and runs nothing.
+    let before = runs.releases.lock().unwrap().len();
+    s.suspend_stage(&p, "qa").await.unwrap();
+    s.deploy(&p, "qa", 1).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(runs.releases.lock().unwrap().len(), before);
 }

@@ -160,6 +160,19 @@ async fn a_stubborn_component_keeps_the_stage_suspending_for_its_grace_period() 
     s.deploy(&p, "prod", build.number).await.unwrap();
     wait_for("ready", async || s.logs(&p, "prod", "stubborn").await.unwrap().iter().any(|l| l.line == "ready")).await;
 
+    // A redeploy answers at once; the old release has its grace period in the background,
+    // then the new one starts (never both at once).
+    let asked = Instant::now();
+    assert_eq!(s.deploy(&p, "prod", build.number).await.unwrap().number, 2);
+    assert!(asked.elapsed() < Duration::from_millis(1500), "{:?}", asked.elapsed());
+    assert_eq!(s.components(&p, "prod").await.unwrap()[0].state, ComponentState::Stopping, "the old release is stopping");
+    wait_for("the new release", async || {
+        let c = s.components(&p, "prod").await.unwrap();
+        c[0].state == ComponentState::Running && s.logs(&p, "prod", "stubborn").await.unwrap().iter().any(|l| l.line == "ready")
+    })
+    .await;
+    assert!(asked.elapsed() >= Duration::from_secs(2), "the old one got its 2 s");
+
     let started = Instant::now();
     let stage = s.suspend_stage(&p, "prod").await.unwrap();
     assert_eq!(stage.status, StageStatus::Suspending);
