@@ -29,6 +29,8 @@ pub struct Services {
     share: ShareBase,
     /// Seals secret configuration values at rest; without one they are stored as they are.
     secrets: Option<SecretBox>,
+    /// Live stages as the share-link proxy last read them (see [`Services::stage_with_components`]).
+    proxy_cache: Arc<ProxyCache>,
     /// One lock per stage: what runs on a stage changes one operation at a time.
     locks: Arc<std::sync::Mutex<std::collections::HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>>,
 }
@@ -65,6 +67,7 @@ impl Services {
             share: ShareBase { domain: "localhost".into(), port: 3000 },
             secrets: None,
             locks: Arc::default(),
+            proxy_cache: Arc::default(),
         }
     }
 
@@ -130,8 +133,20 @@ impl Services {
 
     /// A live stage and its components as observed now, with one look-up in the store (the
     /// share-link proxy asks this on every request).
+    /// The stage is remembered for [`PROXY_CACHE_TTL`]; any change to a stage made through
+    /// these services forgets everything remembered, so a suspend is seen at once here (other
+    /// servers on the same database see it within the TTL).
     pub async fn stage_with_components(&self, project_id: &str, stage_id: &str) -> Result<(Stage, Vec<ComponentStatus>), Error> {
-        let stage = self.get_stage(project_id, stage_id).await?;
+        let key = (project_id.to_owned(), stage_id.to_owned());
+        let stage = match self.proxy_cache.get(&key) {
+            Some(stage) => stage,
+            None => {
+                let generation = self.proxy_cache.generation();
+                let stage = self.get_stage(project_id, stage_id).await?;
+                self.proxy_cache.put(key, stage.clone(), generation);
+                stage
+            }
+        };
         let components = self.orchestrator.as_ref().map(|o| o.components(project_id, stage_id)).unwrap_or_default();
         Ok((stage, components))
     }
@@ -220,7 +235,9 @@ impl Services {
     /// A suspending stage whose components have stopped becomes suspended.
     async fn settle_suspend(&self, project_id: &str, stage_id: &str, halted: &Halted) {
         let now = self.clock.now();
-        match self.store.settle_status(project_id, stage_id, StageStatus::Suspending, StageStatus::Suspended, now).await {
+        let settled = self.store.settle_status(project_id, stage_id, StageStatus::Suspending, StageStatus::Suspended, now).await;
+        self.proxy_cache.forget_all();
+        match settled {
             Ok(true) => {
                 let mut message = "Suspended: every component has stopped".to_owned();
                 if !halted.terminated.is_empty() {
@@ -359,7 +376,9 @@ impl Services {
             archived_at: None,
             purge_due_at: None,
         };
-        match self.store.insert_stage(&stage).await {
+        let inserted = self.store.insert_stage(&stage).await;
+        self.proxy_cache.forget_all();
+        match inserted {
             Ok(()) => {
                 let message = format!("Stage '{}' created as {}.", stage.name, stage.stage_type);
                 self.record(project_id, &stage.id, StageEvent::new(now, EventKind::Created, message)).await;
@@ -402,8 +421,9 @@ impl Services {
         let updated = self
             .store
             .update_stage(project_id, stage_id, &name, stage_type, grace, now)
-            .await
-            .map_err(internal)?;
+            .await;
+        self.proxy_cache.forget_all();
+        let updated = updated.map_err(internal)?;
         if !updated {
             // Archived between the read and the write.
             return Err(self.get_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));
@@ -461,8 +481,9 @@ impl Services {
         let moved = self
             .store
             .transition_status(project_id, stage_id, stage.status, to, now)
-            .await
-            .map_err(internal)?;
+            .await;
+        self.proxy_cache.forget_all();
+        let moved = moved.map_err(internal)?;
         let current = self.get_stage(project_id, stage_id).await?;
         if !moved {
             // Someone else changed it first: explain from the state it is in now.
@@ -491,7 +512,9 @@ impl Services {
         }
         let now = self.clock.now();
         let due = self.retention().await?.due_at(stage.stage_type, now);
-        if !self.store.archive_stage(project_id, stage_id, now, due).await.map_err(internal)? {
+        let archived = self.store.archive_stage(project_id, stage_id, now, due).await;
+        self.proxy_cache.forget_all();
+        if !archived.map_err(internal)? {
             return Err(self.get_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));
         }
         let message = format!("Deleted: archived, restorable until {}.", format_time(due));
@@ -519,7 +542,9 @@ impl Services {
         if !stage.restorable_at(now) {
             return Err(expired());
         }
-        if !self.store.restore_stage(project_id, stage_id, now).await.map_err(internal)? {
+        let restored = self.store.restore_stage(project_id, stage_id, now).await;
+        self.proxy_cache.forget_all();
+        if !restored.map_err(internal)? {
             return Err(expired());
         }
         let stage = self.get_stage(project_id, stage_id).await?;
@@ -534,7 +559,9 @@ impl Services {
     /// Deletes, for good, every archived stage whose retention has run out; their IDs become
     /// free again. Returns the (project, stage) IDs purged.
     pub async fn purge_due(&self) -> Result<Vec<(String, String)>, Error> {
-        let purged = self.store.purge_due(self.clock.now()).await.map_err(internal)?;
+        let purged = self.store.purge_due(self.clock.now()).await;
+        self.proxy_cache.forget_all();
+        let purged = purged.map_err(internal)?;
         for (project, stage) in &purged {
             if let Some(orchestrator) = &self.orchestrator {
                 orchestrator.forget(project, stage).await;
@@ -832,4 +859,43 @@ fn first_free(id: &str, taken: Vec<String>) -> String {
         .map(|n| numbered_id(stem, n))
         .find(|candidate| !taken.contains(candidate))
         .expect("an unbounded range always has a free number")
+}
+
+/// How long the share-link proxy may serve a stage it read without reading it again.
+pub const PROXY_CACHE_TTL: Duration = Duration::from_secs(1);
+/// More remembered stages than this and the cache starts over.
+const PROXY_CACHE_MAX: usize = 10_000;
+
+/// Live stages the proxy read, each with when and in which generation. A change bumps the
+/// generation, which makes every entry stale, and one read before a change (but stored after
+/// it) is never served.
+#[derive(Default)]
+struct ProxyCache {
+    generation: std::sync::atomic::AtomicU64,
+    entries: std::sync::Mutex<std::collections::HashMap<(String, String), (std::time::Instant, u64, Stage)>>,
+}
+
+impl ProxyCache {
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn get(&self, key: &(String, String)) -> Option<Stage> {
+        let entries = self.entries.lock().expect("proxy cache");
+        let (at, generation, stage) = entries.get(key)?;
+        (*generation == self.generation() && at.elapsed() < PROXY_CACHE_TTL).then(|| stage.clone())
+    }
+
+    fn put(&self, key: (String, String), stage: Stage, read_in: u64) {
+        let mut entries = self.entries.lock().expect("proxy cache");
+        if entries.len() >= PROXY_CACHE_MAX {
+            entries.clear();
+        }
+        entries.insert(key, (std::time::Instant::now(), read_in, stage));
+    }
+
+    fn forget_all(&self) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.entries.lock().expect("proxy cache").clear();
+    }
 }

@@ -49,6 +49,7 @@ all_backends!(
     the_timeline_records_what_happened,
     secrets_are_sealed_at_rest_and_reach_the_runtime_in_clear,
     racing_deploys_leave_the_newest_release_running,
+    the_share_proxy_sees_every_change_at_once,
 );
 
 async fn project(env: &Env, name: &str) -> String {
@@ -681,4 +682,24 @@ async fn racing_deploys_leave_the_newest_release_running(env: &Env) {
     s.deploy(&p, "qa", 1).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(runs.releases.lock().unwrap().len(), before);
+}
+
+async fn the_share_proxy_sees_every_change_at_once(env: &Env) {
+    let s = &env.services;
+    let p = project(env, "Shop").await;
+    assert_eq!(s.stage_with_components(&p, "web").await.unwrap_err().kind, ErrorKind::NotFound);
+    s.create_stage(&p, "web", "dev", None).await.unwrap();
+    let status = async || s.stage_with_components(&p, "web").await.map(|(stage, _)| stage.status);
+    assert_eq!(status().await.unwrap(), StageStatus::Running, "a new stage is seen at once");
+    assert_eq!(status().await.unwrap(), StageStatus::Running);
+    s.suspend_stage(&p, "web").await.unwrap();
+    assert_eq!(status().await.unwrap(), StageStatus::Suspended, "a suspend is seen at once");
+    s.resume_stage(&p, "web").await.unwrap();
+    assert_eq!(status().await.unwrap(), StageStatus::Running);
+    s.update_stage(&p, "web", "Web shop", "dev", None).await.unwrap();
+    assert_eq!(s.stage_with_components(&p, "web").await.unwrap().0.name, "Web shop");
+    s.delete_stage(&p, "web", "web").await.unwrap();
+    assert_eq!(status().await.unwrap_err().kind, ErrorKind::NotFound, "an archived stage at once");
+    s.restore_stage(&p, "web").await.unwrap();
+    assert_eq!(status().await.unwrap(), StageStatus::Running);
 }
