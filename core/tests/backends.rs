@@ -449,22 +449,44 @@ async fn the_purge_task_purges_at_start_up() {
     env.cleanup().await;
 }
 
-/// An orchestrator whose stops take as long as the test wants; it records the grace periods
-/// it was given.
+/// A runtime stand-in for the service tests: it records what it is asked (each run's release
+/// and configuration, each stop's grace period), can hold stops until released, can make runs
+/// take a while, and notices when two runs on a stage overlap.
 #[derive(Default)]
-struct SlowStops {
-    release: tokio::sync::Notify,
+struct FakeRuntime {
+    /// Stops wait for this (when `hold_stops`).
+    release_stops: tokio::sync::Notify,
+    hold_stops: bool,
+    run_takes: std::time::Duration,
+    active: std::sync::atomic::AtomicUsize,
+    overlapped: std::sync::atomic::AtomicBool,
+    runs: std::sync::Mutex<Vec<(i64, std::collections::BTreeMap<String, String>)>>,
     graces: std::sync::Mutex<Vec<std::time::Duration>>,
 }
 
+impl FakeRuntime {
+    fn releases(&self) -> Vec<i64> {
+        self.runs.lock().unwrap().iter().map(|(r, _)| *r).collect()
+    }
+}
+
 #[async_trait::async_trait]
-impl pergola_core::Orchestrator for SlowStops {
-    async fn run(&self, _: pergola_core::RunPlan, _: std::time::Duration) -> Result<(), String> {
+impl pergola_core::Orchestrator for FakeRuntime {
+    async fn run(&self, plan: pergola_core::RunPlan, _: std::time::Duration) -> Result<(), String> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.active.fetch_add(1, SeqCst) > 0 {
+            self.overlapped.store(true, SeqCst);
+        }
+        tokio::time::sleep(self.run_takes).await;
+        self.runs.lock().unwrap().push((plan.release, plan.config));
+        self.active.fetch_sub(1, SeqCst);
         Ok(())
     }
     async fn halt(&self, _: &str, _: &str, grace: std::time::Duration) -> pergola_core::Halted {
         self.graces.lock().unwrap().push(grace);
-        self.release.notified().await;
+        if self.hold_stops {
+            self.release_stops.notified().await;
+        }
         pergola_core::Halted { terminated: vec!["web".into()], killed: vec!["worker".into()] }
     }
     async fn forget(&self, _: &str, _: &str) {}
@@ -477,7 +499,7 @@ impl pergola_core::Orchestrator for SlowStops {
 }
 
 async fn a_slow_suspend_shows_suspending_until_its_components_stop(env: &Env) {
-    let slow = std::sync::Arc::new(SlowStops::default());
+    let slow = std::sync::Arc::new(FakeRuntime { hold_stops: true, ..Default::default() });
     let s = env.services.with_orchestrator(slow.clone(), std::time::Duration::from_secs(60));
     let p = project(env, "Shop").await;
     s.create_stage(&p, "prod", "prod", None).await.unwrap();
@@ -489,7 +511,7 @@ async fn a_slow_suspend_shows_suspending_until_its_components_stop(env: &Env) {
     let e = s.resume_stage(&p, "prod").await.unwrap_err();
     assert!(e.kind == ErrorKind::InvalidState && e.message.contains("still being suspended"), "{e:?}");
     assert!(s.suspend_stage(&p, "prod").await.unwrap_err().message.contains("already being suspended"));
-    slow.release.notify_one();
+    slow.release_stops.notify_one();
     let mut status = StageStatus::Suspending;
     for _ in 0..500 {
         status = s.get_stage(&p, "prod").await.unwrap().status;
@@ -560,32 +582,8 @@ async fn the_timeline_records_what_happened(env: &Env) {
     assert_eq!(s.events(&p, "nope").await.unwrap_err().kind, ErrorKind::NotFound);
 }
 
-/// An orchestrator that remembers the configuration each run got.
-#[derive(Default)]
-struct RecordingRuns {
-    configs: std::sync::Mutex<Vec<std::collections::BTreeMap<String, String>>>,
-}
-
-#[async_trait::async_trait]
-impl pergola_core::Orchestrator for RecordingRuns {
-    async fn run(&self, plan: pergola_core::RunPlan, _: std::time::Duration) -> Result<(), String> {
-        self.configs.lock().unwrap().push(plan.config);
-        Ok(())
-    }
-    async fn halt(&self, _: &str, _: &str, _: std::time::Duration) -> pergola_core::Halted {
-        pergola_core::Halted::default()
-    }
-    async fn forget(&self, _: &str, _: &str) {}
-    fn components(&self, _: &str, _: &str) -> Vec<pergola_domain::runtime::ComponentStatus> {
-        vec![]
-    }
-    fn logs(&self, _: &str, _: &str, _: &str) -> Vec<pergola_domain::runtime::LogLine> {
-        vec![]
-    }
-}
-
 async fn secrets_are_sealed_at_rest_and_reach_the_runtime_in_clear(env: &Env) {
-    let runs = std::sync::Arc::new(RecordingRuns::default());
+    let runs = std::sync::Arc::new(FakeRuntime::default());
     let s = env.services.with_orchestrator(runs.clone(), std::time::Duration::from_secs(5));
     let p = project(env, "Shop").await;
     s.create_stage(&p, "prod", "prod", None).await.unwrap();
@@ -602,7 +600,7 @@ async fn secrets_are_sealed_at_rest_and_reach_the_runtime_in_clear(env: &Env) {
     s.deploy(&p, "prod", 1).await.unwrap();
     let snapshot = s.store().list_releases(&p, "prod").await.unwrap().remove(0).config;
     assert!(snapshot["API_TOKEN"].starts_with("enc:v1:"));
-    let run = runs.configs.lock().unwrap().last().cloned().unwrap();
+    let run = runs.runs.lock().unwrap().last().cloned().unwrap().1;
     assert_eq!((run["API_TOKEN"].as_str(), run["LOG_LEVEL"].as_str()), ("t0p-s3cret", "info"));
     // Another key cannot read them: an internal error, not garbage.
     let other = s.with_secrets(pergola_core::SecretBox::new([1; 32]));
@@ -613,41 +611,8 @@ async fn secrets_are_sealed_at_rest_and_reach_the_runtime_in_clear(env: &Env) {
     assert_eq!(s.config_values(&p, "prod").await.unwrap()["OLD"], "plain");
 }
 
-/// An orchestrator whose runs take a while; it checks that runs on a stage never overlap and
-/// remembers the order of the releases it ran.
-#[derive(Default)]
-struct SlowRuns {
-    active: std::sync::atomic::AtomicUsize,
-    overlapped: std::sync::atomic::AtomicBool,
-    releases: std::sync::Mutex<Vec<i64>>,
-}
-
-#[async_trait::async_trait]
-impl pergola_core::Orchestrator for SlowRuns {
-    async fn run(&self, plan: pergola_core::RunPlan, _: std::time::Duration) -> Result<(), String> {
-        use std::sync::atomic::Ordering::SeqCst;
-        if self.active.fetch_add(1, SeqCst) > 0 {
-            self.overlapped.store(true, SeqCst);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-        self.releases.lock().unwrap().push(plan.release);
-        self.active.fetch_sub(1, SeqCst);
-        Ok(())
-    }
-    async fn halt(&self, _: &str, _: &str, _: std::time::Duration) -> pergola_core::Halted {
-        pergola_core::Halted::default()
-    }
-    async fn forget(&self, _: &str, _: &str) {}
-    fn components(&self, _: &str, _: &str) -> Vec<pergola_domain::runtime::ComponentStatus> {
-        vec![]
-    }
-    fn logs(&self, _: &str, _: &str, _: &str) -> Vec<pergola_domain::runtime::LogLine> {
-        vec![]
-    }
-}
-
 async fn racing_deploys_leave_the_newest_release_running(env: &Env) {
-    let runs = std::sync::Arc::new(SlowRuns::default());
+    let runs = std::sync::Arc::new(FakeRuntime { run_takes: std::time::Duration::from_millis(150), ..Default::default() });
     let s = env.services.with_orchestrator(runs.clone(), std::time::Duration::from_secs(5));
     let p = project(env, "Shop").await;
     s.create_stage(&p, "qa", "qa", None).await.unwrap();
@@ -667,21 +632,21 @@ async fn racing_deploys_leave_the_newest_release_running(env: &Env) {
     assert_eq!(numbers, [1, 2, 3, 4, 5]);
     // The runs go on in the background; wait until they are done.
     for _ in 0..200 {
-        if runs.active.load(std::sync::atomic::Ordering::SeqCst) == 0 && runs.releases.lock().unwrap().contains(&5) {
+        if runs.active.load(std::sync::atomic::Ordering::SeqCst) == 0 && runs.releases().contains(&5) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     assert!(!runs.overlapped.load(std::sync::atomic::Ordering::SeqCst), "two runs on one stage at once");
-    let order = runs.releases.lock().unwrap().clone();
+    let order = runs.releases();
     assert_eq!(order.last(), Some(&5), "the newest release is the one left running: {order:?}");
     // Suspended meanwhile: a deploy records the release and runs nothing.
-    let before = runs.releases.lock().unwrap().len();
+    let before = runs.releases().len();
     s.suspend_stage(&p, "qa").await.unwrap();
     s.deploy(&p, "qa", 1).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(runs.releases.lock().unwrap().len(), before);
+    assert_eq!(runs.releases().len(), before);
 }
 
 async fn the_share_proxy_sees_every_change_at_once(env: &Env) {
