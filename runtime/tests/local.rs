@@ -358,10 +358,11 @@ fn processes_left_by_a_killed_server_are_stopped_at_the_next_start() {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let logs: Vec<_> = old.logs(&rig.key, "parent").into_iter().map(|l| l.line).collect();
-            if let Some(child) = logs.iter().find_map(|l| l.strip_prefix("child=")) {
-                let pid = old.status(&rig.key)[0].pid.unwrap() as i32;
-                let other_pid = bystander.status(&rig.key)[0].pid.unwrap() as i32;
-                break (pid, child.parse::<i32>().unwrap(), other_pid);
+            let child = logs.iter().find_map(|l| l.strip_prefix("child="));
+            let pid = old.status(&rig.key)[0].pid;
+            let other_pid = bystander.status(&rig.key)[0].pid;
+            if let (Some(child), Some(pid), Some(other_pid)) = (child, pid, other_pid) {
+                break (pid as i32, child.parse::<i32>().unwrap(), other_pid as i32);
             }
             assert!(Instant::now() < deadline, "the component did not start");
             tokio::time::sleep(Duration::from_millis(20)).await;
