@@ -211,7 +211,10 @@ async fn create_stage(
         (status = 200, description = "The live stage", body = Stage),
         (status = 404, description = "No such live stage (an archived one says so)", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn get_stage(State(s): State<Services>, Path((project, stage)): Path<(String, String)>) -> ApiResult<Json<Stage>> {
+async fn get_stage(
+    State(s): State<Services>,
+    Path((project, stage)): Path<(String, String)>,
+) -> ApiResult<Json<Stage>> {
     Ok(Json(s.get_stage(&project, &stage).await?))
 }
 
@@ -241,7 +244,10 @@ async fn update_stage(
         (status = 200, description = "Archived; restorable until purge_due_at", body = Stage),
         (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn delete_stage(State(s): State<Services>, Path((project, stage)): Path<(String, String)>) -> ApiResult<Json<Stage>> {
+async fn delete_stage(
+    State(s): State<Services>,
+    Path((project, stage)): Path<(String, String)>,
+) -> ApiResult<Json<Stage>> {
     // The dashboard asks the user to type the Stage ID; an API call naming it is that confirmation.
     Ok(Json(s.delete_stage(&project, &stage, &stage).await?))
 }
@@ -252,7 +258,10 @@ async fn delete_stage(State(s): State<Services>, Path((project, stage)): Path<(S
         (status = 200, description = "Whether the ID is valid and free, else why not and a free suggestion", body = IdCheck),
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn check_stage_id(State(s): State<Services>, Path((project, id)): Path<(String, String)>) -> ApiResult<Json<IdCheck>> {
+async fn check_stage_id(
+    State(s): State<Services>,
+    Path((project, id)): Path<(String, String)>,
+) -> ApiResult<Json<IdCheck>> {
     Ok(Json(s.check_stage_id(&project, &id).await?))
 }
 
@@ -263,7 +272,10 @@ async fn check_stage_id(State(s): State<Services>, Path((project, id)): Path<(St
         (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already suspended or being suspended", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn suspend_stage(State(s): State<Services>, Path((project, stage)): Path<(String, String)>) -> ApiResult<Json<Stage>> {
+async fn suspend_stage(
+    State(s): State<Services>,
+    Path((project, stage)): Path<(String, String)>,
+) -> ApiResult<Json<Stage>> {
     Ok(Json(s.suspend_stage(&project, &stage).await?))
 }
 
@@ -274,7 +286,10 @@ async fn suspend_stage(State(s): State<Services>, Path((project, stage)): Path<(
         (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already running, or still being suspended", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn resume_stage(State(s): State<Services>, Path((project, stage)): Path<(String, String)>) -> ApiResult<Json<Stage>> {
+async fn resume_stage(
+    State(s): State<Services>,
+    Path((project, stage)): Path<(String, String)>,
+) -> ApiResult<Json<Stage>> {
     Ok(Json(s.resume_stage(&project, &stage).await?))
 }
 
@@ -285,7 +300,10 @@ async fn resume_stage(State(s): State<Services>, Path((project, stage)): Path<(S
         (status = 404, description = "No such stage", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not archived (invalid-state) or past its deletion date (restore-expired)", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn restore_stage(State(s): State<Services>, Path((project, stage)): Path<(String, String)>) -> ApiResult<Json<Stage>> {
+async fn restore_stage(
+    State(s): State<Services>,
+    Path((project, stage)): Path<(String, String)>,
+) -> ApiResult<Json<Stage>> {
     Ok(Json(s.restore_stage(&project, &stage).await?))
 }
 
@@ -322,7 +340,11 @@ async fn list_builds(State(s): State<Services>, Path(project): Path<String>) -> 
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Malformed manifest (with line and reason) or bad directory", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn register_build(State(s): State<Services>, Path(project): Path<String>, Body(b): Body<NewBuild>) -> ApiResult<impl IntoResponse> {
+async fn register_build(
+    State(s): State<Services>,
+    Path(project): Path<String>,
+    Body(b): Body<NewBuild>,
+) -> ApiResult<impl IntoResponse> {
     let build = s.register_build(&project, &b.manifest, &b.workdir).await?;
     Ok(created(format!("/api/v1/projects/{project}/builds/{}", build.number), build))
 }
@@ -333,7 +355,10 @@ async fn register_build(State(s): State<Services>, Path(project): Path<String>, 
         (status = 200, description = "The stage's releases, newest (running) first", body = [Release]),
         (status = 404, description = "No such stage", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn list_releases(State(s): State<Services>, Path((project, stage)): Path<(String, String)>) -> ApiResult<Json<Vec<Release>>> {
+async fn list_releases(
+    State(s): State<Services>,
+    Path((project, stage)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<Release>>> {
     Ok(Json(s.releases(&project, &stage).await?))
 }
 
@@ -361,7 +386,10 @@ async fn deploy(
         (status = 404, description = "No such live stage or release", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The release could not be started", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn redeploy(State(s): State<Services>, Path((project, stage, number)): Path<(String, String, i64)>) -> ApiResult<impl IntoResponse> {
+async fn redeploy(
+    State(s): State<Services>,
+    Path((project, stage, number)): Path<(String, String, i64)>,
+) -> ApiResult<impl IntoResponse> {
     let release = s.redeploy(&project, &stage, number).await?;
     Ok(created(format!("/api/v1/projects/{project}/stages/{stage}/releases/{}", release.number), release))
 }
@@ -372,7 +400,10 @@ async fn redeploy(State(s): State<Services>, Path((project, stage, number)): Pat
         (status = 200, description = "Each component's state, health and restarts", body = [ComponentStatus]),
         (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn list_components(State(s): State<Services>, Path((project, stage)): Path<(String, String)>) -> ApiResult<Json<Vec<ComponentStatus>>> {
+async fn list_components(
+    State(s): State<Services>,
+    Path((project, stage)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<ComponentStatus>>> {
     Ok(Json(s.components(&project, &stage).await?))
 }
 
@@ -395,7 +426,10 @@ async fn component_logs(
         (status = 200, description = "The stage's events timeline, newest first (the last 100)", body = [StageEvent]),
         (status = 404, description = "No such stage (live or archived)", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn list_events(State(s): State<Services>, Path((project, stage)): Path<(String, String)>) -> ApiResult<Json<Vec<StageEvent>>> {
+async fn list_events(
+    State(s): State<Services>,
+    Path((project, stage)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<StageEvent>>> {
     Ok(Json(s.events(&project, &stage).await?))
 }
 
@@ -415,7 +449,10 @@ pub struct ConfigInput {
         (status = 200, description = "The stage's settings by key; secret values are null", body = [ConfigEntry]),
         (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn list_config(State(s): State<Services>, Path((project, stage)): Path<(String, String)>) -> ApiResult<Json<Vec<ConfigEntry>>> {
+async fn list_config(
+    State(s): State<Services>,
+    Path((project, stage)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<ConfigEntry>>> {
     Ok(Json(s.config(&project, &stage).await?))
 }
 

@@ -42,9 +42,7 @@ pub fn classify(kind: ErrorKind, field: Option<&str>) -> (&'static str, &'static
         }
         ErrorKind::Conflict => ("stage-id-taken", "The Stage ID is already taken", StatusCode::CONFLICT),
         ErrorKind::InvalidState => ("invalid-state", "Not possible in the current state", StatusCode::CONFLICT),
-        ErrorKind::Expired => {
-            ("restore-expired", "The stage's deletion date has passed", StatusCode::CONFLICT)
-        }
+        ErrorKind::Expired => ("restore-expired", "The stage's deletion date has passed", StatusCode::CONFLICT),
         ErrorKind::Transport => ("bad-gateway", "An upstream service failed", StatusCode::BAD_GATEWAY),
         ErrorKind::Internal => ("internal", "Internal server error", StatusCode::INTERNAL_SERVER_ERROR),
     }

@@ -151,7 +151,8 @@ async fn walkthrough(env: &Env) {
 
     // Stages.
     let p = "my-new-project";
-    let r = api.call("POST", STAGES, &[p], "", Some(json!({"name": "my-new-stage", "type": "prod", "id": "stage1"}))).await;
+    let r =
+        api.call("POST", STAGES, &[p], "", Some(json!({"name": "my-new-stage", "type": "prod", "id": "stage1"}))).await;
     assert_eq!((r.status, r.body["id"].as_str(), r.body["status"].as_str()), (201, Some("stage1"), Some("running")));
     assert_eq!(r.location.as_deref(), Some("/api/v1/projects/my-new-project/stages/stage1"));
     let r = api.call("POST", STAGES, &[p], "", Some(json!({"name": "uat", "type": "PROD"}))).await;
@@ -165,7 +166,11 @@ async fn walkthrough(env: &Env) {
     assert_eq!(problem(&r, 422, "validation")["field"], "stage_id");
     let r = api.call("POST", STAGES, &[p], "", Some(json!({"name": 42, "type": "dev"}))).await;
     problem(&r, 400, "malformed-request");
-    problem(&api.call("POST", STAGES, &["nope"], "", Some(json!({"name": "x", "type": "dev"}))).await, 404, "not-found");
+    problem(
+        &api.call("POST", STAGES, &["nope"], "", Some(json!({"name": "x", "type": "dev"}))).await,
+        404,
+        "not-found",
+    );
     let r = api.call("GET", STAGES, &[p], "", None).await;
     let ids: Vec<_> = r.body.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["stage1", "uat"]);
@@ -181,19 +186,37 @@ async fn walkthrough(env: &Env) {
     assert_eq!((r.status, r.body["name"].as_str()), (200, Some("my-new-stage")));
     problem(&api.call("GET", STAGE, &[p, "nope"], "", None).await, 404, "not-found");
     let r = api.call("PATCH", STAGE, &[p, "uat"], "", Some(json!({"name": "User Acceptance"}))).await;
-    assert_eq!((r.body["name"].as_str(), r.body["stage_type"].as_str(), r.body["id"].as_str()), (Some("User Acceptance"), Some("prod"), Some("uat")));
+    assert_eq!(
+        (r.body["name"].as_str(), r.body["stage_type"].as_str(), r.body["id"].as_str()),
+        (Some("User Acceptance"), Some("prod"), Some("uat"))
+    );
     let r = api.call("PATCH", STAGE, &[p, "uat"], "", Some(json!({"type": "qa"}))).await;
     assert_eq!((r.body["name"].as_str(), r.body["stage_type"].as_str()), (Some("User Acceptance"), Some("qa")));
-    assert_eq!(problem(&api.call("PATCH", STAGE, &[p, "uat"], "", Some(json!({"name": ""}))).await, 422, "validation")["field"], "name");
+    assert_eq!(
+        problem(&api.call("PATCH", STAGE, &[p, "uat"], "", Some(json!({"name": ""}))).await, 422, "validation")
+            ["field"],
+        "name"
+    );
     problem(&api.call("PATCH", STAGE, &[p, "uat"], "", Some(json!({"type": 7}))).await, 400, "malformed-request");
     problem(&api.call("PATCH", STAGE, &[p, "nope"], "", Some(json!({"name": "x"}))).await, 404, "not-found");
     assert_eq!(api.call("GET", STAGE, &[p, "uat"], "", None).await.body["grace_secs"], 60);
     let r = api.call("PATCH", STAGE, &[p, "uat"], "", Some(json!({"grace_secs": 5}))).await;
-    assert_eq!((r.status, r.body["grace_secs"].as_i64(), r.body["name"].as_str()), (200, Some(5), Some("User Acceptance")));
+    assert_eq!(
+        (r.status, r.body["grace_secs"].as_i64(), r.body["name"].as_str()),
+        (200, Some(5), Some("User Acceptance"))
+    );
     let r = api.call("PATCH", STAGE, &[p, "uat"], "", Some(json!({"grace_secs": 0, "name": "Changed"}))).await;
     assert_eq!(problem(&r, 422, "validation")["field"], "grace_secs");
-    problem(&api.call("PATCH", STAGE, &[p, "uat"], "", Some(json!({"grace_secs": "soon"}))).await, 400, "malformed-request");
-    assert_eq!(api.call("GET", STAGE, &[p, "uat"], "", None).await.body["name"], "User Acceptance", "a refusal changes nothing");
+    problem(
+        &api.call("PATCH", STAGE, &[p, "uat"], "", Some(json!({"grace_secs": "soon"}))).await,
+        400,
+        "malformed-request",
+    );
+    assert_eq!(
+        api.call("GET", STAGE, &[p, "uat"], "", None).await.body["name"],
+        "User Acceptance",
+        "a refusal changes nothing"
+    );
     let r = api.call("GET", EVENTS, &[p, "uat"], "", None).await;
     let kinds: Vec<_> = r.body.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_owned()).collect();
     assert_eq!(kinds, ["updated", "updated", "updated", "created"], "newest first");
@@ -203,15 +226,31 @@ async fn walkthrough(env: &Env) {
     // Configuration.
     let r = api.call("PUT", CONFIG_KEY, &[p, "stage1", "LOG_LEVEL"], "", Some(json!({"value": "debug"}))).await;
     assert_eq!((r.status, r.body["value"].as_str()), (200, Some("debug")));
-    let r = api.call("PUT", CONFIG_KEY, &[p, "stage1", "API_TOKEN"], "", Some(json!({"value": "s3cr3t", "secret": true}))).await;
+    let r = api
+        .call("PUT", CONFIG_KEY, &[p, "stage1", "API_TOKEN"], "", Some(json!({"value": "s3cr3t", "secret": true})))
+        .await;
     assert!(r.body["value"].is_null(), "a secret is not sent back");
     let r = api.call("GET", CONFIG, &[p, "stage1"], "", None).await;
-    assert_eq!(r.body, json!([
-        {"key": "API_TOKEN", "value": null, "secret": true, "updated_at": r.body[0]["updated_at"]},
-        {"key": "LOG_LEVEL", "value": "debug", "secret": false, "updated_at": r.body[1]["updated_at"]},
-    ]));
-    assert_eq!(problem(&api.call("PUT", CONFIG_KEY, &[p, "stage1", "PORT"], "", Some(json!({"value": "1"}))).await, 422, "validation")["field"], "key");
-    problem(&api.call("PUT", CONFIG_KEY, &[p, "stage1", "A"], "", Some(json!({"secret": true}))).await, 400, "malformed-request");
+    assert_eq!(
+        r.body,
+        json!([
+            {"key": "API_TOKEN", "value": null, "secret": true, "updated_at": r.body[0]["updated_at"]},
+            {"key": "LOG_LEVEL", "value": "debug", "secret": false, "updated_at": r.body[1]["updated_at"]},
+        ])
+    );
+    assert_eq!(
+        problem(
+            &api.call("PUT", CONFIG_KEY, &[p, "stage1", "PORT"], "", Some(json!({"value": "1"}))).await,
+            422,
+            "validation"
+        )["field"],
+        "key"
+    );
+    problem(
+        &api.call("PUT", CONFIG_KEY, &[p, "stage1", "A"], "", Some(json!({"secret": true}))).await,
+        400,
+        "malformed-request",
+    );
     problem(&api.call("PUT", CONFIG_KEY, &[p, "nope", "A"], "", Some(json!({"value": "1"}))).await, 404, "not-found");
     problem(&api.call("GET", CONFIG, &[p, "nope"], "", None).await, 404, "not-found");
     let r = api.call("DELETE", CONFIG_KEY, &[p, "stage1", "LOG_LEVEL"], "", None).await;
@@ -220,21 +259,32 @@ async fn walkthrough(env: &Env) {
 
     // Builds and releases (this server has no runtime: releases are recorded, nothing runs).
     let workdir = std::env::temp_dir().display().to_string();
-    let manifest = "version = \"2.0\"\n[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"./web\"\nport = 8080\n";
+    let manifest =
+        "version = \"2.0\"\n[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"./web\"\nport = 8080\n";
     let r = api.call("POST", BUILDS, &[p], "", Some(json!({"manifest": manifest, "workdir": workdir}))).await;
     assert_eq!((r.status, r.body["number"].as_i64(), r.body["version"].as_str()), (201, Some(1), Some("2.0")));
-    let r = api.call("POST", BUILDS, &[p], "", Some(json!({"manifest": "[[component]]\nname = 1", "workdir": workdir}))).await;
+    let r = api
+        .call("POST", BUILDS, &[p], "", Some(json!({"manifest": "[[component]]\nname = 1", "workdir": workdir})))
+        .await;
     let body = problem(&r, 422, "validation");
     assert_eq!(body["field"], "manifest");
     assert!(body["detail"].as_str().unwrap().starts_with("Invalid manifest, line 2: "), "{body}");
     problem(&api.call("POST", BUILDS, &[p], "", Some(json!({"manifest": manifest}))).await, 400, "malformed-request");
-    problem(&api.call("POST", BUILDS, &["nope"], "", Some(json!({"manifest": manifest, "workdir": workdir}))).await, 404, "not-found");
+    problem(
+        &api.call("POST", BUILDS, &["nope"], "", Some(json!({"manifest": manifest, "workdir": workdir}))).await,
+        404,
+        "not-found",
+    );
     assert_eq!(api.call("GET", BUILDS, &[p], "", None).await.body.as_array().unwrap().len(), 1);
     problem(&api.call("GET", BUILDS, &["nope"], "", None).await, 404, "not-found");
     let r = api.call("POST", RELEASES, &[p, "stage1"], "", Some(json!({"build": 1}))).await;
     assert_eq!((r.status, r.body["number"].as_i64(), r.body["build_number"].as_i64()), (201, Some(1), Some(1)));
     problem(&api.call("POST", RELEASES, &[p, "stage1"], "", Some(json!({"build": 7}))).await, 404, "not-found");
-    problem(&api.call("POST", RELEASES, &[p, "stage1"], "", Some(json!({"build": "one"}))).await, 400, "malformed-request");
+    problem(
+        &api.call("POST", RELEASES, &[p, "stage1"], "", Some(json!({"build": "one"}))).await,
+        400,
+        "malformed-request",
+    );
     let r = api.call("POST", REDEPLOY, &[p, "stage1", "1"], "", None).await;
     assert_eq!((r.status, r.body["number"].as_i64()), (201, Some(2)));
     problem(&api.call("POST", REDEPLOY, &[p, "stage1", "9"], "", None).await, 404, "not-found");
@@ -321,14 +371,31 @@ fn the_openapi_document_covers_every_route() {
     }
     ops.sort();
     let mut expected = vec![
-        format!("GET {PROJECTS}"), format!("POST {PROJECTS}"), format!("GET {PROJECT}"),
-        format!("GET {STAGES}"), format!("POST {STAGES}"),
-        format!("GET {STAGE}"), format!("PATCH {STAGE}"), format!("DELETE {STAGE}"),
-        format!("GET {STAGE_ID}"), format!("POST {SUSPEND}"), format!("POST {RESUME}"),
-        format!("POST {RESTORE}"), format!("GET {RETENTION}"), format!("PUT {RETENTION}"),
-        format!("GET {CONFIG}"), format!("PUT {CONFIG_KEY}"), format!("DELETE {CONFIG_KEY}"),
-        format!("GET {BUILDS}"), format!("POST {BUILDS}"), format!("GET {RELEASES}"), format!("POST {RELEASES}"),
-        format!("POST {REDEPLOY}"), format!("GET {COMPONENTS}"), format!("GET {LOGS}"), format!("GET {EVENTS}"),
+        format!("GET {PROJECTS}"),
+        format!("POST {PROJECTS}"),
+        format!("GET {PROJECT}"),
+        format!("GET {STAGES}"),
+        format!("POST {STAGES}"),
+        format!("GET {STAGE}"),
+        format!("PATCH {STAGE}"),
+        format!("DELETE {STAGE}"),
+        format!("GET {STAGE_ID}"),
+        format!("POST {SUSPEND}"),
+        format!("POST {RESUME}"),
+        format!("POST {RESTORE}"),
+        format!("GET {RETENTION}"),
+        format!("PUT {RETENTION}"),
+        format!("GET {CONFIG}"),
+        format!("PUT {CONFIG_KEY}"),
+        format!("DELETE {CONFIG_KEY}"),
+        format!("GET {BUILDS}"),
+        format!("POST {BUILDS}"),
+        format!("GET {RELEASES}"),
+        format!("POST {RELEASES}"),
+        format!("POST {REDEPLOY}"),
+        format!("GET {COMPONENTS}"),
+        format!("GET {LOGS}"),
+        format!("GET {EVENTS}"),
     ];
     expected.sort();
     assert_eq!(ops, expected);

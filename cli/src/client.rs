@@ -30,10 +30,8 @@ impl fmt::Display for Failure {
 
 impl Client {
     pub fn new(base: &str) -> Self {
-        let http = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(300))
-            .build()
-            .expect("an HTTP client");
+        let http =
+            reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build().expect("an HTTP client");
         Self { base: base.trim_end_matches('/').to_owned(), http }
     }
 
@@ -64,11 +62,20 @@ impl Client {
     }
 
     /// A POST with a JSON body that may take a while, with the same spinner.
-    pub fn post_json_waiting<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize, doing: &str) -> Result<T, Failure> {
+    pub fn post_json_waiting<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+        doing: &str,
+    ) -> Result<T, Failure> {
         self.waiting(self.http.post(self.url(path)).json(body), doing)
     }
 
-    fn waiting<T: DeserializeOwned>(&self, request: reqwest::blocking::RequestBuilder, doing: &str) -> Result<T, Failure> {
+    fn waiting<T: DeserializeOwned>(
+        &self,
+        request: reqwest::blocking::RequestBuilder,
+        doing: &str,
+    ) -> Result<T, Failure> {
         spin(doing, || self.send(request))
     }
 
@@ -76,16 +83,20 @@ impl Client {
         format!("{}{path}", self.base)
     }
 
-
     fn send<T: DeserializeOwned>(&self, request: reqwest::blocking::RequestBuilder) -> Result<T, Failure> {
         let response = request.send().map_err(|e| {
-            Failure(format!("cannot reach the Pergola server at {} ({}). Is it running? Set --server or PERGOLA_URL.", self.base, root_cause(&e)))
+            Failure(format!(
+                "cannot reach the Pergola server at {} ({}). Is it running? Set --server or PERGOLA_URL.",
+                self.base,
+                root_cause(&e)
+            ))
         })?;
         let status = response.status();
         let text = response.text().map_err(|e| Failure(format!("the server's answer could not be read: {e}")))?;
         if status.is_success() {
-            return serde_json::from_str(&text)
-                .map_err(|e| Failure(format!("unexpected answer from the server ({e}); is {} a Pergola server?", self.base)));
+            return serde_json::from_str(&text).map_err(|e| {
+                Failure(format!("unexpected answer from the server ({e}); is {} a Pergola server?", self.base))
+            });
         }
         let detail = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
@@ -106,28 +117,28 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 /// Runs `work`, with a spinner saying what it is `doing` on an interactive terminal.
 pub fn spin<T>(doing: &str, work: impl FnOnce() -> T) -> T {
     let done = Arc::new(AtomicBool::new(false));
-        let spinner = std::io::stderr().is_terminal().then(|| {
-            let done = done.clone();
-            let doing = doing.to_owned();
-            std::thread::spawn(move || {
-                let frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
-                let mut i = 0;
-                std::thread::sleep(Duration::from_millis(150));
-                while !done.load(Ordering::Relaxed) {
-                    eprint!("\r{} {doing}…", frames[i % frames.len()]);
-                    let _ = std::io::stderr().flush();
-                    i += 1;
-                    std::thread::sleep(Duration::from_millis(80));
-                }
-                if i > 0 {
-                    eprint!("\r\x1b[2K");
-                }
-            })
-        });
-        let result = work();
-        done.store(true, Ordering::Relaxed);
-        if let Some(handle) = spinner {
-            let _ = handle.join();
-        }
+    let spinner = std::io::stderr().is_terminal().then(|| {
+        let done = done.clone();
+        let doing = doing.to_owned();
+        std::thread::spawn(move || {
+            let frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+            let mut i = 0;
+            std::thread::sleep(Duration::from_millis(150));
+            while !done.load(Ordering::Relaxed) {
+                eprint!("\r{} {doing}…", frames[i % frames.len()]);
+                let _ = std::io::stderr().flush();
+                i += 1;
+                std::thread::sleep(Duration::from_millis(80));
+            }
+            if i > 0 {
+                eprint!("\r\x1b[2K");
+            }
+        })
+    });
+    let result = work();
+    done.store(true, Ordering::Relaxed);
+    if let Some(handle) = spinner {
+        let _ = handle.join();
+    }
     result
 }

@@ -281,9 +281,7 @@ struct StageAt {
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .ok_or_else(|| format!("'{s}' is not KEY=VALUE"))
+    s.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| format!("'{s}' is not KEY=VALUE"))
 }
 
 #[derive(Subcommand)]
@@ -399,7 +397,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let body = json!({ "name": name, "type": stage_type.map(TypeArg::as_str), "grace_secs": grace });
             let s: Stage = client.patch(&stage_path(&project, &id), &body)?;
             out.one(&s, || {
-                format!("Stage {} updated ({}, grace period {} s).", quoted_label(&s), s.stage_type.as_str(), s.grace_secs)
+                format!(
+                    "Stage {} updated ({}, grace period {} s).",
+                    quoted_label(&s),
+                    s.stage_type.as_str(),
+                    s.grace_secs
+                )
             })
         }
         Command::List { what: ListWhat::Event { at } } => {
@@ -414,7 +417,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             })
         }
         Command::Resume { what: OneStage::Stage { id, project } } => {
-            let s: Stage = client.post_waiting(&format!("{}/resume", stage_path(&project, &id)), &format!("Resuming stage '{id}'"))?;
+            let s: Stage = client
+                .post_waiting(&format!("{}/resume", stage_path(&project, &id)), &format!("Resuming stage '{id}'"))?;
             out.one(&s, || format!("Stage {} resumed ({}).", quoted_label(&s), s.status))
         }
         Command::Delete { what: OneStage::Stage { id, project } } => {
@@ -430,15 +434,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
             })
         }
         Command::Restore { what: OneStage::Stage { id, project } } => {
-            let s: Stage = client.post_waiting(&format!("{}/restore", stage_path(&project, &id)), &format!("Restoring stage '{id}'"))?;
+            let s: Stage = client
+                .post_waiting(&format!("{}/restore", stage_path(&project, &id)), &format!("Restoring stage '{id}'"))?;
             out.one(&s, || format!("Stage {} restored ({}).", quoted_label(&s), s.status))
         }
         Command::Create { what: CreateWhat::Build { manifest, dir, project } } => {
             let text = std::fs::read_to_string(&manifest)
                 .map_err(|e| Failure::new(format!("cannot read {}: {e}", manifest.display())))?;
-            let build: Build = client.post(&format!("/api/v1/projects/{project}/builds"), &json!({ "manifest": text, "workdir": dir }))?;
+            let build: Build = client
+                .post(&format!("/api/v1/projects/{project}/builds"), &json!({ "manifest": text, "workdir": dir }))?;
             out.one(&build, || {
-                format!("Build {} registered{}.", build.number, build.version.as_ref().map(|v| format!(" ({v})")).unwrap_or_default())
+                format!(
+                    "Build {} registered{}.",
+                    build.number,
+                    build.version.as_ref().map(|v| format!(" ({v})")).unwrap_or_default()
+                )
             })
         }
         Command::List { what: ListWhat::Build { project } } => {
@@ -453,11 +463,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::List { what: ListWhat::Release { at } } => {
             let releases: Vec<Release> = client.get(&format!("{}/releases", stage_path(&at.project, &at.stage)))?;
             out.many(&releases, &["release", "build", "version", "deployed"], |r| {
-                vec![format!("#{}", r.number), r.build_number.to_string(), r.build_version.clone().unwrap_or_default(), format_time(r.created_at)]
+                vec![
+                    format!("#{}", r.number),
+                    r.build_number.to_string(),
+                    r.build_version.clone().unwrap_or_default(),
+                    format_time(r.created_at),
+                ]
             })
         }
         Command::List { what: ListWhat::Component { at } } => {
-            let components: Vec<ComponentStatus> = client.get(&format!("{}/components", stage_path(&at.project, &at.stage)))?;
+            let components: Vec<ComponentStatus> =
+                client.get(&format!("{}/components", stage_path(&at.project, &at.stage)))?;
             out.many(&components, &["component", "kind", "state", "health", "restarts", "uptime", "port"], |c| {
                 let state = match c.kill_in_secs {
                     Some(left) => format!("{} (SIGKILL in {left} s)", c.state.as_str()),
@@ -480,7 +496,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 &json!({ "build": build }),
                 &format!("Deploying build {build} to stage '{stage}'"),
             )?;
-            out.one(&release, || format!("Release #{} (build {}) deployed to stage '{}'.", release.number, release.build_number, stage))
+            out.one(&release, || {
+                format!("Release #{} (build {}) deployed to stage '{}'.", release.number, release.build_number, stage)
+            })
         }
         Command::Config { action } => config(&client, &out, action),
         Command::Completion { shell } => {
@@ -523,7 +541,11 @@ fn config(client: &Client, out: &Printer, action: ConfigAction) -> Result<(), Fa
         ConfigAction::List { at } => {
             let entries: Vec<ConfigEntry> = client.get(&base(&at))?;
             out.many(&entries, &["key", "value", "updated"], |e| {
-                vec![e.key.clone(), e.value.clone().unwrap_or_else(|| "•••••• (secret)".into()), format_time(e.updated_at)]
+                vec![
+                    e.key.clone(),
+                    e.value.clone().unwrap_or_else(|| "•••••• (secret)".into()),
+                    format_time(e.updated_at),
+                ]
             })
         }
         ConfigAction::Unset { key, at } => {
@@ -538,7 +560,11 @@ fn stage_path(project: &str, id: &str) -> String {
 }
 
 fn quoted_label(s: &Stage) -> String {
-    if s.name == s.id { format!("'{}'", s.id) } else { format!("'{}' ({})", s.name, s.id) }
+    if s.name == s.id {
+        format!("'{}'", s.id)
+    } else {
+        format!("'{}' ({})", s.name, s.id)
+    }
 }
 
 struct Printer {
@@ -554,7 +580,12 @@ impl Printer {
         Ok(())
     }
 
-    fn many<T: serde::Serialize>(&self, values: &[T], header: &[&str], row: impl Fn(&T) -> Vec<String>) -> Result<(), Failure> {
+    fn many<T: serde::Serialize>(
+        &self,
+        values: &[T],
+        header: &[&str],
+        row: impl Fn(&T) -> Vec<String>,
+    ) -> Result<(), Failure> {
         match self.format {
             Output::Json => println!("{}", serde_json::to_string_pretty(values).expect("serializable")),
             Output::Table => print!("{}", table::render(header, &values.iter().map(row).collect::<Vec<_>>())),

@@ -17,20 +17,13 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c}{}", " ".repeat(w - width(c))))
-            .collect();
+        let padded: Vec<String> =
+            cells.iter().zip(&widths).map(|(c, w)| format!("{c}{}", " ".repeat(w - width(c)))).collect();
         format!("| {} |", padded.join(" | "))
     };
     let head = line(header.to_vec());
     let total = width(&head);
-    let mut out = vec![
-        format!("┌{}┐", "─".repeat(total - 2)),
-        head,
-        format!("| {} |", "─".repeat(total - 4)),
-    ];
+    let mut out = vec![format!("┌{}┐", "─".repeat(total - 2)), head, format!("| {} |", "─".repeat(total - 4))];
     out.extend(rows.iter().map(|r| line(r.iter().map(String::as_str).collect())));
     out.push(format!("└{}┘", "─".repeat(total - 2)));
     out.join("\n") + "\n"

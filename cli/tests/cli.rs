@@ -37,7 +37,10 @@ fn stdout_of(args: &[&str]) -> String {
 
 #[test]
 fn the_seeds_commands_work_as_written() {
-    pergola(&["create", "project", "my-new-project"]).assert().success().stdout("Project 'my-new-project' created with ID 'my-new-project'.\n");
+    pergola(&["create", "project", "my-new-project"])
+        .assert()
+        .success()
+        .stdout("Project 'my-new-project' created with ID 'my-new-project'.\n");
     pergola(&["create", "stage", "my-new-stage", "--type", "dev", "-p", "my-new-project"])
         .assert()
         .success()
@@ -56,7 +59,9 @@ fn the_seeds_commands_work_as_written() {
 fn list_stage_shows_name_and_id_when_they_differ_as_in_the_seed() {
     pergola(&["create", "project", "Seed Example", "--id", "seed-example"]).assert().success();
     let p = ["-p", "seed-example"];
-    pergola(&[&["create", "stage", "my-new-stage", "--type", "prod", "--id", "stage1"][..], &p].concat()).assert().success();
+    pergola(&[&["create", "stage", "my-new-stage", "--type", "prod", "--id", "stage1"][..], &p].concat())
+        .assert()
+        .success();
     pergola(&[&["create", "stage", "uat", "--type", "PROD"][..], &p].concat()).assert().success();
     pergola(&[&["create", "stage", "integration-tests", "-t", "qa", "--id", "test"][..], &p].concat())
         .assert()
@@ -82,15 +87,28 @@ fn list_stage_shows_name_and_id_when_they_differ_as_in_the_seed() {
 #[test]
 fn json_output_parses_back() {
     pergola(&["create", "project", "json-project"]).assert().success();
-    let created: serde_json::Value =
-        serde_json::from_str(&stdout_of(&["create", "stage", "Market EU", "--type", "prod", "-p", "json-project", "-o", "json"])).unwrap();
+    let created: serde_json::Value = serde_json::from_str(&stdout_of(&[
+        "create",
+        "stage",
+        "Market EU",
+        "--type",
+        "prod",
+        "-p",
+        "json-project",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
     assert_eq!((created["id"].as_str(), created["stage_type"].as_str()), (Some("market-eu"), Some("prod")));
-    let list: Vec<pergola_domain::Stage> = serde_json::from_str(&stdout_of(&["list", "stage", "-p", "json-project", "-o", "json"])).unwrap();
+    let list: Vec<pergola_domain::Stage> =
+        serde_json::from_str(&stdout_of(&["list", "stage", "-p", "json-project", "-o", "json"])).unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].name, "Market EU");
-    let projects: Vec<pergola_domain::Project> = serde_json::from_str(&stdout_of(&["list", "project", "-o", "json"])).unwrap();
+    let projects: Vec<pergola_domain::Project> =
+        serde_json::from_str(&stdout_of(&["list", "project", "-o", "json"])).unwrap();
     assert!(projects.iter().any(|p| p.id == "json-project"));
-    let got: pergola_domain::Stage = serde_json::from_str(&stdout_of(&["get", "stage", "market-eu", "-p", "json-project", "-o", "json"])).unwrap();
+    let got: pergola_domain::Stage =
+        serde_json::from_str(&stdout_of(&["get", "stage", "market-eu", "-p", "json-project", "-o", "json"])).unwrap();
     assert_eq!(got.id, "market-eu");
 }
 
@@ -100,7 +118,10 @@ fn lifecycle_delete_archive_and_restore() {
     let p = ["-p", "lifecycle"];
     pergola(&[&["create", "stage", "qa", "--type", "qa"][..], &p].concat()).assert().success();
     pergola(&[&["suspend", "stage", "qa"][..], &p].concat()).assert().success();
-    pergola(&[&["resume", "stage", "qa"][..], &p].concat()).assert().success().stdout("Stage 'qa' resumed (running).\n");
+    pergola(&[&["resume", "stage", "qa"][..], &p].concat())
+        .assert()
+        .success()
+        .stdout("Stage 'qa' resumed (running).\n");
     let out = stdout_of(&[&["delete", "stage", "qa"][..], &p].concat());
     assert!(out.starts_with("Stage 'qa' deleted: archived until "), "{out}");
     assert!(out.ends_with("Restore it with: pergola restore stage qa -p lifecycle\n"), "{out}");
@@ -108,9 +129,15 @@ fn lifecycle_delete_archive_and_restore() {
     assert!(archived.contains("| stage | type | archived ") && archived.contains("deleted for good on"), "{archived}");
     assert!(archived.contains("| qa    | qa   | "), "{archived}");
     assert_eq!(stdout_of(&["list", "stage", "-p", "lifecycle"]).lines().count(), 4, "header only");
-    pergola(&[&["restore", "stage", "qa"][..], &p].concat()).assert().success().stdout("Stage 'qa' restored (running).\n");
+    pergola(&[&["restore", "stage", "qa"][..], &p].concat())
+        .assert()
+        .success()
+        .stdout("Stage 'qa' restored (running).\n");
     let got = stdout_of(&[&["get", "stage", "qa"][..], &p].concat());
-    assert!(got.contains("status:   running") && got.contains("type:     qa") && got.contains("grace:    60 s"), "{got}");
+    assert!(
+        got.contains("status:   running") && got.contains("type:     qa") && got.contains("grace:    60 s"),
+        "{got}"
+    );
 }
 
 #[test]
@@ -126,13 +153,19 @@ fn update_stage_and_its_events() {
         .assert()
         .code(1)
         .stderr("error: The grace period must be a whole number of seconds from 1 to 3600.\n");
-    pergola(&[&["update", "stage", "web"][..], &p].concat()).assert().code(1).stderr("error: nothing to change: give --name, --type or --grace\n");
+    pergola(&[&["update", "stage", "web"][..], &p].concat())
+        .assert()
+        .code(1)
+        .stderr("error: nothing to change: give --name, --type or --grace\n");
     pergola(&[&["suspend", "stage", "web"][..], &p].concat()).assert().success().stdout("Stage 'web' suspended.\n");
     let events = stdout_of(&[&["list", "event", "-s", "web"][..], &p].concat());
     let kinds: Vec<&str> = events.lines().skip(3).filter_map(|l| l.split('|').nth(2)).map(str::trim).collect();
     assert_eq!(kinds, ["suspended", "suspending", "updated", "created"], "{events}");
     assert!(events.contains("Type set to QA, grace period set to 15 s."), "{events}");
-    pergola(&["list", "event", "-s", "nope", "-p", "updates"]).assert().code(1).stderr("error: Project 'updates' has no stage 'nope'.\n");
+    pergola(&["list", "event", "-s", "nope", "-p", "updates"])
+        .assert()
+        .code(1)
+        .stderr("error: Project 'updates' has no stage 'nope'.\n");
 }
 
 #[test]
@@ -148,8 +181,14 @@ fn failures_print_one_line_and_exit_1() {
         .assert()
         .code(1)
         .stderr("error: Stage ID may only contain lowercase letters a-z, digits 0-9 and hyphens (found 'B').\n");
-    pergola(&["list", "stage", "-p", "no-such-project"]).assert().code(1).stderr("error: There is no project 'no-such-project'.\n");
-    pergola(&["resume", "stage", "uat", "-p", "errors"]).assert().code(1).stderr("error: Stage 'uat' is already running.\n");
+    pergola(&["list", "stage", "-p", "no-such-project"])
+        .assert()
+        .code(1)
+        .stderr("error: There is no project 'no-such-project'.\n");
+    pergola(&["resume", "stage", "uat", "-p", "errors"])
+        .assert()
+        .code(1)
+        .stderr("error: Stage 'uat' is already running.\n");
     let unreachable = Command::cargo_bin("pergola")
         .unwrap()
         .args(["list", "project", "--server", "http://127.0.0.1:9"])
@@ -202,12 +241,16 @@ fn configuration_set_get_list_unset() {
         .code(1)
         .stderr("error: 'PORT' is set by Pergola and cannot be overridden.\n");
     pergola(&[&["config", "set", "NOEQUALS"][..], &at].concat()).assert().code(2);
-    pergola(&[&["config", "unset", "GREETING"][..], &at].concat()).assert().success().stdout("Removed GREETING from stage 'qa'.\n");
+    pergola(&[&["config", "unset", "GREETING"][..], &at].concat())
+        .assert()
+        .success()
+        .stdout("Removed GREETING from stage 'qa'.\n");
     pergola(&[&["config", "unset", "GREETING"][..], &at].concat())
         .assert()
         .code(1)
         .stderr("error: Stage 'qa' has no setting 'GREETING'.\n");
-    let json: Vec<pergola_domain::ConfigEntry> = serde_json::from_str(&stdout_of(&[&["config", "list", "-o", "json"][..], &at].concat())).unwrap();
+    let json: Vec<pergola_domain::ConfigEntry> =
+        serde_json::from_str(&stdout_of(&[&["config", "list", "-o", "json"][..], &at].concat())).unwrap();
     let keys: Vec<_> = json.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(keys, ["API_TOKEN", "LOG_LEVEL"]);
 }
@@ -218,19 +261,42 @@ fn builds_deploy_and_releases() {
     pergola(&["create", "stage", "qa", "--type", "qa", "-p", "deploying"]).assert().success();
     let dir = std::env::temp_dir();
     let manifest = dir.join(format!("pergola-cli-{}.toml", std::process::id()));
-    std::fs::write(&manifest, "version = \"1.0\"\n[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"./web\"\nport = 8080\n").unwrap();
-    let args = ["create", "build", "--manifest", manifest.to_str().unwrap(), "--dir", dir.to_str().unwrap(), "-p", "deploying"];
+    std::fs::write(
+        &manifest,
+        "version = \"1.0\"\n[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"./web\"\nport = 8080\n",
+    )
+    .unwrap();
+    let args = [
+        "create",
+        "build",
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--dir",
+        dir.to_str().unwrap(),
+        "-p",
+        "deploying",
+    ];
     pergola(&args).assert().success().stdout("Build 1 registered (1.0).\n");
-    std::fs::write(&manifest, "[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"./web\"\nport = 0\n").unwrap();
+    std::fs::write(&manifest, "[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"./web\"\nport = 0\n")
+        .unwrap();
     pergola(&args)
         .assert()
         .code(1)
         .stderr("error: Invalid manifest, line 1: component 'web': port must be between 1 and 65535\n");
     let builds = stdout_of(&["list", "build", "-p", "deploying"]);
     assert!(builds.contains("| 1     | 1.0     | web        |"), "{builds}");
-    pergola(&["deploy", "1", "-s", "qa", "-p", "deploying"]).assert().success().stdout("Release #1 (build 1) deployed to stage 'qa'.\n");
-    pergola(&["deploy", "1", "-s", "qa", "-p", "deploying"]).assert().success().stdout("Release #2 (build 1) deployed to stage 'qa'.\n");
-    pergola(&["deploy", "9", "-s", "qa", "-p", "deploying"]).assert().code(1).stderr("error: Project 'deploying' has no build 9.\n");
+    pergola(&["deploy", "1", "-s", "qa", "-p", "deploying"])
+        .assert()
+        .success()
+        .stdout("Release #1 (build 1) deployed to stage 'qa'.\n");
+    pergola(&["deploy", "1", "-s", "qa", "-p", "deploying"])
+        .assert()
+        .success()
+        .stdout("Release #2 (build 1) deployed to stage 'qa'.\n");
+    pergola(&["deploy", "9", "-s", "qa", "-p", "deploying"])
+        .assert()
+        .code(1)
+        .stderr("error: Project 'deploying' has no build 9.\n");
     let releases = stdout_of(&["list", "release", "-s", "qa", "-p", "deploying"]);
     let rows: Vec<_> = releases.lines().filter(|l| l.starts_with("| #")).collect();
     assert_eq!(rows.len(), 2, "{releases}");

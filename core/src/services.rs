@@ -8,14 +8,14 @@ use crate::{Clock, Halted, Orchestrator, RunPlan, SecretBox, Store, StoreError};
 use pergola_domain::runtime::{ComponentStatus, LogLine};
 use pergola_domain::share::{ShareBase, ShareLink};
 use pergola_domain::ComponentKind;
-use std::time::Duration;
 use pergola_domain::{
-    derive_id, format_time, numbered_id, parse_grace, parse_manifest, suggestion_stem, validate_config, validate_id, EventKind, StageEvent,
-    validate_name, Build, ConfigEntry, Error, IdCheck, Release, StageSummary,
-    IdKind, Project, ProjectOverview, RetentionPolicy, Stage, StageStatus, StageType,
+    derive_id, format_time, numbered_id, parse_grace, parse_manifest, suggestion_stem, validate_config, validate_id,
+    validate_name, Build, ConfigEntry, Error, EventKind, IdCheck, IdKind, Project, ProjectOverview, Release,
+    RetentionPolicy, Stage, StageEvent, StageStatus, StageSummary, StageType,
 };
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Clone)]
 pub struct Services {
@@ -136,7 +136,11 @@ impl Services {
     /// The stage is remembered for [`PROXY_CACHE_TTL`]; any change to a stage made through
     /// these services forgets everything remembered, so a suspend is seen at once here (other
     /// servers on the same database see it within the TTL).
-    pub async fn stage_with_components(&self, project_id: &str, stage_id: &str) -> Result<(Stage, Vec<ComponentStatus>), Error> {
+    pub async fn stage_with_components(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+    ) -> Result<(Stage, Vec<ComponentStatus>), Error> {
         let key = (project_id.to_owned(), stage_id.to_owned());
         let stage = match self.proxy_cache.get(&key) {
             Some(stage) => stage,
@@ -167,10 +171,18 @@ impl Services {
                     // The server stopped while the stage was being suspended: nothing of it
                     // runs any more.
                     self.settle_suspend(&stage.project_id, &stage.id, &Default::default()).await;
-                } else if !stage.is_archived() && stage.status == StageStatus::Running && self.start_current(&stage).await? {
+                } else if !stage.is_archived()
+                    && stage.status == StageStatus::Running
+                    && self.start_current(&stage).await?
+                {
                     started += 1;
                     let message = "Started again: the server restarted.";
-                    self.record(&stage.project_id, &stage.id, StageEvent::new(self.clock.now(), EventKind::Started, message)).await;
+                    self.record(
+                        &stage.project_id,
+                        &stage.id,
+                        StageEvent::new(self.clock.now(), EventKind::Started, message),
+                    )
+                    .await;
                 }
             }
         }
@@ -235,7 +247,8 @@ impl Services {
     /// A suspending stage whose components have stopped becomes suspended.
     async fn settle_suspend(&self, project_id: &str, stage_id: &str, halted: &Halted) {
         let now = self.clock.now();
-        let settled = self.store.settle_status(project_id, stage_id, StageStatus::Suspending, StageStatus::Suspended, now).await;
+        let settled =
+            self.store.settle_status(project_id, stage_id, StageStatus::Suspending, StageStatus::Suspended, now).await;
         self.proxy_cache.forget_all();
         match settled {
             Ok(true) => {
@@ -319,7 +332,8 @@ impl Services {
         let mut summaries = BTreeMap::new();
         for stage in &stages {
             let release = self.releases(project_id, &stage.id).await?.into_iter().next();
-            let components = self.orchestrator.as_ref().map(|o| o.components(project_id, &stage.id)).unwrap_or_default();
+            let components =
+                self.orchestrator.as_ref().map(|o| o.components(project_id, &stage.id)).unwrap_or_default();
             let links = self.share_links(project_id, &stage.id).await?;
             summaries.insert(stage.id.clone(), StageSummary { release, components, links });
         }
@@ -341,12 +355,9 @@ impl Services {
         };
         Ok(match verdict {
             Ok(()) => IdCheck { id: id.to_owned(), available: true, message: None, suggestion: None },
-            Err(e) => IdCheck {
-                id: id.to_owned(),
-                available: false,
-                message: Some(e.message),
-                suggestion: e.suggestion,
-            },
+            Err(e) => {
+                IdCheck { id: id.to_owned(), available: false, message: Some(e.message), suggestion: e.suggestion }
+            }
         })
     }
 
@@ -370,7 +381,9 @@ impl Services {
             name,
             stage_type,
             status: StageStatus::Running,
-            grace_secs: u32::try_from(self.grace.as_secs()).unwrap_or(pergola_domain::MAX_GRACE_SECS).clamp(1, pergola_domain::MAX_GRACE_SECS),
+            grace_secs: u32::try_from(self.grace.as_secs())
+                .unwrap_or(pergola_domain::MAX_GRACE_SECS)
+                .clamp(1, pergola_domain::MAX_GRACE_SECS),
             created_at: now,
             updated_at: now,
             archived_at: None,
@@ -418,10 +431,7 @@ impl Services {
         let before = self.get_stage(project_id, stage_id).await?;
         let grace = grace.unwrap_or(before.grace_secs);
         let now = self.clock.now();
-        let updated = self
-            .store
-            .update_stage(project_id, stage_id, &name, stage_type, grace, now)
-            .await;
+        let updated = self.store.update_stage(project_id, stage_id, &name, stage_type, grace, now).await;
         self.proxy_cache.forget_all();
         let updated = updated.map_err(internal)?;
         if !updated {
@@ -464,7 +474,12 @@ impl Services {
     /// Resumes a suspended stage with its last release, configuration and storage.
     pub async fn resume_stage(&self, project_id: &str, stage_id: &str) -> Result<Stage, Error> {
         let stage = self.transition(project_id, stage_id, StageStatus::resume).await?;
-        self.record(project_id, stage_id, StageEvent::new(self.clock.now(), EventKind::Resumed, "Resumed with its last release.")).await;
+        self.record(
+            project_id,
+            stage_id,
+            StageEvent::new(self.clock.now(), EventKind::Resumed, "Resumed with its last release."),
+        )
+        .await;
         self.start_current(&stage).await?;
         Ok(stage)
     }
@@ -478,10 +493,7 @@ impl Services {
         let stage = self.get_stage(project_id, stage_id).await?;
         let to = step(stage.status, stage_id)?;
         let now = self.clock.now();
-        let moved = self
-            .store
-            .transition_status(project_id, stage_id, stage.status, to, now)
-            .await;
+        let moved = self.store.transition_status(project_id, stage_id, stage.status, to, now).await;
         self.proxy_cache.forget_all();
         let moved = moved.map_err(internal)?;
         let current = self.get_stage(project_id, stage_id).await?;
@@ -497,12 +509,7 @@ impl Services {
 
     /// DELETE STAGE: archives a live stage. `confirm` must repeat the Stage ID. The stage is
     /// restorable until its retention (by type, as configured now) runs out.
-    pub async fn delete_stage(
-        &self,
-        project_id: &str,
-        stage_id: &str,
-        confirm: &str,
-    ) -> Result<Stage, Error> {
+    pub async fn delete_stage(&self, project_id: &str, stage_id: &str, confirm: &str) -> Result<Stage, Error> {
         let stage = self.get_stage(project_id, stage_id).await?;
         if confirm.trim() != stage.id {
             return Err(Error::validation(
@@ -626,7 +633,8 @@ impl Services {
             .map(|v| (v.key, v.value))
             .collect();
         let now = self.clock.now();
-        let number = retry_on_conflict(|| self.store.insert_release(project_id, stage_id, &build.uid, &config, now)).await?;
+        let number =
+            retry_on_conflict(|| self.store.insert_release(project_id, stage_id, &build.uid, &config, now)).await?;
         let Some(number) = number else {
             return Err(self.get_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));
         };
@@ -668,9 +676,10 @@ impl Services {
     /// Deploys the build of an earlier release again (a rollback), with today's configuration.
     pub async fn redeploy(&self, project_id: &str, stage_id: &str, release_number: i64) -> Result<Release, Error> {
         let releases = self.releases(project_id, stage_id).await?;
-        let earlier = releases.iter().find(|r| r.number == release_number).ok_or_else(|| {
-            Error::not_found(format!("Stage '{stage_id}' has no release {release_number}."))
-        })?;
+        let earlier = releases
+            .iter()
+            .find(|r| r.number == release_number)
+            .ok_or_else(|| Error::not_found(format!("Stage '{stage_id}' has no release {release_number}.")))?;
         self.deploy(project_id, stage_id, earlier.build_number).await
     }
 
@@ -784,9 +793,7 @@ impl Services {
             Some(stage) => Ok(stage),
             None => {
                 self.get_project(project_id).await?;
-                Err(Error::not_found(format!(
-                    "Project '{project_id}' has no stage '{stage_id}'."
-                )))
+                Err(Error::not_found(format!("Project '{project_id}' has no stage '{stage_id}'.")))
             }
         }
     }

@@ -126,20 +126,14 @@ pub trait Store: Send + Sync {
         purge_due_at: DateTime<Utc>,
     ) -> StoreResult<bool>;
     /// Restores an archived stage whose deletion is not yet due at `now`. False otherwise.
-    async fn restore_stage(&self, project_id: &str, stage_id: &str, now: DateTime<Utc>)
-        -> StoreResult<bool>;
+    async fn restore_stage(&self, project_id: &str, stage_id: &str, now: DateTime<Utc>) -> StoreResult<bool>;
     /// Deletes, for good, every archived stage due at `now`; returns (project, stage) IDs.
     async fn purge_due(&self, now: DateTime<Utc>) -> StoreResult<Vec<(String, String)>>;
 
     /// The configuration of a stage (live or archived), ordered by key.
     async fn list_config(&self, project_id: &str, stage_id: &str) -> StoreResult<Vec<ConfigValue>>;
     /// Sets one setting of a live stage. False when there is no such live stage.
-    async fn set_config(
-        &self,
-        project_id: &str,
-        stage_id: &str,
-        entry: &ConfigValue,
-    ) -> StoreResult<bool>;
+    async fn set_config(&self, project_id: &str, stage_id: &str, entry: &ConfigValue) -> StoreResult<bool>;
     /// Removes one setting of a live stage. False when there was none.
     async fn unset_config(&self, project_id: &str, stage_id: &str, key: &str) -> StoreResult<bool>;
 
@@ -226,9 +220,7 @@ fn millis(t: DateTime<Utc>) -> i64 {
 }
 
 fn from_millis(ms: i64) -> StoreResult<DateTime<Utc>> {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
+    Utc.timestamp_millis_opt(ms).single().ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
 }
 
 const STAGE_COLUMNS: &str = "project_id, stage_id, name, stage_type, status, grace_secs, \

@@ -2,8 +2,8 @@
 //! PostgreSQL (a temp database created from `PERGOLA_TEST_POSTGRES_URL`), with a manual clock
 //! and a fixed key for sealing secrets.
 
-use chrono::{TimeZone, Utc};
 use crate::{connect, ManualClock, Services, Store};
+use chrono::{TimeZone, Utc};
 use sqlx::{Connection, Executor, PgConnection};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -52,9 +52,9 @@ pub async fn sqlite_env() -> Env {
 pub async fn postgres_env() -> Env {
     let admin_url = postgres_admin_url();
     let name = format!("pergola_test_{}", unique());
-    let mut admin = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
-        panic!("PostgreSQL must be running for the store tests ({admin_url}): {e}")
-    });
+    let mut admin = PgConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL must be running for the store tests ({admin_url}): {e}"));
     admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
     admin.close().await.ok();
     let (base, _) = admin_url.rsplit_once('/').expect("URL with a database name");
@@ -73,9 +73,7 @@ impl Env {
             }
             Cleanup::Database { admin_url, name } => {
                 if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
-                    let _ = admin
-                        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                        .await;
+                    let _ = admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
                 }
             }
         }

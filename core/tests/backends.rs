@@ -207,7 +207,10 @@ async fn rename_and_retype_keep_the_id(env: &Env) {
     s.create_stage(&p, "Staging", "dev", None).await.unwrap();
     assert_eq!(s.get_stage(&p, "staging").await.unwrap().grace_secs, 60, "the seed's usual grace period");
     let st = s.update_stage(&p, "staging", "Pre-production", "prod", None).await.unwrap();
-    assert_eq!((st.id.as_str(), st.name.as_str(), st.stage_type, st.grace_secs), ("staging", "Pre-production", StageType::Prod, 60));
+    assert_eq!(
+        (st.id.as_str(), st.name.as_str(), st.stage_type, st.grace_secs),
+        ("staging", "Pre-production", StageType::Prod, 60)
+    );
     let st = s.update_stage(&p, "staging", "Pre-production", "prod", Some("15")).await.unwrap();
     assert_eq!(st.grace_secs, 15);
     let e = s.update_stage(&p, "staging", " ", "prod", None).await.unwrap_err();
@@ -217,7 +220,11 @@ async fn rename_and_retype_keep_the_id(env: &Env) {
     let e = s.update_stage(&p, "staging", "Changed", "dev", Some("0")).await.unwrap_err();
     assert!(e.is_for("grace_secs") && e.message.contains("1 to 3600"), "{e:?}");
     let st = s.get_stage(&p, "staging").await.unwrap();
-    assert_eq!((st.name.as_str(), st.stage_type, st.grace_secs), ("Pre-production", StageType::Prod, 15), "refusals change nothing");
+    assert_eq!(
+        (st.name.as_str(), st.stage_type, st.grace_secs),
+        ("Pre-production", StageType::Prod, 15),
+        "refusals change nothing"
+    );
     s.delete_stage(&p, "staging", "staging").await.unwrap();
     assert_eq!(s.update_stage(&p, "staging", "X", "dev", None).await.unwrap_err().kind, ErrorKind::NotFound);
 }
@@ -356,7 +363,8 @@ async fn configuration_masks_secrets_survives_restore_and_is_purged(env: &Env) {
     assert!(s.config(&p, "qa").await.unwrap().is_empty(), "a new stage with the old ID starts empty");
 }
 
-const MANIFEST: &str = "version = \"1.2.0\"\n\n[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"./web\"\nport = 8080\n";
+const MANIFEST: &str =
+    "version = \"1.2.0\"\n\n[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"./web\"\nport = 8080\n";
 
 async fn builds_and_releases(env: &Env) {
     let s = &env.services;
@@ -366,7 +374,10 @@ async fn builds_and_releases(env: &Env) {
     assert_eq!((b1.number, b1.version.as_deref()), (1, Some("1.2.0")));
     let b2 = s.register_build(&p, &MANIFEST.replace("1.2.0", "1.3.0"), &dir).await.unwrap();
     assert_eq!(b2.number, 2);
-    let e = s.register_build(&p, "[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"x\"\nport = 0\n", &dir).await.unwrap_err();
+    let e = s
+        .register_build(&p, "[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"x\"\nport = 0\n", &dir)
+        .await
+        .unwrap_err();
     assert!(e.is_for("manifest"));
     assert_eq!(e.message, "Invalid manifest, line 1: component 'web': port must be between 1 and 65535");
     assert!(s.register_build(&p, MANIFEST, "relative/dir").await.unwrap_err().is_for("workdir"));
@@ -523,7 +534,12 @@ async fn a_slow_suspend_shows_suspending_until_its_components_stop(env: &Env) {
     assert_eq!(status, StageStatus::Suspended);
     let events = s.events(&p, "prod").await.unwrap();
     assert_eq!(events[0].kind, pergola_domain::EventKind::Suspended);
-    assert!(events[0].message.contains("exited after SIGTERM: web") && events[0].message.contains("killed after the grace period: worker"), "{}", events[0].message);
+    assert!(
+        events[0].message.contains("exited after SIGTERM: web")
+            && events[0].message.contains("killed after the grace period: worker"),
+        "{}",
+        events[0].message
+    );
     assert_eq!(events[1].kind, pergola_domain::EventKind::Suspending);
     assert!(events[1].message.contains("SIGKILL after 7 s"));
     assert_eq!(s.resume_stage(&p, "prod").await.unwrap().status, StageStatus::Running);
@@ -552,7 +568,12 @@ async fn the_timeline_records_what_happened(env: &Env) {
     assert!(s.set_config(&p, "qa", "bad key", "x", false).await.is_err());
     env.clock.advance(Duration::minutes(1));
     s.deploy(&p, "qa", 1).await.unwrap();
-    s.record_observed(&p, "qa", StageEvent::of_component(env.clock.now_for_tests(), K::Crashed, "web", "web exited with code 3")).await;
+    s.record_observed(
+        &p,
+        "qa",
+        StageEvent::of_component(env.clock.now_for_tests(), K::Crashed, "web", "web exited with code 3"),
+    )
+    .await;
     s.suspend_stage(&p, "qa").await.unwrap();
     s.resume_stage(&p, "qa").await.unwrap();
     s.unset_config(&p, "qa", "API_KEY").await.unwrap();
@@ -562,7 +583,19 @@ async fn the_timeline_records_what_happened(env: &Env) {
     let kinds: Vec<K> = events.iter().map(|e| e.kind).collect();
     assert_eq!(
         kinds,
-        [K::Restored, K::Archived, K::ConfigChanged, K::Resumed, K::Suspended, K::Suspending, K::Crashed, K::Deployed, K::ConfigChanged, K::Updated, K::Created],
+        [
+            K::Restored,
+            K::Archived,
+            K::ConfigChanged,
+            K::Resumed,
+            K::Suspended,
+            K::Suspending,
+            K::Crashed,
+            K::Deployed,
+            K::ConfigChanged,
+            K::Updated,
+            K::Created
+        ],
         "newest first; refusals and no-op saves record nothing"
     );
     let message = |k: K| events.iter().find(|e| e.kind == k).unwrap().message.clone();
@@ -606,13 +639,19 @@ async fn secrets_are_sealed_at_rest_and_reach_the_runtime_in_clear(env: &Env) {
     let other = s.with_secrets(pergola_core::SecretBox::new([1; 32]));
     assert_eq!(other.config_values(&p, "prod").await.unwrap_err().kind, ErrorKind::Internal);
     // A value stored before sealing existed still reads.
-    let legacy = pergola_core::store::ConfigValue { key: "OLD".into(), value: "plain".into(), secret: true, updated_at: env.clock.now_for_tests() };
+    let legacy = pergola_core::store::ConfigValue {
+        key: "OLD".into(),
+        value: "plain".into(),
+        secret: true,
+        updated_at: env.clock.now_for_tests(),
+    };
     s.store().set_config(&p, "prod", &legacy).await.unwrap();
     assert_eq!(s.config_values(&p, "prod").await.unwrap()["OLD"], "plain");
 }
 
 async fn racing_deploys_leave_the_newest_release_running(env: &Env) {
-    let runs = std::sync::Arc::new(FakeRuntime { run_takes: std::time::Duration::from_millis(150), ..Default::default() });
+    let runs =
+        std::sync::Arc::new(FakeRuntime { run_takes: std::time::Duration::from_millis(150), ..Default::default() });
     let s = env.services.with_orchestrator(runs.clone(), std::time::Duration::from_secs(5));
     let p = project(env, "Shop").await;
     s.create_stage(&p, "qa", "qa", None).await.unwrap();

@@ -56,10 +56,7 @@ impl Error {
         Self {
             field: Some(field.to_owned()),
             suggestion: Some(suggestion.clone()),
-            ..Self::new(
-                ErrorKind::Conflict,
-                format!("{label} '{id}' is already taken. Try '{suggestion}'."),
-            )
+            ..Self::new(ErrorKind::Conflict, format!("{label} '{id}' is already taken. Try '{suggestion}'."))
         }
     }
 
@@ -77,10 +74,7 @@ impl Error {
 
     /// The generic message users see when the server failed; the cause is logged server-side.
     pub fn internal() -> Self {
-        Self::new(
-            ErrorKind::Internal,
-            "Something went wrong on the server. Nothing was changed; please try again.",
-        )
+        Self::new(ErrorKind::Internal, "Something went wrong on the server. Nothing was changed; please try again.")
     }
 
     /// Whether this error concerns the named input field.

@@ -22,10 +22,8 @@ pub const MAX_ID_LEN: usize = 63;
 
 /// IDs that would clash with the dashboard's own routes (`/projects/new`, `…/settings`) or
 /// with host names the platform uses.
-pub const RESERVED_IDS: &[&str] = &[
-    "admin", "api", "archived", "assets", "builds", "new", "pkg", "projects", "settings", "stages",
-    "static", "www",
-];
+pub const RESERVED_IDS: &[&str] =
+    &["admin", "api", "archived", "assets", "builds", "new", "pkg", "projects", "settings", "stages", "static", "www"];
 
 /// What an ID identifies: decides the wording of messages and the derivation's prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,10 +77,7 @@ pub fn validate_id(kind: IdKind, id: &str) -> Result<(), Error> {
         ));
     }
     if id.len() > MAX_ID_LEN {
-        return invalid(format!(
-            "{label} must be at most {MAX_ID_LEN} characters (it has {}).",
-            id.len()
-        ));
+        return invalid(format!("{label} must be at most {MAX_ID_LEN} characters (it has {}).", id.len()));
     }
     if !id.starts_with(|c: char| c.is_ascii_lowercase()) {
         return invalid(format!("{label} must start with a letter."));

@@ -149,7 +149,9 @@ pub fn parse_manifest(text: &str) -> Result<Manifest, ManifestError> {
     for spanned in raw.component {
         let line = line_of(text, spanned.span().start);
         let c = spanned.into_inner();
-        let fail = |reason: String| Err(ManifestError { line: Some(line), reason: format!("component '{}': {reason}", c.name) });
+        let fail = |reason: String| {
+            Err(ManifestError { line: Some(line), reason: format!("component '{}': {reason}", c.name) })
+        };
         if let Err(e) = crate::validate_id(crate::IdKind::Component, &c.name) {
             return Err(ManifestError { line: Some(line), reason: e.message });
         }
@@ -191,7 +193,9 @@ pub fn parse_manifest(text: &str) -> Result<Manifest, ManifestError> {
         }
         let mut volumes = HashSet::new();
         for volume in &c.storage {
-            if volume.is_empty() || !volume.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '-') {
+            if volume.is_empty()
+                || !volume.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '-')
+            {
                 return fail(format!("storage name '{volume}' may only contain a-z, 0-9, '_' and '-'"));
             }
             if !volumes.insert(volume) {
@@ -345,9 +349,20 @@ command = "./cleanup"
         let m = parse_manifest(DEMO).unwrap();
         assert_eq!(m.version.as_deref(), Some("1.0.0"));
         let names: Vec<_> = m.components.iter().map(|c| (c.name.as_str(), c.kind)).collect();
-        assert_eq!(names, [("web", ComponentKind::Service), ("worker", ComponentKind::Job), ("queue", ComponentKind::Worker), ("nightly", ComponentKind::Cron)]);
+        assert_eq!(
+            names,
+            [
+                ("web", ComponentKind::Service),
+                ("worker", ComponentKind::Job),
+                ("queue", ComponentKind::Worker),
+                ("nightly", ComponentKind::Cron)
+            ]
+        );
         let web = &m.components[0];
-        assert_eq!((web.port, web.args.as_slice(), web.storage.as_slice()), (Some(8080), &["--verbose".to_owned()][..], &["uploads".to_owned()][..]));
+        assert_eq!(
+            (web.port, web.args.as_slice(), web.storage.as_slice()),
+            (Some(8080), &["--verbose".to_owned()][..], &["uploads".to_owned()][..])
+        );
         assert_eq!(web.health, Some(HealthCheck { path: "/healthz".into(), interval_secs: 5 }));
         assert_eq!(web.env["LOG_LEVEL"], "info");
     }
@@ -403,7 +418,17 @@ command = "./cleanup"
         assert!(!either.matches(at(3, 0, 0)));
         let list = Schedule::parse("5,10 * * 11 *").unwrap();
         assert!(list.matches(at(4, 1, 10)) && !list.matches(at(4, 1, 11)));
-        for bad in ["* * * *", "60 * * * *", "* 24 * * *", "* * 0 * *", "* * * 13 *", "* * * * 8", "*/0 * * * *", "5-1 * * * *", "a * * * *"] {
+        for bad in [
+            "* * * *",
+            "60 * * * *",
+            "* 24 * * *",
+            "* * 0 * *",
+            "* * * 13 *",
+            "* * * * 8",
+            "*/0 * * * *",
+            "5-1 * * * *",
+            "a * * * *",
+        ] {
             assert!(Schedule::parse(bad).is_err(), "{bad}");
         }
     }

@@ -42,7 +42,11 @@ impl Stage {
 
     /// The "name (id)" form the CLI and lists use when name and id differ.
     pub fn display_label(&self) -> String {
-        if self.name == self.id { self.id.clone() } else { format!("{} ({})", self.name, self.id) }
+        if self.name == self.id {
+            self.id.clone()
+        } else {
+            format!("{} ({})", self.name, self.id)
+        }
     }
 }
 

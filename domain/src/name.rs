@@ -18,15 +18,10 @@ pub fn validate_name(what: &str, name: &str) -> Result<String, Error> {
     }
     let count = trimmed.chars().count();
     if count > MAX_NAME_CHARS {
-        return err(format!(
-            "{what} name must be at most {MAX_NAME_CHARS} characters (it has {count})."
-        ));
+        return err(format!("{what} name must be at most {MAX_NAME_CHARS} characters (it has {count})."));
     }
     if let Some(c) = trimmed.chars().find(|c| c.is_control() || is_bidi_control(*c)) {
-        return err(format!(
-            "{what} name must not contain control characters (found U+{:04X}).",
-            c as u32
-        ));
+        return err(format!("{what} name must not contain control characters (found U+{:04X}).", c as u32));
     }
     Ok(trimmed.to_owned())
 }

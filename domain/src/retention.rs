@@ -58,9 +58,7 @@ impl RetentionPolicy {
 fn parse_days(t: StageType, input: &str) -> Result<u32, Error> {
     let field = format!("retention_{}", t.as_str());
     let max = RetentionPolicy::MAX_DAYS;
-    let msg = || {
-        format!("Retention for {} must be a whole number of days from 1 to {max}.", t.label())
-    };
+    let msg = || format!("Retention for {} must be a whole number of days from 1 to {max}.", t.label());
     match input.trim().parse::<u32>() {
         Ok(d) if (1..=max).contains(&d) => Ok(d),
         _ => Err(Error::validation(&field, msg())),

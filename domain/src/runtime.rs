@@ -64,7 +64,11 @@ pub struct LogLine {
 impl ComponentStatus {
     /// The health to show: only services have a health check.
     pub fn health_label(&self) -> &'static str {
-        if self.kind == crate::ComponentKind::Service { self.health.as_str() } else { "—" }
+        if self.kind == crate::ComponentKind::Service {
+            self.health.as_str()
+        } else {
+            "—"
+        }
     }
 }
 

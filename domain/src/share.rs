@@ -15,7 +15,11 @@ pub struct ShareBase {
 impl ShareBase {
     pub fn url(&self, component: &str, stage: &str, project: &str) -> String {
         let host = share_host(component, stage, project, &self.domain);
-        if self.port == 80 { format!("http://{host}/") } else { format!("http://{host}:{}/", self.port) }
+        if self.port == 80 {
+            format!("http://{host}/")
+        } else {
+            format!("http://{host}:{}/", self.port)
+        }
     }
 }
 
@@ -35,7 +39,8 @@ pub fn share_host(component: &str, stage: &str, project: &str, domain: &str) -> 
 /// The (component, stage, project) a request's `Host` names, if it is a share-link host of
 /// `domain`. The port, if any, is ignored; matching is case-insensitive.
 pub fn parse_share_host(host: &str, domain: &str) -> Option<(String, String, String)> {
-    let host = host.rsplit_once(':').filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit())).map_or(host, |(h, _)| h);
+    let host =
+        host.rsplit_once(':').filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit())).map_or(host, |(h, _)| h);
     let host = host.to_ascii_lowercase();
     let prefix = host.strip_suffix(&format!(".{}", domain.to_ascii_lowercase()))?;
     let labels: Vec<&str> = prefix.split('.').collect();
@@ -64,7 +69,15 @@ mod tests {
 
     #[test]
     fn other_hosts_are_not_share_hosts() {
-        for host in ["localhost:3000", "127.0.0.1:3000", "qa.shop.localhost", "a.web.qa.shop.localhost", "web.qa.shop.example.com", "..shop.localhost", "web.qa.shoplocalhost"] {
+        for host in [
+            "localhost:3000",
+            "127.0.0.1:3000",
+            "qa.shop.localhost",
+            "a.web.qa.shop.localhost",
+            "web.qa.shop.example.com",
+            "..shop.localhost",
+            "web.qa.shoplocalhost",
+        ] {
             assert_eq!(parse_share_host(host, "localhost"), None, "{host}");
         }
     }

@@ -38,15 +38,9 @@ impl StageType {
     /// Parses `dev`/`DEV`/`qa`/`prod` (case-insensitive, trimmed).
     pub fn parse(s: &str) -> Result<Self, Error> {
         let s = s.trim();
-        StageType::ALL
-            .into_iter()
-            .find(|t| t.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| {
-                Error::validation(
-                    "stage_type",
-                    format!("Unknown stage type '{s}'. Choose one of DEV, QA or PROD."),
-                )
-            })
+        StageType::ALL.into_iter().find(|t| t.as_str().eq_ignore_ascii_case(s)).ok_or_else(|| {
+            Error::validation("stage_type", format!("Unknown stage type '{s}'. Choose one of DEV, QA or PROD."))
+        })
     }
 }
 
@@ -93,9 +87,7 @@ impl StageStatus {
             StageStatus::Suspending => {
                 Err(Error::invalid_state(format!("Stage '{stage_id}' is already being suspended.")))
             }
-            StageStatus::Suspended => {
-                Err(Error::invalid_state(format!("Stage '{stage_id}' is already suspended.")))
-            }
+            StageStatus::Suspended => Err(Error::invalid_state(format!("Stage '{stage_id}' is already suspended."))),
         }
     }
 
@@ -114,9 +106,7 @@ impl StageStatus {
             StageStatus::Suspending => Err(Error::invalid_state(format!(
                 "Stage '{stage_id}' is still being suspended; resume it once its components have stopped."
             ))),
-            StageStatus::Running => {
-                Err(Error::invalid_state(format!("Stage '{stage_id}' is already running.")))
-            }
+            StageStatus::Running => Err(Error::invalid_state(format!("Stage '{stage_id}' is already running."))),
         }
     }
 

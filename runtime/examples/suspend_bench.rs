@@ -61,7 +61,13 @@ async fn main() {
     let runtime = LocalRuntime::new(&dir);
     let polite = "trap 'exit 0' TERM; while true; do sleep 0.05; done";
     let stubborn = "trap '' TERM; while true; do sleep 0.05; done";
-    summary("suspend, 10 services honouring SIGTERM (grace 60 s)", measure(&runtime, "polite", polite, Duration::from_secs(60), 10).await);
-    summary("suspend, 10 services ignoring SIGTERM (grace 2 s)", measure(&runtime, "stubborn", stubborn, Duration::from_secs(2), 3).await);
+    summary(
+        "suspend, 10 services honouring SIGTERM (grace 60 s)",
+        measure(&runtime, "polite", polite, Duration::from_secs(60), 10).await,
+    );
+    summary(
+        "suspend, 10 services ignoring SIGTERM (grace 2 s)",
+        measure(&runtime, "stubborn", stubborn, Duration::from_secs(2), 3).await,
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -2,8 +2,7 @@
 
 use crate::probe::http_ok;
 use crate::{
-    ComponentState, ComponentStatus, Health, LogLine, Runtime, RuntimeError, StageKey, StageSpec,
-    StopReport, LOG_LINES,
+    ComponentState, ComponentStatus, Health, LogLine, Runtime, RuntimeError, StageKey, StageSpec, StopReport, LOG_LINES,
 };
 use chrono::{DateTime, Utc};
 use pergola_domain::runtime::{Probe, PROBE_HISTORY};
@@ -118,7 +117,8 @@ impl Component {
             changed
         };
         if changed {
-            let (kind, what) = if healthy { (EventKind::Healthy, "healthy") } else { (EventKind::Unhealthy, "unhealthy") };
+            let (kind, what) =
+                if healthy { (EventKind::Healthy, "healthy") } else { (EventKind::Unhealthy, "unhealthy") };
             self.event(kind, format!("{} is {what}", self.name));
         }
     }
@@ -203,7 +203,11 @@ impl LocalRuntime {
 
     /// Checks cron schedules every `tick` against the time `now` tells (for tests; by default
     /// schedules are checked at every minute of the system clock).
-    pub fn with_cron_timing(mut self, tick: Duration, now: impl Fn() -> chrono::DateTime<Utc> + Send + Sync + 'static) -> Self {
+    pub fn with_cron_timing(
+        mut self,
+        tick: Duration,
+        now: impl Fn() -> chrono::DateTime<Utc> + Send + Sync + 'static,
+    ) -> Self {
         self.cron = CronTiming { tick: Some(tick), now: Arc::new(now) };
         self
     }
@@ -242,10 +246,8 @@ impl LocalRuntime {
     }
 
     fn launch(&self, spec: &StageSpec, c: &ComponentSpec, port: Option<u16>, tmp: &Path) -> std::io::Result<Launch> {
-        let mut env: Vec<(String, String)> = INHERITED_ENV
-            .iter()
-            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
-            .collect();
+        let mut env: Vec<(String, String)> =
+            INHERITED_ENV.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v))).collect();
         env.extend(c.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env.extend(spec.config.iter().map(|(k, v)| (k.clone(), v.clone())));
         if let Some(port) = port {
@@ -264,7 +266,8 @@ impl LocalRuntime {
         std::fs::create_dir_all(tmp)?;
         env.push(("TMPDIR".into(), tmp.display().to_string()));
         let program = PathBuf::from(&c.command);
-        let program = if program.is_relative() && c.command.contains('/') { spec.workdir.join(program) } else { program };
+        let program =
+            if program.is_relative() && c.command.contains('/') { spec.workdir.join(program) } else { program };
         Ok(Launch { program, args: c.args.clone(), workdir: spec.workdir.clone(), env })
     }
 }
@@ -312,7 +315,8 @@ impl Runtime for LocalRuntime {
             });
             if let (Some(wanted), Some(port)) = (c.port, port) {
                 if wanted != port {
-                    component.log("pergola", format!("port {wanted} is in use; listening on {port} instead (PORT={port})"));
+                    component
+                        .log("pergola", format!("port {wanted} is in use; listening on {port} instead (PORT={port})"));
                 }
             }
             run.components.push(component.clone());
@@ -326,8 +330,8 @@ impl Runtime for LocalRuntime {
                 }
                 ComponentKind::Cron => {
                     let schedule = c.schedule.clone().unwrap_or_default();
-                    let parsed = Schedule::parse(&schedule)
-                        .map_err(|e| RuntimeError(format!("component '{}': {e}", c.name)))?;
+                    let parsed =
+                        Schedule::parse(&schedule).map_err(|e| RuntimeError(format!("component '{}': {e}", c.name)))?;
                     component.update(|s| s.state = ComponentState::Scheduled);
                     component.log("pergola", format!("scheduled: {schedule}"));
                     tokio::spawn(run_cron(component, launch, parsed, self.cron.clone(), stop_rx.clone()));
@@ -356,7 +360,8 @@ impl Runtime for LocalRuntime {
         }
         // Temporary data of the services is lost; a job still running keeps its own directory
         // until it completes.
-        let components: Vec<_> = self.stages.lock().expect("stages lock").get(key).map(|r| r.components.clone()).unwrap_or_default();
+        let components: Vec<_> =
+            self.stages.lock().expect("stages lock").get(key).map(|r| r.components.clone()).unwrap_or_default();
         for c in components {
             let running_job = c.observed.lock().expect("status lock").state == ComponentState::Running
                 && !report.terminated.contains(&c.name)
@@ -465,7 +470,8 @@ async fn supervise(
         let on_port = port.map(|p| format!(" on port {p}")).unwrap_or_default();
         if after_crash {
             let restarts = component.observed.lock().expect("status lock").restarts;
-            component.event(EventKind::Restarted, format!("{} restarted{on_port} (restart {restarts})", component.name));
+            component
+                .event(EventKind::Restarted, format!("{} restarted{on_port} (restart {restarts})", component.name));
         } else {
             component.event(EventKind::Started, format!("{} started{on_port}", component.name));
         }
@@ -495,7 +501,10 @@ async fn supervise(
                 quick_crashes = if started.elapsed() > Duration::from_secs(30) { 1 } else { quick_crashes + 1 };
                 let how = code.map_or("a signal".into(), |c| format!("code {c}"));
                 let delay = backoff(quick_crashes);
-                component.event(EventKind::Crashed, format!("{} exited with {how}; restarting in {} ms", component.name, delay.as_millis()));
+                component.event(
+                    EventKind::Crashed,
+                    format!("{} exited with {how}; restarting in {} ms", component.name, delay.as_millis()),
+                );
                 component.update(|s| {
                     s.state = ComponentState::Crashed;
                     s.health = Health::Unknown;
@@ -518,7 +527,14 @@ async fn supervise(
                 let ending = match tokio::time::timeout(grace, child.wait()).await {
                     Ok(_) => Ending::Terminated,
                     Err(_) => {
-                        component.event(EventKind::Killed, format!("{} was still running after the {} s grace period; killed", component.name, grace.as_secs()));
+                        component.event(
+                            EventKind::Killed,
+                            format!(
+                                "{} was still running after the {} s grace period; killed",
+                                component.name,
+                                grace.as_secs()
+                            ),
+                        );
                         Ending::Killed
                     }
                 };
@@ -655,7 +671,13 @@ fn orphan_groups(marker: &str) -> Vec<u32> {
         }
         // /proc/<pid>/stat: "pid (comm) state ppid pgrp …"; comm may hold spaces and ')'.
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        let Some(pgrp) = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(2)).and_then(|g| g.parse::<u32>().ok()) else { continue };
+        let Some(pgrp) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(2))
+            .and_then(|g| g.parse::<u32>().ok())
+        else {
+            continue;
+        };
         let zombie = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) == Some("Z");
         if !zombie && pgrp > 1 && !groups.contains(&pgrp) {
             groups.push(pgrp);

@@ -11,7 +11,9 @@ const MAX_ANSWER: usize = 64 * 1024;
 pub async fn http_ok(port: u16, path: &str, timeout: Duration) -> bool {
     tokio::time::timeout(timeout, async {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: pergola-probe\r\nConnection: close\r\n\r\n");
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: pergola-probe\r\nConnection: close\r\n\r\n"
+        );
         stream.write_all(request.as_bytes()).await.ok()?;
         // Read the whole (bounded) answer: hanging up mid-response makes servers log errors.
         let mut answer = Vec::with_capacity(1024);
@@ -23,11 +25,8 @@ pub async fn http_ok(port: u16, path: &str, timeout: Duration) -> bool {
             }
             answer.extend_from_slice(&chunk[..n]);
         }
-        let status = String::from_utf8_lossy(&answer[..answer.len().min(64)])
-            .split_whitespace()
-            .nth(1)?
-            .parse::<u16>()
-            .ok()?;
+        let status =
+            String::from_utf8_lossy(&answer[..answer.len().min(64)]).split_whitespace().nth(1)?.parse::<u16>().ok()?;
         Some((200..300).contains(&status))
     })
     .await

@@ -49,7 +49,11 @@ impl Rig {
     async fn wait_for(&self, what: &str, mut done: impl FnMut(&Self) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while !done(self) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; status: {:?}", self.runtime.status(&self.key));
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; status: {:?}",
+                self.runtime.status(&self.key)
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -59,7 +63,11 @@ impl Rig {
     }
 
     fn state(&self, component: &str) -> Option<(ComponentState, Health, u32)> {
-        self.runtime.status(&self.key).into_iter().find(|c| c.name == component).map(|c| (c.state, c.health, c.restarts))
+        self.runtime
+            .status(&self.key)
+            .into_iter()
+            .find(|c| c.name == component)
+            .map(|c| (c.state, c.health, c.restarts))
     }
 }
 
@@ -115,7 +123,13 @@ async fn a_service_gets_its_environment_and_its_output_is_kept() {
     rig.runtime.start(rig.spec(vec![web]), GRACE).await.unwrap();
     rig.wait_for("output", |r| r.logs("web").len() >= 2).await;
     let logs = rig.logs("web");
-    assert!(logs.contains(&"stdout: port=4321 project=shop stage=qa component=web greeting=hello from config level=debug secret=none".to_owned()), "{logs:?}");
+    assert!(
+        logs.contains(
+            &"stdout: port=4321 project=shop stage=qa component=web greeting=hello from config level=debug secret=none"
+                .to_owned()
+        ),
+        "{logs:?}"
+    );
     assert!(logs.contains(&"stderr: warning".to_owned()), "{logs:?}");
     assert_eq!(rig.state("web").unwrap().0, ComponentState::Running);
     let report = rig.runtime.stop(&rig.key, GRACE).await;
@@ -138,8 +152,12 @@ async fn health_follows_the_http_probe() {
     rig.wait_for("bad to be unhealthy", |r| r.state("bad").unwrap().1 == Health::Unhealthy).await;
     // Several probes later, the component has logged requests but no errors: a probe reads
     // the whole answer instead of hanging up mid-response.
-    rig.wait_for("three probes", |r| r.logs("good").iter().filter(|l| l.contains("\"GET / HTTP/1.1\" 200")).count() >= 3).await;
-    let errors: Vec<_> = rig.logs("good").into_iter().filter(|l| l.contains("Traceback") || l.contains("Error")).collect();
+    rig.wait_for("three probes", |r| {
+        r.logs("good").iter().filter(|l| l.contains("\"GET / HTTP/1.1\" 200")).count() >= 3
+    })
+    .await;
+    let errors: Vec<_> =
+        rig.logs("good").into_iter().filter(|l| l.contains("Traceback") || l.contains("Error")).collect();
     assert!(errors.is_empty(), "probes caused errors: {errors:?}");
     // The health history keeps the recent probes; uptime counts from the start.
     rig.wait_for("the bad one's third probe", |r| r.runtime.status(&r.key).iter().all(|c| c.probes.len() >= 3)).await;
@@ -149,7 +167,11 @@ async fn health_follows_the_http_probe() {
     assert!(status[1].probes.iter().all(|p| !p.healthy), "{status:?}");
     assert!(status[0].probes.windows(2).all(|w| w[0].at < w[1].at), "oldest first");
     assert!(status[0].uptime_secs.is_some_and(|s| s >= 1), "{:?}", status[0].uptime_secs);
-    assert_eq!(rig.event_kinds("good"), [EventKind::Started, EventKind::Healthy], "a change of health is an event, a repeat is not");
+    assert_eq!(
+        rig.event_kinds("good"),
+        [EventKind::Started, EventKind::Healthy],
+        "a change of health is an event, a repeat is not"
+    );
     rig.runtime.stop(&rig.key, GRACE).await;
     assert_eq!(rig.state("good").unwrap().1, Health::Unknown, "no health without a process");
 }
@@ -157,14 +179,25 @@ async fn health_follows_the_http_probe() {
 #[tokio::test]
 async fn a_crashing_service_is_restarted_and_counted() {
     let rig = Rig::new();
-    rig.runtime.start(rig.spec(vec![sh("flaky", ComponentKind::Service, "echo attempt; exit 3")]), GRACE).await.unwrap();
+    rig.runtime
+        .start(rig.spec(vec![sh("flaky", ComponentKind::Service, "echo attempt; exit 3")]), GRACE)
+        .await
+        .unwrap();
     rig.wait_for("three restarts", |r| r.state("flaky").unwrap().2 >= 3).await;
     let status = rig.runtime.status(&rig.key).pop().unwrap();
     assert_eq!(status.exit_code, Some(3));
     assert!(rig.logs("flaky").iter().filter(|l| *l == "stdout: attempt").count() >= 3);
-    assert!(rig.logs("flaky").iter().any(|l| l.starts_with("pergola: flaky exited with code 3; restarting in")), "{:?}", rig.logs("flaky"));
+    assert!(
+        rig.logs("flaky").iter().any(|l| l.starts_with("pergola: flaky exited with code 3; restarting in")),
+        "{:?}",
+        rig.logs("flaky")
+    );
     let kinds = rig.event_kinds("flaky");
-    assert_eq!(kinds[..4], [EventKind::Started, EventKind::Crashed, EventKind::Restarted, EventKind::Crashed], "{kinds:?}");
+    assert_eq!(
+        kinds[..4],
+        [EventKind::Started, EventKind::Crashed, EventKind::Restarted, EventKind::Crashed],
+        "{kinds:?}"
+    );
     let report = rig.runtime.stop(&rig.key, GRACE).await;
     assert!(report.killed.is_empty());
     let restarts = rig.state("flaky").unwrap().2;
@@ -175,7 +208,11 @@ async fn a_crashing_service_is_restarted_and_counted() {
 #[tokio::test]
 async fn suspend_terminates_a_service_that_honours_sigterm_without_waiting_for_the_grace_period() {
     let rig = Rig::new();
-    let polite = sh("polite", ComponentKind::Service, "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.05; done");
+    let polite = sh(
+        "polite",
+        ComponentKind::Service,
+        "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.05; done",
+    );
     rig.runtime.start(rig.spec(vec![polite]), GRACE).await.unwrap();
     rig.wait_for("ready", |r| r.logs("polite").contains(&"stdout: ready".to_owned())).await;
     let started = Instant::now();
@@ -188,7 +225,11 @@ async fn suspend_terminates_a_service_that_honours_sigterm_without_waiting_for_t
 #[tokio::test]
 async fn suspend_kills_a_service_that_ignores_sigterm_after_the_grace_period() {
     let rig = Rig::new();
-    let stubborn = sh("stubborn", ComponentKind::Service, "trap '' TERM; echo $$ > \"$TMPDIR/pid\"; echo ready; while true; do sleep 0.05; done");
+    let stubborn = sh(
+        "stubborn",
+        ComponentKind::Service,
+        "trap '' TERM; echo $$ > \"$TMPDIR/pid\"; echo ready; while true; do sleep 0.05; done",
+    );
     rig.runtime.start(rig.spec(vec![stubborn]), GRACE).await.unwrap();
     rig.wait_for("ready", |r| r.logs("stubborn").contains(&"stdout: ready".to_owned())).await;
     let pid = rig.runtime.status(&rig.key)[0].pid.unwrap() as i32;
@@ -240,7 +281,11 @@ async fn storage_survives_suspend_and_restart_but_temporary_data_does_not() {
 #[tokio::test]
 async fn a_started_job_runs_to_completion_during_a_suspend() {
     let rig = Rig::new();
-    let mut job = sh("migrate", ComponentKind::Job, "echo started; sleep 1; echo finished > \"$PERGOLA_STORAGE_OUT/marker\"; exit 0");
+    let mut job = sh(
+        "migrate",
+        ComponentKind::Job,
+        "echo started; sleep 1; echo finished > \"$PERGOLA_STORAGE_OUT/marker\"; exit 0",
+    );
     job.port = None;
     job.storage = vec!["out".into()];
     let web = sh("web", ComponentKind::Service, "exec sleep 60");
@@ -275,8 +320,9 @@ async fn cron_runs_on_schedule_only_while_the_stage_runs() {
     let start = chrono::DateTime::parse_from_rfc3339("2026-11-28T12:00:00Z").unwrap().with_timezone(&chrono::Utc);
     let clock = minute.clone();
     let mut rig = Rig::new();
-    rig.runtime = LocalRuntime::new(rig.dir.join("data"))
-        .with_cron_timing(Duration::from_millis(50), move || start + chrono::Duration::minutes(clock.fetch_add(1, Ordering::SeqCst)));
+    rig.runtime = LocalRuntime::new(rig.dir.join("data")).with_cron_timing(Duration::from_millis(50), move || {
+        start + chrono::Duration::minutes(clock.fetch_add(1, Ordering::SeqCst))
+    });
     let mut cron = sh("tick", ComponentKind::Cron, "echo run >> \"$PERGOLA_STORAGE_OUT/runs\"");
     cron.port = None;
     cron.schedule = Some("*/2 * * * *".into()); // every other check
@@ -286,7 +332,11 @@ async fn cron_runs_on_schedule_only_while_the_stage_runs() {
     rig.runtime.start(rig.spec(vec![cron.clone()]), GRACE).await.unwrap();
     rig.wait_for("three runs", |_| count() >= 3).await;
     assert!(rig.logs("tick").iter().any(|l| l == "pergola: scheduled: */2 * * * *"));
-    assert_ne!(rig.state("tick").unwrap().0, ComponentState::Stopped, "scheduled, running or completed while the stage runs");
+    assert_ne!(
+        rig.state("tick").unwrap().0,
+        ComponentState::Stopped,
+        "scheduled, running or completed while the stage runs"
+    );
     let checks_so_far = minute.load(Ordering::SeqCst);
     assert!(count() as i64 <= checks_so_far / 2 + 1, "it fires on even minutes only");
 
@@ -315,7 +365,8 @@ async fn services_get_free_ports_and_workers_none() {
         c
     };
     let worker = sh("queue", ComponentKind::Worker, "echo port=${PORT:-none}; exec sleep 60");
-    let spec = rig.spec(vec![server("blocked", Some(taken)), server("auto", None), server("wanted", Some(preferred)), worker]);
+    let spec =
+        rig.spec(vec![server("blocked", Some(taken)), server("auto", None), server("wanted", Some(preferred)), worker]);
     rig.runtime.start(spec.clone(), GRACE).await.unwrap();
     for name in ["blocked", "auto", "wanted"] {
         rig.wait_for(name, |r| r.state(name).unwrap().1 == Health::Healthy).await;

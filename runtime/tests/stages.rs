@@ -45,7 +45,13 @@ async fn web(s: &Services, p: &str, stage: &str) -> Option<(ComponentState, Heal
 }
 
 async fn greetings(s: &Services, p: &str) -> Vec<String> {
-    s.logs(p, "qa", "web").await.unwrap().into_iter().filter(|l| l.line.starts_with("greeting=")).map(|l| l.line).collect()
+    s.logs(p, "qa", "web")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.line.starts_with("greeting="))
+        .map(|l| l.line)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,7 +84,8 @@ async fn a_deployed_release_runs_and_follows_the_stage_lifecycle() {
     assert_eq!(web(&s, &p, "qa").await.map(|w| w.0), Some(ComponentState::Stopped));
     assert!(!listening(port));
     s.resume_stage(&p, "qa").await.unwrap();
-    wait_for("web healthy again", async || web(&s, &p, "qa").await == Some((ComponentState::Running, Health::Healthy))).await;
+    wait_for("web healthy again", async || web(&s, &p, "qa").await == Some((ComponentState::Running, Health::Healthy)))
+        .await;
 
     // Delete stops it; restore brings it back running.
     s.delete_stage(&p, "qa", "qa").await.unwrap();
@@ -93,7 +100,10 @@ async fn a_deployed_release_runs_and_follows_the_stage_lifecycle() {
     let s2 = env.services.with_orchestrator(restarted.clone(), Duration::from_secs(5));
     assert_eq!(s2.reconcile().await.unwrap(), 1);
     assert_eq!(s2.events(&p, "qa").await.unwrap()[0].message, "Started again: the server restarted.");
-    wait_for("web after the restart", async || web(&s2, &p, "qa").await == Some((ComponentState::Running, Health::Healthy))).await;
+    wait_for("web after the restart", async || {
+        web(&s2, &p, "qa").await == Some((ComponentState::Running, Health::Healthy))
+    })
+    .await;
 
     // Purge deletes the storage for good.
     let storage = dir.join("data/storage").join(&p).join("qa");
@@ -165,10 +175,15 @@ async fn a_stubborn_component_keeps_the_stage_suspending_for_its_grace_period() 
     let asked = Instant::now();
     assert_eq!(s.deploy(&p, "prod", build.number).await.unwrap().number, 2);
     assert!(asked.elapsed() < Duration::from_millis(1500), "{:?}", asked.elapsed());
-    assert_eq!(s.components(&p, "prod").await.unwrap()[0].state, ComponentState::Stopping, "the old release is stopping");
+    assert_eq!(
+        s.components(&p, "prod").await.unwrap()[0].state,
+        ComponentState::Stopping,
+        "the old release is stopping"
+    );
     wait_for("the new release", async || {
         let c = s.components(&p, "prod").await.unwrap();
-        c[0].state == ComponentState::Running && s.logs(&p, "prod", "stubborn").await.unwrap().iter().any(|l| l.line == "ready")
+        c[0].state == ComponentState::Running
+            && s.logs(&p, "prod", "stubborn").await.unwrap().iter().any(|l| l.line == "ready")
     })
     .await;
     assert!(asked.elapsed() >= Duration::from_secs(2), "the old one got its 2 s");

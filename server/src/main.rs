@@ -36,8 +36,7 @@ mod share;
 async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .init();
     if let Err(message) = run().await {
@@ -56,8 +55,7 @@ async fn run() -> Result<(), String> {
     let database_url = match std::env::var("DATABASE_URL") {
         Ok(url) => url,
         Err(_) => {
-            std::fs::create_dir_all(&data_dir)
-                .map_err(|e| format!("cannot create data dir '{data_dir}': {e}"))?;
+            std::fs::create_dir_all(&data_dir).map_err(|e| format!("cannot create data dir '{data_dir}': {e}"))?;
             format!("sqlite://{data_dir}/pergola.db")
         }
     };
@@ -65,9 +63,8 @@ async fn run() -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot open the database ({}): {e}", redact(&database_url)))?;
     tracing::info!(backend = store.backend(), "database ready");
-    let grace = Duration::from_secs(
-        std::env::var("PERGOLA_GRACE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60),
-    );
+    let grace =
+        Duration::from_secs(std::env::var("PERGOLA_GRACE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60));
     let (events, mut observed) = tokio::sync::mpsc::unbounded_channel();
     let runtime = Arc::new(LocalRuntime::new(std::path::Path::new(&data_dir).join("runtime")).with_events(events));
     let share_domain = std::env::var("PERGOLA_SHARE_DOMAIN").unwrap_or_else(|_| "localhost".into());
@@ -152,9 +149,7 @@ async fn run() -> Result<(), String> {
         .layer(axum::middleware::from_fn_with_state(share, share::route))
         .with_state(leptos_options);
 
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!("Pergola Stages listening on http://{addr}");
     let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())

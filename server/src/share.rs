@@ -39,8 +39,16 @@ pub async fn route(State(share): State<Share>, req: Request, next: Next) -> Resp
 }
 
 /// Headers that belong to one connection, not to the request or response being forwarded.
-const HOP_BY_HOP: [&str; 8] =
-    ["connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"];
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
 
 impl Share {
     async fn forward(&self, component: &str, stage_id: &str, project: &str, mut req: Request) -> Response {
@@ -54,17 +62,27 @@ impl Share {
             return page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Stage suspended",
-                &format!("Stage '{}' of project '{project}' is {state}. It serves again as soon as it is resumed.", stage.name),
+                &format!(
+                    "Stage '{}' of project '{project}' is {state}. It serves again as soon as it is resumed.",
+                    stage.name
+                ),
             );
         }
         let Some(target) = components.iter().find(|c| c.name == component && c.kind == ComponentKind::Service) else {
-            return page(StatusCode::NOT_FOUND, "Not found", &format!("Stage '{stage_id}' runs no service '{component}'."));
+            return page(
+                StatusCode::NOT_FOUND,
+                "Not found",
+                &format!("Stage '{stage_id}' runs no service '{component}'."),
+            );
         };
         let (Some(port), ComponentState::Running) = (target.port, target.state) else {
             return page(
                 StatusCode::BAD_GATEWAY,
                 "Not running",
-                &format!("Service '{component}' of stage '{stage_id}' is {} right now. Try again in a moment.", target.state.as_str()),
+                &format!(
+                    "Service '{component}' of stage '{stage_id}' is {} right now. Try again in a moment.",
+                    target.state.as_str()
+                ),
             );
         };
         let original_host = req.headers().get(header::HOST).cloned();
@@ -118,7 +136,11 @@ impl Share {
             }
             Err(e) => {
                 tracing::warn!(project, stage = stage_id, component, error = %e, "share link target did not answer");
-                page(StatusCode::BAD_GATEWAY, "Not answering", &format!("Service '{component}' of stage '{stage_id}' did not answer."))
+                page(
+                    StatusCode::BAD_GATEWAY,
+                    "Not answering",
+                    &format!("Service '{component}' of stage '{stage_id}' did not answer."),
+                )
             }
         }
     }

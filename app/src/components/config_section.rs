@@ -95,7 +95,12 @@ pub fn ConfigSection(project: String, stage: String) -> impl IntoView {
 }
 
 #[component]
-fn ConfigTable(list: Vec<ConfigEntry>, project: String, stage: String, unset: ServerAction<UnsetConfig>) -> impl IntoView {
+fn ConfigTable(
+    list: Vec<ConfigEntry>,
+    project: String,
+    stage: String,
+    unset: ServerAction<UnsetConfig>,
+) -> impl IntoView {
     if list.is_empty() {
         return view! { <p class="mt-4 text-sm text-slate-500">"No settings yet."</p> }.into_any();
     }

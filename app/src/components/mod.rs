@@ -94,7 +94,12 @@ pub fn TextField(
     let msg_id = format!("{id}-msg");
     let hint_id = format!("{id}-hint");
     let described_by = if hint.is_some() { format!("{hint_id} {msg_id}") } else { msg_id.clone() };
-    let classes = format!("{}{}{}", ui::INPUT, if mono { " font-mono" } else { "" }, class.map(|c| format!(" {c}")).unwrap_or_default());
+    let classes = format!(
+        "{}{}{}",
+        ui::INPUT,
+        if mono { " font-mono" } else { "" },
+        class.map(|c| format!(" {c}")).unwrap_or_default()
+    );
     view! {
         <div>
             <label for=id.clone() class=ui::LABEL>{label}</label>
@@ -121,10 +126,7 @@ pub fn TextField(
 
 /// A message under a form field; `id` is what the field's `aria-describedby` points at.
 #[component]
-pub fn FieldMessage(
-    #[prop(into)] id: String,
-    #[prop(into)] message: Signal<Option<String>>,
-) -> impl IntoView {
+pub fn FieldMessage(#[prop(into)] id: String, #[prop(into)] message: Signal<Option<String>>) -> impl IntoView {
     view! {
         <p id=id class="mt-1 min-h-5 text-sm text-rose-700" aria-live="polite">
             {move || message.get()}

@@ -112,19 +112,15 @@ pub fn NewStageDialog(
         });
     };
 
-    let field_error = move |field: &'static str| {
-        Signal::derive(move || submit_error.get().and_then(|e| e.message_for(field)))
-    };
+    let field_error =
+        move |field: &'static str| Signal::derive(move || submit_error.get().and_then(|e| e.message_for(field)));
     let id_message = Signal::derive(move || {
         form.local_error().or_else(|| check.get().filter(|c| !c.available).and_then(|c| c.message))
     });
     let suggestion = move || check.get().filter(|c| !c.available).and_then(|c| c.suggestion);
     let id_available = move || check.get().is_some_and(|c| c.available && c.id == form.id.get().trim());
-    let other_error = move || {
-        submit_error.get().filter(|e| {
-            !["name", "stage_type", "stage_id"].iter().any(|f| e.0.is_for(f))
-        })
-    };
+    let other_error =
+        move || submit_error.get().filter(|e| !["name", "stage_type", "stage_id"].iter().any(|f| e.0.is_for(f)));
 
     view! {
         <Modal open=open title_id="new-stage-title" on_close=move |_| close()>

@@ -19,7 +19,13 @@ pub fn ReleaseSection(project: String, stage: String, status: RwSignal<StageStat
     let tick = RwSignal::new(0u32);
     // Timers exist only in the browser: effects never run during server rendering.
     Effect::new(move |_| {
-        let handle = set_interval_with_handle(move || { tick.try_update(|n| *n += 1); }, REFRESH).ok();
+        let handle = set_interval_with_handle(
+            move || {
+                tick.try_update(|n| *n += 1);
+            },
+            REFRESH,
+        )
+        .ok();
         on_cleanup(move || {
             if let Some(h) = handle {
                 h.clear();
@@ -38,7 +44,8 @@ pub fn ReleaseSection(project: String, stage: String, status: RwSignal<StageStat
             status.try_set(rt.stage.status);
         }
     });
-    let error = move || deploy.value().get().and_then(Result::err).or_else(|| redeploy.value().get().and_then(Result::err));
+    let error =
+        move || deploy.value().get().and_then(Result::err).or_else(|| redeploy.value().get().and_then(Result::err));
     let builds_href = format!("{}/builds", paths::project(&project));
     let form = view! { <DeployForm project=project.clone() stage=stage.clone() deploy/> };
     view! {
@@ -79,7 +86,13 @@ pub fn ReleaseSection(project: String, stage: String, status: RwSignal<StageStat
 /// Choose a build, deploy it. The list of builds loads once, apart from the refreshing status.
 #[component]
 fn DeployForm(project: String, stage: String, deploy: ServerAction<Deploy>) -> impl IntoView {
-    let builds = Resource::new({ let p = project.clone(); move || p.clone() }, list_builds);
+    let builds = Resource::new(
+        {
+            let p = project.clone();
+            move || p.clone()
+        },
+        list_builds,
+    );
     let selected = RwSignal::new(String::new());
     let on_deploy = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();

@@ -8,7 +8,12 @@ use pergola_domain::{Stage, StageSummary};
 #[component]
 pub fn StageCard(stage: Stage, summary: StageSummary) -> impl IntoView {
     let release = match &summary.release {
-        Some(r) => format!("#{} (build {}{})", r.number, r.build_number, r.build_version.as_ref().map(|v| format!(", {v}")).unwrap_or_default()),
+        Some(r) => format!(
+            "#{} (build {}{})",
+            r.number,
+            r.build_number,
+            r.build_version.as_ref().map(|v| format!(", {v}")).unwrap_or_default()
+        ),
         None => "No release deployed yet".to_owned(),
     };
     let href = paths::stage(&stage.project_id, &stage.id);

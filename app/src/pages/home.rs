@@ -77,17 +77,12 @@ fn NewProjectForm() -> impl IntoView {
         }
     });
     let error = move || create.value().get().and_then(Result::err);
-    let field_error = move |field: &'static str| {
-        Signal::derive(move || error().and_then(|e| e.message_for(field)))
-    };
+    let field_error = move |field: &'static str| Signal::derive(move || error().and_then(|e| e.message_for(field)));
     let id_message = Signal::derive(move || form.local_error().or_else(|| field_error("project_id").get()));
     let other_error = move || error().filter(|e| !e.0.is_for("name") && !e.0.is_for("project_id"));
     let on_submit = move |ev: SubmitEvent| {
         ev.prevent_default();
-        create.dispatch(CreateProject {
-            name: form.name.get_untracked(),
-            project_id: form.id.get_untracked(),
-        });
+        create.dispatch(CreateProject { name: form.name.get_untracked(), project_id: form.id.get_untracked() });
     };
     view! {
         <section aria-labelledby="new-project-title" class=format!("{} h-fit", ui::CARD)>

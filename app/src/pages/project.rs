@@ -29,7 +29,12 @@ pub fn ProjectPage() -> impl IntoView {
     Effect::new(move |_| {
         if let Some(Ok((overview, _))) = overview.get() {
             if overview.stages.iter().any(|s| s.status == StageStatus::Suspending) {
-                set_timeout(move || { settle.try_update(|n| *n += 1); }, std::time::Duration::from_secs(2));
+                set_timeout(
+                    move || {
+                        settle.try_update(|n| *n += 1);
+                    },
+                    std::time::Duration::from_secs(2),
+                );
             }
         }
     });

@@ -2,10 +2,10 @@
 
 use super::param;
 use crate::api::{get_retention, get_stage, DeleteStage, ResumeStage, SuspendStage, UpdateStage};
+use crate::components::config_section::ConfigSection;
 use crate::components::{
     loading, successes, ui, ErrorNotice, Modal, PageError, StageTypeField, StatusBadge, TextField, TypeBadge,
 };
-use crate::components::config_section::ConfigSection;
 use crate::error::AppError;
 use crate::paths;
 use leptos::ev::SubmitEvent;
@@ -25,7 +25,9 @@ pub fn StageSettingsPage() -> impl IntoView {
     // While the stage is suspending, look again every second until it has settled.
     let settle = RwSignal::new(0u32);
     let data = Resource::new(
-        move || (project.get(), stage.get(), saves.get(), suspend.version().get(), resume.version().get(), settle.get()),
+        move || {
+            (project.get(), stage.get(), saves.get(), suspend.version().get(), resume.version().get(), settle.get())
+        },
         |(p, s, ..)| async move {
             let stage = get_stage(p, s).await?;
             let retention = get_retention().await?;
@@ -35,7 +37,12 @@ pub fn StageSettingsPage() -> impl IntoView {
     Effect::new(move |_| {
         if let Some(Ok((stage, _))) = data.get() {
             if stage.status == StageStatus::Suspending {
-                set_timeout(move || { settle.try_update(|n| *n += 1); }, std::time::Duration::from_secs(1));
+                set_timeout(
+                    move || {
+                        settle.try_update(|n| *n += 1);
+                    },
+                    std::time::Duration::from_secs(1),
+                );
             }
         }
     });
@@ -151,9 +158,8 @@ fn LifecycleSection(
     suspend: ServerAction<SuspendStage>,
     resume: ServerAction<ResumeStage>,
 ) -> impl IntoView {
-    let error = move || {
-        suspend.value().get().and_then(Result::err).or_else(|| resume.value().get().and_then(Result::err))
-    };
+    let error =
+        move || suspend.value().get().and_then(Result::err).or_else(|| resume.value().get().and_then(Result::err));
     let pending = move || suspend.pending().get() || resume.pending().get();
     let (project, id) = (stage.project_id.clone(), stage.id.clone());
     let stage_href = paths::stage(&stage.project_id, &stage.id);

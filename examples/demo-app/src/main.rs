@@ -112,7 +112,11 @@ fn main() {
             println!("migration done");
         }
         Some("report") => {
-            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(storage().join("report.log")).expect("open report");
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(storage().join("report.log"))
+                .expect("open report");
             writeln!(file, "{} visits={}", now(), visits()).expect("write report");
             println!("report written: {} visits", visits());
         }
