@@ -3,7 +3,7 @@
 use axum::extract::rejection::JsonRejection;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use pergola_domain::{Error, ErrorKind};
+use pergola_domain::Error;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -29,32 +29,12 @@ pub struct Problem {
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-/// The `type`, title and status of each kind of failure.
-pub fn classify(kind: ErrorKind, field: Option<&str>) -> (&'static str, &'static str, StatusCode) {
-    match kind {
-        ErrorKind::Validation if field == Some("body") => {
-            ("malformed-request", "The request body is not valid JSON of the expected shape", StatusCode::BAD_REQUEST)
-        }
-        ErrorKind::Validation => ("validation", "The input breaks a rule", StatusCode::UNPROCESSABLE_ENTITY),
-        ErrorKind::NotFound => ("not-found", "No such resource", StatusCode::NOT_FOUND),
-        ErrorKind::Conflict if field == Some("project_id") => {
-            ("project-id-taken", "The Project ID is already taken", StatusCode::CONFLICT)
-        }
-        ErrorKind::Conflict => ("stage-id-taken", "The Stage ID is already taken", StatusCode::CONFLICT),
-        ErrorKind::InvalidState => ("invalid-state", "Not possible in the current state", StatusCode::CONFLICT),
-        ErrorKind::Expired => ("restore-expired", "The stage's deletion date has passed", StatusCode::CONFLICT),
-        ErrorKind::Transport => ("bad-gateway", "An upstream service failed", StatusCode::BAD_GATEWAY),
-        ErrorKind::Internal => ("internal", "Internal server error", StatusCode::INTERNAL_SERVER_ERROR),
-    }
-}
-
 impl From<Error> for Problem {
     fn from(e: Error) -> Self {
-        let (code, title, status) = classify(e.kind, e.field.as_deref());
         Problem {
-            problem_type: format!("urn:pergola:problem:{code}"),
-            title: title.to_owned(),
-            status: status.as_u16(),
+            problem_type: format!("urn:pergola:problem:{}", e.kind.code()),
+            title: e.kind.title().to_owned(),
+            status: e.kind.status(),
             detail: e.message,
             field: e.field,
             suggestion: e.suggestion,
@@ -74,7 +54,7 @@ impl From<Error> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        ApiError(Error::validation("body", rejection.body_text()))
+        ApiError(Error::malformed(rejection.body_text()))
     }
 }
 

@@ -241,7 +241,7 @@ pub async fn try_demo(project: String) -> Result<String, AppError> {
     })?;
     let stage = match s.create_stage(&project, "Demo", "dev", None).await {
         Ok(stage) => stage,
-        Err(e) if e.kind == pergola_domain::ErrorKind::Conflict => {
+        Err(e) if e.kind == pergola_domain::ErrorKind::StageIdTaken => {
             answer(s.create_stage(&project, "Demo", "dev", e.suggestion.as_deref()).await)?
         }
         Err(e) => return Err(refuse(e)),

@@ -26,18 +26,12 @@ impl AppError {
     }
 }
 
-/// The HTTP status a refused request answers with, so the browser, proxies and logs see a
-/// refusal for what it is (and a missing project or stage page is a real 404).
+/// The HTTP status a refused request answers with (the domain's one table), so the browser,
+/// proxies and logs see a refusal for what it is (and a missing project or stage page is a
+/// real 404).
 #[cfg(feature = "ssr")]
 pub fn http_status(kind: ErrorKind) -> http::StatusCode {
-    use http::StatusCode;
-    match kind {
-        ErrorKind::Validation => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        ErrorKind::Conflict | ErrorKind::InvalidState | ErrorKind::Expired => StatusCode::CONFLICT,
-        ErrorKind::Transport => StatusCode::BAD_GATEWAY,
-        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    http::StatusCode::from_u16(kind.status()).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 impl fmt::Display for AppError {
@@ -63,7 +57,7 @@ impl FromServerFnError for AppError {
                 "Could not reach the Pergola server ({detail}). Check your connection and try again."
             ))),
             ServerFnErrorErr::Args(detail) | ServerFnErrorErr::MissingArg(detail) => {
-                AppError(Error::validation("request", format!("The request was incomplete: {detail}")))
+                AppError(Error::malformed(format!("The request was incomplete: {detail}")))
             }
             other => {
                 #[cfg(feature = "ssr")]

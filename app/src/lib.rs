@@ -4,6 +4,15 @@
 //! Pages render on the server (`ssr`) and hydrate in the browser (`hydrate`). All data goes
 //! through the server functions in [`api`], which are thin shims over `pergola_core::Services`.
 
+// The server renders with `ssr`, the browser hydrates with `hydrate`; one build with both makes
+// a server that panics on every page ("spawn_local called from outside of a task::LocalSet").
+#[cfg(all(feature = "ssr", feature = "hydrate"))]
+compile_error!(
+    "the `ssr` and `hydrate` features of `app` cannot be built together: build the server with \
+     `cargo build -p server` (or plain `cargo build`, which leaves the wasm frontend out) and the \
+     frontend with cargo-leptos"
+);
+
 pub mod api;
 pub mod components;
 pub mod error;

@@ -105,10 +105,16 @@ mod tests {
         assert_eq!(a.open("legacy plain").unwrap(), "legacy plain");
         let b = SecretBox::new([8; 32]);
         assert!(matches!(b.open(&sealed), Err(SecretError::Unreadable)));
-        let mut damaged = sealed.clone();
-        damaged.pop();
-        damaged.push('0');
-        assert!(a.open(&damaged).is_err() || damaged == sealed);
+        // Every byte of the sealed form is authenticated: flip any one hex digit (of the
+        // nonce, the ciphertext or the tag) and it no longer opens.
+        let hex_start = PREFIX.len();
+        for at in [hex_start, hex_start + 2 * NONCE_LEN, sealed.len() - 1] {
+            let mut damaged = sealed.clone().into_bytes();
+            damaged[at] = if damaged[at] == b'0' { b'1' } else { b'0' };
+            let damaged = String::from_utf8(damaged).unwrap();
+            assert_ne!(damaged, sealed);
+            assert!(matches!(a.open(&damaged), Err(SecretError::Unreadable)), "digit {at} flipped");
+        }
         assert!(a.open("enc:v1:zz").is_err());
     }
 

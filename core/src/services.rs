@@ -317,7 +317,7 @@ impl Services {
                 let (stem, _) = suggestion_stem(&project.id);
                 let taken = self.store.project_ids_like(stem).await.map_err(internal)?;
                 let suggestion = first_free(&project.id, taken);
-                Err(Error::id_taken("project_id", "Project ID", &project.id, suggestion))
+                Err(Error::id_taken(IdKind::Project, &project.id, suggestion))
             }
             Err(e) => Err(internal(e)),
         }
@@ -802,7 +802,7 @@ impl Services {
     /// suggestion.
     async fn stage_id_taken(&self, project_id: &str, id: &str) -> Result<Error, Error> {
         let taken = self.store.stage_ids_like(project_id, suggestion_stem(id).0).await.map_err(internal)?;
-        let mut err = Error::id_taken("stage_id", "Stage ID", id, first_free(id, taken));
+        let mut err = Error::id_taken(IdKind::Stage, id, first_free(id, taken));
         if let Some(Stage { purge_due_at: Some(due), .. }) =
             self.store.get_stage(project_id, id).await.map_err(internal)?
         {

@@ -62,7 +62,7 @@ async fn projects_get_derived_ids_and_refuse_taken_ones(env: &Env) {
     assert_eq!(p.id, "my-new-project");
     assert_eq!(p.name, "My New Project");
     let e = s.create_project("my new project", None).await.unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Conflict);
+    assert_eq!(e.kind, ErrorKind::ProjectIdTaken);
     assert_eq!(e.suggestion.as_deref(), Some("my-new-project-2"));
     let other = s.create_project("Other", Some("my-new-project-2")).await.unwrap();
     assert_eq!(other.id, "my-new-project-2");
@@ -100,7 +100,7 @@ async fn taken_stage_ids_are_refused_with_a_free_suggestion(env: &Env) {
     let p = project(env, "Shop").await;
     s.create_stage(&p, "My Stage", "dev", None).await.unwrap();
     let e = s.create_stage(&p, "my stage", "qa", None).await.unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Conflict);
+    assert_eq!(e.kind, ErrorKind::StageIdTaken);
     assert!(e.is_for("stage_id"));
     assert_eq!(e.suggestion.as_deref(), Some("my-stage-2"));
     assert_eq!(e.message, "Stage ID 'my-stage' is already taken. Try 'my-stage-2'.");
@@ -110,7 +110,7 @@ async fn taken_stage_ids_are_refused_with_a_free_suggestion(env: &Env) {
     // An archived stage still holds its ID.
     s.delete_stage(&p, "my-stage-2", "my-stage-2").await.unwrap();
     let e = s.create_stage(&p, "Again", "dev", Some("my-stage-2")).await.unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Conflict);
+    assert_eq!(e.kind, ErrorKind::StageIdTaken);
     assert!(e.message.contains("archived stage"), "{}", e.message);
     assert_eq!(e.suggestion.as_deref(), Some("my-stage-3"));
     assert_eq!(s.project_overview(&p).await.unwrap().stages.len(), 1);
@@ -130,7 +130,7 @@ async fn hundred_concurrent_creates_of_one_id_let_exactly_one_win(env: &Env) {
         match t.await.unwrap() {
             Ok(stage) => won.push(stage),
             Err(e) => {
-                assert_eq!(e.kind, ErrorKind::Conflict, "{e:?}");
+                assert_eq!(e.kind, ErrorKind::StageIdTaken, "{e:?}");
                 assert_eq!(e.suggestion.as_deref(), Some("hot-2"));
             }
         }

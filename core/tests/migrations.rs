@@ -1,0 +1,85 @@
+//! The SQLite and PostgreSQL schemas stay in step: the same migrations, in the same order,
+//! leave the same tables with the same columns (nullability included) on both backends.
+
+use pergola_core::testing::postgres_admin_url;
+use sqlx::{Connection, Executor, PgConnection, Row, SqliteConnection};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// (table, column, nullable)
+type Schema = BTreeSet<(String, String, bool)>;
+
+fn migration_names(dir: &str) -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(dir);
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn both_backends_have_the_same_migrations() {
+    let sqlite = migration_names("sqlite");
+    assert!(!sqlite.is_empty());
+    assert_eq!(sqlite, migration_names("postgres"), "a migration was added to one backend only");
+}
+
+async fn sqlite_schema() -> Schema {
+    let dir = std::env::temp_dir().join(format!("pergola-schema-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}/pergola.db", dir.display());
+    drop(pergola_core::connect(&url).await.unwrap());
+    let mut conn = SqliteConnection::connect(&url).await.unwrap();
+    let rows = sqlx::query(
+        "SELECT m.name AS t, p.name AS c, p.\"notnull\" AS nn, p.pk AS pk
+         FROM sqlite_master m, pragma_table_info(m.name) p
+         WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.ok();
+    let _ = std::fs::remove_dir_all(dir);
+    rows.iter()
+        .map(|r| {
+            // SQLite lets a primary key column be NULL unless it says NOT NULL; PostgreSQL never.
+            let nullable = r.get::<i64, _>("nn") == 0 && r.get::<i64, _>("pk") == 0;
+            (r.get("t"), r.get("c"), nullable)
+        })
+        .collect()
+}
+
+async fn postgres_schema() -> Schema {
+    let admin_url = postgres_admin_url();
+    let name = format!("pergola_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&admin_url).await.expect("PostgreSQL must be running");
+    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    let url = format!("{base}/{name}");
+    drop(pergola_core::connect(&url).await.unwrap());
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+    let rows = sqlx::query(
+        "SELECT table_name::text AS t, column_name::text AS c, is_nullable::text AS n
+         FROM information_schema.columns
+         WHERE table_schema = 'public' AND table_name NOT LIKE '_sqlx%'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.ok();
+    admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await.ok();
+    rows.iter().map(|r| (r.get("t"), r.get("c"), r.get::<String, _>("n") == "YES")).collect()
+}
+
+#[tokio::test]
+async fn both_backends_end_with_the_same_tables_and_columns() {
+    let sqlite = sqlite_schema().await;
+    let postgres = postgres_schema().await;
+    assert!(sqlite.iter().any(|(t, c, _)| t == "stages" && c == "grace_secs"), "{sqlite:?}");
+    let only_sqlite: Vec<_> = sqlite.difference(&postgres).collect();
+    let only_postgres: Vec<_> = postgres.difference(&sqlite).collect();
+    assert!(
+        only_sqlite.is_empty() && only_postgres.is_empty(),
+        "schemas differ\n only on SQLite: {only_sqlite:?}\n only on PostgreSQL: {only_postgres:?}"
+    );
+}
