@@ -1,10 +1,13 @@
 import { defineConfig } from '@playwright/test';
 
-// Every test runs twice: against a server on SQLite and one on PostgreSQL.
+// Every test runs twice: against a server on SQLite and one on PostgreSQL. The tests in
+// defaults.spec.ts run once, against a server started as `scripts/start.sh` starts it.
 const backends = [
   { name: 'sqlite', port: 3301 },
   { name: 'postgres', port: 3302 },
+  { name: 'defaults', port: 3303 },
 ];
+const defaultsOnly = /defaults\.spec\.ts$/;
 
 export default defineConfig({
   testDir: './tests',
@@ -31,6 +34,7 @@ export default defineConfig({
   projects: backends.map(({ name, port }) => ({
     name,
     use: { baseURL: `http://127.0.0.1:${port}` },
+    ...(name === 'defaults' ? { testMatch: defaultsOnly } : { testIgnore: defaultsOnly }),
   })),
   webServer: backends.map(({ name, port }) => ({
     command: `bash serve.sh ${name} ${port}`,

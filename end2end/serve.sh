@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
-# Starts the release server for the end-to-end tests on a fresh database.
-# Usage: serve.sh sqlite|postgres PORT
+# Starts the release server for the end-to-end tests.
+# Usage: serve.sh sqlite|postgres|defaults PORT
+#   sqlite, postgres: a fresh database and data dir in /tmp, a 5 s grace period.
+#   defaults: as `scripts/start.sh` runs it — from a workspace root (a fresh one whose `target`
+#   is this one's, so `./data` starts empty), with every PERGOLA_* setting at its default: the
+#   data dir is the relative `./data` and the database `./data/pergola.db`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 backend=$1
 port=$2
 export LEPTOS_SITE_ADDR="127.0.0.1:$port" LEPTOS_SITE_ROOT=target/site LEPTOS_ENV=PROD
-export RUST_LOG="${RUST_LOG:-warn}" PERGOLA_GRACE_SECS=5
+export RUST_LOG="${RUST_LOG:-warn}"
+if [ "$backend" = defaults ]; then
+  unset PERGOLA_DATA_DIR DATABASE_URL PERGOLA_GRACE_SECS
+  root=$(mktemp -d /tmp/pergola-e2e-root.XXXXXX)
+  ln -s "$PWD/target" "$root/target"
+  cd "$root"
+  exec target/release/pergola-server
+fi
+export PERGOLA_GRACE_SECS=5
 dir=$(mktemp -d /tmp/pergola-e2e.XXXXXX)
 export PERGOLA_DATA_DIR="$dir"
 case "$backend" in
@@ -18,6 +30,6 @@ case "$backend" in
     psql "$admin" -qc "DROP DATABASE IF EXISTS pergola_e2e WITH (FORCE)" -c "CREATE DATABASE pergola_e2e"
     export DATABASE_URL="${admin%/*}/pergola_e2e"
     ;;
-  *) echo "usage: serve.sh sqlite|postgres PORT" >&2; exit 2 ;;
+  *) echo "usage: serve.sh sqlite|postgres|defaults PORT" >&2; exit 2 ;;
 esac
 exec target/release/pergola-server
