@@ -25,6 +25,12 @@ fi
 psql "$PG_ADMIN_URL" -qAtc "SELECT datname FROM pg_database WHERE datname LIKE 'pergola_test_%'" |
   while read -r db; do psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"; done
 
+echo "==> formatting (cargo fmt --check) and lints (clippy, -D warnings: server side, then the wasm frontend)"
+cargo fmt --all --check
+cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked -p app --features ssr --all-targets -- -D warnings
+cargo clippy --locked -p frontend -p app --features app/hydrate --target wasm32-unknown-unknown -- -D warnings
+
 echo "==> unit, property, store, REST API, CLI and runtime tests (SQLite and PostgreSQL)"
 cargo test --locked -p pergola-domain -p pergola-core -p pergola-api -p pergola-cli -p pergola-runtime
 
