@@ -7,6 +7,7 @@
 //! - [`purge`]: the background task that deletes archived stages when they are due.
 
 pub mod clock;
+pub mod config;
 pub mod orchestrator;
 pub mod purge;
 pub mod secrets;

@@ -1,0 +1,226 @@
+//! The server's configuration: every environment variable it reads, with its default and its
+//! meaning, in one table ([`SETTINGS`]). The README's configuration table is checked against
+//! it (a test fails when they drift), and [`ServerConfig::from_env`] reads exactly these.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One environment variable the server reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Setting {
+    pub name: &'static str,
+    /// What it means, as the README says it (Markdown).
+    pub meaning: &'static str,
+    /// The default, as the README says it (Markdown).
+    pub default: &'static str,
+}
+
+pub const SITE_ADDR: &str = "LEPTOS_SITE_ADDR";
+pub const DATA_DIR: &str = "PERGOLA_DATA_DIR";
+pub const DATABASE_URL: &str = "DATABASE_URL";
+pub const PURGE_INTERVAL: &str = "PERGOLA_PURGE_INTERVAL_SECS";
+pub const GRACE: &str = "PERGOLA_GRACE_SECS";
+pub const SECRET_KEY: &str = "PERGOLA_SECRET_KEY";
+pub const SHARE_DOMAIN: &str = "PERGOLA_SHARE_DOMAIN";
+pub const SHARE_PORT: &str = "PERGOLA_SHARE_PORT";
+pub const DEMO_DIR: &str = "PERGOLA_DEMO_DIR";
+pub const LOG: &str = "RUST_LOG";
+pub const SITE_ROOT: &str = "LEPTOS_SITE_ROOT";
+pub const TEST_POSTGRES_URL: &str = "PERGOLA_TEST_POSTGRES_URL";
+
+/// Every environment variable, in the order the README lists them.
+pub const SETTINGS: &[Setting] = &[
+    Setting { name: SITE_ADDR, meaning: "address the server listens on", default: "`127.0.0.1:3000`" },
+    Setting {
+        name: DATA_DIR,
+        meaning: "the embedded SQLite database, the secret key file, and `runtime/` (stages' persistent storage and \
+                  temp dirs); a relative path is taken from the directory the server starts in",
+        default: "`./data`",
+    },
+    Setting {
+        name: DATABASE_URL,
+        meaning: "`sqlite://path/file.db` or `postgres://user:password@host:5432/db`",
+        default: "`sqlite://$PERGOLA_DATA_DIR/pergola.db`",
+    },
+    Setting {
+        name: PURGE_INTERVAL,
+        meaning: "how often archived stages are checked for purge (also at start-up)",
+        default: "`60`",
+    },
+    Setting {
+        name: GRACE,
+        meaning: "the grace period (seconds between SIGTERM and SIGKILL) new stages get — each stage's can be \
+                  changed in its settings — and the one used when the server shuts down",
+        default: "`60`",
+    },
+    Setting {
+        name: SECRET_KEY,
+        meaning: "64 hex characters: the key that seals secret configuration values at rest (keep it with the \
+                  database: sealed values cannot be read without it)",
+        default: "`$PERGOLA_DATA_DIR/secret.key`, created on first start (mode 600)",
+    },
+    Setting {
+        name: SHARE_DOMAIN,
+        meaning: "share links are `{component}.{stage}.{project}.{domain}`; in production a wildcard DNS domain",
+        default: "`localhost`",
+    },
+    Setting { name: SHARE_PORT, meaning: "the port share links name", default: "the listen port" },
+    Setting {
+        name: DEMO_DIR,
+        meaning: "the directory holding the demo application's `pergola-demo` binary, offered by **Try the demo \
+                  app**",
+        default: "the server binary's directory (`cargo build --release -p pergola-demo-app` puts it there)",
+    },
+    Setting { name: LOG, meaning: "log filter", default: "`info,sqlx=warn`" },
+    Setting { name: SITE_ROOT, meaning: "where the built site (`pkg/`, assets) is", default: "`target/site`" },
+    Setting {
+        name: TEST_POSTGRES_URL,
+        meaning: "tests only: a PostgreSQL database to create test databases from",
+        default: "`postgres://postgres:postgres@127.0.0.1:5432/postgres`",
+    },
+];
+
+/// The README's table of [`SETTINGS`], row for row.
+pub fn markdown_table() -> String {
+    let mut table = String::from("| variable | meaning | default |\n| --- | --- | --- |\n");
+    for s in SETTINGS {
+        table += &format!(
+            "| `{}` | {} | {} |\n",
+            s.name,
+            s.meaning.split_whitespace().collect::<Vec<_>>().join(" "),
+            s.default
+        );
+    }
+    table
+}
+
+/// The settings the server runs with, read from the environment (the listen address and the
+/// site root are read by Leptos itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Absolute: components run in their own directories, so every path handed to them must be.
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub purge_interval: Duration,
+    pub grace: Duration,
+    /// `None`: the key file in the data dir.
+    pub secret_key: Option<String>,
+    pub share_domain: String,
+    /// `None`: the listen port.
+    pub share_port: Option<u16>,
+    /// Where `pergola-demo` may be; `None`: next to the server binary.
+    pub demo_dir: Option<PathBuf>,
+}
+
+impl ServerConfig {
+    pub fn from_env() -> Result<Self, String> {
+        let cwd = std::env::current_dir().map_err(|e| format!("cannot read the working directory: {e}"))?;
+        Self::from_lookup(|name| std::env::var(name).ok(), &cwd)
+    }
+
+    /// Reads the settings through `var`, resolving a relative data dir against `cwd`. A value
+    /// that cannot be read is refused with a message naming the variable (never ignored).
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>, cwd: &Path) -> Result<Self, String> {
+        let data_dir = cwd.join(var(DATA_DIR).unwrap_or_else(|| "data".into()));
+        let data_dir = normalized(&data_dir);
+        let database_url =
+            var(DATABASE_URL).unwrap_or_else(|| format!("sqlite://{}", data_dir.join("pergola.db").display()));
+        let purge_interval = Duration::from_secs(number(&var, PURGE_INTERVAL, 60, 1..=86_400)?);
+        let grace = Duration::from_secs(number(&var, GRACE, 60, 1..=u64::from(pergola_domain::MAX_GRACE_SECS))?);
+        let share_port = match var(SHARE_PORT) {
+            None => None,
+            Some(p) => Some(
+                p.trim()
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| format!("{SHARE_PORT} must be a port number (1–65535), not '{p}'"))?,
+            ),
+        };
+        Ok(Self {
+            data_dir,
+            database_url,
+            purge_interval,
+            grace,
+            secret_key: var(SECRET_KEY),
+            share_domain: var(SHARE_DOMAIN).unwrap_or_else(|| "localhost".into()),
+            share_port,
+            demo_dir: var(DEMO_DIR).map(|d| cwd.join(d)),
+        })
+    }
+}
+
+fn number(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, String> {
+    match var(name) {
+        None => Ok(default),
+        Some(s) => s.trim().parse::<u64>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+            format!("{name} must be a whole number of seconds from {} to {}, not '{s}'", range.start(), range.end())
+        }),
+    }
+}
+
+/// `a/./b/../c` → `a/c`, without touching the file system (the directory may not exist yet).
+fn normalized(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn read(vars: &[(&str, &str)]) -> Result<ServerConfig, String> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        ServerConfig::from_lookup(|k| vars.get(k).cloned(), Path::new("/srv/pergola"))
+    }
+
+    #[test]
+    fn defaults_give_an_absolute_data_dir_next_to_where_the_server_starts() {
+        let c = read(&[]).unwrap();
+        assert_eq!(c.data_dir, Path::new("/srv/pergola/data"));
+        assert_eq!(c.database_url, "sqlite:///srv/pergola/data/pergola.db");
+        assert_eq!((c.grace, c.purge_interval), (Duration::from_secs(60), Duration::from_secs(60)));
+        assert_eq!((c.share_domain.as_str(), c.share_port, c.secret_key, c.demo_dir), ("localhost", None, None, None));
+        let c = read(&[(DATA_DIR, "./var/../state"), (DEMO_DIR, "demo")]).unwrap();
+        assert_eq!(c.data_dir, Path::new("/srv/pergola/state"));
+        assert_eq!(c.demo_dir.as_deref(), Some(Path::new("/srv/pergola/demo")));
+        assert_eq!(read(&[(DATA_DIR, "/abs")]).unwrap().data_dir, Path::new("/abs"));
+    }
+
+    #[test]
+    fn unreadable_values_are_refused_with_the_variable_named() {
+        for (name, bad) in
+            [(GRACE, "abc"), (GRACE, "0"), (GRACE, "3601"), (PURGE_INTERVAL, "-1"), (SHARE_PORT, "70000")]
+        {
+            let e = read(&[(name, bad)]).unwrap_err();
+            assert!(e.starts_with(name) && e.contains(bad), "{e}");
+        }
+        assert_eq!(read(&[(GRACE, " 5 ")]).unwrap().grace, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_readme_lists_every_setting_as_the_code_has_it() {
+        let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+        let expected = markdown_table();
+        assert!(
+            readme.contains(&expected),
+            "README.md's configuration table differs from core/src/config.rs; it should read:\n\n{expected}"
+        );
+    }
+}
