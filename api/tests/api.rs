@@ -75,6 +75,26 @@ impl Api {
         Reply { status, body: res.json().await.unwrap(), location: None }
     }
 
+    /// A request the router refuses before any handler runs (a path or query value of the wrong
+    /// type): a documented 400 with a plain-text message.
+    async fn refused_url(&self, method: &str, template: &str, args: &[&str], query: &str) {
+        let mut path = template.to_owned();
+        for arg in args {
+            let start = path.find('{').expect("a placeholder per argument");
+            let end = path[start..].find('}').unwrap() + start;
+            path.replace_range(start..=end, arg);
+        }
+        let res =
+            self.http.request(method.parse().unwrap(), format!("{}{path}{query}", self.base)).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 400, "{method} {path}{query}");
+        assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+        let op = &self.doc["paths"][template][method.to_lowercase()];
+        assert!(
+            op["responses"]["400"]["content"]["text/plain"].is_object(),
+            "{method} {template} does not document it"
+        );
+    }
+
     fn check_schema(&self, method: &str, template: &str, status: u16, content_type: &str, body: &Value) {
         let op = &self.doc["paths"][template][method.to_lowercase()];
         assert!(op.is_object(), "{method} {template} is not documented");
@@ -196,6 +216,7 @@ async fn stages(api: &Api, _env: &Env) {
     let ids: Vec<_> = r.body.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["stage1", "uat"]);
     problem(&api.call("GET", STAGES, &["nope"], "", None).await, 404, "not-found");
+    api.refused_url("GET", STAGES, &[p], "?archived=maybe").await;
 
     let r = api.call("GET", STAGE_ID, &[p, "uat"], "", None).await;
     assert_eq!((r.body["available"].as_bool(), r.body["suggestion"].as_str()), (Some(false), Some("uat-2")));
@@ -313,6 +334,7 @@ async fn builds_and_releases(api: &Api, _env: &Env) {
     let r = api.call("POST", REDEPLOY, &[p, "stage1", "1"], "", None).await;
     assert_eq!((r.status, r.body["number"].as_i64()), (201, Some(2)));
     problem(&api.call("POST", REDEPLOY, &[p, "stage1", "9"], "", None).await, 404, "not-found");
+    api.refused_url("POST", REDEPLOY, &[p, "stage1", "one"], "").await;
     let r = api.call("GET", RELEASES, &[p, "stage1"], "", None).await;
     assert_eq!(r.body.as_array().unwrap().iter().map(|r| r["number"].as_i64().unwrap()).collect::<Vec<_>>(), [2, 1]);
     problem(&api.call("GET", RELEASES, &[p, "nope"], "", None).await, 404, "not-found");
@@ -470,4 +492,51 @@ fn the_openapi_document_covers_every_route() {
     assert_eq!(ops, expected);
     assert_eq!(doc["info"]["title"], "Pergola Stages API");
     assert!(doc["components"]["schemas"]["Problem"].is_object());
+}
+
+/// The document declares the rules the server enforces, and they are the domain's rules.
+#[test]
+fn the_document_declares_the_servers_rules() {
+    use pergola_domain::{validate_id, IdKind, RetentionPolicy, MAX_GRACE_SECS, RESERVED_IDS};
+    let doc = serde_json::to_value(pergola_api::openapi()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let matches = |schema: &Value, value: &str| jsonschema::validator_for(schema).unwrap().is_valid(&json!(value));
+    let long = format!("a{}", "b".repeat(62));
+    let ids = ["a", "stage1", "my-new-stage", "a-b-c", "", "Bad ID", "1abc", "-a", "a-", "a--b", "a_b", "ü", &long];
+    let too_long = format!("{long}c");
+    for (kind, schema) in [(IdKind::Project, &schemas["NewProject"]), (IdKind::Stage, &schemas["NewStage"])] {
+        let id_schema = &schema["properties"]["id"];
+        for id in ids.iter().copied().chain([too_long.as_str()]) {
+            assert_eq!(matches(id_schema, id), validate_id(kind, id).is_ok(), "{kind:?} {id:?}: {id_schema}");
+        }
+        assert!(RESERVED_IDS.iter().all(|id| matches(id_schema, id)), "reserved IDs are only described");
+    }
+    for (path, param) in
+        [("/api/v1/projects/{project}", "project"), ("/api/v1/projects/{project}/stages/{stage}", "stage")]
+    {
+        let params = doc["paths"][path]["get"]["parameters"].as_array().unwrap();
+        let schema = &params.iter().find(|p| p["name"] == param).unwrap()["schema"];
+        assert_eq!(schema["pattern"], schemas["NewStage"]["properties"]["id"]["pattern"], "{path}");
+        assert_eq!(schema["maxLength"], 63, "{path}");
+    }
+    let key_params = doc["paths"]["/api/v1/projects/{project}/stages/{stage}/config/{key}"]["put"]["parameters"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let key_schema = &key_params.iter().find(|p| p["name"] == "key").unwrap()["schema"];
+    for key in ["LOG_LEVEL", "_X1", "A", "log_level", "1ABC", "", "A-B", "PORT", "PERGOLA_STAGE"] {
+        let allowed = pergola_domain::validate_config(key, "x").is_ok();
+        let reserved = pergola_domain::manifest::RESERVED_ENV.contains(&key) || key.starts_with("PERGOLA_");
+        assert_eq!(matches(key_schema, key), allowed || reserved, "{key:?}");
+    }
+    let grace = &schemas["StagePatch"]["properties"]["grace_secs"];
+    assert_eq!((grace["minimum"].as_u64(), grace["maximum"].as_u64()), (Some(1), Some(u64::from(MAX_GRACE_SECS))));
+    for field in ["dev_days", "qa_days", "prod_days"] {
+        let days = &schemas["RetentionInput"]["properties"][field];
+        assert_eq!(
+            (days["minimum"].as_u64(), days["maximum"].as_u64()),
+            (Some(1), Some(u64::from(RetentionPolicy::MAX_DAYS))),
+            "{field}"
+        );
+    }
 }

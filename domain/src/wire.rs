@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewProject {
     pub name: String,
+    /// Project ID: 1 to 63 lowercase letters, digits and single hyphens, starting with a letter
+    /// and not ending with a hyphen (a DNS label); not a reserved word such as `new` or `admin`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
 }
@@ -26,6 +29,9 @@ pub struct NewStage {
     /// `dev`, `qa` or `prod`.
     #[serde(rename = "type")]
     pub stage_type: String,
+    /// Stage ID: 1 to 63 lowercase letters, digits and single hyphens, starting with a letter
+    /// and not ending with a hyphen (a DNS label); not a reserved word such as `new` or `admin`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
 }
@@ -46,6 +52,7 @@ pub struct StagePatch {
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub stage_type: Option<String>,
     /// Seconds between SIGTERM and SIGKILL when the stage stops (1 to 3600).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3600))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace_secs: Option<u32>,
 }
@@ -80,6 +87,7 @@ pub struct NewRelease {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConfigInput {
+    /// At most 32768 bytes, without NUL characters.
     pub value: String,
     #[serde(default)]
     pub secret: bool,
@@ -89,8 +97,11 @@ pub struct ConfigInput {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RetentionInput {
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
     pub dev_days: i64,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
     pub qa_days: i64,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
     pub prod_days: i64,
 }
 

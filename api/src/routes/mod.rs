@@ -1,5 +1,6 @@
 //! The handlers, one module per family of routes, and the path parameters they share (one
-//! struct per path shape, so each parameter is described once).
+//! struct per path shape, so each parameter is described once, with the rules the server
+//! enforces: a Project or Stage ID that breaks them cannot exist).
 
 pub mod builds;
 pub mod components;
@@ -19,6 +20,7 @@ use utoipa::IntoParams;
 #[into_params(parameter_in = Path)]
 pub struct ProjectPath {
     /// Project ID
+    #[param(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
     pub project: String,
 }
 
@@ -27,8 +29,10 @@ pub struct ProjectPath {
 #[into_params(parameter_in = Path)]
 pub struct StagePath {
     /// Project ID
+    #[param(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
     pub project: String,
     /// Stage ID
+    #[param(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
     pub stage: String,
 }
 
@@ -37,6 +41,7 @@ pub struct StagePath {
 #[into_params(parameter_in = Path)]
 pub struct StageIdPath {
     /// Project ID
+    #[param(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
     pub project: String,
     /// Stage ID to check
     pub id: String,
@@ -47,8 +52,10 @@ pub struct StageIdPath {
 #[into_params(parameter_in = Path)]
 pub struct ReleasePath {
     /// Project ID
+    #[param(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
     pub project: String,
     /// Stage ID
+    #[param(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
     pub stage: String,
     /// An earlier release
     pub number: i64,
@@ -59,8 +66,10 @@ pub struct ReleasePath {
 #[into_params(parameter_in = Path)]
 pub struct ComponentPath {
     /// Project ID
+    #[param(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
     pub project: String,
     /// Stage ID
+    #[param(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
     pub stage: String,
     /// Component name
     pub component: String,
@@ -71,9 +80,13 @@ pub struct ComponentPath {
 #[into_params(parameter_in = Path)]
 pub struct ConfigKeyPath {
     /// Project ID
+    #[param(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
     pub project: String,
     /// Stage ID
+    #[param(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
     pub stage: String,
-    /// Variable name
+    /// Variable name: A-Z, 0-9 and `_`, not starting with a digit; not one Pergola sets itself
+    /// (`PORT`, `TMPDIR`, `PERGOLA_…`).
+    #[param(pattern = "^[A-Z_][A-Z0-9_]*$", min_length = 1)]
     pub key: String,
 }

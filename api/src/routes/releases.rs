@@ -50,6 +50,7 @@ async fn deploy(
     params(ReleasePath),
     responses(
         (status = 201, description = "The earlier release's build deployed again (a rollback)", body = Release),
+        (status = 400, description = "The release number is not an integer (a plain-text message)", body = String, content_type = "text/plain"),
         (status = 404, description = "No such live stage or release", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The release could not be started", body = Problem, content_type = "application/problem+json"),
     ))]

@@ -32,6 +32,7 @@ pub struct StageFilter {
     params(ProjectPath, StageFilter),
     responses(
         (status = 200, description = "Live stages (or archived ones with ?archived=true), oldest first", body = [Stage]),
+        (status = 400, description = "`archived` is not `true` or `false` (a plain-text message)", body = String, content_type = "text/plain"),
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_stages(
