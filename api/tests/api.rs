@@ -1,8 +1,12 @@
 //! The REST API against a live server, on SQLite and on PostgreSQL: every route, every error
 //! code, and every response checked against the served OpenAPI document.
+//!
+//! One test per family of routes and database (`sqlite::stages`, `postgres::config`, …), each on
+//! a fresh store, so one failure does not hide the others; `every_documented_operation_is_exercised`
+//! runs all families once more and fails if the document has an operation none of them calls.
 
 use chrono::{DateTime, Duration, Utc};
-use pergola_core::testing::{postgres_env, sqlite_env, Env};
+use pergola_core::testing::{sqlite_env, Env};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -71,6 +75,26 @@ impl Api {
         Reply { status, body: res.json().await.unwrap(), location: None }
     }
 
+    /// A request the router refuses before any handler runs (a path or query value of the wrong
+    /// type): a documented 400 with a plain-text message.
+    async fn refused_url(&self, method: &str, template: &str, args: &[&str], query: &str) {
+        let mut path = template.to_owned();
+        for arg in args {
+            let start = path.find('{').expect("a placeholder per argument");
+            let end = path[start..].find('}').unwrap() + start;
+            path.replace_range(start..=end, arg);
+        }
+        let res =
+            self.http.request(method.parse().unwrap(), format!("{}{path}{query}", self.base)).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 400, "{method} {path}{query}");
+        assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+        let op = &self.doc["paths"][template][method.to_lowercase()];
+        assert!(
+            op["responses"]["400"]["content"]["text/plain"].is_object(),
+            "{method} {template} does not document it"
+        );
+    }
+
     fn check_schema(&self, method: &str, template: &str, status: u16, content_type: &str, body: &Value) {
         let op = &self.doc["paths"][template][method.to_lowercase()];
         assert!(op.is_object(), "{method} {template} is not documented");
@@ -126,10 +150,25 @@ const EVENTS: &str = "/api/v1/projects/{project}/stages/{stage}/events";
 const CONFIG: &str = "/api/v1/projects/{project}/stages/{stage}/config";
 const CONFIG_KEY: &str = "/api/v1/projects/{project}/stages/{stage}/config/{key}";
 
-async fn walkthrough(env: &Env) {
-    let api = Api::start(env).await;
+/// The project the families work in (`my-new-project`), with `stages` given as (name, type,
+/// Stage ID) created through the API.
+async fn project_with(api: &Api, stages: &[(&str, &str, &str)]) -> &'static str {
+    let p = "my-new-project";
+    let r = api.call("POST", PROJECTS, &[], "", Some(json!({"name": "My New Project"}))).await;
+    assert_eq!((r.status, r.body["id"].as_str()), (201, Some(p)), "{:#}", r.body);
+    for (name, stage_type, id) in stages {
+        let r = api.call("POST", STAGES, &[p], "", Some(json!({"name": name, "type": stage_type, "id": id}))).await;
+        assert_eq!(r.status, 201, "{:#}", r.body);
+    }
+    p
+}
 
-    // Projects.
+const STAGE1: (&str, &str, &str) = ("my-new-stage", "prod", "stage1");
+const UAT: (&str, &str, &str) = ("User Acceptance", "qa", "uat");
+const MANIFEST: &str =
+    "version = \"2.0\"\n[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"./web\"\nport = 8080\n";
+
+async fn projects(api: &Api, _env: &Env) {
     let r = api.call("POST", PROJECTS, &[], "", Some(json!({"name": "My New Project"}))).await;
     assert_eq!(r.status, 201);
     assert_eq!(r.body["id"], "my-new-project");
@@ -148,9 +187,11 @@ async fn walkthrough(env: &Env) {
     let r = api.call("GET", PROJECT, &["my-new-project"], "", None).await;
     assert_eq!((r.status, r.body["name"].as_str()), (200, Some("My New Project")));
     problem(&api.call("GET", PROJECT, &["nope"], "", None).await, 404, "not-found");
+}
 
-    // Stages.
-    let p = "my-new-project";
+/// Create, list, check IDs, get, update, and the events those updates leave.
+async fn stages(api: &Api, _env: &Env) {
+    let p = project_with(api, &[]).await;
     let r =
         api.call("POST", STAGES, &[p], "", Some(json!({"name": "my-new-stage", "type": "prod", "id": "stage1"}))).await;
     assert_eq!((r.status, r.body["id"].as_str(), r.body["status"].as_str()), (201, Some("stage1"), Some("running")));
@@ -175,6 +216,7 @@ async fn walkthrough(env: &Env) {
     let ids: Vec<_> = r.body.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["stage1", "uat"]);
     problem(&api.call("GET", STAGES, &["nope"], "", None).await, 404, "not-found");
+    api.refused_url("GET", STAGES, &[p], "?archived=maybe").await;
 
     let r = api.call("GET", STAGE_ID, &[p, "uat"], "", None).await;
     assert_eq!((r.body["available"].as_bool(), r.body["suggestion"].as_str()), (Some(false), Some("uat-2")));
@@ -222,8 +264,10 @@ async fn walkthrough(env: &Env) {
     assert_eq!(kinds, ["updated", "updated", "updated", "created"], "newest first");
     assert_eq!(r.body[0]["message"], "Grace period set to 5 s.");
     problem(&api.call("GET", EVENTS, &[p, "nope"], "", None).await, 404, "not-found");
+}
 
-    // Configuration.
+async fn config(api: &Api, _env: &Env) {
+    let p = project_with(api, &[STAGE1]).await;
     let r = api.call("PUT", CONFIG_KEY, &[p, "stage1", "LOG_LEVEL"], "", Some(json!({"value": "debug"}))).await;
     assert_eq!((r.status, r.body["value"].as_str()), (200, Some("debug")));
     let r = api
@@ -256,11 +300,13 @@ async fn walkthrough(env: &Env) {
     let r = api.call("DELETE", CONFIG_KEY, &[p, "stage1", "LOG_LEVEL"], "", None).await;
     assert_eq!(r.body.as_array().unwrap().len(), 1);
     problem(&api.call("DELETE", CONFIG_KEY, &[p, "stage1", "LOG_LEVEL"], "", None).await, 404, "not-found");
+}
 
-    // Builds and releases (this server has no runtime: releases are recorded, nothing runs).
+/// Builds and releases (this server has no runtime: releases are recorded, nothing runs).
+async fn builds_and_releases(api: &Api, _env: &Env) {
+    let p = project_with(api, &[STAGE1]).await;
     let workdir = std::env::temp_dir().display().to_string();
-    let manifest =
-        "version = \"2.0\"\n[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"./web\"\nport = 8080\n";
+    let manifest = MANIFEST;
     let r = api.call("POST", BUILDS, &[p], "", Some(json!({"manifest": manifest, "workdir": workdir}))).await;
     assert_eq!((r.status, r.body["number"].as_i64(), r.body["version"].as_str()), (201, Some(1), Some("2.0")));
     let r = api
@@ -288,15 +334,29 @@ async fn walkthrough(env: &Env) {
     let r = api.call("POST", REDEPLOY, &[p, "stage1", "1"], "", None).await;
     assert_eq!((r.status, r.body["number"].as_i64()), (201, Some(2)));
     problem(&api.call("POST", REDEPLOY, &[p, "stage1", "9"], "", None).await, 404, "not-found");
+    api.refused_url("POST", REDEPLOY, &[p, "stage1", "one"], "").await;
     let r = api.call("GET", RELEASES, &[p, "stage1"], "", None).await;
     assert_eq!(r.body.as_array().unwrap().iter().map(|r| r["number"].as_i64().unwrap()).collect::<Vec<_>>(), [2, 1]);
     problem(&api.call("GET", RELEASES, &[p, "nope"], "", None).await, 404, "not-found");
+}
+
+/// What runs (this server has no runtime: a deployed release has no running components).
+async fn components_and_logs(api: &Api, _env: &Env) {
+    let p = project_with(api, &[STAGE1]).await;
+    let workdir = std::env::temp_dir().display().to_string();
+    let r = api.call("POST", BUILDS, &[p], "", Some(json!({"manifest": MANIFEST, "workdir": workdir}))).await;
+    assert_eq!(r.status, 201, "{:#}", r.body);
+    let r = api.call("POST", RELEASES, &[p, "stage1"], "", Some(json!({"build": 1}))).await;
+    assert_eq!(r.status, 201, "{:#}", r.body);
     assert_eq!(api.call("GET", COMPONENTS, &[p, "stage1"], "", None).await.body, json!([]));
     problem(&api.call("GET", COMPONENTS, &[p, "nope"], "", None).await, 404, "not-found");
     assert_eq!(api.call("GET", LOGS, &[p, "stage1", "web"], "", None).await.body, json!([]));
     problem(&api.call("GET", LOGS, &[p, "nope", "web"], "", None).await, 404, "not-found");
+}
 
-    // Lifecycle.
+/// Suspend, resume; delete = archive (QA: 7 days), restore, restore after the due date.
+async fn lifecycle(api: &Api, env: &Env) {
+    let p = project_with(api, &[STAGE1, UAT]).await;
     assert_eq!(api.call("POST", SUSPEND, &[p, "uat"], "", None).await.body["status"], "suspended");
     problem(&api.call("POST", SUSPEND, &[p, "uat"], "", None).await, 409, "invalid-state");
     problem(&api.call("POST", SUSPEND, &[p, "nope"], "", None).await, 404, "not-found");
@@ -322,8 +382,9 @@ async fn walkthrough(env: &Env) {
     env.clock.advance(Duration::days(7));
     let r = api.call("POST", RESTORE, &[p, "uat"], "", None).await;
     assert!(problem(&r, 409, "restore-expired")["detail"].as_str().unwrap().contains("can no longer be restored"));
+}
 
-    // Administration.
+async fn settings(api: &Api, _env: &Env) {
     let r = api.call("GET", RETENTION, &[], "", None).await;
     assert_eq!(r.body, json!({"dev_days": 1, "qa_days": 7, "prod_days": 30}));
     let r = api.call("PUT", RETENTION, &[], "", Some(json!({"dev_days": 2, "qa_days": 14, "prod_days": 60}))).await;
@@ -332,32 +393,62 @@ async fn walkthrough(env: &Env) {
     assert_eq!(problem(&r, 422, "validation")["field"], "retention_dev");
     problem(&api.call("PUT", RETENTION, &[], "", Some(json!({"dev_days": "two"}))).await, 400, "malformed-request");
     assert_eq!(api.call("GET", RETENTION, &[], "", None).await.body["dev_days"], 2, "refusal changed nothing");
+}
 
+async fn unknown_routes(api: &Api, _env: &Env) {
     // Unknown API routes answer with a problem too.
     let res = api.http.get(format!("{}/api/v1/nothing-here", api.base)).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 404);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
-
-    // Every documented operation was exercised above.
-    let seen = api.seen.lock().unwrap().clone();
-    let documented = api.documented_operations();
-    let missing: Vec<_> = documented.difference(&seen).collect();
-    assert!(missing.is_empty(), "operations the test never called: {missing:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_walkthrough() {
-    let env = sqlite_env().await;
-    walkthrough(&env).await;
-    env.cleanup().await;
+/// Per family a test on SQLite and one on PostgreSQL, each on a fresh store and server; and one
+/// test that runs every family (on SQLite) and checks that together they call every documented
+/// operation.
+macro_rules! families {
+    ($($family:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $family() {
+                    let env = pergola_core::testing::sqlite_env().await;
+                    super::$family(&super::Api::start(&env).await, &env).await;
+                    env.cleanup().await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $family() {
+                    let env = pergola_core::testing::postgres_env().await;
+                    super::$family(&super::Api::start(&env).await, &env).await;
+                    env.cleanup().await;
+                }
+            )*
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn every_documented_operation_is_exercised() {
+            let mut seen = BTreeSet::new();
+            let mut documented = BTreeSet::new();
+            $(
+                let env = sqlite_env().await;
+                let api = Api::start(&env).await;
+                $family(&api, &env).await;
+                seen.extend(api.seen.lock().unwrap().iter().cloned());
+                documented.extend(api.documented_operations());
+                env.cleanup().await;
+            )*
+            assert!(!documented.is_empty());
+            let missing: Vec<_> = documented.difference(&seen).collect();
+            assert!(missing.is_empty(), "operations no test family calls: {missing:?}");
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_walkthrough() {
-    let env = postgres_env().await;
-    walkthrough(&env).await;
-    env.cleanup().await;
-}
+families!(projects, stages, config, builds_and_releases, components_and_logs, lifecycle, settings, unknown_routes);
 
 /// The document describes exactly the API's routes (the router is built from the same list).
 #[test]
@@ -401,4 +492,51 @@ fn the_openapi_document_covers_every_route() {
     assert_eq!(ops, expected);
     assert_eq!(doc["info"]["title"], "Pergola Stages API");
     assert!(doc["components"]["schemas"]["Problem"].is_object());
+}
+
+/// The document declares the rules the server enforces, and they are the domain's rules.
+#[test]
+fn the_document_declares_the_servers_rules() {
+    use pergola_domain::{validate_id, IdKind, RetentionPolicy, MAX_GRACE_SECS, RESERVED_IDS};
+    let doc = serde_json::to_value(pergola_api::openapi()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let matches = |schema: &Value, value: &str| jsonschema::validator_for(schema).unwrap().is_valid(&json!(value));
+    let long = format!("a{}", "b".repeat(62));
+    let ids = ["a", "stage1", "my-new-stage", "a-b-c", "", "Bad ID", "1abc", "-a", "a-", "a--b", "a_b", "ü", &long];
+    let too_long = format!("{long}c");
+    for (kind, schema) in [(IdKind::Project, &schemas["NewProject"]), (IdKind::Stage, &schemas["NewStage"])] {
+        let id_schema = &schema["properties"]["id"];
+        for id in ids.iter().copied().chain([too_long.as_str()]) {
+            assert_eq!(matches(id_schema, id), validate_id(kind, id).is_ok(), "{kind:?} {id:?}: {id_schema}");
+        }
+        assert!(RESERVED_IDS.iter().all(|id| matches(id_schema, id)), "reserved IDs are only described");
+    }
+    for (path, param) in
+        [("/api/v1/projects/{project}", "project"), ("/api/v1/projects/{project}/stages/{stage}", "stage")]
+    {
+        let params = doc["paths"][path]["get"]["parameters"].as_array().unwrap();
+        let schema = &params.iter().find(|p| p["name"] == param).unwrap()["schema"];
+        assert_eq!(schema["pattern"], schemas["NewStage"]["properties"]["id"]["pattern"], "{path}");
+        assert_eq!(schema["maxLength"], 63, "{path}");
+    }
+    let key_params = doc["paths"]["/api/v1/projects/{project}/stages/{stage}/config/{key}"]["put"]["parameters"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let key_schema = &key_params.iter().find(|p| p["name"] == "key").unwrap()["schema"];
+    for key in ["LOG_LEVEL", "_X1", "A", "log_level", "1ABC", "", "A-B", "PORT", "PERGOLA_STAGE"] {
+        let allowed = pergola_domain::validate_config(key, "x").is_ok();
+        let reserved = pergola_domain::manifest::RESERVED_ENV.contains(&key) || key.starts_with("PERGOLA_");
+        assert_eq!(matches(key_schema, key), allowed || reserved, "{key:?}");
+    }
+    let grace = &schemas["StagePatch"]["properties"]["grace_secs"];
+    assert_eq!((grace["minimum"].as_u64(), grace["maximum"].as_u64()), (Some(1), Some(u64::from(MAX_GRACE_SECS))));
+    for field in ["dev_days", "qa_days", "prod_days"] {
+        let days = &schemas["RetentionInput"]["properties"][field];
+        assert_eq!(
+            (days["minimum"].as_u64(), days["maximum"].as_u64()),
+            (Some(1), Some(u64::from(RetentionPolicy::MAX_DAYS))),
+            "{field}"
+        );
+    }
 }

@@ -14,6 +14,7 @@ pub mod retention;
 pub mod runtime;
 pub mod share;
 pub mod stage;
+pub mod wire;
 
 pub use error::{Error, ErrorKind};
 pub use ids::{derive_id, numbered_id, suggestion_stem, validate_id, IdKind, MAX_ID_LEN, RESERVED_IDS};

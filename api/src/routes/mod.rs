@@ -1,0 +1,92 @@
+//! The handlers, one module per family of routes, and the path parameters they share (one
+//! struct per path shape, so each parameter is described once, with the rules the server
+//! enforces: a Project or Stage ID that breaks them cannot exist).
+
+pub mod builds;
+pub mod components;
+pub mod config;
+pub mod events;
+pub mod lifecycle;
+pub mod projects;
+pub mod releases;
+pub mod settings;
+pub mod stages;
+
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+/// `/projects/{project}`
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ProjectPath {
+    /// Project ID
+    #[param(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
+    pub project: String,
+}
+
+/// `/projects/{project}/stages/{stage}`
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct StagePath {
+    /// Project ID
+    #[param(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
+    pub project: String,
+    /// Stage ID
+    #[param(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
+    pub stage: String,
+}
+
+/// `/projects/{project}/stage-ids/{id}`
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct StageIdPath {
+    /// Project ID
+    #[param(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
+    pub project: String,
+    /// Stage ID to check
+    pub id: String,
+}
+
+/// `/projects/{project}/stages/{stage}/releases/{number}`
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ReleasePath {
+    /// Project ID
+    #[param(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
+    pub project: String,
+    /// Stage ID
+    #[param(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
+    pub stage: String,
+    /// An earlier release
+    pub number: i64,
+}
+
+/// `/projects/{project}/stages/{stage}/components/{component}`
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ComponentPath {
+    /// Project ID
+    #[param(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
+    pub project: String,
+    /// Stage ID
+    #[param(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
+    pub stage: String,
+    /// Component name
+    pub component: String,
+}
+
+/// `/projects/{project}/stages/{stage}/config/{key}`
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ConfigKeyPath {
+    /// Project ID
+    #[param(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
+    pub project: String,
+    /// Stage ID
+    #[param(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
+    pub stage: String,
+    /// Variable name: A-Z, 0-9 and `_`, not starting with a digit; not one Pergola sets itself
+    /// (`PORT`, `TMPDIR`, `PERGOLA_…`).
+    #[param(pattern = "^[A-Z_][A-Z0-9_]*$", min_length = 1)]
+    pub key: String,
+}

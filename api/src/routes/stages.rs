@@ -1,0 +1,114 @@
+//! Stages of a project: list, create, get, update, delete (archive), and the Stage ID check.
+
+use super::{ProjectPath, StageIdPath, StagePath};
+use crate::problem::{ApiResult, Problem};
+use crate::{created, Body};
+use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
+use axum::Json;
+use pergola_core::Services;
+use pergola_domain::wire::{NewStage, StagePatch};
+use pergola_domain::{IdCheck, Stage};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub fn router() -> OpenApiRouter<Services> {
+    OpenApiRouter::new()
+        .routes(routes!(list_stages, create_stage))
+        .routes(routes!(get_stage, update_stage, delete_stage))
+        .routes(routes!(check_stage_id))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StageFilter {
+    /// `true`: the archived (deleted, still restorable) stages, with their deletion dates.
+    #[serde(default)]
+    pub archived: bool,
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{project}/stages", tag = "stages",
+    params(ProjectPath, StageFilter),
+    responses(
+        (status = 200, description = "Live stages (or archived ones with ?archived=true), oldest first", body = [Stage]),
+        (status = 400, description = "`archived` is not `true` or `false` (a plain-text message)", body = String, content_type = "text/plain"),
+        (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_stages(
+    State(s): State<Services>,
+    Path(p): Path<ProjectPath>,
+    Query(filter): Query<StageFilter>,
+) -> ApiResult<Json<Vec<Stage>>> {
+    let overview = s.project_overview(&p.project).await?;
+    Ok(Json(if filter.archived { overview.archived } else { overview.stages }))
+}
+
+#[utoipa::path(post, path = "/api/v1/projects/{project}/stages", tag = "stages", request_body = NewStage,
+    params(ProjectPath),
+    responses(
+        (status = 201, description = "Created, running", body = Stage),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Stage ID taken by a live or archived stage (with a suggestion)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid name, type or ID", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn create_stage(
+    State(s): State<Services>,
+    Path(p): Path<ProjectPath>,
+    Body(n): Body<NewStage>,
+) -> ApiResult<impl IntoResponse> {
+    let stage = s.create_stage(&p.project, &n.name, &n.stage_type, n.id.as_deref()).await?;
+    Ok(created(format!("/api/v1/projects/{}/stages/{}", p.project, stage.id), stage))
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{project}/stages/{stage}", tag = "stages",
+    params(StagePath),
+    responses(
+        (status = 200, description = "The live stage", body = Stage),
+        (status = 404, description = "No such live stage (an archived one says so)", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_stage(State(s): State<Services>, Path(p): Path<StagePath>) -> ApiResult<Json<Stage>> {
+    Ok(Json(s.get_stage(&p.project, &p.stage).await?))
+}
+
+#[utoipa::path(patch, path = "/api/v1/projects/{project}/stages/{stage}", tag = "stages", request_body = StagePatch,
+    params(StagePath),
+    responses(
+        (status = 200, description = "Updated", body = Stage),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid name, type or grace period", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn update_stage(
+    State(s): State<Services>,
+    Path(p): Path<StagePath>,
+    Body(patch): Body<StagePatch>,
+) -> ApiResult<Json<Stage>> {
+    let current = s.get_stage(&p.project, &p.stage).await?;
+    let name = patch.name.unwrap_or(current.name);
+    let stage_type = patch.stage_type.unwrap_or_else(|| current.stage_type.as_str().to_owned());
+    let grace = patch.grace_secs.map(|g| g.to_string());
+    Ok(Json(s.update_stage(&p.project, &p.stage, &name, &stage_type, grace.as_deref()).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/projects/{project}/stages/{stage}", tag = "stages",
+    params(StagePath),
+    responses(
+        (status = 200, description = "Archived; restorable until purge_due_at", body = Stage),
+        (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn delete_stage(State(s): State<Services>, Path(p): Path<StagePath>) -> ApiResult<Json<Stage>> {
+    // The dashboard asks the user to type the Stage ID; an API call naming it is that confirmation.
+    Ok(Json(s.delete_stage(&p.project, &p.stage, &p.stage).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{project}/stage-ids/{id}", tag = "stages",
+    params(StageIdPath),
+    responses(
+        (status = 200, description = "Whether the ID is valid and free, else why not and a free suggestion", body = IdCheck),
+        (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn check_stage_id(State(s): State<Services>, Path(p): Path<StageIdPath>) -> ApiResult<Json<IdCheck>> {
+    Ok(Json(s.check_stage_id(&p.project, &p.id).await?))
+}

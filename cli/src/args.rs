@@ -1,0 +1,286 @@
+//! The command line: commands, arguments and their help.
+
+use clap::builder::PossibleValue;
+use clap::{Parser, Subcommand, ValueEnum};
+use pergola_domain::StageType;
+
+const EXAMPLES: &str = "\
+Examples:
+  pergola create project my-new-project
+  pergola create stage my-new-stage --type dev -p my-new-project
+  pergola create stage \"Integration tests\" --type qa --id test -p my-new-project
+  pergola list stage -p my-new-project
+  pergola suspend stage test -p my-new-project
+  pergola update stage test --grace 30 -p my-new-project
+  pergola list event -s test -p my-new-project
+  pergola delete stage test -p my-new-project
+  pergola list stage --archived -p my-new-project
+  pergola restore stage test -p my-new-project
+  pergola create build --manifest pergola.toml --dir /srv/builds/shop-1.0 -p my-new-project
+  pergola deploy 1 -s test -p my-new-project
+  pergola list component -s test -p my-new-project
+  pergola config set LOG_LEVEL=debug -s test -p my-new-project
+  pergola config set API_TOKEN=s3cr3t --secret -s test -p my-new-project
+  pergola list stage -p my-new-project -o json | jq '.[].id'
+  pergola completion bash > /etc/bash_completion.d/pergola";
+
+#[derive(Parser)]
+#[command(name = "pergola", version, about = "Manage the Stages of your Pergola Projects.", after_help = EXAMPLES)]
+pub struct Cli {
+    /// URL of the Pergola server.
+    #[arg(long, global = true, env = "PERGOLA_URL", default_value = "http://127.0.0.1:3000")]
+    pub server: String,
+    /// Output format: a table for people, JSON for scripts.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// A stage type on the command line: the domain's [`StageType`], as `dev`, `qa` or `prod`.
+#[derive(Clone, Copy)]
+pub struct TypeArg(pub StageType);
+
+impl ValueEnum for TypeArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[TypeArg(StageType::Dev), TypeArg(StageType::Qa), TypeArg(StageType::Prod)]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.0.as_str()))
+    }
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create a project or a stage.
+    Create {
+        #[command(subcommand)]
+        what: CreateWhat,
+    },
+    /// List projects, or the stages of a project.
+    List {
+        #[command(subcommand)]
+        what: ListWhat,
+    },
+    /// Show one stage.
+    Get {
+        #[command(subcommand)]
+        what: OneStage,
+    },
+    /// Suspend a stage: components shut down gracefully, traffic and scheduled jobs stop, storage is kept.
+    /// Waits until every component has stopped (at most the stage's grace period).
+    Suspend {
+        #[command(subcommand)]
+        what: OneStage,
+        /// Answer at once, while the stage may still be "suspending".
+        #[arg(long, global = true)]
+        no_wait: bool,
+    },
+    /// Change a stage's name, type or grace period (its ID never changes).
+    Update {
+        #[command(subcommand)]
+        what: UpdateWhat,
+    },
+    /// Resume a suspended stage.
+    Resume {
+        #[command(subcommand)]
+        what: OneStage,
+    },
+    /// Delete a stage: it is archived and can be restored until its retention runs out.
+    Delete {
+        #[command(subcommand)]
+        what: OneStage,
+    },
+    /// Restore an archived stage, with its configuration and previous status.
+    Restore {
+        #[command(subcommand)]
+        what: OneStage,
+    },
+    /// Deploy a build to a stage as its new release (it replaces the running one).
+    Deploy {
+        /// Build number (see `pergola list build`).
+        build: i64,
+        /// Stage ID.
+        #[arg(short, long)]
+        stage: String,
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
+    },
+    /// Manage a stage's configuration (environment settings; they apply with the next release).
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Print a shell completion script.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CreateWhat {
+    /// Create a project; its ID is derived from the name unless --id is given.
+    Project {
+        /// Display name.
+        name: String,
+        /// Project ID (default: derived from the name).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Register a build from its manifest; its files are in DIR on the server.
+    Build {
+        /// The manifest file (TOML).
+        #[arg(long)]
+        manifest: std::path::PathBuf,
+        /// The build's directory on the server (absolute).
+        #[arg(long)]
+        dir: String,
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
+    },
+    /// Create a stage; its ID is derived from the name unless --id is given.
+    Stage {
+        /// Display name.
+        name: String,
+        /// Stage type.
+        #[arg(short = 't', long = "type", value_enum, ignore_case = true)]
+        stage_type: TypeArg,
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
+        /// Stage ID (default: derived from the name).
+        #[arg(long)]
+        id: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UpdateWhat {
+    /// The stage with this Stage ID.
+    Stage {
+        /// Stage ID.
+        id: String,
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
+        /// New display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New stage type.
+        #[arg(short = 't', long = "type", value_enum, ignore_case = true)]
+        stage_type: Option<TypeArg>,
+        /// Seconds components get between SIGTERM and SIGKILL when the stage stops (1-3600).
+        #[arg(long)]
+        grace: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ListWhat {
+    /// List a stage's events (deployed, suspended, resumed, crashed, restarted, config changed…), newest first.
+    #[command(visible_alias = "events")]
+    Event {
+        #[command(flatten)]
+        at: StageAt,
+    },
+    /// List a project's builds.
+    #[command(visible_alias = "builds")]
+    Build {
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
+    },
+    /// List a stage's releases, newest (running) first.
+    #[command(visible_alias = "releases")]
+    Release {
+        #[command(flatten)]
+        at: StageAt,
+    },
+    /// List a stage's components with their state, health and restarts.
+    #[command(visible_alias = "components")]
+    Component {
+        #[command(flatten)]
+        at: StageAt,
+    },
+    /// List all projects.
+    #[command(visible_alias = "projects")]
+    Project,
+    /// List the stages of a project.
+    #[command(visible_alias = "stages")]
+    Stage {
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
+        /// List the archived (deleted, still restorable) stages with their deletion dates.
+        #[arg(long)]
+        archived: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ConfigAction {
+    /// Set one or more settings: KEY=VALUE ...
+    Set {
+        /// KEY=VALUE pairs.
+        #[arg(required = true, value_parser = parse_pair)]
+        pairs: Vec<(String, String)>,
+        /// Store the values as secrets: never shown again after saving.
+        #[arg(long)]
+        secret: bool,
+        #[command(flatten)]
+        at: StageAt,
+    },
+    /// Print one setting's value.
+    Get {
+        key: String,
+        #[command(flatten)]
+        at: StageAt,
+    },
+    /// List a stage's settings (secret values are masked).
+    List {
+        #[command(flatten)]
+        at: StageAt,
+    },
+    /// Remove a setting.
+    Unset {
+        key: String,
+        #[command(flatten)]
+        at: StageAt,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct StageAt {
+    /// Stage ID.
+    #[arg(short, long)]
+    pub stage: String,
+    /// Project ID.
+    #[arg(short, long)]
+    pub project: String,
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| format!("'{s}' is not KEY=VALUE"))
+}
+
+#[derive(Subcommand)]
+pub enum OneStage {
+    /// The stage with this Stage ID.
+    Stage {
+        /// Stage ID.
+        id: String,
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
+    },
+}

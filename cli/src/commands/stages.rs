@@ -1,0 +1,95 @@
+//! `pergola create|list|get|update|delete stage`.
+
+use super::stage_path;
+use crate::client::{Client, Failure};
+use crate::output::{quoted_label, Printer};
+use pergola_domain::wire::{NewStage, StagePatch};
+use pergola_domain::{format_time, Stage, StageType};
+
+pub fn create(
+    client: &Client,
+    out: &Printer,
+    project: &str,
+    name: String,
+    stage_type: StageType,
+    id: Option<String>,
+) -> Result<(), Failure> {
+    let stage: Stage =
+        client.post(&format!("/api/v1/projects/{project}/stages"), &NewStage::new(name, stage_type, id))?;
+    out.one(&stage, || {
+        format!(
+            "Stage {} created in project '{}' ({}, {}).",
+            quoted_label(&stage),
+            stage.project_id,
+            stage.stage_type.as_str(),
+            stage.status
+        )
+    })
+}
+
+pub fn list(client: &Client, out: &Printer, project: &str, archived: bool) -> Result<(), Failure> {
+    if !archived {
+        let stages: Vec<Stage> = client.get(&format!("/api/v1/projects/{project}/stages"))?;
+        return out.many(&stages, &["stage", "type", "status"], |s| {
+            vec![s.display_label(), s.stage_type.as_str().to_owned(), s.status.to_string()]
+        });
+    }
+    let stages: Vec<Stage> = client.get(&format!("/api/v1/projects/{project}/stages?archived=true"))?;
+    out.many(&stages, &["stage", "type", "archived", "deleted for good on"], |s| {
+        vec![
+            s.display_label(),
+            s.stage_type.as_str().to_owned(),
+            s.archived_at.map(format_time).unwrap_or_default(),
+            s.purge_due_at.map(format_time).unwrap_or_default(),
+        ]
+    })
+}
+
+pub fn get(client: &Client, out: &Printer, project: &str, id: &str) -> Result<(), Failure> {
+    let s: Stage = client.get(&stage_path(project, id))?;
+    out.one(&s, || {
+        format!(
+            "name:     {}\nid:       {}\nproject:  {}\ntype:     {}\nstatus:   {}\ngrace:    {} s\ncreated:  {}\nchanged:  {}",
+            s.name,
+            s.id,
+            s.project_id,
+            s.stage_type.as_str(),
+            s.status,
+            s.grace_secs,
+            format_time(s.created_at),
+            format_time(s.updated_at)
+        )
+    })
+}
+
+pub fn update(
+    client: &Client,
+    out: &Printer,
+    project: &str,
+    id: &str,
+    name: Option<String>,
+    stage_type: Option<StageType>,
+    grace: Option<u32>,
+) -> Result<(), Failure> {
+    let patch = StagePatch::new(name, stage_type, grace);
+    if patch.is_empty() {
+        return Err(Failure::new("nothing to change: give --name, --type or --grace".into()));
+    }
+    let s: Stage = client.patch(&stage_path(project, id), &patch)?;
+    out.one(&s, || {
+        format!("Stage {} updated ({}, grace period {} s).", quoted_label(&s), s.stage_type.as_str(), s.grace_secs)
+    })
+}
+
+pub fn delete(client: &Client, out: &Printer, project: &str, id: &str) -> Result<(), Failure> {
+    let s: Stage = client.delete(&stage_path(project, id))?;
+    out.one(&s, || {
+        format!(
+            "Stage {} deleted: archived until {}. Restore it with: pergola restore stage {} -p {}",
+            quoted_label(&s),
+            s.purge_due_at.map(format_time).unwrap_or_default(),
+            s.id,
+            s.project_id
+        )
+    })
+}
