@@ -1,11 +1,6 @@
 //! Small building blocks shared by the pages.
 
-pub mod archived_list;
-pub mod config_section;
 pub mod derived_id;
-pub mod new_stage_dialog;
-pub mod release_section;
-pub mod stage_card;
 
 use crate::error::AppError;
 use leptos::prelude::*;

@@ -1,4 +1,6 @@
-//! One file per page.
+//! One module per page. A page with sections of its own is a folder: the page in
+//! `<page>/mod.rs`, each section only it uses beside it. What several pages share lives in
+//! [`crate::components`].
 
 mod admin;
 mod builds;

@@ -1,7 +1,7 @@
 //! The archived (deleted) stages at the bottom of the project page, restorable until due.
 
-use super::{ErrorNotice, TypeBadge};
 use crate::api::RestoreStage;
+use crate::components::{ErrorNotice, TypeBadge};
 use crate::error::AppError;
 use leptos::prelude::*;
 use pergola_domain::{format_time, RetentionPolicy, Stage, StageType};

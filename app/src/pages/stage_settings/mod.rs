@@ -1,13 +1,15 @@
 //! `/projects/{project}/stages/{stage}/settings`: rename, retype, suspend / resume, DELETE STAGE.
 
+mod config_section;
+
 use super::param;
 use crate::api::{get_retention, get_stage, DeleteStage, ResumeStage, SuspendStage, UpdateStage};
-use crate::components::config_section::ConfigSection;
 use crate::components::{
     loading, successes, ui, ErrorNotice, Modal, PageError, StageTypeField, StatusBadge, TextField, TypeBadge,
 };
 use crate::error::AppError;
 use crate::paths;
+use config_section::ConfigSection;
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos_meta::Title;

@@ -1,8 +1,8 @@
 //! The stage page's Release section: deploy a build, see each component's state, health,
 //! restarts and output, and the release history with redeploy (rollback).
 
-use super::{ui, ErrorNotice};
 use crate::api::{list_builds, stage_runtime, Deploy, Redeploy, StageActivity};
+use crate::components::{ui, ErrorNotice};
 use crate::paths;
 use leptos::prelude::*;
 use pergola_domain::runtime::{format_duration, ComponentState, ComponentStatus, Health, Probe};

@@ -1,9 +1,9 @@
 //! The "+ NEW STAGE" popup: Name, Type and a Stage ID derived live from the name, checked
 //! (debounced) for availability while typing and again, atomically, by the server on submit.
 
-use super::derived_id::DerivedId;
-use super::{ui, ErrorNotice, Modal, StageTypeField, TextField};
 use crate::api::{check_stage_id, CreateStage};
+use crate::components::derived_id::DerivedId;
+use crate::components::{ui, ErrorNotice, Modal, StageTypeField, TextField};
 use crate::error::AppError;
 use leptos::ev::SubmitEvent;
 use leptos::html;

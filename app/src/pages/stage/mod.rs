@@ -1,13 +1,15 @@
 //! `/projects/{project}/stages/{stage}`: one stage, as a teammate opening a shared link sees it.
 
+mod release_section;
+
 use super::param;
 use crate::api::get_stage;
-use crate::components::release_section::ReleaseSection;
 use crate::components::{loading, PageError, StatusBadge, TypeBadge};
 use crate::paths;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use pergola_domain::{format_time, Stage};
+use release_section::ReleaseSection;
 
 #[component]
 pub fn StagePage() -> impl IntoView {

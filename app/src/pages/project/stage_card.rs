@@ -1,6 +1,6 @@
 //! One live stage on the project page.
 
-use super::{StatusBadge, TypeBadge};
+use crate::components::{StatusBadge, TypeBadge};
 use crate::paths;
 use leptos::prelude::*;
 use pergola_domain::{Stage, StageSummary};

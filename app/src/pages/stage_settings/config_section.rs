@@ -1,7 +1,7 @@
 //! The Configuration section of a stage's settings: environment settings, secrets masked.
 
-use super::{loading, ui, ErrorNotice, TextField};
 use crate::api::{get_config, SetConfig, UnsetConfig};
+use crate::components::{loading, ui, ErrorNotice, TextField};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use pergola_domain::{format_time, ConfigEntry};

@@ -1,14 +1,18 @@
 //! `/projects/{project}`: the stage cards, "+ NEW STAGE" and the archived stages.
 
+mod archived_list;
+mod new_stage_dialog;
+mod stage_card;
+
 use super::param;
 use crate::api::{demo_available, get_overview, RestoreStage, TryDemo};
-use crate::components::archived_list::ArchivedList;
-use crate::components::new_stage_dialog::NewStageDialog;
-use crate::components::stage_card::StageCard;
 use crate::components::{loading, PageError};
+use archived_list::ArchivedList;
 use leptos::prelude::*;
 use leptos_meta::Title;
+use new_stage_dialog::NewStageDialog;
 use pergola_domain::{ProjectOverview, Stage, StageStatus};
+use stage_card::StageCard;
 
 #[component]
 pub fn ProjectPage() -> impl IntoView {
