@@ -1,0 +1,50 @@
+//! Server functions: thin shims over `pergola_core::Services`, which hold every rule. One
+//! file per topic; everything is re-exported here, so callers use `crate::api::…`.
+
+mod config;
+mod demo;
+mod projects;
+mod releases;
+mod settings;
+mod stages;
+
+pub use config::{get_config, set_config, unset_config, GetConfig, SetConfig, UnsetConfig};
+pub use demo::{demo_available, demo_manifest, try_demo, DemoApp, DemoAvailable, TryDemo};
+pub use projects::{create_project, get_overview, list_projects, CreateProject, GetOverview, ListProjects};
+pub use releases::{
+    deploy, list_builds, redeploy, register_build, stage_runtime, Deploy, ListBuilds, Redeploy, RegisterBuild,
+    StageActivity, StageRuntime,
+};
+pub use settings::{get_retention, set_retention, GetRetention, SetRetention};
+pub use stages::{
+    check_stage_id, create_stage, delete_stage, get_stage, restore_stage, resume_stage, suspend_stage, update_stage,
+    CheckStageId, CreateStage, DeleteStage, GetStage, RestoreStage, ResumeStage, SuspendStage, UpdateStage,
+};
+
+#[cfg(feature = "ssr")]
+use crate::error::AppError;
+#[cfg(feature = "ssr")]
+use leptos::prelude::*;
+
+#[cfg(feature = "ssr")]
+fn services() -> Result<pergola_core::Services, AppError> {
+    use_context::<pergola_core::Services>().ok_or_else(|| {
+        tracing::error!("Services missing from the request context");
+        refuse(pergola_domain::Error::internal())
+    })
+}
+
+/// Turns a refusal into the wire error and sets the response's HTTP status to match.
+#[cfg(feature = "ssr")]
+fn refuse(e: pergola_domain::Error) -> AppError {
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(crate::error::http_status(e.kind));
+    }
+    AppError(e)
+}
+
+/// Hands a service's result to the caller.
+#[cfg(feature = "ssr")]
+fn answer<T>(result: Result<T, pergola_domain::Error>) -> Result<T, AppError> {
+    result.map_err(refuse)
+}

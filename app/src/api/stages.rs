@@ -1,0 +1,59 @@
+//! Stages: ID check, create, read, update, suspend / resume, delete and restore.
+
+#[cfg(feature = "ssr")]
+use super::{answer, services};
+use crate::error::AppError;
+use leptos::prelude::*;
+use pergola_domain::{IdCheck, Stage};
+
+#[server]
+pub async fn check_stage_id(project: String, stage_id: String) -> Result<IdCheck, AppError> {
+    answer(services()?.check_stage_id(&project, &stage_id).await)
+}
+
+/// `stage_id` may be empty: the ID is then derived from the name.
+#[server]
+pub async fn create_stage(
+    project: String,
+    name: String,
+    stage_type: String,
+    stage_id: String,
+) -> Result<Stage, AppError> {
+    answer(services()?.create_stage(&project, &name, &stage_type, Some(&stage_id)).await)
+}
+
+#[server]
+pub async fn get_stage(project: String, stage: String) -> Result<Stage, AppError> {
+    answer(services()?.get_stage(&project, &stage).await)
+}
+
+#[server]
+pub async fn update_stage(
+    project: String,
+    stage: String,
+    name: String,
+    stage_type: String,
+    grace_secs: String,
+) -> Result<Stage, AppError> {
+    answer(services()?.update_stage(&project, &stage, &name, &stage_type, Some(&grace_secs)).await)
+}
+
+#[server]
+pub async fn suspend_stage(project: String, stage: String) -> Result<Stage, AppError> {
+    answer(services()?.suspend_stage(&project, &stage).await)
+}
+
+#[server]
+pub async fn resume_stage(project: String, stage: String) -> Result<Stage, AppError> {
+    answer(services()?.resume_stage(&project, &stage).await)
+}
+
+#[server]
+pub async fn delete_stage(project: String, stage: String, confirm: String) -> Result<Stage, AppError> {
+    answer(services()?.delete_stage(&project, &stage, &confirm).await)
+}
+
+#[server]
+pub async fn restore_stage(project: String, stage: String) -> Result<Stage, AppError> {
+    answer(services()?.restore_stage(&project, &stage).await)
+}
