@@ -3,6 +3,18 @@
 //!
 //! Pages render on the server (`ssr`) and hydrate in the browser (`hydrate`). All data goes
 //! through the server functions in [`api`], which are thin shims over `pergola_core::Services`.
+//!
+//! Where things live:
+//! - the routes: [`App`] below; the URLs the pages link to: [`paths`];
+//! - pages: one module per page in [`pages`] (`pages/home.rs`, `pages/admin.rs`, …). A page
+//!   with sections only it uses is a folder: the page in `pages/<page>/mod.rs`, each section
+//!   beside it (e.g. `pages/stage/release_section.rs`, `pages/project/new_stage_dialog.rs`);
+//! - shared components, used by several pages: [`components`], one file per piece (header,
+//!   badges, fields, modal, errors, `ui` classes, `derived_id`), all re-exported from
+//!   `components`;
+//! - server functions: [`api`], one file per topic (`projects`, `stages`, `releases`, `config`,
+//!   `settings`, `demo`), all re-exported from `api`;
+//! - the wire error of every server function: [`error`].
 
 // The server renders with `ssr`, the browser hydrates with `hydrate`; one build with both makes
 // a server that panics on every page ("spawn_local called from outside of a task::LocalSet").
