@@ -18,6 +18,7 @@ command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
 [ -x /usr/bin/chromium ] || packages+=(chromium)
 command -v python3 >/dev/null || packages+=(python3)
+python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 command -v psql >/dev/null || packages+=(postgresql-client)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || packages+=(postgresql)
 if [ ${#packages[@]} -gt 0 ]; then
@@ -59,5 +60,11 @@ fi
 if [ ! -x node_modules/.bin/tailwindcss ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "==> npm ci"
   npm ci --no-audit --no-fund
+fi
+# schemathesis (PyPI), pinned: checks the REST API against its OpenAPI document.
+if ! .tools/venv/bin/schemathesis --version 2>/dev/null | grep -q '4\.32\.5'; then
+  echo "==> pip install schemathesis 4.32.5 (in .tools/venv)"
+  python3 -m venv .tools/venv
+  .tools/venv/bin/pip install -q --disable-pip-version-check schemathesis==4.32.5
 fi
 echo "==> tools ready"

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Checks the REST API against its own OpenAPI document with schemathesis: every check, a bounded
+# run (a fixed seed and number of examples per operation) against the release server on a fresh
+# SQLite database. Usage: scripts/contract.sh [EXTRA SCHEMATHESIS OPTIONS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+server="${CARGO_TARGET_DIR:-target}/release/pergola-server"
+port="${PERGOLA_CONTRACT_PORT:-3310}"
+dir=$(mktemp -d /tmp/pergola-contract.XXXXXX)
+PERGOLA_DATA_DIR="$dir" LEPTOS_SITE_ADDR="127.0.0.1:$port" LEPTOS_SITE_ROOT=target/site LEPTOS_ENV=PROD \
+  RUST_LOG="${RUST_LOG:-warn}" PERGOLA_GRACE_SECS=2 "$server" &
+pid=$!
+trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+.tools/venv/bin/schemathesis run "http://127.0.0.1:$port/api/v1/openapi.json" \
+  --checks all --max-examples 25 --seed 20261129 --workers 2 --request-timeout 10 \
+  --no-color --output-truncate true --generation-database none "$@"
