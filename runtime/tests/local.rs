@@ -1,7 +1,7 @@
 //! LocalRuntime with real processes (`sh` and `python3`).
 
-use pergola_domain::{ComponentKind, ComponentSpec, EventKind, StageEvent};
-use pergola_runtime::{ComponentState, Health, LocalRuntime, Runtime, StageKey, StageSpec};
+use pergola_domain::{ComponentKind, ComponentSpec, EventKind};
+use pergola_runtime::{ComponentState, EventSink, EventStream, Health, LocalRuntime, Runtime, StageKey, StageSpec};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,16 +11,18 @@ struct Rig {
     runtime: LocalRuntime,
     dir: PathBuf,
     key: StageKey,
-    events: std::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<(StageKey, StageEvent)>>,
+    events: std::sync::Mutex<EventStream>,
 }
 
 impl Rig {
     fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("pergola-runtime-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&dir).unwrap();
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (sink, rx) = EventSink::channel();
+        let runtime = LocalRuntime::new(dir.join("data"));
+        runtime.observe(sink);
         Rig {
-            runtime: LocalRuntime::new(dir.join("data")).with_events(tx),
+            runtime,
             dir,
             key: StageKey { project: "shop".into(), stage: "qa".into() },
             events: std::sync::Mutex::new(rx),
@@ -43,7 +45,7 @@ impl Rig {
     fn spec(&self, components: Vec<ComponentSpec>) -> StageSpec {
         let mut config = BTreeMap::new();
         config.insert("GREETING".to_owned(), "hello from config".to_owned());
-        StageSpec { key: self.key.clone(), components, config, workdir: self.dir.clone() }
+        StageSpec { key: self.key.clone(), release: 1, components, config, workdir: self.dir.clone() }
     }
 
     async fn wait_for(&self, what: &str, mut done: impl FnMut(&Self) -> bool) {

@@ -65,8 +65,7 @@ async fn run() -> Result<(), String> {
     tracing::info!(backend = store.backend(), "database ready");
     let grace =
         Duration::from_secs(std::env::var("PERGOLA_GRACE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60));
-    let (events, mut observed) = tokio::sync::mpsc::unbounded_channel();
-    let runtime = Arc::new(LocalRuntime::new(std::path::Path::new(&data_dir).join("runtime")).with_events(events));
+    let runtime = Arc::new(LocalRuntime::new(std::path::Path::new(&data_dir).join("runtime")));
     let share_domain = std::env::var("PERGOLA_SHARE_DOMAIN").unwrap_or_else(|_| "localhost".into());
     let share_port = std::env::var("PERGOLA_SHARE_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(addr.port());
     // Secret configuration values are sealed at rest with the server's key.
@@ -79,18 +78,8 @@ async fn run() -> Result<(), String> {
     };
     let services = Services::new(store, Arc::new(SystemClock))
         .with_secrets(secrets)
-        .with_orchestrator(runtime.clone(), grace)
+        .with_runtime(runtime.clone(), grace)
         .with_share_base(pergola_domain::share::ShareBase { domain: share_domain.clone(), port: share_port });
-    // What the runtime observes goes to the stages' timelines.
-    {
-        let services = services.clone();
-        tokio::spawn(async move {
-            while let Some((key, event)) = observed.recv().await {
-                let key: pergola_runtime::StageKey = key;
-                services.record_observed(&key.project, &key.stage, event).await;
-            }
-        });
-    }
     // What a killed server left running is stopped; then what should run, runs again.
     {
         let services = services.clone();
