@@ -16,7 +16,7 @@ use pergola_domain::{ComponentSpec, StageEvent};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Identifies a stage to the runtime.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -87,25 +87,77 @@ pub enum RuntimeError {
 /// What a runtime observed of a stage's components, for its timeline.
 pub type Observed = (StageKey, StageEvent);
 
+enum Message {
+    Observed(Observed),
+    /// Answered once everything sent before has been handled.
+    Flush(oneshot::Sender<()>),
+}
+
 /// Where a runtime sends what it observes; the services hand one to their runtime
 /// ([`Runtime::observe`]) and record what arrives in the stages' timelines.
 #[derive(Clone, Debug)]
-pub struct EventSink(mpsc::UnboundedSender<Observed>);
+pub struct EventSink(mpsc::UnboundedSender<Message>);
 
 /// The receiving end of an [`EventSink`].
-pub type EventStream = mpsc::UnboundedReceiver<Observed>;
+pub struct EventStream(mpsc::UnboundedReceiver<Message>);
 
 impl EventSink {
-    /// A sink and the stream of what is sent to it. (Unbounded for now: a runtime never waits
-    /// for the timelines.)
+    /// A sink and the stream of what is sent to it. This is the one place the channel is
+    /// made (unbounded for now: a runtime never waits for the timelines).
     pub fn channel() -> (EventSink, EventStream) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (EventSink(tx), rx)
+        (EventSink(tx), EventStream(rx))
     }
 
     /// Sends an event about a stage; when nobody listens any more, it is dropped.
     pub fn send(&self, key: StageKey, event: StageEvent) {
-        let _ = self.0.send((key, event));
+        let _ = self.0.send(Message::Observed((key, event)));
+    }
+
+    /// Waits until everything sent so far has been handled by the stream's reader (at once
+    /// when nobody reads it).
+    pub async fn flush(&self) {
+        let (done, handled) = oneshot::channel();
+        if self.0.send(Message::Flush(done)).is_ok() {
+            let _ = handled.await;
+        }
+    }
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Message::Observed(observed) => f.debug_tuple("Observed").field(observed).finish(),
+            Message::Flush(_) => f.write_str("Flush"),
+        }
+    }
+}
+
+impl EventStream {
+    /// The next event, once one is sent; `None` when every sink is gone. A flush waiting on
+    /// this stream is answered when the reader comes back for more, so after it has handled
+    /// what came before.
+    pub async fn recv(&mut self) -> Option<Observed> {
+        loop {
+            match self.0.recv().await? {
+                Message::Observed(observed) => return Some(observed),
+                Message::Flush(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+
+    /// The next event if one was sent already.
+    pub fn try_recv(&mut self) -> Option<Observed> {
+        loop {
+            match self.0.try_recv().ok()? {
+                Message::Observed(observed) => return Some(observed),
+                Message::Flush(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
     }
 }
 

@@ -24,6 +24,9 @@ pub struct Services {
     clock: Arc<dyn Clock>,
     /// What runs the stages ([`NoRuntime`] by default: releases are recorded, nothing runs).
     runtime: Arc<dyn Runtime>,
+    /// The sink the runtime reports to: flushed before an event of the services is recorded,
+    /// so the timeline keeps the order in which things happened.
+    observed: EventSink,
     /// The grace period new stages get (between SIGTERM and SIGKILL).
     grace: Duration,
     /// Where share links point.
@@ -79,6 +82,7 @@ impl Services {
             store,
             clock,
             runtime: Arc::new(NoRuntime),
+            observed: EventSink::channel().0,
             grace: DEFAULT_GRACE,
             share: ShareBase { domain: "localhost".into(), port: 3000 },
             secrets: None,
@@ -125,10 +129,10 @@ impl Services {
     /// What the runtime observes from now on goes to the stages' timelines (a task forwards
     /// it, so this must be called within a Tokio runtime).
     pub fn with_runtime(&self, runtime: Arc<dyn Runtime>, grace: Duration) -> Self {
-        let (sink, observed) = EventSink::channel();
-        runtime.observe(sink);
-        tokio::spawn(record_observed_events(self.store.clone(), observed));
-        Self { runtime, grace, ..self.clone() }
+        let (sink, stream) = EventSink::channel();
+        runtime.observe(sink.clone());
+        tokio::spawn(record_observed_events(self.store.clone(), stream));
+        Self { runtime, observed: sink, grace, ..self.clone() }
     }
 
     /// The same services, with share links pointing at `share`.
@@ -288,6 +292,7 @@ impl Services {
 
     /// Adds an event to a stage's timeline; a failure is logged, never the caller's problem.
     async fn record(&self, project_id: &str, stage_id: &str, event: StageEvent) {
+        self.observed.flush().await;
         record(&*self.store, project_id, stage_id, event).await;
     }
 

@@ -22,7 +22,9 @@
 //! the platform sets — `PORT` (services), `PERGOLA_RUNTIME` (marks the processes of this
 //! runtime, so the ones a killed server left behind are stopped when it starts again), `PERGOLA_PROJECT`, `PERGOLA_STAGE`,
 //! `PERGOLA_COMPONENT`, `PERGOLA_STORAGE_<NAME>` (a per-stage directory per volume, kept across
-//! suspend and redeploy) and `TMPDIR` (a per-run directory, wiped when the stage stops).
+//! suspend and redeploy) and `TMPDIR` (a per-run directory, wiped when the stage stops). These
+//! paths are absolute (under the runtime's data directory, made absolute when it is created),
+//! since each process runs in its build's directory.
 //!
 //! What it observes (starts, crashes, restarts, kills, health changes, job results) goes to the
 //! sink given to [`Runtime::observe`]: the services record it in the stages' timelines.

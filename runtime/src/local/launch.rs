@@ -31,7 +31,8 @@ impl Launch {
 
 impl LocalRuntime {
     /// Prepares the launch of component `c` of `spec`: creates its storage directories and its
-    /// temporary directory `tmp`, and gathers its environment.
+    /// temporary directory `tmp`, and gathers its environment. Every path in it is absolute
+    /// (the runtime's root is), as the process runs in the build's directory.
     pub(super) fn launch(
         &self,
         spec: &StageSpec,

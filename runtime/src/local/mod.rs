@@ -34,6 +34,8 @@ use tokio::task::JoinHandle;
 type StopSignal = watch::Receiver<Option<Duration>>;
 
 pub struct LocalRuntime {
+    /// Absolute, so the paths handed to components (which run in their build's directory)
+    /// point where they should.
     data_dir: PathBuf,
     stages: Mutex<HashMap<StageKey, StageRun>>,
     cron: CronTiming,
@@ -50,10 +52,11 @@ struct StageRun {
 }
 
 impl LocalRuntime {
-    /// `data_dir` holds `storage/` (kept) and `tmp/` (wiped) for every stage.
+    /// `data_dir` holds `storage/` (kept) and `tmp/` (wiped) for every stage. It is created
+    /// if need be, and a relative one is taken from the current directory, once, here.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
-            data_dir: data_dir.into(),
+            data_dir: absolute_dir(data_dir.into()),
             stages: Mutex::new(HashMap::new()),
             cron: CronTiming { tick: None, now: Arc::new(Utc::now) },
             events: Mutex::new(None),
@@ -111,6 +114,14 @@ impl LocalRuntime {
             .filter_map(|c| c.read(|s| if s.state == ComponentState::Stopped { None } else { s.port }))
             .collect()
     }
+}
+
+/// `dir`, created if need be, as an absolute path (canonical when it could be created).
+fn absolute_dir(dir: PathBuf) -> PathBuf {
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot create the runtime's data directory");
+    }
+    std::fs::canonicalize(&dir).or_else(|_| std::path::absolute(&dir)).unwrap_or(dir)
 }
 
 #[async_trait]
