@@ -5,11 +5,12 @@
 //! - [`services`]: the plain async operations behind every dashboard action (and later the
 //!   REST API and CLI). They validate with `pergola-domain` and never trust their caller.
 //! - [`purge`]: the background task that deletes archived stages when they are due.
+//! - [`runtime`]: the [`Runtime`] seam between the services and what actually runs the stages.
 
 pub mod clock;
 pub mod config;
-pub mod orchestrator;
 pub mod purge;
+pub mod runtime;
 pub mod secrets;
 pub mod services;
 pub mod store;
@@ -17,7 +18,7 @@ pub mod store;
 pub mod testing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use orchestrator::{Halted, Orchestrator, RunPlan};
+pub use runtime::{EventSink, NoRuntime, Runtime, RuntimeError, StageKey, StageSpec, StopReport};
 pub use secrets::SecretBox;
 pub use services::Services;
 pub use store::{connect, Store, StoreError};

@@ -3,8 +3,9 @@
 //! Each one re-validates its input with `pergola-domain`, so no caller can skip a rule, and maps
 //! store failures to [`Error`]: users see a clear message, the server log keeps the detail.
 
+use crate::runtime::{EventSink, EventStream};
 use crate::store::ConfigValue;
-use crate::{Clock, Halted, Orchestrator, RunPlan, SecretBox, Store, StoreError};
+use crate::{Clock, NoRuntime, Runtime, SecretBox, StageKey, StageSpec, StopReport, Store, StoreError};
 use pergola_domain::runtime::{ComponentStatus, LogLine};
 use pergola_domain::share::{ShareBase, ShareLink};
 use pergola_domain::ComponentKind;
@@ -21,8 +22,11 @@ use std::time::Duration;
 pub struct Services {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    /// What runs the stages; without one, releases are recorded but nothing runs.
-    orchestrator: Option<Arc<dyn Orchestrator>>,
+    /// What runs the stages ([`NoRuntime`] by default: releases are recorded, nothing runs).
+    runtime: Arc<dyn Runtime>,
+    /// The sink the runtime reports to: flushed before an event of the services is recorded,
+    /// so the timeline keeps the order in which things happened.
+    observed: EventSink,
     /// The grace period new stages get (between SIGTERM and SIGKILL).
     grace: Duration,
     /// Where share links point.
@@ -51,6 +55,21 @@ fn internal(e: StoreError) -> Error {
     Error::internal()
 }
 
+/// Adds an event to a stage's timeline; a failure is logged, never the caller's problem.
+async fn record(store: &dyn Store, project_id: &str, stage_id: &str, event: StageEvent) {
+    if let Err(e) = store.add_event(project_id, stage_id, &event).await {
+        tracing::warn!(project_id, stage_id, error = %e, "could not record a stage event");
+    }
+}
+
+/// Records what a runtime observes in the stages' timelines, until it stops sending. (It holds
+/// the store only: the runtime holding the sink is not kept alive by this task.)
+async fn record_observed_events(store: Arc<dyn Store>, mut observed: EventStream) {
+    while let Some((key, event)) = observed.recv().await {
+        record(&*store, &key.project, &key.stage, event).await;
+    }
+}
+
 const RETENTION_KEYS: [(StageType, &str); 3] = [
     (StageType::Dev, "retention.dev_days"),
     (StageType::Qa, "retention.qa_days"),
@@ -62,7 +81,8 @@ impl Services {
         Self {
             store,
             clock,
-            orchestrator: None,
+            runtime: Arc::new(NoRuntime),
+            observed: EventSink::channel().0,
             grace: DEFAULT_GRACE,
             share: ShareBase { domain: "localhost".into(), port: 3000 },
             secrets: None,
@@ -105,9 +125,14 @@ impl Services {
         Self { clock, ..self.clone() }
     }
 
-    /// The same services, running stages with `orchestrator`; new stages get this grace period.
-    pub fn with_orchestrator(&self, orchestrator: Arc<dyn Orchestrator>, grace: Duration) -> Self {
-        Self { orchestrator: Some(orchestrator), grace, ..self.clone() }
+    /// The same services, running stages with `runtime`; new stages get this grace period.
+    /// What the runtime observes from now on goes to the stages' timelines (a task forwards
+    /// it, so this must be called within a Tokio runtime).
+    pub fn with_runtime(&self, runtime: Arc<dyn Runtime>, grace: Duration) -> Self {
+        let (sink, stream) = EventSink::channel();
+        runtime.observe(sink.clone());
+        tokio::spawn(record_observed_events(self.store.clone(), stream));
+        Self { runtime, observed: sink, grace, ..self.clone() }
     }
 
     /// The same services, with share links pointing at `share`.
@@ -128,7 +153,7 @@ impl Services {
     /// The components of a stage as its runtime observes them (none without a runtime).
     pub async fn components(&self, project_id: &str, stage_id: &str) -> Result<Vec<ComponentStatus>, Error> {
         self.get_stage(project_id, stage_id).await?;
-        Ok(self.orchestrator.as_ref().map(|o| o.components(project_id, stage_id)).unwrap_or_default())
+        Ok(self.runtime.status(&StageKey::new(project_id, stage_id)))
     }
 
     /// A live stage and its components as observed now, with one look-up in the store (the
@@ -151,14 +176,14 @@ impl Services {
                 stage
             }
         };
-        let components = self.orchestrator.as_ref().map(|o| o.components(project_id, stage_id)).unwrap_or_default();
+        let components = self.runtime.status(&StageKey::new(project_id, stage_id));
         Ok((stage, components))
     }
 
     /// The last output lines of a component.
     pub async fn logs(&self, project_id: &str, stage_id: &str, component: &str) -> Result<Vec<LogLine>, Error> {
         self.get_stage(project_id, stage_id).await?;
-        Ok(self.orchestrator.as_ref().map(|o| o.logs(project_id, stage_id, component)).unwrap_or_default())
+        Ok(self.runtime.logs(&StageKey::new(project_id, stage_id), component))
     }
 
     /// Starts the current release of every running live stage (the server calls this at
@@ -189,9 +214,11 @@ impl Services {
         Ok(started)
     }
 
-    /// Runs the stage's current release, if it has one and there is a runtime.
+    /// Starts the stage's current release, if it has one and there is a runtime.
     async fn start_current(&self, stage: &Stage) -> Result<bool, Error> {
-        let Some(orchestrator) = &self.orchestrator else { return Ok(false) };
+        if !self.runtime.runs_stages() {
+            return Ok(false);
+        }
         // One at a time per stage, and with what is current once it is this one's turn: of
         // two deploys racing, the newest release is the one left running.
         let lock = self.stage_lock(&stage.project_id, &stage.id);
@@ -203,49 +230,43 @@ impl Services {
         let rows = self.store.list_releases(&stage.project_id, &stage.id).await.map_err(internal)?;
         let Some(current) = rows.into_iter().next() else { return Ok(false) };
         let manifest = parse_manifest(&current.build.manifest)?;
-        let plan = RunPlan {
-            project: stage.project_id.clone(),
-            stage: stage.id.clone(),
+        let spec = StageSpec {
+            key: StageKey::new(&stage.project_id, &stage.id),
             release: current.number,
             components: manifest.components,
             config: current.config.iter().map(|(k, v)| Ok((k.clone(), self.open(v)?))).collect::<Result<_, Error>>()?,
             workdir: current.build.workdir.into(),
         };
-        orchestrator.run(plan, grace(stage)).await.map_err(|e| {
-            tracing::error!(project = stage.project_id, stage = stage.id, error = e, "could not start the release");
+        self.runtime.start(spec, grace(stage)).await.map_err(|e| {
+            tracing::error!(project = stage.project_id, stage = stage.id, error = %e, "could not start the release");
             Error::invalid_state(format!("The release could not be started: {e}"))
         })?;
         Ok(true)
     }
 
-    async fn halt(&self, stage: &Stage) -> Halted {
-        match &self.orchestrator {
-            Some(orchestrator) => {
-                let lock = self.stage_lock(&stage.project_id, &stage.id);
-                let _turn = lock.lock().await;
-                orchestrator.halt(&stage.project_id, &stage.id, grace(stage)).await
-            }
-            None => Halted::default(),
-        }
+    async fn stop(&self, stage: &Stage) -> StopReport {
+        let lock = self.stage_lock(&stage.project_id, &stage.id);
+        let _turn = lock.lock().await;
+        self.runtime.stop(&StageKey::new(&stage.project_id, &stage.id), grace(stage)).await
     }
 
     /// Stops a stage's components in the background; answers once they stopped or after
     /// [`ANSWER_WITHIN`], whichever comes first. `then` runs when they have stopped.
-    async fn halt_then<F, Fut>(&self, stage: Stage, then: F)
+    async fn stop_then<F, Fut>(&self, stage: Stage, then: F)
     where
-        F: FnOnce(Services, Halted) -> Fut + Send + 'static,
+        F: FnOnce(Services, StopReport) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send,
     {
         let services = self.clone();
         let task = tokio::spawn(async move {
-            let halted = services.halt(&stage).await;
-            then(services, halted).await;
+            let report = services.stop(&stage).await;
+            then(services, report).await;
         });
         let _ = tokio::time::timeout(ANSWER_WITHIN, task).await;
     }
 
     /// A suspending stage whose components have stopped becomes suspended.
-    async fn settle_suspend(&self, project_id: &str, stage_id: &str, halted: &Halted) {
+    async fn settle_suspend(&self, project_id: &str, stage_id: &str, stopped: &StopReport) {
         let now = self.clock.now();
         let settled =
             self.store.settle_status(project_id, stage_id, StageStatus::Suspending, StageStatus::Suspended, now).await;
@@ -253,11 +274,11 @@ impl Services {
         match settled {
             Ok(true) => {
                 let mut message = "Suspended: every component has stopped".to_owned();
-                if !halted.terminated.is_empty() {
-                    message += &format!("; exited after SIGTERM: {}", halted.terminated.join(", "));
+                if !stopped.terminated.is_empty() {
+                    message += &format!("; exited after SIGTERM: {}", stopped.terminated.join(", "));
                 }
-                if !halted.killed.is_empty() {
-                    message += &format!("; killed after the grace period: {}", halted.killed.join(", "));
+                if !stopped.killed.is_empty() {
+                    message += &format!("; killed after the grace period: {}", stopped.killed.join(", "));
                 }
                 message.push('.');
                 self.record(project_id, stage_id, StageEvent::new(now, EventKind::Suspended, message)).await;
@@ -271,9 +292,8 @@ impl Services {
 
     /// Adds an event to a stage's timeline; a failure is logged, never the caller's problem.
     async fn record(&self, project_id: &str, stage_id: &str, event: StageEvent) {
-        if let Err(e) = self.store.add_event(project_id, stage_id, &event).await {
-            tracing::warn!(project_id, stage_id, error = %e, "could not record a stage event");
-        }
+        self.observed.flush().await;
+        record(&*self.store, project_id, stage_id, event).await;
     }
 
     /// Records what the runtime observed of a stage's components (crashes, restarts, kills,
@@ -332,8 +352,7 @@ impl Services {
         let mut summaries = BTreeMap::new();
         for stage in &stages {
             let release = self.releases(project_id, &stage.id).await?.into_iter().next();
-            let components =
-                self.orchestrator.as_ref().map(|o| o.components(project_id, &stage.id)).unwrap_or_default();
+            let components = self.runtime.status(&StageKey::new(project_id, &stage.id));
             let links = self.share_links(project_id, &stage.id).await?;
             summaries.insert(stage.id.clone(), StageSummary { release, components, links });
         }
@@ -464,8 +483,8 @@ impl Services {
         let message = format!("Suspending: SIGTERM to every component, SIGKILL after {} s.", stage.grace_secs);
         self.record(project_id, stage_id, StageEvent::new(self.clock.now(), EventKind::Suspending, message)).await;
         let (project, id) = (project_id.to_owned(), stage_id.to_owned());
-        self.halt_then(stage, move |services, halted| async move {
-            services.settle_suspend(&project, &id, &halted).await;
+        self.stop_then(stage, move |services, stopped| async move {
+            services.settle_suspend(&project, &id, &stopped).await;
         })
         .await;
         self.any_stage(project_id, stage_id).await
@@ -528,7 +547,7 @@ impl Services {
         self.record(project_id, stage_id, StageEvent::new(now, EventKind::Archived, message)).await;
         // Archived first, so its share links answer 404 at once; then its components stop
         // the same way as for a suspend.
-        self.halt_then(stage, |_, _| async {}).await;
+        self.stop_then(stage, |_, _| async {}).await;
         self.any_stage(project_id, stage_id).await
     }
 
@@ -570,8 +589,8 @@ impl Services {
         self.proxy_cache.forget_all();
         let purged = purged.map_err(internal)?;
         for (project, stage) in &purged {
-            if let Some(orchestrator) = &self.orchestrator {
-                orchestrator.forget(project, stage).await;
+            if let Err(e) = self.runtime.forget(&StageKey::new(project, stage)).await {
+                tracing::warn!(project, stage, error = %e, "could not delete the purged stage's storage");
             }
             tracing::info!(project, stage, "archived stage purged for good");
         }

@@ -460,7 +460,7 @@ async fn the_purge_task_purges_at_start_up() {
     env.cleanup().await;
 }
 
-/// A runtime stand-in for the service tests: it records what it is asked (each run's release
+/// A runtime stand-in for the service tests: it records what it is asked (each start's release
 /// and configuration, each stop's grace period), can hold stops until released, can make runs
 /// take a while, and notices when two runs on a stage overlap.
 #[derive(Default)]
@@ -482,36 +482,42 @@ impl FakeRuntime {
 }
 
 #[async_trait::async_trait]
-impl pergola_core::Orchestrator for FakeRuntime {
-    async fn run(&self, plan: pergola_core::RunPlan, _: std::time::Duration) -> Result<(), String> {
+impl pergola_core::Runtime for FakeRuntime {
+    async fn start(
+        &self,
+        spec: pergola_core::StageSpec,
+        _: std::time::Duration,
+    ) -> Result<(), pergola_core::RuntimeError> {
         use std::sync::atomic::Ordering::SeqCst;
         if self.active.fetch_add(1, SeqCst) > 0 {
             self.overlapped.store(true, SeqCst);
         }
         tokio::time::sleep(self.run_takes).await;
-        self.runs.lock().unwrap().push((plan.release, plan.config));
+        self.runs.lock().unwrap().push((spec.release, spec.config));
         self.active.fetch_sub(1, SeqCst);
         Ok(())
     }
-    async fn halt(&self, _: &str, _: &str, grace: std::time::Duration) -> pergola_core::Halted {
+    async fn stop(&self, _: &pergola_core::StageKey, grace: std::time::Duration) -> pergola_core::StopReport {
         self.graces.lock().unwrap().push(grace);
         if self.hold_stops {
             self.release_stops.notified().await;
         }
-        pergola_core::Halted { terminated: vec!["web".into()], killed: vec!["worker".into()] }
+        pergola_core::StopReport { terminated: vec!["web".into()], killed: vec!["worker".into()] }
     }
-    async fn forget(&self, _: &str, _: &str) {}
-    fn components(&self, _: &str, _: &str) -> Vec<pergola_domain::runtime::ComponentStatus> {
+    async fn forget(&self, _: &pergola_core::StageKey) -> Result<(), pergola_core::RuntimeError> {
+        Ok(())
+    }
+    fn status(&self, _: &pergola_core::StageKey) -> Vec<pergola_domain::runtime::ComponentStatus> {
         vec![]
     }
-    fn logs(&self, _: &str, _: &str, _: &str) -> Vec<pergola_domain::runtime::LogLine> {
+    fn logs(&self, _: &pergola_core::StageKey, _: &str) -> Vec<pergola_domain::runtime::LogLine> {
         vec![]
     }
 }
 
 async fn a_slow_suspend_shows_suspending_until_its_components_stop(env: &Env) {
     let slow = std::sync::Arc::new(FakeRuntime { hold_stops: true, ..Default::default() });
-    let s = env.services.with_orchestrator(slow.clone(), std::time::Duration::from_secs(60));
+    let s = env.services.with_runtime(slow.clone(), std::time::Duration::from_secs(60));
     let p = project(env, "Shop").await;
     s.create_stage(&p, "prod", "prod", None).await.unwrap();
     s.update_stage(&p, "prod", "prod", "prod", Some("7")).await.unwrap();
@@ -617,7 +623,7 @@ async fn the_timeline_records_what_happened(env: &Env) {
 
 async fn secrets_are_sealed_at_rest_and_reach_the_runtime_in_clear(env: &Env) {
     let runs = std::sync::Arc::new(FakeRuntime::default());
-    let s = env.services.with_orchestrator(runs.clone(), std::time::Duration::from_secs(5));
+    let s = env.services.with_runtime(runs.clone(), std::time::Duration::from_secs(5));
     let p = project(env, "Shop").await;
     s.create_stage(&p, "prod", "prod", None).await.unwrap();
     s.set_config(&p, "prod", "API_TOKEN", "t0p-s3cret", true).await.unwrap();
@@ -652,7 +658,7 @@ async fn secrets_are_sealed_at_rest_and_reach_the_runtime_in_clear(env: &Env) {
 async fn racing_deploys_leave_the_newest_release_running(env: &Env) {
     let runs =
         std::sync::Arc::new(FakeRuntime { run_takes: std::time::Duration::from_millis(150), ..Default::default() });
-    let s = env.services.with_orchestrator(runs.clone(), std::time::Duration::from_secs(5));
+    let s = env.services.with_runtime(runs.clone(), std::time::Duration::from_secs(5));
     let p = project(env, "Shop").await;
     s.create_stage(&p, "qa", "qa", None).await.unwrap();
     let dir = std::env::temp_dir().display().to_string();

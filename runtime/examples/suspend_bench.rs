@@ -28,6 +28,7 @@ async fn measure(runtime: &LocalRuntime, stage: &str, script: &str, grace: Durat
     for _ in 0..rounds {
         let spec = StageSpec {
             key: key.clone(),
+            release: 1,
             components: (0..10).map(|i| service(i, script)).collect(),
             config: BTreeMap::new(),
             workdir: std::env::temp_dir(),

@@ -1,7 +1,7 @@
 //! LocalRuntime with real processes (`sh` and `python3`).
 
-use pergola_domain::{ComponentKind, ComponentSpec, EventKind, StageEvent};
-use pergola_runtime::{ComponentState, Health, LocalRuntime, Runtime, StageKey, StageSpec};
+use pergola_domain::{ComponentKind, ComponentSpec, EventKind};
+use pergola_runtime::{ComponentState, EventSink, EventStream, Health, LocalRuntime, Runtime, StageKey, StageSpec};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,16 +11,18 @@ struct Rig {
     runtime: LocalRuntime,
     dir: PathBuf,
     key: StageKey,
-    events: std::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<(StageKey, StageEvent)>>,
+    events: std::sync::Mutex<EventStream>,
 }
 
 impl Rig {
     fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("pergola-runtime-{}-{}", std::process::id(), rand_suffix()));
         std::fs::create_dir_all(&dir).unwrap();
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (sink, rx) = EventSink::channel();
+        let runtime = LocalRuntime::new(dir.join("data"));
+        runtime.observe(sink);
         Rig {
-            runtime: LocalRuntime::new(dir.join("data")).with_events(tx),
+            runtime,
             dir,
             key: StageKey { project: "shop".into(), stage: "qa".into() },
             events: std::sync::Mutex::new(rx),
@@ -31,7 +33,7 @@ impl Rig {
     fn event_kinds(&self, component: &str) -> Vec<EventKind> {
         let mut rx = self.events.lock().unwrap();
         let mut kinds = Vec::new();
-        while let Ok((key, e)) = rx.try_recv() {
+        while let Some((key, e)) = rx.try_recv() {
             assert_eq!(key, self.key);
             if e.component.as_deref() == Some(component) {
                 kinds.push(e.kind);
@@ -43,7 +45,7 @@ impl Rig {
     fn spec(&self, components: Vec<ComponentSpec>) -> StageSpec {
         let mut config = BTreeMap::new();
         config.insert("GREETING".to_owned(), "hello from config".to_owned());
-        StageSpec { key: self.key.clone(), components, config, workdir: self.dir.clone() }
+        StageSpec { key: self.key.clone(), release: 1, components, config, workdir: self.dir.clone() }
     }
 
     async fn wait_for(&self, what: &str, mut done: impl FnMut(&Self) -> bool) {
@@ -436,4 +438,47 @@ fn processes_left_by_a_killed_server_are_stopped_at_the_next_start() {
     assert!(alive(other_pid), "another data directory's processes are left alone");
     assert_eq!(new_server.block_on(fresh.reap_orphans(Duration::from_secs(2))), 0);
     new_server.block_on(bystander.shutdown(Duration::from_secs(2)));
+}
+
+/// With a relative data directory (the server's default is `./data`), a component, which runs
+/// in its build's directory, still gets storage and temporary directories that exist: every
+/// path handed to it is absolute.
+#[tokio::test]
+async fn a_relative_data_directory_still_gives_components_absolute_paths() {
+    let rig = Rig::new();
+    // rig.dir/relative, written relative to the test's working directory.
+    let cwd = std::env::current_dir().unwrap();
+    assert!(rig.dir.is_absolute() && !rig.dir.starts_with(&cwd));
+    let up: PathBuf = cwd.components().skip(1).map(|_| "..").collect();
+    let relative = up.join(rig.dir.strip_prefix("/").unwrap()).join("relative");
+    assert!(relative.is_relative());
+    // The build's directory, from where that relative path leads elsewhere.
+    let build = rig.dir.join(cwd.strip_prefix("/").unwrap());
+    std::fs::create_dir_all(&build).unwrap();
+    let runtime = LocalRuntime::new(&relative);
+    let mut job = sh(
+        "writer",
+        ComponentKind::Job,
+        "echo \"storage=$PERGOLA_STORAGE_DATA tmp=$TMPDIR\"; echo kept > \"$PERGOLA_STORAGE_DATA/file\" \
+         && echo scratch > \"$TMPDIR/file\" && cp \"$TMPDIR/file\" \"$PERGOLA_STORAGE_DATA/from-tmp\"",
+    );
+    job.storage = vec!["data".into()];
+    runtime.start(StageSpec { workdir: build, ..rig.spec(vec![job]) }, GRACE).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        let status = runtime.status(&rig.key).pop().unwrap();
+        if status.state == ComponentState::Completed {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the job did not complete: {status:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let logs: Vec<String> = runtime.logs(&rig.key, "writer").into_iter().map(|l| l.line).collect();
+    assert_eq!(status.exit_code, Some(0), "{logs:?}");
+    let line = logs.iter().find(|l| l.starts_with("storage=")).unwrap();
+    let (storage, tmp) = line.strip_prefix("storage=").unwrap().split_once(" tmp=").unwrap();
+    assert!(PathBuf::from(storage).is_absolute() && PathBuf::from(tmp).is_absolute(), "{line}");
+    let volume = rig.dir.join("relative/storage/shop/qa/data");
+    assert_eq!(std::fs::read_to_string(volume.join("file")).unwrap(), "kept\n");
+    assert_eq!(std::fs::read_to_string(volume.join("from-tmp")).unwrap(), "scratch\n");
 }

@@ -1,4 +1,4 @@
-//! Services with the LocalRuntime as orchestrator: a deployed release really runs, and follows
+//! Services with the LocalRuntime as their runtime: a deployed release really runs, and follows
 //! suspend, resume, redeploy, delete, restore, purge and a server restart.
 
 use pergola_core::testing::sqlite_env;
@@ -60,7 +60,7 @@ async fn a_deployed_release_runs_and_follows_the_stage_lifecycle() {
     let dir = std::env::temp_dir().join(format!("pergola-stages-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let runtime = Arc::new(LocalRuntime::new(dir.join("data")));
-    let s = env.services.with_orchestrator(runtime.clone(), Duration::from_secs(5));
+    let s = env.services.with_runtime(runtime.clone(), Duration::from_secs(5));
     let p = s.create_project("Shop", None).await.unwrap().id;
     s.create_stage(&p, "qa", "qa", None).await.unwrap();
     s.set_config(&p, "qa", "GREETING", "hello", false).await.unwrap();
@@ -97,7 +97,7 @@ async fn a_deployed_release_runs_and_follows_the_stage_lifecycle() {
     runtime.shutdown(Duration::from_secs(5)).await;
     assert!(!listening(port));
     let restarted = Arc::new(LocalRuntime::new(dir.join("data")));
-    let s2 = env.services.with_orchestrator(restarted.clone(), Duration::from_secs(5));
+    let s2 = env.services.with_runtime(restarted.clone(), Duration::from_secs(5));
     assert_eq!(s2.reconcile().await.unwrap(), 1);
     assert_eq!(s2.events(&p, "qa").await.unwrap()[0].message, "Started again: the server restarted.");
     wait_for("web after the restart", async || {
@@ -123,7 +123,7 @@ async fn deploying_to_a_suspended_stage_runs_it_only_on_resume() {
     let dir = std::env::temp_dir().join(format!("pergola-suspended-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let runtime = Arc::new(LocalRuntime::new(dir.join("data")));
-    let s = env.services.with_orchestrator(runtime.clone(), Duration::from_secs(5));
+    let s = env.services.with_runtime(runtime.clone(), Duration::from_secs(5));
     let p = s.create_project("Shop", None).await.unwrap().id;
     s.create_stage(&p, "qa", "qa", None).await.unwrap();
     s.suspend_stage(&p, "qa").await.unwrap();
@@ -142,25 +142,15 @@ async fn deploying_to_a_suspended_stage_runs_it_only_on_resume() {
 
 /// A suspend with a component that ignores SIGTERM: the stage reads "suspending" with a kill
 /// countdown until the stage's own grace period has passed, then "suspended"; what the runtime
-/// observed (started, killed) reaches the stage's timeline, as the server wires it.
+/// observed (started, killed) reaches the stage's timeline, with nothing but `with_runtime`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stubborn_component_keeps_the_stage_suspending_for_its_grace_period() {
     use pergola_domain::{EventKind, StageStatus};
     let env = sqlite_env().await;
     let dir = std::env::temp_dir().join(format!("pergola-stubborn-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (events, mut observed) = tokio::sync::mpsc::unbounded_channel();
-    let runtime = Arc::new(LocalRuntime::new(dir.join("data")).with_events(events));
-    let s = env.services.with_orchestrator(runtime.clone(), Duration::from_secs(60));
-    let forward = {
-        let s = s.clone();
-        tokio::spawn(async move {
-            while let Some((key, event)) = observed.recv().await {
-                let key: pergola_runtime::StageKey = key;
-                s.record_observed(&key.project, &key.stage, event).await;
-            }
-        })
-    };
+    let runtime = Arc::new(LocalRuntime::new(dir.join("data")));
+    let s = env.services.with_runtime(runtime.clone(), Duration::from_secs(60));
     let p = s.create_project("Shop", None).await.unwrap().id;
     s.create_stage(&p, "prod", "prod", None).await.unwrap();
     s.update_stage(&p, "prod", "prod", "prod", Some("2")).await.unwrap();
@@ -207,7 +197,6 @@ async fn a_stubborn_component_keeps_the_stage_suspending_for_its_grace_period() 
     let killed = events.iter().find(|e| e.kind == EventKind::Killed).unwrap();
     assert_eq!(killed.component.as_deref(), Some("stubborn"));
     assert_eq!(killed.message, "stubborn was still running after the 2 s grace period; killed");
-    forward.abort();
     runtime.shutdown(Duration::from_secs(1)).await;
     let _ = std::fs::remove_dir_all(&dir);
     env.cleanup().await;

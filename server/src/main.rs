@@ -3,7 +3,9 @@
 //!
 //! Configuration (environment):
 //! - `LEPTOS_SITE_ADDR` — listen address (default `127.0.0.1:3000`);
-//! - `PERGOLA_DATA_DIR` — where the embedded SQLite database lives (default `./data`);
+//! - `PERGOLA_DATA_DIR` — where the embedded SQLite database, the secret key and the runtime's
+//!   files (components' storage and temporary data) live (default `./data`; a relative path is
+//!   resolved against the server's working directory once, at start-up);
 //! - `DATABASE_URL` — `sqlite://path/file.db` or `postgres://user:pass@host/db`
 //!   (default `sqlite://$PERGOLA_DATA_DIR/pergola.db`);
 //! - `PERGOLA_PURGE_INTERVAL_SECS` — how often archived stages are checked for purge (default 60);
@@ -51,12 +53,14 @@ async fn run() -> Result<(), String> {
     let leptos_options = conf.leptos_options;
     let addr = leptos_options.site_addr;
 
-    let data_dir = std::env::var("PERGOLA_DATA_DIR").unwrap_or_else(|_| "data".into());
+    // Absolute once and for all: the runtime hands paths under it to components, which run in
+    // their build's directory, not in the server's.
+    let data_dir = data_dir(std::env::var_os("PERGOLA_DATA_DIR"))?;
+    tracing::info!(data_dir = %data_dir.display(), "data directory");
     let database_url = match std::env::var("DATABASE_URL") {
         Ok(url) => url,
         Err(_) => {
-            std::fs::create_dir_all(&data_dir).map_err(|e| format!("cannot create data dir '{data_dir}': {e}"))?;
-            format!("sqlite://{data_dir}/pergola.db")
+            format!("sqlite://{}/pergola.db", data_dir.display())
         }
     };
     let store = connect(&database_url)
@@ -65,32 +69,18 @@ async fn run() -> Result<(), String> {
     tracing::info!(backend = store.backend(), "database ready");
     let grace =
         Duration::from_secs(std::env::var("PERGOLA_GRACE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60));
-    let (events, mut observed) = tokio::sync::mpsc::unbounded_channel();
-    let runtime = Arc::new(LocalRuntime::new(std::path::Path::new(&data_dir).join("runtime")).with_events(events));
+    let runtime = Arc::new(LocalRuntime::new(data_dir.join("runtime")));
     let share_domain = std::env::var("PERGOLA_SHARE_DOMAIN").unwrap_or_else(|_| "localhost".into());
     let share_port = std::env::var("PERGOLA_SHARE_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(addr.port());
     // Secret configuration values are sealed at rest with the server's key.
     let secrets = match std::env::var("PERGOLA_SECRET_KEY") {
         Ok(hex) => SecretBox::from_hex(&hex).map_err(|e| format!("PERGOLA_SECRET_KEY: {e}"))?,
-        Err(_) => {
-            std::fs::create_dir_all(&data_dir).map_err(|e| format!("cannot create data dir '{data_dir}': {e}"))?;
-            SecretBox::from_key_file(&std::path::Path::new(&data_dir).join("secret.key")).map_err(|e| e.to_string())?
-        }
+        Err(_) => SecretBox::from_key_file(&data_dir.join("secret.key")).map_err(|e| e.to_string())?,
     };
     let services = Services::new(store, Arc::new(SystemClock))
         .with_secrets(secrets)
-        .with_orchestrator(runtime.clone(), grace)
+        .with_runtime(runtime.clone(), grace)
         .with_share_base(pergola_domain::share::ShareBase { domain: share_domain.clone(), port: share_port });
-    // What the runtime observes goes to the stages' timelines.
-    {
-        let services = services.clone();
-        tokio::spawn(async move {
-            while let Some((key, event)) = observed.recv().await {
-                let key: pergola_runtime::StageKey = key;
-                services.record_observed(&key.project, &key.stage, event).await;
-            }
-        });
-    }
     // What a killed server left running is stopped; then what should run, runs again.
     {
         let services = services.clone();
@@ -158,6 +148,14 @@ async fn run() -> Result<(), String> {
     // No component outlives the server.
     runtime.shutdown(grace).await;
     served
+}
+
+/// The data directory (`PERGOLA_DATA_DIR`, default `./data`), created if need be, as an
+/// absolute path.
+fn data_dir(configured: Option<std::ffi::OsString>) -> Result<std::path::PathBuf, String> {
+    let dir = configured.map(std::path::PathBuf::from).unwrap_or_else(|| "data".into());
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create data dir '{}': {e}", dir.display()))?;
+    std::fs::canonicalize(&dir).map_err(|e| format!("cannot resolve data dir '{}': {e}", dir.display()))
 }
 
 /// The database URL without its password, for messages.

@@ -1,0 +1,135 @@
+//! A component of a running stage: what is observed of it (status, health probes, the last
+//! output lines) and the events it reports.
+
+use crate::{ComponentState, ComponentStatus, Health, LogLine, LOG_LINES};
+use chrono::{DateTime, Utc};
+use pergola_core::{EventSink, StageKey};
+use pergola_domain::runtime::{Probe, PROBE_HISTORY};
+use pergola_domain::{ComponentKind, EventKind, StageEvent};
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+/// Failed health probes in a row before a starting service counts as unhealthy.
+const STARTUP_PROBES: usize = 3;
+
+pub(super) struct Component {
+    pub(super) name: String,
+    key: StageKey,
+    observed: Mutex<ComponentStatus>,
+    logs: Mutex<VecDeque<LogLine>>,
+    /// While stopping: when SIGKILL follows.
+    kill_at: Mutex<Option<DateTime<Utc>>>,
+    events: Option<EventSink>,
+}
+
+impl Component {
+    /// A component about to start (or, for cron, to be scheduled).
+    pub(super) fn new(
+        key: StageKey,
+        name: &str,
+        kind: ComponentKind,
+        port: Option<u16>,
+        events: Option<EventSink>,
+    ) -> Self {
+        Component {
+            name: name.to_owned(),
+            key,
+            observed: Mutex::new(ComponentStatus {
+                name: name.to_owned(),
+                kind,
+                port,
+                state: ComponentState::Starting,
+                health: Health::Unknown,
+                restarts: 0,
+                pid: None,
+                started_at: None,
+                exit_code: None,
+                uptime_secs: None,
+                kill_in_secs: None,
+                probes: Vec::new(),
+            }),
+            logs: Mutex::new(VecDeque::new()),
+            kill_at: Mutex::new(None),
+            events,
+        }
+    }
+
+    pub(super) fn update(&self, f: impl FnOnce(&mut ComponentStatus)) {
+        f(&mut self.observed.lock().expect("status lock"));
+    }
+
+    /// Reads something of the status as it was last recorded.
+    pub(super) fn read<T>(&self, f: impl FnOnce(&ComponentStatus) -> T) -> T {
+        f(&self.observed.lock().expect("status lock"))
+    }
+
+    /// While stopping: SIGKILL follows at `at` (`None`: no longer stopping).
+    pub(super) fn set_kill_at(&self, at: Option<DateTime<Utc>>) {
+        *self.kill_at.lock().expect("kill lock") = at;
+    }
+
+    /// Tells the events timeline (and the log) what happened.
+    pub(super) fn event(&self, kind: EventKind, message: String) {
+        self.log("pergola", message.clone());
+        if let Some(events) = &self.events {
+            events.send(self.key.clone(), StageEvent::of_component(Utc::now(), kind, &self.name, message));
+        }
+    }
+
+    /// Records a health probe; a change of health is an event.
+    pub(super) fn probed(&self, healthy: bool) {
+        let changed = {
+            let mut s = self.observed.lock().expect("status lock");
+            if s.probes.len() == PROBE_HISTORY {
+                s.probes.remove(0);
+            }
+            s.probes.push(Probe { at: Utc::now(), healthy });
+            // While it starts (no success yet), a few failed probes are expected: it is
+            // unhealthy only after STARTUP_PROBES failures in a row.
+            let starting = s.health == Health::Unknown
+                && s.probes.iter().rev().take(STARTUP_PROBES).filter(|p| !p.healthy).count() < STARTUP_PROBES;
+            let health = if healthy {
+                Health::Healthy
+            } else if starting {
+                Health::Unknown
+            } else {
+                Health::Unhealthy
+            };
+            let changed = s.health != health;
+            s.health = health;
+            changed
+        };
+        if changed {
+            let (kind, what) =
+                if healthy { (EventKind::Healthy, "healthy") } else { (EventKind::Unhealthy, "unhealthy") };
+            self.event(kind, format!("{} is {what}", self.name));
+        }
+    }
+
+    /// The status with the figures that depend on the time of asking.
+    pub(super) fn observe(&self) -> ComponentStatus {
+        let mut s = self.observed.lock().expect("status lock").clone();
+        let now = Utc::now();
+        let running = matches!(s.state, ComponentState::Running | ComponentState::Stopping) && s.pid.is_some();
+        s.uptime_secs = s.started_at.filter(|_| running).map(|t| (now - t).num_seconds().max(0) as u64);
+        s.kill_in_secs = if s.state == ComponentState::Stopping {
+            self.kill_at.lock().expect("kill lock").map(|t| (t - now).num_seconds().max(0) as u64)
+        } else {
+            None
+        };
+        s
+    }
+
+    pub(super) fn log(&self, stream: &str, line: String) {
+        let mut logs = self.logs.lock().expect("log lock");
+        if logs.len() == LOG_LINES {
+            logs.pop_front();
+        }
+        logs.push_back(LogLine { at: Utc::now(), stream: stream.to_owned(), line });
+    }
+
+    /// The last output lines, oldest first.
+    pub(super) fn logs(&self) -> Vec<LogLine> {
+        self.logs.lock().expect("log lock").iter().cloned().collect()
+    }
+}
