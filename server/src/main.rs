@@ -1,24 +1,8 @@
 #![recursion_limit = "256"]
 //! The Pergola Stages server.
 //!
-//! Configuration (environment):
-//! - `LEPTOS_SITE_ADDR` — listen address (default `127.0.0.1:3000`);
-//! - `PERGOLA_DATA_DIR` — where the embedded SQLite database, the secret key and the runtime's
-//!   files (components' storage and temporary data) live (default `./data`; a relative path is
-//!   resolved against the server's working directory once, at start-up);
-//! - `DATABASE_URL` — `sqlite://path/file.db` or `postgres://user:pass@host/db`
-//!   (default `sqlite://$PERGOLA_DATA_DIR/pergola.db`);
-//! - `PERGOLA_PURGE_INTERVAL_SECS` — how often archived stages are checked for purge (default 60);
-//! - `PERGOLA_GRACE_SECS` — the grace period new stages get (seconds between SIGTERM and SIGKILL;
-//!   each stage's own can be changed in its settings), and the one used when the server shuts
-//!   down (default 60);
-//! - `PERGOLA_SHARE_DOMAIN` — share links are `{component}.{stage}.{project}.{domain}` (default
-//!   `localhost`; in production a wildcard DNS domain);
-//! - `PERGOLA_SHARE_PORT` — the port share links name (default: the listen port);
-//! - `PERGOLA_SECRET_KEY` — 64 hex characters: the key that seals secret configuration values
-//!   at rest (default: `$PERGOLA_DATA_DIR/secret.key`, created on first start; keep it with the
-//!   database — without it, sealed values cannot be read);
-//! - `RUST_LOG` — log filter (default `info`).
+//! Configuration: the environment variables of `pergola_core::config::SETTINGS` (the README's
+//! table is checked against it), read once at start-up into a `ServerConfig`.
 //!
 //! Routes: the dashboard (pages and server functions), the REST API under `/api/v1`
 //! (OpenAPI document at `/api/v1/openapi.json`), `/healthz`.
@@ -27,6 +11,7 @@ use app::{shell, App};
 use axum::{routing::get, Router};
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
+use pergola_core::config::ServerConfig;
 use pergola_core::{connect, purge::spawn_purge_task, SecretBox, Services, SystemClock};
 use pergola_runtime::LocalRuntime;
 use std::sync::Arc;
@@ -53,29 +38,25 @@ async fn run() -> Result<(), String> {
     let leptos_options = conf.leptos_options;
     let addr = leptos_options.site_addr;
 
+    let config = ServerConfig::from_env()?;
     // Absolute once and for all: the runtime hands paths under it to components, which run in
     // their build's directory, not in the server's.
-    let data_dir = data_dir(std::env::var_os("PERGOLA_DATA_DIR"))?;
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|e| format!("cannot create data dir '{}': {e}", data_dir.display()))?;
     tracing::info!(data_dir = %data_dir.display(), "data directory");
-    let database_url = match std::env::var("DATABASE_URL") {
-        Ok(url) => url,
-        Err(_) => {
-            format!("sqlite://{}/pergola.db", data_dir.display())
-        }
-    };
+    let database_url = config.database_url.clone();
     let store = connect(&database_url)
         .await
         .map_err(|e| format!("cannot open the database ({}): {e}", redact(&database_url)))?;
     tracing::info!(backend = store.backend(), "database ready");
-    let grace =
-        Duration::from_secs(std::env::var("PERGOLA_GRACE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60));
+    let grace = config.grace;
     let runtime = Arc::new(LocalRuntime::new(data_dir.join("runtime")));
-    let share_domain = std::env::var("PERGOLA_SHARE_DOMAIN").unwrap_or_else(|_| "localhost".into());
-    let share_port = std::env::var("PERGOLA_SHARE_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(addr.port());
+    let share_domain = config.share_domain.clone();
+    let share_port = config.share_port.unwrap_or(addr.port());
     // Secret configuration values are sealed at rest with the server's key.
-    let secrets = match std::env::var("PERGOLA_SECRET_KEY") {
-        Ok(hex) => SecretBox::from_hex(&hex).map_err(|e| format!("PERGOLA_SECRET_KEY: {e}"))?,
-        Err(_) => SecretBox::from_key_file(&data_dir.join("secret.key")).map_err(|e| e.to_string())?,
+    let secrets = match &config.secret_key {
+        Some(hex) => SecretBox::from_hex(hex).map_err(|e| format!("{}: {e}", pergola_core::config::SECRET_KEY))?,
+        None => SecretBox::from_key_file(&data_dir.join("secret.key")).map_err(|e| e.to_string())?,
     };
     let services = Services::new(store, Arc::new(SystemClock))
         .with_secrets(secrets)
@@ -97,19 +78,14 @@ async fn run() -> Result<(), String> {
         });
     }
 
-    let purge_every = std::env::var("PERGOLA_PURGE_INTERVAL_SECS")
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .filter(|s| *s > 0)
-        .unwrap_or(60);
-    spawn_purge_task(services.clone(), Duration::from_secs(purge_every));
+    spawn_purge_task(services.clone(), config.purge_interval);
 
     let api = pergola_api::router(services.clone());
     let share = share::Share::new(services.clone(), share_domain);
     // The demo application, offered on first run when its binary is next to the server's.
-    let demo = std::env::var("PERGOLA_DEMO_DIR")
-        .ok()
-        .map(std::path::PathBuf::from)
+    let demo = config
+        .demo_dir
+        .clone()
         .or_else(|| std::env::current_exe().ok().and_then(|exe| exe.parent().map(|d| d.to_path_buf())))
         .filter(|dir| dir.join("pergola-demo").is_file())
         .and_then(|dir| dir.canonicalize().ok())
@@ -148,14 +124,6 @@ async fn run() -> Result<(), String> {
     // No component outlives the server.
     runtime.shutdown(grace).await;
     served
-}
-
-/// The data directory (`PERGOLA_DATA_DIR`, default `./data`), created if need be, as an
-/// absolute path.
-fn data_dir(configured: Option<std::ffi::OsString>) -> Result<std::path::PathBuf, String> {
-    let dir = configured.map(std::path::PathBuf::from).unwrap_or_else(|| "data".into());
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create data dir '{}': {e}", dir.display()))?;
-    std::fs::canonicalize(&dir).map_err(|e| format!("cannot resolve data dir '{}': {e}", dir.display()))
 }
 
 /// The database URL without its password, for messages.
