@@ -18,6 +18,14 @@ use serde::{Deserialize, Serialize};
 pub enum ErrorKind {
     /// The request itself could not be read (not JSON of the expected shape, a bad query).
     MalformedRequest,
+    /// No one is signed in (no session, or an expired one; no valid API token).
+    Unauthenticated,
+    /// The signed-in user may see the project but lacks the role for this action; the
+    /// message names the role needed. (A project the user is not a member of is
+    /// [`NotFound`](Self::NotFound) instead, so its existence is not revealed.)
+    Forbidden,
+    /// Too many attempts (failed sign-ins); `retry_after` says how many seconds to wait.
+    TooManyRequests,
     /// The input breaks a rule; `field` names the input.
     Validation,
     /// The project or stage does not exist (or is archived where a live one is needed).
@@ -39,8 +47,11 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 9] = [
+    pub const ALL: [ErrorKind; 12] = [
         ErrorKind::MalformedRequest,
+        ErrorKind::Unauthenticated,
+        ErrorKind::Forbidden,
+        ErrorKind::TooManyRequests,
         ErrorKind::Validation,
         ErrorKind::NotFound,
         ErrorKind::ProjectIdTaken,
@@ -55,6 +66,9 @@ impl ErrorKind {
     pub fn status(self) -> u16 {
         match self {
             ErrorKind::MalformedRequest => 400,
+            ErrorKind::Unauthenticated => 401,
+            ErrorKind::Forbidden => 403,
+            ErrorKind::TooManyRequests => 429,
             ErrorKind::Validation => 422,
             ErrorKind::NotFound => 404,
             ErrorKind::ProjectIdTaken | ErrorKind::StageIdTaken | ErrorKind::InvalidState | ErrorKind::Expired => 409,
@@ -67,6 +81,9 @@ impl ErrorKind {
     pub fn code(self) -> &'static str {
         match self {
             ErrorKind::MalformedRequest => "malformed-request",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::TooManyRequests => "too-many-requests",
             ErrorKind::Validation => "validation",
             ErrorKind::NotFound => "not-found",
             ErrorKind::ProjectIdTaken => "project-id-taken",
@@ -82,6 +99,9 @@ impl ErrorKind {
     pub fn title(self) -> &'static str {
         match self {
             ErrorKind::MalformedRequest => "The request is not valid JSON of the expected shape",
+            ErrorKind::Unauthenticated => "Sign-in required",
+            ErrorKind::Forbidden => "Your role does not allow this",
+            ErrorKind::TooManyRequests => "Too many attempts; wait and try again",
             ErrorKind::Validation => "The input breaks a rule",
             ErrorKind::NotFound => "No such resource",
             ErrorKind::ProjectIdTaken => "The Project ID is already taken",
@@ -113,11 +133,15 @@ pub struct Error {
     pub field: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suggestion: Option<String>,
+    /// For [`ErrorKind::TooManyRequests`]: whole seconds to wait before trying again (the
+    /// HTTP layer sends it as `Retry-After`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), field: None, suggestion: None }
+        Self { kind, message: message.into(), field: None, suggestion: None, retry_after: None }
     }
 
     /// A request that could not be read at all (`what` says why).
@@ -144,6 +168,27 @@ impl Error {
             message: format!("{label} '{id}' is already taken. Try '{suggestion}'."),
             suggestion: Some(suggestion),
             kind: error_kind,
+            retry_after: None,
+        }
+    }
+
+    /// No one is signed in, or the session or API token is no longer valid.
+    pub fn unauthenticated() -> Self {
+        Self::new(ErrorKind::Unauthenticated, "Sign in to continue (or send a valid API token).")
+    }
+
+    /// The user's role does not allow the action; `message` names the role needed (see
+    /// [`crate::access::decide`]).
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Forbidden, message)
+    }
+
+    /// Too many attempts: try again in `retry_after_secs` seconds (at least 1).
+    pub fn too_many_requests(retry_after_secs: u64) -> Self {
+        let secs = retry_after_secs.max(1);
+        Self {
+            retry_after: Some(secs),
+            ..Self::new(ErrorKind::TooManyRequests, format!("Too many attempts. Try again in {}.", wait_text(secs)))
         }
     }
 
@@ -174,6 +219,18 @@ impl Error {
     }
 }
 
+/// "45 seconds", "1 minute", "15 minutes" (rounded up to whole minutes from a minute on).
+fn wait_text(secs: u64) -> String {
+    match secs {
+        1 => "1 second".to_owned(),
+        s if s < 60 => format!("{s} seconds"),
+        s => match s.div_ceil(60) {
+            1 => "1 minute".to_owned(),
+            m => format!("{m} minutes"),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +249,9 @@ mod tests {
     #[test]
     fn statuses_are_the_documented_ones() {
         assert_eq!(ErrorKind::MalformedRequest.status(), 400);
+        assert_eq!(ErrorKind::Unauthenticated.status(), 401);
+        assert_eq!(ErrorKind::Forbidden.status(), 403);
+        assert_eq!(ErrorKind::TooManyRequests.status(), 429);
         assert_eq!(ErrorKind::Validation.status(), 422);
         assert_eq!(ErrorKind::NotFound.status(), 404);
         assert_eq!(ErrorKind::StageIdTaken.status(), 409);
@@ -209,5 +269,37 @@ mod tests {
             (e.kind, e.field.as_deref(), e.suggestion.as_deref()),
             (ErrorKind::StageIdTaken, Some("stage_id"), Some("qa-2"))
         );
+    }
+
+    #[test]
+    fn access_errors_have_their_codes_and_carry_retry_after() {
+        assert_eq!(ErrorKind::from_code("unauthenticated"), Some(ErrorKind::Unauthenticated));
+        assert_eq!(ErrorKind::from_code("forbidden"), Some(ErrorKind::Forbidden));
+        assert_eq!(ErrorKind::from_code("too-many-requests"), Some(ErrorKind::TooManyRequests));
+        let e = Error::unauthenticated();
+        assert_eq!((e.kind, e.retry_after), (ErrorKind::Unauthenticated, None));
+        let e = Error::forbidden("Deleting a stage needs the maintainer role.");
+        assert_eq!((e.kind, e.message.as_str()), (ErrorKind::Forbidden, "Deleting a stage needs the maintainer role."));
+        let e = Error::too_many_requests(840);
+        assert_eq!((e.kind, e.retry_after), (ErrorKind::TooManyRequests, Some(840)));
+        assert_eq!(e.message, "Too many attempts. Try again in 14 minutes.");
+        assert_eq!(Error::too_many_requests(0).retry_after, Some(1));
+        assert_eq!(Error::too_many_requests(1).message, "Too many attempts. Try again in 1 second.");
+        assert_eq!(Error::too_many_requests(59).message, "Too many attempts. Try again in 59 seconds.");
+        assert_eq!(Error::too_many_requests(60).message, "Too many attempts. Try again in 1 minute.");
+        assert_eq!(Error::too_many_requests(61).message, "Too many attempts. Try again in 2 minutes.");
+    }
+
+    #[test]
+    fn retry_after_is_on_the_wire_only_when_set() {
+        let json = serde_json::to_value(Error::too_many_requests(30)).unwrap();
+        assert_eq!(json["retry_after"], 30);
+        let json = serde_json::to_value(Error::not_found("x")).unwrap();
+        assert!(json.get("retry_after").is_none(), "{json}");
+        // Errors written before the field existed still read.
+        let old: Error = serde_json::from_str(r#"{"kind":"not_found","message":"x"}"#).unwrap();
+        assert_eq!(old, Error::not_found("x"));
+        let back: Error = serde_json::from_value(serde_json::to_value(Error::too_many_requests(7)).unwrap()).unwrap();
+        assert_eq!(back, Error::too_many_requests(7));
     }
 }

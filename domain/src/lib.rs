@@ -5,6 +5,7 @@
 //! enforces. Everything that decides *what is allowed* lives here; the store and the services
 //! in `pergola-core` only decide *how it is persisted*.
 
+pub mod access;
 pub mod error;
 pub mod ids;
 pub mod manifest;
@@ -16,6 +17,12 @@ pub mod share;
 pub mod stage;
 pub mod wire;
 
+pub use access::{
+    authorize, decide, invitation_expires_at, invitation_is_open, is_unexpired, normalize_username,
+    permission_table_markdown, permits, project_not_found, requirement, validate_expiry, validate_password,
+    validate_username, Action, Actor, Decision, Requirement, RetryAfter, Role, SessionPolicy, Throttle, Visibility,
+    INVITATION_VALID_DAYS, MAX_PASSWORD_BYTES, MAX_USERNAME_CHARS, MIN_PASSWORD_CHARS,
+};
 pub use error::{Error, ErrorKind};
 pub use ids::{derive_id, numbered_id, suggestion_stem, validate_id, IdKind, MAX_ID_LEN, RESERVED_IDS};
 pub use manifest::{parse_manifest, ComponentKind, ComponentSpec, Manifest, ManifestError, Schedule};
