@@ -18,7 +18,7 @@ command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
 [ -x /usr/bin/chromium ] || packages+=(chromium)
 command -v python3 >/dev/null || packages+=(python3)
-python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
+/usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 command -v psql >/dev/null || packages+=(postgresql-client)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || packages+=(postgresql)
 if [ ${#packages[@]} -gt 0 ]; then
@@ -64,7 +64,9 @@ fi
 # schemathesis (PyPI), pinned: checks the REST API against its OpenAPI document.
 if ! .tools/venv/bin/schemathesis --version 2>/dev/null | grep -q '4\.32\.5'; then
   echo "==> pip install schemathesis 4.32.5 (in .tools/venv)"
-  python3 -m venv .tools/venv
+  # Debian's Python: a pyenv 3.11.7 on PATH has a CPython bug (ast.parse "recursion depth
+  # mismatch") that breaks hypothesis.
+  /usr/bin/python3 -m venv .tools/venv
   .tools/venv/bin/pip install -q --disable-pip-version-check schemathesis==4.32.5
 fi
 echo "==> tools ready"
