@@ -9,14 +9,15 @@ impl Services {
     /// The configuration of a live stage; secret values are masked (`None`).
     pub async fn config(&self, project_id: &str, stage_id: &str) -> Result<Vec<ConfigEntry>, Error> {
         self.get_stage(project_id, stage_id).await?;
-        let values = self.store.list_config(project_id, stage_id).await.map_err(internal)?;
+        let values = self.store.list_config(project_id, stage_id).await.map_err(internal("list the configuration"))?;
         Ok(values.into_iter().map(masked).collect())
     }
 
     /// The configuration of a stage with secret values, for the runtime only: never send
     /// this to a browser or a client.
     pub async fn config_values(&self, project_id: &str, stage_id: &str) -> Result<BTreeMap<String, String>, Error> {
-        let values = self.store.list_config(project_id, stage_id).await.map_err(internal)?;
+        let values =
+            self.store.list_config(project_id, stage_id).await.map_err(internal("list the configuration values"))?;
         values.into_iter().map(|v| Ok((v.key, self.open(&v.value)?))).collect()
     }
 
@@ -35,7 +36,7 @@ impl Services {
         // A secret's value is sealed before it reaches the database.
         let stored = if secret { self.seal(value) } else { value.to_owned() };
         let entry = ConfigValue { key: key.to_owned(), value: stored, secret, updated_at: self.clock.now() };
-        if !self.store.set_config(project_id, stage_id, &entry).await.map_err(internal)? {
+        if !self.store.set_config(project_id, stage_id, &entry).await.map_err(internal("set a setting"))? {
             return Err(self.get_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));
         }
         let what = if secret { "Secret" } else { "Setting" };
@@ -47,7 +48,7 @@ impl Services {
     /// Removes one setting of a live stage.
     pub async fn unset_config(&self, project_id: &str, stage_id: &str, key: &str) -> Result<(), Error> {
         self.get_stage(project_id, stage_id).await?;
-        if !self.store.unset_config(project_id, stage_id, key.trim()).await.map_err(internal)? {
+        if !self.store.unset_config(project_id, stage_id, key.trim()).await.map_err(internal("unset a setting"))? {
             return Err(Error::not_found(format!("Stage '{stage_id}' has no setting '{}'.", key.trim())));
         }
         let message = format!("Setting {} removed; this applies with the next release.", key.trim());

@@ -20,7 +20,7 @@ impl Services {
     /// A stage's events timeline, newest first (live or archived stage).
     pub async fn events(&self, project_id: &str, stage_id: &str) -> Result<Vec<StageEvent>, Error> {
         self.any_stage(project_id, stage_id).await?;
-        self.store.list_events(project_id, stage_id, EVENTS_SHOWN).await.map_err(internal)
+        self.store.list_events(project_id, stage_id, EVENTS_SHOWN).await.map_err(internal("list the stage events"))
     }
 
     pub fn store(&self) -> &dyn Store {

@@ -45,7 +45,7 @@ impl Services {
         let now = self.clock.now();
         let moved = self.store.transition_status(project_id, stage_id, stage.status, to, now).await;
         self.proxy_cache.forget_all();
-        let moved = moved.map_err(internal)?;
+        let moved = moved.map_err(internal("move a stage to its next status"))?;
         let current = self.get_stage(project_id, stage_id).await?;
         if !moved {
             // Someone else changed it first: explain from the state it is in now.
@@ -71,7 +71,7 @@ impl Services {
         let due = self.retention().await?.due_at(stage.stage_type, now);
         let archived = self.store.archive_stage(project_id, stage_id, now, due).await;
         self.proxy_cache.forget_all();
-        if !archived.map_err(internal)? {
+        if !archived.map_err(internal("archive a stage"))? {
             return Err(self.get_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));
         }
         let message = format!("Deleted: archived, restorable until {}.", format_time(due));
@@ -101,7 +101,7 @@ impl Services {
         }
         let restored = self.store.restore_stage(project_id, stage_id, now).await;
         self.proxy_cache.forget_all();
-        if !restored.map_err(internal)? {
+        if !restored.map_err(internal("restore a stage"))? {
             return Err(expired());
         }
         let stage = self.get_stage(project_id, stage_id).await?;
@@ -118,7 +118,7 @@ impl Services {
     pub async fn purge_due(&self) -> Result<Vec<(String, String)>, Error> {
         let purged = self.store.purge_due(self.clock.now()).await;
         self.proxy_cache.forget_all();
-        let purged = purged.map_err(internal)?;
+        let purged = purged.map_err(internal("purge the due stages"))?;
         for (project, stage) in &purged {
             if let Err(e) = self.runtime.forget(&StageKey::new(project, stage)).await {
                 tracing::warn!(project, stage, error = %e, "could not delete the purged stage's storage");

@@ -60,10 +60,16 @@ const ANSWER_WITHIN: Duration = Duration::from_millis(500);
 /// How many events a timeline shows.
 pub const EVENTS_SHOWN: i64 = 100;
 
-/// Logs the server-side detail and hands the caller the generic internal error.
-fn internal(e: StoreError) -> Error {
-    tracing::error!(error = %e, "store operation failed");
-    Error::internal()
+/// What to do with a failure of the store in `operation`: log it, with the operation and where
+/// in the services it failed, and hand the caller the generic internal error. Called where the
+/// operation is (`.map_err(internal("list the stages"))`), so the location is that line.
+#[track_caller]
+fn internal(operation: &'static str) -> impl FnOnce(StoreError) -> Error {
+    let at = std::panic::Location::caller();
+    move |e| {
+        tracing::error!(operation, at = %at, error = %e, "store operation failed");
+        Error::internal()
+    }
 }
 
 /// Adds an event to a stage's timeline; a failure is logged, never the caller's problem.
@@ -154,4 +160,40 @@ fn grace(stage: &Stage) -> Duration {
 fn capitalized(s: &str) -> String {
     let mut chars = s.chars();
     chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Collects what the log writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_store_failure_is_logged_with_its_operation_and_where_it_failed() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        let line = line!() + 2;
+        let error = tracing::subscriber::with_default(subscriber, || {
+            Err::<(), _>(StoreError::Conflict).map_err(internal("list the stages")).unwrap_err()
+        });
+        assert_eq!(error.kind, Error::internal().kind, "the caller sees the generic internal error");
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(log.contains("store operation failed"), "{log}");
+        assert!(log.contains("list the stages"), "{log}");
+        assert!(log.contains(&format!("services/mod.rs:{line}")), "{log}");
+    }
 }

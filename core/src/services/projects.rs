@@ -8,14 +8,14 @@ use std::collections::BTreeMap;
 
 impl Services {
     pub async fn list_projects(&self) -> Result<Vec<Project>, Error> {
-        self.store.list_projects().await.map_err(internal)
+        self.store.list_projects().await.map_err(internal("list the projects"))
     }
 
     pub async fn get_project(&self, project_id: &str) -> Result<Project, Error> {
         self.store
             .get_project(project_id)
             .await
-            .map_err(internal)?
+            .map_err(internal("read a project"))?
             .ok_or_else(|| Error::not_found(format!("There is no project '{project_id}'.")))
     }
 
@@ -28,18 +28,18 @@ impl Services {
             Ok(()) => Ok(project),
             Err(StoreError::Conflict) => {
                 let (stem, _) = suggestion_stem(&project.id);
-                let taken = self.store.project_ids_like(stem).await.map_err(internal)?;
+                let taken = self.store.project_ids_like(stem).await.map_err(internal("list the taken project IDs"))?;
                 let suggestion = first_free(&project.id, taken);
                 Err(Error::id_taken(IdKind::Project, &project.id, suggestion))
             }
-            Err(e) => Err(internal(e)),
+            Err(e) => Err(internal("insert a project")(e)),
         }
     }
 
     /// Everything the project page shows: live stages, archived stages, the retention policy.
     pub async fn project_overview(&self, project_id: &str) -> Result<ProjectOverview, Error> {
         let project = self.get_project(project_id).await?;
-        let all = self.store.list_stages(project_id).await.map_err(internal)?;
+        let all = self.store.list_stages(project_id).await.map_err(internal("list the stages of a project"))?;
         let (mut archived, stages): (Vec<_>, Vec<_>) = all.into_iter().partition(Stage::is_archived);
         archived.sort_by_key(|s| std::cmp::Reverse(s.archived_at));
         let mut summaries = BTreeMap::new();

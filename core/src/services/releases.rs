@@ -28,14 +28,14 @@ impl Services {
             created_at: self.clock.now(),
         };
         let uid = uuid::Uuid::new_v4().to_string();
-        build.number = retry_on_conflict(|| self.store.insert_build(&uid, &build)).await?;
+        build.number = retry_on_conflict(|| self.store.insert_build(&uid, &build), internal("insert a build")).await?;
         Ok(build)
     }
 
     /// A project's builds, newest first.
     pub async fn builds(&self, project_id: &str) -> Result<Vec<Build>, Error> {
         self.get_project(project_id).await?;
-        let rows = self.store.list_builds(project_id).await.map_err(internal)?;
+        let rows = self.store.list_builds(project_id).await.map_err(internal("list the builds"))?;
         Ok(rows.into_iter().map(|r| r.build).collect())
     }
 
@@ -47,20 +47,23 @@ impl Services {
             .store
             .get_build(project_id, build_number)
             .await
-            .map_err(internal)?
+            .map_err(internal("read a build to deploy"))?
             .ok_or_else(|| Error::not_found(format!("Project '{project_id}' has no build {build_number}.")))?;
         // The snapshot keeps secret values sealed, as the stage's configuration does.
         let config: BTreeMap<String, String> = self
             .store
             .list_config(project_id, stage_id)
             .await
-            .map_err(internal)?
+            .map_err(internal("snapshot the configuration for a release"))?
             .into_iter()
             .map(|v| (v.key, v.value))
             .collect();
         let now = self.clock.now();
-        let number =
-            retry_on_conflict(|| self.store.insert_release(project_id, stage_id, &build.uid, &config, now)).await?;
+        let number = retry_on_conflict(
+            || self.store.insert_release(project_id, stage_id, &build.uid, &config, now),
+            internal("insert a release"),
+        )
+        .await?;
         let Some(number) = number else {
             return Err(self.get_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));
         };
@@ -112,7 +115,7 @@ impl Services {
     /// A stage's releases, newest (the running one) first.
     pub async fn releases(&self, project_id: &str, stage_id: &str) -> Result<Vec<Release>, Error> {
         self.any_stage(project_id, stage_id).await?;
-        let rows = self.store.list_releases(project_id, stage_id).await.map_err(internal)?;
+        let rows = self.store.list_releases(project_id, stage_id).await.map_err(internal("list the releases"))?;
         Ok(rows
             .into_iter()
             .map(|r| Release {
@@ -128,8 +131,12 @@ impl Services {
     }
 }
 
-/// Runs a numbered insert again when a concurrent one took the same number.
-pub(super) async fn retry_on_conflict<T, F, Fut>(mut insert: F) -> Result<T, Error>
+/// Runs a numbered insert again when a concurrent one took the same number; `failed` (an
+/// [`internal`] made where the insert is) logs and answers a failure.
+pub(super) async fn retry_on_conflict<T, F, Fut>(
+    mut insert: F,
+    failed: impl FnOnce(StoreError) -> Error,
+) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
@@ -137,8 +144,8 @@ where
     for _ in 0..20 {
         match insert().await {
             Err(StoreError::Conflict) => continue,
-            other => return other.map_err(internal),
+            other => return other.map_err(failed),
         }
     }
-    Err(internal(StoreError::Conflict))
+    Err(failed(StoreError::Conflict))
 }

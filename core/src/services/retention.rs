@@ -14,7 +14,7 @@ impl Services {
     pub async fn retention(&self) -> Result<RetentionPolicy, Error> {
         let mut policy = RetentionPolicy::default();
         for (t, key) in RETENTION_KEYS {
-            let stored = self.store.get_setting(key).await.map_err(internal)?;
+            let stored = self.store.get_setting(key).await.map_err(internal("read a retention setting"))?;
             let days = match stored.as_deref().map(str::parse::<u32>) {
                 None => continue,
                 Some(Ok(d)) => d,
@@ -38,7 +38,7 @@ impl Services {
         let policy = RetentionPolicy::parse(dev, qa, prod)?;
         let pairs: Vec<(&str, String)> =
             RETENTION_KEYS.iter().map(|(t, key)| (*key, policy.days(*t).to_string())).collect();
-        self.store.put_settings(&pairs).await.map_err(internal)?;
+        self.store.put_settings(&pairs).await.map_err(internal("save the retention settings"))?;
         Ok(policy)
     }
 }

@@ -58,7 +58,7 @@ impl Services {
     pub async fn reconcile(&self) -> Result<usize, Error> {
         let mut started = 0;
         for project in self.list_projects().await? {
-            for stage in self.store.list_stages(&project.id).await.map_err(internal)? {
+            for stage in self.store.list_stages(&project.id).await.map_err(internal("list the stages to reconcile"))? {
                 if stage.status == StageStatus::Suspending {
                     // The server stopped while the stage was being suspended: nothing of it
                     // runs any more.
@@ -90,11 +90,20 @@ impl Services {
         // two deploys racing, the newest release is the one left running.
         let lock = self.stage_lock(&stage.project_id, &stage.id);
         let _turn = lock.lock().await;
-        match self.store.get_stage(&stage.project_id, &stage.id).await.map_err(internal)? {
+        match self
+            .store
+            .get_stage(&stage.project_id, &stage.id)
+            .await
+            .map_err(internal("read the stage before starting it"))?
+        {
             Some(now) if !now.is_archived() && now.status == StageStatus::Running => {}
             _ => return Ok(false),
         }
-        let rows = self.store.list_releases(&stage.project_id, &stage.id).await.map_err(internal)?;
+        let rows = self
+            .store
+            .list_releases(&stage.project_id, &stage.id)
+            .await
+            .map_err(internal("list the releases to start"))?;
         let Some(current) = rows.into_iter().next() else { return Ok(false) };
         let manifest = parse_manifest(&current.build.manifest)?;
         let spec = StageSpec {
@@ -152,7 +161,7 @@ impl Services {
             }
             Ok(false) => {}
             Err(e) => {
-                internal(e);
+                internal("settle a suspend")(e);
             }
         }
     }

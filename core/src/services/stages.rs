@@ -15,7 +15,7 @@ impl Services {
         let id = id.trim();
         let verdict = match validate_id(IdKind::Stage, id) {
             Err(e) => Err(e),
-            Ok(()) => match self.store.get_stage(project_id, id).await.map_err(internal)? {
+            Ok(()) => match self.store.get_stage(project_id, id).await.map_err(internal("check a stage ID"))? {
                 None => Ok(()),
                 Some(_) => Err(self.stage_id_taken(project_id, id).await?),
             },
@@ -65,7 +65,7 @@ impl Services {
                 Ok(stage)
             }
             Err(StoreError::Conflict) => Err(self.stage_id_taken(project_id, &stage.id).await?),
-            Err(e) => Err(internal(e)),
+            Err(e) => Err(internal("insert a stage")(e)),
         }
     }
 
@@ -100,7 +100,7 @@ impl Services {
         let now = self.clock.now();
         let updated = self.store.update_stage(project_id, stage_id, &name, stage_type, grace, now).await;
         self.proxy_cache.forget_all();
-        let updated = updated.map_err(internal)?;
+        let updated = updated.map_err(internal("update a stage"))?;
         if !updated {
             // Archived between the read and the write.
             return Err(self.get_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));
@@ -123,7 +123,7 @@ impl Services {
     }
 
     pub(super) async fn any_stage(&self, project_id: &str, stage_id: &str) -> Result<Stage, Error> {
-        match self.store.get_stage(project_id, stage_id).await.map_err(internal)? {
+        match self.store.get_stage(project_id, stage_id).await.map_err(internal("read a stage"))? {
             Some(stage) => Ok(stage),
             None => {
                 self.get_project(project_id).await?;
@@ -135,10 +135,14 @@ impl Services {
     /// The "taken" error for `id`, saying whether an archived stage holds it, with a free
     /// suggestion.
     pub(super) async fn stage_id_taken(&self, project_id: &str, id: &str) -> Result<Error, Error> {
-        let taken = self.store.stage_ids_like(project_id, suggestion_stem(id).0).await.map_err(internal)?;
+        let taken = self
+            .store
+            .stage_ids_like(project_id, suggestion_stem(id).0)
+            .await
+            .map_err(internal("list the taken stage IDs"))?;
         let mut err = Error::id_taken(IdKind::Stage, id, first_free(id, taken));
         if let Some(Stage { purge_due_at: Some(due), .. }) =
-            self.store.get_stage(project_id, id).await.map_err(internal)?
+            self.store.get_stage(project_id, id).await.map_err(internal("read the stage holding an ID"))?
         {
             err.message = format!(
                 "Stage ID '{id}' is already taken by an archived stage (restorable until {}). \
