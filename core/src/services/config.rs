@@ -3,7 +3,6 @@
 use super::{internal, Services};
 use crate::store::ConfigValue;
 use pergola_domain::{validate_config, ConfigEntry, Error, EventKind, StageEvent};
-use std::collections::BTreeMap;
 
 impl Services {
     /// The configuration of a live stage; secret values are masked (`None`).
@@ -13,9 +12,14 @@ impl Services {
         Ok(values.into_iter().map(masked).collect())
     }
 
-    /// The configuration of a stage with secret values, for the runtime only: never send
-    /// this to a browser or a client.
-    pub async fn config_values(&self, project_id: &str, stage_id: &str) -> Result<BTreeMap<String, String>, Error> {
+    /// The configuration of a stage with secret values, for tests only (the runtime gets
+    /// them with the release it starts): never send this to a browser or a client.
+    #[cfg(feature = "testing")]
+    pub async fn config_values(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, Error> {
         let values =
             self.store.list_config(project_id, stage_id).await.map_err(internal("list the configuration values"))?;
         values.into_iter().map(|v| Ok((v.key, self.open(&v.value)?))).collect()

@@ -1,7 +1,6 @@
 //! A stage's timeline.
 
 use super::{internal, record, Services, EVENTS_SHOWN};
-use crate::Store;
 use pergola_domain::{Error, StageEvent};
 
 impl Services {
@@ -23,7 +22,9 @@ impl Services {
         self.store.list_events(project_id, stage_id, EVENTS_SHOWN).await.map_err(internal("list the stage events"))
     }
 
-    pub fn store(&self) -> &dyn Store {
+    /// The store itself, for tests that arrange what the services cannot.
+    #[cfg(feature = "testing")]
+    pub fn store(&self) -> &dyn crate::Store {
         &*self.store
     }
 }

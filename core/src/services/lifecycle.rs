@@ -57,16 +57,10 @@ impl Services {
         Ok(current)
     }
 
-    /// DELETE STAGE: archives a live stage. `confirm` must repeat the Stage ID. The stage is
-    /// restorable until its retention (by type, as configured now) runs out.
-    pub async fn delete_stage(&self, project_id: &str, stage_id: &str, confirm: &str) -> Result<Stage, Error> {
+    /// DELETE STAGE: archives a live stage (the dashboard has the user confirm it first). The
+    /// stage is restorable until its retention (by type, as configured now) runs out.
+    pub async fn delete_stage(&self, project_id: &str, stage_id: &str) -> Result<Stage, Error> {
         let stage = self.get_stage(project_id, stage_id).await?;
-        if confirm.trim() != stage.id {
-            return Err(Error::validation(
-                "confirm",
-                format!("Type the Stage ID '{}' to confirm the deletion.", stage.id),
-            ));
-        }
         let now = self.clock.now();
         let due = self.retention().await?.due_at(stage.stage_type, now);
         let archived = self.store.archive_stage(project_id, stage_id, now, due).await;

@@ -1,9 +1,14 @@
-//! The operations behind every dashboard action (and, later, every API route and CLI command).
+//! The operations behind every dashboard action, API route and CLI command, one file per topic.
 //!
-//! Each one re-validates its input with `pergola-domain`, so no caller can skip a rule, and maps
-//! store failures to [`Error`]: users see a clear message, the server log keeps the detail.
+//! They take typed values: the edges (the dashboard's server functions, the REST handlers, the
+//! CLI) parse what users typed with `pergola-domain`. Each operation still checks its input
+//! against the domain's rules (names, IDs, bounds), so no caller can skip a rule, and maps store
+//! failures to [`Error`]: users see a clear message, the server log keeps the detail and the
+//! operation that failed.
 
+mod activity;
 mod config;
+mod demo;
 mod events;
 mod lifecycle;
 mod projects;
@@ -13,6 +18,8 @@ mod retention;
 mod runtime;
 mod stages;
 
+pub use activity::LOG_LINES_SHOWN;
+pub use demo::DEMO_MANIFEST;
 use proxy_cache::ProxyCache;
 pub use proxy_cache::PROXY_CACHE_TTL;
 

@@ -3,7 +3,7 @@
 use super::stages::{chosen_id, first_free};
 use super::{internal, Services};
 use crate::{StageKey, StoreError};
-use pergola_domain::{suggestion_stem, validate_name, Error, IdKind, Project, ProjectOverview, Stage, StageSummary};
+use pergola_domain::{suggestion_stem, validate_name, Error, IdKind, Project, ProjectOverview, StageSummary};
 use std::collections::BTreeMap;
 
 impl Services {
@@ -39,9 +39,7 @@ impl Services {
     /// Everything the project page shows: live stages, archived stages, the retention policy.
     pub async fn project_overview(&self, project_id: &str) -> Result<ProjectOverview, Error> {
         let project = self.get_project(project_id).await?;
-        let all = self.store.list_stages(project_id).await.map_err(internal("list the stages of a project"))?;
-        let (mut archived, stages): (Vec<_>, Vec<_>) = all.into_iter().partition(Stage::is_archived);
-        archived.sort_by_key(|s| std::cmp::Reverse(s.archived_at));
+        let (stages, archived) = self.live_and_archived(project_id).await?;
         let mut summaries = BTreeMap::new();
         for stage in &stages {
             let release = self.releases(project_id, &stage.id).await?.into_iter().next();

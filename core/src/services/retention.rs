@@ -32,10 +32,11 @@ impl Services {
         Ok(policy)
     }
 
-    /// Sets the retention per type from an administrator's input. Applies to stages archived
-    /// from now on; already archived stages keep their deletion date.
-    pub async fn set_retention(&self, dev: &str, qa: &str, prod: &str) -> Result<RetentionPolicy, Error> {
-        let policy = RetentionPolicy::parse(dev, qa, prod)?;
+    /// Sets the retention per type (checked against the same bounds as an administrator's
+    /// input). Applies to stages archived from now on; already archived stages keep their
+    /// deletion date.
+    pub async fn set_retention(&self, policy: RetentionPolicy) -> Result<RetentionPolicy, Error> {
+        policy.validate()?;
         let pairs: Vec<(&str, String)> =
             RETENTION_KEYS.iter().map(|(t, key)| (*key, policy.days(*t).to_string())).collect();
         self.store.put_settings(&pairs).await.map_err(internal("save the retention settings"))?;

@@ -2,8 +2,9 @@
 
 use super::{capitalized, internal, Services};
 use crate::StoreError;
+use pergola_domain::wire::StageUpdate;
 use pergola_domain::{
-    derive_id, format_time, numbered_id, parse_grace, suggestion_stem, validate_id, validate_name, Error, EventKind,
+    check_grace, derive_id, format_time, numbered_id, suggestion_stem, validate_id, validate_name, Error, EventKind,
     IdCheck, IdKind, Stage, StageEvent, StageStatus, StageType,
 };
 use std::collections::HashSet;
@@ -34,12 +35,11 @@ impl Services {
         &self,
         project_id: &str,
         name: &str,
-        stage_type: &str,
+        stage_type: StageType,
         id: Option<&str>,
     ) -> Result<Stage, Error> {
         self.get_project(project_id).await?;
         let name = validate_name("Stage", name)?;
-        let stage_type = StageType::parse(stage_type)?;
         let id = chosen_id(IdKind::Stage, &name, id)?;
         let now = self.clock.now();
         let stage = Stage {
@@ -82,44 +82,57 @@ impl Services {
         }
     }
 
-    /// Changes the display name, type and (when given) the grace period of a live stage; its
-    /// ID never changes.
-    pub async fn update_stage(
-        &self,
-        project_id: &str,
-        stage_id: &str,
-        name: &str,
-        stage_type: &str,
-        grace_secs: Option<&str>,
-    ) -> Result<Stage, Error> {
-        let name = validate_name("Stage", name)?;
-        let stage_type = StageType::parse(stage_type)?;
-        let grace = grace_secs.map(parse_grace).transpose()?;
-        let before = self.get_stage(project_id, stage_id).await?;
-        let grace = grace.unwrap_or(before.grace_secs);
-        let now = self.clock.now();
-        let updated = self.store.update_stage(project_id, stage_id, &name, stage_type, grace, now).await;
-        self.proxy_cache.forget_all();
-        let updated = updated.map_err(internal("update a stage"))?;
-        if !updated {
-            // Archived between the read and the write.
-            return Err(self.get_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));
+    /// The live stages of a project, oldest first; with `archived`, its archived stages
+    /// instead, the latest deleted first.
+    pub async fn list_stages(&self, project_id: &str, archived: bool) -> Result<Vec<Stage>, Error> {
+        self.get_project(project_id).await?;
+        let (live, archived_stages) = self.live_and_archived(project_id).await?;
+        Ok(if archived { archived_stages } else { live })
+    }
+
+    /// A project's live stages (oldest first) and archived ones (the latest deleted first).
+    pub(super) async fn live_and_archived(&self, project_id: &str) -> Result<(Vec<Stage>, Vec<Stage>), Error> {
+        let all = self.store.list_stages(project_id).await.map_err(internal("list the stages of a project"))?;
+        let (mut archived, live): (Vec<_>, Vec<_>) = all.into_iter().partition(Stage::is_archived);
+        archived.sort_by_key(|s| std::cmp::Reverse(s.archived_at));
+        Ok((live, archived))
+    }
+
+    /// Changes the display name, type and grace period of a live stage, each when given; its
+    /// ID never changes. The changes apply to the stage as it is read, and are written only if
+    /// it is still so (compare-and-set): a concurrent change is read again, never overwritten.
+    pub async fn update_stage(&self, project_id: &str, stage_id: &str, update: StageUpdate) -> Result<Stage, Error> {
+        let name = update.name.as_deref().map(|n| validate_name("Stage", n)).transpose()?;
+        let grace = update.grace_secs.map(check_grace).transpose()?;
+        for _ in 0..20 {
+            let before = self.get_stage(project_id, stage_id).await?;
+            let name = name.clone().unwrap_or_else(|| before.name.clone());
+            let stage_type = update.stage_type.unwrap_or(before.stage_type);
+            let grace = grace.unwrap_or(before.grace_secs);
+            let now = self.clock.now();
+            let updated = self.store.update_stage(&before, &name, stage_type, grace, now).await;
+            self.proxy_cache.forget_all();
+            if !updated.map_err(internal("update a stage"))? {
+                // Archived (the next read says so) or changed since the read: read it again.
+                continue;
+            }
+            let mut changes = Vec::new();
+            if before.name != name {
+                changes.push(format!("renamed to '{name}'"));
+            }
+            if before.stage_type != stage_type {
+                changes.push(format!("type set to {stage_type}"));
+            }
+            if before.grace_secs != grace {
+                changes.push(format!("grace period set to {grace} s"));
+            }
+            if !changes.is_empty() {
+                let message = capitalized(&changes.join(", ")) + ".";
+                self.record(project_id, stage_id, StageEvent::new(now, EventKind::Updated, message)).await;
+            }
+            return self.get_stage(project_id, stage_id).await;
         }
-        let mut changes = Vec::new();
-        if before.name != name {
-            changes.push(format!("renamed to '{name}'"));
-        }
-        if before.stage_type != stage_type {
-            changes.push(format!("type set to {stage_type}"));
-        }
-        if before.grace_secs != grace {
-            changes.push(format!("grace period set to {grace} s"));
-        }
-        if !changes.is_empty() {
-            let message = capitalized(&changes.join(", ")) + ".";
-            self.record(project_id, stage_id, StageEvent::new(now, EventKind::Updated, message)).await;
-        }
-        self.get_stage(project_id, stage_id).await
+        Err(Error::invalid_state(format!("Stage '{stage_id}' changed while you were acting on it; please try again.")))
     }
 
     pub(super) async fn any_stage(&self, project_id: &str, stage_id: &str) -> Result<Stage, Error> {

@@ -92,12 +92,12 @@ pub trait Store: Send + Sync {
     async fn get_stage(&self, project_id: &str, stage_id: &str) -> StoreResult<Option<Stage>>;
     /// All stage IDs of the project (live and archived) equal to `base` or starting with `base-`.
     async fn stage_ids_like(&self, project_id: &str, base: &str) -> StoreResult<Vec<String>>;
-    /// Renames / retypes a live stage and sets its grace period. False when there is no such
-    /// live stage.
+    /// Renames / retypes the live stage `from` and sets its grace period, if it still has the
+    /// name, type and grace period of `from` (compare-and-set). False when there is no such
+    /// live stage or it changed since `from` was read.
     async fn update_stage(
         &self,
-        project_id: &str,
-        stage_id: &str,
+        from: &Stage,
         name: &str,
         stage_type: StageType,
         grace_secs: u32,

@@ -197,8 +197,7 @@ macro_rules! sql_store {
 
             async fn update_stage(
                 &self,
-                project_id: &str,
-                stage_id: &str,
+                from: &Stage,
                 name: &str,
                 stage_type: StageType,
                 grace_secs: u32,
@@ -206,14 +205,18 @@ macro_rules! sql_store {
             ) -> StoreResult<bool> {
                 let done = sqlx::query(
                     "UPDATE stages SET name = $1, stage_type = $2, updated_at = $3, grace_secs = $6 \
-                     WHERE project_id = $4 AND stage_id = $5 AND archived_at IS NULL",
+                     WHERE project_id = $4 AND stage_id = $5 AND archived_at IS NULL \
+                     AND name = $7 AND stage_type = $8 AND grace_secs = $9",
                 )
                 .bind(name)
                 .bind(stage_type.as_str())
                 .bind(millis(now))
-                .bind(project_id)
-                .bind(stage_id)
+                .bind(&from.project_id)
+                .bind(&from.id)
                 .bind(i64::from(grace_secs))
+                .bind(&from.name)
+                .bind(from.stage_type.as_str())
+                .bind(i64::from(from.grace_secs))
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() == 1)
