@@ -95,7 +95,7 @@ async fn update_stage(
         (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn delete_stage(State(s): State<Services>, Path(p): Path<StagePath>) -> ApiResult<Json<Stage>> {
-    // The dashboard asks the user to type the Stage ID; an API call naming it is that confirmation.
+    // The dashboard has the user type the Stage ID first; the API deletes the stage its path names.
     Ok(Json(s.delete_stage(&p.project, &p.stage).await?))
 }
 
