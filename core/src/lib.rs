@@ -2,8 +2,9 @@
 //!
 //! - [`store`]: the [`Store`] trait and its SQLite and PostgreSQL implementations;
 //! - [`clock`]: where time comes from (injectable, so retention and purge are testable);
-//! - [`services`]: the plain async operations behind every dashboard action (and later the
-//!   REST API and CLI). They validate with `pergola-domain` and never trust their caller.
+//! - [`services`]: the plain async operations behind every dashboard action, REST route and CLI
+//!   command. They take typed input (parsed at those edges), check it against `pergola-domain`
+//!   and never trust their caller.
 //! - [`purge`]: the background task that deletes archived stages when they are due.
 //! - [`runtime`]: the [`Runtime`] seam between the services and what actually runs the stages.
 

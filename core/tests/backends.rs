@@ -2,7 +2,9 @@
 
 use chrono::Duration;
 use pergola_core::testing::{self as common, Env};
-use pergola_domain::{ErrorKind, StageStatus, StageType};
+use pergola_core::Services;
+use pergola_domain::wire::StageUpdate;
+use pergola_domain::{parse_grace, Error, ErrorKind, RetentionPolicy, Stage, StageStatus, StageType};
 
 /// Every case, run once per backend.
 macro_rules! backend_suite {
@@ -50,10 +52,39 @@ all_backends!(
     secrets_are_sealed_at_rest_and_reach_the_runtime_in_clear,
     racing_deploys_leave_the_newest_release_running,
     the_share_proxy_sees_every_change_at_once,
+    stages_are_listed_live_or_archived,
+    concurrent_patches_of_one_stage_lose_no_change,
+    stage_activity_and_the_demo,
 );
 
 async fn project(env: &Env, name: &str) -> String {
     env.services.create_project(name, None).await.unwrap().id
+}
+
+// What the dashboard's server functions do with the form's strings before they call the
+// services: parse them at the edge.
+
+async fn create(s: &Services, p: &str, name: &str, t: &str, id: Option<&str>) -> Result<Stage, Error> {
+    s.create_stage(p, name, StageType::parse(t)?, id).await
+}
+
+async fn update(s: &Services, p: &str, id: &str, name: &str, t: &str, grace: Option<&str>) -> Result<Stage, Error> {
+    let update = StageUpdate {
+        name: Some(name.to_owned()),
+        stage_type: Some(StageType::parse(t)?),
+        grace_secs: grace.map(parse_grace).transpose()?,
+    };
+    s.update_stage(p, id, update).await
+}
+
+async fn confirmed_delete(s: &Services, p: &str, id: &str, confirm: &str) -> Result<Stage, Error> {
+    let stage = s.get_stage(p, id).await?;
+    pergola_domain::confirm_deletion(&stage.id, confirm)?;
+    s.delete_stage(p, id).await
+}
+
+async fn retention(s: &Services, dev: &str, qa: &str, prod: &str) -> Result<RetentionPolicy, Error> {
+    s.set_retention(RetentionPolicy::parse(dev, qa, prod)?).await
 }
 
 async fn projects_get_derived_ids_and_refuse_taken_ones(env: &Env) {
@@ -78,12 +109,12 @@ async fn projects_get_derived_ids_and_refuse_taken_ones(env: &Env) {
 async fn stages_are_created_running_with_derived_or_chosen_ids(env: &Env) {
     let s = &env.services;
     let p = project(env, "Shop").await;
-    let a = s.create_stage(&p, "My New Stage", "dev", None).await.unwrap();
+    let a = s.create_stage(&p, "My New Stage", StageType::Dev, None).await.unwrap();
     assert_eq!((a.id.as_str(), a.stage_type, a.status), ("my-new-stage", StageType::Dev, StageStatus::Running));
     assert_eq!(a.created_at, env.clock.now_for_tests());
-    let b = s.create_stage(&p, "User Acceptance", "QA", Some("  uat ")).await.unwrap();
+    let b = s.create_stage(&p, "User Acceptance", StageType::Qa, Some("  uat ")).await.unwrap();
     assert_eq!(b.id, "uat");
-    let c = s.create_stage(&p, "Übersicht Café", "prod", Some("")).await.unwrap();
+    let c = s.create_stage(&p, "Übersicht Café", StageType::Prod, Some("")).await.unwrap();
     assert_eq!(c.id, "ubersicht-cafe");
     let overview = s.project_overview(&p).await.unwrap();
     let ids: Vec<_> = overview.stages.iter().map(|s| s.id.as_str()).collect();
@@ -92,24 +123,24 @@ async fn stages_are_created_running_with_derived_or_chosen_ids(env: &Env) {
     assert_eq!(s.get_stage(&p, "uat").await.unwrap().name, "User Acceptance");
     // The same ID in another project is fine: IDs are unique per project.
     let q = project(env, "Other").await;
-    assert_eq!(s.create_stage(&q, "My New Stage", "dev", None).await.unwrap().id, "my-new-stage");
+    assert_eq!(s.create_stage(&q, "My New Stage", StageType::Dev, None).await.unwrap().id, "my-new-stage");
 }
 
 async fn taken_stage_ids_are_refused_with_a_free_suggestion(env: &Env) {
     let s = &env.services;
     let p = project(env, "Shop").await;
-    s.create_stage(&p, "My Stage", "dev", None).await.unwrap();
-    let e = s.create_stage(&p, "my stage", "qa", None).await.unwrap_err();
+    s.create_stage(&p, "My Stage", StageType::Dev, None).await.unwrap();
+    let e = s.create_stage(&p, "my stage", StageType::Qa, None).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::StageIdTaken);
     assert!(e.is_for("stage_id"));
     assert_eq!(e.suggestion.as_deref(), Some("my-stage-2"));
     assert_eq!(e.message, "Stage ID 'my-stage' is already taken. Try 'my-stage-2'.");
-    s.create_stage(&p, "Second", "dev", Some("my-stage-2")).await.unwrap();
-    let e = s.create_stage(&p, "Third", "dev", Some("my-stage")).await.unwrap_err();
+    s.create_stage(&p, "Second", StageType::Dev, Some("my-stage-2")).await.unwrap();
+    let e = s.create_stage(&p, "Third", StageType::Dev, Some("my-stage")).await.unwrap_err();
     assert_eq!(e.suggestion.as_deref(), Some("my-stage-3"));
     // An archived stage still holds its ID.
-    s.delete_stage(&p, "my-stage-2", "my-stage-2").await.unwrap();
-    let e = s.create_stage(&p, "Again", "dev", Some("my-stage-2")).await.unwrap_err();
+    s.delete_stage(&p, "my-stage-2").await.unwrap();
+    let e = s.create_stage(&p, "Again", StageType::Dev, Some("my-stage-2")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::StageIdTaken);
     assert!(e.message.contains("archived stage"), "{}", e.message);
     assert_eq!(e.suggestion.as_deref(), Some("my-stage-3"));
@@ -122,7 +153,7 @@ async fn hundred_concurrent_creates_of_one_id_let_exactly_one_win(env: &Env) {
         .map(|i| {
             let s = env.services.clone();
             let p = p.clone();
-            tokio::spawn(async move { s.create_stage(&p, &format!("Racer {i}"), "dev", Some("hot")).await })
+            tokio::spawn(async move { s.create_stage(&p, &format!("Racer {i}"), StageType::Dev, Some("hot")).await })
         })
         .collect();
     let mut won = Vec::new();
@@ -157,12 +188,12 @@ async fn bad_input_is_refused_and_changes_nothing(env: &Env) {
         ("Fine", "dev", Some("9lives"), "stage_id"),
     ];
     for (name, t, id, field) in cases {
-        let e = s.create_stage(&p, name, t, id).await.unwrap_err();
+        let e = create(s, &p, name, t, id).await.unwrap_err();
         assert_eq!(e.kind, ErrorKind::Validation, "{name:?} {t} {id:?}");
         assert!(e.is_for(field), "{name:?} {t} {id:?}: {e:?}");
         assert!(!e.message.is_empty());
     }
-    let e = s.create_stage("no-such-project", "Fine", "dev", None).await.unwrap_err();
+    let e = s.create_stage("no-such-project", "Fine", StageType::Dev, None).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound);
     assert!(s.project_overview(&p).await.unwrap().stages.is_empty(), "nothing was created");
     assert_eq!(s.create_project("", None).await.unwrap_err().kind, ErrorKind::Validation);
@@ -172,7 +203,7 @@ async fn bad_input_is_refused_and_changes_nothing(env: &Env) {
 async fn live_id_check_reports_invalid_taken_and_free(env: &Env) {
     let s = &env.services;
     let p = project(env, "Shop").await;
-    s.create_stage(&p, "QA", "qa", None).await.unwrap();
+    s.create_stage(&p, "QA", StageType::Qa, None).await.unwrap();
     let free = s.check_stage_id(&p, "integration").await.unwrap();
     assert!(free.available && free.message.is_none());
     let taken = s.check_stage_id(&p, "qa").await.unwrap();
@@ -187,7 +218,7 @@ async fn live_id_check_reports_invalid_taken_and_free(env: &Env) {
 async fn suspend_and_resume_follow_the_lifecycle(env: &Env) {
     let s = &env.services;
     let p = project(env, "Shop").await;
-    s.create_stage(&p, "dev", "dev", None).await.unwrap();
+    s.create_stage(&p, "dev", StageType::Dev, None).await.unwrap();
     env.clock.advance(Duration::minutes(5));
     let st = s.suspend_stage(&p, "dev").await.unwrap();
     assert_eq!(st.status, StageStatus::Suspended);
@@ -204,20 +235,20 @@ async fn suspend_and_resume_follow_the_lifecycle(env: &Env) {
 async fn rename_and_retype_keep_the_id(env: &Env) {
     let s = &env.services;
     let p = project(env, "Shop").await;
-    s.create_stage(&p, "Staging", "dev", None).await.unwrap();
+    s.create_stage(&p, "Staging", StageType::Dev, None).await.unwrap();
     assert_eq!(s.get_stage(&p, "staging").await.unwrap().grace_secs, 60, "the seed's usual grace period");
-    let st = s.update_stage(&p, "staging", "Pre-production", "prod", None).await.unwrap();
+    let st = update(s, &p, "staging", "Pre-production", "prod", None).await.unwrap();
     assert_eq!(
         (st.id.as_str(), st.name.as_str(), st.stage_type, st.grace_secs),
         ("staging", "Pre-production", StageType::Prod, 60)
     );
-    let st = s.update_stage(&p, "staging", "Pre-production", "prod", Some("15")).await.unwrap();
+    let st = update(s, &p, "staging", "Pre-production", "prod", Some("15")).await.unwrap();
     assert_eq!(st.grace_secs, 15);
-    let e = s.update_stage(&p, "staging", " ", "prod", None).await.unwrap_err();
+    let e = update(s, &p, "staging", " ", "prod", None).await.unwrap_err();
     assert!(e.is_for("name"));
-    let e = s.update_stage(&p, "staging", "Ok", "uat", None).await.unwrap_err();
+    let e = update(s, &p, "staging", "Ok", "uat", None).await.unwrap_err();
     assert!(e.is_for("stage_type"));
-    let e = s.update_stage(&p, "staging", "Changed", "dev", Some("0")).await.unwrap_err();
+    let e = update(s, &p, "staging", "Changed", "dev", Some("0")).await.unwrap_err();
     assert!(e.is_for("grace_secs") && e.message.contains("1 to 3600"), "{e:?}");
     let st = s.get_stage(&p, "staging").await.unwrap();
     assert_eq!(
@@ -225,19 +256,19 @@ async fn rename_and_retype_keep_the_id(env: &Env) {
         ("Pre-production", StageType::Prod, 15),
         "refusals change nothing"
     );
-    s.delete_stage(&p, "staging", "staging").await.unwrap();
-    assert_eq!(s.update_stage(&p, "staging", "X", "dev", None).await.unwrap_err().kind, ErrorKind::NotFound);
+    s.delete_stage(&p, "staging").await.unwrap();
+    assert_eq!(update(s, &p, "staging", "X", "dev", None).await.unwrap_err().kind, ErrorKind::NotFound);
 }
 
 async fn delete_archives_and_restore_brings_back_the_previous_state(env: &Env) {
     let s = &env.services;
     let p = project(env, "Shop").await;
-    s.create_stage(&p, "Integration Tests", "dev", Some("test")).await.unwrap();
+    s.create_stage(&p, "Integration Tests", StageType::Dev, Some("test")).await.unwrap();
     s.suspend_stage(&p, "test").await.unwrap();
-    let e = s.delete_stage(&p, "test", "tset").await.unwrap_err();
+    let e = confirmed_delete(s, &p, "test", "tset").await.unwrap_err();
     assert!(e.is_for("confirm"));
     assert_eq!(s.project_overview(&p).await.unwrap().stages.len(), 1, "wrong confirmation deletes nothing");
-    let archived = s.delete_stage(&p, "test", "test").await.unwrap();
+    let archived = s.delete_stage(&p, "test").await.unwrap();
     let now = env.clock.now_for_tests();
     assert_eq!(archived.archived_at, Some(now));
     assert_eq!(archived.purge_due_at, Some(now + Duration::days(1)));
@@ -246,7 +277,7 @@ async fn delete_archives_and_restore_brings_back_the_previous_state(env: &Env) {
     assert_eq!(overview.archived.len(), 1);
     assert_eq!(s.get_stage(&p, "test").await.unwrap_err().kind, ErrorKind::NotFound);
     assert_eq!(s.resume_stage(&p, "test").await.unwrap_err().kind, ErrorKind::NotFound);
-    assert_eq!(s.delete_stage(&p, "test", "test").await.unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(s.delete_stage(&p, "test").await.unwrap_err().kind, ErrorKind::NotFound);
     env.clock.advance(Duration::hours(23));
     let restored = s.restore_stage(&p, "test").await.unwrap();
     assert_eq!(restored.status, StageStatus::Suspended, "status from before the deletion");
@@ -260,8 +291,8 @@ async fn delete_archives_and_restore_brings_back_the_previous_state(env: &Env) {
 async fn restore_after_the_due_date_is_refused_even_before_purge(env: &Env) {
     let s = &env.services;
     let p = project(env, "Shop").await;
-    s.create_stage(&p, "QA", "qa", None).await.unwrap();
-    s.delete_stage(&p, "qa", "qa").await.unwrap();
+    s.create_stage(&p, "QA", StageType::Qa, None).await.unwrap();
+    s.delete_stage(&p, "qa").await.unwrap();
     env.clock.advance(Duration::days(7));
     let e = s.restore_stage(&p, "qa").await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Expired);
@@ -274,10 +305,10 @@ async fn purge_deletes_only_due_stages_and_frees_their_ids(env: &Env) {
     let s = &env.services;
     let p = project(env, "Shop").await;
     for (name, t) in [("dev", "dev"), ("qa", "qa"), ("prod", "prod"), ("live", "dev")] {
-        s.create_stage(&p, name, t, None).await.unwrap();
+        create(s, &p, name, t, None).await.unwrap();
     }
     for id in ["dev", "qa", "prod"] {
-        s.delete_stage(&p, id, id).await.unwrap();
+        s.delete_stage(&p, id).await.unwrap();
     }
     assert!(s.purge_due().await.unwrap().is_empty(), "nothing is due yet");
     env.clock.advance(Duration::days(1));
@@ -290,7 +321,7 @@ async fn purge_deletes_only_due_stages_and_frees_their_ids(env: &Env) {
     assert_eq!(s.restore_stage(&p, "dev").await.unwrap_err().kind, ErrorKind::NotFound);
     // The purged IDs are free again.
     assert!(s.check_stage_id(&p, "dev").await.unwrap().available);
-    s.create_stage(&p, "dev", "dev", None).await.unwrap();
+    s.create_stage(&p, "dev", StageType::Dev, None).await.unwrap();
     env.clock.advance(Duration::days(23));
     assert_eq!(s.purge_due().await.unwrap(), [(p.clone(), "prod".to_owned())]);
 }
@@ -299,20 +330,20 @@ async fn retention_changes_apply_to_stages_archived_afterwards(env: &Env) {
     let s = &env.services;
     let p = project(env, "Shop").await;
     assert_eq!(s.retention().await.unwrap(), Default::default());
-    s.create_stage(&p, "early", "dev", None).await.unwrap();
-    s.create_stage(&p, "late", "dev", None).await.unwrap();
-    s.delete_stage(&p, "early", "early").await.unwrap();
-    let policy = s.set_retention("3", "10", "60").await.unwrap();
+    s.create_stage(&p, "early", StageType::Dev, None).await.unwrap();
+    s.create_stage(&p, "late", StageType::Dev, None).await.unwrap();
+    s.delete_stage(&p, "early").await.unwrap();
+    let policy = retention(s, "3", "10", "60").await.unwrap();
     assert_eq!((policy.dev_days, policy.qa_days, policy.prod_days), (3, 10, 60));
     assert_eq!(s.retention().await.unwrap(), policy);
-    let late = s.delete_stage(&p, "late", "late").await.unwrap();
+    let late = s.delete_stage(&p, "late").await.unwrap();
     let now = env.clock.now_for_tests();
     assert_eq!(late.purge_due_at, Some(now + Duration::days(3)));
     let early = s.project_overview(&p).await.unwrap().archived.into_iter().find(|s| s.id == "early").unwrap();
     assert_eq!(early.purge_due_at, Some(now + Duration::days(1)), "already archived keep their date");
-    let e = s.set_retention("0", "10", "60").await.unwrap_err();
+    let e = retention(s, "0", "10", "60").await.unwrap_err();
     assert!(e.is_for("retention_dev"));
-    let e = s.set_retention("3", "10", "lots").await.unwrap_err();
+    let e = retention(s, "3", "10", "lots").await.unwrap_err();
     assert!(e.is_for("retention_prod"));
     assert_eq!(s.retention().await.unwrap(), policy, "refused input changes nothing");
 }
@@ -322,7 +353,7 @@ async fn names_are_stored_verbatim(env: &Env) {
     let p = project(env, "Robert'); DROP TABLE projects;--").await;
     assert_eq!(p, "robert-drop-table-projects");
     let name = "<script>alert('x')</script> 日本 🤔";
-    let st = s.create_stage(&p, name, "dev", None).await.unwrap();
+    let st = s.create_stage(&p, name, StageType::Dev, None).await.unwrap();
     assert_eq!(s.get_stage(&p, &st.id).await.unwrap().name, name);
     assert_eq!(s.get_project(&p).await.unwrap().name, "Robert'); DROP TABLE projects;--");
 }
@@ -330,7 +361,7 @@ async fn names_are_stored_verbatim(env: &Env) {
 async fn configuration_masks_secrets_survives_restore_and_is_purged(env: &Env) {
     let s = &env.services;
     let p = project(env, "Shop").await;
-    s.create_stage(&p, "qa", "qa", None).await.unwrap();
+    s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
     let e = s.set_config(&p, "qa", "LOG_LEVEL", "debug", false).await.unwrap();
     assert_eq!((e.key.as_str(), e.value.as_deref(), e.secret), ("LOG_LEVEL", Some("debug"), false));
     let e = s.set_config(&p, "qa", " API_TOKEN ", "s3cr3t", true).await.unwrap();
@@ -348,7 +379,7 @@ async fn configuration_masks_secrets_survives_restore_and_is_purged(env: &Env) {
     assert_eq!(s.unset_config(&p, "qa", "MISSING").await.unwrap_err().kind, ErrorKind::NotFound);
     assert_eq!(s.config(&p, "qa").await.unwrap().len(), 2);
     // Archived: kept but not editable; restored: back as it was.
-    s.delete_stage(&p, "qa", "qa").await.unwrap();
+    s.delete_stage(&p, "qa").await.unwrap();
     assert_eq!(s.config(&p, "qa").await.unwrap_err().kind, ErrorKind::NotFound);
     assert_eq!(s.set_config(&p, "qa", "A", "1", false).await.unwrap_err().kind, ErrorKind::NotFound);
     s.restore_stage(&p, "qa").await.unwrap();
@@ -356,10 +387,10 @@ async fn configuration_masks_secrets_survives_restore_and_is_purged(env: &Env) {
     s.unset_config(&p, "qa", "LOG_LEVEL").await.unwrap();
     assert_eq!(s.config(&p, "qa").await.unwrap().len(), 1);
     // Purged: the configuration goes with the stage.
-    s.delete_stage(&p, "qa", "qa").await.unwrap();
+    s.delete_stage(&p, "qa").await.unwrap();
     env.clock.advance(Duration::days(7));
     s.purge_due().await.unwrap();
-    s.create_stage(&p, "qa", "qa", None).await.unwrap();
+    s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
     assert!(s.config(&p, "qa").await.unwrap().is_empty(), "a new stage with the old ID starts empty");
 }
 
@@ -386,7 +417,7 @@ async fn builds_and_releases(env: &Env) {
     let numbers: Vec<_> = s.builds(&p).await.unwrap().iter().map(|b| b.number).collect();
     assert_eq!(numbers, [2, 1], "refusals registered nothing");
 
-    s.create_stage(&p, "qa", "qa", None).await.unwrap();
+    s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
     s.set_config(&p, "qa", "LOG_LEVEL", "debug", false).await.unwrap();
     let r1 = s.deploy(&p, "qa", 1).await.unwrap();
     assert_eq!((r1.number, r1.build_number, r1.build_version.as_deref()), (1, 1, Some("1.2.0")));
@@ -402,7 +433,7 @@ async fn builds_and_releases(env: &Env) {
     assert_eq!(s.redeploy(&p, "qa", 9).await.unwrap_err().kind, ErrorKind::NotFound);
     assert_eq!(s.deploy(&p, "nope", 1).await.unwrap_err().kind, ErrorKind::NotFound);
     // Releases stay with an archived stage and come back with it.
-    s.delete_stage(&p, "qa", "qa").await.unwrap();
+    s.delete_stage(&p, "qa").await.unwrap();
     assert_eq!(s.deploy(&p, "qa", 1).await.unwrap_err().kind, ErrorKind::NotFound);
     s.restore_stage(&p, "qa").await.unwrap();
     assert_eq!(s.releases(&p, "qa").await.unwrap().len(), 3);
@@ -441,10 +472,10 @@ async fn the_purge_task_purges_at_start_up() {
     let env = common::sqlite_env().await;
     let s = &env.services;
     let p = project(&env, "Shop").await;
-    s.create_stage(&p, "gone", "dev", None).await.unwrap();
-    s.create_stage(&p, "kept", "prod", None).await.unwrap();
-    s.delete_stage(&p, "gone", "gone").await.unwrap();
-    s.delete_stage(&p, "kept", "kept").await.unwrap();
+    s.create_stage(&p, "gone", StageType::Dev, None).await.unwrap();
+    s.create_stage(&p, "kept", StageType::Prod, None).await.unwrap();
+    s.delete_stage(&p, "gone").await.unwrap();
+    s.delete_stage(&p, "kept").await.unwrap();
     env.clock.advance(Duration::days(2));
     let task = pergola_core::purge::spawn_purge_task(s.clone(), std::time::Duration::from_secs(3600));
     let mut archived = Vec::new();
@@ -519,8 +550,8 @@ async fn a_slow_suspend_shows_suspending_until_its_components_stop(env: &Env) {
     let slow = std::sync::Arc::new(FakeRuntime { hold_stops: true, ..Default::default() });
     let s = env.services.with_runtime(slow.clone(), std::time::Duration::from_secs(60));
     let p = project(env, "Shop").await;
-    s.create_stage(&p, "prod", "prod", None).await.unwrap();
-    s.update_stage(&p, "prod", "prod", "prod", Some("7")).await.unwrap();
+    s.create_stage(&p, "prod", StageType::Prod, None).await.unwrap();
+    update(&s, &p, "prod", "prod", "prod", Some("7")).await.unwrap();
     let st = s.suspend_stage(&p, "prod").await.unwrap();
     assert_eq!(st.status, StageStatus::Suspending, "the stop is still going on");
     assert_eq!(*slow.graces.lock().unwrap(), [std::time::Duration::from_secs(7)], "the stage's own grace period");
@@ -554,7 +585,7 @@ async fn a_slow_suspend_shows_suspending_until_its_components_stop(env: &Env) {
 async fn reconcile_settles_a_suspend_the_server_did_not_finish(env: &Env) {
     let s = &env.services;
     let p = project(env, "Shop").await;
-    s.create_stage(&p, "qa", "qa", None).await.unwrap();
+    s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
     let now = env.clock.now_for_tests();
     assert!(s.store().transition_status(&p, "qa", StageStatus::Running, StageStatus::Suspending, now).await.unwrap());
     s.reconcile().await.unwrap();
@@ -567,9 +598,9 @@ async fn the_timeline_records_what_happened(env: &Env) {
     let p = project(env, "Shop").await;
     let dir = std::env::temp_dir().display().to_string();
     s.register_build(&p, MANIFEST, &dir).await.unwrap();
-    s.create_stage(&p, "QA", "qa", None).await.unwrap();
-    s.update_stage(&p, "qa", "QA", "qa", None).await.unwrap(); // no change: no event
-    s.update_stage(&p, "qa", "Quality", "qa", Some("5")).await.unwrap();
+    s.create_stage(&p, "QA", StageType::Qa, None).await.unwrap();
+    update(s, &p, "qa", "QA", "qa", None).await.unwrap(); // no change: no event
+    update(s, &p, "qa", "Quality", "qa", Some("5")).await.unwrap();
     s.set_config(&p, "qa", "API_KEY", "s3cret", true).await.unwrap();
     assert!(s.set_config(&p, "qa", "bad key", "x", false).await.is_err());
     env.clock.advance(Duration::minutes(1));
@@ -583,7 +614,7 @@ async fn the_timeline_records_what_happened(env: &Env) {
     s.suspend_stage(&p, "qa").await.unwrap();
     s.resume_stage(&p, "qa").await.unwrap();
     s.unset_config(&p, "qa", "API_KEY").await.unwrap();
-    s.delete_stage(&p, "qa", "qa").await.unwrap();
+    s.delete_stage(&p, "qa").await.unwrap();
     s.restore_stage(&p, "qa").await.unwrap();
     let events = s.events(&p, "qa").await.unwrap();
     let kinds: Vec<K> = events.iter().map(|e| e.kind).collect();
@@ -612,10 +643,10 @@ async fn the_timeline_records_what_happened(env: &Env) {
     assert_eq!(events[6].component.as_deref(), Some("web"));
     assert_eq!(events[7].at, env.clock.now_for_tests());
     // The timeline goes with the stage when it is purged.
-    s.delete_stage(&p, "qa", "qa").await.unwrap();
+    s.delete_stage(&p, "qa").await.unwrap();
     env.clock.advance(Duration::days(8));
     s.purge_due().await.unwrap();
-    s.create_stage(&p, "qa", "qa", None).await.unwrap();
+    s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
     let kinds: Vec<K> = s.events(&p, "qa").await.unwrap().iter().map(|e| e.kind).collect();
     assert_eq!(kinds, [K::Created]);
     assert_eq!(s.events(&p, "nope").await.unwrap_err().kind, ErrorKind::NotFound);
@@ -625,7 +656,7 @@ async fn secrets_are_sealed_at_rest_and_reach_the_runtime_in_clear(env: &Env) {
     let runs = std::sync::Arc::new(FakeRuntime::default());
     let s = env.services.with_runtime(runs.clone(), std::time::Duration::from_secs(5));
     let p = project(env, "Shop").await;
-    s.create_stage(&p, "prod", "prod", None).await.unwrap();
+    s.create_stage(&p, "prod", StageType::Prod, None).await.unwrap();
     s.set_config(&p, "prod", "API_TOKEN", "t0p-s3cret", true).await.unwrap();
     s.set_config(&p, "prod", "LOG_LEVEL", "info", false).await.unwrap();
     // What the database holds.
@@ -660,7 +691,7 @@ async fn racing_deploys_leave_the_newest_release_running(env: &Env) {
         std::sync::Arc::new(FakeRuntime { run_takes: std::time::Duration::from_millis(150), ..Default::default() });
     let s = env.services.with_runtime(runs.clone(), std::time::Duration::from_secs(5));
     let p = project(env, "Shop").await;
-    s.create_stage(&p, "qa", "qa", None).await.unwrap();
+    s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
     let dir = std::env::temp_dir().display().to_string();
     s.register_build(&p, MANIFEST, &dir).await.unwrap();
     let deploys: Vec<_> = (0..5)
@@ -698,7 +729,7 @@ async fn the_share_proxy_sees_every_change_at_once(env: &Env) {
     let s = &env.services;
     let p = project(env, "Shop").await;
     assert_eq!(s.stage_with_components(&p, "web").await.unwrap_err().kind, ErrorKind::NotFound);
-    s.create_stage(&p, "web", "dev", None).await.unwrap();
+    s.create_stage(&p, "web", StageType::Dev, None).await.unwrap();
     let status = async || s.stage_with_components(&p, "web").await.map(|(stage, _)| stage.status);
     assert_eq!(status().await.unwrap(), StageStatus::Running, "a new stage is seen at once");
     assert_eq!(status().await.unwrap(), StageStatus::Running);
@@ -706,10 +737,78 @@ async fn the_share_proxy_sees_every_change_at_once(env: &Env) {
     assert_eq!(status().await.unwrap(), StageStatus::Suspended, "a suspend is seen at once");
     s.resume_stage(&p, "web").await.unwrap();
     assert_eq!(status().await.unwrap(), StageStatus::Running);
-    s.update_stage(&p, "web", "Web shop", "dev", None).await.unwrap();
+    update(s, &p, "web", "Web shop", "dev", None).await.unwrap();
     assert_eq!(s.stage_with_components(&p, "web").await.unwrap().0.name, "Web shop");
-    s.delete_stage(&p, "web", "web").await.unwrap();
+    s.delete_stage(&p, "web").await.unwrap();
     assert_eq!(status().await.unwrap_err().kind, ErrorKind::NotFound, "an archived stage at once");
     s.restore_stage(&p, "web").await.unwrap();
     assert_eq!(status().await.unwrap(), StageStatus::Running);
+}
+
+async fn stages_are_listed_live_or_archived(env: &Env) {
+    let s = &env.services;
+    let p = project(env, "Shop").await;
+    for name in ["one", "two", "three"] {
+        s.create_stage(&p, name, StageType::Dev, None).await.unwrap();
+    }
+    s.delete_stage(&p, "one").await.unwrap();
+    env.clock.advance(Duration::minutes(1));
+    s.delete_stage(&p, "three").await.unwrap();
+    let ids = |stages: Vec<Stage>| stages.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.list_stages(&p, false).await.unwrap()), ["two"]);
+    assert_eq!(ids(s.list_stages(&p, true).await.unwrap()), ["three", "one"], "the latest deleted first");
+    let overview = s.project_overview(&p).await.unwrap();
+    assert_eq!(
+        (ids(overview.stages), ids(overview.archived)),
+        (vec!["two".to_owned()], vec!["three".into(), "one".into()])
+    );
+    assert_eq!(s.list_stages("nope", false).await.unwrap_err().kind, ErrorKind::NotFound);
+}
+
+async fn concurrent_patches_of_one_stage_lose_no_change(env: &Env) {
+    let s = &env.services;
+    let p = project(env, "Shop").await;
+    s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
+    for round in 1..=10u32 {
+        let name = format!("Round {round}");
+        let rename = StageUpdate { name: Some(name.clone()), ..Default::default() };
+        let regrace = StageUpdate { grace_secs: Some(round), ..Default::default() };
+        let retype = StageUpdate {
+            stage_type: Some([StageType::Dev, StageType::Prod][round as usize % 2]),
+            ..Default::default()
+        };
+        let tasks = [rename, regrace, retype].map(|update| {
+            let (s, p) = (s.clone(), p.clone());
+            tokio::spawn(async move { s.update_stage(&p, "qa", update).await })
+        });
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let st = s.get_stage(&p, "qa").await.unwrap();
+        assert_eq!(
+            (st.name.as_str(), st.grace_secs, st.stage_type),
+            (name.as_str(), round, [StageType::Dev, StageType::Prod][round as usize % 2]),
+            "every patch applied"
+        );
+    }
+}
+
+async fn stage_activity_and_the_demo(env: &Env) {
+    let s = &env.services;
+    let p = project(env, "Shop").await;
+    let dir = std::env::temp_dir().display().to_string();
+    let demo = s.try_demo(&p, &dir).await.unwrap();
+    assert_eq!((demo.id.as_str(), demo.name.as_str(), demo.stage_type), ("demo", "Demo", StageType::Dev));
+    let again = s.try_demo(&p, &dir).await.unwrap();
+    assert_eq!(again.id, "demo-2", "a taken ID gives way to the suggested one");
+    let build = s.builds(&p).await.unwrap().remove(0);
+    assert_eq!(build.manifest, pergola_core::services::DEMO_MANIFEST);
+    assert_eq!(build.version.as_deref(), Some("demo"));
+    let activity = s.stage_activity(&p, "demo").await.unwrap();
+    assert_eq!(activity.stage, s.get_stage(&p, "demo").await.unwrap());
+    assert_eq!(activity.releases.len(), 1);
+    assert_eq!(activity.events.len(), 2, "created, deployed: {:?}", activity.events);
+    assert!(activity.components.is_empty() && activity.logs.is_empty(), "nothing runs without a runtime");
+    assert_eq!(s.stage_activity(&p, "ghost").await.unwrap_err().kind, ErrorKind::NotFound);
+    assert!(s.try_demo(&p, "relative/dir").await.unwrap_err().is_for("workdir"));
 }

@@ -27,13 +27,15 @@ pub use error::{Error, ErrorKind};
 pub use ids::{derive_id, numbered_id, suggestion_stem, validate_id, IdKind, MAX_ID_LEN, RESERVED_IDS};
 pub use manifest::{parse_manifest, ComponentKind, ComponentSpec, Manifest, ManifestError, Schedule};
 pub use model::{
-    validate_config, Build, ConfigEntry, IdCheck, Project, ProjectOverview, Release, Stage, StageSummary,
-    MAX_CONFIG_VALUE_BYTES,
+    validate_config, Build, ConfigEntry, IdCheck, Project, ProjectOverview, Release, Stage, StageActivity,
+    StageSummary, MAX_CONFIG_VALUE_BYTES,
 };
 pub use name::{validate_name, MAX_NAME_CHARS};
 pub use retention::RetentionPolicy;
 pub use runtime::{EventKind, StageEvent};
-pub use stage::{parse_grace, StageStatus, StageType, DEFAULT_GRACE_SECS, MAX_GRACE_SECS};
+pub use stage::{
+    check_grace, confirm_deletion, parse_grace, StageStatus, StageType, DEFAULT_GRACE_SECS, MAX_GRACE_SECS,
+};
 
 /// How every timestamp is shown in the UI and the CLI: UTC, minute precision. The same
 /// string is rendered on the server and on hydration, so it never causes a mismatch.

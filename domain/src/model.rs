@@ -81,6 +81,19 @@ pub struct Release {
     pub created_at: DateTime<Utc>,
 }
 
+/// What the stage page shows of what runs: releases (newest first), components and their
+/// last output lines.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageActivity {
+    /// The stage as it is now (its status changes while it is suspending).
+    pub stage: Stage,
+    pub events: Vec<crate::StageEvent>,
+    pub releases: Vec<Release>,
+    pub components: Vec<crate::runtime::ComponentStatus>,
+    pub logs: Vec<(String, Vec<crate::runtime::LogLine>)>,
+    pub links: Vec<crate::share::ShareLink>,
+}
+
 /// What a stage card shows besides the stage: its running release and its components.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StageSummary {

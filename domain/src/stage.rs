@@ -124,17 +124,30 @@ pub const MAX_GRACE_SECS: u32 = 3600;
 /// Parses a grace period typed by a user: whole seconds, 1 to [`MAX_GRACE_SECS`].
 pub fn parse_grace(input: &str) -> Result<u32, Error> {
     let input = input.trim().trim_end_matches('s').trim_end();
-    let bad = || {
-        Error::validation(
-            "grace_secs",
-            format!("The grace period must be a whole number of seconds from 1 to {MAX_GRACE_SECS}."),
-        )
-    };
-    let secs: u32 = input.parse().map_err(|_| bad())?;
+    check_grace(input.parse().map_err(|_| bad_grace())?)
+}
+
+/// Checks a grace period given as a number (an API body, a CLI flag): 1 to [`MAX_GRACE_SECS`].
+pub fn check_grace(secs: u32) -> Result<u32, Error> {
     if !(1..=MAX_GRACE_SECS).contains(&secs) {
-        return Err(bad());
+        return Err(bad_grace());
     }
     Ok(secs)
+}
+
+fn bad_grace() -> Error {
+    Error::validation(
+        "grace_secs",
+        format!("The grace period must be a whole number of seconds from 1 to {MAX_GRACE_SECS}."),
+    )
+}
+
+/// The dashboard's DELETE STAGE confirmation: the user must type the Stage ID.
+pub fn confirm_deletion(stage_id: &str, typed: &str) -> Result<(), Error> {
+    if typed.trim() != stage_id {
+        return Err(Error::validation("confirm", format!("Type the Stage ID '{stage_id}' to confirm the deletion.")));
+    }
+    Ok(())
 }
 
 impl fmt::Display for StageStatus {
@@ -181,5 +194,14 @@ mod tests {
             let e = parse_grace(bad).unwrap_err();
             assert!(e.is_for("grace_secs") && e.message.contains("1 to 3600"), "{bad:?}");
         }
+        assert_eq!(check_grace(30).unwrap(), 30);
+        assert_eq!(check_grace(0).unwrap_err(), parse_grace("0").unwrap_err());
+    }
+
+    #[test]
+    fn a_deletion_is_confirmed_by_typing_the_stage_id() {
+        assert!(confirm_deletion("test", " test ").is_ok());
+        let e = confirm_deletion("test", "tset").unwrap_err();
+        assert!(e.is_for("confirm") && e.message == "Type the Stage ID 'test' to confirm the deletion.");
     }
 }

@@ -2,11 +2,13 @@
 //! the `pergola` CLI serializes them, and the OpenAPI document describes them (feature
 //! `openapi`). The answers are the records of [`crate::model`] and friends.
 //!
-//! Values that the services check themselves (stage types, grace periods, retention days) are
-//! carried as the client typed them, so a bad value is answered with a validation problem
-//! naming the field (422) rather than a malformed-request one (400).
+//! Values that need parsing (stage types, grace periods, retention days) are carried as the
+//! client typed them and parsed by the server's handlers into the typed values the services
+//! take (`StageType::parse`, [`StagePatch::parse`], [`RetentionInput::parse`]), so a bad value
+//! is answered with a validation problem naming the field (422) rather than a malformed-request
+//! one (400).
 
-use crate::StageType;
+use crate::{check_grace, Error, RetentionPolicy, StageType};
 use serde::{Deserialize, Serialize};
 
 /// A new project. Without `id`, the ID is derived from the name.
@@ -66,6 +68,25 @@ impl StagePatch {
     pub fn is_empty(&self) -> bool {
         self.name.is_none() && self.stage_type.is_none() && self.grace_secs.is_none()
     }
+
+    /// The typed changes, or why the type or the grace period is not acceptable (a validation
+    /// error naming `stage_type` or `grace_secs`).
+    pub fn parse(self) -> Result<StageUpdate, Error> {
+        Ok(StageUpdate {
+            stage_type: self.stage_type.as_deref().map(StageType::parse).transpose()?,
+            grace_secs: self.grace_secs.map(check_grace).transpose()?,
+            name: self.name,
+        })
+    }
+}
+
+/// Changes to a stage as the services apply them (a [`StagePatch`] or the dashboard's settings
+/// form, parsed); absent fields keep their value. The name is checked by the services.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StageUpdate {
+    pub name: Option<String>,
+    pub stage_type: Option<StageType>,
+    pub grace_secs: Option<u32>,
 }
 
 /// A build to register: its manifest (TOML) and where its files are on the server.
@@ -105,6 +126,15 @@ pub struct RetentionInput {
     pub prod_days: i64,
 }
 
+impl RetentionInput {
+    /// The policy, or which value is out of range (`retention_dev`, `retention_qa` or
+    /// `retention_prod`), with the dashboard's messages.
+    pub fn parse(self) -> Result<RetentionPolicy, Error> {
+        let [dev, qa, prod] = [self.dev_days, self.qa_days, self.prod_days].map(|d| d.to_string());
+        RetentionPolicy::parse(&dev, &qa, &prod)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +154,22 @@ mod tests {
         assert_eq!(project, NewProject { name: "x".into(), id: None });
         let config: ConfigInput = serde_json::from_value(json!({"value": "debug"})).unwrap();
         assert!(!config.secret);
+    }
+
+    #[test]
+    fn bodies_parse_into_typed_values_with_the_field_named() {
+        let patch = StagePatch { name: None, stage_type: Some("QA".into()), grace_secs: Some(5) };
+        assert_eq!(
+            patch.parse().unwrap(),
+            StageUpdate { name: None, stage_type: Some(StageType::Qa), grace_secs: Some(5) }
+        );
+        let bad = StagePatch { stage_type: Some("uat".into()), ..Default::default() };
+        assert!(bad.parse().unwrap_err().is_for("stage_type"));
+        let bad = StagePatch { grace_secs: Some(0), ..Default::default() };
+        assert!(bad.parse().unwrap_err().is_for("grace_secs"));
+        let policy = RetentionInput { dev_days: 2, qa_days: 14, prod_days: 90 }.parse().unwrap();
+        assert_eq!((policy.dev_days, policy.qa_days, policy.prod_days), (2, 14, 90));
+        let e = RetentionInput { dev_days: 2, qa_days: -1, prod_days: 90 }.parse().unwrap_err();
+        assert!(e.is_for("retention_qa"));
     }
 }

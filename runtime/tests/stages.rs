@@ -4,6 +4,8 @@
 use pergola_core::testing::sqlite_env;
 use pergola_core::Services;
 use pergola_domain::runtime::{ComponentState, Health};
+use pergola_domain::wire::StageUpdate;
+use pergola_domain::StageType;
 use pergola_runtime::LocalRuntime;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,7 +64,7 @@ async fn a_deployed_release_runs_and_follows_the_stage_lifecycle() {
     let runtime = Arc::new(LocalRuntime::new(dir.join("data")));
     let s = env.services.with_runtime(runtime.clone(), Duration::from_secs(5));
     let p = s.create_project("Shop", None).await.unwrap().id;
-    s.create_stage(&p, "qa", "qa", None).await.unwrap();
+    s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
     s.set_config(&p, "qa", "GREETING", "hello", false).await.unwrap();
     let port = free_port();
     let build = s.register_build(&p, &manifest(port), &dir.display().to_string()).await.unwrap();
@@ -88,7 +90,7 @@ async fn a_deployed_release_runs_and_follows_the_stage_lifecycle() {
         .await;
 
     // Delete stops it; restore brings it back running.
-    s.delete_stage(&p, "qa", "qa").await.unwrap();
+    s.delete_stage(&p, "qa").await.unwrap();
     assert!(!listening(port));
     s.restore_stage(&p, "qa").await.unwrap();
     wait_for("web after restore", async || listening(port)).await;
@@ -108,7 +110,7 @@ async fn a_deployed_release_runs_and_follows_the_stage_lifecycle() {
     // Purge deletes the storage for good.
     let storage = dir.join("data/storage").join(&p).join("qa");
     assert!(storage.join("data/file").exists());
-    s2.delete_stage(&p, "qa", "qa").await.unwrap();
+    s2.delete_stage(&p, "qa").await.unwrap();
     env.clock.advance(chrono::Duration::days(8));
     s2.purge_due().await.unwrap();
     assert!(!storage.exists(), "purged with the stage");
@@ -125,7 +127,7 @@ async fn deploying_to_a_suspended_stage_runs_it_only_on_resume() {
     let runtime = Arc::new(LocalRuntime::new(dir.join("data")));
     let s = env.services.with_runtime(runtime.clone(), Duration::from_secs(5));
     let p = s.create_project("Shop", None).await.unwrap().id;
-    s.create_stage(&p, "qa", "qa", None).await.unwrap();
+    s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
     s.suspend_stage(&p, "qa").await.unwrap();
     let port = free_port();
     let build = s.register_build(&p, &manifest(port), &dir.display().to_string()).await.unwrap();
@@ -152,8 +154,9 @@ async fn a_stubborn_component_keeps_the_stage_suspending_for_its_grace_period() 
     let runtime = Arc::new(LocalRuntime::new(dir.join("data")));
     let s = env.services.with_runtime(runtime.clone(), Duration::from_secs(60));
     let p = s.create_project("Shop", None).await.unwrap().id;
-    s.create_stage(&p, "prod", "prod", None).await.unwrap();
-    s.update_stage(&p, "prod", "prod", "prod", Some("2")).await.unwrap();
+    s.create_stage(&p, "prod", StageType::Prod, None).await.unwrap();
+    let update = StageUpdate { name: Some("prod".into()), stage_type: Some(StageType::Prod), grace_secs: Some(2) };
+    s.update_stage(&p, "prod", update).await.unwrap();
     let manifest = "[[component]]\nname = \"stubborn\"\nkind = \"worker\"\ncommand = \"sh\"\n\
                     args = [\"-c\", \"trap '' TERM; echo ready; while true; do sleep 0.1; done\"]\n";
     let build = s.register_build(&p, manifest, &dir.display().to_string()).await.unwrap();

@@ -26,6 +26,5 @@ async fn get_retention(State(s): State<Services>) -> ApiResult<Json<RetentionPol
         (status = 422, description = "A value out of range", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn set_retention(State(s): State<Services>, Body(r): Body<RetentionInput>) -> ApiResult<Json<RetentionPolicy>> {
-    let days = [r.dev_days, r.qa_days, r.prod_days].map(|d| d.to_string());
-    Ok(Json(s.set_retention(&days[0], &days[1], &days[2]).await?))
+    Ok(Json(s.set_retention(r.parse()?).await?))
 }

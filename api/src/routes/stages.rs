@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use pergola_core::Services;
 use pergola_domain::wire::{NewStage, StagePatch};
-use pergola_domain::{IdCheck, Stage};
+use pergola_domain::{IdCheck, Stage, StageType};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -40,8 +40,7 @@ async fn list_stages(
     Path(p): Path<ProjectPath>,
     Query(filter): Query<StageFilter>,
 ) -> ApiResult<Json<Vec<Stage>>> {
-    let overview = s.project_overview(&p.project).await?;
-    Ok(Json(if filter.archived { overview.archived } else { overview.stages }))
+    Ok(Json(s.list_stages(&p.project, filter.archived).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/projects/{project}/stages", tag = "stages", request_body = NewStage,
@@ -58,7 +57,8 @@ async fn create_stage(
     Path(p): Path<ProjectPath>,
     Body(n): Body<NewStage>,
 ) -> ApiResult<impl IntoResponse> {
-    let stage = s.create_stage(&p.project, &n.name, &n.stage_type, n.id.as_deref()).await?;
+    let stage_type = StageType::parse(&n.stage_type)?;
+    let stage = s.create_stage(&p.project, &n.name, stage_type, n.id.as_deref()).await?;
     Ok(created(format!("/api/v1/projects/{}/stages/{}", p.project, stage.id), stage))
 }
 
@@ -85,11 +85,7 @@ async fn update_stage(
     Path(p): Path<StagePath>,
     Body(patch): Body<StagePatch>,
 ) -> ApiResult<Json<Stage>> {
-    let current = s.get_stage(&p.project, &p.stage).await?;
-    let name = patch.name.unwrap_or(current.name);
-    let stage_type = patch.stage_type.unwrap_or_else(|| current.stage_type.as_str().to_owned());
-    let grace = patch.grace_secs.map(|g| g.to_string());
-    Ok(Json(s.update_stage(&p.project, &p.stage, &name, &stage_type, grace.as_deref()).await?))
+    Ok(Json(s.update_stage(&p.project, &p.stage, patch.parse()?).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/projects/{project}/stages/{stage}", tag = "stages",
@@ -99,8 +95,8 @@ async fn update_stage(
         (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn delete_stage(State(s): State<Services>, Path(p): Path<StagePath>) -> ApiResult<Json<Stage>> {
-    // The dashboard asks the user to type the Stage ID; an API call naming it is that confirmation.
-    Ok(Json(s.delete_stage(&p.project, &p.stage, &p.stage).await?))
+    // The dashboard has the user type the Stage ID first; the API deletes the stage its path names.
+    Ok(Json(s.delete_stage(&p.project, &p.stage).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/projects/{project}/stage-ids/{id}", tag = "stages",

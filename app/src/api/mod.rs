@@ -9,7 +9,7 @@ mod settings;
 mod stages;
 
 pub use config::{get_config, set_config, unset_config, GetConfig, SetConfig, UnsetConfig};
-pub use demo::{demo_available, demo_manifest, try_demo, DemoApp, DemoAvailable, TryDemo};
+pub use demo::{demo_available, try_demo, DemoApp, DemoAvailable, TryDemo};
 pub use projects::{create_project, get_overview, list_projects, CreateProject, GetOverview, ListProjects};
 pub use releases::{
     deploy, list_builds, redeploy, register_build, stage_runtime, Deploy, ListBuilds, Redeploy, RegisterBuild,

@@ -13,5 +13,6 @@ pub async fn get_retention() -> Result<RetentionPolicy, AppError> {
 
 #[server]
 pub async fn set_retention(dev: String, qa: String, prod: String) -> Result<RetentionPolicy, AppError> {
-    answer(services()?.set_retention(&dev, &qa, &prod).await)
+    let policy = answer(RetentionPolicy::parse(&dev, &qa, &prod))?;
+    answer(services()?.set_retention(policy).await)
 }

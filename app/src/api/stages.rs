@@ -19,7 +19,8 @@ pub async fn create_stage(
     stage_type: String,
     stage_id: String,
 ) -> Result<Stage, AppError> {
-    answer(services()?.create_stage(&project, &name, &stage_type, Some(&stage_id)).await)
+    let stage_type = answer(pergola_domain::StageType::parse(&stage_type))?;
+    answer(services()?.create_stage(&project, &name, stage_type, Some(&stage_id)).await)
 }
 
 #[server]
@@ -35,7 +36,12 @@ pub async fn update_stage(
     stage_type: String,
     grace_secs: String,
 ) -> Result<Stage, AppError> {
-    answer(services()?.update_stage(&project, &stage, &name, &stage_type, Some(&grace_secs)).await)
+    let update = pergola_domain::wire::StageUpdate {
+        name: Some(name),
+        stage_type: Some(answer(pergola_domain::StageType::parse(&stage_type))?),
+        grace_secs: Some(answer(pergola_domain::parse_grace(&grace_secs))?),
+    };
+    answer(services()?.update_stage(&project, &stage, update).await)
 }
 
 #[server]
@@ -48,9 +54,14 @@ pub async fn resume_stage(project: String, stage: String) -> Result<Stage, AppEr
     answer(services()?.resume_stage(&project, &stage).await)
 }
 
+/// The user must type the Stage ID to confirm (the dashboard's rule; the services and the
+/// REST API delete without it).
 #[server]
 pub async fn delete_stage(project: String, stage: String, confirm: String) -> Result<Stage, AppError> {
-    answer(services()?.delete_stage(&project, &stage, &confirm).await)
+    let s = services()?;
+    let current = answer(s.get_stage(&project, &stage).await)?;
+    answer(pergola_domain::confirm_deletion(&current.id, &confirm))?;
+    answer(s.delete_stage(&project, &stage).await)
 }
 
 #[server]

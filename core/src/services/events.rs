@@ -1,0 +1,30 @@
+//! A stage's timeline.
+
+use super::{internal, record, Services, EVENTS_SHOWN};
+use pergola_domain::{Error, StageEvent};
+
+impl Services {
+    /// Adds an event to a stage's timeline; a failure is logged, never the caller's problem.
+    pub(super) async fn record(&self, project_id: &str, stage_id: &str, event: StageEvent) {
+        self.observed.flush().await;
+        record(&*self.store, project_id, stage_id, event).await;
+    }
+
+    /// Records what the runtime observed of a stage's components (crashes, restarts, kills,
+    /// health changes) in its timeline.
+    pub async fn record_observed(&self, project_id: &str, stage_id: &str, event: StageEvent) {
+        self.record(project_id, stage_id, event).await;
+    }
+
+    /// A stage's events timeline, newest first (live or archived stage).
+    pub async fn events(&self, project_id: &str, stage_id: &str) -> Result<Vec<StageEvent>, Error> {
+        self.any_stage(project_id, stage_id).await?;
+        self.store.list_events(project_id, stage_id, EVENTS_SHOWN).await.map_err(internal("list the stage events"))
+    }
+
+    /// The store itself, for tests that arrange what the services cannot.
+    #[cfg(feature = "testing")]
+    pub fn store(&self) -> &dyn crate::Store {
+        &*self.store
+    }
+}

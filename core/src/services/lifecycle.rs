@@ -1,0 +1,124 @@
+//! The lifecycle of a stage: suspend, resume, delete (archive), restore and purge.
+
+use super::{internal, Services};
+use crate::StageKey;
+use pergola_domain::{format_time, Error, EventKind, Stage, StageEvent, StageStatus};
+
+impl Services {
+    /// Suspends a running stage: it is "suspending" while its services get SIGTERM and up to
+    /// its grace period to exit (then SIGKILL), and "suspended" once all have stopped; traffic
+    /// and scheduled jobs stop at once; storage is kept. Answers as soon as the stage is
+    /// suspended, or still suspending after a moment (the stop goes on in the background).
+    pub async fn suspend_stage(&self, project_id: &str, stage_id: &str) -> Result<Stage, Error> {
+        let stage = self.transition(project_id, stage_id, StageStatus::suspend).await?;
+        let message = format!("Suspending: SIGTERM to every component, SIGKILL after {} s.", stage.grace_secs);
+        self.record(project_id, stage_id, StageEvent::new(self.clock.now(), EventKind::Suspending, message)).await;
+        let (project, id) = (project_id.to_owned(), stage_id.to_owned());
+        self.stop_then(stage, move |services, stopped| async move {
+            services.settle_suspend(&project, &id, &stopped).await;
+        })
+        .await;
+        self.any_stage(project_id, stage_id).await
+    }
+
+    /// Resumes a suspended stage with its last release, configuration and storage.
+    pub async fn resume_stage(&self, project_id: &str, stage_id: &str) -> Result<Stage, Error> {
+        let stage = self.transition(project_id, stage_id, StageStatus::resume).await?;
+        self.record(
+            project_id,
+            stage_id,
+            StageEvent::new(self.clock.now(), EventKind::Resumed, "Resumed with its last release."),
+        )
+        .await;
+        self.start_current(&stage).await?;
+        Ok(stage)
+    }
+
+    pub(super) async fn transition(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+        step: fn(StageStatus, &str) -> Result<StageStatus, Error>,
+    ) -> Result<Stage, Error> {
+        let stage = self.get_stage(project_id, stage_id).await?;
+        let to = step(stage.status, stage_id)?;
+        let now = self.clock.now();
+        let moved = self.store.transition_status(project_id, stage_id, stage.status, to, now).await;
+        self.proxy_cache.forget_all();
+        let moved = moved.map_err(internal("move a stage to its next status"))?;
+        let current = self.get_stage(project_id, stage_id).await?;
+        if !moved {
+            // Someone else changed it first: explain from the state it is in now.
+            step(current.status, stage_id)?;
+            return Err(Error::invalid_state(format!(
+                "Stage '{stage_id}' changed while you were acting on it; please try again."
+            )));
+        }
+        Ok(current)
+    }
+
+    /// DELETE STAGE: archives a live stage (the dashboard has the user confirm it first). The
+    /// stage is restorable until its retention (by type, as configured now) runs out.
+    pub async fn delete_stage(&self, project_id: &str, stage_id: &str) -> Result<Stage, Error> {
+        let stage = self.get_stage(project_id, stage_id).await?;
+        let now = self.clock.now();
+        let due = self.retention().await?.due_at(stage.stage_type, now);
+        let archived = self.store.archive_stage(project_id, stage_id, now, due).await;
+        self.proxy_cache.forget_all();
+        if !archived.map_err(internal("archive a stage"))? {
+            return Err(self.get_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));
+        }
+        let message = format!("Deleted: archived, restorable until {}.", format_time(due));
+        self.record(project_id, stage_id, StageEvent::new(now, EventKind::Archived, message)).await;
+        // Archived first, so its share links answer 404 at once; then its components stop
+        // the same way as for a suspend.
+        self.stop_then(stage, |_, _| async {}).await;
+        self.any_stage(project_id, stage_id).await
+    }
+
+    /// Brings an archived stage back, as it was, unless its deletion is already due.
+    pub async fn restore_stage(&self, project_id: &str, stage_id: &str) -> Result<Stage, Error> {
+        self.get_project(project_id).await?;
+        let stage = self.any_stage(project_id, stage_id).await?;
+        let Some(due) = stage.purge_due_at else {
+            return Err(Error::invalid_state(format!("Stage '{stage_id}' is not archived.")));
+        };
+        let now = self.clock.now();
+        let expired = || {
+            Error::expired(format!(
+                "Stage '{stage_id}' was due for deletion on {} and can no longer be restored.",
+                format_time(due)
+            ))
+        };
+        if !stage.restorable_at(now) {
+            return Err(expired());
+        }
+        let restored = self.store.restore_stage(project_id, stage_id, now).await;
+        self.proxy_cache.forget_all();
+        if !restored.map_err(internal("restore a stage"))? {
+            return Err(expired());
+        }
+        let stage = self.get_stage(project_id, stage_id).await?;
+        let message = format!("Restored from the archive ({}).", stage.status);
+        self.record(project_id, stage_id, StageEvent::new(now, EventKind::Restored, message)).await;
+        if stage.status == StageStatus::Running {
+            self.start_current(&stage).await?;
+        }
+        Ok(stage)
+    }
+
+    /// Deletes, for good, every archived stage whose retention has run out; their IDs become
+    /// free again. Returns the (project, stage) IDs purged.
+    pub async fn purge_due(&self) -> Result<Vec<(String, String)>, Error> {
+        let purged = self.store.purge_due(self.clock.now()).await;
+        self.proxy_cache.forget_all();
+        let purged = purged.map_err(internal("purge the due stages"))?;
+        for (project, stage) in &purged {
+            if let Err(e) = self.runtime.forget(&StageKey::new(project, stage)).await {
+                tracing::warn!(project, stage, error = %e, "could not delete the purged stage's storage");
+            }
+            tracing::info!(project, stage, "archived stage purged for good");
+        }
+        Ok(purged)
+    }
+}

@@ -1,0 +1,206 @@
+//! The operations behind every dashboard action, API route and CLI command, one file per topic.
+//!
+//! They take typed values: the edges (the dashboard's server functions, the REST handlers, the
+//! CLI) parse what users typed with `pergola-domain`. Each operation still checks its input
+//! against the domain's rules (names, IDs, bounds), so no caller can skip a rule, and maps store
+//! failures to [`Error`]: users see a clear message, the server log keeps the detail and the
+//! operation that failed.
+
+mod activity;
+mod config;
+mod demo;
+mod events;
+mod lifecycle;
+mod projects;
+mod proxy_cache;
+mod releases;
+mod retention;
+mod runtime;
+mod stages;
+
+pub use activity::LOG_LINES_SHOWN;
+pub use demo::DEMO_MANIFEST;
+use proxy_cache::ProxyCache;
+pub use proxy_cache::PROXY_CACHE_TTL;
+
+use crate::runtime::{EventSink, EventStream};
+use crate::{Clock, NoRuntime, Runtime, SecretBox, Store, StoreError};
+use pergola_domain::share::ShareBase;
+use pergola_domain::{Error, Stage, StageEvent};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A stage named by its (project ID, stage ID).
+type StageIds = (String, String);
+
+/// One lock per stage, taken while what runs on it changes.
+type StageLocks = std::sync::Mutex<std::collections::HashMap<StageIds, Arc<tokio::sync::Mutex<()>>>>;
+
+#[derive(Clone)]
+pub struct Services {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    /// What runs the stages ([`NoRuntime`] by default: releases are recorded, nothing runs).
+    runtime: Arc<dyn Runtime>,
+    /// The sink the runtime reports to: flushed before an event of the services is recorded,
+    /// so the timeline keeps the order in which things happened.
+    observed: EventSink,
+    /// The grace period new stages get (between SIGTERM and SIGKILL).
+    grace: Duration,
+    /// Where share links point.
+    share: ShareBase,
+    /// Seals secret configuration values at rest; without one they are stored as they are.
+    secrets: Option<SecretBox>,
+    /// Live stages as the share-link proxy last read them (see [`Services::stage_with_components`]).
+    proxy_cache: Arc<ProxyCache>,
+    /// One lock per stage: what runs on a stage changes one operation at a time.
+    locks: Arc<StageLocks>,
+}
+
+/// The seed's "usually 60 secs" between SIGTERM and SIGKILL.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(pergola_domain::DEFAULT_GRACE_SECS as u64);
+
+/// How long a suspend or delete waits for the components to stop before it answers; a stop
+/// that takes longer goes on in the background while the stage shows "suspending".
+const ANSWER_WITHIN: Duration = Duration::from_millis(500);
+
+/// How many events a timeline shows.
+pub const EVENTS_SHOWN: i64 = 100;
+
+/// What to do with a failure of the store in `operation`: log it, with the operation and where
+/// in the services it failed, and hand the caller the generic internal error. Called where the
+/// operation is (`.map_err(internal("list the stages"))`), so the location is that line.
+#[track_caller]
+fn internal(operation: &'static str) -> impl FnOnce(StoreError) -> Error {
+    let at = std::panic::Location::caller();
+    move |e| {
+        tracing::error!(operation, at = %at, error = %e, "store operation failed");
+        Error::internal()
+    }
+}
+
+/// Adds an event to a stage's timeline; a failure is logged, never the caller's problem.
+async fn record(store: &dyn Store, project_id: &str, stage_id: &str, event: StageEvent) {
+    if let Err(e) = store.add_event(project_id, stage_id, &event).await {
+        tracing::warn!(project_id, stage_id, error = %e, "could not record a stage event");
+    }
+}
+
+/// Records what a runtime observes in the stages' timelines, until it stops sending. (It holds
+/// the store only: the runtime holding the sink is not kept alive by this task.)
+async fn record_observed_events(store: Arc<dyn Store>, mut observed: EventStream) {
+    while let Some((key, event)) = observed.recv().await {
+        record(&*store, &key.project, &key.stage, event).await;
+    }
+}
+
+impl Services {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            clock,
+            runtime: Arc::new(NoRuntime),
+            observed: EventSink::channel().0,
+            grace: DEFAULT_GRACE,
+            share: ShareBase { domain: "localhost".into(), port: 3000 },
+            secrets: None,
+            locks: Arc::default(),
+            proxy_cache: Arc::default(),
+        }
+    }
+
+    /// The lock that serializes the runtime operations of one stage.
+    fn stage_lock(&self, project_id: &str, stage_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().expect("stage locks");
+        locks.entry((project_id.to_owned(), stage_id.to_owned())).or_default().clone()
+    }
+
+    /// The same services, sealing secret configuration values at rest with `secrets`.
+    pub fn with_secrets(&self, secrets: SecretBox) -> Self {
+        Self { secrets: Some(secrets), ..self.clone() }
+    }
+
+    fn seal(&self, value: &str) -> String {
+        self.secrets.as_ref().map_or_else(|| value.to_owned(), |s| s.seal(value))
+    }
+
+    fn open(&self, stored: &str) -> Result<String, Error> {
+        match &self.secrets {
+            Some(s) => s.open(stored).map_err(|e| {
+                tracing::error!(error = %e, "a secret configuration value could not be opened");
+                Error::internal()
+            }),
+            None if crate::secrets::is_sealed(stored) => {
+                tracing::error!("a sealed configuration value, but the server has no secret key");
+                Err(Error::internal())
+            }
+            None => Ok(stored.to_owned()),
+        }
+    }
+
+    /// The same store, seen through another clock.
+    pub fn with_clock(&self, clock: Arc<dyn Clock>) -> Self {
+        Self { clock, ..self.clone() }
+    }
+
+    /// The same services, running stages with `runtime`; new stages get this grace period.
+    /// What the runtime observes from now on goes to the stages' timelines (a task forwards
+    /// it, so this must be called within a Tokio runtime).
+    pub fn with_runtime(&self, runtime: Arc<dyn Runtime>, grace: Duration) -> Self {
+        let (sink, stream) = EventSink::channel();
+        runtime.observe(sink.clone());
+        tokio::spawn(record_observed_events(self.store.clone(), stream));
+        Self { runtime, observed: sink, grace, ..self.clone() }
+    }
+
+    /// The same services, with share links pointing at `share`.
+    pub fn with_share_base(&self, share: ShareBase) -> Self {
+        Self { share, ..self.clone() }
+    }
+}
+
+/// The grace period a stage's components get between SIGTERM and SIGKILL.
+fn grace(stage: &Stage) -> Duration {
+    Duration::from_secs(u64::from(stage.grace_secs))
+}
+
+fn capitalized(s: &str) -> String {
+    let mut chars = s.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Collects what the log writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_store_failure_is_logged_with_its_operation_and_where_it_failed() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        let line = line!() + 2;
+        let error = tracing::subscriber::with_default(subscriber, || {
+            Err::<(), _>(StoreError::Conflict).map_err(internal("list the stages")).unwrap_err()
+        });
+        assert_eq!(error.kind, Error::internal().kind, "the caller sees the generic internal error");
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(log.contains("store operation failed"), "{log}");
+        assert!(log.contains("list the stages"), "{log}");
+        assert!(log.contains(&format!("services/mod.rs:{line}")), "{log}");
+    }
+}

@@ -1,0 +1,168 @@
+//! What runs: share links, components, logs, and starting / stopping a stage's release.
+
+use super::{grace, internal, Services, ANSWER_WITHIN};
+use crate::{StageKey, StageSpec, StopReport};
+use pergola_domain::runtime::{ComponentStatus, LogLine};
+use pergola_domain::share::ShareLink;
+use pergola_domain::{parse_manifest, ComponentKind, Error, EventKind, Stage, StageEvent, StageStatus};
+
+impl Services {
+    /// The share links of a stage's running service components.
+    pub async fn share_links(&self, project_id: &str, stage_id: &str) -> Result<Vec<ShareLink>, Error> {
+        let components = self.components(project_id, stage_id).await?;
+        Ok(components
+            .into_iter()
+            .filter(|c| c.kind == ComponentKind::Service)
+            .map(|c| ShareLink { url: self.share.url(&c.name, stage_id, project_id), component: c.name })
+            .collect())
+    }
+
+    /// The components of a stage as its runtime observes them (none without a runtime).
+    pub async fn components(&self, project_id: &str, stage_id: &str) -> Result<Vec<ComponentStatus>, Error> {
+        self.get_stage(project_id, stage_id).await?;
+        Ok(self.runtime.status(&StageKey::new(project_id, stage_id)))
+    }
+
+    /// A live stage and its components as observed now, with one look-up in the store (the
+    /// share-link proxy asks this on every request).
+    /// The stage is remembered for [`PROXY_CACHE_TTL`]; any change to a stage made through
+    /// these services forgets everything remembered, so a suspend is seen at once here (other
+    /// servers on the same database see it within the TTL).
+    pub async fn stage_with_components(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+    ) -> Result<(Stage, Vec<ComponentStatus>), Error> {
+        let key = (project_id.to_owned(), stage_id.to_owned());
+        let stage = match self.proxy_cache.get(&key) {
+            Some(stage) => stage,
+            None => {
+                let generation = self.proxy_cache.generation();
+                let stage = self.get_stage(project_id, stage_id).await?;
+                self.proxy_cache.put(key, stage.clone(), generation);
+                stage
+            }
+        };
+        let components = self.runtime.status(&StageKey::new(project_id, stage_id));
+        Ok((stage, components))
+    }
+
+    /// The last output lines of a component.
+    pub async fn logs(&self, project_id: &str, stage_id: &str, component: &str) -> Result<Vec<LogLine>, Error> {
+        self.get_stage(project_id, stage_id).await?;
+        Ok(self.runtime.logs(&StageKey::new(project_id, stage_id), component))
+    }
+
+    /// Starts the current release of every running live stage (the server calls this at
+    /// start-up: what should run, runs again).
+    pub async fn reconcile(&self) -> Result<usize, Error> {
+        let mut started = 0;
+        for project in self.list_projects().await? {
+            for stage in self.store.list_stages(&project.id).await.map_err(internal("list the stages to reconcile"))? {
+                if stage.status == StageStatus::Suspending {
+                    // The server stopped while the stage was being suspended: nothing of it
+                    // runs any more.
+                    self.settle_suspend(&stage.project_id, &stage.id, &Default::default()).await;
+                } else if !stage.is_archived()
+                    && stage.status == StageStatus::Running
+                    && self.start_current(&stage).await?
+                {
+                    started += 1;
+                    let message = "Started again: the server restarted.";
+                    self.record(
+                        &stage.project_id,
+                        &stage.id,
+                        StageEvent::new(self.clock.now(), EventKind::Started, message),
+                    )
+                    .await;
+                }
+            }
+        }
+        Ok(started)
+    }
+
+    /// Starts the stage's current release, if it has one and there is a runtime.
+    pub(super) async fn start_current(&self, stage: &Stage) -> Result<bool, Error> {
+        if !self.runtime.runs_stages() {
+            return Ok(false);
+        }
+        // One at a time per stage, and with what is current once it is this one's turn: of
+        // two deploys racing, the newest release is the one left running.
+        let lock = self.stage_lock(&stage.project_id, &stage.id);
+        let _turn = lock.lock().await;
+        match self
+            .store
+            .get_stage(&stage.project_id, &stage.id)
+            .await
+            .map_err(internal("read the stage before starting it"))?
+        {
+            Some(now) if !now.is_archived() && now.status == StageStatus::Running => {}
+            _ => return Ok(false),
+        }
+        let rows = self
+            .store
+            .list_releases(&stage.project_id, &stage.id)
+            .await
+            .map_err(internal("list the releases to start"))?;
+        let Some(current) = rows.into_iter().next() else { return Ok(false) };
+        let manifest = parse_manifest(&current.build.manifest)?;
+        let spec = StageSpec {
+            key: StageKey::new(&stage.project_id, &stage.id),
+            release: current.number,
+            components: manifest.components,
+            config: current.config.iter().map(|(k, v)| Ok((k.clone(), self.open(v)?))).collect::<Result<_, Error>>()?,
+            workdir: current.build.workdir.into(),
+        };
+        self.runtime.start(spec, grace(stage)).await.map_err(|e| {
+            tracing::error!(project = stage.project_id, stage = stage.id, error = %e, "could not start the release");
+            Error::invalid_state(format!("The release could not be started: {e}"))
+        })?;
+        Ok(true)
+    }
+
+    pub(super) async fn stop(&self, stage: &Stage) -> StopReport {
+        let lock = self.stage_lock(&stage.project_id, &stage.id);
+        let _turn = lock.lock().await;
+        self.runtime.stop(&StageKey::new(&stage.project_id, &stage.id), grace(stage)).await
+    }
+
+    /// Stops a stage's components in the background; answers once they stopped or after
+    /// [`ANSWER_WITHIN`], whichever comes first. `then` runs when they have stopped.
+    pub(super) async fn stop_then<F, Fut>(&self, stage: Stage, then: F)
+    where
+        F: FnOnce(Services, StopReport) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let services = self.clone();
+        let task = tokio::spawn(async move {
+            let report = services.stop(&stage).await;
+            then(services, report).await;
+        });
+        let _ = tokio::time::timeout(ANSWER_WITHIN, task).await;
+    }
+
+    /// A suspending stage whose components have stopped becomes suspended.
+    pub(super) async fn settle_suspend(&self, project_id: &str, stage_id: &str, stopped: &StopReport) {
+        let now = self.clock.now();
+        let settled =
+            self.store.settle_status(project_id, stage_id, StageStatus::Suspending, StageStatus::Suspended, now).await;
+        self.proxy_cache.forget_all();
+        match settled {
+            Ok(true) => {
+                let mut message = "Suspended: every component has stopped".to_owned();
+                if !stopped.terminated.is_empty() {
+                    message += &format!("; exited after SIGTERM: {}", stopped.terminated.join(", "));
+                }
+                if !stopped.killed.is_empty() {
+                    message += &format!("; killed after the grace period: {}", stopped.killed.join(", "));
+                }
+                message.push('.');
+                self.record(project_id, stage_id, StageEvent::new(now, EventKind::Suspended, message)).await;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                internal("settle a suspend")(e);
+            }
+        }
+    }
+}
