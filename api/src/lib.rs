@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::{any, get};
 use axum::{Json, Router};
 use pergola_core::Services;
-use pergola_domain::Error;
+use pergola_domain::{wire, Error};
 use problem::Problem;
 use std::sync::Arc;
 use utoipa::OpenApi;
@@ -57,7 +57,7 @@ where
     S: Clone + Send + Sync + 'static,
 {
     let (router, doc) = openapi_router().split_for_parts();
-    let doc = Arc::new(doc);
+    let doc = Arc::new(with_domain_patterns(doc));
     router
         .route("/api/v1/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
         .route("/api/v1", any(unknown_route))
@@ -67,7 +67,31 @@ where
 
 /// The OpenAPI document, as served.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    openapi_router().split_for_parts().1
+    with_domain_patterns(openapi_router().split_for_parts().1)
+}
+
+/// Declares the domain's patterns that an attribute cannot name (utoipa takes only literals
+/// there): every request body's display `name` ([`wire::NAME_PATTERN`]) and configuration
+/// `value` ([`wire::CONFIG_VALUE_PATTERN`]).
+fn with_domain_patterns(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{RefOr, Schema};
+    let declared = [
+        ("NewProject", "name", wire::NAME_PATTERN),
+        ("NewStage", "name", wire::NAME_PATTERN),
+        ("StagePatch", "name", wire::NAME_PATTERN),
+        ("ConfigInput", "value", wire::CONFIG_VALUE_PATTERN),
+    ];
+    let schemas = &mut doc.components.as_mut().expect("the document has components").schemas;
+    for (body, field, pattern) in declared {
+        let Some(RefOr::T(Schema::Object(object))) = schemas.get_mut(body) else {
+            panic!("the OpenAPI document has no request body {body}");
+        };
+        match object.properties.get_mut(field) {
+            Some(RefOr::T(Schema::Object(property))) => property.pattern = Some(pattern.to_owned()),
+            _ => panic!("the OpenAPI document's {body} has no plain `{field}`"),
+        }
+    }
+    doc
 }
 
 fn openapi_router() -> OpenApiRouter<Services> {

@@ -529,6 +529,20 @@ fn the_document_declares_the_servers_rules() {
         let reserved = pergola_domain::manifest::RESERVED_ENV.contains(&key) || key.starts_with("PERGOLA_");
         assert_eq!(matches(key_schema, key), allowed || reserved, "{key:?}");
     }
+    // Display names: what the schema admits is what the server accepts, in a JSON Schema validator.
+    let long_name = "é".repeat(100);
+    let names =
+        ["QA", "  QA  ", "日本 🤔", "<b>x</b>", "", "   ", "a\u{0}b", "line\nbreak", "evil\u{202E}txt", "\u{85}x"];
+    for body in ["NewProject", "NewStage", "StagePatch"] {
+        let name_schema = &schemas[body]["properties"]["name"];
+        for name in names.iter().copied().chain([long_name.as_str(), &format!("{long_name}é")]) {
+            let accepted = pergola_domain::validate_name("Stage", name).is_ok();
+            assert_eq!(matches(name_schema, name), accepted, "{body} {name:?}: {name_schema}");
+        }
+    }
+    let value_schema = &schemas["ConfigInput"]["properties"]["value"];
+    assert!(matches(value_schema, "debug") && !matches(value_schema, "a\u{0}b"));
+    assert_eq!(schemas["NewStage"]["properties"]["type"]["$ref"], "#/components/schemas/StageType");
     let grace = &schemas["StagePatch"]["properties"]["grace_secs"];
     assert_eq!((grace["minimum"].as_u64(), grace["maximum"].as_u64()), (Some(1), Some(u64::from(MAX_GRACE_SECS))));
     for field in ["dev_days", "qa_days", "prod_days"] {

@@ -9,7 +9,64 @@
 //! one (400).
 
 use crate::{check_grace, Error, RetentionPolicy, StageType};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// What a display name may be, as the OpenAPI document declares it (ECMA-262 syntax; the API
+/// crate sets it on every `name` of a request body): after
+/// trimming white space, 1 to 100 characters, none of them a control character or an invisible
+/// direction override — exactly what [`crate::validate_name`] accepts.
+pub const NAME_PATTERN: &str = concat!(
+    "^[ \\t\\n\\u000B\\f\\r\\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]*",
+    "[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202A-\\u202F\\u205F\\u2066-\\u2069\\u3000]",
+    "(?:[^\\u0000-\\u001F\\u007F-\\u009F\\u202A-\\u202E\\u2066-\\u2069]{0,98}",
+    "[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202A-\\u202F\\u205F\\u2066-\\u2069\\u3000])?",
+    "[ \\t\\n\\u000B\\f\\r\\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]*$"
+);
+
+/// A configuration value as the OpenAPI document declares it (set by the API crate): no NUL character (the size limit
+/// is in bytes, [`crate::MAX_CONFIG_VALUE_BYTES`], which a JSON schema cannot state).
+pub const CONFIG_VALUE_PATTERN: &str = "^[^\\u0000]*$";
+
+/// A whole number as JSON Schema counts them: `300` and `300.0` alike (serde alone refuses the
+/// second); `300.5` is refused.
+struct Whole(i64);
+
+impl<'de> Deserialize<'de> for Whole {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Whole;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a whole number")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Whole, E> {
+                Ok(Whole(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Whole, E> {
+                i64::try_from(v).map(Whole).map_err(|_| E::custom("number out of range"))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Whole, E> {
+                if v.fract() == 0.0 && v >= i64::MIN as f64 && v < i64::MAX as f64 {
+                    Ok(Whole(v as i64))
+                } else {
+                    Err(E::custom(format!("expected a whole number, not {v}")))
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+fn whole<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    Whole::deserialize(d).map(|w| w.0)
+}
+
+fn whole_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    match Option::<Whole>::deserialize(d)? {
+        None => Ok(None),
+        Some(Whole(n)) => u32::try_from(n).map(Some).map_err(|_| serde::de::Error::custom("number out of range")),
+    }
+}
 
 /// A new project. Without `id`, the ID is derived from the name.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +86,7 @@ pub struct NewProject {
 pub struct NewStage {
     pub name: String,
     /// `dev`, `qa` or `prod`.
+    #[cfg_attr(feature = "openapi", schema(value_type = StageType))]
     #[serde(rename = "type")]
     pub stage_type: String,
     /// Stage ID: 1 to 63 lowercase letters, digits and single hyphens, starting with a letter
@@ -51,11 +109,12 @@ pub struct StagePatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// `dev`, `qa` or `prod`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<StageType>))]
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub stage_type: Option<String>,
     /// Seconds between SIGTERM and SIGKILL when the stage stops (1 to 3600).
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3600))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "whole_u32", skip_serializing_if = "Option::is_none")]
     pub grace_secs: Option<u32>,
 }
 
@@ -101,6 +160,7 @@ pub struct NewBuild {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewRelease {
+    #[serde(deserialize_with = "whole")]
     pub build: i64,
 }
 
@@ -119,10 +179,13 @@ pub struct ConfigInput {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RetentionInput {
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
+    #[serde(deserialize_with = "whole")]
     pub dev_days: i64,
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
+    #[serde(deserialize_with = "whole")]
     pub qa_days: i64,
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
+    #[serde(deserialize_with = "whole")]
     pub prod_days: i64,
 }
 
@@ -138,6 +201,65 @@ impl RetentionInput {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn name_regex() -> regex::Regex {
+        regex::Regex::new(NAME_PATTERN).unwrap()
+    }
+
+    /// Characters near every edge of the rule: letters, spaces of every kind, controls,
+    /// direction overrides, other scripts.
+    fn name_char() -> impl Strategy<Value = char> {
+        prop::sample::select(vec![
+            'a', 'Z', '7', '-', '<', '日', '🤔', ' ', '\t', '\n', '\r', '\u{0B}', '\u{0C}', '\u{85}', '\u{A0}',
+            '\u{1680}', '\u{2003}', '\u{2028}', '\u{202F}', '\u{3000}', '\u{0}', '\u{1C}', '\u{7F}', '\u{9F}',
+            '\u{202A}', '\u{202E}', '\u{2066}', '\u{2069}', '\u{FEFF}', '\u{200B}',
+        ])
+    }
+
+    proptest! {
+        #[test]
+        fn the_declared_name_pattern_accepts_exactly_what_the_server_accepts(
+            chars in prop::collection::vec(name_char(), 0..8),
+            padding in 0usize..3,
+        ) {
+            let name: String = chars.into_iter().collect();
+            for candidate in [name.clone(), format!("{}{name}", "x".repeat(95 + padding))] {
+                prop_assert_eq!(
+                    name_regex().is_match(&candidate),
+                    crate::validate_name("Stage", &candidate).is_ok(),
+                    "{:?}", candidate
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_name_pattern_counts_to_one_hundred_after_trimming() {
+        let re = name_regex();
+        assert!(re.is_match(&format!("  {}  ", "é".repeat(100))));
+        assert!(!re.is_match(&"é".repeat(101)));
+        assert!(!re.is_match("   ") && !re.is_match(""));
+        let value = regex::Regex::new(CONFIG_VALUE_PATTERN).unwrap();
+        assert!(value.is_match("debug\n日本") && !value.is_match("a\u{0}b"));
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_as_json_schema_counts_them() {
+        let r: RetentionInput =
+            serde_json::from_value(json!({"dev_days": 300.0, "qa_days": 7, "prod_days": 30})).unwrap();
+        assert_eq!(r.dev_days, 300);
+        assert!(
+            serde_json::from_value::<RetentionInput>(json!({"dev_days": 1.5, "qa_days": 7, "prod_days": 30})).is_err()
+        );
+        let d: NewRelease = serde_json::from_value(json!({"build": 2.0})).unwrap();
+        assert_eq!(d.build, 2);
+        let p: StagePatch = serde_json::from_value(json!({"grace_secs": 30.0})).unwrap();
+        assert_eq!(p.grace_secs, Some(30));
+        let p: StagePatch = serde_json::from_value(json!({"grace_secs": null})).unwrap();
+        assert_eq!(p.grace_secs, None);
+        assert!(serde_json::from_value::<StagePatch>(json!({"grace_secs": -1})).is_err());
+    }
     use serde_json::json;
 
     #[test]
