@@ -112,10 +112,15 @@ async fn stages_are_created_running_with_derived_or_chosen_ids(env: &Env) {
     let a = s.create_stage(&p, "My New Stage", StageType::Dev, None).await.unwrap();
     assert_eq!((a.id.as_str(), a.stage_type, a.status), ("my-new-stage", StageType::Dev, StageStatus::Running));
     assert_eq!(a.created_at, env.clock.now_for_tests());
-    let b = s.create_stage(&p, "User Acceptance", StageType::Qa, Some("  uat ")).await.unwrap();
+    let b = s.create_stage(&p, "User Acceptance", StageType::Qa, pergola_domain::typed_id("  uat ")).await.unwrap();
     assert_eq!(b.id, "uat");
-    let c = s.create_stage(&p, "Übersicht Café", StageType::Prod, Some("")).await.unwrap();
+    let c = s.create_stage(&p, "Übersicht Café", StageType::Prod, pergola_domain::typed_id("")).await.unwrap();
     assert_eq!(c.id, "ubersicht-cafe");
+    // Through the API an ID is taken exactly as given: blank or padded ones are refused.
+    for given in ["", " qa ", "  "] {
+        let e = s.create_stage(&p, "Quality", StageType::Qa, Some(given)).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Validation, "{given:?}");
+    }
     let overview = s.project_overview(&p).await.unwrap();
     let ids: Vec<_> = overview.stages.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(ids, ["my-new-stage", "uat", "ubersicht-cafe"]);

@@ -63,6 +63,13 @@ impl IdKind {
     }
 }
 
+/// An ID override as typed in a form (the "+ NEW STAGE" popup, the new-project form): blank
+/// means "derive it from the name", and surrounding spaces are not part of it. The services
+/// take an ID given through the API exactly as it is.
+pub fn typed_id(typed: &str) -> Option<&str> {
+    Some(typed.trim()).filter(|id| !id.is_empty())
+}
+
 /// Checks `id` against the rules above; the error explains the first rule it breaks.
 pub fn validate_id(kind: IdKind, id: &str) -> Result<(), Error> {
     let label = kind.label();
@@ -215,6 +222,14 @@ fn ascii_fold(c: char) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_typed_override_is_trimmed_and_blank_means_derive() {
+        assert_eq!(typed_id("  uat "), Some("uat"));
+        assert_eq!(typed_id(""), None);
+        assert_eq!(typed_id(" \t "), None);
+        assert_eq!(typed_id("Bad ID"), Some("Bad ID"));
+    }
     use proptest::prelude::*;
 
     const S: IdKind = IdKind::Stage;

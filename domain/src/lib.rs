@@ -24,7 +24,7 @@ pub use access::{
     INVITATION_VALID_DAYS, MAX_PASSWORD_BYTES, MAX_USERNAME_CHARS, MIN_PASSWORD_CHARS,
 };
 pub use error::{Error, ErrorKind};
-pub use ids::{derive_id, numbered_id, suggestion_stem, validate_id, IdKind, MAX_ID_LEN, RESERVED_IDS};
+pub use ids::{derive_id, numbered_id, suggestion_stem, typed_id, validate_id, IdKind, MAX_ID_LEN, RESERVED_IDS};
 pub use manifest::{parse_manifest, ComponentKind, ComponentSpec, Manifest, ManifestError, Schedule};
 pub use model::{
     validate_config, Build, ConfigEntry, IdCheck, Project, ProjectOverview, Release, Stage, StageActivity,

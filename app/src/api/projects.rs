@@ -14,7 +14,7 @@ pub async fn list_projects() -> Result<Vec<Project>, AppError> {
 /// `project_id` may be empty: the ID is then derived from the name.
 #[server]
 pub async fn create_project(name: String, project_id: String) -> Result<Project, AppError> {
-    answer(services()?.create_project(&name, Some(&project_id)).await)
+    answer(services()?.create_project(&name, pergola_domain::typed_id(&project_id)).await)
 }
 
 #[server]

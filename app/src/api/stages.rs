@@ -20,7 +20,7 @@ pub async fn create_stage(
     stage_id: String,
 ) -> Result<Stage, AppError> {
     let stage_type = answer(pergola_domain::StageType::parse(&stage_type))?;
-    answer(services()?.create_stage(&project, &name, stage_type, Some(&stage_id)).await)
+    answer(services()?.create_stage(&project, &name, stage_type, pergola_domain::typed_id(&stage_id)).await)
 }
 
 #[server]

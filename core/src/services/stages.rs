@@ -168,11 +168,12 @@ impl Services {
     }
 }
 
-/// The ID the user typed (trimmed, validated) or, when blank, the one derived from `name`.
+/// The ID the user gave (validated exactly as given: the dashboard turns a blank override into
+/// `None` and trims a typed one) or, without one, the one derived from `name`.
 pub(super) fn chosen_id(kind: IdKind, name: &str, id: Option<&str>) -> Result<String, Error> {
-    let id = match id.map(str::trim) {
-        Some(typed) if !typed.is_empty() => typed.to_owned(),
-        _ => derive_id(kind, name),
+    let id = match id {
+        Some(typed) => typed.to_owned(),
+        None => derive_id(kind, name),
     };
     validate_id(kind, &id)?;
     Ok(id)
