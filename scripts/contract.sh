@@ -20,5 +20,5 @@ curl -fsS -o /dev/null -X POST -H 'Content-Type: application/json' -d '{"name": 
   "http://127.0.0.1:$port/api/v1/projects"
 # Every check (schemathesis.toml, with its reasoned exceptions), a fixed seed, a bounded run.
 .tools/venv/bin/schemathesis run "http://127.0.0.1:$port/api/v1/openapi.json" \
-  --max-examples 25 --seed 20261129 --workers 2 --request-timeout 10 \
+  --max-examples 50 --seed 20261129 --workers 2 --request-timeout 10 \
   --no-color --output-truncate true --generation-database none "$@"

@@ -69,4 +69,9 @@ if ! .tools/venv/bin/schemathesis --version 2>/dev/null | grep -q '4\.32\.5'; th
   /usr/bin/python3 -m venv .tools/venv
   .tools/venv/bin/pip install -q --disable-pip-version-check schemathesis==4.32.5
 fi
+site_packages=$(.tools/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+if ! cmp -s scripts/hypothesis_guard.py "$site_packages/pergola_hypothesis_guard.py"; then
+  cp scripts/hypothesis_guard.py "$site_packages/pergola_hypothesis_guard.py"
+  echo "import pergola_hypothesis_guard" > "$site_packages/pergola_hypothesis_guard.pth"
+fi
 echo "==> tools ready"

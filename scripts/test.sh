@@ -34,6 +34,12 @@ cargo clippy --locked -p frontend -p app --features app/hydrate --target wasm32-
 echo "==> unit, property, store, REST API, CLI and runtime tests (SQLite and PostgreSQL)"
 cargo test --locked -p pergola-domain -p pergola-core -p pergola-api -p pergola-cli -p pergola-runtime
 
-echo "==> end-to-end tests (release build, Chromium, SQLite and PostgreSQL)"
+echo "==> release build (server, wasm frontend, demo app)"
 cargo build --release --locked -p pergola-demo-app
+cargo leptos build --release
+
+echo "==> REST contract: schemathesis, every check, against the served OpenAPI document"
+bash scripts/contract.sh
+
+echo "==> end-to-end tests (Chromium, SQLite and PostgreSQL, and the start.sh defaults)"
 cargo leptos end-to-end --release
