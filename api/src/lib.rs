@@ -3,6 +3,7 @@
 //! document is generated from the handlers in [`routes`] and served at `/api/v1/openapi.json`.
 //! Request bodies are the shared types of [`pergola_domain::wire`], which the CLI sends.
 
+pub mod guard;
 pub mod problem;
 pub mod routes;
 

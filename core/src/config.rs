@@ -16,6 +16,7 @@ pub struct Setting {
 }
 
 pub const SITE_ADDR: &str = "LEPTOS_SITE_ADDR";
+pub const PUBLIC_URL: &str = "PERGOLA_PUBLIC_URL";
 pub const DATA_DIR: &str = "PERGOLA_DATA_DIR";
 pub const DATABASE_URL: &str = "DATABASE_URL";
 pub const PURGE_INTERVAL: &str = "PERGOLA_PURGE_INTERVAL_SECS";
@@ -31,6 +32,14 @@ pub const TEST_POSTGRES_URL: &str = "PERGOLA_TEST_POSTGRES_URL";
 /// Every environment variable, in the order the README lists them.
 pub const SETTINGS: &[Setting] = &[
     Setting { name: SITE_ADDR, meaning: "address the server listens on", default: "`127.0.0.1:3000`" },
+    Setting {
+        name: PUBLIC_URL,
+        meaning: "`http(s)://host[:port]`, no path: the address people open the dashboard at (behind a proxy, \
+                  under a name). The dashboard answers only requests for its own host names — this one, the \
+                  listen address, `localhost`, `127.0.0.1` and `[::1]` on the listen port — and takes state \
+                  changes from browsers only from those origins",
+        default: "none: only the local names",
+    },
     Setting {
         name: DATA_DIR,
         meaning: "the embedded SQLite database, the secret key file, and `runtime/` (stages' persistent storage and \
@@ -110,6 +119,96 @@ pub struct ServerConfig {
     pub share_port: Option<u16>,
     /// Where `pergola-demo` may be; `None`: next to the server binary.
     pub demo_dir: Option<PathBuf>,
+    /// The dashboard's public origin, normalized by [`PublicUrl::parse`] (`https://host[:port]`,
+    /// lower case, no trailing slash); `None`: only the local names.
+    pub public_url: Option<String>,
+}
+
+/// An `http(s)://host[:port]` address: where the dashboard is reached from outside.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicUrl {
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// Lower case; an IPv6 address keeps its brackets (`[::1]`).
+    pub host: String,
+    /// The port, the scheme's default (80, 443) when the URL names none.
+    pub port: u16,
+}
+
+impl PublicUrl {
+    /// Reads `http(s)://host[:port]` (a trailing `/` is allowed; a path, query, fragment or user
+    /// name is not). The message says what is wrong, without the variable's name.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let trimmed = url.trim();
+        let lower = trimmed.to_ascii_lowercase();
+        let (scheme, rest) = if let Some(rest) = lower.strip_prefix("https://") {
+            ("https", rest)
+        } else if let Some(rest) = lower.strip_prefix("http://") {
+            ("http", rest)
+        } else {
+            return Err(format!("must start with http:// or https://, not '{trimmed}'"));
+        };
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.contains(['/', '?', '#', '@', '\\']) {
+            return Err(format!("must be http(s)://host[:port] without a path, query or user name, not '{trimmed}'"));
+        }
+        let (host, port) = split_host_port(authority)
+            .ok_or_else(|| format!("must be http(s)://host[:port] with a valid host and port, not '{trimmed}'"))?;
+        let port = port.unwrap_or(if scheme == "https" { 443 } else { 80 });
+        Ok(Self { scheme, host: host.to_owned(), port })
+    }
+
+    /// `scheme://host[:port]`, the port left out when it is the scheme's default — as browsers
+    /// write an `Origin`.
+    pub fn origin(&self) -> String {
+        let default = if self.scheme == "https" { 443 } else { 80 };
+        if self.port == default {
+            format!("{}://{}", self.scheme, self.host)
+        } else {
+            format!("{}://{}:{}", self.scheme, self.host, self.port)
+        }
+    }
+}
+
+/// `host[:port]` → (host, port): the host a DNS name (letters, digits, `-`, `.`), an IPv4 address
+/// or a bracketed IPv6 address; the port 1–65535. `None` for anything else. Used for `Host`
+/// headers too, so nothing is lower-cased here.
+pub fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
+    let (host, port) = if authority.starts_with('[') {
+        let end = authority.find(']')?;
+        let (host, rest) = authority.split_at(end + 1);
+        host[1..end].parse::<std::net::Ipv6Addr>().ok()?;
+        match rest {
+            "" => (host, None),
+            _ => (host, Some(rest.strip_prefix(':')?)),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    let host_ok = host.starts_with('[')
+        || (!host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            }));
+    if !host_ok {
+        return None;
+    }
+    let port = match port {
+        None => None,
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(p.parse::<u16>().ok().filter(|p| *p > 0)?)
+        }
+        Some(_) => return None,
+    };
+    Some((host, port))
 }
 
 impl ServerConfig {
@@ -137,6 +236,11 @@ impl ServerConfig {
                     .ok_or_else(|| format!("{SHARE_PORT} must be a port number (1–65535), not '{p}'"))?,
             ),
         };
+        let public_url = match var(PUBLIC_URL) {
+            None => None,
+            Some(url) if url.trim().is_empty() => None,
+            Some(url) => Some(PublicUrl::parse(&url).map_err(|e| format!("{PUBLIC_URL} {e}"))?.origin()),
+        };
         Ok(Self {
             data_dir,
             database_url,
@@ -146,6 +250,7 @@ impl ServerConfig {
             share_domain: var(SHARE_DOMAIN).unwrap_or_else(|| "localhost".into()),
             share_port,
             demo_dir: var(DEMO_DIR).map(|d| cwd.join(d)),
+            public_url,
         })
     }
 }
@@ -212,6 +317,59 @@ mod tests {
             assert!(e.starts_with(name) && e.contains(bad), "{e}");
         }
         assert_eq!(read(&[(GRACE, " 5 ")]).unwrap().grace, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_public_url_is_an_origin_and_nothing_more() {
+        assert_eq!(read(&[]).unwrap().public_url, None);
+        assert_eq!(read(&[(PUBLIC_URL, "")]).unwrap().public_url, None);
+        for (given, origin) in [
+            ("https://pergola.example.com", "https://pergola.example.com"),
+            ("https://Pergola.Example.com/", "https://pergola.example.com"),
+            ("https://pergola.example.com:443", "https://pergola.example.com"),
+            ("http://pergola.example.com:80", "http://pergola.example.com"),
+            ("https://pergola.example.com:8443", "https://pergola.example.com:8443"),
+            ("http://10.0.0.5:3000", "http://10.0.0.5:3000"),
+            ("http://[2001:db8::1]:3000", "http://[2001:db8::1]:3000"),
+            (" http://ci-box ", "http://ci-box"),
+        ] {
+            assert_eq!(read(&[(PUBLIC_URL, given)]).unwrap().public_url.as_deref(), Some(origin), "{given}");
+        }
+        let u = PublicUrl::parse("https://pergola.example.com").unwrap();
+        assert_eq!((u.scheme, u.host.as_str(), u.port), ("https", "pergola.example.com", 443));
+        for bad in [
+            "pergola.example.com",
+            "ftp://pergola.example.com",
+            "https://",
+            "https://pergola.example.com/dashboard",
+            "https://pergola.example.com?x=1",
+            "https://pergola.example.com#top",
+            "https://admin@pergola.example.com",
+            "https://pergola.example.com:0",
+            "https://pergola.example.com:70000",
+            "https://pergola.example.com:",
+            "https://pergola.example.com:80a",
+            "https://perg ola.example.com",
+            "https://-pergola.example.com",
+            "https://pergola..example.com",
+            "http://[::1",
+            "http://[not-ipv6]:80",
+            "http://[::1]x",
+        ] {
+            let e = read(&[(PUBLIC_URL, bad)]).unwrap_err();
+            assert!(e.starts_with(PUBLIC_URL) && e.contains(bad.trim()), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn host_and_port_are_split_as_a_host_header_writes_them() {
+        assert_eq!(split_host_port("localhost:3000"), Some(("localhost", Some(3000))));
+        assert_eq!(split_host_port("example.com"), Some(("example.com", None)));
+        assert_eq!(split_host_port("[::1]:3000"), Some(("[::1]", Some(3000))));
+        assert_eq!(split_host_port("[::1]"), Some(("[::1]", None)));
+        for bad in ["", ":3000", "a b:1", "::1:3000", "x:", "x:99999", "a/b", "a_b.example"] {
+            assert_eq!(split_host_port(bad), None, "{bad}");
+        }
     }
 
     #[test]

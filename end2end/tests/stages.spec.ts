@@ -591,3 +591,50 @@ test('a suspend lasts at most the stage\'s grace period, with progress per compo
   await expect(card.locator('[data-status]')).toHaveText('suspending');
   await expect(card.locator('[data-status]')).toHaveText('suspended', { timeout: 15_000 });
 });
+
+test('requests from another site or host are refused and change nothing', async ({ page, consoleErrors }) => {
+  const project = await createProject(page);
+  await createStage(page, 'QA', { type: 'qa' });
+  const stage = `/api/v1/projects/${project}/stages/qa`;
+
+  // A page on another site posting to the API (the browser adds Origin / Sec-Fetch-Site).
+  const fromEvil = await page.request.post(`${stage}/suspend`, { headers: { Origin: 'http://evil.example' } });
+  expect(fromEvil.status()).toBe(403);
+  expect(fromEvil.headers()['content-type']).toBe('application/problem+json');
+  expect((await fromEvil.json()).type).toBe('urn:pergola:problem:forbidden');
+  for (const headers of [{ Origin: 'null' }, { 'Sec-Fetch-Site': 'cross-site' }, { 'Sec-Fetch-Site': 'same-site' }]) {
+    expect((await page.request.post(`${stage}/suspend`, { headers })).status(), JSON.stringify(headers)).toBe(403);
+  }
+  expect((await page.request.delete(stage, { headers: { Origin: 'http://evil.example' } })).status()).toBe(403);
+  const after = await page.request.get(stage);
+  expect(after.status()).toBe(200);
+  expect((await after.json()).status).toBe('running');
+
+  // A foreign host name (DNS rebinding) reaches no dashboard and no API; /healthz answers anyway.
+  const rebound = await page.request.get('/', { headers: { Host: 'evil.example' } });
+  expect(rebound.status()).toBe(421);
+  expect(await rebound.text()).not.toContain('Pergola Stages</title>');
+  expect((await page.request.get(stage, { headers: { Host: 'evil.example' } })).status()).toBe(421);
+  expect((await page.request.get('/healthz', { headers: { Host: 'evil.example' } })).status()).toBe(200);
+
+  // The dashboard's own pages: framing refused, and every inline script carries the nonce the
+  // policy names (this page hydrates under it — no console error, as in every test).
+  const response = await open(page, `/projects/${project}`);
+  const headers = response!.headers();
+  const csp = headers['content-security-policy'];
+  expect(csp).toContain("frame-ancestors 'none'");
+  expect(csp).toContain("default-src 'self'");
+  expect(headers['x-frame-options']).toBe('DENY');
+  expect(headers['x-content-type-options']).toBe('nosniff');
+  const nonce = /'nonce-([^']+)'/.exec(csp)?.[1];
+  expect(nonce, csp).toBeTruthy();
+  const scripts = (await response!.text()).match(/<script[^>]*>/g) ?? [];
+  expect(scripts.length).toBeGreaterThan(0);
+  for (const tag of scripts) expect(tag).toContain(`nonce="${nonce}"`);
+
+  // The dashboard itself still changes things (same origin): suspend from the settings page.
+  await open(page, `/projects/${project}/stages/qa/settings`);
+  await page.getByRole('button', { name: 'Suspend stage' }).click();
+  await expect(page.getByRole('button', { name: 'Resume stage' })).toBeVisible();
+  expect((await (await page.request.get(stage)).json()).status).toMatch(/^suspend/);
+});

@@ -5,12 +5,16 @@
 //! table is checked against it), read once at start-up into a `ServerConfig`.
 //!
 //! Routes: the dashboard (pages and server functions), the REST API under `/api/v1`
-//! (OpenAPI document at `/api/v1/openapi.json`), `/healthz`.
+//! (OpenAPI document at `/api/v1/openapi.json`), `/healthz`. Share-link hosts are proxied
+//! ([`share`]); every other request passes `pergola_api::guard` first (its host, the origin of
+//! a change, the body's size; security headers on the answer).
 
 use app::{shell, App};
+use axum::http::{header, HeaderValue};
 use axum::{routing::get, Router};
 use leptos::prelude::*;
-use leptos_axum::{generate_route_list, LeptosRoutes};
+use leptos_axum::{generate_route_list, LeptosRoutes, ResponseOptions};
+use pergola_api::guard::Guard;
 use pergola_core::config::ServerConfig;
 use pergola_core::{connect, purge::spawn_purge_task, SecretBox, Services, SystemClock};
 use pergola_runtime::LocalRuntime;
@@ -94,10 +98,27 @@ async fn run() -> Result<(), String> {
         Some(d) => tracing::info!(dir = d.dir, "demo application available"),
         None => tracing::info!("demo application not found (cargo build --release -p pergola-demo-app)"),
     }
-    let context = move || {
-        provide_context(services.clone());
-        if let Some(demo) = demo.clone() {
-            provide_context(demo);
+    let mut guard = Guard::new(addr, config.public_url.as_deref())
+        .map_err(|e| format!("{} {e}", pergola_core::config::PUBLIC_URL))?;
+    if std::env::var("LEPTOS_WATCH").is_ok() {
+        guard = guard.with_live_reload(leptos_options.reload_external_port.unwrap_or(leptos_options.reload_port));
+    }
+    tracing::info!(origins = ?guard.origins(), "the dashboard answers at");
+    let context = {
+        let guard = guard.clone();
+        move || {
+            provide_context(services.clone());
+            if let Some(demo) = demo.clone() {
+                provide_context(demo);
+            }
+            // A rendered page: leptos_axum has given it a fresh nonce, which its inline scripts
+            // (the hydration bootstrap, serialized resources) carry; its policy names that nonce.
+            // Server functions and static files get the guard's policy, without one.
+            if let (Some(nonce), Some(response)) = (leptos::nonce::use_nonce(), use_context::<ResponseOptions>()) {
+                if let Ok(policy) = HeaderValue::from_str(&guard.content_security_policy(Some(&nonce))) {
+                    response.insert_header(header::CONTENT_SECURITY_POLICY, policy);
+                }
+            }
         }
     };
     let routes = generate_route_list(App);
@@ -112,6 +133,9 @@ async fn run() -> Result<(), String> {
         .layer(tower_http::compression::CompressionLayer::new())
         // A bug in one request answers 500 instead of taking the server down.
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        // Host allow-list, same origin for changes, body limit, security headers — for all but
+        // the share links, which the next layer takes first.
+        .layer(axum::middleware::from_fn_with_state(guard, pergola_api::guard::guard))
         .layer(axum::middleware::from_fn_with_state(share, share::route))
         .with_state(leptos_options);
 
