@@ -100,7 +100,7 @@ impl ErrorKind {
         match self {
             ErrorKind::MalformedRequest => "The request is not valid JSON of the expected shape",
             ErrorKind::Unauthenticated => "Sign-in required",
-            ErrorKind::Forbidden => "Your role does not allow this",
+            ErrorKind::Forbidden => "Not allowed",
             ErrorKind::TooManyRequests => "Too many attempts; wait and try again",
             ErrorKind::Validation => "The input breaks a rule",
             ErrorKind::NotFound => "No such resource",
