@@ -65,6 +65,7 @@ all_backends!(
     invitations_are_used_once_and_never_after_expiry,
     audit_events_are_listed_newest_first_and_filtered,
     guest_links_and_visibility_belong_to_their_stage,
+    stage_events_record_their_actor,
 );
 
 async fn project(env: &Env, name: &str) -> String {
@@ -1289,4 +1290,25 @@ async fn guest_links_and_visibility_belong_to_their_stage(env: &Env) {
     assert!(store.list_guest_links(&p, "qa").await.unwrap().is_empty());
     assert_eq!(store.stage_visibility(&p, "qa").await.unwrap(), Some(Visibility::Members));
     assert_eq!(store.list_guest_links(&p, "prod").await.unwrap(), [c]);
+}
+
+async fn stage_events_record_their_actor(env: &Env) {
+    use pergola_domain::{EventKind as K, StageEvent};
+    let store = env.services.store();
+    let p = project(env, "Shop").await;
+    create(&env.services, &p, "qa", "qa", None).await.unwrap(); // the service records no actor yet
+    let now = env.clock.now_for_tests();
+    assert!(store
+        .add_event_by(&p, "qa", &StageEvent::new(now, K::Suspending, "by alice"), Some("alice"))
+        .await
+        .unwrap());
+    let crash = StageEvent::of_component(now, K::Crashed, "web", "web exited with code 3");
+    assert!(store.add_event(&p, "qa", &crash).await.unwrap());
+    assert!(!store.add_event_by(&p, "nope", &crash, Some("alice")).await.unwrap());
+    let listed = store.list_events_with_actors(&p, "qa", 10).await.unwrap();
+    let summary: Vec<_> = listed.iter().map(|(e, actor)| (e.kind, actor.as_deref())).collect();
+    assert_eq!(summary, [(K::Crashed, None), (K::Suspending, Some("alice")), (K::Created, None)]);
+    assert_eq!(listed[0].0, crash);
+    let plain: Vec<_> = listed.into_iter().map(|(e, _)| e).collect();
+    assert_eq!(store.list_events(&p, "qa", 10).await.unwrap(), plain);
 }

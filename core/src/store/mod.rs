@@ -267,6 +267,22 @@ pub trait Store: Send + Sync {
     async fn add_event(&self, project_id: &str, stage_id: &str, event: &StageEvent) -> StoreResult<bool>;
     /// A stage's last `limit` events, newest first.
     async fn list_events(&self, project_id: &str, stage_id: &str, limit: i64) -> StoreResult<Vec<StageEvent>>;
+    /// [`Store::add_event`] recording who caused it (a username, `token:NAME`, `system`);
+    /// `add_event` records no actor.
+    async fn add_event_by(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+        event: &StageEvent,
+        actor: Option<&str>,
+    ) -> StoreResult<bool>;
+    /// [`Store::list_events`] with each event's actor (`None` when none was recorded).
+    async fn list_events_with_actors(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<(StageEvent, Option<String>)>>;
 
     async fn get_setting(&self, key: &str) -> StoreResult<Option<String>>;
     /// Writes all pairs in one transaction.

@@ -551,9 +551,19 @@ macro_rules! sql_store {
             }
 
             async fn add_event(&self, project_id: &str, stage_id: &str, e: &StageEvent) -> StoreResult<bool> {
+                self.add_event_by(project_id, stage_id, e, None).await
+            }
+
+            async fn add_event_by(
+                &self,
+                project_id: &str,
+                stage_id: &str,
+                e: &StageEvent,
+                actor: Option<&str>,
+            ) -> StoreResult<bool> {
                 let done = sqlx::query(
-                    "INSERT INTO stage_events (stage_uid, at, kind, component, message) \
-                     SELECT uid, $3, $4, $5, $6 FROM stages WHERE project_id = $1 AND stage_id = $2",
+                    "INSERT INTO stage_events (stage_uid, at, kind, component, message, actor) \
+                     SELECT uid, $3, $4, $5, $6, $7 FROM stages WHERE project_id = $1 AND stage_id = $2",
                 )
                 .bind(project_id)
                 .bind(stage_id)
@@ -561,15 +571,30 @@ macro_rules! sql_store {
                 .bind(e.kind.as_str())
                 .bind(&e.component)
                 .bind(&e.message)
+                .bind(actor)
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() == 1)
             }
 
             async fn list_events(&self, project_id: &str, stage_id: &str, limit: i64) -> StoreResult<Vec<StageEvent>> {
+                Ok(self
+                    .list_events_with_actors(project_id, stage_id, limit)
+                    .await?
+                    .into_iter()
+                    .map(|(event, _)| event)
+                    .collect())
+            }
+
+            async fn list_events_with_actors(
+                &self,
+                project_id: &str,
+                stage_id: &str,
+                limit: i64,
+            ) -> StoreResult<Vec<(StageEvent, Option<String>)>> {
                 use sqlx::Row;
                 let rows = sqlx::query(
-                    "SELECT e.at, e.kind, e.component, e.message FROM stage_events e \
+                    "SELECT e.at, e.kind, e.component, e.message, e.actor FROM stage_events e \
                      JOIN stages s ON s.uid = e.stage_uid \
                      WHERE s.project_id = $1 AND s.stage_id = $2 ORDER BY e.id DESC LIMIT $3",
                 )
@@ -581,13 +606,14 @@ macro_rules! sql_store {
                 rows.iter()
                     .map(|row| {
                         let kind: String = row.try_get("kind")?;
-                        Ok(StageEvent {
+                        let event = StageEvent {
                             at: from_millis(row.try_get("at")?)?,
                             kind: EventKind::parse(&kind)
                                 .ok_or_else(|| StoreError::Corrupt(format!("unknown event kind '{kind}'")))?,
                             component: row.try_get("component")?,
                             message: row.try_get("message")?,
-                        })
+                        };
+                        Ok((event, row.try_get("actor")?))
                     })
                     .collect()
             }
