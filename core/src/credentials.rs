@@ -81,6 +81,17 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
 }
 
+/// Spends the time of a [`verify_password`] and returns false: for a sign-in with an unknown
+/// username, so that the answer takes as long as for a known one with a wrong password (no
+/// username enumeration by timing).
+pub fn verify_password_of_nobody(password: &str) -> bool {
+    static NOBODY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let hash = NOBODY
+        .get_or_init(|| hash_password(&new_secret(SecretKind::Session)).expect("hashing with the default parameters"));
+    let _ = verify_password(password, hash);
+    false
+}
+
 /// A new random secret of `kind`: its prefix and 32 random bytes, base64url without padding.
 pub fn new_secret(kind: SecretKind) -> String {
     let mut bytes = [0u8; SECRET_BYTES];
@@ -108,6 +119,12 @@ mod tests {
         assert!(!verify_password("", &hash));
         assert!(!verify_password("correct horse battery", "not a PHC string"));
         assert!(!verify_password("correct horse battery", ""));
+    }
+
+    #[test]
+    fn nobody_has_a_password() {
+        assert!(!verify_password_of_nobody("correct horse battery"));
+        assert!(!verify_password_of_nobody(""));
     }
 
     #[test]
