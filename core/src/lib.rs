@@ -1,6 +1,8 @@
 //! Pergola Stages server core.
 //!
 //! - [`store`]: the [`Store`] trait and its SQLite and PostgreSQL implementations;
+//! - [`credentials`]: password hashes (Argon2id) and the random secrets behind sessions, API
+//!   tokens, invitations and guest links (only their SHA-256 is stored);
 //! - [`clock`]: where time comes from (injectable, so retention and purge are testable);
 //! - [`services`]: the plain async operations behind every dashboard action, REST route and CLI
 //!   command. They take typed input (parsed at those edges), check it against `pergola-domain`
@@ -10,6 +12,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod credentials;
 pub mod purge;
 pub mod runtime;
 pub mod secrets;

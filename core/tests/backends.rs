@@ -1,10 +1,12 @@
 //! One suite of store and service tests, run on SQLite and on PostgreSQL.
 
 use chrono::Duration;
+use pergola_core::credentials::{self, SecretKind};
+use pergola_core::store::{AuditEvent, AuditFilter, GuestLinkRow, InvitationRow, SessionRow, TokenRow, UserRow};
 use pergola_core::testing::{self as common, Env};
-use pergola_core::Services;
+use pergola_core::{Services, StoreError};
 use pergola_domain::wire::StageUpdate;
-use pergola_domain::{parse_grace, Error, ErrorKind, RetentionPolicy, Stage, StageStatus, StageType};
+use pergola_domain::{parse_grace, Error, ErrorKind, RetentionPolicy, Role, Stage, StageStatus, StageType, Visibility};
 
 /// Every case, run once per backend.
 macro_rules! backend_suite {
@@ -55,6 +57,15 @@ all_backends!(
     stages_are_listed_live_or_archived,
     concurrent_patches_of_one_stage_lose_no_change,
     stage_activity_and_the_demo,
+    users_are_unique_case_insensitively_and_can_be_disabled,
+    sessions_are_found_by_hash_touched_and_deleted,
+    api_token_names_are_unique_while_live_and_revocation_is_immediate,
+    memberships_set_change_and_remove_roles,
+    sign_in_failures_count_within_their_window,
+    invitations_are_used_once_and_never_after_expiry,
+    audit_events_are_listed_newest_first_and_filtered,
+    guest_links_and_visibility_belong_to_their_stage,
+    stage_events_record_their_actor,
 );
 
 async fn project(env: &Env, name: &str) -> String {
@@ -816,4 +827,488 @@ async fn stage_activity_and_the_demo(env: &Env) {
     assert!(activity.components.is_empty() && activity.logs.is_empty(), "nothing runs without a runtime");
     assert_eq!(s.stage_activity(&p, "ghost").await.unwrap_err().kind, ErrorKind::NotFound);
     assert!(s.try_demo(&p, "relative/dir").await.unwrap_err().is_for("workdir"));
+}
+
+// --- Access (issue 9): the store's users, sessions, tokens, memberships, throttle,
+// invitations, audit log and guest links.
+
+fn new_user(env: &Env, username: &str) -> UserRow {
+    let now = env.clock.now_for_tests();
+    UserRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        username: username.to_owned(),
+        password_hash: credentials::hash_password("a long enough password").unwrap(),
+        is_admin: false,
+        disabled_at: None,
+        created_at: now,
+        password_changed_at: now,
+    }
+}
+
+async fn stored_user(env: &Env, username: &str) -> UserRow {
+    let user = new_user(env, username);
+    env.services.store().insert_user(&user).await.unwrap();
+    env.services.store().get_user(&user.id).await.unwrap().unwrap()
+}
+
+fn new_token(env: &Env, user: &UserRow, name: &str) -> (String, TokenRow) {
+    let secret = credentials::new_secret(SecretKind::ApiToken);
+    let row = TokenRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        user_id: user.id.clone(),
+        name: name.to_owned(),
+        token_hash: credentials::secret_hash(&secret),
+        created_at: env.clock.now_for_tests(),
+        expires_at: None,
+        last_used_at: None,
+        revoked_at: None,
+    };
+    (secret, row)
+}
+
+async fn users_are_unique_case_insensitively_and_can_be_disabled(env: &Env) {
+    let store = env.services.store();
+    assert_eq!(store.count_users().await.unwrap(), 0);
+    let alice = new_user(env, "Alice");
+    store.insert_user(&alice).await.unwrap();
+    let stored = store.get_user_by_name("alice").await.unwrap().unwrap();
+    assert_eq!(stored.username, "alice", "stored lowercase");
+    assert_eq!(stored, UserRow { username: "alice".into(), ..alice.clone() });
+    assert_eq!(store.get_user_by_name(" ALICE ").await.unwrap().unwrap().id, alice.id);
+    assert_eq!(store.get_user(&alice.id).await.unwrap().unwrap().id, alice.id);
+    for taken in ["alice", "ALICE", "aLiCe"] {
+        let e = store.insert_user(&new_user(env, taken)).await.unwrap_err();
+        assert!(matches!(e, StoreError::Conflict), "{taken}: {e:?}");
+    }
+    store.insert_user(&new_user(env, "bob")).await.unwrap();
+    assert_eq!(store.count_users().await.unwrap(), 2);
+    let names: Vec<_> = store.list_users().await.unwrap().into_iter().map(|u| u.username).collect();
+    assert_eq!(names, ["alice", "bob"]);
+    assert!(store.get_user_by_name("carol").await.unwrap().is_none());
+    assert!(store.get_user("nope").await.unwrap().is_none());
+
+    let now = env.clock.now_for_tests();
+    assert!(store.set_user_disabled(&alice.id, Some(now)).await.unwrap());
+    assert_eq!(store.get_user(&alice.id).await.unwrap().unwrap().disabled_at, Some(now));
+    assert!(store.set_user_disabled(&alice.id, None).await.unwrap());
+    assert_eq!(store.get_user(&alice.id).await.unwrap().unwrap().disabled_at, None);
+    assert!(!store.set_user_disabled("nope", Some(now)).await.unwrap());
+
+    assert!(store.set_user_admin(&alice.id, true).await.unwrap());
+    assert!(store.get_user(&alice.id).await.unwrap().unwrap().is_admin);
+    assert!(!store.set_user_admin("nope", true).await.unwrap());
+
+    env.clock.advance(Duration::hours(1));
+    let later = env.clock.now_for_tests();
+    let hash = credentials::hash_password("another long password").unwrap();
+    assert!(store.update_user_password(&alice.id, &hash, later).await.unwrap());
+    let changed = store.get_user(&alice.id).await.unwrap().unwrap();
+    assert_eq!((changed.password_changed_at, changed.created_at), (later, now));
+    assert!(credentials::verify_password("another long password", &changed.password_hash));
+    assert!(!credentials::verify_password("a long enough password", &changed.password_hash));
+    assert!(!store.update_user_password("nope", &hash, later).await.unwrap());
+}
+
+async fn sessions_are_found_by_hash_touched_and_deleted(env: &Env) {
+    let store = env.services.store();
+    let alice = stored_user(env, "alice").await;
+    let bob = stored_user(env, "bob").await;
+    let now = env.clock.now_for_tests();
+    let mut hashes = Vec::new();
+    for (user, address) in [(&alice, Some("10.0.0.1")), (&alice, None), (&bob, Some("10.0.0.2"))] {
+        let secret = credentials::new_secret(SecretKind::Session);
+        let row = SessionRow {
+            id_hash: credentials::secret_hash(&secret),
+            user_id: user.id.clone(),
+            created_at: now,
+            last_seen_at: now,
+            address: address.map(str::to_owned),
+        };
+        store.insert_session(&row).await.unwrap();
+        assert!(matches!(store.insert_session(&row).await.unwrap_err(), StoreError::Conflict));
+        // Found by the hash of the cookie value, never by the value.
+        assert!(store.get_session(&secret).await.unwrap().is_none());
+        let (found, found_user) = store.get_session(&row.id_hash).await.unwrap().unwrap();
+        assert_eq!(found, row);
+        assert_eq!(&found_user, user);
+        hashes.push(row.id_hash);
+    }
+    env.clock.advance(Duration::minutes(5));
+    let later = env.clock.now_for_tests();
+    assert!(store.touch_session(&hashes[0], later).await.unwrap());
+    let (touched, _) = store.get_session(&hashes[0]).await.unwrap().unwrap();
+    assert_eq!((touched.created_at, touched.last_seen_at), (now, later));
+    assert!(!store.touch_session("nope", later).await.unwrap());
+
+    // A disabled user's session is still returned, with the user's state.
+    store.set_user_disabled(&bob.id, Some(later)).await.unwrap();
+    assert_eq!(store.get_session(&hashes[2]).await.unwrap().unwrap().1.disabled_at, Some(later));
+
+    assert!(store.delete_session(&hashes[2]).await.unwrap());
+    assert!(!store.delete_session(&hashes[2]).await.unwrap());
+    assert!(store.get_session(&hashes[2]).await.unwrap().is_none());
+    assert_eq!(store.delete_user_sessions(&alice.id).await.unwrap(), 2);
+    assert!(store.get_session(&hashes[0]).await.unwrap().is_none());
+    assert!(store.get_session(&hashes[1]).await.unwrap().is_none());
+
+    // Housekeeping: sessions idle or too old go.
+    let t0 = env.clock.now_for_tests();
+    let session =
+        |hash: &str, created: chrono::DateTime<chrono::Utc>, seen: chrono::DateTime<chrono::Utc>| SessionRow {
+            id_hash: hash.to_owned(),
+            user_id: alice.id.clone(),
+            created_at: created,
+            last_seen_at: seen,
+            address: None,
+        };
+    store.insert_session(&session("idle", t0 - Duration::hours(13), t0 - Duration::hours(13))).await.unwrap();
+    store.insert_session(&session("old", t0 - Duration::days(8), t0)).await.unwrap();
+    store.insert_session(&session("fresh", t0 - Duration::hours(1), t0)).await.unwrap();
+    assert_eq!(store.delete_stale_sessions(t0 - Duration::hours(12), t0 - Duration::days(7)).await.unwrap(), 2);
+    assert!(store.get_session("fresh").await.unwrap().is_some());
+    assert!(store.get_session("idle").await.unwrap().is_none());
+}
+
+async fn api_token_names_are_unique_while_live_and_revocation_is_immediate(env: &Env) {
+    let store = env.services.store();
+    let alice = stored_user(env, "alice").await;
+    let bob = stored_user(env, "bob").await;
+    let (secret, mut ci) = new_token(env, &alice, "ci");
+    let expiry = env.clock.now_for_tests() + Duration::days(30);
+    ci.expires_at = Some(expiry);
+    store.insert_token(&ci).await.unwrap();
+    let (token, user) = store.get_token_by_hash(&credentials::secret_hash(&secret)).await.unwrap().unwrap();
+    assert_eq!(token, ci);
+    assert_eq!(token.expires_at, Some(expiry));
+    assert_eq!(user.username, "alice");
+    assert!(store.get_token_by_hash(&secret).await.unwrap().is_none(), "never found by the secret itself");
+
+    // A second live token of the same name is refused; another user's is fine.
+    let e = store.insert_token(&new_token(env, &alice, "ci").1).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict), "{e:?}");
+    store.insert_token(&new_token(env, &bob, "ci").1).await.unwrap();
+    // So is a reused hash.
+    let e = store.insert_token(&TokenRow { id: "other".into(), name: "other".into(), ..ci.clone() }).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict), "{e:?}");
+
+    env.clock.advance(Duration::minutes(1));
+    let used = env.clock.now_for_tests();
+    assert!(store.touch_token(&ci.id, used).await.unwrap());
+    assert_eq!(store.get_token_by_hash(&ci.token_hash).await.unwrap().unwrap().0.last_used_at, Some(used));
+
+    // Revocation is seen at once, and only once.
+    assert!(store.revoke_token(&alice.id, "ci", used).await.unwrap());
+    assert!(store.get_token_by_hash(&ci.token_hash).await.unwrap().is_none());
+    assert!(!store.revoke_token(&alice.id, "ci", used).await.unwrap());
+    assert!(!store.touch_token(&ci.id, used).await.unwrap());
+    assert!(!store.revoke_token(&alice.id, "nope", used).await.unwrap());
+    // Bob's token of that name is untouched.
+    assert_eq!(store.list_tokens(&bob.id).await.unwrap()[0].revoked_at, None);
+
+    // The revoked name can be reused.
+    env.clock.advance(Duration::minutes(1));
+    let (second_secret, second) = new_token(env, &alice, "ci");
+    store.insert_token(&second).await.unwrap();
+    assert!(store.get_token_by_hash(&credentials::secret_hash(&second_secret)).await.unwrap().is_some());
+    let listed = store.list_tokens(&alice.id).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!((listed[0].id.as_str(), listed[0].revoked_at), (second.id.as_str(), None));
+    assert_eq!((listed[1].id.as_str(), listed[1].revoked_at), (ci.id.as_str(), Some(used)));
+
+    // Of concurrent creations of one name, exactly one wins.
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let services = env.services.clone();
+            let (_, row) = new_token(env, &bob, "deploy");
+            tokio::spawn(async move { services.store().insert_token(&row).await })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => won += 1,
+            Err(StoreError::Conflict) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+}
+
+async fn memberships_set_change_and_remove_roles(env: &Env) {
+    let store = env.services.store();
+    let shop = project(env, "Shop").await;
+    let blog = project(env, "Blog").await;
+    let alice = stored_user(env, "alice").await;
+    let bob = stored_user(env, "bob").await;
+    let now = env.clock.now_for_tests();
+    assert!(store.upsert_membership(&shop, &bob.id, Role::Viewer, now).await.unwrap());
+    assert!(store.upsert_membership(&shop, &alice.id, Role::Owner, now).await.unwrap());
+    assert!(store.upsert_membership(&blog, &alice.id, Role::Developer, now).await.unwrap());
+    // No such project or user: nothing is stored.
+    assert!(!store.upsert_membership("nope", &alice.id, Role::Owner, now).await.unwrap());
+    assert!(!store.upsert_membership(&shop, "nope", Role::Owner, now).await.unwrap());
+
+    assert_eq!(store.membership(&shop, &bob.id).await.unwrap(), Some(Role::Viewer));
+    assert_eq!(store.membership(&blog, &bob.id).await.unwrap(), None);
+    env.clock.advance(Duration::hours(1));
+    assert!(store.upsert_membership(&shop, &bob.id, Role::Maintainer, env.clock.now_for_tests()).await.unwrap());
+    assert_eq!(store.membership(&shop, &bob.id).await.unwrap(), Some(Role::Maintainer));
+
+    let members = store.list_members(&shop).await.unwrap();
+    let summary: Vec<_> = members.iter().map(|m| (m.username.as_str(), m.role)).collect();
+    assert_eq!(summary, [("alice", Role::Owner), ("bob", Role::Maintainer)]);
+    assert_eq!(members[1].created_at, now, "a role change keeps the membership's start");
+    assert_eq!(
+        store.projects_of(&alice.id).await.unwrap(),
+        [(blog.clone(), Role::Developer), (shop.clone(), Role::Owner)]
+    );
+
+    // Stages come and go without touching memberships (projects cannot be deleted).
+    create(&env.services, &shop, "dev", "dev", None).await.unwrap();
+    env.services.delete_stage(&shop, "dev").await.unwrap();
+    env.clock.advance(Duration::days(2));
+    assert_eq!(env.services.purge_due().await.unwrap().len(), 1);
+    assert_eq!(store.list_members(&shop).await.unwrap().len(), 2);
+
+    assert!(store.delete_membership(&shop, &bob.id).await.unwrap());
+    assert!(!store.delete_membership(&shop, &bob.id).await.unwrap());
+    assert_eq!(store.membership(&shop, &bob.id).await.unwrap(), None);
+    assert!(store.projects_of(&bob.id).await.unwrap().is_empty());
+}
+
+async fn sign_in_failures_count_within_their_window(env: &Env) {
+    let store = env.services.store();
+    let throttle = pergola_domain::Throttle::default();
+    let t0 = env.clock.now_for_tests();
+    for _ in 0..5 {
+        store.record_sign_in_failure("Alice", "10.0.0.1", env.clock.now_for_tests()).await.unwrap();
+        env.clock.advance(Duration::minutes(1));
+    }
+    store.record_sign_in_failure("alice", "10.0.0.2", t0).await.unwrap();
+    store.record_sign_in_failure("bob", "10.0.0.1", t0).await.unwrap();
+
+    let recent = |now| async move {
+        store.sign_in_failures_since(" ALICE", "10.0.0.1", throttle.window_start(now)).await.unwrap()
+    };
+    let now = env.clock.now_for_tests(); // t0 + 5 min
+    let failures = recent(now).await;
+    assert_eq!(failures, (0..5).map(|m| t0 + Duration::minutes(m)).collect::<Vec<_>>());
+    assert!(throttle.check(&failures, now).is_err(), "five failures lock out");
+    // Another address or another user has its own count.
+    assert_eq!(store.sign_in_failures_since("alice", "10.0.0.2", t0 - Duration::seconds(1)).await.unwrap(), [t0]);
+    assert!(store.sign_in_failures_since("bob", "10.0.0.2", t0 - Duration::seconds(1)).await.unwrap().is_empty());
+
+    // The window start is exclusive: at t0 + 15 min the first failure no longer counts.
+    env.clock.set(t0 + Duration::minutes(15));
+    let now = env.clock.now_for_tests();
+    let failures = recent(now).await;
+    assert_eq!(failures.len(), 4);
+    assert!(throttle.check(&failures, now).is_ok());
+    env.clock.set(t0 + Duration::minutes(30));
+    assert!(recent(env.clock.now_for_tests()).await.is_empty());
+
+    assert_eq!(store.clear_sign_in_failures("alice", "10.0.0.1").await.unwrap(), 5);
+    assert!(store.sign_in_failures_since("alice", "10.0.0.1", t0 - Duration::days(1)).await.unwrap().is_empty());
+    assert_eq!(store.sign_in_failures_since("alice", "10.0.0.2", t0 - Duration::days(1)).await.unwrap().len(), 1);
+    assert_eq!(store.delete_sign_in_failures_before(t0).await.unwrap(), 2);
+}
+
+async fn invitations_are_used_once_and_never_after_expiry(env: &Env) {
+    let store = env.services.store();
+    let shop = project(env, "Shop").await;
+    let now = env.clock.now_for_tests();
+    let invitation = |secret: &str, is_admin, project_id: Option<&str>, role| InvitationRow {
+        token_hash: credentials::secret_hash(secret),
+        created_by: "admin".into(),
+        is_admin,
+        project_id: project_id.map(str::to_owned),
+        role,
+        expires_at: pergola_domain::invitation_expires_at(now),
+        used_at: None,
+        created_at: now,
+    };
+    let first = credentials::new_secret(SecretKind::Invitation);
+    let second = credentials::new_secret(SecretKind::Invitation);
+    let third = credentials::new_secret(SecretKind::Invitation);
+    store.insert_invitation(&invitation(&first, false, Some(&shop), Some(Role::Developer))).await.unwrap();
+    store.insert_invitation(&invitation(&second, true, None, None)).await.unwrap();
+    store.insert_invitation(&invitation(&third, false, None, None)).await.unwrap();
+    let e = store.insert_invitation(&invitation(&first, false, None, None)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict), "{e:?}");
+    assert_eq!(store.list_open_invitations(now).await.unwrap().len(), 3);
+
+    env.clock.advance(Duration::days(1));
+    let later = env.clock.now_for_tests();
+    assert!(store.take_invitation(&first, later).await.unwrap().is_none(), "by its hash only");
+    let taken = store.take_invitation(&credentials::secret_hash(&first), later).await.unwrap().unwrap();
+    assert_eq!(
+        taken,
+        InvitationRow { used_at: Some(later), ..invitation(&first, false, Some(&shop), Some(Role::Developer)) }
+    );
+    assert!(store.take_invitation(&credentials::secret_hash(&first), later).await.unwrap().is_none(), "used once");
+
+    // Of concurrent takers, exactly one wins.
+    let hash = credentials::secret_hash(&second);
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (services, hash) = (env.services.clone(), hash.clone());
+            tokio::spawn(async move { services.store().take_invitation(&hash, later).await.unwrap() })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        if let Some(i) = task.await.unwrap() {
+            assert!(i.is_admin);
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1);
+
+    // Expired at exactly its expiry.
+    let open: Vec<_> = store.list_open_invitations(later).await.unwrap();
+    assert_eq!(open.len(), 1);
+    env.clock.set(pergola_domain::invitation_expires_at(now));
+    let expired = env.clock.now_for_tests();
+    assert!(store.list_open_invitations(expired).await.unwrap().is_empty());
+    assert!(store.take_invitation(&credentials::secret_hash(&third), expired).await.unwrap().is_none());
+    let just_before = expired - Duration::milliseconds(1);
+    assert!(store.take_invitation(&credentials::secret_hash(&third), just_before).await.unwrap().is_some());
+}
+
+async fn audit_events_are_listed_newest_first_and_filtered(env: &Env) {
+    let store = env.services.store();
+    let shop = project(env, "Shop").await;
+    let event = |actor: &str, project: Option<&str>, stage: Option<&str>, kind: &str| AuditEvent {
+        id: 0,
+        at: env.clock.now_for_tests(),
+        actor: actor.to_owned(),
+        address: Some("10.0.0.1".into()),
+        project_id: project.map(str::to_owned),
+        stage_id: stage.map(str::to_owned),
+        kind: kind.to_owned(),
+        target: stage.unwrap_or("-").to_owned(),
+        message: format!("{actor} did {kind}"),
+    };
+    let mut ids = Vec::new();
+    for e in [
+        event("alice", Some(&shop), Some("qa"), "stage.create"),
+        event("token:ci", Some(&shop), Some("qa"), "stage.deploy"),
+        event("alice", Some(&shop), Some("prod"), "stage.deploy"),
+        event("system", Some(&shop), Some("qa"), "stage.purge"),
+        event("alice", None, None, "user.create"),
+        event("bob", Some("blog"), Some("qa"), "stage.deploy"),
+    ] {
+        ids.push(store.add_audit_event(&e).await.unwrap());
+        env.clock.advance(Duration::seconds(1));
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+
+    let list = |project: Option<&'static str>, stage: Option<&str>, actor: Option<&str>, kind: Option<&str>, limit| {
+        let filter = AuditFilter {
+            stage_id: stage.map(str::to_owned),
+            actor: actor.map(str::to_owned),
+            kind: kind.map(str::to_owned),
+        };
+        async move { store.list_audit_events(project, &filter, limit).await.unwrap() }
+    };
+    let shop: &'static str = "shop";
+    let all = list(Some(shop), None, None, None, 100).await;
+    assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), [ids[3], ids[2], ids[1], ids[0]]);
+    let first = all.last().unwrap();
+    assert_eq!(first.message, "alice did stage.create");
+    assert_eq!(first.address.as_deref(), Some("10.0.0.1"));
+    assert_eq!(first.at, env.clock.now_for_tests() - Duration::seconds(6));
+    let ids_of = |events: Vec<AuditEvent>| events.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(ids_of(list(Some(shop), Some("qa"), None, None, 100).await), [ids[3], ids[1], ids[0]]);
+    assert_eq!(ids_of(list(Some(shop), None, Some("alice"), None, 100).await), [ids[2], ids[0]]);
+    assert_eq!(ids_of(list(Some(shop), None, None, Some("stage.deploy"), 100).await), [ids[2], ids[1]]);
+    assert_eq!(ids_of(list(Some(shop), Some("qa"), Some("token:ci"), Some("stage.deploy"), 100).await), [ids[1]]);
+    assert_eq!(ids_of(list(Some(shop), None, None, None, 2).await), [ids[3], ids[2]]);
+    assert!(list(Some(shop), Some("nope"), None, None, 100).await.is_empty());
+    // The whole instance.
+    assert_eq!(ids_of(list(None, None, Some("alice"), None, 100).await), [ids[4], ids[2], ids[0]]);
+    assert_eq!(list(None, None, None, None, 100).await.len(), 6);
+}
+
+async fn guest_links_and_visibility_belong_to_their_stage(env: &Env) {
+    let store = env.services.store();
+    let s = &env.services;
+    let p = project(env, "Shop").await;
+    create(s, &p, "qa", "dev", None).await.unwrap();
+    create(s, &p, "prod", "prod", None).await.unwrap();
+    assert_eq!(store.stage_visibility(&p, "qa").await.unwrap(), Some(Visibility::Members), "the default");
+    assert!(store.set_stage_visibility(&p, "qa", Visibility::Public).await.unwrap());
+    assert_eq!(store.stage_visibility(&p, "qa").await.unwrap(), Some(Visibility::Public));
+    assert_eq!(store.stage_visibility(&p, "prod").await.unwrap(), Some(Visibility::Members));
+    assert!(!store.set_stage_visibility(&p, "nope", Visibility::Public).await.unwrap());
+    assert_eq!(store.stage_visibility(&p, "nope").await.unwrap(), None);
+
+    let now = env.clock.now_for_tests();
+    let link = |stage: &str, secret: &str| GuestLinkRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        project_id: p.clone(),
+        stage_id: stage.to_owned(),
+        token_hash: credentials::secret_hash(secret),
+        created_by: "alice".into(),
+        created_at: now,
+        expires_at: Some(now + Duration::days(3)),
+        revoked_at: None,
+    };
+    let secrets: Vec<_> = (0..3).map(|_| credentials::new_secret(SecretKind::GuestLink)).collect();
+    let a = link("qa", &secrets[0]);
+    let b = link("qa", &secrets[1]);
+    let c = GuestLinkRow { expires_at: None, ..link("prod", &secrets[2]) };
+    for l in [&a, &b, &c] {
+        assert!(store.insert_guest_link(l).await.unwrap());
+    }
+    assert!(!store.insert_guest_link(&link("nope", "x")).await.unwrap());
+    let e = store.insert_guest_link(&GuestLinkRow { id: "other".into(), ..a.clone() }).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict), "{e:?}");
+    assert_eq!(store.get_guest_link_by_hash(&a.token_hash).await.unwrap().unwrap(), a);
+    assert_eq!(store.get_guest_link_by_hash(&c.token_hash).await.unwrap().unwrap(), c);
+    assert!(store.get_guest_link_by_hash(&secrets[0]).await.unwrap().is_none());
+    assert_eq!(store.list_guest_links(&p, "qa").await.unwrap().len(), 2);
+
+    assert!(!store.revoke_guest_link(&p, "prod", &a.id, now).await.unwrap(), "another stage's link");
+    assert!(store.revoke_guest_link(&p, "qa", &a.id, now).await.unwrap());
+    assert!(!store.revoke_guest_link(&p, "qa", &a.id, now).await.unwrap());
+    assert!(store.get_guest_link_by_hash(&a.token_hash).await.unwrap().is_none(), "revoked at once");
+    let listed = store.list_guest_links(&p, "qa").await.unwrap();
+    assert_eq!(listed.iter().filter(|l| l.revoked_at == Some(now)).count(), 1);
+
+    // Archived: the links stay (a restore brings them back); purged: they go with the stage,
+    // and a new stage of the same ID starts without them.
+    s.delete_stage(&p, "qa").await.unwrap();
+    assert!(!store.insert_guest_link(&link("qa", "y")).await.unwrap(), "not on an archived stage");
+    assert!(!store.set_stage_visibility(&p, "qa", Visibility::Members).await.unwrap());
+    assert_eq!(store.list_guest_links(&p, "qa").await.unwrap().len(), 2);
+    env.clock.advance(Duration::days(2));
+    assert_eq!(s.purge_due().await.unwrap(), [(p.clone(), "qa".to_owned())]);
+    assert!(store.list_guest_links(&p, "qa").await.unwrap().is_empty());
+    assert!(store.get_guest_link_by_hash(&b.token_hash).await.unwrap().is_none());
+    create(s, &p, "qa", "dev", None).await.unwrap();
+    assert!(store.list_guest_links(&p, "qa").await.unwrap().is_empty());
+    assert_eq!(store.stage_visibility(&p, "qa").await.unwrap(), Some(Visibility::Members));
+    assert_eq!(store.list_guest_links(&p, "prod").await.unwrap(), [c]);
+}
+
+async fn stage_events_record_their_actor(env: &Env) {
+    use pergola_domain::{EventKind as K, StageEvent};
+    let store = env.services.store();
+    let p = project(env, "Shop").await;
+    create(&env.services, &p, "qa", "qa", None).await.unwrap(); // the service records no actor yet
+    let now = env.clock.now_for_tests();
+    assert!(store
+        .add_event_by(&p, "qa", &StageEvent::new(now, K::Suspending, "by alice"), Some("alice"))
+        .await
+        .unwrap());
+    let crash = StageEvent::of_component(now, K::Crashed, "web", "web exited with code 3");
+    assert!(store.add_event(&p, "qa", &crash).await.unwrap());
+    assert!(!store.add_event_by(&p, "nope", &crash, Some("alice")).await.unwrap());
+    let listed = store.list_events_with_actors(&p, "qa", 10).await.unwrap();
+    let summary: Vec<_> = listed.iter().map(|(e, actor)| (e.kind, actor.as_deref())).collect();
+    assert_eq!(summary, [(K::Crashed, None), (K::Suspending, Some("alice")), (K::Created, None)]);
+    assert_eq!(listed[0].0, crash);
+    let plain: Vec<_> = listed.into_iter().map(|(e, _)| e).collect();
+    assert_eq!(store.list_events(&p, "qa", 10).await.unwrap(), plain);
 }

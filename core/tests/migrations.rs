@@ -9,6 +9,11 @@ use std::path::Path;
 /// (table, column, nullable)
 type Schema = BTreeSet<(String, String, bool)>;
 
+/// Indexes created by name (not those behind PRIMARY KEY / UNIQUE constraints):
+/// (table, index, unique, partial). A partial unique index enforces a rule (one live API
+/// token per name), so it must exist on both backends.
+type Indexes = BTreeSet<(String, String, bool, bool)>;
+
 fn migration_names(dir: &str) -> Vec<String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(dir);
     let mut names: Vec<String> =
@@ -24,7 +29,7 @@ fn both_backends_have_the_same_migrations() {
     assert_eq!(sqlite, migration_names("postgres"), "a migration was added to one backend only");
 }
 
-async fn sqlite_schema() -> Schema {
+async fn sqlite_schema() -> (Schema, Indexes) {
     let dir = std::env::temp_dir().join(format!("pergola-schema-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let url = format!("sqlite://{}/pergola.db", dir.display());
@@ -38,18 +43,32 @@ async fn sqlite_schema() -> Schema {
     .fetch_all(&mut conn)
     .await
     .unwrap();
+    let index_rows = sqlx::query(
+        "SELECT m.tbl_name AS t, m.name AS i, l.\"unique\" AS u, l.partial AS p
+         FROM sqlite_master m, pragma_index_list(m.tbl_name) l
+         WHERE m.type = 'index' AND m.sql IS NOT NULL AND l.name = m.name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
     conn.close().await.ok();
     let _ = std::fs::remove_dir_all(dir);
-    rows.iter()
+    let columns = rows
+        .iter()
         .map(|r| {
             // SQLite lets a primary key column be NULL unless it says NOT NULL; PostgreSQL never.
             let nullable = r.get::<i64, _>("nn") == 0 && r.get::<i64, _>("pk") == 0;
             (r.get("t"), r.get("c"), nullable)
         })
-        .collect()
+        .collect();
+    let indexes = index_rows
+        .iter()
+        .map(|r| (r.get("t"), r.get("i"), r.get::<i64, _>("u") == 1, r.get::<i64, _>("p") == 1))
+        .collect();
+    (columns, indexes)
 }
 
-async fn postgres_schema() -> Schema {
+async fn postgres_schema() -> (Schema, Indexes) {
     let admin_url = postgres_admin_url();
     let name = format!("pergola_test_{}", uuid::Uuid::new_v4().simple());
     let mut admin = PgConnection::connect(&admin_url).await.expect("PostgreSQL must be running");
@@ -66,15 +85,34 @@ async fn postgres_schema() -> Schema {
     .fetch_all(&mut conn)
     .await
     .unwrap();
+    let index_rows = sqlx::query(
+        "SELECT t.relname::text AS t, c.relname::text AS i, ix.indisunique AS u, ix.indpred IS NOT NULL AS p
+         FROM pg_index ix
+         JOIN pg_class c ON c.oid = ix.indexrelid
+         JOIN pg_class t ON t.oid = ix.indrelid
+         JOIN pg_namespace n ON n.oid = t.relnamespace
+         WHERE n.nspname = 'public' AND t.relname NOT LIKE '_sqlx%'
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = ix.indexrelid)",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
     conn.close().await.ok();
     admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await.ok();
-    rows.iter().map(|r| (r.get("t"), r.get("c"), r.get::<String, _>("n") == "YES")).collect()
+    let columns = rows.iter().map(|r| (r.get("t"), r.get("c"), r.get::<String, _>("n") == "YES")).collect();
+    let indexes = index_rows.iter().map(|r| (r.get("t"), r.get("i"), r.get("u"), r.get("p"))).collect();
+    (columns, indexes)
 }
 
 #[tokio::test]
 async fn both_backends_end_with_the_same_tables_and_columns() {
-    let sqlite = sqlite_schema().await;
-    let postgres = postgres_schema().await;
+    let (sqlite, sqlite_indexes) = sqlite_schema().await;
+    let (postgres, postgres_indexes) = postgres_schema().await;
+    assert!(
+        sqlite_indexes.contains(&("api_tokens".into(), "api_tokens_live_name".into(), true, true)),
+        "{sqlite_indexes:?}"
+    );
+    assert_eq!(sqlite_indexes, postgres_indexes, "the named indexes differ");
     assert!(sqlite.iter().any(|(t, c, _)| t == "stages" && c == "grace_secs"), "{sqlite:?}");
     let only_sqlite: Vec<_> = sqlite.difference(&postgres).collect();
     let only_postgres: Vec<_> = postgres.difference(&sqlite).collect();

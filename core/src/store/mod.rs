@@ -17,7 +17,7 @@ pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pergola_domain::{Project, Stage, StageEvent, StageStatus, StageType};
+use pergola_domain::{Project, Role, Stage, StageEvent, StageStatus, StageType, Visibility};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +72,108 @@ pub struct ConfigValue {
     pub value: String,
     pub secret: bool,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A user account. `username` is stored normalised ([`pergola_domain::normalize_username`]);
+/// `password_hash` is a PHC string ([`crate::credentials::hash_password`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRow {
+    pub id: String,
+    pub username: String,
+    pub password_hash: String,
+    pub is_admin: bool,
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub password_changed_at: DateTime<Utc>,
+}
+
+/// A sign-in session, keyed by the SHA-256 of its cookie value ([`crate::credentials::secret_hash`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRow {
+    pub id_hash: String,
+    pub user_id: String,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    /// The client address it was created from.
+    pub address: Option<String>,
+}
+
+/// A personal API token, found by the SHA-256 of its value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    pub token_hash: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A member of a project, with the username (for listings).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberRow {
+    pub project_id: String,
+    pub user_id: String,
+    pub username: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An invitation to create an account (an administrator's when `is_admin`), and optionally to
+/// join `project_id` with `role`. Found by the SHA-256 of its token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvitationRow {
+    pub token_hash: String,
+    /// The username of who created it.
+    pub created_by: String,
+    pub is_admin: bool,
+    pub project_id: Option<String>,
+    pub role: Option<Role>,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One entry of the audit log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// Assigned by the store (ignored on insert); increases with each event.
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    /// A username, `token:NAME` or `system`.
+    pub actor: String,
+    pub address: Option<String>,
+    pub project_id: Option<String>,
+    pub stage_id: Option<String>,
+    pub kind: String,
+    /// What it was done to (a stage ID, a username, a token name, …).
+    pub target: String,
+    pub message: String,
+}
+
+/// Which audit events to list: each `Some` must match exactly.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub stage_id: Option<String>,
+    pub actor: Option<String>,
+    pub kind: Option<String>,
+}
+
+/// A guest link: opens one stage's share links without signing in, until it expires or is
+/// revoked. Found by the SHA-256 of its token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestLinkRow {
+    pub id: String,
+    pub project_id: String,
+    pub stage_id: String,
+    pub token_hash: String,
+    /// The username of who created it.
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 #[async_trait]
@@ -165,10 +267,158 @@ pub trait Store: Send + Sync {
     async fn add_event(&self, project_id: &str, stage_id: &str, event: &StageEvent) -> StoreResult<bool>;
     /// A stage's last `limit` events, newest first.
     async fn list_events(&self, project_id: &str, stage_id: &str, limit: i64) -> StoreResult<Vec<StageEvent>>;
+    /// [`Store::add_event`] recording who caused it (a username, `token:NAME`, `system`);
+    /// `add_event` records no actor.
+    async fn add_event_by(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+        event: &StageEvent,
+        actor: Option<&str>,
+    ) -> StoreResult<bool>;
+    /// [`Store::list_events`] with each event's actor (`None` when none was recorded).
+    async fn list_events_with_actors(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<(StageEvent, Option<String>)>>;
 
     async fn get_setting(&self, key: &str) -> StoreResult<Option<String>>;
     /// Writes all pairs in one transaction.
     async fn put_settings(&self, pairs: &[(&str, String)]) -> StoreResult<()>;
+
+    // --- Users (issue 9). Usernames are normalised by the store on the way in and on lookup.
+
+    /// Adds a user. `Conflict` when the username (or ID) is taken.
+    async fn insert_user(&self, user: &UserRow) -> StoreResult<()>;
+    async fn get_user(&self, id: &str) -> StoreResult<Option<UserRow>>;
+    async fn get_user_by_name(&self, username: &str) -> StoreResult<Option<UserRow>>;
+    /// All users, by username.
+    async fn list_users(&self) -> StoreResult<Vec<UserRow>>;
+    async fn count_users(&self) -> StoreResult<i64>;
+    /// Sets a user's password hash and `password_changed_at`. False when there is no such user.
+    async fn update_user_password(&self, id: &str, password_hash: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// Disables (`Some(at)`) or enables (`None`) a user. False when there is no such user.
+    async fn set_user_disabled(&self, id: &str, disabled_at: Option<DateTime<Utc>>) -> StoreResult<bool>;
+    /// False when there is no such user.
+    async fn set_user_admin(&self, id: &str, is_admin: bool) -> StoreResult<bool>;
+
+    // --- Sessions
+
+    /// Adds a session (`Conflict` if its hash exists).
+    async fn insert_session(&self, session: &SessionRow) -> StoreResult<()>;
+    /// A session with its user, whatever their state (the caller applies the session policy
+    /// and checks `disabled_at`).
+    async fn get_session(&self, id_hash: &str) -> StoreResult<Option<(SessionRow, UserRow)>>;
+    /// Records activity on a session. False when there is no such session.
+    async fn touch_session(&self, id_hash: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// Ends a session. False when there was none.
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<bool>;
+    /// Ends every session of a user; returns how many.
+    async fn delete_user_sessions(&self, user_id: &str) -> StoreResult<u64>;
+    /// Deletes sessions last seen before `idle_before` or created before `created_before`
+    /// (ended by the session policy); returns how many.
+    async fn delete_stale_sessions(
+        &self,
+        idle_before: DateTime<Utc>,
+        created_before: DateTime<Utc>,
+    ) -> StoreResult<u64>;
+
+    // --- API tokens
+
+    /// Adds a token. `Conflict` when the user has a live (unrevoked) token of that name, or
+    /// the hash exists.
+    async fn insert_token(&self, token: &TokenRow) -> StoreResult<()>;
+    /// An unrevoked token with its user (the caller checks expiry and `disabled_at`).
+    /// Revoked tokens are never returned.
+    async fn get_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<(TokenRow, UserRow)>>;
+    /// A user's tokens, revoked ones included, newest first.
+    async fn list_tokens(&self, user_id: &str) -> StoreResult<Vec<TokenRow>>;
+    /// Revokes the user's live token `name`. False when there is none.
+    async fn revoke_token(&self, user_id: &str, name: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// Records a use of a token. False when there is no such unrevoked token.
+    async fn touch_token(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+
+    // --- Project memberships
+
+    /// Makes a user a member of a project with `role`, or changes their role. False when the
+    /// project or the user does not exist.
+    async fn upsert_membership(
+        &self,
+        project_id: &str,
+        user_id: &str,
+        role: Role,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// False when the user was not a member.
+    async fn delete_membership(&self, project_id: &str, user_id: &str) -> StoreResult<bool>;
+    /// A project's members, by username.
+    async fn list_members(&self, project_id: &str) -> StoreResult<Vec<MemberRow>>;
+    async fn membership(&self, project_id: &str, user_id: &str) -> StoreResult<Option<Role>>;
+    /// The projects a user is a member of, with their role, by project ID.
+    async fn projects_of(&self, user_id: &str) -> StoreResult<Vec<(String, Role)>>;
+
+    // --- Sign-in throttle (keyed by normalised username and client address)
+
+    async fn record_sign_in_failure(&self, username: &str, address: &str, at: DateTime<Utc>) -> StoreResult<()>;
+    /// The times of failures after `since` (exclusive), oldest first.
+    async fn sign_in_failures_since(
+        &self,
+        username: &str,
+        address: &str,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<DateTime<Utc>>>;
+    /// Forgets the failures of (username, address), after a successful sign-in.
+    async fn clear_sign_in_failures(&self, username: &str, address: &str) -> StoreResult<u64>;
+    /// Forgets every failure at or before `before` (housekeeping); returns how many.
+    async fn delete_sign_in_failures_before(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+
+    // --- Invitations
+
+    /// `Conflict` when the hash exists.
+    async fn insert_invitation(&self, invitation: &InvitationRow) -> StoreResult<()>;
+    /// Uses an invitation: marks it used at `now` and returns it, if it is unused and not
+    /// expired at `now` (compare-and-set: of concurrent takers, one wins).
+    async fn take_invitation(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<InvitationRow>>;
+    /// Invitations not used yet and not expired at `now`, newest first.
+    async fn list_open_invitations(&self, now: DateTime<Utc>) -> StoreResult<Vec<InvitationRow>>;
+
+    // --- Audit log
+
+    /// Appends an event (its `id` is ignored); returns the assigned ID.
+    async fn add_audit_event(&self, event: &AuditEvent) -> StoreResult<i64>;
+    /// The last `limit` events of a project (`None`: of the whole instance) matching
+    /// `filter`, newest first.
+    async fn list_audit_events(
+        &self,
+        project_id: Option<&str>,
+        filter: &AuditFilter,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEvent>>;
+
+    // --- Share-link visibility and guest links
+
+    /// Sets who may open a live stage's share links. False when there is no such live stage.
+    async fn set_stage_visibility(&self, project_id: &str, stage_id: &str, visibility: Visibility)
+        -> StoreResult<bool>;
+    /// A stage's visibility (live or archived); `None` when there is no such stage.
+    async fn stage_visibility(&self, project_id: &str, stage_id: &str) -> StoreResult<Option<Visibility>>;
+    /// Adds a guest link to the live stage named by `link.project_id` and `link.stage_id`.
+    /// False when there is no such live stage; `Conflict` when the ID or hash exists.
+    async fn insert_guest_link(&self, link: &GuestLinkRow) -> StoreResult<bool>;
+    /// A stage's guest links, revoked ones included, newest first.
+    async fn list_guest_links(&self, project_id: &str, stage_id: &str) -> StoreResult<Vec<GuestLinkRow>>;
+    /// Revokes a live guest link of the stage. False when there is none.
+    async fn revoke_guest_link(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// An unrevoked guest link (the caller checks expiry). Revoked links are never returned.
+    async fn get_guest_link_by_hash(&self, token_hash: &str) -> StoreResult<Option<GuestLinkRow>>;
 }
 
 /// Opens the store named by `url` (`sqlite://path/file.db` or `postgres://…`) and brings its
