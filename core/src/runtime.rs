@@ -71,6 +71,10 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
+    /// A component's environment is larger than the runtime allows (starting it would fail
+    /// with E2BIG at every try).
+    #[error("component '{component}': its environment takes {size} bytes, more than the {limit} allowed")]
+    Environment { component: String, size: usize, limit: usize },
     /// A cron component's schedule does not parse.
     #[error("component '{component}': {reason}")]
     Schedule { component: String, reason: String },

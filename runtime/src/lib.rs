@@ -13,7 +13,12 @@
 //! - **workers** run continuously like services, without a port;
 //! - **jobs** run once per start, to completion;
 //! - **cron** components run as jobs whenever their schedule matches, only while the stage runs;
-//! - stdout and stderr are kept line by line (the last [`LOG_LINES`] per component);
+//! - stdout and stderr are kept line by line (the last [`LOG_LINES`] per component), read as
+//!   bytes: a line longer than [`MAX_LINE_BYTES`] (16 KiB) is cut (the rest of it is read and
+//!   discarded, the kept part ends with ` … [line cut at 16 KiB]`), invalid UTF-8 is shown
+//!   lossily, and the pipes are drained as long as the process lives, so no output (no
+//!   newline ever, binary garbage) can grow the server's memory or make the process block or
+//!   get SIGPIPE; what is kept per component stays under about 8 MiB;
 //! - **stop** (suspend, archive, redeploy) sends SIGTERM to every service's process group,
 //!   waits up to the grace period, then sends SIGKILL to what is left; jobs already started
 //!   are not touched and run to completion; temporary directories are wiped, storage is kept.
@@ -24,7 +29,9 @@
 //! `PERGOLA_COMPONENT`, `PERGOLA_STORAGE_<NAME>` (a per-stage directory per volume, kept across
 //! suspend and redeploy) and `TMPDIR` (a per-run directory, wiped when the stage stops). These
 //! paths are absolute (under the runtime's data directory, made absolute when it is created),
-//! since each process runs in its build's directory.
+//! since each process runs in its build's directory. The whole environment (`NAME=value` of
+//! every variable) may take at most [`MAX_ENV_BYTES`] (128 KiB): a stage with a component over
+//! it is not started ([`RuntimeError::Environment`] names the component and the size).
 //!
 //! What it observes (starts, crashes, restarts, kills, health changes, job results) goes to the
 //! sink given to [`Runtime::observe`]: the services record it in the stages' timelines.
@@ -38,3 +45,14 @@ pub use pergola_domain::runtime::{ComponentState, ComponentStatus, Health, LogLi
 
 /// How many output lines are kept per component.
 pub const LOG_LINES: usize = 500;
+
+/// The longest output line kept (bytes, after lossy UTF-8 decoding); the rest of a longer line
+/// is discarded up to its newline and the kept part ends with " … [line cut at 16 KiB]". With
+/// [`LOG_LINES`], what is kept of a component's output stays under about 8 MiB.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+
+/// The largest environment a component is started with: the sum over its variables of
+/// `NAME=value` plus a terminating byte. Well under Linux's limits (`ARG_MAX`, and 128 KiB for
+/// one variable), so a start is refused with [`RuntimeError::Environment`] rather than failing
+/// with E2BIG at every restart.
+pub const MAX_ENV_BYTES: usize = 128 * 1024;

@@ -23,6 +23,12 @@ pub(super) struct Launch {
 }
 
 impl Launch {
+    /// What the environment takes for the system: `NAME=value` and a terminating byte per
+    /// variable (compared with [`crate::MAX_ENV_BYTES`]).
+    pub(super) fn env_bytes(&self) -> usize {
+        self.env.iter().map(|(k, v)| k.len() + v.len() + 2).sum()
+    }
+
     /// The component's temporary directory (`TMPDIR`).
     pub(super) fn tmp_dir(&self) -> Option<PathBuf> {
         self.env.iter().find(|(k, _)| k == "TMPDIR").map(|(_, v)| PathBuf::from(v))

@@ -14,16 +14,18 @@ mod process;
 mod reaper;
 mod supervise;
 
-use crate::{ComponentState, ComponentStatus, LogLine, Runtime, RuntimeError, StageKey, StageSpec, StopReport};
+use crate::{
+    ComponentState, ComponentStatus, LogLine, Runtime, RuntimeError, StageKey, StageSpec, StopReport, MAX_ENV_BYTES,
+};
 use async_trait::async_trait;
 use chrono::Utc;
 use component::Component;
 use jobs::{run_cron, run_job, CronTiming};
 use launch::assign_port;
 use pergola_core::EventSink;
-use pergola_domain::{ComponentKind, Schedule};
+use pergola_domain::{ComponentKind, ComponentSpec, Schedule};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use supervise::{supervise, Ending};
@@ -50,6 +52,9 @@ struct StageRun {
     services: Vec<(String, JoinHandle<Ending>)>,
     tmp_dir: PathBuf,
 }
+
+/// What a component starts with: its launch, its port (services) and its schedule (cron).
+type Prepared = (launch::Launch, Option<u16>, Option<Schedule>);
 
 impl LocalRuntime {
     /// `data_dir` holds `storage/` (kept) and `tmp/` (wiped) for every stage. It is created
@@ -114,6 +119,41 @@ impl LocalRuntime {
             .filter_map(|c| c.read(|s| if s.state == ComponentState::Stopped { None } else { s.port }))
             .collect()
     }
+
+    /// Gives component `c` its port (taken from `taken`), prepares its launch and parses its
+    /// schedule; refuses an environment over [`MAX_ENV_BYTES`].
+    fn prepare(
+        &self,
+        spec: &StageSpec,
+        c: &ComponentSpec,
+        taken: &mut Vec<u16>,
+        tmp_dir: &Path,
+    ) -> Result<Prepared, RuntimeError> {
+        let port = if c.kind == ComponentKind::Service {
+            let port = assign_port(c.port, taken)
+                .map_err(|source| RuntimeError::NoPort { component: c.name.clone(), source })?;
+            taken.push(port);
+            Some(port)
+        } else {
+            None
+        };
+        let launch = self
+            .launch(spec, c, port, &tmp_dir.join(&c.name))
+            .map_err(|source| RuntimeError::Launch { component: c.name.clone(), source })?;
+        let size = launch.env_bytes();
+        if size > MAX_ENV_BYTES {
+            return Err(RuntimeError::Environment { component: c.name.clone(), size, limit: MAX_ENV_BYTES });
+        }
+        let schedule = if c.kind == ComponentKind::Cron {
+            let schedule = c.schedule.clone().unwrap_or_default();
+            let parsed = Schedule::parse(&schedule)
+                .map_err(|reason| RuntimeError::Schedule { component: c.name.clone(), reason })?;
+            Some(parsed)
+        } else {
+            None
+        };
+        Ok((launch, port, schedule))
+    }
 }
 
 /// `dir`, created if need be, as an absolute path (canonical when it could be created).
@@ -135,18 +175,18 @@ impl Runtime for LocalRuntime {
         let mut run = StageRun { components: Vec::new(), stop, services: Vec::new(), tmp_dir: tmp_dir.clone() };
         let mut taken = self.ports_in_use();
         let events = self.events.lock().expect("events lock").clone();
+        // Everything is prepared (and checked) first: a refused start leaves nothing running.
+        let mut prepared = Vec::new();
         for c in &spec.components {
-            let port = if c.kind == ComponentKind::Service {
-                let port = assign_port(c.port, &taken)
-                    .map_err(|source| RuntimeError::NoPort { component: c.name.clone(), source })?;
-                taken.push(port);
-                Some(port)
-            } else {
-                None
-            };
-            let launch = self
-                .launch(&spec, c, port, &tmp_dir.join(&c.name))
-                .map_err(|source| RuntimeError::Launch { component: c.name.clone(), source })?;
+            match self.prepare(&spec, c, &mut taken, &tmp_dir) {
+                Ok(p) => prepared.push(p),
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&tmp_dir);
+                    return Err(e);
+                }
+            }
+        }
+        for (c, (launch, port, schedule)) in spec.components.iter().zip(prepared) {
             let component = Arc::new(Component::new(spec.key.clone(), &c.name, c.kind, port, events.clone()));
             if let (Some(wanted), Some(port)) = (c.port, port) {
                 if wanted != port {
@@ -155,21 +195,18 @@ impl Runtime for LocalRuntime {
                 }
             }
             run.components.push(component.clone());
-            match c.kind {
-                ComponentKind::Service | ComponentKind::Worker => {
+            match (c.kind, schedule) {
+                (ComponentKind::Service | ComponentKind::Worker, _) => {
                     let task = tokio::spawn(supervise(component, launch, c.clone(), port, stop_rx.clone()));
                     run.services.push((c.name.clone(), task));
                 }
-                ComponentKind::Job => {
-                    tokio::spawn(run_job(component, launch, None));
-                }
-                ComponentKind::Cron => {
-                    let schedule = c.schedule.clone().unwrap_or_default();
-                    let parsed = Schedule::parse(&schedule)
-                        .map_err(|reason| RuntimeError::Schedule { component: c.name.clone(), reason })?;
+                (ComponentKind::Cron, Some(parsed)) => {
                     component.update(|s| s.state = ComponentState::Scheduled);
-                    component.log("pergola", format!("scheduled: {schedule}"));
+                    component.log("pergola", format!("scheduled: {}", c.schedule.clone().unwrap_or_default()));
                     tokio::spawn(run_cron(component, launch, parsed, self.cron.clone(), stop_rx.clone()));
+                }
+                (ComponentKind::Job | ComponentKind::Cron, _) => {
+                    tokio::spawn(run_job(component, launch, None));
                 }
             }
         }

@@ -3,11 +3,11 @@
 
 use super::component::Component;
 use super::launch::Launch;
-use crate::ComponentState;
+use crate::{ComponentState, MAX_LINE_BYTES};
 use chrono::Utc;
 use std::process::Stdio;
 use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 
 /// Starts the process of `launch`; its output goes to the component's log, and the component
@@ -41,10 +41,86 @@ pub(super) fn spawn(component: &Arc<Component>, launch: &Launch) -> std::io::Res
     Ok(child)
 }
 
-async fn capture(component: Arc<Component>, stream: &'static str, pipe: impl AsyncRead + Unpin) {
-    let mut lines = BufReader::new(pipe).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        component.log(stream, line);
+/// What ends a line kept longer than [`MAX_LINE_BYTES`] (the rest of it is not kept).
+pub(super) const CUT_MARK: &str = " … [line cut at 16 KiB]";
+
+/// Keeps the output of `pipe` line by line as bytes: a line longer than [`MAX_LINE_BYTES`] is
+/// cut (the rest of it, up to the next newline, is read and discarded), invalid UTF-8 is shown
+/// lossily, and reading goes on until the pipe closes, so the process never blocks on a full
+/// pipe nor gets SIGPIPE, whatever it writes.
+async fn capture(component: Arc<Component>, stream: &'static str, mut pipe: impl AsyncRead + Unpin) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut line = Lines::default();
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => line.feed(&buf[..n], |l| component.log(stream, l)),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                component.log("pergola", format!("cannot read {stream} any more: {e}"));
+                break;
+            }
+        }
+    }
+    line.finish(|l| component.log(stream, l));
+}
+
+/// Splits bytes into bounded lines (see [`capture`]).
+#[derive(Default)]
+pub(super) struct Lines {
+    /// The current line, at most `MAX_LINE_BYTES` of it.
+    kept: Vec<u8>,
+    /// Whether bytes of the current line were dropped.
+    cut: bool,
+}
+
+impl Lines {
+    /// Takes in `bytes`; every line they complete goes to `emit`.
+    pub(super) fn feed(&mut self, mut bytes: &[u8], mut emit: impl FnMut(String)) {
+        while !bytes.is_empty() {
+            let end = bytes.iter().position(|&b| b == b'\n');
+            let part = &bytes[..end.unwrap_or(bytes.len())];
+            let room = MAX_LINE_BYTES - self.kept.len();
+            if part.len() > room {
+                self.cut = true;
+            }
+            self.kept.extend_from_slice(&part[..part.len().min(room)]);
+            match end {
+                Some(i) => {
+                    emit(self.take());
+                    bytes = &bytes[i + 1..];
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// The pipe closed: what is left of the last line (without a newline) goes to `emit`.
+    pub(super) fn finish(&mut self, emit: impl FnOnce(String)) {
+        if !self.kept.is_empty() || self.cut {
+            emit(self.take());
+        }
+    }
+
+    fn take(&mut self) -> String {
+        let mut bytes = std::mem::take(&mut self.kept);
+        if bytes.last() == Some(&b'\r') && !self.cut {
+            bytes.pop();
+        }
+        let mut line = String::from_utf8_lossy(&bytes).into_owned();
+        // Lossy decoding can make a line longer (three bytes per invalid one).
+        if line.len() > MAX_LINE_BYTES {
+            let mut at = MAX_LINE_BYTES;
+            while !line.is_char_boundary(at) {
+                at -= 1;
+            }
+            line.truncate(at);
+            self.cut = true;
+        }
+        if std::mem::take(&mut self.cut) {
+            line.push_str(CUT_MARK);
+        }
+        line
     }
 }
 
@@ -55,5 +131,45 @@ pub(super) fn signal_group(pid: Option<u32>, signal: libc::c_int) {
         unsafe {
             libc::kill(-pid, signal);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(chunks: &[&[u8]]) -> Vec<String> {
+        let mut lines = Lines::default();
+        let mut out = Vec::new();
+        for c in chunks {
+            lines.feed(c, |l| out.push(l));
+        }
+        lines.finish(|l| out.push(l));
+        out
+    }
+
+    #[test]
+    fn lines_are_split_across_reads() {
+        assert_eq!(split(&[b"a\nb", b"c\r\n", b"\nlast"]), ["a", "bc", "", "last"]);
+    }
+
+    #[test]
+    fn a_long_line_is_cut_and_the_next_one_is_intact() {
+        let long = vec![b'x'; MAX_LINE_BYTES * 3];
+        let out = split(&[&long, &long, b"\nnext\n"]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0], format!("{}{CUT_MARK}", "x".repeat(MAX_LINE_BYTES)));
+        assert_eq!(out[1], "next");
+        let exact = vec![b'y'; MAX_LINE_BYTES];
+        assert_eq!(split(&[&exact, b"\n"]), ["y".repeat(MAX_LINE_BYTES)]);
+    }
+
+    #[test]
+    fn invalid_utf8_is_shown_lossily_and_stays_bounded() {
+        assert_eq!(split(&[b"ok \xff\xfe end\n"]), ["ok \u{fffd}\u{fffd} end"]);
+        let bad = vec![0xffu8; MAX_LINE_BYTES];
+        let out = split(&[&bad]);
+        assert!(out[0].ends_with(CUT_MARK));
+        assert!(out[0].len() <= MAX_LINE_BYTES + CUT_MARK.len());
     }
 }
