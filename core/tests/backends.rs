@@ -69,6 +69,7 @@ all_backends!(
     audit_events_are_listed_newest_first_and_filtered,
     guest_links_and_visibility_belong_to_their_stage,
     stage_events_record_their_actor,
+    events_timelines_keep_the_newest_and_nothing_too_old,
 );
 
 async fn project(env: &Env, name: &str) -> String {
@@ -1409,4 +1410,36 @@ async fn stage_events_record_their_actor(env: &Env) {
     assert_eq!(listed[0].0, crash);
     let plain: Vec<_> = listed.into_iter().map(|(e, _)| e).collect();
     assert_eq!(store.list_events(&p, "qa", 10).await.unwrap(), plain);
+}
+
+async fn events_timelines_keep_the_newest_and_nothing_too_old(env: &Env) {
+    use pergola_core::services::EventsKept;
+    use pergola_domain::{EventKind as K, StageEvent};
+    assert_eq!(EventsKept::default(), EventsKept { per_stage: 10_000, max_age: Duration::days(90) });
+    let s = env.services.with_events_kept(EventsKept { per_stage: 10, max_age: Duration::days(90) });
+    let p = project(env, "Shop").await;
+    s.create_stage(&p, "a", StageType::Dev, None).await.unwrap();
+    s.create_stage(&p, "b", StageType::Qa, None).await.unwrap();
+    env.clock.advance(Duration::days(91)); // the two `created` events are now too old
+    let now = env.clock.now_for_tests();
+    for i in 0..25 {
+        let at = now - Duration::minutes(25 - i);
+        assert!(s.store().add_event(&p, "a", &StageEvent::new(at, K::Crashed, format!("a{i}"))).await.unwrap());
+    }
+    let edge = now - Duration::days(90);
+    assert!(s.store().add_event(&p, "b", &StageEvent::new(edge, K::Crashed, "exactly 90 days")).await.unwrap());
+    for i in 0..3 {
+        assert!(s.store().add_event(&p, "b", &StageEvent::new(now, K::Healthy, format!("b{i}"))).await.unwrap());
+    }
+    assert_eq!(s.prune_events().await.unwrap(), 2 + 15);
+    let a: Vec<String> = s.events(&p, "a").await.unwrap().into_iter().map(|e| e.message).collect();
+    assert_eq!(a, (15..25).rev().map(|i| format!("a{i}")).collect::<Vec<_>>(), "the newest 10 stay");
+    let b: Vec<String> = s.events(&p, "b").await.unwrap().into_iter().map(|e| e.message).collect();
+    assert_eq!(b, ["b2", "b1", "b0", "exactly 90 days"], "other stages are bounded on their own");
+    assert_eq!(s.prune_events().await.unwrap(), 0, "nothing more to prune");
+    env.clock.advance(Duration::milliseconds(1));
+    assert_eq!(s.prune_events().await.unwrap(), 1, "older than 90 days: gone");
+    assert_eq!(s.events(&p, "b").await.unwrap().len(), 3);
+    // The default bounds keep all of that.
+    assert_eq!(env.services.prune_events().await.unwrap(), 0);
 }

@@ -297,6 +297,10 @@ pub trait Store: Send + Sync {
         limit: i64,
     ) -> StoreResult<Vec<(StageEvent, Option<String>)>>;
 
+    /// Bounds the events timelines: deletes every event from before `before` and, per stage,
+    /// every event but its newest `keep_per_stage`. Returns how many went.
+    async fn prune_events(&self, before: DateTime<Utc>, keep_per_stage: i64) -> StoreResult<u64>;
+
     async fn get_setting(&self, key: &str) -> StoreResult<Option<String>>;
     /// Writes all pairs in one transaction.
     async fn put_settings(&self, pairs: &[(&str, String)]) -> StoreResult<()>;

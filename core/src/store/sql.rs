@@ -664,6 +664,19 @@ macro_rules! sql_store {
                     .collect()
             }
 
+            async fn prune_events(&self, before: DateTime<Utc>, keep_per_stage: i64) -> StoreResult<u64> {
+                let done = sqlx::query(
+                    "DELETE FROM stage_events WHERE at < $1 OR id IN (\
+                     SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY stage_uid ORDER BY id DESC) AS n \
+                     FROM stage_events) ranked WHERE n > $2)",
+                )
+                .bind(millis(before))
+                .bind(keep_per_stage)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected())
+            }
+
             async fn get_setting(&self, key: &str) -> StoreResult<Option<String>> {
                 Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
                     .bind(key)
