@@ -88,10 +88,14 @@ pub enum Command {
         #[command(subcommand)]
         what: UpdateWhat,
     },
-    /// Resume a suspended stage.
+    /// Resume a suspended stage. A stage still suspending resumes as soon as its components have
+    /// stopped; this waits until then.
     Resume {
         #[command(subcommand)]
         what: OneStage,
+        /// Answer at once, while the stage may still be "suspending" (it resumes afterwards).
+        #[arg(long, global = true)]
+        no_wait: bool,
     },
     /// Delete a stage: it is archived and can be restored until its retention runs out.
     Delete {

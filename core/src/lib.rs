@@ -7,7 +7,8 @@
 //! - [`services`]: the plain async operations behind every dashboard action, REST route and CLI
 //!   command. They take typed input (parsed at those edges), check it against `pergola-domain`
 //!   and never trust their caller.
-//! - [`purge`]: the background task that deletes archived stages when they are due.
+//! - [`purge`]: the background task that deletes archived stages when they are due and bounds
+//!   the events timelines.
 //! - [`runtime`]: the [`Runtime`] seam between the services and what actually runs the stages.
 
 pub mod clock;

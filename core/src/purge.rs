@@ -1,17 +1,29 @@
-//! The purge task: archived stages whose retention has run out are deleted for good.
+//! The purge task: archived stages whose retention has run out are deleted for good, and the
+//! events timelines are bounded ([`Services::prune_events`]).
 
 use crate::Services;
 use std::time::Duration;
 
-/// Runs a purge now and then every `every`, until the process ends.
+/// How often the events timelines are pruned (a scan of every event: not at every purge).
+pub const PRUNE_EVENTS_EVERY: Duration = Duration::from_secs(3600);
+
+/// Runs a purge now and then every `every`, until the process ends; prunes the events
+/// timelines with the first purge and then at most every [`PRUNE_EVENTS_EVERY`].
 pub fn spawn_purge_task(services: Services, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_prune = tokio::time::Instant::now();
         loop {
             tick.tick().await; // the first tick is immediate: purge at start-up
             if let Err(e) = services.purge_due().await {
                 tracing::warn!(error = %e, "purge of archived stages failed; will retry");
+            }
+            if tokio::time::Instant::now() >= next_prune {
+                match services.prune_events().await {
+                    Ok(_) => next_prune = tokio::time::Instant::now() + PRUNE_EVENTS_EVERY,
+                    Err(e) => tracing::warn!(error = %e, "pruning the events timelines failed; will retry"),
+                }
             }
         }
     })

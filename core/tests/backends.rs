@@ -50,6 +50,9 @@ all_backends!(
     concurrent_builds_get_distinct_numbers,
     a_slow_suspend_shows_suspending_until_its_components_stop,
     reconcile_settles_a_suspend_the_server_did_not_finish,
+    a_resume_while_suspending_starts_the_release_once_the_stop_ends,
+    suspend_resume_suspend_while_the_stop_is_slow,
+    reconcile_resumes_a_stage_whose_resume_was_pending,
     the_timeline_records_what_happened,
     secrets_are_sealed_at_rest_and_reach_the_runtime_in_clear,
     racing_deploys_leave_the_newest_release_running,
@@ -66,6 +69,7 @@ all_backends!(
     audit_events_are_listed_newest_first_and_filtered,
     guest_links_and_visibility_belong_to_their_stage,
     stage_events_record_their_actor,
+    events_timelines_keep_the_newest_and_nothing_too_old,
 );
 
 async fn project(env: &Env, name: &str) -> String {
@@ -572,8 +576,6 @@ async fn a_slow_suspend_shows_suspending_until_its_components_stop(env: &Env) {
     assert_eq!(st.status, StageStatus::Suspending, "the stop is still going on");
     assert_eq!(*slow.graces.lock().unwrap(), [std::time::Duration::from_secs(7)], "the stage's own grace period");
     assert_eq!(s.get_stage(&p, "prod").await.unwrap().status, StageStatus::Suspending);
-    let e = s.resume_stage(&p, "prod").await.unwrap_err();
-    assert!(e.kind == ErrorKind::InvalidState && e.message.contains("still being suspended"), "{e:?}");
     assert!(s.suspend_stage(&p, "prod").await.unwrap_err().message.contains("already being suspended"));
     slow.release_stops.notify_one();
     let mut status = StageStatus::Suspending;
@@ -596,6 +598,103 @@ async fn a_slow_suspend_shows_suspending_until_its_components_stop(env: &Env) {
     assert_eq!(events[1].kind, pergola_domain::EventKind::Suspending);
     assert!(events[1].message.contains("SIGKILL after 7 s"));
     assert_eq!(s.resume_stage(&p, "prod").await.unwrap().status, StageStatus::Running);
+}
+
+/// Polls until the stage leaves `suspending` (or gives up after ten seconds).
+async fn settled(s: &Services, p: &str, id: &str) -> StageStatus {
+    let mut status = StageStatus::Suspending;
+    for _ in 0..500 {
+        status = s.get_stage(p, id).await.unwrap().status;
+        if status != StageStatus::Suspending {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    status
+}
+
+async fn a_resume_while_suspending_starts_the_release_once_the_stop_ends(env: &Env) {
+    use pergola_domain::EventKind as K;
+    let slow = std::sync::Arc::new(FakeRuntime { hold_stops: true, ..Default::default() });
+    let s = env.services.with_runtime(slow.clone(), std::time::Duration::from_secs(60));
+    let p = project(env, "Shop").await;
+    s.create_stage(&p, "prod", StageType::Prod, None).await.unwrap();
+    let dir = std::env::temp_dir().display().to_string();
+    s.register_build(&p, MANIFEST, &dir).await.unwrap();
+    s.deploy(&p, "prod", 1).await.unwrap();
+    assert_eq!(slow.releases(), [1]);
+    assert_eq!(s.suspend_stage(&p, "prod").await.unwrap().status, StageStatus::Suspending);
+    // Accepted at once; the stage shows suspending until its components have stopped.
+    assert_eq!(s.resume_stage(&p, "prod").await.unwrap().status, StageStatus::Suspending);
+    assert_eq!(s.resume_stage(&p, "prod").await.unwrap().status, StageStatus::Suspending, "asking twice is fine");
+    assert_eq!(s.get_stage(&p, "prod").await.unwrap().status, StageStatus::Suspending);
+    assert!(s.suspend_stage(&p, "prod").await.unwrap_err().message.contains("already being suspended"));
+    assert_eq!(slow.releases(), [1], "nothing starts before the stop has ended");
+    slow.release_stops.notify_one();
+    assert_eq!(settled(&s, &p, "prod").await, StageStatus::Running);
+    for _ in 0..250 {
+        if slow.releases().len() > 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(slow.releases(), [1, 1], "the current release started again, once");
+    // The settle cannot win afterwards: the stage stays running.
+    assert!(s.store().settle_stopped(&p, "prod", env.clock.now_for_tests()).await.unwrap().is_none());
+    assert!(!s.store().request_resume(&p, "prod", env.clock.now_for_tests()).await.unwrap());
+    assert_eq!(s.get_stage(&p, "prod").await.unwrap().status, StageStatus::Running);
+    let events = s.events(&p, "prod").await.unwrap();
+    let kinds: Vec<K> = events.iter().take(4).map(|e| e.kind).collect();
+    assert_eq!(kinds, [K::Started, K::Resumed, K::Resumed, K::Suspending], "{events:?}");
+    assert!(events[0].message.starts_with("Resumed: every component has stopped"), "{}", events[0].message);
+    assert!(events[0].message.contains("started again with its last release"), "{}", events[0].message);
+    assert!(events[1].message.contains("Resume requested while suspending"), "{}", events[1].message);
+    assert!(!events.iter().any(|e| e.kind == K::Suspended), "it never settled as suspended");
+}
+
+async fn suspend_resume_suspend_while_the_stop_is_slow(env: &Env) {
+    let slow = std::sync::Arc::new(FakeRuntime { hold_stops: true, ..Default::default() });
+    let s = env.services.with_runtime(slow.clone(), std::time::Duration::from_secs(60));
+    let p = project(env, "Shop").await;
+    s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
+    let dir = std::env::temp_dir().display().to_string();
+    s.register_build(&p, MANIFEST, &dir).await.unwrap();
+    s.deploy(&p, "qa", 1).await.unwrap();
+    s.suspend_stage(&p, "qa").await.unwrap();
+    s.resume_stage(&p, "qa").await.unwrap();
+    // While the resume is pending, a second suspend is refused as before.
+    let e = s.suspend_stage(&p, "qa").await.unwrap_err();
+    assert!(e.kind == ErrorKind::InvalidState && e.message.contains("already being suspended"), "{e:?}");
+    slow.release_stops.notify_one();
+    assert_eq!(settled(&s, &p, "qa").await, StageStatus::Running);
+    // Once running again, it suspends (and settles) normally.
+    assert_eq!(s.suspend_stage(&p, "qa").await.unwrap().status, StageStatus::Suspending);
+    slow.release_stops.notify_one();
+    assert_eq!(settled(&s, &p, "qa").await, StageStatus::Suspended);
+    let e = s.suspend_stage(&p, "qa").await.unwrap_err();
+    assert!(e.message.contains("already suspended"), "{e:?}");
+    assert_eq!(s.resume_stage(&p, "qa").await.unwrap().status, StageStatus::Running);
+    assert_eq!(slow.graces.lock().unwrap().len(), 2, "two stops");
+}
+
+async fn reconcile_resumes_a_stage_whose_resume_was_pending(env: &Env) {
+    let s = &env.services;
+    let p = project(env, "Shop").await;
+    s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
+    s.create_stage(&p, "dev", StageType::Dev, None).await.unwrap();
+    let now = env.clock.now_for_tests();
+    for id in ["qa", "dev"] {
+        assert!(s.store().transition_status(&p, id, StageStatus::Running, StageStatus::Suspending, now).await.unwrap());
+    }
+    assert!(s.store().request_resume(&p, "qa", now).await.unwrap());
+    assert_eq!(s.get_stage(&p, "qa").await.unwrap().status, StageStatus::Suspending, "shown as suspending");
+    assert!(!s.store().request_resume(&p, "nope", now).await.unwrap());
+    // The server restarted with the stop unfinished: the pending resume wins, the other settles.
+    s.reconcile().await.unwrap();
+    assert_eq!(s.get_stage(&p, "qa").await.unwrap().status, StageStatus::Running);
+    assert_eq!(s.get_stage(&p, "dev").await.unwrap().status, StageStatus::Suspended);
+    assert_eq!(s.events(&p, "qa").await.unwrap()[0].kind, pergola_domain::EventKind::Started);
 }
 
 async fn reconcile_settles_a_suspend_the_server_did_not_finish(env: &Env) {
@@ -1311,4 +1410,36 @@ async fn stage_events_record_their_actor(env: &Env) {
     assert_eq!(listed[0].0, crash);
     let plain: Vec<_> = listed.into_iter().map(|(e, _)| e).collect();
     assert_eq!(store.list_events(&p, "qa", 10).await.unwrap(), plain);
+}
+
+async fn events_timelines_keep_the_newest_and_nothing_too_old(env: &Env) {
+    use pergola_core::services::EventsKept;
+    use pergola_domain::{EventKind as K, StageEvent};
+    assert_eq!(EventsKept::default(), EventsKept { per_stage: 10_000, max_age: Duration::days(90) });
+    let s = env.services.with_events_kept(EventsKept { per_stage: 10, max_age: Duration::days(90) });
+    let p = project(env, "Shop").await;
+    s.create_stage(&p, "a", StageType::Dev, None).await.unwrap();
+    s.create_stage(&p, "b", StageType::Qa, None).await.unwrap();
+    env.clock.advance(Duration::days(91)); // the two `created` events are now too old
+    let now = env.clock.now_for_tests();
+    for i in 0..25 {
+        let at = now - Duration::minutes(25 - i);
+        assert!(s.store().add_event(&p, "a", &StageEvent::new(at, K::Crashed, format!("a{i}"))).await.unwrap());
+    }
+    let edge = now - Duration::days(90);
+    assert!(s.store().add_event(&p, "b", &StageEvent::new(edge, K::Crashed, "exactly 90 days")).await.unwrap());
+    for i in 0..3 {
+        assert!(s.store().add_event(&p, "b", &StageEvent::new(now, K::Healthy, format!("b{i}"))).await.unwrap());
+    }
+    assert_eq!(s.prune_events().await.unwrap(), 2 + 15);
+    let a: Vec<String> = s.events(&p, "a").await.unwrap().into_iter().map(|e| e.message).collect();
+    assert_eq!(a, (15..25).rev().map(|i| format!("a{i}")).collect::<Vec<_>>(), "the newest 10 stay");
+    let b: Vec<String> = s.events(&p, "b").await.unwrap().into_iter().map(|e| e.message).collect();
+    assert_eq!(b, ["b2", "b1", "b0", "exactly 90 days"], "other stages are bounded on their own");
+    assert_eq!(s.prune_events().await.unwrap(), 0, "nothing more to prune");
+    env.clock.advance(Duration::milliseconds(1));
+    assert_eq!(s.prune_events().await.unwrap(), 1, "older than 90 days: gone");
+    assert_eq!(s.events(&p, "b").await.unwrap().len(), 3);
+    // The default bounds keep all of that.
+    assert_eq!(env.services.prune_events().await.unwrap(), 0);
 }

@@ -99,13 +99,12 @@ impl StageStatus {
         }
     }
 
-    /// The status after resuming, or why a stage in this status cannot be resumed.
+    /// The status after resuming, or why a stage in this status cannot be resumed. A resume
+    /// is accepted "anytime": a suspending stage is marked to resume and becomes `running` as
+    /// soon as its components have stopped (it shows `suspending` until then).
     pub fn resume(self, stage_id: &str) -> Result<StageStatus, Error> {
         match self {
-            StageStatus::Suspended => Ok(StageStatus::Running),
-            StageStatus::Suspending => Err(Error::invalid_state(format!(
-                "Stage '{stage_id}' is still being suspended; resume it once its components have stopped."
-            ))),
+            StageStatus::Suspended | StageStatus::Suspending => Ok(StageStatus::Running),
             StageStatus::Running => Err(Error::invalid_state(format!("Stage '{stage_id}' is already running."))),
         }
     }
@@ -178,7 +177,7 @@ mod tests {
         assert_eq!(StageStatus::Suspended.resume("a").unwrap(), StageStatus::Running);
         assert!(StageStatus::Suspended.suspend("a").unwrap_err().message.contains("already suspended"));
         assert!(StageStatus::Suspending.suspend("a").unwrap_err().message.contains("already being suspended"));
-        assert!(StageStatus::Suspending.resume("a").unwrap_err().message.contains("still being suspended"));
+        assert_eq!(StageStatus::Suspending.resume("a").unwrap(), StageStatus::Running, "once stopped");
         assert!(StageStatus::Running.resume("a").unwrap_err().message.contains("already running"));
         for s in [StageStatus::Running, StageStatus::Suspending, StageStatus::Suspended] {
             assert_eq!(StageStatus::parse(s.as_str()).unwrap(), s);

@@ -26,9 +26,9 @@ async fn suspend_stage(State(s): State<Services>, Path(p): Path<StagePath>) -> A
 #[utoipa::path(post, path = "/api/v1/projects/{project}/stages/{stage}/resume", tag = "stages",
     params(StagePath),
     responses(
-        (status = 200, description = "Running again", body = Stage),
+        (status = 200, description = "Running again, or still suspending and marked to resume: it starts its last release as soon as its components have stopped", body = Stage),
         (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already running, or still being suspended", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already running", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn resume_stage(State(s): State<Services>, Path(p): Path<StagePath>) -> ApiResult<Json<Stage>> {
     Ok(Json(s.resume_stage(&p.project, &p.stage).await?))

@@ -41,7 +41,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Suspend { what: OneStage::Stage { id, project }, no_wait } => {
             lifecycle::suspend(client, out, &project, &id, no_wait)
         }
-        Command::Resume { what: OneStage::Stage { id, project } } => lifecycle::resume(client, out, &project, &id),
+        Command::Resume { what: OneStage::Stage { id, project }, no_wait } => {
+            lifecycle::resume(client, out, &project, &id, no_wait)
+        }
         Command::Restore { what: OneStage::Stage { id, project } } => lifecycle::restore(client, out, &project, &id),
         Command::Deploy { build, stage, project } => releases::deploy(client, out, &project, &stage, build),
         Command::Config { action } => config::run(client, out, action),

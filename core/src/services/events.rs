@@ -22,6 +22,19 @@ impl Services {
         self.store.list_events(project_id, stage_id, EVENTS_SHOWN).await.map_err(internal("list the stage events"))
     }
 
+    /// Bounds the events timelines (see [`super::EventsKept`]): deletes the events older than
+    /// the maximum age, and all but the newest of each stage. Returns how many went. The purge
+    /// task calls it (at start-up, then at most hourly).
+    pub async fn prune_events(&self) -> Result<u64, Error> {
+        let before = self.clock.now() - self.events_kept.max_age;
+        let pruned = self.store.prune_events(before, self.events_kept.per_stage).await;
+        let pruned = pruned.map_err(internal("prune the events timelines"))?;
+        if pruned > 0 {
+            tracing::info!(pruned, "old events pruned from the stage timelines");
+        }
+        Ok(pruned)
+    }
+
     /// The store itself, for tests that arrange what the services cannot.
     #[cfg(feature = "testing")]
     pub fn store(&self) -> &dyn crate::Store {

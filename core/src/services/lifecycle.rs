@@ -21,8 +21,22 @@ impl Services {
         self.any_stage(project_id, stage_id).await
     }
 
-    /// Resumes a suspended stage with its last release, configuration and storage.
+    /// Resumes a suspended stage with its last release, configuration and storage. A stage
+    /// still suspending is marked to resume: it answers `suspending`, and starts its last
+    /// release as soon as its components have stopped (instead of settling as suspended).
     pub async fn resume_stage(&self, project_id: &str, stage_id: &str) -> Result<Stage, Error> {
+        let stage = self.get_stage(project_id, stage_id).await?;
+        if stage.status == StageStatus::Suspending {
+            let marked = self.store.request_resume(project_id, stage_id, self.clock.now()).await;
+            self.proxy_cache.forget_all();
+            if marked.map_err(internal("mark a stage to resume"))? {
+                let message =
+                    "Resume requested while suspending: its last release starts once every component has stopped.";
+                self.record(project_id, stage_id, StageEvent::new(self.clock.now(), EventKind::Resumed, message)).await;
+                return self.get_stage(project_id, stage_id).await;
+            }
+            // The stop settled meanwhile: resume from the status it is in now.
+        }
         let stage = self.transition(project_id, stage_id, StageStatus::resume).await?;
         self.record(
             project_id,

@@ -55,7 +55,28 @@ pub struct Services {
     proxy_cache: Arc<ProxyCache>,
     /// One lock per stage: what runs on a stage changes one operation at a time.
     locks: Arc<StageLocks>,
+    /// How much of the events timelines [`Services::prune_events`] keeps.
+    events_kept: EventsKept,
 }
+
+/// How much of each stage's events timeline is kept: its newest `per_stage` events, none older
+/// than `max_age`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventsKept {
+    pub per_stage: i64,
+    pub max_age: chrono::Duration,
+}
+
+impl Default for EventsKept {
+    fn default() -> Self {
+        Self { per_stage: EVENTS_KEPT_PER_STAGE, max_age: chrono::Duration::days(EVENTS_KEPT_DAYS) }
+    }
+}
+
+/// A stage's timeline keeps at most this many events (the newest).
+pub const EVENTS_KEPT_PER_STAGE: i64 = 10_000;
+/// Events older than this many days are deleted.
+pub const EVENTS_KEPT_DAYS: i64 = 90;
 
 /// The seed's "usually 60 secs" between SIGTERM and SIGKILL.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(pergola_domain::DEFAULT_GRACE_SECS as u64);
@@ -106,6 +127,7 @@ impl Services {
             secrets: None,
             locks: Arc::default(),
             proxy_cache: Arc::default(),
+            events_kept: EventsKept::default(),
         }
     }
 
@@ -151,6 +173,11 @@ impl Services {
         runtime.observe(sink.clone());
         tokio::spawn(record_observed_events(self.store.clone(), stream));
         Self { runtime, observed: sink, grace, ..self.clone() }
+    }
+
+    /// The same services, keeping `kept` of the events timelines (tests use small bounds).
+    pub fn with_events_kept(&self, kept: EventsKept) -> Self {
+        Self { events_kept: kept, ..self.clone() }
     }
 
     /// The same services, with share links pointing at `share`.

@@ -61,8 +61,10 @@ impl Services {
             for stage in self.store.list_stages(&project.id).await.map_err(internal("list the stages to reconcile"))? {
                 if stage.status == StageStatus::Suspending {
                     // The server stopped while the stage was being suspended: nothing of it
-                    // runs any more.
-                    self.settle_suspend(&stage.project_id, &stage.id, &Default::default()).await;
+                    // runs any more. It settles as suspended, or starts if a resume is pending.
+                    if self.settle_suspend(&stage.project_id, &stage.id, &Default::default()).await {
+                        started += 1;
+                    }
                 } else if !stage.is_archived()
                     && stage.status == StageStatus::Running
                     && self.start_current(&stage).await?
@@ -141,27 +143,42 @@ impl Services {
         let _ = tokio::time::timeout(ANSWER_WITHIN, task).await;
     }
 
-    /// A suspending stage whose components have stopped becomes suspended.
-    pub(super) async fn settle_suspend(&self, project_id: &str, stage_id: &str, stopped: &StopReport) {
+    /// A suspending stage whose components have stopped becomes suspended, or, if a resume
+    /// was requested meanwhile (and it is still live), running with its last release started.
+    /// True when it so started.
+    pub(super) async fn settle_suspend(&self, project_id: &str, stage_id: &str, stopped: &StopReport) -> bool {
         let now = self.clock.now();
-        let settled =
-            self.store.settle_status(project_id, stage_id, StageStatus::Suspending, StageStatus::Suspended, now).await;
+        let settled = self.store.settle_stopped(project_id, stage_id, now).await;
         self.proxy_cache.forget_all();
+        let mut message = "every component has stopped".to_owned();
+        if !stopped.terminated.is_empty() {
+            message += &format!("; exited after SIGTERM: {}", stopped.terminated.join(", "));
+        }
+        if !stopped.killed.is_empty() {
+            message += &format!("; killed after the grace period: {}", stopped.killed.join(", "));
+        }
         match settled {
-            Ok(true) => {
-                let mut message = "Suspended: every component has stopped".to_owned();
-                if !stopped.terminated.is_empty() {
-                    message += &format!("; exited after SIGTERM: {}", stopped.terminated.join(", "));
+            Ok(Some(StageStatus::Running)) => {
+                let message = format!("Resumed: {message}; started again with its last release.");
+                self.record(project_id, stage_id, StageEvent::new(now, EventKind::Started, message)).await;
+                let Ok(stage) = self.get_stage(project_id, stage_id).await else { return false };
+                match self.start_current(&stage).await {
+                    Ok(started) => started,
+                    Err(e) => {
+                        tracing::error!(project_id, stage_id, error = %e, "could not start a resumed stage");
+                        false
+                    }
                 }
-                if !stopped.killed.is_empty() {
-                    message += &format!("; killed after the grace period: {}", stopped.killed.join(", "));
-                }
-                message.push('.');
-                self.record(project_id, stage_id, StageEvent::new(now, EventKind::Suspended, message)).await;
             }
-            Ok(false) => {}
+            Ok(Some(_)) => {
+                let message = format!("Suspended: {message}.");
+                self.record(project_id, stage_id, StageEvent::new(now, EventKind::Suspended, message)).await;
+                false
+            }
+            Ok(None) => false,
             Err(e) => {
                 internal("settle a suspend")(e);
+                false
             }
         }
     }

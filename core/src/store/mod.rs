@@ -224,6 +224,19 @@ pub trait Store: Send + Sync {
         to: StageStatus,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
+    /// Marks a live suspending stage to resume once its components have stopped (it still
+    /// reads as `suspending`). True when it is so marked (also when it already was); false
+    /// when it is not live and suspending (e.g. the stop already settled).
+    async fn request_resume(&self, project_id: &str, stage_id: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// Settles a stage (live or archived) whose components have stopped, in one
+    /// compare-and-set: `running` if it was marked to resume and is live, else `suspended`.
+    /// The new status, or `None` when it was not suspending (someone else settled it).
+    async fn settle_stopped(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<StageStatus>>;
     /// Archives a live stage. False when there is no such live stage.
     async fn archive_stage(
         &self,
@@ -283,6 +296,10 @@ pub trait Store: Send + Sync {
         stage_id: &str,
         limit: i64,
     ) -> StoreResult<Vec<(StageEvent, Option<String>)>>;
+
+    /// Bounds the events timelines: deletes every event from before `before` and, per stage,
+    /// every event but its newest `keep_per_stage`. Returns how many went.
+    async fn prune_events(&self, before: DateTime<Utc>, keep_per_stage: i64) -> StoreResult<u64>;
 
     async fn get_setting(&self, key: &str) -> StoreResult<Option<String>>;
     /// Writes all pairs in one transaction.

@@ -23,6 +23,18 @@ fn from_millis(ms: i64) -> StoreResult<DateTime<Utc>> {
 const STAGE_COLUMNS: &str = "project_id, stage_id, name, stage_type, status, grace_secs, \
                              created_at, updated_at, archived_at, purge_due_at";
 
+/// The stored status of a suspending stage that is to resume once its components have stopped
+/// (read back as [`StageStatus::Suspending`]: the wire shows `suspending` until the stop ends).
+const RESUMING: &str = "resuming";
+
+/// Reads a stored status (`resuming` is a suspending stage to resume, see [`RESUMING`]).
+fn stored_status(s: &str) -> StoreResult<StageStatus> {
+    if s == RESUMING {
+        return Ok(StageStatus::Suspending);
+    }
+    Ok(StageStatus::parse(s)?)
+}
+
 const USER_COLUMNS: &str = "id, username, password_hash, is_admin, disabled_at, created_at, password_changed_at";
 
 /// The columns of the joined user `u`, prefixed `u_` (see `user_from_row`).
@@ -183,7 +195,7 @@ macro_rules! sql_store {
                     id: row.try_get("stage_id")?,
                     name: row.try_get("name")?,
                     stage_type: StageType::parse(row.try_get("stage_type")?)?,
-                    status: StageStatus::parse(row.try_get("status")?)?,
+                    status: stored_status(row.try_get("status")?)?,
                     grace_secs: u32::try_from(row.try_get::<i64, _>("grace_secs")?)
                         .map_err(|_| StoreError::Corrupt("grace_secs out of range".into()))?,
                     created_at: from_millis(row.try_get("created_at")?)?,
@@ -334,6 +346,40 @@ macro_rules! sql_store {
                 now: DateTime<Utc>,
             ) -> StoreResult<bool> {
                 self.compare_and_set_status(project_id, stage_id, from, to, now, "").await
+            }
+
+            async fn request_resume(&self, project_id: &str, stage_id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+                let done = sqlx::query(&format!(
+                    "UPDATE stages SET status = '{RESUMING}', updated_at = $1 \
+                     WHERE project_id = $2 AND stage_id = $3 AND archived_at IS NULL \
+                     AND status IN ('suspending', '{RESUMING}')"
+                ))
+                .bind(millis(now))
+                .bind(project_id)
+                .bind(stage_id)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn settle_stopped(
+                &self,
+                project_id: &str,
+                stage_id: &str,
+                now: DateTime<Utc>,
+            ) -> StoreResult<Option<StageStatus>> {
+                let settled: Option<String> = sqlx::query_scalar(&format!(
+                    "UPDATE stages SET updated_at = $1, status = CASE \
+                     WHEN status = '{RESUMING}' AND archived_at IS NULL THEN 'running' ELSE 'suspended' END \
+                     WHERE project_id = $2 AND stage_id = $3 AND status IN ('suspending', '{RESUMING}') \
+                     RETURNING status"
+                ))
+                .bind(millis(now))
+                .bind(project_id)
+                .bind(stage_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                settled.as_deref().map(stored_status).transpose()
             }
 
             async fn transition_status(
@@ -616,6 +662,19 @@ macro_rules! sql_store {
                         Ok((event, row.try_get("actor")?))
                     })
                     .collect()
+            }
+
+            async fn prune_events(&self, before: DateTime<Utc>, keep_per_stage: i64) -> StoreResult<u64> {
+                let done = sqlx::query(
+                    "DELETE FROM stage_events WHERE at < $1 OR id IN (\
+                     SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY stage_uid ORDER BY id DESC) AS n \
+                     FROM stage_events) ranked WHERE n > $2)",
+                )
+                .bind(millis(before))
+                .bind(keep_per_stage)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected())
             }
 
             async fn get_setting(&self, key: &str) -> StoreResult<Option<String>> {

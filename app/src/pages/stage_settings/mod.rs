@@ -181,9 +181,19 @@ fn LifecycleSection(
             .into_any(),
         ),
         StageStatus::Suspending => (
-            format!("This stage is being suspended: its components got SIGTERM and are killed if they are still running after {} seconds. Traffic and scheduled jobs are already stopped.", stage.grace_secs),
+            format!("This stage is being suspended: its components got SIGTERM and are killed if they are still running after {} seconds. Traffic and scheduled jobs are already stopped. Resuming now starts its last release as soon as they have all stopped.", stage.grace_secs),
             view! {
-                <a href=stage_href class="text-sm font-medium text-emerald-700 underline">"Follow each component's progress on the stage page"</a>
+                <div class="flex flex-wrap items-center gap-4">
+                    <button
+                        type="button"
+                        class=ui::PRIMARY
+                        disabled=pending
+                        on:click=move |_| { resume.dispatch(ResumeStage { project: project.clone(), stage: id.clone() }); }
+                    >
+                        "Resume stage"
+                    </button>
+                    <a href=stage_href class="text-sm font-medium text-emerald-700 underline">"Follow each component's progress on the stage page"</a>
+                </div>
             }
             .into_any(),
         ),
