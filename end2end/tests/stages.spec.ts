@@ -580,6 +580,8 @@ test('a suspend lasts at most the stage\'s grace period, with progress per compo
   await expect(lifecycle).toContainText('This stage is being suspended');
   await expect(lifecycle.getByRole('link', { name: "Follow each component's progress on the stage page" })).toBeVisible();
   await expect(page.getByRole('button', { name: 'Resume stage' })).toBeVisible({ timeout: 15_000 });
+  // Resume is offered at once (it waits for the stop), and the page follows until it settled.
+  await expect(lifecycle).not.toContainText('being suspended', { timeout: 15_000 });
   await expect(lifecycle).toContainText('suspended');
 
   // And on the project page, whose card follows it too.
