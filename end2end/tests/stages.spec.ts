@@ -592,6 +592,20 @@ test('a suspend lasts at most the stage\'s grace period, with progress per compo
   const card = page.getByRole('article', { name: 'Prod', exact: true });
   await expect(card.locator('[data-status]')).toHaveText('suspending');
   await expect(card.locator('[data-status]')).toHaveText('suspended', { timeout: 15_000 });
+
+  // Resume "anytime" (the seed): asked while the stage is still suspending, it takes effect as
+  // soon as the stop has finished.
+  await page.request.post(`/api/v1/projects/${project}/stages/prod/resume`);
+  await open(page, `/projects/${project}/stages/prod`);
+  await expect(page.getByRole('row', { name: 'stubborn' }).getByRole('cell').nth(1)).toHaveText('running');
+  expect((await (await page.request.post(`/api/v1/projects/${project}/stages/prod/suspend`)).json()).status).toBe('suspending');
+  await open(page, `/projects/${project}/stages/prod/settings`);
+  await expect(page.getByRole('region', { name: 'Suspend or resume' })).toContainText('This stage is being suspended');
+  await page.getByRole('button', { name: 'Resume stage' }).click();
+  await open(page, `/projects/${project}/stages/prod`);
+  await expect(page.locator('[data-status]')).toHaveText('running', { timeout: 15_000 });
+  await expect(page.getByRole('row', { name: 'stubborn' }).getByRole('cell').nth(1)).toHaveText('running');
+  await expect(page.getByRole('list', { name: 'Events timeline' })).toContainText('Resume requested while suspending');
 });
 
 test('requests from another site or host are refused and change nothing', async ({ page, consoleErrors }) => {
