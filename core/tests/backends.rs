@@ -50,6 +50,7 @@ all_backends!(
     concurrent_builds_get_distinct_numbers,
     a_slow_suspend_shows_suspending_until_its_components_stop,
     reconcile_settles_a_suspend_the_server_did_not_finish,
+    reconcile_goes_on_when_a_stage_cannot_start,
     the_timeline_records_what_happened,
     secrets_are_sealed_at_rest_and_reach_the_runtime_in_clear,
     racing_deploys_leave_the_newest_release_running,
@@ -520,6 +521,8 @@ struct FakeRuntime {
     overlapped: std::sync::atomic::AtomicBool,
     runs: std::sync::Mutex<Vec<(i64, std::collections::BTreeMap<String, String>)>>,
     graces: std::sync::Mutex<Vec<std::time::Duration>>,
+    /// Starts of this stage fail.
+    fail_stage: Option<String>,
 }
 
 impl FakeRuntime {
@@ -536,6 +539,9 @@ impl pergola_core::Runtime for FakeRuntime {
         _: std::time::Duration,
     ) -> Result<(), pergola_core::RuntimeError> {
         use std::sync::atomic::Ordering::SeqCst;
+        if self.fail_stage.as_deref() == Some(spec.key.stage.as_str()) {
+            return Err(pergola_core::RuntimeError::Schedule { component: "web".into(), reason: "broken".into() });
+        }
         if self.active.fetch_add(1, SeqCst) > 0 {
             self.overlapped.store(true, SeqCst);
         }
@@ -606,6 +612,28 @@ async fn reconcile_settles_a_suspend_the_server_did_not_finish(env: &Env) {
     assert!(s.store().transition_status(&p, "qa", StageStatus::Running, StageStatus::Suspending, now).await.unwrap());
     s.reconcile().await.unwrap();
     assert_eq!(s.get_stage(&p, "qa").await.unwrap().status, StageStatus::Suspended);
+}
+
+async fn reconcile_goes_on_when_a_stage_cannot_start(env: &Env) {
+    let before = std::sync::Arc::new(FakeRuntime::default());
+    let s = env.services.with_runtime(before.clone(), std::time::Duration::from_secs(5));
+    let p = project(env, "Shop").await;
+    let dir = std::env::temp_dir().display().to_string();
+    s.register_build(&p, MANIFEST, &dir).await.unwrap();
+    for stage in ["a", "b", "c"] {
+        s.create_stage(&p, stage, StageType::Qa, None).await.unwrap();
+        s.deploy(&p, stage, 1).await.unwrap();
+    }
+    // A restart, where the first stage listed (or any one) cannot start: the others still do.
+    let after = std::sync::Arc::new(FakeRuntime { fail_stage: Some("a".into()), ..Default::default() });
+    let s2 = env.services.with_runtime(after.clone(), std::time::Duration::from_secs(5));
+    let report = s2.reconcile().await.unwrap();
+    assert_eq!(report, pergola_core::services::ReconcileReport { started: 2, failed: 1 });
+    assert_eq!(after.releases().len(), 2);
+    for stage in ["b", "c"] {
+        assert_eq!(s2.events(&p, stage).await.unwrap()[0].message, "Started again: the server restarted.");
+    }
+    assert_ne!(s2.events(&p, "a").await.unwrap()[0].message, "Started again: the server restarted.");
 }
 
 async fn the_timeline_records_what_happened(env: &Env) {

@@ -22,6 +22,7 @@ pub use activity::LOG_LINES_SHOWN;
 pub use demo::DEMO_MANIFEST;
 use proxy_cache::ProxyCache;
 pub use proxy_cache::PROXY_CACHE_TTL;
+pub use runtime::ReconcileReport;
 
 use crate::runtime::{EventSink, EventStream};
 use crate::{Clock, NoRuntime, Runtime, SecretBox, Store, StoreError};

@@ -54,31 +54,47 @@ impl Services {
     }
 
     /// Starts the current release of every running live stage (the server calls this at
-    /// start-up: what should run, runs again).
-    pub async fn reconcile(&self) -> Result<usize, Error> {
-        let mut started = 0;
+    /// start-up: what should run, runs again). A stage that cannot start is logged and counted,
+    /// and the next one is tried; only failing to list the projects or a project's stages ends
+    /// it early.
+    pub async fn reconcile(&self) -> Result<ReconcileReport, Error> {
+        let mut report = ReconcileReport::default();
         for project in self.list_projects().await? {
             for stage in self.store.list_stages(&project.id).await.map_err(internal("list the stages to reconcile"))? {
                 if stage.status == StageStatus::Suspending {
                     // The server stopped while the stage was being suspended: nothing of it
                     // runs any more.
                     self.settle_suspend(&stage.project_id, &stage.id, &Default::default()).await;
-                } else if !stage.is_archived()
-                    && stage.status == StageStatus::Running
-                    && self.start_current(&stage).await?
-                {
-                    started += 1;
-                    let message = "Started again: the server restarted.";
-                    self.record(
-                        &stage.project_id,
-                        &stage.id,
-                        StageEvent::new(self.clock.now(), EventKind::Started, message),
-                    )
-                    .await;
+                    continue;
+                }
+                if stage.is_archived() || stage.status != StageStatus::Running {
+                    continue;
+                }
+                match self.start_current(&stage).await {
+                    Ok(true) => {
+                        report.started += 1;
+                        let message = "Started again: the server restarted.";
+                        self.record(
+                            &stage.project_id,
+                            &stage.id,
+                            StageEvent::new(self.clock.now(), EventKind::Started, message),
+                        )
+                        .await;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        report.failed += 1;
+                        tracing::error!(
+                            project = stage.project_id,
+                            stage = stage.id,
+                            error = %e,
+                            "reconcile: the stage could not be started again; going on with the others"
+                        );
+                    }
                 }
             }
         }
-        Ok(started)
+        Ok(report)
     }
 
     /// Starts the stage's current release, if it has one and there is a runtime.
@@ -165,4 +181,11 @@ impl Services {
             }
         }
     }
+}
+
+/// What [`Services::reconcile`] did: how many stages started again, how many could not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub started: usize,
+    pub failed: usize,
 }
