@@ -1,6 +1,7 @@
 //! What runs: share links, components, logs, and starting / stopping a stage's release.
 
 use super::{grace, internal, Services, ANSWER_WITHIN};
+use crate::secrets::Place;
 use crate::{StageKey, StageSpec, StopReport};
 use pergola_domain::runtime::{ComponentStatus, LogLine};
 use pergola_domain::share::ShareLink;
@@ -126,7 +127,14 @@ impl Services {
             key: StageKey::new(&stage.project_id, &stage.id),
             release: current.number,
             components: manifest.components,
-            config: current.config.iter().map(|(k, v)| Ok((k.clone(), self.open(v)?))).collect::<Result<_, Error>>()?,
+            config: current
+                .config
+                .iter()
+                .map(|(k, v)| {
+                    let place = Place { project: &stage.project_id, stage: &stage.id, key: k };
+                    Ok((k.clone(), self.open_snapshot(v, place)?))
+                })
+                .collect::<Result<_, Error>>()?,
             workdir: current.build.workdir.into(),
         };
         self.runtime.start(spec, grace(stage)).await.map_err(|e| {
