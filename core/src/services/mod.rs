@@ -249,4 +249,29 @@ mod tests {
         assert!(log.contains("list the stages"), "{log}");
         assert!(log.contains(&format!("services/mod.rs:{line}")), "{log}");
     }
+
+    #[tokio::test]
+    async fn only_secret_entries_are_opened_and_snapshots_keep_plain_values_plain() {
+        let env = crate::testing::sqlite_env().await;
+        let s = &env.services;
+        let here = Place { project: "shop", stage: "prod", key: "TOKEN" };
+        for plain in ["enc:v1:abc", "enc:v2:00", "enc:", "\0x", "debug", ""] {
+            assert_eq!(s.open(plain, false, here).unwrap(), plain, "a plain value is itself");
+            let snap = Services::to_snapshot(plain.to_owned(), false);
+            assert_eq!(s.open_snapshot(&snap, here).unwrap(), plain, "{snap:?}");
+        }
+        assert!(s.open("enc:v1:abc", true, here).is_err(), "marked secret, it is opened (and fails)");
+        let sealed = s.seal("s3cret", here);
+        assert_eq!(Services::to_snapshot(sealed.clone(), true), sealed, "copied as it is");
+        assert_eq!(s.open_snapshot(&sealed, here).unwrap(), "s3cret");
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        let moved =
+            tracing::subscriber::with_default(subscriber, || s.open(&sealed, true, Place { stage: "qa", ..here }));
+        assert_eq!(moved.unwrap_err().kind, Error::internal().kind);
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(log.contains("could not be opened") && log.contains("qa") && log.contains("TOKEN"), "{log}");
+        env.cleanup().await;
+    }
 }
