@@ -524,11 +524,17 @@ fn the_document_declares_the_servers_rules() {
         .unwrap()
         .clone();
     let key_schema = &key_params.iter().find(|p| p["name"] == "key").unwrap()["schema"];
-    for key in ["LOG_LEVEL", "_X1", "A", "log_level", "1ABC", "", "A-B", "PORT", "PERGOLA_STAGE"] {
+    let (longest_key, too_long_key) = ("K".repeat(128), "K".repeat(129));
+    let keys = ["LOG_LEVEL", "_X1", "A", "log_level", "1ABC", "", "A-B", "PORT", "PERGOLA_STAGE", "LD_PRELOAD", "PATH"];
+    for key in keys.iter().copied().chain([longest_key.as_str(), too_long_key.as_str()]) {
         let allowed = pergola_domain::validate_config(key, "x").is_ok();
-        let reserved = pergola_domain::manifest::RESERVED_ENV.contains(&key) || key.starts_with("PERGOLA_");
+        // Names Pergola sets, and names that change what runs, are only described.
+        let reserved = pergola_domain::manifest::RESERVED_ENV.contains(&key)
+            || key.starts_with("PERGOLA_")
+            || pergola_domain::manifest::is_forbidden_env(key);
         assert_eq!(matches(key_schema, key), allowed || reserved, "{key:?}");
     }
+    assert_eq!(key_schema["maxLength"], 128);
     // Display names: what the schema admits is what the server accepts, in a JSON Schema validator.
     let long_name = "é".repeat(100);
     let names =

@@ -1,13 +1,33 @@
 //! Secret configuration values are sealed at rest (XChaCha20-Poly1305) with the server's key:
-//! what the database holds is `enc:v1:<hex nonce+ciphertext>`, never the value. Values stored
-//! before a key was set (plain text) still read back; they are sealed when next saved.
+//! what the database holds is `enc:v2:<hex nonce+ciphertext>`, never the value. The place of
+//! the value (project ID, stage ID and key, see [`Place`]) is the associated data: a sealed
+//! value copied into another stage's or another key's row does not open. `enc:v1:` values
+//! (sealed before places were bound, without associated data) still open. Values stored before
+//! a key was set (plain text) still read back; they are sealed when next saved. Only entries
+//! marked secret are opened: a plain setting that happens to start with `enc:` is not sealed.
 
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use std::path::Path;
 
-const PREFIX: &str = "enc:v1:";
+const PREFIX_V1: &str = "enc:v1:";
+const PREFIX: &str = "enc:v2:";
 const NONCE_LEN: usize = 24;
+
+/// Where a secret value belongs: its associated data when sealed.
+#[derive(Clone, Copy, Debug)]
+pub struct Place<'a> {
+    pub project: &'a str,
+    pub stage: &'a str,
+    pub key: &'a str,
+}
+
+impl Place<'_> {
+    /// IDs and keys hold no NUL character, so NUL-separated fields cannot be confused.
+    fn associated_data(&self) -> Vec<u8> {
+        format!("pergola-config\0{}\0{}\0{}", self.project, self.stage, self.key).into_bytes()
+    }
+}
 
 /// Seals and opens secret values with one 256-bit key.
 #[derive(Clone)]
@@ -56,28 +76,52 @@ impl SecretBox {
         }
     }
 
-    /// The stored form of a secret value.
-    pub fn seal(&self, value: &str) -> String {
+    /// The stored form of a secret value that belongs at `place`.
+    pub fn seal(&self, value: &str, place: Place<'_>) -> String {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let sealed = self.cipher.encrypt(&nonce, value.as_bytes()).expect("encryption of a byte string cannot fail");
+        let aad = place.associated_data();
+        let sealed = self
+            .cipher
+            .encrypt(&nonce, Payload { msg: value.as_bytes(), aad: &aad })
+            .expect("encryption of a byte string cannot fail");
         let mut bytes = nonce.to_vec();
         bytes.extend(sealed);
         format!("{PREFIX}{}", to_hex(&bytes))
     }
 
-    /// The value of a stored secret (plain text stored before sealing existed reads as it is).
-    pub fn open(&self, stored: &str) -> Result<String, SecretError> {
-        let Some(hex) = stored.strip_prefix(PREFIX) else { return Ok(stored.to_owned()) };
+    /// The `enc:v1:` form (no associated data) older servers stored, for tests of reading it.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn seal_v1(&self, value: &str) -> String {
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let sealed = self.cipher.encrypt(&nonce, value.as_bytes()).expect("encryption of a byte string cannot fail");
+        let mut bytes = nonce.to_vec();
+        bytes.extend(sealed);
+        format!("{PREFIX_V1}{}", to_hex(&bytes))
+    }
+
+    /// The value of a stored secret of `place` (plain text stored before sealing existed reads
+    /// as it is). Call it for entries marked secret only.
+    pub fn open(&self, stored: &str, place: Place<'_>) -> Result<String, SecretError> {
+        let (hex, aad) = if let Some(hex) = stored.strip_prefix(PREFIX) {
+            (hex, place.associated_data())
+        } else if let Some(hex) = stored.strip_prefix(PREFIX_V1) {
+            (hex, Vec::new())
+        } else {
+            return Ok(stored.to_owned());
+        };
         let bytes = from_hex(hex).filter(|b| b.len() > NONCE_LEN).ok_or(SecretError::Unreadable)?;
         let (nonce, sealed) = bytes.split_at(NONCE_LEN);
-        let plain = self.cipher.decrypt(XNonce::from_slice(nonce), sealed).map_err(|_| SecretError::Unreadable)?;
+        let plain = self
+            .cipher
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: &aad })
+            .map_err(|_| SecretError::Unreadable)?;
         String::from_utf8(plain).map_err(|_| SecretError::Unreadable)
     }
 }
 
 /// Whether a stored value is sealed.
 pub fn is_sealed(stored: &str) -> bool {
-    stored.starts_with(PREFIX)
+    stored.starts_with(PREFIX) || stored.starts_with(PREFIX_V1)
 }
 
 fn to_hex(bytes: &[u8]) -> String {
@@ -95,16 +139,18 @@ fn from_hex(hex: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
+    const HERE: Place<'static> = Place { project: "shop", stage: "prod", key: "API_TOKEN" };
+
     #[test]
     fn sealed_values_open_only_with_their_key() {
         let a = SecretBox::new([7; 32]);
-        let sealed = a.seal("s3cr3t value");
-        assert!(is_sealed(&sealed) && !sealed.contains("s3cr3t"));
-        assert_ne!(a.seal("s3cr3t value"), sealed, "a fresh nonce every time");
-        assert_eq!(a.open(&sealed).unwrap(), "s3cr3t value");
-        assert_eq!(a.open("legacy plain").unwrap(), "legacy plain");
+        let sealed = a.seal("s3cr3t value", HERE);
+        assert!(is_sealed(&sealed) && sealed.starts_with("enc:v2:") && !sealed.contains("s3cr3t"));
+        assert_ne!(a.seal("s3cr3t value", HERE), sealed, "a fresh nonce every time");
+        assert_eq!(a.open(&sealed, HERE).unwrap(), "s3cr3t value");
+        assert_eq!(a.open("legacy plain", HERE).unwrap(), "legacy plain");
         let b = SecretBox::new([8; 32]);
-        assert!(matches!(b.open(&sealed), Err(SecretError::Unreadable)));
+        assert!(matches!(b.open(&sealed, HERE), Err(SecretError::Unreadable)));
         // Every byte of the sealed form is authenticated: flip any one hex digit (of the
         // nonce, the ciphertext or the tag) and it no longer opens.
         let hex_start = PREFIX.len();
@@ -113,9 +159,33 @@ mod tests {
             damaged[at] = if damaged[at] == b'0' { b'1' } else { b'0' };
             let damaged = String::from_utf8(damaged).unwrap();
             assert_ne!(damaged, sealed);
-            assert!(matches!(a.open(&damaged), Err(SecretError::Unreadable)), "digit {at} flipped");
+            assert!(matches!(a.open(&damaged, HERE), Err(SecretError::Unreadable)), "digit {at} flipped");
         }
-        assert!(a.open("enc:v1:zz").is_err());
+        assert!(a.open("enc:v1:zz", HERE).is_err());
+        assert!(a.open("enc:v2:zz", HERE).is_err());
+    }
+
+    #[test]
+    fn sealed_values_open_only_in_their_place() {
+        let a = SecretBox::new([7; 32]);
+        let sealed = a.seal("s3cr3t", HERE);
+        for elsewhere in [
+            Place { project: "other", ..HERE },
+            Place { stage: "qa", ..HERE },
+            Place { key: "OTHER_TOKEN", ..HERE },
+            // The fields are separated: moving characters between them is another place.
+            Place { project: "shopprod", stage: "", key: "API_TOKEN" },
+        ] {
+            assert!(matches!(a.open(&sealed, elsewhere), Err(SecretError::Unreadable)), "{elsewhere:?}");
+        }
+        // The enc:v1 form has no place: it opens anywhere, as it did.
+        let v1 = a.seal_v1("old");
+        assert!(v1.starts_with("enc:v1:") && is_sealed(&v1));
+        assert_eq!(a.open(&v1, HERE).unwrap(), "old");
+        assert_eq!(a.open(&v1, Place { stage: "qa", ..HERE }).unwrap(), "old");
+        // A v2 value relabelled v1 (its associated data dropped) does not open either.
+        let relabelled = sealed.replacen("enc:v2:", "enc:v1:", 1);
+        assert!(matches!(a.open(&relabelled, HERE), Err(SecretError::Unreadable)));
     }
 
     #[test]
@@ -128,9 +198,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("secret.key");
         let first = SecretBox::from_key_file(&path).unwrap();
-        let sealed = first.seal("x");
+        let sealed = first.seal("x", HERE);
         let again = SecretBox::from_key_file(&path).unwrap();
-        assert_eq!(again.open(&sealed).unwrap(), "x", "the same key next time");
+        assert_eq!(again.open(&sealed, HERE).unwrap(), "x", "the same key next time");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

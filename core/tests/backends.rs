@@ -53,6 +53,7 @@ all_backends!(
     a_resume_while_suspending_starts_the_release_once_the_stop_ends,
     suspend_resume_suspend_while_the_stop_is_slow,
     reconcile_resumes_a_stage_whose_resume_was_pending,
+    reconcile_goes_on_when_a_stage_cannot_start,
     the_timeline_records_what_happened,
     secrets_are_sealed_at_rest_and_reach_the_runtime_in_clear,
     racing_deploys_leave_the_newest_release_running,
@@ -524,6 +525,8 @@ struct FakeRuntime {
     overlapped: std::sync::atomic::AtomicBool,
     runs: std::sync::Mutex<Vec<(i64, std::collections::BTreeMap<String, String>)>>,
     graces: std::sync::Mutex<Vec<std::time::Duration>>,
+    /// Starts of this stage fail.
+    fail_stage: Option<String>,
 }
 
 impl FakeRuntime {
@@ -540,6 +543,9 @@ impl pergola_core::Runtime for FakeRuntime {
         _: std::time::Duration,
     ) -> Result<(), pergola_core::RuntimeError> {
         use std::sync::atomic::Ordering::SeqCst;
+        if self.fail_stage.as_deref() == Some(spec.key.stage.as_str()) {
+            return Err(pergola_core::RuntimeError::Schedule { component: "web".into(), reason: "broken".into() });
+        }
         if self.active.fetch_add(1, SeqCst) > 0 {
             self.overlapped.store(true, SeqCst);
         }
@@ -707,6 +713,28 @@ async fn reconcile_settles_a_suspend_the_server_did_not_finish(env: &Env) {
     assert_eq!(s.get_stage(&p, "qa").await.unwrap().status, StageStatus::Suspended);
 }
 
+async fn reconcile_goes_on_when_a_stage_cannot_start(env: &Env) {
+    let before = std::sync::Arc::new(FakeRuntime::default());
+    let s = env.services.with_runtime(before.clone(), std::time::Duration::from_secs(5));
+    let p = project(env, "Shop").await;
+    let dir = std::env::temp_dir().display().to_string();
+    s.register_build(&p, MANIFEST, &dir).await.unwrap();
+    for stage in ["a", "b", "c"] {
+        s.create_stage(&p, stage, StageType::Qa, None).await.unwrap();
+        s.deploy(&p, stage, 1).await.unwrap();
+    }
+    // A restart, where the first stage listed (or any one) cannot start: the others still do.
+    let after = std::sync::Arc::new(FakeRuntime { fail_stage: Some("a".into()), ..Default::default() });
+    let s2 = env.services.with_runtime(after.clone(), std::time::Duration::from_secs(5));
+    let report = s2.reconcile().await.unwrap();
+    assert_eq!(report, pergola_core::services::ReconcileReport { started: 2, failed: 1 });
+    assert_eq!(after.releases().len(), 2);
+    for stage in ["b", "c"] {
+        assert_eq!(s2.events(&p, stage).await.unwrap()[0].message, "Started again: the server restarted.");
+    }
+    assert_ne!(s2.events(&p, "a").await.unwrap()[0].message, "Started again: the server restarted.");
+}
+
 async fn the_timeline_records_what_happened(env: &Env) {
     use pergola_domain::{EventKind as K, StageEvent};
     let s = &env.services;
@@ -777,14 +805,15 @@ async fn secrets_are_sealed_at_rest_and_reach_the_runtime_in_clear(env: &Env) {
     // What the database holds.
     let stored = s.store().list_config(&p, "prod").await.unwrap();
     let token = stored.iter().find(|v| v.key == "API_TOKEN").unwrap();
-    assert!(token.value.starts_with("enc:v1:") && !token.value.contains("t0p-s3cret"), "{}", token.value);
+    assert!(token.value.starts_with("enc:v2:") && !token.value.contains("t0p-s3cret"), "{}", token.value);
     assert_eq!(stored.iter().find(|v| v.key == "LOG_LEVEL").unwrap().value, "info", "plain settings stay readable");
     // The release snapshot is sealed too; the runtime gets the value in clear.
     let dir = std::env::temp_dir().display().to_string();
     s.register_build(&p, MANIFEST, &dir).await.unwrap();
     s.deploy(&p, "prod", 1).await.unwrap();
     let snapshot = s.store().list_releases(&p, "prod").await.unwrap().remove(0).config;
-    assert!(snapshot["API_TOKEN"].starts_with("enc:v1:"));
+    assert!(snapshot["API_TOKEN"].starts_with("enc:v2:"));
+    assert_eq!(snapshot["API_TOKEN"], token.value, "the snapshot copies the sealed value as it is");
     let run = runs.runs.lock().unwrap().last().cloned().unwrap().1;
     assert_eq!((run["API_TOKEN"].as_str(), run["LOG_LEVEL"].as_str()), ("t0p-s3cret", "info"));
     // Another key cannot read them: an internal error, not garbage.
@@ -799,6 +828,48 @@ async fn secrets_are_sealed_at_rest_and_reach_the_runtime_in_clear(env: &Env) {
     };
     s.store().set_config(&p, "prod", &legacy).await.unwrap();
     assert_eq!(s.config_values(&p, "prod").await.unwrap()["OLD"], "plain");
+    // A value sealed in the enc:v1 form (no place bound) still opens, from a snapshot too.
+    let v1 = pergola_core::store::ConfigValue {
+        key: "OLD_V1".into(),
+        value: pergola_core::SecretBox::new([42; 32]).seal_v1("v1 value"),
+        secret: true,
+        updated_at: env.clock.now_for_tests(),
+    };
+    assert!(v1.value.starts_with("enc:v1:"));
+    s.store().set_config(&p, "prod", &v1).await.unwrap();
+    assert_eq!(s.config_values(&p, "prod").await.unwrap()["OLD_V1"], "v1 value");
+    // Only entries marked secret are opened: a plain value that looks sealed is itself, in
+    // the list, in the snapshot and for the runtime.
+    for (key, value) in [("LOOKS_SEALED", "enc:v1:abc"), ("LOOKS_SEALED_2", "enc:v2:00ff"), ("NUL_FREE", "enc:")] {
+        s.set_config(&p, "prod", key, value, false).await.unwrap();
+    }
+    let listed = s.config(&p, "prod").await.unwrap();
+    assert_eq!(listed.iter().find(|e| e.key == "LOOKS_SEALED").unwrap().value.as_deref(), Some("enc:v1:abc"));
+    assert_eq!(s.config_values(&p, "prod").await.unwrap()["LOOKS_SEALED"], "enc:v1:abc");
+    s.deploy(&p, "prod", 1).await.unwrap();
+    let run = runs.runs.lock().unwrap().last().cloned().unwrap().1;
+    assert_eq!(run["LOOKS_SEALED"], "enc:v1:abc");
+    assert_eq!(run["LOOKS_SEALED_2"], "enc:v2:00ff");
+    assert_eq!(run["NUL_FREE"], "enc:");
+    assert_eq!((run["OLD_V1"].as_str(), run["API_TOKEN"].as_str()), ("v1 value", "t0p-s3cret"));
+    // A sealed value is bound to its project, stage and key: copied into another key's row
+    // or another stage's, it does not open (an internal error, logged).
+    let moved = |key: &str| pergola_core::store::ConfigValue {
+        key: key.into(),
+        value: token.value.clone(),
+        secret: true,
+        updated_at: env.clock.now_for_tests(),
+    };
+    s.store().set_config(&p, "prod", &moved("OTHER_TOKEN")).await.unwrap();
+    assert_eq!(s.config_values(&p, "prod").await.unwrap_err().kind, ErrorKind::Internal);
+    s.store().unset_config(&p, "prod", "OTHER_TOKEN").await.unwrap();
+    s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
+    s.store().set_config(&p, "qa", &moved("API_TOKEN")).await.unwrap();
+    assert_eq!(s.config_values(&p, "qa").await.unwrap_err().kind, ErrorKind::Internal);
+    let runs_before = runs.releases().len();
+    assert_eq!(s.deploy(&p, "qa", 1).await.unwrap_err().kind, ErrorKind::Internal, "its release cannot start");
+    assert_eq!(runs.releases().len(), runs_before, "the runtime never got it");
+    assert_eq!(s.config_values(&p, "prod").await.unwrap()["API_TOKEN"], "t0p-s3cret", "in its own place it opens");
 }
 
 async fn racing_deploys_leave_the_newest_release_running(env: &Env) {

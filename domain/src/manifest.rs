@@ -98,6 +98,46 @@ impl From<ManifestError> for crate::Error {
 pub const RESERVED_ENV: &[&str] = &["PORT", "TMPDIR"];
 pub const RESERVED_ENV_PREFIX: &str = "PERGOLA_";
 
+/// Environment variables the dynamic loader, the C library, shells or language runtimes read to
+/// decide which programs, libraries or code run; neither a stage's configuration nor a manifest
+/// may set them. A trailing `*` stands for any name with that prefix.
+pub const FORBIDDEN_ENV: &[&str] = &[
+    "LD_*",
+    "GCONV_PATH",
+    "GLIBC_TUNABLES",
+    "MALLOC_*",
+    "PATH",
+    "HOME",
+    "SHELL",
+    "IFS",
+    "ENV",
+    "BASH_ENV",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONSTARTUP",
+    "NODE_OPTIONS",
+    "NODE_PATH",
+    "PERL5LIB",
+    "PERL5OPT",
+    "PERLLIB",
+    "RUBYOPT",
+    "RUBYLIB",
+    "JAVA_TOOL_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+    "_JAVA_OPTIONS",
+];
+
+/// The longest environment variable name a manifest or a stage's configuration may use.
+pub const MAX_ENV_KEY_LEN: usize = 128;
+
+/// Whether `key` is one of [`FORBIDDEN_ENV`] (a name, or a name with one of its prefixes).
+pub fn is_forbidden_env(key: &str) -> bool {
+    FORBIDDEN_ENV.iter().any(|entry| match entry.strip_suffix('*') {
+        Some(prefix) => key.starts_with(prefix),
+        None => key == *entry,
+    })
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawManifest {
@@ -222,15 +262,23 @@ pub fn parse_manifest(text: &str) -> Result<Manifest, ManifestError> {
     Ok(Manifest { version: raw.version, components })
 }
 
-/// Environment variable names: `[A-Z_][A-Z0-9_]*`, not one the platform sets.
+/// Environment variable names: `[A-Z_][A-Z0-9_]*`, at most [`MAX_ENV_KEY_LEN`] characters, not
+/// one the platform sets and not one of [`FORBIDDEN_ENV`]. Shared by a manifest's `env` and a
+/// stage's configuration ([`crate::validate_config`]).
 pub fn check_env_key(key: &str) -> Result<(), String> {
     let valid = key.chars().next().is_some_and(|c| c.is_ascii_uppercase() || c == '_')
         && key.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if key.len() > MAX_ENV_KEY_LEN {
+        return Err(format!("a variable name must be at most {MAX_ENV_KEY_LEN} characters (it has {})", key.len()));
+    }
     if !valid {
         return Err(format!("'{key}' is not a valid variable name (use A-Z, 0-9 and '_', not starting with a digit)"));
     }
     if RESERVED_ENV.contains(&key) || key.starts_with(RESERVED_ENV_PREFIX) {
         return Err(format!("'{key}' is set by Pergola and cannot be overridden"));
+    }
+    if is_forbidden_env(key) {
+        return Err(format!("'{key}' is not allowed: it changes which programs or libraries run"));
     }
     Ok(())
 }
@@ -385,6 +433,7 @@ command = "./cleanup"
             ("[[component]]\nname = \"c\"\nkind = \"cron\"\ncommand = \"x\"\nschedule = \"* * *\"\n", Some(1), "needs 5 fields"),
             ("[[component]]\nname = \"s\"\nkind = \"service\"\ncommand = \"x\"\nport = 1\nenv = { PORT = \"2\" }\n", Some(1), "'PORT' is set by Pergola"),
             ("[[component]]\nname = \"s\"\nkind = \"service\"\ncommand = \"x\"\nport = 1\nenv = { lower = \"2\" }\n", Some(1), "not a valid variable name"),
+            ("[[component]]\nname = \"s\"\nkind = \"service\"\ncommand = \"x\"\nport = 1\nenv = { LD_PRELOAD = \"/x.so\" }\n", Some(1), "'LD_PRELOAD' is not allowed: it changes which programs or libraries run"),
             ("[[component]]\nname = \"s\"\nkind = \"service\"\ncommand = \"x\"\nport = 1\nhealth = { path = \"healthz\" }\n", Some(1), "must start with '/'"),
             ("[[component]]\nname = \"s\"\nkind = \"service\"\ncommand = \"x\"\nport = 1\nstorage = [\"Data\"]\n", Some(1), "storage name 'Data'"),
             ("[[component]]\nname = \"s\"\nkind = \"job\"\ncommand = \"  \"\n", Some(1), "command must not be empty"),

@@ -179,10 +179,24 @@ mod tests {
             ("PORT", "x", "key", "set by Pergola"),
             ("PERGOLA_STAGE", "x", "key", "set by Pergola"),
             ("OK", "a\0b", "value", "NUL"),
+            ("LD_PRELOAD", "x", "key", "changes which programs or libraries run"),
+            ("LD_LIBRARY_PATH", "x", "key", "changes which programs or libraries run"),
+            ("MALLOC_CHECK_", "x", "key", "changes which programs or libraries run"),
+            ("PATH", "x", "key", "changes which programs or libraries run"),
+            ("BASH_ENV", "x", "key", "changes which programs or libraries run"),
+            ("NODE_OPTIONS", "x", "key", "changes which programs or libraries run"),
+            ("GLIBC_TUNABLES", "x", "key", "changes which programs or libraries run"),
         ] {
             let e = validate_config(key, value).unwrap_err();
             assert!(e.is_for(field) && e.message.contains(why), "{key:?}: {e:?}");
         }
+        for key in ["PATHS", "MY_PATH", "HOMEPAGE", "OLD_PRELOAD", "ENVIRONMENT", "LOG_LEVEL"] {
+            assert!(validate_config(key, "x").is_ok(), "{key}");
+        }
+        let longest = "K".repeat(crate::manifest::MAX_ENV_KEY_LEN);
+        assert!(validate_config(&longest, "x").is_ok());
+        let e = validate_config(&format!("{longest}K"), "x").unwrap_err();
+        assert!(e.is_for("key") && e.message.contains("at most 128 characters"), "{e:?}");
         let big = "x".repeat(MAX_CONFIG_VALUE_BYTES + 1);
         assert!(validate_config("BIG", &big).unwrap_err().message.contains("at most 32768 bytes"));
     }

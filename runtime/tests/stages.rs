@@ -100,7 +100,7 @@ async fn a_deployed_release_runs_and_follows_the_stage_lifecycle() {
     assert!(!listening(port));
     let restarted = Arc::new(LocalRuntime::new(dir.join("data")));
     let s2 = env.services.with_runtime(restarted.clone(), Duration::from_secs(5));
-    assert_eq!(s2.reconcile().await.unwrap(), 1);
+    assert_eq!(s2.reconcile().await.unwrap(), pergola_core::services::ReconcileReport { started: 1, failed: 0 });
     assert_eq!(s2.events(&p, "qa").await.unwrap()[0].message, "Started again: the server restarted.");
     wait_for("web after the restart", async || {
         web(&s2, &p, "qa").await == Some((ComponentState::Running, Health::Healthy))

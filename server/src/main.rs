@@ -76,7 +76,12 @@ async fn run() -> Result<(), String> {
                 tracing::warn!(groups = reaped, "stopped components an earlier server left running");
             }
             match services.reconcile().await {
-                Ok(n) => tracing::info!(stages = n, "reconciled: running stages started"),
+                Ok(r) if r.failed > 0 => tracing::warn!(
+                    started = r.started,
+                    failed = r.failed,
+                    "reconciled: some running stages could not be started again (see the errors above)"
+                ),
+                Ok(r) => tracing::info!(stages = r.started, "reconciled: running stages started"),
                 Err(e) => tracing::error!(error = %e, "reconcile failed"),
             }
         });

@@ -85,8 +85,12 @@ pub struct ConfigKeyPath {
     /// Stage ID
     #[param(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
     pub stage: String,
-    /// Variable name: A-Z, 0-9 and `_`, not starting with a digit; not one Pergola sets itself
-    /// (`PORT`, `TMPDIR`, `PERGOLA_…`).
-    #[param(pattern = "^[A-Z_][A-Z0-9_]*$", min_length = 1)]
+    /// Variable name: A-Z, 0-9 and `_`, not starting with a digit, at most 128 characters; not
+    /// one Pergola sets itself (`PORT`, `TMPDIR`, `PERGOLA_…`) nor one that changes which
+    /// programs or libraries run (`LD_…`, `MALLOC_…`, `PATH`, `HOME`, `SHELL`, `IFS`, `ENV`,
+    /// `BASH_ENV`, `GCONV_PATH`, `GLIBC_TUNABLES`, `PYTHONPATH`, `PYTHONHOME`, `PYTHONSTARTUP`,
+    /// `NODE_OPTIONS`, `NODE_PATH`, `PERL5LIB`, `PERL5OPT`, `PERLLIB`, `RUBYOPT`, `RUBYLIB`,
+    /// `JAVA_TOOL_OPTIONS`, `JDK_JAVA_OPTIONS`, `_JAVA_OPTIONS`).
+    #[param(pattern = "^[A-Z_][A-Z0-9_]*$", min_length = 1, max_length = 128)]
     pub key: String,
 }

@@ -1,6 +1,7 @@
 //! The configuration of a stage.
 
 use super::{internal, Services};
+use crate::secrets::Place;
 use crate::store::ConfigValue;
 use pergola_domain::{validate_config, ConfigEntry, Error, EventKind, StageEvent};
 
@@ -22,7 +23,14 @@ impl Services {
     ) -> Result<std::collections::BTreeMap<String, String>, Error> {
         let values =
             self.store.list_config(project_id, stage_id).await.map_err(internal("list the configuration values"))?;
-        values.into_iter().map(|v| Ok((v.key, self.open(&v.value)?))).collect()
+        values
+            .into_iter()
+            .map(|v| {
+                let place = Place { project: project_id, stage: stage_id, key: &v.key };
+                let value = self.open(&v.value, v.secret, place)?;
+                Ok((v.key, value))
+            })
+            .collect()
     }
 
     /// Sets one setting of a live stage. It applies with the stage's next release.
@@ -38,7 +46,12 @@ impl Services {
         validate_config(key, value)?;
         self.get_stage(project_id, stage_id).await?;
         // A secret's value is sealed before it reaches the database.
-        let stored = if secret { self.seal(value) } else { value.to_owned() };
+        // It is bound to its place: copied into another stage's or key's row, it does not open.
+        let stored = if secret {
+            self.seal(value, Place { project: project_id, stage: stage_id, key })
+        } else {
+            value.to_owned()
+        };
         let entry = ConfigValue { key: key.to_owned(), value: stored, secret, updated_at: self.clock.now() };
         if !self.store.set_config(project_id, stage_id, &entry).await.map_err(internal("set a setting"))? {
             return Err(self.get_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));

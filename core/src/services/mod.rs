@@ -22,8 +22,14 @@ pub use activity::LOG_LINES_SHOWN;
 pub use demo::DEMO_MANIFEST;
 use proxy_cache::ProxyCache;
 pub use proxy_cache::PROXY_CACHE_TTL;
+pub use runtime::ReconcileReport;
+
+/// The mark of a plain value in a release's configuration snapshot that would otherwise read
+/// as sealed (see `Services::to_snapshot`).
+const SNAPSHOT_PLAIN: char = '\0';
 
 use crate::runtime::{EventSink, EventStream};
+use crate::secrets::Place;
 use crate::{Clock, NoRuntime, Runtime, SecretBox, Store, StoreError};
 use pergola_domain::share::ShareBase;
 use pergola_domain::{Error, Stage, StageEvent};
@@ -142,21 +148,61 @@ impl Services {
         Self { secrets: Some(secrets), ..self.clone() }
     }
 
-    fn seal(&self, value: &str) -> String {
-        self.secrets.as_ref().map_or_else(|| value.to_owned(), |s| s.seal(value))
+    /// The stored form of a secret value of `place` (sealed, when the server has a key).
+    fn seal(&self, value: &str, place: Place<'_>) -> String {
+        self.secrets.as_ref().map_or_else(|| value.to_owned(), |s| s.seal(value, place))
     }
 
-    fn open(&self, stored: &str) -> Result<String, Error> {
+    /// The value of a stored setting: a secret one is opened (in its place), a plain one is
+    /// what it is, even when it starts with `enc:`.
+    fn open(&self, stored: &str, secret: bool, place: Place<'_>) -> Result<String, Error> {
+        if !secret {
+            return Ok(stored.to_owned());
+        }
         match &self.secrets {
-            Some(s) => s.open(stored).map_err(|e| {
-                tracing::error!(error = %e, "a secret configuration value could not be opened");
+            Some(s) => s.open(stored, place).map_err(|e| {
+                tracing::error!(
+                    project = place.project,
+                    stage = place.stage,
+                    key = place.key,
+                    error = %e,
+                    "a secret configuration value could not be opened"
+                );
                 Error::internal()
             }),
             None if crate::secrets::is_sealed(stored) => {
-                tracing::error!("a sealed configuration value, but the server has no secret key");
+                tracing::error!(
+                    project = place.project,
+                    stage = place.stage,
+                    key = place.key,
+                    "a sealed configuration value, but the server has no secret key"
+                );
                 Err(Error::internal())
             }
             None => Ok(stored.to_owned()),
+        }
+    }
+
+    /// A setting as a release's configuration snapshot keeps it. The snapshot is a map of
+    /// values without a secret flag, so a secret's sealed form is copied as it is (same
+    /// project, stage and key: it still opens), and a plain value that starts with `enc:`
+    /// (which would read as sealed) or with [`SNAPSHOT_PLAIN`] is marked by a leading
+    /// [`SNAPSHOT_PLAIN`]; no setting's value holds a NUL, so the mark is unambiguous.
+    fn to_snapshot(value: String, secret: bool) -> String {
+        if !secret && (value.starts_with("enc:") || value.starts_with(SNAPSHOT_PLAIN)) {
+            format!("{SNAPSHOT_PLAIN}{value}")
+        } else {
+            value
+        }
+    }
+
+    /// A value of a release's configuration snapshot, opened (see [`Self::to_snapshot`]).
+    /// Unmarked values are opened when sealed: snapshots taken before the mark existed did
+    /// not tell plain values starting with `enc:v1:` from sealed ones either.
+    fn open_snapshot(&self, stored: &str, place: Place<'_>) -> Result<String, Error> {
+        match stored.strip_prefix(SNAPSHOT_PLAIN) {
+            Some(plain) => Ok(plain.to_owned()),
+            None => self.open(stored, crate::secrets::is_sealed(stored), place),
         }
     }
 
@@ -229,5 +275,30 @@ mod tests {
         assert!(log.contains("store operation failed"), "{log}");
         assert!(log.contains("list the stages"), "{log}");
         assert!(log.contains(&format!("services/mod.rs:{line}")), "{log}");
+    }
+
+    #[tokio::test]
+    async fn only_secret_entries_are_opened_and_snapshots_keep_plain_values_plain() {
+        let env = crate::testing::sqlite_env().await;
+        let s = &env.services;
+        let here = Place { project: "shop", stage: "prod", key: "TOKEN" };
+        for plain in ["enc:v1:abc", "enc:v2:00", "enc:", "\0x", "debug", ""] {
+            assert_eq!(s.open(plain, false, here).unwrap(), plain, "a plain value is itself");
+            let snap = Services::to_snapshot(plain.to_owned(), false);
+            assert_eq!(s.open_snapshot(&snap, here).unwrap(), plain, "{snap:?}");
+        }
+        assert!(s.open("enc:v1:abc", true, here).is_err(), "marked secret, it is opened (and fails)");
+        let sealed = s.seal("s3cret", here);
+        assert_eq!(Services::to_snapshot(sealed.clone(), true), sealed, "copied as it is");
+        assert_eq!(s.open_snapshot(&sealed, here).unwrap(), "s3cret");
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        let moved =
+            tracing::subscriber::with_default(subscriber, || s.open(&sealed, true, Place { stage: "qa", ..here }));
+        assert_eq!(moved.unwrap_err().kind, Error::internal().kind);
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(log.contains("could not be opened") && log.contains("qa") && log.contains("TOKEN"), "{log}");
+        env.cleanup().await;
     }
 }

@@ -49,14 +49,16 @@ impl Services {
             .await
             .map_err(internal("read a build to deploy"))?
             .ok_or_else(|| Error::not_found(format!("Project '{project_id}' has no build {build_number}.")))?;
-        // The snapshot keeps secret values sealed, as the stage's configuration does.
+        // The snapshot keeps secret values sealed, as the stage's configuration does (the same
+        // sealed form: same project, stage and key); plain values that would read as sealed
+        // are marked plain.
         let config: BTreeMap<String, String> = self
             .store
             .list_config(project_id, stage_id)
             .await
             .map_err(internal("snapshot the configuration for a release"))?
             .into_iter()
-            .map(|v| (v.key, v.value))
+            .map(|v| (v.key, Self::to_snapshot(v.value, v.secret)))
             .collect();
         let now = self.clock.now();
         let number = retry_on_conflict(

@@ -1,6 +1,7 @@
 //! What runs: share links, components, logs, and starting / stopping a stage's release.
 
 use super::{grace, internal, Services, ANSWER_WITHIN};
+use crate::secrets::Place;
 use crate::{StageKey, StageSpec, StopReport};
 use pergola_domain::runtime::{ComponentStatus, LogLine};
 use pergola_domain::share::ShareLink;
@@ -54,33 +55,49 @@ impl Services {
     }
 
     /// Starts the current release of every running live stage (the server calls this at
-    /// start-up: what should run, runs again).
-    pub async fn reconcile(&self) -> Result<usize, Error> {
-        let mut started = 0;
+    /// start-up: what should run, runs again). A stage that cannot start is logged and counted,
+    /// and the next one is tried; only failing to list the projects or a project's stages ends
+    /// it early.
+    pub async fn reconcile(&self) -> Result<ReconcileReport, Error> {
+        let mut report = ReconcileReport::default();
         for project in self.list_projects().await? {
             for stage in self.store.list_stages(&project.id).await.map_err(internal("list the stages to reconcile"))? {
                 if stage.status == StageStatus::Suspending {
                     // The server stopped while the stage was being suspended: nothing of it
                     // runs any more. It settles as suspended, or starts if a resume is pending.
                     if self.settle_suspend(&stage.project_id, &stage.id, &Default::default()).await {
-                        started += 1;
+                        report.started += 1;
                     }
-                } else if !stage.is_archived()
-                    && stage.status == StageStatus::Running
-                    && self.start_current(&stage).await?
-                {
-                    started += 1;
-                    let message = "Started again: the server restarted.";
-                    self.record(
-                        &stage.project_id,
-                        &stage.id,
-                        StageEvent::new(self.clock.now(), EventKind::Started, message),
-                    )
-                    .await;
+                    continue;
+                }
+                if stage.is_archived() || stage.status != StageStatus::Running {
+                    continue;
+                }
+                match self.start_current(&stage).await {
+                    Ok(true) => {
+                        report.started += 1;
+                        let message = "Started again: the server restarted.";
+                        self.record(
+                            &stage.project_id,
+                            &stage.id,
+                            StageEvent::new(self.clock.now(), EventKind::Started, message),
+                        )
+                        .await;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        report.failed += 1;
+                        tracing::error!(
+                            project = stage.project_id,
+                            stage = stage.id,
+                            error = %e,
+                            "reconcile: the stage could not be started again; going on with the others"
+                        );
+                    }
                 }
             }
         }
-        Ok(started)
+        Ok(report)
     }
 
     /// Starts the stage's current release, if it has one and there is a runtime.
@@ -112,7 +129,14 @@ impl Services {
             key: StageKey::new(&stage.project_id, &stage.id),
             release: current.number,
             components: manifest.components,
-            config: current.config.iter().map(|(k, v)| Ok((k.clone(), self.open(v)?))).collect::<Result<_, Error>>()?,
+            config: current
+                .config
+                .iter()
+                .map(|(k, v)| {
+                    let place = Place { project: &stage.project_id, stage: &stage.id, key: k };
+                    Ok((k.clone(), self.open_snapshot(v, place)?))
+                })
+                .collect::<Result<_, Error>>()?,
             workdir: current.build.workdir.into(),
         };
         self.runtime.start(spec, grace(stage)).await.map_err(|e| {
@@ -182,4 +206,11 @@ impl Services {
             }
         }
     }
+}
+
+/// What [`Services::reconcile`] did: how many stages started again, how many could not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub started: usize,
+    pub failed: usize,
 }
