@@ -165,6 +165,23 @@ fn LifecycleSection(
     let pending = move || suspend.pending().get() || resume.pending().get();
     let (project, id) = (stage.project_id.clone(), stage.id.clone());
     let stage_href = paths::stage(&stage.project_id, &stage.id);
+    // Offered while suspending (it takes effect once the stop has finished) and when suspended.
+    let resume_button = {
+        let (project, id) = (project.clone(), id.clone());
+        move || {
+            let (project, id) = (project.clone(), id.clone());
+            view! {
+                <button
+                    type="button"
+                    class=ui::PRIMARY
+                    disabled=pending
+                    on:click=move |_| { resume.dispatch(ResumeStage { project: project.clone(), stage: id.clone() }); }
+                >
+                    "Resume stage"
+                </button>
+            }
+        }
+    };
     let (explanation, button) = match stage.status {
         StageStatus::Running => (
             format!("Suspending shuts down all running components (SIGTERM first, killed after this stage's grace period of {} seconds), stops incoming traffic and disables scheduled jobs. Data on persistent storage is kept; temporary data is lost. Jobs already started run to completion.", stage.grace_secs),
@@ -184,14 +201,7 @@ fn LifecycleSection(
             format!("This stage is being suspended: its components got SIGTERM and are killed if they are still running after {} seconds. Traffic and scheduled jobs are already stopped. Resuming now starts its last release as soon as they have all stopped.", stage.grace_secs),
             view! {
                 <div class="flex flex-wrap items-center gap-4">
-                    <button
-                        type="button"
-                        class=ui::PRIMARY
-                        disabled=pending
-                        on:click=move |_| { resume.dispatch(ResumeStage { project: project.clone(), stage: id.clone() }); }
-                    >
-                        "Resume stage"
-                    </button>
+                    {resume_button()}
                     <a href=stage_href class="text-sm font-medium text-emerald-700 underline">"Follow each component's progress on the stage page"</a>
                 </div>
             }
@@ -199,17 +209,7 @@ fn LifecycleSection(
         ),
         StageStatus::Suspended => (
             "This stage is suspended. Resuming restores its last state (services, storage, scheduled jobs) and serves the application again as soon as it is up.".to_owned(),
-            view! {
-                <button
-                    type="button"
-                    class=ui::PRIMARY
-                    disabled=pending
-                    on:click=move |_| { resume.dispatch(ResumeStage { project: project.clone(), stage: id.clone() }); }
-                >
-                    "Resume stage"
-                </button>
-            }
-            .into_any(),
+            resume_button().into_any(),
         ),
     };
     view! {
