@@ -2,18 +2,29 @@
 //! PostgreSQL (a temp database created from `PERGOLA_TEST_POSTGRES_URL`), with a manual clock
 //! and a fixed key for sealing secrets.
 
+use crate::services::{Acting, Caller};
 use crate::{connect, ManualClock, Services, Store};
 use chrono::{TimeZone, Utc};
+use pergola_domain::wire::NewUser;
+use pergola_domain::Role;
 use sqlx::{Connection, Executor, PgConnection};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// A store of its own with services on a manual clock (2026-11-28 12:00 UTC at the start).
+/// A store of its own with services on a manual clock (2026-11-28 12:00 UTC at the start),
+/// and an administrator to act as.
 pub struct Env {
     pub services: Services,
+    /// The services as the administrator `admin` (password [`ADMIN_PASSWORD`]).
+    pub admin: Acting,
     pub clock: ManualClock,
     cleanup: Cleanup,
 }
+
+/// The password of the test environments' administrator `admin`.
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+/// The password of every user [`Env::user`] creates.
+pub const USER_PASSWORD: &str = "user-password-1";
 
 enum Cleanup {
     Dir(PathBuf),
@@ -34,11 +45,14 @@ fn unique() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-fn env(store: Arc<dyn Store>, cleanup: Cleanup) -> Env {
+async fn env(store: Arc<dyn Store>, cleanup: Cleanup) -> Env {
     let clock = clock();
     // Secrets are sealed at rest, as on a real server.
     let services = Services::new(store, Arc::new(clock.clone())).with_secrets(crate::SecretBox::new([42; 32]));
-    Env { services, clock, cleanup }
+    services.prepare_first_run(Some(("admin", ADMIN_PASSWORD))).await.unwrap();
+    let caller = services.sign_in("admin", ADMIN_PASSWORD, "127.0.0.1").await.unwrap();
+    let admin = services.acting(caller);
+    Env { services, admin, clock, cleanup }
 }
 
 pub async fn sqlite_env() -> Env {
@@ -46,7 +60,7 @@ pub async fn sqlite_env() -> Env {
     std::fs::create_dir_all(&dir).unwrap();
     let store = connect(&format!("sqlite://{}/pergola.db", dir.display())).await.unwrap();
     assert_eq!(store.backend(), "sqlite");
-    env(store, Cleanup::Dir(dir))
+    env(store, Cleanup::Dir(dir)).await
 }
 
 pub async fn postgres_env() -> Env {
@@ -60,12 +74,32 @@ pub async fn postgres_env() -> Env {
     let (base, _) = admin_url.rsplit_once('/').expect("URL with a database name");
     let store = connect(&format!("{base}/{name}")).await.unwrap();
     assert_eq!(store.backend(), "postgres");
-    env(store, Cleanup::Database { admin_url, name })
+    env(store, Cleanup::Database { admin_url, name }).await
 }
 
 impl Env {
+    /// `services` (the same store, another runtime or clock) as the administrator.
+    pub fn as_admin(&self, services: &Services) -> Acting {
+        services.acting(self.admin.caller().clone())
+    }
+
+    /// A new user `username` (password [`USER_PASSWORD`]), not an administrator.
+    pub async fn user(&self, username: &str) -> Caller {
+        let input = NewUser { username: username.into(), password: USER_PASSWORD.into(), admin: false };
+        self.admin.create_user(input).await.unwrap();
+        self.services.sign_in(username, USER_PASSWORD, "127.0.0.1").await.unwrap()
+    }
+
+    /// A new user `username` with `role` in `project`, acting.
+    pub async fn member(&self, username: &str, project: &str, role: Role) -> Acting {
+        let caller = self.user(username).await;
+        self.admin.set_member(project, username, role).await.unwrap();
+        self.services.acting(caller)
+    }
+
     /// Removes the temp file or drops the temp database.
     pub async fn cleanup(self) {
+        drop(self.admin);
         drop(self.services);
         match self.cleanup {
             Cleanup::Dir(dir) => {

@@ -2,9 +2,10 @@
 
 use chrono::Duration;
 use pergola_core::credentials::{self, SecretKind};
+use pergola_core::services::Acting;
 use pergola_core::store::{AuditEvent, AuditFilter, GuestLinkRow, InvitationRow, SessionRow, TokenRow, UserRow};
 use pergola_core::testing::{self as common, Env};
-use pergola_core::{Services, StoreError};
+use pergola_core::StoreError;
 use pergola_domain::wire::StageUpdate;
 use pergola_domain::{parse_grace, Error, ErrorKind, RetentionPolicy, Role, Stage, StageStatus, StageType, Visibility};
 
@@ -74,17 +75,17 @@ all_backends!(
 );
 
 async fn project(env: &Env, name: &str) -> String {
-    env.services.create_project(name, None).await.unwrap().id
+    env.admin.create_project(name, None).await.unwrap().id
 }
 
 // What the dashboard's server functions do with the form's strings before they call the
 // services: parse them at the edge.
 
-async fn create(s: &Services, p: &str, name: &str, t: &str, id: Option<&str>) -> Result<Stage, Error> {
+async fn create(s: &Acting, p: &str, name: &str, t: &str, id: Option<&str>) -> Result<Stage, Error> {
     s.create_stage(p, name, StageType::parse(t)?, id).await
 }
 
-async fn update(s: &Services, p: &str, id: &str, name: &str, t: &str, grace: Option<&str>) -> Result<Stage, Error> {
+async fn update(s: &Acting, p: &str, id: &str, name: &str, t: &str, grace: Option<&str>) -> Result<Stage, Error> {
     let update = StageUpdate {
         name: Some(name.to_owned()),
         stage_type: Some(StageType::parse(t)?),
@@ -93,18 +94,18 @@ async fn update(s: &Services, p: &str, id: &str, name: &str, t: &str, grace: Opt
     s.update_stage(p, id, update).await
 }
 
-async fn confirmed_delete(s: &Services, p: &str, id: &str, confirm: &str) -> Result<Stage, Error> {
+async fn confirmed_delete(s: &Acting, p: &str, id: &str, confirm: &str) -> Result<Stage, Error> {
     let stage = s.get_stage(p, id).await?;
     pergola_domain::confirm_deletion(&stage.id, confirm)?;
     s.delete_stage(p, id).await
 }
 
-async fn retention(s: &Services, dev: &str, qa: &str, prod: &str) -> Result<RetentionPolicy, Error> {
+async fn retention(s: &Acting, dev: &str, qa: &str, prod: &str) -> Result<RetentionPolicy, Error> {
     s.set_retention(RetentionPolicy::parse(dev, qa, prod)?).await
 }
 
 async fn projects_get_derived_ids_and_refuse_taken_ones(env: &Env) {
-    let s = &env.services;
+    let s = &env.admin;
     let p = s.create_project("My New Project", None).await.unwrap();
     assert_eq!(p.id, "my-new-project");
     assert_eq!(p.name, "My New Project");
@@ -123,7 +124,7 @@ async fn projects_get_derived_ids_and_refuse_taken_ones(env: &Env) {
 }
 
 async fn stages_are_created_running_with_derived_or_chosen_ids(env: &Env) {
-    let s = &env.services;
+    let s = &env.admin;
     let p = project(env, "Shop").await;
     let a = s.create_stage(&p, "My New Stage", StageType::Dev, None).await.unwrap();
     assert_eq!((a.id.as_str(), a.stage_type, a.status), ("my-new-stage", StageType::Dev, StageStatus::Running));
@@ -148,7 +149,7 @@ async fn stages_are_created_running_with_derived_or_chosen_ids(env: &Env) {
 }
 
 async fn taken_stage_ids_are_refused_with_a_free_suggestion(env: &Env) {
-    let s = &env.services;
+    let s = &env.admin;
     let p = project(env, "Shop").await;
     s.create_stage(&p, "My Stage", StageType::Dev, None).await.unwrap();
     let e = s.create_stage(&p, "my stage", StageType::Qa, None).await.unwrap_err();
@@ -172,7 +173,7 @@ async fn hundred_concurrent_creates_of_one_id_let_exactly_one_win(env: &Env) {
     let p = project(env, "Race").await;
     let tasks: Vec<_> = (0..100)
         .map(|i| {
-            let s = env.services.clone();
+            let s = env.admin.clone();
             let p = p.clone();
             tokio::spawn(async move { s.create_stage(&p, &format!("Racer {i}"), StageType::Dev, Some("hot")).await })
         })
@@ -188,13 +189,13 @@ async fn hundred_concurrent_creates_of_one_id_let_exactly_one_win(env: &Env) {
         }
     }
     assert_eq!(won.len(), 1, "exactly one create wins");
-    let stages = env.services.project_overview(&p).await.unwrap().stages;
+    let stages = env.admin.project_overview(&p).await.unwrap().stages;
     assert_eq!(stages.len(), 1);
     assert_eq!(stages[0].name, won[0].name);
 }
 
 async fn bad_input_is_refused_and_changes_nothing(env: &Env) {
-    let s = &env.services;
+    let s = &env.admin;
     let p = project(env, "Shop").await;
     let long = "x".repeat(101);
     let cases: Vec<(&str, &str, Option<&str>, &str)> = vec![
@@ -222,7 +223,7 @@ async fn bad_input_is_refused_and_changes_nothing(env: &Env) {
 }
 
 async fn live_id_check_reports_invalid_taken_and_free(env: &Env) {
-    let s = &env.services;
+    let s = &env.admin;
     let p = project(env, "Shop").await;
     s.create_stage(&p, "QA", StageType::Qa, None).await.unwrap();
     let free = s.check_stage_id(&p, "integration").await.unwrap();
@@ -237,7 +238,7 @@ async fn live_id_check_reports_invalid_taken_and_free(env: &Env) {
 }
 
 async fn suspend_and_resume_follow_the_lifecycle(env: &Env) {
-    let s = &env.services;
+    let s = &env.admin;
     let p = project(env, "Shop").await;
     s.create_stage(&p, "dev", StageType::Dev, None).await.unwrap();
     env.clock.advance(Duration::minutes(5));
@@ -254,7 +255,7 @@ async fn suspend_and_resume_follow_the_lifecycle(env: &Env) {
 }
 
 async fn rename_and_retype_keep_the_id(env: &Env) {
-    let s = &env.services;
+    let s = &env.admin;
     let p = project(env, "Shop").await;
     s.create_stage(&p, "Staging", StageType::Dev, None).await.unwrap();
     assert_eq!(s.get_stage(&p, "staging").await.unwrap().grace_secs, 60, "the seed's usual grace period");
@@ -282,7 +283,7 @@ async fn rename_and_retype_keep_the_id(env: &Env) {
 }
 
 async fn delete_archives_and_restore_brings_back_the_previous_state(env: &Env) {
-    let s = &env.services;
+    let s = &env.admin;
     let p = project(env, "Shop").await;
     s.create_stage(&p, "Integration Tests", StageType::Dev, Some("test")).await.unwrap();
     s.suspend_stage(&p, "test").await.unwrap();
@@ -310,7 +311,7 @@ async fn delete_archives_and_restore_brings_back_the_previous_state(env: &Env) {
 }
 
 async fn restore_after_the_due_date_is_refused_even_before_purge(env: &Env) {
-    let s = &env.services;
+    let s = &env.admin;
     let p = project(env, "Shop").await;
     s.create_stage(&p, "QA", StageType::Qa, None).await.unwrap();
     s.delete_stage(&p, "qa").await.unwrap();
@@ -323,7 +324,7 @@ async fn restore_after_the_due_date_is_refused_even_before_purge(env: &Env) {
 }
 
 async fn purge_deletes_only_due_stages_and_frees_their_ids(env: &Env) {
-    let s = &env.services;
+    let s = &env.admin;
     let p = project(env, "Shop").await;
     for (name, t) in [("dev", "dev"), ("qa", "qa"), ("prod", "prod"), ("live", "dev")] {
         create(s, &p, name, t, None).await.unwrap();
@@ -348,7 +349,7 @@ async fn purge_deletes_only_due_stages_and_frees_their_ids(env: &Env) {
 }
 
 async fn retention_changes_apply_to_stages_archived_afterwards(env: &Env) {
-    let s = &env.services;
+    let s = &env.admin;
     let p = project(env, "Shop").await;
     assert_eq!(s.retention().await.unwrap(), Default::default());
     s.create_stage(&p, "early", StageType::Dev, None).await.unwrap();
@@ -370,7 +371,7 @@ async fn retention_changes_apply_to_stages_archived_afterwards(env: &Env) {
 }
 
 async fn names_are_stored_verbatim(env: &Env) {
-    let s = &env.services;
+    let s = &env.admin;
     let p = project(env, "Robert'); DROP TABLE projects;--").await;
     assert_eq!(p, "robert-drop-table-projects");
     let name = "<script>alert('x')</script> 日本 🤔";
@@ -380,7 +381,7 @@ async fn names_are_stored_verbatim(env: &Env) {
 }
 
 async fn configuration_masks_secrets_survives_restore_and_is_purged(env: &Env) {
-    let s = &env.services;
+    let s = &env.admin;
     let p = project(env, "Shop").await;
     s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
     let e = s.set_config(&p, "qa", "LOG_LEVEL", "debug", false).await.unwrap();
@@ -419,7 +420,7 @@ const MANIFEST: &str =
     "version = \"1.2.0\"\n\n[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"./web\"\nport = 8080\n";
 
 async fn builds_and_releases(env: &Env) {
-    let s = &env.services;
+    let s = &env.admin;
     let p = project(env, "Shop").await;
     let dir = std::env::temp_dir().display().to_string();
     let b1 = s.register_build(&p, MANIFEST, &dir).await.unwrap();
@@ -465,7 +466,7 @@ async fn concurrent_builds_get_distinct_numbers(env: &Env) {
     let dir = std::env::temp_dir().display().to_string();
     let tasks: Vec<_> = (0..20)
         .map(|_| {
-            let (s, p, dir) = (env.services.clone(), p.clone(), dir.clone());
+            let (s, p, dir) = (env.admin.clone(), p.clone(), dir.clone());
             tokio::spawn(async move { s.register_build(&p, MANIFEST, &dir).await.unwrap().number })
         })
         .collect();
@@ -491,14 +492,14 @@ impl NowForTests for pergola_core::ManualClock {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_purge_task_purges_at_start_up() {
     let env = common::sqlite_env().await;
-    let s = &env.services;
+    let s = &env.admin;
     let p = project(&env, "Shop").await;
     s.create_stage(&p, "gone", StageType::Dev, None).await.unwrap();
     s.create_stage(&p, "kept", StageType::Prod, None).await.unwrap();
     s.delete_stage(&p, "gone").await.unwrap();
     s.delete_stage(&p, "kept").await.unwrap();
     env.clock.advance(Duration::days(2));
-    let task = pergola_core::purge::spawn_purge_task(s.clone(), std::time::Duration::from_secs(3600));
+    let task = pergola_core::purge::spawn_purge_task(env.services.clone(), std::time::Duration::from_secs(3600));
     let mut archived = Vec::new();
     for _ in 0..100 {
         archived = s.project_overview(&p).await.unwrap().archived;
@@ -574,7 +575,7 @@ impl pergola_core::Runtime for FakeRuntime {
 
 async fn a_slow_suspend_shows_suspending_until_its_components_stop(env: &Env) {
     let slow = std::sync::Arc::new(FakeRuntime { hold_stops: true, ..Default::default() });
-    let s = env.services.with_runtime(slow.clone(), std::time::Duration::from_secs(60));
+    let s = env.as_admin(&env.services.with_runtime(slow.clone(), std::time::Duration::from_secs(60)));
     let p = project(env, "Shop").await;
     s.create_stage(&p, "prod", StageType::Prod, None).await.unwrap();
     update(&s, &p, "prod", "prod", "prod", Some("7")).await.unwrap();
@@ -607,7 +608,7 @@ async fn a_slow_suspend_shows_suspending_until_its_components_stop(env: &Env) {
 }
 
 /// Polls until the stage leaves `suspending` (or gives up after ten seconds).
-async fn settled(s: &Services, p: &str, id: &str) -> StageStatus {
+async fn settled(s: &Acting, p: &str, id: &str) -> StageStatus {
     let mut status = StageStatus::Suspending;
     for _ in 0..500 {
         status = s.get_stage(p, id).await.unwrap().status;
@@ -622,7 +623,7 @@ async fn settled(s: &Services, p: &str, id: &str) -> StageStatus {
 async fn a_resume_while_suspending_starts_the_release_once_the_stop_ends(env: &Env) {
     use pergola_domain::EventKind as K;
     let slow = std::sync::Arc::new(FakeRuntime { hold_stops: true, ..Default::default() });
-    let s = env.services.with_runtime(slow.clone(), std::time::Duration::from_secs(60));
+    let s = env.as_admin(&env.services.with_runtime(slow.clone(), std::time::Duration::from_secs(60)));
     let p = project(env, "Shop").await;
     s.create_stage(&p, "prod", StageType::Prod, None).await.unwrap();
     let dir = std::env::temp_dir().display().to_string();
@@ -661,7 +662,7 @@ async fn a_resume_while_suspending_starts_the_release_once_the_stop_ends(env: &E
 
 async fn suspend_resume_suspend_while_the_stop_is_slow(env: &Env) {
     let slow = std::sync::Arc::new(FakeRuntime { hold_stops: true, ..Default::default() });
-    let s = env.services.with_runtime(slow.clone(), std::time::Duration::from_secs(60));
+    let s = env.as_admin(&env.services.with_runtime(slow.clone(), std::time::Duration::from_secs(60)));
     let p = project(env, "Shop").await;
     s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
     let dir = std::env::temp_dir().display().to_string();
@@ -685,7 +686,7 @@ async fn suspend_resume_suspend_while_the_stop_is_slow(env: &Env) {
 }
 
 async fn reconcile_resumes_a_stage_whose_resume_was_pending(env: &Env) {
-    let s = &env.services;
+    let s = &env.admin;
     let p = project(env, "Shop").await;
     s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
     s.create_stage(&p, "dev", StageType::Dev, None).await.unwrap();
@@ -704,7 +705,7 @@ async fn reconcile_resumes_a_stage_whose_resume_was_pending(env: &Env) {
 }
 
 async fn reconcile_settles_a_suspend_the_server_did_not_finish(env: &Env) {
-    let s = &env.services;
+    let s = &env.admin;
     let p = project(env, "Shop").await;
     s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
     let now = env.clock.now_for_tests();
@@ -715,7 +716,7 @@ async fn reconcile_settles_a_suspend_the_server_did_not_finish(env: &Env) {
 
 async fn reconcile_goes_on_when_a_stage_cannot_start(env: &Env) {
     let before = std::sync::Arc::new(FakeRuntime::default());
-    let s = env.services.with_runtime(before.clone(), std::time::Duration::from_secs(5));
+    let s = env.as_admin(&env.services.with_runtime(before.clone(), std::time::Duration::from_secs(5)));
     let p = project(env, "Shop").await;
     let dir = std::env::temp_dir().display().to_string();
     s.register_build(&p, MANIFEST, &dir).await.unwrap();
@@ -725,7 +726,7 @@ async fn reconcile_goes_on_when_a_stage_cannot_start(env: &Env) {
     }
     // A restart, where the first stage listed (or any one) cannot start: the others still do.
     let after = std::sync::Arc::new(FakeRuntime { fail_stage: Some("a".into()), ..Default::default() });
-    let s2 = env.services.with_runtime(after.clone(), std::time::Duration::from_secs(5));
+    let s2 = env.as_admin(&env.services.with_runtime(after.clone(), std::time::Duration::from_secs(5)));
     let report = s2.reconcile().await.unwrap();
     assert_eq!(report, pergola_core::services::ReconcileReport { started: 2, failed: 1 });
     assert_eq!(after.releases().len(), 2);
@@ -737,7 +738,7 @@ async fn reconcile_goes_on_when_a_stage_cannot_start(env: &Env) {
 
 async fn the_timeline_records_what_happened(env: &Env) {
     use pergola_domain::{EventKind as K, StageEvent};
-    let s = &env.services;
+    let s = &env.admin;
     let p = project(env, "Shop").await;
     let dir = std::env::temp_dir().display().to_string();
     s.register_build(&p, MANIFEST, &dir).await.unwrap();
@@ -797,7 +798,7 @@ async fn the_timeline_records_what_happened(env: &Env) {
 
 async fn secrets_are_sealed_at_rest_and_reach_the_runtime_in_clear(env: &Env) {
     let runs = std::sync::Arc::new(FakeRuntime::default());
-    let s = env.services.with_runtime(runs.clone(), std::time::Duration::from_secs(5));
+    let s = env.as_admin(&env.services.with_runtime(runs.clone(), std::time::Duration::from_secs(5)));
     let p = project(env, "Shop").await;
     s.create_stage(&p, "prod", StageType::Prod, None).await.unwrap();
     s.set_config(&p, "prod", "API_TOKEN", "t0p-s3cret", true).await.unwrap();
@@ -817,7 +818,7 @@ async fn secrets_are_sealed_at_rest_and_reach_the_runtime_in_clear(env: &Env) {
     let run = runs.runs.lock().unwrap().last().cloned().unwrap().1;
     assert_eq!((run["API_TOKEN"].as_str(), run["LOG_LEVEL"].as_str()), ("t0p-s3cret", "info"));
     // Another key cannot read them: an internal error, not garbage.
-    let other = s.with_secrets(pergola_core::SecretBox::new([1; 32]));
+    let other = env.as_admin(&s.with_secrets(pergola_core::SecretBox::new([1; 32])));
     assert_eq!(other.config_values(&p, "prod").await.unwrap_err().kind, ErrorKind::Internal);
     // A value stored before sealing existed still reads.
     let legacy = pergola_core::store::ConfigValue {
@@ -875,7 +876,7 @@ async fn secrets_are_sealed_at_rest_and_reach_the_runtime_in_clear(env: &Env) {
 async fn racing_deploys_leave_the_newest_release_running(env: &Env) {
     let runs =
         std::sync::Arc::new(FakeRuntime { run_takes: std::time::Duration::from_millis(150), ..Default::default() });
-    let s = env.services.with_runtime(runs.clone(), std::time::Duration::from_secs(5));
+    let s = env.as_admin(&env.services.with_runtime(runs.clone(), std::time::Duration::from_secs(5)));
     let p = project(env, "Shop").await;
     s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
     let dir = std::env::temp_dir().display().to_string();
@@ -912,7 +913,7 @@ async fn racing_deploys_leave_the_newest_release_running(env: &Env) {
 }
 
 async fn the_share_proxy_sees_every_change_at_once(env: &Env) {
-    let s = &env.services;
+    let s = &env.admin;
     let p = project(env, "Shop").await;
     assert_eq!(s.stage_with_components(&p, "web").await.unwrap_err().kind, ErrorKind::NotFound);
     s.create_stage(&p, "web", StageType::Dev, None).await.unwrap();
@@ -932,7 +933,7 @@ async fn the_share_proxy_sees_every_change_at_once(env: &Env) {
 }
 
 async fn stages_are_listed_live_or_archived(env: &Env) {
-    let s = &env.services;
+    let s = &env.admin;
     let p = project(env, "Shop").await;
     for name in ["one", "two", "three"] {
         s.create_stage(&p, name, StageType::Dev, None).await.unwrap();
@@ -952,7 +953,7 @@ async fn stages_are_listed_live_or_archived(env: &Env) {
 }
 
 async fn concurrent_patches_of_one_stage_lose_no_change(env: &Env) {
-    let s = &env.services;
+    let s = &env.admin;
     let p = project(env, "Shop").await;
     s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
     for round in 1..=10u32 {
@@ -980,7 +981,7 @@ async fn concurrent_patches_of_one_stage_lose_no_change(env: &Env) {
 }
 
 async fn stage_activity_and_the_demo(env: &Env) {
-    let s = &env.services;
+    let s = &env.admin;
     let p = project(env, "Shop").await;
     let dir = std::env::temp_dir().display().to_string();
     let demo = s.try_demo(&p, &dir).await.unwrap();
@@ -1038,7 +1039,7 @@ fn new_token(env: &Env, user: &UserRow, name: &str) -> (String, TokenRow) {
 
 async fn users_are_unique_case_insensitively_and_can_be_disabled(env: &Env) {
     let store = env.services.store();
-    assert_eq!(store.count_users().await.unwrap(), 0);
+    assert_eq!(store.count_users().await.unwrap(), 1, "the environment's administrator");
     let alice = new_user(env, "Alice");
     store.insert_user(&alice).await.unwrap();
     let stored = store.get_user_by_name("alice").await.unwrap().unwrap();
@@ -1051,9 +1052,9 @@ async fn users_are_unique_case_insensitively_and_can_be_disabled(env: &Env) {
         assert!(matches!(e, StoreError::Conflict), "{taken}: {e:?}");
     }
     store.insert_user(&new_user(env, "bob")).await.unwrap();
-    assert_eq!(store.count_users().await.unwrap(), 2);
+    assert_eq!(store.count_users().await.unwrap(), 3);
     let names: Vec<_> = store.list_users().await.unwrap().into_iter().map(|u| u.username).collect();
-    assert_eq!(names, ["alice", "bob"]);
+    assert_eq!(names, ["admin", "alice", "bob"]);
     assert!(store.get_user_by_name("carol").await.unwrap().is_none());
     assert!(store.get_user("nope").await.unwrap().is_none());
 
@@ -1188,7 +1189,7 @@ async fn api_token_names_are_unique_while_live_and_revocation_is_immediate(env: 
     // Of concurrent creations of one name, exactly one wins.
     let tasks: Vec<_> = (0..20)
         .map(|_| {
-            let services = env.services.clone();
+            let services = env.admin.clone();
             let (_, row) = new_token(env, &bob, "deploy");
             tokio::spawn(async move { services.store().insert_token(&row).await })
         })
@@ -1226,19 +1227,20 @@ async fn memberships_set_change_and_remove_roles(env: &Env) {
 
     let members = store.list_members(&shop).await.unwrap();
     let summary: Vec<_> = members.iter().map(|m| (m.username.as_str(), m.role)).collect();
-    assert_eq!(summary, [("alice", Role::Owner), ("bob", Role::Maintainer)]);
-    assert_eq!(members[1].created_at, now, "a role change keeps the membership's start");
+    // The administrator who created the project through the services is its owner.
+    assert_eq!(summary, [("admin", Role::Owner), ("alice", Role::Owner), ("bob", Role::Maintainer)]);
+    assert_eq!(members[2].created_at, now, "a role change keeps the membership's start");
     assert_eq!(
         store.projects_of(&alice.id).await.unwrap(),
         [(blog.clone(), Role::Developer), (shop.clone(), Role::Owner)]
     );
 
     // Stages come and go without touching memberships (projects cannot be deleted).
-    create(&env.services, &shop, "dev", "dev", None).await.unwrap();
-    env.services.delete_stage(&shop, "dev").await.unwrap();
+    create(&env.admin, &shop, "dev", "dev", None).await.unwrap();
+    env.admin.delete_stage(&shop, "dev").await.unwrap();
     env.clock.advance(Duration::days(2));
-    assert_eq!(env.services.purge_due().await.unwrap().len(), 1);
-    assert_eq!(store.list_members(&shop).await.unwrap().len(), 2);
+    assert_eq!(env.admin.purge_due().await.unwrap().len(), 1);
+    assert_eq!(store.list_members(&shop).await.unwrap().len(), 3);
 
     assert!(store.delete_membership(&shop, &bob.id).await.unwrap());
     assert!(!store.delete_membership(&shop, &bob.id).await.unwrap());
@@ -1321,7 +1323,7 @@ async fn invitations_are_used_once_and_never_after_expiry(env: &Env) {
     let hash = credentials::secret_hash(&second);
     let tasks: Vec<_> = (0..20)
         .map(|_| {
-            let (services, hash) = (env.services.clone(), hash.clone());
+            let (services, hash) = (env.admin.clone(), hash.clone());
             tokio::spawn(async move { services.store().take_invitation(&hash, later).await.unwrap() })
         })
         .collect();
@@ -1347,7 +1349,10 @@ async fn invitations_are_used_once_and_never_after_expiry(env: &Env) {
 
 async fn audit_events_are_listed_newest_first_and_filtered(env: &Env) {
     let store = env.services.store();
-    let shop = project(env, "Shop").await;
+    // Straight into the store: creating it through the services would be audited too.
+    let shop = "shop".to_owned();
+    let created_at = env.clock.now_for_tests();
+    store.insert_project(&pergola_domain::Project { id: shop.clone(), name: "Shop".into(), created_at }).await.unwrap();
     let event = |actor: &str, project: Option<&str>, stage: Option<&str>, kind: &str| AuditEvent {
         id: 0,
         at: env.clock.now_for_tests(),
@@ -1397,12 +1402,13 @@ async fn audit_events_are_listed_newest_first_and_filtered(env: &Env) {
     assert!(list(Some(shop), Some("nope"), None, None, 100).await.is_empty());
     // The whole instance.
     assert_eq!(ids_of(list(None, None, Some("alice"), None, 100).await), [ids[4], ids[2], ids[0]]);
-    assert_eq!(list(None, None, None, None, 100).await.len(), 6);
+    // Plus the environment's two: its administrator created and signed in.
+    assert_eq!(list(None, None, None, None, 100).await.len(), 8);
 }
 
 async fn guest_links_and_visibility_belong_to_their_stage(env: &Env) {
     let store = env.services.store();
-    let s = &env.services;
+    let s = &env.admin;
     let p = project(env, "Shop").await;
     create(s, &p, "qa", "dev", None).await.unwrap();
     create(s, &p, "prod", "prod", None).await.unwrap();
@@ -1466,7 +1472,7 @@ async fn stage_events_record_their_actor(env: &Env) {
     use pergola_domain::{EventKind as K, StageEvent};
     let store = env.services.store();
     let p = project(env, "Shop").await;
-    create(&env.services, &p, "qa", "qa", None).await.unwrap(); // the service records no actor yet
+    create(&env.admin, &p, "qa", "qa", None).await.unwrap();
     let now = env.clock.now_for_tests();
     assert!(store
         .add_event_by(&p, "qa", &StageEvent::new(now, K::Suspending, "by alice"), Some("alice"))
@@ -1477,7 +1483,7 @@ async fn stage_events_record_their_actor(env: &Env) {
     assert!(!store.add_event_by(&p, "nope", &crash, Some("alice")).await.unwrap());
     let listed = store.list_events_with_actors(&p, "qa", 10).await.unwrap();
     let summary: Vec<_> = listed.iter().map(|(e, actor)| (e.kind, actor.as_deref())).collect();
-    assert_eq!(summary, [(K::Crashed, None), (K::Suspending, Some("alice")), (K::Created, None)]);
+    assert_eq!(summary, [(K::Crashed, None), (K::Suspending, Some("alice")), (K::Created, Some("admin"))]);
     assert_eq!(listed[0].0, crash);
     let plain: Vec<_> = listed.into_iter().map(|(e, _)| e).collect();
     assert_eq!(store.list_events(&p, "qa", 10).await.unwrap(), plain);
@@ -1487,7 +1493,7 @@ async fn events_timelines_keep_the_newest_and_nothing_too_old(env: &Env) {
     use pergola_core::services::EventsKept;
     use pergola_domain::{EventKind as K, StageEvent};
     assert_eq!(EventsKept::default(), EventsKept { per_stage: 10_000, max_age: Duration::days(90) });
-    let s = env.services.with_events_kept(EventsKept { per_stage: 10, max_age: Duration::days(90) });
+    let s = env.as_admin(&env.services.with_events_kept(EventsKept { per_stage: 10, max_age: Duration::days(90) }));
     let p = project(env, "Shop").await;
     s.create_stage(&p, "a", StageType::Dev, None).await.unwrap();
     s.create_stage(&p, "b", StageType::Qa, None).await.unwrap();

@@ -88,8 +88,9 @@ impl fmt::Display for Role {
     }
 }
 
-/// Who is asking, as far as one project is concerned.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+/// Who is asking, as far as one project is concerned. Pages receive it with their data and
+/// ask [`permits`] which buttons to show (the server decides again on every request).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Actor {
     /// Administrators may do everything in every project, members or not.
     pub is_admin: bool,
@@ -705,6 +706,109 @@ impl fmt::Display for Visibility {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the dashboard, REST API and CLI show of accounts
+// ---------------------------------------------------------------------------------------------
+
+/// The longest API token name.
+pub const MAX_TOKEN_NAME_CHARS: usize = 64;
+/// The longest expiry of an API token or guest link, in days.
+pub const MAX_EXPIRY_DAYS: u32 = 3650;
+
+/// Checks an API token's name: 1 to [`MAX_TOKEN_NAME_CHARS`] characters, ASCII letters,
+/// digits, `.`, `-` and `_`. Returns it trimmed; the error is for the `name` field.
+pub fn validate_token_name(input: &str) -> Result<String, Error> {
+    let name = input.trim();
+    if name.is_empty() {
+        return Err(Error::validation("name", "Token name is required."));
+    }
+    if name.len() > MAX_TOKEN_NAME_CHARS
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    {
+        return Err(Error::validation(
+            "name",
+            format!("Token name must be 1 to {MAX_TOKEN_NAME_CHARS} letters, digits, '.', '-' or '_'."),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// Checks an expiry in days (1 to [`MAX_EXPIRY_DAYS`]); the error is for `field`.
+pub fn validate_expiry_days(field: &str, days: Option<u32>) -> Result<Option<u32>, Error> {
+    match days {
+        Some(d) if d == 0 || d > MAX_EXPIRY_DAYS => {
+            Err(Error::validation(field, format!("The expiry must be 1 to {MAX_EXPIRY_DAYS} days.")))
+        }
+        other => Ok(other),
+    }
+}
+
+/// The signed-in user, as `whoami` shows them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Me {
+    pub username: String,
+    pub is_admin: bool,
+    /// The API token the request was made with (`None`: a dashboard session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// A personal API token as it is listed: never its value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenInfo {
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A token just created: its value is shown this once and never again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreatedToken {
+    pub name: String,
+    /// The bearer token (`pgt_…`).
+    pub token: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A user as administrators see them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserInfo {
+    pub username: String,
+    pub is_admin: bool,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A member of a project.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Member {
+    pub username: String,
+    pub role: Role,
+    pub since: DateTime<Utc>,
+}
+
+/// One change in a project's activity (the audit trail): who did what, when, from where.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    /// A username, `NAME (token T)` for an API token, or `system`.
+    pub actor: String,
+    pub address: Option<String>,
+    pub stage_id: Option<String>,
+    /// e.g. `stage.created`, `release.deployed`, `member.added`.
+    pub kind: String,
+    pub target: String,
+    pub message: String,
 }
 
 #[cfg(test)]

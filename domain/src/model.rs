@@ -92,6 +92,9 @@ pub struct StageActivity {
     pub components: Vec<crate::runtime::ComponentStatus>,
     pub logs: Vec<(String, Vec<crate::runtime::LogLine>)>,
     pub links: Vec<crate::share::ShareLink>,
+    /// Who is looking: the page shows only the buttons [`crate::permits`] allows.
+    #[serde(default)]
+    pub actor: crate::Actor,
 }
 
 /// What a stage card shows besides the stage: its running release and its components.
@@ -115,6 +118,10 @@ pub struct ProjectOverview {
     #[cfg_attr(feature = "openapi", schema(ignore))]
     #[serde(default)]
     pub summaries: std::collections::BTreeMap<String, StageSummary>,
+    /// Who is looking: the page shows only the buttons [`crate::permits`] allows.
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    #[serde(default)]
+    pub actor: crate::Actor,
 }
 
 /// The answer of the live Stage ID check in the "+ NEW STAGE" popup.

@@ -175,15 +175,18 @@ pub struct StageEvent {
     /// The component it is about, for what the runtime observed.
     pub component: Option<String>,
     pub message: String,
+    /// Who caused it (a username, `NAME (token T)`); `None` for what the system did or observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 impl StageEvent {
     pub fn new(at: DateTime<Utc>, kind: EventKind, message: impl Into<String>) -> Self {
-        Self { at, kind, component: None, message: message.into() }
+        Self { at, kind, component: None, message: message.into(), actor: None }
     }
 
     pub fn of_component(at: DateTime<Utc>, kind: EventKind, component: &str, message: impl Into<String>) -> Self {
-        Self { at, kind, component: Some(component.to_owned()), message: message.into() }
+        Self { at, kind, component: Some(component.to_owned()), message: message.into(), actor: None }
     }
 }
 

@@ -295,3 +295,78 @@ mod tests {
         assert!(e.is_for("retention_qa"));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Access: sign-in, tokens, users, members (issue 9)
+// ---------------------------------------------------------------------------------------------
+
+/// Signs in with a username and password and creates a personal API token (what
+/// `pergola login` does). A wrong username or password answers 401 without saying which.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Login {
+    pub username: String,
+    pub password: String,
+    /// The new token's name (default `cli`); a token of that name is replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_name: Option<String>,
+    /// Days until the token expires (1 to 3650); without it, it does not expire.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
+    #[serde(default, deserialize_with = "whole_u32", skip_serializing_if = "Option::is_none")]
+    pub expires_in_days: Option<u32>,
+}
+
+/// A new personal API token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NewToken {
+    /// 1 to 64 characters: letters, digits, `-`, `_` and `.`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9._-]{1,64}$"))]
+    pub name: String,
+    /// Days until it expires (1 to 3650); without it, it does not expire.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
+    #[serde(default, deserialize_with = "whole_u32", skip_serializing_if = "Option::is_none")]
+    pub expires_in_days: Option<u32>,
+}
+
+/// A new user (administrators only).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NewUser {
+    /// 1 to 64 characters: lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit.
+    pub username: String,
+    /// At least 10 characters.
+    pub password: String,
+    /// Grants the administrator role.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// Changes to a user (administrators only); absent fields keep their value. Disabling a user
+/// ends their sessions and stops their tokens at once.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<bool>,
+}
+
+/// A user's own new password; `current` must be right.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PasswordChange {
+    pub current: String,
+    pub new: String,
+}
+
+/// Makes a user a member of a project, or changes their role.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MemberInput {
+    pub username: String,
+    pub role: crate::access::Role,
+}

@@ -1,12 +1,12 @@
 //! Read models: what a page, an API client or the CLI shows of a stage in one answer.
 
-use super::Services;
+use super::Acting;
 use pergola_domain::{Error, StageActivity};
 
 /// How many of a component's last output lines [`Services::stage_activity`] shows.
 pub const LOG_LINES_SHOWN: usize = 30;
 
-impl Services {
+impl Acting {
     /// What runs on a live stage: the stage as it is now, its timeline, its releases (newest
     /// first), its components with their last [`LOG_LINES_SHOWN`] output lines, and its share
     /// links.
@@ -21,7 +21,8 @@ impl Services {
             let keep = lines.len().saturating_sub(LOG_LINES_SHOWN);
             logs.push((c.name.clone(), lines.split_off(keep)));
         }
-        let links = self.share_links(project_id, stage_id).await?;
-        Ok(StageActivity { stage, events, releases, components, logs, links })
+        let links = self.links_of(project_id, stage_id, &components);
+        let actor = self.actor(project_id).await?;
+        Ok(StageActivity { stage, events, releases, components, logs, links, actor })
     }
 }

@@ -1,11 +1,12 @@
 //! The configuration of a stage.
 
-use super::{internal, Services};
+use super::{internal, Acting};
 use crate::secrets::Place;
 use crate::store::ConfigValue;
+use pergola_domain::access::Action;
 use pergola_domain::{validate_config, ConfigEntry, Error, EventKind, StageEvent};
 
-impl Services {
+impl Acting {
     /// The configuration of a live stage; secret values are masked (`None`).
     pub async fn config(&self, project_id: &str, stage_id: &str) -> Result<Vec<ConfigEntry>, Error> {
         self.get_stage(project_id, stage_id).await?;
@@ -43,8 +44,8 @@ impl Services {
         secret: bool,
     ) -> Result<ConfigEntry, Error> {
         let key = key.trim();
+        self.live(self.allow_stage(Action::ConfigureStage, project_id, stage_id).await?)?;
         validate_config(key, value)?;
-        self.get_stage(project_id, stage_id).await?;
         // A secret's value is sealed before it reaches the database.
         // It is bound to its place: copied into another stage's or key's row, it does not open.
         let stored = if secret {
@@ -54,7 +55,7 @@ impl Services {
         };
         let entry = ConfigValue { key: key.to_owned(), value: stored, secret, updated_at: self.clock.now() };
         if !self.store.set_config(project_id, stage_id, &entry).await.map_err(internal("set a setting"))? {
-            return Err(self.get_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));
+            return Err(self.live_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));
         }
         let what = if secret { "Secret" } else { "Setting" };
         let message = format!("{what} {key} set; it applies with the next release.");
@@ -64,7 +65,7 @@ impl Services {
 
     /// Removes one setting of a live stage.
     pub async fn unset_config(&self, project_id: &str, stage_id: &str, key: &str) -> Result<(), Error> {
-        self.get_stage(project_id, stage_id).await?;
+        self.live(self.allow_stage(Action::ConfigureStage, project_id, stage_id).await?)?;
         if !self.store.unset_config(project_id, stage_id, key.trim()).await.map_err(internal("unset a setting"))? {
             return Err(Error::not_found(format!("Stage '{stage_id}' has no setting '{}'.", key.trim())));
         }

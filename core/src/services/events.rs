@@ -1,6 +1,7 @@
 //! A stage's timeline.
 
-use super::{internal, record, Services, EVENTS_SHOWN};
+use super::{internal, record, Acting, Services, EVENTS_SHOWN};
+use pergola_domain::access::Action;
 use pergola_domain::{Error, StageEvent};
 
 impl Services {
@@ -14,12 +15,6 @@ impl Services {
     /// health changes) in its timeline.
     pub async fn record_observed(&self, project_id: &str, stage_id: &str, event: StageEvent) {
         self.record(project_id, stage_id, event).await;
-    }
-
-    /// A stage's events timeline, newest first (live or archived stage).
-    pub async fn events(&self, project_id: &str, stage_id: &str) -> Result<Vec<StageEvent>, Error> {
-        self.any_stage(project_id, stage_id).await?;
-        self.store.list_events(project_id, stage_id, EVENTS_SHOWN).await.map_err(internal("list the stage events"))
     }
 
     /// Bounds the events timelines (see [`super::EventsKept`]): deletes the events older than
@@ -39,5 +34,13 @@ impl Services {
     #[cfg(feature = "testing")]
     pub fn store(&self) -> &dyn crate::Store {
         &*self.store
+    }
+}
+
+impl Acting {
+    /// A stage's events timeline, newest first (live or archived stage).
+    pub async fn events(&self, project_id: &str, stage_id: &str) -> Result<Vec<StageEvent>, Error> {
+        self.allow_stage(Action::ReadStage, project_id, stage_id).await?;
+        self.store.list_events(project_id, stage_id, EVENTS_SHOWN).await.map_err(internal("list the stage events"))
     }
 }

@@ -6,6 +6,7 @@
 //! failures to [`Error`]: users see a clear message, the server log keeps the detail and the
 //! operation that failed.
 
+mod access;
 mod activity;
 mod config;
 mod demo;
@@ -18,6 +19,7 @@ mod retention;
 mod runtime;
 mod stages;
 
+pub use access::{Acting, Caller, FirstRun, NewSession};
 pub use activity::LOG_LINES_SHOWN;
 pub use demo::DEMO_MANIFEST;
 use proxy_cache::ProxyCache;
@@ -63,6 +65,12 @@ pub struct Services {
     locks: Arc<StageLocks>,
     /// How much of the events timelines [`Services::prune_events`] keeps.
     events_kept: EventsKept,
+    /// The first run's setup code, and whether users exist.
+    auth: Arc<access::AuthState>,
+    /// When failed sign-ins lock a username out from an address.
+    throttle: pergola_domain::Throttle,
+    /// When sessions end.
+    sessions: pergola_domain::SessionPolicy,
 }
 
 /// How much of each stage's events timeline is kept: its newest `per_stage` events, none older
@@ -134,7 +142,15 @@ impl Services {
             locks: Arc::default(),
             proxy_cache: Arc::default(),
             events_kept: EventsKept::default(),
+            auth: Arc::default(),
+            throttle: pergola_domain::Throttle::default(),
+            sessions: pergola_domain::SessionPolicy::default(),
         }
+    }
+
+    /// How long a session lasts at most, whatever its use (the cookie's `Max-Age`).
+    pub fn session_lifetime(&self) -> chrono::Duration {
+        self.sessions.absolute
     }
 
     /// The lock that serializes the runtime operations of one stage.

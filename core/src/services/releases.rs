@@ -1,16 +1,18 @@
 //! Builds and releases.
 
-use super::{internal, Services, ANSWER_WITHIN};
+use super::{internal, Acting, Services, ANSWER_WITHIN};
 use crate::StoreError;
+use pergola_domain::access::Action;
 use pergola_domain::{parse_manifest, Build, Error, EventKind, Release, StageEvent, StageStatus};
 use std::collections::BTreeMap;
 
-impl Services {
+impl Acting {
     /// Registers a build of a project from its manifest; the build's files are in `workdir`
     /// (an absolute directory on this machine). A malformed manifest is refused with the line
     /// and the reason.
     pub async fn register_build(&self, project_id: &str, manifest: &str, workdir: &str) -> Result<Build, Error> {
         self.get_project(project_id).await?;
+        self.allow(Action::RegisterBuild, None, project_id).await?;
         let parsed = parse_manifest(manifest)?;
         let workdir = workdir.trim();
         if !std::path::Path::new(workdir).is_absolute() {
@@ -29,6 +31,9 @@ impl Services {
         };
         let uid = uuid::Uuid::new_v4().to_string();
         build.number = retry_on_conflict(|| self.store.insert_build(&uid, &build), internal("insert a build")).await?;
+        let version = build.version.as_deref().map(|v| format!(" ({v})")).unwrap_or_default();
+        let message = format!("Build {}{version} registered from {}.", build.number, build.workdir);
+        self.audit(Some(project_id), None, "build.registered", &build.number.to_string(), message).await;
         Ok(build)
     }
 
@@ -42,7 +47,7 @@ impl Services {
     /// Deploys a build to a live stage as its new release, with a snapshot of the stage's
     /// configuration. The new release replaces the running one.
     pub async fn deploy(&self, project_id: &str, stage_id: &str, build_number: i64) -> Result<Release, Error> {
-        self.get_stage(project_id, stage_id).await?;
+        self.live(self.allow_stage(Action::Deploy, project_id, stage_id).await?)?;
         let build = self
             .store
             .get_build(project_id, build_number)
@@ -58,7 +63,7 @@ impl Services {
             .await
             .map_err(internal("snapshot the configuration for a release"))?
             .into_iter()
-            .map(|v| (v.key, Self::to_snapshot(v.value, v.secret)))
+            .map(|v| (v.key, Services::to_snapshot(v.value, v.secret)))
             .collect();
         let now = self.clock.now();
         let number = retry_on_conflict(
@@ -67,18 +72,18 @@ impl Services {
         )
         .await?;
         let Some(number) = number else {
-            return Err(self.get_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));
+            return Err(self.live_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));
         };
         // This deploy's release (a concurrent one may already have recorded a newer one).
         let release = self
-            .releases(project_id, stage_id)
+            .release_rows(project_id, stage_id)
             .await?
             .into_iter()
             .find(|r| r.number == number)
             .ok_or_else(Error::internal)?;
         let version = build.build.version.as_deref().map(|v| format!(" ({v})")).unwrap_or_default();
         // A suspended stage keeps its new release for when it is resumed.
-        let stage = self.get_stage(project_id, stage_id).await?;
+        let stage = self.live_stage(project_id, stage_id).await?;
         let when = if stage.status == StageStatus::Running { "" } else { "; it runs when the stage is resumed" };
         let message = format!("Release {} deployed: build {build_number}{version}{when}.", release.number);
         self.record(project_id, stage_id, StageEvent::new(now, EventKind::Deployed, message)).await;
@@ -86,7 +91,7 @@ impl Services {
             // The previous release stops gracefully first, which may take the grace period:
             // answer after a moment and let it go on in the background (the stage page shows
             // the old components stopping, then the new ones starting).
-            let services = self.clone();
+            let services = self.services().clone();
             let number = release.number;
             let task = tokio::spawn(async move {
                 let started = services.start_current(&stage).await;
@@ -116,7 +121,14 @@ impl Services {
 
     /// A stage's releases, newest (the running one) first.
     pub async fn releases(&self, project_id: &str, stage_id: &str) -> Result<Vec<Release>, Error> {
-        self.any_stage(project_id, stage_id).await?;
+        self.allow_stage(Action::ReadStage, project_id, stage_id).await?;
+        self.release_rows(project_id, stage_id).await
+    }
+}
+
+impl Services {
+    /// A stage's releases, newest first, whoever asks.
+    pub(super) async fn release_rows(&self, project_id: &str, stage_id: &str) -> Result<Vec<Release>, Error> {
         let rows = self.store.list_releases(project_id, stage_id).await.map_err(internal("list the releases"))?;
         Ok(rows
             .into_iter()

@@ -1,6 +1,7 @@
 //! Administration: the retention of archived stages.
 
-use super::{internal, Services};
+use super::{internal, Acting, Services};
+use pergola_domain::access::Action;
 use pergola_domain::{Error, RetentionPolicy, StageType};
 
 const RETENTION_KEYS: [(StageType, &str); 3] = [
@@ -31,15 +32,23 @@ impl Services {
         }
         Ok(policy)
     }
+}
 
+impl Acting {
     /// Sets the retention per type (checked against the same bounds as an administrator's
     /// input). Applies to stages archived from now on; already archived stages keep their
     /// deletion date.
     pub async fn set_retention(&self, policy: RetentionPolicy) -> Result<RetentionPolicy, Error> {
+        self.allow(Action::AdministerPolicies, None, "").await?;
         policy.validate()?;
         let pairs: Vec<(&str, String)> =
             RETENTION_KEYS.iter().map(|(t, key)| (*key, policy.days(*t).to_string())).collect();
         self.store.put_settings(&pairs).await.map_err(internal("save the retention settings"))?;
+        let message = format!(
+            "Retention set: DEV {} days, QA {} days, PROD {} days.",
+            policy.dev_days, policy.qa_days, policy.prod_days
+        );
+        self.audit(None, None, "retention.updated", "retention", message).await;
         Ok(policy)
     }
 }

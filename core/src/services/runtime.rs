@@ -1,34 +1,44 @@
 //! What runs: share links, components, logs, and starting / stopping a stage's release.
 
-use super::{grace, internal, Services, ANSWER_WITHIN};
+use super::{grace, internal, Acting, Services, ANSWER_WITHIN};
 use crate::secrets::Place;
 use crate::{StageKey, StageSpec, StopReport};
 use pergola_domain::runtime::{ComponentStatus, LogLine};
 use pergola_domain::share::ShareLink;
 use pergola_domain::{parse_manifest, ComponentKind, Error, EventKind, Stage, StageEvent, StageStatus};
 
-impl Services {
-    /// The share links of a stage's running service components.
+impl Acting {
+    /// The share links of a stage's service components.
     pub async fn share_links(&self, project_id: &str, stage_id: &str) -> Result<Vec<ShareLink>, Error> {
         let components = self.components(project_id, stage_id).await?;
-        Ok(components
-            .into_iter()
-            .filter(|c| c.kind == ComponentKind::Service)
-            .map(|c| ShareLink { url: self.share.url(&c.name, stage_id, project_id), component: c.name })
-            .collect())
+        Ok(self.links_of(project_id, stage_id, &components))
     }
 
-    /// The components of a stage as its runtime observes them (none without a runtime).
+    /// What runs of a live stage, as the runtime sees it.
     pub async fn components(&self, project_id: &str, stage_id: &str) -> Result<Vec<ComponentStatus>, Error> {
         self.get_stage(project_id, stage_id).await?;
         Ok(self.runtime.status(&StageKey::new(project_id, stage_id)))
     }
 
-    /// A live stage and its components as observed now, with one look-up in the store (the
-    /// share-link proxy asks this on every request).
-    /// The stage is remembered for [`PROXY_CACHE_TTL`]; any change to a stage made through
-    /// these services forgets everything remembered, so a suspend is seen at once here (other
-    /// servers on the same database see it within the TTL).
+    /// The last output lines of a component of a live stage.
+    pub async fn logs(&self, project_id: &str, stage_id: &str, component: &str) -> Result<Vec<LogLine>, Error> {
+        self.get_stage(project_id, stage_id).await?;
+        Ok(self.runtime.logs(&StageKey::new(project_id, stage_id), component))
+    }
+}
+
+impl Services {
+    /// The share links of the service components among `components`.
+    pub(super) fn links_of(&self, project_id: &str, stage_id: &str, components: &[ComponentStatus]) -> Vec<ShareLink> {
+        components
+            .iter()
+            .filter(|c| c.kind == ComponentKind::Service)
+            .map(|c| ShareLink { url: self.share.url(&c.name, stage_id, project_id), component: c.name.clone() })
+            .collect()
+    }
+
+    /// A live stage and what runs of it, for the share-link proxy (which decides itself who
+    /// may see it): the stage is remembered for up to [`super::PROXY_CACHE_TTL`].
     pub async fn stage_with_components(
         &self,
         project_id: &str,
@@ -39,7 +49,7 @@ impl Services {
             Some(stage) => stage,
             None => {
                 let generation = self.proxy_cache.generation();
-                let stage = self.get_stage(project_id, stage_id).await?;
+                let stage = self.live_stage(project_id, stage_id).await?;
                 self.proxy_cache.put(key, stage.clone(), generation);
                 stage
             }
@@ -48,19 +58,13 @@ impl Services {
         Ok((stage, components))
     }
 
-    /// The last output lines of a component.
-    pub async fn logs(&self, project_id: &str, stage_id: &str, component: &str) -> Result<Vec<LogLine>, Error> {
-        self.get_stage(project_id, stage_id).await?;
-        Ok(self.runtime.logs(&StageKey::new(project_id, stage_id), component))
-    }
-
     /// Starts the current release of every running live stage (the server calls this at
     /// start-up: what should run, runs again). A stage that cannot start is logged and counted,
     /// and the next one is tried; only failing to list the projects or a project's stages ends
     /// it early.
     pub async fn reconcile(&self) -> Result<ReconcileReport, Error> {
         let mut report = ReconcileReport::default();
-        for project in self.list_projects().await? {
+        for project in self.store.list_projects().await.map_err(internal("list the projects to reconcile"))? {
             for stage in self.store.list_stages(&project.id).await.map_err(internal("list the stages to reconcile"))? {
                 if stage.status == StageStatus::Suspending {
                     // The server stopped while the stage was being suspended: nothing of it
@@ -185,7 +189,7 @@ impl Services {
             Ok(Some(StageStatus::Running)) => {
                 let message = format!("Resumed: {message}; started again with its last release.");
                 self.record(project_id, stage_id, StageEvent::new(now, EventKind::Started, message)).await;
-                let Ok(stage) = self.get_stage(project_id, stage_id).await else { return false };
+                let Ok(stage) = self.live_stage(project_id, stage_id).await else { return false };
                 match self.start_current(&stage).await {
                     Ok(started) => started,
                     Err(e) => {

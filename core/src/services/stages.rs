@@ -1,7 +1,8 @@
 //! Stages: ID check, create, read, update.
 
-use super::{capitalized, internal, Services};
+use super::{capitalized, internal, Acting, Services};
 use crate::StoreError;
+use pergola_domain::access::Action;
 use pergola_domain::wire::StageUpdate;
 use pergola_domain::{
     check_grace, derive_id, format_time, numbered_id, suggestion_stem, validate_id, validate_name, Error, EventKind,
@@ -9,7 +10,7 @@ use pergola_domain::{
 };
 use std::collections::HashSet;
 
-impl Services {
+impl Acting {
     /// The live check of the "+ NEW STAGE" popup: is `id` valid and free in the project?
     pub async fn check_stage_id(&self, project_id: &str, id: &str) -> Result<IdCheck, Error> {
         self.get_project(project_id).await?;
@@ -39,6 +40,7 @@ impl Services {
         id: Option<&str>,
     ) -> Result<Stage, Error> {
         self.get_project(project_id).await?;
+        self.allow(Action::CreateStage, Some(stage_type), project_id).await?;
         let name = validate_name("Stage", name)?;
         let id = chosen_id(IdKind::Stage, &name, id)?;
         let now = self.clock.now();
@@ -71,15 +73,8 @@ impl Services {
 
     /// A live stage. An archived one is reported as not found, with a hint to restore it.
     pub async fn get_stage(&self, project_id: &str, stage_id: &str) -> Result<Stage, Error> {
-        let stage = self.any_stage(project_id, stage_id).await?;
-        match stage.purge_due_at {
-            None => Ok(stage),
-            Some(due) => Err(Error::not_found(format!(
-                "Stage '{stage_id}' was deleted and is archived until {}. Restore it from the \
-                 archived stages of project '{project_id}'.",
-                format_time(due)
-            ))),
-        }
+        self.allow(Action::ReadStage, None, project_id).await?;
+        self.live_stage(project_id, stage_id).await
     }
 
     /// The live stages of a project, oldest first; with `archived`, its archived stages
@@ -90,24 +85,19 @@ impl Services {
         Ok(if archived { archived_stages } else { live })
     }
 
-    /// A project's live stages (oldest first) and archived ones (the latest deleted first).
-    pub(super) async fn live_and_archived(&self, project_id: &str) -> Result<(Vec<Stage>, Vec<Stage>), Error> {
-        let all = self.store.list_stages(project_id).await.map_err(internal("list the stages of a project"))?;
-        let (mut archived, live): (Vec<_>, Vec<_>) = all.into_iter().partition(Stage::is_archived);
-        archived.sort_by_key(|s| std::cmp::Reverse(s.archived_at));
-        Ok((live, archived))
-    }
-
     /// Changes the display name, type and grace period of a live stage, each when given; its
     /// ID never changes. The changes apply to the stage as it is read, and are written only if
     /// it is still so (compare-and-set): a concurrent change is read again, never overwritten.
+    /// Changing the type needs the right to change a stage of both types.
     pub async fn update_stage(&self, project_id: &str, stage_id: &str, update: StageUpdate) -> Result<Stage, Error> {
         let name = update.name.as_deref().map(|n| validate_name("Stage", n)).transpose()?;
         let grace = update.grace_secs.map(check_grace).transpose()?;
         for _ in 0..20 {
-            let before = self.get_stage(project_id, stage_id).await?;
+            let before = self.allow_stage(Action::UpdateStage, project_id, stage_id).await?;
+            let before = self.live(before)?;
             let name = name.clone().unwrap_or_else(|| before.name.clone());
             let stage_type = update.stage_type.unwrap_or(before.stage_type);
+            self.allow(Action::UpdateStage, Some(stage_type), project_id).await?;
             let grace = grace.unwrap_or(before.grace_secs);
             let now = self.clock.now();
             let updated = self.store.update_stage(&before, &name, stage_type, grace, now).await;
@@ -130,16 +120,45 @@ impl Services {
                 let message = capitalized(&changes.join(", ")) + ".";
                 self.record(project_id, stage_id, StageEvent::new(now, EventKind::Updated, message)).await;
             }
-            return self.get_stage(project_id, stage_id).await;
+            return self.live_stage(project_id, stage_id).await;
         }
         Err(Error::invalid_state(format!("Stage '{stage_id}' changed while you were acting on it; please try again.")))
+    }
+}
+
+impl Services {
+    /// A live stage, whoever asks. An archived one is reported as not found, with a hint to
+    /// restore it.
+    pub(super) async fn live_stage(&self, project_id: &str, stage_id: &str) -> Result<Stage, Error> {
+        let stage = self.any_stage(project_id, stage_id).await?;
+        self.live(stage)
+    }
+
+    /// `stage` if it is live, else the not-found error with the hint to restore it.
+    pub(super) fn live(&self, stage: Stage) -> Result<Stage, Error> {
+        let (project_id, stage_id) = (&stage.project_id, &stage.id);
+        match stage.purge_due_at {
+            None => Ok(stage),
+            Some(due) => Err(Error::not_found(format!(
+                "Stage '{stage_id}' was deleted and is archived until {}. Restore it from the \
+                 archived stages of project '{project_id}'.",
+                format_time(due)
+            ))),
+        }
+    }
+
+    pub(super) async fn live_and_archived(&self, project_id: &str) -> Result<(Vec<Stage>, Vec<Stage>), Error> {
+        let all = self.store.list_stages(project_id).await.map_err(internal("list the stages of a project"))?;
+        let (mut archived, live): (Vec<_>, Vec<_>) = all.into_iter().partition(Stage::is_archived);
+        archived.sort_by_key(|s| std::cmp::Reverse(s.archived_at));
+        Ok((live, archived))
     }
 
     pub(super) async fn any_stage(&self, project_id: &str, stage_id: &str) -> Result<Stage, Error> {
         match self.store.get_stage(project_id, stage_id).await.map_err(internal("read a stage"))? {
             Some(stage) => Ok(stage),
             None => {
-                self.get_project(project_id).await?;
+                self.project(project_id).await?;
                 Err(Error::not_found(format!("Project '{project_id}' has no stage '{stage_id}'.")))
             }
         }

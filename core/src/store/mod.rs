@@ -275,8 +275,8 @@ pub trait Store: Send + Sync {
     /// A stage's releases (live or archived stage), newest first.
     async fn list_releases(&self, project_id: &str, stage_id: &str) -> StoreResult<Vec<ReleaseRow>>;
 
-    /// Appends an event to a stage's timeline (live or archived). False when there is no
-    /// such stage.
+    /// Appends an event to a stage's timeline (live or archived), with its actor if it has one.
+    /// False when there is no such stage.
     async fn add_event(&self, project_id: &str, stage_id: &str, event: &StageEvent) -> StoreResult<bool>;
     /// A stage's last `limit` events, newest first.
     async fn list_events(&self, project_id: &str, stage_id: &str, limit: i64) -> StoreResult<Vec<StageEvent>>;

@@ -597,7 +597,7 @@ macro_rules! sql_store {
             }
 
             async fn add_event(&self, project_id: &str, stage_id: &str, e: &StageEvent) -> StoreResult<bool> {
-                self.add_event_by(project_id, stage_id, e, None).await
+                self.add_event_by(project_id, stage_id, e, e.actor.as_deref()).await
             }
 
             async fn add_event_by(
@@ -658,8 +658,9 @@ macro_rules! sql_store {
                                 .ok_or_else(|| StoreError::Corrupt(format!("unknown event kind '{kind}'")))?,
                             component: row.try_get("component")?,
                             message: row.try_get("message")?,
+                            actor: row.try_get("actor")?,
                         };
-                        Ok((event, row.try_get("actor")?))
+                        Ok((event.clone(), event.actor))
                     })
                     .collect()
             }

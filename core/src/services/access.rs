@@ -1,0 +1,748 @@
+//! Who acts, and what they may do.
+//!
+//! - **Authentication** (on [`Services`], before anyone is known): the first run (an
+//!   administrator from the environment, or the one-time setup code printed in the log),
+//!   sign-in with the throttle, sessions (the dashboard's cookie) and API tokens (bearer).
+//!   Each answers with a [`Caller`].
+//! - **Acting** ([`Acting`]): the services as one signed-in user. Every operation a user can ask
+//!   for is a method of `Acting`, and each checks the domain's permission table
+//!   ([`pergola_domain::access`]) before it reads or changes anything: outsiders get the same
+//!   404 as for a project that does not exist, members without the role a 403 naming it.
+//!   What they change is recorded with their name (the stage timelines and the audit trail).
+//! - **Accounts**: users (administrators), the caller's own password and API tokens, project
+//!   members (owners), and the project's activity.
+
+use super::{internal, Services};
+use crate::credentials::{self, SecretKind};
+use crate::store::{AuditEvent, AuditFilter, SessionRow, TokenRow, UserRow};
+use crate::StoreError;
+use chrono::Duration;
+use pergola_domain::access::{self, Action, Actor, Role};
+use pergola_domain::wire::{NewUser, UserPatch};
+use pergola_domain::{AuditEntry, CreatedToken, Error, ErrorKind, Me, Member, Stage, StageEvent, TokenInfo, UserInfo};
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+
+/// A signed-in user making a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: String,
+    pub username: String,
+    pub is_admin: bool,
+    /// The name of the API token the request carried; `None` for a dashboard session.
+    pub token: Option<String>,
+    /// The client's address, for the audit trail.
+    pub address: Option<String>,
+}
+
+impl Caller {
+    fn of(user: &UserRow, token: Option<String>, address: Option<&str>) -> Self {
+        Self {
+            user_id: user.id.clone(),
+            username: user.username.clone(),
+            is_admin: user.is_admin,
+            token,
+            address: address.map(str::to_owned),
+        }
+    }
+
+    /// How the audit trail and the timelines name them: `alice`, or `alice (token ci)`.
+    pub fn name(&self) -> String {
+        match &self.token {
+            None => self.username.clone(),
+            Some(token) => format!("{} (token {token})", self.username),
+        }
+    }
+
+    pub fn me(&self) -> Me {
+        Me { username: self.username.clone(), is_admin: self.is_admin, token: self.token.clone() }
+    }
+}
+
+/// A session just begun: the cookie's value (shown to no one else) and who it signs in.
+#[derive(Clone, Debug)]
+pub struct NewSession {
+    pub secret: String,
+    pub caller: Caller,
+}
+
+/// What a fresh instance did at start-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FirstRun {
+    /// Users exist: nothing to do.
+    Ready,
+    /// The administrator named in the environment was created.
+    AdminCreated(String),
+    /// Nobody can sign in yet: the first visitor must type this code (printed in the log).
+    SetupCode(String),
+}
+
+/// The state behind authentication, shared by every clone of the services.
+#[derive(Default)]
+pub(super) struct AuthState {
+    /// The one-time setup code while the instance has no user.
+    setup_code: Mutex<Option<String>>,
+    /// Set once a user exists (it never goes back).
+    has_users: std::sync::atomic::AtomicBool,
+}
+
+/// Sessions and tokens record their use at most this often (a write per request would be
+/// wasteful); an idle expiry is therefore accurate to this much.
+const TOUCH_EVERY: Duration = Duration::seconds(60);
+
+/// The one wrong-credentials message: it never says whether the username exists.
+const WRONG_CREDENTIALS: &str = "Wrong username or password.";
+
+fn wrong_credentials() -> Error {
+    Error::new(ErrorKind::Unauthenticated, WRONG_CREDENTIALS)
+}
+
+/// Verifies a password off the async threads (Argon2 takes tens of milliseconds of CPU).
+async fn verify(password: &str, hash: Option<String>) -> bool {
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || match hash {
+        Some(hash) => credentials::verify_password(&password, &hash),
+        None => credentials::verify_password_of_nobody(&password),
+    })
+    .await
+    .unwrap_or(false)
+}
+
+async fn hash(password: &str) -> Result<String, Error> {
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || credentials::hash_password(&password))
+        .await
+        .map_err(|_| Error::internal())?
+        .map_err(|e| {
+            tracing::error!(error = %e, "could not hash a password");
+            Error::internal()
+        })
+}
+
+/// A setup code: 16 characters of an alphabet without look-alikes (80 random bits), in
+/// groups of four.
+fn new_setup_code() -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let secret = credentials::new_secret(SecretKind::Invitation);
+    let digest = credentials::secret_hash(&secret);
+    let chars: Vec<char> = digest
+        .as_bytes()
+        .chunks(2)
+        .take(16)
+        .map(|pair| {
+            let byte = u8::from_str_radix(std::str::from_utf8(pair).unwrap_or("00"), 16).unwrap_or(0);
+            ALPHABET[usize::from(byte) % 32] as char
+        })
+        .collect();
+    chars.chunks(4).map(|group| group.iter().collect::<String>()).collect::<Vec<_>>().join("-")
+}
+
+/// Compares two strings in time independent of where they differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Services {
+    /// At start-up: when no user exists, creates the administrator `admin` (username,
+    /// password) if given, else makes the one-time setup code the first visitor must type.
+    pub async fn prepare_first_run(&self, admin: Option<(&str, &str)>) -> Result<FirstRun, Error> {
+        if self.store.count_users().await.map_err(internal("count the users"))? > 0 {
+            self.auth.has_users.store(true, std::sync::atomic::Ordering::Relaxed);
+            return Ok(FirstRun::Ready);
+        }
+        if let Some((username, password)) = admin {
+            let user = self.insert_user(username, password, true).await?;
+            self.system_audit(None, "user.created", &user.username, "Administrator created from the environment.")
+                .await;
+            return Ok(FirstRun::AdminCreated(user.username));
+        }
+        let code = new_setup_code();
+        *self.auth.setup_code.lock().expect("setup code") = Some(code.clone());
+        Ok(FirstRun::SetupCode(code))
+    }
+
+    /// Whether the instance still waits for its first administrator (nothing else is
+    /// reachable until then).
+    pub async fn needs_setup(&self) -> Result<bool, Error> {
+        if self.auth.has_users.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let none = self.store.count_users().await.map_err(internal("count the users"))? == 0;
+        if !none {
+            self.auth.has_users.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(none)
+    }
+
+    /// "Create the administrator account": with the setup code from the log, creates the
+    /// first administrator and signs them in. The code works once.
+    pub async fn complete_setup(
+        &self,
+        code: &str,
+        username: &str,
+        password: &str,
+        address: Option<&str>,
+    ) -> Result<NewSession, Error> {
+        let username = access::validate_username(username)?;
+        access::validate_password(password)?;
+        let taken = {
+            let mut slot = self.auth.setup_code.lock().expect("setup code");
+            match slot.as_deref() {
+                Some(expected) if same(expected, code.trim().to_ascii_uppercase().as_str()) => slot.take(),
+                _ => None,
+            }
+        };
+        let Some(code) = taken else {
+            return Err(if self.needs_setup().await? {
+                Error::validation("code", "That is not the setup code printed in the server's log.")
+            } else {
+                Error::invalid_state("This instance is already set up: sign in.")
+            });
+        };
+        let user = match self.insert_user(&username, password, true).await {
+            Ok(user) => user,
+            Err(e) => {
+                *self.auth.setup_code.lock().expect("setup code") = Some(code);
+                return Err(e);
+            }
+        };
+        let caller = Caller::of(&user, None, address);
+        self.acting(caller.clone())
+            .audit(None, None, "user.created", &user.username, "Administrator created with the setup code.".into())
+            .await;
+        let secret = self.start_session(&caller).await?;
+        Ok(NewSession { secret, caller })
+    }
+
+    /// Adds a user (checked username and password); the store's `Conflict` is a taken name.
+    async fn insert_user(&self, username: &str, password: &str, is_admin: bool) -> Result<UserRow, Error> {
+        let username = access::validate_username(username)?;
+        access::validate_password(password)?;
+        let now = self.clock.now();
+        let user = UserRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            username,
+            password_hash: hash(password).await?,
+            is_admin,
+            disabled_at: None,
+            created_at: now,
+            password_changed_at: now,
+        };
+        match self.store.insert_user(&user).await {
+            Ok(()) => {
+                self.auth.has_users.store(true, std::sync::atomic::Ordering::Relaxed);
+                Ok(user)
+            }
+            Err(StoreError::Conflict) => {
+                Err(Error::validation("username", format!("Username '{}' is already taken.", user.username)))
+            }
+            Err(e) => Err(internal("insert a user")(e)),
+        }
+    }
+
+    /// Checks a username and password, with the throttle: after too many failures for this
+    /// username from this address, every attempt is refused (429) until the window passes —
+    /// even with the right password. A wrong password, an unknown or disabled user all get
+    /// the same 401.
+    pub async fn sign_in(&self, username: &str, password: &str, address: &str) -> Result<Caller, Error> {
+        let name = access::normalize_username(username);
+        let now = self.clock.now();
+        let failures = self
+            .store
+            .sign_in_failures_since(&name, address, self.throttle.window_start(now))
+            .await
+            .map_err(internal("read the failed sign-ins"))?;
+        self.throttle.check(&failures, now)?;
+        let user = self.store.get_user_by_name(&name).await.map_err(internal("read a user to sign in"))?;
+        let ok = if password.len() > access::MAX_PASSWORD_BYTES {
+            false
+        } else {
+            let enabled = user.as_ref().filter(|u| u.disabled_at.is_none());
+            let hash = user.as_ref().map(|u| u.password_hash.clone());
+            verify(password, hash).await && enabled.is_some()
+        };
+        match user.filter(|_| ok) {
+            Some(user) => {
+                self.store.clear_sign_in_failures(&name, address).await.map_err(internal("clear failed sign-ins"))?;
+                let caller = Caller::of(&user, None, Some(address));
+                self.acting(caller.clone()).audit(None, None, "user.signed-in", &name, "Signed in.".into()).await;
+                Ok(caller)
+            }
+            None => {
+                self.store
+                    .record_sign_in_failure(&name, address, now)
+                    .await
+                    .map_err(internal("record a failed sign-in"))?;
+                let message = format!("Failed sign-in as '{name}'.");
+                self.system_audit(Some(address), "user.sign-in-failed", &name, &message).await;
+                Err(wrong_credentials())
+            }
+        }
+    }
+
+    /// Signs in and begins a dashboard session.
+    pub async fn sign_in_session(&self, username: &str, password: &str, address: &str) -> Result<NewSession, Error> {
+        let caller = self.sign_in(username, password, address).await?;
+        let secret = self.start_session(&caller).await?;
+        Ok(NewSession { secret, caller })
+    }
+
+    /// Signs in and creates an API token `token_name` (replacing a live one of that name):
+    /// what `pergola login` does.
+    pub async fn sign_in_token(
+        &self,
+        username: &str,
+        password: &str,
+        address: &str,
+        token_name: &str,
+        expires_in_days: Option<u32>,
+    ) -> Result<CreatedToken, Error> {
+        let token_name = access::validate_token_name(token_name)?;
+        let expires_in_days = access::validate_expiry_days("expires_in_days", expires_in_days)?;
+        let caller = self.sign_in(username, password, address).await?;
+        let acting = self.acting(caller);
+        let _ = self.store.revoke_token(&acting.caller().user_id, &token_name, self.clock.now()).await;
+        acting.create_token(&token_name, expires_in_days).await
+    }
+
+    async fn start_session(&self, caller: &Caller) -> Result<String, Error> {
+        let secret = credentials::new_secret(SecretKind::Session);
+        let now = self.clock.now();
+        let row = SessionRow {
+            id_hash: credentials::secret_hash(&secret),
+            user_id: caller.user_id.clone(),
+            created_at: now,
+            last_seen_at: now,
+            address: caller.address.clone(),
+        };
+        self.store.insert_session(&row).await.map_err(internal("begin a session"))?;
+        Ok(secret)
+    }
+
+    /// Who a session cookie signs in: `None` for anything but a live session of an enabled
+    /// user (an ended one is deleted).
+    pub async fn session_caller(&self, secret: &str, address: Option<&str>) -> Result<Option<Caller>, Error> {
+        if !SecretKind::Session.matches(secret) {
+            return Ok(None);
+        }
+        let id_hash = credentials::secret_hash(secret);
+        let Some((session, user)) = self.store.get_session(&id_hash).await.map_err(internal("read a session"))? else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        if user.disabled_at.is_some() || !self.sessions.is_live(session.created_at, session.last_seen_at, now) {
+            let _ = self.store.delete_session(&id_hash).await;
+            return Ok(None);
+        }
+        if now - session.last_seen_at >= TOUCH_EVERY {
+            self.store.touch_session(&id_hash, now).await.map_err(internal("record a session's use"))?;
+        }
+        Ok(Some(Caller::of(&user, None, address)))
+    }
+
+    /// Ends the session of a cookie (signing out); nothing happens for an unknown one.
+    pub async fn end_session(&self, secret: &str) -> Result<(), Error> {
+        if SecretKind::Session.matches(secret) {
+            self.store.delete_session(&credentials::secret_hash(secret)).await.map_err(internal("end a session"))?;
+        }
+        Ok(())
+    }
+
+    /// Who a bearer token signs in: `None` for anything but an unrevoked, unexpired token of
+    /// an enabled user.
+    pub async fn token_caller(&self, secret: &str, address: Option<&str>) -> Result<Option<Caller>, Error> {
+        if !SecretKind::ApiToken.matches(secret) {
+            return Ok(None);
+        }
+        let hash = credentials::secret_hash(secret);
+        let Some((token, user)) = self.store.get_token_by_hash(&hash).await.map_err(internal("read a token"))? else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        if user.disabled_at.is_some() || !access::is_unexpired(token.expires_at, now) {
+            return Ok(None);
+        }
+        if token.last_used_at.is_none_or(|t| now - t >= TOUCH_EVERY) {
+            self.store.touch_token(&token.id, now).await.map_err(internal("record a token's use"))?;
+        }
+        Ok(Some(Caller::of(&user, Some(token.name), address)))
+    }
+
+    /// Records what the system or an unknown visitor did (failed sign-ins, the first run).
+    async fn system_audit(&self, address: Option<&str>, kind: &str, target: &str, message: &str) {
+        let event = AuditEvent {
+            id: 0,
+            at: self.clock.now(),
+            actor: "system".into(),
+            address: address.map(str::to_owned),
+            project_id: None,
+            stage_id: None,
+            kind: kind.into(),
+            target: target.into(),
+            message: message.into(),
+        };
+        if let Err(e) = self.store.add_audit_event(&event).await {
+            tracing::warn!(error = %e, kind, "could not record an audit event");
+        }
+    }
+
+    /// The services as `caller`: every user-facing operation is a method of [`Acting`].
+    pub fn acting(&self, caller: Caller) -> Acting {
+        Acting { services: self.clone(), caller: Arc::new(caller), roles: Arc::default() }
+    }
+}
+
+/// The services as one signed-in user (see the module's documentation). Cheap to clone; made
+/// per request, so the roles it looks up are remembered for that request only.
+#[derive(Clone)]
+pub struct Acting {
+    services: Services,
+    caller: Arc<Caller>,
+    roles: Arc<Mutex<HashMap<String, Option<Role>>>>,
+}
+
+impl Deref for Acting {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.services
+    }
+}
+
+impl Acting {
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    /// The services themselves, for work that goes on after the request (in the background).
+    pub(super) fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Who the caller is in `project_id`: their role there (if any) and whether they are an
+    /// administrator.
+    pub async fn actor(&self, project_id: &str) -> Result<Actor, Error> {
+        let known = self.roles.lock().expect("roles").get(project_id).copied();
+        let role = match known {
+            Some(role) => role,
+            None => {
+                let role = self
+                    .store
+                    .membership(project_id, &self.caller.user_id)
+                    .await
+                    .map_err(internal("read a membership"))?;
+                self.roles.lock().expect("roles").insert(project_id.to_owned(), role);
+                role
+            }
+        };
+        Ok(Actor { is_admin: self.caller.is_admin, role })
+    }
+
+    /// Forgets the roles looked up (after a membership changed).
+    pub(super) fn forget_roles(&self) {
+        self.roles.lock().expect("roles").clear();
+    }
+
+    /// Whether the caller may do `action` in `project_id` (on a stage of `stage_type`): the
+    /// 404 or 403 of [`access::decide`] if not.
+    pub(super) async fn allow(
+        &self,
+        action: Action,
+        stage_type: Option<pergola_domain::StageType>,
+        project_id: &str,
+    ) -> Result<(), Error> {
+        let actor = if action.is_instance_wide() {
+            Actor { is_admin: self.caller.is_admin, role: None }
+        } else {
+            self.actor(project_id).await?
+        };
+        access::authorize(&actor, action, stage_type, project_id)
+    }
+
+    /// A stage (live or archived) the caller may do `action` on: a project they cannot see is
+    /// a 404, then the stage is read, then the action is judged for the stage's type.
+    pub(super) async fn allow_stage(&self, action: Action, project_id: &str, stage_id: &str) -> Result<Stage, Error> {
+        self.allow(Action::ReadProject, None, project_id).await?;
+        let stage = self.any_stage(project_id, stage_id).await?;
+        self.allow(action, Some(stage.stage_type), project_id).await?;
+        Ok(stage)
+    }
+
+    /// Adds an event to a stage's timeline with the caller's name, and to the audit trail.
+    pub(super) async fn record(&self, project_id: &str, stage_id: &str, mut event: StageEvent) {
+        event.actor = Some(self.caller.name());
+        let kind = format!("stage.{}", event.kind.as_str());
+        let message = event.message.clone();
+        self.services.record(project_id, stage_id, event).await;
+        self.audit(Some(project_id), Some(stage_id), &kind, stage_id, message).await;
+    }
+
+    /// Adds an entry to the audit trail: the caller, their address, what they did to what.
+    /// Never pass a secret value in `message`.
+    pub(super) async fn audit(
+        &self,
+        project_id: Option<&str>,
+        stage_id: Option<&str>,
+        kind: &str,
+        target: &str,
+        message: String,
+    ) {
+        let event = AuditEvent {
+            id: 0,
+            at: self.clock.now(),
+            actor: self.caller.name(),
+            address: self.caller.address.clone(),
+            project_id: project_id.map(str::to_owned),
+            stage_id: stage_id.map(str::to_owned),
+            kind: kind.to_owned(),
+            target: target.to_owned(),
+            message,
+        };
+        if let Err(e) = self.store.add_audit_event(&event).await {
+            tracing::warn!(error = %e, kind, "could not record an audit event");
+        }
+    }
+
+    pub fn me(&self) -> Me {
+        self.caller.me()
+    }
+
+    // --- Users (administrators)
+
+    pub async fn create_user(&self, input: NewUser) -> Result<UserInfo, Error> {
+        self.allow(Action::AdministerUsers, None, "").await?;
+        let user = self.insert_user(&input.username, &input.password, input.admin).await?;
+        let what = if user.is_admin { "Administrator" } else { "User" };
+        self.audit(None, None, "user.created", &user.username, format!("{what} '{}' created.", user.username)).await;
+        Ok(user_info(&user))
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<UserInfo>, Error> {
+        self.allow(Action::AdministerUsers, None, "").await?;
+        let users = self.store.list_users().await.map_err(internal("list the users"))?;
+        Ok(users.iter().map(user_info).collect())
+    }
+
+    /// Resets a password, disables or enables a user, grants or takes the administrator role.
+    /// Disabling ends the user's sessions at once (and their tokens stop working). Nobody
+    /// disables themselves or takes their own administrator role, so an instance always keeps
+    /// an administrator.
+    pub async fn update_user(&self, username: &str, patch: UserPatch) -> Result<UserInfo, Error> {
+        self.allow(Action::AdministerUsers, None, "").await?;
+        let user = self.user_named(username).await?;
+        if let Some(password) = &patch.password {
+            access::validate_password(password)?;
+        }
+        let myself = user.id == self.caller.user_id;
+        if myself && patch.disabled == Some(true) {
+            return Err(Error::invalid_state("You cannot disable your own account."));
+        }
+        if myself && patch.admin == Some(false) {
+            return Err(Error::invalid_state("You cannot take your own administrator role."));
+        }
+        let now = self.clock.now();
+        let mut changes = Vec::new();
+        if let Some(password) = &patch.password {
+            let hashed = hash(password).await?;
+            self.store.update_user_password(&user.id, &hashed, now).await.map_err(internal("reset a password"))?;
+            self.store.delete_user_sessions(&user.id).await.map_err(internal("end a user's sessions"))?;
+            changes.push("password reset".to_owned());
+        }
+        if let Some(disabled) = patch.disabled {
+            if disabled != user.disabled_at.is_some() {
+                let at = disabled.then_some(now);
+                self.store.set_user_disabled(&user.id, at).await.map_err(internal("disable a user"))?;
+                if disabled {
+                    self.store.delete_user_sessions(&user.id).await.map_err(internal("end a user's sessions"))?;
+                }
+                changes.push(if disabled { "disabled" } else { "enabled" }.to_owned());
+            }
+        }
+        if let Some(admin) = patch.admin {
+            if admin != user.is_admin {
+                self.store.set_user_admin(&user.id, admin).await.map_err(internal("set the administrator role"))?;
+                changes.push(if admin { "made an administrator" } else { "no longer an administrator" }.to_owned());
+            }
+        }
+        if !changes.is_empty() {
+            let message = format!("User '{}' {}.", user.username, changes.join(", "));
+            self.audit(None, None, "user.updated", &user.username, message).await;
+        }
+        Ok(user_info(&self.user_named(username).await?))
+    }
+
+    /// Changes the caller's own password; `current` must be right. Their other sessions end.
+    pub async fn change_password(&self, current: &str, new: &str) -> Result<(), Error> {
+        let user = self
+            .store
+            .get_user(&self.caller.user_id)
+            .await
+            .map_err(internal("read the signed-in user"))?
+            .ok_or_else(Error::unauthenticated)?;
+        if !verify(current, Some(user.password_hash.clone())).await {
+            return Err(Error::validation("current", "The current password is not right."));
+        }
+        access::validate_password(new).map_err(|mut e| {
+            e.field = Some("new".into());
+            e
+        })?;
+        let hashed = hash(new).await?;
+        self.store
+            .update_user_password(&user.id, &hashed, self.clock.now())
+            .await
+            .map_err(internal("change a password"))?;
+        self.audit(None, None, "user.password-changed", &user.username, "Password changed.".into()).await;
+        Ok(())
+    }
+
+    async fn user_named(&self, username: &str) -> Result<UserRow, Error> {
+        let name = access::normalize_username(username);
+        self.store
+            .get_user_by_name(&name)
+            .await
+            .map_err(internal("read a user"))?
+            .ok_or_else(|| Error::not_found(format!("There is no user '{name}'.")))
+    }
+
+    // --- The caller's API tokens
+
+    /// A new personal API token, shown this once. Its name must not be taken by a live token.
+    pub async fn create_token(&self, name: &str, expires_in_days: Option<u32>) -> Result<CreatedToken, Error> {
+        let name = access::validate_token_name(name)?;
+        let days = access::validate_expiry_days("expires_in_days", expires_in_days)?;
+        let now = self.clock.now();
+        let secret = credentials::new_secret(SecretKind::ApiToken);
+        let row = TokenRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            user_id: self.caller.user_id.clone(),
+            name: name.clone(),
+            token_hash: credentials::secret_hash(&secret),
+            created_at: now,
+            expires_at: days.map(|d| now + Duration::days(i64::from(d))),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        match self.store.insert_token(&row).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => {
+                return Err(Error::validation("name", format!("You already have a token named '{name}'.")))
+            }
+            Err(e) => return Err(internal("create a token")(e)),
+        }
+        self.audit(None, None, "token.created", &name, format!("API token '{name}' created.")).await;
+        Ok(CreatedToken { name, token: secret, expires_at: row.expires_at })
+    }
+
+    /// The caller's live tokens (not revoked), newest first; expired ones are listed too.
+    pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, Error> {
+        let rows = self.store.list_tokens(&self.caller.user_id).await.map_err(internal("list the tokens"))?;
+        Ok(rows
+            .into_iter()
+            .filter(|t| t.revoked_at.is_none())
+            .map(|t| TokenInfo {
+                name: t.name,
+                created_at: t.created_at,
+                expires_at: t.expires_at,
+                last_used_at: t.last_used_at,
+            })
+            .collect())
+    }
+
+    /// Revokes one of the caller's tokens: it stops working at once.
+    pub async fn revoke_token(&self, name: &str) -> Result<(), Error> {
+        let name = name.trim();
+        let revoked = self.store.revoke_token(&self.caller.user_id, name, self.clock.now()).await;
+        if !revoked.map_err(internal("revoke a token"))? {
+            return Err(Error::not_found(format!("You have no token named '{name}'.")));
+        }
+        self.audit(None, None, "token.revoked", name, format!("API token '{name}' revoked.")).await;
+        Ok(())
+    }
+
+    // --- Project members (owners)
+
+    pub async fn members(&self, project_id: &str) -> Result<Vec<Member>, Error> {
+        self.get_project(project_id).await?;
+        let rows = self.store.list_members(project_id).await.map_err(internal("list the members"))?;
+        Ok(rows.into_iter().map(|m| Member { username: m.username, role: m.role, since: m.created_at }).collect())
+    }
+
+    /// Makes a user a member of the project with `role`, or changes their role.
+    pub async fn set_member(&self, project_id: &str, username: &str, role: Role) -> Result<Member, Error> {
+        self.get_project(project_id).await?;
+        self.allow(Action::ManageMembers, None, project_id).await?;
+        let user = self.user_named(username).await?;
+        let before = self.store.membership(project_id, &user.id).await.map_err(internal("read a membership"))?;
+        let now = self.clock.now();
+        let done = self.store.upsert_membership(project_id, &user.id, role, now).await;
+        if !done.map_err(internal("set a membership"))? {
+            return Err(pergola_domain::project_not_found(project_id));
+        }
+        self.forget_roles();
+        let (kind, message) = match before {
+            None => ("member.added", format!("'{}' added as {role}.", user.username)),
+            Some(old) if old != role => ("member.changed", format!("'{}' is now {role} (was {old}).", user.username)),
+            Some(_) => ("member.changed", format!("'{}' stays {role}.", user.username)),
+        };
+        self.audit(Some(project_id), None, kind, &user.username, message).await;
+        let since =
+            self.members(project_id).await?.into_iter().find(|m| m.username == user.username).map_or(now, |m| m.since);
+        Ok(Member { username: user.username, role, since })
+    }
+
+    pub async fn remove_member(&self, project_id: &str, username: &str) -> Result<(), Error> {
+        self.get_project(project_id).await?;
+        self.allow(Action::ManageMembers, None, project_id).await?;
+        let user = self.user_named(username).await?;
+        let removed = self.store.delete_membership(project_id, &user.id).await;
+        if !removed.map_err(internal("remove a member"))? {
+            return Err(Error::not_found(format!("'{}' is not a member of project '{project_id}'.", user.username)));
+        }
+        self.forget_roles();
+        let message = format!("'{}' removed from the project.", user.username);
+        self.audit(Some(project_id), None, "member.removed", &user.username, message).await;
+        Ok(())
+    }
+
+    // --- Activity
+
+    /// A project's changes, newest first (at most `limit`, up to 500), filtered by stage,
+    /// actor and kind when given.
+    pub async fn project_activity(
+        &self,
+        project_id: &str,
+        filter: AuditFilter,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, Error> {
+        self.get_project(project_id).await?;
+        self.allow(Action::ViewActivity, None, project_id).await?;
+        let rows = self
+            .store
+            .list_audit_events(Some(project_id), &filter, limit.clamp(1, 500))
+            .await
+            .map_err(internal("list a project's activity"))?;
+        Ok(rows
+            .into_iter()
+            .map(|e| AuditEntry {
+                id: e.id,
+                at: e.at,
+                actor: e.actor,
+                address: e.address,
+                stage_id: e.stage_id,
+                kind: e.kind,
+                target: e.target,
+                message: e.message,
+            })
+            .collect())
+    }
+}
+
+fn user_info(user: &UserRow) -> UserInfo {
+    UserInfo {
+        username: user.username.clone(),
+        is_admin: user.is_admin,
+        disabled: user.disabled_at.is_some(),
+        created_at: user.created_at,
+    }
+}
