@@ -3,6 +3,7 @@
 //! document is generated from the handlers in [`routes`] and served at `/api/v1/openapi.json`.
 //! Request bodies are the shared types of [`pergola_domain::wire`], which the CLI sends.
 
+pub mod auth;
 pub mod guard;
 pub mod problem;
 pub mod routes;
@@ -46,11 +47,30 @@ where
         (name = "stages", description = "Stages of a project"),
         (name = "configuration", description = "Environment settings of a stage"),
         (name = "releases", description = "Builds, releases and what runs"),
-        (name = "admin", description = "Administration")
+        (name = "admin", description = "Administration"),
+        (name = "access", description = "Signing in, API tokens, users and project members")
     ),
-    components(schemas(Problem))
+    components(schemas(Problem)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
 )]
 struct ApiDoc;
+
+/// Declares the API's one way in: a personal API token as a bearer (`pgt_…`).
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.description = Some(
+            "A personal API token (`pgt_…`): `pergola login`, `pergola create token` or the dashboard's Account page."
+                .into(),
+        );
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
 
 /// The API's routes, to merge into the server's router.
 pub fn router<S>(services: Services) -> Router<S>
@@ -58,17 +78,56 @@ where
     S: Clone + Send + Sync + 'static,
 {
     let (router, doc) = openapi_router().split_for_parts();
-    let doc = Arc::new(with_domain_patterns(doc));
+    let doc = Arc::new(finished(doc));
     router
         .route("/api/v1/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
         .route("/api/v1", any(unknown_route))
         .route("/api/v1/{*rest}", any(unknown_route))
+        .layer(axum::middleware::from_fn_with_state(services.clone(), auth::authenticate))
         .with_state(services)
 }
 
 /// The OpenAPI document, as served.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    with_domain_patterns(openapi_router().split_for_parts().1)
+    finished(openapi_router().split_for_parts().1)
+}
+
+/// The document as served: the domain's patterns, and the answers every authenticated
+/// operation may give.
+fn finished(doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    with_access_answers(with_domain_patterns(doc))
+}
+
+/// Every operation that needs a token may answer 401 (no valid token) and 403 (not allowed:
+/// the message names the role needed); only `POST /api/v1/login` needs none.
+fn with_access_answers(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let problem = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                problem::PROBLEM_JSON,
+                ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+            )
+            .build()
+    };
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let operations =
+            [item.get.as_mut(), item.put.as_mut(), item.post.as_mut(), item.delete.as_mut(), item.patch.as_mut()];
+        for op in operations.into_iter().flatten() {
+            if path == "/api/v1/login" {
+                continue;
+            }
+            let responses = &mut op.responses.responses;
+            responses.entry("401".into()).or_insert_with(|| {
+                problem("No valid API token (urn:pergola:problem:unauthenticated); WWW-Authenticate: Bearer").into()
+            });
+            responses.entry("403".into()).or_insert_with(|| {
+                problem("Not allowed (urn:pergola:problem:forbidden): the message names the role needed").into()
+            });
+        }
+    }
+    doc
 }
 
 /// Declares the domain's patterns that an attribute cannot name (utoipa takes only literals
@@ -106,6 +165,7 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .merge(routes::events::router())
         .merge(routes::config::router())
         .merge(routes::settings::router())
+        .merge(routes::access::router())
 }
 
 async fn unknown_route() -> problem::ApiError {

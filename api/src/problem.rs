@@ -59,11 +59,20 @@ impl From<JsonRejection> for ApiError {
 }
 
 impl IntoResponse for ApiError {
+    /// The problem, with `WWW-Authenticate: Bearer` on a 401 and `Retry-After` on a 429.
     fn into_response(self) -> Response {
+        let retry_after = self.0.retry_after;
         let problem = Problem::from(self.0);
         let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_string(&problem).unwrap_or_default();
-        (status, [(header::CONTENT_TYPE, PROBLEM_JSON)], body).into_response()
+        let mut response = (status, [(header::CONTENT_TYPE, PROBLEM_JSON)], body).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        response
     }
 }
 

@@ -1,9 +1,10 @@
 //! Builds of a project: list, register.
 
 use super::ProjectPath;
+use crate::auth::User;
 use crate::problem::{ApiResult, Problem};
 use crate::{created, Body};
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::response::IntoResponse;
 use axum::Json;
 use pergola_core::Services;
@@ -21,7 +22,7 @@ pub fn router() -> OpenApiRouter<Services> {
         (status = 200, description = "The project's builds, newest first", body = [Build]),
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn list_builds(State(s): State<Services>, Path(p): Path<ProjectPath>) -> ApiResult<Json<Vec<Build>>> {
+async fn list_builds(User(s): User, Path(p): Path<ProjectPath>) -> ApiResult<Json<Vec<Build>>> {
     Ok(Json(s.builds(&p.project).await?))
 }
 
@@ -34,7 +35,7 @@ async fn list_builds(State(s): State<Services>, Path(p): Path<ProjectPath>) -> A
         (status = 422, description = "Malformed manifest (with line and reason) or bad directory", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn register_build(
-    State(s): State<Services>,
+    User(s): User,
     Path(p): Path<ProjectPath>,
     Body(b): Body<NewBuild>,
 ) -> ApiResult<impl IntoResponse> {

@@ -1,8 +1,9 @@
 //! What runs on a stage: its components and their logs.
 
 use super::{ComponentPath, StagePath};
+use crate::auth::User;
 use crate::problem::{ApiResult, Problem};
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::Json;
 use pergola_core::Services;
 use pergola_domain::runtime::{ComponentStatus, LogLine};
@@ -18,7 +19,7 @@ pub fn router() -> OpenApiRouter<Services> {
         (status = 200, description = "Each component's state, health and restarts", body = [ComponentStatus]),
         (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn list_components(State(s): State<Services>, Path(p): Path<StagePath>) -> ApiResult<Json<Vec<ComponentStatus>>> {
+async fn list_components(User(s): User, Path(p): Path<StagePath>) -> ApiResult<Json<Vec<ComponentStatus>>> {
     Ok(Json(s.components(&p.project, &p.stage).await?))
 }
 
@@ -28,6 +29,6 @@ async fn list_components(State(s): State<Services>, Path(p): Path<StagePath>) ->
         (status = 200, description = "The component's last output lines", body = [LogLine]),
         (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn component_logs(State(s): State<Services>, Path(p): Path<ComponentPath>) -> ApiResult<Json<Vec<LogLine>>> {
+async fn component_logs(User(s): User, Path(p): Path<ComponentPath>) -> ApiResult<Json<Vec<LogLine>>> {
     Ok(Json(s.logs(&p.project, &p.stage, &p.component).await?))
 }

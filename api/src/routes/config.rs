@@ -1,9 +1,10 @@
 //! A stage's configuration (environment settings): list, set, unset.
 
 use super::{ConfigKeyPath, StagePath};
+use crate::auth::User;
 use crate::problem::{ApiResult, Problem};
 use crate::Body;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::Json;
 use pergola_core::Services;
 use pergola_domain::wire::ConfigInput;
@@ -20,7 +21,7 @@ pub fn router() -> OpenApiRouter<Services> {
         (status = 200, description = "The stage's settings by key; secret values are null", body = [ConfigEntry]),
         (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn list_config(State(s): State<Services>, Path(p): Path<StagePath>) -> ApiResult<Json<Vec<ConfigEntry>>> {
+async fn list_config(User(s): User, Path(p): Path<StagePath>) -> ApiResult<Json<Vec<ConfigEntry>>> {
     Ok(Json(s.config(&p.project, &p.stage).await?))
 }
 
@@ -33,7 +34,7 @@ async fn list_config(State(s): State<Services>, Path(p): Path<StagePath>) -> Api
         (status = 422, description = "Invalid key or value", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn set_config(
-    State(s): State<Services>,
+    User(s): User,
     Path(p): Path<ConfigKeyPath>,
     Body(input): Body<ConfigInput>,
 ) -> ApiResult<Json<ConfigEntry>> {
@@ -46,7 +47,7 @@ async fn set_config(
         (status = 200, description = "Removed; the remaining settings", body = [ConfigEntry]),
         (status = 404, description = "No such live stage or setting", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn unset_config(State(s): State<Services>, Path(p): Path<ConfigKeyPath>) -> ApiResult<Json<Vec<ConfigEntry>>> {
+async fn unset_config(User(s): User, Path(p): Path<ConfigKeyPath>) -> ApiResult<Json<Vec<ConfigEntry>>> {
     s.unset_config(&p.project, &p.stage, &p.key).await?;
     Ok(Json(s.config(&p.project, &p.stage).await?))
 }

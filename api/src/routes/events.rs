@@ -1,8 +1,9 @@
 //! A stage's events timeline.
 
 use super::StagePath;
+use crate::auth::User;
 use crate::problem::{ApiResult, Problem};
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::Json;
 use pergola_core::Services;
 use pergola_domain::StageEvent;
@@ -18,6 +19,6 @@ pub fn router() -> OpenApiRouter<Services> {
         (status = 200, description = "The stage's events timeline, newest first (the last 100)", body = [StageEvent]),
         (status = 404, description = "No such stage (live or archived)", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn list_events(State(s): State<Services>, Path(p): Path<StagePath>) -> ApiResult<Json<Vec<StageEvent>>> {
+async fn list_events(User(s): User, Path(p): Path<StagePath>) -> ApiResult<Json<Vec<StageEvent>>> {
     Ok(Json(s.events(&p.project, &p.stage).await?))
 }

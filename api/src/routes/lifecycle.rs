@@ -1,8 +1,9 @@
 //! A stage's lifecycle: suspend, resume, restore (after a delete).
 
 use super::StagePath;
+use crate::auth::User;
 use crate::problem::{ApiResult, Problem};
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::Json;
 use pergola_core::Services;
 use pergola_domain::Stage;
@@ -19,7 +20,7 @@ pub fn router() -> OpenApiRouter<Services> {
         (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already suspended or being suspended", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn suspend_stage(State(s): State<Services>, Path(p): Path<StagePath>) -> ApiResult<Json<Stage>> {
+async fn suspend_stage(User(s): User, Path(p): Path<StagePath>) -> ApiResult<Json<Stage>> {
     Ok(Json(s.suspend_stage(&p.project, &p.stage).await?))
 }
 
@@ -30,7 +31,7 @@ async fn suspend_stage(State(s): State<Services>, Path(p): Path<StagePath>) -> A
         (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already running", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn resume_stage(State(s): State<Services>, Path(p): Path<StagePath>) -> ApiResult<Json<Stage>> {
+async fn resume_stage(User(s): User, Path(p): Path<StagePath>) -> ApiResult<Json<Stage>> {
     Ok(Json(s.resume_stage(&p.project, &p.stage).await?))
 }
 
@@ -41,6 +42,6 @@ async fn resume_stage(State(s): State<Services>, Path(p): Path<StagePath>) -> Ap
         (status = 404, description = "No such stage", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not archived (invalid-state) or past its deletion date (restore-expired)", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn restore_stage(State(s): State<Services>, Path(p): Path<StagePath>) -> ApiResult<Json<Stage>> {
+async fn restore_stage(User(s): User, Path(p): Path<StagePath>) -> ApiResult<Json<Stage>> {
     Ok(Json(s.restore_stage(&p.project, &p.stage).await?))
 }

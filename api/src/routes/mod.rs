@@ -2,6 +2,7 @@
 //! struct per path shape, so each parameter is described once, with the rules the server
 //! enforces: a Project or Stage ID that breaks them cannot exist).
 
+pub mod access;
 pub mod builds;
 pub mod components;
 pub mod config;

@@ -1,9 +1,10 @@
 //! Projects: list, create, get.
 
 use super::ProjectPath;
+use crate::auth::User;
 use crate::problem::{ApiResult, Problem};
 use crate::{created, Body};
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::response::IntoResponse;
 use axum::Json;
 use pergola_core::Services;
@@ -17,7 +18,7 @@ pub fn router() -> OpenApiRouter<Services> {
 
 #[utoipa::path(get, path = "/api/v1/projects", tag = "projects",
     responses((status = 200, description = "All projects", body = [Project])))]
-async fn list_projects(State(s): State<Services>) -> ApiResult<Json<Vec<Project>>> {
+async fn list_projects(User(s): User) -> ApiResult<Json<Vec<Project>>> {
     Ok(Json(s.list_projects().await?))
 }
 
@@ -28,7 +29,7 @@ async fn list_projects(State(s): State<Services>) -> ApiResult<Json<Vec<Project>
         (status = 422, description = "Invalid name or ID", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Project ID taken (with a suggestion)", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn create_project(State(s): State<Services>, Body(p): Body<NewProject>) -> ApiResult<impl IntoResponse> {
+async fn create_project(User(s): User, Body(p): Body<NewProject>) -> ApiResult<impl IntoResponse> {
     let project = s.create_project(&p.name, p.id.as_deref()).await?;
     Ok(created(format!("/api/v1/projects/{}", project.id), project))
 }
@@ -39,6 +40,6 @@ async fn create_project(State(s): State<Services>, Body(p): Body<NewProject>) ->
         (status = 200, description = "The project", body = Project),
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn get_project(State(s): State<Services>, Path(p): Path<ProjectPath>) -> ApiResult<Json<Project>> {
+async fn get_project(User(s): User, Path(p): Path<ProjectPath>) -> ApiResult<Json<Project>> {
     Ok(Json(s.get_project(&p.project).await?))
 }

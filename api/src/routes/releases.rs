@@ -1,9 +1,10 @@
 //! Releases of a stage: list, deploy a build, redeploy an earlier release (a rollback).
 
 use super::{ReleasePath, StagePath};
+use crate::auth::User;
 use crate::problem::{ApiResult, Problem};
 use crate::{created, Body};
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::response::IntoResponse;
 use axum::Json;
 use pergola_core::Services;
@@ -25,7 +26,7 @@ fn location(project: &str, stage: &str, release: &Release) -> String {
         (status = 200, description = "The stage's releases, newest (running) first", body = [Release]),
         (status = 404, description = "No such stage", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn list_releases(State(s): State<Services>, Path(p): Path<StagePath>) -> ApiResult<Json<Vec<Release>>> {
+async fn list_releases(User(s): User, Path(p): Path<StagePath>) -> ApiResult<Json<Vec<Release>>> {
     Ok(Json(s.releases(&p.project, &p.stage).await?))
 }
 
@@ -37,11 +38,7 @@ async fn list_releases(State(s): State<Services>, Path(p): Path<StagePath>) -> A
         (status = 404, description = "No such live stage or build", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The release could not be started", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn deploy(
-    State(s): State<Services>,
-    Path(p): Path<StagePath>,
-    Body(r): Body<NewRelease>,
-) -> ApiResult<impl IntoResponse> {
+async fn deploy(User(s): User, Path(p): Path<StagePath>, Body(r): Body<NewRelease>) -> ApiResult<impl IntoResponse> {
     let release = s.deploy(&p.project, &p.stage, r.build).await?;
     Ok(created(location(&p.project, &p.stage, &release), release))
 }
@@ -54,7 +51,7 @@ async fn deploy(
         (status = 404, description = "No such live stage or release", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The release could not be started", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn redeploy(State(s): State<Services>, Path(p): Path<ReleasePath>) -> ApiResult<impl IntoResponse> {
+async fn redeploy(User(s): User, Path(p): Path<ReleasePath>) -> ApiResult<impl IntoResponse> {
     let release = s.redeploy(&p.project, &p.stage, p.number).await?;
     Ok(created(location(&p.project, &p.stage, &release), release))
 }

@@ -1,8 +1,9 @@
 //! Administration: the retention of archived stages.
 
+use crate::auth::User;
 use crate::problem::{ApiResult, Problem};
 use crate::Body;
-use axum::extract::State;
+
 use axum::Json;
 use pergola_core::Services;
 use pergola_domain::wire::RetentionInput;
@@ -15,7 +16,7 @@ pub fn router() -> OpenApiRouter<Services> {
 
 #[utoipa::path(get, path = "/api/v1/settings/retention", tag = "admin",
     responses((status = 200, description = "The retention policy in force", body = RetentionPolicy)))]
-async fn get_retention(State(s): State<Services>) -> ApiResult<Json<RetentionPolicy>> {
+async fn get_retention(User(s): User) -> ApiResult<Json<RetentionPolicy>> {
     Ok(Json(s.retention().await?))
 }
 
@@ -25,6 +26,6 @@ async fn get_retention(State(s): State<Services>) -> ApiResult<Json<RetentionPol
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A value out of range", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn set_retention(State(s): State<Services>, Body(r): Body<RetentionInput>) -> ApiResult<Json<RetentionPolicy>> {
+async fn set_retention(User(s): User, Body(r): Body<RetentionInput>) -> ApiResult<Json<RetentionPolicy>> {
     Ok(Json(s.set_retention(r.parse()?).await?))
 }

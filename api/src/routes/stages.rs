@@ -1,9 +1,10 @@
 //! Stages of a project: list, create, get, update, delete (archive), and the Stage ID check.
 
 use super::{ProjectPath, StageIdPath, StagePath};
+use crate::auth::User;
 use crate::problem::{ApiResult, Problem};
 use crate::{created, Body};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::response::IntoResponse;
 use axum::Json;
 use pergola_core::Services;
@@ -36,7 +37,7 @@ pub struct StageFilter {
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_stages(
-    State(s): State<Services>,
+    User(s): User,
     Path(p): Path<ProjectPath>,
     Query(filter): Query<StageFilter>,
 ) -> ApiResult<Json<Vec<Stage>>> {
@@ -53,7 +54,7 @@ async fn list_stages(
         (status = 422, description = "Invalid name, type or ID", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn create_stage(
-    State(s): State<Services>,
+    User(s): User,
     Path(p): Path<ProjectPath>,
     Body(n): Body<NewStage>,
 ) -> ApiResult<impl IntoResponse> {
@@ -68,7 +69,7 @@ async fn create_stage(
         (status = 200, description = "The live stage", body = Stage),
         (status = 404, description = "No such live stage (an archived one says so)", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn get_stage(State(s): State<Services>, Path(p): Path<StagePath>) -> ApiResult<Json<Stage>> {
+async fn get_stage(User(s): User, Path(p): Path<StagePath>) -> ApiResult<Json<Stage>> {
     Ok(Json(s.get_stage(&p.project, &p.stage).await?))
 }
 
@@ -81,7 +82,7 @@ async fn get_stage(State(s): State<Services>, Path(p): Path<StagePath>) -> ApiRe
         (status = 422, description = "Invalid name, type or grace period", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn update_stage(
-    State(s): State<Services>,
+    User(s): User,
     Path(p): Path<StagePath>,
     Body(patch): Body<StagePatch>,
 ) -> ApiResult<Json<Stage>> {
@@ -94,7 +95,7 @@ async fn update_stage(
         (status = 200, description = "Archived; restorable until purge_due_at", body = Stage),
         (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn delete_stage(State(s): State<Services>, Path(p): Path<StagePath>) -> ApiResult<Json<Stage>> {
+async fn delete_stage(User(s): User, Path(p): Path<StagePath>) -> ApiResult<Json<Stage>> {
     // The dashboard has the user type the Stage ID first; the API deletes the stage its path names.
     Ok(Json(s.delete_stage(&p.project, &p.stage).await?))
 }
@@ -105,6 +106,6 @@ async fn delete_stage(State(s): State<Services>, Path(p): Path<StagePath>) -> Ap
         (status = 200, description = "Whether the ID is valid and free, else why not and a free suggestion", body = IdCheck),
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn check_stage_id(State(s): State<Services>, Path(p): Path<StageIdPath>) -> ApiResult<Json<IdCheck>> {
+async fn check_stage_id(User(s): User, Path(p): Path<StageIdPath>) -> ApiResult<Json<IdCheck>> {
     Ok(Json(s.check_stage_id(&p.project, &p.id).await?))
 }
