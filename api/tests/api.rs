@@ -9,13 +9,14 @@ use chrono::{DateTime, Duration, Utc};
 use pergola_core::testing::{sqlite_env, Env};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 struct Api {
     base: String,
+    /// Sends the administrator's API token with every request.
     http: reqwest::Client,
     doc: Value,
-    seen: Mutex<BTreeSet<(String, String)>>,
+    seen: Arc<Mutex<BTreeSet<(String, String)>>>,
 }
 
 struct Reply {
@@ -29,11 +30,17 @@ impl Api {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let app: axum::Router = pergola_api::router(env.services.clone());
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        let http = reqwest::Client::new();
-        let doc: Value = http.get(format!("{base}/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+        let doc: Value = reqwest::get(format!("{base}/api/v1/openapi.json")).await.unwrap().json().await.unwrap();
         assert_eq!(doc["openapi"].as_str().map(|v| &v[..3]), Some("3.1"));
-        Api { base, http, doc, seen: Mutex::new(BTreeSet::new()) }
+        let token = env.admin.create_token("api-tests", None).await.unwrap().token;
+        Api { http: client(Some(&token)), base, doc, seen: Arc::default() }
+    }
+
+    /// The same server, called with `token` (`None`: no Authorization at all).
+    fn with_token(&self, token: Option<&str>) -> Api {
+        Api { base: self.base.clone(), http: client(token), doc: self.doc.clone(), seen: self.seen.clone() }
     }
 
     /// Calls `template` with its `{…}` placeholders filled from `args` in order, checks the
@@ -52,8 +59,14 @@ impl Api {
         }
         let res = req.send().await.unwrap();
         let status = res.status().as_u16();
-        let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
         let location = res.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+        if status == 204 {
+            let op = &self.doc["paths"][template][method.to_lowercase()];
+            assert!(op["responses"]["204"].is_object(), "{method} {template} does not document 204");
+            self.seen.lock().unwrap().insert((method.to_lowercase(), template.to_owned()));
+            return Reply { status, body: Value::Null, location };
+        }
+        let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
         let body: Value = res.json().await.unwrap();
         let expected_type = if status < 400 { "application/json" } else { "application/problem+json" };
         assert_eq!(content_type, expected_type, "{method} {path} -> {status}");
@@ -120,6 +133,15 @@ impl Api {
     }
 }
 
+/// An HTTP client sending `Authorization: Bearer token` with every request.
+fn client(token: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
+}
+
 fn problem<'a>(reply: &'a Reply, status: u16, code: &str) -> &'a Value {
     assert_eq!(reply.status, status, "{:#}", reply.body);
     assert_eq!(reply.body["type"], format!("urn:pergola:problem:{code}"), "{:#}", reply.body);
@@ -149,6 +171,17 @@ const LOGS: &str = "/api/v1/projects/{project}/stages/{stage}/components/{compon
 const EVENTS: &str = "/api/v1/projects/{project}/stages/{stage}/events";
 const CONFIG: &str = "/api/v1/projects/{project}/stages/{stage}/config";
 const CONFIG_KEY: &str = "/api/v1/projects/{project}/stages/{stage}/config/{key}";
+const LOGIN: &str = "/api/v1/login";
+const LOGOUT: &str = "/api/v1/logout";
+const WHOAMI: &str = "/api/v1/user";
+const PASSWORD: &str = "/api/v1/user/password";
+const TOKENS: &str = "/api/v1/tokens";
+const TOKEN: &str = "/api/v1/tokens/{name}";
+const USERS: &str = "/api/v1/users";
+const USER: &str = "/api/v1/users/{username}";
+const MEMBERS: &str = "/api/v1/projects/{project}/members";
+const MEMBER: &str = "/api/v1/projects/{project}/members/{username}";
+const PROJECT_EVENTS: &str = "/api/v1/projects/{project}/events";
 
 /// The project the families work in (`my-new-project`), with `stages` given as (name, type,
 /// Stage ID) created through the API.
@@ -402,6 +435,522 @@ async fn unknown_routes(api: &Api, _env: &Env) {
     assert_eq!(res.headers()["content-type"], "application/problem+json");
 }
 
+/// Signing in for a token, who am I, tokens, users, members and the project's activity.
+async fn access(api: &Api, env: &Env) {
+    use pergola_core::testing::ADMIN_PASSWORD;
+    let anonymous = api.with_token(None);
+    // Signed out: 401 with the scheme to use, on every route but login.
+    let r = anonymous.call("GET", PROJECTS, &[], "", None).await;
+    problem(&r, 401, "unauthenticated");
+    let res = reqwest::get(format!("{}/api/v1/projects", api.base)).await.unwrap();
+    assert_eq!(res.headers()["www-authenticate"], "Bearer");
+
+    // Login: a token for the CLI; a wrong password never says whether the user exists.
+    let r = anonymous
+        .call(
+            "POST",
+            LOGIN,
+            &[],
+            "",
+            Some(json!({"username": "Admin", "password": ADMIN_PASSWORD, "token_name": "laptop"})),
+        )
+        .await;
+    assert_eq!((r.status, r.body["name"].as_str()), (201, Some("laptop")), "{:#}", r.body);
+    let laptop = r.body["token"].as_str().unwrap().to_owned();
+    assert!(laptop.starts_with("pgt_"));
+    let me = api.with_token(Some(&laptop)).call("GET", WHOAMI, &[], "", None).await;
+    assert_eq!(me.body, json!({"username": "admin", "is_admin": true, "token": "laptop"}));
+    let wrong =
+        anonymous.call("POST", LOGIN, &[], "", Some(json!({"username": "admin", "password": "nope-nope-nope"}))).await;
+    let unknown =
+        anonymous.call("POST", LOGIN, &[], "", Some(json!({"username": "nobody", "password": "nope-nope-nope"}))).await;
+    assert_eq!(problem(&wrong, 401, "unauthenticated")["detail"], problem(&unknown, 401, "unauthenticated")["detail"]);
+
+    // Throttle: after 5 failures for one username from one address, even the right password
+    // gets 429 with Retry-After, until the window passes.
+    for _ in 0..4 {
+        let r = anonymous
+            .call("POST", LOGIN, &[], "", Some(json!({"username": "admin", "password": "wrong-password"})))
+            .await;
+        problem(&r, 401, "unauthenticated");
+    }
+    let right = json!({"username": "admin", "password": ADMIN_PASSWORD});
+    let res = anonymous.http.post(format!("{}{LOGIN}", api.base)).json(&right).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 429);
+    let wait: i64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=900).contains(&wait), "{wait}");
+    problem(&anonymous.call("POST", LOGIN, &[], "", Some(right.clone())).await, 429, "too-many-requests");
+    env.clock.advance(Duration::seconds(wait));
+    assert_eq!(anonymous.call("POST", LOGIN, &[], "", Some(right)).await.status, 201);
+
+    // Tokens: listed with their last use (never their value), revoked at once.
+    let r = api.call("POST", TOKENS, &[], "", Some(json!({"name": "ci", "expires_in_days": 30}))).await;
+    assert_eq!(r.status, 201);
+    let ci = r.body["token"].as_str().unwrap().to_owned();
+    assert_eq!(time(&r.body["expires_at"]), pergola_core::Clock::now(&env.clock) + Duration::days(30));
+    problem(&api.call("POST", TOKENS, &[], "", Some(json!({"name": "ci"}))).await, 422, "validation");
+    problem(&api.call("POST", TOKENS, &[], "", Some(json!({"name": "a b"}))).await, 422, "validation");
+    problem(
+        &api.call("POST", TOKENS, &[], "", Some(json!({"name": "x", "expires_in_days": 0}))).await,
+        422,
+        "validation",
+    );
+    let as_ci = api.with_token(Some(&ci));
+    assert_eq!(as_ci.call("GET", PROJECTS, &[], "", None).await.status, 200);
+    let listed = api.call("GET", TOKENS, &[], "", None).await.body;
+    let ci_row = listed.as_array().unwrap().iter().find(|t| t["name"] == "ci").unwrap().clone();
+    assert!(ci_row.get("token").is_none() && ci_row["last_used_at"].is_string(), "{ci_row:#}");
+    assert_eq!(api.call("DELETE", TOKEN, &["ci"], "", None).await.status, 204);
+    problem(&as_ci.call("GET", PROJECTS, &[], "", None).await, 401, "unauthenticated");
+    problem(&api.call("DELETE", TOKEN, &["ci"], "", None).await, 404, "not-found");
+    // An expired token stops working.
+    let r = api.call("POST", TOKENS, &[], "", Some(json!({"name": "day", "expires_in_days": 1}))).await;
+    let day = api.with_token(Some(r.body["token"].as_str().unwrap()));
+    env.clock.advance(Duration::days(1));
+    problem(&day.call("GET", PROJECTS, &[], "", None).await, 401, "unauthenticated");
+
+    // Users: created by an administrator; a disabled user's tokens stop at once.
+    let r = api.call("POST", USERS, &[], "", Some(json!({"username": "Alice", "password": "alice-password"}))).await;
+    assert_eq!(
+        (r.status, r.body["username"].as_str(), r.body["is_admin"].as_bool()),
+        (201, Some("alice"), Some(false))
+    );
+    problem(
+        &api.call("POST", USERS, &[], "", Some(json!({"username": "alice", "password": "another-one"}))).await,
+        422,
+        "validation",
+    );
+    problem(
+        &api.call("POST", USERS, &[], "", Some(json!({"username": "bob", "password": "short"}))).await,
+        422,
+        "validation",
+    );
+    let login = json!({"username": "alice", "password": "alice-password"});
+    let alice_token =
+        anonymous.call("POST", LOGIN, &[], "", Some(login)).await.body["token"].as_str().unwrap().to_owned();
+    let alice = api.with_token(Some(&alice_token));
+    problem(&alice.call("GET", USERS, &[], "", None).await, 403, "forbidden");
+    problem(&alice.call("POST", PROJECTS, &[], "", Some(json!({"name": "Mine"}))).await, 403, "forbidden");
+    let users = api.call("GET", USERS, &[], "", None).await.body;
+    let names: Vec<_> = users.as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
+    assert_eq!(names, ["admin", "alice"]);
+    problem(&api.call("PATCH", USER, &["admin"], "", Some(json!({"disabled": true}))).await, 409, "invalid-state");
+    problem(&api.call("PATCH", USER, &["nobody"], "", Some(json!({"disabled": true}))).await, 404, "not-found");
+
+    // Members: an owner's business; an outsider cannot even see the project.
+    let p = project_with(api, &[("Dev", "dev", "dev")]).await;
+    problem(&alice.call("GET", PROJECT, &[p], "", None).await, 404, "not-found");
+    assert!(alice.call("GET", PROJECTS, &[], "", None).await.body.as_array().unwrap().is_empty());
+    let r = api.call("POST", MEMBERS, &[p], "", Some(json!({"username": "alice", "role": "viewer"}))).await;
+    assert_eq!((r.status, r.body["role"].as_str()), (200, Some("viewer")));
+    problem(
+        &api.call("POST", MEMBERS, &[p], "", Some(json!({"username": "alice", "role": "boss"}))).await,
+        400,
+        "malformed-request",
+    );
+    problem(
+        &api.call("POST", MEMBERS, &[p], "", Some(json!({"username": "nobody", "role": "viewer"}))).await,
+        404,
+        "not-found",
+    );
+    assert_eq!(alice.call("GET", PROJECT, &[p], "", None).await.status, 200);
+    let r = alice.call("POST", STAGES, &[p], "", Some(json!({"name": "QA", "type": "qa"}))).await;
+    let detail = problem(&r, 403, "forbidden")["detail"].as_str().unwrap().to_owned();
+    assert!(detail.contains("developer") && detail.contains("you are a viewer"), "{detail}");
+    let members = api.call("GET", MEMBERS, &[p], "", None).await.body;
+    let roles: Vec<_> = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["username"].as_str().unwrap(), m["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(roles, [("admin", "owner"), ("alice", "viewer")]);
+    assert_eq!(api.call("DELETE", MEMBER, &[p, "alice"], "", None).await.status, 204);
+    problem(&api.call("DELETE", MEMBER, &[p, "alice"], "", None).await, 404, "not-found");
+    problem(&alice.call("GET", PROJECT, &[p], "", None).await, 404, "not-found");
+
+    // The activity names who did what, filtered.
+    let events = api.call("GET", PROJECT_EVENTS, &[p], "", None).await.body;
+    let kinds: Vec<_> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["actor"].as_str().unwrap(), e["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kinds[0], ("admin (token api-tests)", "member.removed"));
+    assert!(kinds.contains(&("admin (token api-tests)", "stage.created")), "{kinds:?}");
+    let only = api.call("GET", PROJECT_EVENTS, &[p], "?kind=member.added&limit=5", None).await.body;
+    assert_eq!(only.as_array().unwrap().len(), 1);
+    assert!(only[0]["message"].as_str().unwrap().contains("'alice' added as viewer"), "{only:#}");
+
+    let r =
+        alice.call("PUT", PASSWORD, &[], "", Some(json!({"current": "wrong-one!", "new": "alice-password-2"}))).await;
+    assert_eq!(problem(&r, 422, "validation")["field"], "current");
+    assert_eq!(
+        alice
+            .call("PUT", PASSWORD, &[], "", Some(json!({"current": "alice-password", "new": "alice-password-2"})))
+            .await
+            .status,
+        204
+    );
+    let r = api.call("PATCH", USER, &["alice"], "", Some(json!({"disabled": true}))).await;
+    assert_eq!(r.body["disabled"], true);
+    problem(&alice.call("GET", WHOAMI, &[], "", None).await, 401, "unauthenticated");
+
+    // Logout revokes the token it is called with.
+    let laptop_api = api.with_token(Some(&laptop));
+    assert_eq!(laptop_api.call("POST", LOGOUT, &[], "", None).await.status, 204);
+    problem(&laptop_api.call("GET", WHOAMI, &[], "", None).await, 401, "unauthenticated");
+}
+
+/// One request of the permission matrix: what it asks for, and what it needs (`None`: any
+/// signed-in user).
+struct Case {
+    method: &'static str,
+    template: &'static str,
+    args: Vec<String>,
+    body: Option<Value>,
+    needs: Option<(pergola_domain::Action, Option<pergola_domain::StageType>)>,
+}
+
+/// What the administrator reads to tell whether a refused request changed anything.
+async fn everything(api: &Api, p: &str) -> Value {
+    let mut all = Vec::new();
+    for (template, args, query) in [
+        (PROJECTS, vec![], ""),
+        (USERS, vec![], ""),
+        (RETENTION, vec![], ""),
+        (STAGES, vec![p], ""),
+        (STAGES, vec![p], "?archived=true"),
+        (BUILDS, vec![p], ""),
+        (MEMBERS, vec![p], ""),
+        (PROJECT_EVENTS, vec![p], "?limit=500"),
+        (CONFIG, vec![p, "dev"], ""),
+        (CONFIG, vec![p, "prod"], ""),
+        (RELEASES, vec![p, "dev"], ""),
+        (RELEASES, vec![p, "prod"], ""),
+    ] {
+        let r = api.call("GET", template, &args, query, None).await;
+        assert_eq!(r.status, 200, "{template}");
+        all.push(r.body);
+    }
+    Value::Array(all)
+}
+
+/// The permission table, route by route: every REST route that touches a project or the
+/// instance, called by every role, an outsider, an administrator, nobody and a revoked token,
+/// gets exactly the answer `pergola_domain::decide` gives — 2xx (or a refusal of the request
+/// itself, never 401/403/404), 403 naming the role, or 404 for a project the caller may not
+/// see — and a refused request changes nothing.
+async fn permissions(api: &Api, _env: &Env) {
+    use pergola_domain::{decide, Action as A, Actor, Decision, Role, StageType as T};
+    let p = project_with(api, &[("Dev", "dev", "dev"), ("Prod", "prod", "prod"), ("Old Dev", "dev", "old-dev")]).await;
+    api.call("POST", STAGES, &[p], "", Some(json!({"name": "Old Prod", "type": "prod", "id": "old-prod"}))).await;
+    let workdir = std::env::temp_dir().display().to_string();
+    let r = api.call("POST", BUILDS, &[p], "", Some(json!({"manifest": MANIFEST, "workdir": workdir}))).await;
+    assert_eq!(r.status, 201);
+    for stage in ["dev", "prod"] {
+        api.call("POST", RELEASES, &[p, stage], "", Some(json!({"build": 1}))).await;
+        api.call("PUT", CONFIG_KEY, &[p, stage, "LOG_LEVEL"], "", Some(json!({"value": "info"}))).await;
+    }
+    for stage in ["old-dev", "old-prod"] {
+        assert_eq!(api.call("DELETE", STAGE, &[p, stage], "", None).await.status, 200);
+    }
+    let spare = json!({"username": "spare", "password": "spare-password"});
+    api.call("POST", USERS, &[], "", Some(spare)).await;
+    api.call("POST", MEMBERS, &[p], "", Some(json!({"username": "spare", "role": "viewer"}))).await;
+
+    // Who asks: each role, an outsider and an administrator, with their own tokens.
+    let mut actors: Vec<(String, Actor, Api)> = vec![("admin".into(), Actor::admin(), api.with_token(None))];
+    actors[0].2 = Api { http: api.http.clone(), base: api.base.clone(), doc: api.doc.clone(), seen: api.seen.clone() };
+    let outsider_and_roles = std::iter::once(None).chain(Role::ALL.into_iter().map(Some));
+    for role in outsider_and_roles {
+        let name = role.map_or("outsider".to_owned(), |r| r.as_str().to_owned());
+        let body = json!({"username": name, "password": "password-of-someone"});
+        assert_eq!(api.call("POST", USERS, &[], "", Some(body.clone())).await.status, 201);
+        if let Some(role) = role {
+            api.call("POST", MEMBERS, &[p], "", Some(json!({"username": name, "role": role.as_str()}))).await;
+        }
+        let token = api.with_token(None).call("POST", LOGIN, &[], "", Some(body)).await.body["token"].clone();
+        let actor = role.map_or(Actor::non_member(), Actor::member);
+        actors.push((name, actor, api.with_token(token.as_str())));
+    }
+
+    let s = |v: &str| v.to_owned();
+    let stage_cases = |t: T, id: &str| {
+        vec![
+            Case {
+                method: "GET",
+                template: STAGE,
+                args: vec![s(p), s(id)],
+                body: None,
+                needs: Some((A::ReadStage, None)),
+            },
+            Case {
+                method: "GET",
+                template: CONFIG,
+                args: vec![s(p), s(id)],
+                body: None,
+                needs: Some((A::ReadStage, None)),
+            },
+            Case {
+                method: "GET",
+                template: RELEASES,
+                args: vec![s(p), s(id)],
+                body: None,
+                needs: Some((A::ReadStage, None)),
+            },
+            Case {
+                method: "GET",
+                template: COMPONENTS,
+                args: vec![s(p), s(id)],
+                body: None,
+                needs: Some((A::ReadStage, None)),
+            },
+            Case {
+                method: "GET",
+                template: LOGS,
+                args: vec![s(p), s(id), s("web")],
+                body: None,
+                needs: Some((A::ReadStage, None)),
+            },
+            Case {
+                method: "GET",
+                template: EVENTS,
+                args: vec![s(p), s(id)],
+                body: None,
+                needs: Some((A::ReadStage, None)),
+            },
+            Case {
+                method: "PATCH",
+                template: STAGE,
+                args: vec![s(p), s(id)],
+                body: Some(json!({"grace_secs": 30})),
+                needs: Some((A::UpdateStage, Some(t))),
+            },
+            Case {
+                method: "PUT",
+                template: CONFIG_KEY,
+                args: vec![s(p), s(id), s("LOG_LEVEL")],
+                body: Some(json!({"value": "debug"})),
+                needs: Some((A::ConfigureStage, Some(t))),
+            },
+            Case {
+                method: "DELETE",
+                template: CONFIG_KEY,
+                args: vec![s(p), s(id), s("LOG_LEVEL")],
+                body: None,
+                needs: Some((A::ConfigureStage, Some(t))),
+            },
+            Case {
+                method: "POST",
+                template: RELEASES,
+                args: vec![s(p), s(id)],
+                body: Some(json!({"build": 1})),
+                needs: Some((A::Deploy, Some(t))),
+            },
+            Case {
+                method: "POST",
+                template: REDEPLOY,
+                args: vec![s(p), s(id), s("1")],
+                body: None,
+                needs: Some((A::Deploy, Some(t))),
+            },
+            Case {
+                method: "POST",
+                template: SUSPEND,
+                args: vec![s(p), s(id)],
+                body: None,
+                needs: Some((A::SuspendStage, Some(t))),
+            },
+            Case {
+                method: "POST",
+                template: RESUME,
+                args: vec![s(p), s(id)],
+                body: None,
+                needs: Some((A::ResumeStage, Some(t))),
+            },
+            Case {
+                method: "DELETE",
+                template: STAGE,
+                args: vec![s(p), s(id)],
+                body: None,
+                needs: Some((A::DeleteStage, Some(t))),
+            },
+            Case {
+                method: "POST",
+                template: RESTORE,
+                args: vec![s(p), format!("old-{id}")],
+                body: None,
+                needs: Some((A::RestoreStage, Some(t))),
+            },
+        ]
+    };
+    for (n, (name, actor, as_actor)) in actors.iter().enumerate() {
+        let mut cases = vec![
+            Case { method: "GET", template: PROJECTS, args: vec![], body: None, needs: None },
+            Case { method: "GET", template: RETENTION, args: vec![], body: None, needs: None },
+            Case {
+                method: "GET",
+                template: PROJECT,
+                args: vec![s(p)],
+                body: None,
+                needs: Some((A::ReadProject, None)),
+            },
+            Case { method: "GET", template: STAGES, args: vec![s(p)], body: None, needs: Some((A::ReadProject, None)) },
+            Case {
+                method: "GET",
+                template: STAGE_ID,
+                args: vec![s(p), s("free")],
+                body: None,
+                needs: Some((A::ReadProject, None)),
+            },
+            Case { method: "GET", template: BUILDS, args: vec![s(p)], body: None, needs: Some((A::ReadProject, None)) },
+            Case {
+                method: "GET",
+                template: MEMBERS,
+                args: vec![s(p)],
+                body: None,
+                needs: Some((A::ReadProject, None)),
+            },
+            Case {
+                method: "GET",
+                template: PROJECT_EVENTS,
+                args: vec![s(p)],
+                body: None,
+                needs: Some((A::ViewActivity, None)),
+            },
+            Case {
+                method: "POST",
+                template: STAGES,
+                args: vec![s(p)],
+                body: Some(json!({"name": format!("dev {n}"), "type": "dev"})),
+                needs: Some((A::CreateStage, Some(T::Dev))),
+            },
+            Case {
+                method: "POST",
+                template: STAGES,
+                args: vec![s(p)],
+                body: Some(json!({"name": format!("prod {n}"), "type": "prod"})),
+                needs: Some((A::CreateStage, Some(T::Prod))),
+            },
+            Case {
+                method: "POST",
+                template: BUILDS,
+                args: vec![s(p)],
+                body: Some(json!({"manifest": MANIFEST, "workdir": workdir})),
+                needs: Some((A::RegisterBuild, None)),
+            },
+            Case {
+                method: "POST",
+                template: MEMBERS,
+                args: vec![s(p)],
+                body: Some(json!({"username": "spare", "role": "viewer"})),
+                needs: Some((A::ManageMembers, None)),
+            },
+            Case {
+                method: "DELETE",
+                template: MEMBER,
+                args: vec![s(p), s("spare")],
+                body: None,
+                needs: Some((A::ManageMembers, None)),
+            },
+            Case {
+                method: "POST",
+                template: PROJECTS,
+                args: vec![],
+                body: Some(json!({"name": format!("Project {n}")})),
+                needs: Some((A::CreateProject, None)),
+            },
+            Case { method: "GET", template: USERS, args: vec![], body: None, needs: Some((A::AdministerUsers, None)) },
+            Case {
+                method: "POST",
+                template: USERS,
+                args: vec![],
+                body: Some(json!({"username": format!("new{n}"), "password": "password-of-new"})),
+                needs: Some((A::AdministerUsers, None)),
+            },
+            Case {
+                method: "PATCH",
+                template: USER,
+                args: vec![s("spare")],
+                body: Some(json!({"admin": false})),
+                needs: Some((A::AdministerUsers, None)),
+            },
+            Case {
+                method: "PUT",
+                template: RETENTION,
+                args: vec![],
+                body: Some(json!({"dev_days": 1, "qa_days": 7, "prod_days": 30})),
+                needs: Some((A::AdministerPolicies, None)),
+            },
+        ];
+        cases.extend(stage_cases(T::Dev, "dev"));
+        cases.extend(stage_cases(T::Prod, "prod"));
+        for case in cases {
+            let args: Vec<&str> = case.args.iter().map(String::as_str).collect();
+            let decision = case.needs.map_or(Decision::Allowed, |(action, t)| decide(actor, action, t, p));
+            let before = if decision.is_allowed() { Value::Null } else { everything(api, p).await };
+            let r = as_actor.call(case.method, case.template, &args, "", case.body.clone()).await;
+            let what = format!("{name}: {} {} -> {} {:#}", case.method, case.template, r.status, r.body);
+            match decision {
+                Decision::Allowed => {
+                    assert!(![401, 403, 404].contains(&r.status) && r.status < 500, "{what}");
+                    // Put back what an allowed change took away, for the next callers.
+                    match (case.method, case.template) {
+                        ("POST", SUSPEND) => assert_eq!(api.call("POST", RESUME, &args, "", None).await.status, 200),
+                        ("DELETE", STAGE) => assert_eq!(api.call("POST", RESTORE, &args, "", None).await.status, 200),
+                        ("POST", RESTORE) => assert_eq!(api.call("DELETE", STAGE, &args, "", None).await.status, 200),
+                        ("DELETE", MEMBER) => {
+                            let body = json!({"username": "spare", "role": "viewer"});
+                            assert_eq!(api.call("POST", MEMBERS, &[p], "", Some(body)).await.status, 200);
+                        }
+                        ("DELETE", CONFIG_KEY) => {
+                            let body = json!({"value": "info"});
+                            assert_eq!(api.call("PUT", CONFIG_KEY, &args, "", Some(body)).await.status, 200);
+                        }
+                        _ => {}
+                    }
+                }
+                Decision::Invisible => {
+                    assert_eq!(
+                        problem(&r, 404, "not-found")["detail"],
+                        format!("There is no project '{p}'."),
+                        "{what}"
+                    );
+                }
+                Decision::Forbidden(message) => {
+                    assert_eq!(problem(&r, 403, "forbidden")["detail"], message, "{what}");
+                }
+            }
+            if !before.is_null() {
+                assert_eq!(everything(api, p).await, before, "{what} changed something");
+            }
+        }
+    }
+
+    // Nobody, and a revoked token: 401 everywhere, nothing changed.
+    let revoked = api.call("POST", TOKENS, &[], "", Some(json!({"name": "revoked"}))).await.body["token"].clone();
+    api.call("DELETE", TOKEN, &["revoked"], "", None).await;
+    let before = everything(api, p).await;
+    for caller in [api.with_token(None), api.with_token(revoked.as_str())] {
+        for (method, template, args) in [
+            ("GET", PROJECTS, vec![]),
+            ("POST", PROJECTS, vec![]),
+            ("GET", STAGE, vec![p, "dev"]),
+            ("POST", SUSPEND, vec![p, "prod"]),
+            ("DELETE", STAGE, vec![p, "prod"]),
+            ("PUT", CONFIG_KEY, vec![p, "prod", "LOG_LEVEL"]),
+            ("POST", USERS, vec![]),
+        ] {
+            let body = (method != "GET" && method != "DELETE").then(|| json!({"name": "x", "value": "y"}));
+            let r = caller.call(method, template, &args, "", body).await;
+            problem(&r, 401, "unauthenticated");
+        }
+    }
+    assert_eq!(everything(api, p).await, before, "unauthenticated requests changed something");
+}
+
 /// Per family a test on SQLite and one on PostgreSQL, each on a fresh store and server; and one
 /// test that runs every family (on SQLite) and checks that together they call every documented
 /// operation.
@@ -448,7 +997,18 @@ macro_rules! families {
     };
 }
 
-families!(projects, stages, config, builds_and_releases, components_and_logs, lifecycle, settings, unknown_routes);
+families!(
+    projects,
+    stages,
+    config,
+    builds_and_releases,
+    components_and_logs,
+    lifecycle,
+    settings,
+    unknown_routes,
+    access,
+    permissions
+);
 
 /// The document describes exactly the API's routes (the router is built from the same list).
 #[test]
@@ -487,6 +1047,20 @@ fn the_openapi_document_covers_every_route() {
         format!("GET {COMPONENTS}"),
         format!("GET {LOGS}"),
         format!("GET {EVENTS}"),
+        format!("POST {LOGIN}"),
+        format!("POST {LOGOUT}"),
+        format!("GET {WHOAMI}"),
+        format!("PUT {PASSWORD}"),
+        format!("GET {TOKENS}"),
+        format!("POST {TOKENS}"),
+        format!("DELETE {TOKEN}"),
+        format!("GET {USERS}"),
+        format!("POST {USERS}"),
+        format!("PATCH {USER}"),
+        format!("GET {MEMBERS}"),
+        format!("POST {MEMBERS}"),
+        format!("DELETE {MEMBER}"),
+        format!("GET {PROJECT_EVENTS}"),
     ];
     expected.sort();
     assert_eq!(ops, expected);
