@@ -18,7 +18,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use pergola_core::services::{Acting, Caller};
+use pergola_core::services::Acting;
 use pergola_core::Services;
 use pergola_domain::Error;
 use std::net::SocketAddr;
@@ -26,25 +26,7 @@ use std::net::SocketAddr;
 /// The dashboard's session cookie.
 pub const SESSION_COOKIE: &str = "pergola_session";
 
-/// What [`authenticate`] found, in the request's extensions.
-#[derive(Clone, Debug)]
-pub enum Authenticated {
-    /// Nobody signed in.
-    Anonymous,
-    /// By the session cookie (whose value is kept, for signing out).
-    Session { caller: Caller, secret: String },
-    /// By an API token.
-    Token(Caller),
-}
-
-impl Authenticated {
-    pub fn caller(&self) -> Option<&Caller> {
-        match self {
-            Authenticated::Anonymous => None,
-            Authenticated::Session { caller, .. } | Authenticated::Token(caller) => Some(caller),
-        }
-    }
-}
+pub use pergola_core::services::Authenticated;
 
 /// The client's address (the socket's peer), as the audit trail and the sign-in throttle see it.
 pub fn client_address<B>(req: &axum::http::Request<B>) -> String {

@@ -37,7 +37,7 @@ use leptos_router::{
     components::{Route, Router, Routes},
     path, SsrMode,
 };
-use pages::{AdminPage, BuildsPage, HomePage, ProjectPage, StagePage, StageSettingsPage};
+use pages::{AdminPage, BuildsPage, HomePage, LoginPage, ProjectPage, SetupPage, StagePage, StageSettingsPage};
 
 /// The dashboard's URLs, in one place.
 pub mod paths {
@@ -87,6 +87,8 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <NotFound message="There is no page at this address."/> }>
                     <Route path=path!("/") view=HomePage ssr=SsrMode::Async/>
                     <Route path=path!("/admin") view=AdminPage ssr=SsrMode::Async/>
+                    <Route path=path!("/login") view=LoginPage/>
+                    <Route path=path!("/setup") view=SetupPage/>
                     <Route path=path!("/projects/:project") view=ProjectPage ssr=SsrMode::Async/>
                     <Route path=path!("/projects/:project/builds") view=BuildsPage ssr=SsrMode::Async/>
                     <Route

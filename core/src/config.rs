@@ -25,6 +25,8 @@ pub const SECRET_KEY: &str = "PERGOLA_SECRET_KEY";
 pub const SHARE_DOMAIN: &str = "PERGOLA_SHARE_DOMAIN";
 pub const SHARE_PORT: &str = "PERGOLA_SHARE_PORT";
 pub const DEMO_DIR: &str = "PERGOLA_DEMO_DIR";
+pub const ADMIN_USER: &str = "PERGOLA_ADMIN_USER";
+pub const ADMIN_PASSWORD: &str = "PERGOLA_ADMIN_PASSWORD";
 pub const LOG: &str = "RUST_LOG";
 pub const SITE_ROOT: &str = "LEPTOS_SITE_ROOT";
 pub const TEST_POSTGRES_URL: &str = "PERGOLA_TEST_POSTGRES_URL";
@@ -83,6 +85,18 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: LOG, meaning: "log filter", default: "`info,sqlx=warn`" },
     Setting { name: SITE_ROOT, meaning: "where the built site (`pkg/`, assets) is", default: "`target/site`" },
     Setting {
+        name: ADMIN_USER,
+        meaning: "with `PERGOLA_ADMIN_PASSWORD`, and only while the instance has no user: the administrator created \
+                  at start-up (for headless set-ups and tests). Without them, the first visitor must type the \
+                  one-time setup code the server prints in its log",
+        default: "none",
+    },
+    Setting {
+        name: ADMIN_PASSWORD,
+        meaning: "the password of `PERGOLA_ADMIN_USER` (at least 10 characters); never logged",
+        default: "none",
+    },
+    Setting {
         name: TEST_POSTGRES_URL,
         meaning: "tests only: a PostgreSQL database to create test databases from",
         default: "`postgres://postgres:postgres@127.0.0.1:5432/postgres`",
@@ -122,6 +136,15 @@ pub struct ServerConfig {
     /// The dashboard's public origin, normalized by [`PublicUrl::parse`] (`https://host[:port]`,
     /// lower case, no trailing slash); `None`: only the local names.
     pub public_url: Option<String>,
+    /// The administrator to create when there is no user: (username, password).
+    pub admin: Option<(String, String)>,
+}
+
+impl ServerConfig {
+    /// Whether the dashboard is served over https (its session cookie is then `Secure`).
+    pub fn https(&self) -> bool {
+        self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+    }
 }
 
 /// An `http(s)://host[:port]` address: where the dashboard is reached from outside.
@@ -251,6 +274,12 @@ impl ServerConfig {
             share_port,
             demo_dir: var(DEMO_DIR).map(|d| cwd.join(d)),
             public_url,
+            admin: match (var(ADMIN_USER), var(ADMIN_PASSWORD)) {
+                (None, None) => None,
+                (Some(user), Some(password)) => Some((user, password)),
+                (Some(_), None) => return Err(format!("{ADMIN_USER} is set but {ADMIN_PASSWORD} is not")),
+                (None, Some(_)) => return Err(format!("{ADMIN_PASSWORD} is set but {ADMIN_USER} is not")),
+            },
         })
     }
 }

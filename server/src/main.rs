@@ -21,6 +21,7 @@ use pergola_runtime::LocalRuntime;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod session;
 mod share;
 
 #[tokio::main]
@@ -89,6 +90,23 @@ async fn run() -> Result<(), String> {
 
     spawn_purge_task(services.clone(), config.purge_interval);
 
+    // Who may sign in: the administrator from the environment, or the setup code for the
+    // first visitor (printed here, and nowhere else).
+    let admin = config.admin.as_ref().map(|(user, password)| (user.as_str(), password.as_str()));
+    match services.prepare_first_run(admin).await.map_err(|e| format!("cannot prepare the first run: {e}"))? {
+        pergola_core::services::FirstRun::Ready => {}
+        pergola_core::services::FirstRun::AdminCreated(user) => {
+            tracing::info!(user, "administrator created from PERGOLA_ADMIN_USER; sign in at /login")
+        }
+        pergola_core::services::FirstRun::SetupCode(code) => {
+            tracing::warn!(
+                "no user yet: open the dashboard and type the setup code {code} to create the administrator"
+            );
+            eprintln!("\n  Pergola Stages has no user yet. Open http://{addr}/setup and type the setup code:\n\n      {code}\n");
+        }
+    }
+    let sessions = session::Sessions { services: services.clone(), secure: config.https() };
+
     let api = pergola_api::router(services.clone());
     let share = share::Share::new(services.clone(), share_domain);
     // The demo application, offered on first run when its binary is next to the server's.
@@ -111,6 +129,7 @@ async fn run() -> Result<(), String> {
     tracing::info!(origins = ?guard.origins(), "the dashboard answers at");
     let context = {
         let guard = guard.clone();
+        let services = services.clone();
         move || {
             provide_context(services.clone());
             if let Some(demo) = demo.clone() {
@@ -127,8 +146,14 @@ async fn run() -> Result<(), String> {
         }
     };
     let routes = generate_route_list(App);
+    let sign_in = Router::new()
+        .route("/login", axum::routing::post(session::login))
+        .route("/setup", axum::routing::post(session::setup))
+        .route("/logout", axum::routing::post(session::logout))
+        .with_state(sessions);
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .merge(sign_in)
         .merge(api)
         .leptos_routes_with_context(&leptos_options, routes, context.clone(), {
             let options = leptos_options.clone();
@@ -138,6 +163,10 @@ async fn run() -> Result<(), String> {
         .layer(tower_http::compression::CompressionLayer::new())
         // A bug in one request answers 500 instead of taking the server down.
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        // Signed out: pages send to /login (a fresh instance: /setup).
+        .layer(axum::middleware::from_fn_with_state(services.clone(), session::require_sign_in))
+        // Who is asking: a bearer token or the session cookie.
+        .layer(axum::middleware::from_fn_with_state(services.clone(), pergola_api::auth::authenticate))
         // Host allow-list, same origin for changes, body limit, security headers — for all but
         // the share links, which the next layer takes first.
         .layer(axum::middleware::from_fn_with_state(guard, pergola_api::guard::guard))

@@ -26,12 +26,33 @@ use crate::error::AppError;
 #[cfg(feature = "ssr")]
 use leptos::prelude::*;
 
+/// The services as the signed-in user of this request (the server's authentication middleware
+/// put who it is in the request's extensions); 401 when nobody is signed in.
 #[cfg(feature = "ssr")]
-fn services() -> Result<pergola_core::Services, AppError> {
-    use_context::<pergola_core::Services>().ok_or_else(|| {
+fn services() -> Result<pergola_core::services::Acting, AppError> {
+    let services = use_context::<pergola_core::Services>().ok_or_else(|| {
         tracing::error!("Services missing from the request context");
         refuse(pergola_domain::Error::internal())
-    })
+    })?;
+    let caller = use_context::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<pergola_core::services::Authenticated>().cloned())
+        .and_then(|auth| auth.caller().cloned());
+    match caller {
+        Some(caller) => Ok(services.acting(caller)),
+        None => Err(refuse(pergola_domain::Error::unauthenticated())),
+    }
+}
+
+/// Who the signed-in user is in `project` (role, administrator): which buttons to show.
+#[server]
+pub async fn project_actor(project: String) -> Result<pergola_domain::Actor, AppError> {
+    answer(services()?.actor(&project).await)
+}
+
+/// Who is signed in (`None`: nobody), for the header.
+#[server]
+pub async fn current_user() -> Result<Option<pergola_domain::Me>, AppError> {
+    Ok(services().ok().map(|s| s.me()))
 }
 
 /// Turns a refusal into the wire error and sets the response's HTTP status to match.

@@ -5,14 +5,18 @@
 mod admin;
 mod builds;
 mod home;
+mod login;
 mod project;
+mod setup;
 mod stage;
 mod stage_settings;
 
 pub use admin::AdminPage;
 pub use builds::BuildsPage;
 pub use home::HomePage;
+pub use login::LoginPage;
 pub use project::ProjectPage;
+pub use setup::SetupPage;
 pub use stage::StagePage;
 pub use stage_settings::StageSettingsPage;
 

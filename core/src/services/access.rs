@@ -60,6 +60,27 @@ impl Caller {
     }
 }
 
+/// Who made a request, as the server's authentication middleware found it (in the request's
+/// extensions, for the REST handlers and the dashboard's server functions alike).
+#[derive(Clone, Debug)]
+pub enum Authenticated {
+    /// Nobody signed in.
+    Anonymous,
+    /// By the dashboard's session cookie (whose value is kept, for signing out).
+    Session { caller: Caller, secret: String },
+    /// By an API token.
+    Token(Caller),
+}
+
+impl Authenticated {
+    pub fn caller(&self) -> Option<&Caller> {
+        match self {
+            Authenticated::Anonymous => None,
+            Authenticated::Session { caller, .. } | Authenticated::Token(caller) => Some(caller),
+        }
+    }
+}
+
 /// A session just begun: the cookie's value (shown to no one else) and who it signs in.
 #[derive(Clone, Debug)]
 pub struct NewSession {

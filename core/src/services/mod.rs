@@ -19,7 +19,7 @@ mod retention;
 mod runtime;
 mod stages;
 
-pub use access::{Acting, Caller, FirstRun, NewSession};
+pub use access::{Acting, Authenticated, Caller, FirstRun, NewSession};
 pub use activity::LOG_LINES_SHOWN;
 pub use demo::DEMO_MANIFEST;
 use proxy_cache::ProxyCache;

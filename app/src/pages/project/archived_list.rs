@@ -11,6 +11,8 @@ pub fn ArchivedList(
     archived: Vec<Stage>,
     retention: RetentionPolicy,
     restore: ServerAction<RestoreStage>,
+    /// Whether the user may restore stages (maintainers and up).
+    can_restore: bool,
 ) -> impl IntoView {
     let error = move || restore.value().get().and_then(|r: Result<Stage, AppError>| r.err());
     let policy = StageType::ALL
@@ -47,7 +49,7 @@ pub fn ArchivedList(
                         </tr>
                     </thead>
                     <tbody>
-                        {archived.clone().into_iter().map(|stage| view! { <ArchivedRow stage restore/> }).collect_view()}
+                        {archived.clone().into_iter().map(|stage| view! { <ArchivedRow stage restore can_restore/> }).collect_view()}
                     </tbody>
                 </table>
             </Show>
@@ -57,7 +59,7 @@ pub fn ArchivedList(
 }
 
 #[component]
-fn ArchivedRow(stage: Stage, restore: ServerAction<RestoreStage>) -> impl IntoView {
+fn ArchivedRow(stage: Stage, restore: ServerAction<RestoreStage>, can_restore: bool) -> impl IntoView {
     let label = format!("Restore {}", stage.id);
     let project = stage.project_id.clone();
     let id = stage.id.clone();
@@ -69,6 +71,7 @@ fn ArchivedRow(stage: Stage, restore: ServerAction<RestoreStage>) -> impl IntoVi
             <td class="px-4 py-2 text-slate-600">{stage.archived_at.map(format_time)}</td>
             <td class="px-4 py-2 text-slate-600">{stage.purge_due_at.map(format_time)}</td>
             <td class="px-4 py-2 text-right">
+                {can_restore.then(|| view! {
                 <button
                     type="button"
                     aria-label=label
@@ -80,6 +83,7 @@ fn ArchivedRow(stage: Stage, restore: ServerAction<RestoreStage>) -> impl IntoVi
                 >
                     "Restore"
                 </button>
+                })}
             </td>
         </tr>
     }

@@ -11,6 +11,7 @@ use archived_list::ArchivedList;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use new_stage_dialog::NewStageDialog;
+use pergola_domain::{permits, Action, StageType};
 use pergola_domain::{ProjectOverview, Stage, StageStatus};
 use stage_card::StageCard;
 
@@ -68,7 +69,10 @@ fn ProjectView(
     restore: ServerAction<RestoreStage>,
     created: RwSignal<Option<Stage>>,
 ) -> impl IntoView {
-    let ProjectOverview { project, stages, archived, retention, summaries } = overview;
+    let ProjectOverview { project, stages, archived, retention, summaries, actor } = overview;
+    // Only what the user may do is offered (the server refuses the rest anyway).
+    let can_create = permits(&actor, Action::CreateStage, Some(StageType::Dev));
+    let can_restore = permits(&actor, Action::RestoreStage, None);
     let restored = move || restore.value().get().and_then(Result::ok);
     let announcement = move || {
         restored()
@@ -76,7 +80,10 @@ fn ProjectView(
             .or_else(|| created.get().map(|s| format!("Stage '{}' was created.", s.name)))
     };
     let empty = stages.is_empty();
-    let first_run = demo && summaries.values().all(|s| s.release.is_none());
+    let first_run = demo
+        && can_create
+        && permits(&actor, Action::RegisterBuild, None)
+        && summaries.values().all(|s| s.release.is_none());
     let try_demo = ServerAction::<TryDemo>::new();
     let navigate = leptos_router::hooks::use_navigate();
     Effect::new(move |_| {
@@ -112,14 +119,16 @@ fn ProjectView(
                         {move || if try_demo.pending().get() { "Deploying the demo…" } else { "Try the demo app" }}
                     </button>
                 })}
-                <button
-                    type="button"
-                    class="rounded-md bg-emerald-700 px-4 py-2 text-sm font-bold tracking-wide text-white shadow-sm hover:bg-emerald-800"
-                    aria-haspopup="dialog"
-                    on:click=move |_| dialog_open.set(true)
-                >
-                    "+ NEW STAGE"
-                </button>
+                {can_create.then(|| view! {
+                    <button
+                        type="button"
+                        class="rounded-md bg-emerald-700 px-4 py-2 text-sm font-bold tracking-wide text-white shadow-sm hover:bg-emerald-800"
+                        aria-haspopup="dialog"
+                        on:click=move |_| dialog_open.set(true)
+                    >
+                        "+ NEW STAGE"
+                    </button>
+                })}
             </div>
         </div>
         {move || try_demo.value().get().and_then(Result::err).map(|error| view! { <div class="mt-3"><crate::components::ErrorNotice error/></div> })}
@@ -140,13 +149,13 @@ fn ProjectView(
                         .into_iter()
                         .map(|stage| {
                             let summary = summaries.get(&stage.id).cloned().unwrap_or_default();
-                            view! { <StageCard stage summary/> }
+                            view! { <StageCard stage summary actor/> }
                         })
                         .collect_view()}
                 </ul>
             </Show>
         </section>
-        <ArchivedList archived retention restore/>
+        <ArchivedList archived retention restore can_restore/>
     }
     .into_any()
 }

@@ -6,7 +6,8 @@ use leptos::prelude::*;
 use pergola_domain::{Stage, StageSummary};
 
 #[component]
-pub fn StageCard(stage: Stage, summary: StageSummary) -> impl IntoView {
+pub fn StageCard(stage: Stage, summary: StageSummary, actor: pergola_domain::Actor) -> impl IntoView {
+    let can_change = pergola_domain::permits(&actor, pergola_domain::Action::UpdateStage, Some(stage.stage_type));
     let release = match &summary.release {
         Some(r) => format!(
             "#{} (build {}{})",
@@ -58,9 +59,11 @@ pub fn StageCard(stage: Stage, summary: StageSummary) -> impl IntoView {
                         }).collect_view()}
                     </ul>
                 })}
-                <footer class="mt-auto flex gap-4 pt-2 text-sm">
-                    <a href=settings aria-label=settings_label class="text-slate-600 hover:text-slate-900">"Settings"</a>
-                </footer>
+                {can_change.then(|| view! {
+                    <footer class="mt-auto flex gap-4 pt-2 text-sm">
+                        <a href=settings aria-label=settings_label class="text-slate-600 hover:text-slate-900">"Settings"</a>
+                    </footer>
+                })}
             </article>
         </li>
     }

@@ -31,6 +31,15 @@ pub fn StagePage() -> impl IntoView {
 #[component]
 fn StageView(stage: Stage) -> impl IntoView {
     let copied = RwSignal::new(false);
+    let settings_href = paths::stage_settings(&stage.project_id, &stage.id);
+    // Settings is offered only to who may change this stage.
+    let actor = Resource::new(
+        {
+            let project = stage.project_id.clone();
+            move || project.clone()
+        },
+        crate::api::project_actor,
+    );
     // The Release section refreshes it while the page is open (a suspend settles later).
     let status = RwSignal::new(stage.status);
     let copy_link = move |_| {
@@ -59,12 +68,28 @@ fn StageView(stage: Stage) -> impl IntoView {
                 <button type="button" class="rounded-md border border-slate-300 bg-white px-4 py-2 text-sm font-semibold text-slate-700 hover:bg-slate-50" on:click=copy_link>
                     {move || if copied.get() { "Link copied" } else { "Copy link" }}
                 </button>
-                <a
-                    href=paths::stage_settings(&stage.project_id, &stage.id)
-                    class="rounded-md bg-slate-800 px-4 py-2 text-sm font-semibold text-white hover:bg-slate-900"
-                >
-                    "Settings"
-                </a>
+                <Transition fallback=|| ()>
+                    {
+                        let settings = settings_href.clone();
+                        let stage_type = stage.stage_type;
+                        move || {
+                            let settings = settings.clone();
+                            Suspend::new(async move {
+                                let allowed = actor.await.is_ok_and(|a| {
+                                    pergola_domain::permits(&a, pergola_domain::Action::UpdateStage, Some(stage_type))
+                                });
+                                allowed.then(|| view! {
+                                    <a
+                                        href=settings
+                                        class="rounded-md bg-slate-800 px-4 py-2 text-sm font-semibold text-white hover:bg-slate-900"
+                                    >
+                                        "Settings"
+                                    </a>
+                                })
+                            })
+                        }
+                    }
+                </Transition>
             </div>
         </div>
         <div class="mt-6 grid gap-6 lg:grid-cols-3">

@@ -47,7 +47,20 @@ pub fn ReleaseSection(project: String, stage: String, status: RwSignal<StageStat
     let error =
         move || deploy.value().get().and_then(Result::err).or_else(|| redeploy.value().get().and_then(Result::err));
     let builds_href = format!("{}/builds", paths::project(&project));
-    let form = view! { <DeployForm project=project.clone() stage=stage.clone() deploy/> };
+    // Only who may deploy to this stage sees the form (the server refuses the others anyway).
+    let can_deploy = move || {
+        data.get().and_then(Result::ok).is_some_and(|rt| {
+            pergola_domain::permits(&rt.actor, pergola_domain::Action::Deploy, Some(rt.stage.stage_type))
+        })
+    };
+    let form = {
+        let (project, stage) = (project.clone(), stage.clone());
+        view! {
+            <Show when=can_deploy>
+                <DeployForm project=project.clone() stage=stage.clone() deploy/>
+            </Show>
+        }
+    };
     view! {
         <section aria-labelledby="release-title" class="rounded-lg border border-slate-200 bg-white p-5 shadow-sm lg:col-span-2">
             <h2 id="release-title" class="font-semibold text-slate-900">"Release"</h2>

@@ -1,0 +1,53 @@
+//! `/login`: "Username", "Password", "Sign in". A plain form posting to the server's `/login`
+//! (it works before hydration and without JavaScript); after signing in the server sends the
+//! user back to `next`, the page they opened while signed out.
+
+use crate::components::ui;
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+
+/// The message for the `error` the server sent the form back with.
+fn message(error: &str, wait: Option<u64>) -> Option<String> {
+    match error {
+        "" => None,
+        "wrong" => Some("Wrong username or password.".into()),
+        "throttled" => {
+            let minutes = wait.unwrap_or(60).div_ceil(60);
+            Some(format!(
+                "Too many failed sign-ins for this username from your address. Try again in {minutes} minute{}.",
+                if minutes == 1 { "" } else { "s" }
+            ))
+        }
+        _ => Some("Signing in failed; please try again.".into()),
+    }
+}
+
+#[component]
+pub fn LoginPage() -> impl IntoView {
+    let query = use_query_map();
+    let next = move || query.read().get("next").unwrap_or_else(|| "/".into());
+    let error = move || {
+        let q = query.read();
+        message(&q.get("error").unwrap_or_default(), q.get("wait").and_then(|w| w.parse().ok()))
+    };
+    view! {
+        <Title text="Sign in · Pergola Stages"/>
+        <div class="mx-auto mt-12 max-w-sm">
+            <h1 class="text-2xl font-bold text-slate-900">"Sign in"</h1>
+            <form method="post" action="/login" class=format!("mt-6 space-y-4 {}", ui::CARD)>
+                {move || error().map(|e| view! { <p role="alert" class="rounded-md bg-rose-50 p-3 text-sm text-rose-800">{e}</p> })}
+                <input type="hidden" name="next" prop:value=next/>
+                <div>
+                    <label for="username" class=ui::LABEL>"Username"</label>
+                    <input id="username" name="username" type="text" autocomplete="username" required class=ui::INPUT/>
+                </div>
+                <div>
+                    <label for="password" class=ui::LABEL>"Password"</label>
+                    <input id="password" name="password" type="password" autocomplete="current-password" required class=ui::INPUT/>
+                </div>
+                <button type="submit" class=format!("w-full {}", ui::PRIMARY)>"Sign in"</button>
+            </form>
+        </div>
+    }
+}
