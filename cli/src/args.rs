@@ -6,6 +6,8 @@ use pergola_domain::StageType;
 
 const EXAMPLES: &str = "\
 Examples:
+  pergola login --server https://pergola.example.com
+  pergola whoami
   pergola create project my-new-project
   pergola create stage my-new-stage --type dev -p my-new-project
   pergola create stage \"Integration tests\" --type qa --id test -p my-new-project
@@ -22,14 +24,24 @@ Examples:
   pergola config set LOG_LEVEL=debug -s test -p my-new-project
   pergola config set API_TOKEN=s3cr3t --secret -s test -p my-new-project
   pergola list stage -p my-new-project -o json | jq '.[].id'
+  TOKEN=$(pergola create token ci --expires-in 90)
   pergola completion bash > /etc/bash_completion.d/pergola";
 
 #[derive(Parser)]
-#[command(name = "pergola", version, about = "Manage the Stages of your Pergola Projects.", after_help = EXAMPLES)]
+#[command(
+    name = "pergola",
+    version,
+    about = "Manage the Stages of your Pergola Projects.",
+    long_about = "Manage the Stages of your Pergola Projects.\n\n\
+        Sign in first with `pergola login --server URL`: the server and an API token are kept in \
+        $XDG_CONFIG_HOME/pergola/config.toml (~/.config/pergola/config.toml), readable by you only. \
+        PERGOLA_TOKEN, when set, is sent instead of the stored token (for CI).",
+    after_help = EXAMPLES
+)]
 pub struct Cli {
-    /// URL of the Pergola server.
-    #[arg(long, global = true, env = "PERGOLA_URL", default_value = "http://127.0.0.1:3000")]
-    pub server: String,
+    /// URL of the Pergola server [default: the one you signed in to, else http://127.0.0.1:3000].
+    #[arg(long, global = true, env = "PERGOLA_URL")]
+    pub server: Option<String>,
     /// Output format: a table for people, JSON for scripts.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -59,12 +71,29 @@ impl ValueEnum for TypeArg {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Create a project or a stage.
+    /// Sign in to a server: asks for the username and password (or reads them from --username
+    /// and stdin) and stores a new API token, named cli-HOSTNAME, for the next commands.
+    Login {
+        /// Your username (asked for when missing and stdin is a terminal).
+        #[arg(short, long, conflicts_with = "token_stdin")]
+        username: Option<String>,
+        /// Read the password from stdin (the first line), e.g. from a password manager.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Sign in with an existing API token (pgt_…) read from stdin instead of a password.
+        #[arg(long, conflicts_with = "password_stdin")]
+        token_stdin: bool,
+    },
+    /// Revoke the API token you signed in with and forget it.
+    Logout,
+    /// Show who you are signed in as, and with which token.
+    Whoami,
+    /// Create a project, a stage, a build or an API token.
     Create {
         #[command(subcommand)]
         what: CreateWhat,
     },
-    /// List projects, or the stages of a project.
+    /// List projects, stages, builds, releases, components, events or API tokens.
     List {
         #[command(subcommand)]
         what: ListWhat,
@@ -97,10 +126,10 @@ pub enum Command {
         #[arg(long, global = true)]
         no_wait: bool,
     },
-    /// Delete a stage: it is archived and can be restored until its retention runs out.
+    /// Delete a stage (archived, restorable until its retention runs out) or revoke an API token.
     Delete {
         #[command(subcommand)]
-        what: OneStage,
+        what: DeleteWhat,
     },
     /// Restore an archived stage, with its configuration and previous status.
     Restore {
@@ -166,6 +195,31 @@ pub enum CreateWhat {
         #[arg(long)]
         id: Option<String>,
     },
+    /// Create a personal API token; prints the token alone (it is shown this once).
+    Token {
+        /// Token name: letters, digits, '-', '_' and '.'.
+        name: String,
+        /// Days until it expires (1-3650; default: never).
+        #[arg(long, value_name = "DAYS")]
+        expires_in: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DeleteWhat {
+    /// Delete a stage: it is archived and can be restored until its retention runs out.
+    Stage {
+        /// Stage ID.
+        id: String,
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
+    },
+    /// Revoke one of your API tokens: it stops working at once.
+    Token {
+        /// Token name (see `pergola list token`).
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -229,6 +283,9 @@ pub enum ListWhat {
         #[arg(long)]
         archived: bool,
     },
+    /// List your API tokens (never their values).
+    #[command(visible_alias = "tokens")]
+    Token,
 }
 
 #[derive(Subcommand)]
