@@ -2,7 +2,7 @@
 
 use clap::builder::PossibleValue;
 use clap::{Parser, Subcommand, ValueEnum};
-use pergola_domain::StageType;
+use pergola_domain::{Role, StageType};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -25,6 +25,9 @@ Examples:
   pergola config set API_TOKEN=s3cr3t --secret -s test -p my-new-project
   pergola list stage -p my-new-project -o json | jq '.[].id'
   TOKEN=$(pergola create token ci --expires-in 90)
+  pergola create user alice --password-stdin < alice.txt
+  pergola create member alice --role developer -p my-new-project
+  pergola list event -p my-new-project
   pergola completion bash > /etc/bash_completion.d/pergola";
 
 #[derive(Parser)]
@@ -88,12 +91,12 @@ pub enum Command {
     Logout,
     /// Show who you are signed in as, and with which token.
     Whoami,
-    /// Create a project, a stage, a build or an API token.
+    /// Create a project, a stage, a build, an API token, a user or a project member.
     Create {
         #[command(subcommand)]
         what: CreateWhat,
     },
-    /// List projects, stages, builds, releases, components, events or API tokens.
+    /// List projects, stages, builds, releases, components, events, tokens, users or members.
     List {
         #[command(subcommand)]
         what: ListWhat,
@@ -126,7 +129,8 @@ pub enum Command {
         #[arg(long, global = true)]
         no_wait: bool,
     },
-    /// Delete a stage (archived, restorable until its retention runs out) or revoke an API token.
+    /// Delete a stage (archived, restorable until its retention runs out), revoke an API token,
+    /// or remove a project member.
     Delete {
         #[command(subcommand)]
         what: DeleteWhat,
@@ -203,6 +207,42 @@ pub enum CreateWhat {
         #[arg(long, value_name = "DAYS")]
         expires_in: Option<u32>,
     },
+    /// Create a user (administrators only); the password is asked for, or read from stdin.
+    User {
+        /// Username.
+        name: String,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from stdin (the first line).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Make a user a member of a project, or change their role (project owners).
+    Member {
+        /// Username.
+        username: String,
+        /// The role in the project.
+        #[arg(short, long, value_enum, ignore_case = true)]
+        role: RoleArg,
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
+    },
+}
+
+/// A role on the command line: the domain's [`Role`], as `viewer`, `developer`, `maintainer` or `owner`.
+#[derive(Clone, Copy)]
+pub struct RoleArg(pub Role);
+
+impl ValueEnum for RoleArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[RoleArg(Role::Viewer), RoleArg(Role::Developer), RoleArg(Role::Maintainer), RoleArg(Role::Owner)]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.0.as_str()))
+    }
 }
 
 #[derive(Subcommand)]
@@ -219,6 +259,14 @@ pub enum DeleteWhat {
     Token {
         /// Token name (see `pergola list token`).
         name: String,
+    },
+    /// Remove a user from a project (project owners).
+    Member {
+        /// Username.
+        username: String,
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
     },
 }
 
@@ -245,11 +293,16 @@ pub enum UpdateWhat {
 
 #[derive(Subcommand)]
 pub enum ListWhat {
-    /// List a stage's events (deployed, suspended, resumed, crashed, restarted, config changed…), newest first.
+    /// List a project's activity — who changed what — newest first; with -s, one stage's events
+    /// (deployed, suspended, resumed, crashed, restarted, config changed…) with who caused them.
     #[command(visible_alias = "events")]
     Event {
-        #[command(flatten)]
-        at: StageAt,
+        /// Stage ID: that stage's events timeline.
+        #[arg(short, long)]
+        stage: Option<String>,
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
     },
     /// List a project's builds.
     #[command(visible_alias = "builds")]
@@ -286,6 +339,16 @@ pub enum ListWhat {
     /// List your API tokens (never their values).
     #[command(visible_alias = "tokens")]
     Token,
+    /// List every user (administrators only).
+    #[command(visible_alias = "users")]
+    User,
+    /// List a project's members and their roles.
+    #[command(visible_alias = "members")]
+    Member {
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
+    },
 }
 
 #[derive(Subcommand)]

@@ -196,8 +196,9 @@ fn update_stage_and_its_events() {
         .stderr("error: nothing to change: give --name, --type or --grace\n");
     pergola(&[&["suspend", "stage", "web"][..], &p].concat()).assert().success().stdout("Stage 'web' suspended.\n");
     let events = stdout_of(&[&["list", "event", "-s", "web"][..], &p].concat());
-    let kinds: Vec<&str> = events.lines().skip(3).filter_map(|l| l.split('|').nth(2)).map(str::trim).collect();
+    let kinds: Vec<&str> = events.lines().skip(3).filter_map(|l| l.split('|').nth(3)).map(str::trim).collect();
     assert_eq!(kinds, ["suspended", "suspending", "updated", "created"], "{events}");
+    assert!(events.contains("| admin (token cli-tests) | updated "), "{events}");
     assert!(events.contains("Type set to QA, grace period set to 15 s."), "{events}");
     pergola(&["list", "event", "-s", "nope", "-p", "updates"])
         .assert()
@@ -355,6 +356,62 @@ fn without_a_token_every_command_says_how_to_sign_in() {
 }
 
 #[test]
+fn login_with_a_password_keeps_a_private_sign_in_for_the_next_commands() {
+    pergola(&["create", "user", "lena", "--password-stdin"])
+        .write_stdin("lenas-password-1\n")
+        .assert()
+        .success()
+        .stdout(
+            "User 'lena' created. Give them a project with: pergola create member lena --role developer -p PROJECT\n",
+        );
+    let home = tempfile::tempdir().unwrap();
+    signed_in(home.path(), &["login", "--server", url(), "--username", "lena", "--password-stdin"])
+        .write_stdin("lenas-password-1\n")
+        .assert()
+        .success()
+        .stdout(format!("Signed in to {} as lena.\n", url()));
+    let config = stored_config(home.path());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&config).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", config.display());
+        let dir_mode = std::fs::metadata(config.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(dir_mode, 0o700);
+    }
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains(&format!("server = \"{}\"", url())) && text.contains("token = \"pgt_"), "{text}");
+    // Without PERGOLA_URL either: the stored server is used.
+    let mut whoami = signed_in(home.path(), &["whoami"]);
+    let out = whoami.env_remove("PERGOLA_URL").assert().success().get_output().stdout.clone();
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.starts_with("user:   lena\nadmin:  no\ntoken:  cli-"), "{out}");
+    assert!(out.ends_with(&format!("server: {}\n", url())), "{out}");
+    signed_in(home.path(), &["list", "project"]).assert().success();
+    let tokens = signed_in(home.path(), &["list", "token"]).assert().success().get_output().stdout.clone();
+    let tokens = String::from_utf8(tokens).unwrap();
+    assert!(tokens.contains("| token ") && tokens.contains("| last used ") && tokens.contains("| cli-"), "{tokens}");
+}
+
+#[test]
+fn a_wrong_password_is_refused_and_nothing_is_stored() {
+    pergola(&["create", "user", "walt", "--password-stdin"]).write_stdin("walts-password-1\n").assert().success();
+    let home = tempfile::tempdir().unwrap();
+    signed_in(home.path(), &["login", "--username", "walt", "--password-stdin"])
+        .write_stdin("not-his-password\n")
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr("error: Wrong username or password.\n");
+    assert!(!home.path().join("pergola").exists());
+    signed_in(home.path(), &["login", "--password-stdin"])
+        .write_stdin("walts-password-1\n")
+        .assert()
+        .code(1)
+        .stderr("error: give --username when the password comes from stdin (or sign in with --token-stdin).\n");
+}
+
+#[test]
 fn too_many_failed_sign_ins_show_when_to_try_again() {
     for _ in 0..5 {
         anonymous(&["login", "--username", "nobody-at-all", "--password-stdin"])
@@ -443,4 +500,65 @@ fn logout_forgets_a_token_the_server_no_longer_accepts() {
         .success()
         .stdout(format!("Signed out of {} (the server no longer accepted the token).\n", url()));
     assert!(!std::fs::read_to_string(stored_config(home.path())).unwrap().contains("pgt_"));
+}
+
+#[test]
+fn members_roles_and_the_projects_activity() {
+    pergola(&["create", "project", "team"]).assert().success();
+    pergola(&["create", "stage", "qa", "--type", "qa", "-p", "team"]).assert().success();
+    pergola(&["create", "user", "vic", "--password-stdin"]).write_stdin("vics-password-1\n").assert().success();
+    pergola(&["create", "member", "vic", "--role", "viewer", "-p", "team"])
+        .assert()
+        .success()
+        .stdout("User 'vic' is now a viewer in project 'team'.\n");
+    let users = stdout_of(&["list", "user"]);
+    assert!(users.contains("| user ") && users.contains("| administrator |"), "{users}");
+    assert!(
+        users.lines().any(|l| l.starts_with("| vic ") && l.contains("| no ") && l.contains("| active ")),
+        "{users}"
+    );
+    let members = stdout_of(&["list", "member", "-p", "team"]);
+    assert!(members.lines().any(|l| l.starts_with("| vic ") && l.contains("| viewer |")), "{members}");
+
+    let home = tempfile::tempdir().unwrap();
+    signed_in(home.path(), &["login", "--username", "vic", "--password-stdin"])
+        .write_stdin("vics-password-1\n")
+        .assert()
+        .success();
+    let stages = String::from_utf8(
+        signed_in(home.path(), &["list", "stage", "-p", "team"]).assert().success().get_output().stdout.clone(),
+    )
+    .unwrap();
+    assert!(stages.contains("| qa    | qa   | running |"), "{stages}");
+    signed_in(home.path(), &["create", "stage", "dev", "--type", "dev", "-p", "team"])
+        .assert()
+        .code(1)
+        .stderr("error: Creating a DEV stage needs the developer role in project 'team'; you are a viewer.\n");
+    signed_in(home.path(), &["list", "user"])
+        .assert()
+        .code(1)
+        .stderr("error: Managing users needs an administrator; you are not one.\n");
+
+    pergola(&["delete", "member", "vic", "-p", "team"])
+        .assert()
+        .success()
+        .stdout("User 'vic' is no longer a member of project 'team'.\n");
+    assert!(!stdout_of(&["list", "member", "-p", "team"]).contains("| vic "));
+    let events = stdout_of(&["list", "event", "-p", "team"]);
+    let header = events.lines().nth(1).unwrap();
+    assert!(header.starts_with("| time ") && header.contains("| actor ") && header.contains("| message "), "{events}");
+    for kind in ["member.removed", "member.added", "stage.created"] {
+        assert!(
+            events.lines().any(|l| l.contains("| admin (token cli-tests) |") && l.contains(&format!("| {kind} "))),
+            "{kind}: {events}"
+        );
+    }
+    let removed = events.lines().position(|l| l.contains("| member.removed ")).unwrap();
+    let added = events.lines().position(|l| l.contains("| member.added ")).unwrap();
+    assert!(removed < added, "newest first: {events}");
+    // No longer a member: the project is not there for vic.
+    signed_in(home.path(), &["list", "stage", "-p", "team"])
+        .assert()
+        .code(1)
+        .stderr("error: There is no project 'team'.\n");
 }

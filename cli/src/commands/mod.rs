@@ -7,9 +7,11 @@ mod components;
 mod config;
 mod events;
 mod lifecycle;
+mod members;
 mod projects;
 mod releases;
 mod stages;
+mod users;
 
 use crate::args::{Cli, Command, CreateWhat, DeleteWhat, ListWhat, OneStage, UpdateWhat};
 use crate::client::{Client, Failure};
@@ -42,6 +44,17 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::List { what: ListWhat::Token } => access::list_tokens(client, out),
         Command::Delete { what: DeleteWhat::Token { name } } => access::delete_token(client, out, &name),
+        Command::Create { what: CreateWhat::User { name, admin, password_stdin } } => {
+            users::create(client, out, name, admin, password_stdin)
+        }
+        Command::List { what: ListWhat::User } => users::list(client, out),
+        Command::Create { what: CreateWhat::Member { username, role, project } } => {
+            members::create(client, out, &project, username, role.0)
+        }
+        Command::List { what: ListWhat::Member { project } } => members::list(client, out, &project),
+        Command::Delete { what: DeleteWhat::Member { username, project } } => {
+            members::delete(client, out, &project, &username)
+        }
         Command::Create { what: CreateWhat::Project { name, id } } => projects::create(client, out, name, id),
         Command::Create { what: CreateWhat::Stage { name, stage_type, project, id } } => {
             stages::create(client, out, &project, name, stage_type.0, id)
@@ -51,7 +64,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::List { what: ListWhat::Project } => projects::list(client, out),
         Command::List { what: ListWhat::Stage { project, archived } } => stages::list(client, out, &project, archived),
-        Command::List { what: ListWhat::Event { at } } => events::list(client, out, &at),
+        Command::List { what: ListWhat::Event { stage, project } } => {
+            events::list(client, out, &project, stage.as_deref())
+        }
         Command::List { what: ListWhat::Build { project } } => builds::list(client, out, &project),
         Command::List { what: ListWhat::Release { at } } => releases::list(client, out, &at),
         Command::List { what: ListWhat::Component { at } } => components::list(client, out, &at),
