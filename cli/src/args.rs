@@ -2,10 +2,12 @@
 
 use clap::builder::PossibleValue;
 use clap::{Parser, Subcommand, ValueEnum};
-use pergola_domain::StageType;
+use pergola_domain::{Role, StageType};
 
 const EXAMPLES: &str = "\
 Examples:
+  pergola login --server https://pergola.example.com
+  pergola whoami
   pergola create project my-new-project
   pergola create stage my-new-stage --type dev -p my-new-project
   pergola create stage \"Integration tests\" --type qa --id test -p my-new-project
@@ -22,14 +24,27 @@ Examples:
   pergola config set LOG_LEVEL=debug -s test -p my-new-project
   pergola config set API_TOKEN=s3cr3t --secret -s test -p my-new-project
   pergola list stage -p my-new-project -o json | jq '.[].id'
+  TOKEN=$(pergola create token ci --expires-in 90)
+  pergola create user alice --password-stdin < alice.txt
+  pergola create member alice --role developer -p my-new-project
+  pergola list event -p my-new-project
   pergola completion bash > /etc/bash_completion.d/pergola";
 
 #[derive(Parser)]
-#[command(name = "pergola", version, about = "Manage the Stages of your Pergola Projects.", after_help = EXAMPLES)]
+#[command(
+    name = "pergola",
+    version,
+    about = "Manage the Stages of your Pergola Projects.",
+    long_about = "Manage the Stages of your Pergola Projects.\n\n\
+        Sign in first with `pergola login --server URL`: the server and an API token are kept in \
+        $XDG_CONFIG_HOME/pergola/config.toml (~/.config/pergola/config.toml), readable by you only. \
+        PERGOLA_TOKEN, when set, is sent instead of the stored token (for CI).",
+    after_help = EXAMPLES
+)]
 pub struct Cli {
-    /// URL of the Pergola server.
-    #[arg(long, global = true, env = "PERGOLA_URL", default_value = "http://127.0.0.1:3000")]
-    pub server: String,
+    /// URL of the Pergola server [default: the one you signed in to, else http://127.0.0.1:3000].
+    #[arg(long, global = true, env = "PERGOLA_URL")]
+    pub server: Option<String>,
     /// Output format: a table for people, JSON for scripts.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -59,12 +74,29 @@ impl ValueEnum for TypeArg {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Create a project or a stage.
+    /// Sign in to a server: asks for the username and password (or reads them from --username
+    /// and stdin) and stores a new API token, named cli-HOSTNAME, for the next commands.
+    Login {
+        /// Your username (asked for when missing and stdin is a terminal).
+        #[arg(short, long, conflicts_with = "token_stdin")]
+        username: Option<String>,
+        /// Read the password from stdin (the first line), e.g. from a password manager.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Sign in with an existing API token (pgt_…) read from stdin instead of a password.
+        #[arg(long, conflicts_with = "password_stdin")]
+        token_stdin: bool,
+    },
+    /// Revoke the API token you signed in with and forget it.
+    Logout,
+    /// Show who you are signed in as, and with which token.
+    Whoami,
+    /// Create a project, a stage, a build, an API token, a user or a project member.
     Create {
         #[command(subcommand)]
         what: CreateWhat,
     },
-    /// List projects, or the stages of a project.
+    /// List projects, stages, builds, releases, components, events, tokens, users or members.
     List {
         #[command(subcommand)]
         what: ListWhat,
@@ -97,10 +129,11 @@ pub enum Command {
         #[arg(long, global = true)]
         no_wait: bool,
     },
-    /// Delete a stage: it is archived and can be restored until its retention runs out.
+    /// Delete a stage (archived, restorable until its retention runs out), revoke an API token,
+    /// or remove a project member.
     Delete {
         #[command(subcommand)]
-        what: OneStage,
+        what: DeleteWhat,
     },
     /// Restore an archived stage, with its configuration and previous status.
     Restore {
@@ -166,6 +199,75 @@ pub enum CreateWhat {
         #[arg(long)]
         id: Option<String>,
     },
+    /// Create a personal API token; prints the token alone (it is shown this once).
+    Token {
+        /// Token name: letters, digits, '-', '_' and '.'.
+        name: String,
+        /// Days until it expires (1-3650; default: never).
+        #[arg(long, value_name = "DAYS")]
+        expires_in: Option<u32>,
+    },
+    /// Create a user (administrators only); the password is asked for, or read from stdin.
+    User {
+        /// Username.
+        name: String,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from stdin (the first line).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Make a user a member of a project, or change their role (project owners).
+    Member {
+        /// Username.
+        username: String,
+        /// The role in the project.
+        #[arg(short, long, value_enum, ignore_case = true)]
+        role: RoleArg,
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
+    },
+}
+
+/// A role on the command line: the domain's [`Role`], as `viewer`, `developer`, `maintainer` or `owner`.
+#[derive(Clone, Copy)]
+pub struct RoleArg(pub Role);
+
+impl ValueEnum for RoleArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[RoleArg(Role::Viewer), RoleArg(Role::Developer), RoleArg(Role::Maintainer), RoleArg(Role::Owner)]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.0.as_str()))
+    }
+}
+
+#[derive(Subcommand)]
+pub enum DeleteWhat {
+    /// Delete a stage: it is archived and can be restored until its retention runs out.
+    Stage {
+        /// Stage ID.
+        id: String,
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
+    },
+    /// Revoke one of your API tokens: it stops working at once.
+    Token {
+        /// Token name (see `pergola list token`).
+        name: String,
+    },
+    /// Remove a user from a project (project owners).
+    Member {
+        /// Username.
+        username: String,
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -191,11 +293,16 @@ pub enum UpdateWhat {
 
 #[derive(Subcommand)]
 pub enum ListWhat {
-    /// List a stage's events (deployed, suspended, resumed, crashed, restarted, config changed…), newest first.
+    /// List a project's activity — who changed what — newest first; with -s, one stage's events
+    /// (deployed, suspended, resumed, crashed, restarted, config changed…) with who caused them.
     #[command(visible_alias = "events")]
     Event {
-        #[command(flatten)]
-        at: StageAt,
+        /// Stage ID: that stage's events timeline.
+        #[arg(short, long)]
+        stage: Option<String>,
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
     },
     /// List a project's builds.
     #[command(visible_alias = "builds")]
@@ -228,6 +335,19 @@ pub enum ListWhat {
         /// List the archived (deleted, still restorable) stages with their deletion dates.
         #[arg(long)]
         archived: bool,
+    },
+    /// List your API tokens (never their values).
+    #[command(visible_alias = "tokens")]
+    Token,
+    /// List every user (administrators only).
+    #[command(visible_alias = "users")]
+    User,
+    /// List a project's members and their roles.
+    #[command(visible_alias = "members")]
+    Member {
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
     },
 }
 

@@ -1,4 +1,5 @@
-//! The HTTP side: JSON requests to the REST API, problem+json errors turned into one line.
+//! The HTTP side: JSON requests to the REST API with the bearer token, problem+json errors
+//! turned into one line.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -10,29 +11,74 @@ use std::time::Duration;
 
 pub struct Client {
     base: String,
+    token: Option<String>,
     http: reqwest::blocking::Client,
 }
 
+/// What a 401 means for a request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnUnauthorized {
+    /// The token is missing, revoked or expired: sign in again.
+    SignIn,
+    /// The credentials given were refused (`pergola login`): the server's reason.
+    Refused,
+}
+
 /// Why a command failed, said in one line.
-pub struct Failure(String);
+pub struct Failure {
+    message: String,
+    /// The server answered 401.
+    unauthorized: bool,
+}
 
 impl Failure {
     pub fn new(message: String) -> Self {
-        Failure(message)
+        Failure { message, unauthorized: false }
     }
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
 impl Client {
-    pub fn new(base: &str) -> Self {
+    /// A client for the server at `base`, sending `token` (if any) as `Authorization: Bearer`.
+    pub fn new(base: &str, token: Option<String>) -> Self {
         let http =
             reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build().expect("an HTTP client");
-        Self { base: base.trim_end_matches('/').to_owned(), http }
+        Self { base: crate::stored::normalize(base), token, http }
+    }
+
+    /// The server's URL, as signed in to.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The token sent, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// A request whose 401 means the credentials it carries were refused, not "sign in again":
+    /// signing in, and checking a token given to `pergola login`.
+    pub fn post_credentials<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, Failure> {
+        self.send_as(self.http.post(self.url(path)).json(body), OnUnauthorized::Refused)
+    }
+
+    /// `GET` that answers a 401 with the server's reason (see [`Client::post_credentials`]).
+    pub fn get_credentials<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
+        self.send_as(self.http.get(self.url(path)), OnUnauthorized::Refused)
+    }
+
+    /// A `POST` without a body; `Ok(false)` when the server answered 401.
+    pub fn post_unless_unauthorized(&self, path: &str) -> Result<bool, Failure> {
+        match self.send_as::<()>(self.http.post(self.url(path)), OnUnauthorized::Refused) {
+            Ok(()) => Ok(true),
+            Err(e) if e.unauthorized => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
@@ -84,26 +130,59 @@ impl Client {
     }
 
     fn send<T: DeserializeOwned>(&self, request: reqwest::blocking::RequestBuilder) -> Result<T, Failure> {
+        self.send_as(request, OnUnauthorized::SignIn)
+    }
+
+    fn send_as<T: DeserializeOwned>(
+        &self,
+        request: reqwest::blocking::RequestBuilder,
+        on_401: OnUnauthorized,
+    ) -> Result<T, Failure> {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
         let response = request.send().map_err(|e| {
-            Failure(format!(
+            Failure::new(format!(
                 "cannot reach the Pergola server at {} ({}). Is it running? Set --server or PERGOLA_URL.",
                 self.base,
                 root_cause(&e)
             ))
         })?;
         let status = response.status();
-        let text = response.text().map_err(|e| Failure(format!("the server's answer could not be read: {e}")))?;
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_owned());
+        let text = response.text().map_err(|e| Failure::new(format!("the server's answer could not be read: {e}")))?;
         if status.is_success() {
-            return serde_json::from_str(&text).map_err(|e| {
-                Failure(format!("unexpected answer from the server ({e}); is {} a Pergola server?", self.base))
+            // 204 No Content reads as JSON `null`: the unit type.
+            let text = if text.trim().is_empty() { "null" } else { &text };
+            return serde_json::from_str(text).map_err(|e| {
+                Failure::new(format!("unexpected answer from the server ({e}); is {} a Pergola server?", self.base))
             });
         }
         let detail = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v["detail"].as_str().map(str::to_owned))
             .unwrap_or_else(|| format!("the server answered {status}"));
-        Err(Failure(detail))
+        let message = match status.as_u16() {
+            401 if on_401 == OnUnauthorized::SignIn => unauthorized_line(&self.base),
+            429 => match retry_after {
+                Some(wait) if wait.parse::<u64>().is_ok() => format!("{detail} (Retry-After: {wait} s)"),
+                Some(wait) => format!("{detail} (Retry-After: {wait})"),
+                None => detail,
+            },
+            _ => detail,
+        };
+        Err(Failure { message, unauthorized: status.as_u16() == 401 })
     }
+}
+
+/// What a 401 says: no token, or one the server no longer accepts.
+pub fn unauthorized_line(server: &str) -> String {
+    format!("Not signed in, or your token was revoked or expired: run `pergola login --server {server}`.")
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

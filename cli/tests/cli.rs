@@ -1,21 +1,30 @@
 //! The `pergola` binary against a live server (the REST API on a fresh SQLite store).
 
 use assert_cmd::Command;
+use std::path::Path;
 use std::sync::OnceLock;
 
-/// One server for the whole file, on its own runtime thread; tests use distinct projects.
-fn server() -> &'static str {
-    static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| {
+/// The test server and the administrator's API token.
+struct Server {
+    url: String,
+    admin_token: String,
+}
+
+/// One server for the whole file, on its own runtime thread; tests use distinct projects and users.
+fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Runtime::new().unwrap();
             runtime.block_on(async move {
                 let env = pergola_core::testing::sqlite_env().await;
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(format!("http://{}", listener.local_addr().unwrap())).unwrap();
                 // The system clock, as in production: stages list in creation order.
                 let services = env.services.with_clock(std::sync::Arc::new(pergola_core::SystemClock));
+                let token = env.as_admin(&services).create_token("cli-tests", None).await.unwrap();
+                let url = format!("http://{}", listener.local_addr().unwrap());
+                tx.send(Server { url, admin_token: token.token }).unwrap();
                 let app: axum::Router = pergola_api::router(services);
                 axum::serve(listener, app).await.unwrap();
             });
@@ -24,9 +33,37 @@ fn server() -> &'static str {
     })
 }
 
+fn url() -> &'static str {
+    &server().url
+}
+
+/// An empty configuration directory: nobody signed in.
+fn no_sign_in() -> &'static Path {
+    static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-no-sign-in");
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    })
+}
+
+/// `pergola` as the administrator (`PERGOLA_TOKEN`), with no stored sign-in.
 fn pergola(args: &[&str]) -> Command {
+    let mut cmd = anonymous(args);
+    cmd.env("PERGOLA_TOKEN", &server().admin_token);
+    cmd
+}
+
+/// `pergola` with neither a token nor a stored sign-in.
+fn anonymous(args: &[&str]) -> Command {
+    signed_in(no_sign_in(), args)
+}
+
+/// `pergola` with the sign-in stored under `home` (its XDG_CONFIG_HOME and HOME) and no
+/// `PERGOLA_TOKEN`.
+fn signed_in(home: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::cargo_bin("pergola").unwrap();
-    cmd.env("PERGOLA_URL", server()).args(args);
+    cmd.env("PERGOLA_URL", url()).env("XDG_CONFIG_HOME", home).env("HOME", home).env_remove("PERGOLA_TOKEN").args(args);
     cmd
 }
 
@@ -159,8 +196,9 @@ fn update_stage_and_its_events() {
         .stderr("error: nothing to change: give --name, --type or --grace\n");
     pergola(&[&["suspend", "stage", "web"][..], &p].concat()).assert().success().stdout("Stage 'web' suspended.\n");
     let events = stdout_of(&[&["list", "event", "-s", "web"][..], &p].concat());
-    let kinds: Vec<&str> = events.lines().skip(3).filter_map(|l| l.split('|').nth(2)).map(str::trim).collect();
+    let kinds: Vec<&str> = events.lines().skip(3).filter_map(|l| l.split('|').nth(3)).map(str::trim).collect();
     assert_eq!(kinds, ["suspended", "suspending", "updated", "created"], "{events}");
+    assert!(events.contains("| admin (token cli-tests) | updated "), "{events}");
     assert!(events.contains("Type set to QA, grace period set to 15 s."), "{events}");
     pergola(&["list", "event", "-s", "nope", "-p", "updates"])
         .assert()
@@ -189,14 +227,8 @@ fn failures_print_one_line_and_exit_1() {
         .assert()
         .code(1)
         .stderr("error: Stage 'uat' is already running.\n");
-    let unreachable = Command::cargo_bin("pergola")
-        .unwrap()
-        .args(["list", "project", "--server", "http://127.0.0.1:9"])
-        .assert()
-        .code(1)
-        .get_output()
-        .stderr
-        .clone();
+    let unreachable =
+        anonymous(&["list", "project", "--server", "http://127.0.0.1:9"]).assert().code(1).get_output().stderr.clone();
     let message = String::from_utf8(unreachable).unwrap();
     assert!(message.starts_with("error: cannot reach the Pergola server at http://127.0.0.1:9"), "{message}");
     assert_eq!(message.lines().count(), 1);
@@ -304,4 +336,229 @@ fn builds_deploy_and_releases() {
     // This test server has no runtime: nothing runs, and the table says so by being empty.
     assert_eq!(stdout_of(&["list", "component", "-s", "qa", "-p", "deploying"]).lines().count(), 4);
     let _ = std::fs::remove_file(manifest);
+}
+
+/// What a user sees when the token is missing, revoked or expired.
+fn unauthorized_line() -> String {
+    format!("error: Not signed in, or your token was revoked or expired: run `pergola login --server {}`.\n", url())
+}
+
+fn stored_config(home: &Path) -> std::path::PathBuf {
+    home.join("pergola").join("config.toml")
+}
+
+#[test]
+fn without_a_token_every_command_says_how_to_sign_in() {
+    anonymous(&["list", "project"]).assert().code(1).stdout("").stderr(unauthorized_line());
+    anonymous(&["whoami"]).assert().code(1).stderr(unauthorized_line());
+    let mut bad = anonymous(&["list", "project"]);
+    bad.env("PERGOLA_TOKEN", "pgt_not-a-real-token").assert().code(1).stderr(unauthorized_line());
+}
+
+#[test]
+fn login_with_a_password_keeps_a_private_sign_in_for_the_next_commands() {
+    pergola(&["create", "user", "lena", "--password-stdin"])
+        .write_stdin("lenas-password-1\n")
+        .assert()
+        .success()
+        .stdout(
+            "User 'lena' created. Give them a project with: pergola create member lena --role developer -p PROJECT\n",
+        );
+    let home = tempfile::tempdir().unwrap();
+    signed_in(home.path(), &["login", "--server", url(), "--username", "lena", "--password-stdin"])
+        .write_stdin("lenas-password-1\n")
+        .assert()
+        .success()
+        .stdout(format!("Signed in to {} as lena.\n", url()));
+    let config = stored_config(home.path());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&config).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", config.display());
+        let dir_mode = std::fs::metadata(config.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(dir_mode, 0o700);
+    }
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains(&format!("server = \"{}\"", url())) && text.contains("token = \"pgt_"), "{text}");
+    // Without PERGOLA_URL either: the stored server is used.
+    let mut whoami = signed_in(home.path(), &["whoami"]);
+    let out = whoami.env_remove("PERGOLA_URL").assert().success().get_output().stdout.clone();
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.starts_with("user:   lena\nadmin:  no\ntoken:  cli-"), "{out}");
+    assert!(out.ends_with(&format!("server: {}\n", url())), "{out}");
+    signed_in(home.path(), &["list", "project"]).assert().success();
+    let tokens = signed_in(home.path(), &["list", "token"]).assert().success().get_output().stdout.clone();
+    let tokens = String::from_utf8(tokens).unwrap();
+    assert!(tokens.contains("| token ") && tokens.contains("| last used ") && tokens.contains("| cli-"), "{tokens}");
+}
+
+#[test]
+fn a_wrong_password_is_refused_and_nothing_is_stored() {
+    pergola(&["create", "user", "walt", "--password-stdin"]).write_stdin("walts-password-1\n").assert().success();
+    let home = tempfile::tempdir().unwrap();
+    signed_in(home.path(), &["login", "--username", "walt", "--password-stdin"])
+        .write_stdin("not-his-password\n")
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr("error: Wrong username or password.\n");
+    assert!(!home.path().join("pergola").exists());
+    signed_in(home.path(), &["login", "--password-stdin"])
+        .write_stdin("walts-password-1\n")
+        .assert()
+        .code(1)
+        .stderr("error: give --username when the password comes from stdin (or sign in with --token-stdin).\n");
+}
+
+#[test]
+fn too_many_failed_sign_ins_show_when_to_try_again() {
+    for _ in 0..5 {
+        anonymous(&["login", "--username", "nobody-at-all", "--password-stdin"])
+            .write_stdin("wrong-password-1\n")
+            .assert()
+            .code(1)
+            .stderr("error: Wrong username or password.\n");
+    }
+    let out = anonymous(&["login", "--username", "nobody-at-all", "--password-stdin"])
+        .write_stdin("wrong-password-1\n")
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
+    let message = String::from_utf8(out).unwrap();
+    assert!(message.starts_with("error: Too many attempts. Try again in "), "{message}");
+    assert!(message.contains("(Retry-After: ") && message.ends_with(" s)\n"), "{message}");
+}
+
+#[test]
+fn created_tokens_print_alone_work_and_stop_working_when_deleted() {
+    let out =
+        pergola(&["create", "token", "ci-pipeline", "--expires-in", "30"]).assert().success().get_output().clone();
+    let token = String::from_utf8(out.stdout).unwrap();
+    assert!(token.starts_with("pgt_") && token.ends_with('\n') && token.lines().count() == 1, "{token}");
+    let token = token.trim_end();
+    let mut whoami = anonymous(&["whoami", "-o", "json"]);
+    let me: serde_json::Value =
+        serde_json::from_slice(&whoami.env("PERGOLA_TOKEN", token).assert().success().get_output().stdout).unwrap();
+    assert_eq!((me["username"].as_str(), me["token"].as_str()), (Some("admin"), Some("ci-pipeline")));
+    let tokens = stdout_of(&["list", "token"]);
+    let row = tokens.lines().find(|l| l.starts_with("| ci-pipeline ")).unwrap_or_else(|| panic!("{tokens}"));
+    assert!(row.contains(" UTC ") && !row.contains("never"), "expires in 30 days: {tokens}");
+    assert!(!tokens.contains("pgt_"), "{tokens}");
+    pergola(&["delete", "token", "ci-pipeline"])
+        .assert()
+        .success()
+        .stdout("Token 'ci-pipeline' revoked: it no longer works.\n");
+    anonymous(&["list", "project"]).env("PERGOLA_TOKEN", token).assert().code(1).stderr(unauthorized_line());
+    pergola(&["delete", "token", "ci-pipeline"]).assert().code(1);
+}
+
+#[test]
+fn login_with_a_token_and_logout_revokes_it() {
+    let token = stdout_of(&["create", "token", "for-login"]).trim_end().to_owned();
+    let home = tempfile::tempdir().unwrap();
+    signed_in(home.path(), &["login", "--token-stdin"])
+        .write_stdin(format!("{token}\n"))
+        .assert()
+        .success()
+        .stdout(format!("Signed in to {} as admin.\n", url()));
+    signed_in(home.path(), &["list", "project"]).assert().success();
+    signed_in(home.path(), &["logout"])
+        .assert()
+        .success()
+        .stdout(format!("Signed out of {}: the token is revoked.\n", url()));
+    let text = std::fs::read_to_string(stored_config(home.path())).unwrap();
+    assert!(!text.contains("pgt_"), "{text}");
+    signed_in(home.path(), &["list", "project"]).assert().code(1).stderr(unauthorized_line());
+    anonymous(&["list", "project"]).env("PERGOLA_TOKEN", &token).assert().code(1).stderr(unauthorized_line());
+    // A revoked token cannot sign in either, and signing out twice is harmless.
+    let refused = signed_in(home.path(), &["login", "--token-stdin"])
+        .write_stdin(token.clone())
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
+    let refused = String::from_utf8(refused).unwrap();
+    assert!(refused.starts_with("error: The API token is not valid"), "{refused}");
+    signed_in(home.path(), &["logout"])
+        .assert()
+        .success()
+        .stdout(format!("Not signed in to {}: nothing to sign out of.\n", url()));
+}
+
+#[test]
+fn logout_forgets_a_token_the_server_no_longer_accepts() {
+    let token = stdout_of(&["create", "token", "revoked-elsewhere"]).trim_end().to_owned();
+    let home = tempfile::tempdir().unwrap();
+    signed_in(home.path(), &["login", "--token-stdin"]).write_stdin(token).assert().success();
+    pergola(&["delete", "token", "revoked-elsewhere"]).assert().success();
+    signed_in(home.path(), &["logout"])
+        .assert()
+        .success()
+        .stdout(format!("Signed out of {} (the server no longer accepted the token).\n", url()));
+    assert!(!std::fs::read_to_string(stored_config(home.path())).unwrap().contains("pgt_"));
+}
+
+#[test]
+fn members_roles_and_the_projects_activity() {
+    pergola(&["create", "project", "team"]).assert().success();
+    pergola(&["create", "stage", "qa", "--type", "qa", "-p", "team"]).assert().success();
+    pergola(&["create", "user", "vic", "--password-stdin"]).write_stdin("vics-password-1\n").assert().success();
+    pergola(&["create", "member", "vic", "--role", "viewer", "-p", "team"])
+        .assert()
+        .success()
+        .stdout("User 'vic' is now a viewer in project 'team'.\n");
+    let users = stdout_of(&["list", "user"]);
+    assert!(users.contains("| user ") && users.contains("| administrator |"), "{users}");
+    assert!(
+        users.lines().any(|l| l.starts_with("| vic ") && l.contains("| no ") && l.contains("| active ")),
+        "{users}"
+    );
+    let members = stdout_of(&["list", "member", "-p", "team"]);
+    assert!(members.lines().any(|l| l.starts_with("| vic ") && l.contains("| viewer |")), "{members}");
+
+    let home = tempfile::tempdir().unwrap();
+    signed_in(home.path(), &["login", "--username", "vic", "--password-stdin"])
+        .write_stdin("vics-password-1\n")
+        .assert()
+        .success();
+    let stages = String::from_utf8(
+        signed_in(home.path(), &["list", "stage", "-p", "team"]).assert().success().get_output().stdout.clone(),
+    )
+    .unwrap();
+    assert!(stages.contains("| qa    | qa   | running |"), "{stages}");
+    signed_in(home.path(), &["create", "stage", "dev", "--type", "dev", "-p", "team"])
+        .assert()
+        .code(1)
+        .stderr("error: Creating a DEV stage needs the developer role in project 'team'; you are a viewer.\n");
+    signed_in(home.path(), &["list", "user"])
+        .assert()
+        .code(1)
+        .stderr("error: Managing users needs an administrator; you are not one.\n");
+
+    pergola(&["delete", "member", "vic", "-p", "team"])
+        .assert()
+        .success()
+        .stdout("User 'vic' is no longer a member of project 'team'.\n");
+    assert!(!stdout_of(&["list", "member", "-p", "team"]).contains("| vic "));
+    let events = stdout_of(&["list", "event", "-p", "team"]);
+    let header = events.lines().nth(1).unwrap();
+    assert!(header.starts_with("| time ") && header.contains("| actor ") && header.contains("| message "), "{events}");
+    for kind in ["member.removed", "member.added", "stage.created"] {
+        assert!(
+            events.lines().any(|l| l.contains("| admin (token cli-tests) |") && l.contains(&format!("| {kind} "))),
+            "{kind}: {events}"
+        );
+    }
+    let removed = events.lines().position(|l| l.contains("| member.removed ")).unwrap();
+    let added = events.lines().position(|l| l.contains("| member.added ")).unwrap();
+    assert!(removed < added, "newest first: {events}");
+    // No longer a member: the project is not there for vic.
+    signed_in(home.path(), &["list", "stage", "-p", "team"])
+        .assert()
+        .code(1)
+        .stderr("error: There is no project 'team'.\n");
 }

@@ -1,25 +1,60 @@
 //! What each command does: one module per family, each calling the REST API with the shared
 //! request bodies of [`pergola_domain::wire`].
 
+mod access;
 mod builds;
 mod components;
 mod config;
 mod events;
 mod lifecycle;
+mod members;
 mod projects;
 mod releases;
 mod stages;
+mod users;
 
-use crate::args::{Cli, Command, CreateWhat, ListWhat, OneStage, UpdateWhat};
+use crate::args::{Cli, Command, CreateWhat, DeleteWhat, ListWhat, OneStage, UpdateWhat};
 use crate::client::{Client, Failure};
 use crate::output::Printer;
+use crate::stored::{self, Stored};
 use clap::CommandFactory;
 
 pub fn run(cli: Cli) -> Result<(), Failure> {
-    let client = Client::new(&cli.server);
     let out = Printer { format: cli.output };
+    if let Command::Completion { shell } = cli.command {
+        clap_complete::generate(shell, &mut Cli::command(), "pergola", &mut std::io::stdout());
+        return Ok(());
+    }
+    if let Command::Login { username, password_stdin, token_stdin } = cli.command {
+        // A sign-in file that cannot be read is replaced by the new one.
+        let server = cli.server.or_else(|| stored::load().ok().and_then(|s| s.server));
+        let server = server.as_deref().unwrap_or(stored::DEFAULT_SERVER);
+        return access::login(server, &out, access::LoginArgs { username, password_stdin, token_stdin });
+    }
+    let stored = stored::load()?;
+    let (server, token) = resolve(cli.server, std::env::var("PERGOLA_TOKEN").ok(), &stored);
+    let client = Client::new(&server, token);
     let (client, out) = (&client, &out);
     match cli.command {
+        Command::Login { .. } | Command::Completion { .. } => unreachable!("handled above"),
+        Command::Logout => access::logout(client, out, &stored),
+        Command::Whoami => access::whoami(client, out),
+        Command::Create { what: CreateWhat::Token { name, expires_in } } => {
+            access::create_token(client, out, name, expires_in)
+        }
+        Command::List { what: ListWhat::Token } => access::list_tokens(client, out),
+        Command::Delete { what: DeleteWhat::Token { name } } => access::delete_token(client, out, &name),
+        Command::Create { what: CreateWhat::User { name, admin, password_stdin } } => {
+            users::create(client, out, name, admin, password_stdin)
+        }
+        Command::List { what: ListWhat::User } => users::list(client, out),
+        Command::Create { what: CreateWhat::Member { username, role, project } } => {
+            members::create(client, out, &project, username, role.0)
+        }
+        Command::List { what: ListWhat::Member { project } } => members::list(client, out, &project),
+        Command::Delete { what: DeleteWhat::Member { username, project } } => {
+            members::delete(client, out, &project, &username)
+        }
         Command::Create { what: CreateWhat::Project { name, id } } => projects::create(client, out, name, id),
         Command::Create { what: CreateWhat::Stage { name, stage_type, project, id } } => {
             stages::create(client, out, &project, name, stage_type.0, id)
@@ -29,7 +64,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::List { what: ListWhat::Project } => projects::list(client, out),
         Command::List { what: ListWhat::Stage { project, archived } } => stages::list(client, out, &project, archived),
-        Command::List { what: ListWhat::Event { at } } => events::list(client, out, &at),
+        Command::List { what: ListWhat::Event { stage, project } } => {
+            events::list(client, out, &project, stage.as_deref())
+        }
         Command::List { what: ListWhat::Build { project } } => builds::list(client, out, &project),
         Command::List { what: ListWhat::Release { at } } => releases::list(client, out, &at),
         Command::List { what: ListWhat::Component { at } } => components::list(client, out, &at),
@@ -37,7 +74,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Update { what: UpdateWhat::Stage { id, project, name, stage_type, grace } } => {
             stages::update(client, out, &project, &id, name, stage_type.map(|t| t.0), grace)
         }
-        Command::Delete { what: OneStage::Stage { id, project } } => stages::delete(client, out, &project, &id),
+        Command::Delete { what: DeleteWhat::Stage { id, project } } => stages::delete(client, out, &project, &id),
         Command::Suspend { what: OneStage::Stage { id, project }, no_wait } => {
             lifecycle::suspend(client, out, &project, &id, no_wait)
         }
@@ -47,14 +84,41 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Restore { what: OneStage::Stage { id, project } } => lifecycle::restore(client, out, &project, &id),
         Command::Deploy { build, stage, project } => releases::deploy(client, out, &project, &stage, build),
         Command::Config { action } => config::run(client, out, action),
-        Command::Completion { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "pergola", &mut std::io::stdout());
-            Ok(())
-        }
     }
+}
+
+/// The server (`--server`/`PERGOLA_URL`, else the one signed in to, else the default) and the
+/// token (`PERGOLA_TOKEN`, else the stored one — only for the server it was stored for, so a
+/// token never goes to another server).
+fn resolve(server: Option<String>, env_token: Option<String>, stored: &Stored) -> (String, Option<String>) {
+    let stored_server = stored.server.as_deref().map(stored::normalize);
+    let server = server.map(|s| stored::normalize(&s)).or(stored_server.clone());
+    let server = server.unwrap_or_else(|| stored::DEFAULT_SERVER.to_owned());
+    let env_token = env_token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
+    let token =
+        env_token.or_else(|| stored.token.clone().filter(|_| stored_server.as_deref() == Some(server.as_str())));
+    (server, token)
 }
 
 /// The API path of a stage.
 fn stage_path(project: &str, id: &str) -> String {
     format!("/api/v1/projects/{project}/stages/{id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve;
+    use crate::stored::Stored;
+
+    #[test]
+    fn the_stored_token_goes_only_to_its_server_and_pergola_token_wins() {
+        let stored = Stored { server: Some("http://a:3000/".into()), token: Some("pgt_stored".into()) };
+        let t = |s: &str| Some(s.to_owned());
+        assert_eq!(resolve(None, None, &stored), ("http://a:3000".into(), t("pgt_stored")));
+        assert_eq!(resolve(t("http://a:3000"), None, &stored), ("http://a:3000".into(), t("pgt_stored")));
+        assert_eq!(resolve(t("http://b:3000"), None, &stored), ("http://b:3000".into(), None));
+        assert_eq!(resolve(t("http://b:3000"), t("pgt_env"), &stored), ("http://b:3000".into(), t("pgt_env")));
+        assert_eq!(resolve(None, t(" "), &stored), ("http://a:3000".into(), t("pgt_stored")));
+        assert_eq!(resolve(None, None, &Stored::default()), ("http://127.0.0.1:3000".into(), None));
+    }
 }
