@@ -2,7 +2,6 @@
 //! suspend, resume, redeploy, delete, restore, purge and a server restart.
 
 use pergola_core::testing::sqlite_env;
-use pergola_core::Services;
 use pergola_domain::runtime::{ComponentState, Health};
 use pergola_domain::wire::StageUpdate;
 use pergola_domain::StageType;
@@ -42,11 +41,11 @@ health = {{ path = "/", interval_secs = 1 }}
     )
 }
 
-async fn web(s: &Services, p: &str, stage: &str) -> Option<(ComponentState, Health)> {
+async fn web(s: &pergola_core::services::Acting, p: &str, stage: &str) -> Option<(ComponentState, Health)> {
     s.components(p, stage).await.unwrap().into_iter().find(|c| c.name == "web").map(|c| (c.state, c.health))
 }
 
-async fn greetings(s: &Services, p: &str) -> Vec<String> {
+async fn greetings(s: &pergola_core::services::Acting, p: &str) -> Vec<String> {
     s.logs(p, "qa", "web")
         .await
         .unwrap()
@@ -62,7 +61,7 @@ async fn a_deployed_release_runs_and_follows_the_stage_lifecycle() {
     let dir = std::env::temp_dir().join(format!("pergola-stages-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let runtime = Arc::new(LocalRuntime::new(dir.join("data")));
-    let s = env.services.with_runtime(runtime.clone(), Duration::from_secs(5));
+    let s = env.as_admin(&env.services.with_runtime(runtime.clone(), Duration::from_secs(5)));
     let p = s.create_project("Shop", None).await.unwrap().id;
     s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
     s.set_config(&p, "qa", "GREETING", "hello", false).await.unwrap();
@@ -99,7 +98,7 @@ async fn a_deployed_release_runs_and_follows_the_stage_lifecycle() {
     runtime.shutdown(Duration::from_secs(5)).await;
     assert!(!listening(port));
     let restarted = Arc::new(LocalRuntime::new(dir.join("data")));
-    let s2 = env.services.with_runtime(restarted.clone(), Duration::from_secs(5));
+    let s2 = env.as_admin(&env.services.with_runtime(restarted.clone(), Duration::from_secs(5)));
     assert_eq!(s2.reconcile().await.unwrap(), pergola_core::services::ReconcileReport { started: 1, failed: 0 });
     assert_eq!(s2.events(&p, "qa").await.unwrap()[0].message, "Started again: the server restarted.");
     wait_for("web after the restart", async || {
@@ -125,7 +124,7 @@ async fn deploying_to_a_suspended_stage_runs_it_only_on_resume() {
     let dir = std::env::temp_dir().join(format!("pergola-suspended-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let runtime = Arc::new(LocalRuntime::new(dir.join("data")));
-    let s = env.services.with_runtime(runtime.clone(), Duration::from_secs(5));
+    let s = env.as_admin(&env.services.with_runtime(runtime.clone(), Duration::from_secs(5)));
     let p = s.create_project("Shop", None).await.unwrap().id;
     s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
     s.suspend_stage(&p, "qa").await.unwrap();
@@ -152,7 +151,7 @@ async fn a_stubborn_component_keeps_the_stage_suspending_for_its_grace_period() 
     let dir = std::env::temp_dir().join(format!("pergola-stubborn-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let runtime = Arc::new(LocalRuntime::new(dir.join("data")));
-    let s = env.services.with_runtime(runtime.clone(), Duration::from_secs(60));
+    let s = env.as_admin(&env.services.with_runtime(runtime.clone(), Duration::from_secs(60)));
     let p = s.create_project("Shop", None).await.unwrap().id;
     s.create_stage(&p, "prod", StageType::Prod, None).await.unwrap();
     let update = StageUpdate { name: Some("prod".into()), stage_type: Some(StageType::Prod), grace_secs: Some(2) };
