@@ -82,7 +82,9 @@ impl Sandbox {
     /// Runs `true` in a sandbox built as the components' are (off: nothing to check).
     pub fn check(self) -> Result<Sandbox, String> {
         let Sandbox::Bubblewrap(bwrap) = &self else { return Ok(self) };
-        let scratch = std::env::temp_dir().join(format!("pergola-sandbox-check-{}", std::process::id()));
+        static CHECKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let scratch = std::env::temp_dir().join(format!("pergola-sandbox-check-{}-{n}", std::process::id()));
         let result = (|| {
             std::fs::create_dir_all(scratch.join("app"))?;
             std::fs::create_dir_all(scratch.join("tmp"))?;
