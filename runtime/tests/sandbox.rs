@@ -70,11 +70,16 @@ impl Rig {
         }
     }
 
-    /// Runs `script` as job `name` of stage `stage` to completion; its output.
+    /// Runs `script` as job `name` of stage `stage` to completion; its output (all of it: the
+    /// output is read on its own, it may come after the job's end is seen).
     async fn run(&self, stage: &str, name: &str, script: &str) -> Vec<String> {
-        self.runtime.start(self.spec(stage, 1, vec![sh(name, ComponentKind::Job, script)]), GRACE).await.unwrap();
-        self.wait_for(name, |r| r.state(stage, name) == Some(ComponentState::Completed)).await;
-        self.logs(stage, name)
+        let script = format!("{script}\necho END");
+        self.runtime.start(self.spec(stage, 1, vec![sh(name, ComponentKind::Job, &script)]), GRACE).await.unwrap();
+        self.wait_for(name, |r| {
+            r.state(stage, name) == Some(ComponentState::Completed) && r.logs(stage, name).contains(&"END".to_owned())
+        })
+        .await;
+        self.logs(stage, name).into_iter().filter(|l| l != "END").collect()
     }
 }
 
@@ -200,7 +205,7 @@ async fn a_component_cannot_write_into_its_release_nor_into_another_stages_stora
     );
     own.storage = vec!["files".into()];
     rig.runtime.start(rig.spec("qa", 1, vec![own]), GRACE).await.unwrap();
-    rig.wait_for("the writer", |r| r.state("qa", "writer") == Some(ComponentState::Completed)).await;
+    rig.wait_for("the writer", |r| r.logs("qa", "writer").iter().any(|l| l.starts_with("wrote"))).await;
     assert!(
         rig.logs("qa", "writer").contains(&"wrote /storage/files /tmp".to_owned()),
         "{:?}",
@@ -302,7 +307,10 @@ async fn a_release_keeps_running_the_files_it_was_deployed_with() {
         let spec = rig.spec("qa", release, vec![job.clone()]);
         async move {
             rig.runtime.start(spec, GRACE).await.unwrap();
-            rig.wait_for("the job", |r| r.state("qa", "app") == Some(ComponentState::Completed)).await;
+            rig.wait_for("the job", |r| {
+                r.state("qa", "app") == Some(ComponentState::Completed) && !r.logs("qa", "app").is_empty()
+            })
+            .await;
             rig.logs("qa", "app")
         }
     };
@@ -323,11 +331,11 @@ async fn a_release_keeps_running_the_files_it_was_deployed_with() {
 async fn a_build_holding_the_servers_data_directory_does_not_copy_it() {
     let Some(rig) = Rig::new() else { return };
     // The build directory is the server's parent: the data directory is inside it.
-    let mut spec = rig.spec("qa", 1, vec![sh("look", ComponentKind::Job, "ls /app | tr '\\n' ' '")]);
+    let mut spec = rig.spec("qa", 1, vec![sh("look", ComponentKind::Job, "echo \"app: $(ls /app)\"")]);
     spec.workdir = rig.dir.clone();
     rig.runtime.start(spec, GRACE).await.unwrap();
-    rig.wait_for("the job", |r| r.state("qa", "look") == Some(ComponentState::Completed)).await;
-    assert_eq!(rig.logs("qa", "look"), ["build "], "the server's directory is left out");
+    rig.wait_for("the job", |r| r.logs("qa", "look").iter().any(|l| l.starts_with("app: "))).await;
+    assert_eq!(rig.logs("qa", "look"), ["app: build"], "the server's directory is left out");
 }
 
 #[tokio::test]
@@ -353,11 +361,14 @@ async fn without_a_working_sandbox_no_stage_starts_unless_it_is_off() {
     let job = sh("where", ComponentKind::Job, "pwd");
     off.start(StageSpec { components: vec![job], ..spec }, GRACE).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
-    while off.status(&StageKey::new("shop", "qa"))[0].state != ComponentState::Completed {
-        assert!(Instant::now() < deadline);
+    let pwd = loop {
+        let logs = off.logs(&StageKey::new("shop", "qa"), "where");
+        if let Some(line) = logs.into_iter().find(|l| l.stream == "stdout") {
+            break line.line;
+        }
+        assert!(Instant::now() < deadline, "the job did not run");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let pwd = off.logs(&StageKey::new("shop", "qa"), "where").into_iter().find(|l| l.stream == "stdout").unwrap().line;
+    };
     assert!(pwd.ends_with("data/releases/shop/qa/1"), "unsandboxed, it runs from the release's copy too: {pwd}");
     let _ = std::process::Command::new("chmod").arg("-R").arg("u+w").arg(&dir).status();
     let _ = std::fs::remove_dir_all(&dir);
