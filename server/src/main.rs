@@ -17,7 +17,7 @@ use leptos_axum::{generate_route_list, LeptosRoutes, ResponseOptions};
 use pergola_api::guard::Guard;
 use pergola_core::config::ServerConfig;
 use pergola_core::{connect, purge::spawn_purge_task, SecretBox, Services, SystemClock};
-use pergola_runtime::LocalRuntime;
+use pergola_runtime::{LocalRuntime, Sandbox};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,7 +54,13 @@ async fn run() -> Result<(), String> {
         .map_err(|e| format!("cannot open the database ({}): {e}", redact(&database_url)))?;
     tracing::info!(backend = store.backend(), "database ready");
     let grace = config.grace;
-    let runtime = Arc::new(LocalRuntime::new(data_dir.join("runtime")));
+    let runtime = LocalRuntime::new(data_dir.join("runtime")).hiding(&data_dir);
+    let runtime = Arc::new(if config.sandbox { runtime } else { runtime.with_sandbox(Sandbox::Off) });
+    match (config.sandbox, runtime.can_start_stages()) {
+        (true, true) => tracing::info!("{}", runtime.sandbox_status()),
+        (true, false) => tracing::error!("{}", runtime.sandbox_status()),
+        (false, _) => tracing::warn!("{}", runtime.sandbox_status()),
+    }
     let share_domain = config.share_domain.clone();
     let share_port = config.share_port.unwrap_or(addr.port());
     // Secret configuration values are sealed at rest with the server's key.

@@ -72,7 +72,8 @@ struct StageRun {
 type Prepared = (launch::Launch, Option<u16>, Option<Schedule>);
 
 impl LocalRuntime {
-    /// `data_dir` holds `storage/` (kept) and `tmp/` (wiped) for every stage. It is created
+    /// `data_dir` holds `storage/` (kept), `tmp/` (wiped) and `releases/` (copies of the builds)
+    /// for every stage, and `sandbox/` (the sandbox's `passwd` and `group`). It is created
     /// if need be, and a relative one is taken from the current directory, once, here.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
@@ -106,6 +107,11 @@ impl LocalRuntime {
             None => Sandbox::detect(),
             Some(s) => s.clone().check(),
         })
+    }
+
+    /// Whether stages can start: the sandbox runs, or it is off.
+    pub fn can_start_stages(&self) -> bool {
+        self.sandbox().is_ok()
     }
 
     /// How components are isolated, in a sentence (for the logs and the dashboard).
