@@ -103,7 +103,7 @@ async fn run() -> Result<(), String> {
         .clone()
         .or_else(|| std::env::current_exe().ok().and_then(|exe| exe.parent().map(|d| d.to_path_buf())))
         .filter(|dir| dir.join("pergola-demo").is_file())
-        .and_then(|dir| dir.canonicalize().ok())
+        .and_then(|dir| demo_build(&dir, &data_dir.join("demo")))
         .map(|dir| app::api::DemoApp { dir: dir.display().to_string() });
     match &demo {
         Some(d) => tracing::info!(dir = d.dir, "demo application available"),
@@ -184,4 +184,20 @@ async fn shutdown_signal() {
     };
     tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
     tracing::info!("shutting down");
+}
+
+/// The demo's build directory: `<data dir>/demo`, holding only a copy of `pergola-demo` from
+/// `dir` (where cargo puts it, next to everything else it builds), since a release copies its
+/// build's whole directory.
+fn demo_build(dir: &std::path::Path, into: &std::path::Path) -> Option<std::path::PathBuf> {
+    if dir.canonicalize().ok() == into.canonicalize().ok() {
+        return into.canonicalize().ok();
+    }
+    let copied =
+        std::fs::create_dir_all(into).and_then(|()| std::fs::copy(dir.join("pergola-demo"), into.join("pergola-demo")));
+    if let Err(e) = copied {
+        tracing::warn!(dir = %into.display(), error = %e, "cannot copy the demo application");
+        return None;
+    }
+    into.canonicalize().ok()
 }
