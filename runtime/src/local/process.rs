@@ -148,7 +148,8 @@ fn kill(pid: i32, signal: libc::c_int) {
     }
 }
 
-/// Asks what component process `pid` runs to stop (SIGTERM). Unsandboxed, its process group.
+/// Asks what component process `pid` (not reaped yet) runs to stop (SIGTERM). Unsandboxed, its
+/// process group.
 /// Sandboxed (`pid` is bwrap's), every process in its PID namespace but the namespace's init
 /// (bwrap's reaper, which ends when the component's process ends): bwrap itself is left
 /// alone, as SIGTERM would end it at once and its sandbox with it, by SIGKILL (which is what
@@ -173,7 +174,8 @@ pub(super) fn terminate(pid: Option<u32>) {
 }
 
 /// Ends what component process `pid` runs (SIGKILL): its process group, and when sandboxed
-/// the init of its PID namespace (the kernel then ends every process in it).
+/// the init of its PID namespace (the kernel then ends every process in it). Only for a `pid`
+/// not reaped yet (else it may be another process's by now).
 pub(super) fn kill_all(pid: Option<u32>) {
     let Some(pid) = pid else { return };
     for (init, _) in sandbox_inits(pid) {

@@ -3,7 +3,7 @@
 
 use super::component::Component;
 use super::launch::Launch;
-use super::process::{kill_all, spawn, terminate};
+use super::process::{kill_all, signal_group, spawn, terminate};
 use super::StopSignal;
 use crate::probe::http_ok;
 use crate::{ComponentState, Health};
@@ -82,7 +82,8 @@ pub(super) fn supervise(
             match outcome {
                 Err(status) => {
                     let code = status.ok().and_then(|s| s.code());
-                    kill_all(pid); // leftovers of the crashed process
+                    // Leftovers of the crashed process (a sandbox ended with its process).
+                    signal_group(pid, libc::SIGKILL);
                     after_crash = true;
                     quick_crashes = if started.elapsed() > Duration::from_secs(30) { 1 } else { quick_crashes + 1 };
                     let how = code.map_or("a signal".into(), |c| format!("code {c}"));
@@ -113,6 +114,8 @@ pub(super) fn supervise(
                     let ending = match tokio::time::timeout(grace, child.wait()).await {
                         Ok(_) => Ending::Terminated,
                         Err(_) => {
+                            // Not reaped yet: `pid` is still the component's.
+                            kill_all(pid);
                             component.event(
                                 EventKind::Killed,
                                 format!(
@@ -125,7 +128,8 @@ pub(super) fn supervise(
                         }
                     };
                     component.set_kill_at(None);
-                    kill_all(pid);
+                    // What is left in its group (a sandbox ended with its process).
+                    signal_group(pid, libc::SIGKILL);
                     let status = child.wait().await.ok();
                     component.update(|s| {
                         s.state = ComponentState::Stopped;
