@@ -35,7 +35,7 @@ use pergola_core::EventSink;
 use pergola_domain::{ComponentKind, ComponentSpec, Schedule};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use supervise::{supervise, Ending};
 use tokio::sync::watch;
@@ -54,8 +54,9 @@ pub struct LocalRuntime {
     events: Mutex<Option<EventSink>>,
     /// The sandbox asked for: `None` for bwrap from `PATH`.
     sandbox: Option<Sandbox>,
-    /// The sandbox once checked (at the first start), or why it cannot run.
-    checked: OnceLock<Result<Sandbox, String>>,
+    /// The sandbox once it has been checked and runs (checked again while it does not: it may
+    /// have been installed meanwhile).
+    checked: Mutex<Option<Sandbox>>,
     /// Directories never copied into a release (besides the runtime's own).
     hidden: Vec<PathBuf>,
 }
@@ -82,13 +83,13 @@ impl LocalRuntime {
             cron: CronTiming { tick: None, now: Arc::new(Utc::now) },
             events: Mutex::new(None),
             sandbox: None,
-            checked: OnceLock::new(),
+            checked: Mutex::new(None),
             hidden: Vec::new(),
         }
     }
 
-    /// Runs components with `sandbox` (checked at the first start) rather than with `bwrap`
-    /// from `PATH`. Without a working sandbox no stage starts unless it is [`Sandbox::Off`].
+    /// Runs components with `sandbox` (checked at the first start, and at every start until it
+    /// runs) rather than with `bwrap` from `PATH`. Without a working sandbox no stage starts unless it is [`Sandbox::Off`].
     pub fn with_sandbox(mut self, sandbox: Sandbox) -> Self {
         self.sandbox = Some(sandbox);
         self
@@ -101,12 +102,18 @@ impl LocalRuntime {
         self
     }
 
-    /// The sandbox components run in, checked once; `Err`: why none can run.
-    fn sandbox(&self) -> &Result<Sandbox, String> {
-        self.checked.get_or_init(|| match &self.sandbox {
+    /// The sandbox components run in; `Err`: why none can run.
+    fn sandbox(&self) -> Result<Sandbox, String> {
+        let mut checked = self.checked.lock().expect("sandbox lock");
+        if let Some(sandbox) = &*checked {
+            return Ok(sandbox.clone());
+        }
+        let sandbox = match &self.sandbox {
             None => Sandbox::detect(),
             Some(s) => s.clone().check(),
-        })
+        }?;
+        *checked = Some(sandbox.clone());
+        Ok(sandbox)
     }
 
     /// Whether stages can start: the sandbox runs, or it is off.
@@ -252,9 +259,9 @@ impl Runtime for LocalRuntime {
         let (stop, stop_rx) = watch::channel(None);
         let mut run = StageRun { components: Vec::new(), stop, services: Vec::new(), tmp_dir: tmp_dir.clone() };
         let bwrap = match self.sandbox() {
-            Ok(Sandbox::Bubblewrap(bwrap)) => Some(bwrap.clone()),
+            Ok(Sandbox::Bubblewrap(bwrap)) => Some(bwrap),
             Ok(Sandbox::Off) => None,
-            Err(why) => return Err(RuntimeError::Sandbox(why.clone())),
+            Err(why) => return Err(RuntimeError::Sandbox(why)),
         };
         // The release's files: the build's, copied once (read-only) when it is first started.
         let release = {
