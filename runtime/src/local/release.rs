@@ -28,7 +28,15 @@ pub(super) fn copy_release(build: &Path, dest: &Path, hidden: &[PathBuf]) -> Res
     std::fs::create_dir_all(parent).map_err(|e| format!("cannot create '{}': {e}", parent.display()))?;
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let staging = parent.join(format!(".{name}.partial-{}-{nanos}", std::process::id()));
+    // Partial copies an earlier server left (it stopped while copying).
+    let own = format!(".{name}.partial-{}-", std::process::id());
+    for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file.starts_with(&format!(".{name}.partial-")) && !file.starts_with(&own) {
+            let _ = remove_tree(&entry.path());
+        }
+    }
+    let staging = parent.join(format!("{own}{nanos}"));
     let hidden: Vec<PathBuf> = hidden.iter().map(|h| std::fs::canonicalize(h).unwrap_or_else(|_| h.clone())).collect();
     let mut budget = Budget { bytes: 0, files: 0, build: &build };
     let copied = copy_dir(&build, &staging, &hidden, &mut budget).and_then(|()| {
@@ -167,6 +175,13 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&app).unwrap(), "#!/bin/sh\necho v1\n");
         let leftovers: Vec<_> = std::fs::read_dir(dest.parent().unwrap()).unwrap().flatten().collect();
         assert_eq!(leftovers.len(), 1, "no partial copy left");
+        // A partial copy an earlier server left is cleared by the next copy of that release.
+        let stale = dest.parent().unwrap().join(".2.partial-1-5");
+        std::fs::create_dir_all(stale.join("bin")).unwrap();
+        seal(&stale).unwrap();
+        copy_release(&build, &dest.with_file_name("2"), &[]).unwrap();
+        assert!(!stale.exists());
+        assert_eq!(std::fs::read_to_string(dest.with_file_name("2").join("bin/app")).unwrap(), "#!/bin/sh\necho v2\n");
         remove_tree(&dir).unwrap();
         assert!(!dir.exists());
     }
