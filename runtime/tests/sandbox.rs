@@ -113,7 +113,12 @@ fn sh(name: &str, kind: ComponentKind, script: &str) -> ComponentSpec {
 fn try_to_read(paths: &[String]) -> String {
     paths
         .iter()
-        .map(|p| format!("if cat '{p}' >/dev/null 2>&1 || ls '{p}' >/dev/null 2>&1; then echo '{p}: readable'; else echo '{p}: denied'; fi"))
+        .map(|p| {
+            format!(
+                "if cat '{p}' >/dev/null 2>&1 || ls '{p}' >/dev/null 2>&1; \
+                 then echo '{p}: readable'; else echo '{p}: denied'; fi"
+            )
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -201,7 +206,8 @@ async fn a_component_cannot_write_into_its_release_nor_into_another_stages_stora
     let mut own = sh(
         "writer",
         ComponentKind::Job,
-        "echo kept > \"$PERGOLA_STORAGE_FILES/x\" && echo scratch > \"$TMPDIR/y\" && echo \"wrote $PERGOLA_STORAGE_FILES $TMPDIR\"",
+        "echo kept > \"$PERGOLA_STORAGE_FILES/x\" && echo scratch > \"$TMPDIR/y\" \
+         && echo \"wrote $PERGOLA_STORAGE_FILES $TMPDIR\"",
     );
     own.storage = vec!["files".into()];
     rig.runtime.start(rig.spec("qa", 1, vec![own]), GRACE).await.unwrap();

@@ -89,7 +89,8 @@ impl LocalRuntime {
     }
 
     /// Runs components with `sandbox` (checked at the first start, and at every start until it
-    /// runs) rather than with `bwrap` from `PATH`. Without a working sandbox no stage starts unless it is [`Sandbox::Off`].
+    /// runs) rather than with `bwrap` from `PATH`. Without a working sandbox no stage starts,
+    /// unless it is [`Sandbox::Off`].
     pub fn with_sandbox(mut self, sandbox: Sandbox) -> Self {
         self.sandbox = Some(sandbox);
         self

@@ -9,8 +9,9 @@ use std::time::Duration;
 impl LocalRuntime {
     /// Stops the component processes an earlier server with the same data directory left
     /// running (it was killed without a chance to stop them): SIGTERM to their process groups
-    /// (sandboxed: to the processes in their sandboxes), up to `grace`, then SIGKILL. Returns how many process groups there were. Call it at
-    /// start-up, before the stages that should run are started again.
+    /// (sandboxed: to the processes in their sandboxes), up to `grace`, then SIGKILL. Returns
+    /// how many process groups there were (a sandbox is one: its bwrap's). Call it at start-up,
+    /// before the stages that should run are started again.
     pub async fn reap_orphans(&self, grace: Duration) -> usize {
         let marker = format!("{MARKER_VAR}={}", self.marker());
         let groups = orphan_groups(&marker);
