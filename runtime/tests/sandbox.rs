@@ -379,3 +379,44 @@ async fn without_a_working_sandbox_no_stage_starts_unless_it_is_off() {
     let _ = std::process::Command::new("chmod").arg("-R").arg("u+w").arg(&dir).status();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `PERGOLA_SANDBOX=off`: components are plain processes in their own group again, stopped by
+/// SIGTERM to it (or SIGKILL after the grace period).
+#[tokio::test]
+async fn unsandboxed_components_are_stopped_through_their_process_group() {
+    let dir = std::env::temp_dir().join(format!("pergola-unsandboxed-{}-{}", std::process::id(), suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("data");
+    let off = LocalRuntime::new(&data).with_sandbox(Sandbox::Off);
+    let key = StageKey::new("shop", "qa");
+    let polite = sh(
+        "polite",
+        ComponentKind::Service,
+        "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.05; done",
+    );
+    let stubborn = sh("stubborn", ComponentKind::Service, "trap '' TERM; echo ready; while true; do sleep 0.05; done");
+    let spec = StageSpec {
+        key: key.clone(),
+        release: 1,
+        components: vec![polite, stubborn],
+        config: BTreeMap::new(),
+        workdir: dir.clone(),
+    };
+    off.start(spec, GRACE).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let ready = |c: &str| off.logs(&key, c).iter().any(|l| l.line == "ready");
+    while !(ready("polite") && ready("stubborn")) {
+        assert!(Instant::now() < deadline, "the services did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(common::marked(&data).iter().all(|(_, cmd)| !cmd.contains("bwrap")), "not sandboxed");
+    let report = off.stop(&key, Duration::from_millis(1500)).await;
+    assert_eq!((report.terminated, report.killed), (vec!["polite".to_owned()], vec!["stubborn".to_owned()]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !common::marked(&data).is_empty() || !off.logs(&key, "polite").iter().any(|l| l.line == "bye") {
+        assert!(Instant::now() < deadline, "left: {:?}", common::marked(&data));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = std::process::Command::new("chmod").arg("-R").arg("u+w").arg(&dir).status();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -149,14 +149,14 @@ fn kill(pid: i32, signal: libc::c_int) {
 }
 
 /// Asks what component process `pid` (not reaped yet) runs to stop (SIGTERM). Unsandboxed, its
-/// process group.
+/// process group (also when `sandboxed` but no sandbox is found: the reaper does not know).
 /// Sandboxed (`pid` is bwrap's), every process in its PID namespace but the namespace's init
 /// (bwrap's reaper, which ends when the component's process ends): bwrap itself is left
 /// alone, as SIGTERM would end it at once and its sandbox with it, by SIGKILL (which is what
 /// happens to a sandbox still starting, with no process of the component in it yet).
-pub(super) fn terminate(pid: Option<u32>) {
+pub(super) fn terminate(pid: Option<u32>, sandboxed: bool) {
     let Some(pid) = pid else { return };
-    let inits = sandbox_inits(pid);
+    let inits = if sandboxed { sandbox_inits(pid) } else { Vec::new() };
     if inits.is_empty() {
         return signal_group(Some(pid), libc::SIGTERM);
     }
@@ -176,9 +176,9 @@ pub(super) fn terminate(pid: Option<u32>) {
 /// Ends what component process `pid` runs (SIGKILL): its process group, and when sandboxed
 /// the init of its PID namespace (the kernel then ends every process in it). Only for a `pid`
 /// not reaped yet (else it may be another process's by now).
-pub(super) fn kill_all(pid: Option<u32>) {
+pub(super) fn kill_all(pid: Option<u32>, sandboxed: bool) {
     let Some(pid) = pid else { return };
-    for (init, _) in sandbox_inits(pid) {
+    for (init, _) in if sandboxed { sandbox_inits(pid) } else { Vec::new() } {
         kill(init, libc::SIGKILL);
     }
     signal_group(Some(pid), libc::SIGKILL);

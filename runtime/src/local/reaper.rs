@@ -20,14 +20,15 @@ impl LocalRuntime {
         }
         tracing::warn!(groups = groups.len(), "stopping component processes left behind by an earlier server");
         for &pgid in &groups {
-            terminate(Some(pgid));
+            // Started sandboxed or not: a sandbox is looked for.
+            terminate(Some(pgid), true);
         }
         let deadline = tokio::time::Instant::now() + grace;
         while tokio::time::Instant::now() < deadline && !orphan_groups(&marker).is_empty() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         for pgid in orphan_groups(&marker) {
-            kill_all(Some(pgid));
+            kill_all(Some(pgid), true);
         }
         groups.len()
     }

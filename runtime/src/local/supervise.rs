@@ -110,12 +110,12 @@ pub(super) fn supervise(
                     component.update(|s| s.state = ComponentState::Stopping);
                     component
                         .log("pergola", format!("SIGTERM sent; SIGKILL in {} s if still running", grace.as_secs()));
-                    terminate(pid);
+                    terminate(pid, launch.sandbox.is_some());
                     let ending = match tokio::time::timeout(grace, child.wait()).await {
                         Ok(_) => Ending::Terminated,
                         Err(_) => {
                             // Not reaped yet: `pid` is still the component's.
-                            kill_all(pid);
+                            kill_all(pid, launch.sandbox.is_some());
                             component.event(
                                 EventKind::Killed,
                                 format!(
