@@ -14,8 +14,12 @@ use tokio::process::{Child, Command};
 /// Starts the process of `launch`; its output goes to the component's log, and the component
 /// is running.
 pub(super) fn spawn(component: &Arc<Component>, launch: &Launch) -> std::io::Result<Child> {
-    // A cron run's temporary directory is deleted when it completes; the next one gets it again.
-    std::fs::create_dir_all(&launch.tmp)?;
+    // A cron run's temporary directory is deleted when it completes; the next one gets it again
+    // (in the stage run's directory, which is there while the stage runs).
+    match std::fs::create_dir(&launch.tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
     let mut command = match &launch.sandbox {
         Some((bwrap, args)) => {
             let mut command = Command::new(bwrap);
