@@ -8,7 +8,8 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 # System packages: a C toolchain (for Rust), Node.js + npm (Tailwind, wasm-opt, Playwright),
-# Chromium (browser tests), PostgreSQL (the production backend, tested too).
+# Chromium (browser tests), PostgreSQL (the production backend, tested too), bubblewrap (the
+# sandbox every component runs in).
 packages=()
 command -v cc >/dev/null || packages+=(build-essential)
 command -v pkg-config >/dev/null || packages+=(pkg-config)
@@ -21,6 +22,7 @@ command -v python3 >/dev/null || packages+=(python3)
 /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 command -v psql >/dev/null || packages+=(postgresql-client)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || packages+=(postgresql)
+command -v bwrap >/dev/null || packages+=(bubblewrap)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "==> apt-get install ${packages[*]}"
   $SUDO apt-get update -q

@@ -21,6 +21,7 @@ pub const DATA_DIR: &str = "PERGOLA_DATA_DIR";
 pub const DATABASE_URL: &str = "DATABASE_URL";
 pub const PURGE_INTERVAL: &str = "PERGOLA_PURGE_INTERVAL_SECS";
 pub const GRACE: &str = "PERGOLA_GRACE_SECS";
+pub const SANDBOX: &str = "PERGOLA_SANDBOX";
 pub const SECRET_KEY: &str = "PERGOLA_SECRET_KEY";
 pub const SHARE_DOMAIN: &str = "PERGOLA_SHARE_DOMAIN";
 pub const SHARE_PORT: &str = "PERGOLA_SHARE_PORT";
@@ -44,8 +45,8 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting {
         name: DATA_DIR,
-        meaning: "the embedded SQLite database, the secret key file, and `runtime/` (stages' persistent storage and \
-                  temp dirs); a relative path is taken from the directory the server starts in",
+        meaning: "the embedded SQLite database, the secret key file, and `runtime/` (stages' persistent storage, \
+                  temp dirs and release copies); a relative path is taken from the directory the server starts in",
         default: "`./data`",
     },
     Setting {
@@ -63,6 +64,13 @@ pub const SETTINGS: &[Setting] = &[
         meaning: "the grace period (seconds between SIGTERM and SIGKILL) new stages get — each stage's can be \
                   changed in its settings — and the one used when the server shuts down",
         default: "`60`",
+    },
+    Setting {
+        name: SANDBOX,
+        meaning: "`on`: every component runs in a bubblewrap sandbox (see **Sandbox**); no stage starts when \
+                  `bwrap` is missing or cannot create namespaces. `off`: components run unsandboxed, as the \
+                  server's user (a warning is logged at start-up)",
+        default: "`on`",
     },
     Setting {
         name: SECRET_KEY,
@@ -126,6 +134,8 @@ pub struct ServerConfig {
     pub database_url: String,
     pub purge_interval: Duration,
     pub grace: Duration,
+    /// Whether components run in the bubblewrap sandbox (`PERGOLA_SANDBOX`, `on` by default).
+    pub sandbox: bool,
     /// `None`: the key file in the data dir.
     pub secret_key: Option<String>,
     pub share_domain: String,
@@ -259,6 +269,12 @@ impl ServerConfig {
                     .ok_or_else(|| format!("{SHARE_PORT} must be a port number (1–65535), not '{p}'"))?,
             ),
         };
+        let sandbox = match var(SANDBOX).map(|v| v.trim().to_ascii_lowercase()) {
+            None => true,
+            Some(v) if v == "on" => true,
+            Some(v) if v == "off" => false,
+            Some(_) => return Err(format!("{SANDBOX} must be on or off, not '{}'", var(SANDBOX).unwrap_or_default())),
+        };
         let public_url = match var(PUBLIC_URL) {
             None => None,
             Some(url) if url.trim().is_empty() => None,
@@ -269,6 +285,7 @@ impl ServerConfig {
             database_url,
             purge_interval,
             grace,
+            sandbox,
             secret_key: var(SECRET_KEY),
             share_domain: var(SHARE_DOMAIN).unwrap_or_else(|| "localhost".into()),
             share_port,
@@ -346,6 +363,17 @@ mod tests {
             assert!(e.starts_with(name) && e.contains(bad), "{e}");
         }
         assert_eq!(read(&[(GRACE, " 5 ")]).unwrap().grace, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_sandbox_is_on_unless_turned_off() {
+        assert!(read(&[]).unwrap().sandbox);
+        assert!(read(&[(SANDBOX, "on")]).unwrap().sandbox);
+        assert!(!read(&[(SANDBOX, " OFF ")]).unwrap().sandbox);
+        for bad in ["", "no", "0", "false"] {
+            let e = read(&[(SANDBOX, bad)]).unwrap_err();
+            assert!(e.starts_with(SANDBOX) && e.contains(&format!("'{bad}'")), "{e}");
+        }
     }
 
     #[test]

@@ -78,6 +78,12 @@ pub enum RuntimeError {
     /// A cron component's schedule does not parse.
     #[error("component '{component}': {reason}")]
     Schedule { component: String, reason: String },
+    /// Components must run sandboxed and the sandbox cannot run (the message says what to do).
+    #[error("{0}")]
+    Sandbox(String),
+    /// The build's files could not be copied into the release (missing, too large, unreadable).
+    #[error("cannot copy the build's files for release {release}: {reason}")]
+    Release { release: i64, reason: String },
     /// The runtime's own files (storage, temporary data) could not be read or written.
     #[error("{what} ({}): {source}", path.display())]
     Storage {

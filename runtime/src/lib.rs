@@ -5,7 +5,11 @@
 //! **status** and **logs**, and hand it an [`EventSink`] to **observe** what happens (a
 //! Kubernetes implementation can follow: desired state in, observed state out).
 //! [`LocalRuntime`] is the embedded default, running each component as a child process of the
-//! server, in its own process group:
+//! server, in its own process group and in a bubblewrap sandbox ([`Sandbox`]: its release's
+//! read-only copy at `/app`, its volumes at `/storage/<volume>`, its own `/tmp`, nothing else of
+//! the host's files or processes; no stage starts without a working sandbox unless it is
+//! [`Sandbox::Off`]). A release runs from a copy of its build's directory, made once, read-only
+//! (at most [`MAX_RELEASE_FILES`] entries and [`MAX_RELEASE_BYTES`]):
 //!
 //! - **services** run continuously; when one exits it is `crashed`, restarted with back-off,
 //!   and its restarts are counted; an HTTP health check marks it healthy / unhealthy; each
@@ -19,7 +23,8 @@
 //!   lossily, and the pipes are drained as long as the process lives, so no output (no
 //!   newline ever, binary garbage) can grow the server's memory or make the process block or
 //!   get SIGPIPE; what is kept per component stays under about 8 MiB;
-//! - **stop** (suspend, archive, redeploy) sends SIGTERM to every service's process group,
+//! - **stop** (suspend, archive, redeploy) sends SIGTERM to every service's process group (in a
+//!   sandbox: to every process in it),
 //!   waits up to the grace period, then sends SIGKILL to what is left; jobs already started
 //!   are not touched and run to completion; temporary directories are wiped, storage is kept.
 //!
@@ -27,9 +32,10 @@
 //! the platform sets — `PORT` (services), `PERGOLA_RUNTIME` (marks the processes of this
 //! runtime, so the ones a killed server left behind are stopped when it starts again), `PERGOLA_PROJECT`, `PERGOLA_STAGE`,
 //! `PERGOLA_COMPONENT`, `PERGOLA_STORAGE_<NAME>` (a per-stage directory per volume, kept across
-//! suspend and redeploy) and `TMPDIR` (a per-run directory, wiped when the stage stops). These
-//! paths are absolute (under the runtime's data directory, made absolute when it is created),
-//! since each process runs in its build's directory. The whole environment (`NAME=value` of
+//! suspend and redeploy) and `TMPDIR` (a per-run directory, wiped when the stage stops). In the
+//! sandbox these are `/storage/<volume>` and `/tmp`, and `PATH` is the sandbox's; unsandboxed
+//! they are absolute host paths (under the runtime's data directory, made absolute when it is
+//! created), since each process runs in its release's directory. The whole environment (`NAME=value` of
 //! every variable) may take at most [`MAX_ENV_BYTES`] (128 KiB): a stage with a component over
 //! it is not started ([`RuntimeError::Environment`] names the component and the size).
 //!
@@ -39,7 +45,7 @@
 mod local;
 mod probe;
 
-pub use local::LocalRuntime;
+pub use local::{LocalRuntime, Sandbox, MAX_RELEASE_BYTES, MAX_RELEASE_FILES, SANDBOX_UID};
 pub use pergola_core::runtime::{EventSink, EventStream, Runtime, RuntimeError, StageKey, StageSpec, StopReport};
 pub use pergola_domain::runtime::{ComponentState, ComponentStatus, Health, LogLine};
 

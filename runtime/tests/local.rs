@@ -1,4 +1,6 @@
-//! LocalRuntime with real processes (`sh` and `python3`).
+//! LocalRuntime with real processes (`sh` and `python3`), sandboxed (bwrap must run here).
+
+mod common;
 
 use pergola_domain::{ComponentKind, ComponentSpec, EventKind};
 use pergola_runtime::{ComponentState, EventSink, EventStream, Health, LocalRuntime, Runtime, StageKey, StageSpec};
@@ -265,10 +267,11 @@ async fn storage_survives_suspend_and_restart_but_temporary_data_does_not() {
     rig.runtime.start(rig.spec(vec![app.clone()]), GRACE).await.unwrap();
     rig.wait_for("first run", |r| r.logs("app").iter().any(|l| l.starts_with("stdout: tmpdir="))).await;
     assert!(rig.logs("app").contains(&"stdout: kept=none tmp=none".to_owned()));
-    let tmpdir = rig.logs("app").iter().find_map(|l| l.strip_prefix("stdout: tmpdir=").map(PathBuf::from)).unwrap();
-    assert!(tmpdir.join("scratch").exists());
+    // The sandbox's /tmp is the component's temporary directory, under the runtime's root.
+    let tmp_root = rig.dir.join("data/tmp");
+    assert_eq!(common::files_named(&tmp_root, "scratch").len(), 1);
     rig.runtime.stop(&rig.key, GRACE).await;
-    assert!(!tmpdir.exists(), "temporary data is lost on suspend");
+    assert!(common::files_named(&tmp_root, "scratch").is_empty(), "temporary data is lost on suspend");
     let volume = rig.runtime.storage_dir(&rig.key, "data");
     assert_eq!(std::fs::read_to_string(volume.join("counter")).unwrap(), "run\n", "storage is kept");
     // Resume: the same storage, a fresh temp directory.
@@ -308,10 +311,13 @@ async fn stopping_leaves_no_orphan_processes() {
     let parent = sh("parent", ComponentKind::Service, "sleep 300 & echo \"child=$!\"; wait");
     rig.runtime.start(rig.spec(vec![parent]), GRACE).await.unwrap();
     rig.wait_for("the grandchild", |r| r.logs("parent").iter().any(|l| l.starts_with("stdout: child="))).await;
-    let child: i32 = rig.logs("parent").iter().find_map(|l| l.strip_prefix("stdout: child=")).unwrap().parse().unwrap();
-    assert!(alive(child));
+    let data = rig.dir.join("data");
+    rig.wait_for("the grandchild's process", |_| common::running(&data, "sleep 300").len() == 1).await;
+    let child = common::running(&data, "sleep 300");
+    assert!(alive(child[0]));
     rig.runtime.stop(&rig.key, Duration::from_secs(2)).await;
-    rig.wait_for("the grandchild to be gone", |_| !alive(child)).await;
+    rig.wait_for("the grandchild to be gone", |_| !alive(child[0])).await;
+    rig.wait_for("nothing of the component to be left", |_| common::marked(&data).is_empty()).await;
 }
 
 #[tokio::test]
@@ -405,7 +411,7 @@ fn processes_left_by_a_killed_server_are_stopped_at_the_next_start() {
     let old = LocalRuntime::new(&data);
     let bystander = LocalRuntime::new(&bystander_dir);
     let parent = sh("parent", ComponentKind::Service, "sleep 300 & echo \"child=$!\"; wait");
-    let (pid, child, other_pid) = old_server.block_on(async {
+    let (pid, _, other_pid) = old_server.block_on(async {
         old.start(rig.spec(vec![parent.clone()]), GRACE).await.unwrap();
         bystander.start(rig.spec(vec![parent]), GRACE).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -414,7 +420,8 @@ fn processes_left_by_a_killed_server_are_stopped_at_the_next_start() {
             let child = logs.iter().find_map(|l| l.strip_prefix("child="));
             let pid = old.status(&rig.key)[0].pid;
             let other_pid = bystander.status(&rig.key)[0].pid;
-            if let (Some(child), Some(pid), Some(other_pid)) = (child, pid, other_pid) {
+            let exec = common::running(&data, "sleep 300").len() == 1;
+            if let (Some(child), Some(pid), Some(other_pid), true) = (child, pid, other_pid, exec) {
                 break (pid as i32, child.parse::<i32>().unwrap(), other_pid as i32);
             }
             assert!(Instant::now() < deadline, "the component did not start");
@@ -424,7 +431,9 @@ fn processes_left_by_a_killed_server_are_stopped_at_the_next_start() {
     // The old server is gone without stopping anything.
     std::mem::forget(old);
     std::mem::forget(old_server);
-    assert!(alive(pid) && alive(child));
+    let child = common::running(&data, "sleep 300");
+    assert!(alive(pid) && child.len() == 1 && alive(child[0]));
+    let child = child[0];
 
     let new_server = tokio::runtime::Runtime::new().unwrap();
     let fresh = LocalRuntime::new(&data);

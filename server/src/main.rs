@@ -17,7 +17,7 @@ use leptos_axum::{generate_route_list, LeptosRoutes, ResponseOptions};
 use pergola_api::guard::Guard;
 use pergola_core::config::ServerConfig;
 use pergola_core::{connect, purge::spawn_purge_task, SecretBox, Services, SystemClock};
-use pergola_runtime::LocalRuntime;
+use pergola_runtime::{LocalRuntime, Sandbox};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,7 +55,13 @@ async fn run() -> Result<(), String> {
         .map_err(|e| format!("cannot open the database ({}): {e}", redact(&database_url)))?;
     tracing::info!(backend = store.backend(), "database ready");
     let grace = config.grace;
-    let runtime = Arc::new(LocalRuntime::new(data_dir.join("runtime")));
+    let runtime = LocalRuntime::new(data_dir.join("runtime")).hiding(&data_dir);
+    let runtime = Arc::new(if config.sandbox { runtime } else { runtime.with_sandbox(Sandbox::Off) });
+    match (config.sandbox, runtime.can_start_stages()) {
+        (true, true) => tracing::info!("{}", runtime.sandbox_status()),
+        (true, false) => tracing::error!("{}", runtime.sandbox_status()),
+        (false, _) => tracing::warn!("{}", runtime.sandbox_status()),
+    }
     let share_domain = config.share_domain.clone();
     let share_port = config.share_port.unwrap_or(addr.port());
     // Secret configuration values are sealed at rest with the server's key.
@@ -115,7 +121,7 @@ async fn run() -> Result<(), String> {
         .clone()
         .or_else(|| std::env::current_exe().ok().and_then(|exe| exe.parent().map(|d| d.to_path_buf())))
         .filter(|dir| dir.join("pergola-demo").is_file())
-        .and_then(|dir| dir.canonicalize().ok())
+        .and_then(|dir| demo_build(&dir, &data_dir.join("demo")))
         .map(|dir| app::api::DemoApp { dir: dir.display().to_string() });
     match &demo {
         Some(d) => tracing::info!(dir = d.dir, "demo application available"),
@@ -207,4 +213,20 @@ async fn shutdown_signal() {
     };
     tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
     tracing::info!("shutting down");
+}
+
+/// The demo's build directory: `<data dir>/demo`, holding only a copy of `pergola-demo` from
+/// `dir` (where cargo puts it, next to everything else it builds), since a release copies its
+/// build's whole directory.
+fn demo_build(dir: &std::path::Path, into: &std::path::Path) -> Option<std::path::PathBuf> {
+    if dir.canonicalize().ok() == into.canonicalize().ok() {
+        return into.canonicalize().ok();
+    }
+    let copied =
+        std::fs::create_dir_all(into).and_then(|()| std::fs::copy(dir.join("pergola-demo"), into.join("pergola-demo")));
+    if let Err(e) = copied {
+        tracing::warn!(dir = %into.display(), error = %e, "cannot copy the demo application");
+        return None;
+    }
+    into.canonicalize().ok()
 }

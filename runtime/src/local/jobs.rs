@@ -72,7 +72,7 @@ pub(super) async fn run_cron(
 /// its stage's stop signal) goes back to "scheduled" afterwards, or "stopped" if the stage
 /// stopped meanwhile.
 pub(super) async fn run_job(component: Arc<Component>, launch: Launch, schedule: Option<StopSignal>) {
-    let tmp = launch.tmp_dir();
+    let tmp = launch.tmp.clone();
     let code = match spawn(&component, &launch) {
         Ok(mut child) => child.wait().await.ok().and_then(|s| s.code()),
         Err(e) => {
@@ -97,7 +97,5 @@ pub(super) async fn run_job(component: Arc<Component>, launch: Launch, schedule:
         s.exit_code = code;
         s.pid = None;
     });
-    if let Some(tmp) = tmp {
-        let _ = std::fs::remove_dir_all(tmp);
-    }
+    let _ = std::fs::remove_dir_all(tmp);
 }

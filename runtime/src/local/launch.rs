@@ -1,9 +1,11 @@
-//! What a component's process is started with: program, arguments, working directory and
-//! environment; and the port a service gets.
+//! What a component's process is started with: program, arguments, working directory,
+//! environment and sandbox; and the port a service gets.
 
+use super::sandbox::{self, Mounts, SANDBOX_PATH};
 use super::LocalRuntime;
 use crate::StageSpec;
 use pergola_domain::ComponentSpec;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 /// Variables of the server's own environment that components inherit; nothing else leaks
@@ -16,10 +18,17 @@ pub(super) const MARKER_VAR: &str = "PERGOLA_RUNTIME";
 /// Everything needed to start one component's process.
 #[derive(Clone)]
 pub(super) struct Launch {
+    /// As the process sees it (inside the sandbox when there is one).
     pub(super) program: PathBuf,
     pub(super) args: Vec<String>,
+    /// The release's files on the host.
     pub(super) workdir: PathBuf,
+    /// Paths in it are as the process sees them.
     pub(super) env: Vec<(String, String)>,
+    /// The component's temporary directory on the host.
+    pub(super) tmp: PathBuf,
+    /// `bwrap` and its arguments (up to the program) when it runs sandboxed.
+    pub(super) sandbox: Option<(PathBuf, Vec<OsString>)>,
 }
 
 impl Launch {
@@ -28,26 +37,32 @@ impl Launch {
     pub(super) fn env_bytes(&self) -> usize {
         self.env.iter().map(|(k, v)| k.len() + v.len() + 2).sum()
     }
-
-    /// The component's temporary directory (`TMPDIR`).
-    pub(super) fn tmp_dir(&self) -> Option<PathBuf> {
-        self.env.iter().find(|(k, _)| k == "TMPDIR").map(|(_, v)| PathBuf::from(v))
-    }
 }
 
 impl LocalRuntime {
-    /// Prepares the launch of component `c` of `spec`: creates its storage directories and its
-    /// temporary directory `tmp`, and gathers its environment. Every path in it is absolute
-    /// (the runtime's root is), as the process runs in the build's directory.
+    /// Prepares the launch of component `c` of `spec` from the release's files in `release`:
+    /// creates its storage directories and its temporary directory `tmp`, and gathers its
+    /// environment. Sandboxed (`bwrap`), the paths in it are the sandbox's (`/storage/<volume>`,
+    /// `/tmp`) and `PATH` is the sandbox's; else they are absolute host paths (the runtime's
+    /// root is), as the process runs in the release's directory.
     pub(super) fn launch(
         &self,
         spec: &StageSpec,
         c: &ComponentSpec,
         port: Option<u16>,
         tmp: &Path,
+        release: &Path,
+        bwrap: Option<&Path>,
     ) -> std::io::Result<Launch> {
-        let mut env: Vec<(String, String)> =
-            INHERITED_ENV.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v))).collect();
+        let sandboxed = bwrap.is_some();
+        let mut env: Vec<(String, String)> = INHERITED_ENV
+            .iter()
+            .filter_map(|k| match (*k, sandboxed) {
+                ("PATH", true) => Some((k.to_string(), SANDBOX_PATH.to_owned())),
+                ("HOME", true) => Some((k.to_string(), "/tmp".to_owned())),
+                _ => std::env::var(k).ok().map(|v| (k.to_string(), v)),
+            })
+            .collect();
         env.extend(c.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env.extend(spec.config.iter().map(|(k, v)| (k.clone(), v.clone())));
         if let Some(port) = port {
@@ -57,18 +72,52 @@ impl LocalRuntime {
         env.push(("PERGOLA_PROJECT".into(), spec.key.project.clone()));
         env.push(("PERGOLA_STAGE".into(), spec.key.stage.clone()));
         env.push(("PERGOLA_COMPONENT".into(), c.name.clone()));
+        let mut volumes = Vec::new();
         for volume in &c.storage {
             let dir = self.storage_dir(&spec.key, volume);
             std::fs::create_dir_all(&dir)?;
             let var = format!("PERGOLA_STORAGE_{}", volume.to_ascii_uppercase().replace('-', "_"));
-            env.push((var, dir.display().to_string()));
+            let seen = if sandboxed { sandbox::volume_path(volume) } else { dir.display().to_string() };
+            env.push((var, seen));
+            volumes.push((volume.clone(), dir));
         }
         std::fs::create_dir_all(tmp)?;
-        env.push(("TMPDIR".into(), tmp.display().to_string()));
-        let program = PathBuf::from(&c.command);
-        let program =
-            if program.is_relative() && c.command.contains('/') { spec.workdir.join(program) } else { program };
-        Ok(Launch { program, args: c.args.clone(), workdir: spec.workdir.clone(), env })
+        env.push(("TMPDIR".into(), if sandboxed { "/tmp".into() } else { tmp.display().to_string() }));
+        let (program, sandbox) = match bwrap {
+            Some(bwrap) => {
+                let (passwd, group) = self.sandbox_files()?;
+                let mounts = Mounts { release: release.to_path_buf(), tmp: tmp.to_path_buf(), volumes, passwd, group };
+                let args = sandbox::bwrap_args(&sandbox::HostFs::scan(), &mounts);
+                (sandbox::program_inside(&c.command), Some((bwrap.to_path_buf(), args)))
+            }
+            None => {
+                let program = PathBuf::from(&c.command);
+                let program =
+                    if program.is_relative() && c.command.contains('/') { release.join(program) } else { program };
+                (program, None)
+            }
+        };
+        Ok(Launch {
+            program,
+            args: c.args.clone(),
+            workdir: release.to_path_buf(),
+            env,
+            tmp: tmp.to_path_buf(),
+            sandbox,
+        })
+    }
+
+    /// The `passwd` and `group` files sandboxes see (written once under the runtime's root).
+    fn sandbox_files(&self) -> std::io::Result<(PathBuf, PathBuf)> {
+        let dir = self.data_dir.join("sandbox");
+        std::fs::create_dir_all(&dir)?;
+        let (passwd, group) = (dir.join("passwd"), dir.join("group"));
+        for (path, text) in [(&passwd, sandbox::PASSWD), (&group, sandbox::GROUP)] {
+            if std::fs::read_to_string(path).ok().as_deref() != Some(text) {
+                std::fs::write(path, text)?;
+            }
+        }
+        Ok((passwd, group))
     }
 }
 

@@ -1,7 +1,11 @@
-//! [`LocalRuntime`]: components as child processes of the server, each in its own process group.
+//! [`LocalRuntime`]: components as child processes of the server, each in its own process group
+//! and (unless the sandbox is off) in a bubblewrap sandbox, running an immutable copy of its
+//! release's files.
 //!
 //! - `component`: what is observed of a component (status, probes, logs) and its events;
-//! - `launch`: the program, directory and environment a component's process starts with;
+//! - `launch`: the program, directory, environment and sandbox a component's process starts with;
+//! - `sandbox`: the bubblewrap sandbox (its arguments, detection);
+//! - `release`: the read-only copy of a build a release runs from;
 //! - `process`: spawning a process in its own group, capturing its output, signalling it;
 //! - `supervise`: services and workers, restarted with back-off until stopped;
 //! - `jobs`: jobs and cron runs;
@@ -12,7 +16,12 @@ mod jobs;
 mod launch;
 mod process;
 mod reaper;
+mod release;
+mod sandbox;
 mod supervise;
+
+pub use release::{MAX_RELEASE_BYTES, MAX_RELEASE_FILES};
+pub use sandbox::{Sandbox, SANDBOX_UID};
 
 use crate::{
     ComponentState, ComponentStatus, LogLine, Runtime, RuntimeError, StageKey, StageSpec, StopReport, MAX_ENV_BYTES,
@@ -43,6 +52,13 @@ pub struct LocalRuntime {
     cron: CronTiming,
     /// Where what it observes goes (see [`Runtime::observe`]).
     events: Mutex<Option<EventSink>>,
+    /// The sandbox asked for: `None` for bwrap from `PATH`.
+    sandbox: Option<Sandbox>,
+    /// The sandbox once it has been checked and runs (checked again while it does not: it may
+    /// have been installed meanwhile).
+    checked: Mutex<Option<Sandbox>>,
+    /// Directories never copied into a release (besides the runtime's own).
+    hidden: Vec<PathBuf>,
 }
 
 struct StageRun {
@@ -57,7 +73,8 @@ struct StageRun {
 type Prepared = (launch::Launch, Option<u16>, Option<Schedule>);
 
 impl LocalRuntime {
-    /// `data_dir` holds `storage/` (kept) and `tmp/` (wiped) for every stage. It is created
+    /// `data_dir` holds `storage/` (kept), `tmp/` (wiped) and `releases/` (copies of the builds)
+    /// for every stage, and `sandbox/` (the sandbox's `passwd` and `group`). It is created
     /// if need be, and a relative one is taken from the current directory, once, here.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
@@ -65,7 +82,70 @@ impl LocalRuntime {
             stages: Mutex::new(HashMap::new()),
             cron: CronTiming { tick: None, now: Arc::new(Utc::now) },
             events: Mutex::new(None),
+            sandbox: None,
+            checked: Mutex::new(None),
+            hidden: Vec::new(),
         }
+    }
+
+    /// Runs components with `sandbox` (checked at the first start, and at every start until it
+    /// runs) rather than with `bwrap` from `PATH`. Without a working sandbox no stage starts,
+    /// unless it is [`Sandbox::Off`].
+    pub fn with_sandbox(mut self, sandbox: Sandbox) -> Self {
+        self.sandbox = Some(sandbox);
+        self
+    }
+
+    /// Never copies `dir` (the server's data directory: its database and secret key) into a
+    /// release, should a build's directory hold it.
+    pub fn hiding(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.hidden.push(absolute_dir_no_create(dir.into()));
+        self
+    }
+
+    /// The sandbox components run in; `Err`: why none can run.
+    fn sandbox(&self) -> Result<Sandbox, String> {
+        let mut checked = self.checked.lock().expect("sandbox lock");
+        if let Some(sandbox) = &*checked {
+            return Ok(sandbox.clone());
+        }
+        let sandbox = match &self.sandbox {
+            None => Sandbox::detect(),
+            Some(s) => s.clone().check(),
+        }?;
+        *checked = Some(sandbox.clone());
+        Ok(sandbox)
+    }
+
+    /// Whether stages can start: the sandbox runs, or it is off.
+    pub fn can_start_stages(&self) -> bool {
+        self.sandbox().is_ok()
+    }
+
+    /// How components are isolated, in a sentence (for the logs and the dashboard).
+    pub fn sandbox_status(&self) -> String {
+        match self.sandbox() {
+            Ok(Sandbox::Bubblewrap(bwrap)) => format!(
+                "components run sandboxed by bubblewrap ({}): their release read-only at /app, their storage \
+                 at /storage, a private /tmp, as an unprivileged user, without a view of the server's files \
+                 or processes",
+                bwrap.display()
+            ),
+            Ok(Sandbox::Off) => "the sandbox is off (PERGOLA_SANDBOX=off): components run as the server's user and \
+                                 can read and write what the server can (its database, its secret key, every \
+                                 stage's files)"
+                .into(),
+            Err(why) => format!("no stage can start: {why}"),
+        }
+    }
+
+    /// Where the files of a stage's release are copied.
+    fn release_dir(&self, key: &StageKey, release: i64) -> PathBuf {
+        self.stage_releases(key).join(release.to_string())
+    }
+
+    fn stage_releases(&self, key: &StageKey) -> PathBuf {
+        self.data_dir.join("releases").join(&key.project).join(&key.stage)
     }
 
     fn marker(&self) -> String {
@@ -120,14 +200,15 @@ impl LocalRuntime {
             .collect()
     }
 
-    /// Gives component `c` its port (taken from `taken`), prepares its launch and parses its
-    /// schedule; refuses an environment over [`MAX_ENV_BYTES`].
+    /// Gives component `c` its port (taken from `taken`), prepares its launch (from the
+    /// release's files in `release`, sandboxed by `bwrap` if given) and parses its schedule;
+    /// refuses an environment over [`MAX_ENV_BYTES`].
     fn prepare(
         &self,
         spec: &StageSpec,
         c: &ComponentSpec,
         taken: &mut Vec<u16>,
-        tmp_dir: &Path,
+        (tmp_dir, release, bwrap): (&Path, &Path, Option<&Path>),
     ) -> Result<Prepared, RuntimeError> {
         let port = if c.kind == ComponentKind::Service {
             let port = assign_port(c.port, taken)
@@ -138,7 +219,7 @@ impl LocalRuntime {
             None
         };
         let launch = self
-            .launch(spec, c, port, &tmp_dir.join(&c.name))
+            .launch(spec, c, port, &tmp_dir.join(&c.name), release, bwrap)
             .map_err(|source| RuntimeError::Launch { component: c.name.clone(), source })?;
         let size = launch.env_bytes();
         if size > MAX_ENV_BYTES {
@@ -164,6 +245,11 @@ fn absolute_dir(dir: PathBuf) -> PathBuf {
     std::fs::canonicalize(&dir).or_else(|_| std::path::absolute(&dir)).unwrap_or(dir)
 }
 
+/// `dir` as an absolute path (canonical when it exists).
+fn absolute_dir_no_create(dir: PathBuf) -> PathBuf {
+    std::fs::canonicalize(&dir).or_else(|_| std::path::absolute(&dir)).unwrap_or(dir)
+}
+
 #[async_trait]
 impl Runtime for LocalRuntime {
     async fn start(&self, spec: StageSpec, grace: Duration) -> Result<(), RuntimeError> {
@@ -173,12 +259,27 @@ impl Runtime for LocalRuntime {
         let tmp_dir = self.data_dir.join("tmp").join(&spec.key.project).join(&spec.key.stage).join(run_id.to_string());
         let (stop, stop_rx) = watch::channel(None);
         let mut run = StageRun { components: Vec::new(), stop, services: Vec::new(), tmp_dir: tmp_dir.clone() };
+        let bwrap = match self.sandbox() {
+            Ok(Sandbox::Bubblewrap(bwrap)) => Some(bwrap),
+            Ok(Sandbox::Off) => None,
+            Err(why) => return Err(RuntimeError::Sandbox(why)),
+        };
+        // The release's files: the build's, copied once (read-only) when it is first started.
+        let release = {
+            let (build, dest) = (spec.workdir.clone(), self.release_dir(&spec.key, spec.release));
+            let mut hidden = self.hidden.clone();
+            hidden.push(self.data_dir.clone());
+            tokio::task::spawn_blocking(move || release::copy_release(&build, &dest, &hidden))
+                .await
+                .unwrap_or_else(|e| Err(format!("the copy stopped: {e}")))
+                .map_err(|reason| RuntimeError::Release { release: spec.release, reason })?
+        };
         let mut taken = self.ports_in_use();
         let events = self.events.lock().expect("events lock").clone();
         // Everything is prepared (and checked) first: a refused start leaves nothing running.
         let mut prepared = Vec::new();
         for c in &spec.components {
-            match self.prepare(&spec, c, &mut taken, &tmp_dir) {
+            match self.prepare(&spec, c, &mut taken, (&tmp_dir, &release, bwrap.as_deref())) {
                 Ok(p) => prepared.push(p),
                 Err(e) => {
                     let _ = std::fs::remove_dir_all(&tmp_dir);
@@ -249,6 +350,11 @@ impl Runtime for LocalRuntime {
         self.purge_storage(key).map_err(|source| RuntimeError::Storage {
             what: "cannot delete the stage's storage",
             path: self.stage_storage(key),
+            source,
+        })?;
+        release::remove_tree(&self.stage_releases(key)).map_err(|source| RuntimeError::Storage {
+            what: "cannot delete the stage's release copies",
+            path: self.stage_releases(key),
             source,
         })
     }

@@ -1,5 +1,6 @@
-//! A component's process: spawned in its own process group with its output captured, and
-//! signalled as a group.
+//! A component's process: spawned in its own process group (sandboxed: `bwrap`, which runs the
+//! component in a PID namespace of its own) with its output captured, and signalled as a group
+//! (sandboxed: every process of its namespace).
 
 use super::component::Component;
 use super::launch::Launch;
@@ -13,7 +14,20 @@ use tokio::process::{Child, Command};
 /// Starts the process of `launch`; its output goes to the component's log, and the component
 /// is running.
 pub(super) fn spawn(component: &Arc<Component>, launch: &Launch) -> std::io::Result<Child> {
-    let mut command = Command::new(&launch.program);
+    // A cron run's temporary directory is deleted when it completes; the next one gets it again
+    // (in the stage run's directory, which is there while the stage runs).
+    match std::fs::create_dir(&launch.tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    let mut command = match &launch.sandbox {
+        Some((bwrap, args)) => {
+            let mut command = Command::new(bwrap);
+            command.args(args).arg("--").arg(&launch.program);
+            command
+        }
+        None => Command::new(&launch.program),
+    };
     command
         .args(&launch.args)
         .current_dir(&launch.workdir)
@@ -126,12 +140,89 @@ impl Lines {
 
 pub(super) fn signal_group(pid: Option<u32>, signal: libc::c_int) {
     if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-        // SAFETY: kill(2) with a negative pid signals the process group we created for the
-        // component (process_group(0) makes its pid the group id); it touches no memory.
-        unsafe {
-            libc::kill(-pid, signal);
+        kill(-pid, signal);
+    }
+}
+
+fn kill(pid: i32, signal: libc::c_int) {
+    // SAFETY: kill(2) sends a signal (a negative pid: to the process group we created for the
+    // component, as process_group(0) makes its pid the group id); it touches no memory.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+/// Asks what component process `pid` (not reaped yet) runs to stop (SIGTERM). Unsandboxed, its
+/// process group (also when `sandboxed` but no sandbox is found: the reaper does not know).
+/// Sandboxed (`pid` is bwrap's), every process in its PID namespace but the namespace's init
+/// (bwrap's reaper, which ends when the component's process ends): bwrap itself is left
+/// alone, as SIGTERM would end it at once and its sandbox with it, by SIGKILL (which is what
+/// happens to a sandbox still starting, with no process of the component in it yet).
+pub(super) fn terminate(pid: Option<u32>, sandboxed: bool) {
+    let Some(pid) = pid else { return };
+    let inits = if sandboxed { sandbox_inits(pid) } else { Vec::new() };
+    if inits.is_empty() {
+        return signal_group(Some(pid), libc::SIGTERM);
+    }
+    let mut signalled = false;
+    for (p, ns) in processes() {
+        if inits.iter().any(|(init, space)| *space == ns && *init != p) {
+            kill(p, libc::SIGTERM);
+            signalled = true;
         }
     }
+    if !signalled {
+        // Still starting (nothing but bwrap's init in there): ending bwrap ends it all.
+        signal_group(Some(pid), libc::SIGTERM);
+    }
+}
+
+/// Ends what component process `pid` runs (SIGKILL): its process group, and when sandboxed
+/// the init of its PID namespace (the kernel then ends every process in it). Only for a `pid`
+/// not reaped yet (else it may be another process's by now).
+pub(super) fn kill_all(pid: Option<u32>, sandboxed: bool) {
+    let Some(pid) = pid else { return };
+    for (init, _) in if sandboxed { sandbox_inits(pid) } else { Vec::new() } {
+        kill(init, libc::SIGKILL);
+    }
+    signal_group(Some(pid), libc::SIGKILL);
+}
+
+/// The children of `pid` that are the first process of another PID namespace (bwrap's
+/// sandbox), with that namespace.
+fn sandbox_inits(pid: u32) -> Vec<(i32, String)> {
+    let Some(own) = pid_namespace(pid as i32) else { return Vec::new() };
+    let mut inits = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return inits };
+    for entry in entries.flatten() {
+        let Some(p) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        if parent(p) == Some(pid as i32) {
+            if let Some(ns) = pid_namespace(p).filter(|ns| *ns != own) {
+                inits.push((p, ns));
+            }
+        }
+    }
+    inits
+}
+
+/// Every process with its PID namespace.
+fn processes() -> Vec<(i32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter_map(|p| pid_namespace(p).map(|ns| (p, ns)))
+        .collect()
+}
+
+pub(super) fn pid_namespace(pid: i32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok().map(|l| l.to_string_lossy().into_owned())
+}
+
+/// `/proc/<pid>/stat`: "pid (comm) state ppid …"; comm may hold spaces and ')'.
+fn parent(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[cfg(test)]

@@ -2,15 +2,16 @@
 //! them) are found by their marker variable and stopped.
 
 use super::launch::MARKER_VAR;
-use super::process::signal_group;
+use super::process::{kill_all, pid_namespace, terminate};
 use super::LocalRuntime;
 use std::time::Duration;
 
 impl LocalRuntime {
     /// Stops the component processes an earlier server with the same data directory left
-    /// running (it was killed without a chance to stop them): SIGTERM to their process groups,
-    /// up to `grace`, then SIGKILL. Returns how many process groups there were. Call it at
-    /// start-up, before the stages that should run are started again.
+    /// running (it was killed without a chance to stop them): SIGTERM to their process groups
+    /// (sandboxed: to the processes in their sandboxes), up to `grace`, then SIGKILL. Returns
+    /// how many process groups there were (a sandbox is one: its bwrap's). Call it at start-up,
+    /// before the stages that should run are started again.
     pub async fn reap_orphans(&self, grace: Duration) -> usize {
         let marker = format!("{MARKER_VAR}={}", self.marker());
         let groups = orphan_groups(&marker);
@@ -19,22 +20,25 @@ impl LocalRuntime {
         }
         tracing::warn!(groups = groups.len(), "stopping component processes left behind by an earlier server");
         for &pgid in &groups {
-            signal_group(Some(pgid), libc::SIGTERM);
+            // Started sandboxed or not: a sandbox is looked for.
+            terminate(Some(pgid), true);
         }
         let deadline = tokio::time::Instant::now() + grace;
         while tokio::time::Instant::now() < deadline && !orphan_groups(&marker).is_empty() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         for pgid in orphan_groups(&marker) {
-            signal_group(Some(pgid), libc::SIGKILL);
+            kill_all(Some(pgid), true);
         }
         groups.len()
     }
 }
 
-/// The process groups of the processes whose environment holds `marker` (`NAME=value`).
+/// The process groups of the processes whose environment holds `marker` (`NAME=value`), in
+/// the server's PID namespace (a sandbox's processes are reached through its bwrap's group).
 fn orphan_groups(marker: &str) -> Vec<u32> {
     let own = std::process::id();
+    let namespace = pid_namespace(own as i32);
     let mut groups: Vec<u32> = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else { return groups };
     for entry in entries.flatten() {
@@ -44,6 +48,9 @@ fn orphan_groups(marker: &str) -> Vec<u32> {
         }
         let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
         if !environ.split(|b| *b == 0).any(|var| var == marker.as_bytes()) {
+            continue;
+        }
+        if pid_namespace(pid as i32) != namespace {
             continue;
         }
         // /proc/<pid>/stat: "pid (comm) state ppid pgrp …"; comm may hold spaces and ')'.

@@ -3,7 +3,7 @@
 
 use super::component::Component;
 use super::launch::Launch;
-use super::process::{signal_group, spawn};
+use super::process::{kill_all, signal_group, spawn, terminate};
 use super::StopSignal;
 use crate::probe::http_ok;
 use crate::{ComponentState, Health};
@@ -82,7 +82,8 @@ pub(super) fn supervise(
             match outcome {
                 Err(status) => {
                     let code = status.ok().and_then(|s| s.code());
-                    signal_group(pid, libc::SIGKILL); // leftovers of the crashed process
+                    // Leftovers of the crashed process (a sandbox ended with its process).
+                    signal_group(pid, libc::SIGKILL);
                     after_crash = true;
                     quick_crashes = if started.elapsed() > Duration::from_secs(30) { 1 } else { quick_crashes + 1 };
                     let how = code.map_or("a signal".into(), |c| format!("code {c}"));
@@ -109,10 +110,12 @@ pub(super) fn supervise(
                     component.update(|s| s.state = ComponentState::Stopping);
                     component
                         .log("pergola", format!("SIGTERM sent; SIGKILL in {} s if still running", grace.as_secs()));
-                    signal_group(pid, libc::SIGTERM);
+                    terminate(pid, launch.sandbox.is_some());
                     let ending = match tokio::time::timeout(grace, child.wait()).await {
                         Ok(_) => Ending::Terminated,
                         Err(_) => {
+                            // Not reaped yet: `pid` is still the component's.
+                            kill_all(pid, launch.sandbox.is_some());
                             component.event(
                                 EventKind::Killed,
                                 format!(
@@ -125,6 +128,7 @@ pub(super) fn supervise(
                         }
                     };
                     component.set_kill_at(None);
+                    // What is left in its group (a sandbox ended with its process).
                     signal_group(pid, libc::SIGKILL);
                     let status = child.wait().await.ok();
                     component.update(|s| {

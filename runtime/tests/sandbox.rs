@@ -1,0 +1,422 @@
+//! Hostile components in the bubblewrap sandbox (real processes): what they try, and what they
+//! get. Skipped, with a message, only where bwrap cannot run at all.
+
+mod common;
+
+use pergola_domain::{ComponentKind, ComponentSpec};
+use pergola_runtime::{ComponentState, LocalRuntime, Runtime, RuntimeError, Sandbox, StageKey, StageSpec, SANDBOX_UID};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const GRACE: Duration = Duration::from_secs(30);
+
+/// A server's data directory (with a database and a secret key standing for the real ones),
+/// its runtime at `server/runtime`, and a build directory.
+struct Rig {
+    runtime: LocalRuntime,
+    dir: PathBuf,
+    server: PathBuf,
+    build: PathBuf,
+}
+
+impl Rig {
+    /// `None` (with a message) when bwrap cannot run here at all.
+    fn new() -> Option<Self> {
+        if let Err(why) = Sandbox::detect() {
+            eprintln!("SKIPPED: the sandbox cannot run on this machine: {why}");
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("pergola-sandbox-{}-{}", std::process::id(), suffix()));
+        let server = dir.join("server");
+        let build = dir.join("build");
+        std::fs::create_dir_all(&server).unwrap();
+        std::fs::create_dir_all(&build).unwrap();
+        std::fs::write(server.join("pergola.db"), "DATABASE-CONTENT").unwrap();
+        std::fs::write(server.join("secret.key"), "SECRET-KEY-CONTENT").unwrap();
+        let runtime = LocalRuntime::new(server.join("runtime")).hiding(&server);
+        Some(Rig { runtime, dir, server, build })
+    }
+
+    fn data(&self) -> PathBuf {
+        self.server.join("runtime")
+    }
+
+    fn spec(&self, stage: &str, release: i64, components: Vec<ComponentSpec>) -> StageSpec {
+        StageSpec {
+            key: StageKey::new("shop", stage),
+            release,
+            components,
+            config: BTreeMap::new(),
+            workdir: self.build.clone(),
+        }
+    }
+
+    /// What the component wrote (not what the runtime says about it).
+    fn logs(&self, stage: &str, component: &str) -> Vec<String> {
+        let logs = self.runtime.logs(&StageKey::new("shop", stage), component).into_iter();
+        logs.filter(|l| l.stream != "pergola").map(|l| l.line).collect()
+    }
+
+    fn state(&self, stage: &str, component: &str) -> Option<ComponentState> {
+        self.runtime.status(&StageKey::new("shop", stage)).into_iter().find(|c| c.name == component).map(|c| c.state)
+    }
+
+    async fn wait_for(&self, what: &str, mut done: impl FnMut(&Self) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !done(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Runs `script` as job `name` of stage `stage` to completion; its output (all of it: the
+    /// output is read on its own, it may come after the job's end is seen).
+    async fn run(&self, stage: &str, name: &str, script: &str) -> Vec<String> {
+        let script = format!("{script}\necho END");
+        self.runtime.start(self.spec(stage, 1, vec![sh(name, ComponentKind::Job, &script)]), GRACE).await.unwrap();
+        self.wait_for(name, |r| {
+            r.state(stage, name) == Some(ComponentState::Completed) && r.logs(stage, name).contains(&"END".to_owned())
+        })
+        .await;
+        self.logs(stage, name).into_iter().filter(|l| l != "END").collect()
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        // Release copies are read-only: make them writable to delete them.
+        let _ = std::process::Command::new("chmod").arg("-R").arg("u+w").arg(&self.dir).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+fn sh(name: &str, kind: ComponentKind, script: &str) -> ComponentSpec {
+    ComponentSpec {
+        name: name.into(),
+        kind,
+        command: "sh".into(),
+        args: vec!["-c".into(), script.into()],
+        port: None,
+        schedule: None,
+        health: None,
+        storage: vec![],
+        env: BTreeMap::new(),
+    }
+}
+
+/// A line per path: `<path>: readable` or `<path>: denied`.
+fn try_to_read(paths: &[String]) -> String {
+    paths
+        .iter()
+        .map(|p| {
+            format!(
+                "if cat '{p}' >/dev/null 2>&1 || ls '{p}' >/dev/null 2>&1; \
+                 then echo '{p}: readable'; else echo '{p}: denied'; fi"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[tokio::test]
+async fn a_component_sees_neither_the_database_nor_the_secret_key_nor_other_stages_nor_the_host() {
+    let Some(rig) = Rig::new() else { return };
+    // Another stage with a file in its storage.
+    let prod = StageKey::new("shop", "prod");
+    let volume = rig.runtime.storage_dir(&prod, "data");
+    std::fs::create_dir_all(&volume).unwrap();
+    std::fs::write(volume.join("orders.csv"), "PROD-ORDERS").unwrap();
+    let server = rig.server.display().to_string();
+    let targets = [
+        format!("{server}/pergola.db"),
+        format!("{server}/secret.key"),
+        format!("{}/orders.csv", volume.display()),
+        format!("{}/runtime/storage", server),
+        "/storage/../../prod".into(),
+        "/etc/shadow".into(),
+        "/root".into(),
+        "/home".into(),
+        format!("/proc/{}/environ", std::process::id()),
+    ];
+    let logs = rig
+        .run(
+            "qa",
+            "snoop",
+            &format!(
+                "{}; echo \"root: $(ls / | tr '\\n' ' ')\"; echo \"processes: $(ls /proc | grep -c '^[0-9]')\"; \
+                 echo \"user: $(id -u):$(id -g) $(id -un)\"",
+                try_to_read(&targets)
+            ),
+        )
+        .await;
+    for target in &targets {
+        assert!(logs.contains(&format!("{target}: denied")), "{target}: {logs:?}");
+    }
+    assert!(!logs.iter().any(|l| l.ends_with(": readable")), "{logs:?}");
+    assert!(
+        logs.contains(&"root: app bin dev etc lib lib64 proc sbin tmp usr ".to_owned())
+            || logs.contains(&"root: app bin dev etc lib proc sbin tmp usr ".to_owned()),
+        "nothing else of the host: {logs:?}"
+    );
+    // bwrap's init, its shell and the pipeline counting: the server's processes are not there.
+    let processes: usize = logs.iter().find_map(|l| l.strip_prefix("processes: ")).unwrap().parse().unwrap();
+    assert!(processes <= 6, "{logs:?}");
+    assert!(logs.contains(&format!("user: {SANDBOX_UID}:{SANDBOX_UID} app")), "{logs:?}");
+}
+
+#[tokio::test]
+async fn a_component_cannot_write_into_its_release_nor_into_another_stages_storage() {
+    let Some(rig) = Rig::new() else { return };
+    std::fs::write(rig.build.join("run.sh"), "echo original\n").unwrap();
+    let prod = StageKey::new("shop", "prod");
+    let volume = rig.runtime.storage_dir(&prod, "data");
+    std::fs::create_dir_all(&volume).unwrap();
+    std::fs::write(volume.join("orders.csv"), "PROD-ORDERS").unwrap();
+    let attempts = [
+        "echo evil > /app/run.sh".to_owned(),
+        "echo evil > /app/new-file".to_owned(),
+        "chmod u+w /app/run.sh".to_owned(),
+        "rm -f /app/run.sh".to_owned(),
+        format!("echo evil > {}/orders.csv", volume.display()),
+        format!("echo evil > {}/secret.key", rig.server.display()),
+        "touch /evil".to_owned(),
+        "echo evil > /usr/evil".to_owned(),
+    ];
+    let script = attempts
+        .iter()
+        .map(|a| format!("if {a} 2>/dev/null; then echo '{a}: done'; else echo '{a}: denied'; fi"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let logs = rig.run("qa", "vandal", &script).await;
+    for a in &attempts {
+        assert!(logs.contains(&format!("{a}: denied")), "{a}: {logs:?}");
+    }
+    assert_eq!(std::fs::read_to_string(volume.join("orders.csv")).unwrap(), "PROD-ORDERS");
+    assert_eq!(std::fs::read_to_string(rig.server.join("secret.key")).unwrap(), "SECRET-KEY-CONTENT");
+    let release = rig.data().join("releases/shop/qa/1");
+    assert_eq!(std::fs::read_to_string(release.join("run.sh")).unwrap(), "echo original\n");
+    assert!(!release.join("new-file").exists());
+    assert_eq!(std::fs::read_to_string(rig.build.join("run.sh")).unwrap(), "echo original\n");
+    // What it may write: its own storage and /tmp.
+    let mut own = sh(
+        "writer",
+        ComponentKind::Job,
+        "echo kept > \"$PERGOLA_STORAGE_FILES/x\" && echo scratch > \"$TMPDIR/y\" \
+         && echo \"wrote $PERGOLA_STORAGE_FILES $TMPDIR\"",
+    );
+    own.storage = vec!["files".into()];
+    rig.runtime.start(rig.spec("qa", 1, vec![own]), GRACE).await.unwrap();
+    rig.wait_for("the writer", |r| r.logs("qa", "writer").iter().any(|l| l.starts_with("wrote"))).await;
+    assert!(
+        rig.logs("qa", "writer").contains(&"wrote /storage/files /tmp".to_owned()),
+        "{:?}",
+        rig.logs("qa", "writer")
+    );
+    let written = rig.runtime.storage_dir(&StageKey::new("shop", "qa"), "files").join("x");
+    assert_eq!(std::fs::read_to_string(written).unwrap(), "kept\n");
+}
+
+/// A stage's configuration (its secrets) reaches its own components only: not another stage's
+/// components, which cannot read them in `/proc/*/environ` either; and nothing of the server's
+/// environment but `LANG`/`LC_ALL`/`TZ` reaches a component.
+#[tokio::test]
+async fn a_config_secret_is_visible_to_its_own_component_only() {
+    let Some(rig) = Rig::new() else { return };
+    let mut prod =
+        rig.spec("prod", 1, vec![sh("api", ComponentKind::Service, "echo \"token=$API_TOKEN\"; exec sleep 300")]);
+    prod.config.insert("API_TOKEN".into(), "prod-secret-4711".into());
+    rig.runtime.start(prod, GRACE).await.unwrap();
+    rig.wait_for("prod's api", |r| r.logs("prod", "api").contains(&"token=prod-secret-4711".to_owned())).await;
+    // The secret is in the environment of prod's process, as the host sees it.
+    assert!(common::marked(&rig.data()).iter().any(|(_, cmd)| cmd == "sleep 300"));
+    let logs = rig
+        .run(
+            "qa",
+            "snoop",
+            "echo \"token=${API_TOKEN:-none}\"; \
+             echo \"found=$(cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c prod-secret-4711)\"; \
+             env | cut -d= -f1 | sort | tr '\\n' ' ' | sed 's/^/vars: /'; echo; echo \"path=$PATH\"",
+        )
+        .await;
+    assert!(logs.contains(&"token=none".to_owned()), "{logs:?}");
+    assert!(logs.contains(&"found=0".to_owned()), "{logs:?}");
+    let vars = logs.iter().find_map(|l| l.strip_prefix("vars: ")).unwrap();
+    for var in vars.split_whitespace() {
+        assert!(
+            var.starts_with("PERGOLA_")
+                || ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PWD", "SHLVL", "_", "OLDPWD"].contains(&var),
+            "{var} leaked from the server: {vars}"
+        );
+    }
+    assert!(logs.contains(&"path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned()), "{logs:?}");
+    rig.runtime.stop(&StageKey::new("shop", "prod"), GRACE).await;
+}
+
+#[tokio::test]
+async fn a_process_escaping_with_setsid_is_still_stopped_on_suspend() {
+    let Some(rig) = Rig::new() else { return };
+    let escaper = sh(
+        "escaper",
+        ComponentKind::Service,
+        "setsid sh -c 'trap \"\" TERM HUP; echo escaped; while true; do sleep 0.1; done' & \
+         echo started; while true; do sleep 0.1; done",
+    );
+    rig.runtime.start(rig.spec("qa", 1, vec![escaper]), GRACE).await.unwrap();
+    rig.wait_for("the escape", |r| r.logs("qa", "escaper").contains(&"escaped".to_owned())).await;
+    assert!(common::marked(&rig.data()).len() >= 4, "bwrap, its init, the shell, the escaped shell");
+    let started = Instant::now();
+    let report = rig.runtime.stop(&StageKey::new("shop", "qa"), Duration::from_secs(5)).await;
+    assert_eq!(report.terminated, ["escaper"]);
+    rig.wait_for("every process to be gone", |r| common::marked(&r.data()).is_empty()).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "within the grace period");
+}
+
+#[tokio::test]
+async fn a_component_ignoring_sigterm_is_killed_after_the_grace_period() {
+    let Some(rig) = Rig::new() else { return };
+    let stubborn = sh(
+        "stubborn",
+        ComponentKind::Service,
+        "trap '' TERM; (trap '' TERM; while true; do sleep 0.1; done) & echo ready; while true; do sleep 0.1; done",
+    );
+    rig.runtime.start(rig.spec("qa", 1, vec![stubborn]), GRACE).await.unwrap();
+    rig.wait_for("ready", |r| r.logs("qa", "stubborn").contains(&"ready".to_owned())).await;
+    let grace = Duration::from_millis(1500);
+    let started = Instant::now();
+    let report = rig.runtime.stop(&StageKey::new("shop", "qa"), grace).await;
+    assert!(started.elapsed() >= grace);
+    assert_eq!(report.killed, ["stubborn"]);
+    rig.wait_for("every process to be gone", |r| common::marked(&r.data()).is_empty()).await;
+}
+
+/// A release runs the files it was deployed with: changing the build's directory afterwards
+/// changes nothing a resumed or rolled-back release runs; a new release gets the new files.
+#[tokio::test]
+async fn a_release_keeps_running_the_files_it_was_deployed_with() {
+    let Some(rig) = Rig::new() else { return };
+    std::fs::create_dir_all(rig.build.join("bin")).unwrap();
+    let write = |version: &str| {
+        std::fs::write(rig.build.join("bin/app"), format!("#!/bin/sh\necho \"version {version} in $(pwd)\"\n"))
+            .unwrap();
+        let mut perms = std::fs::metadata(rig.build.join("bin/app")).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(rig.build.join("bin/app"), perms).unwrap();
+    };
+    let job = ComponentSpec { command: "./bin/app".into(), args: vec![], ..sh("app", ComponentKind::Job, "") };
+    let rig = &rig;
+    let run = |release: i64| {
+        let spec = rig.spec("qa", release, vec![job.clone()]);
+        async move {
+            rig.runtime.start(spec, GRACE).await.unwrap();
+            rig.wait_for("the job", |r| {
+                r.state("qa", "app") == Some(ComponentState::Completed) && !r.logs("qa", "app").is_empty()
+            })
+            .await;
+            rig.logs("qa", "app")
+        }
+    };
+    write("1");
+    assert_eq!(run(1).await, ["version 1 in /app"]);
+    write("2");
+    assert_eq!(run(1).await, ["version 1 in /app"], "release 1 again (resumed) runs its own files");
+    assert_eq!(run(2).await, ["version 2 in /app"], "a new release copies the build anew");
+    write("3");
+    assert_eq!(run(1).await, ["version 1 in /app"], "rolled back");
+    assert_eq!(run(2).await, ["version 2 in /app"]);
+    // Purging the stage deletes its copies.
+    rig.runtime.forget(&StageKey::new("shop", "qa")).await.unwrap();
+    assert!(!rig.data().join("releases/shop/qa").exists());
+}
+
+#[tokio::test]
+async fn a_build_holding_the_servers_data_directory_does_not_copy_it() {
+    let Some(rig) = Rig::new() else { return };
+    // The build directory is the server's parent: the data directory is inside it.
+    let mut spec = rig.spec("qa", 1, vec![sh("look", ComponentKind::Job, "echo \"app: $(ls /app)\"")]);
+    spec.workdir = rig.dir.clone();
+    rig.runtime.start(spec, GRACE).await.unwrap();
+    rig.wait_for("the job", |r| r.logs("qa", "look").iter().any(|l| l.starts_with("app: "))).await;
+    assert_eq!(rig.logs("qa", "look"), ["app: build"], "the server's directory is left out");
+}
+
+#[tokio::test]
+async fn without_a_working_sandbox_no_stage_starts_unless_it_is_off() {
+    let dir = std::env::temp_dir().join(format!("pergola-nosandbox-{}-{}", std::process::id(), suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let broken = LocalRuntime::new(dir.join("data")).with_sandbox(Sandbox::Bubblewrap("/nonexistent/bwrap".into()));
+    let spec = StageSpec {
+        key: StageKey::new("shop", "qa"),
+        release: 1,
+        components: vec![sh("web", ComponentKind::Service, "exec sleep 60")],
+        config: BTreeMap::new(),
+        workdir: dir.clone(),
+    };
+    let e = broken.start(spec.clone(), GRACE).await.unwrap_err();
+    assert!(matches!(e, RuntimeError::Sandbox(_)), "{e}");
+    assert!(e.to_string().contains("install the Debian package bubblewrap, or set PERGOLA_SANDBOX=off"), "{e}");
+    assert!(broken.status(&spec.key).is_empty(), "nothing runs, not even unsandboxed");
+    assert!(broken.sandbox_status().starts_with("no stage can start"));
+
+    let off = LocalRuntime::new(dir.join("data")).with_sandbox(Sandbox::Off);
+    assert!(off.sandbox_status().contains("PERGOLA_SANDBOX=off"));
+    let job = sh("where", ComponentKind::Job, "pwd");
+    off.start(StageSpec { components: vec![job], ..spec }, GRACE).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let pwd = loop {
+        let logs = off.logs(&StageKey::new("shop", "qa"), "where");
+        if let Some(line) = logs.into_iter().find(|l| l.stream == "stdout") {
+            break line.line;
+        }
+        assert!(Instant::now() < deadline, "the job did not run");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(pwd.ends_with("data/releases/shop/qa/1"), "unsandboxed, it runs from the release's copy too: {pwd}");
+    let _ = std::process::Command::new("chmod").arg("-R").arg("u+w").arg(&dir).status();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `PERGOLA_SANDBOX=off`: components are plain processes in their own group again, stopped by
+/// SIGTERM to it (or SIGKILL after the grace period).
+#[tokio::test]
+async fn unsandboxed_components_are_stopped_through_their_process_group() {
+    let dir = std::env::temp_dir().join(format!("pergola-unsandboxed-{}-{}", std::process::id(), suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("data");
+    let off = LocalRuntime::new(&data).with_sandbox(Sandbox::Off);
+    let key = StageKey::new("shop", "qa");
+    let polite = sh(
+        "polite",
+        ComponentKind::Service,
+        "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.05; done",
+    );
+    let stubborn = sh("stubborn", ComponentKind::Service, "trap '' TERM; echo ready; while true; do sleep 0.05; done");
+    let spec = StageSpec {
+        key: key.clone(),
+        release: 1,
+        components: vec![polite, stubborn],
+        config: BTreeMap::new(),
+        workdir: dir.clone(),
+    };
+    off.start(spec, GRACE).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let ready = |c: &str| off.logs(&key, c).iter().any(|l| l.line == "ready");
+    while !(ready("polite") && ready("stubborn")) {
+        assert!(Instant::now() < deadline, "the services did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(common::marked(&data).iter().all(|(_, cmd)| !cmd.contains("bwrap")), "not sandboxed");
+    let report = off.stop(&key, Duration::from_millis(1500)).await;
+    assert_eq!((report.terminated, report.killed), (vec!["polite".to_owned()], vec!["stubborn".to_owned()]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !common::marked(&data).is_empty() || !off.logs(&key, "polite").iter().any(|l| l.line == "bye") {
+        assert!(Instant::now() < deadline, "left: {:?}", common::marked(&data));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = std::process::Command::new("chmod").arg("-R").arg("u+w").arg(&dir).status();
+    let _ = std::fs::remove_dir_all(&dir);
+}
