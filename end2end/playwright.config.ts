@@ -11,6 +11,8 @@ const defaultsOnly = /defaults\.spec\.ts$/;
 
 export default defineConfig({
   testDir: './tests',
+  // Signs the administrator in on the SQLite and PostgreSQL servers (storage states in .auth/).
+  globalSetup: './global-setup.ts',
   timeout: 60_000,
   expect: { timeout: 10_000 },
   fullyParallel: false,
@@ -33,7 +35,15 @@ export default defineConfig({
   },
   projects: backends.map(({ name, port }) => ({
     name,
-    use: { baseURL: `http://127.0.0.1:${port}` },
+    use: {
+      baseURL: `http://127.0.0.1:${port}`,
+      // What a browser sends with a change: the REST calls the tests make with the session
+      // cookie come from the dashboard's own origin (others are refused).
+      extraHTTPHeaders: { Origin: `http://127.0.0.1:${port}` },
+      // Every test starts signed in as the administrator, but on the server started as
+      // start.sh starts it, whose first visit sets the instance up.
+      ...(name === 'defaults' ? {} : { storageState: `.auth/${name}.json` }),
+    },
     ...(name === 'defaults' ? { testMatch: defaultsOnly } : { testIgnore: defaultsOnly }),
   })),
   webServer: backends.map(({ name, port }) => ({

@@ -12,12 +12,16 @@ port=$2
 export LEPTOS_SITE_ADDR="127.0.0.1:$port" LEPTOS_SITE_ROOT=target/site LEPTOS_ENV=PROD
 export RUST_LOG="${RUST_LOG:-warn}"
 if [ "$backend" = defaults ]; then
-  unset PERGOLA_DATA_DIR DATABASE_URL PERGOLA_GRACE_SECS
+  # No administrator from the environment: the first visit asks for the setup code the server
+  # prints; its log is kept where defaults.spec.ts reads the code.
+  unset PERGOLA_DATA_DIR DATABASE_URL PERGOLA_GRACE_SECS PERGOLA_ADMIN_USER PERGOLA_ADMIN_PASSWORD
   root=$(mktemp -d /tmp/pergola-e2e-root.XXXXXX)
   ln -s "$PWD/target" "$root/target"
   cd "$root"
-  exec target/release/pergola-server
+  exec target/release/pergola-server 2> >(tee /tmp/pergola-e2e-defaults.log >&2)
 fi
+# The administrator every test signs in as (global-setup.ts).
+export PERGOLA_ADMIN_USER=admin PERGOLA_ADMIN_PASSWORD=e2e-admin-password
 export PERGOLA_GRACE_SECS=5
 dir=$(mktemp -d /tmp/pergola-e2e.XXXXXX)
 export PERGOLA_DATA_DIR="$dir"

@@ -826,6 +826,13 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap()
     }
 
+    #[test]
+    fn the_readme_shows_the_permission_table() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        let table = permission_table_markdown();
+        assert!(readme.contains(&table), "paste this table into the README:\n{table}");
+    }
+
     /// Every actor the table distinguishes.
     fn actors() -> Vec<Actor> {
         let mut all = vec![Actor::non_member(), Actor::admin()];

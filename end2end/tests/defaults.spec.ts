@@ -1,9 +1,25 @@
+import { readFileSync } from 'node:fs';
 import { createProject, expect, open, test } from './helpers';
 
 // Run against a server started as `scripts/start.sh` starts it (see serve.sh "defaults"): the
 // README's defaults, a relative data dir, the workspace root as working directory. A new user
 // tries the demo there first.
-test('on the README defaults, the demo app runs: storage, worker, migration and share link work', async ({ page, consoleErrors }) => {
+test('a fresh instance asks for the setup code from its log, then the demo app runs: storage, worker, migration and share link work', async ({ page, consoleErrors }) => {
+  // Nothing is reachable before the administrator exists.
+  await page.goto('/');
+  await expect(page).toHaveURL('/setup');
+  const code = /setup code:\s+([A-Z0-9]{4}(?:-[A-Z0-9]{4}){3})/.exec(readFileSync('/tmp/pergola-e2e-defaults.log', 'utf8'))![1];
+  await page.getByLabel('Setup code').fill('AAAA-BBBB-CCCC-DDDD');
+  await page.getByLabel('Username').fill('root');
+  await page.getByLabel('Password').fill('defaults-password');
+  await page.getByRole('button', { name: 'Create the administrator account' }).click();
+  await expect(page.getByRole('alert')).toContainText('not the setup code');
+  await page.getByLabel('Setup code').fill(code);
+  await page.getByLabel('Username').fill('root');
+  await page.getByLabel('Password').fill('defaults-password');
+  await page.getByRole('button', { name: 'Create the administrator account' }).click();
+  await expect(page).toHaveURL('/');
+  await expect(page.getByLabel('Signed in as')).toHaveText('root');
   const project = await createProject(page);
   await page.getByRole('button', { name: 'Try the demo app' }).click();
   await expect(page).toHaveURL(`/projects/${project}/stages/demo`, { timeout: 30_000 });

@@ -180,7 +180,8 @@ test('DELETE STAGE archives the stage; it is restorable from the archived list u
 test('a shared stage link works as a cold page load; unknown ones answer 404', async ({ browser, page, consoleErrors }) => {
   const project = await createProject(page);
   await createStage(page, 'Market EU', { type: 'prod' });
-  const context = await browser.newContext();
+  // A teammate who is signed in (a signed-out one is sent through sign-in: access.spec.ts).
+  const context = await browser.newContext({ storageState: test.info().project.use.storageState });
   const teammate = await context.newPage();
   const errors: string[] = [];
   teammate.on('console', (m) => m.type() === 'error' && errors.push(m.text()));

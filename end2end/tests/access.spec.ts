@@ -1,0 +1,77 @@
+import { Browser, Page } from '@playwright/test';
+import { ADMIN } from '../global-setup';
+import { createProject, createStage, expect, open, test, unique } from './helpers';
+
+/** A browser with nobody signed in. */
+async function signedOut(browser: Browser, baseURL: string) {
+  const context = await browser.newContext({ baseURL, storageState: { cookies: [], origins: [] } });
+  return { context, page: await context.newPage() };
+}
+
+async function signIn(page: Page, username: string, password: string) {
+  await expect(page.locator('body[data-hydrated="true"]')).toHaveCount(1);
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+test('a signed-out teammate opening a stage link signs in and lands on that stage', async ({ browser, page, baseURL, consoleErrors }) => {
+  const project = await createProject(page);
+  await createStage(page, 'Market EU', { type: 'prod' });
+  const { context, page: teammate } = await signedOut(browser, baseURL!);
+  const link = `/projects/${project}/stages/market-eu`;
+  const first = await teammate.goto(link);
+  await expect(teammate).toHaveURL(`/login?next=${encodeURIComponent(link).replace(/%2F/g, '/')}`);
+  expect(first?.status()).toBe(200);
+  await signIn(teammate, ADMIN.username, 'not-the-password');
+  await expect(teammate.getByRole('alert')).toHaveText('Wrong username or password.');
+  await signIn(teammate, ADMIN.username, ADMIN.password);
+  await expect(teammate).toHaveURL(link);
+  await expect(teammate.getByRole('heading', { level: 1 })).toHaveText('Market EU');
+  // Signing out ends the session: the link asks for sign-in again.
+  await teammate.getByRole('button', { name: 'Sign out' }).click();
+  await expect(teammate).toHaveURL('/login');
+  await teammate.goto(link);
+  await expect(teammate).toHaveURL(/\/login\?next=/);
+  await context.close();
+});
+
+test('a viewer sees the project but no button to change it, and the server refuses the change anyway', async ({ browser, page, baseURL, consoleErrors }) => {
+  const project = await createProject(page);
+  await createStage(page, 'Web', { type: 'dev' });
+  const viewer = unique('viewer').replace(' ', '-').toLowerCase();
+  expect((await page.request.post('/api/v1/users', { data: { username: viewer, password: 'viewer-password' } })).status()).toBe(201);
+  const member = await page.request.post(`/api/v1/projects/${project}/members`, { data: { username: viewer, role: 'viewer' } });
+  expect(member.status()).toBe(200);
+  const { context, page: theirs } = await signedOut(browser, baseURL!);
+  await theirs.goto(`/projects/${project}`);
+  await signIn(theirs, viewer, 'viewer-password');
+  await expect(theirs).toHaveURL(`/projects/${project}`);
+  await expect(theirs.getByRole('article', { name: 'Web' })).toBeVisible();
+  await expect(theirs.getByRole('button', { name: '+ NEW STAGE' })).toHaveCount(0);
+  await expect(theirs.getByRole('link', { name: /Settings/ })).toHaveCount(0);
+  await open(theirs, `/projects/${project}/stages/web`);
+  await expect(theirs.getByRole('heading', { level: 1 })).toHaveText('Web');
+  await expect(theirs.getByRole('button', { name: 'Deploy' })).toHaveCount(0);
+  await expect(theirs.getByRole('link', { name: 'Settings' })).toHaveCount(0);
+  const refused = await theirs.request.post(`/api/v1/projects/${project}/stages/web/suspend`, { headers: { Origin: baseURL! } });
+  expect(refused.status()).toBe(403);
+  expect((await refused.json()).detail).toContain('needs the developer role');
+  // A project they are not a member of does not exist for them.
+  const other = await theirs.request.get('/api/v1/projects/no-such-project');
+  expect(other.status()).toBe(404);
+  await context.close();
+});
+
+test('a change with the session cookie from another origin, or with no origin at all, is refused', async ({ page, baseURL, consoleErrors }) => {
+  const project = await createProject(page);
+  await createStage(page, 'Web', { type: 'dev' });
+  const suspend = `/api/v1/projects/${project}/stages/web/suspend`;
+  expect((await page.request.post(suspend, { headers: { Origin: 'http://evil.example' } })).status()).toBe(403);
+  const stage = await page.request.get(`/api/v1/projects/${project}/stages/web`);
+  expect((await stage.json()).status).toBe('running');
+  // The Activity of the project names who did what.
+  const events = await (await page.request.get(`/api/v1/projects/${project}/events`)).json();
+  expect(events[0]).toMatchObject({ actor: 'admin', kind: 'stage.created', target: 'web' });
+  expect(baseURL).toBeTruthy();
+});
