@@ -37,7 +37,10 @@ use leptos_router::{
     components::{Route, Router, Routes},
     path, SsrMode,
 };
-use pages::{AdminPage, BuildsPage, HomePage, LoginPage, ProjectPage, SetupPage, StagePage, StageSettingsPage};
+use pages::{
+    AccountPage, ActivityPage, AdminPage, BuildsPage, HomePage, LoginPage, MembersPage, ProjectPage, SetupPage,
+    StagePage, StageSettingsPage,
+};
 
 /// The dashboard's URLs, in one place.
 pub mod paths {
@@ -87,6 +90,9 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <NotFound message="There is no page at this address."/> }>
                     <Route path=path!("/") view=HomePage ssr=SsrMode::Async/>
                     <Route path=path!("/admin") view=AdminPage ssr=SsrMode::Async/>
+                    <Route path=path!("/account") view=AccountPage ssr=SsrMode::Async/>
+                    <Route path=path!("/projects/:project/members") view=MembersPage ssr=SsrMode::Async/>
+                    <Route path=path!("/projects/:project/activity") view=ActivityPage ssr=SsrMode::Async/>
                     <Route path=path!("/login") view=LoginPage/>
                     <Route path=path!("/setup") view=SetupPage/>
                     <Route path=path!("/projects/:project") view=ProjectPage ssr=SsrMode::Async/>

@@ -1,6 +1,7 @@
 //! Server functions: thin shims over `pergola_core::Services`, which hold every rule. One
 //! file per topic; everything is re-exported here, so callers use `crate::api::…`.
 
+mod access;
 mod config;
 mod demo;
 mod projects;
@@ -8,6 +9,11 @@ mod releases;
 mod settings;
 mod stages;
 
+pub use access::{
+    change_password, create_token, create_user, list_members, list_tokens, list_users, project_activity, remove_member,
+    revoke_token, set_member, update_user, ChangePassword, CreateToken, CreateUser, ListMembers, ListTokens, ListUsers,
+    ProjectActivity, RemoveMember, RevokeToken, SetMember, UpdateUser,
+};
 pub use config::{get_config, set_config, unset_config, GetConfig, SetConfig, UnsetConfig};
 pub use demo::{demo_available, try_demo, DemoApp, DemoAvailable, TryDemo};
 pub use projects::{create_project, get_overview, list_projects, CreateProject, GetOverview, ListProjects};

@@ -21,7 +21,7 @@ pub fn Header() -> impl IntoView {
                             {me.is_admin.then(|| view! {
                                 <a href="/admin" class="text-sm text-slate-600 hover:text-slate-900">"Admin"</a>
                             })}
-                            <span class="ml-auto text-sm text-slate-600" aria-label="Signed in as">{me.username.clone()}</span>
+                            <a href="/account" class="ml-auto text-sm text-slate-600 hover:text-slate-900" aria-label="Signed in as">{me.username.clone()}</a>
                             <form method="post" action="/logout">
                                 <button type="submit" class="text-sm font-semibold text-slate-700 hover:text-slate-900">"Sign out"</button>
                             </form>

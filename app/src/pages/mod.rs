@@ -2,19 +2,25 @@
 //! `<page>/mod.rs`, each section only it uses beside it. What several pages share lives in
 //! [`crate::components`].
 
+mod account;
+mod activity;
 mod admin;
 mod builds;
 mod home;
 mod login;
+mod members;
 mod project;
 mod setup;
 mod stage;
 mod stage_settings;
 
+pub use account::AccountPage;
+pub use activity::ActivityPage;
 pub use admin::AdminPage;
 pub use builds::BuildsPage;
 pub use home::HomePage;
 pub use login::LoginPage;
+pub use members::MembersPage;
 pub use project::ProjectPage;
 pub use setup::SetupPage;
 pub use stage::StagePage;

@@ -106,6 +106,10 @@ fn ProjectView(
                     "Project ID " <code class="font-mono">{project.id.clone()}</code>
                     " · "
                     <a href=format!("{}/builds", crate::paths::project(&project.id)) class="text-emerald-700 underline">"Builds"</a>
+                    " · "
+                    <a href=format!("{}/members", crate::paths::project(&project.id)) class="text-emerald-700 underline">"Members"</a>
+                    " · "
+                    <a href=format!("{}/activity", crate::paths::project(&project.id)) class="text-emerald-700 underline">"Activity"</a>
                 </p>
             </div>
             <div class="flex gap-3">

@@ -1,4 +1,7 @@
-//! `/admin`: the administrator's settings — retention of archived stages per type.
+//! `/admin`: the administrator's page — users (`users.rs`) and the retention of archived
+//! stages per type.
+
+mod users;
 
 use crate::api::{get_retention, SetRetention};
 use crate::components::{loading, successes, ui, ErrorNotice, TextField};
@@ -15,6 +18,7 @@ pub fn AdminPage() -> impl IntoView {
     view! {
         <Title text="Admin · Pergola Stages"/>
         <h1 class="text-2xl font-bold text-slate-900">"Administration"</h1>
+        <users::Users/>
         <Transition fallback=loading>
             {move || Suspend::new(async move {
                 match policy.await {
