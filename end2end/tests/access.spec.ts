@@ -75,3 +75,65 @@ test('a change with the session cookie from another origin, or with no origin at
   expect(events[0]).toMatchObject({ actor: 'admin', kind: 'stage.created', target: 'web' });
   expect(baseURL).toBeTruthy();
 });
+
+/** A new user with `role` in `project`, created through the dashboard's own API with the administrator's session. */
+async function member(page: Page, project: string, role: string): Promise<string> {
+  const name = unique(role).replace(' ', '-').toLowerCase();
+  expect((await page.request.post('/api/v1/users', { data: { username: name, password: `${role}-password` } })).status()).toBe(201);
+  expect((await page.request.post(`/api/v1/projects/${project}/members`, { data: { username: name, role } })).status()).toBe(200);
+  return name;
+}
+
+test('an administrator adds a member on the Members page; the Activity page names who did what', async ({ page, consoleErrors }) => {
+  const project = await createProject(page);
+  const name = unique('dev').replace(' ', '-').toLowerCase();
+  expect((await page.request.post('/api/v1/users', { data: { username: name, password: 'developer-password' } })).status()).toBe(201);
+  await open(page, `/projects/${project}`);
+  await page.getByRole('link', { name: 'Members' }).click();
+  await expect(page).toHaveURL(`/projects/${project}/members`);
+  await expect(page.locator('body[data-hydrated="true"]')).toHaveCount(1);
+  await page.getByLabel('Username').fill(name);
+  await page.getByLabel('Role').selectOption('developer');
+  await page.getByRole('button', { name: 'Add member' }).click();
+  await expect(page.getByRole('status')).toHaveText(`${name} is now Developer.`);
+  await expect(page.getByRole('row', { name })).toContainText('Developer');
+  await page.getByLabel('Username').fill('nobody-at-all');
+  await page.getByRole('button', { name: 'Add member' }).click();
+  await expect(page.getByRole('alert')).toContainText("There is no user 'nobody-at-all'.");
+  await createStage(page, 'Web', { type: 'dev' });
+  await open(page, `/projects/${project}/activity`);
+  const table = page.getByRole('table', { name: 'Activity' });
+  await expect(table.getByRole('row').nth(1)).toContainText('stage.created');
+  await expect(table).toContainText(`'${name}' added as developer.`);
+  await expect(table.getByRole('row').filter({ hasText: 'member.added' })).toContainText('admin');
+  await page.getByLabel('Kind').fill('stage.created');
+  await page.getByLabel('Kind').press('Tab');
+  await expect(table.getByRole('row')).toHaveCount(2);
+});
+
+test('a developer deploys to DEV but cannot change or delete a PROD stage', async ({ browser, page, baseURL, consoleErrors }) => {
+  const project = await createProject(page);
+  await createStage(page, 'Dev', { type: 'dev' });
+  await createStage(page, 'Prod', { type: 'prod' });
+  const api = `/api/v1/projects/${project}`;
+  const manifest = '[[component]]\nname = "once"\nkind = "job"\ncommand = "/bin/true"\n';
+  expect((await page.request.post(`${api}/builds`, { data: { manifest, workdir: '/usr/share/doc/bash' } })).status()).toBe(201);
+  const name = await member(page, project, 'developer');
+  const { context, page: theirs } = await signedOut(browser, baseURL!);
+  await theirs.goto(`/projects/${project}/stages/dev`);
+  await signIn(theirs, name, 'developer-password');
+  await expect(theirs).toHaveURL(`/projects/${project}/stages/dev`);
+  await expect(theirs.locator('body[data-hydrated="true"]')).toHaveCount(1);
+  await theirs.getByLabel('Build').selectOption('1');
+  await theirs.getByRole('button', { name: 'Deploy' }).click();
+  await expect(theirs.getByRole('list', { name: 'Events timeline' })).toContainText('Release 1 deployed', { timeout: 15_000 });
+  await open(theirs, `/projects/${project}/stages/prod`);
+  await expect(theirs.getByRole('heading', { level: 1 })).toHaveText('Prod');
+  await expect(theirs.getByRole('button', { name: 'Deploy' })).toHaveCount(0);
+  await expect(theirs.getByRole('link', { name: 'Settings' })).toHaveCount(0);
+  const refused = await theirs.request.delete(`${api}/stages/prod`, { headers: { Origin: baseURL! } });
+  expect(refused.status()).toBe(403);
+  expect((await refused.json()).detail).toContain('needs the maintainer role');
+  expect((await (await page.request.get(`${api}/stages/prod`)).json()).status).toBe('running');
+  await context.close();
+});

@@ -342,8 +342,10 @@ test('a deployed build runs on its stage; suspend stops it and resume starts it 
 test('share links pass protocol upgrades (WebSockets) through to the component', async ({ page, consoleErrors }, testInfo) => {
   const port = testInfo.project.name === 'sqlite' ? 3421 : 3422;
   // A component speaking a minimal upgrade protocol: "Upgrade: echo", then it echoes bytes.
-  const script = `/tmp/pergola-e2e-echo-${testInfo.project.name}.py`;
-  fs.writeFileSync(script, [
+  // The build's own directory: the release runs from a read-only copy of it, in a sandbox.
+  const build = fs.mkdtempSync('/tmp/pergola-e2e-echo-');
+  const script = 'echo.py';
+  fs.writeFileSync(`${build}/${script}`, [
     'import os, socket, threading',
     'def serve(c):',
     '    req = b""',
@@ -370,7 +372,7 @@ test('share links pass protocol upgrades (WebSockets) through to the component',
   const serverPort = Number(new URL(page.url()).port);
   const api = `http://127.0.0.1:${serverPort}/api/v1/projects/${project}`;
   const manifest = `[[component]]\nname = "echo"\nkind = "service"\ncommand = "python3"\nargs = ["${script}"]\nport = ${port}\n`;
-  expect((await page.request.post(`${api}/builds`, { data: { manifest, workdir: '/tmp' } })).status()).toBe(201);
+  expect((await page.request.post(`${api}/builds`, { data: { manifest, workdir: build } })).status()).toBe(201);
   expect((await page.request.post(`${api}/stages/qa/releases`, { data: { build: 1 } })).status()).toBe(201);
   await expect.poll(async () => (await page.request.get(`http://127.0.0.1:${port}/`).then((r) => r.status()).catch(() => 0))).toBe(200);
 
@@ -399,8 +401,9 @@ test('share links pass protocol upgrades (WebSockets) through to the component',
 test('a configuration change reaches the application with the next release', async ({ page, consoleErrors }, testInfo) => {
   const port = testInfo.project.name === 'sqlite' ? 3431 : 3432;
   // A component that shows its GREETING setting.
-  const script = `/tmp/pergola-e2e-greeting-${testInfo.project.name}.py`;
-  fs.writeFileSync(script, [
+  const build = fs.mkdtempSync('/tmp/pergola-e2e-greeting-');
+  const script = 'greeting.py';
+  fs.writeFileSync(`${build}/${script}`, [
     'import http.server, os',
     'class H(http.server.BaseHTTPRequestHandler):',
     '    def do_GET(self):',
@@ -414,7 +417,7 @@ test('a configuration change reaches the application with the next release', asy
   const serverPort = new URL(page.url()).port;
   const api = `http://127.0.0.1:${serverPort}/api/v1/projects/${project}`;
   const manifest = `[[component]]\nname = "web"\nkind = "service"\ncommand = "python3"\nargs = ["${script}"]\nport = ${port}\nhealth = { path = "/", interval_secs = 1 }\n`;
-  expect((await page.request.post(`${api}/builds`, { data: { manifest, workdir: '/tmp' } })).status()).toBe(201);
+  expect((await page.request.post(`${api}/builds`, { data: { manifest, workdir: build } })).status()).toBe(201);
 
   // Set the value in the dashboard, deploy, see it through the share link.
   await open(page, `/projects/${project}/stages/qa/settings`);
