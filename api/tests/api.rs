@@ -597,6 +597,22 @@ async fn access(api: &Api, env: &Env) {
     assert_eq!(r.body["disabled"], true);
     problem(&alice.call("GET", WHOAMI, &[], "", None).await, 401, "unauthenticated");
 
+    // The dashboard's session cookie works on the API too, but a change it authenticates must
+    // say where it comes from (a browser always does): without Origin or Sec-Fetch-Site, 403.
+    let session = env.services.sign_in_session("admin", ADMIN_PASSWORD, "127.0.0.1").await.unwrap();
+    let cookie = format!("pergola_session={}", session.secret);
+    let plain = reqwest::Client::new();
+    let url = format!("{}{PROJECTS}", api.base);
+    let r = plain.get(&url).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let body = json!({"name": "By cookie"});
+    let r = plain.post(&url).header("cookie", &cookie).json(&body).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 403, "a cookie-authenticated change without Origin");
+    let r = plain.post(&url).header("cookie", &cookie).header("origin", &api.base).json(&body).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let r = plain.post(&url).header("cookie", "pergola_session=pgs_forged").json(&body).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401, "a forged cookie signs nobody in");
+
     // Logout revokes the token it is called with.
     let laptop_api = api.with_token(Some(&laptop));
     assert_eq!(laptop_api.call("POST", LOGOUT, &[], "", None).await.status, 204);

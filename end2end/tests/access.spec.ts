@@ -63,8 +63,19 @@ test('a viewer sees the project but no button to change it, and the server refus
   await context.close();
 });
 
-test('a change with the session cookie from another origin, or with no origin at all, is refused', async ({ page, baseURL, consoleErrors }) => {
+test('a change with the session cookie from another origin is refused, for REST and server functions', async ({ page, baseURL, consoleErrors }) => {
+  // The URL of the create-project server function, as the page calls it.
+  const calls: string[] = [];
+  page.on('request', (r) => r.method() === 'POST' && r.url().includes('/api/') && !r.url().includes('/api/v1/') && calls.push(r.url()));
   const project = await createProject(page);
+  expect(calls.length).toBeGreaterThan(0);
+  const before = await (await page.request.get('/api/v1/projects')).json();
+  const forged = await page.request.post(calls[0], {
+    headers: { Origin: 'http://evil.example', 'Content-Type': 'application/x-www-form-urlencoded' },
+    data: 'name=Forged&project_id=forged',
+  });
+  expect(forged.status()).toBe(403);
+  expect(await (await page.request.get('/api/v1/projects')).json()).toEqual(before);
   await createStage(page, 'Web', { type: 'dev' });
   const suspend = `/api/v1/projects/${project}/stages/web/suspend`;
   expect((await page.request.post(suspend, { headers: { Origin: 'http://evil.example' } })).status()).toBe(403);
