@@ -182,6 +182,7 @@ const USER: &str = "/api/v1/users/{username}";
 const MEMBERS: &str = "/api/v1/projects/{project}/members";
 const MEMBER: &str = "/api/v1/projects/{project}/members/{username}";
 const PROJECT_EVENTS: &str = "/api/v1/projects/{project}/events";
+const INVITATIONS: &str = "/api/v1/invitations";
 
 /// The project the families work in (`my-new-project`), with `stages` given as (name, type,
 /// Stage ID) created through the API.
@@ -597,6 +598,28 @@ async fn access(api: &Api, env: &Env) {
     assert_eq!(r.body["disabled"], true);
     problem(&alice.call("GET", WHOAMI, &[], "", None).await, 401, "unauthenticated");
 
+    // Invitations: administrators only; the link works once.
+    let r = api.call("POST", INVITATIONS, &[], "", Some(json!({"project": p, "role": "developer"}))).await;
+    assert_eq!(r.status, 201, "{:#}", r.body);
+    let link = r.body["link"].as_str().unwrap().to_owned();
+    assert!(link.starts_with("/invite/pgi_"), "{link}");
+    problem(&api.call("POST", INVITATIONS, &[], "", Some(json!({"project": p}))).await, 422, "validation");
+    problem(
+        &api.call("POST", INVITATIONS, &[], "", Some(json!({"project": "nope", "role": "viewer"}))).await,
+        404,
+        "not-found",
+    );
+    let open_ones = api.call("GET", INVITATIONS, &[], "", None).await.body;
+    assert_eq!(open_ones.as_array().unwrap().len(), 1);
+    assert!(open_ones[0].get("link").is_none());
+    let secret = link.trim_start_matches("/invite/");
+    let joined = env.services.accept_invitation(secret, "carol", "carol-password", None).await.unwrap();
+    assert_eq!(joined.caller.username, "carol");
+    assert!(env.services.accept_invitation(secret, "dave", "dave-password", None).await.is_err(), "used once");
+    assert!(api.call("GET", INVITATIONS, &[], "", None).await.body.as_array().unwrap().is_empty());
+    let members = api.call("GET", MEMBERS, &[p], "", None).await.body;
+    assert!(members.as_array().unwrap().iter().any(|m| m["username"] == "carol" && m["role"] == "developer"));
+
     // The dashboard's session cookie works on the API too, but a change it authenticates must
     // say where it comes from (a browser always does): without Origin or Sec-Fetch-Site, 403.
     let session = env.services.sign_in_session("admin", ADMIN_PASSWORD, "127.0.0.1").await.unwrap();
@@ -635,6 +658,7 @@ async fn everything(api: &Api, p: &str) -> Value {
     for (template, args, query) in [
         (PROJECTS, vec![], ""),
         (USERS, vec![], ""),
+        (INVITATIONS, vec![], ""),
         (RETENTION, vec![], ""),
         (STAGES, vec![p], ""),
         (STAGES, vec![p], "?archived=true"),
@@ -880,6 +904,20 @@ async fn permissions(api: &Api, _env: &Env) {
             },
             Case { method: "GET", template: USERS, args: vec![], body: None, needs: Some((A::AdministerUsers, None)) },
             Case {
+                method: "GET",
+                template: INVITATIONS,
+                args: vec![],
+                body: None,
+                needs: Some((A::AdministerUsers, None)),
+            },
+            Case {
+                method: "POST",
+                template: INVITATIONS,
+                args: vec![],
+                body: Some(json!({})),
+                needs: Some((A::AdministerUsers, None)),
+            },
+            Case {
                 method: "POST",
                 template: USERS,
                 args: vec![],
@@ -1077,6 +1115,8 @@ fn the_openapi_document_covers_every_route() {
         format!("POST {MEMBERS}"),
         format!("DELETE {MEMBER}"),
         format!("GET {PROJECT_EVENTS}"),
+        format!("GET {INVITATIONS}"),
+        format!("POST {INVITATIONS}"),
     ];
     expected.sort();
     assert_eq!(ops, expected);

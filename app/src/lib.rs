@@ -38,8 +38,8 @@ use leptos_router::{
     path, SsrMode,
 };
 use pages::{
-    AccountPage, ActivityPage, AdminPage, BuildsPage, HomePage, LoginPage, MembersPage, ProjectPage, SetupPage,
-    StagePage, StageSettingsPage,
+    AccountPage, ActivityPage, AdminPage, BuildsPage, HomePage, InvitePage, LoginPage, MembersPage, ProjectPage,
+    SetupPage, StagePage, StageSettingsPage,
 };
 
 /// The dashboard's URLs, in one place.
@@ -94,6 +94,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/projects/:project/members") view=MembersPage ssr=SsrMode::Async/>
                     <Route path=path!("/projects/:project/activity") view=ActivityPage ssr=SsrMode::Async/>
                     <Route path=path!("/login") view=LoginPage/>
+                    <Route path=path!("/invite/:token") view=InvitePage/>
                     <Route path=path!("/setup") view=SetupPage/>
                     <Route path=path!("/projects/:project") view=ProjectPage ssr=SsrMode::Async/>
                     <Route path=path!("/projects/:project/builds") view=BuildsPage ssr=SsrMode::Async/>

@@ -139,7 +139,7 @@ async fn outsiders_see_nothing_and_members_only_what_their_role_allows(env: &Env
 
     // A viewer reads, and may change nothing.
     let names: Vec<_> = viewer.list_projects().await.unwrap().into_iter().map(|p| p.id).collect();
-    assert_eq!(names, [shop.clone()]);
+    assert_eq!(names, std::slice::from_ref(&shop));
     assert_eq!(viewer.get_stage(&shop, "prod").await.unwrap().status.as_str(), "running");
     let refused = viewer.create_stage(&shop, "QA", StageType::Qa, None).await.unwrap_err();
     assert_eq!(refused.kind, ErrorKind::Forbidden);

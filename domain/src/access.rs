@@ -795,6 +795,30 @@ pub struct Member {
     pub since: DateTime<Utc>,
 }
 
+/// An invitation just created: the link (a path of the dashboard, `/invite/pgi_…`) is shown
+/// this once; it works once, until `expires_at`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreatedInvitation {
+    pub link: String,
+    pub expires_at: DateTime<Utc>,
+    pub is_admin: bool,
+    pub project: Option<String>,
+    pub role: Option<Role>,
+}
+
+/// An invitation not used yet, as administrators see it (never its link).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InvitationInfo {
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub is_admin: bool,
+    pub project: Option<String>,
+    pub role: Option<Role>,
+}
+
 /// One change in a project's activity (the audit trail): who did what, when, from where.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

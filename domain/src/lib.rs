@@ -20,10 +20,10 @@ pub mod wire;
 pub use access::{
     authorize, decide, invitation_expires_at, invitation_is_open, is_unexpired, normalize_username,
     permission_table_markdown, permits, project_not_found, requirement, validate_expiry, validate_expiry_days,
-    validate_password, validate_token_name, validate_username, Action, Actor, AuditEntry, CreatedToken, Decision, Me,
-    Member, Requirement, RetryAfter, Role, SessionPolicy, Throttle, TokenInfo, UserInfo, Visibility,
-    INVITATION_VALID_DAYS, MAX_EXPIRY_DAYS, MAX_PASSWORD_BYTES, MAX_TOKEN_NAME_CHARS, MAX_USERNAME_CHARS,
-    MIN_PASSWORD_CHARS,
+    validate_password, validate_token_name, validate_username, Action, Actor, AuditEntry, CreatedInvitation,
+    CreatedToken, Decision, InvitationInfo, Me, Member, Requirement, RetryAfter, Role, SessionPolicy, Throttle,
+    TokenInfo, UserInfo, Visibility, INVITATION_VALID_DAYS, MAX_EXPIRY_DAYS, MAX_PASSWORD_BYTES, MAX_TOKEN_NAME_CHARS,
+    MAX_USERNAME_CHARS, MIN_PASSWORD_CHARS,
 };
 pub use error::{Error, ErrorKind};
 pub use ids::{derive_id, numbered_id, suggestion_stem, typed_id, validate_id, IdKind, MAX_ID_LEN, RESERVED_IDS};

@@ -370,3 +370,17 @@ pub struct MemberInput {
     pub username: String,
     pub role: crate::access::Role,
 }
+
+/// An invitation to create an account (administrators only): optionally an administrator's,
+/// optionally joining a project with a role. It works once, for 7 days.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NewInvitation {
+    #[serde(default)]
+    pub admin: bool,
+    /// A project the new user joins (with `role`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<crate::access::Role>,
+}

@@ -156,6 +156,7 @@ async fn run() -> Result<(), String> {
         .route("/login", axum::routing::post(session::login))
         .route("/setup", axum::routing::post(session::setup))
         .route("/logout", axum::routing::post(session::logout))
+        .route("/invite", axum::routing::post(session::invite))
         .with_state(sessions);
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))

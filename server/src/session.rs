@@ -128,6 +128,31 @@ pub async fn setup(State(sessions): State<Sessions>, req: Request) -> Response {
     }
 }
 
+#[derive(Deserialize)]
+pub struct InviteForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// `POST /invite`: creates the invited account and signs it in; back to the form otherwise.
+pub async fn invite(State(sessions): State<Sessions>, req: Request) -> Response {
+    let address = client_address(&req);
+    let Ok(Form(form)) = Form::<InviteForm>::from_request(req, &()).await else {
+        return Redirect::to("/login").into_response();
+    };
+    match sessions.services.accept_invitation(&form.token, &form.username, &form.password, Some(&address)).await {
+        Ok(session) => signed_in(&sessions, session, "/"),
+        Err(e) => {
+            let token = encode(&form.token);
+            Redirect::to(&format!("/invite/{token}?message={}", encode(&e.message))).into_response()
+        }
+    }
+}
+
 /// `POST /logout`: ends the session and clears the cookie.
 pub async fn logout(State(sessions): State<Sessions>, req: Request) -> Response {
     if let Some(Authenticated::Session { secret, .. }) = req.extensions().get::<Authenticated>() {
@@ -144,7 +169,8 @@ pub async fn logout(State(sessions): State<Sessions>, req: Request) -> Response 
 /// static files, the health check, and the REST API and server functions (which refuse
 /// anonymous callers themselves, with 401).
 fn is_open(path: &str) -> bool {
-    matches!(path, "/login" | "/setup" | "/logout" | "/healthz" | "/favicon.ico")
+    matches!(path, "/login" | "/setup" | "/logout" | "/invite" | "/healthz" | "/favicon.ico")
+        || path.starts_with("/invite/")
         || path.starts_with("/pkg/")
         || path.starts_with("/api/")
         || path.rsplit('/').next().is_some_and(|last| last.contains('.'))
@@ -160,7 +186,7 @@ pub async fn require_sign_in(State(services): State<Services>, req: Request, nex
     }
     let signed_in = req.extensions().get::<Authenticated>().and_then(Authenticated::caller).is_some();
     match services.needs_setup().await {
-        Ok(true) if path != "/setup" && !path.starts_with("/pkg/") && path != "/healthz" => {
+        Ok(true) if path != "/setup" && !path.starts_with("/pkg/") && path != "/healthz" && !path.contains('.') => {
             return Redirect::to("/setup").into_response();
         }
         Ok(false) if path == "/setup" => return Redirect::to("/login").into_response(),

@@ -11,8 +11,8 @@ use axum::response::IntoResponse;
 use axum::Json;
 use pergola_core::store::AuditFilter;
 use pergola_core::Services;
-use pergola_domain::wire::{Login, MemberInput, NewToken, NewUser, PasswordChange, UserPatch};
-use pergola_domain::{AuditEntry, CreatedToken, Me, Member, TokenInfo, UserInfo};
+use pergola_domain::wire::{Login, MemberInput, NewInvitation, NewToken, NewUser, PasswordChange, UserPatch};
+use pergola_domain::{AuditEntry, CreatedInvitation, CreatedToken, InvitationInfo, Me, Member, TokenInfo, UserInfo};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<Services> {
         .routes(routes!(revoke_token))
         .routes(routes!(list_users, create_user))
         .routes(routes!(update_user))
+        .routes(routes!(list_invitations, create_invitation))
         .routes(routes!(list_members, set_member))
         .routes(routes!(remove_member))
         .routes(routes!(project_events))
@@ -172,6 +173,24 @@ async fn create_user(User(s): User, Body(u): Body<NewUser>) -> ApiResult<impl In
     ))]
 async fn update_user(User(s): User, Path(p): Path<UserPath>, Body(u): Body<UserPatch>) -> ApiResult<Json<UserInfo>> {
     Ok(Json(s.update_user(&p.username, u).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/invitations", tag = "access",
+    responses((status = 200, description = "Invitations not used yet and not expired, newest first (administrators only; never their links)", body = [InvitationInfo])))]
+async fn list_invitations(User(s): User) -> ApiResult<Json<Vec<InvitationInfo>>> {
+    Ok(Json(s.list_invitations().await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/invitations", tag = "access", request_body = NewInvitation,
+    responses(
+        (status = 201, description = "Created (administrators only): the link, shown this once, works once for 7 days", body = CreatedInvitation),
+        (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A project without a role, or a role without a project", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn create_invitation(User(s): User, Body(i): Body<NewInvitation>) -> ApiResult<impl IntoResponse> {
+    let invitation = s.create_invitation(i).await?;
+    Ok((StatusCode::CREATED, Json(invitation)))
 }
 
 #[utoipa::path(get, path = "/api/v1/projects/{project}/members", tag = "access", params(ProjectPath),

@@ -5,7 +5,19 @@
 use super::{answer, services};
 use crate::error::AppError;
 use leptos::prelude::*;
-use pergola_domain::{Actor, AuditEntry, CreatedToken, Member, TokenInfo, UserInfo};
+use pergola_domain::{Actor, AuditEntry, CreatedInvitation, CreatedToken, Member, TokenInfo, UserInfo};
+
+/// Who the signed-in user is in `project` (role, administrator): which buttons to show.
+#[server]
+pub async fn project_actor(project: String) -> Result<pergola_domain::Actor, AppError> {
+    answer(services()?.actor(&project).await)
+}
+
+/// Who is signed in (`None`: nobody), for the header.
+#[server]
+pub async fn current_user() -> Result<Option<pergola_domain::Me>, AppError> {
+    Ok(services().ok().map(|s| s.me()))
+}
 
 /// A project's members, and who is looking (owners get the forms).
 #[server]
@@ -90,4 +102,15 @@ pub async fn revoke_token(name: String) -> Result<(), AppError> {
 #[server]
 pub async fn change_password(current: String, new: String) -> Result<(), AppError> {
     answer(services()?.change_password(&current, &new).await)
+}
+
+/// An invitation link; `project` may be empty (then `role` is ignored).
+#[server]
+pub async fn create_invitation(admin: bool, project: String, role: String) -> Result<CreatedInvitation, AppError> {
+    let project = Some(project.trim().to_owned()).filter(|p| !p.is_empty());
+    let role = match &project {
+        Some(_) => Some(answer(pergola_domain::Role::parse(&role))?),
+        None => None,
+    };
+    answer(services()?.create_invitation(pergola_domain::wire::NewInvitation { admin, project, role }).await)
 }

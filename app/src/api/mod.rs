@@ -10,9 +10,10 @@ mod settings;
 mod stages;
 
 pub use access::{
-    change_password, create_token, create_user, list_members, list_tokens, list_users, project_activity, remove_member,
-    revoke_token, set_member, update_user, ChangePassword, CreateToken, CreateUser, ListMembers, ListTokens, ListUsers,
-    ProjectActivity, RemoveMember, RevokeToken, SetMember, UpdateUser,
+    change_password, create_invitation, create_token, create_user, current_user, list_members, list_tokens, list_users,
+    project_activity, project_actor, remove_member, revoke_token, set_member, update_user, ChangePassword,
+    CreateInvitation, CreateToken, CreateUser, CurrentUser, ListMembers, ListTokens, ListUsers, ProjectActivity,
+    ProjectActor, RemoveMember, RevokeToken, SetMember, UpdateUser,
 };
 pub use config::{get_config, set_config, unset_config, GetConfig, SetConfig, UnsetConfig};
 pub use demo::{demo_available, try_demo, DemoApp, DemoAvailable, TryDemo};
@@ -47,18 +48,6 @@ fn services() -> Result<pergola_core::services::Acting, AppError> {
         Some(caller) => Ok(services.acting(caller)),
         None => Err(refuse(pergola_domain::Error::unauthenticated())),
     }
-}
-
-/// Who the signed-in user is in `project` (role, administrator): which buttons to show.
-#[server]
-pub async fn project_actor(project: String) -> Result<pergola_domain::Actor, AppError> {
-    answer(services()?.actor(&project).await)
-}
-
-/// Who is signed in (`None`: nobody), for the header.
-#[server]
-pub async fn current_user() -> Result<Option<pergola_domain::Me>, AppError> {
-    Ok(services().ok().map(|s| s.me()))
 }
 
 /// Turns a refusal into the wire error and sets the response's HTTP status to match.

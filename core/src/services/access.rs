@@ -14,12 +14,15 @@
 
 use super::{internal, Services};
 use crate::credentials::{self, SecretKind};
-use crate::store::{AuditEvent, AuditFilter, SessionRow, TokenRow, UserRow};
+use crate::store::{AuditEvent, AuditFilter, InvitationRow, SessionRow, TokenRow, UserRow};
 use crate::StoreError;
 use chrono::Duration;
 use pergola_domain::access::{self, Action, Actor, Role};
-use pergola_domain::wire::{NewUser, UserPatch};
-use pergola_domain::{AuditEntry, CreatedToken, Error, ErrorKind, Me, Member, Stage, StageEvent, TokenInfo, UserInfo};
+use pergola_domain::wire::{NewInvitation, NewUser, UserPatch};
+use pergola_domain::{
+    AuditEntry, CreatedInvitation, CreatedToken, Error, ErrorKind, InvitationInfo, Me, Member, Stage, StageEvent,
+    TokenInfo, UserInfo,
+};
 use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
@@ -390,6 +393,46 @@ impl Services {
         Ok(Some(Caller::of(&user, Some(token.name), address)))
     }
 
+    /// Accepts an invitation: creates the account it is for (joining its project, if any) and
+    /// signs the new user in. The link works once and until it expires; the username and
+    /// password are checked before it is used up.
+    pub async fn accept_invitation(
+        &self,
+        secret: &str,
+        username: &str,
+        password: &str,
+        address: Option<&str>,
+    ) -> Result<NewSession, Error> {
+        let username = access::validate_username(username)?;
+        access::validate_password(password)?;
+        let gone =
+            || Error::expired("This invitation was already used or has expired. Ask an administrator for a new one.");
+        if !SecretKind::Invitation.matches(secret) {
+            return Err(gone());
+        }
+        if self.store.get_user_by_name(&username).await.map_err(internal("read a user"))?.is_some() {
+            return Err(Error::validation("username", format!("Username '{username}' is already taken.")));
+        }
+        let now = self.clock.now();
+        let taken = self.store.take_invitation(&credentials::secret_hash(secret), now).await;
+        let invitation = taken.map_err(internal("use an invitation"))?.ok_or_else(gone)?;
+        let user = self.insert_user(&username, password, invitation.is_admin).await?;
+        let caller = Caller::of(&user, None, address);
+        let acting = self.acting(caller.clone());
+        let message =
+            format!("Account '{}' created with an invitation from '{}'.", user.username, invitation.created_by);
+        acting.audit(None, None, "user.created", &user.username, message).await;
+        if let (Some(project), Some(role)) = (&invitation.project_id, invitation.role) {
+            let joined = self.store.upsert_membership(project, &user.id, role, now).await;
+            if joined.map_err(internal("join the invited project"))? {
+                let message = format!("'{}' joined as {role} (invited by '{}').", user.username, invitation.created_by);
+                acting.audit(Some(project), None, "member.added", &user.username, message).await;
+            }
+        }
+        let secret = self.start_session(&caller).await?;
+        Ok(NewSession { secret, caller })
+    }
+
     /// Records what the system or an unknown visitor did (failed sign-ins, the first run).
     async fn system_audit(&self, address: Option<&str>, kind: &str, target: &str, message: &str) {
         let event = AuditEvent {
@@ -624,6 +667,65 @@ impl Acting {
             .await
             .map_err(internal("read a user"))?
             .ok_or_else(|| Error::not_found(format!("There is no user '{name}'.")))
+    }
+
+    /// An invitation link to create an account (see [`Services::accept_invitation`]).
+    pub async fn create_invitation(&self, input: NewInvitation) -> Result<CreatedInvitation, Error> {
+        self.allow(Action::AdministerUsers, None, "").await?;
+        let project = match input.project.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+            Some(p) => Some(self.project(p).await?.id),
+            None => None,
+        };
+        let role = match (&project, input.role) {
+            (Some(_), None) => {
+                return Err(Error::validation("role", "Choose the role the new user gets in the project."))
+            }
+            (None, Some(_)) => return Err(Error::validation("project", "A role needs a project.")),
+            (_, role) => role,
+        };
+        let secret = credentials::new_secret(SecretKind::Invitation);
+        let now = self.clock.now();
+        let row = InvitationRow {
+            token_hash: credentials::secret_hash(&secret),
+            created_by: self.caller.username.clone(),
+            is_admin: input.admin,
+            project_id: project.clone(),
+            role,
+            expires_at: access::invitation_expires_at(now),
+            used_at: None,
+            created_at: now,
+        };
+        self.store.insert_invitation(&row).await.map_err(internal("create an invitation"))?;
+        let what = match (&project, role) {
+            (Some(p), Some(r)) => format!(" to project '{p}' as {r}"),
+            _ => String::new(),
+        };
+        let kind = if input.admin { "an administrator's invitation" } else { "an invitation" };
+        self.audit(project.as_deref(), None, "user.invited", "invitation", format!("Created {kind}{what}.")).await;
+        Ok(CreatedInvitation {
+            link: format!("/invite/{secret}"),
+            expires_at: row.expires_at,
+            is_admin: input.admin,
+            project,
+            role,
+        })
+    }
+
+    /// Invitations not used yet and not expired, newest first.
+    pub async fn list_invitations(&self) -> Result<Vec<InvitationInfo>, Error> {
+        self.allow(Action::AdministerUsers, None, "").await?;
+        let rows = self.store.list_open_invitations(self.clock.now()).await.map_err(internal("list invitations"))?;
+        Ok(rows
+            .into_iter()
+            .map(|i| InvitationInfo {
+                created_by: i.created_by,
+                created_at: i.created_at,
+                expires_at: i.expires_at,
+                is_admin: i.is_admin,
+                project: i.project_id,
+                role: i.role,
+            })
+            .collect())
     }
 
     // --- The caller's API tokens

@@ -2,7 +2,7 @@
 //! grant or take the administrator role, reset a password. Disabling ends the user's sessions and
 //! stops their tokens at once.
 
-use crate::api::{list_users, CreateUser, UpdateUser};
+use crate::api::{list_users, CreateInvitation, CreateUser, UpdateUser};
 use crate::components::{loading, successes, ui, ErrorNotice, PageError};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
@@ -59,7 +59,59 @@ pub fn Users() -> impl IntoView {
             <p role="status" class="mt-2 text-sm text-emerald-800">
                 {move || create.value().get().and_then(Result::ok).map(|u| format!("User '{}' created.", u.username))}
             </p>
+            <InviteForm/>
         </section>
+    }
+}
+
+/// "Invite someone": a one-time link (7 days) to create their own account, optionally joining a
+/// project with a role.
+#[component]
+fn InviteForm() -> impl IntoView {
+    let invite = ServerAction::<CreateInvitation>::new();
+    let project = RwSignal::new(String::new());
+    let role = RwSignal::new("developer".to_owned());
+    let admin = RwSignal::new(false);
+    let on_submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        invite.dispatch(CreateInvitation {
+            admin: admin.get_untracked(),
+            project: project.get_untracked(),
+            role: role.get_untracked(),
+        });
+    };
+    let origin = move || window().location().origin().unwrap_or_default();
+    view! {
+        <h3 class="mt-6 font-semibold text-slate-900">"Invite someone"</h3>
+        <form class="mt-2 grid gap-3 sm:grid-cols-[1fr_10rem_auto_auto] sm:items-end" aria-label="Invitation" on:submit=on_submit novalidate>
+            <div>
+                <label for="invite-project" class=ui::LABEL>"Project (optional)"</label>
+                <input id="invite-project" type="text" class=ui::INPUT placeholder="Project ID"
+                    prop:value=move || project.get() on:input=move |ev| project.set(event_target_value(&ev))/>
+            </div>
+            <div>
+                <label for="invite-role" class=ui::LABEL>"Role in it"</label>
+                <select id="invite-role" class=ui::INPUT on:change=move |ev| role.set(event_target_value(&ev))>
+                    {pergola_domain::Role::ALL.into_iter().map(|r| view! {
+                        <option value=r.as_str() selected=r == pergola_domain::Role::Developer>{r.label()}</option>
+                    }).collect_view()}
+                </select>
+            </div>
+            <label class="flex items-center gap-2 text-sm text-slate-700">
+                <input type="checkbox" prop:checked=move || admin.get() on:change=move |ev| admin.set(event_target_checked(&ev))/>
+                "Administrator"
+            </label>
+            <button type="submit" class=ui::SECONDARY disabled=move || invite.pending().get()>"Create invitation link"</button>
+        </form>
+        {move || invite.value().get().map(|result| match result {
+            Ok(i) => view! {
+                <div role="status" class="mt-3 rounded-md bg-emerald-50 p-3 text-sm text-emerald-900">
+                    <p>{format!("Send this link; it works once, until {}.", format_time(i.expires_at))}</p>
+                    <code class="mt-1 block break-all font-mono" aria-label="Invitation link">{format!("{}{}", origin(), i.link)}</code>
+                </div>
+            }.into_any(),
+            Err(error) => view! { <div class="mt-3"><ErrorNotice error/></div> }.into_any(),
+        })}
     }
 }
 
