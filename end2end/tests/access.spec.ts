@@ -148,3 +148,32 @@ test('a developer deploys to DEV but cannot change or delete a PROD stage', asyn
   expect((await (await page.request.get(`${api}/stages/prod`)).json()).status).toBe('running');
   await context.close();
 });
+
+test('an invitation link lets the invited person create their account, once, and join the project', async ({ browser, page, baseURL, consoleErrors }) => {
+  const project = await createProject(page);
+  await open(page, '/admin');
+  await page.getByLabel('Project (optional)').fill(project);
+  await page.getByLabel('Role in it').selectOption('viewer');
+  await page.getByRole('button', { name: 'Create invitation link' }).click();
+  const link = (await page.getByLabel('Invitation link').textContent())!;
+  expect(link).toMatch(/\/invite\/pgi_/);
+  const name = unique('guest').replace(' ', '-').toLowerCase();
+  const { context, page: invited } = await signedOut(browser, baseURL!);
+  await invited.goto(link);
+  await expect(invited.getByRole('heading', { name: 'Create your account' })).toBeVisible();
+  await invited.getByLabel('Username').fill(name);
+  await invited.getByLabel('Password').fill('invited-password');
+  await invited.getByRole('button', { name: 'Create my account' }).click();
+  await expect(invited).toHaveURL('/');
+  await expect(invited.getByLabel('Signed in as')).toHaveText(name);
+  await expect(invited.locator(`a[href="/projects/${project}"]`)).toBeVisible();
+  await context.close();
+  // The link worked once.
+  const { context: again, page: second } = await signedOut(browser, baseURL!);
+  await second.goto(link);
+  await second.getByLabel('Username').fill(`${name}-2`);
+  await second.getByLabel('Password').fill('invited-password');
+  await second.getByRole('button', { name: 'Create my account' }).click();
+  await expect(second.getByRole('alert')).toContainText('already used or has expired');
+  await again.close();
+});
