@@ -19,19 +19,23 @@ use std::sync::Arc;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-/// JSON request bodies whose rejections (bad JSON, wrong shape) are problems too.
+/// JSON request bodies whose rejections (bad JSON, wrong shape) are problems too. A body must be
+/// a JSON object: serde would otherwise read a struct from an array (`[null, null]`).
 pub struct Body<T>(pub T);
 
 impl<S, T> axum::extract::FromRequest<S> for Body<T>
 where
-    Json<T>: axum::extract::FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = problem::ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        let Json(value) = Json::<T>::from_request(req, state).await?;
-        Ok(Body(value))
+        let Json(value) = Json::<serde_json::Value>::from_request(req, state).await?;
+        if !value.is_object() {
+            return Err(problem::ApiError(Error::malformed("The request body must be a JSON object.")));
+        }
+        serde_json::from_value(value).map(Body).map_err(|e| problem::ApiError(Error::malformed(e.to_string())))
     }
 }
 

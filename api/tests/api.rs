@@ -216,6 +216,9 @@ async fn projects(api: &Api, _env: &Env) {
     problem(&r, 400, "malformed-request");
     let r = api.raw_post(PROJECTS, "{not json").await;
     problem(&r, 400, "malformed-request");
+    // serde reads a struct from an array too; a body must be an object.
+    let r = api.raw_post(PROJECTS, r#"["My New Project", null]"#).await;
+    problem(&r, 400, "malformed-request");
     let r = api.call("GET", PROJECTS, &[], "", None).await;
     assert_eq!(r.body.as_array().unwrap().len(), 1, "refusals created nothing");
     let r = api.call("GET", PROJECT, &["my-new-project"], "", None).await;
@@ -580,6 +583,8 @@ async fn access(api: &Api, env: &Env) {
         .collect();
     assert_eq!(kinds[0], ("admin (token api-tests)", "member.removed"));
     assert!(kinds.contains(&("admin (token api-tests)", "stage.created")), "{kinds:?}");
+    problem(&api.call("GET", PROJECT_EVENTS, &[p], "?limit=0", None).await, 422, "validation");
+    api.refused_url("GET", PROJECT_EVENTS, &[p], "?limit=many").await;
     let only = api.call("GET", PROJECT_EVENTS, &[p], "?kind=member.added&limit=5", None).await.body;
     assert_eq!(only.as_array().unwrap().len(), 1);
     assert!(only[0]["message"].as_str().unwrap().contains("'alice' added as viewer"), "{only:#}");

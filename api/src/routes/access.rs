@@ -225,6 +225,8 @@ async fn remove_member(User(s): User, Path(p): Path<MemberPath>) -> ApiResult<St
 #[utoipa::path(get, path = "/api/v1/projects/{project}/events", tag = "access", params(ProjectPath, EventsQuery),
     responses(
         (status = 200, description = "The project's activity: who changed what, newest first", body = [AuditEntry]),
+        (status = 400, description = "`limit` is not a whole number (a plain-text message)", body = String, content_type = "text/plain"),
+        (status = 422, description = "`limit` out of range", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such project (or not yours to see)", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn project_events(
@@ -232,6 +234,10 @@ async fn project_events(
     Path(p): Path<ProjectPath>,
     Query(q): Query<EventsQuery>,
 ) -> ApiResult<Json<Vec<AuditEntry>>> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(pergola_domain::Error::validation("limit", "limit must be 1 to 500.").into());
+    }
     let filter = AuditFilter { stage_id: q.stage, actor: q.actor, kind: q.kind };
-    Ok(Json(s.project_activity(&p.project, filter, q.limit.unwrap_or(100)).await?))
+    Ok(Json(s.project_activity(&p.project, filter, limit).await?))
 }
