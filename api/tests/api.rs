@@ -362,7 +362,7 @@ async fn builds_and_releases(api: &Api, _env: &Env) {
     problem(&api.call("GET", BUILDS, &["nope"], "", None).await, 404, "not-found");
     let r = api.call("POST", RELEASES, &[p, "stage1"], "", Some(json!({"build": 1}))).await;
     assert_eq!((r.status, r.body["number"].as_i64(), r.body["build_number"].as_i64()), (201, Some(1), Some(1)));
-    problem(&api.call("POST", RELEASES, &[p, "stage1"], "", Some(json!({"build": 7}))).await, 404, "not-found");
+    problem(&api.call("POST", RELEASES, &[p, "stage1"], "", Some(json!({"build": 7}))).await, 422, "validation");
     problem(
         &api.call("POST", RELEASES, &[p, "stage1"], "", Some(json!({"build": "one"}))).await,
         400,

@@ -35,7 +35,8 @@ async fn list_releases(User(s): User, Path(p): Path<StagePath>) -> ApiResult<Jso
     responses(
         (status = 201, description = "Deployed: the new release replaces the running one", body = Release),
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such live stage or build", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The project has no such build (field `build`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The release could not be started", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn deploy(User(s): User, Path(p): Path<StagePath>, Body(r): Body<NewRelease>) -> ApiResult<impl IntoResponse> {

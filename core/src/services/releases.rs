@@ -53,7 +53,9 @@ impl Acting {
             .get_build(project_id, build_number)
             .await
             .map_err(internal("read a build to deploy"))?
-            .ok_or_else(|| Error::not_found(format!("Project '{project_id}' has no build {build_number}.")))?;
+            .ok_or_else(|| {
+            Error::validation("build", format!("Project '{project_id}' has no build {build_number}."))
+        })?;
         // The snapshot keeps secret values sealed, as the stage's configuration does (the same
         // sealed form: same project, stage and key); plain values that would read as sealed
         // are marked plain.
