@@ -335,7 +335,8 @@ pub struct NewToken {
 pub struct NewUser {
     /// 1 to 64 characters: lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit.
     pub username: String,
-    /// At least 10 characters.
+    /// At least 10 characters, at most 1024 bytes, not only spaces.
+    #[cfg_attr(feature = "openapi", schema(min_length = 10))]
     pub password: String,
     /// Grants the administrator role.
     #[serde(default)]
@@ -347,6 +348,8 @@ pub struct NewUser {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserPatch {
+    /// A new password: at least 10 characters, at most 1024 bytes, not only spaces.
+    #[cfg_attr(feature = "openapi", schema(min_length = 10))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
