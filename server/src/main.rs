@@ -139,6 +139,8 @@ async fn run() -> Result<(), String> {
     }
     let mut guard = Guard::new(addr, config.public_url.as_deref())
         .map_err(|e| format!("{} {e}", pergola_core::config::PUBLIC_URL))?;
+    // The sign-in form's redirects may go on to a share host (through /share-auth).
+    guard = guard.with_form_target(&share.form_target());
     if std::env::var("LEPTOS_WATCH").is_ok() {
         guard = guard.with_live_reload(leptos_options.reload_external_port.unwrap_or(leptos_options.reload_port));
     }

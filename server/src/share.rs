@@ -51,6 +51,18 @@ impl Share {
     }
 }
 
+impl Share {
+    /// The share hosts as a CSP source: `http://*.{domain}:{port}`.
+    pub fn form_target(&self) -> String {
+        let scheme = if self.secure { "https" } else { "http" };
+        match self.services.share_base().port {
+            80 if !self.secure => format!("{scheme}://*.{}", self.domain),
+            443 if self.secure => format!("{scheme}://*.{}", self.domain),
+            port => format!("{scheme}://*.{}:{port}", self.domain),
+        }
+    }
+}
+
 /// The proxy's own paths on a share host.
 const OWN_PATHS: &str = "/.pergola/";
 

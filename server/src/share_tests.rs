@@ -101,6 +101,8 @@ async fn world() -> World {
     env.admin.create_stage("shop", "qa", StageType::Qa, None).await.unwrap();
     env.admin.create_stage("shop", "dev", StageType::Dev, None).await.unwrap();
     let share = Share::new(services.clone(), "localhost".into(), DASHBOARD.into());
+    // The sign-in form's redirect chain ends on a share host: the dashboard's CSP allows it.
+    assert_eq!(share.form_target(), "http://*.localhost:3000");
     let app = Router::new()
         .route("/share-auth", get(share_auth::vouch))
         .with_state(share.clone())
