@@ -44,6 +44,9 @@ struct Inner {
     names: Vec<Name>,
     /// `cargo leptos watch`'s live-reload WebSocket port, allowed in `connect-src`.
     live_reload: Option<u32>,
+    /// Where a form's redirect may also lead (`form-action`): the share hosts, which the
+    /// sign-in form's redirect reaches through `/share-auth` (browsers check every hop).
+    form_targets: Option<String>,
 }
 
 /// One address the dashboard is reached at.
@@ -85,12 +88,26 @@ impl Guard {
             let url = PublicUrl::parse(url)?;
             names.push(Name { scheme: url.scheme, host: url.host, port: url.port });
         }
-        Ok(Self(Arc::new(Inner { names, live_reload: None })))
+        Ok(Self(Arc::new(Inner { names, live_reload: None, form_targets: None })))
     }
 
     /// Allows the live-reload WebSocket `cargo leptos watch` serves on `port` (development only).
     pub fn with_live_reload(self, port: u32) -> Self {
-        Self(Arc::new(Inner { names: self.0.names.clone(), live_reload: Some(port) }))
+        Self(Arc::new(Inner { live_reload: Some(port), ..self.inner() }))
+    }
+
+    /// Lets the redirects that follow a form (signing in, then `/share-auth`) reach `source`
+    /// too (a CSP source such as `http://*.localhost:3000`: the share hosts).
+    pub fn with_form_target(self, source: &str) -> Self {
+        Self(Arc::new(Inner { form_targets: Some(source.to_owned()), ..self.inner() }))
+    }
+
+    fn inner(&self) -> Inner {
+        Inner {
+            names: self.0.names.clone(),
+            live_reload: self.0.live_reload,
+            form_targets: self.0.form_targets.clone(),
+        }
     }
 
     /// Whether `host` (a `Host` header: `name[:port]`) is one of the dashboard's. Without a port,
@@ -131,10 +148,11 @@ impl Guard {
     pub fn content_security_policy(&self, nonce: Option<&str>) -> String {
         let nonce = nonce.map(|n| format!(" 'nonce-{n}'")).unwrap_or_default();
         let live_reload = self.0.live_reload.map(|p| format!(" ws://*:{p} wss://*:{p}")).unwrap_or_default();
+        let form_targets = self.0.form_targets.as_deref().map(|t| format!(" {t}")).unwrap_or_default();
         format!(
             "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'{nonce}; style-src 'self'; \
              img-src 'self' data:; connect-src 'self'{live_reload}; object-src 'none'; base-uri 'self'; \
-             form-action 'self'; frame-ancestors 'none'"
+             form-action 'self'{form_targets}; frame-ancestors 'none'"
         )
     }
 

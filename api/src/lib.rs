@@ -170,6 +170,7 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .merge(routes::config::router())
         .merge(routes::settings::router())
         .merge(routes::access::router())
+        .merge(routes::sharing::router())
 }
 
 async fn unknown_route() -> problem::ApiError {

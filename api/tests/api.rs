@@ -183,6 +183,8 @@ const MEMBERS: &str = "/api/v1/projects/{project}/members";
 const MEMBER: &str = "/api/v1/projects/{project}/members/{username}";
 const PROJECT_EVENTS: &str = "/api/v1/projects/{project}/events";
 const INVITATIONS: &str = "/api/v1/invitations";
+const LINKS: &str = "/api/v1/projects/{project}/stages/{stage}/links";
+const LINK: &str = "/api/v1/projects/{project}/stages/{stage}/links/{id}";
 
 /// The project the families work in (`my-new-project`), with `stages` given as (name, type,
 /// Stage ID) created through the API.
@@ -1013,6 +1015,67 @@ async fn permissions(api: &Api, _env: &Env) {
 /// Per family a test on SQLite and one on PostgreSQL, each on a fresh store and server; and one
 /// test that runs every family (on SQLite) and checks that together they call every documented
 /// operation.
+async fn sharing(api: &Api, env: &Env) {
+    let p = project_with(api, &[("Dev", "dev", "dev"), ("Prod", "prod", "prod")]).await;
+    // Visibility: a field of the stage's PATCH, alone or with other changes.
+    let r = api.call("PATCH", STAGE, &[p, "dev"], "", Some(json!({"visibility": "public"}))).await;
+    assert_eq!((r.status, r.body["id"].as_str()), (200, Some("dev")), "{:#}", r.body);
+    assert_eq!(env.admin.visibility(p, "dev").await.unwrap(), pergola_domain::Visibility::Public);
+    let r = api.call("PATCH", STAGE, &[p, "dev"], "", Some(json!({"visibility": "members", "name": "Dev 2"}))).await;
+    assert_eq!((r.status, r.body["name"].as_str()), (200, Some("Dev 2")), "{:#}", r.body);
+    assert_eq!(env.admin.visibility(p, "dev").await.unwrap(), pergola_domain::Visibility::Members);
+    let r = api.call("PATCH", STAGE, &[p, "dev"], "", Some(json!({"visibility": "everyone", "name": "X"}))).await;
+    assert_eq!(problem(&r, 422, "validation")["field"], "visibility");
+    assert_eq!(api.call("GET", STAGE, &[p, "dev"], "", None).await.body["name"], "Dev 2", "nothing changed");
+
+    // Guest links: created with a life in hours, listed without their secret, revoked.
+    let r = api.call("GET", LINKS, &[p, "dev"], "", None).await;
+    assert_eq!((r.status, r.body.clone()), (200, json!([])));
+    for hours in [0, -1, 8761] {
+        let r = api.call("POST", LINKS, &[p, "dev"], "", Some(json!({"expires_in_hours": hours}))).await;
+        assert_eq!(problem(&r, 422, "validation")["field"], "expires_in_hours", "{hours}");
+    }
+    let r = api.call("POST", LINKS, &[p, "dev"], "", Some(json!({"expires_in_hours": 24}))).await;
+    assert_eq!(r.status, 201, "{:#}", r.body);
+    let token = r.body["token"].as_str().unwrap().to_owned();
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("pgg_"));
+    assert_eq!(r.location.as_deref(), Some(format!("/api/v1/projects/{p}/stages/dev/links/{id}").as_str()));
+    let created = time(&r.body["expires_at"]);
+    assert_eq!(created, pergola_core::Clock::now(&env.clock) + Duration::hours(24));
+    let listed = api.call("GET", LINKS, &[p, "dev"], "", None).await;
+    assert_eq!(listed.body.as_array().unwrap().len(), 1);
+    assert_eq!(listed.body[0]["id"], id.as_str());
+    assert_eq!(listed.body[0]["created_by"], "admin");
+    assert!(!listed.body.to_string().contains(&token), "never the secret again");
+    assert!(env.services.guest_link_opens(&token, p, "dev").await.unwrap().is_some());
+    assert_eq!(api.call("DELETE", LINK, &[p, "dev", &id], "", None).await.status, 204);
+    assert!(env.services.guest_link_opens(&token, p, "dev").await.unwrap().is_none(), "revoked at once");
+    problem(&api.call("DELETE", LINK, &[p, "dev", &id], "", None).await, 404, "not-found");
+    problem(&api.call("GET", LINKS, &[p, "nope"], "", None).await, 404, "not-found");
+
+    // A developer may share DEV, not PROD; a viewer neither.
+    for (name, role) in [("dora", "developer"), ("vera", "viewer")] {
+        let body = json!({"username": name, "password": "password-of-someone"});
+        api.call("POST", USERS, &[], "", Some(body.clone())).await;
+        api.call("POST", MEMBERS, &[p], "", Some(json!({"username": name, "role": role}))).await;
+        let token = api.with_token(None).call("POST", LOGIN, &[], "", Some(body)).await.body["token"].clone();
+        let as_them = api.with_token(token.as_str());
+        for stage in ["dev", "prod"] {
+            let r = as_them.call("POST", LINKS, &[p, stage], "", Some(json!({"expires_in_hours": 1}))).await;
+            let allowed = role == "developer" && stage == "dev";
+            if allowed {
+                assert_eq!(r.status, 201, "{name} {stage}");
+            } else {
+                problem(&r, 403, "forbidden");
+            }
+            let r = as_them.call("PATCH", STAGE, &[p, stage], "", Some(json!({"visibility": "public"}))).await;
+            assert_eq!(r.status == 200, allowed, "{name} {stage}: {:#}", r.body);
+            assert_eq!(as_them.call("GET", LINKS, &[p, stage], "", None).await.status, 200);
+        }
+    }
+}
+
 macro_rules! families {
     ($($family:ident),* $(,)?) => {
         mod sqlite {
@@ -1066,7 +1129,8 @@ families!(
     settings,
     unknown_routes,
     access,
-    permissions
+    permissions,
+    sharing
 );
 
 /// The document describes exactly the API's routes (the router is built from the same list).
@@ -1122,6 +1186,9 @@ fn the_openapi_document_covers_every_route() {
         format!("GET {PROJECT_EVENTS}"),
         format!("GET {INVITATIONS}"),
         format!("POST {INVITATIONS}"),
+        format!("GET {LINKS}"),
+        format!("POST {LINKS}"),
+        format!("DELETE {LINK}"),
     ];
     expected.sort();
     assert_eq!(ops, expected);

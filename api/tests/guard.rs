@@ -270,8 +270,12 @@ async fn a_page_keeps_its_own_policy_with_its_nonce() {
     assert_eq!(r.headers().get_all("content-security-policy").iter().count(), 1);
     assert!(r.headers()["content-security-policy"].to_str().unwrap().contains("'nonce-abc123'"));
     // Development: the live-reload WebSocket may connect.
-    let dev = g.with_live_reload(3001).content_security_policy(None);
+    let dev = g.clone().with_live_reload(3001).content_security_policy(None);
     assert!(dev.contains("connect-src 'self' ws://*:3001 wss://*:3001;"), "{dev}");
+    // Signing in on the way to a share link: the form's redirects may reach the share hosts.
+    let sharing = g.clone().with_form_target("http://*.localhost:3000").content_security_policy(None);
+    assert!(sharing.contains("form-action 'self' http://*.localhost:3000;"), "{sharing}");
+    assert!(!g.content_security_policy(None).contains("*.localhost"), "not by default");
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 
 use clap::builder::PossibleValue;
 use clap::{Parser, Subcommand, ValueEnum};
-use pergola_domain::{Role, StageType};
+use pergola_domain::{Role, StageType, Visibility};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -28,6 +28,9 @@ Examples:
   pergola create user alice --password-stdin < alice.txt
   pergola create member alice --role developer -p my-new-project
   pergola list event -p my-new-project
+  pergola update stage test --visibility public -p my-new-project
+  pergola create link -s test -p my-new-project --expires-in 7d
+  pergola list link -s test -p my-new-project
   pergola completion bash > /etc/bash_completion.d/pergola";
 
 #[derive(Parser)]
@@ -229,6 +232,15 @@ pub enum CreateWhat {
         #[arg(short, long)]
         project: String,
     },
+    /// Create a guest link: anyone with it may open the stage's share links, without signing
+    /// in, until it expires or is deleted. Prints the guest URL alone (shown this once).
+    Link {
+        #[command(flatten)]
+        at: StageAt,
+        /// How long it works: hours or days, like 24h or 7d (1 hour to 365 days).
+        #[arg(long, value_name = "DURATION", default_value = "24h")]
+        expires_in: String,
+    },
 }
 
 /// A role on the command line: the domain's [`Role`], as `viewer`, `developer`, `maintainer` or `owner`.
@@ -268,6 +280,13 @@ pub enum DeleteWhat {
         #[arg(short, long)]
         project: String,
     },
+    /// Revoke a guest link: it stops working at once.
+    Link {
+        /// Guest link ID (see `pergola list link`).
+        id: String,
+        #[command(flatten)]
+        at: StageAt,
+    },
 }
 
 #[derive(Subcommand)]
@@ -288,7 +307,25 @@ pub enum UpdateWhat {
         /// Seconds components get between SIGTERM and SIGKILL when the stage stops (1-3600).
         #[arg(long)]
         grace: Option<u32>,
+        /// Who may open its share links: members (of the project, signed in) or public
+        /// (anyone with the link).
+        #[arg(long, value_enum, ignore_case = true)]
+        visibility: Option<VisibilityArg>,
     },
+}
+
+/// A visibility, as typed on the command line.
+#[derive(Clone, Copy)]
+pub struct VisibilityArg(pub Visibility);
+
+impl ValueEnum for VisibilityArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[VisibilityArg(Visibility::Members), VisibilityArg(Visibility::Public)]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.0.as_str()))
+    }
 }
 
 #[derive(Subcommand)]
@@ -348,6 +385,12 @@ pub enum ListWhat {
         /// Project ID.
         #[arg(short, long)]
         project: String,
+    },
+    /// List a stage's guest links (never their secret), revoked and expired ones included.
+    #[command(visible_alias = "links")]
+    Link {
+        #[command(flatten)]
+        at: StageAt,
     },
 }
 

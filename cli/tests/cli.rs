@@ -193,7 +193,7 @@ fn update_stage_and_its_events() {
     pergola(&[&["update", "stage", "web"][..], &p].concat())
         .assert()
         .code(1)
-        .stderr("error: nothing to change: give --name, --type or --grace\n");
+        .stderr("error: nothing to change: give --name, --type, --grace or --visibility\n");
     pergola(&[&["suspend", "stage", "web"][..], &p].concat()).assert().success().stdout("Stage 'web' suspended.\n");
     let events = stdout_of(&[&["list", "event", "-s", "web"][..], &p].concat());
     let kinds: Vec<&str> = events.lines().skip(3).filter_map(|l| l.split('|').nth(3)).map(str::trim).collect();
@@ -561,4 +561,61 @@ fn members_roles_and_the_projects_activity() {
         .assert()
         .code(1)
         .stderr("error: There is no project 'team'.\n");
+}
+
+#[test]
+fn guest_links_are_created_listed_and_revoked_and_visibility_is_set() {
+    pergola(&["create", "project", "sharing"]).assert().success();
+    pergola(&["create", "stage", "qa", "--type", "qa", "-p", "sharing"]).assert().success();
+    pergola(&["update", "stage", "qa", "--visibility", "public", "-p", "sharing"])
+        .assert()
+        .success()
+        .stdout("Stage 'qa' updated (qa, grace period 60 s, share links open to anyone with the link).\n");
+    pergola(&["update", "stage", "qa", "--visibility", "Members", "-p", "sharing"])
+        .assert()
+        .success()
+        .stdout("Stage 'qa' updated (qa, grace period 60 s, share links for members only).\n");
+    pergola(&["update", "stage", "qa", "--visibility", "everyone", "-p", "sharing"]).assert().code(2);
+    let dir = std::env::temp_dir();
+    let manifest = dir.join(format!("pergola-cli-links-{}.toml", std::process::id()));
+    std::fs::write(&manifest, "[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"./web\"\n").unwrap();
+    let (manifest_arg, dir_arg) = (manifest.to_str().unwrap(), dir.to_str().unwrap());
+    pergola(&["create", "build", "--manifest", manifest_arg, "--dir", dir_arg, "-p", "sharing"]).assert().success();
+    pergola(&["deploy", "1", "-s", "qa", "-p", "sharing"]).assert().success();
+
+    for bad in ["0h", "366d", "2w", "soon"] {
+        pergola(&["create", "link", "-s", "qa", "-p", "sharing", "--expires-in", bad]).assert().code(1).stdout("");
+    }
+    let url = stdout_of(&["create", "link", "-s", "qa", "-p", "sharing", "--expires-in", "48h"]);
+    assert!(url.starts_with("http://web.qa.sharing.localhost:3000/.pergola/guest?token=pgg_"), "{url}");
+    assert_eq!(url.lines().count(), 1, "the URL alone: {url}");
+    let token = url.trim_end().rsplit('=').next().unwrap().to_owned();
+    let json: serde_json::Value = serde_json::from_str(&stdout_of(&[
+        "create",
+        "link",
+        "-s",
+        "qa",
+        "-p",
+        "sharing",
+        "--expires-in",
+        "7d",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert!(json["token"].as_str().unwrap().starts_with("pgg_"), "{json}");
+    let second = json["id"].as_str().unwrap().to_owned();
+
+    let listed = stdout_of(&["list", "link", "-s", "qa", "-p", "sharing"]);
+    assert_eq!(listed.lines().filter(|l| l.contains("| admin ")).count(), 2, "{listed}");
+    assert!(!listed.contains(&token) && !listed.contains("pgg_"), "never the secret: {listed}");
+    pergola(&["delete", "link", &second, "-s", "qa", "-p", "sharing"])
+        .assert()
+        .success()
+        .stdout(format!("Guest link '{second}' revoked: it no longer works.\n"));
+    let listed = stdout_of(&["list", "links", "-s", "qa", "-p", "sharing"]);
+    let row = listed.lines().find(|l| l.starts_with(&format!("| {second} "))).unwrap_or_else(|| panic!("{listed}"));
+    assert!(row.contains("revoked"), "{listed}");
+    pergola(&["delete", "link", &second, "-s", "qa", "-p", "sharing"]).assert().code(1);
+    let _ = std::fs::remove_file(manifest);
 }

@@ -72,6 +72,8 @@ all_backends!(
     guest_links_and_visibility_belong_to_their_stage,
     stage_events_record_their_actor,
     events_timelines_keep_the_newest_and_nothing_too_old,
+    sharing_is_set_and_guest_links_made_through_the_services,
+    sharing_needs_the_right_role_and_answers_the_proxy,
 );
 
 async fn project(env: &Env, name: &str) -> String {
@@ -1519,4 +1521,123 @@ async fn events_timelines_keep_the_newest_and_nothing_too_old(env: &Env) {
     assert_eq!(s.events(&p, "b").await.unwrap().len(), 3);
     // The default bounds keep all of that.
     assert_eq!(env.services.prune_events().await.unwrap(), 0);
+}
+
+async fn sharing_is_set_and_guest_links_made_through_the_services(env: &Env) {
+    use pergola_core::services::{ShareAccess, ShareCredentials};
+    use pergola_domain::EventKind as K;
+    let s = &env.admin;
+    let p = project(env, "Shop").await;
+    create(s, &p, "qa", "qa", None).await.unwrap();
+    create(s, &p, "dev", "dev", None).await.unwrap();
+    assert_eq!(s.visibility(&p, "qa").await.unwrap(), Visibility::Members, "the default");
+    let nobody = ShareCredentials::default();
+    assert_eq!(env.services.share_access(&p, "qa", &nobody).await.unwrap(), ShareAccess::SignIn);
+    assert_eq!(s.set_visibility(&p, "qa", Visibility::Public).await.unwrap(), Visibility::Public);
+    assert_eq!(s.visibility(&p, "qa").await.unwrap(), Visibility::Public);
+    assert_eq!(env.services.share_access(&p, "qa", &nobody).await.unwrap(), ShareAccess::Allowed, "forgotten at once");
+    assert_eq!(env.services.share_access(&p, "dev", &nobody).await.unwrap(), ShareAccess::SignIn);
+    assert!(env.services.share_access(&p, "nope", &nobody).await.is_err(), "no such stage");
+    s.set_visibility(&p, "qa", Visibility::Public).await.unwrap(); // no change: not recorded again
+
+    for bad in [Duration::minutes(59), Duration::days(366), Duration::zero(), Duration::hours(-3)] {
+        let e = s.create_guest_link(&p, "qa", bad).await.unwrap_err();
+        assert_eq!((e.kind, e.field.as_deref()), (ErrorKind::Validation, Some("expires_in")), "{bad}");
+    }
+    let link = s.create_guest_link(&p, "qa", Duration::hours(24)).await.unwrap();
+    assert!(SecretKind::GuestLink.matches(&link.token), "{}", link.token);
+    assert_eq!(link.expires_at, env.clock.now_for_tests() + Duration::hours(24));
+    let listed = s.list_guest_links(&p, "qa").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].id.as_str(), listed[0].created_by.as_str()), (link.id.as_str(), "admin"));
+    assert!(listed[0].is_live(env.clock.now_for_tests()));
+    let stored = env.services.store().list_guest_links(&p, "qa").await.unwrap();
+    assert_eq!(stored[0].token_hash, credentials::secret_hash(&link.token), "stored as its hash only");
+    assert!(!format!("{listed:?}").contains(&link.token), "never listed");
+
+    let guest = ShareCredentials { guest: Some(link.token.clone()), ..Default::default() };
+    assert_eq!(env.services.share_access(&p, "dev", &guest).await.unwrap(), ShareAccess::SignIn, "not its stage");
+    assert!(env.services.guest_link_opens(&link.token, &p, "qa").await.unwrap().is_some());
+    assert!(env.services.guest_link_opens(&link.token, &p, "dev").await.unwrap().is_none());
+    let sharing = s.sharing(&p, "qa").await.unwrap();
+    assert_eq!((sharing.visibility, sharing.guest_links.len()), (Visibility::Public, 1));
+
+    s.revoke_guest_link(&p, "qa", &link.id).await.unwrap();
+    assert!(env.services.guest_link_opens(&link.token, &p, "qa").await.unwrap().is_none());
+    let e = s.revoke_guest_link(&p, "qa", &link.id).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound, "revoked once");
+    assert!(s.list_guest_links(&p, "qa").await.unwrap()[0].revoked_at.is_some(), "listed as revoked");
+
+    let short = s.create_guest_link(&p, "qa", Duration::hours(1)).await.unwrap();
+    assert!(env.services.guest_link_opens(&short.token, &p, "qa").await.unwrap().is_some());
+    env.clock.advance(Duration::hours(1));
+    assert!(env.services.guest_link_opens(&short.token, &p, "qa").await.unwrap().is_none(), "expired");
+
+    let events = s.events(&p, "qa").await.unwrap();
+    let sharing: Vec<_> = events.iter().filter(|e| e.kind == K::SharingChanged).map(|e| e.message.as_str()).collect();
+    assert_eq!(sharing.len(), 4, "{sharing:?}");
+    assert!(sharing.iter().any(|m| m.contains("anyone with the link")), "{sharing:?}");
+    assert!(sharing.iter().any(|m| m.contains(&format!("Guest link {} revoked", link.id))), "{sharing:?}");
+    let audit = s.project_activity(&p, Default::default(), 50).await.unwrap();
+    assert!(audit.iter().any(|a| a.kind == "stage.sharing_changed" && a.actor == "admin"), "{audit:?}");
+    assert!(!format!("{audit:?}{events:?}").contains(&link.token), "no secret in the trails");
+
+    // Archived stages are not shared any more.
+    s.delete_stage(&p, "dev").await.unwrap();
+    assert_eq!(s.create_guest_link(&p, "dev", Duration::hours(2)).await.unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(s.set_visibility(&p, "dev", Visibility::Public).await.unwrap_err().kind, ErrorKind::NotFound);
+}
+
+async fn sharing_needs_the_right_role_and_answers_the_proxy(env: &Env) {
+    use pergola_core::services::{ShareAccess, ShareCredentials};
+    let p = project(env, "Shop").await;
+    create(&env.admin, &p, "dev", "dev", None).await.unwrap();
+    create(&env.admin, &p, "prod", "prod", None).await.unwrap();
+    let viewer = env.member("vera", &p, Role::Viewer).await;
+    let developer = env.member("dora", &p, Role::Developer).await;
+    let outsider = env.services.acting(env.user("olga").await);
+
+    assert_eq!(viewer.visibility(&p, "dev").await.unwrap(), Visibility::Members, "viewers see it");
+    assert!(viewer.list_guest_links(&p, "dev").await.unwrap().is_empty());
+    for stage in ["dev", "prod"] {
+        assert_eq!(
+            viewer.create_guest_link(&p, stage, Duration::hours(2)).await.unwrap_err().kind,
+            ErrorKind::Forbidden
+        );
+        assert_eq!(viewer.set_visibility(&p, stage, Visibility::Public).await.unwrap_err().kind, ErrorKind::Forbidden);
+        assert_eq!(outsider.visibility(&p, stage).await.unwrap_err().kind, ErrorKind::NotFound);
+        assert_eq!(
+            outsider.create_guest_link(&p, stage, Duration::hours(2)).await.unwrap_err().kind,
+            ErrorKind::NotFound
+        );
+    }
+    let link = developer.create_guest_link(&p, "dev", Duration::hours(2)).await.unwrap();
+    assert_eq!(developer.set_visibility(&p, "dev", Visibility::Public).await.unwrap(), Visibility::Public);
+    let e = developer.create_guest_link(&p, "prod", Duration::hours(2)).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Forbidden, "not on PROD: {e:?}");
+    assert_eq!(developer.set_visibility(&p, "prod", Visibility::Public).await.unwrap_err().kind, ErrorKind::Forbidden);
+    assert_eq!(viewer.revoke_guest_link(&p, "dev", &link.id).await.unwrap_err().kind, ErrorKind::Forbidden);
+    assert_eq!(env.services.store().stage_visibility(&p, "prod").await.unwrap(), Some(Visibility::Members));
+
+    // The hand-off: codes for those who may see the stage, once, for their host only.
+    let host = "web.prod.shop.localhost";
+    assert_eq!(outsider.share_code(&p, "prod", host).await.unwrap_err().kind, ErrorKind::NotFound);
+    let code = viewer.share_code(&p, "prod", host).await.unwrap();
+    assert!(code.len() >= 43, "256 random bits");
+    let s = &env.services;
+    assert_eq!(s.exchange_share_code(&code, &p, "dev", host, None).await.unwrap(), None, "another stage");
+    assert_eq!(s.exchange_share_code(&code, &p, "prod", host, None).await.unwrap(), None, "spent by the attempt");
+    let code = viewer.share_code(&p, "prod", host).await.unwrap();
+    assert_eq!(s.exchange_share_code(&code, &p, "prod", "api.prod.shop.localhost", None).await.unwrap(), None);
+    let code = viewer.share_code(&p, "prod", host).await.unwrap();
+    let secret = s.exchange_share_code(&code, &p, "prod", host, None).await.unwrap().expect("a share secret");
+    assert_eq!(s.exchange_share_code(&code, &p, "prod", host, None).await.unwrap(), None, "once");
+    assert_eq!(s.session_caller(&secret, None).await.unwrap(), None, "no dashboard session");
+    let vera = ShareCredentials { share: Some(secret.clone()), ..Default::default() };
+    assert_eq!(s.share_access(&p, "prod", &vera).await.unwrap(), ShareAccess::Allowed);
+    env.admin.remove_member(&p, "vera").await.unwrap();
+    assert_eq!(s.share_access(&p, "prod", &vera).await.unwrap(), ShareAccess::Refused, "removed: at once");
+    let code = developer.share_code(&p, "prod", host).await.unwrap();
+    env.clock.advance(Duration::seconds(61));
+    assert_eq!(s.exchange_share_code(&code, &p, "prod", host, None).await.unwrap(), None, "expired");
 }

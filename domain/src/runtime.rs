@@ -104,10 +104,12 @@ pub enum EventKind {
     Completed,
     Healthy,
     Unhealthy,
+    /// Who may open the share links changed, or a guest link was created or revoked.
+    SharingChanged,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 16] = [
+    pub const ALL: [EventKind; 17] = [
         EventKind::Created,
         EventKind::Updated,
         EventKind::Deployed,
@@ -124,6 +126,7 @@ impl EventKind {
         EventKind::Completed,
         EventKind::Healthy,
         EventKind::Unhealthy,
+        EventKind::SharingChanged,
     ];
 
     /// The stored and wire form, e.g. `config_changed`.
@@ -145,6 +148,7 @@ impl EventKind {
             EventKind::Completed => "completed",
             EventKind::Healthy => "healthy",
             EventKind::Unhealthy => "unhealthy",
+            EventKind::SharingChanged => "sharing_changed",
         }
     }
 
@@ -152,6 +156,7 @@ impl EventKind {
     pub fn label(self) -> &'static str {
         match self {
             EventKind::ConfigChanged => "config changed",
+            EventKind::SharingChanged => "sharing changed",
             other => other.as_str(),
         }
     }

@@ -116,16 +116,36 @@ pub struct StagePatch {
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3600))]
     #[serde(default, deserialize_with = "whole_u32", skip_serializing_if = "Option::is_none")]
     pub grace_secs: Option<u32>,
+    /// Who may open the stage's share links: `members` (signed-in users who may see the
+    /// project) or `public` (anyone with the link).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::Visibility>))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<String>,
 }
 
 impl StagePatch {
     pub fn new(name: Option<String>, stage_type: Option<StageType>, grace_secs: Option<u32>) -> Self {
-        Self { name, stage_type: stage_type.map(|t| t.as_str().to_owned()), grace_secs }
+        Self { name, stage_type: stage_type.map(|t| t.as_str().to_owned()), grace_secs, visibility: None }
+    }
+
+    /// The same patch, also setting the visibility.
+    pub fn with_visibility(self, visibility: Option<crate::Visibility>) -> Self {
+        Self { visibility: visibility.map(|v| v.as_str().to_owned()), ..self }
     }
 
     /// Whether the patch changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.name.is_none() && self.stage_type.is_none() && self.grace_secs.is_none()
+        self.name.is_none() && self.stage_type.is_none() && self.grace_secs.is_none() && self.visibility.is_none()
+    }
+
+    /// Whether it changes the name, type or grace period (what [`Self::parse`] returns).
+    pub fn changes_settings(&self) -> bool {
+        self.name.is_some() || self.stage_type.is_some() || self.grace_secs.is_some()
+    }
+
+    /// The visibility asked for, checked (a validation error naming `visibility`).
+    pub fn visibility(&self) -> Result<Option<crate::Visibility>, Error> {
+        self.visibility.as_deref().map(crate::Visibility::parse).transpose()
     }
 
     /// The typed changes, or why the type or the grace period is not acceptable (a validation
@@ -280,7 +300,7 @@ mod tests {
 
     #[test]
     fn bodies_parse_into_typed_values_with_the_field_named() {
-        let patch = StagePatch { name: None, stage_type: Some("QA".into()), grace_secs: Some(5) };
+        let patch = StagePatch { name: None, stage_type: Some("QA".into()), grace_secs: Some(5), visibility: None };
         assert_eq!(
             patch.parse().unwrap(),
             StageUpdate { name: None, stage_type: Some(StageType::Qa), grace_secs: Some(5) }
@@ -327,6 +347,27 @@ pub struct NewToken {
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
     #[serde(default, deserialize_with = "whole_u32", skip_serializing_if = "Option::is_none")]
     pub expires_in_days: Option<u32>,
+}
+
+/// A new guest link to a stage's share links.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NewGuestLink {
+    /// Hours until it stops working: 1 to 8760 (365 days).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 8760))]
+    #[serde(deserialize_with = "whole")]
+    pub expires_in_hours: i64,
+}
+
+impl NewGuestLink {
+    /// The life asked for, checked (a validation error naming `expires_in_hours`).
+    pub fn expires_in(&self) -> Result<chrono::Duration, Error> {
+        let hours = chrono::Duration::try_hours(self.expires_in_hours).unwrap_or(chrono::Duration::MAX);
+        crate::share::validate_guest_expiry(hours).map_err(|mut e| {
+            e.field = Some("expires_in_hours".into());
+            e
+        })
+    }
 }
 
 /// A new user (administrators only).

@@ -375,6 +375,9 @@ test('share links pass protocol upgrades (WebSockets) through to the component',
   expect((await page.request.post(`${api}/builds`, { data: { manifest, workdir: build } })).status()).toBe(201);
   expect((await page.request.post(`${api}/stages/qa/releases`, { data: { build: 1 } })).status()).toBe(201);
   await expect.poll(async () => (await page.request.get(`http://127.0.0.1:${port}/`).then((r) => r.status()).catch(() => 0))).toBe(200);
+  // A raw socket carries no share cookie: open the stage to anyone with the link (a
+  // members-only stage answers an upgrade without one with 401, before the component).
+  expect((await page.request.patch(`${api}/stages/qa`, { data: { visibility: 'public' } })).status()).toBe(200);
 
   const echoed = await new Promise<string>((resolve, reject) => {
     const socket = net.connect(serverPort, '127.0.0.1', () => {

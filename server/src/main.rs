@@ -23,6 +23,9 @@ use std::time::Duration;
 
 mod session;
 mod share;
+mod share_auth;
+#[cfg(test)]
+mod share_tests;
 
 #[tokio::main]
 async fn main() {
@@ -114,7 +117,14 @@ async fn run() -> Result<(), String> {
     let sessions = session::Sessions { services: services.clone(), secure: config.https() };
 
     let api = pergola_api::router(services.clone());
-    let share = share::Share::new(services.clone(), share_domain);
+    // Where share hosts send visitors to sign in: the public URL, else the listen address
+    // (`localhost` for an unspecified one).
+    let dashboard = config.public_url.clone().unwrap_or_else(|| {
+        let host = if addr.ip().is_unspecified() { "localhost".to_owned() } else { addr.ip().to_string() };
+        let host = if addr.is_ipv6() && !addr.ip().is_unspecified() { format!("[{host}]") } else { host };
+        format!("http://{host}:{}", addr.port())
+    });
+    let share = share::Share::new(services.clone(), share_domain, dashboard);
     // The demo application, offered on first run when its binary is next to the server's.
     let demo = config
         .demo_dir
@@ -129,6 +139,8 @@ async fn run() -> Result<(), String> {
     }
     let mut guard = Guard::new(addr, config.public_url.as_deref())
         .map_err(|e| format!("{} {e}", pergola_core::config::PUBLIC_URL))?;
+    // The sign-in form's redirects may go on to a share host (through /share-auth).
+    guard = guard.with_form_target(&share.form_target());
     if std::env::var("LEPTOS_WATCH").is_ok() {
         guard = guard.with_live_reload(leptos_options.reload_external_port.unwrap_or(leptos_options.reload_port));
     }
@@ -158,9 +170,12 @@ async fn run() -> Result<(), String> {
         .route("/logout", axum::routing::post(session::logout))
         .route("/invite", axum::routing::post(session::invite))
         .with_state(sessions);
+    let share_auth =
+        Router::new().route(pergola_domain::share::SHARE_AUTH_PATH, get(share_auth::vouch)).with_state(share.clone());
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(sign_in)
+        .merge(share_auth)
         .merge(api)
         .leptos_routes_with_context(&leptos_options, routes, context.clone(), {
             let options = leptos_options.clone();

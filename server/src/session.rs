@@ -61,7 +61,7 @@ pub fn safe_next(next: &str) -> String {
     }
 }
 
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
@@ -211,7 +211,7 @@ pub async fn require_sign_in(State(services): State<Services>, req: Request, nex
 }
 
 /// Percent-decodes a query value (`+` is a space); invalid escapes are kept as they are.
-fn decode(s: &str) -> String {
+pub(crate) fn decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -2,6 +2,14 @@
 //! forwarded to that component (a reverse proxy, bodies streamed both ways, `X-Forwarded-*`
 //! set, protocol upgrades such as WebSockets spliced through). A suspended stage answers 503 with a readable page, an unknown or archived one 404,
 //! a component that is not running or not answering 502.
+//!
+//! Who may pass is decided before anything reaches the component (`Services::share_access`):
+//! anyone for a `public` stage; for a members-only one (the default), a visitor with a valid
+//! `pergola_share` cookie of a user who may see the stage, or a `pergola_guest` cookie of a
+//! live guest link of this stage. Others are sent to sign in through the dashboard
+//! ([`crate::share_auth`]), or refused (401, 403). The paths under `/.pergola/` are the
+//! proxy's own. Pergola's cookies never reach the component, and the component cannot set
+//! cookies for other hosts (a `Domain` attribute) nor Pergola's own (`pergola_*`).
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -10,31 +18,113 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use pergola_api::auth::cookie;
+use pergola_core::services::{ShareAccess, ShareCredentials};
 use pergola_core::Services;
 use pergola_domain::runtime::ComponentState;
 use pergola_domain::share::parse_share_host;
+use pergola_domain::share::{AUTH_PATH, GUEST_COOKIE, GUEST_PATH, SHARE_COOKIE};
 use pergola_domain::{ComponentKind, StageStatus};
 use std::net::SocketAddr;
 
 #[derive(Clone)]
 pub struct Share {
-    services: Services,
-    domain: String,
+    pub(crate) services: Services,
+    pub(crate) domain: String,
+    /// The dashboard's origin (`PERGOLA_PUBLIC_URL`, else `http://{listen address}`), where
+    /// visitors sign in.
+    pub(crate) dashboard: String,
+    /// Whether share links are served over https (the cookies are then `Secure`).
+    pub(crate) secure: bool,
     client: Client<HttpConnector, Body>,
 }
 
 impl Share {
-    pub fn new(services: Services, domain: String) -> Self {
-        Self { services, domain, client: Client::builder(TokioExecutor::new()).build_http() }
+    pub fn new(services: Services, domain: String, dashboard: String) -> Self {
+        Self {
+            services,
+            domain,
+            dashboard: dashboard.trim_end_matches('/').to_owned(),
+            secure: false,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
     }
 }
+
+impl Share {
+    /// The share hosts as a CSP source: `http://*.{domain}:{port}`.
+    pub fn form_target(&self) -> String {
+        let scheme = if self.secure { "https" } else { "http" };
+        match self.services.share_base().port {
+            80 if !self.secure => format!("{scheme}://*.{}", self.domain),
+            443 if self.secure => format!("{scheme}://*.{}", self.domain),
+            port => format!("{scheme}://*.{}:{port}", self.domain),
+        }
+    }
+}
+
+/// The proxy's own paths on a share host.
+const OWN_PATHS: &str = "/.pergola/";
 
 /// Middleware: share-link hosts are proxied, everything else goes to the dashboard and API.
 pub async fn route(State(share): State<Share>, req: Request, next: Next) -> Response {
     let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
-    match parse_share_host(host, &share.domain) {
-        Some((component, stage, project)) => share.forward(&component, &stage, &project, req).await,
-        None => next.run(req).await,
+    let Some((component, stage, project)) = parse_share_host(host, &share.domain) else {
+        return next.run(req).await;
+    };
+    let path = req.uri().path();
+    if path == AUTH_PATH {
+        share.exchange(&component, &stage, &project, req).await
+    } else if path == GUEST_PATH {
+        share.guest(&stage, &project, req).await
+    } else if path.starts_with(OWN_PATHS) {
+        page(StatusCode::NOT_FOUND, "Not found", "There is nothing here.")
+    } else {
+        share.forward(&component, &stage, &project, req).await
+    }
+}
+
+/// Whether a cookie name is Pergola's own (never forwarded to a component, never set by one).
+fn is_pergola_cookie(name: &str) -> bool {
+    name.trim().to_ascii_lowercase().starts_with("pergola_")
+}
+
+/// Removes Pergola's cookies from the request's `Cookie` headers, keeping the others.
+fn strip_pergola_cookies(headers: &mut axum::http::HeaderMap) {
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && !is_pergola_cookie(pair.split('=').next().unwrap_or_default()))
+        .map(str::to_owned)
+        .collect();
+    headers.remove(header::COOKIE);
+    if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
+        if !kept.is_empty() {
+            headers.insert(header::COOKIE, value);
+        }
+    }
+}
+
+/// Whether a component's `Set-Cookie` may reach the browser: not for another host (a `Domain`
+/// attribute) and not one of Pergola's cookies.
+fn allowed_set_cookie(value: &HeaderValue) -> bool {
+    let Ok(value) = value.to_str() else { return false };
+    let mut parts = value.split(';');
+    let name = parts.next().unwrap_or_default().split('=').next().unwrap_or_default();
+    !is_pergola_cookie(name)
+        && !parts.any(|attribute| attribute.split('=').next().unwrap_or_default().trim().eq_ignore_ascii_case("domain"))
+}
+
+/// Drops the component's `Set-Cookie` headers that are not [`allowed_set_cookie`].
+fn filter_set_cookies(headers: &mut axum::http::HeaderMap) {
+    let kept: Vec<HeaderValue> =
+        headers.get_all(header::SET_COOKIE).iter().filter(|v| allowed_set_cookie(v)).cloned().collect();
+    headers.remove(header::SET_COOKIE);
+    for value in kept {
+        headers.append(header::SET_COOKIE, value);
     }
 }
 
@@ -56,6 +146,27 @@ impl Share {
             Ok(found) => found,
             Err(e) => return page(StatusCode::NOT_FOUND, "Not found", &e.message),
         };
+        // Who may pass: decided before anything about the stage is shown or forwarded.
+        let credentials =
+            ShareCredentials { share: cookie(req.headers(), SHARE_COOKIE), guest: cookie(req.headers(), GUEST_COOKIE) };
+        match self.services.share_access(project, stage_id, &credentials).await {
+            Ok(ShareAccess::Allowed) => {}
+            Ok(ShareAccess::SignIn) => {
+                let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+                return self.sign_in(&req, &path);
+            }
+            Ok(ShareAccess::Refused) => {
+                return page(
+                    StatusCode::FORBIDDEN,
+                    "Not allowed",
+                    &format!("You are signed in, but not as a member of project '{project}'."),
+                )
+            }
+            Err(e) if e.kind == pergola_domain::ErrorKind::NotFound => {
+                return page(StatusCode::NOT_FOUND, "Not found", &e.message)
+            }
+            Err(e) => return page(StatusCode::INTERNAL_SERVER_ERROR, "Error", &e.message),
+        }
         // Traffic stops as soon as a suspend begins, while the components still shut down.
         if stage.status != StageStatus::Running {
             let state = if stage.status == StageStatus::Suspending { "being suspended" } else { "suspended" };
@@ -99,6 +210,7 @@ impl Share {
         for name in HOP_BY_HOP {
             headers.remove(name);
         }
+        strip_pergola_cookies(headers);
         if let Some(host) = original_host {
             headers.insert(HeaderName::from_static("x-forwarded-host"), host);
         }
@@ -115,6 +227,7 @@ impl Share {
                 let Some(client_upgrade) = client_upgrade else {
                     return page(StatusCode::BAD_GATEWAY, "Bad gateway", "The service switched protocols unasked.");
                 };
+                filter_set_cookies(response.headers_mut());
                 let server_upgrade = hyper::upgrade::on(&mut response);
                 tokio::spawn(async move {
                     match (client_upgrade.await, server_upgrade.await) {
@@ -132,6 +245,7 @@ impl Share {
                 for name in HOP_BY_HOP {
                     response.headers_mut().remove(name);
                 }
+                filter_set_cookies(response.headers_mut());
                 response
             }
             Err(e) => {
@@ -147,7 +261,7 @@ impl Share {
 }
 
 /// A small self-contained page (share-link hosts do not load the dashboard's assets).
-fn page(status: StatusCode, title: &str, message: &str) -> Response {
+pub(crate) fn page(status: StatusCode, title: &str, message: &str) -> Response {
     let escape = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
     let body = format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title} · Pergola Stages</title>\

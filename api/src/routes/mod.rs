@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod projects;
 pub mod releases;
 pub mod settings;
+pub mod sharing;
 pub mod stages;
 
 use serde::Deserialize;

@@ -79,14 +79,24 @@ async fn get_stage(User(s): User, Path(p): Path<StagePath>) -> ApiResult<Json<St
         (status = 200, description = "Updated", body = Stage),
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid name, type or grace period", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid name, type, grace period or visibility", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn update_stage(
     User(s): User,
     Path(p): Path<StagePath>,
     Body(patch): Body<StagePatch>,
 ) -> ApiResult<Json<Stage>> {
-    Ok(Json(s.update_stage(&p.project, &p.stage, patch.parse()?).await?))
+    // Everything is checked before anything changes.
+    let visibility = patch.visibility()?;
+    let settings = patch.changes_settings().then(|| patch.clone().parse()).transpose()?;
+    if let Some(visibility) = visibility {
+        s.set_visibility(&p.project, &p.stage, visibility).await?;
+    }
+    match settings {
+        Some(update) => Ok(Json(s.update_stage(&p.project, &p.stage, update).await?)),
+        None if visibility.is_some() => Ok(Json(s.get_stage(&p.project, &p.stage).await?)),
+        None => Ok(Json(s.update_stage(&p.project, &p.stage, patch.parse()?).await?)),
+    }
 }
 
 #[utoipa::path(delete, path = "/api/v1/projects/{project}/stages/{stage}", tag = "stages",

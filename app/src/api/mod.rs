@@ -7,6 +7,7 @@ mod demo;
 mod projects;
 mod releases;
 mod settings;
+mod sharing;
 mod stages;
 
 pub use access::{
@@ -23,6 +24,10 @@ pub use releases::{
     StageActivity, StageRuntime,
 };
 pub use settings::{get_retention, set_retention, GetRetention, SetRetention};
+pub use sharing::{
+    create_guest_link, get_sharing, revoke_guest_link, set_visibility, CreateGuestLink, GetSharing, RevokeGuestLink,
+    SetVisibility,
+};
 pub use stages::{
     check_stage_id, create_stage, delete_stage, get_stage, restore_stage, resume_stage, suspend_stage, update_stage,
     CheckStageId, CreateStage, DeleteStage, GetStage, RestoreStage, ResumeStage, SuspendStage, UpdateStage,

@@ -7,6 +7,7 @@ mod components;
 mod config;
 mod events;
 mod lifecycle;
+mod links;
 mod members;
 mod projects;
 mod releases;
@@ -71,9 +72,14 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::List { what: ListWhat::Release { at } } => releases::list(client, out, &at),
         Command::List { what: ListWhat::Component { at } } => components::list(client, out, &at),
         Command::Get { what: OneStage::Stage { id, project } } => stages::get(client, out, &project, &id),
-        Command::Update { what: UpdateWhat::Stage { id, project, name, stage_type, grace } } => {
-            stages::update(client, out, &project, &id, name, stage_type.map(|t| t.0), grace)
+        Command::Update { what: UpdateWhat::Stage { id, project, name, stage_type, grace, visibility } } => {
+            let patch = pergola_domain::wire::StagePatch::new(name, stage_type.map(|t| t.0), grace)
+                .with_visibility(visibility.map(|v| v.0));
+            stages::update(client, out, &project, &id, patch)
         }
+        Command::Create { what: CreateWhat::Link { at, expires_in } } => links::create(client, out, &at, &expires_in),
+        Command::List { what: ListWhat::Link { at } } => links::list(client, out, &at),
+        Command::Delete { what: DeleteWhat::Link { id, at } } => links::delete(client, out, &at, &id),
         Command::Delete { what: DeleteWhat::Stage { id, project } } => stages::delete(client, out, &project, &id),
         Command::Suspend { what: OneStage::Stage { id, project }, no_wait } => {
             lifecycle::suspend(client, out, &project, &id, no_wait)

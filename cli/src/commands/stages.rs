@@ -62,22 +62,24 @@ pub fn get(client: &Client, out: &Printer, project: &str, id: &str) -> Result<()
     })
 }
 
-pub fn update(
-    client: &Client,
-    out: &Printer,
-    project: &str,
-    id: &str,
-    name: Option<String>,
-    stage_type: Option<StageType>,
-    grace: Option<u32>,
-) -> Result<(), Failure> {
-    let patch = StagePatch::new(name, stage_type, grace);
+pub fn update(client: &Client, out: &Printer, project: &str, id: &str, patch: StagePatch) -> Result<(), Failure> {
     if patch.is_empty() {
-        return Err(Failure::new("nothing to change: give --name, --type or --grace".into()));
+        return Err(Failure::new("nothing to change: give --name, --type, --grace or --visibility".into()));
     }
+    let visibility = patch.visibility.clone();
     let s: Stage = client.patch(&stage_path(project, id), &patch)?;
     out.one(&s, || {
-        format!("Stage {} updated ({}, grace period {} s).", quoted_label(&s), s.stage_type.as_str(), s.grace_secs)
+        let shared = match visibility.as_deref() {
+            Some("public") => ", share links open to anyone with the link",
+            Some(_) => ", share links for members only",
+            None => "",
+        };
+        format!(
+            "Stage {} updated ({}, grace period {} s{shared}).",
+            quoted_label(&s),
+            s.stage_type.as_str(),
+            s.grace_secs
+        )
     })
 }
 

@@ -630,6 +630,7 @@ impl Acting {
             }
         }
         if !changes.is_empty() {
+            self.proxy_cache.forget_all();
             let message = format!("User '{}' {}.", user.username, changes.join(", "));
             self.audit(None, None, "user.updated", &user.username, message).await;
         }
@@ -803,6 +804,8 @@ impl Acting {
             return Err(pergola_domain::project_not_found(project_id));
         }
         self.forget_roles();
+        // The share-link proxy decides again who may pass.
+        self.proxy_cache.forget_all();
         let (kind, message) = match before {
             None => ("member.added", format!("'{}' added as {role}.", user.username)),
             Some(old) if old != role => ("member.changed", format!("'{}' is now {role} (was {old}).", user.username)),
@@ -823,6 +826,8 @@ impl Acting {
             return Err(Error::not_found(format!("'{}' is not a member of project '{project_id}'.", user.username)));
         }
         self.forget_roles();
+        // The share-link proxy decides again who may pass.
+        self.proxy_cache.forget_all();
         let message = format!("'{}' removed from the project.", user.username);
         self.audit(Some(project_id), None, "member.removed", &user.username, message).await;
         Ok(())

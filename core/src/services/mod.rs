@@ -17,6 +17,7 @@ mod proxy_cache;
 mod releases;
 mod retention;
 mod runtime;
+mod sharing;
 mod stages;
 
 pub use access::{Acting, Authenticated, Caller, FirstRun, NewSession};
@@ -25,6 +26,7 @@ pub use demo::DEMO_MANIFEST;
 use proxy_cache::ProxyCache;
 pub use proxy_cache::PROXY_CACHE_TTL;
 pub use runtime::ReconcileReport;
+pub use sharing::{ShareAccess, ShareCredentials, SHARE_CODE_TTL};
 
 /// The mark of a plain value in a release's configuration snapshot that would otherwise read
 /// as sealed (see `Services::to_snapshot`).
@@ -71,6 +73,8 @@ pub struct Services {
     throttle: pergola_domain::Throttle,
     /// When sessions end.
     sessions: pergola_domain::SessionPolicy,
+    /// The one-time codes by which the dashboard vouches for a user to a share host.
+    share_codes: Arc<sharing::ShareCodes>,
 }
 
 /// How much of each stage's events timeline is kept: its newest `per_stage` events, none older
@@ -145,7 +149,13 @@ impl Services {
             auth: Arc::default(),
             throttle: pergola_domain::Throttle::default(),
             sessions: pergola_domain::SessionPolicy::default(),
+            share_codes: Arc::default(),
         }
+    }
+
+    /// Where share links point.
+    pub fn share_base(&self) -> &ShareBase {
+        &self.share
     }
 
     /// How long a session lasts at most, whatever its use (the cookie's `Max-Age`).

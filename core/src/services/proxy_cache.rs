@@ -15,10 +15,15 @@ const PROXY_CACHE_MAX: usize = 10_000;
 /// A stage as read, when and in which generation.
 type Remembered = (std::time::Instant, u64, Stage);
 
+/// Who may pass, per stage and per credentials (the hashes of the share and guest cookies):
+/// decided when, in which generation, and the answer.
+type Decided = (std::time::Instant, u64, super::sharing::ShareAccess);
+
 #[derive(Default)]
 pub(super) struct ProxyCache {
     generation: std::sync::atomic::AtomicU64,
     entries: std::sync::Mutex<std::collections::HashMap<StageIds, Remembered>>,
+    decisions: std::sync::Mutex<std::collections::HashMap<(StageIds, String), Decided>>,
 }
 
 impl ProxyCache {
@@ -40,8 +45,25 @@ impl ProxyCache {
         entries.insert(key, (std::time::Instant::now(), read_in, stage));
     }
 
+    pub(super) fn decision(&self, key: &(StageIds, String)) -> Option<super::sharing::ShareAccess> {
+        let decisions = self.decisions.lock().expect("proxy cache");
+        let (at, generation, access) = decisions.get(key)?;
+        (*generation == self.generation() && at.elapsed() < PROXY_CACHE_TTL).then_some(*access)
+    }
+
+    pub(super) fn decide(&self, key: (StageIds, String), access: super::sharing::ShareAccess, read_in: u64) {
+        let mut decisions = self.decisions.lock().expect("proxy cache");
+        if decisions.len() >= PROXY_CACHE_MAX {
+            decisions.clear();
+        }
+        decisions.insert(key, (std::time::Instant::now(), read_in, access));
+    }
+
+    /// Forgets every stage and decision (after a change of a stage, its sharing, a membership
+    /// or a user).
     pub(super) fn forget_all(&self) {
         self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.entries.lock().expect("proxy cache").clear();
+        self.decisions.lock().expect("proxy cache").clear();
     }
 }

@@ -1,6 +1,7 @@
 //! `/projects/{project}/stages/{stage}/settings`: rename, retype, suspend / resume, DELETE STAGE.
 
 mod config_section;
+mod sharing;
 
 use super::param;
 use crate::api::{get_retention, get_stage, DeleteStage, ResumeStage, SuspendStage, UpdateStage};
@@ -88,6 +89,7 @@ fn SettingsView(
         <div class="mt-6 max-w-2xl space-y-6">
             <GeneralSection stage=stage.clone() update/>
             <ConfigSection project=stage.project_id.clone() stage=stage.id.clone()/>
+            <sharing::SharingSection project=stage.project_id.clone() stage=stage.id.clone() stage_type=stage.stage_type/>
             <LifecycleSection stage=stage.clone() suspend resume/>
             <DangerZone stage retention/>
         </div>

@@ -1,0 +1,392 @@
+//! The share-link proxy against hostile visitors: a real component on 127.0.0.1, the proxy and
+//! the dashboard's `/share-auth` driven with `oneshot`.
+
+use crate::share::{self, Share};
+use crate::share_auth;
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use pergola_core::services::Acting;
+use pergola_core::testing::{sqlite_env, Env, USER_PASSWORD};
+use pergola_core::{Runtime, RuntimeError, Services, StageKey, StageSpec, StopReport};
+use pergola_domain::runtime::{ComponentState, ComponentStatus, Health, LogLine};
+use pergola_domain::share::ShareBase;
+use pergola_domain::{ComponentKind, Role, StageType, Visibility};
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+
+const DASHBOARD: &str = "http://localhost:3000";
+const QA: &str = "web.qa.shop.localhost:3000";
+const DEV: &str = "web.dev.shop.localhost:3000";
+
+/// Every stage runs the service `web` on `port`.
+struct Fake {
+    port: u16,
+}
+
+#[async_trait]
+impl Runtime for Fake {
+    async fn start(&self, _: StageSpec, _: Duration) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+    async fn stop(&self, _: &StageKey, _: Duration) -> StopReport {
+        StopReport::default()
+    }
+    async fn forget(&self, _: &StageKey) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+    fn status(&self, _: &StageKey) -> Vec<ComponentStatus> {
+        vec![ComponentStatus {
+            name: "web".into(),
+            kind: ComponentKind::Service,
+            port: Some(self.port),
+            state: ComponentState::Running,
+            health: Health::Unknown,
+            restarts: 0,
+            pid: None,
+            started_at: None,
+            exit_code: None,
+            uptime_secs: None,
+            kill_in_secs: None,
+            probes: Vec::new(),
+        }]
+    }
+    fn logs(&self, _: &StageKey, _: &str) -> Vec<LogLine> {
+        Vec::new()
+    }
+}
+
+/// The component: answers `component saw cookies: …` and tries to set cookies it must not.
+async fn upstream() -> u16 {
+    let app = Router::new().fallback(|req: Request<Body>| async move {
+        let cookies = req.headers().get(header::COOKIE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let mut response = format!("component saw cookies: [{cookies}]").into_response();
+        for cookie in [
+            "app=1; Path=/",
+            "wide=1; Domain=localhost; Path=/",
+            "wide2=1; path=/; DOMAIN=.localhost",
+            "pergola_session=stolen; Path=/",
+            "pergola_share=forged",
+            "Pergola_Guest=forged",
+        ] {
+            response.headers_mut().append(header::SET_COOKIE, cookie.parse().unwrap());
+        }
+        response
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
+
+struct World {
+    env: Env,
+    app: Router,
+    /// The administrator, on the services with the component running.
+    admin: Acting,
+}
+
+async fn world() -> World {
+    let env = sqlite_env().await;
+    let port = upstream().await;
+    let services: Services = env
+        .services
+        .with_runtime(Arc::new(Fake { port }), Duration::from_secs(1))
+        .with_share_base(ShareBase { domain: "localhost".into(), port: 3000 });
+    env.admin.create_project("Shop", Some("shop")).await.unwrap();
+    env.admin.create_stage("shop", "qa", StageType::Qa, None).await.unwrap();
+    env.admin.create_stage("shop", "dev", StageType::Dev, None).await.unwrap();
+    let share = Share::new(services.clone(), "localhost".into(), DASHBOARD.into());
+    // The sign-in form's redirect chain ends on a share host: the dashboard's CSP allows it.
+    assert_eq!(share.form_target(), "http://*.localhost:3000");
+    let app = Router::new()
+        .route("/share-auth", get(share_auth::vouch))
+        .with_state(share.clone())
+        .fallback(|| async { "the dashboard" })
+        .layer(axum::middleware::from_fn_with_state(services.clone(), crate::session::require_sign_in))
+        .layer(axum::middleware::from_fn_with_state(services.clone(), pergola_api::auth::authenticate))
+        .layer(axum::middleware::from_fn_with_state(share, share::route));
+    let admin = env.as_admin(&services);
+    World { env, app, admin }
+}
+
+struct Answer {
+    status: StatusCode,
+    location: String,
+    set_cookies: Vec<String>,
+    body: String,
+}
+
+impl World {
+    async fn send(&self, method: &str, host: &str, path: &str, cookies: &[(&str, &str)]) -> Answer {
+        let mut req = Request::builder().method(method).uri(path).header(header::HOST, host);
+        if !cookies.is_empty() {
+            let cookie = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+            req = req.header(header::COOKIE, cookie);
+        }
+        let response: Response = self.app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        let status = response.status();
+        let location =
+            response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let set_cookies =
+            response.headers().get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        Answer { status, location, set_cookies, body: String::from_utf8_lossy(&body).into_owned() }
+    }
+
+    async fn get(&self, host: &str, path: &str, cookies: &[(&str, &str)]) -> Answer {
+        self.send("GET", host, path, cookies).await
+    }
+
+    /// A dashboard session of `username`.
+    async fn session(&self, username: &str, password: &str) -> String {
+        self.env.services.sign_in_session(username, password, "127.0.0.1").await.unwrap().secret
+    }
+
+    async fn member(&self, username: &str, role: Role) -> (Acting, String) {
+        let acting = self.env.member(username, "shop", role).await;
+        (acting, self.session(username, USER_PASSWORD).await)
+    }
+
+    /// Steps 1 and 2 of the hand-off: the share host sends to `/share-auth`, which (signed in
+    /// with `session`) answers with the share host's `/.pergola/auth?code=…` URL.
+    async fn code_url(&self, host: &str, path: &str, session: &str) -> Answer {
+        let first = self.get(host, path, &[]).await;
+        assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.body);
+        let dashboard_path = first.location.strip_prefix(DASHBOARD).expect("to the dashboard").to_owned();
+        assert!(dashboard_path.starts_with("/share-auth?to="), "{dashboard_path}");
+        self.get("localhost:3000", &dashboard_path, &[("pergola_session", session)]).await
+    }
+
+    /// The whole hand-off: the `pergola_share` cookie's value.
+    async fn hand_off(&self, host: &str, session: &str) -> String {
+        let vouched = self.code_url(host, "/page?x=1", session).await;
+        assert_eq!(vouched.status, StatusCode::SEE_OTHER, "{}", vouched.body);
+        let prefix = format!("http://{host}/.pergola/auth?code=");
+        let path = vouched.location.strip_prefix(&format!("http://{host}")).expect(&prefix).to_owned();
+        let done = self.get(host, &path, &[]).await;
+        assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+        assert_eq!(done.location, "/page?x=1");
+        share_cookie(&done.set_cookies).expect("the share cookie")
+    }
+}
+
+fn share_cookie(set_cookies: &[String]) -> Option<String> {
+    let cookie = set_cookies.iter().find(|c| c.starts_with("pergola_share="))?;
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"), "{cookie}");
+    assert!(!cookie.to_ascii_lowercase().contains("domain"), "host-only: {cookie}");
+    Some(cookie.trim_start_matches("pergola_share=").split(';').next().unwrap().to_owned())
+}
+
+fn reached(answer: &Answer) -> bool {
+    answer.body.contains("component saw cookies")
+}
+
+#[tokio::test]
+async fn a_members_only_stage_never_reaches_the_component_without_a_valid_share_cookie() {
+    let w = world().await;
+    let session = w.session("admin", pergola_core::testing::ADMIN_PASSWORD).await;
+    // No cookie: to the dashboard's hand-off, with the whole share URL.
+    let a = w.get(QA, "/orders?id=7", &[]).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(a.location, "http://localhost:3000/share-auth?to=http%3A//web.qa.shop.localhost%3A3000/orders%3Fid%3D7");
+    assert!(!reached(&a));
+    // The dashboard's own session cookie is no key to a share host, nor forged share cookies.
+    for cookies in [
+        vec![("pergola_session", session.as_str())],
+        vec![("pergola_share", session.as_str())],
+        vec![("pergola_share", "pgs_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")],
+        vec![("pergola_guest", "pgg_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")],
+    ] {
+        let a = w.get(QA, "/", &cookies).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{cookies:?}");
+        assert!(!reached(&a));
+    }
+    // Not a page request: 401 from the proxy.
+    for method in ["POST", "PUT", "DELETE"] {
+        let a = w.send(method, QA, "/api", &[]).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{method}");
+        assert!(!reached(&a));
+    }
+    // The proxy's own paths are never forwarded.
+    let a = w.get(QA, "/.pergola/anything", &[]).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert!(!reached(&a));
+    w.env.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_hand_off_lets_a_member_in_and_the_proxy_keeps_pergolas_cookies_to_itself() {
+    let w = world().await;
+    let (_viewer, session) = w.member("vera", Role::Viewer).await;
+    let secret = w.hand_off(QA, &session).await;
+    assert_ne!(secret, session, "a secret of its own");
+    let a = w
+        .get(
+            QA,
+            "/",
+            &[("app", "kept"), ("pergola_share", &secret), ("pergola_session", &session), ("pergola_guest", "x")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body, "component saw cookies: [app=kept]");
+    assert_eq!(a.set_cookies, vec!["app=1; Path=/".to_owned()], "no Domain cookies, no pergola_* ones");
+    // The share cookie does not sign in to the dashboard.
+    let d = w.get("localhost:3000", "/projects/shop", &[("pergola_session", &secret)]).await;
+    assert_eq!(d.status, StatusCode::SEE_OTHER);
+    assert!(d.location.starts_with("/login?next="), "{}", d.location);
+    // Signed out at the dashboard: /share-auth goes through the sign-in page and comes back.
+    let d = w.get("localhost:3000", "/share-auth?to=http%3A//web.qa.shop.localhost%3A3000/", &[]).await;
+    assert_eq!(d.status, StatusCode::SEE_OTHER);
+    assert!(d.location.starts_with("/login?next=/share-auth%3Fto%3D"), "{}", d.location);
+    w.env.cleanup().await;
+}
+
+#[tokio::test]
+async fn forged_expired_and_reused_codes_are_refused() {
+    let w = world().await;
+    let (_dev, session) = w.member("dora", Role::Developer).await;
+    let forged = w.get(QA, "/.pergola/auth?code=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA&to=/", &[]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(share_cookie(&forged.set_cookies), None);
+
+    let vouched = w.code_url(QA, "/", &session).await;
+    let path = vouched.location.strip_prefix(&format!("http://{QA}")).unwrap().to_owned();
+    let first = w.get(QA, &path, &[]).await;
+    assert!(share_cookie(&first.set_cookies).is_some());
+    let again = w.get(QA, &path, &[]).await;
+    assert_eq!(again.status, StatusCode::FORBIDDEN, "used once");
+    assert_eq!(share_cookie(&again.set_cookies), None);
+
+    let vouched = w.code_url(QA, "/", &session).await;
+    let path = vouched.location.strip_prefix(&format!("http://{QA}")).unwrap().to_owned();
+    w.env.clock.advance(chrono::Duration::seconds(61));
+    let late = w.get(QA, &path, &[]).await;
+    assert_eq!(late.status, StatusCode::FORBIDDEN, "expired after 60 s");
+    assert_eq!(share_cookie(&late.set_cookies), None);
+
+    // `to` never leaves the share host.
+    let vouched = w.code_url(QA, "/", &session).await;
+    let path = vouched.location.strip_prefix(&format!("http://{QA}")).unwrap().replace("to=/", "to=//evil.example/");
+    let away = w.get(QA, &path, &[]).await;
+    assert_eq!(away.location, "/");
+    w.env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_code_for_one_stage_or_host_opens_no_other() {
+    let w = world().await;
+    let (_dev, session) = w.member("dora", Role::Developer).await;
+    let vouched = w.code_url(QA, "/", &session).await;
+    let path = vouched.location.strip_prefix(&format!("http://{QA}")).unwrap().to_owned();
+    for host in [DEV, "api.qa.shop.localhost:3000"] {
+        let a = w.get(host, &path, &[]).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{host}");
+        assert_eq!(share_cookie(&a.set_cookies), None);
+    }
+    let a = w.get(QA, &path, &[]).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "a code tried elsewhere is spent");
+    // A share cookie of stage QA does not open DEV either (its own host gets its own).
+    let secret = w.hand_off(QA, &session).await;
+    let a = w.get(DEV, "/", &[("pergola_share", &secret)]).await;
+    assert!(reached(&a), "the same user may see DEV: the cookie is the user's");
+    // /share-auth refuses URLs that are not this server's share links.
+    for to in [
+        "http%3A//web.qa.shop.localhost.evil.example%3A3000/",
+        "http%3A//web.qa.shop.localhost%3A4000/",
+        "http%3A//localhost%3A3000/",
+        "javascript%3Aalert(1)",
+        "http%3A//user%40web.qa.shop.localhost%3A3000/",
+    ] {
+        let a = w.get("localhost:3000", &format!("/share-auth?to={to}"), &[("pergola_session", &session)]).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{to}");
+    }
+    w.env.cleanup().await;
+}
+
+#[tokio::test]
+async fn outsiders_and_removed_members_are_kept_out() {
+    let w = world().await;
+    let (_dev, session) = w.member("dora", Role::Developer).await;
+    w.env.user("olga").await;
+    let outsider = w.session("olga", USER_PASSWORD).await;
+    let a = w.code_url(QA, "/", &outsider).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "the dashboard vouches for nobody who cannot see the stage");
+    assert!(!a.location.contains("code="));
+
+    let secret = w.hand_off(QA, &session).await;
+    assert!(reached(&w.get(QA, "/", &[("pergola_share", &secret)]).await));
+    w.admin.remove_member("shop", "dora").await.unwrap();
+    let a = w.get(QA, "/", &[("pergola_share", &secret)]).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "removed: out at once");
+    assert!(!reached(&a));
+    w.admin.set_member("shop", "dora", Role::Viewer).await.unwrap();
+    assert!(reached(&w.get(QA, "/", &[("pergola_share", &secret)]).await));
+    let patch = pergola_domain::wire::UserPatch { disabled: Some(true), ..Default::default() };
+    w.admin.update_user("dora", patch).await.unwrap();
+    let a = w.get(QA, "/", &[("pergola_share", &secret)]).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "disabled: the share session ended");
+    assert!(!reached(&a));
+    w.env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_public_stage_lets_anyone_in() {
+    let w = world().await;
+    w.admin.set_visibility("shop", "qa", Visibility::Public).await.unwrap();
+    let a = w.get(QA, "/", &[]).await;
+    assert!(reached(&a), "{}", a.body);
+    let a = w.send("POST", QA, "/form", &[]).await;
+    assert!(reached(&a));
+    assert!(!reached(&w.get(DEV, "/", &[]).await), "only that stage");
+    w.admin.set_visibility("shop", "qa", Visibility::Members).await.unwrap();
+    assert_eq!(w.get(QA, "/", &[]).await.status, StatusCode::SEE_OTHER, "members only again, at once");
+    w.env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_guest_link_works_for_its_stage_until_revoked_or_expired() {
+    let w = world().await;
+    let link = w.admin.create_guest_link("shop", "qa", chrono::Duration::hours(2)).await.unwrap();
+    let url = link.url.clone().unwrap();
+    assert_eq!(url, format!("http://{QA}/.pergola/guest?token={}", link.token));
+    let path = url.strip_prefix(&format!("http://{QA}")).unwrap().to_owned();
+    // Only for its own stage.
+    let elsewhere = w.get(DEV, &path, &[]).await;
+    assert!(!elsewhere.set_cookies.iter().any(|c| c.starts_with("pergola_guest=")));
+    assert_eq!(elsewhere.status, StatusCode::SEE_OTHER);
+    assert!(elsewhere.location.starts_with("http://localhost:3000/share-auth"));
+    assert!(!reached(&w.get(DEV, "/", &[("pergola_guest", &link.token)]).await));
+
+    let opened = w.get(QA, &path, &[]).await;
+    assert_eq!(opened.status, StatusCode::SEE_OTHER);
+    assert_eq!(opened.location, "/");
+    let cookie = opened.set_cookies.iter().find(|c| c.starts_with("pergola_guest=")).unwrap();
+    assert!(cookie.contains("HttpOnly") && !cookie.to_ascii_lowercase().contains("domain"), "{cookie}");
+    let a = w.get(QA, "/", &[("pergola_guest", &link.token)]).await;
+    assert_eq!(a.body, "component saw cookies: []");
+    assert!(reached(&w.send("POST", QA, "/form", &[("pergola_guest", &link.token)]).await));
+
+    w.admin.revoke_guest_link("shop", "qa", &link.id).await.unwrap();
+    let a = w.get(QA, "/", &[("pergola_guest", &link.token)]).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "revoked: to sign in");
+    assert_eq!(w.send("POST", QA, "/form", &[("pergola_guest", &link.token)]).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(w.get(QA, &path, &[]).await.status, StatusCode::SEE_OTHER);
+
+    let link = w.admin.create_guest_link("shop", "qa", chrono::Duration::hours(1)).await.unwrap();
+    assert!(reached(&w.get(QA, "/", &[("pergola_guest", &link.token)]).await));
+    w.env.clock.advance(chrono::Duration::minutes(61));
+    tokio::time::sleep(share_ttl()).await;
+    let a = w.get(QA, "/", &[("pergola_guest", &link.token)]).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "expired");
+    assert!(!reached(&a));
+    w.env.cleanup().await;
+}
+
+fn share_ttl() -> Duration {
+    pergola_core::services::PROXY_CACHE_TTL + Duration::from_millis(50)
+}
