@@ -453,7 +453,7 @@ async fn builds_and_releases(env: &Env) {
     assert_eq!((rollback.number, rollback.build_number), (3, 1));
     let history: Vec<_> = s.releases(&p, "qa").await.unwrap().iter().map(|r| (r.number, r.build_number)).collect();
     assert_eq!(history, [(3, 1), (2, 2), (1, 1)], "newest first: the running one");
-    assert_eq!(s.deploy(&p, "qa", 9).await.unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(s.deploy(&p, "qa", 9).await.unwrap_err().kind, ErrorKind::Validation, "no such build");
     assert_eq!(s.redeploy(&p, "qa", 9).await.unwrap_err().kind, ErrorKind::NotFound);
     assert_eq!(s.deploy(&p, "nope", 1).await.unwrap_err().kind, ErrorKind::NotFound);
     // Releases stay with an archived stage and come back with it.
