@@ -111,6 +111,7 @@ test('an administrator adds a member on the Members page; the Activity page name
   await page.getByLabel('Username').fill('nobody-at-all');
   await page.getByRole('button', { name: 'Add member' }).click();
   await expect(page.getByRole('alert')).toContainText("There is no user 'nobody-at-all'.");
+  await open(page, `/projects/${project}`);
   await createStage(page, 'Web', { type: 'dev' });
   await open(page, `/projects/${project}/activity`);
   const table = page.getByRole('table', { name: 'Activity' });

@@ -2,7 +2,7 @@
 //! the signed-in user's password and API tokens.
 
 #[cfg(feature = "ssr")]
-use super::{answer, services};
+use super::{answer, caller, services};
 use crate::error::AppError;
 use leptos::prelude::*;
 use pergola_domain::{Actor, AuditEntry, CreatedInvitation, CreatedToken, Member, TokenInfo, UserInfo};
@@ -16,7 +16,8 @@ pub async fn project_actor(project: String) -> Result<pergola_domain::Actor, App
 /// Who is signed in (`None`: nobody), for the header.
 #[server]
 pub async fn current_user() -> Result<Option<pergola_domain::Me>, AppError> {
-    Ok(services().ok().map(|s| s.me()))
+    // Signed out (the sign-in pages): nobody, and the page keeps its status.
+    Ok(caller().map(|c| c.me()))
 }
 
 /// A project's members, and who is looking (owners get the forms).

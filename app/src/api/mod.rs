@@ -38,6 +38,14 @@ use crate::error::AppError;
 #[cfg(feature = "ssr")]
 use leptos::prelude::*;
 
+/// Who is signed in for this request, if anyone (no side effect on the response).
+#[cfg(feature = "ssr")]
+fn caller() -> Option<pergola_core::services::Caller> {
+    use_context::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<pergola_core::services::Authenticated>().cloned())
+        .and_then(|auth| auth.caller().cloned())
+}
+
 /// The services as the signed-in user of this request (the server's authentication middleware
 /// put who it is in the request's extensions); 401 when nobody is signed in.
 #[cfg(feature = "ssr")]
@@ -46,10 +54,7 @@ fn services() -> Result<pergola_core::services::Acting, AppError> {
         tracing::error!("Services missing from the request context");
         refuse(pergola_domain::Error::internal())
     })?;
-    let caller = use_context::<http::request::Parts>()
-        .and_then(|parts| parts.extensions.get::<pergola_core::services::Authenticated>().cloned())
-        .and_then(|auth| auth.caller().cloned());
-    match caller {
+    match caller() {
         Some(caller) => Ok(services.acting(caller)),
         None => Err(refuse(pergola_domain::Error::unauthenticated())),
     }

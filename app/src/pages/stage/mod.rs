@@ -110,7 +110,7 @@ fn StageView(stage: Stage) -> impl IntoView {
                     <dd>{format_time(stage.updated_at)}</dd>
                 </dl>
             </section>
-            <ReleaseSection project=stage.project_id.clone() stage=stage.id.clone() status/>
+            <ReleaseSection project=stage.project_id.clone() stage=stage.id.clone() status stage_type=stage.stage_type actor/>
         </div>
     }
 }

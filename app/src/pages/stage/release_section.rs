@@ -13,7 +13,14 @@ use std::time::Duration;
 const REFRESH: Duration = Duration::from_secs(2);
 
 #[component]
-pub fn ReleaseSection(project: String, stage: String, status: RwSignal<StageStatus>) -> impl IntoView {
+pub fn ReleaseSection(
+    project: String,
+    stage: String,
+    status: RwSignal<StageStatus>,
+    stage_type: pergola_domain::StageType,
+    /// Who is looking (loaded once by the page): the deploy form is only for who may deploy.
+    actor: Resource<Result<pergola_domain::Actor, crate::error::AppError>>,
+) -> impl IntoView {
     let deploy = ServerAction::<Deploy>::new();
     let redeploy = ServerAction::<Redeploy>::new();
     let tick = RwSignal::new(0u32);
@@ -48,17 +55,24 @@ pub fn ReleaseSection(project: String, stage: String, status: RwSignal<StageStat
         move || deploy.value().get().and_then(Result::err).or_else(|| redeploy.value().get().and_then(Result::err));
     let builds_href = format!("{}/builds", paths::project(&project));
     // Only who may deploy to this stage sees the form (the server refuses the others anyway).
-    let can_deploy = move || {
-        data.get().and_then(Result::ok).is_some_and(|rt| {
-            pergola_domain::permits(&rt.actor, pergola_domain::Action::Deploy, Some(rt.stage.stage_type))
-        })
-    };
+    // Read under a Transition: the server renders what hydration will find.
     let form = {
         let (project, stage) = (project.clone(), stage.clone());
         view! {
-            <Show when=can_deploy>
-                <DeployForm project=project.clone() stage=stage.clone() deploy/>
-            </Show>
+            <Transition fallback=|| ()>
+                {
+                    let (project, stage) = (project.clone(), stage.clone());
+                    move || {
+                        let (project, stage) = (project.clone(), stage.clone());
+                        Suspend::new(async move {
+                            let allowed = actor.await.is_ok_and(|a| {
+                                pergola_domain::permits(&a, pergola_domain::Action::Deploy, Some(stage_type))
+                            });
+                            allowed.then(|| view! { <DeployForm project stage deploy/> })
+                        })
+                    }
+                }
+            </Transition>
         }
     };
     view! {
