@@ -37,9 +37,6 @@ export default defineConfig({
     name,
     use: {
       baseURL: `http://127.0.0.1:${port}`,
-      // What a browser sends with a change: the REST calls the tests make with the session
-      // cookie come from the dashboard's own origin (others are refused).
-      extraHTTPHeaders: { Origin: `http://127.0.0.1:${port}` },
       // Every test starts signed in as the administrator, but on the server started as
       // start.sh starts it, whose first visit sets the instance up.
       ...(name === 'defaults' ? {} : { storageState: `.auth/${name}.json` }),

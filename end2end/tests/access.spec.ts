@@ -1,6 +1,6 @@
 import { Browser, Page } from '@playwright/test';
 import { ADMIN } from '../global-setup';
-import { createProject, createStage, expect, open, test, unique } from './helpers';
+import { api, createProject, createStage, expect, open, test, unique } from './helpers';
 
 /** A browser with nobody signed in. */
 async function signedOut(browser: Browser, baseURL: string) {
@@ -40,8 +40,8 @@ test('a viewer sees the project but no button to change it, and the server refus
   const project = await createProject(page);
   await createStage(page, 'Web', { type: 'dev' });
   const viewer = unique('viewer').replace(' ', '-').toLowerCase();
-  expect((await page.request.post('/api/v1/users', { data: { username: viewer, password: 'viewer-password' } })).status()).toBe(201);
-  const member = await page.request.post(`/api/v1/projects/${project}/members`, { data: { username: viewer, role: 'viewer' } });
+  expect((await api(page).post('/api/v1/users', { data: { username: viewer, password: 'viewer-password' } })).status()).toBe(201);
+  const member = await api(page).post(`/api/v1/projects/${project}/members`, { data: { username: viewer, role: 'viewer' } });
   expect(member.status()).toBe(200);
   const { context, page: theirs } = await signedOut(browser, baseURL!);
   await theirs.goto(`/projects/${project}`);
@@ -70,7 +70,7 @@ test('a change with the session cookie from another origin is refused, for REST 
   const project = await createProject(page);
   expect(calls.length).toBeGreaterThan(0);
   const before = await (await page.request.get('/api/v1/projects')).json();
-  const forged = await page.request.post(calls[0], {
+  const forged = await api(page).post(calls[0], {
     headers: { Origin: 'http://evil.example', 'Content-Type': 'application/x-www-form-urlencoded' },
     data: 'name=Forged&project_id=forged',
   });
@@ -78,7 +78,7 @@ test('a change with the session cookie from another origin is refused, for REST 
   expect(await (await page.request.get('/api/v1/projects')).json()).toEqual(before);
   await createStage(page, 'Web', { type: 'dev' });
   const suspend = `/api/v1/projects/${project}/stages/web/suspend`;
-  expect((await page.request.post(suspend, { headers: { Origin: 'http://evil.example' } })).status()).toBe(403);
+  expect((await api(page).post(suspend, { headers: { Origin: 'http://evil.example' } })).status()).toBe(403);
   const stage = await page.request.get(`/api/v1/projects/${project}/stages/web`);
   expect((await stage.json()).status).toBe('running');
   // The Activity of the project names who did what.
@@ -90,15 +90,15 @@ test('a change with the session cookie from another origin is refused, for REST 
 /** A new user with `role` in `project`, created through the dashboard's own API with the administrator's session. */
 async function member(page: Page, project: string, role: string): Promise<string> {
   const name = unique(role).replace(' ', '-').toLowerCase();
-  expect((await page.request.post('/api/v1/users', { data: { username: name, password: `${role}-password` } })).status()).toBe(201);
-  expect((await page.request.post(`/api/v1/projects/${project}/members`, { data: { username: name, role } })).status()).toBe(200);
+  expect((await api(page).post('/api/v1/users', { data: { username: name, password: `${role}-password` } })).status()).toBe(201);
+  expect((await api(page).post(`/api/v1/projects/${project}/members`, { data: { username: name, role } })).status()).toBe(200);
   return name;
 }
 
 test('an administrator adds a member on the Members page; the Activity page names who did what', async ({ page, consoleErrors }) => {
   const project = await createProject(page);
   const name = unique('dev').replace(' ', '-').toLowerCase();
-  expect((await page.request.post('/api/v1/users', { data: { username: name, password: 'developer-password' } })).status()).toBe(201);
+  expect((await api(page).post('/api/v1/users', { data: { username: name, password: 'developer-password' } })).status()).toBe(201);
   await open(page, `/projects/${project}`);
   await page.getByRole('link', { name: 'Members' }).click();
   await expect(page).toHaveURL(`/projects/${project}/members`);
@@ -127,9 +127,9 @@ test('a developer deploys to DEV but cannot change or delete a PROD stage', asyn
   const project = await createProject(page);
   await createStage(page, 'Dev', { type: 'dev' });
   await createStage(page, 'Prod', { type: 'prod' });
-  const api = `/api/v1/projects/${project}`;
+  const apiBase = `/api/v1/projects/${project}`;
   const manifest = '[[component]]\nname = "once"\nkind = "job"\ncommand = "/bin/true"\n';
-  expect((await page.request.post(`${api}/builds`, { data: { manifest, workdir: '/usr/share/doc/bash' } })).status()).toBe(201);
+  expect((await api(page).post(`${apiBase}/builds`, { data: { manifest, workdir: '/usr/share/doc/bash' } })).status()).toBe(201);
   const name = await member(page, project, 'developer');
   const { context, page: theirs } = await signedOut(browser, baseURL!);
   await theirs.goto(`/projects/${project}/stages/dev`);
@@ -143,10 +143,10 @@ test('a developer deploys to DEV but cannot change or delete a PROD stage', asyn
   await expect(theirs.getByRole('heading', { level: 1 })).toHaveText('Prod');
   await expect(theirs.getByRole('button', { name: 'Deploy' })).toHaveCount(0);
   await expect(theirs.getByRole('link', { name: 'Settings' })).toHaveCount(0);
-  const refused = await theirs.request.delete(`${api}/stages/prod`, { headers: { Origin: baseURL! } });
+  const refused = await theirs.request.delete(`${apiBase}/stages/prod`, { headers: { Origin: baseURL! } });
   expect(refused.status()).toBe(403);
   expect((await refused.json()).detail).toContain('needs the maintainer role');
-  expect((await (await page.request.get(`${api}/stages/prod`)).json()).status).toBe('running');
+  expect((await (await page.request.get(`${apiBase}/stages/prod`)).json()).status).toBe('running');
   await context.close();
 });
 

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { createProject, expect, open, test } from './helpers';
+import { api, createProject, expect, open, test } from './helpers';
 
 // Run against a server started as `scripts/start.sh` starts it (see serve.sh "defaults"): the
 // README's defaults, a relative data dir, the workspace root as working directory. A new user
@@ -40,5 +40,5 @@ test('a fresh instance asks for the setup code from its log, then the demo app r
   await open(page, `/projects/${project}/stages/demo`);
   await expect(page.getByRole('row', { name: 'worker' }).getByRole('cell').nth(1)).toHaveText('running');
   await expect(page.getByRole('list', { name: 'Events timeline' }).locator('li[data-kind="crashed"]')).toHaveCount(0);
-  await page.request.post(`/api/v1/projects/${project}/stages/demo/suspend`);
+  await api(page).post(`/api/v1/projects/${project}/stages/demo/suspend`);
 });

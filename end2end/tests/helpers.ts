@@ -22,6 +22,26 @@ export const test = base.extend<{ consoleErrors: string[] }>({
 });
 export { expect };
 
+type RequestOptions = Parameters<Page['request']['post']>[1];
+
+/** `options` with the dashboard's `Origin`, as a browser sends it with a change (a change made
+ * with the session cookie and no Origin is refused); a test's own `Origin` wins. */
+function fromDashboard(options: RequestOptions = {}): RequestOptions {
+  const origin = test.info().project.use.baseURL!;
+  return { ...options, headers: { Origin: origin, ...(options?.headers ?? {}) } };
+}
+
+/** The REST API with the page's session, changes sent as the dashboard would send them. */
+export function api(page: Page) {
+  return {
+    get: (url: string, options?: RequestOptions) => page.request.get(url, options),
+    post: (url: string, options?: RequestOptions) => page.request.post(url, fromDashboard(options)),
+    put: (url: string, options?: RequestOptions) => page.request.put(url, fromDashboard(options)),
+    patch: (url: string, options?: RequestOptions) => page.request.patch(url, fromDashboard(options)),
+    delete: (url: string, options?: RequestOptions) => page.request.delete(url, fromDashboard(options)),
+  };
+}
+
 /** Navigates and waits until the page is hydrated (event handlers attached). */
 export async function open(page: Page, url: string) {
   const response = await page.goto(url);

@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import * as net from 'net';
-import { createProject, createStage, expect, open, test, unique } from './helpers';
+import { api, createProject, createStage, expect, open, test, unique } from './helpers';
 
 test('a new project gets an ID derived from its name and is listed', async ({ page, consoleErrors }) => {
   const name = unique('Übersicht Café');
@@ -284,7 +284,8 @@ test('a deployed build runs on its stage; suspend stops it and resume starts it 
   await expect(page.getByText('No builds yet.')).toBeVisible();
   const manifest = page.getByLabel('Manifest', { exact: true });
   await manifest.fill('[[component]]\nname = "web"\nkind = "service"\ncommand = "sh"\nport = 0\n');
-  await page.getByLabel('Build directory').fill('/tmp');
+  // The build's own directory: each release runs from a read-only copy of it.
+  await page.getByLabel('Build directory').fill(fs.mkdtempSync('/tmp/pergola-e2e-listing-'));
   await page.getByRole('button', { name: 'Register build' }).click();
   await expect(page.getByText("Invalid manifest, line 1: component 'web': port must be between 1 and 65535")).toBeVisible();
   await manifest.fill(
@@ -370,14 +371,14 @@ test('share links pass protocol upgrades (WebSockets) through to the component',
   const project = await createProject(page);
   await createStage(page, 'QA', { type: 'qa' });
   const serverPort = Number(new URL(page.url()).port);
-  const api = `http://127.0.0.1:${serverPort}/api/v1/projects/${project}`;
+  const apiBase = `http://127.0.0.1:${serverPort}/api/v1/projects/${project}`;
   const manifest = `[[component]]\nname = "echo"\nkind = "service"\ncommand = "python3"\nargs = ["${script}"]\nport = ${port}\n`;
-  expect((await page.request.post(`${api}/builds`, { data: { manifest, workdir: build } })).status()).toBe(201);
-  expect((await page.request.post(`${api}/stages/qa/releases`, { data: { build: 1 } })).status()).toBe(201);
+  expect((await api(page).post(`${apiBase}/builds`, { data: { manifest, workdir: build } })).status()).toBe(201);
+  expect((await api(page).post(`${apiBase}/stages/qa/releases`, { data: { build: 1 } })).status()).toBe(201);
   await expect.poll(async () => (await page.request.get(`http://127.0.0.1:${port}/`).then((r) => r.status()).catch(() => 0))).toBe(200);
   // A raw socket carries no share cookie: open the stage to anyone with the link (a
   // members-only stage answers an upgrade without one with 401, before the component).
-  expect((await page.request.patch(`${api}/stages/qa`, { data: { visibility: 'public' } })).status()).toBe(200);
+  expect((await api(page).patch(`${apiBase}/stages/qa`, { data: { visibility: 'public' } })).status()).toBe(200);
 
   const echoed = await new Promise<string>((resolve, reject) => {
     const socket = net.connect(serverPort, '127.0.0.1', () => {
@@ -398,7 +399,7 @@ test('share links pass protocol upgrades (WebSockets) through to the component',
   expect(echoed).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\n/);
   expect(echoed.toLowerCase()).toContain('upgrade: echo');
   expect(echoed.endsWith('ping-pong')).toBe(true);
-  await page.request.post(`${api}/stages/qa/suspend`);
+  await api(page).post(`${apiBase}/stages/qa/suspend`);
 });
 
 test('a configuration change reaches the application with the next release', async ({ page, consoleErrors }, testInfo) => {
@@ -418,9 +419,9 @@ test('a configuration change reaches the application with the next release', asy
   const project = await createProject(page);
   await createStage(page, 'QA', { type: 'qa' });
   const serverPort = new URL(page.url()).port;
-  const api = `http://127.0.0.1:${serverPort}/api/v1/projects/${project}`;
+  const apiBase = `http://127.0.0.1:${serverPort}/api/v1/projects/${project}`;
   const manifest = `[[component]]\nname = "web"\nkind = "service"\ncommand = "python3"\nargs = ["${script}"]\nport = ${port}\nhealth = { path = "/", interval_secs = 1 }\n`;
-  expect((await page.request.post(`${api}/builds`, { data: { manifest, workdir: build } })).status()).toBe(201);
+  expect((await api(page).post(`${apiBase}/builds`, { data: { manifest, workdir: build } })).status()).toBe(201);
 
   // Set the value in the dashboard, deploy, see it through the share link.
   await open(page, `/projects/${project}/stages/qa/settings`);
@@ -452,7 +453,7 @@ test('a configuration change reaches the application with the next release', asy
   await expect(page.getByRole('row', { name: 'web' }).getByRole('cell').nth(2)).toHaveText('healthy', { timeout: 20_000 });
   await page.goto(share);
   await expect(page.getByRole('heading', { level: 1 })).toHaveText('bye');
-  await page.request.post(`${api}/stages/qa/suspend`);
+  await api(page).post(`${apiBase}/stages/qa/suspend`);
 });
 
 test('first run: "Try the demo app" deploys a running demo with a live share link', async ({ page, consoleErrors }) => {
@@ -521,7 +522,7 @@ test('first run: "Try the demo app" deploys a running demo with a live share lin
   await open(page, `/projects/${project}`);
   await expect(page.getByRole('article', { name: 'Demo', exact: true })).toContainText('web');
   await expect(page.getByRole('button', { name: 'Try the demo app' })).toHaveCount(0);
-  await page.request.post(`/api/v1/projects/${project}/stages/demo/suspend`);
+  await api(page).post(`/api/v1/projects/${project}/stages/demo/suspend`);
 });
 
 test('a suspend lasts at most the stage\'s grace period, with progress per component', async ({ page, consoleErrors }) => {
@@ -550,7 +551,7 @@ test('a suspend lasts at most the stage\'s grace period, with progress per compo
   await page.getByLabel('Or upload a manifest file').setInputFiles({ name: 'pergola.toml', mimeType: 'text/plain', buffer: Buffer.from(text) });
   await expect(page.getByText('Loaded pergola.toml; check it, then register the build.')).toBeVisible();
   await expect(page.getByLabel('Manifest', { exact: true })).toHaveValue(text);
-  await page.getByLabel('Build directory').fill('/tmp');
+  await page.getByLabel('Build directory').fill(fs.mkdtempSync('/tmp/pergola-e2e-polite-'));
   await page.getByRole('button', { name: 'Register build' }).click();
   await expect(page.getByText('Build 1 registered.')).toBeVisible();
   await open(page, `/projects/${project}/stages/prod`);
@@ -560,7 +561,7 @@ test('a suspend lasts at most the stage\'s grace period, with progress per compo
   await expect(page.getByRole('row', { name: 'polite' }).getByRole('cell').nth(1)).toHaveText('running');
 
   // Suspend: "suspending" while the stubborn one has its grace period, then "suspended".
-  const answer = await page.request.post(`/api/v1/projects/${project}/stages/prod/suspend`);
+  const answer = await api(page).post(`/api/v1/projects/${project}/stages/prod/suspend`);
   expect((await answer.json()).status).toBe('suspending');
   // Traffic stops at once, while the components still shut down.
   const shared = await page.goto(`http://stubborn.prod.${project}.localhost:${new URL(page.url()).port}/`);
@@ -594,7 +595,7 @@ test('a suspend lasts at most the stage\'s grace period, with progress per compo
   // And on the project page, whose card follows it too.
   await page.getByRole('button', { name: 'Resume stage' }).click();
   await expect(page.getByRole('button', { name: 'Suspend stage' })).toBeVisible();
-  await page.request.post(`/api/v1/projects/${project}/stages/prod/suspend`);
+  await api(page).post(`/api/v1/projects/${project}/stages/prod/suspend`);
   await open(page, `/projects/${project}`);
   const card = page.getByRole('article', { name: 'Prod', exact: true });
   await expect(card.locator('[data-status]')).toHaveText('suspending');
@@ -602,10 +603,10 @@ test('a suspend lasts at most the stage\'s grace period, with progress per compo
 
   // Resume "anytime" (the seed): asked while the stage is still suspending, it takes effect as
   // soon as the stop has finished.
-  await page.request.post(`/api/v1/projects/${project}/stages/prod/resume`);
+  await api(page).post(`/api/v1/projects/${project}/stages/prod/resume`);
   await open(page, `/projects/${project}/stages/prod`);
   await expect(page.getByRole('row', { name: 'stubborn' }).getByRole('cell').nth(1)).toHaveText('running');
-  expect((await (await page.request.post(`/api/v1/projects/${project}/stages/prod/suspend`)).json()).status).toBe('suspending');
+  expect((await (await api(page).post(`/api/v1/projects/${project}/stages/prod/suspend`)).json()).status).toBe('suspending');
   await open(page, `/projects/${project}/stages/prod/settings`);
   await expect(page.getByRole('region', { name: 'Suspend or resume' })).toContainText('This stage is being suspended');
   await page.getByRole('button', { name: 'Resume stage' }).click();
@@ -621,14 +622,14 @@ test('requests from another site or host are refused and change nothing', async 
   const stage = `/api/v1/projects/${project}/stages/qa`;
 
   // A page on another site posting to the API (the browser adds Origin / Sec-Fetch-Site).
-  const fromEvil = await page.request.post(`${stage}/suspend`, { headers: { Origin: 'http://evil.example' } });
+  const fromEvil = await api(page).post(`${stage}/suspend`, { headers: { Origin: 'http://evil.example' } });
   expect(fromEvil.status()).toBe(403);
   expect(fromEvil.headers()['content-type']).toBe('application/problem+json');
   expect((await fromEvil.json()).type).toBe('urn:pergola:problem:forbidden');
   for (const headers of [{ Origin: 'null' }, { 'Sec-Fetch-Site': 'cross-site' }, { 'Sec-Fetch-Site': 'same-site' }]) {
-    expect((await page.request.post(`${stage}/suspend`, { headers })).status(), JSON.stringify(headers)).toBe(403);
+    expect((await api(page).post(`${stage}/suspend`, { headers })).status(), JSON.stringify(headers)).toBe(403);
   }
-  expect((await page.request.delete(stage, { headers: { Origin: 'http://evil.example' } })).status()).toBe(403);
+  expect((await api(page).delete(stage, { headers: { Origin: 'http://evil.example' } })).status()).toBe(403);
   const after = await page.request.get(stage);
   expect(after.status()).toBe(200);
   expect((await after.json()).status).toBe('running');

@@ -15,12 +15,21 @@ use release_section::ReleaseSection;
 pub fn StagePage() -> impl IntoView {
     let project = param("project");
     let stage = param("stage");
-    let data = Resource::new(move || (project.get(), stage.get()), |(p, s)| get_stage(p, s));
+    // One resource for the page: the stage, who is looking and the builds to deploy.
+    let data = Resource::new(
+        move || (project.get(), stage.get()),
+        |(p, s)| async move {
+            let stage = get_stage(p.clone(), s).await?;
+            let actor = crate::api::project_actor(p.clone()).await?;
+            let builds = crate::api::list_builds(p).await?;
+            Ok::<_, crate::error::AppError>((stage, actor, builds))
+        },
+    );
     view! {
         <Suspense fallback=loading>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok(stage) => view! { <StageView stage/> }.into_any(),
+                    Ok((stage, actor, builds)) => view! { <StageView stage actor builds/> }.into_any(),
                     Err(error) => view! { <PageError error/> }.into_any(),
                 }
             })}
@@ -29,17 +38,12 @@ pub fn StagePage() -> impl IntoView {
 }
 
 #[component]
-fn StageView(stage: Stage) -> impl IntoView {
+fn StageView(stage: Stage, actor: pergola_domain::Actor, builds: Vec<pergola_domain::Build>) -> impl IntoView {
     let copied = RwSignal::new(false);
     let settings_href = paths::stage_settings(&stage.project_id, &stage.id);
-    // Settings is offered only to who may change this stage.
-    let actor = Resource::new(
-        {
-            let project = stage.project_id.clone();
-            move || project.clone()
-        },
-        crate::api::project_actor,
-    );
+    // Settings and Deploy are offered only to who may use them.
+    let may_change = pergola_domain::permits(&actor, pergola_domain::Action::UpdateStage, Some(stage.stage_type));
+    let may_deploy = pergola_domain::permits(&actor, pergola_domain::Action::Deploy, Some(stage.stage_type));
     // The Release section refreshes it while the page is open (a suspend settles later).
     let status = RwSignal::new(stage.status);
     let copy_link = move |_| {
@@ -68,28 +72,14 @@ fn StageView(stage: Stage) -> impl IntoView {
                 <button type="button" class="rounded-md border border-slate-300 bg-white px-4 py-2 text-sm font-semibold text-slate-700 hover:bg-slate-50" on:click=copy_link>
                     {move || if copied.get() { "Link copied" } else { "Copy link" }}
                 </button>
-                <Transition fallback=|| ()>
-                    {
-                        let settings = settings_href.clone();
-                        let stage_type = stage.stage_type;
-                        move || {
-                            let settings = settings.clone();
-                            Suspend::new(async move {
-                                let allowed = actor.await.is_ok_and(|a| {
-                                    pergola_domain::permits(&a, pergola_domain::Action::UpdateStage, Some(stage_type))
-                                });
-                                allowed.then(|| view! {
-                                    <a
-                                        href=settings
-                                        class="rounded-md bg-slate-800 px-4 py-2 text-sm font-semibold text-white hover:bg-slate-900"
-                                    >
-                                        "Settings"
-                                    </a>
-                                })
-                            })
-                        }
-                    }
-                </Transition>
+                {may_change.then(|| view! {
+                    <a
+                        href=settings_href.clone()
+                        class="rounded-md bg-slate-800 px-4 py-2 text-sm font-semibold text-white hover:bg-slate-900"
+                    >
+                        "Settings"
+                    </a>
+                })}
             </div>
         </div>
         <div class="mt-6 grid gap-6 lg:grid-cols-3">
@@ -110,7 +100,7 @@ fn StageView(stage: Stage) -> impl IntoView {
                     <dd>{format_time(stage.updated_at)}</dd>
                 </dl>
             </section>
-            <ReleaseSection project=stage.project_id.clone() stage=stage.id.clone() status stage_type=stage.stage_type actor/>
+            <ReleaseSection project=stage.project_id.clone() stage=stage.id.clone() status builds=may_deploy.then_some(builds)/>
         </div>
     }
 }

@@ -1,12 +1,12 @@
 //! The stage page's Release section: deploy a build, see each component's state, health,
 //! restarts and output, and the release history with redeploy (rollback).
 
-use crate::api::{list_builds, stage_runtime, Deploy, Redeploy, StageActivity};
+use crate::api::{stage_runtime, Deploy, Redeploy, StageActivity};
 use crate::components::{ui, ErrorNotice};
 use crate::paths;
 use leptos::prelude::*;
 use pergola_domain::runtime::{format_duration, ComponentState, ComponentStatus, Health, Probe};
-use pergola_domain::{format_time, ComponentKind, Release, StageEvent, StageStatus};
+use pergola_domain::{format_time, Build, ComponentKind, Release, StageEvent, StageStatus};
 use std::time::Duration;
 
 /// How often the section refreshes what it shows while open.
@@ -17,9 +17,8 @@ pub fn ReleaseSection(
     project: String,
     stage: String,
     status: RwSignal<StageStatus>,
-    stage_type: pergola_domain::StageType,
-    /// Who is looking (loaded once by the page): the deploy form is only for who may deploy.
-    actor: Resource<Result<pergola_domain::Actor, crate::error::AppError>>,
+    /// The builds to offer in the deploy form; `None`: the user may not deploy here (no form).
+    builds: Option<Vec<Build>>,
 ) -> impl IntoView {
     let deploy = ServerAction::<Deploy>::new();
     let redeploy = ServerAction::<Redeploy>::new();
@@ -54,27 +53,7 @@ pub fn ReleaseSection(
     let error =
         move || deploy.value().get().and_then(Result::err).or_else(|| redeploy.value().get().and_then(Result::err));
     let builds_href = format!("{}/builds", paths::project(&project));
-    // Only who may deploy to this stage sees the form (the server refuses the others anyway).
-    // Read under a Transition: the server renders what hydration will find.
-    let form = {
-        let (project, stage) = (project.clone(), stage.clone());
-        view! {
-            <Transition fallback=|| ()>
-                {
-                    let (project, stage) = (project.clone(), stage.clone());
-                    move || {
-                        let (project, stage) = (project.clone(), stage.clone());
-                        Suspend::new(async move {
-                            let allowed = actor.await.is_ok_and(|a| {
-                                pergola_domain::permits(&a, pergola_domain::Action::Deploy, Some(stage_type))
-                            });
-                            allowed.then(|| view! { <DeployForm project stage deploy/> })
-                        })
-                    }
-                }
-            </Transition>
-        }
-    };
+    let form = builds.map(|builds| view! { <DeployForm project=project.clone() stage=stage.clone() deploy builds/> });
     view! {
         <section aria-labelledby="release-title" class="rounded-lg border border-slate-200 bg-white p-5 shadow-sm lg:col-span-2">
             <h2 id="release-title" class="font-semibold text-slate-900">"Release"</h2>
@@ -112,14 +91,7 @@ pub fn ReleaseSection(
 
 /// Choose a build, deploy it. The list of builds loads once, apart from the refreshing status.
 #[component]
-fn DeployForm(project: String, stage: String, deploy: ServerAction<Deploy>) -> impl IntoView {
-    let builds = Resource::new(
-        {
-            let p = project.clone();
-            move || p.clone()
-        },
-        list_builds,
-    );
+fn DeployForm(project: String, stage: String, deploy: ServerAction<Deploy>, builds: Vec<Build>) -> impl IntoView {
     let selected = RwSignal::new(String::new());
     let on_deploy = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -138,14 +110,10 @@ fn DeployForm(project: String, stage: String, deploy: ServerAction<Deploy>) -> i
                     on:change=move |ev| selected.set(event_target_value(&ev))
                 >
                     <option value="">"Choose a build…"</option>
-                    <Suspense fallback=|| ()>
-                        {move || Suspend::new(async move {
-                            builds.await.unwrap_or_default().into_iter().map(|b| {
-                                let label = format!("Build {}{}", b.number, b.version.map(|v| format!(" ({v})")).unwrap_or_default());
-                                view! { <option value=b.number.to_string()>{label}</option> }
-                            }).collect_view()
-                        })}
-                    </Suspense>
+                    {builds.into_iter().map(|b| {
+                        let label = format!("Build {}{}", b.number, b.version.map(|v| format!(" ({v})")).unwrap_or_default());
+                        view! { <option value=b.number.to_string()>{label}</option> }
+                    }).collect_view()}
                 </select>
             </div>
             <button type="submit" class=ui::PRIMARY disabled=move || deploy.pending().get() || selected.get().is_empty()>

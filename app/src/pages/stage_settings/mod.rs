@@ -4,7 +4,10 @@ mod config_section;
 mod sharing;
 
 use super::param;
-use crate::api::{get_retention, get_stage, DeleteStage, ResumeStage, SuspendStage, UpdateStage};
+use crate::api::{
+    get_retention, get_sharing, get_stage, project_actor, CreateGuestLink, DeleteStage, ResumeStage, RevokeGuestLink,
+    SetVisibility, SuspendStage, UpdateStage,
+};
 use crate::components::{
     loading, successes, ui, ErrorNotice, Modal, PageError, StageTypeField, StatusBadge, TextField, TypeBadge,
 };
@@ -15,7 +18,26 @@ use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_navigate;
-use pergola_domain::{RetentionPolicy, Stage, StageStatus};
+use pergola_domain::share::StageSharing;
+use pergola_domain::{Actor, RetentionPolicy, Stage, StageStatus};
+
+/// What the settings page shows, loaded at once.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct PageData {
+    stage: Stage,
+    retention: RetentionPolicy,
+    /// Who is looking (which sections to offer).
+    actor: Actor,
+    shared: StageSharing,
+}
+
+/// The actions of the Sharing section (the page reloads its data after each).
+#[derive(Clone, Copy)]
+struct SharingActions {
+    set: ServerAction<SetVisibility>,
+    create: ServerAction<CreateGuestLink>,
+    revoke: ServerAction<RevokeGuestLink>,
+}
 
 #[component]
 pub fn StageSettingsPage() -> impl IntoView {
@@ -25,20 +47,38 @@ pub fn StageSettingsPage() -> impl IntoView {
     let suspend = ServerAction::<SuspendStage>::new();
     let resume = ServerAction::<ResumeStage>::new();
     let saves = successes(update);
+    let sharing = SharingActions {
+        set: ServerAction::<SetVisibility>::new(),
+        create: ServerAction::<CreateGuestLink>::new(),
+        revoke: ServerAction::<RevokeGuestLink>::new(),
+    };
     // While the stage is suspending, look again every second until it has settled.
     let settle = RwSignal::new(0u32);
+    // One resource for the whole page (the sections get their data as props): resources made
+    // inside a Suspend's children could hydrate against another's serialized value.
     let data = Resource::new(
         move || {
-            (project.get(), stage.get(), saves.get(), suspend.version().get(), resume.version().get(), settle.get())
+            let shared = (sharing.set.version().get(), sharing.create.version().get(), sharing.revoke.version().get());
+            (
+                project.get(),
+                stage.get(),
+                saves.get(),
+                suspend.version().get(),
+                resume.version().get(),
+                settle.get(),
+                shared,
+            )
         },
         |(p, s, ..)| async move {
-            let stage = get_stage(p, s).await?;
+            let stage = get_stage(p.clone(), s.clone()).await?;
             let retention = get_retention().await?;
-            Ok::<_, AppError>((stage, retention))
+            let actor = project_actor(p.clone()).await?;
+            let shared = get_sharing(p, s).await?;
+            Ok::<_, AppError>(PageData { stage, retention, actor, shared })
         },
     );
     Effect::new(move |_| {
-        if let Some(Ok((stage, _))) = data.get() {
+        if let Some(Ok(PageData { stage, .. })) = data.get() {
             if stage.status == StageStatus::Suspending {
                 set_timeout(
                     move || {
@@ -53,8 +93,8 @@ pub fn StageSettingsPage() -> impl IntoView {
         <Transition fallback=loading>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok((stage, retention)) => {
-                        view! { <SettingsView stage retention update suspend resume/> }.into_any()
+                    Ok(PageData { stage, retention, actor, shared }) => {
+                        view! { <SettingsView stage retention actor shared update suspend resume sharing/> }.into_any()
                     }
                     Err(error) => view! { <PageError error/> }.into_any(),
                 }
@@ -67,10 +107,14 @@ pub fn StageSettingsPage() -> impl IntoView {
 fn SettingsView(
     stage: Stage,
     retention: RetentionPolicy,
+    actor: Actor,
+    shared: StageSharing,
     update: ServerAction<UpdateStage>,
     suspend: ServerAction<SuspendStage>,
     resume: ServerAction<ResumeStage>,
+    sharing: SharingActions,
 ) -> impl IntoView {
+    let may_share = pergola_domain::permits(&actor, pergola_domain::Action::ManageSharing, Some(stage.stage_type));
     view! {
         <Title text=format!("Settings · {} · Pergola Stages", stage.name)/>
         <nav aria-label="Breadcrumb" class="text-sm text-slate-500">
@@ -89,7 +133,16 @@ fn SettingsView(
         <div class="mt-6 max-w-2xl space-y-6">
             <GeneralSection stage=stage.clone() update/>
             <ConfigSection project=stage.project_id.clone() stage=stage.id.clone()/>
-            <sharing::SharingSection project=stage.project_id.clone() stage=stage.id.clone() stage_type=stage.stage_type/>
+            {may_share.then(|| view! {
+                <sharing::SharingCard
+                    project=stage.project_id.clone()
+                    stage=stage.id.clone()
+                    sharing=shared
+                    set=sharing.set
+                    create=sharing.create
+                    revoke=sharing.revoke
+                />
+            })}
             <LifecycleSection stage=stage.clone() suspend resume/>
             <DangerZone stage retention/>
         </div>

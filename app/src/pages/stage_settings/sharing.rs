@@ -1,51 +1,15 @@
 //! The Sharing section of a stage's settings: who may open its share links, and its guest
 //! links. Shown to those who may change them (`Action::ManageSharing`).
 
-use crate::api::{get_sharing, project_actor, CreateGuestLink, RevokeGuestLink, SetVisibility};
-use crate::components::{loading, ui, ErrorNotice};
+use crate::api::{CreateGuestLink, RevokeGuestLink, SetVisibility};
+use crate::components::{ui, ErrorNotice};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use pergola_domain::share::{describe_hours, GuestLink, StageSharing, GUEST_LINK_CHOICES};
-use pergola_domain::{format_time, permits, Action, StageType, Visibility};
+use pergola_domain::{format_time, Visibility};
 
 #[component]
-pub fn SharingSection(project: String, stage: String, stage_type: StageType) -> impl IntoView {
-    let set = ServerAction::<SetVisibility>::new();
-    let create = ServerAction::<CreateGuestLink>::new();
-    let revoke = ServerAction::<RevokeGuestLink>::new();
-    let data = Resource::new(
-        {
-            let (project, stage) = (project.clone(), stage.clone());
-            move || {
-                (project.clone(), stage.clone(), set.version().get(), create.version().get(), revoke.version().get())
-            }
-        },
-        |(p, s, ..)| async move {
-            let actor = project_actor(p.clone()).await?;
-            let sharing = get_sharing(p, s).await?;
-            Ok::<_, crate::error::AppError>((actor, sharing))
-        },
-    );
-    view! {
-        <Transition fallback=loading>
-            {move || {
-                let (project, stage) = (project.clone(), stage.clone());
-                Suspend::new(async move {
-                    match data.await {
-                        Ok((actor, sharing)) if permits(&actor, Action::ManageSharing, Some(stage_type)) => {
-                            view! { <SharingCard project stage sharing set create revoke/> }.into_any()
-                        }
-                        Ok(_) => ().into_any(),
-                        Err(error) => view! { <ErrorNotice error/> }.into_any(),
-                    }
-                })
-            }}
-        </Transition>
-    }
-}
-
-#[component]
-fn SharingCard(
+pub fn SharingCard(
     project: String,
     stage: String,
     sharing: StageSharing,
