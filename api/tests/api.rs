@@ -556,8 +556,8 @@ async fn access(api: &Api, env: &Env) {
     );
     problem(
         &api.call("POST", MEMBERS, &[p], "", Some(json!({"username": "nobody", "role": "viewer"}))).await,
-        404,
-        "not-found",
+        422,
+        "validation",
     );
     assert_eq!(alice.call("GET", PROJECT, &[p], "", None).await.status, 200);
     let r = alice.call("POST", STAGES, &[p], "", Some(json!({"name": "QA", "type": "qa"}))).await;

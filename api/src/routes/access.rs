@@ -206,7 +206,8 @@ async fn list_members(User(s): User, Path(p): Path<ProjectPath>) -> ApiResult<Js
     responses(
         (status = 200, description = "The user is a member with that role (owners only)", body = Member),
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such project or user", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No such user (field `username`)", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn set_member(User(s): User, Path(p): Path<ProjectPath>, Body(m): Body<MemberInput>) -> ApiResult<Json<Member>> {
     Ok(Json(s.set_member(&p.project, &m.username, m.role).await?))

@@ -796,7 +796,11 @@ impl Acting {
     pub async fn set_member(&self, project_id: &str, username: &str, role: Role) -> Result<Member, Error> {
         self.get_project(project_id).await?;
         self.allow(Action::ManageMembers, None, project_id).await?;
-        let user = self.user_named(username).await?;
+        // The project exists; a username naming nobody is bad input (422 on `username`).
+        let user = self.user_named(username).await.map_err(|e| match e.kind {
+            ErrorKind::NotFound => Error::validation("username", e.message),
+            _ => e,
+        })?;
         let before = self.store.membership(project_id, &user.id).await.map_err(internal("read a membership"))?;
         let now = self.clock.now();
         let done = self.store.upsert_membership(project_id, &user.id, role, now).await;
