@@ -105,3 +105,30 @@ pub fn StageTypeField(
         </div>
     }
 }
+
+/// The "Username" and "Password" fields of the plain sign-in forms (`/login`, `/setup`,
+/// `/invite/…`), posted as `username` and `password`. `new_password`: a password being chosen
+/// (`autocomplete="new-password"`, at least 10 characters), else the current one.
+#[component]
+pub fn CredentialFields(#[prop(optional)] new_password: bool) -> impl IntoView {
+    let (autocomplete, minlength) =
+        if new_password { ("new-password", Some("10")) } else { ("current-password", None) };
+    view! {
+        <div>
+            <label for="username" class=ui::LABEL>"Username"</label>
+            <input id="username" name="username" type="text" autocomplete="username" required class=ui::INPUT/>
+        </div>
+        <div>
+            <label for="password" class=ui::LABEL>"Password"</label>
+            <input id="password" name="password" type="password" autocomplete=autocomplete minlength=minlength required class=ui::INPUT/>
+        </div>
+    }
+}
+
+/// The message a plain form was sent back with, as an alert above its fields.
+#[component]
+pub fn FormAlert(#[prop(into)] message: Signal<Option<String>>) -> impl IntoView {
+    move || {
+        message.get().map(|e| view! { <p role="alert" class="rounded-md bg-rose-50 p-3 text-sm text-rose-800">{e}</p> })
+    }
+}

@@ -11,7 +11,7 @@ pub mod ui;
 
 pub use badges::{StatusBadge, TypeBadge};
 pub use errors::{ErrorNotice, NotFound, PageError};
-pub use fields::{FieldMessage, StageTypeField, TextField};
+pub use fields::{CredentialFields, FieldMessage, FormAlert, StageTypeField, TextField};
 pub use header::Header;
 pub use modal::Modal;
 

@@ -3,7 +3,7 @@
 //! works once, for 7 days.
 
 use super::param;
-use crate::components::ui;
+use crate::components::{ui, CredentialFields, FormAlert};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
@@ -19,16 +19,9 @@ pub fn InvitePage() -> impl IntoView {
             <h1 class="text-2xl font-bold text-slate-900">"Create your account"</h1>
             <p class="mt-2 text-sm text-slate-600">"You were invited to Pergola Stages. Choose a username and a password (at least 10 characters)."</p>
             <form method="post" action="/invite" class=format!("mt-6 space-y-4 {}", ui::CARD)>
-                {move || error().map(|e| view! { <p role="alert" class="rounded-md bg-rose-50 p-3 text-sm text-rose-800">{e}</p> })}
+                <FormAlert message=Signal::derive(error)/>
                 <input type="hidden" name="token" prop:value=move || token.get()/>
-                <div>
-                    <label for="username" class=ui::LABEL>"Username"</label>
-                    <input id="username" name="username" type="text" autocomplete="username" required class=ui::INPUT/>
-                </div>
-                <div>
-                    <label for="password" class=ui::LABEL>"Password"</label>
-                    <input id="password" name="password" type="password" autocomplete="new-password" minlength="10" required class=ui::INPUT/>
-                </div>
+                <CredentialFields new_password=true/>
                 <button type="submit" class=format!("w-full {}", ui::PRIMARY)>"Create my account"</button>
             </form>
         </div>

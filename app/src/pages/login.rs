@@ -2,7 +2,7 @@
 //! (it works before hydration and without JavaScript); after signing in the server sends the
 //! user back to `next`, the page they opened while signed out.
 
-use crate::components::ui;
+use crate::components::{ui, CredentialFields, FormAlert};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
@@ -36,16 +36,9 @@ pub fn LoginPage() -> impl IntoView {
         <div class="mx-auto mt-12 max-w-sm">
             <h1 class="text-2xl font-bold text-slate-900">"Sign in"</h1>
             <form method="post" action="/login" class=format!("mt-6 space-y-4 {}", ui::CARD)>
-                {move || error().map(|e| view! { <p role="alert" class="rounded-md bg-rose-50 p-3 text-sm text-rose-800">{e}</p> })}
+                <FormAlert message=Signal::derive(error)/>
                 <input type="hidden" name="next" prop:value=next/>
-                <div>
-                    <label for="username" class=ui::LABEL>"Username"</label>
-                    <input id="username" name="username" type="text" autocomplete="username" required class=ui::INPUT/>
-                </div>
-                <div>
-                    <label for="password" class=ui::LABEL>"Password"</label>
-                    <input id="password" name="password" type="password" autocomplete="current-password" required class=ui::INPUT/>
-                </div>
+                <CredentialFields new_password=false/>
                 <button type="submit" class=format!("w-full {}", ui::PRIMARY)>"Sign in"</button>
             </form>
         </div>

@@ -2,7 +2,7 @@
 //! the server printed in its log (so the first visitor of a public address cannot claim the
 //! instance), then "Create the administrator account".
 
-use crate::components::ui;
+use crate::components::{ui, CredentialFields, FormAlert};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
@@ -20,19 +20,12 @@ pub fn SetupPage() -> impl IntoView {
                 "then choose the administrator's username and password (at least 10 characters)."
             </p>
             <form method="post" action="/setup" class=format!("mt-6 space-y-4 {}", ui::CARD)>
-                {move || error().map(|e| view! { <p role="alert" class="rounded-md bg-rose-50 p-3 text-sm text-rose-800">{e}</p> })}
+                <FormAlert message=Signal::derive(error)/>
                 <div>
                     <label for="code" class=ui::LABEL>"Setup code"</label>
                     <input id="code" name="code" type="text" autocomplete="off" spellcheck="false" required class=format!("{} font-mono", ui::INPUT)/>
                 </div>
-                <div>
-                    <label for="username" class=ui::LABEL>"Username"</label>
-                    <input id="username" name="username" type="text" autocomplete="username" required class=ui::INPUT/>
-                </div>
-                <div>
-                    <label for="password" class=ui::LABEL>"Password"</label>
-                    <input id="password" name="password" type="password" autocomplete="new-password" minlength="10" required class=ui::INPUT/>
-                </div>
+                <CredentialFields new_password=true/>
                 <button type="submit" class=format!("w-full {}", ui::PRIMARY)>"Create the administrator account"</button>
             </form>
         </div>
