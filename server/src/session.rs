@@ -194,13 +194,7 @@ pub async fn require_sign_in(State(services): State<Services>, req: Request, nex
         _ => {}
     }
     if path == "/login" && signed_in {
-        let query = req.uri().query().unwrap_or_default();
-        let next = query
-            .split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .find(|(k, _)| *k == "next")
-            .map(|(_, v)| decode(v))
-            .unwrap_or_default();
+        let next = crate::share_auth::query_param(req.uri().query(), "next").unwrap_or_default();
         return Redirect::to(&safe_next(&next)).into_response();
     }
     if signed_in || is_open(&path) {
