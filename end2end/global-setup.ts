@@ -1,6 +1,6 @@
 import { request } from '@playwright/test';
 
-/** The administrator the SQLite and PostgreSQL test servers create at start-up (serve.sh). */
+/** The administrator the SQLite, PostgreSQL and unsandboxed test servers create at start-up (serve.sh). */
 export const ADMIN = { username: 'admin', password: 'e2e-admin-password' };
 
 /** Signs in on each test server through the sign-in form's endpoint and keeps the session cookie. */
@@ -8,6 +8,7 @@ export default async function globalSetup() {
   for (const [name, port] of [
     ['sqlite', 3301],
     ['postgres', 3302],
+    ['unsandboxed', 3304],
   ] as const) {
     const baseURL = `http://127.0.0.1:${port}`;
     const context = await request.newContext({ baseURL, extraHTTPHeaders: { Origin: baseURL } });

@@ -1,13 +1,17 @@
 import { defineConfig } from '@playwright/test';
 
 // Every test runs twice: against a server on SQLite and one on PostgreSQL. The tests in
-// defaults.spec.ts run once, against a server started as `scripts/start.sh` starts it.
+// defaults.spec.ts run once, against a server started as `scripts/start.sh` starts it; those in
+// unsandboxed.spec.ts once, against a server with PERGOLA_SANDBOX=off.
 const backends = [
   { name: 'sqlite', port: 3301 },
   { name: 'postgres', port: 3302 },
   { name: 'defaults', port: 3303 },
+  { name: 'unsandboxed', port: 3304 },
 ];
-const defaultsOnly = /defaults\.spec\.ts$/;
+/** The tests of the servers that run only their own file. */
+const own: Record<string, RegExp> = { defaults: /defaults\.spec\.ts$/, unsandboxed: /unsandboxed\.spec\.ts$/ };
+const special = /(defaults|unsandboxed)\.spec\.ts$/;
 
 export default defineConfig({
   testDir: './tests',
@@ -41,7 +45,7 @@ export default defineConfig({
       // start.sh starts it, whose first visit sets the instance up.
       ...(name === 'defaults' ? {} : { storageState: `.auth/${name}.json` }),
     },
-    ...(name === 'defaults' ? { testMatch: defaultsOnly } : { testIgnore: defaultsOnly }),
+    ...(own[name] ? { testMatch: own[name] } : { testIgnore: special }),
   })),
   webServer: backends.map(({ name, port }) => ({
     command: `bash serve.sh ${name} ${port}`,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts the release server for the end-to-end tests.
-# Usage: serve.sh sqlite|postgres|defaults PORT
+# Usage: serve.sh sqlite|postgres|unsandboxed|defaults PORT
 #   sqlite, postgres: a fresh database and data dir in /tmp, a 5 s grace period.
+#   unsandboxed: as sqlite, with PERGOLA_SANDBOX=off.
 #   defaults: as `scripts/start.sh` runs it — from a workspace root (a fresh one whose `target`
 #   is this one's, so `./data` starts empty), with every PERGOLA_* setting at its default: the
 #   data dir is the relative `./data` and the database `./data/pergola.db`.
@@ -29,11 +30,14 @@ case "$backend" in
   sqlite)
     export DATABASE_URL="sqlite://$dir/pergola.db"
     ;;
+  unsandboxed)
+    export DATABASE_URL="sqlite://$dir/pergola.db" PERGOLA_SANDBOX=off
+    ;;
   postgres)
     admin="${PERGOLA_TEST_POSTGRES_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
     psql "$admin" -qc "DROP DATABASE IF EXISTS pergola_e2e WITH (FORCE)" -c "CREATE DATABASE pergola_e2e"
     export DATABASE_URL="${admin%/*}/pergola_e2e"
     ;;
-  *) echo "usage: serve.sh sqlite|postgres|defaults PORT" >&2; exit 2 ;;
+  *) echo "usage: serve.sh sqlite|postgres|unsandboxed|defaults PORT" >&2; exit 2 ;;
 esac
 exec target/release/pergola-server

@@ -163,6 +163,8 @@ const SUSPEND: &str = "/api/v1/projects/{project}/stages/{stage}/suspend";
 const RESUME: &str = "/api/v1/projects/{project}/stages/{stage}/resume";
 const RESTORE: &str = "/api/v1/projects/{project}/stages/{stage}/restore";
 const RETENTION: &str = "/api/v1/settings/retention";
+const LIMITS: &str = "/api/v1/settings/limits";
+const ISOLATION: &str = "/api/v1/settings/isolation";
 const BUILDS: &str = "/api/v1/projects/{project}/builds";
 const RELEASES: &str = "/api/v1/projects/{project}/stages/{stage}/releases";
 const REDEPLOY: &str = "/api/v1/projects/{project}/stages/{stage}/releases/{number}/redeploy";
@@ -432,6 +434,35 @@ async fn settings(api: &Api, _env: &Env) {
     assert_eq!(problem(&r, 422, "validation")["field"], "retention_dev");
     problem(&api.call("PUT", RETENTION, &[], "", Some(json!({"dev_days": "two"}))).await, 400, "malformed-request");
     assert_eq!(api.call("GET", RETENTION, &[], "", None).await.body["dev_days"], 2, "refusal changed nothing");
+    // Resource limits per stage type.
+    let defaults = api.call("GET", LIMITS, &[], "", None).await.body;
+    assert_eq!(
+        defaults["prod"],
+        json!({"memory_mib": 2048, "processes": 512, "open_files": 4096, "cpu_nice": 0, "oom_score_adj": 0})
+    );
+    assert_eq!(defaults["dev"]["oom_score_adj"], 800);
+    let mut wanted = defaults.clone();
+    wanted["dev"]["memory_mib"] = json!(256);
+    wanted["qa"]["cpu_nice"] = json!(19);
+    let r = api.call("PUT", LIMITS, &[], "", Some(wanted.clone())).await;
+    assert_eq!((r.status, &r.body), (200, &wanted));
+    let mut bad = wanted.clone();
+    bad["prod"]["cpu_nice"] = json!(20);
+    let r = api.call("PUT", LIMITS, &[], "", Some(bad)).await;
+    assert_eq!(problem(&r, 422, "validation")["field"], "limits_prod_cpu_nice");
+    let mut bad = wanted.clone();
+    bad["dev"]["processes"] = json!(-1);
+    assert_eq!(
+        problem(&api.call("PUT", LIMITS, &[], "", Some(bad)).await, 422, "validation")["field"],
+        "limits_dev_processes"
+    );
+    let mut bad = wanted.clone();
+    bad["dev"]["open_files"] = json!("many");
+    problem(&api.call("PUT", LIMITS, &[], "", Some(bad)).await, 400, "malformed-request");
+    problem(&api.call("PUT", LIMITS, &[], "", Some(json!({"dev": wanted["dev"]}))).await, 400, "malformed-request");
+    assert_eq!(api.call("GET", LIMITS, &[], "", None).await.body, wanted, "refusals changed nothing");
+    // This test server runs nothing: there is no isolation to report.
+    problem(&api.call("GET", ISOLATION, &[], "", None).await, 404, "not-found");
 }
 
 async fn unknown_routes(api: &Api, _env: &Env) {
@@ -667,6 +698,7 @@ async fn everything(api: &Api, p: &str) -> Value {
         (USERS, vec![], ""),
         (INVITATIONS, vec![], ""),
         (RETENTION, vec![], ""),
+        (LIMITS, vec![], ""),
         (STAGES, vec![p], ""),
         (STAGES, vec![p], "?archived=true"),
         (BUILDS, vec![p], ""),
@@ -837,6 +869,7 @@ async fn permissions(api: &Api, _env: &Env) {
         let mut cases = vec![
             Case { method: "GET", template: PROJECTS, args: vec![], body: None, needs: None },
             Case { method: "GET", template: RETENTION, args: vec![], body: None, needs: None },
+            Case { method: "GET", template: LIMITS, args: vec![], body: None, needs: None },
             Case {
                 method: "GET",
                 template: PROJECT,
@@ -943,6 +976,13 @@ async fn permissions(api: &Api, _env: &Env) {
                 template: RETENTION,
                 args: vec![],
                 body: Some(json!({"dev_days": 1, "qa_days": 7, "prod_days": 30})),
+                needs: Some((A::AdministerPolicies, None)),
+            },
+            Case {
+                method: "PUT",
+                template: LIMITS,
+                args: vec![],
+                body: Some(serde_json::to_value(pergola_domain::LimitsPolicy::default()).unwrap()),
                 needs: Some((A::AdministerPolicies, None)),
             },
         ];
@@ -1159,6 +1199,9 @@ fn the_openapi_document_covers_every_route() {
         format!("POST {RESTORE}"),
         format!("GET {RETENTION}"),
         format!("PUT {RETENTION}"),
+        format!("GET {LIMITS}"),
+        format!("PUT {LIMITS}"),
+        format!("GET {ISOLATION}"),
         format!("GET {CONFIG}"),
         format!("PUT {CONFIG_KEY}"),
         format!("DELETE {CONFIG_KEY}"),

@@ -12,7 +12,7 @@
 
 use async_trait::async_trait;
 use pergola_domain::runtime::{ComponentStatus, LogLine};
-use pergola_domain::{ComponentSpec, StageEvent};
+use pergola_domain::{ComponentSpec, Isolation, ResourceLimits, StageEvent};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -42,6 +42,8 @@ pub struct StageSpec {
     pub config: BTreeMap<String, String>,
     /// Where the commands run (the build's files).
     pub workdir: PathBuf,
+    /// The limits of each component: its stage type's.
+    pub limits: ResourceLimits,
 }
 
 /// How a stop went, per service.
@@ -196,6 +198,10 @@ pub trait Runtime: Send + Sync {
     /// not report stages as started when nothing runs them.
     fn runs_stages(&self) -> bool {
         true
+    }
+    /// How components are isolated and their limits enforced (`None`: nothing runs).
+    fn isolation(&self) -> Option<Isolation> {
+        None
     }
 }
 

@@ -45,6 +45,7 @@ all_backends!(
     restore_after_the_due_date_is_refused_even_before_purge,
     purge_deletes_only_due_stages_and_frees_their_ids,
     retention_changes_apply_to_stages_archived_afterwards,
+    limits_per_stage_type_reach_the_runtime_and_only_administrators_change_them,
     names_are_stored_verbatim,
     configuration_masks_secrets_survives_restore_and_is_purged,
     builds_and_releases,
@@ -372,6 +373,37 @@ async fn retention_changes_apply_to_stages_archived_afterwards(env: &Env) {
     assert_eq!(s.retention().await.unwrap(), policy, "refused input changes nothing");
 }
 
+async fn limits_per_stage_type_reach_the_runtime_and_only_administrators_change_them(env: &Env) {
+    use pergola_domain::{Limit, LimitsPolicy};
+    let runs = std::sync::Arc::new(FakeRuntime::default());
+    let s = env.as_admin(&env.services.with_runtime(runs.clone(), std::time::Duration::from_secs(5)));
+    assert_eq!(s.limits().await.unwrap(), LimitsPolicy::default());
+    let p = project(env, "Shop").await;
+    s.create_stage(&p, "dev", StageType::Dev, None).await.unwrap();
+    s.create_stage(&p, "prod", StageType::Prod, None).await.unwrap();
+    // A maintainer of the project is no administrator of the instance.
+    let maintainer = env.member("mia", &p, pergola_domain::Role::Maintainer).await;
+    let mut wanted = LimitsPolicy::default();
+    wanted.dev.memory_mib = 128;
+    wanted.dev.processes = 64;
+    let e = maintainer.set_limits(wanted).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Forbidden);
+    let mut bad = wanted;
+    bad.prod.open_files = 1;
+    assert!(s.set_limits(bad).await.unwrap_err().is_for(&Limit::OpenFiles.field(StageType::Prod)));
+    assert_eq!(s.limits().await.unwrap(), LimitsPolicy::default(), "refusals change nothing");
+    assert_eq!(s.set_limits(wanted).await.unwrap(), wanted);
+    assert_eq!(s.limits().await.unwrap(), wanted);
+    // Each stage's components get their type's limits.
+    let dir = std::env::temp_dir().display().to_string();
+    s.register_build(&p, MANIFEST, &dir).await.unwrap();
+    s.deploy(&p, "dev", 1).await.unwrap();
+    s.deploy(&p, "prod", 1).await.unwrap();
+    let given = runs.limits.lock().unwrap().clone();
+    assert_eq!(given, [("dev".to_owned(), wanted.dev), ("prod".to_owned(), wanted.prod)]);
+    assert_eq!(given[0].1.memory_mib, 128);
+}
+
 async fn names_are_stored_verbatim(env: &Env) {
     let s = &env.admin;
     let p = project(env, "Robert'); DROP TABLE projects;--").await;
@@ -527,6 +559,8 @@ struct FakeRuntime {
     active: std::sync::atomic::AtomicUsize,
     overlapped: std::sync::atomic::AtomicBool,
     runs: std::sync::Mutex<Vec<(i64, std::collections::BTreeMap<String, String>)>>,
+    /// The limits each start was given, with its stage.
+    limits: std::sync::Mutex<Vec<(String, pergola_domain::ResourceLimits)>>,
     graces: std::sync::Mutex<Vec<std::time::Duration>>,
     /// Starts of this stage fail.
     fail_stage: Option<String>,
@@ -553,6 +587,7 @@ impl pergola_core::Runtime for FakeRuntime {
             self.overlapped.store(true, SeqCst);
         }
         tokio::time::sleep(self.run_takes).await;
+        self.limits.lock().unwrap().push((spec.key.stage.clone(), spec.limits));
         self.runs.lock().unwrap().push((spec.release, spec.config));
         self.active.fetch_sub(1, SeqCst);
         Ok(())

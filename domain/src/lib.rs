@@ -8,6 +8,7 @@
 pub mod access;
 pub mod error;
 pub mod ids;
+pub mod limits;
 pub mod manifest;
 pub mod model;
 pub mod name;
@@ -27,6 +28,7 @@ pub use access::{
 };
 pub use error::{Error, ErrorKind};
 pub use ids::{derive_id, numbered_id, suggestion_stem, typed_id, validate_id, IdKind, MAX_ID_LEN, RESERVED_IDS};
+pub use limits::{Isolation, Limit, LimitsPolicy, ResourceLimits};
 pub use manifest::{parse_manifest, ComponentKind, ComponentSpec, Manifest, ManifestError, Schedule};
 pub use model::{
     validate_config, Build, ConfigEntry, IdCheck, Project, ProjectOverview, Release, Stage, StageActivity,

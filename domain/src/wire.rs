@@ -8,6 +8,7 @@
 //! is answered with a validation problem naming the field (422) rather than a malformed-request
 //! one (400).
 
+use crate::limits::{Limit, LimitsPolicy};
 use crate::{check_grace, Error, RetentionPolicy, StageType};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -215,6 +216,63 @@ impl RetentionInput {
     pub fn parse(self) -> Result<RetentionPolicy, Error> {
         let [dev, qa, prod] = [self.dev_days, self.qa_days, self.prod_days].map(|d| d.to_string());
         RetentionPolicy::parse(&dev, &qa, &prod)
+    }
+}
+
+/// The limits of one stage type's components (bounds as on the admin page).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LimitsInputRow {
+    /// Memory per component, in MiB.
+    #[cfg_attr(feature = "openapi", schema(minimum = 16, maximum = 1048576))]
+    #[serde(deserialize_with = "whole")]
+    pub memory_mib: i64,
+    /// Processes (and threads) per component.
+    #[cfg_attr(feature = "openapi", schema(minimum = 8, maximum = 1048576))]
+    #[serde(deserialize_with = "whole")]
+    pub processes: i64,
+    /// Open files per process.
+    #[cfg_attr(feature = "openapi", schema(minimum = 32, maximum = 1048576))]
+    #[serde(deserialize_with = "whole")]
+    pub open_files: i64,
+    /// Nice value: 0 (the server's priority) to 19 (lowest).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 19))]
+    #[serde(deserialize_with = "whole")]
+    pub cpu_nice: i64,
+    /// Out-of-memory preference: 0 to 1000 (ended first).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1000))]
+    #[serde(deserialize_with = "whole")]
+    pub oom_score_adj: i64,
+}
+
+/// The resource limits of every stage type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LimitsInput {
+    pub dev: LimitsInputRow,
+    pub qa: LimitsInputRow,
+    pub prod: LimitsInputRow,
+}
+
+impl LimitsInput {
+    /// The policy, or which value is out of range (`limits_<type>_<limit>`), with the
+    /// dashboard's messages.
+    pub fn parse(self) -> Result<LimitsPolicy, Error> {
+        LimitsPolicy::parse(|t, limit| {
+            let row = match t {
+                StageType::Dev => self.dev,
+                StageType::Qa => self.qa,
+                StageType::Prod => self.prod,
+            };
+            let value = match limit {
+                Limit::Memory => row.memory_mib,
+                Limit::Processes => row.processes,
+                Limit::OpenFiles => row.open_files,
+                Limit::CpuNice => row.cpu_nice,
+                Limit::OomScoreAdj => row.oom_score_adj,
+            };
+            value.to_string()
+        })
     }
 }
 

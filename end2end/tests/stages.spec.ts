@@ -244,6 +244,55 @@ test('an administrator adjusts retention; it applies to stages deleted afterward
   }
 });
 
+test("an administrator adjusts a stage type's resource limits; the next start of its components gets them", async ({ page, consoleErrors }) => {
+  await open(page, '/admin');
+  const section = page.getByRole('region', { name: 'Resource limits' });
+  // How this machine enforces them, and no banner: components run sandboxed here.
+  await expect(section).toContainText(/Enforced here with (cgroup v2|cgroup v1|rlimits): memory by/);
+  await expect(page.getByRole('complementary', { name: 'Sandbox off' })).toHaveCount(0);
+  const dev = section.getByRole('group', { name: 'DEV' });
+  const files = dev.getByLabel('Open files');
+  const nice = dev.getByLabel('CPU nice (0–19)');
+  await expect(files).toHaveValue('1024');
+  await expect(nice).toHaveValue('10');
+  await expect(section.getByRole('group', { name: 'PROD' }).getByLabel('Out-of-memory preference (0–1000)')).toHaveValue('0');
+  await nice.fill('20');
+  await section.getByRole('button', { name: 'Save limits' }).click();
+  await expect(section.getByText('CPU nice (0–19) for DEV must be a whole number from 0 to 19.')).toBeVisible();
+  await expect(nice).toHaveAttribute('aria-invalid', 'true');
+  const restore = async () => {
+    await open(page, '/admin');
+    const dev = page.getByRole('region', { name: 'Resource limits' }).getByRole('group', { name: 'DEV' });
+    await dev.getByLabel('Open files').fill('1024');
+    await dev.getByLabel('CPU nice (0–19)').fill('10');
+    await page.getByRole('button', { name: 'Save limits' }).click();
+    await expect(page.getByText('Saved. Applies to components started from now on.')).toBeVisible();
+  };
+  try {
+    await nice.fill('13');
+    await files.fill('200');
+    await section.getByRole('button', { name: 'Save limits' }).click();
+    await expect(section.getByText('Saved. Applies to components started from now on.')).toBeVisible();
+    await page.reload();
+    await expect(page.getByRole('region', { name: 'Resource limits' }).getByRole('group', { name: 'DEV' }).getByLabel('Open files')).toHaveValue('200');
+    // A DEV stage's job reports what it was started with.
+    const project = await createProject(page);
+    await createStage(page, 'Dev');
+    const base = `/api/v1/projects/${project}`;
+    const manifest = '[[component]]\nname = "probe"\nkind = "job"\ncommand = "sh"\n' +
+      'args = ["-c", "echo files=$(ulimit -n) nice=$(cut -d\' \' -f19 /proc/self/stat)"]\n';
+    const build = fs.mkdtempSync('/tmp/pergola-e2e-limits-');
+    expect((await api(page).post(`${base}/builds`, { data: { manifest, workdir: build } })).status()).toBe(201);
+    expect((await api(page).post(`${base}/stages/dev/releases`, { data: { build: 1 } })).status()).toBe(201);
+    await expect.poll(async () => {
+      const lines = await (await api(page).get(`${base}/stages/dev/components/probe/logs`)).json();
+      return lines.map((l: { line: string }) => l.line);
+    }).toContain('files=200 nice=13');
+  } finally {
+    await restore();
+  }
+});
+
 test('stage settings hold the configuration; secrets are masked and never sent back', async ({ page, consoleErrors }) => {
   const project = await createProject(page);
   await createStage(page, 'QA', { type: 'qa' });

@@ -47,7 +47,14 @@ impl Rig {
     fn spec(&self, components: Vec<ComponentSpec>) -> StageSpec {
         let mut config = BTreeMap::new();
         config.insert("GREETING".to_owned(), "hello from config".to_owned());
-        StageSpec { key: self.key.clone(), release: 1, components, config, workdir: self.dir.clone() }
+        StageSpec {
+            key: self.key.clone(),
+            release: 1,
+            components,
+            config,
+            workdir: self.dir.clone(),
+            limits: Default::default(),
+        }
     }
 
     async fn wait_for(&self, what: &str, mut done: impl FnMut(&Self) -> bool) {

@@ -28,7 +28,14 @@ impl Rig {
     }
 
     fn spec(&self, components: Vec<ComponentSpec>) -> StageSpec {
-        StageSpec { key: self.key.clone(), release: 1, components, config: BTreeMap::new(), workdir: self.dir.clone() }
+        StageSpec {
+            key: self.key.clone(),
+            release: 1,
+            components,
+            config: BTreeMap::new(),
+            workdir: self.dir.clone(),
+            limits: Default::default(),
+        }
     }
 
     async fn wait_for(&self, what: &str, secs: u64, mut done: impl FnMut(&Self) -> bool) {

@@ -3,8 +3,10 @@
 
 mod common;
 
-use pergola_domain::{ComponentKind, ComponentSpec};
-use pergola_runtime::{ComponentState, LocalRuntime, Runtime, RuntimeError, Sandbox, StageKey, StageSpec, SANDBOX_UID};
+use pergola_domain::{ComponentKind, ComponentSpec, ResourceLimits};
+use pergola_runtime::{
+    ComponentState, Enforcer, LocalRuntime, Runtime, RuntimeError, Sandbox, StageKey, StageSpec, SANDBOX_UID,
+};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -49,6 +51,7 @@ impl Rig {
             components,
             config: BTreeMap::new(),
             workdir: self.build.clone(),
+            limits: Default::default(),
         }
     }
 
@@ -355,6 +358,7 @@ async fn without_a_working_sandbox_no_stage_starts_unless_it_is_off() {
         components: vec![sh("web", ComponentKind::Service, "exec sleep 60")],
         config: BTreeMap::new(),
         workdir: dir.clone(),
+        limits: Default::default(),
     };
     let e = broken.start(spec.clone(), GRACE).await.unwrap_err();
     assert!(matches!(e, RuntimeError::Sandbox(_)), "{e}");
@@ -401,6 +405,7 @@ async fn unsandboxed_components_are_stopped_through_their_process_group() {
         components: vec![polite, stubborn],
         config: BTreeMap::new(),
         workdir: dir.clone(),
+        limits: Default::default(),
     };
     off.start(spec, GRACE).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -419,4 +424,113 @@ async fn unsandboxed_components_are_stopped_through_their_process_group() {
     }
     let _ = std::process::Command::new("chmod").arg("-R").arg("u+w").arg(&dir).status();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Limits small enough to hit in a test.
+fn tight() -> ResourceLimits {
+    ResourceLimits { memory_mib: 64, processes: 24, open_files: 64, cpu_nice: 10, oom_score_adj: 800 }
+}
+
+/// Whether memory and process limits are enforced here: by a cgroup, or by rlimits for a server
+/// that is not root (the kernel does not apply `RLIMIT_NPROC` to root).
+fn limits_enforced() -> bool {
+    let mode = Enforcer::detect().mode();
+    if mode == "rlimits" && unsafe { libc::geteuid() } == 0 {
+        eprintln!(
+            "SKIPPED: no cgroup can be created here and the tests run as root: {}",
+            Enforcer::detect().describe()
+        );
+        return false;
+    }
+    true
+}
+
+#[tokio::test]
+async fn the_stage_types_limits_apply_to_every_process_of_a_component() {
+    let Some(rig) = Rig::new() else { return };
+    let script = "echo files=$(ulimit -n); echo oom=$(cat /proc/self/oom_score_adj); \
+                  echo nice=$(cut -d' ' -f19 /proc/self/stat); \
+                  sh -c 'echo child-files=$(ulimit -n) child-oom=$(cat /proc/self/oom_score_adj)'; echo END";
+    let spec = StageSpec { limits: tight(), ..rig.spec("dev", 1, vec![sh("probe", ComponentKind::Job, script)]) };
+    rig.runtime.start(spec, GRACE).await.unwrap();
+    rig.wait_for("the probe's output", |r| r.logs("dev", "probe").contains(&"END".to_owned())).await;
+    let logs = rig.logs("dev", "probe");
+    for expected in ["files=64", "oom=800", "nice=10", "child-files=64 child-oom=800"] {
+        assert!(logs.contains(&expected.to_owned()), "{expected} missing from {logs:?}");
+    }
+    // PROD's defaults: its own CPU priority, no out-of-memory preference.
+    let logs = rig.run("prod", "probe", "echo oom=$(cat /proc/self/oom_score_adj) files=$(ulimit -n)").await;
+    assert_eq!(logs, [format!("oom=0 files={}", ResourceLimits::default().open_files)]);
+}
+
+#[tokio::test]
+async fn a_fork_bomb_is_contained_and_the_other_stages_keep_running() {
+    let Some(rig) = Rig::new() else { return };
+    if !limits_enforced() {
+        return;
+    }
+    let prod = rig.spec("prod", 1, vec![sh("web", ComponentKind::Service, "echo up; exec sleep 600")]);
+    rig.runtime.start(prod, GRACE).await.unwrap();
+    rig.wait_for("prod", |r| r.logs("prod", "web").contains(&"up".to_owned())).await;
+    // Forks until the system refuses, then says how many it got, and keeps them.
+    let script =
+        "import os, time\nn = 0\nwhile True:\n    try:\n        pid = os.fork()\n    except OSError:\n        \
+                print('refused after', n, flush=True)\n        time.sleep(600)\n    if pid == 0:\n        \
+                time.sleep(600)\n        os._exit(0)\n    n += 1\n";
+    let mut bomb = sh("bomb", ComponentKind::Service, "");
+    bomb.command = "python3".into();
+    bomb.args = vec!["-c".into(), script.into()];
+    let limits = ResourceLimits { memory_mib: 512, ..tight() };
+    let dev = StageSpec { limits, ..rig.spec("dev", 1, vec![bomb]) };
+    rig.runtime.start(dev, GRACE).await.unwrap();
+    rig.wait_for("the bomb", |r| r.logs("dev", "bomb").iter().any(|l| l.starts_with("refused after"))).await;
+    let line = rig.logs("dev", "bomb").into_iter().find(|l| l.starts_with("refused after")).unwrap();
+    let forks: u32 = line.trim_start_matches("refused after ").parse().unwrap();
+    assert!((4..tight().processes).contains(&forks), "{line}");
+    let dev_processes = || common::of_stage(&rig.data(), "dev");
+    // The sandbox's own process (bwrap outside) aside, at most the limit.
+    assert!(dev_processes() <= tight().processes as usize + 1, "{} processes of the bomb", dev_processes());
+    assert_eq!(rig.state("prod", "web"), Some(ComponentState::Running));
+    rig.runtime.stop(&StageKey::new("shop", "dev"), Duration::from_secs(1)).await;
+    rig.wait_for("the bomb to be gone", |_| dev_processes() == 0).await;
+    assert_eq!(rig.state("prod", "web"), Some(ComponentState::Running));
+    rig.runtime.stop(&StageKey::new("shop", "prod"), GRACE).await;
+}
+
+#[tokio::test]
+async fn memory_beyond_the_limit_ends_the_component_and_nothing_else() {
+    let Some(rig) = Rig::new() else { return };
+    if !limits_enforced() {
+        return;
+    }
+    // Holds 150 MB in a shell variable; 10 MB fits.
+    let hog = |mb: u32| format!("x=$(head -c {}000000 /dev/zero | tr '\\0' a); echo held ${{#x}}", mb);
+    let spec = StageSpec {
+        limits: tight(),
+        ..rig.spec("dev", 1, vec![sh("small", ComponentKind::Job, &hog(10)), sh("hog", ComponentKind::Job, &hog(150))])
+    };
+    rig.runtime.start(spec, GRACE).await.unwrap();
+    let done = |r: &Rig, c: &str| {
+        matches!(r.state("dev", c), Some(ComponentState::Completed | ComponentState::Crashed | ComponentState::Stopped))
+    };
+    rig.wait_for("both jobs", |r| done(r, "small") && done(r, "hog")).await;
+    rig.wait_for("the small job's output", |r| r.logs("dev", "small").contains(&"held 10000000".to_owned())).await;
+    let status = rig.runtime.status(&StageKey::new("shop", "dev"));
+    let hog_status = status.iter().find(|c| c.name == "hog").unwrap();
+    assert_ne!(hog_status.exit_code, Some(0), "the hog was not stopped: {:?}", rig.logs("dev", "hog"));
+    assert!(!rig.logs("dev", "hog").iter().any(|l| l.starts_with("held 150")), "{:?}", rig.logs("dev", "hog"));
+}
+
+#[tokio::test]
+async fn the_dashboard_is_told_how_components_are_isolated_and_limited() {
+    let Some(rig) = Rig::new() else { return };
+    let report = rig.runtime.isolation_report();
+    assert_eq!(report.sandbox, "bubblewrap");
+    assert!(!report.unsandboxed());
+    assert_eq!(report.limits, Enforcer::detect().mode());
+    assert!(report.limits_detail.contains("RLIMIT_NOFILE"), "{}", report.limits_detail);
+    let off = LocalRuntime::new(rig.dir.join("off")).with_sandbox(Sandbox::Off);
+    let report = off.isolation_report();
+    assert_eq!(report.sandbox, "off");
+    assert!(report.unsandboxed() && report.sandbox_detail.contains("PERGOLA_SANDBOX=off"));
 }

@@ -65,6 +65,8 @@ async fn run() -> Result<(), String> {
         (true, false) => tracing::error!("{}", runtime.sandbox_status()),
         (false, _) => tracing::warn!("{}", runtime.sandbox_status()),
     }
+    let limits = runtime.isolation_report();
+    tracing::info!(mode = limits.limits, "resource limits per stage type: {}", limits.limits_detail);
     let share_domain = config.share_domain.clone();
     let share_port = config.share_port.unwrap_or(addr.port());
     // Secret configuration values are sealed at rest with the server's key.

@@ -23,7 +23,10 @@ pub use releases::{
     deploy, list_builds, redeploy, register_build, stage_runtime, Deploy, ListBuilds, Redeploy, RegisterBuild,
     StageActivity, StageRuntime,
 };
-pub use settings::{get_retention, set_retention, GetRetention, SetRetention};
+pub use settings::{
+    get_isolation, get_limits, get_retention, set_limits, set_retention, GetIsolation, GetLimits, GetRetention,
+    SetLimits, SetRetention,
+};
 pub use sharing::{
     create_guest_link, get_sharing, revoke_guest_link, set_visibility, CreateGuestLink, GetSharing, RevokeGuestLink,
     SetVisibility,

@@ -12,6 +12,7 @@ mod config;
 mod demo;
 mod events;
 mod lifecycle;
+mod limits;
 mod projects;
 mod proxy_cache;
 mod releases;

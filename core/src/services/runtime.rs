@@ -142,6 +142,7 @@ impl Services {
                 })
                 .collect::<Result<_, Error>>()?,
             workdir: current.build.workdir.into(),
+            limits: self.limits().await?.of(stage.stage_type),
         };
         self.runtime.start(spec, grace(stage)).await.map_err(|e| {
             tracing::error!(project = stage.project_id, stage = stage.id, error = %e, "could not start the release");

@@ -80,6 +80,8 @@ pub(super) async fn run_job(component: Arc<Component>, launch: Launch, schedule:
             None
         }
     };
+    // Its cgroups go with its last process (the next cron run makes them again).
+    launch.limits.release();
     let cron = component.read(|s| s.kind) == ComponentKind::Cron;
     match code {
         Some(0) if cron => {}

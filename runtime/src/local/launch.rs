@@ -1,6 +1,7 @@
 //! What a component's process is started with: program, arguments, working directory,
 //! environment and sandbox; and the port a service gets.
 
+use super::limits::Applied;
 use super::sandbox::{self, Mounts, SANDBOX_PATH};
 use super::LocalRuntime;
 use crate::StageSpec;
@@ -29,6 +30,8 @@ pub(super) struct Launch {
     pub(super) tmp: PathBuf,
     /// `bwrap` and its arguments (up to the program) when it runs sandboxed.
     pub(super) sandbox: Option<(PathBuf, Vec<OsString>)>,
+    /// Its resource limits (applied between fork and exec).
+    pub(super) limits: Applied,
 }
 
 impl Launch {
@@ -104,6 +107,7 @@ impl LocalRuntime {
             env,
             tmp: tmp.to_path_buf(),
             sandbox,
+            limits: self.limits.prepare(&self.cgroup_path(&spec.key, &c.name), &spec.limits)?,
         })
     }
 

@@ -14,12 +14,14 @@
 mod component;
 mod jobs;
 mod launch;
+mod limits;
 mod process;
 mod reaper;
 mod release;
 mod sandbox;
 mod supervise;
 
+pub use limits::Enforcer;
 pub use release::{MAX_RELEASE_BYTES, MAX_RELEASE_FILES};
 pub use sandbox::{Sandbox, SANDBOX_UID};
 
@@ -32,7 +34,7 @@ use component::Component;
 use jobs::{run_cron, run_job, CronTiming};
 use launch::assign_port;
 use pergola_core::EventSink;
-use pergola_domain::{ComponentKind, ComponentSpec, Schedule};
+use pergola_domain::{ComponentKind, ComponentSpec, Isolation, Schedule};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -59,6 +61,11 @@ pub struct LocalRuntime {
     checked: Mutex<Option<Sandbox>>,
     /// Directories never copied into a release (besides the runtime's own).
     hidden: Vec<PathBuf>,
+    /// What enforces the components' resource limits.
+    limits: Enforcer,
+    /// This runtime's directory in the components' cgroups (several servers, or test runs, on
+    /// one machine keep theirs apart): a hash of its data directory.
+    cgroup: String,
 }
 
 struct StageRun {
@@ -77,14 +84,39 @@ impl LocalRuntime {
     /// for every stage, and `sandbox/` (the sandbox's `passwd` and `group`). It is created
     /// if need be, and a relative one is taken from the current directory, once, here.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = absolute_dir(data_dir.into());
         Self {
-            data_dir: absolute_dir(data_dir.into()),
+            cgroup: limits::instance_name(&data_dir),
+            data_dir,
             stages: Mutex::new(HashMap::new()),
             cron: CronTiming { tick: None, now: Arc::new(Utc::now) },
             events: Mutex::new(None),
             sandbox: None,
             checked: Mutex::new(None),
             hidden: Vec::new(),
+            limits: Enforcer::detect(),
+        }
+    }
+
+    /// Enforces the components' limits with `enforcer` rather than with what
+    /// [`Enforcer::detect`] found.
+    pub fn with_enforcer(mut self, enforcer: Enforcer) -> Self {
+        self.limits = enforcer;
+        self
+    }
+
+    /// How components are isolated and their limits enforced, for the dashboard.
+    pub fn isolation_report(&self) -> Isolation {
+        let sandbox = match self.sandbox() {
+            Ok(Sandbox::Bubblewrap(_)) => "bubblewrap",
+            Ok(Sandbox::Off) => "off",
+            Err(_) => "unavailable",
+        };
+        Isolation {
+            sandbox: sandbox.into(),
+            sandbox_detail: self.sandbox_status(),
+            limits: self.limits.mode().into(),
+            limits_detail: self.limits.describe(),
         }
     }
 
@@ -137,6 +169,11 @@ impl LocalRuntime {
                 .into(),
             Err(why) => format!("no stage can start: {why}"),
         }
+    }
+
+    /// The cgroup of a component, under the limits' base.
+    fn cgroup_path<'a>(&'a self, key: &'a StageKey, component: &'a str) -> [&'a str; 4] {
+        [&self.cgroup, &key.project, &key.stage, component]
     }
 
     /// Where the files of a stage's release are copied.
@@ -336,6 +373,7 @@ impl Runtime for LocalRuntime {
         let components: Vec<_> =
             self.stages.lock().expect("stages lock").get(key).map(|r| r.components.clone()).unwrap_or_default();
         for c in components {
+            self.limits.release(&self.cgroup_path(key, &c.name));
             let running_job = c.read(|s| s.state) == ComponentState::Running
                 && !report.terminated.contains(&c.name)
                 && !report.killed.contains(&c.name);
@@ -377,5 +415,9 @@ impl Runtime for LocalRuntime {
     /// where they did.
     fn observe(&self, sink: EventSink) {
         *self.events.lock().expect("events lock") = Some(sink);
+    }
+
+    fn isolation(&self) -> Option<Isolation> {
+        Some(self.isolation_report())
     }
 }

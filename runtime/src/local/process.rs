@@ -38,6 +38,14 @@ pub(super) fn spawn(component: &Arc<Component>, launch: &Launch) -> std::io::Res
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    // Its cgroups, made again if its last process removed them.
+    launch.limits.ensure()?;
+    let limits = launch.limits.clone();
+    // SAFETY: `Applied::pre_exec` makes only async-signal-safe calls, on values prepared
+    // before the fork.
+    unsafe {
+        command.pre_exec(move || limits.pre_exec());
+    }
     let mut child = command.spawn()?;
     if let Some(out) = child.stdout.take() {
         tokio::spawn(capture(component.clone(), "stdout", out));

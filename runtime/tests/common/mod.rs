@@ -47,3 +47,18 @@ pub fn files_named(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+/// `PERGOLA_STAGE` of process `pid` (the stage a component process belongs to).
+#[allow(dead_code)]
+pub fn stage_of(pid: i32) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    environ
+        .split(|b| *b == 0)
+        .find_map(|v| v.strip_prefix(b"PERGOLA_STAGE=").map(|s| String::from_utf8_lossy(s).into()))
+}
+
+/// The marked processes of `data` that belong to stage `stage`.
+#[allow(dead_code)]
+pub fn of_stage(data: &Path, stage: &str) -> usize {
+    marked(data).into_iter().filter(|(pid, _)| stage_of(*pid).as_deref() == Some(stage)).count()
+}

@@ -1,6 +1,8 @@
-//! `/admin`: the administrator's page — users (`users.rs`) and the retention of archived
-//! stages per type.
+//! `/admin`: the administrator's page — users (`users.rs`), the retention of archived stages
+//! per type, and the resource limits per type with how this machine enforces them
+//! (`limits.rs`).
 
+mod limits;
 mod users;
 
 use crate::api::{get_retention, SetRetention};
@@ -27,6 +29,7 @@ pub fn AdminPage() -> impl IntoView {
                 }
             })}
         </Transition>
+        <limits::Limits/>
     }
 }
 
