@@ -4,7 +4,7 @@
 //! `cargo run --release -p pergola-runtime --example suspend_bench`
 
 use pergola_domain::{ComponentKind, ComponentSpec};
-use pergola_runtime::{LocalRuntime, Runtime, StageKey, StageSpec};
+use pergola_runtime::{LocalRuntime, Runtime, StageKey, StageSpec, StopMode};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,7 @@ async fn measure(runtime: &LocalRuntime, stage: &str, script: &str, grace: Durat
         // Let every process install its signal handling.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let started = Instant::now();
-        let report = runtime.stop(&key, grace).await;
+        let report = runtime.stop(&key, grace, StopMode::Suspend).await;
         times.push(started.elapsed());
         assert_eq!(report.terminated.len() + report.killed.len(), 10);
     }

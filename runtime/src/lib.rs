@@ -46,7 +46,9 @@ mod local;
 mod probe;
 
 pub use local::{LocalRuntime, Sandbox, MAX_RELEASE_BYTES, MAX_RELEASE_FILES, SANDBOX_UID};
-pub use pergola_core::runtime::{EventSink, EventStream, Runtime, RuntimeError, StageKey, StageSpec, StopReport};
+pub use pergola_core::runtime::{
+    EventSink, EventStream, Runtime, RuntimeError, StageKey, StageSpec, StopMode, StopReport,
+};
 pub use pergola_domain::runtime::{ComponentState, ComponentStatus, Health, LogLine};
 
 /// How many output lines are kept per component.
