@@ -8,8 +8,14 @@
 //! - `release`: the read-only copy of a build a release runs from;
 //! - `process`: spawning a process in its own group, capturing its output, signalling it;
 //! - `supervise`: services and workers, restarted with back-off until stopped;
-//! - `jobs`: jobs and cron runs;
+//! - `jobs`: jobs and cron runs (tracked per release, once per release for jobs);
 //! - `reaper`: processes an earlier, killed server left behind.
+//!
+//! Under its data directory: `storage/<project>/<stage>/<volume>` (kept until the purge),
+//! `releases/<project>/<stage>/<release>` (read-only copies), `jobs/<project>/<stage>/<release>/
+//! <job>` (which jobs ran for which release: a fact that outlives the server), `tmp/<project>/
+//! <stage>/<start>/<component>` (wiped when the stage stops, and at its first start by a new
+//! server) and `sandbox/`. [`Runtime::forget`] deletes everything of a stage but `sandbox/`.
 
 mod component;
 mod jobs;
