@@ -23,7 +23,7 @@ pub mod store;
 pub mod testing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use runtime::{EventSink, NoRuntime, Runtime, RuntimeError, StageKey, StageSpec, StopReport};
+pub use runtime::{EventSink, NoRuntime, Runtime, RuntimeError, StageKey, StageSpec, StopMode, StopReport};
 pub use secrets::SecretBox;
 pub use services::Services;
 pub use store::{connect, Store, StoreError};

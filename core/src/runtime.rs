@@ -46,12 +46,26 @@ pub struct StageSpec {
     pub limits: ResourceLimits,
 }
 
-/// How a stop went, per service.
+/// How far a [`Runtime::stop`] goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopMode {
+    /// A suspend: services and workers stop (SIGTERM, the grace period, SIGKILL) and schedules
+    /// stop at once, but jobs and cron runs already started go on to completion (the seed:
+    /// "already started jobs are not affected and will run till completion").
+    Suspend,
+    /// Everything stops, jobs and cron runs already started too (SIGTERM, the grace period,
+    /// SIGKILL): the stage is deleted, another release replaces it, it is purged, or the
+    /// server shuts down.
+    Halt,
+}
+
+/// How a stop went, per component stopped: services and workers, and with [`StopMode::Halt`]
+/// the jobs and cron runs that were still going.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StopReport {
-    /// Services that exited after SIGTERM within the grace period.
+    /// Components that exited after SIGTERM within the grace period.
     pub terminated: Vec<String>,
-    /// Services that were still running after the grace period and got SIGKILL.
+    /// Components that were still running after the grace period and got SIGKILL.
     pub killed: Vec<String>,
 }
 
@@ -177,12 +191,22 @@ impl EventStream {
 #[async_trait]
 pub trait Runtime: Send + Sync {
     /// Starts every component of `spec`; what ran on the stage is stopped first (gracefully,
-    /// within `grace`).
+    /// within `grace`): as for a suspend when it ran the same release (a resume: a job or cron
+    /// run still going goes on), else entirely ([`StopMode::Halt`]). A job runs once per
+    /// release: one that already ran for `spec.release` (before a suspend, a delete, a server
+    /// restart) is not run again, and shows as completed. A start that fails leaves nothing of
+    /// `spec` running (the error says why).
     async fn start(&self, spec: StageSpec, grace: Duration) -> Result<(), RuntimeError>;
-    /// Stops a stage's services gracefully (SIGTERM, up to `grace`, SIGKILL). Jobs already
-    /// started run to completion. Storage is kept; temporary data is wiped.
-    async fn stop(&self, key: &StageKey, grace: Duration) -> StopReport;
-    /// Deletes a purged stage's persistent storage for good.
+    /// Stops a stage's components gracefully (SIGTERM, up to `grace`, SIGKILL) and its
+    /// schedules at once; jobs and cron runs already started go on to completion with
+    /// [`StopMode::Suspend`], and are stopped too with [`StopMode::Halt`]. Storage is kept;
+    /// temporary data is wiped (a run still going keeps its own until it ends).
+    async fn stop(&self, key: &StageKey, grace: Duration, mode: StopMode) -> StopReport;
+    /// Forgets a purged stage for good: whatever still runs of it is killed, what was
+    /// observed of it (components, logs) is dropped, and its temporary data, its release
+    /// copies, what it recorded of its jobs and its persistent storage are deleted. `Err`:
+    /// something could not be deleted; the services then keep the stage (archived, due) and
+    /// ask again at the next purge, so it must be safe to call again.
     async fn forget(&self, key: &StageKey) -> Result<(), RuntimeError>;
     /// The components of a stage as observed now (empty when it runs nothing).
     fn status(&self, key: &StageKey) -> Vec<ComponentStatus>;
@@ -215,7 +239,7 @@ impl Runtime for NoRuntime {
     async fn start(&self, _: StageSpec, _: Duration) -> Result<(), RuntimeError> {
         Ok(())
     }
-    async fn stop(&self, _: &StageKey, _: Duration) -> StopReport {
+    async fn stop(&self, _: &StageKey, _: Duration, _: StopMode) -> StopReport {
         StopReport::default()
     }
     async fn forget(&self, _: &StageKey) -> Result<(), RuntimeError> {

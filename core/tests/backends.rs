@@ -56,6 +56,9 @@ all_backends!(
     suspend_resume_suspend_while_the_stop_is_slow,
     reconcile_resumes_a_stage_whose_resume_was_pending,
     reconcile_goes_on_when_a_stage_cannot_start,
+    a_failed_resume_or_restore_says_why_in_the_timeline,
+    a_suspend_lets_started_jobs_finish_and_a_delete_stops_them,
+    a_purge_the_runtime_cannot_finish_keeps_the_stage_and_is_retried,
     the_timeline_records_what_happened,
     secrets_are_sealed_at_rest_and_reach_the_runtime_in_clear,
     racing_deploys_leave_the_newest_release_running,
@@ -564,6 +567,11 @@ struct FakeRuntime {
     graces: std::sync::Mutex<Vec<std::time::Duration>>,
     /// Starts of this stage fail.
     fail_stage: Option<String>,
+    /// How far each stop went.
+    modes: std::sync::Mutex<Vec<pergola_core::StopMode>>,
+    /// This many forgets fail (then they succeed); every forget is counted.
+    forget_fails: std::sync::atomic::AtomicUsize,
+    forgets: std::sync::atomic::AtomicUsize,
 }
 
 impl FakeRuntime {
@@ -592,14 +600,29 @@ impl pergola_core::Runtime for FakeRuntime {
         self.active.fetch_sub(1, SeqCst);
         Ok(())
     }
-    async fn stop(&self, _: &pergola_core::StageKey, grace: std::time::Duration) -> pergola_core::StopReport {
+    async fn stop(
+        &self,
+        _: &pergola_core::StageKey,
+        grace: std::time::Duration,
+        mode: pergola_core::StopMode,
+    ) -> pergola_core::StopReport {
         self.graces.lock().unwrap().push(grace);
+        self.modes.lock().unwrap().push(mode);
         if self.hold_stops {
             self.release_stops.notified().await;
         }
         pergola_core::StopReport { terminated: vec!["web".into()], killed: vec!["worker".into()] }
     }
-    async fn forget(&self, _: &pergola_core::StageKey) -> Result<(), pergola_core::RuntimeError> {
+    async fn forget(&self, key: &pergola_core::StageKey) -> Result<(), pergola_core::RuntimeError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.forgets.fetch_add(1, SeqCst);
+        if self.forget_fails.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(pergola_core::RuntimeError::Storage {
+                what: "cannot delete the stage's storage",
+                path: std::path::PathBuf::from("/storage").join(&key.project).join(&key.stage),
+                source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            });
+        }
         Ok(())
     }
     fn status(&self, _: &pergola_core::StageKey) -> Vec<pergola_domain::runtime::ComponentStatus> {
@@ -770,7 +793,83 @@ async fn reconcile_goes_on_when_a_stage_cannot_start(env: &Env) {
     for stage in ["b", "c"] {
         assert_eq!(s2.events(&p, stage).await.unwrap()[0].message, "Started again: the server restarted.");
     }
-    assert_ne!(s2.events(&p, "a").await.unwrap()[0].message, "Started again: the server restarted.");
+    // The stage that could not start says why in its timeline.
+    let why = &s2.events(&p, "a").await.unwrap()[0];
+    assert_eq!(why.kind, pergola_domain::EventKind::Crashed);
+    assert_eq!(why.message, "Release 1 could not be started: component 'web': broken");
+}
+
+async fn a_failed_resume_or_restore_says_why_in_the_timeline(env: &Env) {
+    let broken = std::sync::Arc::new(FakeRuntime { fail_stage: Some("qa".into()), ..Default::default() });
+    let s = env.as_admin(&env.services.with_runtime(broken.clone(), std::time::Duration::from_secs(5)));
+    let p = project(env, "Shop").await;
+    s.register_build(&p, MANIFEST, &std::env::temp_dir().display().to_string()).await.unwrap();
+    s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
+    let e = s.deploy(&p, "qa", 1).await.unwrap_err();
+    assert!(e.message.contains("could not be started"), "{}", e.message);
+    let failed = |events: Vec<pergola_domain::StageEvent>| {
+        events.iter().filter(|e| e.message == "Release 1 could not be started: component 'web': broken").count()
+    };
+    assert_eq!(failed(s.events(&p, "qa").await.unwrap()), 1, "one event per failed start");
+    s.suspend_stage(&p, "qa").await.unwrap();
+    assert!(s.resume_stage(&p, "qa").await.is_err());
+    assert_eq!(failed(s.events(&p, "qa").await.unwrap()), 2);
+    s.delete_stage(&p, "qa").await.unwrap();
+    assert!(s.restore_stage(&p, "qa").await.is_err());
+    assert_eq!(failed(s.events(&p, "qa").await.unwrap()), 3);
+}
+
+async fn a_suspend_lets_started_jobs_finish_and_a_delete_stops_them(env: &Env) {
+    use pergola_core::StopMode;
+    let fake = std::sync::Arc::new(FakeRuntime::default());
+    let s = env.as_admin(&env.services.with_runtime(fake.clone(), std::time::Duration::from_secs(5)));
+    let p = project(env, "Shop").await;
+    s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
+    s.suspend_stage(&p, "qa").await.unwrap();
+    s.resume_stage(&p, "qa").await.unwrap();
+    s.delete_stage(&p, "qa").await.unwrap();
+    assert_eq!(*fake.modes.lock().unwrap(), [StopMode::Suspend, StopMode::Halt]);
+}
+
+async fn a_purge_the_runtime_cannot_finish_keeps_the_stage_and_is_retried(env: &Env) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let fake = std::sync::Arc::new(FakeRuntime { forget_fails: 2.into(), ..Default::default() });
+    let s = env.as_admin(&env.services.with_runtime(fake.clone(), std::time::Duration::from_secs(5)));
+    let p = project(env, "Shop").await;
+    for id in ["qa", "dev"] {
+        create(&s, &p, id, "dev", None).await.unwrap();
+        s.delete_stage(&p, id).await.unwrap();
+    }
+    assert!(s.purge_due().await.unwrap().is_empty());
+    assert_eq!(fake.forgets.load(SeqCst), 0, "nothing is due yet: nothing is forgotten");
+    env.clock.advance(Duration::days(1));
+    // Both are due; the runtime cannot delete their files: both stay archived (due: no
+    // longer restorable) and keep their IDs.
+    assert!(s.purge_due().await.unwrap().is_empty());
+    let archived = s.list_stages(&p, true).await.unwrap();
+    assert_eq!(archived.len(), 2, "{archived:?}");
+    assert_eq!(s.restore_stage(&p, "qa").await.unwrap_err().kind, ErrorKind::Expired);
+    assert!(!s.check_stage_id(&p, "qa").await.unwrap().available);
+    // The next purge tries again, and then forgets them.
+    let mut purged = s.purge_due().await.unwrap();
+    purged.sort();
+    assert_eq!(purged, [(p.clone(), "dev".to_owned()), (p.clone(), "qa".to_owned())]);
+    assert_eq!(fake.forgets.load(SeqCst), 4);
+    assert!(s.list_stages(&p, true).await.unwrap().is_empty());
+    assert!(s.check_stage_id(&p, "qa").await.unwrap().available);
+    assert!(s.purge_due().await.unwrap().is_empty());
+    assert_eq!(fake.forgets.load(SeqCst), 4, "a purged stage is not forgotten twice");
+    // In the store: only a due, archived stage is purged.
+    let now = env.clock.now_for_tests();
+    s.create_stage(&p, "qa", StageType::Dev, None).await.unwrap();
+    assert!(!s.store().purge_stage(&p, "qa", now).await.unwrap(), "a live stage is never purged");
+    s.delete_stage(&p, "qa").await.unwrap();
+    assert!(s.store().due_for_purge(now).await.unwrap().is_empty());
+    assert!(!s.store().purge_stage(&p, "qa", now).await.unwrap(), "not due yet");
+    let later = now + Duration::days(1);
+    assert_eq!(s.store().due_for_purge(later).await.unwrap(), [(p.clone(), "qa".to_owned())]);
+    assert!(s.store().purge_stage(&p, "qa", later).await.unwrap());
+    assert!(!s.store().purge_stage(&p, "qa", later).await.unwrap());
 }
 
 async fn the_timeline_records_what_happened(env: &Env) {

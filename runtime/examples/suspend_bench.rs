@@ -6,7 +6,7 @@
 //! `cargo run --release -p pergola-runtime --example suspend_bench`
 
 use pergola_domain::{ComponentKind, ComponentSpec, ResourceLimits};
-use pergola_runtime::{Enforcer, LocalRuntime, Runtime, Sandbox, StageKey, StageSpec};
+use pergola_runtime::{Enforcer, LocalRuntime, Runtime, Sandbox, StageKey, StageSpec, StopMode};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -58,7 +58,7 @@ async fn measure(
         // Let every process install its signal handling.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let stopping = Instant::now();
-        let report = runtime.stop(&key, grace).await;
+        let report = runtime.stop(&key, grace, StopMode::Suspend).await;
         stops.push(stopping.elapsed());
         assert_eq!(report.terminated.len() + report.killed.len(), SERVICES);
     }

@@ -15,24 +15,40 @@
 //!   and its restarts are counted; an HTTP health check marks it healthy / unhealthy; each
 //!   gets a port (the manifest's when it is free, else any free one) passed as `PORT`;
 //! - **workers** run continuously like services, without a port;
-//! - **jobs** run once per start, to completion;
-//! - **cron** components run as jobs whenever their schedule matches, only while the stage runs;
+//! - **jobs** run once per release, to completion: a start of the same release (resume,
+//!   restore, server restart) does not run a job that already ran for it (a record under the
+//!   runtime's data directory says so, `jobs/<project>/<stage>/<release>/<job>`); the job shows
+//!   as completed and its log says "already ran for release N (how it ended)";
+//! - **cron** components run as jobs whenever their schedule matches, only while the stage runs,
+//!   each run in a fresh, empty `TMPDIR` deleted after it;
+//! - job runs and cron runs are tracked like services: visible while they run; when their
+//!   process ends, what is left of its process group (sandboxed: of its sandbox) is killed;
 //! - stdout and stderr are kept line by line (the last [`LOG_LINES`] per component), read as
 //!   bytes: a line longer than [`MAX_LINE_BYTES`] (16 KiB) is cut (the rest of it is read and
 //!   discarded, the kept part ends with ` … [line cut at 16 KiB]`), invalid UTF-8 is shown
 //!   lossily, and the pipes are drained as long as the process lives, so no output (no
 //!   newline ever, binary garbage) can grow the server's memory or make the process block or
 //!   get SIGPIPE; what is kept per component stays under about 8 MiB;
-//! - **stop** (suspend, archive, redeploy) sends SIGTERM to every service's process group (in a
-//!   sandbox: to every process in it),
-//!   waits up to the grace period, then sends SIGKILL to what is left; jobs already started
-//!   are not touched and run to completion; temporary directories are wiped, storage is kept.
+//! - **stop** sends SIGTERM to every service's process group (in a sandbox: to every process in
+//!   it), waits up to the grace period, then sends SIGKILL to what is left, and stops the cron
+//!   schedules; with [`StopMode::Suspend`] jobs and cron runs already started are not touched
+//!   and run to completion, with [`StopMode::Halt`] (delete, another release, purge, server
+//!   shutdown) they are stopped the same way as services; temporary directories are wiped,
+//!   storage is kept;
+//! - **start** stops what ran first (a suspend's stop for the same release: its runs still going
+//!   go on; a halt for another release), prepares every component and records the jobs it runs
+//!   before it starts anything: a start that fails leaves nothing running, scheduled or
+//!   recorded;
+//! - **forget** (purge) kills what still runs, drops what was observed (components, logs) and
+//!   deletes the stage's temporary data, job records, release copies and storage; when a
+//!   deletion fails it says so, and the services ask again at their next purge.
 //!
 //! Each process gets the environment: manifest `env`, then the stage configuration, then what
 //! the platform sets — `PORT` (services), `PERGOLA_RUNTIME` (marks the processes of this
 //! runtime, so the ones a killed server left behind are stopped when it starts again), `PERGOLA_PROJECT`, `PERGOLA_STAGE`,
 //! `PERGOLA_COMPONENT`, `PERGOLA_STORAGE_<NAME>` (a per-stage directory per volume, kept across
-//! suspend and redeploy) and `TMPDIR` (a per-run directory, wiped when the stage stops). In the
+//! suspend and redeploy) and `TMPDIR` (a per-start directory, wiped when the stage stops; a
+//! job's or cron run's own, fresh per run). In the
 //! sandbox these are `/storage/<volume>` and `/tmp`, and `PATH` is the sandbox's; unsandboxed
 //! they are absolute host paths (under the runtime's data directory, made absolute when it is
 //! created), since each process runs in its release's directory. The whole environment (`NAME=value` of
@@ -46,7 +62,9 @@ mod local;
 mod probe;
 
 pub use local::{Enforcer, LocalRuntime, Sandbox, MAX_RELEASE_BYTES, MAX_RELEASE_FILES, SANDBOX_UID};
-pub use pergola_core::runtime::{EventSink, EventStream, Runtime, RuntimeError, StageKey, StageSpec, StopReport};
+pub use pergola_core::runtime::{
+    EventSink, EventStream, Runtime, RuntimeError, StageKey, StageSpec, StopMode, StopReport,
+};
 pub use pergola_domain::runtime::{ComponentState, ComponentStatus, Health, LogLine};
 
 /// How many output lines are kept per component.

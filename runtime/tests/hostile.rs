@@ -6,7 +6,7 @@
 mod common;
 
 use pergola_domain::{parse_manifest, ComponentKind, ComponentSpec, ResourceLimits};
-use pergola_runtime::{ComponentState, LocalRuntime, Runtime, Sandbox, StageKey, StageSpec, MAX_LINE_BYTES};
+use pergola_runtime::{ComponentState, LocalRuntime, Runtime, Sandbox, StageKey, StageSpec, StopMode, MAX_LINE_BYTES};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -191,12 +191,12 @@ async fn the_hostile_build_is_contained_and_the_other_stage_keeps_running() {
 
     // A stop ends every process of the hostile stage within the grace period (1 s).
     let started = Instant::now();
-    rig.runtime.stop(&StageKey::new("shop", "dev"), Duration::from_secs(1)).await;
+    rig.runtime.stop(&StageKey::new("shop", "dev"), Duration::from_secs(1), StopMode::Halt).await;
     rig.wait_for("every hostile process to end", |r| common::of_stage(&r.data(), "dev") == 0).await;
     assert!(started.elapsed() < Duration::from_secs(10), "the stop took {:?}", started.elapsed());
     assert_eq!(rig.state("prod", "web"), Some(ComponentState::Running));
     assert!(rss().saturating_sub(before) < 64 << 20);
-    rig.runtime.stop(&StageKey::new("shop", "prod"), Duration::from_secs(5)).await;
+    rig.runtime.stop(&StageKey::new("shop", "prod"), Duration::from_secs(5), StopMode::Halt).await;
 }
 
 #[tokio::test]
@@ -212,6 +212,6 @@ async fn without_the_sandbox_the_same_attacks_succeed() {
     assert!(snoop.iter().any(|l| l.starts_with("secret in /proc/")), "{snoop:#?}");
     rig.wait_for_line("vandal", "vandalised").await;
     assert!(volume.join("owned").exists(), "{:#?}", rig.logs("dev", "vandal"));
-    rig.runtime.stop(&StageKey::new("shop", "dev"), Duration::from_secs(1)).await;
-    rig.runtime.stop(&StageKey::new("shop", "prod"), Duration::from_secs(5)).await;
+    rig.runtime.stop(&StageKey::new("shop", "dev"), Duration::from_secs(1), StopMode::Halt).await;
+    rig.runtime.stop(&StageKey::new("shop", "prod"), Duration::from_secs(5), StopMode::Halt).await;
 }

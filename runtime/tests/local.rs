@@ -3,7 +3,9 @@
 mod common;
 
 use pergola_domain::{ComponentKind, ComponentSpec, EventKind};
-use pergola_runtime::{ComponentState, EventSink, EventStream, Health, LocalRuntime, Runtime, StageKey, StageSpec};
+use pergola_runtime::{
+    ComponentState, EventSink, EventStream, Health, LocalRuntime, Runtime, Sandbox, StageKey, StageSpec, StopMode,
+};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,6 +57,23 @@ impl Rig {
             workdir: self.dir.clone(),
             limits: Default::default(),
         }
+    }
+
+    /// Release `release` of the stage, with `config` as its configuration.
+    fn release(&self, release: i64, config: &[(&str, &str)], components: Vec<ComponentSpec>) -> StageSpec {
+        let config = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        StageSpec {
+            key: self.key.clone(),
+            release,
+            components,
+            config,
+            workdir: self.dir.clone(),
+            limits: Default::default(),
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
     }
 
     async fn wait_for(&self, what: &str, mut done: impl FnMut(&Self) -> bool) {
@@ -132,7 +151,8 @@ async fn a_service_gets_its_environment_and_its_output_is_kept() {
     web.env.insert("LEVEL".into(), "debug".into());
     std::env::set_var("PERGOLA_TEST_SECRET", "server-only");
     rig.runtime.start(rig.spec(vec![web]), GRACE).await.unwrap();
-    rig.wait_for("output", |r| r.logs("web").len() >= 2).await;
+    // The "started" line, then stdout and stderr (read separately: in either order).
+    rig.wait_for("output", |r| r.logs("web").len() >= 3).await;
     let logs = rig.logs("web");
     assert!(
         logs.contains(
@@ -143,7 +163,7 @@ async fn a_service_gets_its_environment_and_its_output_is_kept() {
     );
     assert!(logs.contains(&"stderr: warning".to_owned()), "{logs:?}");
     assert_eq!(rig.state("web").unwrap().0, ComponentState::Running);
-    let report = rig.runtime.stop(&rig.key, GRACE).await;
+    let report = rig.runtime.stop(&rig.key, GRACE, StopMode::Suspend).await;
     assert_eq!(report.terminated, ["web"]);
     assert_eq!(rig.state("web").unwrap().0, ComponentState::Stopped);
 }
@@ -183,7 +203,7 @@ async fn health_follows_the_http_probe() {
         [EventKind::Started, EventKind::Healthy],
         "a change of health is an event, a repeat is not"
     );
-    rig.runtime.stop(&rig.key, GRACE).await;
+    rig.runtime.stop(&rig.key, GRACE, StopMode::Suspend).await;
     assert_eq!(rig.state("good").unwrap().1, Health::Unknown, "no health without a process");
 }
 
@@ -209,7 +229,7 @@ async fn a_crashing_service_is_restarted_and_counted() {
         [EventKind::Started, EventKind::Crashed, EventKind::Restarted, EventKind::Crashed],
         "{kinds:?}"
     );
-    let report = rig.runtime.stop(&rig.key, GRACE).await;
+    let report = rig.runtime.stop(&rig.key, GRACE, StopMode::Suspend).await;
     assert!(report.killed.is_empty());
     let restarts = rig.state("flaky").unwrap().2;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -227,7 +247,7 @@ async fn suspend_terminates_a_service_that_honours_sigterm_without_waiting_for_t
     rig.runtime.start(rig.spec(vec![polite]), GRACE).await.unwrap();
     rig.wait_for("ready", |r| r.logs("polite").contains(&"stdout: ready".to_owned())).await;
     let started = Instant::now();
-    let report = rig.runtime.stop(&rig.key, GRACE).await;
+    let report = rig.runtime.stop(&rig.key, GRACE, StopMode::Suspend).await;
     assert!(started.elapsed() < GRACE, "did not wait for the grace period");
     assert_eq!((report.terminated, report.killed), (vec!["polite".to_owned()], vec![]));
     rig.wait_for("the goodbye line", |r| r.logs("polite").contains(&"stdout: bye".to_owned())).await;
@@ -252,7 +272,7 @@ async fn suspend_kills_a_service_that_ignores_sigterm_after_the_grace_period() {
         let status = rig.runtime.status(&rig.key).pop().unwrap();
         assert!(status.kill_in_secs.is_some_and(|s| s <= 2), "{status:?}");
     };
-    let (report, ()) = tokio::join!(rig.runtime.stop(&rig.key, grace), stopping);
+    let (report, ()) = tokio::join!(rig.runtime.stop(&rig.key, grace, StopMode::Suspend), stopping);
     assert!(started.elapsed() >= grace, "waited the grace period first");
     assert_eq!(rig.event_kinds("stubborn"), [EventKind::Started, EventKind::Killed]);
     assert_eq!(rig.runtime.status(&rig.key)[0].kill_in_secs, None);
@@ -277,7 +297,7 @@ async fn storage_survives_suspend_and_restart_but_temporary_data_does_not() {
     // The sandbox's /tmp is the component's temporary directory, under the runtime's root.
     let tmp_root = rig.dir.join("data/tmp");
     assert_eq!(common::files_named(&tmp_root, "scratch").len(), 1);
-    rig.runtime.stop(&rig.key, GRACE).await;
+    rig.runtime.stop(&rig.key, GRACE, StopMode::Suspend).await;
     assert!(common::files_named(&tmp_root, "scratch").is_empty(), "temporary data is lost on suspend");
     let volume = rig.runtime.storage_dir(&rig.key, "data");
     assert_eq!(std::fs::read_to_string(volume.join("counter")).unwrap(), "run\n", "storage is kept");
@@ -285,7 +305,7 @@ async fn storage_survives_suspend_and_restart_but_temporary_data_does_not() {
     rig.runtime.start(rig.spec(vec![app]), GRACE).await.unwrap();
     rig.wait_for("second run", |r| r.logs("app").iter().any(|l| l.starts_with("stdout: kept="))).await;
     assert!(rig.logs("app").contains(&"stdout: kept=run tmp=none".to_owned()), "{:?}", rig.logs("app"));
-    rig.runtime.stop(&rig.key, GRACE).await;
+    rig.runtime.stop(&rig.key, GRACE, StopMode::Suspend).await;
     rig.runtime.purge_storage(&rig.key).unwrap();
     assert!(!volume.exists(), "purge deletes storage for good");
 }
@@ -303,7 +323,7 @@ async fn a_started_job_runs_to_completion_during_a_suspend() {
     let web = sh("web", ComponentKind::Service, "exec sleep 60");
     rig.runtime.start(rig.spec(vec![job, web]), GRACE).await.unwrap();
     rig.wait_for("the job to start", |r| r.logs("migrate").contains(&"stdout: started".to_owned())).await;
-    let report = rig.runtime.stop(&rig.key, Duration::from_millis(200)).await;
+    let report = rig.runtime.stop(&rig.key, Duration::from_millis(200), StopMode::Suspend).await;
     assert_eq!(report.terminated, ["web"], "only services are stopped");
     let marker = rig.runtime.storage_dir(&rig.key, "out").join("marker");
     assert!(!marker.exists(), "the job is still running after the suspend");
@@ -322,7 +342,7 @@ async fn stopping_leaves_no_orphan_processes() {
     rig.wait_for("the grandchild's process", |_| common::running(&data, "sleep 300").len() == 1).await;
     let child = common::running(&data, "sleep 300");
     assert!(alive(child[0]));
-    rig.runtime.stop(&rig.key, Duration::from_secs(2)).await;
+    rig.runtime.stop(&rig.key, Duration::from_secs(2), StopMode::Suspend).await;
     rig.wait_for("the grandchild to be gone", |_| !alive(child[0])).await;
     rig.wait_for("nothing of the component to be left", |_| common::marked(&data).is_empty()).await;
 }
@@ -355,7 +375,7 @@ async fn cron_runs_on_schedule_only_while_the_stage_runs() {
     let checks_so_far = minute.load(Ordering::SeqCst);
     assert!(count() as i64 <= checks_so_far / 2 + 1, "it fires on even minutes only");
 
-    rig.runtime.stop(&rig.key, GRACE).await;
+    rig.runtime.stop(&rig.key, GRACE, StopMode::Suspend).await;
     tokio::time::sleep(Duration::from_millis(200)).await; // let a run that had started finish
     let suspended_at = count();
     assert_eq!(rig.state("tick").unwrap().0, ComponentState::Stopped);
@@ -364,7 +384,7 @@ async fn cron_runs_on_schedule_only_while_the_stage_runs() {
 
     rig.runtime.start(rig.spec(vec![cron]), GRACE).await.unwrap();
     rig.wait_for("runs after resuming", |_| count() > suspended_at).await;
-    rig.runtime.stop(&rig.key, GRACE).await;
+    rig.runtime.stop(&rig.key, GRACE, StopMode::Suspend).await;
 }
 
 #[tokio::test]
@@ -401,9 +421,9 @@ async fn services_get_free_ports_and_workers_none() {
     rig.runtime.start(StageSpec { key: other.clone(), ..spec }, GRACE).await.unwrap();
     let wanted_there = rig.runtime.status(&other).into_iter().find(|c| c.name == "wanted").unwrap().port.unwrap();
     assert_ne!(wanted_there, preferred);
-    let report = rig.runtime.stop(&rig.key, GRACE).await;
+    let report = rig.runtime.stop(&rig.key, GRACE, StopMode::Suspend).await;
     assert!(report.terminated.contains(&"queue".to_owned()), "workers are stopped like services");
-    rig.runtime.stop(&other, GRACE).await;
+    rig.runtime.stop(&other, GRACE, StopMode::Suspend).await;
     drop(busy);
 }
 
@@ -497,4 +517,240 @@ async fn a_relative_data_directory_still_gives_components_absolute_paths() {
     let volume = rig.dir.join("relative/storage/shop/qa/data");
     assert_eq!(std::fs::read_to_string(volume.join("file")).unwrap(), "kept\n");
     assert_eq!(std::fs::read_to_string(volume.join("from-tmp")).unwrap(), "scratch\n");
+}
+
+/// A job that honours SIGTERM, and one that ignores it (as do its children).
+fn long_jobs() -> Vec<ComponentSpec> {
+    vec![
+        sh(
+            "polite",
+            ComponentKind::Job,
+            "trap 'echo got TERM; exit 0' TERM; echo started; while :; do sleep 0.1; done",
+        ),
+        sh("stubborn", ComponentKind::Job, "trap '' TERM; echo started; while :; do sleep 0.1; done"),
+    ]
+}
+
+#[tokio::test]
+async fn a_delete_or_a_server_shutdown_stops_running_jobs_and_kills_those_ignoring_sigterm() {
+    for sandbox in [None, Some(Sandbox::Off)] {
+        let mut rig = Rig::new();
+        if let Some(sandbox) = sandbox {
+            rig.runtime = LocalRuntime::new(rig.data()).with_sandbox(sandbox);
+        }
+        jobs_are_stopped_by_a_delete_and_a_shutdown(rig).await;
+    }
+}
+
+async fn jobs_are_stopped_by_a_delete_and_a_shutdown(rig: Rig) {
+    let started = |r: &Rig| ["polite", "stubborn"].iter().all(|j| r.logs(j).contains(&"stdout: started".to_owned()));
+    rig.runtime.start(rig.spec(long_jobs()), GRACE).await.unwrap();
+    rig.wait_for("both jobs", started).await;
+    let pids: Vec<u32> = rig.runtime.status(&rig.key).iter().map(|c| c.pid.unwrap()).collect();
+    // A suspend lets them run; a delete (a halt) stops them: SIGTERM, the grace period, SIGKILL.
+    let report = rig.runtime.stop(&rig.key, Duration::from_millis(100), StopMode::Suspend).await;
+    assert_eq!(report, Default::default());
+    assert_eq!(rig.state("polite").unwrap().0, ComponentState::Running);
+    let begun = Instant::now();
+    let report = rig.runtime.stop(&rig.key, Duration::from_millis(700), StopMode::Halt).await;
+    assert!(begun.elapsed() >= Duration::from_millis(700), "the grace period is given");
+    assert_eq!((report.terminated, report.killed), (vec!["polite".to_owned()], vec!["stubborn".to_owned()]));
+    assert!(rig.logs("polite").contains(&"stdout: got TERM".to_owned()));
+    assert!(rig.logs("stubborn").iter().any(|l| l.ends_with("grace period; killed")), "{:?}", rig.logs("stubborn"));
+    for pid in pids {
+        assert!(!alive(pid as i32), "{pid} is gone");
+    }
+    assert!(common::marked(&rig.data()).is_empty(), "{:?}", common::marked(&rig.data()));
+    assert_eq!(rig.state("stubborn").unwrap().0, ComponentState::Stopped);
+
+    // A server shutdown stops a running job the same way.
+    let other = rig.release(2, &[], long_jobs());
+    rig.runtime.start(other, GRACE).await.unwrap();
+    rig.wait_for("the jobs of release 2", started).await;
+    rig.runtime.shutdown(Duration::from_millis(300)).await;
+    assert!(common::marked(&rig.data()).is_empty(), "{:?}", common::marked(&rig.data()));
+    assert!(!rig.data().join("tmp/shop/qa").exists(), "no temporary data is left");
+}
+
+#[tokio::test]
+async fn a_job_runs_once_per_release_and_a_new_release_stops_the_old_run() {
+    let mut job = sh(
+        "migrate",
+        ComponentKind::Job,
+        "echo \"run $REL\" >> \"$PERGOLA_STORAGE_OUT/runs\"; echo started; [ \"$REL\" = 1 ] && exec sleep 30; exit 0",
+    );
+    job.storage = vec!["out".into()];
+    let rig = Rig::new();
+    let runs = rig.runtime.storage_dir(&rig.key, "out").join("runs");
+    let runs = || std::fs::read_to_string(&runs).unwrap_or_default();
+    let one = rig.release(1, &[("REL", "1")], vec![job.clone()]);
+    rig.runtime.start(one.clone(), GRACE).await.unwrap();
+    rig.wait_for("the job", |r| r.logs("migrate").contains(&"stdout: started".to_owned())).await;
+    let pid = rig.runtime.status(&rig.key)[0].pid.unwrap();
+    // Suspended and resumed while it runs: it goes on, and is not started a second time.
+    rig.runtime.stop(&rig.key, GRACE, StopMode::Suspend).await;
+    rig.runtime.start(one.clone(), GRACE).await.unwrap();
+    assert_eq!(rig.runtime.status(&rig.key)[0].pid, Some(pid), "the same run, still tracked");
+    assert_eq!(rig.state("migrate").unwrap().0, ComponentState::Running);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(runs(), "run 1\n");
+    // A new release stops the old release's run, and runs its own.
+    rig.runtime.start(rig.release(2, &[("REL", "2")], vec![job.clone()]), Duration::from_secs(2)).await.unwrap();
+    assert!(!alive(pid as i32), "the run of release 1 was stopped");
+    rig.wait_for("release 2's run", |r| r.state("migrate").unwrap().0 == ComponentState::Completed).await;
+    assert_eq!(runs(), "run 1\nrun 2\n");
+    // Started again (a resume, a restore), release 2 does not run it again, and says so.
+    rig.runtime.stop(&rig.key, GRACE, StopMode::Halt).await;
+    rig.runtime.start(rig.release(2, &[("REL", "2")], vec![job.clone()]), GRACE).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(runs(), "run 1\nrun 2\n");
+    assert_eq!(rig.state("migrate").unwrap().0, ComponentState::Completed);
+    // Nor does a server that restarts (a new runtime on the same data directory).
+    rig.runtime.shutdown(GRACE).await;
+    let mut rig = rig;
+    rig.runtime = LocalRuntime::new(rig.data());
+    rig.runtime.start(rig.release(2, &[("REL", "2")], vec![job.clone()]), GRACE).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(runs(), "run 1\nrun 2\n");
+    let status = rig.runtime.status(&rig.key);
+    assert_eq!((status[0].state, status[0].exit_code), (ComponentState::Completed, Some(0)));
+    assert!(
+        rig.logs("migrate").iter().any(|l| l.starts_with("pergola: already ran for release 2 (exit code 0)")),
+        "{:?}",
+        rig.logs("migrate")
+    );
+    // Release 1 was stopped before it ended: it is not run again either, and says why.
+    rig.runtime.start(one, GRACE).await.unwrap();
+    assert!(rig.logs("migrate").iter().any(|l| l.starts_with("pergola: already ran for release 1 (stopped")));
+    rig.runtime.shutdown(GRACE).await;
+    assert_eq!(runs(), "run 1\nrun 2\n");
+}
+
+/// Sandboxed (the sandbox's PID namespace ends with the job's process) and not (its process
+/// group is killed).
+#[tokio::test]
+async fn what_a_job_leaves_running_is_killed_when_it_ends() {
+    for sandbox in [None, Some(Sandbox::Off)] {
+        let mut rig = Rig::new();
+        if let Some(sandbox) = sandbox {
+            rig.runtime = LocalRuntime::new(rig.data()).with_sandbox(sandbox);
+        }
+        let job = sh("spawner", ComponentKind::Job, "sleep 300 & echo \"child=$!\"; exit 0");
+        rig.runtime.start(rig.spec(vec![job]), GRACE).await.unwrap();
+        rig.wait_for("the job to end", |r| r.state("spawner").unwrap().0 == ComponentState::Completed).await;
+        assert!(rig.logs("spawner").iter().any(|l| l.starts_with("stdout: child=")));
+        rig.wait_for("its child to be gone", |r| common::running(&r.data(), "sleep 300").is_empty()).await;
+        assert!(common::marked(&rig.data()).is_empty());
+    }
+}
+
+#[tokio::test]
+async fn every_cron_run_gets_a_fresh_empty_tmpdir_deleted_after_it() {
+    for sandbox in [None, Some(Sandbox::Off)] {
+        cron_runs_get_a_fresh_empty_tmpdir(sandbox).await;
+    }
+}
+
+async fn cron_runs_get_a_fresh_empty_tmpdir(sandbox: Option<Sandbox>) {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let minute = Arc::new(AtomicI64::new(0));
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-28T12:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    let mut rig = Rig::new();
+    let mut runtime = LocalRuntime::new(rig.data()).with_cron_timing(Duration::from_millis(50), move || {
+        start + chrono::Duration::minutes(minute.fetch_add(1, Ordering::SeqCst))
+    });
+    if let Some(sandbox) = sandbox {
+        runtime = runtime.with_sandbox(sandbox);
+    }
+    rig.runtime = runtime;
+    // Each run leaves a file, and a child that writes another one after the run has ended.
+    let mut cron = sh(
+        "tick",
+        ComponentKind::Cron,
+        "echo \"seen=$(ls -A \"$TMPDIR\" | wc -l)\" >> \"$PERGOLA_STORAGE_OUT/seen\"; echo x > \"$TMPDIR/left\"; \
+         (sleep 0.3; echo late > \"$TMPDIR/late\") & exit 0",
+    );
+    cron.schedule = Some("* * * * *".into());
+    cron.storage = vec!["out".into()];
+    let seen = rig.runtime.storage_dir(&rig.key, "out").join("seen");
+    let seen = || std::fs::read_to_string(&seen).unwrap_or_default().lines().map(str::to_owned).collect::<Vec<_>>();
+    rig.runtime.start(rig.spec(vec![cron]), GRACE).await.unwrap();
+    rig.wait_for("eight runs", |_| seen().len() >= 8).await;
+    rig.runtime.stop(&rig.key, GRACE, StopMode::Suspend).await;
+    rig.wait_for("the last run to end", |r| r.state("tick").unwrap().0 == ComponentState::Stopped).await;
+    assert!(seen().iter().all(|l| l == "seen=0"), "{:?}", seen());
+    assert!(common::running(&rig.data(), "sleep 0.3").is_empty());
+    assert!(common::files_named(&rig.data().join("tmp"), "left").is_empty());
+    assert!(common::files_named(&rig.data().join("tmp"), "late").is_empty());
+}
+
+#[tokio::test]
+async fn purge_forgets_everything_of_the_stage_and_a_new_one_with_its_id_starts_afresh() {
+    let rig = Rig::new();
+    let mut web =
+        sh("web", ComponentKind::Service, "echo \"gen=$GEN\"; echo x > \"$PERGOLA_STORAGE_DATA/f\"; exec sleep 60");
+    web.storage = vec!["data".into()];
+    let job = sh("once", ComponentKind::Job, "echo \"job gen=$GEN\"");
+    let components = vec![web, job];
+    rig.runtime.start(rig.release(1, &[("GEN", "old")], components.clone()), GRACE).await.unwrap();
+    rig.wait_for("the old stage", |r| {
+        r.logs("web").contains(&"stdout: gen=old".to_owned()) && r.state("once").unwrap().0 == ComponentState::Completed
+    })
+    .await;
+    rig.runtime.stop(&rig.key, GRACE, StopMode::Halt).await;
+    rig.runtime.forget(&rig.key).await.unwrap();
+    assert!(rig.runtime.status(&rig.key).is_empty());
+    assert!(rig.logs("web").is_empty() && rig.logs("once").is_empty());
+    for dir in ["tmp", "jobs", "releases", "storage"] {
+        assert!(!rig.data().join(dir).join("shop/qa").exists(), "{dir} of the stage is deleted");
+    }
+    // Forgetting twice is fine (a purge that is retried).
+    rig.runtime.forget(&rig.key).await.unwrap();
+    // A new stage with the same ID: nothing of the old one, and its release 1 runs its job.
+    rig.runtime.start(rig.release(1, &[("GEN", "new")], components), GRACE).await.unwrap();
+    rig.wait_for("the new stage", |r| {
+        r.logs("web").contains(&"stdout: gen=new".to_owned()) && r.state("once").unwrap().0 == ComponentState::Completed
+    })
+    .await;
+    let all: Vec<String> = ["web", "once"].iter().flat_map(|c| rig.logs(c)).collect();
+    assert!(!all.iter().any(|l| l.contains("old") || l.contains("already ran")), "{all:?}");
+    assert!(all.contains(&"stdout: job gen=new".to_owned()), "{all:?}");
+    rig.runtime.shutdown(GRACE).await;
+}
+
+#[tokio::test]
+async fn a_start_failing_on_its_second_component_leaves_nothing_behind() {
+    let rig = Rig::new();
+    let web = sh("web", ComponentKind::Service, "exec sleep 60");
+    let job = sh("migrate", ComponentKind::Job, "echo migrated");
+    let mut bad = sh("tick", ComponentKind::Cron, "echo tick");
+    bad.schedule = Some("every now and then".into());
+    let mut good = bad.clone();
+    good.schedule = Some("* * * * *".into());
+    let nothing_left = |r: &Rig| {
+        assert!(common::marked(&r.data()).is_empty(), "{:?}", common::marked(&r.data()));
+        assert!(r.runtime.status(&r.key).iter().all(|c| c.state == ComponentState::Stopped));
+        let tmp = r.data().join("tmp/shop/qa");
+        assert!(std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0) == 0, "no temporary directory is left");
+        assert!(!r.data().join("jobs/shop/qa/1/migrate").exists(), "the job is not recorded as run");
+    };
+    // A cron schedule that does not parse.
+    let e = rig.runtime.start(rig.spec(vec![web.clone(), job.clone(), bad]), GRACE).await.unwrap_err();
+    assert!(e.to_string().contains("component 'tick'"), "{e}");
+    nothing_left(&rig);
+    // A second component whose storage cannot be created (its stage's storage is a file).
+    let mut stored = good.clone();
+    stored.storage = vec!["out".into()];
+    let storage = rig.data().join("storage/shop/qa");
+    std::fs::create_dir_all(storage.parent().unwrap()).unwrap();
+    std::fs::write(&storage, "not a directory").unwrap();
+    let e = rig.runtime.start(rig.spec(vec![web.clone(), job.clone(), stored]), GRACE).await.unwrap_err();
+    assert!(e.to_string().contains("component 'tick'"), "{e}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    nothing_left(&rig);
+    std::fs::remove_file(&storage).unwrap();
+    // Fixed: it starts, and the job runs (it had not run).
+    rig.runtime.start(rig.spec(vec![web, job, good]), GRACE).await.unwrap();
+    rig.wait_for("the job", |r| r.logs("migrate").contains(&"stdout: migrated".to_owned())).await;
+    rig.runtime.shutdown(GRACE).await;
 }

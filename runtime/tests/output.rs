@@ -4,7 +4,7 @@
 
 use pergola_domain::{ComponentKind, ComponentSpec};
 use pergola_runtime::{
-    ComponentState, LocalRuntime, Runtime, RuntimeError, StageKey, StageSpec, MAX_ENV_BYTES, MAX_LINE_BYTES,
+    ComponentState, LocalRuntime, Runtime, RuntimeError, StageKey, StageSpec, StopMode, MAX_ENV_BYTES, MAX_LINE_BYTES,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -100,7 +100,7 @@ async fn two_hundred_megabytes_without_a_newline_keep_memory_bounded() {
     assert_eq!(out.len(), 2, "{:?}", out.iter().map(|l| l.len()).collect::<Vec<_>>());
     assert_eq!(out[0], format!("{}{CUT_MARK}", "\0".repeat(MAX_LINE_BYTES)));
     assert_eq!(rig.state("flood"), Some((ComponentState::Running, 0)), "it goes on running");
-    rig.runtime.stop(&rig.key, GRACE).await;
+    rig.runtime.stop(&rig.key, GRACE, StopMode::Suspend).await;
 }
 
 #[tokio::test]
@@ -113,7 +113,7 @@ async fn invalid_utf8_does_not_stop_the_capture_nor_crash_the_component() {
     let out = rig.output("garbage");
     assert_eq!(out[..2], ["bad \u{fffd}\u{fffd} bytes", "normal"], "{out:?}");
     assert_eq!(rig.state("garbage"), Some((ComponentState::Running, 0)), "no crash, no restart");
-    rig.runtime.stop(&rig.key, GRACE).await;
+    rig.runtime.stop(&rig.key, GRACE, StopMode::Suspend).await;
 }
 
 #[tokio::test]

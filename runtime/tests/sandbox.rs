@@ -5,7 +5,7 @@ mod common;
 
 use pergola_domain::{ComponentKind, ComponentSpec, ResourceLimits};
 use pergola_runtime::{
-    ComponentState, Enforcer, LocalRuntime, Runtime, RuntimeError, Sandbox, StageKey, StageSpec, SANDBOX_UID,
+    ComponentState, Enforcer, LocalRuntime, Runtime, RuntimeError, Sandbox, StageKey, StageSpec, StopMode, SANDBOX_UID,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -257,7 +257,7 @@ async fn a_config_secret_is_visible_to_its_own_component_only() {
         );
     }
     assert!(logs.contains(&"path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned()), "{logs:?}");
-    rig.runtime.stop(&StageKey::new("shop", "prod"), GRACE).await;
+    rig.runtime.stop(&StageKey::new("shop", "prod"), GRACE, StopMode::Suspend).await;
 }
 
 #[tokio::test]
@@ -273,7 +273,7 @@ async fn a_process_escaping_with_setsid_is_still_stopped_on_suspend() {
     rig.wait_for("the escape", |r| r.logs("qa", "escaper").contains(&"escaped".to_owned())).await;
     assert!(common::marked(&rig.data()).len() >= 4, "bwrap, its init, the shell, the escaped shell");
     let started = Instant::now();
-    let report = rig.runtime.stop(&StageKey::new("shop", "qa"), Duration::from_secs(5)).await;
+    let report = rig.runtime.stop(&StageKey::new("shop", "qa"), Duration::from_secs(5), StopMode::Suspend).await;
     assert_eq!(report.terminated, ["escaper"]);
     rig.wait_for("every process to be gone", |r| common::marked(&r.data()).is_empty()).await;
     assert!(started.elapsed() < Duration::from_secs(5), "within the grace period");
@@ -291,7 +291,7 @@ async fn a_component_ignoring_sigterm_is_killed_after_the_grace_period() {
     rig.wait_for("ready", |r| r.logs("qa", "stubborn").contains(&"ready".to_owned())).await;
     let grace = Duration::from_millis(1500);
     let started = Instant::now();
-    let report = rig.runtime.stop(&StageKey::new("shop", "qa"), grace).await;
+    let report = rig.runtime.stop(&StageKey::new("shop", "qa"), grace, StopMode::Suspend).await;
     assert!(started.elapsed() >= grace);
     assert_eq!(report.killed, ["stubborn"]);
     rig.wait_for("every process to be gone", |r| common::marked(&r.data()).is_empty()).await;
@@ -304,20 +304,21 @@ async fn a_release_keeps_running_the_files_it_was_deployed_with() {
     let Some(rig) = Rig::new() else { return };
     std::fs::create_dir_all(rig.build.join("bin")).unwrap();
     let write = |version: &str| {
-        std::fs::write(rig.build.join("bin/app"), format!("#!/bin/sh\necho \"version {version} in $(pwd)\"\n"))
-            .unwrap();
+        let script = format!("#!/bin/sh\necho \"version {version} in $(pwd)\"\nexec sleep 60\n");
+        std::fs::write(rig.build.join("bin/app"), script).unwrap();
         let mut perms = std::fs::metadata(rig.build.join("bin/app")).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
         std::fs::set_permissions(rig.build.join("bin/app"), perms).unwrap();
     };
-    let job = ComponentSpec { command: "./bin/app".into(), args: vec![], ..sh("app", ComponentKind::Job, "") };
+    // A worker: a job would run once per release, not at every start.
+    let job = ComponentSpec { command: "./bin/app".into(), args: vec![], ..sh("app", ComponentKind::Worker, "") };
     let rig = &rig;
     let run = |release: i64| {
         let spec = rig.spec("qa", release, vec![job.clone()]);
         async move {
             rig.runtime.start(spec, GRACE).await.unwrap();
-            rig.wait_for("the job", |r| {
-                r.state("qa", "app") == Some(ComponentState::Completed) && !r.logs("qa", "app").is_empty()
+            rig.wait_for("the worker", |r| {
+                r.state("qa", "app") == Some(ComponentState::Running) && !r.logs("qa", "app").is_empty()
             })
             .await;
             rig.logs("qa", "app")
@@ -331,8 +332,9 @@ async fn a_release_keeps_running_the_files_it_was_deployed_with() {
     write("3");
     assert_eq!(run(1).await, ["version 1 in /app"], "rolled back");
     assert_eq!(run(2).await, ["version 2 in /app"]);
-    // Purging the stage deletes its copies.
+    // Purging the stage stops it and deletes its copies.
     rig.runtime.forget(&StageKey::new("shop", "qa")).await.unwrap();
+    assert!(common::marked(&rig.data()).is_empty());
     assert!(!rig.data().join("releases/shop/qa").exists());
 }
 
@@ -415,7 +417,7 @@ async fn unsandboxed_components_are_stopped_through_their_process_group() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(common::marked(&data).iter().all(|(_, cmd)| !cmd.contains("bwrap")), "not sandboxed");
-    let report = off.stop(&key, Duration::from_millis(1500)).await;
+    let report = off.stop(&key, Duration::from_millis(1500), StopMode::Suspend).await;
     assert_eq!((report.terminated, report.killed), (vec!["polite".to_owned()], vec!["stubborn".to_owned()]));
     let deadline = Instant::now() + Duration::from_secs(10);
     while !common::marked(&data).is_empty() || !off.logs(&key, "polite").iter().any(|l| l.line == "bye") {
@@ -491,10 +493,10 @@ async fn a_fork_bomb_is_contained_and_the_other_stages_keep_running() {
     // The sandbox's own process (bwrap outside) aside, at most the limit.
     assert!(dev_processes() <= tight().processes as usize + 1, "{} processes of the bomb", dev_processes());
     assert_eq!(rig.state("prod", "web"), Some(ComponentState::Running));
-    rig.runtime.stop(&StageKey::new("shop", "dev"), Duration::from_secs(1)).await;
+    rig.runtime.stop(&StageKey::new("shop", "dev"), Duration::from_secs(1), StopMode::Halt).await;
     rig.wait_for("the bomb to be gone", |_| dev_processes() == 0).await;
     assert_eq!(rig.state("prod", "web"), Some(ComponentState::Running));
-    rig.runtime.stop(&StageKey::new("shop", "prod"), GRACE).await;
+    rig.runtime.stop(&StageKey::new("shop", "prod"), GRACE, StopMode::Halt).await;
 }
 
 #[tokio::test]

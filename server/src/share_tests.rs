@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::Router;
 use pergola_core::services::Acting;
 use pergola_core::testing::{sqlite_env, Env, USER_PASSWORD};
-use pergola_core::{Runtime, RuntimeError, Services, StageKey, StageSpec, StopReport};
+use pergola_core::{Runtime, RuntimeError, Services, StageKey, StageSpec, StopMode, StopReport};
 use pergola_domain::runtime::{ComponentState, ComponentStatus, Health, LogLine};
 use pergola_domain::share::ShareBase;
 use pergola_domain::{ComponentKind, Role, StageType, Visibility};
@@ -33,7 +33,7 @@ impl Runtime for Fake {
     async fn start(&self, _: StageSpec, _: Duration) -> Result<(), RuntimeError> {
         Ok(())
     }
-    async fn stop(&self, _: &StageKey, _: Duration) -> StopReport {
+    async fn stop(&self, _: &StageKey, _: Duration, _: StopMode) -> StopReport {
         StopReport::default()
     }
     async fn forget(&self, _: &StageKey) -> Result<(), RuntimeError> {

@@ -1,7 +1,7 @@
 //! The lifecycle of a stage: suspend, resume, delete (archive), restore and purge.
 
 use super::{internal, Acting, Services};
-use crate::StageKey;
+use crate::{StageKey, StopMode};
 use pergola_domain::access::Action;
 use pergola_domain::{format_time, Error, EventKind, Stage, StageEvent, StageStatus};
 
@@ -16,7 +16,7 @@ impl Acting {
         let message = format!("Suspending: SIGTERM to every component, SIGKILL after {} s.", stage.grace_secs);
         self.record(project_id, stage_id, StageEvent::new(self.clock.now(), EventKind::Suspending, message)).await;
         let (project, id) = (project_id.to_owned(), stage_id.to_owned());
-        self.stop_then(stage, move |services, stopped| async move {
+        self.stop_then(stage, StopMode::Suspend, move |services, stopped| async move {
             services.settle_suspend(&project, &id, &stopped).await;
         })
         .await;
@@ -91,8 +91,8 @@ impl Acting {
         let message = format!("Deleted: archived, restorable until {}.", format_time(due));
         self.record(project_id, stage_id, StageEvent::new(now, EventKind::Archived, message)).await;
         // Archived first, so its share links answer 404 at once; then its components stop
-        // the same way as for a suspend.
-        self.stop_then(stage, |_, _| async {}).await;
+        // the same way as for a suspend, and its jobs and cron runs already started too.
+        self.stop_then(stage, StopMode::Halt, |_, _| async {}).await;
         self.any_stage(project_id, stage_id).await
     }
 
@@ -129,16 +129,29 @@ impl Acting {
 
 impl Services {
     /// Deletes, for good, every archived stage whose retention has run out; their IDs become
-    /// free again. Returns the (project, stage) IDs purged.
+    /// free again. The runtime forgets each first (what it ran, its files, its storage); a
+    /// stage it could not forget entirely stays archived (due, no longer restorable) and is
+    /// tried again at the next purge. Returns the (project, stage) IDs purged.
     pub async fn purge_due(&self) -> Result<Vec<(String, String)>, Error> {
-        let purged = self.store.purge_due(self.clock.now()).await;
-        self.proxy_cache.forget_all();
-        let purged = purged.map_err(internal("purge the due stages"))?;
-        for (project, stage) in &purged {
-            if let Err(e) = self.runtime.forget(&StageKey::new(project, stage)).await {
-                tracing::warn!(project, stage, error = %e, "could not delete the purged stage's storage");
+        let now = self.clock.now();
+        let due = self.store.due_for_purge(now).await.map_err(internal("list the stages due for purge"))?;
+        let mut purged = Vec::new();
+        for (project, stage) in due {
+            if let Err(e) = self.runtime.forget(&StageKey::new(&project, &stage)).await {
+                tracing::warn!(
+                    project,
+                    stage,
+                    error = %e,
+                    "could not delete the purged stage's files; it stays archived and is tried again at the next purge"
+                );
+                continue;
             }
-            tracing::info!(project, stage, "archived stage purged for good");
+            let deleted = self.store.purge_stage(&project, &stage, now).await;
+            self.proxy_cache.forget_all();
+            if deleted.map_err(internal("purge a due stage"))? {
+                tracing::info!(project, stage, "archived stage purged for good");
+                purged.push((project, stage));
+            }
         }
         Ok(purged)
     }

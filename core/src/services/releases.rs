@@ -94,16 +94,8 @@ impl Acting {
             // answer after a moment and let it go on in the background (the stage page shows
             // the old components stopping, then the new ones starting).
             let services = self.services().clone();
-            let number = release.number;
-            let task = tokio::spawn(async move {
-                let started = services.start_current(&stage).await;
-                if let Err(e) = &started {
-                    let message = format!("Release {number} could not be started: {}", e.message);
-                    let event = StageEvent::new(services.clock.now(), EventKind::Crashed, message);
-                    services.record(&stage.project_id, &stage.id, event).await;
-                }
-                started
-            });
+            // A start that fails records why in the stage's timeline (`start_current`).
+            let task = tokio::spawn(async move { services.start_current(&stage).await });
             if let Ok(Ok(Err(e))) = tokio::time::timeout(ANSWER_WITHIN, task).await {
                 return Err(e);
             }

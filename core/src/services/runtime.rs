@@ -2,7 +2,7 @@
 
 use super::{grace, internal, Acting, Services, ANSWER_WITHIN};
 use crate::secrets::Place;
-use crate::{StageKey, StageSpec, StopReport};
+use crate::{StageKey, StageSpec, StopMode, StopReport};
 use pergola_domain::runtime::{ComponentStatus, LogLine};
 use pergola_domain::share::ShareLink;
 use pergola_domain::{parse_manifest, ComponentKind, Error, EventKind, Stage, StageEvent, StageStatus};
@@ -144,29 +144,37 @@ impl Services {
             workdir: current.build.workdir.into(),
             limits: self.limits().await?.of(stage.stage_type),
         };
-        self.runtime.start(spec, grace(stage)).await.map_err(|e| {
+        let number = spec.release;
+        if let Err(e) = self.runtime.start(spec, grace(stage)).await {
             tracing::error!(project = stage.project_id, stage = stage.id, error = %e, "could not start the release");
-            Error::invalid_state(format!("The release could not be started: {e}"))
-        })?;
+            // Whoever asked (a deploy, a resume, a restore, the server's restart), the stage's
+            // timeline says why nothing runs.
+            let message = format!("Release {number} could not be started: {e}");
+            self.record(&stage.project_id, &stage.id, StageEvent::new(self.clock.now(), EventKind::Crashed, message))
+                .await;
+            return Err(Error::invalid_state(format!("The release could not be started: {e}")));
+        }
         Ok(true)
     }
 
-    pub(super) async fn stop(&self, stage: &Stage) -> StopReport {
+    /// Stops a stage's components: `mode` says whether jobs and cron runs already started go
+    /// on (a suspend) or are stopped too (a delete).
+    pub(super) async fn stop(&self, stage: &Stage, mode: StopMode) -> StopReport {
         let lock = self.stage_lock(&stage.project_id, &stage.id);
         let _turn = lock.lock().await;
-        self.runtime.stop(&StageKey::new(&stage.project_id, &stage.id), grace(stage)).await
+        self.runtime.stop(&StageKey::new(&stage.project_id, &stage.id), grace(stage), mode).await
     }
 
     /// Stops a stage's components in the background; answers once they stopped or after
     /// [`ANSWER_WITHIN`], whichever comes first. `then` runs when they have stopped.
-    pub(super) async fn stop_then<F, Fut>(&self, stage: Stage, then: F)
+    pub(super) async fn stop_then<F, Fut>(&self, stage: Stage, mode: StopMode, then: F)
     where
         F: FnOnce(Services, StopReport) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send,
     {
         let services = self.clone();
         let task = tokio::spawn(async move {
-            let report = services.stop(&stage).await;
+            let report = services.stop(&stage, mode).await;
             then(services, report).await;
         });
         let _ = tokio::time::timeout(ANSWER_WITHIN, task).await;

@@ -247,8 +247,12 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<bool>;
     /// Restores an archived stage whose deletion is not yet due at `now`. False otherwise.
     async fn restore_stage(&self, project_id: &str, stage_id: &str, now: DateTime<Utc>) -> StoreResult<bool>;
-    /// Deletes, for good, every archived stage due at `now`; returns (project, stage) IDs.
-    async fn purge_due(&self, now: DateTime<Utc>) -> StoreResult<Vec<(String, String)>>;
+    /// The archived stages whose deletion is due at `now`: (project, stage) IDs, the earliest
+    /// due first.
+    async fn due_for_purge(&self, now: DateTime<Utc>) -> StoreResult<Vec<(String, String)>>;
+    /// Deletes, for good, an archived stage due at `now` (with everything that belongs to it).
+    /// False when there is no such stage.
+    async fn purge_stage(&self, project_id: &str, stage_id: &str, now: DateTime<Utc>) -> StoreResult<bool>;
 
     /// The configuration of a stage (live or archived), ordered by key.
     async fn list_config(&self, project_id: &str, stage_id: &str) -> StoreResult<Vec<ConfigValue>>;

@@ -432,14 +432,27 @@ macro_rules! sql_store {
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn purge_due(&self, now: DateTime<Utc>) -> StoreResult<Vec<(String, String)>> {
+            async fn due_for_purge(&self, now: DateTime<Utc>) -> StoreResult<Vec<(String, String)>> {
                 Ok(sqlx::query_as(
-                    "DELETE FROM stages WHERE archived_at IS NOT NULL AND purge_due_at <= $1 \
-                     RETURNING project_id, stage_id",
+                    "SELECT project_id, stage_id FROM stages WHERE archived_at IS NOT NULL AND purge_due_at <= $1 \
+                     ORDER BY purge_due_at, project_id, stage_id",
                 )
                 .bind(millis(now))
                 .fetch_all(&self.pool)
                 .await?)
+            }
+
+            async fn purge_stage(&self, project_id: &str, stage_id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "DELETE FROM stages WHERE project_id = $1 AND stage_id = $2 \
+                     AND archived_at IS NOT NULL AND purge_due_at <= $3",
+                )
+                .bind(project_id)
+                .bind(stage_id)
+                .bind(millis(now))
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn list_config(&self, project_id: &str, stage_id: &str) -> StoreResult<Vec<ConfigValue>> {

@@ -7,6 +7,7 @@ use pergola_core::{EventSink, StageKey};
 use pergola_domain::runtime::{Probe, PROBE_HISTORY};
 use pergola_domain::{ComponentKind, EventKind, StageEvent};
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 
 /// Failed health probes in a row before a starting service counts as unhealthy.
@@ -20,6 +21,9 @@ pub(super) struct Component {
     /// While stopping: when SIGKILL follows.
     kill_at: Mutex<Option<DateTime<Utc>>>,
     events: Option<EventSink>,
+    /// A cron component: whether its schedule is being followed (a run that ends then goes
+    /// back to "scheduled", else to "stopped").
+    pub(super) scheduled: AtomicBool,
 }
 
 impl Component {
@@ -51,6 +55,7 @@ impl Component {
             logs: Mutex::new(VecDeque::new()),
             kill_at: Mutex::new(None),
             events,
+            scheduled: AtomicBool::new(false),
         }
     }
 

@@ -8,8 +8,14 @@
 //! - `release`: the read-only copy of a build a release runs from;
 //! - `process`: spawning a process in its own group, capturing its output, signalling it;
 //! - `supervise`: services and workers, restarted with back-off until stopped;
-//! - `jobs`: jobs and cron runs;
+//! - `jobs`: jobs and cron runs (tracked per release, once per release for jobs);
 //! - `reaper`: processes an earlier, killed server left behind.
+//!
+//! Under its data directory: `storage/<project>/<stage>/<volume>` (kept until the purge),
+//! `releases/<project>/<stage>/<release>` (read-only copies), `jobs/<project>/<stage>/<release>/
+//! <job>` (which jobs ran for which release: a fact that outlives the server), `tmp/<project>/
+//! <stage>/<start>/<component>` (wiped when the stage stops, and at its first start by a new
+//! server) and `sandbox/`. [`Runtime::forget`] deletes everything of a stage but `sandbox/`.
 
 mod component;
 mod jobs;
@@ -26,12 +32,13 @@ pub use release::{MAX_RELEASE_BYTES, MAX_RELEASE_FILES};
 pub use sandbox::{Sandbox, SANDBOX_UID};
 
 use crate::{
-    ComponentState, ComponentStatus, LogLine, Runtime, RuntimeError, StageKey, StageSpec, StopReport, MAX_ENV_BYTES,
+    ComponentState, ComponentStatus, LogLine, Runtime, RuntimeError, StageKey, StageSpec, StopMode, StopReport,
+    MAX_ENV_BYTES,
 };
 use async_trait::async_trait;
 use chrono::Utc;
 use component::Component;
-use jobs::{run_cron, run_job, CronTiming};
+use jobs::{record, recorded, run_cron, CronTiming, JobRun, Runs};
 use launch::assign_port;
 use pergola_core::EventSink;
 use pergola_domain::{ComponentKind, ComponentSpec, Isolation, Schedule};
@@ -68,11 +75,19 @@ pub struct LocalRuntime {
     cgroup: String,
 }
 
+/// What runs of a stage: one start of one of its releases.
 struct StageRun {
+    release: i64,
     components: Vec<Arc<Component>>,
-    /// `Some(grace)` tells the service supervisors to stop.
+    /// `Some(grace)` tells the service supervisors and the cron schedules to stop.
     stop: watch::Sender<Option<Duration>>,
     services: Vec<(String, JoinHandle<Ending>)>,
+    /// The cron schedules (each ends as soon as it is told to stop).
+    schedules: Vec<JoinHandle<()>>,
+    /// The release's job and cron runs: a start of the same release keeps them (a run
+    /// started before a suspend goes on); a halt stops them.
+    runs: Arc<Runs>,
+    /// This start's temporary directories (one per component, under the stage's).
     tmp_dir: PathBuf,
 }
 
@@ -210,12 +225,28 @@ impl LocalRuntime {
         self.data_dir.join("storage").join(&key.project).join(&key.stage)
     }
 
-    /// Stops every stage (the server is shutting down): no component outlives the server.
+    /// Stops every stage, jobs and cron runs included (the server is shutting down): no
+    /// component outlives the server.
     pub async fn shutdown(&self, grace: Duration) {
         let keys: Vec<StageKey> = self.stages.lock().expect("stages lock").keys().cloned().collect();
         for key in keys {
-            self.stop(&key, grace).await;
+            self.stop(&key, grace, StopMode::Halt).await;
         }
+    }
+
+    /// Where a stage's temporary directories are (one directory per start).
+    fn stage_tmp(&self, key: &StageKey) -> PathBuf {
+        self.data_dir.join("tmp").join(&key.project).join(&key.stage)
+    }
+
+    /// Where the runs of a stage's jobs are recorded (see `jobs`).
+    fn stage_jobs(&self, key: &StageKey) -> PathBuf {
+        self.data_dir.join("jobs").join(&key.project).join(&key.stage)
+    }
+
+    /// Where the run of job `job` of a stage's release `release` is recorded.
+    fn job_record(&self, key: &StageKey, release: i64, job: &str) -> PathBuf {
+        self.stage_jobs(key).join(release.to_string()).join(job)
     }
 
     /// Deletes a stage's persistent storage for good (when the stage is purged).
@@ -290,12 +321,38 @@ fn absolute_dir_no_create(dir: PathBuf) -> PathBuf {
 #[async_trait]
 impl Runtime for LocalRuntime {
     async fn start(&self, spec: StageSpec, grace: Duration) -> Result<(), RuntimeError> {
-        self.stop(&spec.key, grace).await;
+        let before = self.stages.lock().expect("stages lock").get(&spec.key).map(|run| run.release);
+        let same_release = before == Some(spec.release);
+        // A resume of the same release lets its job and cron runs still going go on; anything
+        // else (another release) stops them too.
+        let mode = if same_release { StopMode::Suspend } else { StopMode::Halt };
+        self.stop(&spec.key, grace, mode).await;
+        if before.is_none() {
+            // This server never ran the stage: what an earlier one left in its temporary
+            // directories is not used by anything (its processes were reaped).
+            let _ = std::fs::remove_dir_all(self.stage_tmp(&spec.key));
+        }
         tracing::debug!(project = spec.key.project, stage = spec.key.stage, release = spec.release, "starting");
+        // Of the same release, the jobs' and cron components (a run still going, the logs of
+        // the last one) and the runs, unless they were halted (a delete, then a restore).
+        let (kept, runs) = {
+            let stages = self.stages.lock().expect("stages lock");
+            match stages.get(&spec.key).filter(|_| same_release) {
+                Some(run) => {
+                    let kept: HashMap<String, Arc<Component>> = run
+                        .components
+                        .iter()
+                        .filter(|c| matches!(c.read(|s| s.kind), ComponentKind::Job | ComponentKind::Cron))
+                        .map(|c| (c.name.clone(), c.clone()))
+                        .collect();
+                    let runs = if run.runs.halted() { Runs::new() } else { run.runs.clone() };
+                    (kept, runs)
+                }
+                None => (HashMap::new(), Runs::new()),
+            }
+        };
         let run_id = Utc::now().timestamp_millis();
-        let tmp_dir = self.data_dir.join("tmp").join(&spec.key.project).join(&spec.key.stage).join(run_id.to_string());
-        let (stop, stop_rx) = watch::channel(None);
-        let mut run = StageRun { components: Vec::new(), stop, services: Vec::new(), tmp_dir: tmp_dir.clone() };
+        let tmp_dir = self.stage_tmp(&spec.key).join(run_id.to_string());
         let bwrap = match self.sandbox() {
             Ok(Sandbox::Bubblewrap(bwrap)) => Some(bwrap),
             Ok(Sandbox::Off) => None,
@@ -313,7 +370,8 @@ impl Runtime for LocalRuntime {
         };
         let mut taken = self.ports_in_use();
         let events = self.events.lock().expect("events lock").clone();
-        // Everything is prepared (and checked) first: a refused start leaves nothing running.
+        // Everything is prepared (and checked) first, and the jobs to run are recorded as run
+        // for this release: a refused start leaves nothing running, scheduled or recorded.
         let mut prepared = Vec::new();
         for c in &spec.components {
             match self.prepare(&spec, c, &mut taken, (&tmp_dir, &release, bwrap.as_deref())) {
@@ -324,8 +382,43 @@ impl Runtime for LocalRuntime {
                 }
             }
         }
+        // Per job: how it already ran for this release, or where its run is recorded.
+        let mut jobs: HashMap<&str, Result<(Option<i32>, String), PathBuf>> = HashMap::new();
+        for c in spec.components.iter().filter(|c| c.kind == ComponentKind::Job) {
+            let path = self.job_record(&spec.key, spec.release, &c.name);
+            jobs.insert(&c.name, recorded(&path).ok_or(path));
+        }
+        let mut written = Vec::new();
+        for path in jobs.values().filter_map(|j| j.as_ref().err()) {
+            if let Err(source) = record(path, "started") {
+                for path in written {
+                    let _ = std::fs::remove_file(path);
+                }
+                let _ = std::fs::remove_dir_all(&tmp_dir);
+                return Err(RuntimeError::Storage {
+                    what: "cannot record that a job runs for this release",
+                    path: path.clone(),
+                    source,
+                });
+            }
+            written.push(path);
+        }
+        // From here on nothing fails.
+        let (stop, stop_rx) = watch::channel(None);
+        let mut run = StageRun {
+            release: spec.release,
+            components: Vec::new(),
+            stop,
+            services: Vec::new(),
+            schedules: Vec::new(),
+            runs: runs.clone(),
+            tmp_dir: tmp_dir.clone(),
+        };
         for (c, (launch, port, schedule)) in spec.components.iter().zip(prepared) {
-            let component = Arc::new(Component::new(spec.key.clone(), &c.name, c.kind, port, events.clone()));
+            let component = match kept.get(&c.name).filter(|k| k.read(|s| s.kind) == c.kind) {
+                Some(kept) => kept.clone(),
+                None => Arc::new(Component::new(spec.key.clone(), &c.name, c.kind, port, events.clone())),
+            };
             if let (Some(wanted), Some(port)) = (c.port, port) {
                 if wanted != port {
                     component
@@ -333,33 +426,59 @@ impl Runtime for LocalRuntime {
                 }
             }
             run.components.push(component.clone());
+            let going = matches!(component.read(|s| s.state), ComponentState::Running | ComponentState::Stopping);
             match (c.kind, schedule) {
                 (ComponentKind::Service | ComponentKind::Worker, _) => {
                     let task = tokio::spawn(supervise(component, launch, c.clone(), port, stop_rx.clone()));
                     run.services.push((c.name.clone(), task));
                 }
                 (ComponentKind::Cron, Some(parsed)) => {
-                    component.update(|s| s.state = ComponentState::Scheduled);
+                    if !going {
+                        component.update(|s| s.state = ComponentState::Scheduled);
+                    }
                     component.log("pergola", format!("scheduled: {}", c.schedule.clone().unwrap_or_default()));
-                    tokio::spawn(run_cron(component, launch, parsed, self.cron.clone(), stop_rx.clone()));
+                    let schedule =
+                        run_cron(component, launch, parsed, self.cron.clone(), stop_rx.clone(), runs.clone());
+                    run.schedules.push(tokio::spawn(schedule));
                 }
-                (ComponentKind::Job | ComponentKind::Cron, _) => {
-                    tokio::spawn(run_job(component, launch, None));
-                }
+                (ComponentKind::Job | ComponentKind::Cron, _) => match jobs.remove(c.name.as_str()) {
+                    Some(Err(path)) => runs.spawn(JobRun { component, launch, record: Some(path) }),
+                    Some(Ok((code, how))) => {
+                        // Already ran for this release (a run still going goes on).
+                        let _ = std::fs::remove_dir_all(&launch.tmp);
+                        if !going {
+                            component.update(|s| {
+                                s.state = ComponentState::Completed;
+                                s.exit_code = code;
+                                s.pid = None;
+                            });
+                            component.log(
+                                "pergola",
+                                format!(
+                                    "already ran for release {} ({how}); a job runs once per release: deploy \
+                                     again to run it again",
+                                    spec.release
+                                ),
+                            );
+                        }
+                    }
+                    None => {}
+                },
             }
         }
         self.stages.lock().expect("stages lock").insert(spec.key, run);
         Ok(())
     }
 
-    async fn stop(&self, key: &StageKey, grace: Duration) -> StopReport {
-        let (services, tmp_dir) = {
+    async fn stop(&self, key: &StageKey, grace: Duration, mode: StopMode) -> StopReport {
+        let (services, schedules, runs, tmp_dir) = {
             let mut stages = self.stages.lock().expect("stages lock");
             let Some(run) = stages.get_mut(key) else {
                 return StopReport::default();
             };
-            let _ = run.stop.send(Some(grace));
-            (std::mem::take(&mut run.services), run.tmp_dir.clone())
+            run.stop.send_replace(Some(grace));
+            let runs = if mode == StopMode::Halt { run.runs.halt(grace) } else { Vec::new() };
+            (std::mem::take(&mut run.services), std::mem::take(&mut run.schedules), runs, run.tmp_dir.clone())
         };
         let mut report = StopReport::default();
         for (name, task) in services {
@@ -368,33 +487,58 @@ impl Runtime for LocalRuntime {
                 _ => report.terminated.push(name),
             }
         }
-        // Temporary data of the services is lost; a job still running keeps its own directory
-        // until it completes.
+        for schedule in schedules {
+            let _ = schedule.await;
+        }
+        for (name, task) in runs {
+            match task.await {
+                Ok(Some(Ending::Killed)) => report.killed.push(name),
+                Ok(Some(Ending::Terminated)) => report.terminated.push(name),
+                _ => {}
+            }
+        }
         let components: Vec<_> =
             self.stages.lock().expect("stages lock").get(key).map(|r| r.components.clone()).unwrap_or_default();
+        // The cgroups of what stopped (a job or cron run still going keeps its own until it ends).
+        for c in &components {
+            if !matches!(c.read(|s| s.state), ComponentState::Running | ComponentState::Stopping) {
+                self.limits.release(&self.cgroup_path(key, &c.name));
+            }
+        }
+        if mode == StopMode::Halt {
+            // Nothing of the stage runs any more.
+            let _ = std::fs::remove_dir_all(self.stage_tmp(key));
+            return report;
+        }
+        // Temporary data of the services is lost; a job or cron run still going keeps its own
+        // directory until it ends.
         for c in components {
-            self.limits.release(&self.cgroup_path(key, &c.name));
-            let running_job = c.read(|s| s.state) == ComponentState::Running
-                && !report.terminated.contains(&c.name)
-                && !report.killed.contains(&c.name);
-            if !running_job {
+            if !matches!(c.read(|s| s.state), ComponentState::Running | ComponentState::Stopping) {
                 let _ = std::fs::remove_dir_all(tmp_dir.join(&c.name));
             }
         }
+        let _ = std::fs::remove_dir(&tmp_dir);
         report
     }
 
     async fn forget(&self, key: &StageKey) -> Result<(), RuntimeError> {
-        self.purge_storage(key).map_err(|source| RuntimeError::Storage {
-            what: "cannot delete the stage's storage",
-            path: self.stage_storage(key),
-            source,
-        })?;
-        release::remove_tree(&self.stage_releases(key)).map_err(|source| RuntimeError::Storage {
-            what: "cannot delete the stage's release copies",
-            path: self.stage_releases(key),
-            source,
-        })
+        // Nothing should run of a purged stage (deleting it stopped everything); whatever does
+        // is killed.
+        self.stop(key, Duration::ZERO, StopMode::Halt).await;
+        self.stages.lock().expect("stages lock").remove(key);
+        let mut failed = None;
+        for (what, path) in [
+            ("cannot delete the stage's temporary data", self.stage_tmp(key)),
+            ("cannot delete what was recorded of the stage's jobs", self.stage_jobs(key)),
+            ("cannot delete the stage's release copies", self.stage_releases(key)),
+            ("cannot delete the stage's storage", self.stage_storage(key)),
+        ] {
+            // Every one is tried; the first failure is reported.
+            if let Err(source) = release::remove_tree(&path) {
+                failed.get_or_insert(RuntimeError::Storage { what, path, source });
+            }
+        }
+        failed.map_or(Ok(()), Err)
     }
 
     fn status(&self, key: &StageKey) -> Vec<ComponentStatus> {

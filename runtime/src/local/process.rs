@@ -14,9 +14,9 @@ use tokio::process::{Child, Command};
 /// Starts the process of `launch`; its output goes to the component's log, and the component
 /// is running.
 pub(super) fn spawn(component: &Arc<Component>, launch: &Launch) -> std::io::Result<Child> {
-    // A cron run's temporary directory is deleted when it completes; the next one gets it again
-    // (in the stage run's directory, which is there while the stage runs).
-    match std::fs::create_dir(&launch.tmp) {
+    // A service's temporary directory is kept across its restarts (made when it was prepared);
+    // a job or cron run gets a fresh one (see `jobs`).
+    match std::fs::create_dir_all(&launch.tmp) {
         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
         _ => {}
     }

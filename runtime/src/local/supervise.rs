@@ -104,44 +104,52 @@ pub(super) fn supervise(
                         return Ending::Terminated;
                     }
                 }
-                Ok(grace) => {
-                    let grace = grace.unwrap_or_default();
-                    component.set_kill_at(Some(Utc::now() + chrono::Duration::from_std(grace).unwrap_or_default()));
-                    component.update(|s| s.state = ComponentState::Stopping);
-                    component
-                        .log("pergola", format!("SIGTERM sent; SIGKILL in {} s if still running", grace.as_secs()));
-                    terminate(pid, launch.sandbox.is_some());
-                    let ending = match tokio::time::timeout(grace, child.wait()).await {
-                        Ok(_) => Ending::Terminated,
-                        Err(_) => {
-                            // Not reaped yet: `pid` is still the component's.
-                            kill_all(pid, launch.sandbox.is_some());
-                            component.event(
-                                EventKind::Killed,
-                                format!(
-                                    "{} was still running after the {} s grace period; killed",
-                                    component.name,
-                                    grace.as_secs()
-                                ),
-                            );
-                            Ending::Killed
-                        }
-                    };
-                    component.set_kill_at(None);
-                    // What is left in its group (a sandbox ended with its process).
-                    signal_group(pid, libc::SIGKILL);
-                    let status = child.wait().await.ok();
-                    component.update(|s| {
-                        s.state = ComponentState::Stopped;
-                        s.health = Health::Unknown;
-                        s.pid = None;
-                        s.exit_code = status.and_then(|s| s.code());
-                    });
-                    return ending;
-                }
+                Ok(grace) => return stop_process(&component, &mut child, launch.sandbox.is_some(), grace).await,
             }
         }
     }
+}
+
+/// Stops a component's running `child` (not reaped yet) as the stage's stop asks, `grace`
+/// (`None`: at once): SIGTERM (sandboxed: to every process in its sandbox), up to `grace`,
+/// then SIGKILL to what is left; what remains of its process group is killed either way. The
+/// component is observed "stopping" (with the seconds left before SIGKILL), then "stopped".
+/// Services, workers, jobs and cron runs all stop this way.
+pub(super) async fn stop_process(
+    component: &Component,
+    child: &mut tokio::process::Child,
+    sandboxed: bool,
+    grace: Option<Duration>,
+) -> Ending {
+    let pid = child.id();
+    let grace = grace.unwrap_or_default();
+    component.set_kill_at(Some(Utc::now() + chrono::Duration::from_std(grace).unwrap_or_default()));
+    component.update(|s| s.state = ComponentState::Stopping);
+    component.log("pergola", format!("SIGTERM sent; SIGKILL in {} s if still running", grace.as_secs()));
+    terminate(pid, sandboxed);
+    let ending = match tokio::time::timeout(grace, child.wait()).await {
+        Ok(_) => Ending::Terminated,
+        Err(_) => {
+            // Not reaped yet: `pid` is still the component's.
+            kill_all(pid, sandboxed);
+            component.event(
+                EventKind::Killed,
+                format!("{} was still running after the {} s grace period; killed", component.name, grace.as_secs()),
+            );
+            Ending::Killed
+        }
+    };
+    component.set_kill_at(None);
+    // What is left in its group (a sandbox ended with its process).
+    signal_group(pid, libc::SIGKILL);
+    let status = child.wait().await.ok();
+    component.update(|s| {
+        s.state = ComponentState::Stopped;
+        s.health = Health::Unknown;
+        s.pid = None;
+        s.exit_code = status.and_then(|s| s.code());
+    });
+    ending
 }
 
 /// Starts the component's process; false (logged) when it could not be started. A start is
