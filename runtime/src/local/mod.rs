@@ -9,8 +9,10 @@
 //! - `process`: spawning a process in its own group, capturing its output, signalling it;
 //! - `supervise`: services and workers, restarted with back-off until stopped;
 //! - `jobs`: jobs and cron runs;
-//! - `reaper`: processes an earlier, killed server left behind.
+//! - `reaper`: processes an earlier, killed server left behind;
+//! - `children`: the server as a child subreaper: adopted processes collected, a stage's strays found.
 
+mod children;
 mod component;
 mod jobs;
 mod launch;
@@ -20,6 +22,7 @@ mod release;
 mod sandbox;
 mod supervise;
 
+pub use children::{become_subreaper, reap_adopted, spawn_reaper};
 pub use release::{MAX_RELEASE_BYTES, MAX_RELEASE_FILES};
 pub use sandbox::{Sandbox, SANDBOX_UID};
 
@@ -181,6 +184,25 @@ impl LocalRuntime {
         }
     }
 
+    /// The jobs and cron runs of a stage that are running now (they run to completion).
+    fn running_jobs(&self, key: &StageKey) -> Vec<String> {
+        let stages = self.stages.lock().expect("stages lock");
+        stages
+            .get(key)
+            .map(|run| {
+                run.components
+                    .iter()
+                    .filter(|c| {
+                        c.read(|s| {
+                            matches!(s.kind, ComponentKind::Job | ComponentKind::Cron) && s.state == ComponentState::Running
+                        })
+                    })
+                    .map(|c| c.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Deletes a stage's persistent storage for good (when the stage is purged).
     pub fn purge_storage(&self, key: &StageKey) -> std::io::Result<()> {
         match std::fs::remove_dir_all(self.stage_storage(key)) {
@@ -316,20 +338,49 @@ impl Runtime for LocalRuntime {
     }
 
     async fn stop(&self, key: &StageKey, grace: Duration) -> StopReport {
-        let (services, tmp_dir) = {
+        let deadline = tokio::time::Instant::now() + grace;
+        let marker = format!("{}={}", launch::MARKER_VAR, self.marker());
+        let (services, tmp_dir, groups) = {
             let mut stages = self.stages.lock().expect("stages lock");
             let Some(run) = stages.get_mut(key) else {
                 return StopReport::default();
             };
             let _ = run.stop.send(Some(grace));
-            (std::mem::take(&mut run.services), run.tmp_dir.clone())
+            let groups: Vec<u32> = run.components.iter().filter_map(|c| c.read(|s| s.pid)).collect();
+            (std::mem::take(&mut run.services), run.tmp_dir.clone(), groups)
         };
+        // Strays: what a component started outside its process group (a daemon's double fork)
+        // is asked to stop too, within the same grace; jobs still running keep theirs.
+        let running_jobs = self.running_jobs(key);
+        let strays = |all: Vec<children::StageProcess>| -> Vec<children::StageProcess> {
+            all.into_iter().filter(|p| !running_jobs.contains(&p.component)).collect()
+        };
+        let outside: Vec<_> = strays(children::stage_processes(&marker, &key.project, &key.stage))
+            .into_iter()
+            .filter(|p| !groups.contains(&p.group))
+            .collect();
+        children::signal_each(&outside, libc::SIGTERM);
         let mut report = StopReport::default();
         for (name, task) in services {
             match task.await {
                 Ok(Ending::Killed) => report.killed.push(name),
                 _ => report.terminated.push(name),
             }
+        }
+        // What is left of them gets the rest of the grace period, then SIGKILL.
+        let mut left = strays(children::stage_processes(&marker, &key.project, &key.stage));
+        while !left.is_empty() && !outside.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            left = strays(children::stage_processes(&marker, &key.project, &key.stage));
+        }
+        if !left.is_empty() {
+            tracing::warn!(
+                project = key.project,
+                stage = key.stage,
+                processes = left.len(),
+                "killing processes the stage's components left outside their process groups"
+            );
+            children::signal_each(&left, libc::SIGKILL);
         }
         // Temporary data of the services is lost; a job still running keeps its own directory
         // until it completes.

@@ -38,7 +38,7 @@ pub(super) fn spawn(component: &Arc<Component>, launch: &Launch) -> std::io::Res
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = command.spawn()?;
+    let mut child = super::children::spawn_registered(|| command.spawn(), Child::id)?;
     if let Some(out) = child.stdout.take() {
         tokio::spawn(capture(component.clone(), "stdout", out));
     }
