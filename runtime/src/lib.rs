@@ -46,7 +46,8 @@ mod local;
 mod probe;
 
 pub use local::{
-    become_subreaper, reap_adopted, spawn_reaper, LocalRuntime, Sandbox, MAX_RELEASE_BYTES, MAX_RELEASE_FILES, SANDBOX_UID,
+    become_subreaper, reap_adopted, spawn_reaper, LocalRuntime, Sandbox, MAX_RELEASE_BYTES, MAX_RELEASE_FILES,
+    SANDBOX_UID,
 };
 pub use pergola_core::runtime::{EventSink, EventStream, Runtime, RuntimeError, StageKey, StageSpec, StopReport};
 pub use pergola_domain::runtime::{ComponentState, ComponentStatus, Health, LogLine};

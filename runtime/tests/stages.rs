@@ -230,9 +230,7 @@ async fn shutdown_stops_every_stage_at_once_each_within_its_own_grace() {
         s.update_stage(&p, stage, update).await.unwrap();
         s.deploy(&p, stage, build.number).await.unwrap();
     }
-    let up = async |stage: &str| {
-        s.logs(&p, stage, "stubborn").await.unwrap().iter().any(|l| l.line == "up")
-    };
+    let up = async |stage: &str| s.logs(&p, stage, "stubborn").await.unwrap().iter().any(|l| l.line == "up");
     wait_for("both stages up", async || up("qa").await && up("dev").await).await;
 
     let started = Instant::now();

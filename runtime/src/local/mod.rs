@@ -194,7 +194,8 @@ impl LocalRuntime {
                     .iter()
                     .filter(|c| {
                         c.read(|s| {
-                            matches!(s.kind, ComponentKind::Job | ComponentKind::Cron) && s.state == ComponentState::Running
+                            matches!(s.kind, ComponentKind::Job | ComponentKind::Cron)
+                                && s.state == ComponentState::Running
                         })
                     })
                     .map(|c| c.name.clone())
