@@ -1,0 +1,258 @@
+//! The HTTP listener: our own accept loop over hyper's HTTP/1 connections (axum's `serve` has
+//! no knobs for what follows), so that hostile clients cannot take the server down.
+//!
+//! - **Header-read timeout** ([`HEADER_READ_TIMEOUT`]): a client must send a request's whole
+//!   head within it, from the first request of a connection on and again for each next one on
+//!   a kept-alive connection; else the connection is closed (a slowloris client that never
+//!   finishes its headers, or an idle connection, holds nothing for long).
+//! - **A cap on connections** ([`MAX_CONNECTIONS`]): beyond it, new connections are not
+//!   accepted — they wait in the system's listen queue and are served as soon as others close.
+//!   With the timeout above, a slot taken by a silent client is free again within it.
+//! - Every request gets its peer address (`ConnectInfo<SocketAddr>`, which the guard, sign-in
+//!   throttle and audit use), and protocol upgrades (WebSockets) work: once upgraded, a
+//!   connection leaves the cap (the share-link proxy caps its splices itself).
+//! - **Graceful shutdown**: when `shutdown` completes, the listener closes, each connection
+//!   finishes its request in flight and closes; those still busy after [`DRAIN_TIMEOUT`] are
+//!   dropped.
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tower::ServiceExt;
+
+/// How long a client has to send a request's head (request line and headers).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(20);
+/// How many connections are served at once; more wait to be accepted.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// How long requests in flight may take to finish once the server shuts down.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What [`serve`] allows (tests use small values).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+            drain_timeout: DRAIN_TIMEOUT,
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then drains (see the module's text).
+pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown: impl Future<Output = ()>) {
+    let max_connections = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(max_connections));
+    // Tells every connection to finish its request in flight and close.
+    let (closing, closed) = watch::channel(false);
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
+    // When the cap was last reported (at most once a minute).
+    let mut reported: Option<tokio::time::Instant> = None;
+    tokio::pin!(shutdown);
+    loop {
+        // A free slot first: without one, nothing more is accepted.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if reported.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
+                    tracing::warn!(
+                        connections = max_connections,
+                        "the connection cap is reached: new connections wait until others close"
+                    );
+                    reported = Some(tokio::time::Instant::now());
+                }
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+                    () = &mut shutdown => break,
+                }
+            }
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, a connection reset before it was accepted: wait
+                    // a moment rather than spin.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().oneshot(req)
+        });
+        let connection = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
+        let mut closed = closed.clone();
+        tokio::spawn(async move {
+            tokio::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                () = async { let _ = closed.wait_for(|closing| *closing).await; } => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    let _ = closing.send(true);
+    // Every slot back: every connection has closed.
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(limits.drain_timeout, slots.acquire_many(all)).await.is_err() {
+        tracing::warn!(timeout = ?limits.drain_timeout, "requests still in flight at shutdown were dropped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::time::Instant;
+
+    /// Serves a small app with `limits`; the address and what ends it.
+    async fn server(limits: Limits) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        let app = Router::new()
+            .route("/", get(|| async { "hello" }))
+            .route("/peer", get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }))
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_millis(600)).await;
+                    "slow"
+                }),
+            );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(serve(listener, app, limits, async {
+            let _ = stopped.await;
+        }));
+        (addr, stop, task)
+    }
+
+    /// One request on a fresh connection; the whole answer.
+    async fn get_raw(addr: SocketAddr, path: &str) -> (String, SocketAddr) {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let local = stream.local_addr().unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        (answer, local)
+    }
+
+    /// Reads until the server closes the connection (or `within` passes: `None`).
+    async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<String> {
+        let mut seen = Vec::new();
+        tokio::time::timeout(within, async {
+            let mut buf = [0u8; 1024];
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await
+        .ok()?;
+        Some(String::from_utf8_lossy(&seen).into_owned())
+    }
+
+    fn limits(header_read_timeout: Duration, max_connections: usize) -> Limits {
+        Limits { header_read_timeout, max_connections, drain_timeout: Duration::from_secs(5) }
+    }
+
+    #[tokio::test]
+    async fn a_slowloris_client_is_cut_off_while_others_are_served() {
+        let (addr, _stop, _task) = server(limits(Duration::from_millis(500), 16)).await;
+        // Half a head, and then nothing; and a connection that never says a word.
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: ").await.unwrap();
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        let (answer, _) = get_raw(addr, "/").await;
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello"), "{answer}");
+        for stream in [&mut slow, &mut silent] {
+            let answer = closed_within(stream, Duration::from_secs(3)).await.expect("cut off after the timeout");
+            assert!(!answer.contains("200 OK"), "{answer}");
+        }
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(3), "{took:?}");
+        // Trickling the rest of the head a byte at a time does not buy more time either.
+        let mut trickle = TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        let cut = async {
+            for byte in b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+                if trickle.write_all(&[*byte]).await.is_err() {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        };
+        assert!(cut.await, "the connection was closed while the head trickled in");
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn beyond_the_cap_connections_wait_and_are_served_once_others_close() {
+        let (addr, _stop, _task) = server(limits(Duration::from_secs(20), 2)).await;
+        let mut idle: Vec<TcpStream> = Vec::new();
+        for _ in 0..2 {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let waiting = tokio::spawn(get_raw(addr, "/"));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(!waiting.is_finished(), "the cap holds: a third connection is not served yet");
+        let released = Instant::now();
+        drop(idle.pop());
+        let (answer, _) = tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("served").unwrap();
+        assert!(answer.ends_with("hello"), "{answer}");
+        assert!(released.elapsed() < Duration::from_secs(2), "served once a slot was free, not after a timeout");
+        // Connections that come and go never use the slots up.
+        for _ in 0..20 {
+            assert!(get_raw(addr, "/").await.0.ends_with("hello"));
+        }
+    }
+
+    #[tokio::test]
+    async fn handlers_see_the_peer_address_and_shutdown_lets_requests_in_flight_finish() {
+        let (addr, stop, task) = server(limits(Duration::from_secs(5), 16)).await;
+        let (answer, local) = get_raw(addr, "/peer").await;
+        assert!(answer.ends_with(&local.to_string()), "{answer} / {local}");
+        let slow = tokio::spawn(get_raw(addr, "/slow"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.send(()).unwrap();
+        let (answer, _) = slow.await.unwrap();
+        assert!(answer.ends_with("slow"), "finished: {answer}");
+        tokio::time::timeout(Duration::from_secs(3), task).await.expect("the server ended").unwrap();
+        assert!(TcpStream::connect(addr).await.is_err(), "no longer listening");
+    }
+}
