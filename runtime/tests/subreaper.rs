@@ -30,6 +30,22 @@ fn stat(pid: u32) -> Option<(char, u32, u32)> {
     Some((rest.next()?.chars().next()?, rest.next()?.parse().ok()?, rest.next()?.parse().ok()?))
 }
 
+/// Kills a process when the test ends, passed or failed (a failed test leaves no daemon), if
+/// it is still the one started here (its environment names `marker`).
+struct KillOnDrop(u32, String);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let environ = std::fs::read(format!("/proc/{}/environ", self.0)).unwrap_or_default();
+        if environ.windows(self.1.len()).any(|w| w == self.1.as_bytes()) {
+            // SAFETY: kill(2) sends a signal; it touches no memory.
+            unsafe {
+                libc::kill(self.0 as libc::pid_t, libc::SIGKILL);
+            }
+        }
+    }
+}
+
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !done() {
@@ -77,6 +93,7 @@ async fn an_escaped_double_forked_process_is_adopted_killed_with_its_stage_and_r
 
     wait_for("the daemon's pid", || std::fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n'))).await;
     let stray: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let _cleanup = KillOnDrop(stray, dir.display().to_string());
     let web_pid = runtime.status(&key).into_iter().find(|c| c.name == "web").unwrap().pid.unwrap();
     wait_for("the daemon to be adopted", || stat(stray).is_some_and(|(_, parent, _)| parent == std::process::id()))
         .await;

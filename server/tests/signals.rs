@@ -68,6 +68,30 @@ fn alive(pid: u32) -> bool {
     stat(pid).is_some_and(|(state, _)| state != 'Z' && state != 'X')
 }
 
+/// When the test ends, passed or failed, nothing it started is left running: the server is
+/// killed (and waited for), then the processes whose environment names the test's directory.
+struct Cleanup {
+    server: std::process::Child,
+    dir: String,
+    pids: Vec<u32>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        for &pid in &self.pids {
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            if environ.windows(self.dir.len()).any(|w| w == self.dir.as_bytes()) {
+                // SAFETY: kill(2) sends a signal; it touches no memory.
+                unsafe {
+                    libc::kill(pid as libc::pid_t, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
 fn read_pid(path: &Path) -> u32 {
     std::fs::read_to_string(path).unwrap().trim().parse().unwrap()
 }
@@ -99,7 +123,7 @@ async fn sighup_stops_the_server_gracefully_with_its_stages_and_their_escaped_da
     let data = prepared(&dir).await;
     let port = free_port();
     let log = std::fs::File::create(dir.join("server.log")).unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_pergola-server"))
+    let server = Command::new(env!("CARGO_BIN_EXE_pergola-server"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("PERGOLA_DATA_DIR", &data)
@@ -114,6 +138,7 @@ async fn sighup_stops_the_server_gracefully_with_its_stages_and_their_escaped_da
         .spawn()
         .unwrap();
     let server_pid = server.id();
+    let mut cleanup = Cleanup { server, dir: dir.display().to_string(), pids: Vec::new() };
     let log = || std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
 
     wait_for("the server to answer", Duration::from_secs(60), || healthy(port));
@@ -122,6 +147,7 @@ async fn sighup_stops_the_server_gracefully_with_its_stages_and_their_escaped_da
         storage.join("web.pid").exists() && storage.join("daemon.pid").exists()
     });
     let (web, daemon) = (read_pid(&storage.join("web.pid")), read_pid(&storage.join("daemon.pid")));
+    cleanup.pids.extend([web, daemon]);
     assert!(alive(web) && alive(daemon));
     wait_for("the daemon to be adopted by the server", Duration::from_secs(5), || {
         stat(daemon).is_some_and(|(_, parent)| parent == server_pid)
@@ -132,7 +158,7 @@ async fn sighup_stops_the_server_gracefully_with_its_stages_and_their_escaped_da
     assert_eq!(unsafe { libc::kill(server_pid as libc::pid_t, libc::SIGHUP) }, 0);
     let mut status = None;
     wait_for("the server to exit", Duration::from_secs(15), || {
-        status = server.try_wait().unwrap();
+        status = cleanup.server.try_wait().unwrap();
         status.is_some()
     });
     let took = hung_up.elapsed();
