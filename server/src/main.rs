@@ -210,7 +210,11 @@ async fn run() -> Result<(), String> {
 
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!("Pergola Stages listening on http://{addr}");
-    serve::serve(listener, app, serve::Limits::default(), shutdown).await;
+    let limits = serve::Limits {
+        max_connections: serve::connections_for_open_files(serve::MAX_CONNECTIONS),
+        ..serve::Limits::default()
+    };
+    serve::serve(listener, app, limits, shutdown).await;
     // No component outlives the server: every stage stops at once, each within its own grace
     // period; the runtime's sweep then ends anything left.
     let stopped = services.stop_all_stages().await;

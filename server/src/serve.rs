@@ -52,6 +52,28 @@ impl Default for Limits {
     }
 }
 
+/// The connection cap that fits this process's limit of open files: `max_connections`, or half
+/// the limit if that is less (each connection takes a file descriptor, and so do the database,
+/// the components' pipes and the proxy's connections to them). The limit is not raised here:
+/// components inherit it, and some expect the usual 1024 (`select`); raise it where the server
+/// is started (`ulimit -n`, systemd's `LimitNOFILE=`).
+pub fn connections_for_open_files(max_connections: usize) -> usize {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes the one struct given, which is ours.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return max_connections;
+    }
+    let fit = usize::try_from(limit.rlim_cur / 2).unwrap_or(usize::MAX).max(16);
+    if fit < max_connections {
+        tracing::warn!(
+            open_files = limit.rlim_cur,
+            connections = fit,
+            "the limit of open files is low: fewer connections are served at once (raise `ulimit -n`)"
+        );
+    }
+    max_connections.min(fit)
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then drains (see the module's text).
 pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown: impl Future<Output = ()>) {
     let max_connections = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
@@ -60,8 +82,8 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown:
     let (closing, closed) = watch::channel(false);
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
-    // When the cap was last reported (at most once a minute).
-    let mut reported: Option<tokio::time::Instant> = None;
+    // When the cap, and a failure to accept, were last reported (at most once a minute each).
+    let (mut reported, mut failed): (Option<tokio::time::Instant>, Option<tokio::time::Instant>) = (None, None);
     tokio::pin!(shutdown);
     loop {
         // A free slot first: without one, nothing more is accepted.
@@ -86,8 +108,11 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown:
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, a connection reset before it was accepted: wait
-                    // a moment rather than spin.
-                    tracing::warn!(error = %e, "cannot accept a connection");
+                    // a moment rather than spin (and say so at most once a minute).
+                    if failed.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
+                        tracing::warn!(error = %e, "cannot accept a connection");
+                        failed = Some(tokio::time::Instant::now());
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -218,6 +243,18 @@ mod tests {
         };
         assert!(cut.await, "the connection was closed while the head trickled in");
         assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn the_cap_leaves_half_the_open_files_for_the_rest() {
+        assert_eq!(connections_for_open_files(10), 10);
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit writes the one struct given, which is ours.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+        if limit.rlim_cur != libc::RLIM_INFINITY {
+            let half = usize::try_from(limit.rlim_cur / 2).unwrap().max(16);
+            assert_eq!(connections_for_open_files(usize::MAX), half);
+        }
     }
 
     #[tokio::test]
