@@ -237,8 +237,9 @@ fn redact(url: &str) -> String {
 }
 
 /// Completes at the first SIGINT, SIGTERM or SIGHUP (its terminal closed; there is no
-/// configuration to reload, so it stops like SIGTERM rather than die at once). The handlers are installed here, at once, so a
-/// signal that comes while the server is still starting is not lost.
+/// configuration to reload, so it stops like SIGTERM rather than die at once). The handlers
+/// are installed here, at once: a signal that comes while the server is still starting is not
+/// lost (the server stops as soon as it listens).
 fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
     use tokio::signal::unix::{signal, SignalKind};
     let handle = |kind: SignalKind, name: &str| signal(kind).map_err(|e| format!("cannot handle {name}: {e}"));

@@ -28,7 +28,7 @@ use pergola_domain::share::parse_share_host;
 use pergola_domain::share::{AUTH_PATH, GUEST_COOKIE, GUEST_PATH, SHARE_COOKIE};
 use pergola_domain::{ComponentKind, StageStatus};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -36,8 +36,9 @@ use tokio::sync::Semaphore;
 /// How long connecting to a component may take.
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a component may take to answer a forwarded request (until its response's status
-/// and headers; the body then streams for as long as it takes). Beyond it the visitor gets a
-/// 504 page.
+/// and headers; the body then streams for as long as it takes), counted from when the request
+/// — the last piece of its body, if it has one — reached it. Beyond it the visitor gets a 504
+/// page.
 pub const UPSTREAM_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many upgraded connections (WebSockets) are spliced to components at once, over every
 /// stage; one more gets a 503 page.
@@ -312,30 +313,49 @@ impl Share {
             headers.insert(header::UPGRADE, protocol.clone());
         }
         // A streamed body is cut off at the limit; whether that is what failed is remembered.
+        // Each piece of it forwarded is noted: the component's time to answer counts from the
+        // last one (a long upload is not an unanswered request; a stalled one is).
         let cut = Arc::new(AtomicBool::new(false));
         let limit = self.limits.body_limit;
+        let started = tokio::time::Instant::now();
+        let progress = Arc::new(AtomicU64::new(0));
         let req = req.map(|body| {
-            let cut = cut.clone();
-            Body::new(http_body_util::BodyExt::map_err(http_body_util::Limited::new(body, limit), move |e| {
+            let (cut, progress) = (cut.clone(), progress.clone());
+            let limited = http_body_util::BodyExt::map_err(http_body_util::Limited::new(body, limit), move |e| {
                 if e.is::<http_body_util::LengthLimitError>() {
                     cut.store(true, Ordering::Relaxed);
                 }
                 e
+            });
+            Body::new(http_body_util::BodyExt::map_frame(limited, move |frame| {
+                progress.store(millis_since(started), Ordering::Relaxed);
+                frame
             }))
         });
-        let answered = match tokio::time::timeout(self.limits.response_timeout, self.client.request(req)).await {
-            Ok(answered) => answered,
-            Err(_) => {
-                tracing::warn!(project, stage = stage_id, component, "share link target did not answer in time");
-                return page(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "Not answering",
-                    &format!(
-                        "Service '{component}' of stage '{stage_id}' did not answer within {} seconds.",
-                        self.limits.response_timeout.as_secs_f32()
-                    ),
-                );
+        let request = self.client.request(req);
+        tokio::pin!(request);
+        let answered = loop {
+            let last = progress.load(Ordering::Relaxed);
+            let deadline = started + Duration::from_millis(last) + self.limits.response_timeout;
+            tokio::select! {
+                answered = &mut request => break Some(answered),
+                () = tokio::time::sleep_until(deadline) => {
+                    if progress.load(Ordering::Relaxed) == last {
+                        break None;
+                    }
+                }
             }
+        };
+        let Some(answered) = answered else {
+            tracing::warn!(project, stage = stage_id, component, "share link target did not answer in time");
+            return page(
+                StatusCode::GATEWAY_TIMEOUT,
+                "Not answering",
+                &format!(
+                    "Service '{component}' of stage '{stage_id}' did not answer within {} seconds.",
+                    self.limits.response_timeout.as_secs_f32()
+                ),
+            );
         };
         if cut.load(Ordering::Relaxed) {
             return too_large(limit);
@@ -378,6 +398,11 @@ impl Share {
             }
         }
     }
+}
+
+/// Milliseconds from `start` to now.
+fn millis_since(start: tokio::time::Instant) -> u64 {
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// 413 for a body over `limit` bytes.

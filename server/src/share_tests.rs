@@ -515,6 +515,55 @@ fn chunked(
     Chunks(chunks.into_iter())
 }
 
+/// A body fed by the returned sender, piece by piece, without a length.
+fn fed_body() -> (tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>, Body) {
+    struct Fed(tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>);
+    impl futures_core::Stream for Fed {
+        type Item = Result<Vec<u8>, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            self.0.poll_recv(cx)
+        }
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    (tx, Body::from_stream(Fed(rx)))
+}
+
+#[tokio::test]
+async fn a_slow_upload_is_no_timeout_but_a_stalled_one_is() {
+    let (port, _) = counting_upstream().await;
+    let w = world_with(port, limits(Duration::from_millis(400), 4, 1 << 20)).await;
+    w.admin.set_visibility("shop", "qa", Visibility::Public).await.unwrap();
+    let post = |body: Body| {
+        let req = Request::builder().method("POST").uri("/upload").header(header::HOST, QA);
+        w.app.clone().oneshot(req.body(body).unwrap())
+    };
+    // Five pieces 250 ms apart: 1.25 s in all, over three times the timeout, and answered.
+    let (tx, body) = fed_body();
+    let feeding = tokio::spawn(async move {
+        for _ in 0..5 {
+            tx.send(Ok(vec![b'a'; 100])).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
+    let response = post(body).await.unwrap();
+    feeding.await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&body), "component got 500 bytes");
+    // One piece, and then nothing (the component waits for the rest): 504 after the timeout.
+    let (tx, body) = fed_body();
+    tx.send(Ok(vec![b'a'; 100])).await.unwrap();
+    let started = std::time::Instant::now();
+    let response = post(body).await.unwrap();
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    drop(tx);
+    w.env.cleanup().await;
+}
+
 /// Opens a WebSocket-like upgrade to the share host through the real listener; the status
 /// line of the answer, and the connection.
 async fn upgrade(addr: std::net::SocketAddr) -> (String, tokio::net::TcpStream) {
