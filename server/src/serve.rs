@@ -5,6 +5,7 @@
 //!   head within it, from the first request of a connection on and again for each next one on
 //!   a kept-alive connection; else the connection is closed (a slowloris client that never
 //!   finishes its headers, or an idle connection, holds nothing for long).
+//! - **A cap on a request's head** ([`MAX_HEAD_BYTES`]): a larger one is answered 431.
 //! - **A cap on connections** ([`MAX_CONNECTIONS`]): beyond it, new connections are not
 //!   accepted — they wait in the system's listen queue and are served as soon as others close.
 //!   With the timeout above, a slot taken by a silent client is free again within it.
@@ -29,6 +30,11 @@ use tower::ServiceExt;
 
 /// How long a client has to send a request's head (request line and headers).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(20);
+/// The most a request's head (request line and headers) may take, in bytes: a larger one gets
+/// **431** and the connection closes (hyper checks when a read leaves the head incomplete, so
+/// a head may go past it by what one read brings, never to twice it). Browsers send a few KiB (cookies included); hyper's
+/// default, about 400 KiB per connection, would let a thousand slow clients hold 400 MiB.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// How many connections are served at once; more wait to be accepted.
 pub const MAX_CONNECTIONS: usize = 1024;
 /// How long requests in flight may take to finish once the server shuts down.
@@ -81,7 +87,10 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown:
     // Tells every connection to finish its request in flight and close.
     let (closing, closed) = watch::channel(false);
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .keep_alive(true);
     // When the cap, and a failure to accept, were last reported (at most once a minute each).
     let (mut reported, mut failed): (Option<tokio::time::Instant>, Option<tokio::time::Instant>) = (None, None);
     tokio::pin!(shutdown);
@@ -243,6 +252,26 @@ mod tests {
         };
         assert!(cut.await, "the connection was closed while the head trickled in");
         assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn an_oversized_head_gets_431_and_the_server_goes_on() {
+        let (addr, _stop, _task) = server(limits(Duration::from_secs(5), 16)).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        // hyper checks the limit when a read leaves the head incomplete: a head may go past it
+        // by what one read brings, never to twice it.
+        let huge = "a".repeat(2 * MAX_HEAD_BYTES);
+        let request = format!("GET / HTTP/1.1\r\nHost: localhost\r\nX-Huge: {huge}\r\n\r\n");
+        let _ = stream.write_all(request.as_bytes()).await;
+        let answer = closed_within(&mut stream, Duration::from_secs(3)).await.expect("answered and closed");
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+        // A head of ordinary size (big cookies included) is fine.
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let cookie = "c".repeat(16 * 1024);
+        let request = format!("GET / HTTP/1.1\r\nHost: localhost\r\nCookie: a={cookie}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let answer = closed_within(&mut stream, Duration::from_secs(3)).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello"), "{answer}");
     }
 
     #[test]
