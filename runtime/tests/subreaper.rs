@@ -102,7 +102,7 @@ async fn an_escaped_double_forked_process_is_adopted_killed_with_its_stage_and_r
     for n in 0..8 {
         let name = format!("job{n}");
         wait_for("the jobs to complete", || {
-            runtime.status(&key).iter().any(|c| c.name == name && c.state != ComponentState::Running)
+            runtime.status(&key).iter().any(|c| c.name == name && c.state == ComponentState::Completed)
         })
         .await;
         let job = runtime.status(&key).into_iter().find(|c| c.name == name).unwrap();
