@@ -62,7 +62,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: GRACE,
         meaning: "the grace period (seconds between SIGTERM and SIGKILL) new stages get — each stage's can be \
-                  changed in its settings — and the one used when the server shuts down",
+                  changed in its settings, and is the one its components get when the server shuts down",
         default: "`60`",
     },
     Setting {

@@ -15,6 +15,8 @@ use pergola_domain::runtime::{ComponentStatus, LogLine};
 use pergola_domain::{ComponentSpec, Isolation, ResourceLimits, StageEvent};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -119,32 +121,66 @@ enum Message {
     Flush(oneshot::Sender<()>),
 }
 
+/// How many observed events may wait for the timelines at once ([`EventSink::channel`]).
+/// Beyond that (a component that crash-loops faster than the store writes, a store that
+/// hangs), events are dropped and counted, and the count is logged: the server's memory does
+/// not grow with what components do.
+pub const EVENT_CHANNEL_CAPACITY: usize = 10_000;
+
 /// Where a runtime sends what it observes; the services hand one to their runtime
 /// ([`Runtime::observe`]) and record what arrives in the stages' timelines.
 #[derive(Clone, Debug)]
-pub struct EventSink(mpsc::UnboundedSender<Message>);
+pub struct EventSink {
+    tx: mpsc::Sender<Message>,
+    /// Events dropped because the channel was full, not logged yet.
+    dropped: Arc<AtomicU64>,
+}
 
 /// The receiving end of an [`EventSink`].
-pub struct EventStream(mpsc::UnboundedReceiver<Message>);
+pub struct EventStream {
+    rx: mpsc::Receiver<Message>,
+    dropped: Arc<AtomicU64>,
+}
 
 impl EventSink {
-    /// A sink and the stream of what is sent to it. This is the one place the channel is
-    /// made (unbounded for now: a runtime never waits for the timelines).
+    /// A sink and the stream of what is sent to it, holding up to [`EVENT_CHANNEL_CAPACITY`]
+    /// events. This is the one place the channel is made.
     pub fn channel() -> (EventSink, EventStream) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (EventSink(tx), EventStream(rx))
+        Self::with_capacity(EVENT_CHANNEL_CAPACITY)
     }
 
-    /// Sends an event about a stage; when nobody listens any more, it is dropped.
+    /// A sink holding up to `capacity` events (tests use small ones).
+    pub fn with_capacity(capacity: usize) -> (EventSink, EventStream) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let dropped = Arc::new(AtomicU64::new(0));
+        (EventSink { tx, dropped: dropped.clone() }, EventStream { rx, dropped })
+    }
+
+    /// Sends an event about a stage without ever waiting (a runtime never waits for the
+    /// timelines): when the channel is full it is dropped and counted (the first of a run of
+    /// drops is logged at once, the count when the reader catches up); when nobody listens
+    /// any more, it is dropped silently.
     pub fn send(&self, key: StageKey, event: StageEvent) {
-        let _ = self.0.send(Message::Observed((key, event)));
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(Message::Observed((key, event))) {
+            if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!(
+                    capacity = self.tx.max_capacity(),
+                    "the runtime's event channel is full: events are dropped until the timelines catch up"
+                );
+            }
+        }
+    }
+
+    /// Events dropped because the channel was full and not yet reported by the reader.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Waits until everything sent so far has been handled by the stream's reader (at once
     /// when nobody reads it).
     pub async fn flush(&self) {
         let (done, handled) = oneshot::channel();
-        if self.0.send(Message::Flush(done)).is_ok() {
+        if self.tx.send(Message::Flush(done)).await.is_ok() {
             let _ = handled.await;
         }
     }
@@ -165,7 +201,9 @@ impl EventStream {
     /// what came before.
     pub async fn recv(&mut self) -> Option<Observed> {
         loop {
-            match self.0.recv().await? {
+            let message = self.rx.recv().await;
+            self.report_dropped();
+            match message? {
                 Message::Observed(observed) => return Some(observed),
                 Message::Flush(done) => {
                     let _ = done.send(());
@@ -177,12 +215,22 @@ impl EventStream {
     /// The next event if one was sent already.
     pub fn try_recv(&mut self) -> Option<Observed> {
         loop {
-            match self.0.try_recv().ok()? {
+            let message = self.rx.try_recv().ok();
+            self.report_dropped();
+            match message? {
                 Message::Observed(observed) => return Some(observed),
                 Message::Flush(done) => {
                     let _ = done.send(());
                 }
             }
+        }
+    }
+
+    /// Logs how many events were dropped since the last report (the reader is catching up).
+    fn report_dropped(&self) {
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::warn!(dropped, "events the runtime observed were dropped: its event channel was full");
         }
     }
 }
@@ -253,5 +301,60 @@ impl Runtime for NoRuntime {
     }
     fn runs_stages(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pergola_domain::EventKind;
+
+    fn event(n: usize) -> StageEvent {
+        StageEvent::of_component(chrono::Utc::now(), EventKind::Crashed, "web", format!("crash {n}"))
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_events_is_bounded_counted_and_normal_events_still_arrive() {
+        let key = StageKey::new("shop", "qa");
+        let (sink, mut stream) = EventSink::channel();
+        // A component crash-looping while nobody reads: five times what the channel holds.
+        for n in 0..5 * EVENT_CHANNEL_CAPACITY {
+            sink.send(key.clone(), event(n));
+        }
+        assert_eq!(sink.dropped(), 4 * EVENT_CHANNEL_CAPACITY as u64, "what did not fit was counted");
+        let mut held = 0;
+        while let Some((_, e)) = stream.try_recv() {
+            assert_eq!(e.message, format!("crash {held}"), "the oldest are kept, in order");
+            held += 1;
+        }
+        assert_eq!(held, EVENT_CHANNEL_CAPACITY, "no more than the channel holds");
+        assert_eq!(sink.dropped(), 0, "the reader reported the drops");
+        // Room again: an ordinary event arrives, and a flush is answered.
+        sink.send(key.clone(), StageEvent::new(chrono::Utc::now(), EventKind::Started, "started"));
+        let reader = tokio::spawn(async move { stream.recv().await.map(|(_, e)| e.message) });
+        assert_eq!(reader.await.unwrap().as_deref(), Some("started"));
+    }
+
+    #[tokio::test]
+    async fn sending_never_waits_and_flush_waits_for_the_reader() {
+        let key = StageKey::new("shop", "qa");
+        let (sink, mut stream) = EventSink::with_capacity(2);
+        for n in 0..3 {
+            sink.send(key.clone(), event(n));
+        }
+        assert_eq!(sink.dropped(), 1);
+        let flushed = {
+            let sink = sink.clone();
+            tokio::spawn(async move { sink.flush().await })
+        };
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            seen.push(stream.recv().await.unwrap().1.message);
+        }
+        assert_eq!(seen, ["crash 0", "crash 1"]);
+        let reader = tokio::spawn(async move { stream.recv().await });
+        tokio::time::timeout(Duration::from_secs(5), flushed).await.expect("flush answered").unwrap();
+        drop(sink);
+        assert!(reader.await.unwrap().is_none(), "every sink gone");
     }
 }

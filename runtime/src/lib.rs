@@ -61,7 +61,10 @@
 mod local;
 mod probe;
 
-pub use local::{Enforcer, LocalRuntime, Sandbox, MAX_RELEASE_BYTES, MAX_RELEASE_FILES, SANDBOX_UID};
+pub use local::{
+    become_subreaper, reap_adopted, spawn_reaper, Enforcer, LocalRuntime, Sandbox, MAX_RELEASE_BYTES,
+    MAX_RELEASE_FILES, SANDBOX_UID,
+};
 pub use pergola_core::runtime::{
     EventSink, EventStream, Runtime, RuntimeError, StageKey, StageSpec, StopMode, StopReport,
 };

@@ -326,6 +326,49 @@ args = ["-c", "echo slow started; exec sleep 300"]
     .await;
     let logs = s.logs(&p, "qa", "migrate").await.unwrap();
     assert_eq!(logs.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(), ["migrated", "migrate completed"]);
+}
+
+/// A service that ignores SIGTERM (the shell does, and starts its sleeps again).
+const STUBBORN: &str = r#"version = "1.0.0"
+
+[[component]]
+name = "stubborn"
+kind = "service"
+command = "sh"
+args = ["-c", "trap '' TERM; echo up; while :; do sleep 0.2; done"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_every_stage_at_once_each_within_its_own_grace() {
+    let env = sqlite_env().await;
+    let dir = std::env::temp_dir().join(format!("pergola-shutdown-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let runtime = Arc::new(LocalRuntime::new(dir.join("data")));
+    let services = env.services.with_runtime(runtime.clone(), Duration::from_secs(30));
+    let s = env.as_admin(&services);
+    let p = s.create_project("Shop", None).await.unwrap().id;
+    let build = s.register_build(&p, STUBBORN, &dir.display().to_string()).await.unwrap();
+    for (stage, grace) in [("qa", 2), ("dev", 3)] {
+        s.create_stage(&p, stage, StageType::Qa, None).await.unwrap();
+        let update = StageUpdate { grace_secs: Some(grace), ..Default::default() };
+        s.update_stage(&p, stage, update).await.unwrap();
+        s.deploy(&p, stage, build.number).await.unwrap();
+    }
+    let up = async |stage: &str| s.logs(&p, stage, "stubborn").await.unwrap().iter().any(|l| l.line == "up");
+    wait_for("both stages up", async || up("qa").await && up("dev").await).await;
+
+    let started = Instant::now();
+    assert_eq!(services.stop_all_stages().await, 2);
+    let took = started.elapsed();
+    // Each was killed after its own grace (2 s and 3 s), at the same time: not 5 s, not 30 s.
+    assert!(took >= Duration::from_millis(2900), "the longest grace was given: {took:?}");
+    assert!(took < Duration::from_millis(4500), "concurrently, not one after the other: {took:?}");
+    for stage in ["qa", "dev"] {
+        let stubborn = s.components(&p, stage).await.unwrap().into_iter().find(|c| c.name == "stubborn").unwrap();
+        assert_eq!(stubborn.state, ComponentState::Stopped, "{stage}");
+    }
+    // The stages still should run: the next start brings them back.
+    assert!(s.list_stages(&p, false).await.unwrap().iter().all(|st| st.status == pergola_domain::StageStatus::Running));
     runtime.shutdown(Duration::from_secs(1)).await;
     let _ = std::fs::remove_dir_all(&dir);
     env.cleanup().await;

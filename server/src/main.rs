@@ -7,7 +7,12 @@
 //! Routes: the dashboard (pages and server functions), the REST API under `/api/v1`
 //! (OpenAPI document at `/api/v1/openapi.json`), `/healthz`. Share-link hosts are proxied
 //! ([`share`]); every other request passes `pergola_api::guard` first (its host, the origin of
-//! a change, the body's size; security headers on the answer).
+//! a change, the body's size; security headers on the answer). The listener ([`serve`]) limits
+//! how long a request's head may take and how many connections are served at once.
+//!
+//! Shutdown (SIGTERM, SIGINT or SIGHUP): the listener closes, requests in flight finish, every
+//! stage stops at once within its own grace period. The server is a child subreaper
+//! (`pergola_runtime::become_subreaper`).
 
 use app::{shell, App};
 use axum::http::{header, HeaderValue};
@@ -21,6 +26,7 @@ use pergola_runtime::{LocalRuntime, Sandbox};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod serve;
 mod session;
 mod share;
 mod share_auth;
@@ -46,6 +52,13 @@ async fn run() -> Result<(), String> {
     let leptos_options = conf.leptos_options;
     let addr = leptos_options.site_addr;
 
+    let shutdown = shutdown_signal()?;
+    // Processes a component double-forks away from its process group are re-parented to the
+    // server (not to init): they are found and ended with their stage, and collected here.
+    match pergola_runtime::become_subreaper() {
+        Ok(()) => pergola_runtime::spawn_reaper(),
+        Err(e) => tracing::warn!(error = %e, "cannot become a child subreaper: escaped component processes go to init"),
+    }
     let config = ServerConfig::from_env()?;
     // Absolute once and for all: the runtime hands paths under it to components, which run in
     // their build's directory, not in the server's.
@@ -78,15 +91,15 @@ async fn run() -> Result<(), String> {
         .with_secrets(secrets)
         .with_runtime(runtime.clone(), grace)
         .with_share_base(pergola_domain::share::ShareBase { domain: share_domain.clone(), port: share_port });
-    // What a killed server left running is stopped; then what should run, runs again.
+    // What a killed server left running is stopped before anything else may start a stage;
+    // then what should run, runs again (in the background: the dashboard answers meanwhile).
+    let reaped = runtime.reap_orphans(grace.min(Duration::from_secs(10))).await;
+    if reaped > 0 {
+        tracing::warn!(groups = reaped, "stopped components an earlier server left running");
+    }
     {
         let services = services.clone();
-        let runtime = runtime.clone();
         tokio::spawn(async move {
-            let reaped = runtime.reap_orphans(grace.min(Duration::from_secs(10))).await;
-            if reaped > 0 {
-                tracing::warn!(groups = reaped, "stopped components an earlier server left running");
-            }
             match services.reconcile().await {
                 Ok(r) if r.failed > 0 => tracing::warn!(
                     started = r.started,
@@ -126,7 +139,7 @@ async fn run() -> Result<(), String> {
         let host = if addr.is_ipv6() && !addr.ip().is_unspecified() { format!("[{host}]") } else { host };
         format!("http://{host}:{}", addr.port())
     });
-    let share = share::Share::new(services.clone(), share_domain, dashboard);
+    let share = share::Share::new(services.clone(), share_domain, dashboard).with_limits(share::ProxyLimits::default());
     // The demo application, offered on first run when its binary is next to the server's.
     let demo = config
         .demo_dir
@@ -199,13 +212,18 @@ async fn run() -> Result<(), String> {
 
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!("Pergola Stages listening on http://{addr}");
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("server error: {e}"));
-    // No component outlives the server.
+    let limits = serve::Limits {
+        max_connections: serve::connections_for_open_files(serve::MAX_CONNECTIONS),
+        ..serve::Limits::default()
+    };
+    serve::serve(listener, app, limits, shutdown).await;
+    // No component outlives the server: every stage stops at once, each within its own grace
+    // period; the runtime's sweep then ends anything left.
+    let stopped = services.stop_all_stages().await;
+    tracing::info!(stages = stopped, "stages stopped");
     runtime.shutdown(grace).await;
-    served
+    tracing::info!("stopped");
+    Ok(())
 }
 
 /// The database URL without its password, for messages.
@@ -220,17 +238,24 @@ fn redact(url: &str) -> String {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            s.recv().await;
-        }
-    };
-    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
-    tracing::info!("shutting down");
+/// Completes at the first SIGINT, SIGTERM or SIGHUP (its terminal closed; there is no
+/// configuration to reload, so it stops like SIGTERM rather than die at once). The handlers
+/// are installed here, at once: a signal that comes while the server is still starting is not
+/// lost (the server stops as soon as it listens).
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let handle = |kind: SignalKind, name: &str| signal(kind).map_err(|e| format!("cannot handle {name}: {e}"));
+    let mut interrupt = handle(SignalKind::interrupt(), "SIGINT")?;
+    let mut terminate = handle(SignalKind::terminate(), "SIGTERM")?;
+    let mut hangup = handle(SignalKind::hangup(), "SIGHUP")?;
+    Ok(async move {
+        let signal = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+            _ = hangup.recv() => "SIGHUP",
+        };
+        tracing::info!(signal, "shutting down");
+    })
 }
 
 /// The demo's build directory: `<data dir>/demo`, holding only a copy of `pergola-demo` from

@@ -1,7 +1,9 @@
 //! Share links: requests whose `Host` is `{component}.{stage}.{project}.{domain}` are
 //! forwarded to that component (a reverse proxy, bodies streamed both ways, `X-Forwarded-*`
 //! set, protocol upgrades such as WebSockets spliced through). A suspended stage answers 503 with a readable page, an unknown or archived one 404,
-//! a component that is not running or not answering 502.
+//! a component that is not running or not answering 502, one that does not answer within
+//! [`UPSTREAM_RESPONSE_TIMEOUT`] 504. Bodies over [`FORWARD_BODY_LIMIT`] get 413, WebSockets
+//! beyond [`MAX_SPLICES`] at once 503.
 //!
 //! Who may pass is decided before anything reaches the component (`Services::share_access`):
 //! anyone for a `public` stage; for a members-only one (the default), a visitor with a valid
@@ -26,6 +28,45 @@ use pergola_domain::share::parse_share_host;
 use pergola_domain::share::{AUTH_PATH, GUEST_COOKIE, GUEST_PATH, SHARE_COOKIE};
 use pergola_domain::{ComponentKind, StageStatus};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// How long connecting to a component may take.
+pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a component may take to answer a forwarded request (until its response's status
+/// and headers; the body then streams for as long as it takes), counted from when the request
+/// — the last piece of its body, if it has one — reached it. Beyond it the visitor gets a 504
+/// page.
+pub const UPSTREAM_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How many upgraded connections (WebSockets) are spliced to components at once, over every
+/// stage; one more gets a 503 page.
+pub const MAX_SPLICES: usize = 512;
+/// The largest request body forwarded to a component (64 MiB): a larger announced
+/// `Content-Length` gets a 413 page and nothing reaches the component; a streamed body is
+/// cut off at the limit (the component sees the request end early; the visitor gets 413).
+pub const FORWARD_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+/// What the proxy allows (tests use small values).
+#[derive(Clone, Copy, Debug)]
+pub struct ProxyLimits {
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub max_splices: usize,
+    pub body_limit: usize,
+}
+
+impl Default for ProxyLimits {
+    fn default() -> Self {
+        Self {
+            connect_timeout: UPSTREAM_CONNECT_TIMEOUT,
+            response_timeout: UPSTREAM_RESPONSE_TIMEOUT,
+            max_splices: MAX_SPLICES,
+            body_limit: FORWARD_BODY_LIMIT,
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Share {
@@ -37,6 +78,9 @@ pub struct Share {
     /// Whether share links are served over https (the cookies are then `Secure`).
     pub(crate) secure: bool,
     client: Client<HttpConnector, Body>,
+    limits: ProxyLimits,
+    /// One permit per WebSocket spliced now.
+    splices: Arc<Semaphore>,
 }
 
 impl Share {
@@ -46,9 +90,28 @@ impl Share {
             domain,
             dashboard: dashboard.trim_end_matches('/').to_owned(),
             secure: false,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: client(&ProxyLimits::default()),
+            limits: ProxyLimits::default(),
+            splices: Arc::new(Semaphore::new(MAX_SPLICES)),
         }
     }
+
+    /// The same proxy with other limits.
+    pub fn with_limits(self, limits: ProxyLimits) -> Self {
+        Self {
+            client: client(&limits),
+            splices: Arc::new(Semaphore::new(limits.max_splices.min(Semaphore::MAX_PERMITS))),
+            limits,
+            ..self
+        }
+    }
+}
+
+fn client(limits: &ProxyLimits) -> Client<HttpConnector, Body> {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(limits.connect_timeout));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new()).build(connector)
 }
 
 impl Share {
@@ -196,9 +259,36 @@ impl Share {
                 ),
             );
         };
+        // A body too large for the component is refused before anything is forwarded.
+        let announced = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| l.trim().parse::<u64>().ok());
+        if announced.is_some_and(|length| length > self.limits.body_limit as u64) {
+            return too_large(self.limits.body_limit);
+        }
         let original_host = req.headers().get(header::HOST).cloned();
-        // A protocol upgrade (WebSocket): forward the handshake, then splice the two connections.
+        // A protocol upgrade (WebSocket): forward the handshake, then splice the two connections
+        // (a limited number at once).
         let upgrade = req.headers().get(header::UPGRADE).cloned();
+        let splice = match upgrade {
+            Some(_) => match self.splices.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    tracing::warn!(
+                        max = self.limits.max_splices,
+                        "share links: too many WebSocket connections at once; one more was refused"
+                    );
+                    return page(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Too many connections",
+                        "This server holds as many WebSocket connections as it allows. Try again in a moment.",
+                    );
+                }
+            },
+            None => None,
+        };
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let client_ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
@@ -222,7 +312,55 @@ impl Share {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, protocol.clone());
         }
-        match self.client.request(req).await {
+        // A streamed body is cut off at the limit; whether that is what failed is remembered.
+        // Each piece of it forwarded is noted: the component's time to answer counts from the
+        // last one (a long upload is not an unanswered request; a stalled one is).
+        let cut = Arc::new(AtomicBool::new(false));
+        let limit = self.limits.body_limit;
+        let started = tokio::time::Instant::now();
+        let progress = Arc::new(AtomicU64::new(0));
+        let req = req.map(|body| {
+            let (cut, progress) = (cut.clone(), progress.clone());
+            let limited = http_body_util::BodyExt::map_err(http_body_util::Limited::new(body, limit), move |e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    cut.store(true, Ordering::Relaxed);
+                }
+                e
+            });
+            Body::new(http_body_util::BodyExt::map_frame(limited, move |frame| {
+                progress.store(millis_since(started), Ordering::Relaxed);
+                frame
+            }))
+        });
+        let request = self.client.request(req);
+        tokio::pin!(request);
+        let answered = loop {
+            let last = progress.load(Ordering::Relaxed);
+            let deadline = started + Duration::from_millis(last) + self.limits.response_timeout;
+            tokio::select! {
+                answered = &mut request => break Some(answered),
+                () = tokio::time::sleep_until(deadline) => {
+                    if progress.load(Ordering::Relaxed) == last {
+                        break None;
+                    }
+                }
+            }
+        };
+        let Some(answered) = answered else {
+            tracing::warn!(project, stage = stage_id, component, "share link target did not answer in time");
+            return page(
+                StatusCode::GATEWAY_TIMEOUT,
+                "Not answering",
+                &format!(
+                    "Service '{component}' of stage '{stage_id}' did not answer within {} seconds.",
+                    self.limits.response_timeout.as_secs_f32()
+                ),
+            );
+        };
+        if cut.load(Ordering::Relaxed) {
+            return too_large(limit);
+        }
+        match answered {
             Ok(mut response) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
                 let Some(client_upgrade) = client_upgrade else {
                     return page(StatusCode::BAD_GATEWAY, "Bad gateway", "The service switched protocols unasked.");
@@ -230,6 +368,8 @@ impl Share {
                 filter_set_cookies(response.headers_mut());
                 let server_upgrade = hyper::upgrade::on(&mut response);
                 tokio::spawn(async move {
+                    // Held while the splice lasts.
+                    let _splice = splice;
                     match (client_upgrade.await, server_upgrade.await) {
                         (Ok(client), Ok(server)) => {
                             let (mut client, mut server) = (TokioIo::new(client), TokioIo::new(server));
@@ -258,6 +398,23 @@ impl Share {
             }
         }
     }
+}
+
+/// Milliseconds from `start` to now.
+fn millis_since(start: tokio::time::Instant) -> u64 {
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// 413 for a body over `limit` bytes.
+fn too_large(limit: usize) -> Response {
+    page(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "Too large",
+        &match limit % (1024 * 1024) {
+            0 => format!("Requests to share links may carry at most {} MiB.", limit / (1024 * 1024)),
+            _ => format!("Requests to share links may carry at most {limit} bytes."),
+        },
+    )
 }
 
 /// A small self-contained page (share-link hosts do not load the dashboard's assets).

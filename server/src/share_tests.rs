@@ -1,7 +1,7 @@
 //! The share-link proxy against hostile visitors: a real component on 127.0.0.1, the proxy and
 //! the dashboard's `/share-auth` driven with `oneshot`.
 
-use crate::share::{self, Share};
+use crate::share::{self, ProxyLimits, Share};
 use crate::share_auth;
 use async_trait::async_trait;
 use axum::body::Body;
@@ -91,8 +91,12 @@ struct World {
 }
 
 async fn world() -> World {
+    world_with(upstream().await, ProxyLimits::default()).await
+}
+
+/// The world with the component on `port` and the proxy's `limits`.
+async fn world_with(port: u16, limits: ProxyLimits) -> World {
     let env = sqlite_env().await;
-    let port = upstream().await;
     let services: Services = env
         .services
         .with_runtime(Arc::new(Fake { port }), Duration::from_secs(1))
@@ -100,7 +104,7 @@ async fn world() -> World {
     env.admin.create_project("Shop", Some("shop")).await.unwrap();
     env.admin.create_stage("shop", "qa", StageType::Qa, None).await.unwrap();
     env.admin.create_stage("shop", "dev", StageType::Dev, None).await.unwrap();
-    let share = Share::new(services.clone(), "localhost".into(), DASHBOARD.into());
+    let share = Share::new(services.clone(), "localhost".into(), DASHBOARD.into()).with_limits(limits);
     // The sign-in form's redirect chain ends on a share host: the dashboard's CSP allows it.
     assert_eq!(share.form_target(), "http://*.localhost:3000");
     let app = Router::new()
@@ -389,4 +393,231 @@ async fn a_guest_link_works_for_its_stage_until_revoked_or_expired() {
 
 fn share_ttl() -> Duration {
     pergola_core::services::PROXY_CACHE_TTL + Duration::from_millis(50)
+}
+
+/// A component that accepts connections and never answers.
+async fn silent_upstream() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+/// A component that counts the requests reaching it and says how many body bytes it got; on
+/// `/ws` it switches protocols and echoes what it reads until the other side closes.
+async fn counting_upstream() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let reached = Arc::new(AtomicUsize::new(0));
+    let seen = reached.clone();
+    let app = Router::new()
+        .route(
+            "/ws",
+            get(|mut req: Request<Body>| async move {
+                let upgrade = hyper::upgrade::on(&mut req);
+                tokio::spawn(async move {
+                    if let Ok(upgraded) = upgrade.await {
+                        let mut io = hyper_util::rt::TokioIo::new(upgraded);
+                        let (mut read, mut write) = tokio::io::split(&mut io);
+                        let _ = tokio::io::copy(&mut read, &mut write).await;
+                    }
+                });
+                Response::builder()
+                    .status(StatusCode::SWITCHING_PROTOCOLS)
+                    .header(header::CONNECTION, "upgrade")
+                    .header(header::UPGRADE, "websocket")
+                    .body(Body::empty())
+                    .unwrap()
+            }),
+        )
+        .fallback(move |req: Request<Body>| {
+            let seen = seen.clone();
+            async move {
+                seen.fetch_add(1, Ordering::SeqCst);
+                match axum::body::to_bytes(req.into_body(), usize::MAX).await {
+                    Ok(body) => format!("component got {} bytes", body.len()),
+                    Err(_) => "component got a broken body".to_owned(),
+                }
+            }
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (port, reached)
+}
+
+fn limits(response_timeout: Duration, max_splices: usize, body_limit: usize) -> ProxyLimits {
+    ProxyLimits { connect_timeout: Duration::from_secs(1), response_timeout, max_splices, body_limit }
+}
+
+#[tokio::test]
+async fn a_component_that_never_answers_gives_a_504_page_within_the_timeout() {
+    let w = world_with(silent_upstream().await, limits(Duration::from_millis(500), 4, 1 << 20)).await;
+    w.admin.set_visibility("shop", "qa", Visibility::Public).await.unwrap();
+    let started = std::time::Instant::now();
+    let a = w.get(QA, "/", &[]).await;
+    let took = started.elapsed();
+    assert_eq!(a.status, StatusCode::GATEWAY_TIMEOUT, "{}", a.body);
+    assert!(a.body.contains("did not answer within 0.5 seconds"), "{}", a.body);
+    assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(3), "{took:?}");
+    w.env.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_oversized_body_gets_413_and_never_reaches_the_component() {
+    use std::sync::atomic::Ordering;
+    let (port, reached) = counting_upstream().await;
+    let w = world_with(port, limits(Duration::from_secs(5), 4, 1000)).await;
+    w.admin.set_visibility("shop", "qa", Visibility::Public).await.unwrap();
+    let send = |body: Body, length: Option<usize>| {
+        let mut req = Request::builder().method("POST").uri("/upload").header(header::HOST, QA);
+        if let Some(length) = length {
+            req = req.header(header::CONTENT_LENGTH, length);
+        }
+        w.app.clone().oneshot(req.body(body).unwrap())
+    };
+    // Announced too large: refused before anything is forwarded.
+    let response = send(Body::from(vec![b'x'; 1001]), Some(1001)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("at most 1000 bytes"));
+    assert_eq!(reached.load(Ordering::SeqCst), 0, "nothing reached the component");
+    // Streamed without a length: cut off at the limit, 413.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..20).map(|_| Ok(vec![b'y'; 100])).collect();
+    let response = send(Body::from_stream(chunked(chunks)), None).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Within the limit: forwarded whole.
+    let response = send(Body::from(vec![b'z'; 1000]), Some(1000)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&body), "component got 1000 bytes");
+    w.env.cleanup().await;
+}
+
+/// A stream of `chunks`, for a body without a length.
+fn chunked(
+    chunks: Vec<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
+    struct Chunks(std::vec::IntoIter<Result<Vec<u8>, std::io::Error>>);
+    impl futures_core::Stream for Chunks {
+        type Item = Result<Vec<u8>, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(self.0.next())
+        }
+    }
+    Chunks(chunks.into_iter())
+}
+
+/// A body fed by the returned sender, piece by piece, without a length.
+fn fed_body() -> (tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>, Body) {
+    struct Fed(tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>);
+    impl futures_core::Stream for Fed {
+        type Item = Result<Vec<u8>, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            self.0.poll_recv(cx)
+        }
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    (tx, Body::from_stream(Fed(rx)))
+}
+
+#[tokio::test]
+async fn a_slow_upload_is_no_timeout_but_a_stalled_one_is() {
+    let (port, _) = counting_upstream().await;
+    let w = world_with(port, limits(Duration::from_millis(400), 4, 1 << 20)).await;
+    w.admin.set_visibility("shop", "qa", Visibility::Public).await.unwrap();
+    let post = |body: Body| {
+        let req = Request::builder().method("POST").uri("/upload").header(header::HOST, QA);
+        w.app.clone().oneshot(req.body(body).unwrap())
+    };
+    // Five pieces 250 ms apart: 1.25 s in all, over three times the timeout, and answered.
+    let (tx, body) = fed_body();
+    let feeding = tokio::spawn(async move {
+        for _ in 0..5 {
+            tx.send(Ok(vec![b'a'; 100])).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
+    let response = post(body).await.unwrap();
+    feeding.await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&body), "component got 500 bytes");
+    // One piece, and then nothing (the component waits for the rest): 504 after the timeout.
+    let (tx, body) = fed_body();
+    tx.send(Ok(vec![b'a'; 100])).await.unwrap();
+    let started = std::time::Instant::now();
+    let response = post(body).await.unwrap();
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    drop(tx);
+    w.env.cleanup().await;
+}
+
+/// Opens a WebSocket-like upgrade to the share host through the real listener; the status
+/// line of the answer, and the connection.
+async fn upgrade(addr: std::net::SocketAddr) -> (String, tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET /ws HTTP/1.1\r\nHost: {QA}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "the head: {}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    (head.lines().next().unwrap_or_default().to_owned(), stream)
+}
+
+async fn echoes(stream: &mut tokio::net::TcpStream, text: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(text.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; text.len()];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut buf)).await.is_ok_and(|r| r.is_ok())
+        && buf == text.as_bytes()
+}
+
+#[tokio::test]
+async fn websocket_splices_are_capped_and_a_closed_one_frees_its_place() {
+    let (port, _) = counting_upstream().await;
+    let w = world_with(port, limits(Duration::from_secs(5), 2, 1 << 20)).await;
+    w.admin.set_visibility("shop", "qa", Visibility::Public).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = w.app.clone();
+    tokio::spawn(crate::serve::serve(listener, app, crate::serve::Limits::default(), std::future::pending()));
+
+    let (status, mut first) = upgrade(addr).await;
+    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+    assert!(echoes(&mut first, "one").await, "spliced through the real listener");
+    let (status, mut second) = upgrade(addr).await;
+    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+    assert!(echoes(&mut second, "two").await);
+    let (status, _third) = upgrade(addr).await;
+    assert!(status.starts_with("HTTP/1.1 503"), "over the cap: {status}");
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, mut again) = upgrade(addr).await;
+        if status.starts_with("HTTP/1.1 101") {
+            assert!(echoes(&mut again, "three").await);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the closed splice's place was never freed: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(echoes(&mut second, "still").await, "the others go on");
+    w.env.cleanup().await;
 }

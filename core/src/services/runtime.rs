@@ -104,6 +104,54 @@ impl Services {
         Ok(report)
     }
 
+    /// Stops what runs of every stage, all at once, each within its own grace period (the
+    /// server is shutting down): the whole takes about the longest grace, not their sum. The
+    /// stages keep their status, so [`Self::reconcile`] starts them again at the next start.
+    /// Stages the store cannot list are left to the runtime's own last sweep. Returns how many
+    /// stages had something stopped.
+    pub async fn stop_all_stages(&self) -> usize {
+        if !self.runtime.runs_stages() {
+            return 0;
+        }
+        let mut stages = Vec::new();
+        match self.store.list_projects().await {
+            Ok(projects) => {
+                for project in projects {
+                    match self.store.list_stages(&project.id).await {
+                        Ok(found) => stages.extend(found),
+                        Err(e) => {
+                            let _ = internal("list the stages to stop at shutdown")(e);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = internal("list the projects to stop at shutdown")(e);
+            }
+        }
+        let mut stopping = tokio::task::JoinSet::new();
+        for stage in stages {
+            let services = self.clone();
+            stopping.spawn(async move {
+                let report = services.stop(&stage, StopMode::Halt).await;
+                if !report.killed.is_empty() {
+                    tracing::warn!(
+                        project = stage.project_id,
+                        stage = stage.id,
+                        killed = ?report.killed,
+                        "killed after the grace period at shutdown"
+                    );
+                }
+                !(report.terminated.is_empty() && report.killed.is_empty())
+            });
+        }
+        let mut stopped = 0;
+        while let Some(done) = stopping.join_next().await {
+            stopped += usize::from(done.unwrap_or(false));
+        }
+        stopped
+    }
+
     /// Starts the stage's current release, if it has one and there is a runtime.
     pub(super) async fn start_current(&self, stage: &Stage) -> Result<bool, Error> {
         if !self.runtime.runs_stages() {

@@ -9,7 +9,9 @@
 //! - `process`: spawning a process in its own group, capturing its output, signalling it;
 //! - `supervise`: services and workers, restarted with back-off until stopped;
 //! - `jobs`: jobs and cron runs (tracked per release, once per release for jobs);
-//! - `reaper`: processes an earlier, killed server left behind.
+//! - `reaper`: processes an earlier, killed server left behind;
+//! - `children`: the server as a child subreaper: adopted processes collected, a stage's strays found;
+//! - `limits`: the resource limits of a component's processes.
 //!
 //! Under its data directory: `storage/<project>/<stage>/<volume>` (kept until the purge),
 //! `releases/<project>/<stage>/<release>` (read-only copies), `jobs/<project>/<stage>/<release>/
@@ -17,6 +19,7 @@
 //! <stage>/<start>/<component>` (wiped when the stage stops, and at its first start by a new
 //! server) and `sandbox/`. [`Runtime::forget`] deletes everything of a stage but `sandbox/`.
 
+mod children;
 mod component;
 mod jobs;
 mod launch;
@@ -27,6 +30,7 @@ mod release;
 mod sandbox;
 mod supervise;
 
+pub use children::{become_subreaper, reap_adopted, spawn_reaper};
 pub use limits::Enforcer;
 pub use release::{MAX_RELEASE_BYTES, MAX_RELEASE_FILES};
 pub use sandbox::{Sandbox, SANDBOX_UID};
@@ -247,6 +251,26 @@ impl LocalRuntime {
     /// Where the run of job `job` of a stage's release `release` is recorded.
     fn job_record(&self, key: &StageKey, release: i64, job: &str) -> PathBuf {
         self.stage_jobs(key).join(release.to_string()).join(job)
+    }
+
+    /// The jobs and cron runs of a stage that are running now (they run to completion).
+    fn running_jobs(&self, key: &StageKey) -> Vec<String> {
+        let stages = self.stages.lock().expect("stages lock");
+        stages
+            .get(key)
+            .map(|run| {
+                run.components
+                    .iter()
+                    .filter(|c| {
+                        c.read(|s| {
+                            matches!(s.kind, ComponentKind::Job | ComponentKind::Cron)
+                                && s.state == ComponentState::Running
+                        })
+                    })
+                    .map(|c| c.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Deletes a stage's persistent storage for good (when the stage is purged).
@@ -471,15 +495,31 @@ impl Runtime for LocalRuntime {
     }
 
     async fn stop(&self, key: &StageKey, grace: Duration, mode: StopMode) -> StopReport {
-        let (services, schedules, runs, tmp_dir) = {
+        let deadline = tokio::time::Instant::now() + grace;
+        let marker = format!("{}={}", launch::MARKER_VAR, self.marker());
+        let (services, schedules, runs, tmp_dir, groups) = {
             let mut stages = self.stages.lock().expect("stages lock");
             let Some(run) = stages.get_mut(key) else {
                 return StopReport::default();
             };
             run.stop.send_replace(Some(grace));
             let runs = if mode == StopMode::Halt { run.runs.halt(grace) } else { Vec::new() };
-            (std::mem::take(&mut run.services), std::mem::take(&mut run.schedules), runs, run.tmp_dir.clone())
+            let groups: Vec<u32> = run.components.iter().filter_map(|c| c.read(|s| s.pid)).collect();
+            let (services, schedules) = (std::mem::take(&mut run.services), std::mem::take(&mut run.schedules));
+            (services, schedules, runs, run.tmp_dir.clone(), groups)
         };
+        // Strays: what a component started outside its process group (a daemon's double fork)
+        // is asked to stop too, within the same grace; after a suspend, jobs still running keep
+        // theirs.
+        let running_jobs = if mode == StopMode::Halt { Vec::new() } else { self.running_jobs(key) };
+        let strays = |all: Vec<children::StageProcess>| -> Vec<children::StageProcess> {
+            all.into_iter().filter(|p| !running_jobs.contains(&p.component)).collect()
+        };
+        let outside: Vec<_> = strays(children::stage_processes(&marker, &key.project, &key.stage))
+            .into_iter()
+            .filter(|p| !groups.contains(&p.group))
+            .collect();
+        children::signal_each(&outside, libc::SIGTERM);
         let mut report = StopReport::default();
         for (name, task) in services {
             match task.await {
@@ -496,6 +536,21 @@ impl Runtime for LocalRuntime {
                 Ok(Some(Ending::Terminated)) => report.terminated.push(name),
                 _ => {}
             }
+        }
+        // What is left of them gets the rest of the grace period, then SIGKILL.
+        let mut left = strays(children::stage_processes(&marker, &key.project, &key.stage));
+        while !left.is_empty() && !outside.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            left = strays(children::stage_processes(&marker, &key.project, &key.stage));
+        }
+        if !left.is_empty() {
+            tracing::warn!(
+                project = key.project,
+                stage = key.stage,
+                processes = left.len(),
+                "killing processes the stage's components left outside their process groups"
+            );
+            children::signal_each(&left, libc::SIGKILL);
         }
         let components: Vec<_> =
             self.stages.lock().expect("stages lock").get(key).map(|r| r.components.clone()).unwrap_or_default();

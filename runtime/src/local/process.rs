@@ -46,7 +46,7 @@ pub(super) fn spawn(component: &Arc<Component>, launch: &Launch) -> std::io::Res
     unsafe {
         command.pre_exec(move || limits.pre_exec());
     }
-    let mut child = command.spawn()?;
+    let mut child = super::children::spawn_registered(|| command.spawn(), Child::id)?;
     if let Some(out) = child.stdout.take() {
         tokio::spawn(capture(component.clone(), "stdout", out));
     }
@@ -186,14 +186,33 @@ pub(super) fn terminate(pid: Option<u32>, sandboxed: bool) {
 }
 
 /// Ends what component process `pid` runs (SIGKILL): its process group, and when sandboxed
-/// the init of its PID namespace (the kernel then ends every process in it). Only for a `pid`
-/// not reaped yet (else it may be another process's by now).
-pub(super) fn kill_all(pid: Option<u32>, sandboxed: bool) {
+/// the init of its PID namespace (the kernel then ends every process in it), and waits (up to
+/// [`SANDBOX_END`]) until those are gone: the kernel ends them one by one, after the process
+/// the runtime waits for. Only for a `pid` not reaped yet (else it may be another process's
+/// by now).
+pub(super) async fn kill_all(pid: Option<u32>, sandboxed: bool) {
     let Some(pid) = pid else { return };
-    for (init, _) in if sandboxed { sandbox_inits(pid) } else { Vec::new() } {
+    let inits: Vec<i32> = if sandboxed { sandbox_inits(pid) } else { Vec::new() }.into_iter().map(|i| i.0).collect();
+    for &init in &inits {
         kill(init, libc::SIGKILL);
     }
     signal_group(Some(pid), libc::SIGKILL);
+    // A namespace's init ends (becomes a zombie or is gone) once every other process in it has.
+    let deadline = std::time::Instant::now() + SANDBOX_END;
+    while inits.iter().any(|&init| alive(init)) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// How long a killed sandbox may take to end before a stop goes on without it.
+const SANDBOX_END: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether `pid` exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) != Some("Z"),
+        Err(_) => false,
+    }
 }
 
 /// The children of `pid` that are the first process of another PID namespace (bwrap's

@@ -28,7 +28,7 @@ impl LocalRuntime {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         for pgid in orphan_groups(&marker) {
-            kill_all(Some(pgid), true);
+            kill_all(Some(pgid), true).await;
         }
         groups.len()
     }

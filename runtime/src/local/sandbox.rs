@@ -97,15 +97,17 @@ impl Sandbox {
                 passwd: scratch.join("passwd"),
                 group: scratch.join("group"),
             };
-            std::process::Command::new(bwrap)
+            let mut command = std::process::Command::new(bwrap);
+            command
                 .args(bwrap_args(&HostFs::scan(), &mounts))
                 .args(["--", "true"])
                 .env_clear()
                 .env("PATH", SANDBOX_PATH)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .output()
+                .stderr(Stdio::piped());
+            // Recorded, so that the reaper of adopted processes leaves its exit to us.
+            super::children::spawn_registered(|| command.spawn(), |c| Some(c.id()))?.wait_with_output()
         })();
         let _ = std::fs::remove_dir_all(&scratch);
         match result {

@@ -131,7 +131,7 @@ pub(super) async fn stop_process(
         Ok(_) => Ending::Terminated,
         Err(_) => {
             // Not reaped yet: `pid` is still the component's.
-            kill_all(pid, sandboxed);
+            kill_all(pid, sandboxed).await;
             component.event(
                 EventKind::Killed,
                 format!("{} was still running after the {} s grace period; killed", component.name, grace.as_secs()),

@@ -1,0 +1,324 @@
+//! The HTTP listener: our own accept loop over hyper's HTTP/1 connections (axum's `serve` has
+//! no knobs for what follows), so that hostile clients cannot take the server down.
+//!
+//! - **Header-read timeout** ([`HEADER_READ_TIMEOUT`]): a client must send a request's whole
+//!   head within it, from the first request of a connection on and again for each next one on
+//!   a kept-alive connection; else the connection is closed (a slowloris client that never
+//!   finishes its headers, or an idle connection, holds nothing for long).
+//! - **A cap on a request's head** ([`MAX_HEAD_BYTES`]): a larger one is answered 431.
+//! - **A cap on connections** ([`MAX_CONNECTIONS`]): beyond it, new connections are not
+//!   accepted — they wait in the system's listen queue and are served as soon as others close.
+//!   With the timeout above, a slot taken by a silent client is free again within it.
+//! - Every request gets its peer address (`ConnectInfo<SocketAddr>`, which the guard, sign-in
+//!   throttle and audit use), and protocol upgrades (WebSockets) work: once upgraded, a
+//!   connection leaves the cap (the share-link proxy caps its splices itself).
+//! - **Graceful shutdown**: when `shutdown` completes, the listener closes, each connection
+//!   finishes its request in flight and closes; those still busy after [`DRAIN_TIMEOUT`] are
+//!   dropped.
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tower::ServiceExt;
+
+/// How long a client has to send a request's head (request line and headers).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(20);
+/// The most a request's head (request line and headers) may take, in bytes: a larger one gets
+/// **431** and the connection closes (hyper checks when a read leaves the head incomplete, so
+/// a head may go past it by what one read brings, never to twice it). Browsers send a few KiB (cookies included); hyper's
+/// default, about 400 KiB per connection, would let a thousand slow clients hold 400 MiB.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// How many connections are served at once; more wait to be accepted.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// How long requests in flight may take to finish once the server shuts down.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What [`serve`] allows (tests use small values).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+            drain_timeout: DRAIN_TIMEOUT,
+        }
+    }
+}
+
+/// The connection cap that fits this process's limit of open files: `max_connections`, or half
+/// the limit if that is less (each connection takes a file descriptor, and so do the database,
+/// the components' pipes and the proxy's connections to them). The limit is not raised here:
+/// components inherit it, and some expect the usual 1024 (`select`); raise it where the server
+/// is started (`ulimit -n`, systemd's `LimitNOFILE=`).
+pub fn connections_for_open_files(max_connections: usize) -> usize {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes the one struct given, which is ours.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return max_connections;
+    }
+    let fit = usize::try_from(limit.rlim_cur / 2).unwrap_or(usize::MAX).max(16);
+    if fit < max_connections {
+        tracing::warn!(
+            open_files = limit.rlim_cur,
+            connections = fit,
+            "the limit of open files is low: fewer connections are served at once (raise `ulimit -n`)"
+        );
+    }
+    max_connections.min(fit)
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then drains (see the module's text).
+pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown: impl Future<Output = ()>) {
+    let max_connections = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(max_connections));
+    // Tells every connection to finish its request in flight and close.
+    let (closing, closed) = watch::channel(false);
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .keep_alive(true);
+    // When the cap, and a failure to accept, were last reported (at most once a minute each).
+    let (mut reported, mut failed): (Option<tokio::time::Instant>, Option<tokio::time::Instant>) = (None, None);
+    tokio::pin!(shutdown);
+    loop {
+        // A free slot first: without one, nothing more is accepted.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if reported.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
+                    tracing::warn!(
+                        connections = max_connections,
+                        "the connection cap is reached: new connections wait until others close"
+                    );
+                    reported = Some(tokio::time::Instant::now());
+                }
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+                    () = &mut shutdown => break,
+                }
+            }
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, a connection reset before it was accepted: wait
+                    // a moment rather than spin (and say so at most once a minute).
+                    if failed.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
+                        tracing::warn!(error = %e, "cannot accept a connection");
+                        failed = Some(tokio::time::Instant::now());
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().oneshot(req)
+        });
+        let connection = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
+        let mut closed = closed.clone();
+        tokio::spawn(async move {
+            tokio::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                () = async { let _ = closed.wait_for(|closing| *closing).await; } => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    let _ = closing.send(true);
+    // Every slot back: every connection has closed.
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(limits.drain_timeout, slots.acquire_many(all)).await.is_err() {
+        tracing::warn!(timeout = ?limits.drain_timeout, "requests still in flight at shutdown were dropped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::time::Instant;
+
+    /// Serves a small app with `limits`; the address and what ends it.
+    async fn server(limits: Limits) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        let app = Router::new()
+            .route("/", get(|| async { "hello" }))
+            .route("/peer", get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }))
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_millis(600)).await;
+                    "slow"
+                }),
+            );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(serve(listener, app, limits, async {
+            let _ = stopped.await;
+        }));
+        (addr, stop, task)
+    }
+
+    /// One request on a fresh connection; the whole answer.
+    async fn get_raw(addr: SocketAddr, path: &str) -> (String, SocketAddr) {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let local = stream.local_addr().unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        (answer, local)
+    }
+
+    /// Reads until the server closes the connection (or `within` passes: `None`).
+    async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<String> {
+        let mut seen = Vec::new();
+        tokio::time::timeout(within, async {
+            let mut buf = [0u8; 1024];
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await
+        .ok()?;
+        Some(String::from_utf8_lossy(&seen).into_owned())
+    }
+
+    fn limits(header_read_timeout: Duration, max_connections: usize) -> Limits {
+        Limits { header_read_timeout, max_connections, drain_timeout: Duration::from_secs(5) }
+    }
+
+    #[tokio::test]
+    async fn a_slowloris_client_is_cut_off_while_others_are_served() {
+        let (addr, _stop, _task) = server(limits(Duration::from_millis(500), 16)).await;
+        // Half a head, and then nothing; and a connection that never says a word.
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: ").await.unwrap();
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        let (answer, _) = get_raw(addr, "/").await;
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello"), "{answer}");
+        for stream in [&mut slow, &mut silent] {
+            let answer = closed_within(stream, Duration::from_secs(3)).await.expect("cut off after the timeout");
+            assert!(!answer.contains("200 OK"), "{answer}");
+        }
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(3), "{took:?}");
+        // Trickling the rest of the head a byte at a time does not buy more time either.
+        let mut trickle = TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        let cut = async {
+            for byte in b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+                if trickle.write_all(&[*byte]).await.is_err() {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        };
+        assert!(cut.await, "the connection was closed while the head trickled in");
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn an_oversized_head_gets_431_and_the_server_goes_on() {
+        let (addr, _stop, _task) = server(limits(Duration::from_secs(5), 16)).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        // hyper checks the limit when a read leaves the head incomplete: a head may go past it
+        // by what one read brings, never to twice it.
+        let huge = "a".repeat(2 * MAX_HEAD_BYTES);
+        let request = format!("GET / HTTP/1.1\r\nHost: localhost\r\nX-Huge: {huge}\r\n\r\n");
+        let _ = stream.write_all(request.as_bytes()).await;
+        let answer = closed_within(&mut stream, Duration::from_secs(3)).await.expect("answered and closed");
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+        // A head of ordinary size (big cookies included) is fine.
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let cookie = "c".repeat(16 * 1024);
+        let request = format!("GET / HTTP/1.1\r\nHost: localhost\r\nCookie: a={cookie}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let answer = closed_within(&mut stream, Duration::from_secs(3)).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello"), "{answer}");
+    }
+
+    #[test]
+    fn the_cap_leaves_half_the_open_files_for_the_rest() {
+        assert_eq!(connections_for_open_files(10), 10);
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit writes the one struct given, which is ours.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+        if limit.rlim_cur != libc::RLIM_INFINITY {
+            let half = usize::try_from(limit.rlim_cur / 2).unwrap().max(16);
+            assert_eq!(connections_for_open_files(usize::MAX), half);
+        }
+    }
+
+    #[tokio::test]
+    async fn beyond_the_cap_connections_wait_and_are_served_once_others_close() {
+        let (addr, _stop, _task) = server(limits(Duration::from_secs(20), 2)).await;
+        let mut idle: Vec<TcpStream> = Vec::new();
+        for _ in 0..2 {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let waiting = tokio::spawn(get_raw(addr, "/"));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(!waiting.is_finished(), "the cap holds: a third connection is not served yet");
+        let released = Instant::now();
+        drop(idle.pop());
+        let (answer, _) = tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("served").unwrap();
+        assert!(answer.ends_with("hello"), "{answer}");
+        assert!(released.elapsed() < Duration::from_secs(2), "served once a slot was free, not after a timeout");
+        // Connections that come and go never use the slots up.
+        for _ in 0..20 {
+            assert!(get_raw(addr, "/").await.0.ends_with("hello"));
+        }
+    }
+
+    #[tokio::test]
+    async fn handlers_see_the_peer_address_and_shutdown_lets_requests_in_flight_finish() {
+        let (addr, stop, task) = server(limits(Duration::from_secs(5), 16)).await;
+        let (answer, local) = get_raw(addr, "/peer").await;
+        assert!(answer.ends_with(&local.to_string()), "{answer} / {local}");
+        let slow = tokio::spawn(get_raw(addr, "/slow"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.send(()).unwrap();
+        let (answer, _) = slow.await.unwrap();
+        assert!(answer.ends_with("slow"), "finished: {answer}");
+        tokio::time::timeout(Duration::from_secs(3), task).await.expect("the server ended").unwrap();
+        assert!(TcpStream::connect(addr).await.is_err(), "no longer listening");
+    }
+}
