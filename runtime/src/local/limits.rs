@@ -135,7 +135,7 @@ impl Enforcer {
             "{memory}; {pids}; open files by RLIMIT_NOFILE; CPU priority by the nice value; the out-of-memory \
              preference by oom_score_adj"
         );
-        if let Some(why) = &self.why_not {
+        if let (Some(why), true) = (&self.why_not, self.memory.is_none() || self.pids.is_none()) {
             text += &format!(" (no cgroup: {why})");
         }
         text
