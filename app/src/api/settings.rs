@@ -44,8 +44,12 @@ pub async fn set_limits(values: Vec<String>) -> Result<LimitsPolicy, AppError> {
     answer(services()?.set_limits(policy).await)
 }
 
-/// How components are sandboxed and limited (`None` when this server runs nothing).
+/// How components are sandboxed and limited (`None` when this server runs nothing, and for
+/// nobody signed in: the sign-in pages keep their status).
 #[server]
 pub async fn get_isolation() -> Result<Option<Isolation>, AppError> {
+    if super::caller().is_none() {
+        return Ok(None);
+    }
     Ok(services()?.isolation())
 }
