@@ -165,6 +165,7 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .merge(routes::lifecycle::router())
         .merge(routes::builds::router())
         .merge(routes::releases::router())
+        .merge(routes::promote::router())
         .merge(routes::components::router())
         .merge(routes::events::router())
         .merge(routes::config::router())

@@ -186,6 +186,9 @@ const MEMBER: &str = "/api/v1/projects/{project}/members/{username}";
 const PROJECT_EVENTS: &str = "/api/v1/projects/{project}/events";
 const INVITATIONS: &str = "/api/v1/invitations";
 const LINKS: &str = "/api/v1/projects/{project}/stages/{stage}/links";
+const COMPARE: &str = "/api/v1/projects/{project}/stages/{stage}/compare/{other}";
+const PROMOTE: &str = "/api/v1/projects/{project}/stages/{stage}/promote";
+const DUPLICATE: &str = "/api/v1/projects/{project}/stages/{stage}/duplicate";
 const LINK: &str = "/api/v1/projects/{project}/stages/{stage}/links/{id}";
 
 /// The project the families work in (`my-new-project`), with `stages` given as (name, type,
@@ -379,6 +382,45 @@ async fn builds_and_releases(api: &Api, _env: &Env) {
     let r = api.call("GET", RELEASES, &[p, "stage1"], "", None).await;
     assert_eq!(r.body.as_array().unwrap().iter().map(|r| r["number"].as_i64().unwrap()).collect::<Vec<_>>(), [2, 1]);
     problem(&api.call("GET", RELEASES, &[p, "nope"], "", None).await, 404, "not-found");
+
+    // Promotion from stage1 (PROD, build 1) to a new QA stage, compared first.
+    api.call("POST", STAGES, &[p], "", Some(json!({"name": "QA", "type": "qa"}))).await;
+    api.call("PUT", CONFIG_KEY, &[p, "qa", "TOKEN"], "", Some(json!({"value": "s3cret", "secret": true}))).await;
+    let r = api.call("GET", COMPARE, &[p, "stage1", "qa"], "", None).await;
+    assert_eq!((r.status, r.body["build_differs"].as_bool()), (200, Some(true)));
+    assert_eq!(r.body["components_added"][0]["name"], "web");
+    assert_eq!(
+        r.body["config"][0],
+        json!({"key": "TOKEN", "from": null, "to": {"key": "TOKEN", "value": null, "secret": true}})
+    );
+    problem(&api.call("GET", COMPARE, &[p, "stage1", "nope"], "", None).await, 404, "not-found");
+    let r = api.call("GET", PROMOTE, &[p, "stage1"], "", None).await;
+    assert_eq!(r.body.as_array().unwrap().iter().map(|o| o["to"]["id"].as_str().unwrap()).collect::<Vec<_>>(), ["qa"]);
+    problem(&api.call("GET", PROMOTE, &[p, "nope"], "", None).await, 404, "not-found");
+    let r = api.call("POST", PROMOTE, &[p, "stage1"], "", Some(json!({"to": "qa"}))).await;
+    assert_eq!(
+        (r.status, r.body["build_number"].as_i64(), r.body["promoted_from"].as_str()),
+        (201, Some(1), Some("stage1"))
+    );
+    assert_eq!(
+        problem(&api.call("POST", PROMOTE, &[p, "qa"], "", Some(json!({"to": "qa"}))).await, 422, "validation")
+            ["field"],
+        "to"
+    );
+    problem(&api.call("POST", PROMOTE, &[p, "qa"], "", Some(json!({"to": "nope"}))).await, 404, "not-found");
+    problem(&api.call("POST", PROMOTE, &[p, "qa"], "", Some(json!({}))).await, 400, "malformed-request");
+    // Duplicated, with its build.
+    let r = api.call("POST", DUPLICATE, &[p, "qa"], "", Some(json!({"name": "QA copy", "deploy": true}))).await;
+    assert_eq!((r.status, r.body["id"].as_str(), r.body["stage_type"].as_str()), (201, Some("qa-copy"), Some("qa")));
+    let r = api.call("GET", RELEASES, &[p, "qa-copy"], "", None).await;
+    assert_eq!(r.body[0]["build_number"], 1);
+    let r = api.call("POST", DUPLICATE, &[p, "qa"], "", Some(json!({"name": "QA copy"}))).await;
+    assert_eq!(problem(&r, 409, "stage-id-taken")["suggestion"], "qa-copy-2");
+    problem(
+        &api.call("POST", DUPLICATE, &[p, "qa"], "", Some(json!({"name": "x", "id": "Bad ID"}))).await,
+        422,
+        "validation",
+    );
 }
 
 /// What runs (this server has no runtime: a deployed release has no running components).
@@ -1200,6 +1242,10 @@ fn the_openapi_document_covers_every_route() {
         format!("GET {RETENTION}"),
         format!("PUT {RETENTION}"),
         format!("GET {LIMITS}"),
+        format!("GET {COMPARE}"),
+        format!("GET {PROMOTE}"),
+        format!("POST {PROMOTE}"),
+        format!("POST {DUPLICATE}"),
         format!("PUT {LIMITS}"),
         format!("GET {ISOLATION}"),
         format!("GET {CONFIG}"),

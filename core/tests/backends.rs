@@ -46,6 +46,7 @@ all_backends!(
     purge_deletes_only_due_stages_and_frees_their_ids,
     retention_changes_apply_to_stages_archived_afterwards,
     limits_per_stage_type_reach_the_runtime_and_only_administrators_change_them,
+    promotion_comparison_and_duplication_follow_dev_qa_prod,
     names_are_stored_verbatim,
     configuration_masks_secrets_survives_restore_and_is_purged,
     builds_and_releases,
@@ -405,6 +406,87 @@ async fn limits_per_stage_type_reach_the_runtime_and_only_administrators_change_
     let given = runs.limits.lock().unwrap().clone();
     assert_eq!(given, [("dev".to_owned(), wanted.dev), ("prod".to_owned(), wanted.prod)]);
     assert_eq!(given[0].1.memory_mib, 128);
+}
+
+async fn promotion_comparison_and_duplication_follow_dev_qa_prod(env: &Env) {
+    let s = &env.admin;
+    let p = project(env, "Shop").await;
+    for (id, t) in [("dev", StageType::Dev), ("qa", StageType::Qa), ("prod", StageType::Prod)] {
+        s.create_stage(&p, id, t, None).await.unwrap();
+    }
+    let dir = std::env::temp_dir().display().to_string();
+    let b1 = s.register_build(&p, MANIFEST, &dir).await.unwrap();
+    let with_worker = format!(
+        "{}\n[[component]]\nname = \"worker\"\nkind = \"worker\"\ncommand = \"./work\"\n",
+        MANIFEST.replace("1.2.0", "1.3.0")
+    );
+    let b2 = s.register_build(&p, &with_worker, &dir).await.unwrap();
+    s.deploy(&p, "dev", b2.number).await.unwrap();
+    s.deploy(&p, "qa", b1.number).await.unwrap();
+    for (stage, level, token) in [("dev", "debug", "same"), ("qa", "info", "same"), ("prod", "warn", "other")] {
+        s.set_config(&p, stage, "LOG_LEVEL", level, false).await.unwrap();
+        s.set_config(&p, stage, "API_TOKEN", token, true).await.unwrap();
+    }
+    update(s, &p, "qa", "qa", "qa", Some("45")).await.unwrap();
+
+    // Compared: the build, the added component, the plain setting with its values; equal
+    // secrets are equal (their sealed forms differ), and no secret value is ever shown.
+    let c = s.compare_stages(&p, "dev", "qa").await.unwrap();
+    assert!(c.build_differs && c.type_differs && c.grace_differs);
+    assert_eq!((c.from.build, c.to.build), (Some(b2.number), Some(b1.number)));
+    assert_eq!(c.components_added.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["worker"]);
+    assert!(c.components_removed.is_empty());
+    assert_eq!(c.config.len(), 1, "{:?}", c.config);
+    let level = &c.config[0];
+    assert_eq!(level.key, "LOG_LEVEL");
+    assert_eq!(level.from.as_ref().unwrap().value.as_deref(), Some("debug"));
+    assert_eq!(level.to.as_ref().unwrap().value.as_deref(), Some("info"));
+    let c = s.compare_stages(&p, "dev", "prod").await.unwrap();
+    let token = c.config.iter().find(|d| d.key == "API_TOKEN").expect("different secrets differ");
+    assert_eq!((token.from.as_ref().unwrap().value.as_ref(), token.to.as_ref().unwrap().value.as_ref()), (None, None));
+    assert!(!serde_json::to_string(&c).unwrap().contains("same"), "no secret value leaves the server");
+    assert_eq!(c.to.build, None);
+    // The targets, the next type first.
+    let options = s.promotion_options(&p, "dev").await.unwrap();
+    assert_eq!(options.iter().map(|o| o.to.id.as_str()).collect::<Vec<_>>(), ["qa", "prod"]);
+
+    // Promoted DEV → QA: DEV's build, QA's own configuration, and where it came from.
+    let r = s.promote(&p, "dev", "qa").await.unwrap();
+    assert_eq!((r.number, r.build_number, r.promoted_from.as_deref()), (2, b2.number, Some("dev")));
+    let snapshot = s.store().list_releases(&p, "qa").await.unwrap().remove(0).config;
+    assert_eq!(snapshot["LOG_LEVEL"], "info", "the target's configuration");
+    assert_eq!(s.releases(&p, "qa").await.unwrap()[0].promoted_from.as_deref(), Some("dev"));
+    let events = s.events(&p, "qa").await.unwrap();
+    assert!(events[0].message.contains("promoted from 'dev' (its release 1)"), "{}", events[0].message);
+    assert!(s.compare_stages(&p, "dev", "qa").await.unwrap().components_added.is_empty());
+
+    // Refusals change nothing.
+    let e = s.promote(&p, "qa", "qa").await.unwrap_err();
+    assert!(e.is_for("to"), "{e:?}");
+    assert_eq!(s.promote(&p, "prod", "qa").await.unwrap_err().kind, ErrorKind::InvalidState, "prod has no release");
+    assert_eq!(s.promote(&p, "dev", "nope").await.unwrap_err().kind, ErrorKind::NotFound);
+    let developer = env.member("dana", &p, Role::Developer).await;
+    assert_eq!(developer.promote(&p, "qa", "prod").await.unwrap_err().kind, ErrorKind::Forbidden);
+    assert!(s.releases(&p, "prod").await.unwrap().is_empty());
+    assert_eq!(developer.promote(&p, "qa", "dev").await.unwrap().build_number, b2.number);
+
+    // Duplicated: the type, the configuration (secrets open in their new place), the grace
+    // period; with its build when asked.
+    let copy = s.duplicate_stage(&p, "qa", "QA 2", None, true).await.unwrap();
+    assert_eq!((copy.id.as_str(), copy.stage_type, copy.grace_secs), ("qa-2", StageType::Qa, 45));
+    let values = s.config_values(&p, "qa-2").await.unwrap();
+    assert_eq!((values["LOG_LEVEL"].as_str(), values["API_TOKEN"].as_str()), ("info", "same"));
+    assert_eq!(s.releases(&p, "qa-2").await.unwrap()[0].build_number, b2.number);
+    assert!(s.compare_stages(&p, "qa", "qa-2").await.unwrap().config.is_empty());
+    let bare = s.duplicate_stage(&p, "dev", "Dev copy", Some("dev-copy"), false).await.unwrap();
+    assert!(s.releases(&p, &bare.id).await.unwrap().is_empty());
+    let e = s.duplicate_stage(&p, "dev", "Dev copy", Some("dev-copy"), false).await.unwrap_err();
+    assert_eq!((e.kind, e.suggestion.as_deref()), (ErrorKind::StageIdTaken, Some("dev-copy-2")));
+    assert_eq!(
+        developer.duplicate_stage(&p, "prod", "Prod 2", None, false).await.unwrap_err().kind,
+        ErrorKind::Forbidden
+    );
+    assert!(s.get_stage(&p, "prod-2").await.is_err(), "nothing was created");
 }
 
 async fn names_are_stored_verbatim(env: &Env) {

@@ -6,6 +6,7 @@
 //! in `pergola-core` only decide *how it is persisted*.
 
 pub mod access;
+pub mod compare;
 pub mod error;
 pub mod ids;
 pub mod limits;
@@ -25,6 +26,9 @@ pub use access::{
     CreatedToken, Decision, InvitationInfo, Me, Member, Requirement, RetryAfter, Role, SessionPolicy, Throttle,
     TokenInfo, UserInfo, Visibility, INVITATION_VALID_DAYS, MAX_EXPIRY_DAYS, MAX_PASSWORD_BYTES, MAX_TOKEN_NAME_CHARS,
     MAX_USERNAME_CHARS, MIN_PASSWORD_CHARS,
+};
+pub use compare::{
+    compare, promotion_targets, ComponentSide, ConfigDifference, ConfigSide, StageComparison, StageSide,
 };
 pub use error::{Error, ErrorKind};
 pub use ids::{derive_id, numbered_id, suggestion_stem, typed_id, validate_id, IdKind, MAX_ID_LEN, RESERVED_IDS};

@@ -79,6 +79,9 @@ pub struct Release {
     /// The configuration keys the release was deployed with (values stay on the server).
     pub config_keys: Vec<String>,
     pub created_at: DateTime<Utc>,
+    /// The stage of the project its build was promoted from, if it was.
+    #[serde(default)]
+    pub promoted_from: Option<String>,
 }
 
 /// What the stage page shows of what runs: releases (newest first), components and their

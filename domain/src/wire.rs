@@ -185,6 +185,30 @@ pub struct NewRelease {
     pub build: i64,
 }
 
+/// Where to promote a stage's current build.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Promotion {
+    /// The target stage's ID (another live stage of the project).
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63))]
+    pub to: String,
+}
+
+/// A new stage like an existing one: its type, configuration and grace period. Without `id`,
+/// the Stage ID is derived from the name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Duplication {
+    pub name: String,
+    /// Stage ID, by the same rules as a new stage's.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Deploy the source's current build to the new stage too.
+    #[serde(default)]
+    pub deploy: bool,
+}
+
 /// A configuration value; `secret` values are never returned after saving.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

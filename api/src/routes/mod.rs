@@ -9,6 +9,7 @@ pub mod config;
 pub mod events;
 pub mod lifecycle;
 pub mod projects;
+pub mod promote;
 pub mod releases;
 pub mod settings;
 pub mod sharing;
@@ -24,6 +25,21 @@ pub struct ProjectPath {
     /// Project ID
     #[param(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
     pub project: String,
+}
+
+/// `/projects/{project}/stages/{stage}/compare/{other}`
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ComparePath {
+    /// Project ID
+    #[param(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
+    pub project: String,
+    /// Stage ID of the stage compared (the one a promotion would take the build from)
+    #[param(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
+    pub stage: String,
+    /// Stage ID of the stage it is compared with
+    #[param(pattern = "^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
+    pub other: String,
 }
 
 /// `/projects/{project}/stages/{stage}`

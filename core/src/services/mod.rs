@@ -14,6 +14,7 @@ mod events;
 mod lifecycle;
 mod limits;
 mod projects;
+mod promote;
 mod proxy_cache;
 mod releases;
 mod retention;

@@ -47,6 +47,18 @@ impl Acting {
     /// Deploys a build to a live stage as its new release, with a snapshot of the stage's
     /// configuration. The new release replaces the running one.
     pub async fn deploy(&self, project_id: &str, stage_id: &str, build_number: i64) -> Result<Release, Error> {
+        self.deploy_from(project_id, stage_id, build_number, None).await
+    }
+
+    /// [`Acting::deploy`], recording that the build was promoted from `origin` (a stage of the
+    /// project and its release) when it was.
+    pub(super) async fn deploy_from(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+        build_number: i64,
+        origin: Option<(&str, i64)>,
+    ) -> Result<Release, Error> {
         self.live(self.allow_stage(Action::Deploy, project_id, stage_id).await?)?;
         let build = self
             .store
@@ -69,7 +81,7 @@ impl Acting {
             .collect();
         let now = self.clock.now();
         let number = retry_on_conflict(
-            || self.store.insert_release(project_id, stage_id, &build.uid, &config, now),
+            || self.store.insert_release(project_id, stage_id, &build.uid, &config, now, origin.map(|o| o.0)),
             internal("insert a release"),
         )
         .await?;
@@ -87,7 +99,10 @@ impl Acting {
         // A suspended stage keeps its new release for when it is resumed.
         let stage = self.live_stage(project_id, stage_id).await?;
         let when = if stage.status == StageStatus::Running { "" } else { "; it runs when the stage is resumed" };
-        let message = format!("Release {} deployed: build {build_number}{version}{when}.", release.number);
+        let from = origin
+            .map(|(stage, release)| format!(", promoted from '{stage}' (its release {release})"))
+            .unwrap_or_default();
+        let message = format!("Release {} deployed: build {build_number}{version}{from}{when}.", release.number);
         self.record(project_id, stage_id, StageEvent::new(now, EventKind::Deployed, message)).await;
         if stage.status == StageStatus::Running {
             // The previous release stops gracefully first, which may take the grace period:
@@ -134,6 +149,7 @@ impl Services {
                 build_version: r.build.version,
                 config_keys: r.config.into_keys().collect(),
                 created_at: r.created_at,
+                promoted_from: r.promoted_from,
             })
             .collect())
     }

@@ -63,6 +63,8 @@ pub struct ReleaseRow {
     pub build: pergola_domain::Build,
     pub config: std::collections::BTreeMap<String, String>,
     pub created_at: DateTime<Utc>,
+    /// The stage it was promoted from, if it was.
+    pub promoted_from: Option<String>,
 }
 
 /// A stored configuration setting, secrets included (server side only).
@@ -266,8 +268,8 @@ pub trait Store: Send + Sync {
     /// The project's builds, newest first.
     async fn list_builds(&self, project_id: &str) -> StoreResult<Vec<BuildRow>>;
     async fn get_build(&self, project_id: &str, number: i64) -> StoreResult<Option<BuildRow>>;
-    /// Records a release of `build_uid` on a live stage under its next number; `None` when
-    /// there is no such live stage.
+    /// Records a release of `build_uid` on a live stage under its next number (promoted from
+    /// stage `promoted_from` of the project, if it was); `None` when there is no such live stage.
     async fn insert_release(
         &self,
         project_id: &str,
@@ -275,6 +277,7 @@ pub trait Store: Send + Sync {
         build_uid: &str,
         config: &std::collections::BTreeMap<String, String>,
         at: DateTime<Utc>,
+        promoted_from: Option<&str>,
     ) -> StoreResult<Option<i64>>;
     /// A stage's releases (live or archived stage), newest first.
     async fn list_releases(&self, project_id: &str, stage_id: &str) -> StoreResult<Vec<ReleaseRow>>;

@@ -566,12 +566,13 @@ macro_rules! sql_store {
                 build_uid: &str,
                 config: &std::collections::BTreeMap<String, String>,
                 at: DateTime<Utc>,
+                promoted_from: Option<&str>,
             ) -> StoreResult<Option<i64>> {
                 let config = serde_json::to_string(config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 Ok(sqlx::query_scalar(
-                    "INSERT INTO releases (uid, stage_uid, number, build_uid, config, created_at) \
+                    "INSERT INTO releases (uid, stage_uid, number, build_uid, config, created_at, promoted_from) \
                      SELECT $1, s.uid, COALESCE((SELECT MAX(r.number) FROM releases r WHERE r.stage_uid = s.uid), 0) + 1, \
-                     $2, $3, $4 FROM stages s \
+                     $2, $3, $4, $7 FROM stages s \
                      WHERE s.project_id = $5 AND s.stage_id = $6 AND s.archived_at IS NULL RETURNING number",
                 )
                 .bind(uuid::Uuid::new_v4().to_string())
@@ -580,6 +581,7 @@ macro_rules! sql_store {
                 .bind(millis(at))
                 .bind(project_id)
                 .bind(stage_id)
+                .bind(promoted_from)
                 .fetch_optional(&self.pool)
                 .await?)
             }
@@ -587,7 +589,7 @@ macro_rules! sql_store {
             async fn list_releases(&self, project_id: &str, stage_id: &str) -> StoreResult<Vec<ReleaseRow>> {
                 use sqlx::Row;
                 let rows = sqlx::query(
-                    "SELECT r.number AS release_number, r.config, r.created_at AS released_at, \
+                    "SELECT r.number AS release_number, r.config, r.created_at AS released_at, r.promoted_from, \
                      b.uid, b.project_id, b.number, b.version, b.manifest, b.workdir, b.created_at \
                      FROM releases r JOIN stages s ON s.uid = r.stage_uid JOIN builds b ON b.uid = r.build_uid \
                      WHERE s.project_id = $1 AND s.stage_id = $2 ORDER BY r.number DESC",
@@ -604,6 +606,7 @@ macro_rules! sql_store {
                             build: Self::build_from_row(row)?.build,
                             config: serde_json::from_str(&config).map_err(|e| StoreError::Corrupt(e.to_string()))?,
                             created_at: from_millis(row.try_get("released_at")?)?,
+                            promoted_from: row.try_get("promoted_from")?,
                         })
                     })
                     .collect()
