@@ -55,7 +55,8 @@ fn SandboxBanner(isolation: Isolation) -> impl IntoView {
             <div class="mx-auto max-w-6xl px-6 py-2 text-sm text-rose-900">
                 <strong class="font-semibold">{title}". "</strong>
                 {text}
-                <span class="block text-rose-800">{isolation.sandbox_detail}</span>
+                // Why none can start (when off, the sentence above says it all).
+                {(isolation.sandbox != "off").then(|| view! { <span class="block text-rose-800">{isolation.sandbox_detail.clone()}</span> })}
             </div>
         </aside>
     }
