@@ -154,6 +154,28 @@ pub enum Command {
         #[arg(short, long)]
         project: String,
     },
+    /// Promote a stage's current build to another stage (DEV -> QA -> PROD): shows what will
+    /// change there, asks to confirm (unless --yes), then deploys it with the target's own
+    /// configuration.
+    Promote {
+        /// Stage ID of the stage whose build is promoted.
+        stage: String,
+        /// Stage ID of the stage it is deployed to.
+        #[arg(long)]
+        to: String,
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
+        /// Do not ask: promote at once (needed when stdin is not a terminal).
+        #[arg(short, long)]
+        yes: bool,
+    },
+    /// Compare two stages: type, release and build, components, configuration keys (secret
+    /// values never shown), grace period.
+    Diff {
+        #[command(subcommand)]
+        what: DiffWhat,
+    },
     /// Manage a stage's configuration (environment settings; they apply with the next release).
     Config {
         #[command(subcommand)]
@@ -163,6 +185,20 @@ pub enum Command {
     Completion {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DiffWhat {
+    /// Compare stage A with stage B ("what changes on B if it became like A").
+    Stage {
+        /// Stage ID of the first stage.
+        a: String,
+        /// Stage ID of the second stage.
+        b: String,
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
     },
 }
 
@@ -188,19 +224,26 @@ pub enum CreateWhat {
         #[arg(short, long)]
         project: String,
     },
-    /// Create a stage; its ID is derived from the name unless --id is given.
+    /// Create a stage; its ID is derived from the name unless --id is given. With --from, a
+    /// copy of another stage: its type, configuration and grace period (storage is not copied).
     Stage {
         /// Display name.
         name: String,
         /// Stage type.
-        #[arg(short = 't', long = "type", value_enum, ignore_case = true)]
-        stage_type: TypeArg,
+        #[arg(short = 't', long = "type", value_enum, ignore_case = true, required_unless_present = "from")]
+        stage_type: Option<TypeArg>,
         /// Project ID.
         #[arg(short, long)]
         project: String,
         /// Stage ID (default: derived from the name).
         #[arg(long)]
         id: Option<String>,
+        /// Copy this stage (its type, configuration and grace period).
+        #[arg(long, value_name = "STAGE", conflicts_with = "stage_type")]
+        from: Option<String>,
+        /// With --from: deploy the copied stage's current build too.
+        #[arg(long, requires = "from")]
+        deploy: bool,
     },
     /// Create a personal API token; prints the token alone (it is shown this once).
     Token {

@@ -619,3 +619,63 @@ fn guest_links_are_created_listed_and_revoked_and_visibility_is_set() {
     pergola(&["delete", "link", &second, "-s", "qa", "-p", "sharing"]).assert().code(1);
     let _ = std::fs::remove_file(manifest);
 }
+
+#[test]
+fn promote_diff_and_duplicate_stages() {
+    pergola(&["create", "project", "promoting"]).assert().success();
+    for (id, t) in [("dev", "dev"), ("qa", "qa")] {
+        pergola(&["create", "stage", id, "--type", t, "-p", "promoting"]).assert().success();
+    }
+    let dir = std::env::temp_dir();
+    let manifest = dir.join(format!("pergola-cli-promote-{}.toml", std::process::id()));
+    std::fs::write(
+        &manifest,
+        "version = \"2.0\"\n[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"./web\"\nport = 8080\n",
+    )
+    .unwrap();
+    let (m, d) = (manifest.to_str().unwrap(), dir.to_str().unwrap());
+    pergola(&["create", "build", "--manifest", m, "--dir", d, "-p", "promoting"]).assert().success();
+    pergola(&["deploy", "1", "-s", "dev", "-p", "promoting"]).assert().success();
+    pergola(&["config", "set", "LOG_LEVEL=debug", "-s", "dev", "-p", "promoting"]).assert().success();
+    pergola(&["config", "set", "API_TOKEN=s3cret", "--secret", "-s", "qa", "-p", "promoting"]).assert().success();
+
+    // The differences, secrets never shown.
+    let diff = stdout_of(&["diff", "stage", "dev", "qa", "-p", "promoting"]);
+    assert_eq!(
+        diff,
+        "dev -> qa\n  type           DEV -> QA\n  runs           release #1 (build 1, 2.0) -> no release\n  \
+         components     + web (service)\n  configuration  API_TOKEN: (not set) -> (secret)\n                 \
+         LOG_LEVEL: debug -> (not set)\n"
+    );
+    assert!(!diff.contains("s3cret"));
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout_of(&["-o", "json", "diff", "stage", "dev", "qa", "-p", "promoting"])).unwrap();
+    assert_eq!(json["build_differs"], true);
+
+    // Without a terminal, a promotion needs --yes; nothing changed.
+    pergola(&["promote", "dev", "--to", "qa", "-p", "promoting"])
+        .assert()
+        .code(1)
+        .stderr("error: promoting 'dev' to 'qa' needs a confirmation: run it in a terminal, or pass --yes.\n");
+    assert!(stdout_of(&["list", "release", "-s", "qa", "-p", "promoting"]).lines().all(|l| !l.starts_with("| #")));
+    pergola(&["promote", "dev", "--to", "qa", "-p", "promoting", "--yes"])
+        .assert()
+        .success()
+        .stdout("Build 1 of stage 'dev' promoted to stage 'qa' as its release #1.\n");
+    pergola(&["promote", "qa", "--to", "qa", "-p", "promoting", "--yes"])
+        .assert()
+        .code(1)
+        .stderr("error: A stage cannot be promoted to itself: choose another stage.\n");
+    let events = stdout_of(&["list", "event", "-s", "qa", "-p", "promoting"]);
+    assert!(events.contains("promoted from 'dev' (its release 1)"), "{events}");
+
+    // A copy of QA, with its build and its secret (still masked).
+    pergola(&["create", "stage", "QA copy", "--from", "qa", "--deploy", "-p", "promoting"])
+        .assert()
+        .success()
+        .stdout("Stage 'qa-copy' created in project 'promoting' as a copy of 'qa' (qa, with its current build).\n");
+    let diff = stdout_of(&["diff", "stage", "qa", "qa-copy", "-p", "promoting"]);
+    assert_eq!(diff, "qa -> qa-copy\n  no difference: same build, components, configuration, type and grace period\n");
+    pergola(&["create", "stage", "x", "-p", "promoting"]).assert().code(2);
+    let _ = std::fs::remove_file(manifest);
+}

@@ -10,11 +10,12 @@ mod lifecycle;
 mod links;
 mod members;
 mod projects;
+mod promote;
 mod releases;
 mod stages;
 mod users;
 
-use crate::args::{Cli, Command, CreateWhat, DeleteWhat, ListWhat, OneStage, UpdateWhat};
+use crate::args::{Cli, Command, CreateWhat, DeleteWhat, DiffWhat, ListWhat, OneStage, UpdateWhat};
 use crate::client::{Client, Failure};
 use crate::output::Printer;
 use crate::stored::{self, Stored};
@@ -57,9 +58,15 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             members::delete(client, out, &project, &username)
         }
         Command::Create { what: CreateWhat::Project { name, id } } => projects::create(client, out, name, id),
-        Command::Create { what: CreateWhat::Stage { name, stage_type, project, id } } => {
+        Command::Create { what: CreateWhat::Stage { name, from: Some(from), project, id, deploy, .. } } => {
+            promote::duplicate(client, out, &project, &from, name, id, deploy)
+        }
+        Command::Create { what: CreateWhat::Stage { name, stage_type, project, id, .. } } => {
+            let stage_type = stage_type.ok_or_else(|| Failure::new("--type is required (or --from).".into()))?;
             stages::create(client, out, &project, name, stage_type.0, id)
         }
+        Command::Promote { stage, to, project, yes } => promote::promote(client, out, &project, &stage, &to, yes),
+        Command::Diff { what: DiffWhat::Stage { a, b, project } } => promote::diff(client, out, &project, &a, &b),
         Command::Create { what: CreateWhat::Build { manifest, dir, project } } => {
             builds::create(client, out, &project, &manifest, dir)
         }
