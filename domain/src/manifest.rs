@@ -63,6 +63,18 @@ pub enum ComponentKind {
     Cron,
 }
 
+impl ComponentKind {
+    /// As the manifest spells it: `service`, `worker`, `job`, `cron`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComponentKind::Service => "service",
+            ComponentKind::Worker => "worker",
+            ComponentKind::Job => "job",
+            ComponentKind::Cron => "cron",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HealthCheck {

@@ -5,7 +5,7 @@ use super::{answer, services};
 use crate::error::AppError;
 use leptos::prelude::*;
 pub use pergola_domain::StageActivity;
-use pergola_domain::{Build, Release};
+use pergola_domain::{Build, Release, StageComparison};
 
 #[server]
 pub async fn list_builds(project: String) -> Result<Vec<Build>, AppError> {
@@ -30,4 +30,34 @@ pub async fn redeploy(project: String, stage: String, release: i64) -> Result<Re
 #[server]
 pub async fn stage_runtime(project: String, stage: String) -> Result<StageActivity, AppError> {
     answer(services()?.stage_activity(&project, &stage).await)
+}
+
+/// Where a stage may be promoted, the next type first, each with what would change there.
+#[server]
+pub async fn promotion_options(project: String, stage: String) -> Result<Vec<StageComparison>, AppError> {
+    answer(services()?.promotion_options(&project, &stage).await)
+}
+
+/// Deploys the build stage `from` runs to stage `to`, with `to`'s configuration.
+#[server]
+pub async fn promote_stage(project: String, from: String, to: String) -> Result<Release, AppError> {
+    answer(services()?.promote(&project, &from, &to).await)
+}
+
+/// How stage `from` differs from stage `to`.
+#[server]
+pub async fn compare_stages(project: String, from: String, to: String) -> Result<StageComparison, AppError> {
+    answer(services()?.compare_stages(&project, &from, &to).await)
+}
+
+/// A new stage like `stage`: its type, configuration and grace period (and its build, with
+/// `deploy`).
+#[server]
+pub async fn duplicate_stage(
+    project: String,
+    stage: String,
+    name: String,
+    deploy: bool,
+) -> Result<pergola_domain::Stage, AppError> {
+    answer(services()?.duplicate_stage(&project, &stage, &name, None, deploy).await)
 }

@@ -76,15 +76,6 @@ fn build_of(side: &StageSide) -> String {
     }
 }
 
-fn kind(k: pergola_domain::ComponentKind) -> &'static str {
-    match k {
-        pergola_domain::ComponentKind::Service => "service",
-        pergola_domain::ComponentKind::Worker => "worker",
-        pergola_domain::ComponentKind::Job => "job",
-        pergola_domain::ComponentKind::Cron => "cron",
-    }
-}
-
 fn shown(side: Option<&ConfigSide>) -> String {
     match side {
         None => "(not set)".to_owned(),
@@ -107,8 +98,8 @@ fn describe(c: &StageComparison) -> String {
     if c.build_differs {
         lines.push(format!("  runs           {} -> {}", build_of(a), build_of(b)));
     }
-    let added = c.components_added.iter().map(|x| format!("+ {} ({})", x.name, kind(x.kind)));
-    let removed = c.components_removed.iter().map(|x| format!("- {} ({})", x.name, kind(x.kind)));
+    let added = c.components_added.iter().map(|x| format!("+ {} ({})", x.name, x.kind.as_str()));
+    let removed = c.components_removed.iter().map(|x| format!("- {} ({})", x.name, x.kind.as_str()));
     let all: Vec<String> = added.chain(removed).collect();
     for (i, line) in all.iter().enumerate() {
         lines.push(format!("  {:<14} {line}", if i == 0 { "components" } else { "" }));

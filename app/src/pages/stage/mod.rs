@@ -1,5 +1,6 @@
 //! `/projects/{project}/stages/{stage}`: one stage, as a teammate opening a shared link sees it.
 
+mod promote_section;
 mod release_section;
 
 use super::param;
@@ -9,27 +10,30 @@ use crate::paths;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use pergola_domain::{format_time, Stage};
+use promote_section::PromoteSection;
 use release_section::ReleaseSection;
 
 #[component]
 pub fn StagePage() -> impl IntoView {
     let project = param("project");
     let stage = param("stage");
-    // One resource for the page: the stage, who is looking and the builds to deploy.
+    // One resource for the page: the stage, who is looking, the builds to deploy and where
+    // it may be promoted.
     let data = Resource::new(
         move || (project.get(), stage.get()),
         |(p, s)| async move {
-            let stage = get_stage(p.clone(), s).await?;
+            let stage = get_stage(p.clone(), s.clone()).await?;
             let actor = crate::api::project_actor(p.clone()).await?;
-            let builds = crate::api::list_builds(p).await?;
-            Ok::<_, crate::error::AppError>((stage, actor, builds))
+            let builds = crate::api::list_builds(p.clone()).await?;
+            let options = crate::api::promotion_options(p, s).await?;
+            Ok::<_, crate::error::AppError>((stage, actor, builds, options))
         },
     );
     view! {
         <Suspense fallback=loading>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok((stage, actor, builds)) => view! { <StageView stage actor builds/> }.into_any(),
+                    Ok((stage, actor, builds, options)) => view! { <StageView stage actor builds options/> }.into_any(),
                     Err(error) => view! { <PageError error/> }.into_any(),
                 }
             })}
@@ -38,7 +42,12 @@ pub fn StagePage() -> impl IntoView {
 }
 
 #[component]
-fn StageView(stage: Stage, actor: pergola_domain::Actor, builds: Vec<pergola_domain::Build>) -> impl IntoView {
+fn StageView(
+    stage: Stage,
+    actor: pergola_domain::Actor,
+    builds: Vec<pergola_domain::Build>,
+    options: Vec<pergola_domain::StageComparison>,
+) -> impl IntoView {
     let copied = RwSignal::new(false);
     let settings_href = paths::stage_settings(&stage.project_id, &stage.id);
     // Settings and Deploy are offered only to who may use them.
@@ -101,6 +110,7 @@ fn StageView(stage: Stage, actor: pergola_domain::Actor, builds: Vec<pergola_dom
                 </dl>
             </section>
             <ReleaseSection project=stage.project_id.clone() stage=stage.id.clone() status builds=may_deploy.then_some(builds)/>
+            <PromoteSection project=stage.project_id.clone() stage=stage.id.clone() options actor/>
         </div>
     }
 }
