@@ -206,8 +206,8 @@ impl Artifacts {
     /// The message of an archive over the limit.
     pub fn too_large(&self) -> Error {
         Error::too_large(format!(
-            "The archive is larger than this server accepts ({} MiB, PERGOLA_MAX_ARTIFACT_MB).",
-            self.limits.max_archive_bytes >> 20
+            "The archive is larger than this server accepts ({}, PERGOLA_MAX_ARTIFACT_MB).",
+            human(self.limits.max_archive_bytes)
         ))
     }
 
@@ -437,8 +437,8 @@ pub fn unpack(tar: impl Read, into: &Path, limits: ArtifactLimits) -> Result<u64
                 let size = entry.header().size().map_err(corrupt)?;
                 if bytes.saturating_add(size) > limits.max_unpacked_bytes {
                     return Err(refused(format!(
-                        "its files take more than {} MiB unpacked",
-                        limits.max_unpacked_bytes >> 20
+                        "its files take more than {} unpacked",
+                        human(limits.max_unpacked_bytes)
                     )));
                 }
                 let mut out = std::fs::OpenOptions::new().write(true).create_new(true).open(&target).map_err(|e| {
@@ -487,7 +487,7 @@ pub fn unpack(tar: impl Read, into: &Path, limits: ArtifactLimits) -> Result<u64
     let mut tail = (&mut rest).take(limits.max_unpacked_bytes.saturating_sub(bytes).saturating_add(1));
     let trailing = std::io::copy(&mut tail, &mut std::io::sink()).map_err(corrupt)?;
     if bytes + trailing > limits.max_unpacked_bytes {
-        return Err(refused(format!("its files take more than {} MiB unpacked", limits.max_unpacked_bytes >> 20)));
+        return Err(refused(format!("its files take more than {} unpacked", human(limits.max_unpacked_bytes))));
     }
     Ok(bytes)
 }
@@ -547,12 +547,25 @@ fn read_manifest(tree: &Path) -> Result<String, Error> {
     Ok(text)
 }
 
+/// `512 MiB`, `256 KiB`, `100 bytes`: whole units only.
+fn human(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+        format!("{} MiB", bytes >> 20)
+    } else if bytes >= 1 << 10 && bytes % (1 << 10) == 0 {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
 fn refused(why: String) -> Error {
     Error::validation("archive", format!("The archive was refused: {why}."))
 }
 
 fn corrupt(e: impl std::fmt::Display) -> Error {
-    Error::validation("archive", format!("The archive is truncated or corrupt: {e}."))
+    // The reason may quote the archive's bytes: printable characters only, and not too many.
+    let reason: String = e.to_string().chars().filter(|c| !c.is_control() && *c != '\u{fffd}').take(200).collect();
+    Error::validation("archive", format!("The archive is truncated or corrupt: {}.", reason.trim_end_matches('.')))
 }
 
 /// Logs a failure of the server's own files and answers the generic internal error.
@@ -662,6 +675,23 @@ mod tests {
         ] {
             assert_eq!(link_stays_inside(Path::new(link), depth), inside, "{link} at depth {depth}");
         }
+    }
+
+    #[test]
+    fn the_size_of_a_stored_tree_is_what_was_unpacked() {
+        let dir = std::env::temp_dir().join(format!("pergola-tree-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let packed = pack_dir(&dir, "[[component]]\nname = \"web\"\nkind = \"job\"\ncommand = \"true\"\n").unwrap();
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("sub/a"), "12345").unwrap();
+        std::os::unix::fs::symlink("sub", dir.join("link")).unwrap();
+        let into = dir.join("out");
+        std::fs::create_dir(&into).unwrap();
+        let tar = flate2::read::MultiGzDecoder::new(&packed[..]);
+        let bytes = unpack(tar, &into, ArtifactLimits::default()).unwrap();
+        assert_eq!(tree_size(&into).unwrap(), bytes);
+        assert_eq!(tree_size(&dir.join("sub")).unwrap(), 5);
+        remove_tree(&dir).unwrap();
     }
 
     #[test]

@@ -100,6 +100,31 @@ pub async fn upload(
     acting.upload_build(project, crate::artifacts::Compression::Gzip, None, &packed[..]).await
 }
 
+/// A tar + gzip archive of regular files: (path, contents, mode).
+pub fn archive(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    for (path, data, mode) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(*mode);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        tar.append_data(&mut header, path, *data).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+/// Uploads a build holding only its `pergola.toml` (`manifest`).
+pub async fn upload_manifest(
+    acting: &Acting,
+    project: &str,
+    manifest: &str,
+) -> Result<pergola_domain::Build, pergola_domain::Error> {
+    let packed = archive(&[(crate::artifacts::MANIFEST_FILE, manifest.as_bytes(), 0o644)]);
+    acting.upload_build(project, crate::artifacts::Compression::Gzip, None, &packed[..]).await
+}
+
 impl Env {
     /// `services` (the same store, another runtime or clock) as the administrator.
     pub fn as_admin(&self, services: &Services) -> Acting {

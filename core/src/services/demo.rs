@@ -21,6 +21,12 @@ impl Acting {
         };
         // The demo goes the way every build goes: packed and uploaded (small: in memory).
         let dir = std::path::PathBuf::from(demo_dir);
+        if !dir.is_absolute() || !dir.is_dir() {
+            return Err(Error::validation(
+                "workdir",
+                format!("There is no demo directory '{demo_dir}' on the server."),
+            ));
+        }
         let packed = tokio::task::spawn_blocking(move || crate::artifacts::pack_dir(&dir, DEMO_MANIFEST))
             .await
             .map_err(|e| {

@@ -26,6 +26,7 @@ pub use activity::LOG_LINES_SHOWN;
 pub use demo::DEMO_MANIFEST;
 use proxy_cache::ProxyCache;
 pub use proxy_cache::PROXY_CACHE_TTL;
+pub use releases::PATH_BUILDS_OFF;
 pub use runtime::ReconcileReport;
 pub use sharing::{ShareAccess, ShareCredentials, SHARE_CODE_TTL};
 
