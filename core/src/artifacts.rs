@@ -280,8 +280,16 @@ impl Artifacts {
         let dir = store.join(&received.hex);
         let archive = store.join(format!("{}.{}", received.hex, received.compression.extension()));
         let (manifest, unpacked_size) = if dir.is_dir() {
-            // Stored already (by an earlier upload, or one that raced this one).
+            // Stored already (by an earlier upload, or one that raced this one) — as the
+            // compression it really is: the same bytes cannot be the other one.
             drop(unpacked);
+            let other = match received.compression {
+                Compression::Gzip => Compression::Zstd,
+                Compression::Zstd => Compression::Gzip,
+            };
+            if !archive.exists() && store.join(format!("{}.{}", received.hex, other.extension())).exists() {
+                return Err(corrupt(format!("it is not a {} stream", received.compression.as_str())));
+            }
             let manifest = read_manifest(&dir)?;
             (manifest, tree_size(&dir).map_err(io_failure("measure a stored artifact"))?)
         } else {
@@ -549,9 +557,9 @@ fn read_manifest(tree: &Path) -> Result<String, Error> {
 
 /// `512 MiB`, `256 KiB`, `100 bytes`: whole units only.
 fn human(bytes: u64) -> String {
-    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
-    } else if bytes >= 1 << 10 && bytes % (1 << 10) == 0 {
+    } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
         format!("{} KiB", bytes >> 10)
     } else {
         format!("{bytes} bytes")

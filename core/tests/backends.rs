@@ -878,7 +878,7 @@ async fn the_timeline_records_what_happened(env: &Env) {
     use pergola_domain::{EventKind as K, StageEvent};
     let s = &env.admin;
     let p = project(env, "Shop").await;
-    common::upload_manifest(&s, &p, MANIFEST).await.unwrap();
+    common::upload_manifest(s, &p, MANIFEST).await.unwrap();
     s.create_stage(&p, "QA", StageType::Qa, None).await.unwrap();
     update(s, &p, "qa", "QA", "qa", None).await.unwrap(); // no change: no event
     update(s, &p, "qa", "Quality", "qa", Some("5")).await.unwrap();
@@ -2108,8 +2108,8 @@ async fn unused_artifacts_are_deleted_after_the_retention(env: &Env) {
     };
     let a1 = up(&a).await;
     let b2 = up(&b).await;
-    s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
-    s.deploy(&p, "qa", b2.number).await.unwrap();
+    s.create_stage(p, "qa", StageType::Qa, None).await.unwrap();
+    s.deploy(p, "qa", b2.number).await.unwrap();
     // Just uploaded: kept, released or not.
     assert!(env.services.purge_artifacts().await.unwrap().is_empty());
     env.clock.advance(Duration::days(7) - Duration::seconds(1));
@@ -2118,18 +2118,18 @@ async fn unused_artifacts_are_deleted_after_the_retention(env: &Env) {
     assert_eq!(env.services.purge_artifacts().await.unwrap(), [a1.digest.clone().unwrap()], "only the unused one");
     assert!(!std::path::Path::new(&a1.workdir).exists());
     assert!(std::path::Path::new(&b2.workdir).exists(), "a release keeps it");
-    let builds = s.builds(&p).await.unwrap();
+    let builds = s.builds(p).await.unwrap();
     assert_eq!(builds.iter().map(|b| (b.number, b.expired)).collect::<Vec<_>>(), [(2, false), (1, true)]);
-    let e = s.deploy(&p, "qa", 1).await.unwrap_err();
+    let e = s.deploy(p, "qa", 1).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidState);
     assert!(e.message.contains("was deleted") && e.message.contains("Upload the build again"), "{}", e.message);
     // Uploaded again: the same bytes are back, and so is the build that had them.
     let a3 = up(&a).await;
     assert_eq!((a3.digest.clone(), a3.expired), (a1.digest.clone(), false));
-    assert!(!s.builds(&p).await.unwrap().iter().any(|b| b.expired));
-    s.deploy(&p, "qa", 1).await.unwrap();
+    assert!(!s.builds(p).await.unwrap().iter().any(|b| b.expired));
+    s.deploy(p, "qa", 1).await.unwrap();
     // An archived stage's releases keep their artifacts; its purge lets them go.
-    s.delete_stage(&p, "qa").await.unwrap();
+    s.delete_stage(p, "qa").await.unwrap();
     env.clock.advance(Duration::days(6));
     assert!(env.services.purge_artifacts().await.unwrap().is_empty());
     env.clock.advance(Duration::days(2));
@@ -2139,7 +2139,7 @@ async fn unused_artifacts_are_deleted_after_the_retention(env: &Env) {
     let mut expected = vec![a1.digest.unwrap(), b2.digest.unwrap()];
     expected.sort();
     assert_eq!(deleted, expected);
-    assert!(s.builds(&p).await.unwrap().iter().all(|b| b.expired));
+    assert!(s.builds(p).await.unwrap().iter().all(|b| b.expired));
     assert!(listing(&env.artifacts.join("sha256")).is_empty(), "every file went");
     // Nothing to do twice.
     assert!(env.services.purge_artifacts().await.unwrap().is_empty());
