@@ -397,12 +397,12 @@ fn unpack_archive(
 /// - at most `limits.max_entries` entries and `limits.max_unpacked_bytes` bytes;
 /// - the stream ends as a whole (a truncated or corrupt one is refused).
 pub fn unpack(tar: impl Read, into: &Path, limits: ArtifactLimits) -> Result<u64, Error> {
-    let mut archive = tar::Archive::new(tar);
+    let mut archive = tar::Archive::new(Watch::new(tar, limits.max_unpacked_bytes));
     let mut entries_seen: u64 = 0;
     let mut bytes: u64 = 0;
-    let entries = archive.entries().map_err(corrupt)?;
+    let entries = archive.entries().map_err(unreadable)?;
     for entry in entries {
-        let mut entry = entry.map_err(corrupt)?;
+        let mut entry = entry.map_err(unreadable)?;
         let kind = entry.header().entry_type();
         // Metadata for the entries that follow (`git archive` writes a global one): no file.
         if matches!(kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader) {
@@ -412,7 +412,7 @@ pub fn unpack(tar: impl Read, into: &Path, limits: ArtifactLimits) -> Result<u64
         if entries_seen > limits.max_entries {
             return Err(refused(format!("it has more than {} entries", limits.max_entries)));
         }
-        let raw = entry.path().map_err(corrupt)?.into_owned();
+        let raw = entry.path().map_err(unreadable)?.into_owned();
         let shown = raw.display().to_string();
         let parts = relative_parts(&raw).map_err(|why| refused(format!("'{shown}' {why}")))?;
         if parts.is_empty() {
@@ -442,7 +442,7 @@ pub fn unpack(tar: impl Read, into: &Path, limits: ArtifactLimits) -> Result<u64
                 Err(_) => std::fs::create_dir(&target).map_err(io_failure("create a directory of an artifact"))?,
             },
             EntryType::Regular | EntryType::Continuous => {
-                let size = entry.header().size().map_err(corrupt)?;
+                let size = entry.size();
                 if bytes.saturating_add(size) > limits.max_unpacked_bytes {
                     return Err(refused(format!(
                         "its files take more than {} unpacked",
@@ -456,7 +456,7 @@ pub fn unpack(tar: impl Read, into: &Path, limits: ArtifactLimits) -> Result<u64
                     }
                 })?;
                 // No more than the header said (the reader stops there), and all of it.
-                let copied = std::io::copy(&mut (&mut entry).take(size), &mut out).map_err(corrupt)?;
+                let copied = std::io::copy(&mut (&mut entry).take(size), &mut out).map_err(unreadable)?;
                 if copied != size {
                     return Err(corrupt("an entry ends early"));
                 }
@@ -468,7 +468,8 @@ pub fn unpack(tar: impl Read, into: &Path, limits: ArtifactLimits) -> Result<u64
                     .map_err(io_failure("set the mode of a file of an artifact"))?;
             }
             EntryType::Symlink => {
-                let link = entry.link_name().map_err(corrupt)?.ok_or_else(|| corrupt("a symlink without a target"))?;
+                let link =
+                    entry.link_name().map_err(unreadable)?.ok_or_else(|| corrupt("a symlink without a target"))?;
                 let depth = parts.len() - 1;
                 if !link_stays_inside(&link, depth) {
                     return Err(refused(format!(
@@ -493,11 +494,178 @@ pub fn unpack(tar: impl Read, into: &Path, limits: ArtifactLimits) -> Result<u64
     // corrupt archive fails here even when its last entry was complete. Bounded, like the files.
     let mut rest = archive.into_inner();
     let mut tail = (&mut rest).take(limits.max_unpacked_bytes.saturating_sub(bytes).saturating_add(1));
-    let trailing = std::io::copy(&mut tail, &mut std::io::sink()).map_err(corrupt)?;
+    let trailing = std::io::copy(&mut tail, &mut std::io::sink()).map_err(unreadable)?;
     if bytes + trailing > limits.max_unpacked_bytes {
         return Err(refused(format!("its files take more than {} unpacked", human(limits.max_unpacked_bytes))));
     }
     Ok(bytes)
+}
+
+/// The largest extension entry (a GNU long name or link, a PAX header) accepted: the `tar`
+/// crate reads each whole into memory.
+const MAX_EXTENSION_BYTES: u64 = 64 << 10;
+
+/// A refusal found while the tar stream is read (carried through the `tar` crate's I/O errors).
+#[derive(Debug)]
+struct Refusal(String);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// The tar stream as the `tar` crate reads it, watched header by header before the crate sees
+/// it: an extension entry over [`MAX_EXTENSION_BYTES`] (which the crate would hold in memory
+/// whole) and entries whose sizes add up past the unpacked limit (whatever their kind: the
+/// crate decompresses what it skips too) end the stream with a [`Refusal`]. A PAX header's
+/// `size` applies to the entry after it, as the crate reads it.
+struct Watch<R> {
+    inner: R,
+    /// The header being read, and how much of it has come.
+    header: [u8; 512],
+    filled: usize,
+    /// Bytes of the current entry's data (with its padding) still to come.
+    data_left: u64,
+    /// A PAX header's records being collected (its data, without padding, still to come).
+    pax: Option<(Vec<u8>, u64)>,
+    /// The size a PAX header gave the next entry.
+    next_size: Option<u64>,
+    /// The sizes of the entries so far, and how far they may go.
+    total: u64,
+    max_total: u64,
+}
+
+impl<R: Read> Watch<R> {
+    fn new(inner: R, max_total: u64) -> Self {
+        Self { inner, header: [0; 512], filled: 0, data_left: 0, pax: None, next_size: None, total: 0, max_total }
+    }
+
+    fn refuse(why: String) -> std::io::Error {
+        std::io::Error::other(Refusal(why))
+    }
+
+    /// A complete header: what follows it.
+    fn on_header(&mut self) -> std::io::Result<()> {
+        if self.header.iter().all(|b| *b == 0) {
+            return Ok(()); // the end of the archive (or its padding)
+        }
+        let kind = self.header[156];
+        let size = match self.next_size.take() {
+            Some(size) => size,
+            None => header_size(&self.header[124..136])
+                .ok_or_else(|| std::io::Error::other("a header's size does not read"))?,
+        };
+        let extension = matches!(kind, b'L' | b'K' | b'x' | b'g');
+        if extension && size > MAX_EXTENSION_BYTES {
+            return Err(Self::refuse(format!(
+                "an extended header of {size} bytes (at most {})",
+                human(MAX_EXTENSION_BYTES)
+            )));
+        }
+        self.total = self.total.saturating_add(size);
+        if self.total > self.max_total {
+            return Err(Self::refuse(format!("its files take more than {} unpacked", human(self.max_total))));
+        }
+        self.data_left = size.div_ceil(512) * 512;
+        if kind == b'x' && size > 0 {
+            self.pax = Some((Vec::with_capacity(size as usize), size));
+        }
+        Ok(())
+    }
+
+    /// The collected PAX records: a `size` record sizes the next entry.
+    fn on_pax(&mut self, records: &[u8]) {
+        let mut rest = records;
+        while let Some(space) = rest.iter().position(|b| *b == b' ') {
+            let Some(len) = std::str::from_utf8(&rest[..space]).ok().and_then(|l| l.parse::<usize>().ok()) else {
+                return;
+            };
+            if len <= space || len > rest.len() {
+                return;
+            }
+            let record = &rest[space + 1..len];
+            if let Some(value) = record.strip_prefix(b"size=") {
+                let value = value.strip_suffix(b"\n").unwrap_or(value);
+                self.next_size = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+            }
+            rest = &rest[len..];
+        }
+    }
+
+    fn watch(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+        while !bytes.is_empty() {
+            if self.data_left == 0 {
+                let take = (512 - self.filled).min(bytes.len());
+                self.header[self.filled..self.filled + take].copy_from_slice(&bytes[..take]);
+                self.filled += take;
+                bytes = &bytes[take..];
+                if self.filled == 512 {
+                    self.filled = 0;
+                    self.on_header()?;
+                }
+            } else {
+                let take = (self.data_left.min(bytes.len() as u64)) as usize;
+                if let Some((records, wanted)) = &mut self.pax {
+                    let keep = (*wanted - records.len() as u64).min(take as u64) as usize;
+                    records.extend_from_slice(&bytes[..keep]);
+                    if records.len() as u64 == *wanted {
+                        let (records, _) = self.pax.take().unwrap_or_default();
+                        self.on_pax(&records);
+                    }
+                }
+                self.data_left -= take as u64;
+                bytes = &bytes[take..];
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for Watch<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.watch(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// A tar header's size field: octal digits (spaces and NULs around), or base-256.
+fn header_size(field: &[u8]) -> Option<u64> {
+    if field[0] & 0x80 != 0 {
+        let mut n: u64 = 0;
+        for (i, b) in field.iter().enumerate() {
+            let b = if i == 0 { b & 0x7f } else { *b };
+            n = n.checked_mul(256)?.checked_add(u64::from(b))?;
+        }
+        return Some(n);
+    }
+    let text = std::str::from_utf8(field).ok()?;
+    let digits = text.trim_matches(|c: char| c == ' ' || c == '\0');
+    if digits.is_empty() {
+        return Some(0);
+    }
+    u64::from_str_radix(digits, 8).ok()
+}
+
+/// An error reading the archive: a [`Refusal`] says why it was refused, anything else means
+/// the stream is truncated or corrupt.
+fn unreadable(e: std::io::Error) -> Error {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(c) = cause {
+        if let Some(Refusal(why)) = c.downcast_ref::<Refusal>() {
+            return refused(why.clone());
+        }
+        if let Some(inner) = c.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            if let Some(Refusal(why)) = inner.downcast_ref::<Refusal>() {
+                return refused(why.clone());
+            }
+        }
+        cause = c.source();
+    }
+    corrupt(e)
 }
 
 /// The normal parts of a relative path (`.` left out); why not, when it is absolute or has `..`.
@@ -699,6 +867,48 @@ mod tests {
         let bytes = unpack(tar, &into, ArtifactLimits::default()).unwrap();
         assert_eq!(tree_size(&into).unwrap(), bytes);
         assert_eq!(tree_size(&dir.join("sub")).unwrap(), 5);
+        remove_tree(&dir).unwrap();
+    }
+
+    #[test]
+    fn header_sizes_read_as_tar_writes_them() {
+        assert_eq!(header_size(b"00000001750\0"), Some(1000));
+        assert_eq!(header_size(b"     1750 \0\0"), Some(1000));
+        assert_eq!(header_size(&[0; 12]), Some(0));
+        let mut big = [0u8; 12];
+        big[0] = 0x80;
+        big[11] = 1;
+        big[10] = 2;
+        assert_eq!(header_size(&big), Some(513));
+        assert_eq!(header_size(b"12x4\0\0\0\0\0\0\0\0"), None);
+    }
+
+    /// A PAX header's `size` sizes the next entry, for the watch as for the `tar` crate: the
+    /// entries after it still read.
+    #[test]
+    fn a_pax_size_applies_to_the_next_entry() {
+        let mut tar = tar::Builder::new(Vec::new());
+        let entry = |kind: tar::EntryType, name: &str, size: u64| {
+            let mut h = tar::Header::new_ustar();
+            h.set_path(name).unwrap();
+            h.set_size(size);
+            h.set_mode(0o644);
+            h.set_entry_type(kind);
+            h.set_cksum();
+            h
+        };
+        let records = b"10 size=5\n";
+        tar.append(&entry(tar::EntryType::XHeader, "pax", records.len() as u64), &records[..]).unwrap();
+        tar.append(&entry(tar::EntryType::Regular, "hello", 0), &b"hello"[..]).unwrap();
+        let manifest = b"[[component]]\nname = \"web\"\nkind = \"job\"\ncommand = \"true\"\n";
+        tar.append(&entry(tar::EntryType::Regular, MANIFEST_FILE, manifest.len() as u64), &manifest[..]).unwrap();
+        let bytes = tar.into_inner().unwrap();
+        let dir = std::env::temp_dir().join(format!("pergola-pax-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let unpacked = unpack(&bytes[..], &dir, ArtifactLimits::default()).unwrap();
+        assert_eq!(unpacked, 5 + manifest.len() as u64);
+        assert_eq!(std::fs::read_to_string(dir.join("hello")).unwrap(), "hello");
+        assert!(read_manifest(&dir).is_ok());
         remove_tree(&dir).unwrap();
     }
 

@@ -2002,6 +2002,21 @@ async fn hostile_archives_are_refused_and_leave_nothing_behind(env: &Env) {
             "Invalid manifest, line 2",
         ),
         ("twice", hostile(&[file("a", b"1"), file("a", b"2")]), ErrorKind::Validation, "'a' appears twice"),
+        (
+            "a long name held in memory",
+            hostile(&[
+                Entry { kind: EntryType::GNULongName, ..file("././@LongLink", &zeros[..1 << 20]) },
+                file("x", b"1"),
+            ]),
+            ErrorKind::Validation,
+            "an extended header of 1048576 bytes (at most 64 KiB)",
+        ),
+        (
+            "a directory with a bomb for data",
+            hostile(&[Entry { kind: EntryType::Directory, ..file("dir", &zeros) }]),
+            ErrorKind::Validation,
+            "more than 1 MiB unpacked",
+        ),
         ("over the upload limit", gzip(&noise), ErrorKind::TooLarge, "larger than this server accepts (256 KiB"),
     ];
     for (what, bytes, kind, reason) in &cases {
@@ -2038,9 +2053,14 @@ async fn hostile_archives_are_refused_and_leave_nothing_behind(env: &Env) {
     assert!(left.is_empty(), "left behind: {left:?}");
     assert!(!outside.exists());
     assert!(!env.artifacts.join("escaped").exists() && !env.artifacts.join("tmp/escaped").exists());
-    // The limits are the test's: the good archive passes.
+    // The limits are the test's: the good archive passes, and so does a long path (a GNU long
+    // name entry, as tar writes one).
     let b = s.upload_build(&p, Compression::Gzip, Some(good.len() as u64), &good[..]).await.unwrap();
     assert_eq!(b.number, 1);
+    let long = format!("{}/file", "deep".repeat(50));
+    let bytes = common::archive(&[("pergola.toml", SMALL_MANIFEST.as_bytes(), 0o644), (&long, b"x", 0o644)]);
+    let b = s.upload_build(&p, Compression::Gzip, None, &bytes[..]).await.unwrap();
+    assert_eq!(std::fs::read_to_string(std::path::Path::new(&b.workdir).join(&long)).unwrap(), "x");
 }
 
 async fn a_good_archive_is_unpacked_read_only_and_stored_once(env: &Env) {
