@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 
 struct Api {
     base: String,
+    /// The administrator's API token (for raw requests).
+    token: String,
     /// Sends the administrator's API token with every request.
     http: reqwest::Client,
     doc: Value,
@@ -44,12 +46,18 @@ impl Api {
         let doc: Value = reqwest::get(format!("{base}/api/v1/openapi.json")).await.unwrap().json().await.unwrap();
         assert_eq!(doc["openapi"].as_str().map(|v| &v[..3]), Some("3.1"));
         let token = env.admin.create_token(token_name, None).await.unwrap().token;
-        Api { http: client(Some(&token)), base, doc, seen: Arc::default() }
+        Api { http: client(Some(&token)), base, doc, seen: Arc::default(), token }
     }
 
     /// The same server, called with `token` (`None`: no Authorization at all).
     fn with_token(&self, token: Option<&str>) -> Api {
-        Api { base: self.base.clone(), http: client(token), doc: self.doc.clone(), seen: self.seen.clone() }
+        Api {
+            base: self.base.clone(),
+            http: client(token),
+            doc: self.doc.clone(),
+            seen: self.seen.clone(),
+            token: token.unwrap_or_default().to_owned(),
+        }
     }
 
     /// Calls `template` with its `{…}` placeholders filled from `args` in order, checks the
@@ -508,6 +516,63 @@ fn noise(len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// POSTs to `path` over a plain connection, as the administrator: the head (with
+/// `Content-Length: announced`, or chunked without it), then `body` (chunked: never
+/// terminated) from another task, whose write errors are ignored — the server may answer and
+/// close before it has read everything. Returns the answer's status and JSON body.
+async fn raw_post(api: &Api, path: &str, content_type: &str, announced: Option<usize>, body: &[u8]) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = api.base.strip_prefix("http://").unwrap().to_owned();
+    let token = api.token.clone();
+    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let length = match announced {
+        Some(n) => format!("content-length: {n}\r\n"),
+        None => "transfer-encoding: chunked\r\n".to_owned(),
+    };
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\ncontent-type: {content_type}\r\n{length}\r\n"
+    );
+    let body = body.to_vec();
+    let chunked = announced.is_none();
+    let writer = tokio::spawn(async move {
+        write.write_all(head.as_bytes()).await?;
+        for chunk in body.chunks(64 << 10) {
+            if chunked {
+                write.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await?;
+                write.write_all(chunk).await?;
+                write.write_all(b"\r\n").await?;
+            } else {
+                write.write_all(chunk).await?;
+            }
+        }
+        // Never more, never the end: the connection stays open until the server answers.
+        std::future::pending::<()>().await;
+        Ok::<_, std::io::Error>(write)
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 8192];
+    let status_and_body = loop {
+        let n =
+            tokio::time::timeout(std::time::Duration::from_secs(10), read.read(&mut buf)).await.unwrap().unwrap_or(0);
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+            let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+            let length = head.lines().find_map(|l| {
+                l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse::<usize>().unwrap())
+            });
+            if length.is_some_and(|l| rest.len() >= l) {
+                let body = serde_json::from_str(&rest[..length.unwrap()]).unwrap_or(Value::String(rest.to_owned()));
+                break (status, body);
+            }
+        }
+        assert!(n > 0, "the connection closed before a whole answer: {text}");
+    };
+    writer.abort();
+    status_and_body
+}
+
 /// The upload's own size limit, through the guard: over it, 413 before reading (announced
 /// length) or as soon as the stream passes it; under it, past the REST API's 2 MiB.
 async fn uploads_and_their_limit(api: &Api, env: &Env) {
@@ -518,28 +583,26 @@ async fn uploads_and_their_limit(api: &Api, env: &Env) {
     assert!(big.len() > pergola_api::guard::BODY_LIMIT);
     let r = api.upload(BUILDS, &[p], "application/gzip", big.clone()).await;
     assert_eq!((r.status, r.body["size"].as_u64()), (201, Some(big.len() as u64)), "{:#}", r.body);
-    // A JSON body on the same route keeps the 2 MiB limit.
-    let res = api
-        .http
-        .post(format!("{}/api/v1/projects/{p}/builds", api.base))
-        .header("content-type", "application/json")
-        .body(vec![b' '; 3 << 20])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 413);
+    // A JSON body on the same route keeps the 2 MiB limit (announced: refused by the guard).
+    let (status, _) =
+        raw_post(api, &format!("/api/v1/projects/{p}/builds"), "application/json", Some(3 << 20), &[]).await;
+    assert_eq!(status, 413);
     // A server taking 1 MiB at most.
     let limits = ArtifactLimits { max_archive_bytes: 1 << 20, ..ArtifactLimits::default() };
     let small =
         Api::start_with(env, &env.services.with_artifacts(Artifacts::new(&env.artifacts, limits)), "small").await;
-    let r = small.upload(BUILDS, &[p], "application/gzip", big.clone()).await;
+    let path = format!("/api/v1/projects/{p}/builds");
+    // Announced over it: refused before anything is read.
+    let (status, body) = raw_post(&small, &path, "application/gzip", Some(big.len()), &[]).await;
+    let r = Reply { status, body, location: None };
+    small.check_schema("POST", BUILDS, 413, "application/problem+json", &r.body);
     let body = problem(&r, 413, "too-large");
     assert!(body["detail"].as_str().unwrap().contains("(1 MiB, PERGOLA_MAX_ARTIFACT_MB)"), "{body:#}");
-    // Streamed without a length: refused as soon as it passes the limit.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = big.chunks(64 << 10).map(|c| Ok(c.to_vec())).collect();
-    let r = small
-        .upload(BUILDS, &[p], "application/gzip", reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
-        .await;
+    // Streamed without a length (chunked) and never ending: refused as soon as it passes the
+    // limit — one byte past it is sent.
+    let (status, body) = raw_post(&small, &path, "application/gzip", None, &big[..(1 << 20) + 1]).await;
+    let r = Reply { status, body, location: None };
+    small.check_schema("POST", BUILDS, 413, "application/problem+json", &r.body);
     problem(&r, 413, "too-large");
     // Under the limit, the small server takes it.
     let r = small.upload(BUILDS, &[p], "application/zstd", zstd::encode_all(&b""[..], 1).unwrap()).await;
@@ -910,7 +973,13 @@ async fn permissions(api: &Api, _env: &Env) {
 
     // Who asks: each role, an outsider and an administrator, with their own tokens.
     let mut actors: Vec<(String, Actor, Api)> = vec![("admin".into(), Actor::admin(), api.with_token(None))];
-    actors[0].2 = Api { http: api.http.clone(), base: api.base.clone(), doc: api.doc.clone(), seen: api.seen.clone() };
+    actors[0].2 = Api {
+        http: api.http.clone(),
+        base: api.base.clone(),
+        doc: api.doc.clone(),
+        seen: api.seen.clone(),
+        token: api.token.clone(),
+    };
     let outsider_and_roles = std::iter::once(None).chain(Role::ALL.into_iter().map(Some));
     for role in outsider_and_roles {
         let name = role.map_or("outsider".to_owned(), |r| r.as_str().to_owned());
@@ -1412,6 +1481,34 @@ fn the_openapi_document_covers_every_route() {
     assert_eq!(ops, expected);
     assert_eq!(doc["info"]["title"], "Pergola Stages API");
     assert!(doc["components"]["schemas"]["Problem"].is_object());
+}
+
+/// A build's upload is documented as the archive it is: binary bodies of either compression
+/// (and the JSON of a path build), with the answers only an upload gives.
+#[test]
+fn the_upload_is_documented_as_a_binary_body() {
+    let doc = serde_json::to_value(pergola_api::openapi()).unwrap();
+    let op = &doc["paths"]["/api/v1/projects/{project}/builds"]["post"];
+    let content = op["requestBody"]["content"].as_object().unwrap();
+    let types: BTreeSet<&str> = content.keys().map(String::as_str).collect();
+    assert_eq!(types, BTreeSet::from(["application/gzip", "application/zstd", "application/json"]));
+    for archive in ["application/gzip", "application/zstd"] {
+        let schema = &content[archive]["schema"];
+        let schema = match schema["$ref"].as_str() {
+            Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+            None => schema,
+        };
+        assert_eq!((schema["type"].as_str(), schema["format"].as_str()), (Some("string"), Some("binary")), "{schema}");
+    }
+    for status in ["201", "400", "404", "413", "415", "422"] {
+        assert!(op["responses"][status].is_object(), "{status}");
+    }
+    let build = &doc["components"]["schemas"]["Build"]["properties"];
+    for field in
+        ["digest", "size", "unpacked_size", "uploaded_by", "expired", "version", "manifest", "number", "created_at"]
+    {
+        assert!(build[field].is_object(), "Build.{field}");
+    }
 }
 
 /// The document declares the rules the server enforces, and they are the domain's rules.

@@ -36,6 +36,8 @@ pub const MAX_ENTRIES: u64 = 100_000;
 /// At most this many bytes of files once unpacked (1 GiB) — the runtime's limit of a release
 /// copy, so every artifact that unpacks can run.
 pub const MAX_UNPACKED_BYTES: u64 = 1 << 30;
+/// An upload that sends nothing for this long is given up (its connection and temp file freed).
+pub const UPLOAD_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// The largest `pergola.toml` read.
 const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 
@@ -213,7 +215,8 @@ impl Artifacts {
 
     /// Reads an upload into a temp file, hashing and counting it; refuses it as soon as it
     /// passes the size limit (the rest is not read). A failure to read (the client went away)
-    /// is a malformed request; nothing is left behind.
+    /// is a malformed request, and so is one that sends nothing for [`UPLOAD_IDLE_TIMEOUT`];
+    /// nothing is left behind.
     pub async fn receive(&self, mut body: impl AsyncRead + Unpin, compression: Compression) -> Result<Received, Error> {
         let tmp = self.tmp();
         tokio::fs::create_dir_all(&tmp).await.map_err(io_failure("create the artifacts' temp directory"))?;
@@ -223,7 +226,13 @@ impl Artifacts {
         let mut size: u64 = 0;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let n = body.read(&mut buf).await.map_err(|e| {
+            let read = tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, body.read(&mut buf)).await.map_err(|_| {
+                Error::malformed(format!(
+                    "The upload stalled: nothing came for {} seconds.",
+                    UPLOAD_IDLE_TIMEOUT.as_secs()
+                ))
+            })?;
+            let n = read.map_err(|e| {
                 // The body's own limit (if any) also ends up here.
                 tracing::debug!(error = %e, "an upload's body could not be read");
                 Error::malformed(format!("The upload could not be read to its end: {e}"))
