@@ -55,7 +55,11 @@ fn unique() -> String {
 
 async fn env(store: Arc<dyn Store>, cleanup: Cleanup) -> Env {
     let clock = clock();
-    let artifacts = std::env::temp_dir().join(format!("pergola-test-artifacts-{}", unique()));
+    // Beside the SQLite file (one temp dir per test), or a temp dir of its own.
+    let artifacts = match &cleanup {
+        Cleanup::Dir(dir) => dir.join("artifacts"),
+        Cleanup::Database { .. } => std::env::temp_dir().join(format!("pergola-test-artifacts-{}", unique())),
+    };
     // Secrets are sealed at rest, as on a real server.
     let services = Services::new(store, Arc::new(clock.clone()))
         .with_secrets(crate::SecretBox::new([42; 32]))
