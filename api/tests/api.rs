@@ -598,6 +598,9 @@ async fn uploads_and_their_limit(api: &Api, env: &Env) {
     small.check_schema("POST", BUILDS, 413, "application/problem+json", &r.body);
     let body = problem(&r, 413, "too-large");
     assert!(body["detail"].as_str().unwrap().contains("(1 MiB, PERGOLA_MAX_ARTIFACT_MB)"), "{body:#}");
+    // A client that sends it all anyway gets the answer too (the server reads on for a while).
+    let r = small.upload(BUILDS, &[p], "application/gzip", big.clone()).await;
+    problem(&r, 413, "too-large");
     // Streamed without a length (chunked) and never ending: refused as soon as it passes the
     // limit — one byte past it is sent.
     let (status, body) = raw_post(&small, &path, "application/gzip", None, &big[..(1 << 20) + 1]).await;

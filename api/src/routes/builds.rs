@@ -80,11 +80,26 @@ async fn register_build(User(s): User, Path(p): Path<ProjectPath>, req: Request)
 }
 
 /// Streams the body into the services' upload: never held in memory whole. An announced
-/// length over the limit is refused before anything is read.
+/// length over the limit is refused before anything is read. A refused upload whose body was
+/// not read to its end is read on (and dropped) in the background for a while
+/// ([`LINGER_FOR`], [`LINGER_BYTES`]), so that the client, still sending, gets to read the
+/// answer instead of a connection reset.
 async fn upload(s: &Acting, project: &str, compression: Compression, req: Request) -> ApiResult<Build> {
     let announced =
         req.headers().get(header::CONTENT_LENGTH).and_then(|l| l.to_str().ok()).and_then(|l| l.parse::<u64>().ok());
     let stream = req.into_body().into_data_stream().map_err(std::io::Error::other);
-    let reader = tokio_util::io::StreamReader::new(stream);
-    Ok(s.upload_build(project, compression, announced, reader).await?)
+    let mut reader = tokio_util::io::StreamReader::new(stream);
+    let uploaded = s.upload_build(project, compression, announced, &mut reader).await;
+    if uploaded.is_err() {
+        tokio::spawn(async move {
+            let mut rest = tokio::io::AsyncReadExt::take(reader, LINGER_BYTES);
+            let mut sink = tokio::io::sink();
+            let _ = tokio::time::timeout(LINGER_FOR, tokio::io::copy(&mut rest, &mut sink)).await;
+        });
+    }
+    Ok(uploaded?)
 }
+
+/// How long, and how much of, a refused upload's body is still read.
+const LINGER_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+const LINGER_BYTES: u64 = 64 << 20;
