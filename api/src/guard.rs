@@ -13,7 +13,12 @@
 //!    (`urn:pergola:problem:forbidden`), elsewhere plain text. The handler never runs.
 //! 3. **Body limit.** A body over [`BODY_LIMIT`] is refused: **413** when `Content-Length` says
 //!    so up front, and a streamed body is cut off at the limit (the reader fails). The REST API's
-//!    JSON bodies had axum's 2 MiB default; the dashboard's server functions had none.
+//!    JSON bodies had axum's 2 MiB default; the dashboard's server functions had none. The one
+//!    exception is a build's upload ([`has_own_body_limit`]: `POST /api/v1/projects/{project}/builds`
+//!    with an archive's content type), which streams to disk under the artifact limit
+//!    (`PERGOLA_MAX_ARTIFACT_MB`), enforced by the upload itself — its announced length up
+//!    front, its bytes as they come — with a 413 problem. (axum's `DefaultBodyLimit` only
+//!    applies to extractors that buffer a body — `Json`, `Bytes` —, never to a streamed one.)
 //! 4. **Security headers** on every response that passes through here (the proxied share
 //!    links never do): `X-Content-Type-Options: nosniff`, `Referrer-Policy: same-origin`,
 //!    `X-Frame-Options: DENY` and a `Content-Security-Policy`
@@ -202,13 +207,14 @@ impl Guard {
                 return Some(forbidden(api, message));
             }
         }
-        // 3. The body's announced size.
-        let too_large = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|l| l.to_str().ok())
-            .and_then(|l| l.parse::<u64>().ok())
-            .is_some_and(|l| l > BODY_LIMIT as u64);
+        // 3. The body's announced size (an upload has a limit of its own).
+        let too_large = !has_own_body_limit(req)
+            && req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| l.parse::<u64>().ok())
+                .is_some_and(|l| l > BODY_LIMIT as u64);
         if too_large {
             return Some(
                 (
@@ -229,6 +235,25 @@ impl Guard {
         headers.entry(header::REFERRER_POLICY).or_insert(HeaderValue::from_static("same-origin"));
         headers.entry(header::X_FRAME_OPTIONS).or_insert(HeaderValue::from_static("DENY"));
     }
+}
+
+/// Whether the request is a build's upload — `POST /api/v1/projects/{project}/builds` with
+/// `Content-Type: application/gzip` or `application/zstd` —, whose body the upload limits
+/// itself (the artifact limit, not [`BODY_LIMIT`]).
+pub fn has_own_body_limit(req: &Request) -> bool {
+    let archive = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|t| t.to_str().ok())
+        .and_then(pergola_core::artifacts::Compression::from_content_type)
+        .is_some();
+    let upload_path = req
+        .uri()
+        .path()
+        .strip_prefix("/api/v1/projects/")
+        .and_then(|rest| rest.strip_suffix("/builds"))
+        .is_some_and(|project| !project.is_empty() && !project.contains('/'));
+    archive && upload_path && req.method() == axum::http::Method::POST
 }
 
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
@@ -253,6 +278,7 @@ pub async fn guard(State(guard): State<Guard>, req: Request, next: Next) -> Resp
             tracing::debug!(method = %req.method(), path = req.uri().path(), status = refused.status().as_u16(), "request refused by the guard");
             refused
         }
+        None if has_own_body_limit(&req) => next.run(req).await,
         None => {
             let req = req.map(|body| Body::new(http_body_util::Limited::new(body, BODY_LIMIT)));
             next.run(req).await

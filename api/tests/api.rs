@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 
 struct Api {
     base: String,
+    /// The administrator's API token (for raw requests).
+    token: String,
     /// Sends the administrator's API token with every request.
     http: reqwest::Client,
     doc: Value,
@@ -27,20 +29,35 @@ struct Reply {
 
 impl Api {
     async fn start(env: &Env) -> Api {
+        Api::start_with(env, &env.services, "api-tests").await
+    }
+
+    /// A server over `services` (the same store as `env`'s, other settings), behind the guard
+    /// as the real server is.
+    async fn start_with(env: &Env, services: &pergola_core::Services, token_name: &str) -> Api {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let app: axum::Router = pergola_api::router(env.services.clone());
+        let addr = listener.local_addr().unwrap();
+        let base = format!("http://{addr}");
+        let guard = pergola_api::guard::Guard::new(addr, None).unwrap();
+        let app: axum::Router = pergola_api::router(services.clone())
+            .layer(axum::middleware::from_fn_with_state(guard, pergola_api::guard::guard));
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         let doc: Value = reqwest::get(format!("{base}/api/v1/openapi.json")).await.unwrap().json().await.unwrap();
         assert_eq!(doc["openapi"].as_str().map(|v| &v[..3]), Some("3.1"));
-        let token = env.admin.create_token("api-tests", None).await.unwrap().token;
-        Api { http: client(Some(&token)), base, doc, seen: Arc::default() }
+        let token = env.admin.create_token(token_name, None).await.unwrap().token;
+        Api { http: client(Some(&token)), base, doc, seen: Arc::default(), token }
     }
 
     /// The same server, called with `token` (`None`: no Authorization at all).
     fn with_token(&self, token: Option<&str>) -> Api {
-        Api { base: self.base.clone(), http: client(token), doc: self.doc.clone(), seen: self.seen.clone() }
+        Api {
+            base: self.base.clone(),
+            http: client(token),
+            doc: self.doc.clone(),
+            seen: self.seen.clone(),
+            token: token.unwrap_or_default().to_owned(),
+        }
     }
 
     /// Calls `template` with its `{…}` placeholders filled from `args` in order, checks the
@@ -72,6 +89,31 @@ impl Api {
         assert_eq!(content_type, expected_type, "{method} {path} -> {status}");
         self.check_schema(method, template, status, &content_type, &body);
         self.seen.lock().unwrap().insert((method.to_lowercase(), template.to_owned()));
+        Reply { status, body, location }
+    }
+
+    /// POSTs `body` with `content_type` (none when empty) to `template`, checks the answer
+    /// against the document and records the operation as exercised.
+    async fn upload(&self, template: &str, args: &[&str], content_type: &str, body: impl Into<reqwest::Body>) -> Reply {
+        let mut path = template.to_owned();
+        for arg in args {
+            let start = path.find('{').expect("a placeholder per argument");
+            let end = path[start..].find('}').unwrap() + start;
+            path.replace_range(start..=end, arg);
+        }
+        let mut req = self.http.post(format!("{}{path}", self.base)).body(body);
+        if !content_type.is_empty() {
+            req = req.header("content-type", content_type);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let location = res.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+        let response_type = res.headers()["content-type"].to_str().unwrap().to_owned();
+        let body: Value = res.json().await.unwrap();
+        let expected_type = if status < 400 { "application/json" } else { "application/problem+json" };
+        assert_eq!(response_type, expected_type, "POST {path} -> {status}: {body:#}");
+        self.check_schema("POST", template, status, &response_type, &body);
+        self.seen.lock().unwrap().insert(("post".to_owned(), template.to_owned()));
         Reply { status, body, location }
     }
 
@@ -346,26 +388,106 @@ async fn config(api: &Api, _env: &Env) {
     problem(&api.call("DELETE", CONFIG_KEY, &[p, "stage1", "LOG_LEVEL"], "", None).await, 404, "not-found");
 }
 
+/// A build's archive: `pergola.toml` and `files` (path, contents, mode), tar + gzip.
+fn archive(manifest: &str, files: &[(&str, &[u8], u32)]) -> Vec<u8> {
+    let mut all = vec![("pergola.toml", manifest.as_bytes(), 0o644)];
+    all.extend_from_slice(files);
+    pergola_core::testing::archive(&all)
+}
+
 /// Builds and releases (this server has no runtime: releases are recorded, nothing runs).
-async fn builds_and_releases(api: &Api, _env: &Env) {
+async fn builds_and_releases(api: &Api, env: &Env) {
+    use sha2::Digest;
     let p = project_with(api, &[STAGE1]).await;
-    let workdir = std::env::temp_dir().display().to_string();
-    let manifest = MANIFEST;
-    let r = api.call("POST", BUILDS, &[p], "", Some(json!({"manifest": manifest, "workdir": workdir}))).await;
+    let bytes = archive(MANIFEST, &[("web", b"#!/bin/sh\nexec sleep 1000\n", 0o755)]);
+    let r = api.upload(BUILDS, &[p], "application/gzip", bytes.clone()).await;
     assert_eq!((r.status, r.body["number"].as_i64(), r.body["version"].as_str()), (201, Some(1), Some("2.0")));
-    let r = api
+    let hex: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(r.body["digest"], format!("sha256:{hex}"));
+    assert_eq!((r.body["size"].as_u64(), r.body["uploaded_by"].as_str()), (Some(bytes.len() as u64), Some("admin")));
+    assert_eq!(r.body["unpacked_size"].as_u64(), Some((MANIFEST.len() + 26) as u64));
+    assert_eq!((r.body["manifest"].as_str(), r.body["expired"].as_bool()), (Some(MANIFEST), Some(false)));
+    assert_eq!(r.location.as_deref(), Some("/api/v1/projects/my-new-project/builds/1"));
+    // The same bytes again: build 2, the same artifact. zstd too.
+    let r = api.upload(BUILDS, &[p], "application/gzip", bytes.clone()).await;
+    assert_eq!((r.status, r.body["number"].as_i64()), (201, Some(2)));
+    assert_eq!(r.body["digest"], format!("sha256:{hex}"));
+    let tar = {
+        let mut t = Vec::new();
+        std::io::copy(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut t).unwrap();
+        t
+    };
+    let r = api.upload(BUILDS, &[p], "application/zstd", zstd::encode_all(&tar[..], 3).unwrap()).await;
+    assert_eq!((r.status, r.body["number"].as_i64()), (201, Some(3)));
+    assert_ne!(r.body["digest"], format!("sha256:{hex}"));
+    // Refusals, each with its reason, and none leaves a build.
+    let hostile = |path: &str| {
+        let mut h = tar::Header::new_gnu();
+        let gnu = h.as_gnu_mut().unwrap();
+        gnu.name[..path.len()].copy_from_slice(path.as_bytes());
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        let mut t = tar::Builder::new(Vec::new());
+        t.append(&h, &b"x"[..]).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &t.into_inner().unwrap()).unwrap();
+        gz.finish().unwrap()
+    };
+    for (what, content_type, body, status, code, reason) in [
+        ("traversal", "application/gzip", hostile("../x"), 422, "validation", "'../x' has a '..' component"),
+        ("absolute", "application/gzip", hostile("/etc/cron.d/x"), 422, "validation", "is an absolute path"),
+        ("truncated", "application/gzip", bytes[..bytes.len() / 2].to_vec(), 422, "validation", "truncated or corrupt"),
+        (
+            "no manifest",
+            "application/gzip",
+            pergola_core::testing::archive(&[("x", b"", 0o644)]),
+            422,
+            "validation",
+            "no pergola.toml",
+        ),
+        (
+            "bad manifest",
+            "application/gzip",
+            archive("[[component]]\nname = 1", &[]),
+            422,
+            "validation",
+            "Invalid manifest, line 2: ",
+        ),
+        ("not zstd", "application/zstd", bytes.clone(), 422, "validation", "truncated or corrupt"),
+        (
+            "a zip",
+            "application/zip",
+            bytes.clone(),
+            415,
+            "unsupported-media-type",
+            "application/gzip or application/zstd",
+        ),
+        ("no type", "", bytes.clone(), 415, "unsupported-media-type", "(the Content-Type was none)"),
+        ("text", "text/plain", b"hello".to_vec(), 415, "unsupported-media-type", "'text/plain'"),
+    ] {
+        let r = api.upload(BUILDS, &[p], content_type, body).await;
+        assert_eq!(r.status, status, "{what}: {:#}", r.body);
+        let body = problem(&r, status, code);
+        assert!(body["detail"].as_str().unwrap().contains(reason), "{what}: {body:#}");
+    }
+    // By a server path: only when the server allows it (and then only for administrators).
+    let workdir = std::env::temp_dir().display().to_string();
+    let r = api.call("POST", BUILDS, &[p], "", Some(json!({"manifest": MANIFEST, "workdir": workdir}))).await;
+    let body = problem(&r, 422, "validation");
+    assert_eq!(body["field"], "workdir");
+    assert!(body["detail"].as_str().unwrap().contains("PERGOLA_PATH_BUILDS"), "{body:#}");
+    problem(&api.call("POST", BUILDS, &[p], "", Some(json!({"manifest": MANIFEST}))).await, 400, "malformed-request");
+    let by_path = Api::start_with(env, &env.services.with_path_builds(true), "by-path").await;
+    let r = by_path.call("POST", BUILDS, &[p], "", Some(json!({"manifest": MANIFEST, "workdir": workdir}))).await;
+    assert_eq!((r.status, r.body["number"].as_i64(), r.body["digest"].is_null()), (201, Some(4), true), "{:#}", r.body);
+    let r = by_path
         .call("POST", BUILDS, &[p], "", Some(json!({"manifest": "[[component]]\nname = 1", "workdir": workdir})))
         .await;
-    let body = problem(&r, 422, "validation");
-    assert_eq!(body["field"], "manifest");
-    assert!(body["detail"].as_str().unwrap().starts_with("Invalid manifest, line 2: "), "{body}");
-    problem(&api.call("POST", BUILDS, &[p], "", Some(json!({"manifest": manifest}))).await, 400, "malformed-request");
-    problem(
-        &api.call("POST", BUILDS, &["nope"], "", Some(json!({"manifest": manifest, "workdir": workdir}))).await,
-        404,
-        "not-found",
-    );
-    assert_eq!(api.call("GET", BUILDS, &[p], "", None).await.body.as_array().unwrap().len(), 1);
+    assert!(problem(&r, 422, "validation")["detail"].as_str().unwrap().starts_with("Invalid manifest, line 2: "));
+    problem(&api.upload(BUILDS, &["nope"], "application/gzip", bytes.clone()).await, 404, "not-found");
+    assert_eq!(api.call("GET", BUILDS, &[p], "", None).await.body.as_array().unwrap().len(), 4, "refusals made none");
     problem(&api.call("GET", BUILDS, &["nope"], "", None).await, 404, "not-found");
     let r = api.call("POST", RELEASES, &[p, "stage1"], "", Some(json!({"build": 1}))).await;
     assert_eq!((r.status, r.body["number"].as_i64(), r.body["build_number"].as_i64()), (201, Some(1), Some(1)));
@@ -423,11 +545,125 @@ async fn builds_and_releases(api: &Api, _env: &Env) {
     );
 }
 
+/// Incompressible bytes (xorshift).
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// POSTs to `path` over a plain connection, as the administrator: the head (with
+/// `Content-Length: announced`, or chunked without it), then `body` (chunked: never
+/// terminated) from another task, whose write errors are ignored — the server may answer and
+/// close before it has read everything. Returns the answer's status and JSON body.
+async fn raw_post(api: &Api, path: &str, content_type: &str, announced: Option<usize>, body: &[u8]) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = api.base.strip_prefix("http://").unwrap().to_owned();
+    let token = api.token.clone();
+    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let length = match announced {
+        Some(n) => format!("content-length: {n}\r\n"),
+        None => "transfer-encoding: chunked\r\n".to_owned(),
+    };
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\ncontent-type: {content_type}\r\n{length}\r\n"
+    );
+    let body = body.to_vec();
+    let chunked = announced.is_none();
+    let writer = tokio::spawn(async move {
+        write.write_all(head.as_bytes()).await?;
+        for chunk in body.chunks(64 << 10) {
+            if chunked {
+                write.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await?;
+                write.write_all(chunk).await?;
+                write.write_all(b"\r\n").await?;
+            } else {
+                write.write_all(chunk).await?;
+            }
+        }
+        // Never more, never the end: the connection stays open until the server answers.
+        std::future::pending::<()>().await;
+        Ok::<_, std::io::Error>(write)
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 8192];
+    let status_and_body = loop {
+        let n =
+            tokio::time::timeout(std::time::Duration::from_secs(10), read.read(&mut buf)).await.unwrap().unwrap_or(0);
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+            let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+            let length = head.lines().find_map(|l| {
+                l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse::<usize>().unwrap())
+            });
+            if length.is_some_and(|l| rest.len() >= l) {
+                let body = serde_json::from_str(&rest[..length.unwrap()]).unwrap_or(Value::String(rest.to_owned()));
+                break (status, body);
+            }
+        }
+        assert!(n > 0, "the connection closed before a whole answer: {text}");
+    };
+    writer.abort();
+    status_and_body
+}
+
+/// The upload's own size limit, through the guard: over it, 413 before reading (announced
+/// length) or as soon as the stream passes it; under it, past the REST API's 2 MiB.
+async fn uploads_and_their_limit(api: &Api, env: &Env) {
+    use pergola_core::artifacts::{ArtifactLimits, Artifacts};
+    let p = project_with(api, &[STAGE1]).await;
+    // 3 MiB on the wire: more than the guard's 2 MiB for other bodies.
+    let big = archive(MANIFEST, &[("blob", &noise(3 << 20), 0o644)]);
+    assert!(big.len() > pergola_api::guard::BODY_LIMIT);
+    let r = api.upload(BUILDS, &[p], "application/gzip", big.clone()).await;
+    assert_eq!((r.status, r.body["size"].as_u64()), (201, Some(big.len() as u64)), "{:#}", r.body);
+    // A JSON body on the same route keeps the 2 MiB limit (announced: refused by the guard).
+    let (status, _) =
+        raw_post(api, &format!("/api/v1/projects/{p}/builds"), "application/json", Some(3 << 20), &[]).await;
+    assert_eq!(status, 413);
+    // A server taking 1 MiB at most.
+    let limits = ArtifactLimits { max_archive_bytes: 1 << 20, ..ArtifactLimits::default() };
+    let small =
+        Api::start_with(env, &env.services.with_artifacts(Artifacts::new(&env.artifacts, limits)), "small").await;
+    let path = format!("/api/v1/projects/{p}/builds");
+    // Announced over it: refused before anything is read.
+    let (status, body) = raw_post(&small, &path, "application/gzip", Some(big.len()), &[]).await;
+    let r = Reply { status, body, location: None };
+    small.check_schema("POST", BUILDS, 413, "application/problem+json", &r.body);
+    let body = problem(&r, 413, "too-large");
+    assert!(body["detail"].as_str().unwrap().contains("(1 MiB, PERGOLA_MAX_ARTIFACT_MB)"), "{body:#}");
+    // A client that sends it all anyway gets the answer too (the server reads on for a while).
+    let r = small.upload(BUILDS, &[p], "application/gzip", big.clone()).await;
+    problem(&r, 413, "too-large");
+    // Streamed without a length (chunked) and never ending: refused as soon as it passes the
+    // limit — one byte past it is sent.
+    let (status, body) = raw_post(&small, &path, "application/gzip", None, &big[..(1 << 20) + 1]).await;
+    let r = Reply { status, body, location: None };
+    small.check_schema("POST", BUILDS, 413, "application/problem+json", &r.body);
+    problem(&r, 413, "too-large");
+    // Under the limit, the small server takes it.
+    let r = small.upload(BUILDS, &[p], "application/zstd", zstd::encode_all(&b""[..], 1).unwrap()).await;
+    problem(&r, 422, "validation");
+    let r = small.upload(BUILDS, &[p], "application/gzip", archive(MANIFEST, &[])).await;
+    assert_eq!((r.status, r.body["number"].as_i64()), (201, Some(2)));
+    // Nothing of the refused ones is left.
+    let tmp = env.artifacts.join("tmp");
+    assert_eq!(std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0), 0, "temp files left in {}", tmp.display());
+    assert_eq!(api.call("GET", BUILDS, &[p], "", None).await.body.as_array().unwrap().len(), 2);
+}
+
 /// What runs (this server has no runtime: a deployed release has no running components).
 async fn components_and_logs(api: &Api, _env: &Env) {
     let p = project_with(api, &[STAGE1]).await;
-    let workdir = std::env::temp_dir().display().to_string();
-    let r = api.call("POST", BUILDS, &[p], "", Some(json!({"manifest": MANIFEST, "workdir": workdir}))).await;
+    let r = api.upload(BUILDS, &[p], "application/gzip", archive(MANIFEST, &[])).await;
     assert_eq!(r.status, 201, "{:#}", r.body);
     let r = api.call("POST", RELEASES, &[p, "stage1"], "", Some(json!({"build": 1}))).await;
     assert_eq!(r.status, 201, "{:#}", r.body);
@@ -767,8 +1003,7 @@ async fn permissions(api: &Api, _env: &Env) {
     use pergola_domain::{decide, Action as A, Actor, Decision, Role, StageType as T};
     let p = project_with(api, &[("Dev", "dev", "dev"), ("Prod", "prod", "prod"), ("Old Dev", "dev", "old-dev")]).await;
     api.call("POST", STAGES, &[p], "", Some(json!({"name": "Old Prod", "type": "prod", "id": "old-prod"}))).await;
-    let workdir = std::env::temp_dir().display().to_string();
-    let r = api.call("POST", BUILDS, &[p], "", Some(json!({"manifest": MANIFEST, "workdir": workdir}))).await;
+    let r = api.upload(BUILDS, &[p], "application/gzip", archive(MANIFEST, &[])).await;
     assert_eq!(r.status, 201);
     for stage in ["dev", "prod"] {
         api.call("POST", RELEASES, &[p, stage], "", Some(json!({"build": 1}))).await;
@@ -783,7 +1018,13 @@ async fn permissions(api: &Api, _env: &Env) {
 
     // Who asks: each role, an outsider and an administrator, with their own tokens.
     let mut actors: Vec<(String, Actor, Api)> = vec![("admin".into(), Actor::admin(), api.with_token(None))];
-    actors[0].2 = Api { http: api.http.clone(), base: api.base.clone(), doc: api.doc.clone(), seen: api.seen.clone() };
+    actors[0].2 = Api {
+        http: api.http.clone(),
+        base: api.base.clone(),
+        doc: api.doc.clone(),
+        seen: api.seen.clone(),
+        token: api.token.clone(),
+    };
     let outsider_and_roles = std::iter::once(None).chain(Role::ALL.into_iter().map(Some));
     for role in outsider_and_roles {
         let name = role.map_or("outsider".to_owned(), |r| r.as_str().to_owned());
@@ -960,7 +1201,8 @@ async fn permissions(api: &Api, _env: &Env) {
                 method: "POST",
                 template: BUILDS,
                 args: vec![s(p)],
-                body: Some(json!({"manifest": MANIFEST, "workdir": workdir})),
+                // Sent as an archive (see below).
+                body: None,
                 needs: Some((A::RegisterBuild, None)),
             },
             Case {
@@ -1034,7 +1276,11 @@ async fn permissions(api: &Api, _env: &Env) {
             let args: Vec<&str> = case.args.iter().map(String::as_str).collect();
             let decision = case.needs.map_or(Decision::Allowed, |(action, t)| decide(actor, action, t, p));
             let before = if decision.is_allowed() { Value::Null } else { everything(api, p).await };
-            let r = as_actor.call(case.method, case.template, &args, "", case.body.clone()).await;
+            let r = if (case.method, case.template) == ("POST", BUILDS) {
+                as_actor.upload(case.template, &args, "application/gzip", archive(MANIFEST, &[])).await
+            } else {
+                as_actor.call(case.method, case.template, &args, "", case.body.clone()).await
+            };
             let what = format!("{name}: {} {} -> {} {:#}", case.method, case.template, r.status, r.body);
             match decision {
                 Decision::Allowed => {
@@ -1206,6 +1452,7 @@ families!(
     stages,
     config,
     builds_and_releases,
+    uploads_and_their_limit,
     components_and_logs,
     lifecycle,
     settings,
@@ -1283,6 +1530,34 @@ fn the_openapi_document_covers_every_route() {
     assert_eq!(ops, expected);
     assert_eq!(doc["info"]["title"], "Pergola Stages API");
     assert!(doc["components"]["schemas"]["Problem"].is_object());
+}
+
+/// A build's upload is documented as the archive it is: binary bodies of either compression
+/// (and the JSON of a path build), with the answers only an upload gives.
+#[test]
+fn the_upload_is_documented_as_a_binary_body() {
+    let doc = serde_json::to_value(pergola_api::openapi()).unwrap();
+    let op = &doc["paths"]["/api/v1/projects/{project}/builds"]["post"];
+    let content = op["requestBody"]["content"].as_object().unwrap();
+    let types: BTreeSet<&str> = content.keys().map(String::as_str).collect();
+    assert_eq!(types, BTreeSet::from(["application/gzip", "application/zstd", "application/json"]));
+    for archive in ["application/gzip", "application/zstd"] {
+        let schema = &content[archive]["schema"];
+        let schema = match schema["$ref"].as_str() {
+            Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+            None => schema,
+        };
+        assert_eq!((schema["type"].as_str(), schema["format"].as_str()), (Some("string"), Some("binary")), "{schema}");
+    }
+    for status in ["201", "400", "404", "413", "415", "422"] {
+        assert!(op["responses"][status].is_object(), "{status}");
+    }
+    let build = &doc["components"]["schemas"]["Build"]["properties"];
+    for field in
+        ["digest", "size", "unpacked_size", "uploaded_by", "expired", "version", "manifest", "number", "created_at"]
+    {
+        assert!(build[field].is_object(), "Build.{field}");
+    }
 }
 
 /// The document declares the rules the server enforces, and they are the domain's rules.

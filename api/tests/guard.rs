@@ -15,6 +15,31 @@ use tower::ServiceExt;
 const LISTEN: &str = "127.0.0.1:3000";
 const SUSPEND: &str = "/api/v1/projects/shop/stages/main/suspend";
 const SERVER_FN: &str = "/api/create_project12345";
+const UPLOAD: &str = "/api/v1/projects/shop/builds";
+
+/// A handler that reads its body as a stream (as the upload does) and answers its length, or
+/// 413 when the body could not be read.
+fn stream_len(
+    calls: &Arc<AtomicUsize>,
+) -> impl Fn(Body) -> std::pin::Pin<Box<dyn std::future::Future<Output = (StatusCode, String)> + Send>> + Clone {
+    let calls = calls.clone();
+    move |body: Body| {
+        let calls = calls.clone();
+        Box::pin(async move {
+            use futures_util::StreamExt;
+            calls.fetch_add(1, Ordering::SeqCst);
+            let mut stream = body.into_data_stream();
+            let mut len = 0;
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(c) => len += c.len(),
+                    Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, String::new()),
+                }
+            }
+            (StatusCode::OK, len.to_string())
+        })
+    }
+}
 
 /// A router whose handlers count their calls, behind the guard.
 fn app(public_url: Option<&str>) -> (Router, Arc<AtomicUsize>) {
@@ -40,6 +65,7 @@ fn app(public_url: Option<&str>) -> (Router, Arc<AtomicUsize>) {
         .route(SUSPEND, post(count(&calls)))
         .route(SERVER_FN, post(count(&calls)))
         .route("/api/v1/echo", post(echo_len))
+        .route(UPLOAD, post(stream_len(&calls)))
         .layer(axum::middleware::from_fn_with_state(g, guard));
     (router, calls)
 }
@@ -312,4 +338,50 @@ fn futures_chunks(len: usize) -> Body {
     let parts: Vec<Result<Bytes, std::io::Error>> =
         (0..len).step_by(chunk).map(|start| Ok(Bytes::from(vec![b'x'; chunk.min(len - start)]))).collect();
     Body::from_stream(futures_util::stream::iter(parts))
+}
+
+/// A build's upload (`POST /api/v1/projects/{project}/builds` with an archive's type) has the
+/// artifact limit of its own, enforced by the upload: the guard lets it past its 2 MiB, whether
+/// announced or streamed. The same route with another type keeps the guard's limit, and so does
+/// any other route with an archive's type.
+#[tokio::test]
+async fn uploads_have_their_own_limit() {
+    let (router, calls) = app(None);
+    let big = BODY_LIMIT * 2;
+    let request = |uri: &str, content_type: &str, len: Option<usize>| {
+        let mut r = Request::builder().method("POST").uri(uri).header(header::HOST, LISTEN);
+        r = r.header(header::CONTENT_TYPE, content_type);
+        if let Some(len) = len {
+            r = r.header(header::CONTENT_LENGTH, len);
+        }
+        r
+    };
+    for content_type in ["application/gzip", "application/zstd"] {
+        let r =
+            router.clone().oneshot(request(UPLOAD, content_type, Some(big)).body(Body::from(vec![b'x'; big])).unwrap());
+        let r = r.await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{content_type}");
+        assert_eq!(body(r).await, big.to_string());
+        let r = router.clone().oneshot(request(UPLOAD, content_type, None).body(futures_chunks(big)).unwrap());
+        let r = r.await.unwrap();
+        assert_eq!(body(r).await, big.to_string(), "streamed: read in full");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    // The same route as JSON: the guard's limit, announced or streamed.
+    let r = router
+        .clone()
+        .oneshot(request(UPLOAD, "application/json", Some(big)).body(Body::from(vec![b'x'; big])).unwrap());
+    assert_eq!(r.await.unwrap().status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(calls.load(Ordering::SeqCst), 4, "refused before the handler");
+    let r = router.clone().oneshot(request(UPLOAD, "application/json", None).body(futures_chunks(big)).unwrap());
+    assert_eq!(r.await.unwrap().status(), StatusCode::PAYLOAD_TOO_LARGE, "cut off at the guard's limit");
+    // Another route, or a deeper path, with an archive's type: the guard's limit.
+    for uri in
+        ["/api/v1/echo", "/api/v1/projects/shop/builds/1", "/api/v1/projects//builds", "/x/api/v1/projects/shop/builds"]
+    {
+        let r = router
+            .clone()
+            .oneshot(request(uri, "application/gzip", Some(big)).body(Body::from(vec![b'x'; big])).unwrap());
+        assert_eq!(r.await.unwrap().status(), StatusCode::PAYLOAD_TOO_LARGE, "{uri}");
+    }
 }

@@ -20,8 +20,10 @@ fn server() -> &'static Server {
             runtime.block_on(async move {
                 let env = pergola_core::testing::sqlite_env().await;
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                // The system clock, as in production: stages list in creation order.
-                let services = env.services.with_clock(std::sync::Arc::new(pergola_core::SystemClock));
+                // The system clock, as in production: stages list in creation order. Builds by a
+                // server path stay on for the administrator until `pergola create build` uploads.
+                let services =
+                    env.services.with_clock(std::sync::Arc::new(pergola_core::SystemClock)).with_path_builds(true);
                 let token = env.as_admin(&services).create_token("cli-tests", None).await.unwrap();
                 let url = format!("http://{}", listener.local_addr().unwrap());
                 tx.send(Server { url, admin_token: token.token }).unwrap();
@@ -678,4 +680,31 @@ fn promote_diff_and_duplicate_stages() {
     assert_eq!(diff, "qa -> qa-copy\n  no difference: same build, components, configuration, type and grace period\n");
     pergola(&["create", "stage", "x", "-p", "promoting"]).assert().code(2);
     let _ = std::fs::remove_file(manifest);
+}
+
+/// An uploaded build (sent here with the API directly, as `pergola create build` will) is
+/// listed and deployed by the CLI like any other.
+#[test]
+fn an_uploaded_build_is_listed_and_deployed() {
+    pergola(&["create", "project", "uploading"]).assert().success();
+    pergola(&["create", "stage", "qa", "--type", "qa", "-p", "uploading"]).assert().success();
+    let manifest = "version = \"3.0\"\n[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"./web\"\n";
+    let archive =
+        pergola_core::testing::archive(&[("pergola.toml", manifest.as_bytes(), 0o644), ("web", b"#!/bin/sh\n", 0o755)]);
+    let res = reqwest::blocking::Client::new()
+        .post(format!("{}/api/v1/projects/uploading/builds", url()))
+        .bearer_auth(&server().admin_token)
+        .header("content-type", "application/gzip")
+        .body(archive)
+        .send()
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    let build: serde_json::Value = res.json().unwrap();
+    assert!(build["digest"].as_str().unwrap().starts_with("sha256:"), "{build}");
+    let builds = stdout_of(&["list", "build", "-p", "uploading"]);
+    assert!(builds.contains("| 1     | 3.0     | web        |"), "{builds}");
+    pergola(&["deploy", "1", "-s", "qa", "-p", "uploading"])
+        .assert()
+        .success()
+        .stdout("Release #1 (build 1) deployed to stage 'qa'.\n");
 }

@@ -26,6 +26,9 @@ pub const SECRET_KEY: &str = "PERGOLA_SECRET_KEY";
 pub const SHARE_DOMAIN: &str = "PERGOLA_SHARE_DOMAIN";
 pub const SHARE_PORT: &str = "PERGOLA_SHARE_PORT";
 pub const DEMO_DIR: &str = "PERGOLA_DEMO_DIR";
+pub const MAX_ARTIFACT_MB: &str = "PERGOLA_MAX_ARTIFACT_MB";
+pub const ARTIFACT_RETENTION_DAYS: &str = "PERGOLA_ARTIFACT_RETENTION_DAYS";
+pub const PATH_BUILDS: &str = "PERGOLA_PATH_BUILDS";
 pub const ADMIN_USER: &str = "PERGOLA_ADMIN_USER";
 pub const ADMIN_PASSWORD: &str = "PERGOLA_ADMIN_PASSWORD";
 pub const LOG: &str = "RUST_LOG";
@@ -90,6 +93,24 @@ pub const SETTINGS: &[Setting] = &[
                   app**",
         default: "the server binary's directory (`cargo build --release -p pergola-demo-app` puts it there)",
     },
+    Setting {
+        name: MAX_ARTIFACT_MB,
+        meaning: "the largest build archive accepted, in MiB as uploaded (compressed); a larger upload is refused \
+                  with 413 while it streams. Unpacked, an archive may hold at most 100 000 entries and 1 GiB",
+        default: "`512`",
+    },
+    Setting {
+        name: ARTIFACT_RETENTION_DAYS,
+        meaning: "days an uploaded artifact is kept after its newest build when no release of a live or archived \
+                  stage runs it; the purge then deletes its files (its builds are listed as expired)",
+        default: "`7`",
+    },
+    Setting {
+        name: PATH_BUILDS,
+        meaning: "`on`: administrators may also register a build by a directory on the server (`{manifest, \
+                  workdir}`, for tests and local set-ups); `off`: builds are uploaded archives only",
+        default: "`off`",
+    },
     Setting { name: LOG, meaning: "log filter", default: "`info,sqlx=warn`" },
     Setting { name: SITE_ROOT, meaning: "where the built site (`pkg/`, assets) is", default: "`target/site`" },
     Setting {
@@ -148,6 +169,12 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// The administrator to create when there is no user: (username, password).
     pub admin: Option<(String, String)>,
+    /// The largest archive an upload may be, in bytes.
+    pub max_artifact_bytes: u64,
+    /// How long an unused artifact is kept after its newest build.
+    pub artifact_retention: Duration,
+    /// Whether administrators may register builds by a server path.
+    pub path_builds: bool,
 }
 
 impl ServerConfig {
@@ -259,6 +286,10 @@ impl ServerConfig {
             var(DATABASE_URL).unwrap_or_else(|| format!("sqlite://{}", data_dir.join("pergola.db").display()));
         let purge_interval = Duration::from_secs(number(&var, PURGE_INTERVAL, 60, 1..=86_400)?);
         let grace = Duration::from_secs(number(&var, GRACE, 60, 1..=u64::from(pergola_domain::MAX_GRACE_SECS))?);
+        let max_artifact_bytes = count(&var, MAX_ARTIFACT_MB, 512, 1..=1 << 20, "MiB")? << 20;
+        let artifact_retention =
+            Duration::from_secs(count(&var, ARTIFACT_RETENTION_DAYS, 7, 0..=3650, "days")? * 86_400);
+        let path_builds = on_off(&var, PATH_BUILDS, false)?;
         let share_port = match var(SHARE_PORT) {
             None => None,
             Some(p) => Some(
@@ -269,12 +300,7 @@ impl ServerConfig {
                     .ok_or_else(|| format!("{SHARE_PORT} must be a port number (1–65535), not '{p}'"))?,
             ),
         };
-        let sandbox = match var(SANDBOX).map(|v| v.trim().to_ascii_lowercase()) {
-            None => true,
-            Some(v) if v == "on" => true,
-            Some(v) if v == "off" => false,
-            Some(_) => return Err(format!("{SANDBOX} must be on or off, not '{}'", var(SANDBOX).unwrap_or_default())),
-        };
+        let sandbox = on_off(&var, SANDBOX, true)?;
         let public_url = match var(PUBLIC_URL) {
             None => None,
             Some(url) if url.trim().is_empty() => None,
@@ -297,6 +323,9 @@ impl ServerConfig {
                 (Some(_), None) => return Err(format!("{ADMIN_USER} is set but {ADMIN_PASSWORD} is not")),
                 (None, Some(_)) => return Err(format!("{ADMIN_PASSWORD} is set but {ADMIN_USER} is not")),
             },
+            max_artifact_bytes,
+            artifact_retention,
+            path_builds,
         })
     }
 }
@@ -307,11 +336,32 @@ fn number(
     default: u64,
     range: std::ops::RangeInclusive<u64>,
 ) -> Result<u64, String> {
+    count(var, name, default, range, "seconds")
+}
+
+/// A whole number of `unit` in `range`.
+fn count(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+    unit: &str,
+) -> Result<u64, String> {
     match var(name) {
         None => Ok(default),
         Some(s) => s.trim().parse::<u64>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
-            format!("{name} must be a whole number of seconds from {} to {}, not '{s}'", range.start(), range.end())
+            format!("{name} must be a whole number of {unit} from {} to {}, not '{s}'", range.start(), range.end())
         }),
+    }
+}
+
+/// `on` or `off` (any case, spaces around ignored).
+fn on_off(var: &impl Fn(&str) -> Option<String>, name: &str, default: bool) -> Result<bool, String> {
+    match var(name).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) if v == "on" => Ok(true),
+        Some(v) if v == "off" => Ok(false),
+        Some(_) => Err(format!("{name} must be on or off, not '{}'", var(name).unwrap_or_default())),
     }
 }
 
@@ -363,6 +413,23 @@ mod tests {
             assert!(e.starts_with(name) && e.contains(bad), "{e}");
         }
         assert_eq!(read(&[(GRACE, " 5 ")]).unwrap().grace, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn artifacts_have_a_size_limit_a_retention_and_path_builds_are_off() {
+        let c = read(&[]).unwrap();
+        assert_eq!(
+            (c.max_artifact_bytes, c.artifact_retention, c.path_builds),
+            (512 << 20, Duration::from_secs(7 * 86_400), false)
+        );
+        let c = read(&[(MAX_ARTIFACT_MB, "3"), (ARTIFACT_RETENTION_DAYS, "0"), (PATH_BUILDS, " ON ")]).unwrap();
+        assert_eq!((c.max_artifact_bytes, c.artifact_retention, c.path_builds), (3 << 20, Duration::ZERO, true));
+        for (name, bad) in
+            [(MAX_ARTIFACT_MB, "0"), (MAX_ARTIFACT_MB, "1.5"), (ARTIFACT_RETENTION_DAYS, "-1"), (PATH_BUILDS, "yes")]
+        {
+            let e = read(&[(name, bad)]).unwrap_err();
+            assert!(e.starts_with(name) && e.contains(bad), "{e}");
+        }
     }
 
     #[test]

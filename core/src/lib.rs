@@ -11,6 +11,7 @@
 //!   the events timelines.
 //! - [`runtime`]: the [`Runtime`] seam between the services and what actually runs the stages.
 
+pub mod artifacts;
 pub mod clock;
 pub mod config;
 pub mod credentials;

@@ -1,5 +1,6 @@
-//! The purge task: archived stages whose retention has run out are deleted for good, and the
-//! events timelines are bounded ([`Services::prune_events`]).
+//! The purge task: archived stages whose retention has run out are deleted for good, then the
+//! artifacts no release runs any more ([`Services::purge_artifacts`]), and the events timelines
+//! are bounded ([`Services::prune_events`]).
 
 use crate::Services;
 use std::time::Duration;
@@ -18,6 +19,10 @@ pub fn spawn_purge_task(services: Services, every: Duration) -> tokio::task::Joi
             tick.tick().await; // the first tick is immediate: purge at start-up
             if let Err(e) = services.purge_due().await {
                 tracing::warn!(error = %e, "purge of archived stages failed; will retry");
+            }
+            // After the stages: a purged stage's releases no longer keep their artifacts.
+            if let Err(e) = services.purge_artifacts().await {
+                tracing::warn!(error = %e, "purge of unused artifacts failed; will retry");
             }
             if tokio::time::Instant::now() >= next_prune {
                 match services.prune_events().await {

@@ -18,7 +18,15 @@ pub struct Env {
     /// The services as the administrator `admin` (password [`ADMIN_PASSWORD`]).
     pub admin: Acting,
     pub clock: ManualClock,
+    /// Where uploaded builds go (`<temp dir>/artifacts`, removed with the environment).
+    pub artifacts: PathBuf,
     cleanup: Cleanup,
+}
+
+/// The artifact limits of the test environments: the real ones (tests that need smaller ones
+/// make their own [`crate::artifacts::Artifacts`]).
+pub fn artifact_limits() -> crate::artifacts::ArtifactLimits {
+    crate::artifacts::ArtifactLimits::default()
 }
 
 /// The password of the test environments' administrator `admin`.
@@ -47,12 +55,19 @@ fn unique() -> String {
 
 async fn env(store: Arc<dyn Store>, cleanup: Cleanup) -> Env {
     let clock = clock();
+    // Beside the SQLite file (one temp dir per test), or a temp dir of its own.
+    let artifacts = match &cleanup {
+        Cleanup::Dir(dir) => dir.join("artifacts"),
+        Cleanup::Database { .. } => std::env::temp_dir().join(format!("pergola-test-artifacts-{}", unique())),
+    };
     // Secrets are sealed at rest, as on a real server.
-    let services = Services::new(store, Arc::new(clock.clone())).with_secrets(crate::SecretBox::new([42; 32]));
+    let services = Services::new(store, Arc::new(clock.clone()))
+        .with_secrets(crate::SecretBox::new([42; 32]))
+        .with_artifacts(crate::artifacts::Artifacts::new(&artifacts, artifact_limits()));
     services.prepare_first_run(Some(("admin", ADMIN_PASSWORD))).await.unwrap();
     let caller = services.sign_in("admin", ADMIN_PASSWORD, "127.0.0.1").await.unwrap();
     let admin = services.acting(caller);
-    Env { services, admin, clock, cleanup }
+    Env { services, admin, clock, artifacts, cleanup }
 }
 
 pub async fn sqlite_env() -> Env {
@@ -75,6 +90,43 @@ pub async fn postgres_env() -> Env {
     let store = connect(&format!("{base}/{name}")).await.unwrap();
     assert_eq!(store.backend(), "postgres");
     env(store, Cleanup::Database { admin_url, name }).await
+}
+
+/// Uploads a build made of the files in `dir` with `manifest` as its `pergola.toml` (packed
+/// with tar + gzip in memory), as `acting`: what the CLI and the dashboard do.
+pub async fn upload(
+    acting: &Acting,
+    project: &str,
+    manifest: &str,
+    dir: impl AsRef<std::path::Path>,
+) -> Result<pergola_domain::Build, pergola_domain::Error> {
+    let packed = crate::artifacts::pack_dir(dir.as_ref(), manifest).expect("pack the build's directory");
+    acting.upload_build(project, crate::artifacts::Compression::Gzip, None, &packed[..]).await
+}
+
+/// A tar + gzip archive of regular files: (path, contents, mode).
+pub fn archive(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    for (path, data, mode) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(*mode);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        tar.append_data(&mut header, path, *data).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+/// Uploads a build holding only its `pergola.toml` (`manifest`).
+pub async fn upload_manifest(
+    acting: &Acting,
+    project: &str,
+    manifest: &str,
+) -> Result<pergola_domain::Build, pergola_domain::Error> {
+    let packed = archive(&[(crate::artifacts::MANIFEST_FILE, manifest.as_bytes(), 0o644)]);
+    acting.upload_build(project, crate::artifacts::Compression::Gzip, None, &packed[..]).await
 }
 
 impl Env {
@@ -101,6 +153,7 @@ impl Env {
     pub async fn cleanup(self) {
         drop(self.admin);
         drop(self.services);
+        let _ = crate::artifacts::remove_tree(&self.artifacts);
         match self.cleanup {
             Cleanup::Dir(dir) => {
                 let _ = std::fs::remove_dir_all(dir);

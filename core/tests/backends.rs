@@ -79,6 +79,10 @@ all_backends!(
     events_timelines_keep_the_newest_and_nothing_too_old,
     sharing_is_set_and_guest_links_made_through_the_services,
     sharing_needs_the_right_role_and_answers_the_proxy,
+    path_builds_are_only_for_administrators_when_turned_on,
+    hostile_archives_are_refused_and_leave_nothing_behind,
+    a_good_archive_is_unpacked_read_only_and_stored_once,
+    unused_artifacts_are_deleted_after_the_retention,
 );
 
 async fn project(env: &Env, name: &str) -> String {
@@ -399,8 +403,7 @@ async fn limits_per_stage_type_reach_the_runtime_and_only_administrators_change_
     assert_eq!(s.set_limits(wanted).await.unwrap(), wanted);
     assert_eq!(s.limits().await.unwrap(), wanted);
     // Each stage's components get their type's limits.
-    let dir = std::env::temp_dir().display().to_string();
-    s.register_build(&p, MANIFEST, &dir).await.unwrap();
+    common::upload_manifest(&s, &p, MANIFEST).await.unwrap();
     s.deploy(&p, "dev", 1).await.unwrap();
     s.deploy(&p, "prod", 1).await.unwrap();
     let given = runs.limits.lock().unwrap().clone();
@@ -414,13 +417,12 @@ async fn promotion_comparison_and_duplication_follow_dev_qa_prod(env: &Env) {
     for (id, t) in [("dev", StageType::Dev), ("qa", StageType::Qa), ("prod", StageType::Prod)] {
         s.create_stage(&p, id, t, None).await.unwrap();
     }
-    let dir = std::env::temp_dir().display().to_string();
-    let b1 = s.register_build(&p, MANIFEST, &dir).await.unwrap();
+    let b1 = common::upload_manifest(s, &p, MANIFEST).await.unwrap();
     let with_worker = format!(
         "{}\n[[component]]\nname = \"worker\"\nkind = \"worker\"\ncommand = \"./work\"\n",
         MANIFEST.replace("1.2.0", "1.3.0")
     );
-    let b2 = s.register_build(&p, &with_worker, &dir).await.unwrap();
+    let b2 = common::upload_manifest(s, &p, &with_worker).await.unwrap();
     s.deploy(&p, "dev", b2.number).await.unwrap();
     s.deploy(&p, "qa", b1.number).await.unwrap();
     for (stage, level, token) in [("dev", "debug", "same"), ("qa", "info", "same"), ("prod", "warn", "other")] {
@@ -541,20 +543,23 @@ const MANIFEST: &str =
 async fn builds_and_releases(env: &Env) {
     let s = &env.admin;
     let p = project(env, "Shop").await;
-    let dir = std::env::temp_dir().display().to_string();
-    let b1 = s.register_build(&p, MANIFEST, &dir).await.unwrap();
+    let b1 = common::upload_manifest(s, &p, MANIFEST).await.unwrap();
     assert_eq!((b1.number, b1.version.as_deref()), (1, Some("1.2.0")));
-    let b2 = s.register_build(&p, &MANIFEST.replace("1.2.0", "1.3.0"), &dir).await.unwrap();
+    let b2 = common::upload_manifest(s, &p, &MANIFEST.replace("1.2.0", "1.3.0")).await.unwrap();
     assert_eq!(b2.number, 2);
-    let e = s
-        .register_build(&p, "[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"x\"\nport = 0\n", &dir)
-        .await
-        .unwrap_err();
+    let e = common::upload_manifest(
+        s,
+        &p,
+        "[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"x\"\nport = 0\n",
+    )
+    .await
+    .unwrap_err();
     assert!(e.is_for("manifest"));
     assert_eq!(e.message, "Invalid manifest, line 1: component 'web': port must be between 1 and 65535");
-    assert!(s.register_build(&p, MANIFEST, "relative/dir").await.unwrap_err().is_for("workdir"));
-    assert!(s.register_build(&p, MANIFEST, "/no/such/dir").await.unwrap_err().is_for("workdir"));
-    assert_eq!(s.register_build("nope", MANIFEST, &dir).await.unwrap_err().kind, ErrorKind::NotFound);
+    // By a server path: off unless the server allows it (see path_builds_…).
+    let e = s.register_build(&p, MANIFEST, &std::env::temp_dir().display().to_string()).await.unwrap_err();
+    assert!(e.is_for("workdir") && e.message.contains("application/gzip"), "{e:?}");
+    assert_eq!(common::upload_manifest(s, "nope", MANIFEST).await.unwrap_err().kind, ErrorKind::NotFound);
     let numbers: Vec<_> = s.builds(&p).await.unwrap().iter().map(|b| b.number).collect();
     assert_eq!(numbers, [2, 1], "refusals registered nothing");
 
@@ -582,11 +587,10 @@ async fn builds_and_releases(env: &Env) {
 
 async fn concurrent_builds_get_distinct_numbers(env: &Env) {
     let p = project(env, "Busy").await;
-    let dir = std::env::temp_dir().display().to_string();
     let tasks: Vec<_> = (0..20)
         .map(|_| {
-            let (s, p, dir) = (env.admin.clone(), p.clone(), dir.clone());
-            tokio::spawn(async move { s.register_build(&p, MANIFEST, &dir).await.unwrap().number })
+            let (s, p) = (env.admin.clone(), p.clone());
+            tokio::spawn(async move { common::upload_manifest(&s, &p, MANIFEST).await.unwrap().number })
         })
         .collect();
     let mut numbers = Vec::new();
@@ -768,8 +772,7 @@ async fn a_resume_while_suspending_starts_the_release_once_the_stop_ends(env: &E
     let s = env.as_admin(&env.services.with_runtime(slow.clone(), std::time::Duration::from_secs(60)));
     let p = project(env, "Shop").await;
     s.create_stage(&p, "prod", StageType::Prod, None).await.unwrap();
-    let dir = std::env::temp_dir().display().to_string();
-    s.register_build(&p, MANIFEST, &dir).await.unwrap();
+    common::upload_manifest(&s, &p, MANIFEST).await.unwrap();
     s.deploy(&p, "prod", 1).await.unwrap();
     assert_eq!(slow.releases(), [1]);
     assert_eq!(s.suspend_stage(&p, "prod").await.unwrap().status, StageStatus::Suspending);
@@ -807,8 +810,7 @@ async fn suspend_resume_suspend_while_the_stop_is_slow(env: &Env) {
     let s = env.as_admin(&env.services.with_runtime(slow.clone(), std::time::Duration::from_secs(60)));
     let p = project(env, "Shop").await;
     s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
-    let dir = std::env::temp_dir().display().to_string();
-    s.register_build(&p, MANIFEST, &dir).await.unwrap();
+    common::upload_manifest(&s, &p, MANIFEST).await.unwrap();
     s.deploy(&p, "qa", 1).await.unwrap();
     s.suspend_stage(&p, "qa").await.unwrap();
     s.resume_stage(&p, "qa").await.unwrap();
@@ -860,8 +862,7 @@ async fn reconcile_goes_on_when_a_stage_cannot_start(env: &Env) {
     let before = std::sync::Arc::new(FakeRuntime::default());
     let s = env.as_admin(&env.services.with_runtime(before.clone(), std::time::Duration::from_secs(5)));
     let p = project(env, "Shop").await;
-    let dir = std::env::temp_dir().display().to_string();
-    s.register_build(&p, MANIFEST, &dir).await.unwrap();
+    common::upload_manifest(&s, &p, MANIFEST).await.unwrap();
     for stage in ["a", "b", "c"] {
         s.create_stage(&p, stage, StageType::Qa, None).await.unwrap();
         s.deploy(&p, stage, 1).await.unwrap();
@@ -885,7 +886,7 @@ async fn a_failed_resume_or_restore_says_why_in_the_timeline(env: &Env) {
     let broken = std::sync::Arc::new(FakeRuntime { fail_stage: Some("qa".into()), ..Default::default() });
     let s = env.as_admin(&env.services.with_runtime(broken.clone(), std::time::Duration::from_secs(5)));
     let p = project(env, "Shop").await;
-    s.register_build(&p, MANIFEST, &std::env::temp_dir().display().to_string()).await.unwrap();
+    common::upload_manifest(&s, &p, MANIFEST).await.unwrap();
     s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
     let e = s.deploy(&p, "qa", 1).await.unwrap_err();
     assert!(e.message.contains("could not be started"), "{}", e.message);
@@ -958,8 +959,7 @@ async fn the_timeline_records_what_happened(env: &Env) {
     use pergola_domain::{EventKind as K, StageEvent};
     let s = &env.admin;
     let p = project(env, "Shop").await;
-    let dir = std::env::temp_dir().display().to_string();
-    s.register_build(&p, MANIFEST, &dir).await.unwrap();
+    common::upload_manifest(s, &p, MANIFEST).await.unwrap();
     s.create_stage(&p, "QA", StageType::Qa, None).await.unwrap();
     update(s, &p, "qa", "QA", "qa", None).await.unwrap(); // no change: no event
     update(s, &p, "qa", "Quality", "qa", Some("5")).await.unwrap();
@@ -1027,8 +1027,7 @@ async fn secrets_are_sealed_at_rest_and_reach_the_runtime_in_clear(env: &Env) {
     assert!(token.value.starts_with("enc:v2:") && !token.value.contains("t0p-s3cret"), "{}", token.value);
     assert_eq!(stored.iter().find(|v| v.key == "LOG_LEVEL").unwrap().value, "info", "plain settings stay readable");
     // The release snapshot is sealed too; the runtime gets the value in clear.
-    let dir = std::env::temp_dir().display().to_string();
-    s.register_build(&p, MANIFEST, &dir).await.unwrap();
+    common::upload_manifest(&s, &p, MANIFEST).await.unwrap();
     s.deploy(&p, "prod", 1).await.unwrap();
     let snapshot = s.store().list_releases(&p, "prod").await.unwrap().remove(0).config;
     assert!(snapshot["API_TOKEN"].starts_with("enc:v2:"));
@@ -1097,8 +1096,7 @@ async fn racing_deploys_leave_the_newest_release_running(env: &Env) {
     let s = env.as_admin(&env.services.with_runtime(runs.clone(), std::time::Duration::from_secs(5)));
     let p = project(env, "Shop").await;
     s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
-    let dir = std::env::temp_dir().display().to_string();
-    s.register_build(&p, MANIFEST, &dir).await.unwrap();
+    common::upload_manifest(&s, &p, MANIFEST).await.unwrap();
     let deploys: Vec<_> = (0..5)
         .map(|_| {
             let (s, p) = (s.clone(), p.clone());
@@ -1201,13 +1199,19 @@ async fn concurrent_patches_of_one_stage_lose_no_change(env: &Env) {
 async fn stage_activity_and_the_demo(env: &Env) {
     let s = &env.admin;
     let p = project(env, "Shop").await;
-    let dir = std::env::temp_dir().display().to_string();
+    let scratch = Scratch::new();
+    std::fs::write(scratch.0.join("pergola-demo"), "#!/bin/sh\n").unwrap();
+    let dir = scratch.0.display().to_string();
     let demo = s.try_demo(&p, &dir).await.unwrap();
     assert_eq!((demo.id.as_str(), demo.name.as_str(), demo.stage_type), ("demo", "Demo", StageType::Dev));
     let again = s.try_demo(&p, &dir).await.unwrap();
     assert_eq!(again.id, "demo-2", "a taken ID gives way to the suggested one");
     let build = s.builds(&p).await.unwrap().remove(0);
     assert_eq!(build.manifest, pergola_core::services::DEMO_MANIFEST);
+    // Uploaded like every build: the same bytes twice are one artifact.
+    let first = s.builds(&p).await.unwrap().pop().unwrap();
+    assert!(build.digest.as_deref().is_some_and(|d| d.starts_with("sha256:")) && build.digest == first.digest);
+    assert!(std::path::Path::new(&build.workdir).join("pergola-demo").is_file());
     assert_eq!(build.version.as_deref(), Some("demo"));
     let activity = s.stage_activity(&p, "demo").await.unwrap();
     assert_eq!(activity.stage, s.get_stage(&p, "demo").await.unwrap());
@@ -1856,4 +1860,388 @@ async fn sharing_needs_the_right_role_and_answers_the_proxy(env: &Env) {
     let code = developer.share_code(&p, "prod", host).await.unwrap();
     env.clock.advance(Duration::seconds(61));
     assert_eq!(s.exchange_share_code(&code, &p, "prod", host, None).await.unwrap(), None, "expired");
+}
+
+// --- Artifacts (issue 11): uploaded builds.
+
+/// A temp directory, removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("pergola-scratch-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = pergola_core::artifacts::remove_tree(&self.0);
+    }
+}
+
+/// One tar entry, written byte for byte (the `tar` crate's own setters refuse `..` and such).
+#[derive(Clone, Copy)]
+struct Entry<'a> {
+    path: &'a str,
+    kind: tar::EntryType,
+    link: Option<&'a str>,
+    data: &'a [u8],
+    mode: u32,
+}
+
+fn file<'a>(path: &'a str, data: &'a [u8]) -> Entry<'a> {
+    Entry { path, kind: tar::EntryType::Regular, link: None, data, mode: 0o644 }
+}
+
+fn link<'a>(path: &'a str, kind: tar::EntryType, target: &'a str) -> Entry<'a> {
+    Entry { path, kind, link: Some(target), data: b"", mode: 0o777 }
+}
+
+fn special(path: &str, kind: tar::EntryType) -> Entry<'_> {
+    Entry { path, kind, link: None, data: b"", mode: 0o644 }
+}
+
+/// The tar stream of `entries` (uncompressed).
+fn tar_of(entries: &[Entry]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for e in entries {
+        let mut h = tar::Header::new_gnu();
+        {
+            let gnu = h.as_gnu_mut().unwrap();
+            gnu.name = [0; 100];
+            gnu.name[..e.path.len()].copy_from_slice(e.path.as_bytes());
+            if let Some(l) = e.link {
+                gnu.linkname[..l.len()].copy_from_slice(l.as_bytes());
+            }
+        }
+        h.set_size(e.data.len() as u64);
+        h.set_mode(e.mode);
+        h.set_entry_type(e.kind);
+        h.set_cksum();
+        tar.append(&h, e.data).unwrap();
+    }
+    tar.into_inner().unwrap()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+const SMALL_MANIFEST: &str = "[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"./bin/app\"\n";
+
+/// `entries` after a valid `pergola.toml`, gzipped.
+fn hostile(entries: &[Entry]) -> Vec<u8> {
+    let mut all = vec![file("pergola.toml", SMALL_MANIFEST.as_bytes())];
+    all.extend(entries.iter().copied());
+    gzip(&tar_of(&all))
+}
+
+/// What is in `dir` (names), recursively, relative to it.
+fn listing(dir: &std::path::Path) -> Vec<String> {
+    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            out.push(e.path().strip_prefix(root).unwrap().display().to_string());
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &e.path(), out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+async fn path_builds_are_only_for_administrators_when_turned_on(env: &Env) {
+    let p = project(env, "Shop").await;
+    let dir = std::env::temp_dir().display().to_string();
+    let off = env.admin.register_build(&p, MANIFEST, &dir).await.unwrap_err();
+    assert_eq!((off.kind, off.field.as_deref()), (ErrorKind::Validation, Some("workdir")));
+    assert_eq!(off.message, pergola_core::services::PATH_BUILDS_OFF);
+    let on = env.services.with_path_builds(true);
+    let admin = env.as_admin(&on);
+    let b = admin.register_build(&p, MANIFEST, &dir).await.unwrap();
+    assert_eq!((b.number, b.digest, b.size, b.uploaded_by.as_deref()), (1, None, None, Some("admin")));
+    assert_eq!(b.workdir, dir);
+    assert!(admin.register_build(&p, MANIFEST, "relative/dir").await.unwrap_err().is_for("workdir"));
+    assert!(admin.register_build(&p, MANIFEST, "/no/such/dir").await.unwrap_err().is_for("workdir"));
+    let maintainer = env.member("mia", &p, Role::Maintainer).await;
+    let maintainer = on.acting(maintainer.caller().clone());
+    let e = maintainer.register_build(&p, MANIFEST, &dir).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Forbidden, "{e:?}");
+    assert!(e.message.contains("archive"));
+    // A maintainer uploads.
+    assert_eq!(common::upload_manifest(&maintainer, &p, MANIFEST).await.unwrap().number, 2);
+    assert_eq!(admin.builds(&p).await.unwrap().len(), 2);
+}
+
+async fn hostile_archives_are_refused_and_leave_nothing_behind(env: &Env) {
+    use pergola_core::artifacts::{ArtifactLimits, Artifacts, Compression};
+    use tar::EntryType;
+    let p = project(env, "Shop").await;
+    // Test-sized limits: 10 000 entries, 1 MiB unpacked, 256 KiB uploaded.
+    let limits = ArtifactLimits { max_archive_bytes: 256 << 10, max_entries: 10_000, max_unpacked_bytes: 1 << 20 };
+    let services = env.services.with_artifacts(Artifacts::new(&env.artifacts, limits));
+    let s = env.as_admin(&services);
+    let outside = std::env::temp_dir().join(format!("pergola-escape-{}", uuid::Uuid::new_v4().simple()));
+    let absolute = outside.display().to_string();
+    let many: Vec<String> = (0..10_001).map(|i| format!("many/{i}")).collect();
+    let many: Vec<Entry> = many.iter().map(|n| file(n, b"")).collect();
+    let zeros = vec![0u8; 8 << 20];
+    let halves = vec![0u8; 600 << 10];
+    let good = hostile(&[file("bin/app", b"#!/bin/sh\n")]);
+    // Incompressible: 300 KiB of xorshift output.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let noise: Vec<u8> = (0..300 << 10)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let cases: Vec<(&str, Vec<u8>, ErrorKind, &str)> = vec![
+        ("traversal", hostile(&[file("../escaped", b"x")]), ErrorKind::Validation, "'../escaped' has a '..' component"),
+        ("deep traversal", hostile(&[file("a/../../escaped", b"x")]), ErrorKind::Validation, "'..' component"),
+        ("absolute", hostile(&[file(&absolute, b"x")]), ErrorKind::Validation, "is an absolute path"),
+        (
+            "symlink to /etc",
+            hostile(&[link("link", EntryType::Symlink, "/etc")]),
+            ErrorKind::Validation,
+            "points outside",
+        ),
+        (
+            "symlink climbing out",
+            hostile(&[link("sub/link", EntryType::Symlink, "../../x")]),
+            ErrorKind::Validation,
+            "the symlink 'sub/link' points outside the archive ('../../x')",
+        ),
+        (
+            "a file through a symlink",
+            hostile(&[link("link", EntryType::Symlink, "."), file("link/x", b"x")]),
+            ErrorKind::Validation,
+            "goes through 'link', which is not a directory",
+        ),
+        (
+            "hard link",
+            hostile(&[link("hard", EntryType::Link, "pergola.toml")]),
+            ErrorKind::Validation,
+            "'hard' is a hard link",
+        ),
+        (
+            "hard link outside",
+            hostile(&[link("hard", EntryType::Link, "/etc/passwd")]),
+            ErrorKind::Validation,
+            "hard link",
+        ),
+        ("device", hostile(&[special("dev", EntryType::Char)]), ErrorKind::Validation, "'dev' is a device file"),
+        ("block device", hostile(&[special("blk", EntryType::Block)]), ErrorKind::Validation, "device file"),
+        ("fifo", hostile(&[special("pipe", EntryType::Fifo)]), ErrorKind::Validation, "'pipe' is a fifo"),
+        ("too many entries", hostile(&many), ErrorKind::Validation, "more than 10000 entries"),
+        ("bomb", hostile(&[file("zeros", &zeros)]), ErrorKind::Validation, "more than 1 MiB unpacked"),
+        (
+            "bomb in parts",
+            hostile(&[file("a", &halves), file("b", &halves)]),
+            ErrorKind::Validation,
+            "more than 1 MiB unpacked",
+        ),
+        ("truncated", good[..good.len() / 2].to_vec(), ErrorKind::Validation, "truncated or corrupt"),
+        ("truncated trailer", good[..good.len() - 4].to_vec(), ErrorKind::Validation, "truncated or corrupt"),
+        ("not gzip", b"PK\x03\x04 this is a zip".to_vec(), ErrorKind::Validation, "truncated or corrupt"),
+        ("empty", Vec::new(), ErrorKind::Validation, "truncated or corrupt"),
+        ("an empty archive", gzip(&[]), ErrorKind::Validation, "has no pergola.toml"),
+        (
+            "no manifest",
+            gzip(&tar_of(&[file("bin/app", b"#!/bin/sh\n")])),
+            ErrorKind::Validation,
+            "The archive has no pergola.toml at its root.",
+        ),
+        (
+            "manifest not at the root",
+            gzip(&tar_of(&[file("sub/pergola.toml", SMALL_MANIFEST.as_bytes())])),
+            ErrorKind::Validation,
+            "has no pergola.toml",
+        ),
+        (
+            "manifest a symlink",
+            gzip(&tar_of(&[
+                file("real.toml", SMALL_MANIFEST.as_bytes()),
+                link("pergola.toml", EntryType::Symlink, "real.toml"),
+            ])),
+            ErrorKind::Validation,
+            "not a regular file",
+        ),
+        (
+            "bad manifest",
+            gzip(&tar_of(&[file("pergola.toml", b"[[component]]\nname = 1\n")])),
+            ErrorKind::Validation,
+            "Invalid manifest, line 2",
+        ),
+        ("twice", hostile(&[file("a", b"1"), file("a", b"2")]), ErrorKind::Validation, "'a' appears twice"),
+        (
+            "a long name held in memory",
+            hostile(&[
+                Entry { kind: EntryType::GNULongName, ..file("././@LongLink", &zeros[..1 << 20]) },
+                file("x", b"1"),
+            ]),
+            ErrorKind::Validation,
+            "an extended header of 1048576 bytes (at most 64 KiB)",
+        ),
+        (
+            "a directory with a bomb for data",
+            hostile(&[Entry { kind: EntryType::Directory, ..file("dir", &zeros) }]),
+            ErrorKind::Validation,
+            "more than 1 MiB unpacked",
+        ),
+        ("over the upload limit", gzip(&noise), ErrorKind::TooLarge, "larger than this server accepts (256 KiB"),
+    ];
+    for (what, bytes, kind, reason) in &cases {
+        let e = s.upload_build(&p, Compression::Gzip, None, &bytes[..]).await.unwrap_err();
+        assert_eq!(e.kind, *kind, "{what}: {e:?}");
+        assert!(e.message.contains(reason), "{what}: {}", e.message);
+    }
+    // Announced too large: refused before anything is read.
+    struct Unreadable;
+    impl tokio::io::AsyncRead for Unreadable {
+        fn poll_read(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            panic!("an upload announced over the limit is never read")
+        }
+    }
+    let e = s.upload_build(&p, Compression::Gzip, Some(1 << 30), Unreadable).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::TooLarge);
+    // A zstd stream that is not one.
+    let e = s.upload_build(&p, Compression::Zstd, None, &good[..]).await.unwrap_err();
+    assert!(e.message.contains("truncated or corrupt"), "{e:?}");
+    // Only who may register builds may upload; the body is not read.
+    let viewer = env.member("vic", &p, Role::Viewer).await;
+    let viewer = services.acting(viewer.caller().clone());
+    assert_eq!(
+        viewer.upload_build(&p, Compression::Gzip, None, Unreadable).await.unwrap_err().kind,
+        ErrorKind::Forbidden
+    );
+    // Nothing left: no build, no artifact, no temp file; nothing written outside.
+    assert!(s.builds(&p).await.unwrap().is_empty());
+    let left: Vec<_> = listing(&env.artifacts).into_iter().filter(|f| f != "tmp" && f != "sha256").collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(!outside.exists());
+    assert!(!env.artifacts.join("escaped").exists() && !env.artifacts.join("tmp/escaped").exists());
+    // The limits are the test's: the good archive passes, and so does a long path (a GNU long
+    // name entry, as tar writes one).
+    let b = s.upload_build(&p, Compression::Gzip, Some(good.len() as u64), &good[..]).await.unwrap();
+    assert_eq!(b.number, 1);
+    let long = format!("{}/file", "deep".repeat(50));
+    let bytes = common::archive(&[("pergola.toml", SMALL_MANIFEST.as_bytes(), 0o644), (&long, b"x", 0o644)]);
+    let b = s.upload_build(&p, Compression::Gzip, None, &bytes[..]).await.unwrap();
+    assert_eq!(std::fs::read_to_string(std::path::Path::new(&b.workdir).join(&long)).unwrap(), "x");
+}
+
+async fn a_good_archive_is_unpacked_read_only_and_stored_once(env: &Env) {
+    use pergola_core::artifacts::Compression;
+    use sha2::Digest;
+    use std::os::unix::fs::PermissionsExt;
+    let s = &env.admin;
+    let p = project(env, "Shop").await;
+    let entries = [
+        file("pergola.toml", SMALL_MANIFEST.as_bytes()),
+        Entry { mode: 0o4755, ..file("./bin/app", b"#!/bin/sh\necho hi\n") },
+        Entry { mode: 0o666, ..file("data/readme.txt", b"hello") },
+        link("bin/current", tar::EntryType::Symlink, "app"),
+        link("data/up", tar::EntryType::Symlink, "../bin"),
+        Entry { mode: 0o777, ..special("empty", tar::EntryType::Directory) },
+    ];
+    let tar = tar_of(&entries);
+    let bytes = gzip(&tar);
+    let hex: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let b1 = s.upload_build(&p, Compression::Gzip, None, &bytes[..]).await.unwrap();
+    assert_eq!(b1.digest.as_deref(), Some(format!("sha256:{hex}").as_str()));
+    assert_eq!((b1.size, b1.uploaded_by.as_deref(), b1.expired), (Some(bytes.len() as u64), Some("admin"), false));
+    let unpacked = (SMALL_MANIFEST.len() + "#!/bin/sh\necho hi\n".len() + 5) as u64;
+    assert_eq!(b1.unpacked_size, Some(unpacked));
+    assert_eq!(b1.manifest, SMALL_MANIFEST);
+    let dir = env.artifacts.join("sha256").join(&hex);
+    assert_eq!(std::path::Path::new(&b1.workdir), dir);
+    let mode = |p: &str| std::fs::symlink_metadata(dir.join(p)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode("bin/app"), 0o555, "executable kept, no setuid, read-only");
+    assert_eq!(mode("data/readme.txt"), 0o444);
+    assert_eq!((mode("bin"), mode("empty"), mode("")), (0o555, 0o555, 0o555));
+    assert_eq!(std::fs::read_link(dir.join("bin/current")).unwrap(), std::path::Path::new("app"));
+    assert_eq!(std::fs::read_to_string(dir.join("data/up/app")).unwrap(), "#!/bin/sh\necho hi\n");
+    assert!(env.artifacts.join("sha256").join(format!("{hex}.tar.gz")).is_file());
+    // The same bytes again: a new build, the same artifact.
+    let b2 = s.upload_build(&p, Compression::Gzip, None, &bytes[..]).await.unwrap();
+    assert_eq!((b2.number, &b2.digest, &b2.workdir, b2.unpacked_size), (2, &b1.digest, &b1.workdir, Some(unpacked)));
+    // The same files compressed otherwise are other bytes: another artifact.
+    let zst = zstd::encode_all(&tar[..], 3).unwrap();
+    let b3 = s.upload_build(&p, Compression::Zstd, None, &zst[..]).await.unwrap();
+    assert_ne!(b3.digest, b1.digest);
+    assert!(std::path::Path::new(&b3.workdir).join("bin/app").is_file());
+    let stored = listing(&env.artifacts.join("sha256"));
+    let top: Vec<_> = stored.iter().filter(|f| !f.contains('/')).collect();
+    assert_eq!(top.len(), 4, "two trees and two archives: {top:?}");
+    assert!(listing(&env.artifacts.join("tmp")).is_empty(), "no temp file left");
+    let listed: Vec<_> = s.builds(&p).await.unwrap().iter().map(|b| (b.number, b.digest.clone())).collect();
+    assert_eq!(listed[1].1, listed[2].1);
+    // Deployed: the release runs that tree.
+    s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
+    s.deploy(&p, "qa", 2).await.unwrap();
+    assert_eq!(s.releases(&p, "qa").await.unwrap()[0].build_number, 2);
+}
+
+async fn unused_artifacts_are_deleted_after_the_retention(env: &Env) {
+    use pergola_core::artifacts::Compression;
+    let s = &env.admin;
+    let p = project(env, "Shop").await;
+    let a = hostile(&[file("a", b"a")]);
+    let b = hostile(&[file("b", b"b")]);
+    let p = p.as_str();
+    let up = |bytes: &Vec<u8>| {
+        let bytes = bytes.clone();
+        async move { s.upload_build(p, Compression::Gzip, None, &bytes[..]).await.unwrap() }
+    };
+    let a1 = up(&a).await;
+    let b2 = up(&b).await;
+    s.create_stage(p, "qa", StageType::Qa, None).await.unwrap();
+    s.deploy(p, "qa", b2.number).await.unwrap();
+    // Just uploaded: kept, released or not.
+    assert!(env.services.purge_artifacts().await.unwrap().is_empty());
+    env.clock.advance(Duration::days(7) - Duration::seconds(1));
+    assert!(env.services.purge_artifacts().await.unwrap().is_empty(), "not before the retention ran out");
+    env.clock.advance(Duration::seconds(2));
+    assert_eq!(env.services.purge_artifacts().await.unwrap(), [a1.digest.clone().unwrap()], "only the unused one");
+    assert!(!std::path::Path::new(&a1.workdir).exists());
+    assert!(std::path::Path::new(&b2.workdir).exists(), "a release keeps it");
+    let builds = s.builds(p).await.unwrap();
+    assert_eq!(builds.iter().map(|b| (b.number, b.expired)).collect::<Vec<_>>(), [(2, false), (1, true)]);
+    let e = s.deploy(p, "qa", 1).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidState);
+    assert!(e.message.contains("was deleted") && e.message.contains("Upload the build again"), "{}", e.message);
+    // Uploaded again: the same bytes are back, and so is the build that had them.
+    let a3 = up(&a).await;
+    assert_eq!((a3.digest.clone(), a3.expired), (a1.digest.clone(), false));
+    assert!(!s.builds(p).await.unwrap().iter().any(|b| b.expired));
+    s.deploy(p, "qa", 1).await.unwrap();
+    // An archived stage's releases keep their artifacts; its purge lets them go.
+    s.delete_stage(p, "qa").await.unwrap();
+    env.clock.advance(Duration::days(6));
+    assert!(env.services.purge_artifacts().await.unwrap().is_empty());
+    env.clock.advance(Duration::days(2));
+    assert_eq!(env.services.purge_due().await.unwrap().len(), 1);
+    let mut deleted = env.services.purge_artifacts().await.unwrap();
+    deleted.sort();
+    let mut expected = vec![a1.digest.unwrap(), b2.digest.unwrap()];
+    expected.sort();
+    assert_eq!(deleted, expected);
+    assert!(s.builds(p).await.unwrap().iter().all(|b| b.expired));
+    assert!(listing(&env.artifacts.join("sha256")).is_empty(), "every file went");
+    // Nothing to do twice.
+    assert!(env.services.purge_artifacts().await.unwrap().is_empty());
 }

@@ -44,10 +44,16 @@ pub enum ErrorKind {
     Transport,
     /// Something failed on the server; details are in the server log only.
     Internal,
+    /// The request's body is larger than the server accepts (an uploaded build over the
+    /// artifact size limit); the message names the limit.
+    TooLarge,
+    /// The request's body is of a type the route does not take (an upload that is neither
+    /// `application/gzip` nor `application/zstd`).
+    UnsupportedMediaType,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 12] = [
+    pub const ALL: [ErrorKind; 14] = [
         ErrorKind::MalformedRequest,
         ErrorKind::Unauthenticated,
         ErrorKind::Forbidden,
@@ -60,6 +66,8 @@ impl ErrorKind {
         ErrorKind::Expired,
         ErrorKind::Transport,
         ErrorKind::Internal,
+        ErrorKind::TooLarge,
+        ErrorKind::UnsupportedMediaType,
     ];
 
     /// The HTTP status a failure of this kind answers with, everywhere.
@@ -74,6 +82,8 @@ impl ErrorKind {
             ErrorKind::ProjectIdTaken | ErrorKind::StageIdTaken | ErrorKind::InvalidState | ErrorKind::Expired => 409,
             ErrorKind::Transport => 502,
             ErrorKind::Internal => 500,
+            ErrorKind::TooLarge => 413,
+            ErrorKind::UnsupportedMediaType => 415,
         }
     }
 
@@ -92,6 +102,8 @@ impl ErrorKind {
             ErrorKind::Expired => "restore-expired",
             ErrorKind::Transport => "bad-gateway",
             ErrorKind::Internal => "internal",
+            ErrorKind::TooLarge => "too-large",
+            ErrorKind::UnsupportedMediaType => "unsupported-media-type",
         }
     }
 
@@ -110,6 +122,8 @@ impl ErrorKind {
             ErrorKind::Expired => "The stage's deletion date has passed",
             ErrorKind::Transport => "An upstream service failed",
             ErrorKind::Internal => "Internal server error",
+            ErrorKind::TooLarge => "The request body is too large",
+            ErrorKind::UnsupportedMediaType => "The request body's type is not accepted here",
         }
     }
 
@@ -200,6 +214,14 @@ impl Error {
         Self::new(ErrorKind::Expired, message)
     }
 
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::TooLarge, message)
+    }
+
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::UnsupportedMediaType, message)
+    }
+
     pub fn transport(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Transport, message)
     }
@@ -257,6 +279,8 @@ mod tests {
         assert_eq!(ErrorKind::StageIdTaken.status(), 409);
         assert_eq!(ErrorKind::Expired.status(), 409);
         assert_eq!(ErrorKind::Internal.status(), 500);
+        assert_eq!(ErrorKind::TooLarge.status(), 413);
+        assert_eq!(ErrorKind::UnsupportedMediaType.status(), 415);
     }
 
     #[test]

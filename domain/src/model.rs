@@ -50,7 +50,9 @@ impl Stage {
     }
 }
 
-/// A versioned artifact of a project, described by its manifest.
+/// A versioned artifact of a project, described by its manifest: an uploaded archive
+/// (content-addressed, immutable) or — administrators only, behind `PERGOLA_PATH_BUILDS` — a
+/// directory on the server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Build {
@@ -59,11 +61,29 @@ pub struct Build {
     pub number: i64,
     /// The manifest's `version`, if it has one.
     pub version: Option<String>,
-    /// The manifest text (TOML).
+    /// The manifest text (TOML): the archive's `pergola.toml`.
     pub manifest: String,
-    /// Where the build's files are on the machine that runs it.
+    /// Where the build's files are on the machine that runs it (an uploaded build: its
+    /// artifact's unpacked, read-only directory).
     pub workdir: String,
     pub created_at: DateTime<Utc>,
+    /// `sha256:<64 hex>` of the archive as it was uploaded; `None` for a build registered by a
+    /// server path.
+    #[serde(default)]
+    pub digest: Option<String>,
+    /// The archive's size in bytes (as uploaded, compressed).
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// The bytes of the archive's files once unpacked.
+    #[serde(default)]
+    pub unpacked_size: Option<u64>,
+    /// Who uploaded (or registered) it.
+    #[serde(default)]
+    pub uploaded_by: Option<String>,
+    /// The artifact was deleted by the retention of unused artifacts: the build is listed but
+    /// can no longer be deployed.
+    #[serde(default)]
+    pub expired: bool,
 }
 
 /// A build deployed to a stage. The newest release of a stage is the one that runs.

@@ -66,7 +66,7 @@ async fn a_deployed_release_runs_and_follows_the_stage_lifecycle() {
     s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
     s.set_config(&p, "qa", "GREETING", "hello", false).await.unwrap();
     let port = free_port();
-    let build = s.register_build(&p, &manifest(port), &dir.display().to_string()).await.unwrap();
+    let build = pergola_core::testing::upload_manifest(&s, &p, &manifest(port)).await.unwrap();
 
     // Deploy: the component starts with the stage's configuration and becomes healthy.
     s.deploy(&p, "qa", build.number).await.unwrap();
@@ -129,7 +129,7 @@ async fn deploying_to_a_suspended_stage_runs_it_only_on_resume() {
     s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
     s.suspend_stage(&p, "qa").await.unwrap();
     let port = free_port();
-    let build = s.register_build(&p, &manifest(port), &dir.display().to_string()).await.unwrap();
+    let build = pergola_core::testing::upload_manifest(&s, &p, &manifest(port)).await.unwrap();
     let release = s.deploy(&p, "qa", build.number).await.unwrap();
     assert_eq!(release.number, 1);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -158,7 +158,7 @@ async fn a_stubborn_component_keeps_the_stage_suspending_for_its_grace_period() 
     s.update_stage(&p, "prod", update).await.unwrap();
     let manifest = "[[component]]\nname = \"stubborn\"\nkind = \"worker\"\ncommand = \"sh\"\n\
                     args = [\"-c\", \"trap '' TERM; echo ready; while true; do sleep 0.1; done\"]\n";
-    let build = s.register_build(&p, manifest, &dir.display().to_string()).await.unwrap();
+    let build = pergola_core::testing::upload_manifest(&s, &p, manifest).await.unwrap();
     s.deploy(&p, "prod", build.number).await.unwrap();
     wait_for("ready", async || s.logs(&p, "prod", "stubborn").await.unwrap().iter().any(|l| l.line == "ready")).await;
 
@@ -251,7 +251,7 @@ kind = "job"
 command = "sh"
 args = ["-c", "echo slow started; exec sleep 300"]
 "#;
-    let build = s.register_build(&p, manifest, &dir.display().to_string()).await.unwrap();
+    let build = pergola_core::testing::upload_manifest(&s, &p, manifest).await.unwrap();
     let storage = dir.join("data/storage").join(&p).join("qa");
     let runs = || std::fs::read_to_string(storage.join("data/runs")).unwrap_or_default();
     let state = async |s: &pergola_core::services::Acting, name: &str| {
@@ -347,7 +347,7 @@ async fn shutdown_stops_every_stage_at_once_each_within_its_own_grace() {
     let services = env.services.with_runtime(runtime.clone(), Duration::from_secs(30));
     let s = env.as_admin(&services);
     let p = s.create_project("Shop", None).await.unwrap().id;
-    let build = s.register_build(&p, STUBBORN, &dir.display().to_string()).await.unwrap();
+    let build = pergola_core::testing::upload_manifest(&s, &p, STUBBORN).await.unwrap();
     for (stage, grace) in [("qa", 2), ("dev", 3)] {
         s.create_stage(&p, stage, StageType::Qa, None).await.unwrap();
         let update = StageUpdate { grace_secs: Some(grace), ..Default::default() };
@@ -377,4 +377,52 @@ async fn shutdown_stops_every_stage_at_once_each_within_its_own_grace() {
 fn alive(pid: i32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     !stat.is_empty() && !stat.contains(") Z ")
+}
+
+/// An uploaded build runs from its artifact: the executable it carries keeps its execute bit,
+/// the client's files may go (nothing is read from them again), and a rollback runs the bytes
+/// of the first upload, not whatever was uploaded since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_build_runs_its_own_bytes_and_a_rollback_runs_them_again() {
+    let env = sqlite_env().await;
+    let dir = std::env::temp_dir().join(format!("pergola-uploaded-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let runtime = Arc::new(LocalRuntime::new(dir.join("data")));
+    let s = env.as_admin(&env.services.with_runtime(runtime.clone(), Duration::from_secs(5)));
+    let p = s.create_project("Shop", None).await.unwrap().id;
+    s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
+    let manifest = "[[component]]\nname = \"app\"\nkind = \"worker\"\ncommand = \"./bin/app\"\n";
+    let upload = async |version: &str| {
+        let script = format!("#!/bin/sh\necho running {version}\nexec sleep 1000\n");
+        let bytes = pergola_core::testing::archive(&[
+            ("pergola.toml", manifest.as_bytes(), 0o644),
+            ("bin/app", script.as_bytes(), 0o755),
+        ]);
+        let compression = pergola_core::artifacts::Compression::Gzip;
+        s.upload_build(&p, compression, Some(bytes.len() as u64), &bytes[..]).await.unwrap()
+    };
+    let running = async |line: &str| {
+        let line = line.to_owned();
+        wait_for(&line.clone(), async || s.logs(&p, "qa", "app").await.unwrap().iter().any(|l| l.line == line)).await;
+    };
+    let v1 = upload("v1").await;
+    assert!(v1.workdir.starts_with(&env.artifacts.display().to_string()), "{}", v1.workdir);
+    s.deploy(&p, "qa", v1.number).await.unwrap();
+    running("running v1").await;
+    let v2 = upload("v2").await;
+    s.deploy(&p, "qa", v2.number).await.unwrap();
+    running("running v2").await;
+    // Rollback: release 1's build, the bytes uploaded first.
+    let rollback = s.redeploy(&p, "qa", 1).await.unwrap();
+    assert_eq!((rollback.number, rollback.build_number), (3, v1.number));
+    wait_for("v1 again", async || {
+        let logs = s.logs(&p, "qa", "app").await.unwrap();
+        logs.iter().filter(|l| l.line == "running v1").count() >= 2
+            || (s.components(&p, "qa").await.unwrap()[0].state == ComponentState::Running
+                && logs.last().is_some_and(|l| l.line == "running v1"))
+    })
+    .await;
+    runtime.shutdown(Duration::from_secs(1)).await;
+    let _ = pergola_core::artifacts::remove_tree(&dir);
+    env.cleanup().await;
 }

@@ -87,8 +87,21 @@ async fn run() -> Result<(), String> {
         Some(hex) => SecretBox::from_hex(hex).map_err(|e| format!("{}: {e}", pergola_core::config::SECRET_KEY))?,
         None => SecretBox::from_key_file(&data_dir.join("secret.key")).map_err(|e| e.to_string())?,
     };
+    // Uploaded builds: content-addressed under the data dir; what an interrupted upload left
+    // in its temp directory goes.
+    let artifacts = pergola_core::artifacts::Artifacts::new(
+        data_dir.join("artifacts"),
+        pergola_core::artifacts::ArtifactLimits { max_archive_bytes: config.max_artifact_bytes, ..Default::default() },
+    );
+    artifacts.clear_temp();
+    if config.path_builds {
+        tracing::warn!("PERGOLA_PATH_BUILDS=on: administrators may register builds by a directory on the server");
+    }
     let services = Services::new(store, Arc::new(SystemClock))
         .with_secrets(secrets)
+        .with_artifacts(artifacts)
+        .with_artifact_retention(config.artifact_retention)
+        .with_path_builds(config.path_builds)
         .with_runtime(runtime.clone(), grace)
         .with_share_base(pergola_domain::share::ShareBase { domain: share_domain.clone(), port: share_port });
     // What a killed server left running is stopped before anything else may start a stage;

@@ -105,13 +105,17 @@ async fn prepared(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(&build).unwrap();
     std::fs::write(build.join("run.sh"), SCRIPT).unwrap();
     let store = connect(&format!("sqlite://{}/pergola.db", data.display())).await.unwrap();
-    let services = Services::new(store, Arc::new(SystemClock));
+    // Uploaded as every build is, into the data dir's artifacts (where the server keeps them).
+    let artifacts = pergola_core::artifacts::Artifacts::new(data.join("artifacts"), Default::default());
+    let services = Services::new(store, Arc::new(SystemClock)).with_artifacts(artifacts);
     services.prepare_first_run(Some(("admin", PASSWORD))).await.unwrap();
     let admin = services.acting(services.sign_in("admin", PASSWORD, "127.0.0.1").await.unwrap());
     admin.create_project("Shop", Some("shop")).await.unwrap();
     admin.create_stage("shop", "qa", StageType::Qa, None).await.unwrap();
     admin.update_stage("shop", "qa", StageUpdate { grace_secs: Some(2), ..Default::default() }).await.unwrap();
-    let registered = admin.register_build("shop", MANIFEST, &build.display().to_string()).await.unwrap();
+    let packed = pergola_core::artifacts::pack_dir(&build, MANIFEST).unwrap();
+    let compression = pergola_core::artifacts::Compression::Gzip;
+    let registered = admin.upload_build("shop", compression, None, &packed[..]).await.unwrap();
     admin.deploy("shop", "qa", registered.number).await.unwrap();
     data
 }

@@ -27,6 +27,7 @@ pub use activity::LOG_LINES_SHOWN;
 pub use demo::DEMO_MANIFEST;
 use proxy_cache::ProxyCache;
 pub use proxy_cache::PROXY_CACHE_TTL;
+pub use releases::PATH_BUILDS_OFF;
 pub use runtime::ReconcileReport;
 pub use sharing::{ShareAccess, ShareCredentials, SHARE_CODE_TTL};
 
@@ -34,6 +35,7 @@ pub use sharing::{ShareAccess, ShareCredentials, SHARE_CODE_TTL};
 /// as sealed (see `Services::to_snapshot`).
 const SNAPSHOT_PLAIN: char = '\0';
 
+use crate::artifacts::Artifacts;
 use crate::runtime::{EventSink, EventStream};
 use crate::secrets::Place;
 use crate::{Clock, NoRuntime, Runtime, SecretBox, Store, StoreError};
@@ -77,7 +79,16 @@ pub struct Services {
     sessions: pergola_domain::SessionPolicy,
     /// The one-time codes by which the dashboard vouches for a user to a share host.
     share_codes: Arc<sharing::ShareCodes>,
+    /// Where uploaded builds are kept; `None`: uploads are refused (a server always has one).
+    artifacts: Option<Artifacts>,
+    /// How long an artifact no release runs is kept after its newest build.
+    artifact_retention: chrono::Duration,
+    /// Whether administrators may register builds by a directory on the server.
+    path_builds: bool,
 }
+
+/// How long an artifact no release runs is kept after its newest build, by default.
+pub const ARTIFACT_RETENTION_DAYS: i64 = 7;
 
 /// How much of each stage's events timeline is kept: its newest `per_stage` events, none older
 /// than `max_age`.
@@ -152,7 +163,33 @@ impl Services {
             throttle: pergola_domain::Throttle::default(),
             sessions: pergola_domain::SessionPolicy::default(),
             share_codes: Arc::default(),
+            artifacts: None,
+            artifact_retention: chrono::Duration::days(ARTIFACT_RETENTION_DAYS),
+            path_builds: false,
         }
+    }
+
+    /// The same services, keeping uploaded builds in `artifacts`.
+    pub fn with_artifacts(&self, artifacts: Artifacts) -> Self {
+        Self { artifacts: Some(artifacts), ..self.clone() }
+    }
+
+    /// The same services, keeping an artifact no release runs for `retention` after its
+    /// newest build.
+    pub fn with_artifact_retention(&self, retention: Duration) -> Self {
+        let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        Self { artifact_retention: retention, ..self.clone() }
+    }
+
+    /// The same services, letting administrators register builds by a server path (`on`) or
+    /// not.
+    pub fn with_path_builds(&self, on: bool) -> Self {
+        Self { path_builds: on, ..self.clone() }
+    }
+
+    /// What an upload may be (`None`: this server takes no uploads).
+    pub fn artifact_limits(&self) -> Option<crate::artifacts::ArtifactLimits> {
+        self.artifacts.as_ref().map(Artifacts::limits)
     }
 
     /// Where share links point.

@@ -1,18 +1,94 @@
 //! Builds and releases.
 
 use super::{internal, Acting, Services, ANSWER_WITHIN};
+use crate::artifacts::{Artifacts, Compression};
+use crate::store::ArtifactRow;
 use crate::StoreError;
 use pergola_domain::access::Action;
 use pergola_domain::{parse_manifest, Build, Error, EventKind, Release, StageEvent, StageStatus};
 use std::collections::BTreeMap;
 
+/// The refusal of a build registered by a server path while `PERGOLA_PATH_BUILDS` is off.
+pub const PATH_BUILDS_OFF: &str = "Builds are uploaded as archives: send the build's directory packed (tar + gzip or \
+     zstd, its pergola.toml at the root) with Content-Type application/gzip or application/zstd, e.g. \
+     `pergola create build --dir DIR`. Registering a directory on the server is turned off (PERGOLA_PATH_BUILDS).";
+
 impl Acting {
-    /// Registers a build of a project from its manifest; the build's files are in `workdir`
-    /// (an absolute directory on this machine). A malformed manifest is refused with the line
-    /// and the reason.
+    /// Registers a build uploaded as an archive (`body`, tar compressed with `compression`):
+    /// streamed to the artifact store, hashed and counted (refused past the size limit with
+    /// [`pergola_domain::ErrorKind::TooLarge`]), unpacked safely once per content (see
+    /// [`crate::artifacts`]) and recorded under the project's next build number. Its manifest
+    /// is the archive's `pergola.toml`; a bad one is refused with the line and the reason. A
+    /// refused archive leaves nothing behind: no file, no row. `announced` is the length the
+    /// request said it has: over the limit, nothing is read.
+    pub async fn upload_build(
+        &self,
+        project_id: &str,
+        compression: Compression,
+        announced: Option<u64>,
+        body: impl tokio::io::AsyncRead + Unpin,
+    ) -> Result<Build, Error> {
+        self.get_project(project_id).await?;
+        self.allow(Action::RegisterBuild, None, project_id).await?;
+        let artifacts = self.artifact_store()?;
+        if announced.is_some_and(|n| n > artifacts.limits().max_archive_bytes) {
+            return Err(artifacts.too_large());
+        }
+        let received = artifacts.receive(body, compression).await?;
+        let (stored, _placing) = artifacts.keep(received).await?;
+        let parsed = parse_manifest(&stored.manifest)?;
+        let now = self.clock.now();
+        let row = ArtifactRow {
+            digest: stored.digest.clone(),
+            compression: stored.compression.as_str().to_owned(),
+            size: stored.size,
+            unpacked_size: stored.unpacked_size,
+            created_at: now,
+            deleted_at: None,
+        };
+        self.store.upsert_artifact(&row).await.map_err(internal("record an artifact"))?;
+        let mut build = Build {
+            project_id: project_id.to_owned(),
+            number: 0,
+            version: parsed.version,
+            manifest: stored.manifest,
+            workdir: stored.dir.display().to_string(),
+            created_at: now,
+            digest: Some(stored.digest),
+            size: Some(stored.size),
+            unpacked_size: Some(stored.unpacked_size),
+            uploaded_by: Some(self.caller().username.clone()),
+            expired: false,
+        };
+        let uid = uuid::Uuid::new_v4().to_string();
+        build.number = retry_on_conflict(|| self.store.insert_build(&uid, &build), internal("insert a build")).await?;
+        let version = build.version.as_deref().map(|v| format!(" ({v})")).unwrap_or_default();
+        let message = format!(
+            "Build {}{version} uploaded: {} ({} bytes).",
+            build.number,
+            build.digest.as_deref().unwrap_or_default(),
+            stored.size
+        );
+        self.audit(Some(project_id), None, "build.uploaded", &build.number.to_string(), message).await;
+        Ok(build)
+    }
+
+    /// Registers a build of a project from its manifest and a directory on this machine
+    /// (`workdir`, absolute) — only for administrators, and only when the server allows it
+    /// (`PERGOLA_PATH_BUILDS=on`): otherwise builds are uploaded ([`Self::upload_build`]). A
+    /// malformed manifest is refused with the line and the reason.
     pub async fn register_build(&self, project_id: &str, manifest: &str, workdir: &str) -> Result<Build, Error> {
         self.get_project(project_id).await?;
         self.allow(Action::RegisterBuild, None, project_id).await?;
+        if !self.path_builds {
+            return Err(Error::validation("workdir", PATH_BUILDS_OFF));
+        }
+        if !self.caller().is_admin {
+            return Err(Error::forbidden(
+                "Only administrators may register a build by a directory on the server; upload the build as an \
+                 archive instead.",
+            ));
+        }
         let parsed = parse_manifest(manifest)?;
         let workdir = workdir.trim();
         if !std::path::Path::new(workdir).is_absolute() {
@@ -28,6 +104,11 @@ impl Acting {
             manifest: manifest.to_owned(),
             workdir: workdir.to_owned(),
             created_at: self.clock.now(),
+            digest: None,
+            size: None,
+            unpacked_size: None,
+            uploaded_by: Some(self.caller().username.clone()),
+            expired: false,
         };
         let uid = uuid::Uuid::new_v4().to_string();
         build.number = retry_on_conflict(|| self.store.insert_build(&uid, &build), internal("insert a build")).await?;
@@ -60,6 +141,12 @@ impl Acting {
         origin: Option<(&str, i64)>,
     ) -> Result<Release, Error> {
         self.live(self.allow_stage(Action::Deploy, project_id, stage_id).await?)?;
+        // Retention does not delete an artifact while this deploy checks it and records its
+        // release (which then keeps it).
+        let reading = match &self.artifacts {
+            Some(a) => Some(a.read().await),
+            None => None,
+        };
         let build = self
             .store
             .get_build(project_id, build_number)
@@ -68,6 +155,16 @@ impl Acting {
             .ok_or_else(|| {
             Error::validation("build", format!("Project '{project_id}' has no build {build_number}."))
         })?;
+        if let Some(digest) = &build.build.digest {
+            let there = self.artifacts.as_ref().is_some_and(|a| a.has(digest));
+            if build.build.expired || !there {
+                return Err(Error::invalid_state(format!(
+                    "Build {build_number}'s artifact ({digest}) was deleted: no release used it for {} days. Upload \
+                     the build again to deploy it.",
+                    self.artifact_retention.num_days()
+                )));
+            }
+        }
         // The snapshot keeps secret values sealed, as the stage's configuration does (the same
         // sealed form: same project, stage and key); plain values that would read as sealed
         // are marked plain.
@@ -85,6 +182,7 @@ impl Acting {
             internal("insert a release"),
         )
         .await?;
+        drop(reading);
         let Some(number) = number else {
             return Err(self.live_stage(project_id, stage_id).await.err().unwrap_or_else(Error::internal));
         };
@@ -136,6 +234,39 @@ impl Acting {
 }
 
 impl Services {
+    /// The artifact store, or the internal error when this server has none.
+    fn artifact_store(&self) -> Result<&Artifacts, Error> {
+        self.artifacts.as_ref().ok_or_else(|| {
+            tracing::error!("an upload came, but the services have no artifact store");
+            Error::internal()
+        })
+    }
+
+    /// Deletes the artifacts no release (of a live or archived stage) runs and no build of the
+    /// last retention period (`PERGOLA_ARTIFACT_RETENTION_DAYS`) refers to: their files go, their
+    /// builds stay listed as expired. Returns the digests deleted. A file that cannot be deleted
+    /// is logged (an upload of the same bytes takes it back).
+    pub async fn purge_artifacts(&self) -> Result<Vec<String>, Error> {
+        let Some(artifacts) = &self.artifacts else { return Ok(Vec::new()) };
+        let now = self.clock.now();
+        let before = now - self.artifact_retention;
+        let _deleting = artifacts.write().await;
+        let unused = self.store.unused_artifacts(before).await.map_err(internal("list the unused artifacts"))?;
+        let mut deleted = Vec::new();
+        for digest in unused {
+            let marked = self.store.mark_artifact_deleted(&digest, before, now).await;
+            if !marked.map_err(internal("mark an artifact deleted"))? {
+                continue;
+            }
+            match artifacts.delete(&digest).await {
+                Ok(()) => tracing::info!(digest, "unused artifact deleted"),
+                Err(e) => tracing::warn!(digest, error = %e, "could not delete an unused artifact's files"),
+            }
+            deleted.push(digest);
+        }
+        Ok(deleted)
+    }
+
     /// A stage's releases, newest first, whoever asks.
     pub(super) async fn release_rows(&self, project_id: &str, stage_id: &str) -> Result<Vec<Release>, Error> {
         let rows = self.store.list_releases(project_id, stage_id).await.map_err(internal("list the releases"))?;

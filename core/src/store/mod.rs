@@ -56,6 +56,20 @@ pub struct BuildRow {
     pub build: pergola_domain::Build,
 }
 
+/// A stored artifact (an uploaded archive): what the store keeps of it besides its files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArtifactRow {
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// `gzip` or `zstd`.
+    pub compression: String,
+    pub size: u64,
+    pub unpacked_size: u64,
+    pub created_at: DateTime<Utc>,
+    /// When retention deleted its files.
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
 /// A stored release: its number, its build, and the configuration snapshot (secrets included).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReleaseRow {
@@ -263,8 +277,23 @@ pub trait Store: Send + Sync {
     /// Removes one setting of a live stage. False when there was none.
     async fn unset_config(&self, project_id: &str, stage_id: &str, key: &str) -> StoreResult<bool>;
 
-    /// Stores a build under the project's next number; returns that number.
+    /// Stores a build under the project's next number; returns that number. Its artifact
+    /// (`build.digest`, if any) must be stored; its `size`, `unpacked_size` and `expired` are
+    /// the artifact's and not stored with it.
     async fn insert_build(&self, uid: &str, build: &pergola_domain::Build) -> StoreResult<i64>;
+
+    /// Records an artifact whose files were just put in place: a new one, or one stored again
+    /// (its `created_at` renewed and a deletion forgotten).
+    async fn upsert_artifact(&self, artifact: &ArtifactRow) -> StoreResult<()>;
+    async fn get_artifact(&self, digest: &str) -> StoreResult<Option<ArtifactRow>>;
+    /// The artifacts to delete: not deleted, stored before `before`, no build of them created
+    /// at or after `before`, and no release (of a live or archived stage) running one of their
+    /// builds. Oldest first.
+    async fn unused_artifacts(&self, before: DateTime<Utc>) -> StoreResult<Vec<String>>;
+    /// Marks an artifact deleted at `now` if it is still one of [`Store::unused_artifacts`]
+    /// (compare-and-set: a deploy or upload meanwhile keeps it). True when marked.
+    async fn mark_artifact_deleted(&self, digest: &str, before: DateTime<Utc>, now: DateTime<Utc>)
+        -> StoreResult<bool>;
     /// The project's builds, newest first.
     async fn list_builds(&self, project_id: &str) -> StoreResult<Vec<BuildRow>>;
     async fn get_build(&self, project_id: &str, number: i64) -> StoreResult<Option<BuildRow>>;

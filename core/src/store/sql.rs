@@ -2,8 +2,8 @@
 //! Parameters are `$1, $2, …` (SQLite accepts them too); times are milliseconds since the epoch.
 
 use super::{
-    AuditEvent, AuditFilter, BuildRow, ConfigValue, GuestLinkRow, InvitationRow, MemberRow, ReleaseRow, SessionRow,
-    Store, StoreError, StoreResult, TokenRow, UserRow,
+    ArtifactRow, AuditEvent, AuditFilter, BuildRow, ConfigValue, GuestLinkRow, InvitationRow, MemberRow, ReleaseRow,
+    SessionRow, Store, StoreError, StoreResult, TokenRow, UserRow,
 };
 use super::{PgStore, SqliteStore};
 use async_trait::async_trait;
@@ -18,6 +18,27 @@ fn millis(t: DateTime<Utc>) -> i64 {
 
 fn from_millis(ms: i64) -> StoreResult<DateTime<Utc>> {
     Utc.timestamp_millis_opt(ms).single().ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
+}
+
+/// A build's columns with its artifact's (`b` and `a`, joined with [`BUILD_JOIN`]).
+const BUILD_COLUMNS: &str = "b.uid, b.project_id, b.number, b.version, b.manifest, b.workdir, b.created_at, \
+     b.artifact_digest, b.uploaded_by, a.size AS artifact_size, a.unpacked_size AS artifact_unpacked_size, \
+     a.deleted_at AS artifact_deleted_at";
+
+const BUILD_JOIN: &str = "builds b LEFT JOIN artifacts a ON a.digest = b.artifact_digest";
+
+/// The condition (on the artifact `a`, with the cutoff `$1`) under which retention may delete
+/// an artifact: stored before the cutoff, no build of it from the cutoff on, and no release of
+/// any stage (live or archived: releases go with a purged stage) running one of its builds.
+const ARTIFACT_UNUSED: &str = "a.deleted_at IS NULL AND a.created_at < $1 \
+     AND NOT EXISTS (SELECT 1 FROM builds b WHERE b.artifact_digest = a.digest AND b.created_at >= $1) \
+     AND NOT EXISTS (SELECT 1 FROM builds b JOIN releases r ON r.build_uid = b.uid \
+                     WHERE b.artifact_digest = a.digest)";
+
+const ARTIFACT_COLUMNS: &str = "digest, compression, size, unpacked_size, created_at, deleted_at";
+
+fn size(v: Option<i64>) -> StoreResult<Option<u64>> {
+    v.map(|n| u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative size {n}")))).transpose()
 }
 
 const STAGE_COLUMNS: &str = "project_id, stage_id, name, stage_type, status, grace_secs, \
@@ -80,7 +101,24 @@ macro_rules! sql_store {
                         manifest: row.try_get("manifest")?,
                         workdir: row.try_get("workdir")?,
                         created_at: from_millis(row.try_get("created_at")?)?,
+                        digest: row.try_get("artifact_digest")?,
+                        size: size(row.try_get("artifact_size")?)?,
+                        unpacked_size: size(row.try_get("artifact_unpacked_size")?)?,
+                        uploaded_by: row.try_get("uploaded_by")?,
+                        expired: row.try_get::<Option<i64>, _>("artifact_deleted_at")?.is_some(),
                     },
+                })
+            }
+
+            fn artifact_from_row(row: &$row) -> StoreResult<ArtifactRow> {
+                use sqlx::Row;
+                Ok(ArtifactRow {
+                    digest: row.try_get("digest")?,
+                    compression: row.try_get("compression")?,
+                    size: size(Some(row.try_get("size")?))?.unwrap_or_default(),
+                    unpacked_size: size(Some(row.try_get("unpacked_size")?))?.unwrap_or_default(),
+                    created_at: from_millis(row.try_get("created_at")?)?,
+                    deleted_at: Self::optional_time(row, "deleted_at")?,
                 })
             }
 
@@ -518,8 +556,9 @@ macro_rules! sql_store {
 
             async fn insert_build(&self, uid: &str, b: &pergola_domain::Build) -> StoreResult<i64> {
                 Ok(sqlx::query_scalar(
-                    "INSERT INTO builds (uid, project_id, number, version, manifest, workdir, created_at) \
-                     SELECT $1, $2, COALESCE(MAX(number), 0) + 1, $3, $4, $5, $6 \
+                    "INSERT INTO builds (uid, project_id, number, version, manifest, workdir, created_at, \
+                     artifact_digest, uploaded_by) \
+                     SELECT $1, $2, COALESCE(MAX(number), 0) + 1, $3, $4, $5, $6, $7, $8 \
                      FROM builds WHERE project_id = $2 RETURNING number",
                 )
                 .bind(uid)
@@ -528,15 +567,16 @@ macro_rules! sql_store {
                 .bind(&b.manifest)
                 .bind(&b.workdir)
                 .bind(millis(b.created_at))
+                .bind(&b.digest)
+                .bind(&b.uploaded_by)
                 .fetch_one(&self.pool)
                 .await?)
             }
 
             async fn list_builds(&self, project_id: &str) -> StoreResult<Vec<BuildRow>> {
-                sqlx::query(
-                    "SELECT uid, project_id, number, version, manifest, workdir, created_at FROM builds \
-                     WHERE project_id = $1 ORDER BY number DESC",
-                )
+                sqlx::query(&format!(
+                    "SELECT {BUILD_COLUMNS} FROM {BUILD_JOIN} WHERE b.project_id = $1 ORDER BY b.number DESC"
+                ))
                 .bind(project_id)
                 .fetch_all(&self.pool)
                 .await?
@@ -546,10 +586,9 @@ macro_rules! sql_store {
             }
 
             async fn get_build(&self, project_id: &str, number: i64) -> StoreResult<Option<BuildRow>> {
-                sqlx::query(
-                    "SELECT uid, project_id, number, version, manifest, workdir, created_at FROM builds \
-                     WHERE project_id = $1 AND number = $2",
-                )
+                sqlx::query(&format!(
+                    "SELECT {BUILD_COLUMNS} FROM {BUILD_JOIN} WHERE b.project_id = $1 AND b.number = $2"
+                ))
                 .bind(project_id)
                 .bind(number)
                 .fetch_optional(&self.pool)
@@ -557,6 +596,62 @@ macro_rules! sql_store {
                 .as_ref()
                 .map(Self::build_from_row)
                 .transpose()
+            }
+
+            async fn upsert_artifact(&self, a: &ArtifactRow) -> StoreResult<()> {
+                let to_i64 = |n: u64| i64::try_from(n).map_err(|_| StoreError::Corrupt(format!("size {n} too large")));
+                sqlx::query(
+                    "INSERT INTO artifacts (digest, compression, size, unpacked_size, created_at, deleted_at) \
+                     VALUES ($1, $2, $3, $4, $5, NULL) \
+                     ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at, deleted_at = NULL, \
+                     compression = excluded.compression, size = excluded.size, \
+                     unpacked_size = excluded.unpacked_size",
+                )
+                .bind(&a.digest)
+                .bind(&a.compression)
+                .bind(to_i64(a.size)?)
+                .bind(to_i64(a.unpacked_size)?)
+                .bind(millis(a.created_at))
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn get_artifact(&self, digest: &str) -> StoreResult<Option<ArtifactRow>> {
+                sqlx::query(&format!("SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE digest = $1"))
+                    .bind(digest)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .as_ref()
+                    .map(Self::artifact_from_row)
+                    .transpose()
+            }
+
+            async fn unused_artifacts(&self, before: DateTime<Utc>) -> StoreResult<Vec<String>> {
+                Ok(sqlx::query_scalar(&format!(
+                    "SELECT a.digest FROM artifacts a WHERE {ARTIFACT_UNUSED} ORDER BY a.created_at, a.digest"
+                ))
+                .bind(millis(before))
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn mark_artifact_deleted(
+                &self,
+                digest: &str,
+                before: DateTime<Utc>,
+                now: DateTime<Utc>,
+            ) -> StoreResult<bool> {
+                let done = sqlx::query(&format!(
+                    "UPDATE artifacts SET deleted_at = $2 WHERE digest = $3 AND digest IN \
+                     (SELECT a.digest FROM artifacts a WHERE {ARTIFACT_UNUSED})"
+                ))
+                .bind(millis(before))
+                .bind(millis(now))
+                .bind(digest)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn insert_release(
@@ -589,10 +684,12 @@ macro_rules! sql_store {
             async fn list_releases(&self, project_id: &str, stage_id: &str) -> StoreResult<Vec<ReleaseRow>> {
                 use sqlx::Row;
                 let rows = sqlx::query(
-                    "SELECT r.number AS release_number, r.config, r.created_at AS released_at, r.promoted_from, \
-                     b.uid, b.project_id, b.number, b.version, b.manifest, b.workdir, b.created_at \
-                     FROM releases r JOIN stages s ON s.uid = r.stage_uid JOIN builds b ON b.uid = r.build_uid \
-                     WHERE s.project_id = $1 AND s.stage_id = $2 ORDER BY r.number DESC",
+                    &format!(
+                        "SELECT r.number AS release_number, r.config, r.created_at AS released_at, r.promoted_from, {BUILD_COLUMNS} \
+                         FROM releases r JOIN stages s ON s.uid = r.stage_uid JOIN builds b ON b.uid = r.build_uid \
+                         LEFT JOIN artifacts a ON a.digest = b.artifact_digest \
+                         WHERE s.project_id = $1 AND s.stage_id = $2 ORDER BY r.number DESC"
+                    ),
                 )
                 .bind(project_id)
                 .bind(stage_id)
