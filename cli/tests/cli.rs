@@ -303,7 +303,7 @@ fn builds_deploy_and_releases() {
         "build",
         "--manifest",
         manifest.to_str().unwrap(),
-        "--dir",
+        "--server-path",
         dir.to_str().unwrap(),
         "-p",
         "deploying",
@@ -580,7 +580,9 @@ fn guest_links_are_created_listed_and_revoked_and_visibility_is_set() {
     let manifest = dir.join(format!("pergola-cli-links-{}.toml", std::process::id()));
     std::fs::write(&manifest, "[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"./web\"\n").unwrap();
     let (manifest_arg, dir_arg) = (manifest.to_str().unwrap(), dir.to_str().unwrap());
-    pergola(&["create", "build", "--manifest", manifest_arg, "--dir", dir_arg, "-p", "sharing"]).assert().success();
+    pergola(&["create", "build", "--manifest", manifest_arg, "--server-path", dir_arg, "-p", "sharing"])
+        .assert()
+        .success();
     pergola(&["deploy", "1", "-s", "qa", "-p", "sharing"]).assert().success();
 
     for bad in ["0h", "366d", "2w", "soon"] {

@@ -60,8 +60,14 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Create { what: CreateWhat::Stage { name, stage_type, project, id } } => {
             stages::create(client, out, &project, name, stage_type.0, id)
         }
-        Command::Create { what: CreateWhat::Build { manifest, dir, project } } => {
-            builds::create(client, out, &project, &manifest, dir)
+        Command::Create { what: CreateWhat::Build { dir, manifest, server_path, project } } => {
+            match (server_path, manifest) {
+                (Some(path), Some(manifest)) => builds::register(client, out, &project, &manifest, path),
+                (_, manifest) => {
+                    let dir = dir.expect("clap requires --dir without --server-path");
+                    builds::upload(client, out, &project, &dir, manifest.as_deref())
+                }
+            }
         }
         Command::List { what: ListWhat::Project } => projects::list(client, out),
         Command::List { what: ListWhat::Stage { project, archived } } => stages::list(client, out, &project, archived),
