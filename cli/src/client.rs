@@ -162,7 +162,11 @@ impl Client {
         };
         let response = request.send().map_err(|e| {
             if e.is_body() {
-                return Failure::new(format!("the upload to {} stopped ({})", self.base, root_cause(&e)));
+                return Failure::new(format!(
+                    "the server at {} closed the connection before the upload was complete ({})",
+                    self.base,
+                    root_cause(&e)
+                ));
             }
             Failure::new(format!(
                 "cannot reach the Pergola server at {} ({}). Is it running? Set --server or PERGOLA_URL.",

@@ -102,10 +102,19 @@ fn progress_bar(dir: &Path, total: u64, packed: Arc<AtomicU64>) -> ProgressBar {
         let _ = write!(w, "{percent}% of {}", BinaryBytes(total));
     });
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(style);
-    bar.set_prefix(dir.display().to_string());
+    bar.set_prefix(short(&dir.display().to_string(), 40));
     bar.enable_steady_tick(Duration::from_millis(100));
     bar.tick();
     bar
+}
+
+/// `text`, or its last `max` characters after `…` when it is longer.
+fn short(text: &str, max: usize) -> String {
+    let count = text.chars().count();
+    if count <= max {
+        return text.to_owned();
+    }
+    std::iter::once('…').chain(text.chars().skip(count - (max - 1))).collect()
 }
 
 /// The old way: a build whose files are already in `dir` on the server (`{manifest, workdir}`).
@@ -148,5 +157,11 @@ mod tests {
         assert_eq!(uploaded_line(&full), "Build 3 uploaded (1.0): 1.20 MiB, 4.00 MiB unpacked, sha256:abababababab.");
         let today: Uploaded = serde_json::from_value(serde_json::json!({"number": 1, "version": null})).unwrap();
         assert_eq!(uploaded_line(&today), "Build 1 uploaded.");
+    }
+
+    #[test]
+    fn long_directories_are_shortened_from_the_left() {
+        assert_eq!(short("./dist", 10), "./dist");
+        assert_eq!(short("/home/alice/projects/shop/dist", 10), "…shop/dist");
     }
 }
