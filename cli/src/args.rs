@@ -185,10 +185,10 @@ pub enum CreateWhat {
     ///
     /// Left out: any .git, and what .pergolaignore files say (gitignore syntax: `*.log`,
     /// `target/`, `/secret.env`, `!keep.log`, `# comments`; DIR/.pergolaignore applies to the
-    /// whole tree, one in a subdirectory below it). Kept: executable bits and modification
-    /// times; symbolic links are stored as links (a link pointing outside DIR is refused before
-    /// anything is sent); sockets, FIFOs and device files are skipped with a warning. The same
-    /// tree, with the same modification times, gives the same archive.
+    /// whole tree, one in a subdirectory to what is below it). Kept: executable bits and
+    /// modification times; symbolic links are stored as links (a link pointing outside DIR is
+    /// refused before anything is sent); sockets, FIFOs and device files are skipped with a
+    /// warning. The same tree, with the same modification times, gives the same archive.
     ///
     /// On a terminal a progress line shows the bytes sent and the rate (none with -o json or
     /// when stderr is not a terminal).
