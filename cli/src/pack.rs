@@ -14,7 +14,11 @@
 //! - symbolic links as links, never followed; a link that points outside DIR (absolute, or
 //!   climbing out with `..`) is refused before anything is sent, since the server would refuse
 //!   the archive;
+//! - hard links as files of their own (the server takes no hard-link entries);
 //! - sockets, FIFOs and device files are skipped, each with a warning.
+//!
+//! `.gitignore` files are not read: what git leaves out (a compiled binary, `dist/`) is often
+//! exactly what a build needs.
 //!
 //! [`plan`] walks the tree (errors surface here, before any upload starts) and [`Plan::write`]
 //! packs it into any writer, reading each file as it goes: nothing holds the whole archive.
@@ -458,6 +462,25 @@ mod tests {
             "the manifest first, then sorted"
         );
         assert_eq!(archive, pack(root, None), "the same tree gives the same bytes");
+    }
+
+    #[test]
+    fn long_names_and_link_targets_and_a_linked_directory_are_packed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "pergola.toml", "");
+        let long = format!("{}/{}.txt", "d".repeat(120), "f".repeat(120));
+        write(root, &long, "deep");
+        symlink(&long, root.join("link")).unwrap();
+        std::fs::hard_link(root.join(&long), root.join("hard")).unwrap();
+        let got = read_back(&pack(root, None));
+        assert_eq!(got[&long].2, "deep");
+        assert_eq!(got["link"].2, long);
+        assert_eq!(got["hard"], got[&long], "a hard link is packed as a file of its own");
+        // DIR itself may be a link to the directory.
+        let via = tempfile::tempdir().unwrap();
+        symlink(root, via.path().join("build")).unwrap();
+        assert_eq!(read_back(&pack(&via.path().join("build"), None)), got);
     }
 
     #[test]

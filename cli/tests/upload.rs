@@ -50,9 +50,7 @@ fn serve_one(
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let handle = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let (line, headers) = read_head(&mut reader);
+        let (stream, reader, line, headers) = accept_upload(&listener);
         assert_eq!(headers.get("transfer-encoding").map(String::as_str), Some("chunked"), "{headers:?}");
         let mut body = Chunked { inner: reader, left: 0, done: false, on_first: Some(Box::new(on_first_chunk)) };
         let files = read_archive(&mut body);
@@ -62,6 +60,22 @@ fn serve_one(
         Request { line, headers, files, client_peak_kib }
     });
     (url, handle)
+}
+
+/// Accepts connections until the upload comes, answering the CLI's question about the project
+/// first; the upload's connection, its reader and its head.
+fn accept_upload(listener: &TcpListener) -> (TcpStream, BufReader<TcpStream>, String, BTreeMap<String, String>) {
+    loop {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let (line, headers) = read_head(&mut reader);
+        if line == "GET /api/v1/projects/shop HTTP/1.1" {
+            let project = r#"{"id":"shop","name":"shop","created_at":"2026-11-30T01:00:00Z"}"#;
+            respond(stream, &Answer { status: "200 OK", content_type: "application/json", body: project.into() });
+            continue;
+        }
+        return (stream, reader, line, headers);
+    }
 }
 
 fn read_head(reader: &mut impl BufRead) -> (String, BTreeMap<String, String>) {
@@ -257,6 +271,25 @@ fn the_server_s_refusal_is_one_line_and_a_missing_manifest_sends_nothing() {
     assert!(out.stdout.is_empty());
     assert_eq!(server.join().unwrap().files.keys().collect::<Vec<_>>(), ["pergola.toml", "web"]);
 
+    // No such project (or no sign-in): asked before packing, refused in one line, nothing sent.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let (line, _) = read_head(&mut BufReader::new(stream.try_clone().unwrap()));
+        let body = r#"{"type":"urn:pergola:problem:not-found","status":404,"detail":"There is no project 'shop'."}"#;
+        respond(
+            stream,
+            &Answer { status: "404 Not Found", content_type: "application/problem+json", body: body.into() },
+        );
+        line
+    });
+    let out = pergola(&url, home.path(), &["create", "build", "--dir", tree.path().to_str().unwrap(), "-p", "shop"])
+        .output()
+        .unwrap();
+    assert_eq!(server.join().unwrap(), "GET /api/v1/projects/shop HTTP/1.1", "one request only");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "error: There is no project 'shop'.\n");
+
     // No manifest: refused before anything is sent (nobody listens at this port).
     std::fs::remove_file(tree.path().join("pergola.toml")).unwrap();
     let nobody = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -332,9 +365,7 @@ fn a_refusal_while_uploading_is_the_server_s_reason_when_it_reads_on() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let server = std::thread::spawn(move || {
-            let (stream, _) = listener.accept().unwrap();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            read_head(&mut reader);
+            let (stream, mut reader, _, _) = accept_upload(&listener);
             reader.read_exact(&mut vec![0u8; 1 << 20]).unwrap();
             let body =
                 r#"{"type":"urn:pergola:problem:too-large","status":413,"detail":"The archive is larger than 1 MiB."}"#;

@@ -38,6 +38,10 @@ pub fn upload(
     manifest: Option<&Path>,
 ) -> Result<(), Failure> {
     let plan = pack::plan(dir, manifest).map_err(Failure::new)?;
+    // A cheap question first: a server refusing the upload before reading it (no sign-in, no
+    // such project) may close the connection while the archive is still being sent, and its
+    // reason would be lost; here it is said in one line before anything is packed.
+    let _: serde_json::Value = client.get(&format!("/api/v1/projects/{project}"))?;
     for skipped in &plan.skipped {
         eprintln!(
             "warning: {} is {}: skipped (only files, directories and symbolic links are packed)",
