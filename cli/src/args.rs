@@ -18,7 +18,7 @@ Examples:
   pergola delete stage test -p my-new-project
   pergola list stage --archived -p my-new-project
   pergola restore stage test -p my-new-project
-  pergola create build --manifest pergola.toml --dir /srv/builds/shop-1.0 -p my-new-project
+  pergola create build --dir ./shop -p my-new-project
   pergola deploy 1 -s test -p my-new-project
   pergola list component -s test -p my-new-project
   pergola config set LOG_LEVEL=debug -s test -p my-new-project
@@ -212,14 +212,41 @@ pub enum CreateWhat {
         #[arg(long)]
         id: Option<String>,
     },
-    /// Register a build from its manifest; its files are in DIR on the server.
+    /// Upload a build: packs DIR on this machine and uploads it as the project's next build.
+    ///
+    /// DIR is packed as a tar archive compressed with gzip and streamed to the server, which
+    /// keeps it as an immutable artifact: every release of the build runs these bytes, whatever
+    /// happens to DIR afterwards. The archive holds DIR's files with the manifest as
+    /// pergola.toml at its root: DIR/pergola.toml, or the --manifest file in its place.
+    ///
+    /// Left out: any .git, and what .pergolaignore files say (gitignore syntax: `*.log`,
+    /// `target/`, `/secret.env`, `!keep.log`, `# comments`; DIR/.pergolaignore applies to the
+    /// whole tree, one in a subdirectory to what is below it). Kept: executable bits and
+    /// modification times; symbolic links are stored as links (a link pointing outside DIR is
+    /// refused before anything is sent); sockets, FIFOs and device files are skipped with a
+    /// warning. The same tree, with the same modification times, gives the same archive.
+    ///
+    /// On a terminal a progress line shows the bytes sent and the rate (none with -o json or
+    /// when stderr is not a terminal).
+    ///
+    /// --server-path registers a directory that is already on the server instead (the old way,
+    /// without an upload): for administrators, where the server still allows it.
+    #[command(after_help = "Examples:\n  \
+        pergola create build --dir ./dist -p shop\n  \
+        pergola create build --dir . --manifest deploy/pergola.qa.toml -p shop\n  \
+        pergola create build --dir . -p shop -o json | jq .number\n  \
+        pergola create build --server-path /srv/builds/shop-1.0 --manifest pergola.toml -p shop")]
     Build {
-        /// The manifest file (TOML).
-        #[arg(long)]
-        manifest: std::path::PathBuf,
-        /// The build's directory on the server (absolute).
-        #[arg(long)]
-        dir: String,
+        /// The directory to pack and upload.
+        #[arg(long, value_name = "DIR", required_unless_present = "server_path")]
+        dir: Option<std::path::PathBuf>,
+        /// The manifest (TOML), uploaded as pergola.toml [default: DIR/pergola.toml].
+        #[arg(long, value_name = "FILE")]
+        manifest: Option<std::path::PathBuf>,
+        /// Register this directory on the server (absolute) instead of uploading; needs
+        /// --manifest (administrators, where the server still allows it).
+        #[arg(long, value_name = "DIR", conflicts_with = "dir", requires = "manifest")]
+        server_path: Option<String>,
         /// Project ID.
         #[arg(short, long)]
         project: String,

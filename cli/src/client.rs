@@ -117,6 +117,24 @@ impl Client {
         self.waiting(self.http.post(self.url(path)).json(body), doing)
     }
 
+    /// A POST whose body is read from `body` while it is sent (chunked: no length is known
+    /// beforehand), answered like the others. It may take as long as the upload does (an hour
+    /// at most).
+    pub fn post_stream<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: reqwest::blocking::Body,
+    ) -> Result<T, Failure> {
+        let request = self
+            .http
+            .post(self.url(path))
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .timeout(Duration::from_secs(3600))
+            .body(body);
+        self.send(request)
+    }
+
     fn waiting<T: DeserializeOwned>(
         &self,
         request: reqwest::blocking::RequestBuilder,
@@ -143,6 +161,13 @@ impl Client {
             None => request,
         };
         let response = request.send().map_err(|e| {
+            if e.is_body() {
+                return Failure::new(format!(
+                    "the server at {} closed the connection before the upload was complete ({})",
+                    self.base,
+                    root_cause(&e)
+                ));
+            }
             Failure::new(format!(
                 "cannot reach the Pergola server at {} ({}). Is it running? Set --server or PERGOLA_URL.",
                 self.base,

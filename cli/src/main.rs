@@ -6,6 +6,7 @@ mod args;
 mod client;
 mod commands;
 mod output;
+mod pack;
 mod stored;
 mod table;
 

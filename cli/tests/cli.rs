@@ -305,7 +305,7 @@ fn builds_deploy_and_releases() {
         "build",
         "--manifest",
         manifest.to_str().unwrap(),
-        "--dir",
+        "--server-path",
         dir.to_str().unwrap(),
         "-p",
         "deploying",
@@ -582,7 +582,9 @@ fn guest_links_are_created_listed_and_revoked_and_visibility_is_set() {
     let manifest = dir.join(format!("pergola-cli-links-{}.toml", std::process::id()));
     std::fs::write(&manifest, "[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"./web\"\n").unwrap();
     let (manifest_arg, dir_arg) = (manifest.to_str().unwrap(), dir.to_str().unwrap());
-    pergola(&["create", "build", "--manifest", manifest_arg, "--dir", dir_arg, "-p", "sharing"]).assert().success();
+    pergola(&["create", "build", "--manifest", manifest_arg, "--server-path", dir_arg, "-p", "sharing"])
+        .assert()
+        .success();
     pergola(&["deploy", "1", "-s", "qa", "-p", "sharing"]).assert().success();
 
     for bad in ["0h", "366d", "2w", "soon"] {
@@ -628,15 +630,16 @@ fn promote_diff_and_duplicate_stages() {
     for (id, t) in [("dev", "dev"), ("qa", "qa")] {
         pergola(&["create", "stage", id, "--type", t, "-p", "promoting"]).assert().success();
     }
-    let dir = std::env::temp_dir();
-    let manifest = dir.join(format!("pergola-cli-promote-{}.toml", std::process::id()));
+    // The build's directory, uploaded (and then gone from the client).
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("promote-build-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
-        &manifest,
+        dir.join("pergola.toml"),
         "version = \"2.0\"\n[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"./web\"\nport = 8080\n",
     )
     .unwrap();
-    let (m, d) = (manifest.to_str().unwrap(), dir.to_str().unwrap());
-    pergola(&["create", "build", "--manifest", m, "--dir", d, "-p", "promoting"]).assert().success();
+    pergola(&["create", "build", "--dir", dir.to_str().unwrap(), "-p", "promoting"]).assert().success();
+    std::fs::remove_dir_all(&dir).unwrap();
     pergola(&["deploy", "1", "-s", "dev", "-p", "promoting"]).assert().success();
     pergola(&["config", "set", "LOG_LEVEL=debug", "-s", "dev", "-p", "promoting"]).assert().success();
     pergola(&["config", "set", "API_TOKEN=s3cret", "--secret", "-s", "qa", "-p", "promoting"]).assert().success();
@@ -679,7 +682,6 @@ fn promote_diff_and_duplicate_stages() {
     let diff = stdout_of(&["diff", "stage", "qa", "qa-copy", "-p", "promoting"]);
     assert_eq!(diff, "qa -> qa-copy\n  no difference: same build, components, configuration, type and grace period\n");
     pergola(&["create", "stage", "x", "-p", "promoting"]).assert().code(2);
-    let _ = std::fs::remove_file(manifest);
 }
 
 /// An uploaded build (sent here with the API directly, as `pergola create build` will) is

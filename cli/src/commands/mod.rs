@@ -67,8 +67,14 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Promote { stage, to, project, yes } => promote::promote(client, out, &project, &stage, &to, yes),
         Command::Diff { what: DiffWhat::Stage { a, b, project } } => promote::diff(client, out, &project, &a, &b),
-        Command::Create { what: CreateWhat::Build { manifest, dir, project } } => {
-            builds::create(client, out, &project, &manifest, dir)
+        Command::Create { what: CreateWhat::Build { dir, manifest, server_path, project } } => {
+            match (server_path, manifest) {
+                (Some(path), Some(manifest)) => builds::register(client, out, &project, &manifest, path),
+                (_, manifest) => {
+                    let dir = dir.expect("clap requires --dir without --server-path");
+                    builds::upload(client, out, &project, &dir, manifest.as_deref())
+                }
+            }
         }
         Command::List { what: ListWhat::Project } => projects::list(client, out),
         Command::List { what: ListWhat::Stage { project, archived } } => stages::list(client, out, &project, archived),
