@@ -1,4 +1,7 @@
 import { expect, Page, test as base } from '@playwright/test';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 
 /** A test whose page must log no console error and throw no exception (hydration included). */
 export const test = base.extend<{ consoleErrors: string[] }>({
@@ -80,4 +83,27 @@ export async function createStage(
   const card = page.getByRole('article', { name, exact: true });
   await expect(card).toBeVisible();
   return card;
+}
+
+/** A build's files: a text, or a text and its mode (e.g. 0o755 for a script). */
+export type BuildFiles = Record<string, string | { text: string; mode: number }>;
+
+/** Uploads a build of `project` made of `files` (with its `pergola.toml`) as `pergola create
+ * build --dir` does: the directory packed with tar and gzip, sent as `application/gzip`.
+ * Returns the build's number. */
+export async function uploadBuild(page: Page, project: string, files: BuildFiles): Promise<number> {
+  const dir = fs.mkdtempSync('/tmp/pergola-e2e-upload-');
+  for (const [name, file] of Object.entries(files)) {
+    const { text, mode } = typeof file === 'string' ? { text: file, mode: 0o644 } : file;
+    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+    fs.writeFileSync(path.join(dir, name), text, { mode });
+  }
+  const archive = execFileSync('tar', ['-czf', '-', '-C', dir, ...Object.keys(files)]);
+  fs.rmSync(dir, { recursive: true });
+  const response = await api(page).post(`/api/v1/projects/${project}/builds`, {
+    data: archive,
+    headers: { 'Content-Type': 'application/gzip' },
+  });
+  expect(response.status(), await response.text()).toBe(201);
+  return (await response.json()).number;
 }
