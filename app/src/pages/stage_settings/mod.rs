@@ -1,6 +1,8 @@
-//! `/projects/{project}/stages/{stage}/settings`: rename, retype, suspend / resume, DELETE STAGE.
+//! `/projects/{project}/stages/{stage}/settings`: rename, retype, suspend / resume, duplicate,
+//! DELETE STAGE.
 
 mod config_section;
+mod duplicate;
 mod sharing;
 
 use super::param;
@@ -115,6 +117,8 @@ fn SettingsView(
     sharing: SharingActions,
 ) -> impl IntoView {
     let may_share = pergola_domain::permits(&actor, pergola_domain::Action::ManageSharing, Some(stage.stage_type));
+    let may_duplicate = pergola_domain::permits(&actor, pergola_domain::Action::CreateStage, Some(stage.stage_type))
+        && pergola_domain::permits(&actor, pergola_domain::Action::ConfigureStage, Some(stage.stage_type));
     view! {
         <Title text=format!("Settings · {} · Pergola Stages", stage.name)/>
         <nav aria-label="Breadcrumb" class="text-sm text-slate-500">
@@ -144,6 +148,7 @@ fn SettingsView(
                 />
             })}
             <LifecycleSection stage=stage.clone() suspend resume/>
+            {may_duplicate.then(|| view! { <duplicate::DuplicateSection stage=stage.clone()/> })}
             <DangerZone stage retention/>
         </div>
     }
