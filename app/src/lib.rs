@@ -38,8 +38,8 @@ use leptos_router::{
     path, SsrMode,
 };
 use pages::{
-    AccountPage, ActivityPage, AdminPage, BuildsPage, HomePage, InvitePage, LoginPage, MembersPage, ProjectPage,
-    SetupPage, StagePage, StageSettingsPage,
+    AccountPage, ActivityPage, AdminPage, BuildsPage, ComparePage, HomePage, InvitePage, LoginPage, MembersPage,
+    ProjectPage, SetupPage, StagePage, StageSettingsPage,
 };
 
 /// The dashboard's URLs, in one place.
@@ -98,6 +98,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/setup") view=SetupPage/>
                     <Route path=path!("/projects/:project") view=ProjectPage ssr=SsrMode::Async/>
                     <Route path=path!("/projects/:project/builds") view=BuildsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/projects/:project/compare") view=ComparePage ssr=SsrMode::Async/>
                     <Route
                         path=path!("/projects/:project/stages/:stage")
                         view=StagePage

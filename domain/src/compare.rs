@@ -49,6 +49,28 @@ pub struct ConfigSide {
     pub secret_digest: Option<String>,
 }
 
+impl StageSide {
+    /// What it runs, in words: `release #3 (build 7, 1.4.0)`, or `no release`.
+    pub fn runs(&self) -> String {
+        match (self.release, self.build) {
+            (Some(release), Some(build)) => {
+                let version = self.version.as_deref().map(|v| format!(", {v}")).unwrap_or_default();
+                format!("release #{release} (build {build}{version})")
+            }
+            _ => "no release".to_owned(),
+        }
+    }
+}
+
+/// A setting's side as shown: its value, `(secret)` (never the value), or `(not set)`.
+pub fn shown(side: Option<&ConfigSide>) -> String {
+    match side {
+        None => "(not set)".to_owned(),
+        Some(c) if c.secret => "(secret)".to_owned(),
+        Some(c) => c.value.clone().unwrap_or_default(),
+    }
+}
+
 /// How two stages differ (`from` compared with `to`: "what changes on `to` if it became like
 /// `from`").
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -28,7 +28,7 @@ pub use access::{
     MAX_USERNAME_CHARS, MIN_PASSWORD_CHARS,
 };
 pub use compare::{
-    compare, promotion_targets, ComponentSide, ConfigDifference, ConfigSide, StageComparison, StageSide,
+    compare, promotion_targets, shown, ComponentSide, ConfigDifference, ConfigSide, StageComparison, StageSide,
 };
 pub use error::{Error, ErrorKind};
 pub use ids::{derive_id, numbered_id, suggestion_stem, typed_id, validate_id, IdKind, MAX_ID_LEN, RESERVED_IDS};

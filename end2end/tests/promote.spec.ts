@@ -30,7 +30,7 @@ test('a DEV release is promoted to QA: the differences are shown (secrets masked
   await expect(changes).toContainText('New component: worker (worker).');
   const config = changes.getByRole('table', { name: 'Configuration that differs' });
   await expect(config.getByRole('row', { name: 'LOG_LEVEL' })).toContainText('debuginfo');
-  await expect(config.getByRole('row', { name: 'API_TOKEN' })).toContainText('•••• (secret)');
+  await expect(config.getByRole('row', { name: 'API_TOKEN' })).toContainText('(secret)');
   await expect(page.locator('body')).not.toContainText('s3cret');
   // PROD has nothing yet.
   await target.selectOption('prod');
@@ -47,6 +47,20 @@ test('a DEV release is promoted to QA: the differences are shown (secrets masked
   await expect(page.getByRole('list', { name: 'Events timeline' })).toContainText(`build ${b2} (2.0), promoted from 'dev' (its release 1)`);
   const qa = await (await api(page).get(`${base}/stages/qa/config`)).json();
   expect(qa.find((c: { key: string }) => c.key === 'LOG_LEVEL').value).toBe('info');
+
+  // The compare view: same build now, the settings still differ (secrets by value, never shown).
+  await open(page, `/projects/${project}`);
+  await page.getByRole('link', { name: 'Compare stages' }).click();
+  await page.getByLabel('Stage', { exact: true }).selectOption('dev');
+  await page.getByLabel('Compared with').selectOption('qa');
+  await page.getByRole('button', { name: 'Compare', exact: true }).click();
+  await expect(page).toHaveURL(`/projects/${project}/compare?from=dev&to=qa`);
+  const table = page.getByRole('table', { name: 'Comparison' });
+  await expect(table.getByRole('row', { name: /^Components/ })).toHaveAttribute('data-differs', 'false');
+  await expect(table.getByRole('row', { name: /^Type/ })).toHaveAttribute('data-differs', 'true');
+  await expect(table.getByRole('row', { name: /^Setting LOG_LEVEL/ })).toContainText('debug');
+  await expect(table.getByRole('row', { name: /^Setting API_TOKEN/ })).toContainText('(secret)');
+  await expect(page.locator('body')).not.toContainText('s3cret');
   await api(page).post(`${base}/stages/qa/suspend`);
   await api(page).post(`${base}/stages/dev/suspend`);
 });

@@ -4,7 +4,7 @@ use super::stage_path;
 use crate::client::{Client, Failure};
 use crate::output::Printer;
 use pergola_domain::wire::{Duplication, Promotion};
-use pergola_domain::{ConfigSide, Release, Stage, StageComparison, StageSide};
+use pergola_domain::{shown, Release, Stage, StageComparison};
 use std::io::{BufRead, IsTerminal, Write};
 
 pub fn diff(client: &Client, out: &Printer, project: &str, a: &str, b: &str) -> Result<(), Failure> {
@@ -22,7 +22,7 @@ pub fn promote(client: &Client, out: &Printer, project: &str, from: &str, to: &s
             )));
         }
         eprintln!("{}", describe(&comparison));
-        eprint!("Deploy {} to '{to}'? [y/N] ", build_of(&comparison.from));
+        eprint!("Deploy {} to '{to}'? [y/N] ", comparison.from.runs());
         let _ = std::io::stderr().flush();
         let mut answer = String::new();
         std::io::stdin().lock().read_line(&mut answer).map_err(|e| Failure::new(format!("cannot read stdin: {e}")))?;
@@ -65,25 +65,6 @@ pub fn duplicate(
     })
 }
 
-/// What the stage's current release runs, in words.
-fn build_of(side: &StageSide) -> String {
-    match (side.release, side.build) {
-        (Some(release), Some(build)) => {
-            let version = side.version.as_deref().map(|v| format!(", {v}")).unwrap_or_default();
-            format!("release #{release} (build {build}{version})")
-        }
-        _ => "no release".to_owned(),
-    }
-}
-
-fn shown(side: Option<&ConfigSide>) -> String {
-    match side {
-        None => "(not set)".to_owned(),
-        Some(c) if c.secret => "(secret)".to_owned(),
-        Some(c) => c.value.clone().unwrap_or_default(),
-    }
-}
-
 /// The differences, a line each ("what changes on B if it became like A").
 fn describe(c: &StageComparison) -> String {
     let (a, b) = (&c.from, &c.to);
@@ -96,7 +77,7 @@ fn describe(c: &StageComparison) -> String {
         lines.push(format!("  type           {} -> {}", a.stage_type.label(), b.stage_type.label()));
     }
     if c.build_differs {
-        lines.push(format!("  runs           {} -> {}", build_of(a), build_of(b)));
+        lines.push(format!("  runs           {} -> {}", a.runs(), b.runs()));
     }
     let added = c.components_added.iter().map(|x| format!("+ {} ({})", x.name, x.kind.as_str()));
     let removed = c.components_removed.iter().map(|x| format!("- {} ({})", x.name, x.kind.as_str()));

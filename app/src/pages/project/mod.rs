@@ -110,6 +110,8 @@ fn ProjectView(
                     <a href=format!("{}/members", crate::paths::project(&project.id)) class="text-emerald-700 underline">"Members"</a>
                     " · "
                     <a href=format!("{}/activity", crate::paths::project(&project.id)) class="text-emerald-700 underline">"Activity"</a>
+                    " · "
+                    <a href=format!("{}/compare", crate::paths::project(&project.id)) class="text-emerald-700 underline">"Compare stages"</a>
                 </p>
             </div>
             <div class="flex gap-3">

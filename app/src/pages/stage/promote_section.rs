@@ -7,7 +7,7 @@ use crate::api::PromoteStage;
 use crate::components::{ui, ErrorNotice};
 use crate::paths;
 use leptos::prelude::*;
-use pergola_domain::{Actor, ConfigSide, StageComparison, StageSide};
+use pergola_domain::{shown, Actor, StageComparison, StageSide};
 
 #[component]
 pub fn PromoteSection(project: String, stage: String, options: Vec<StageComparison>, actor: Actor) -> impl IntoView {
@@ -99,7 +99,7 @@ pub fn PromoteSection(project: String, stage: String, options: Vec<StageComparis
 fn Changes(c: StageComparison) -> impl IntoView {
     let mut items: Vec<String> = Vec::new();
     if c.build_differs {
-        items.push(format!("Runs {} instead of {}.", runs(&c.from), runs(&c.to)));
+        items.push(format!("Runs {} instead of {}.", build_label(&c.from), build_label(&c.to)));
     } else {
         items.push(format!("Already runs build {}: a new release of it.", c.to.build.unwrap_or_default()));
     }
@@ -142,19 +142,11 @@ fn Changes(c: StageComparison) -> impl IntoView {
     }
 }
 
-fn runs(side: &StageSide) -> String {
+fn build_label(side: &StageSide) -> String {
     match side.build {
         Some(build) => {
             format!("build {build}{}", side.version.as_deref().map(|v| format!(" ({v})")).unwrap_or_default())
         }
         None => "nothing".to_owned(),
-    }
-}
-
-fn shown(side: Option<&ConfigSide>) -> String {
-    match side {
-        None => "not set".to_owned(),
-        Some(c) if c.secret => "•••• (secret)".to_owned(),
-        Some(c) => c.value.clone().unwrap_or_default(),
     }
 }
