@@ -124,10 +124,10 @@ test('settings rename and retype a stage; its ID never changes', async ({ page, 
   const project = await createProject(page);
   await createStage(page, 'Staging');
   await open(page, `/projects/${project}/stages/staging/settings`);
-  await page.getByLabel('Name').fill('');
+  await page.getByRole('region', { name: 'General' }).getByLabel('Name').fill('');
   await page.getByRole('button', { name: 'Save changes' }).click();
   await expect(page.getByText('Stage name is required.')).toBeVisible();
-  await page.getByLabel('Name').fill('Pre-production');
+  await page.getByRole('region', { name: 'General' }).getByLabel('Name').fill('Pre-production');
   await page.getByLabel('Type').selectOption('prod');
   await page.getByRole('button', { name: 'Save changes' }).click();
   await expect(page.getByRole('status').filter({ hasText: 'Saved.' })).toBeVisible();
