@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::sh;
+
 use pergola_domain::{ComponentKind, ComponentSpec, EventKind};
 use pergola_runtime::{
     ComponentState, EventSink, EventStream, Health, LocalRuntime, Runtime, Sandbox, StageKey, StageSpec, StopMode,
@@ -109,20 +111,6 @@ impl Drop for Rig {
 
 fn rand_suffix() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-}
-
-fn sh(name: &str, kind: ComponentKind, script: &str) -> ComponentSpec {
-    ComponentSpec {
-        name: name.into(),
-        kind,
-        command: "sh".into(),
-        args: vec!["-c".into(), script.into()],
-        port: None,
-        schedule: None,
-        health: None,
-        storage: vec![],
-        env: BTreeMap::new(),
-    }
 }
 
 fn free_port() -> u16 {

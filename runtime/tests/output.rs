@@ -2,6 +2,9 @@
 //! UTF-8, over-long lines, an oversized environment. In a test binary of its own, so the memory
 //! measured is not that of the other tests' processes.
 
+mod common;
+
+use common::sh;
 use pergola_domain::{ComponentKind, ComponentSpec};
 use pergola_runtime::{
     ComponentState, LocalRuntime, Runtime, RuntimeError, StageKey, StageSpec, StopMode, MAX_ENV_BYTES, MAX_LINE_BYTES,
@@ -63,20 +66,6 @@ impl Rig {
 impl Drop for Rig {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn sh(name: &str, kind: ComponentKind, script: &str) -> ComponentSpec {
-    ComponentSpec {
-        name: name.into(),
-        kind,
-        command: "sh".into(),
-        args: vec!["-c".into(), script.into()],
-        port: None,
-        schedule: None,
-        health: None,
-        storage: vec![],
-        env: BTreeMap::new(),
     }
 }
 

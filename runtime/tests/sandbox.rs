@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::sh;
+
 use pergola_domain::{ComponentKind, ComponentSpec, ResourceLimits};
 use pergola_runtime::{
     ComponentState, Enforcer, LocalRuntime, Runtime, RuntimeError, Sandbox, StageKey, StageSpec, StopMode, SANDBOX_UID,
@@ -96,20 +98,6 @@ impl Drop for Rig {
 
 fn suffix() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-}
-
-fn sh(name: &str, kind: ComponentKind, script: &str) -> ComponentSpec {
-    ComponentSpec {
-        name: name.into(),
-        kind,
-        command: "sh".into(),
-        args: vec!["-c".into(), script.into()],
-        port: None,
-        schedule: None,
-        health: None,
-        storage: vec![],
-        env: BTreeMap::new(),
-    }
 }
 
 /// A line per path: `<path>: readable` or `<path>: denied`.

@@ -2,26 +2,15 @@
 //! that escapes its process group by a double fork and `setsid` (unsandboxed) is adopted, ended
 //! when its stage stops, and collected; the runtime's own children keep their exit statuses.
 
+mod common;
+
+use common::sh;
 use pergola_domain::{ComponentKind, ComponentSpec};
 use pergola_runtime::{ComponentState, LocalRuntime, Runtime, Sandbox, StageKey, StageSpec, StopMode};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn sh(name: &str, kind: ComponentKind, script: &str) -> ComponentSpec {
-    ComponentSpec {
-        name: name.into(),
-        kind,
-        command: "sh".into(),
-        args: vec!["-c".into(), script.into()],
-        port: None,
-        schedule: None,
-        health: None,
-        storage: vec![],
-        env: BTreeMap::new(),
-    }
-}
 
 /// `/proc/<pid>/stat`: (state, parent, process group).
 fn stat(pid: u32) -> Option<(char, u32, u32)> {

@@ -120,25 +120,7 @@ fn seal(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Deletes a tree of read-only release copies (their directories are made writable first).
-pub(super) fn remove_tree(dir: &Path) -> std::io::Result<()> {
-    fn unseal(dir: &Path) -> std::io::Result<()> {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                unseal(&entry.path())?;
-            }
-        }
-        Ok(())
-    }
-    match std::fs::symlink_metadata(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-        Ok(_) => {}
-    }
-    unseal(dir)?;
-    std::fs::remove_dir_all(dir)
-}
+pub(super) use pergola_core::artifacts::remove_tree;
 
 #[cfg(test)]
 mod tests {

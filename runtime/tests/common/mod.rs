@@ -1,5 +1,6 @@
 //! What the runtime tests share: the processes a runtime started, as the host sees them.
 
+use pergola_domain::{ComponentKind, ComponentSpec};
 use std::path::Path;
 
 /// The processes (host pid, command line with spaces) carrying the marker of the runtime whose
@@ -61,4 +62,20 @@ pub fn stage_of(pid: i32) -> Option<String> {
 #[allow(dead_code)]
 pub fn of_stage(data: &Path, stage: &str) -> usize {
     marked(data).into_iter().filter(|(pid, _)| stage_of(*pid).as_deref() == Some(stage)).count()
+}
+
+/// A component running `sh -c script`.
+#[allow(dead_code)]
+pub fn sh(name: &str, kind: ComponentKind, script: &str) -> ComponentSpec {
+    ComponentSpec {
+        name: name.into(),
+        kind,
+        command: "sh".into(),
+        args: vec!["-c".into(), script.into()],
+        port: None,
+        schedule: None,
+        health: None,
+        storage: vec![],
+        env: std::collections::BTreeMap::new(),
+    }
 }
