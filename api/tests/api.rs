@@ -543,6 +543,8 @@ async fn builds_and_releases(api: &Api, env: &Env) {
         422,
         "validation",
     );
+    let r = api.call("POST", DUPLICATE, &[p, "qa"], "", Some(json!({"name": "QA data", "with_storage": true}))).await;
+    assert!(problem(&r, 409, "invalid-state")["detail"].as_str().unwrap().starts_with("Suspend stage 'qa' first"));
 }
 
 /// Incompressible bytes (xorshift).

@@ -252,7 +252,8 @@ pub enum CreateWhat {
         project: String,
     },
     /// Create a stage; its ID is derived from the name unless --id is given. With --from, a
-    /// copy of another stage: its type, configuration and grace period (storage is not copied).
+    /// copy of another stage: its type, configuration and grace period (its storage with
+    /// --with-storage).
     Stage {
         /// Display name.
         name: String,
@@ -271,6 +272,9 @@ pub enum CreateWhat {
         /// With --from: deploy the copied stage's current build too.
         #[arg(long, requires = "from")]
         deploy: bool,
+        /// With --from: copy its persistent storage too (it must be suspended).
+        #[arg(long, requires = "from")]
+        with_storage: bool,
     },
     /// Create a personal API token; prints the token alone (it is shown this once).
     Token {

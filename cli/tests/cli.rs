@@ -682,6 +682,15 @@ fn promote_diff_and_duplicate_stages() {
     let diff = stdout_of(&["diff", "stage", "qa", "qa-copy", "-p", "promoting"]);
     assert_eq!(diff, "qa -> qa-copy\n  no difference: same build, components, configuration, type and grace period\n");
     pergola(&["create", "stage", "x", "-p", "promoting"]).assert().code(2);
+    pergola(&["create", "stage", "QA data", "--from", "qa", "--with-storage", "-p", "promoting"])
+        .assert()
+        .code(1)
+        .stderr("error: Suspend stage 'qa' first: its storage is copied while nothing writes to it.\n");
+    pergola(&["suspend", "stage", "qa", "-p", "promoting"]).assert().success();
+    pergola(&["create", "stage", "QA data", "--from", "qa", "--with-storage", "-p", "promoting"])
+        .assert()
+        .success()
+        .stdout("Stage 'qa-data' created in project 'promoting' as a copy of 'qa' (qa, with its storage).\n");
 }
 
 /// An uploaded build (sent here with the API directly, as `pergola create build` will) is

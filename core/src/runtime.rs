@@ -266,6 +266,13 @@ pub trait Runtime: Send + Sync {
     fn observe(&self, sink: EventSink) {
         let _ = sink;
     }
+    /// Copies stage `from`'s persistent storage (every volume) to stage `to`, which has none
+    /// yet (a duplicate). The services call it only while `from` is stopped, so the copy is
+    /// consistent. By default there is no storage to copy.
+    async fn copy_storage(&self, from: &StageKey, to: &StageKey) -> Result<(), RuntimeError> {
+        let _ = (from, to);
+        Ok(())
+    }
     /// Whether it runs anything at all: false only for [`NoRuntime`], so that the services do
     /// not report stages as started when nothing runs them.
     fn runs_stages(&self) -> bool {

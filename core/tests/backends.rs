@@ -2,7 +2,7 @@
 
 use chrono::Duration;
 use pergola_core::credentials::{self, SecretKind};
-use pergola_core::services::Acting;
+use pergola_core::services::{Acting, Duplicate};
 use pergola_core::store::{AuditEvent, AuditFilter, GuestLinkRow, InvitationRow, SessionRow, TokenRow, UserRow};
 use pergola_core::testing::{self as common, Env};
 use pergola_core::StoreError;
@@ -474,21 +474,31 @@ async fn promotion_comparison_and_duplication_follow_dev_qa_prod(env: &Env) {
 
     // Duplicated: the type, the configuration (secrets open in their new place), the grace
     // period; with its build when asked.
-    let copy = s.duplicate_stage(&p, "qa", "QA 2", None, true).await.unwrap();
+    let copy = s.duplicate_stage(&p, "qa", "QA 2", None, Duplicate { deploy: true, storage: false }).await.unwrap();
     assert_eq!((copy.id.as_str(), copy.stage_type, copy.grace_secs), ("qa-2", StageType::Qa, 45));
     let values = s.config_values(&p, "qa-2").await.unwrap();
     assert_eq!((values["LOG_LEVEL"].as_str(), values["API_TOKEN"].as_str()), ("info", "same"));
     assert_eq!(s.releases(&p, "qa-2").await.unwrap()[0].build_number, b2.number);
     assert!(s.compare_stages(&p, "qa", "qa-2").await.unwrap().config.is_empty());
-    let bare = s.duplicate_stage(&p, "dev", "Dev copy", Some("dev-copy"), false).await.unwrap();
+    let bare = s.duplicate_stage(&p, "dev", "Dev copy", Some("dev-copy"), Duplicate::default()).await.unwrap();
     assert!(s.releases(&p, &bare.id).await.unwrap().is_empty());
-    let e = s.duplicate_stage(&p, "dev", "Dev copy", Some("dev-copy"), false).await.unwrap_err();
+    let e = s.duplicate_stage(&p, "dev", "Dev copy", Some("dev-copy"), Duplicate::default()).await.unwrap_err();
     assert_eq!((e.kind, e.suggestion.as_deref()), (ErrorKind::StageIdTaken, Some("dev-copy-2")));
     assert_eq!(
-        developer.duplicate_stage(&p, "prod", "Prod 2", None, false).await.unwrap_err().kind,
+        developer.duplicate_stage(&p, "prod", "Prod 2", None, Duplicate::default()).await.unwrap_err().kind,
         ErrorKind::Forbidden
     );
     assert!(s.get_stage(&p, "prod-2").await.is_err(), "nothing was created");
+    // Storage is copied only from a suspended stage (nothing writes to it meanwhile).
+    let with_storage = Duplicate { deploy: false, storage: true };
+    let e = s.duplicate_stage(&p, "qa", "QA 3", None, with_storage).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidState, "{e:?}");
+    assert!(e.message.contains("Suspend stage 'qa' first"), "{}", e.message);
+    assert!(s.get_stage(&p, "qa-3").await.is_err(), "nothing was created");
+    s.suspend_stage(&p, "qa").await.unwrap();
+    s.duplicate_stage(&p, "qa", "QA 3", None, with_storage).await.unwrap();
+    let events = s.events(&p, "qa-3").await.unwrap();
+    assert!(events[0].message.contains("its storage copied"), "{}", events[0].message);
 }
 
 async fn names_are_stored_verbatim(env: &Env) {

@@ -207,6 +207,9 @@ pub struct Duplication {
     /// Deploy the source's current build to the new stage too.
     #[serde(default)]
     pub deploy: bool,
+    /// Copy the source's persistent storage too (the source must be suspended).
+    #[serde(default)]
+    pub with_storage: bool,
 }
 
 /// A configuration value; `secret` values are never returned after saving.

@@ -742,3 +742,33 @@ async fn a_start_failing_on_its_second_component_leaves_nothing_behind() {
     rig.wait_for("the job", |r| r.logs("migrate").contains(&"stdout: migrated".to_owned())).await;
     rig.runtime.shutdown(GRACE).await;
 }
+
+#[tokio::test]
+async fn a_duplicates_storage_is_a_copy_of_every_volume_with_modes_and_links() {
+    use std::os::unix::fs::PermissionsExt;
+    let rig = Rig::new();
+    let copy = StageKey { project: "shop".into(), stage: "qa-copy".into() };
+    // Nothing to copy: fine, and nothing is made.
+    rig.runtime.copy_storage(&rig.key, &copy).await.unwrap();
+    assert!(!rig.runtime.storage_dir(&copy, "data").exists());
+    let data = rig.runtime.storage_dir(&rig.key, "data");
+    std::fs::create_dir_all(data.join("orders")).unwrap();
+    std::fs::write(data.join("orders/1.json"), "{\"id\": 1}").unwrap();
+    std::fs::write(data.join("run.sh"), "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(data.join("run.sh"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    std::os::unix::fs::symlink("orders/1.json", data.join("latest")).unwrap();
+    std::fs::create_dir_all(rig.runtime.storage_dir(&rig.key, "cache")).unwrap();
+    rig.runtime.copy_storage(&rig.key, &copy).await.unwrap();
+    let copied = rig.runtime.storage_dir(&copy, "data");
+    assert_eq!(std::fs::read_to_string(copied.join("orders/1.json")).unwrap(), "{\"id\": 1}");
+    assert_eq!(std::fs::metadata(copied.join("run.sh")).unwrap().permissions().mode() & 0o777, 0o750);
+    assert_eq!(std::fs::read_link(copied.join("latest")).unwrap(), std::path::Path::new("orders/1.json"));
+    assert!(rig.runtime.storage_dir(&copy, "cache").is_dir(), "empty volumes too");
+    // The copy is independent of the source.
+    std::fs::write(data.join("orders/1.json"), "changed").unwrap();
+    assert_eq!(std::fs::read_to_string(copied.join("orders/1.json")).unwrap(), "{\"id\": 1}");
+    // A target with storage already is refused and kept as it was.
+    let e = rig.runtime.copy_storage(&rig.key, &copy).await.unwrap_err();
+    assert!(e.to_string().contains("cannot copy the stage's storage"), "{e}");
+    assert_eq!(std::fs::read_to_string(copied.join("orders/1.json")).unwrap(), "{\"id\": 1}");
+}

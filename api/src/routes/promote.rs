@@ -8,6 +8,7 @@ use crate::{created, Body};
 use axum::extract::Path;
 use axum::response::IntoResponse;
 use axum::Json;
+use pergola_core::services::Duplicate;
 use pergola_core::Services;
 use pergola_domain::wire::{Duplication, Promotion};
 use pergola_domain::{Release, Stage, StageComparison};
@@ -62,7 +63,7 @@ async fn promote(User(s): User, Path(p): Path<StagePath>, Body(r): Body<Promotio
         (status = 201, description = "A new running stage with the source's type, configuration and grace period", body = Stage),
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The Stage ID is taken (with a free suggestion)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The Stage ID is taken (with a free suggestion), or the storage is to be copied from a stage that is not suspended", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid name or Stage ID", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn duplicate(
@@ -70,7 +71,8 @@ async fn duplicate(
     Path(p): Path<StagePath>,
     Body(d): Body<Duplication>,
 ) -> ApiResult<impl IntoResponse> {
-    let stage = s.duplicate_stage(&p.project, &p.stage, &d.name, d.id.as_deref(), d.deploy).await?;
+    let copy = Duplicate { deploy: d.deploy, storage: d.with_storage };
+    let stage = s.duplicate_stage(&p.project, &p.stage, &d.name, d.id.as_deref(), copy).await?;
     let location = format!("/api/v1/projects/{}/stages/{}", p.project, stage.id);
     Ok(created(location, stage))
 }

@@ -58,6 +58,8 @@ pub async fn duplicate_stage(
     stage: String,
     name: String,
     deploy: bool,
+    with_storage: bool,
 ) -> Result<pergola_domain::Stage, AppError> {
-    answer(services()?.duplicate_stage(&project, &stage, &name, None, deploy).await)
+    let copy = pergola_core::services::Duplicate { deploy, storage: with_storage };
+    answer(services()?.duplicate_stage(&project, &stage, &name, None, copy).await)
 }

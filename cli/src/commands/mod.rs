@@ -20,6 +20,7 @@ use crate::client::{Client, Failure};
 use crate::output::Printer;
 use crate::stored::{self, Stored};
 use clap::CommandFactory;
+use pergola_domain::wire::Duplication;
 
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let out = Printer { format: cli.output };
@@ -58,9 +59,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             members::delete(client, out, &project, &username)
         }
         Command::Create { what: CreateWhat::Project { name, id } } => projects::create(client, out, name, id),
-        Command::Create { what: CreateWhat::Stage { name, from: Some(from), project, id, deploy, .. } } => {
-            promote::duplicate(client, out, &project, &from, name, id, deploy)
-        }
+        Command::Create {
+            what: CreateWhat::Stage { name, from: Some(from), project, id, deploy, with_storage, .. },
+        } => promote::duplicate(client, out, &project, &from, Duplication { name, id, deploy, with_storage }),
         Command::Create { what: CreateWhat::Stage { name, stage_type, project, id, .. } } => {
             let stage_type = stage_type.ok_or_else(|| Failure::new("--type is required (or --from).".into()))?;
             stages::create(client, out, &project, name, stage_type.0, id)

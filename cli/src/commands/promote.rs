@@ -43,19 +43,16 @@ pub fn promote(client: &Client, out: &Printer, project: &str, from: &str, to: &s
     })
 }
 
-pub fn duplicate(
-    client: &Client,
-    out: &Printer,
-    project: &str,
-    from: &str,
-    name: String,
-    id: Option<String>,
-    deploy: bool,
-) -> Result<(), Failure> {
-    let stage: Stage =
-        client.post(&format!("{}/duplicate", stage_path(project, from)), &Duplication { name, id, deploy })?;
+pub fn duplicate(client: &Client, out: &Printer, project: &str, from: &str, copy: Duplication) -> Result<(), Failure> {
+    let (deploy, storage) = (copy.deploy, copy.with_storage);
+    let stage: Stage = client.post(&format!("{}/duplicate", stage_path(project, from)), &copy)?;
     out.one(&stage, || {
-        let built = if deploy { ", with its current build" } else { "" };
+        let built = match (deploy, storage) {
+            (true, true) => ", with its current build and its storage",
+            (true, false) => ", with its current build",
+            (false, true) => ", with its storage",
+            (false, false) => "",
+        };
         format!(
             "Stage '{}' created in project '{}' as a copy of '{from}' ({}{built}).",
             stage.id,

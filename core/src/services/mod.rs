@@ -25,6 +25,7 @@ mod stages;
 pub use access::{Acting, Authenticated, Caller, FirstRun, NewSession};
 pub use activity::LOG_LINES_SHOWN;
 pub use demo::DEMO_MANIFEST;
+pub use promote::Duplicate;
 use proxy_cache::ProxyCache;
 pub use proxy_cache::PROXY_CACHE_TTL;
 pub use releases::PATH_BUILDS_OFF;

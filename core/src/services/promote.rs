@@ -4,12 +4,22 @@
 use super::{internal, Acting, Services};
 use crate::secrets::Place;
 use crate::store::ConfigValue;
+use crate::StageKey;
 use pergola_domain::access::Action;
 use pergola_domain::{
     compare, parse_manifest, promotion_targets, ComponentSide, ConfigSide, Error, EventKind, Release, Stage,
     StageComparison, StageEvent, StageSide,
 };
 use sha2::{Digest, Sha256};
+
+/// What a duplicate takes along besides the type, configuration and grace period.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Duplicate {
+    /// Deploy the source's current build.
+    pub deploy: bool,
+    /// Copy the source's persistent storage (the source must be suspended).
+    pub storage: bool,
+}
 
 impl Services {
     /// A stage as compared: its current release's build and components, its configuration
@@ -98,16 +108,25 @@ impl Acting {
 
     /// Creates stage `name` (ID derived from it unless `id` is given, by the popup's rules) like
     /// live stage `source`: its type, configuration (secrets re-sealed for the new stage) and
-    /// grace period; with `deploy`, its current build deployed too. Storage is not copied.
+    /// grace period; with `deploy`, its current build deployed too; with `storage`, a copy of its
+    /// persistent storage — only while `source` is suspended, so that nothing writes to it
+    /// during the copy.
     pub async fn duplicate_stage(
         &self,
         project_id: &str,
         source: &str,
         name: &str,
         id: Option<&str>,
-        deploy: bool,
+        copy: Duplicate,
     ) -> Result<Stage, Error> {
+        let Duplicate { deploy, storage } = copy;
         let source = self.live(self.allow_stage(Action::ReadStage, project_id, source).await?)?;
+        if storage && source.status != pergola_domain::StageStatus::Suspended {
+            return Err(Error::invalid_state(format!(
+                "Suspend stage '{}' first: its storage is copied while nothing writes to it.",
+                source.id
+            )));
+        }
         // Everything the copy takes is checked before anything is created.
         self.allow(Action::ConfigureStage, Some(source.stage_type), project_id).await?;
         if deploy {
@@ -136,11 +155,19 @@ impl Acting {
             self.proxy_cache.forget_all();
             updated.map_err(internal("set the duplicated stage's grace period"))?;
         }
+        if storage {
+            let (from, to) = (StageKey::new(project_id, &source.id), StageKey::new(project_id, &stage.id));
+            self.runtime.copy_storage(&from, &to).await.map_err(|e| {
+                tracing::error!(project_id, stage = stage.id, error = %e, "could not copy a duplicated stage's storage");
+                Error::internal()
+            })?;
+        }
         let message = format!(
-            "Duplicated from '{}': {} settings, grace period {} s{}.",
+            "Duplicated from '{}': {} settings, grace period {} s{}{}.",
             source.id,
             clear.len(),
             source.grace_secs,
+            if storage { ", its storage copied" } else { "" },
             if deploy { ", its current build deployed" } else { "" }
         );
         self.record(project_id, &stage.id, StageEvent::new(now, EventKind::Updated, message)).await;

@@ -329,6 +329,35 @@ impl LocalRuntime {
     }
 }
 
+/// Copies the tree `from` (a stage's storage: nothing there is fine) into `to`, which must not
+/// exist: files with their permission bits, directories, symlinks as symlinks (never
+/// followed); anything else (sockets, fifos, devices) is left out.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = match std::fs::symlink_metadata(from) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        other => other?,
+    };
+    if !meta.is_dir() {
+        return Err(std::io::Error::other(format!("{} is not a directory", from.display())));
+    }
+    std::fs::create_dir_all(to.parent().unwrap_or(to))?;
+    std::fs::create_dir(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type()?;
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&source)?, &target)?;
+        } else if kind.is_dir() {
+            copy_tree(&source, &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(&source, &target)?;
+        }
+    }
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(meta.permissions().mode() & 0o7777))
+}
+
 /// `dir`, created if need be, as an absolute path (canonical when it could be created).
 fn absolute_dir(dir: PathBuf) -> PathBuf {
     if let Err(e) = std::fs::create_dir_all(&dir) {
@@ -594,6 +623,24 @@ impl Runtime for LocalRuntime {
             }
         }
         failed.map_or(Ok(()), Err)
+    }
+
+    async fn copy_storage(&self, from: &StageKey, to: &StageKey) -> Result<(), RuntimeError> {
+        let (source, target) = (self.stage_storage(from), self.stage_storage(to));
+        let existed = std::fs::symlink_metadata(&target).is_ok();
+        let copied = {
+            let (source, target) = (source.clone(), target.clone());
+            tokio::task::spawn_blocking(move || copy_tree(&source, &target))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(format!("the copy stopped: {e}"))))
+        };
+        copied.map_err(|source| {
+            // Half a copy is no copy (a target that was there already is left alone).
+            if !existed {
+                let _ = std::fs::remove_dir_all(&target);
+            }
+            RuntimeError::Storage { what: "cannot copy the stage's storage", path: self.stage_storage(from), source }
+        })
     }
 
     fn status(&self, key: &StageKey) -> Vec<ComponentStatus> {

@@ -1,6 +1,6 @@
 //! The settings page's "Duplicate stage" section: a new stage like this one — its type,
 //! configuration (secrets too, never shown) and grace period, optionally with its build — by
-//! the "+ NEW STAGE" popup's ID rules. Storage is not copied.
+//! the "+ NEW STAGE" popup's ID rules; its storage when asked (the stage must be suspended).
 
 use crate::api::DuplicateStage;
 use crate::components::{ui, ErrorNotice, TextField};
@@ -15,6 +15,7 @@ pub fn DuplicateSection(stage: Stage) -> impl IntoView {
     let duplicate = ServerAction::<DuplicateStage>::new();
     let name = RwSignal::new(format!("{} copy", stage.name));
     let deploy = RwSignal::new(false);
+    let with_storage = RwSignal::new(false);
     let result = duplicate.value();
     let error = move || result.get().and_then(Result::err);
     let name_error =
@@ -35,6 +36,7 @@ pub fn DuplicateSection(stage: Stage) -> impl IntoView {
             stage: id.clone(),
             name: name.get_untracked(),
             deploy: deploy.get_untracked(),
+            with_storage: with_storage.get_untracked(),
         });
     };
     view! {
@@ -42,7 +44,7 @@ pub fn DuplicateSection(stage: Stage) -> impl IntoView {
             <h2 id="duplicate-title" class="font-semibold text-slate-900">"Duplicate stage"</h2>
             <p class="mt-1 text-sm text-slate-600">
                 {format!(
-                    "A new {} stage with this one's configuration (secrets included) and grace period. Its storage is not copied.",
+                    "A new {} stage with this one's configuration (secrets included) and grace period; its storage only when asked.",
                     stage.stage_type.label()
                 )}
             </p>
@@ -62,6 +64,15 @@ pub fn DuplicateSection(stage: Stage) -> impl IntoView {
                         on:change=move |ev| deploy.set(event_target_checked(&ev))
                     />
                     "Deploy its current build too"
+                </label>
+                <label class="flex items-center gap-2 text-sm text-slate-700">
+                    <input
+                        type="checkbox"
+                        class="h-4 w-4 rounded border-slate-300"
+                        prop:checked=move || with_storage.get()
+                        on:change=move |ev| with_storage.set(event_target_checked(&ev))
+                    />
+                    "Copy its storage too (suspend this stage first)"
                 </label>
                 {move || other_error().map(|error| view! { <ErrorNotice error/> })}
                 <button type="submit" class=ui::SECONDARY disabled=move || duplicate.pending().get()>
