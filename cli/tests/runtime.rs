@@ -1,0 +1,104 @@
+//! The `pergola` binary against a live server that runs stages (the local runtime, sandboxed):
+//! a build uploaded from a directory runs from the server's copy once the directory is gone, and
+//! deploying an earlier build again (a rollback) runs its bytes, whatever the client has now.
+
+use assert_cmd::Command;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+struct Live {
+    url: String,
+    token: String,
+    /// The runtime's data directory (stages' storage under `storage/`).
+    data: PathBuf,
+}
+
+fn live() -> &'static Live {
+    static LIVE: OnceLock<Live> = OnceLock::new();
+    LIVE.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async move {
+                let env = pergola_core::testing::sqlite_env().await;
+                let data = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-runtime-{}", std::process::id()));
+                let local = std::sync::Arc::new(pergola_runtime::LocalRuntime::new(&data));
+                let services = env
+                    .services
+                    .with_clock(std::sync::Arc::new(pergola_core::SystemClock))
+                    .with_runtime(local.clone(), Duration::from_secs(2));
+                let token = env.as_admin(&services).create_token("cli-runtime", None).await.unwrap();
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let url = format!("http://{}", listener.local_addr().unwrap());
+                tx.send(Live { url, token: token.token, data }).unwrap();
+                axum::serve(listener, pergola_api::router(services)).await.unwrap();
+            });
+        });
+        rx.recv().unwrap()
+    })
+}
+
+fn pergola(args: &[&str]) -> Command {
+    let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-runtime-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut cmd = Command::cargo_bin("pergola").unwrap();
+    cmd.env("PERGOLA_URL", &live().url)
+        .env("PERGOLA_TOKEN", &live().token)
+        .env("XDG_CONFIG_HOME", &home)
+        .env("HOME", &home)
+        .args(args);
+    cmd
+}
+
+/// A build directory whose worker writes `version` (from the build's own file) into its storage.
+fn build_dir(version: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-runtime-build-{version}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("pergola.toml"),
+        "[[component]]\nname = \"worker\"\nkind = \"worker\"\ncommand = \"sh\"\nargs = [\"run.sh\"]\nstorage = [\"out\"]\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("run.sh"), "cat version.txt > \"$PERGOLA_STORAGE_OUT/version\"\nexec sleep 600\n").unwrap();
+    std::fs::write(dir.join("version.txt"), format!("{version}\n")).unwrap();
+    dir
+}
+
+/// Waits until the stage's worker has written `version`.
+fn wait_for_version(version: &str) {
+    let file = live().data.join("storage/live/qa/out/version");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&file).ok().as_deref() != Some(&format!("{version}\n")) {
+        assert!(Instant::now() < deadline, "the worker never wrote {version}: {:?}", std::fs::read_to_string(&file));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_uploaded_build_runs_once_its_directory_is_gone_and_a_rollback_runs_its_own_bytes() {
+    if let Err(why) = pergola_runtime::Sandbox::detect() {
+        eprintln!("SKIPPED: the sandbox cannot run on this machine: {why}");
+        return;
+    }
+    pergola(&["create", "project", "live"]).assert().success();
+    pergola(&["create", "stage", "qa", "--type", "qa", "-p", "live"]).assert().success();
+    // Build 1 uploaded, its directory deleted, then deployed: it runs.
+    let dir = build_dir("v1");
+    pergola(&["create", "build", "--dir", dir.to_str().unwrap(), "-p", "live"]).assert().success();
+    std::fs::remove_dir_all(&dir).unwrap();
+    pergola(&["deploy", "1", "-s", "qa", "-p", "live"]).assert().success();
+    wait_for_version("v1");
+    // The client's files change: build 2 runs them.
+    let dir = build_dir("v2");
+    pergola(&["create", "build", "--dir", dir.to_str().unwrap(), "-p", "live"]).assert().success();
+    pergola(&["deploy", "2", "-s", "qa", "-p", "live"]).assert().success();
+    wait_for_version("v2");
+    // Build 1 again (a rollback) runs build 1's bytes, not what the client has now.
+    std::fs::write(dir.join("version.txt"), "v3\n").unwrap();
+    pergola(&["deploy", "1", "-s", "qa", "-p", "live"]).assert().success();
+    wait_for_version("v1");
+    pergola(&["suspend", "stage", "qa", "-p", "live"]).assert().success();
+    let _ = std::fs::remove_dir_all(dir);
+}
