@@ -206,7 +206,7 @@ pub fn BuildsPage() -> impl IntoView {
                                 .into_any()
                         }
                         Upload::Done(message) => {
-                            view! { <p role="status" class="text-sm text-emerald-800">{message}</p> }.into_any()
+                            view! { <p role="status" class="text-sm break-all text-emerald-800">{message}</p> }.into_any()
                         }
                         Upload::Failed(why) => {
                             view! {
@@ -349,7 +349,6 @@ fn BuildItem(listing: BuildListing, project: String) -> impl IntoView {
                         </span>
                     })}
                 </h3>
-                <span class="text-xs text-slate-500">{format_time(b.created_at)}</span>
             </div>
             <dl class="mt-2 grid grid-cols-[auto_1fr] gap-x-4 gap-y-1 text-sm text-slate-700">
                 {digest}
