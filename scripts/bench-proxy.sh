@@ -38,6 +38,8 @@ tar czf "$dir/build.tar.gz" -C "$dir/build" .
 curl -sf -X POST "$api/projects/bench/builds" -H "$auth" -H 'content-type: application/gzip' \
   --data-binary @"$dir/build.tar.gz" >/dev/null
 curl -sf -X POST "$api/projects/bench/stages/qa/releases" -H "$auth" -H 'content-type: application/json' -d '{"build":1}' >/dev/null
+# Open to anyone with the link: wrk carries no share cookie (a members-only stage answers 303).
+curl -sf -X PATCH "$api/projects/bench/stages/qa" -H "$auth" -H 'content-type: application/json' -d '{"visibility":"public"}' >/dev/null
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$component_port/healthz" >/dev/null && break; sleep 0.1; done
 echo "== direct: http://127.0.0.1:$component_port/healthz"
 wrk -t2 -c32 -d10s "http://127.0.0.1:$component_port/healthz"
