@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Starts the release server for the end-to-end tests.
 # Usage: serve.sh sqlite|postgres|unsandboxed|defaults PORT
-#   sqlite, postgres: a fresh database and data dir in /tmp, a 5 s grace period, builds by a
-#   server path allowed (PERGOLA_PATH_BUILDS=on).
+#   sqlite, postgres: a fresh database and data dir in /tmp, a 5 s grace period; builds are
+#   uploaded archives only (PERGOLA_PATH_BUILDS at its default, off), as on any server.
 #   unsandboxed: as sqlite, with PERGOLA_SANDBOX=off.
 #   defaults: as `scripts/start.sh` runs it — from a workspace root (a fresh one whose `target`
 #   is this one's, so `./data` starts empty), with every PERGOLA_* setting at its default: the
@@ -25,9 +25,7 @@ fi
 # The administrator every test signs in as (global-setup.ts).
 export PERGOLA_ADMIN_USER=admin PERGOLA_ADMIN_PASSWORD=e2e-admin-password
 export PERGOLA_GRACE_SECS=5
-# The Builds page and the tests still register builds by a directory on the server (an
-# administrator's opt-in, off by default) until they upload archives (issue 11).
-export PERGOLA_PATH_BUILDS=on
+unset PERGOLA_PATH_BUILDS
 dir=$(mktemp -d /tmp/pergola-e2e.XXXXXX)
 export PERGOLA_DATA_DIR="$dir"
 case "$backend" in

@@ -35,8 +35,8 @@ pub use ids::{derive_id, numbered_id, suggestion_stem, typed_id, validate_id, Id
 pub use limits::{Isolation, Limit, LimitsPolicy, ResourceLimits};
 pub use manifest::{parse_manifest, ComponentKind, ComponentSpec, Manifest, ManifestError, Schedule};
 pub use model::{
-    validate_config, Build, ConfigEntry, IdCheck, Project, ProjectOverview, Release, Stage, StageActivity,
-    StageSummary, MAX_CONFIG_VALUE_BYTES,
+    human_size, validate_config, Build, BuildListing, BuildStage, ConfigEntry, IdCheck, Project, ProjectOverview,
+    Release, Stage, StageActivity, StageSummary, MAX_CONFIG_VALUE_BYTES,
 };
 pub use name::{validate_name, MAX_NAME_CHARS};
 pub use retention::RetentionPolicy;

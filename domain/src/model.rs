@@ -86,6 +86,52 @@ pub struct Build {
     pub expired: bool,
 }
 
+/// A build as the dashboard's Builds page lists it: the build and where it runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildListing {
+    pub build: Build,
+    /// The live stages whose current (newest) release is of this build, oldest stage first; a
+    /// suspended stage runs it again when it is resumed.
+    pub running_on: Vec<BuildStage>,
+}
+
+/// A live stage whose current release is of a build.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildStage {
+    pub stage_id: String,
+    pub stage_name: String,
+    pub stage_type: StageType,
+    pub status: StageStatus,
+    /// The stage's release of the build.
+    pub release: i64,
+}
+
+impl Build {
+    /// The digest's short form, `sha256:` and the first 12 hex digits (`None` for a build
+    /// registered by a server path).
+    pub fn short_digest(&self) -> Option<String> {
+        let digest = self.digest.as_deref()?;
+        let (algorithm, hex) = digest.split_once(':').unwrap_or(("", digest));
+        let short: String = hex.chars().take(12).collect();
+        Some(if algorithm.is_empty() { short } else { format!("{algorithm}:{short}") })
+    }
+}
+
+/// A size in bytes as people read it: `512 bytes`, `1.5 KiB`, `12.0 MiB`, `1.2 GiB`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 3] = ["KiB", "MiB", "GiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 /// A build deployed to a stage. The newest release of a stage is the one that runs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -197,6 +243,31 @@ fn capitalize(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_and_digests_read_shortly() {
+        assert_eq!(human_size(0), "0 bytes");
+        assert_eq!(human_size(1023), "1023 bytes");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(12 << 20), "12.0 MiB");
+        assert_eq!(human_size(3 << 30), "3.0 GiB");
+        assert_eq!(human_size(5 << 40), "5120.0 GiB");
+        let build = Build {
+            project_id: "p".into(),
+            number: 1,
+            version: None,
+            manifest: String::new(),
+            workdir: String::new(),
+            created_at: chrono::DateTime::UNIX_EPOCH,
+            digest: Some(format!("sha256:{}", "ab".repeat(32))),
+            size: None,
+            unpacked_size: None,
+            uploaded_by: None,
+            expired: false,
+        };
+        assert_eq!(build.short_digest().as_deref(), Some("sha256:abababababab"));
+        assert_eq!(Build { digest: None, ..build }.short_digest(), None);
+    }
 
     #[test]
     fn config_keys_and_values_are_checked() {

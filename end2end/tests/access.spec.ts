@@ -1,6 +1,6 @@
 import { Browser, Page } from '@playwright/test';
 import { ADMIN } from '../global-setup';
-import { api, createProject, createStage, expect, open, test, unique } from './helpers';
+import { api, createProject, createStage, expect, open, test, unique, uploadBuild } from './helpers';
 
 /** A browser with nobody signed in. */
 async function signedOut(browser: Browser, baseURL: string) {
@@ -129,7 +129,7 @@ test('a developer deploys to DEV but cannot change or delete a PROD stage', asyn
   await createStage(page, 'Prod', { type: 'prod' });
   const apiBase = `/api/v1/projects/${project}`;
   const manifest = '[[component]]\nname = "once"\nkind = "job"\ncommand = "/bin/true"\n';
-  expect((await api(page).post(`${apiBase}/builds`, { data: { manifest, workdir: '/usr/share/doc/bash' } })).status()).toBe(201);
+  expect(await uploadBuild(page, project, { 'pergola.toml': manifest })).toBe(1);
   const name = await member(page, project, 'developer');
   const { context, page: theirs } = await signedOut(browser, baseURL!);
   await theirs.goto(`/projects/${project}/stages/dev`);

@@ -88,20 +88,29 @@ export async function createStage(
 /** A build's files: a text, or a text and its mode (e.g. 0o755 for a script). */
 export type BuildFiles = Record<string, string | { text: string; mode: number }>;
 
+/** `files` packed as a build archive (tar + gzip) in a temp dir of its own: by name, as
+ * `pergola create build --dir` packs them, or with `dot` as `tar czf build.tar.gz -C DIR .`
+ * packs a directory (every entry `./`-prefixed, the root `./` included). */
+export function packBuild(files: BuildFiles, opts: { dot?: boolean } = {}): Buffer {
+  const dir = fs.mkdtempSync('/tmp/pergola-e2e-upload-');
+  try {
+    for (const [name, file] of Object.entries(files)) {
+      const { text, mode } = typeof file === 'string' ? { text: file, mode: 0o644 } : file;
+      fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+      fs.writeFileSync(path.join(dir, name), text, { mode });
+    }
+    return execFileSync('tar', ['-czf', '-', '-C', dir, ...(opts.dot ? ['.'] : Object.keys(files))]);
+  } finally {
+    fs.rmSync(dir, { recursive: true });
+  }
+}
+
 /** Uploads a build of `project` made of `files` (with its `pergola.toml`) as `pergola create
  * build --dir` does: the directory packed with tar and gzip, sent as `application/gzip`.
  * Returns the build's number. */
 export async function uploadBuild(page: Page, project: string, files: BuildFiles): Promise<number> {
-  const dir = fs.mkdtempSync('/tmp/pergola-e2e-upload-');
-  for (const [name, file] of Object.entries(files)) {
-    const { text, mode } = typeof file === 'string' ? { text: file, mode: 0o644 } : file;
-    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
-    fs.writeFileSync(path.join(dir, name), text, { mode });
-  }
-  const archive = execFileSync('tar', ['-czf', '-', '-C', dir, ...Object.keys(files)]);
-  fs.rmSync(dir, { recursive: true });
   const response = await api(page).post(`/api/v1/projects/${project}/builds`, {
-    data: archive,
+    data: packBuild(files),
     headers: { 'Content-Type': 'application/gzip' },
   });
   expect(response.status(), await response.text()).toBe(201);

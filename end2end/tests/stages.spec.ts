@@ -1,6 +1,8 @@
+import { execFileSync } from 'child_process';
+import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as net from 'net';
-import { api, createProject, createStage, expect, open, test, unique } from './helpers';
+import { api, createProject, createStage, expect, open, packBuild, test, unique, uploadBuild } from './helpers';
 
 test('a new project gets an ID derived from its name and is listed', async ({ page, consoleErrors }) => {
   const name = unique('Übersicht Café');
@@ -281,9 +283,8 @@ test("an administrator adjusts a stage type's resource limits; the next start of
     const base = `/api/v1/projects/${project}`;
     const manifest = '[[component]]\nname = "probe"\nkind = "job"\ncommand = "sh"\n' +
       'args = ["-c", "echo files=$(ulimit -n) nice=$(cut -d\' \' -f19 /proc/self/stat)"]\n';
-    const build = fs.mkdtempSync('/tmp/pergola-e2e-limits-');
-    expect((await api(page).post(`${base}/builds`, { data: { manifest, workdir: build } })).status()).toBe(201);
-    expect((await api(page).post(`${base}/stages/dev/releases`, { data: { build: 1 } })).status()).toBe(201);
+    const build = await uploadBuild(page, project, { 'pergola.toml': manifest });
+    expect((await api(page).post(`${base}/stages/dev/releases`, { data: { build } })).status()).toBe(201);
     await expect.poll(async () => {
       const lines = await (await api(page).get(`${base}/stages/dev/components/probe/logs`)).json();
       return lines.map((l: { line: string }) => l.line);
@@ -331,20 +332,29 @@ test('a deployed build runs on its stage; suspend stops it and resume starts it 
   await createStage(page, 'QA', { type: 'qa' });
   await open(page, `/projects/${project}/builds`);
   await expect(page.getByText('No builds yet.')).toBeVisible();
-  const manifest = page.getByLabel('Manifest', { exact: true });
-  await manifest.fill('[[component]]\nname = "web"\nkind = "service"\ncommand = "sh"\nport = 0\n');
-  // The build's own directory: each release runs from a read-only copy of it.
-  await page.getByLabel('Build directory').fill(fs.mkdtempSync('/tmp/pergola-e2e-listing-'));
-  await page.getByRole('button', { name: 'Register build' }).click();
-  await expect(page.getByText("Invalid manifest, line 1: component 'web': port must be between 1 and 65535")).toBeVisible();
-  await manifest.fill(
+  // Uploaded through the page's file input, packed as the page says: `tar czf build.tar.gz -C DIR .`.
+  const input = page.getByLabel('Build archive');
+  const bad = packBuild({ 'pergola.toml': '[[component]]\nname = "web"\nkind = "service"\ncommand = "sh"\nport = 0\n' }, { dot: true });
+  await input.setInputFiles({ name: 'build.tar.gz', mimeType: 'application/gzip', buffer: bad });
+  await expect(page.getByRole('alert')).toContainText("Invalid manifest, line 1: component 'web': port must be between 1 and 65535");
+  const manifest =
     `version = "0.1.0"\n\n[[component]]\nname = "web"\nkind = "service"\ncommand = "sh"\n` +
-      `args = ["-c", "exec python3 -m http.server $PORT --bind 127.0.0.1"]\nport = ${port}\n` +
-      `health = { path = "/", interval_secs = 1 }\n`,
+    `args = ["-c", "exec python3 -m http.server $PORT --bind 127.0.0.1"]\nport = ${port}\n` +
+    `health = { path = "/", interval_secs = 1 }\n`;
+  const archive = packBuild(
+    { 'pergola.toml': manifest, 'index.html': '<!DOCTYPE html><title>shop</title><h1>Shop, as uploaded</h1>\n' },
+    { dot: true },
   );
-  await page.getByRole('button', { name: 'Register build' }).click();
-  await expect(page.getByText('Build 1 registered.')).toBeVisible();
-  await expect(page.getByRole('listitem', { name: 'Build 1' })).toContainText('web (service)');
+  const digest = `sha256:${crypto.createHash('sha256').update(archive).digest('hex')}`;
+  await input.setInputFiles({ name: 'build.tar.gz', mimeType: 'application/gzip', buffer: archive });
+  await expect(page.getByRole('status').filter({ hasText: 'Build 1 (0.1.0) uploaded' })).toContainText(digest);
+  const item = page.getByRole('listitem', { name: 'Build 1' });
+  await expect(item).toContainText('web (service)');
+  await expect(item.locator('code[title]')).toHaveText(digest.slice(0, 'sha256:'.length + 12));
+  await expect(item.locator('code[title]')).toHaveAttribute('title', digest);
+  await expect(item).toContainText(`${archive.length} bytes`);
+  await expect(item).toContainText('by admin,');
+  await expect(item.getByRole('definition').last()).toHaveText('no stage');
 
   await open(page, `/projects/${project}/stages/qa`);
   await expect(page.getByText('No release deployed yet.')).toBeVisible();
@@ -360,12 +370,17 @@ test('a deployed build runs on its stage; suspend stops it and resume starts it 
   await expect(page.getByRole('list', { name: 'Share links' })).toContainText(share);
   const served = await page.goto(share);
   expect(served?.status()).toBe(200);
-  await expect(page.getByRole('heading', { name: 'Directory listing for /' })).toBeVisible();
+  // The build's own index.html, from the uploaded archive.
+  await expect(page.getByRole('heading', { name: 'Shop, as uploaded' })).toBeVisible();
 
   await open(page, `/projects/${project}`);
   const card = page.getByRole('article', { name: 'QA', exact: true });
   await expect(card).toContainText('#1 (build 1, 0.1.0)');
   await expect(card.getByRole('list', { name: 'Components' })).toContainText('running · healthy');
+  // The Builds page says where each build runs.
+  await open(page, `/projects/${project}/builds`);
+  await expect(page.getByRole('list', { name: 'Stages running build 1' })).toContainText('QA');
+  await expect(page.getByRole('list', { name: 'Stages running build 1' })).toContainText('release 1, running');
 
   await open(page, `/projects/${project}/stages/qa/settings`);
   await page.getByRole('button', { name: 'Suspend stage' }).click();
@@ -389,13 +404,43 @@ test('a deployed build runs on its stage; suspend stops it and resume starts it 
   await expect(page.getByRole('button', { name: 'Resume stage' })).toBeVisible();
 });
 
+test('the Builds page shows why the server refuses an archive', async ({ page, consoleErrors }) => {
+  const project = await createProject(page);
+  await open(page, `/projects/${project}/builds`);
+  // An archive with an entry outside it, dropped on the page.
+  const dir = fs.mkdtempSync('/tmp/pergola-e2e-hostile-');
+  fs.mkdirSync(`${dir}/build`);
+  fs.writeFileSync(`${dir}/build/pergola.toml`, '[[component]]\nname = "once"\nkind = "job"\ncommand = "/bin/true"\n');
+  fs.writeFileSync(`${dir}/evil`, 'x');
+  const hostile = execFileSync('tar', ['-czPf', '-', '-C', `${dir}/build`, 'pergola.toml', '../evil']);
+  fs.rmSync(dir, { recursive: true });
+  await page.locator('#build-archive').locator('..').evaluate((zone, bytes) => {
+    const files = new DataTransfer();
+    files.items.add(new File([new Uint8Array(bytes)], 'hostile.tar.gz', { type: 'application/gzip' }));
+    zone.dispatchEvent(new DragEvent('drop', { dataTransfer: files, bubbles: true, cancelable: true }));
+  }, [...hostile]);
+  await expect(page.getByRole('alert')).toHaveText("The archive was refused: '../evil' has a '..' component.");
+  await expect(page.getByText('No builds yet.')).toBeVisible();
+  // A file that is no archive is turned down before anything is sent.
+  await page.getByLabel('Build archive').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hi') });
+  await expect(page.getByRole('alert')).toContainText("'notes.txt' is not a build archive");
+  // A good one, dropped, is listed.
+  const good = packBuild({ 'pergola.toml': '[[component]]\nname = "once"\nkind = "job"\ncommand = "/bin/true"\n' });
+  await page.locator('#build-archive').locator('..').evaluate((zone, bytes) => {
+    const files = new DataTransfer();
+    files.items.add(new File([new Uint8Array(bytes)], 'good.tgz', { type: 'application/gzip' }));
+    zone.dispatchEvent(new DragEvent('drop', { dataTransfer: files, bubbles: true, cancelable: true }));
+  }, [...good]);
+  await expect(page.getByRole('status').filter({ hasText: 'Build 1 uploaded' })).toBeVisible();
+  await expect(page.getByRole('listitem', { name: 'Build 1' })).toContainText('once (job)');
+});
+
 test('share links pass protocol upgrades (WebSockets) through to the component', async ({ page, consoleErrors }, testInfo) => {
   const port = testInfo.project.name === 'sqlite' ? 3421 : 3422;
   // A component speaking a minimal upgrade protocol: "Upgrade: echo", then it echoes bytes.
-  // The build's own directory: the release runs from a read-only copy of it, in a sandbox.
-  const build = fs.mkdtempSync('/tmp/pergola-e2e-echo-');
+  // The release runs from a read-only copy of the uploaded build, in a sandbox.
   const script = 'echo.py';
-  fs.writeFileSync(`${build}/${script}`, [
+  const echo = [
     'import os, socket, threading',
     'def serve(c):',
     '    req = b""',
@@ -416,14 +461,14 @@ test('share links pass protocol upgrades (WebSockets) through to the component',
     's.bind(("127.0.0.1", int(os.environ["PORT"]))); s.listen()',
     'while True:',
     '    conn, _ = s.accept(); threading.Thread(target=serve, args=(conn,), daemon=True).start()',
-  ].join('\n'));
+  ].join('\n');
   const project = await createProject(page);
   await createStage(page, 'QA', { type: 'qa' });
   const serverPort = Number(new URL(page.url()).port);
   const apiBase = `http://127.0.0.1:${serverPort}/api/v1/projects/${project}`;
   const manifest = `[[component]]\nname = "echo"\nkind = "service"\ncommand = "python3"\nargs = ["${script}"]\nport = ${port}\n`;
-  expect((await api(page).post(`${apiBase}/builds`, { data: { manifest, workdir: build } })).status()).toBe(201);
-  expect((await api(page).post(`${apiBase}/stages/qa/releases`, { data: { build: 1 } })).status()).toBe(201);
+  const build = await uploadBuild(page, project, { 'pergola.toml': manifest, [script]: echo });
+  expect((await api(page).post(`${apiBase}/stages/qa/releases`, { data: { build } })).status()).toBe(201);
   await expect.poll(async () => (await page.request.get(`http://127.0.0.1:${port}/`).then((r) => r.status()).catch(() => 0))).toBe(200);
   // A raw socket carries no share cookie: open the stage to anyone with the link (a
   // members-only stage answers an upgrade without one with 401, before the component).
@@ -454,9 +499,8 @@ test('share links pass protocol upgrades (WebSockets) through to the component',
 test('a configuration change reaches the application with the next release', async ({ page, consoleErrors }, testInfo) => {
   const port = testInfo.project.name === 'sqlite' ? 3431 : 3432;
   // A component that shows its GREETING setting.
-  const build = fs.mkdtempSync('/tmp/pergola-e2e-greeting-');
   const script = 'greeting.py';
-  fs.writeFileSync(`${build}/${script}`, [
+  const greeting = [
     'import http.server, os',
     'class H(http.server.BaseHTTPRequestHandler):',
     '    def do_GET(self):',
@@ -464,13 +508,13 @@ test('a configuration change reaches the application with the next release', asy
     '        self.send_response(200); self.send_header("Content-Type", "text/html"); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)',
     '    def log_message(self, *args): pass',
     'http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()',
-  ].join('\n'));
+  ].join('\n');
   const project = await createProject(page);
   await createStage(page, 'QA', { type: 'qa' });
   const serverPort = new URL(page.url()).port;
   const apiBase = `http://127.0.0.1:${serverPort}/api/v1/projects/${project}`;
   const manifest = `[[component]]\nname = "web"\nkind = "service"\ncommand = "python3"\nargs = ["${script}"]\nport = ${port}\nhealth = { path = "/", interval_secs = 1 }\n`;
-  expect((await api(page).post(`${apiBase}/builds`, { data: { manifest, workdir: build } })).status()).toBe(201);
+  expect(await uploadBuild(page, project, { 'pergola.toml': manifest, [script]: greeting })).toBe(1);
 
   // Set the value in the dashboard, deploy, see it through the share link.
   await open(page, `/projects/${project}/stages/qa/settings`);
@@ -591,18 +635,11 @@ test('a suspend lasts at most the stage\'s grace period, with progress per compo
   await expect(page.getByRole('region', { name: 'Suspend or resume' })).toContainText('grace period of 6 seconds');
 
   // A service that ignores SIGTERM, and a worker that honours it.
-  await open(page, `/projects/${project}/builds`);
-  // Uploaded from a file this time.
   const text =
     '[[component]]\nname = "stubborn"\nkind = "service"\ncommand = "sh"\n' +
     'args = ["-c", "trap \'\' TERM; echo ignoring SIGTERM; while true; do sleep 1; done"]\n\n' +
     '[[component]]\nname = "polite"\nkind = "worker"\ncommand = "sh"\nargs = ["-c", "exec sleep 600"]\n';
-  await page.getByLabel('Or upload a manifest file').setInputFiles({ name: 'pergola.toml', mimeType: 'text/plain', buffer: Buffer.from(text) });
-  await expect(page.getByText('Loaded pergola.toml; check it, then register the build.')).toBeVisible();
-  await expect(page.getByLabel('Manifest', { exact: true })).toHaveValue(text);
-  await page.getByLabel('Build directory').fill(fs.mkdtempSync('/tmp/pergola-e2e-polite-'));
-  await page.getByRole('button', { name: 'Register build' }).click();
-  await expect(page.getByText('Build 1 registered.')).toBeVisible();
+  expect(await uploadBuild(page, project, { 'pergola.toml': text })).toBe(1);
   await open(page, `/projects/${project}/stages/prod`);
   await page.getByLabel('Build').selectOption('1');
   await page.getByRole('button', { name: 'Deploy' }).click();

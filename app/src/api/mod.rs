@@ -20,9 +20,9 @@ pub use config::{get_config, set_config, unset_config, GetConfig, SetConfig, Uns
 pub use demo::{demo_available, try_demo, DemoApp, DemoAvailable, TryDemo};
 pub use projects::{create_project, get_overview, list_projects, CreateProject, GetOverview, ListProjects};
 pub use releases::{
-    compare_stages, deploy, duplicate_stage, list_builds, promote_stage, promotion_options, redeploy, register_build,
-    stage_runtime, CompareStages, Deploy, DuplicateStage, ListBuilds, PromoteStage, PromotionOptions, Redeploy,
-    RegisterBuild, StageActivity, StageRuntime,
+    compare_stages, deploy, duplicate_stage, list_builds, project_builds, promote_stage, promotion_options, redeploy,
+    stage_runtime, CompareStages, Deploy, DuplicateStage, ListBuilds, ProjectBuilds, PromoteStage, PromotionOptions,
+    Redeploy, StageActivity, StageRuntime,
 };
 pub use settings::{
     get_isolation, get_limits, get_retention, set_limits, set_retention, GetIsolation, GetLimits, GetRetention,

@@ -5,16 +5,18 @@ use super::{answer, services};
 use crate::error::AppError;
 use leptos::prelude::*;
 pub use pergola_domain::StageActivity;
-use pergola_domain::{Build, Release, StageComparison};
+use pergola_domain::{Build, BuildListing, Release, StageComparison};
 
 #[server]
 pub async fn list_builds(project: String) -> Result<Vec<Build>, AppError> {
     answer(services()?.builds(&project).await)
 }
 
+/// The Builds page: each build with the stages whose current release runs it. (Builds are
+/// uploaded by the page straight to the REST API, for the upload's progress.)
 #[server]
-pub async fn register_build(project: String, manifest: String, workdir: String) -> Result<Build, AppError> {
-    answer(services()?.register_build(&project, &manifest, &workdir).await)
+pub async fn project_builds(project: String) -> Result<Vec<BuildListing>, AppError> {
+    answer(services()?.build_listing(&project).await)
 }
 
 #[server]

@@ -5,7 +5,9 @@ use crate::artifacts::{Artifacts, Compression};
 use crate::store::ArtifactRow;
 use crate::StoreError;
 use pergola_domain::access::Action;
-use pergola_domain::{parse_manifest, Build, Error, EventKind, Release, StageEvent, StageStatus};
+use pergola_domain::{
+    parse_manifest, Build, BuildListing, BuildStage, Error, EventKind, Release, StageEvent, StageStatus,
+};
 use std::collections::BTreeMap;
 
 /// The refusal of a build registered by a server path while `PERGOLA_PATH_BUILDS` is off.
@@ -123,6 +125,28 @@ impl Acting {
         self.get_project(project_id).await?;
         let rows = self.store.list_builds(project_id).await.map_err(internal("list the builds"))?;
         Ok(rows.into_iter().map(|r| r.build).collect())
+    }
+
+    /// A project's builds, newest first, each with where it runs: the live stages whose current
+    /// release is of it (the dashboard's Builds page).
+    pub async fn build_listing(&self, project_id: &str) -> Result<Vec<BuildListing>, Error> {
+        let builds = self.builds(project_id).await?;
+        let (live, _) = self.live_and_archived(project_id).await?;
+        let mut running: BTreeMap<i64, Vec<BuildStage>> = BTreeMap::new();
+        for stage in live {
+            let Some(current) = self.release_rows(project_id, &stage.id).await?.into_iter().next() else { continue };
+            running.entry(current.build_number).or_default().push(BuildStage {
+                stage_id: stage.id,
+                stage_name: stage.name,
+                stage_type: stage.stage_type,
+                status: stage.status,
+                release: current.number,
+            });
+        }
+        Ok(builds
+            .into_iter()
+            .map(|build| BuildListing { running_on: running.remove(&build.number).unwrap_or_default(), build })
+            .collect())
     }
 
     /// Deploys a build to a live stage as its new release, with a snapshot of the stage's

@@ -147,7 +147,7 @@ fn RuntimeView(
         .into_any(),
         None => view! {
             <p class="mt-2 text-sm text-slate-600">
-                "No release deployed yet. Register a build on the " <a href=builds_href class="text-emerald-700 underline">"Builds"</a> " page, then deploy it here."
+                "No release deployed yet. Upload a build on the " <a href=builds_href class="text-emerald-700 underline">"Builds"</a> " page, then deploy it here."
             </p>
         }
         .into_any(),
