@@ -56,29 +56,29 @@ pub fn DuplicateSection(stage: Stage) -> impl IntoView {
                     on_input=move |v: String| name.set(v)
                     message=name_error
                 />
-                <label class="flex items-center gap-2 text-sm text-slate-700">
-                    <input
-                        type="checkbox"
-                        class="h-4 w-4 rounded border-slate-300"
-                        prop:checked=move || deploy.get()
-                        on:change=move |ev| deploy.set(event_target_checked(&ev))
-                    />
-                    "Deploy its current build too"
-                </label>
-                <label class="flex items-center gap-2 text-sm text-slate-700">
-                    <input
-                        type="checkbox"
-                        class="h-4 w-4 rounded border-slate-300"
-                        prop:checked=move || with_storage.get()
-                        on:change=move |ev| with_storage.set(event_target_checked(&ev))
-                    />
-                    "Copy its storage too (suspend this stage first)"
-                </label>
+                <Check label="Deploy its current build too" value=deploy/>
+                <Check label="Copy its storage too (suspend this stage first)" value=with_storage/>
                 {move || other_error().map(|error| view! { <ErrorNotice error/> })}
                 <button type="submit" class=ui::SECONDARY disabled=move || duplicate.pending().get()>
                     {move || if duplicate.pending().get() { "Duplicating…" } else { "Duplicate stage" }}
                 </button>
             </form>
         </section>
+    }
+}
+
+/// A labelled checkbox bound to `value`.
+#[component]
+fn Check(label: &'static str, value: RwSignal<bool>) -> impl IntoView {
+    view! {
+        <label class="flex items-center gap-2 text-sm text-slate-700">
+            <input
+                type="checkbox"
+                class="h-4 w-4 rounded border-slate-300"
+                prop:checked=move || value.get()
+                on:change=move |ev| value.set(event_target_checked(&ev))
+            />
+            {label}
+        </label>
     }
 }
