@@ -499,6 +499,17 @@ async fn promotion_comparison_and_duplication_follow_dev_qa_prod(env: &Env) {
     s.duplicate_stage(&p, "qa", "QA 3", None, with_storage).await.unwrap();
     let events = s.events(&p, "qa-3").await.unwrap();
     assert!(events[0].message.contains("its storage copied"), "{}", events[0].message);
+
+    // The Builds page's read model: where each build runs now (the current releases).
+    let listing = s.build_listing(&p).await.unwrap();
+    assert_eq!(listing.iter().map(|l| l.build.number).collect::<Vec<_>>(), [b2.number, b1.number]);
+    let on: Vec<(&str, i64, StageStatus)> =
+        listing[0].running_on.iter().map(|r| (r.stage_id.as_str(), r.release, r.status)).collect();
+    assert_eq!(
+        on,
+        [("dev", 2, StageStatus::Running), ("qa", 2, StageStatus::Suspended), ("qa-2", 1, StageStatus::Running)]
+    );
+    assert!(listing[1].running_on.is_empty(), "build 1 was replaced everywhere");
 }
 
 async fn names_are_stored_verbatim(env: &Env) {
