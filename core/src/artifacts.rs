@@ -779,7 +779,7 @@ fn tree_size(dir: &Path) -> std::io::Result<u64> {
 }
 
 /// Makes every directory under `dir` (and `dir`) read-only, deepest first.
-fn seal(dir: &Path) -> std::io::Result<()> {
+pub fn seal(dir: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         if entry.file_type()?.is_dir() {

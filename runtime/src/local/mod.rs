@@ -581,25 +581,30 @@ impl Runtime for LocalRuntime {
             );
             children::signal_each(&left, libc::SIGKILL);
         }
-        let components: Vec<_> =
-            self.stages.lock().expect("stages lock").get(key).map(|r| r.components.clone()).unwrap_or_default();
-        // The cgroups of what stopped (a job or cron run still going keeps its own until it ends).
-        for c in &components {
-            if !matches!(c.read(|s| s.state), ComponentState::Running | ComponentState::Stopping) {
-                self.limits.release(&self.cgroup_path(key, &c.name));
-            }
+        // What stopped (a job or cron run still going keeps its cgroups and temporary directory
+        // until it ends).
+        let stopped: Vec<String> = self
+            .stages
+            .lock()
+            .expect("stages lock")
+            .get(key)
+            .map(|r| r.components.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| !matches!(c.read(|s| s.state), ComponentState::Running | ComponentState::Stopping))
+            .map(|c| c.name.clone())
+            .collect();
+        for name in &stopped {
+            self.limits.release(&self.cgroup_path(key, name));
         }
         if mode == StopMode::Halt {
             // Nothing of the stage runs any more.
             let _ = std::fs::remove_dir_all(self.stage_tmp(key));
             return report;
         }
-        // Temporary data of the services is lost; a job or cron run still going keeps its own
-        // directory until it ends.
-        for c in components {
-            if !matches!(c.read(|s| s.state), ComponentState::Running | ComponentState::Stopping) {
-                let _ = std::fs::remove_dir_all(tmp_dir.join(&c.name));
-            }
+        // Temporary data of the services is lost.
+        for name in &stopped {
+            let _ = std::fs::remove_dir_all(tmp_dir.join(name));
         }
         let _ = std::fs::remove_dir(&tmp_dir);
         report

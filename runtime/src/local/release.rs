@@ -108,19 +108,10 @@ fn copy_dir(from: &Path, to: &Path, hidden: &[PathBuf], budget: &mut Budget) -> 
     Ok(())
 }
 
-/// Makes every directory under `dir` (and `dir`) read-only, deepest first.
-fn seal(dir: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            seal(&entry.path())?;
-        }
-    }
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555))
-}
-
 /// Deletes a tree of read-only release copies (their directories are made writable first).
 pub(super) use pergola_core::artifacts::remove_tree;
+/// Makes a release copy's directories read-only (the artifacts' own way).
+use pergola_core::artifacts::seal;
 
 #[cfg(test)]
 mod tests {
