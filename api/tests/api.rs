@@ -538,6 +538,19 @@ async fn builds_and_releases(api: &Api, env: &Env) {
     assert_eq!(r.body[0]["build_number"], 1);
     let r = api.call("POST", DUPLICATE, &[p, "qa"], "", Some(json!({"name": "QA copy"}))).await;
     assert_eq!(problem(&r, 409, "stage-id-taken")["suggestion"], "qa-copy-2");
+    // Signed out: refused, and nothing changed.
+    let anonymous = api.with_token(None);
+    let before = api.call("GET", RELEASES, &[p, "qa"], "", None).await.body;
+    problem(
+        &anonymous.call("POST", PROMOTE, &[p, "stage1"], "", Some(json!({"to": "qa"}))).await,
+        401,
+        "unauthenticated",
+    );
+    problem(&anonymous.call("GET", COMPARE, &[p, "stage1", "qa"], "", None).await, 401, "unauthenticated");
+    let r = anonymous.call("POST", DUPLICATE, &[p, "qa"], "", Some(json!({"name": "Stolen"}))).await;
+    problem(&r, 401, "unauthenticated");
+    assert_eq!(api.call("GET", RELEASES, &[p, "qa"], "", None).await.body, before);
+    problem(&api.call("GET", STAGE, &[p, "stolen"], "", None).await, 404, "not-found");
     problem(
         &api.call("POST", DUPLICATE, &[p, "qa"], "", Some(json!({"name": "x", "id": "Bad ID"}))).await,
         422,
