@@ -25,6 +25,7 @@ struct Reply {
     status: u16,
     body: Value,
     location: Option<String>,
+    headers: reqwest::header::HeaderMap,
 }
 
 impl Api {
@@ -77,19 +78,21 @@ impl Api {
         let res = req.send().await.unwrap();
         let status = res.status().as_u16();
         let location = res.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+        let headers = res.headers().clone();
         if status == 204 {
             let op = &self.doc["paths"][template][method.to_lowercase()];
             assert!(op["responses"]["204"].is_object(), "{method} {template} does not document 204");
             self.seen.lock().unwrap().insert((method.to_lowercase(), template.to_owned()));
-            return Reply { status, body: Value::Null, location };
+            return Reply { status, body: Value::Null, location, headers };
         }
         let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
         let body: Value = res.json().await.unwrap();
         let expected_type = if status < 400 { "application/json" } else { "application/problem+json" };
         assert_eq!(content_type, expected_type, "{method} {path} -> {status}");
         self.check_schema(method, template, status, &content_type, &body);
+        self.check_headers(method, template, status, &headers);
         self.seen.lock().unwrap().insert((method.to_lowercase(), template.to_owned()));
-        Reply { status, body, location }
+        Reply { status, body, location, headers }
     }
 
     /// POSTs `body` with `content_type` (none when empty) to `template`, checks the answer
@@ -108,13 +111,14 @@ impl Api {
         let res = req.send().await.unwrap();
         let status = res.status().as_u16();
         let location = res.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+        let headers = res.headers().clone();
         let response_type = res.headers()["content-type"].to_str().unwrap().to_owned();
         let body: Value = res.json().await.unwrap();
         let expected_type = if status < 400 { "application/json" } else { "application/problem+json" };
         assert_eq!(response_type, expected_type, "POST {path} -> {status}: {body:#}");
         self.check_schema("POST", template, status, &response_type, &body);
         self.seen.lock().unwrap().insert(("post".to_owned(), template.to_owned()));
-        Reply { status, body, location }
+        Reply { status, body, location, headers }
     }
 
     async fn raw_post(&self, path: &str, body: &'static str) -> Reply {
@@ -127,7 +131,8 @@ impl Api {
             .await
             .unwrap();
         let status = res.status().as_u16();
-        Reply { status, body: res.json().await.unwrap(), location: None }
+        let headers = res.headers().clone();
+        Reply { status, body: res.json().await.unwrap(), location: None, headers }
     }
 
     /// A request the router refuses before any handler runs (a path or query value of the wrong
@@ -161,6 +166,18 @@ impl Api {
         let validator = jsonschema::validator_for(&root).unwrap();
         if let Err(e) = validator.validate(body) {
             panic!("{method} {template} {status}: response does not match the document: {e}\n{body:#}");
+        }
+    }
+
+    /// The paging headers an answer carries are ones its operation documents.
+    fn check_headers(&self, method: &str, template: &str, status: u16, headers: &reqwest::header::HeaderMap) {
+        let documented =
+            &self.doc["paths"][template][method.to_lowercase()]["responses"][status.to_string()]["headers"];
+        for name in ["link", "x-total-count"] {
+            if headers.contains_key(name) {
+                let listed = documented.as_object().is_some_and(|h| h.keys().any(|k| k.eq_ignore_ascii_case(name)));
+                assert!(listed, "{method} {template} {status} sends {name} without documenting it");
+            }
         }
     }
 
@@ -350,6 +367,87 @@ async fn stages(api: &Api, _env: &Env) {
     assert_eq!(kinds, ["updated", "updated", "updated", "created"], "newest first");
     assert_eq!(r.body[0]["message"], "Grace period set to 5 s.");
     problem(&api.call("GET", EVENTS, &[p, "nope"], "", None).await, 404, "not-found");
+}
+
+async fn stage_listing(api: &Api, _env: &Env) {
+    let p = project_with(
+        api,
+        &[
+            ("Checkout", "dev", "checkout"),
+            ("Checkout QA", "qa", "checkout-qa"),
+            ("Billing", "qa", "billing"),
+            ("Billing prod", "prod", "billing-prod"),
+            ("Search", "dev", "search"),
+        ],
+    )
+    .await;
+    api.call("POST", SUSPEND, &[p, "billing"], "", None).await;
+    let ids = |r: &Reply| -> Vec<String> {
+        r.body.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let total = |r: &Reply| r.headers.get("x-total-count").map(|v| v.to_str().unwrap().to_owned());
+    let r = api.call("GET", STAGES, &[p], "?q=CHECK", None).await;
+    assert_eq!((ids(&r), total(&r).as_deref()), (vec!["checkout".into(), "checkout-qa".into()], Some("2")));
+    let r = api.call("GET", STAGES, &[p], "?type=qa,prod&sort=name", None).await;
+    assert_eq!(ids(&r), ["billing", "billing-prod", "checkout-qa"]);
+    let r = api.call("GET", STAGES, &[p], "?status=suspended", None).await;
+    assert_eq!(ids(&r), ["billing"]);
+    assert!(r.headers.get("link").is_none(), "without a limit, no further page");
+    // Paging: follow the Link header to the end (by name: stages made within one millisecond
+    // are in ID order when sorted by creation).
+    let (mut seen, mut next, mut pages) = (Vec::new(), Some("?sort=name&limit=2".to_owned()), 0);
+    while let Some(query) = next.take() {
+        let r = api.call("GET", STAGES, &[p], &query, None).await;
+        assert_eq!((r.status, total(&r).as_deref()), (200, Some("5")));
+        seen.extend(ids(&r));
+        pages += 1;
+        next = r.headers.get("link").map(|v| {
+            let v = v.to_str().unwrap();
+            assert!(v.ends_with(r#">; rel="next""#), "{v}");
+            let target = v.strip_prefix('<').unwrap().split('>').next().unwrap();
+            let (path, query) = target.split_once('?').unwrap();
+            assert_eq!(path, "/api/v1/projects/my-new-project/stages");
+            assert!(query.starts_with("sort=name&limit=2&cursor="), "{query}");
+            format!("?{query}")
+        });
+    }
+    assert_eq!(
+        (seen, pages),
+        (
+            vec!["billing".to_owned(), "billing-prod".into(), "checkout".into(), "checkout-qa".into(), "search".into()],
+            3
+        )
+    );
+    // The filters travel with the cursor.
+    let r = api.call("GET", STAGES, &[p], "?q=b%20&limit=1&sort=name", None).await;
+    let link = r.headers["link"].to_str().unwrap().to_owned();
+    assert!(link.contains("q=b%20&sort=name&limit=1&cursor="), "{link}");
+    // Bad parameters are problems that say which; nothing is listed.
+    for (query, says) in [
+        ("?type=staging", "Unknown stage type"),
+        ("?status=gone", "Unknown stage status"),
+        ("?sort=size", "Unknown sort"),
+        ("?limit=0", "from 1 to 500"),
+        ("?limit=many", "from 1 to 500"),
+        ("?cursor=00ff", "not one this server handed out"),
+        ("?archived=true&q=x", "apply to live stages"),
+    ] {
+        let r = api.call("GET", STAGES, &[p], query, None).await;
+        let detail = problem(&r, 400, "malformed-request")["detail"].as_str().unwrap().to_owned();
+        assert!(detail.contains(says), "{query}: {detail}");
+    }
+    // A cursor of one sort does not continue another.
+    let r = api.call("GET", STAGES, &[p], "?limit=1", None).await;
+    let link = r.headers["link"].to_str().unwrap().to_owned();
+    let cursor = link.split("cursor=").nth(1).unwrap().split('>').next().unwrap().to_owned();
+    let r = api.call("GET", STAGES, &[p], &format!("?limit=1&sort=name&cursor={cursor}"), None).await;
+    problem(&r, 400, "malformed-request");
+    // Archived stages are listed as before, and never in the live listing.
+    api.call("DELETE", STAGE, &[p, "search"], "", None).await;
+    let r = api.call("GET", STAGES, &[p], "?archived=true", None).await;
+    assert_eq!(ids(&r), ["search"]);
+    let r = api.call("GET", STAGES, &[p], "?q=search", None).await;
+    assert_eq!((ids(&r).len(), total(&r).as_deref()), (0, Some("0")));
 }
 
 async fn config(api: &Api, _env: &Env) {
@@ -651,7 +749,7 @@ async fn uploads_and_their_limit(api: &Api, env: &Env) {
     let path = format!("/api/v1/projects/{p}/builds");
     // Announced over it: refused before anything is read.
     let (status, body) = raw_post(&small, &path, "application/gzip", Some(big.len()), &[]).await;
-    let r = Reply { status, body, location: None };
+    let r = Reply { status, body, location: None, headers: Default::default() };
     small.check_schema("POST", BUILDS, 413, "application/problem+json", &r.body);
     let body = problem(&r, 413, "too-large");
     assert!(body["detail"].as_str().unwrap().contains("(1 MiB, PERGOLA_MAX_ARTIFACT_MB)"), "{body:#}");
@@ -661,7 +759,7 @@ async fn uploads_and_their_limit(api: &Api, env: &Env) {
     // Streamed without a length (chunked) and never ending: refused as soon as it passes the
     // limit — one byte past it is sent.
     let (status, body) = raw_post(&small, &path, "application/gzip", None, &big[..(1 << 20) + 1]).await;
-    let r = Reply { status, body, location: None };
+    let r = Reply { status, body, location: None, headers: Default::default() };
     small.check_schema("POST", BUILDS, 413, "application/problem+json", &r.body);
     problem(&r, 413, "too-large");
     // Under the limit, the small server takes it.
@@ -1465,6 +1563,7 @@ macro_rules! families {
 families!(
     projects,
     stages,
+    stage_listing,
     config,
     builds_and_releases,
     uploads_and_their_limit,

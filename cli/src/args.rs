@@ -444,8 +444,23 @@ pub enum ListWhat {
         #[arg(short, long)]
         project: String,
         /// List the archived (deleted, still restorable) stages with their deletion dates.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["search", "stage_type", "status", "sort", "limit"])]
         archived: bool,
+        /// Only stages whose name or ID contains this text (case-insensitive).
+        #[arg(short = 'q', long)]
+        search: Option<String>,
+        /// Only stages of these types, comma-separated: dev, qa, prod.
+        #[arg(short = 't', long = "type")]
+        stage_type: Option<String>,
+        /// Only stages in these statuses, comma-separated: running, suspending, suspended.
+        #[arg(long)]
+        status: Option<String>,
+        /// Order: created (oldest first, the default), name (A to Z) or updated (most recently changed first).
+        #[arg(long)]
+        sort: Option<String>,
+        /// At most this many stages (default: all of them, fetched page by page).
+        #[arg(short = 'n', long)]
+        limit: Option<u32>,
     },
     /// List your API tokens (never their values).
     #[command(visible_alias = "tokens")]

@@ -151,11 +151,42 @@ impl Client {
         self.send_as(request, OnUnauthorized::SignIn)
     }
 
+    /// Every item of a paged listing: `path` first, then each page its answer's
+    /// `Link: <…>; rel="next"` names — only paths of this server's API, never another address
+    /// (the token goes with each request) — until there is none or `enough` items arrived.
+    pub fn get_all_pages<T: DeserializeOwned>(&self, path: &str, enough: Option<usize>) -> Result<Vec<T>, Failure> {
+        let mut items = Vec::new();
+        let mut next = Some(path.to_owned());
+        let mut pages = 0;
+        while let Some(path) = next.take() {
+            let (headers, page): (_, Vec<T>) = self.exchange(self.http.get(self.url(&path)), OnUnauthorized::SignIn)?;
+            items.extend(page);
+            pages += 1;
+            if enough.is_some_and(|n| items.len() >= n) {
+                break;
+            }
+            next = headers.get_all(reqwest::header::LINK).iter().filter_map(|v| v.to_str().ok()).find_map(next_link);
+            if pages >= 100_000 {
+                return Err(Failure::new("the server kept announcing further pages; stopped".to_owned()));
+            }
+        }
+        Ok(items)
+    }
+
     fn send_as<T: DeserializeOwned>(
         &self,
         request: reqwest::blocking::RequestBuilder,
         on_401: OnUnauthorized,
     ) -> Result<T, Failure> {
+        self.exchange(request, on_401).map(|(_, body)| body)
+    }
+
+    /// Sends `request` and reads the answer's JSON body, with its headers.
+    fn exchange<T: DeserializeOwned>(
+        &self,
+        request: reqwest::blocking::RequestBuilder,
+        on_401: OnUnauthorized,
+    ) -> Result<(reqwest::header::HeaderMap, T), Failure> {
         let request = match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
@@ -175,6 +206,7 @@ impl Client {
             ))
         })?;
         let status = response.status();
+        let headers = response.headers().clone();
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -184,7 +216,7 @@ impl Client {
         if status.is_success() {
             // 204 No Content reads as JSON `null`: the unit type.
             let text = if text.trim().is_empty() { "null" } else { &text };
-            return serde_json::from_str(text).map_err(|e| {
+            return serde_json::from_str(text).map(|body| (headers, body)).map_err(|e| {
                 Failure::new(format!("unexpected answer from the server ({e}); is {} a Pergola server?", self.base))
             });
         }
@@ -245,4 +277,40 @@ pub fn spin<T>(doing: &str, work: impl FnOnce() -> T) -> T {
         let _ = handle.join();
     }
     result
+}
+
+/// The path of a `Link` header's `rel="next"` target, if it is one of the API's own paths
+/// (`</api/v1/…>`): an absolute URL or anything else is not followed.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.trim().split_once(';')?;
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        let next = params.split(';').any(|p| matches!(p.trim(), "rel=\"next\"" | "rel=next"));
+        (next && target.starts_with("/api/v1/") && !target.contains("//") && !target.chars().any(char::is_whitespace))
+            .then(|| target.to_owned())
+    })
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::next_link;
+
+    #[test]
+    fn only_the_apis_own_next_pages_are_followed() {
+        assert_eq!(
+            next_link(r#"</api/v1/projects/p/stages?limit=2&cursor=ab>; rel="next""#).as_deref(),
+            Some("/api/v1/projects/p/stages?limit=2&cursor=ab")
+        );
+        assert_eq!(next_link(r#"</api/v1/a>; rel="prev", </api/v1/b>; rel="next""#).as_deref(), Some("/api/v1/b"));
+        for hostile in [
+            r#"<https://evil.example/api/v1/x>; rel="next""#,
+            r#"<//evil.example/api/v1/x>; rel="next""#,
+            r#"</api/v1//evil.example>; rel="next""#,
+            r#"</login>; rel="next""#,
+            r#"</api/v1/x>; rel="prev""#,
+            r#"/api/v1/x; rel="next""#,
+        ] {
+            assert_eq!(next_link(hostile), None, "{hostile}");
+        }
+    }
 }

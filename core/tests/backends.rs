@@ -7,7 +7,10 @@ use pergola_core::store::{AuditEvent, AuditFilter, GuestLinkRow, InvitationRow, 
 use pergola_core::testing::{self as common, Env};
 use pergola_core::StoreError;
 use pergola_domain::wire::StageUpdate;
-use pergola_domain::{parse_grace, Error, ErrorKind, RetentionPolicy, Role, Stage, StageStatus, StageType, Visibility};
+use pergola_domain::{
+    parse_grace, Error, ErrorKind, RetentionPolicy, Role, Stage, StageQuery, StageQueryParams, StageSort, StageStatus,
+    StageType, Visibility,
+};
 
 /// Every case, run once per backend.
 macro_rules! backend_suite {
@@ -65,6 +68,9 @@ all_backends!(
     racing_deploys_leave_the_newest_release_running,
     the_share_proxy_sees_every_change_at_once,
     stages_are_listed_live_or_archived,
+    stages_are_searched_filtered_sorted_and_paged,
+    a_page_never_repeats_or_skips_a_stage_while_others_change,
+    the_project_page_shows_one_page_with_current_releases,
     concurrent_patches_of_one_stage_lose_no_change,
     stage_activity_and_the_demo,
     users_are_unique_case_insensitively_and_can_be_disabled,
@@ -131,7 +137,7 @@ async fn projects_get_derived_ids_and_refuse_taken_ones(env: &Env) {
     assert_eq!(ids, ["my-new-project", "my-new-project-2"]);
     let e = s.get_project("nope").await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound);
-    assert_eq!(s.project_overview("nope").await.unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(s.project_overview("nope", &Default::default()).await.unwrap_err().kind, ErrorKind::NotFound);
 }
 
 async fn stages_are_created_running_with_derived_or_chosen_ids(env: &Env) {
@@ -149,7 +155,7 @@ async fn stages_are_created_running_with_derived_or_chosen_ids(env: &Env) {
         let e = s.create_stage(&p, "Quality", StageType::Qa, Some(given)).await.unwrap_err();
         assert_eq!(e.kind, ErrorKind::Validation, "{given:?}");
     }
-    let overview = s.project_overview(&p).await.unwrap();
+    let overview = s.project_overview(&p, &Default::default()).await.unwrap();
     let ids: Vec<_> = overview.stages.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(ids, ["my-new-stage", "uat", "ubersicht-cafe"]);
     assert!(overview.archived.is_empty());
@@ -177,7 +183,7 @@ async fn taken_stage_ids_are_refused_with_a_free_suggestion(env: &Env) {
     assert_eq!(e.kind, ErrorKind::StageIdTaken);
     assert!(e.message.contains("archived stage"), "{}", e.message);
     assert_eq!(e.suggestion.as_deref(), Some("my-stage-3"));
-    assert_eq!(s.project_overview(&p).await.unwrap().stages.len(), 1);
+    assert_eq!(s.project_overview(&p, &Default::default()).await.unwrap().stages.len(), 1);
 }
 
 async fn hundred_concurrent_creates_of_one_id_let_exactly_one_win(env: &Env) {
@@ -200,7 +206,7 @@ async fn hundred_concurrent_creates_of_one_id_let_exactly_one_win(env: &Env) {
         }
     }
     assert_eq!(won.len(), 1, "exactly one create wins");
-    let stages = env.admin.project_overview(&p).await.unwrap().stages;
+    let stages = env.admin.project_overview(&p, &Default::default()).await.unwrap().stages;
     assert_eq!(stages.len(), 1);
     assert_eq!(stages[0].name, won[0].name);
 }
@@ -228,7 +234,7 @@ async fn bad_input_is_refused_and_changes_nothing(env: &Env) {
     }
     let e = s.create_stage("no-such-project", "Fine", StageType::Dev, None).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound);
-    assert!(s.project_overview(&p).await.unwrap().stages.is_empty(), "nothing was created");
+    assert!(s.project_overview(&p, &Default::default()).await.unwrap().stages.is_empty(), "nothing was created");
     assert_eq!(s.create_project("", None).await.unwrap_err().kind, ErrorKind::Validation);
     assert_eq!(s.list_projects().await.unwrap().len(), 1);
 }
@@ -300,12 +306,16 @@ async fn delete_archives_and_restore_brings_back_the_previous_state(env: &Env) {
     s.suspend_stage(&p, "test").await.unwrap();
     let e = confirmed_delete(s, &p, "test", "tset").await.unwrap_err();
     assert!(e.is_for("confirm"));
-    assert_eq!(s.project_overview(&p).await.unwrap().stages.len(), 1, "wrong confirmation deletes nothing");
+    assert_eq!(
+        s.project_overview(&p, &Default::default()).await.unwrap().stages.len(),
+        1,
+        "wrong confirmation deletes nothing"
+    );
     let archived = s.delete_stage(&p, "test").await.unwrap();
     let now = env.clock.now_for_tests();
     assert_eq!(archived.archived_at, Some(now));
     assert_eq!(archived.purge_due_at, Some(now + Duration::days(1)));
-    let overview = s.project_overview(&p).await.unwrap();
+    let overview = s.project_overview(&p, &Default::default()).await.unwrap();
     assert!(overview.stages.is_empty());
     assert_eq!(overview.archived.len(), 1);
     assert_eq!(s.get_stage(&p, "test").await.unwrap_err().kind, ErrorKind::NotFound);
@@ -318,7 +328,7 @@ async fn delete_archives_and_restore_brings_back_the_previous_state(env: &Env) {
     assert_eq!((restored.archived_at, restored.purge_due_at), (None, None));
     let e = s.restore_stage(&p, "test").await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidState);
-    assert_eq!(s.project_overview(&p).await.unwrap().stages.len(), 1);
+    assert_eq!(s.project_overview(&p, &Default::default()).await.unwrap().stages.len(), 1);
 }
 
 async fn restore_after_the_due_date_is_refused_even_before_purge(env: &Env) {
@@ -331,7 +341,7 @@ async fn restore_after_the_due_date_is_refused_even_before_purge(env: &Env) {
     assert_eq!(e.kind, ErrorKind::Expired);
     assert!(e.message.contains("can no longer be restored"), "{}", e.message);
     assert!(e.message.contains("2026-12-05 12:00 UTC"), "{}", e.message);
-    assert_eq!(s.project_overview(&p).await.unwrap().archived.len(), 1, "not purged yet");
+    assert_eq!(s.project_overview(&p, &Default::default()).await.unwrap().archived.len(), 1, "not purged yet");
 }
 
 async fn purge_deletes_only_due_stages_and_frees_their_ids(env: &Env) {
@@ -348,7 +358,7 @@ async fn purge_deletes_only_due_stages_and_frees_their_ids(env: &Env) {
     assert_eq!(s.purge_due().await.unwrap(), [(p.clone(), "dev".to_owned())]);
     env.clock.advance(Duration::days(6));
     assert_eq!(s.purge_due().await.unwrap(), [(p.clone(), "qa".to_owned())]);
-    let overview = s.project_overview(&p).await.unwrap();
+    let overview = s.project_overview(&p, &Default::default()).await.unwrap();
     assert_eq!(overview.archived.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["prod"]);
     assert_eq!(overview.stages.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["live"]);
     assert_eq!(s.restore_stage(&p, "dev").await.unwrap_err().kind, ErrorKind::NotFound);
@@ -372,7 +382,14 @@ async fn retention_changes_apply_to_stages_archived_afterwards(env: &Env) {
     let late = s.delete_stage(&p, "late").await.unwrap();
     let now = env.clock.now_for_tests();
     assert_eq!(late.purge_due_at, Some(now + Duration::days(3)));
-    let early = s.project_overview(&p).await.unwrap().archived.into_iter().find(|s| s.id == "early").unwrap();
+    let early = s
+        .project_overview(&p, &Default::default())
+        .await
+        .unwrap()
+        .archived
+        .into_iter()
+        .find(|s| s.id == "early")
+        .unwrap();
     assert_eq!(early.purge_due_at, Some(now + Duration::days(1)), "already archived keep their date");
     let e = retention(s, "0", "10", "60").await.unwrap_err();
     assert!(e.is_for("retention_dev"));
@@ -646,7 +663,7 @@ async fn the_purge_task_purges_at_start_up() {
     let task = pergola_core::purge::spawn_purge_task(env.services.clone(), std::time::Duration::from_secs(3600));
     let mut archived = Vec::new();
     for _ in 0..100 {
-        archived = s.project_overview(&p).await.unwrap().archived;
+        archived = s.project_overview(&p, &Default::default()).await.unwrap().archived;
         if archived.len() == 1 {
             break;
         }
@@ -1181,7 +1198,7 @@ async fn stages_are_listed_live_or_archived(env: &Env) {
     let ids = |stages: Vec<Stage>| stages.into_iter().map(|s| s.id).collect::<Vec<_>>();
     assert_eq!(ids(s.list_stages(&p, false).await.unwrap()), ["two"]);
     assert_eq!(ids(s.list_stages(&p, true).await.unwrap()), ["three", "one"], "the latest deleted first");
-    let overview = s.project_overview(&p).await.unwrap();
+    let overview = s.project_overview(&p, &Default::default()).await.unwrap();
     assert_eq!(
         (ids(overview.stages), ids(overview.archived)),
         (vec!["two".to_owned()], vec!["three".into(), "one".into()])
@@ -2265,4 +2282,166 @@ async fn unused_artifacts_are_deleted_after_the_retention(env: &Env) {
     assert!(listing(&env.artifacts.join("sha256")).is_empty(), "every file went");
     // Nothing to do twice.
     assert!(env.services.purge_artifacts().await.unwrap().is_empty());
+}
+
+/// Every stage of `query`, page by page (`limit` each), as the API's clients follow the cursor.
+async fn all_pages(s: &Acting, p: &str, mut query: StageQuery, limit: u32) -> (Vec<String>, usize, u64) {
+    query.limit = Some(limit);
+    let (mut ids, mut pages) = (Vec::new(), 0);
+    let matching = loop {
+        let page = s.stage_page(p, &query).await.unwrap();
+        assert!(page.stages.len() <= limit as usize);
+        pages += 1;
+        ids.extend(page.stages.iter().map(|s| s.id.clone()));
+        match page.next {
+            Some(next) => query.cursor = Some(pergola_domain::Cursor::decode(&next).unwrap()),
+            None => break page.matching,
+        }
+        assert!(pages < 100, "the cursor moves on");
+    };
+    (ids, pages, matching)
+}
+
+fn stage_query(pairs: &[(&str, &str)]) -> StageQuery {
+    let mut p = StageQueryParams::default();
+    for (k, v) in pairs {
+        let v = Some((*v).to_owned());
+        match *k {
+            "q" => p.q = v,
+            "type" => p.stage_type = v,
+            "status" => p.status = v,
+            "sort" => p.sort = v,
+            _ => unreachable!(),
+        }
+    }
+    StageQuery::parse(&p).unwrap()
+}
+
+async fn stages_are_searched_filtered_sorted_and_paged(env: &Env) {
+    let s = &env.admin;
+    let p = project(env, "Many").await;
+    // 23 stages: names in reverse of creation order, types in turn, every fourth suspended;
+    // three created in the same millisecond (ties are ordered by ID).
+    let mut made = Vec::new();
+    for i in 0..23u32 {
+        if i < 20 {
+            env.clock.advance(Duration::seconds(1));
+        }
+        let t = StageType::ALL[(i % 3) as usize];
+        let name = format!("Stage {}", char::from(b'z' - i as u8));
+        let stage = s.create_stage(&p, &name, t, Some(&format!("s{i:02}"))).await.unwrap();
+        if i % 4 == 0 {
+            s.suspend_stage(&p, &stage.id).await.unwrap();
+        }
+        made.push(s.get_stage(&p, &stage.id).await.unwrap());
+    }
+    s.create_stage(&p, "100% done", StageType::Dev, Some("percent")).await.unwrap();
+    s.create_stage(&p, "Archived Stage q", StageType::Dev, Some("gone")).await.unwrap();
+    s.delete_stage(&p, "gone").await.unwrap();
+    made.push(s.get_stage(&p, "percent").await.unwrap());
+    let other = project(env, "Other").await;
+    s.create_stage(&other, "Stage z", StageType::Dev, Some("s00")).await.unwrap();
+
+    for (pairs, label) in [
+        (vec![], "everything"),
+        (vec![("q", "STAGE")], "search by name, any case"),
+        (vec![("q", "s1")], "search by ID"),
+        (vec![("type", "qa,prod")], "two types"),
+        (vec![("status", "suspended")], "suspended"),
+        (vec![("q", "stage"), ("type", "dev"), ("status", "running")], "all at once"),
+        (vec![("sort", "name")], "by name"),
+        (vec![("sort", "updated"), ("type", "prod")], "recently changed"),
+    ] {
+        let query = stage_query(&pairs);
+        let mut expected: Vec<&Stage> = made.iter().filter(|st| query.matches(st)).collect();
+        match query.sort {
+            StageSort::Created => expected.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id))),
+            StageSort::Name => {
+                expected.sort_by(|a, b| (a.name.to_lowercase(), &a.id).cmp(&(b.name.to_lowercase(), &b.id)))
+            }
+            StageSort::Updated => expected.sort_by(|a, b| (b.updated_at, &b.id).cmp(&(a.updated_at, &a.id))),
+        }
+        let expected: Vec<String> = expected.iter().map(|st| st.id.clone()).collect();
+        assert!(!expected.is_empty(), "{label}: the case selects something");
+        let (all, pages, matching) = all_pages(s, &p, query.clone(), 500).await;
+        assert_eq!((all.clone(), pages), (expected.clone(), 1), "{label}");
+        assert_eq!(matching, expected.len() as u64, "{label}");
+        let (paged, pages, _) = all_pages(s, &p, query.clone(), 4).await;
+        assert_eq!(paged, expected, "{label}: page by page");
+        assert_eq!(pages, expected.len().div_ceil(4).max(1), "{label}: no empty last page");
+        // Without a limit, every matching stage at once.
+        assert_eq!(s.stage_page(&p, &query).await.unwrap().stages.len(), expected.len(), "{label}");
+    }
+    // LIKE's wildcards are searched for literally.
+    let p = p.as_str();
+    let ids = |pairs: &[(&str, &str)]| {
+        let q = stage_query(pairs);
+        async move { s.stage_page(p, &q).await.unwrap().stages.into_iter().map(|s| s.id).collect::<Vec<_>>() }
+    };
+    assert_eq!(ids(&[("q", "%")]).await, ["percent"]);
+    assert_eq!(ids(&[("q", "0%")]).await, ["percent"]);
+    assert!(ids(&[("q", "_")]).await.is_empty());
+    assert!(ids(&[("q", "gone")]).await.is_empty(), "archived stages are not listed");
+    // Renaming a stage makes it the most recently changed.
+    env.clock.advance(Duration::seconds(5));
+    s.update_stage(p, "s05", StageUpdate { name: Some("Renamed".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(ids(&[("sort", "updated")]).await[0], "s05");
+    // A project that is not one's own is not found, whatever the query.
+    let outsider = env.services.acting(env.user("stranger").await);
+    assert_eq!(outsider.stage_page(p, &StageQuery::default()).await.unwrap_err().kind, ErrorKind::NotFound);
+}
+
+async fn a_page_never_repeats_or_skips_a_stage_while_others_change(env: &Env) {
+    let s = &env.admin;
+    let p = project(env, "Busy").await;
+    for i in 0..10 {
+        env.clock.advance(Duration::seconds(1));
+        s.create_stage(&p, &format!("Stage {i}"), StageType::Dev, Some(&format!("s{i}"))).await.unwrap();
+    }
+    let first = s.stage_page(&p, &StageQuery { limit: Some(4), ..Default::default() }).await.unwrap();
+    let seen: Vec<_> = first.stages.iter().map(|s| s.id.clone()).collect();
+    assert_eq!(seen, ["s0", "s1", "s2", "s3"]);
+    assert_eq!(first.matching, 10);
+    // Meanwhile: a stage of the first page is deleted, one of a later page too, one is added.
+    s.delete_stage(&p, "s1").await.unwrap();
+    s.delete_stage(&p, "s6").await.unwrap();
+    env.clock.advance(Duration::seconds(1));
+    s.create_stage(&p, "Late", StageType::Dev, Some("late")).await.unwrap();
+    let cursor = Some(pergola_domain::Cursor::decode(first.next.as_deref().unwrap()).unwrap());
+    let rest = s.stage_page(&p, &StageQuery { limit: Some(50), cursor, ..Default::default() }).await.unwrap();
+    let rest: Vec<_> = rest.stages.iter().map(|s| s.id.clone()).collect();
+    assert_eq!(rest, ["s4", "s5", "s7", "s8", "s9", "late"]);
+}
+
+async fn the_project_page_shows_one_page_with_current_releases(env: &Env) {
+    let s = &env.admin;
+    let p = project(env, "Big").await;
+    for i in 0..(pergola_domain::PROJECT_PAGE_SIZE + 2) {
+        env.clock.advance(Duration::seconds(1));
+        s.create_stage(&p, &format!("Stage {i:03}"), StageType::Qa, Some(&format!("s{i:03}"))).await.unwrap();
+    }
+    common::upload_manifest(s, &p, MANIFEST).await.unwrap();
+    common::upload_manifest(s, &p, &MANIFEST.replace("1.2.0", "1.3.0")).await.unwrap();
+    s.deploy(&p, "s001", 1).await.unwrap();
+    s.deploy(&p, "s001", 2).await.unwrap();
+    s.deploy(&p, "s003", 1).await.unwrap();
+    s.delete_stage(&p, "s002").await.unwrap();
+    let overview = s.project_overview(&p, &StageQuery::default()).await.unwrap();
+    assert_eq!(overview.stages.len(), pergola_domain::PROJECT_PAGE_SIZE as usize);
+    assert_eq!((overview.total, overview.matching), (49, 49));
+    assert!(overview.next.is_some());
+    assert_eq!(overview.archived.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["s002"]);
+    let release = |id: &str| overview.summaries[id].release.as_ref().map(|r| (r.number, r.build_number));
+    assert_eq!(release("s001"), Some((2, 2)), "the current release, not the first");
+    assert_eq!(release("s003"), Some((1, 1)));
+    assert_eq!(release("s000"), None);
+    assert_eq!(overview.summaries.len(), overview.stages.len());
+    // Asking for more than a page still gives one page; a search narrows, the total stays.
+    let big = StageQuery { limit: Some(500), ..stage_query(&[("q", "stage 00")]) };
+    let found = s.project_overview(&p, &big).await.unwrap();
+    assert_eq!(
+        found.stages.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        ["s000", "s001", "s003", "s004", "s005", "s006", "s007", "s008", "s009"]
+    );
+    assert_eq!((found.total, found.matching, found.next.as_deref()), (49, 9, None));
 }

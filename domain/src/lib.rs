@@ -10,6 +10,7 @@ pub mod compare;
 pub mod error;
 pub mod ids;
 pub mod limits;
+pub mod listing;
 pub mod manifest;
 pub mod model;
 pub mod name;
@@ -33,6 +34,7 @@ pub use compare::{
 pub use error::{Error, ErrorKind};
 pub use ids::{derive_id, numbered_id, suggestion_stem, typed_id, validate_id, IdKind, MAX_ID_LEN, RESERVED_IDS};
 pub use limits::{Isolation, Limit, LimitsPolicy, ResourceLimits};
+pub use listing::{Cursor, StagePage, StageQuery, StageQueryParams, StageSort, MAX_PAGE_SIZE, PROJECT_PAGE_SIZE};
 pub use manifest::{parse_manifest, ComponentKind, ComponentSpec, Manifest, ManifestError, Schedule};
 pub use model::{
     human_size, validate_config, Build, BuildListing, BuildStage, ConfigEntry, IdCheck, Project, ProjectOverview,

@@ -175,7 +175,7 @@ pub struct StageSummary {
     pub links: Vec<crate::share::ShareLink>,
 }
 
-/// Everything the project page shows.
+/// Everything the project page shows: one page of its live stages (see [`crate::StageQuery`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProjectOverview {
@@ -183,6 +183,15 @@ pub struct ProjectOverview {
     pub stages: Vec<Stage>,
     pub archived: Vec<Stage>,
     pub retention: RetentionPolicy,
+    /// How many live stages match the page's search and filters; `stages` is one page of them.
+    #[serde(default)]
+    pub matching: u64,
+    /// How many live stages the project has.
+    #[serde(default)]
+    pub total: u64,
+    /// The cursor of the next page of matching stages, if there are more.
+    #[serde(default)]
+    pub next: Option<String>,
     /// Per live stage ID.
     #[cfg_attr(feature = "openapi", schema(ignore))]
     #[serde(default)]

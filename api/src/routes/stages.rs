@@ -5,11 +5,12 @@ use crate::auth::User;
 use crate::problem::{ApiResult, Problem};
 use crate::{created, Body};
 use axum::extract::{Path, Query};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use pergola_core::Services;
 use pergola_domain::wire::{NewStage, StagePatch};
-use pergola_domain::{IdCheck, Stage, StageType};
+use pergola_domain::{Error, IdCheck, Stage, StageQuery, StageQueryParams, StageType};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -29,19 +30,49 @@ pub struct StageFilter {
     pub archived: bool,
 }
 
+/// The live stages of a project (or, with `?archived=true`, its archived ones). Search,
+/// filter, sort and page them with `q`, `type`, `status`, `sort`, `limit` and `cursor`: with a
+/// limit, the `Link` header names the next page (`rel="next"`) while there is one, and
+/// `X-Total-Count` says how many stages match in all.
 #[utoipa::path(get, path = "/api/v1/projects/{project}/stages", tag = "stages",
-    params(ProjectPath, StageFilter),
+    params(ProjectPath, StageFilter, StageQueryParams),
     responses(
-        (status = 200, description = "Live stages (or archived ones with ?archived=true), oldest first", body = [Stage]),
-        (status = 400, description = "`archived` is not `true` or `false` (a plain-text message)", body = String, content_type = "text/plain"),
+        (status = 200, description = "Live stages matching the search and filters, in the asked order (oldest first by default); or archived stages, the latest deleted first", body = [Stage],
+            headers(
+                ("X-Total-Count" = u64, description = "How many live stages match the search and filters (live listings only)"),
+                ("Link" = String, description = "`</api/v1/projects/{project}/stages?…&cursor=…>; rel=\"next\"` while a limit left stages for a further page"),
+            )),
+        (status = 400, description = "A bad parameter: `archived` not `true` or `false` (a plain-text message); an unknown type, status or sort, a limit outside 1 to 500, a search over 100 characters, a cursor this server did not hand out or from another sort, or filters with `archived=true` (a problem)",
+            content((String = "text/plain"), (Problem = "application/problem+json"))),
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_stages(
     User(s): User,
     Path(p): Path<ProjectPath>,
     Query(filter): Query<StageFilter>,
-) -> ApiResult<Json<Vec<Stage>>> {
-    Ok(Json(s.list_stages(&p.project, filter.archived).await?))
+    Query(params): Query<StageQueryParams>,
+) -> ApiResult<Response> {
+    if filter.archived {
+        if !params.is_empty() {
+            return Err(Error::malformed(
+                "Search, filters, sort and paging apply to live stages; list archived stages without them.",
+            )
+            .into());
+        }
+        return Ok(Json(s.list_stages(&p.project, true).await?).into_response());
+    }
+    let query = StageQuery::parse(&params)?;
+    let page = s.stage_page(&p.project, &query).await?;
+    let mut headers = HeaderMap::new();
+    headers.insert("x-total-count", HeaderValue::from(page.matching));
+    if let Some(next) = &page.next {
+        // The project exists (the page was read), so its ID is a valid one: plain ASCII.
+        let link = format!("</api/v1/projects/{}/stages?{}>; rel=\"next\"", p.project, params.with_cursor(next));
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            headers.insert(header::LINK, value);
+        }
+    }
+    Ok((headers, Json(page.stages)).into_response())
 }
 
 #[utoipa::path(post, path = "/api/v1/projects/{project}/stages", tag = "stages", request_body = NewStage,

@@ -18,7 +18,10 @@ pub use access::{
 };
 pub use config::{get_config, set_config, unset_config, GetConfig, SetConfig, UnsetConfig};
 pub use demo::{demo_available, try_demo, DemoApp, DemoAvailable, TryDemo};
-pub use projects::{create_project, get_overview, list_projects, CreateProject, GetOverview, ListProjects};
+pub use projects::{
+    create_project, get_overview, list_live_stages, list_projects, CreateProject, GetOverview, ListLiveStages,
+    ListProjects,
+};
 pub use releases::{
     compare_stages, deploy, duplicate_stage, list_builds, project_builds, promote_stage, promotion_options, redeploy,
     stage_runtime, CompareStages, Deploy, DuplicateStage, ListBuilds, ProjectBuilds, PromoteStage, PromotionOptions,

@@ -3,7 +3,7 @@
 //! secrets never), grace period. The form is a plain GET form: it works before hydration too.
 
 use super::param;
-use crate::api::{compare_stages, get_overview};
+use crate::api::{compare_stages, list_live_stages};
 use crate::components::{loading, ui, PageError};
 use crate::error::AppError;
 use crate::paths;
@@ -24,7 +24,7 @@ pub fn ComparePage() -> impl IntoView {
     let data = Resource::new(
         move || (project.get(), chosen.get()),
         |(p, (from, to))| async move {
-            let stages = get_overview(p.clone()).await?.stages;
+            let stages = list_live_stages(p.clone()).await?;
             let comparison = if from.is_empty() || to.is_empty() || from == to {
                 None
             } else {

@@ -21,6 +21,7 @@ use crate::output::Printer;
 use crate::stored::{self, Stored};
 use clap::CommandFactory;
 use pergola_domain::wire::Duplication;
+use pergola_domain::StageQueryParams;
 
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let out = Printer { format: cli.output };
@@ -78,7 +79,15 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::List { what: ListWhat::Project } => projects::list(client, out),
-        Command::List { what: ListWhat::Stage { project, archived } } => stages::list(client, out, &project, archived),
+        Command::List { what: ListWhat::Stage { project, archived: true, .. } } => {
+            stages::list_archived(client, out, &project)
+        }
+        Command::List {
+            what: ListWhat::Stage { project, archived: false, search, stage_type, status, sort, limit },
+        } => {
+            let params = StageQueryParams { q: search, stage_type, status, sort, limit: None, cursor: None };
+            stages::list(client, out, &project, params, limit)
+        }
         Command::List { what: ListWhat::Event { stage, project } } => {
             events::list(client, out, &project, stage.as_deref())
         }

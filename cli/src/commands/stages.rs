@@ -4,7 +4,7 @@ use super::stage_path;
 use crate::client::{Client, Failure};
 use crate::output::{quoted_label, Printer};
 use pergola_domain::wire::{NewStage, StagePatch};
-use pergola_domain::{format_time, Stage, StageType};
+use pergola_domain::{format_time, Stage, StageQueryParams, StageType, MAX_PAGE_SIZE};
 
 pub fn create(
     client: &Client,
@@ -27,13 +27,29 @@ pub fn create(
     })
 }
 
-pub fn list(client: &Client, out: &Printer, project: &str, archived: bool) -> Result<(), Failure> {
-    if !archived {
-        let stages: Vec<Stage> = client.get(&format!("/api/v1/projects/{project}/stages"))?;
-        return out.many(&stages, &["stage", "type", "status"], |s| {
-            vec![s.display_label(), s.stage_type.as_str().to_owned(), s.status.to_string()]
-        });
+/// The live stages matching `params`, all of them (page by page, following the server's
+/// `Link: rel="next"`) or at most `limit`.
+pub fn list(
+    client: &Client,
+    out: &Printer,
+    project: &str,
+    mut params: StageQueryParams,
+    limit: Option<u32>,
+) -> Result<(), Failure> {
+    let page_size = limit.unwrap_or(MAX_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE);
+    params.limit = Some(page_size.to_string());
+    let first = format!("/api/v1/projects/{project}/stages?{}", params.query_string());
+    let mut stages: Vec<Stage> = client.get_all_pages(&first, limit.map(|n| n as usize))?;
+    if let Some(n) = limit {
+        stages.truncate(n as usize);
     }
+    out.many(&stages, &["stage", "type", "status"], |s| {
+        vec![s.display_label(), s.stage_type.as_str().to_owned(), s.status.to_string()]
+    })
+}
+
+/// The archived stages, with when they were deleted and when they go for good.
+pub fn list_archived(client: &Client, out: &Printer, project: &str) -> Result<(), Failure> {
     let stages: Vec<Stage> = client.get(&format!("/api/v1/projects/{project}/stages?archived=true"))?;
     out.many(&stages, &["stage", "type", "archived", "deleted for good on"], |s| {
         vec![

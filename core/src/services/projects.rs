@@ -4,7 +4,10 @@ use super::stages::{chosen_id, first_free};
 use super::{internal, Acting, Services};
 use crate::{StageKey, StoreError};
 use pergola_domain::access::Action;
-use pergola_domain::{suggestion_stem, validate_name, Error, IdKind, Project, ProjectOverview, StageSummary};
+use pergola_domain::{
+    suggestion_stem, validate_name, Error, IdKind, Project, ProjectOverview, Release, StagePage, StageQuery,
+    StageSummary, PROJECT_PAGE_SIZE,
+};
 use std::collections::{BTreeMap, HashSet};
 
 impl Services {
@@ -76,19 +79,42 @@ impl Acting {
         }
     }
 
-    /// Everything the project page shows: live stages, archived stages, the retention policy,
-    /// and who is looking (for the buttons).
-    pub async fn project_overview(&self, project_id: &str) -> Result<ProjectOverview, Error> {
+    /// Everything the project page shows: one page of the live stages matching `query` (at
+    /// most [`PROJECT_PAGE_SIZE`]) with their current releases, components and share links,
+    /// the archived stages, the retention policy, and who is looking (for the buttons).
+    pub async fn project_overview(&self, project_id: &str, query: &StageQuery) -> Result<ProjectOverview, Error> {
         let project = self.get_project(project_id).await?;
         let actor = self.actor(project_id).await?;
-        let (stages, archived) = self.live_and_archived(project_id).await?;
+        let mut query = query.clone();
+        query.limit = Some(query.limit.unwrap_or(PROJECT_PAGE_SIZE).min(PROJECT_PAGE_SIZE));
+        let StagePage { stages, matching, next } = self.page_of_stages(project_id, &query).await?;
+        let total = if query.is_filtered() || query.cursor.is_some() {
+            let everything = StageQuery { limit: Some(1), ..StageQuery::default() };
+            self.page_of_stages(project_id, &everything).await?.matching
+        } else {
+            matching
+        };
+        let archived = self
+            .store
+            .list_archived_stages(project_id)
+            .await
+            .map_err(internal("list the archived stages of a project"))?;
+        let ids: Vec<String> = stages.iter().map(|s| s.id.clone()).collect();
+        let mut releases: BTreeMap<String, Release> = self
+            .store
+            .current_releases(project_id, &ids)
+            .await
+            .map_err(internal("read the current releases of a page of stages"))?
+            .into_iter()
+            .collect();
         let mut summaries = BTreeMap::new();
         for stage in &stages {
-            let release = self.release_rows(project_id, &stage.id).await?.into_iter().next();
+            let release = releases.remove(&stage.id);
             let components = self.runtime.status(&StageKey::new(project_id, &stage.id));
             let links = self.links_of(project_id, &stage.id, &components);
             summaries.insert(stage.id.clone(), StageSummary { release, components, links });
         }
-        Ok(ProjectOverview { project, stages, archived, retention: self.retention().await?, summaries, actor })
+        let retention = self.retention().await?;
+        Ok(ProjectOverview { project, stages, archived, retention, summaries, actor, matching, total, next })
     }
 }

@@ -132,9 +132,16 @@ impl Acting {
     pub async fn build_listing(&self, project_id: &str) -> Result<Vec<BuildListing>, Error> {
         let builds = self.builds(project_id).await?;
         let (live, _) = self.live_and_archived(project_id).await?;
+        let ids: Vec<String> = live.iter().map(|s| s.id.clone()).collect();
+        let mut current: BTreeMap<String, Release> = BTreeMap::new();
+        // One statement per page-sized batch (a statement binds a bounded number of values).
+        for batch in ids.chunks(pergola_domain::MAX_PAGE_SIZE as usize) {
+            let releases = self.store.current_releases(project_id, batch).await;
+            current.extend(releases.map_err(internal("read the current releases of the stages"))?);
+        }
         let mut running: BTreeMap<i64, Vec<BuildStage>> = BTreeMap::new();
         for stage in live {
-            let Some(current) = self.release_rows(project_id, &stage.id).await?.into_iter().next() else { continue };
+            let Some(current) = current.remove(&stage.id) else { continue };
             running.entry(current.build_number).or_default().push(BuildStage {
                 stage_id: stage.id,
                 stage_name: stage.name,

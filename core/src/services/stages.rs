@@ -5,8 +5,8 @@ use crate::StoreError;
 use pergola_domain::access::Action;
 use pergola_domain::wire::StageUpdate;
 use pergola_domain::{
-    check_grace, derive_id, format_time, numbered_id, suggestion_stem, validate_id, validate_name, Error, EventKind,
-    IdCheck, IdKind, Stage, StageEvent, StageStatus, StageType,
+    check_grace, derive_id, format_time, numbered_id, suggestion_stem, validate_id, validate_name, Cursor, Error,
+    EventKind, IdCheck, IdKind, Stage, StageEvent, StagePage, StageQuery, StageStatus, StageType,
 };
 use std::collections::HashSet;
 
@@ -85,6 +85,13 @@ impl Acting {
         Ok(if archived { archived_stages } else { live })
     }
 
+    /// One page of the project's live stages matching `query` (search, types, statuses), in its
+    /// sort, after its cursor, with how many match in all and the cursor of the next page.
+    pub async fn stage_page(&self, project_id: &str, query: &StageQuery) -> Result<StagePage, Error> {
+        self.get_project(project_id).await?;
+        self.page_of_stages(project_id, query).await
+    }
+
     /// Changes the display name, type and grace period of a live stage, each when given; its
     /// ID never changes. The changes apply to the stage as it is read, and are written only if
     /// it is still so (compare-and-set): a concurrent change is read again, never overwritten.
@@ -145,6 +152,22 @@ impl Services {
                 format_time(due)
             ))),
         }
+    }
+
+    /// [`Acting::stage_page`] once the caller may read the project.
+    pub(super) async fn page_of_stages(&self, project_id: &str, query: &StageQuery) -> Result<StagePage, Error> {
+        // One more than asked for tells whether another page follows.
+        let fetch = query.limit.map(|n| n.saturating_add(1));
+        let (mut stages, matching) =
+            self.store.stage_page(project_id, query, fetch).await.map_err(internal("list a page of stages"))?;
+        let mut next = None;
+        if let Some(limit) = query.limit.and_then(|n| usize::try_from(n).ok()) {
+            if stages.len() > limit {
+                stages.truncate(limit);
+                next = stages.last().map(|last| Cursor::after(query.sort, last).encode());
+            }
+        }
+        Ok(StagePage { stages, matching, next })
     }
 
     pub(super) async fn live_and_archived(&self, project_id: &str) -> Result<(Vec<Stage>, Vec<Stage>), Error> {

@@ -17,7 +17,7 @@ pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pergola_domain::{Project, Role, Stage, StageEvent, StageStatus, StageType, Visibility};
+use pergola_domain::{Project, Role, Stage, StageEvent, StageQuery, StageStatus, StageType, Visibility};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -206,6 +206,24 @@ pub trait Store: Send + Sync {
     async fn insert_stage(&self, stage: &Stage) -> StoreResult<()>;
     /// Live and archived stages of a project, oldest first.
     async fn list_stages(&self, project_id: &str) -> StoreResult<Vec<Stage>>;
+    /// One page of the live stages of a project matching `query` (search, types, statuses),
+    /// in its sort, after its cursor: at most `fetch` stages (all without it), and how many
+    /// live stages match in all. One statement for the page, one for the count.
+    async fn stage_page(
+        &self,
+        project_id: &str,
+        query: &StageQuery,
+        fetch: Option<u32>,
+    ) -> StoreResult<(Vec<Stage>, u64)>;
+    /// The archived stages of a project, the latest deleted first.
+    async fn list_archived_stages(&self, project_id: &str) -> StoreResult<Vec<Stage>>;
+    /// The current (newest) release of each of the given live stages that has one, by stage
+    /// ID, in one statement (the project page's cards).
+    async fn current_releases(
+        &self,
+        project_id: &str,
+        stage_ids: &[String],
+    ) -> StoreResult<Vec<(String, pergola_domain::Release)>>;
     /// A stage, live or archived.
     async fn get_stage(&self, project_id: &str, stage_id: &str) -> StoreResult<Option<Stage>>;
     /// All stage IDs of the project (live and archived) equal to `base` or starting with `base-`.

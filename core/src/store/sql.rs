@@ -8,8 +8,10 @@ use super::{
 use super::{PgStore, SqliteStore};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
+use pergola_domain::listing::CursorKey;
 use pergola_domain::{
-    normalize_username, EventKind, Project, Role, Stage, StageEvent, StageStatus, StageType, Visibility,
+    normalize_username, EventKind, Project, Role, Stage, StageEvent, StageQuery, StageSort, StageStatus, StageType,
+    Visibility,
 };
 
 fn millis(t: DateTime<Utc>) -> i64 {
@@ -72,6 +74,72 @@ const GUEST_LINK_COLUMNS: &str = "g.id, s.project_id, s.stage_id, g.token_hash, 
      g.expires_at, g.revoked_at";
 
 const AUDIT_COLUMNS: &str = "id, at, actor, address, project_id, stage_id, kind, target, message";
+
+/// A value bound to a statement built at run time.
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// The conditions of a live-stage listing of the project `$1` and their values (`$2` on): the
+/// search, the types, the statuses and, `with_cursor`, the position after the cursor in the
+/// query's sort (see [`stage_order`]).
+fn stage_conditions(query: &StageQuery, with_cursor: bool) -> (String, Vec<Bind>) {
+    let mut sql = String::from("project_id = $1 AND archived_at IS NULL");
+    let mut binds = Vec::new();
+    let mut param = |b: Bind| {
+        binds.push(b);
+        format!("${}", binds.len() + 1)
+    };
+    if let Some(text) = &query.search {
+        let p = param(Bind::Text(format!("%{}%", like_escaped(&text.to_lowercase()))));
+        sql += &format!(" AND (lower(name) LIKE {p} ESCAPE '\\' OR stage_id LIKE {p} ESCAPE '\\')");
+    }
+    if !query.types.is_empty() {
+        let list: Vec<String> = query.types.iter().map(|t| param(Bind::Text(t.as_str().to_owned()))).collect();
+        sql += &format!(" AND stage_type IN ({})", list.join(", "));
+    }
+    if !query.statuses.is_empty() {
+        let mut stored: Vec<&str> = query.statuses.iter().map(|s| s.as_str()).collect();
+        if query.statuses.contains(&StageStatus::Suspending) {
+            stored.push(RESUMING);
+        }
+        let list: Vec<String> = stored.into_iter().map(|s| param(Bind::Text(s.to_owned()))).collect();
+        sql += &format!(" AND status IN ({})", list.join(", "));
+    }
+    if let Some(cursor) = query.cursor.as_ref().filter(|_| with_cursor) {
+        let (key, value) = match (&cursor.key, query.sort) {
+            (CursorKey::Name(name), _) => ("lower(name)", format!("lower({})", param(Bind::Text(name.clone())))),
+            (CursorKey::Millis(ms), StageSort::Updated) => ("updated_at", param(Bind::Int(*ms))),
+            (CursorKey::Millis(ms), _) => ("created_at", param(Bind::Int(*ms))),
+        };
+        let id = param(Bind::Text(cursor.stage_id.clone()));
+        let after = if query.sort == StageSort::Updated { "<" } else { ">" };
+        sql += &format!(" AND ({key} {after} {value} OR ({key} = {value} AND stage_id {after} {id}))");
+    }
+    (sql, binds)
+}
+
+/// The ORDER BY of a live-stage listing (ties by stage ID, so every stage has one place).
+fn stage_order(sort: StageSort) -> &'static str {
+    match sort {
+        StageSort::Created => "created_at, stage_id",
+        StageSort::Name => "lower(name), stage_id",
+        StageSort::Updated => "updated_at DESC, stage_id DESC",
+    }
+}
+
+/// `text` with LIKE's wildcards (and the escape character `\`) escaped.
+fn like_escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
 
 fn role(s: &str) -> StoreResult<Role> {
     Role::parse(s).map_err(|_| StoreError::Corrupt(format!("unknown role '{s}'")))
@@ -321,6 +389,103 @@ macro_rules! sql_store {
                 .iter()
                 .map(Self::stage_from_row)
                 .collect()
+            }
+
+            async fn stage_page(
+                &self,
+                project_id: &str,
+                query: &StageQuery,
+                fetch: Option<u32>,
+            ) -> StoreResult<(Vec<Stage>, u64)> {
+                use sqlx::Row;
+                let (conditions, binds) = stage_conditions(query, true);
+                let limit = fetch.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
+                let sql = format!(
+                    "SELECT {STAGE_COLUMNS} FROM stages WHERE {conditions} ORDER BY {}{limit}",
+                    stage_order(query.sort)
+                );
+                let mut statement = sqlx::query(&sql).bind(project_id);
+                for b in &binds {
+                    statement = match b {
+                        Bind::Text(t) => statement.bind(t.as_str()),
+                        Bind::Int(n) => statement.bind(*n),
+                    };
+                }
+                let stages = statement
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(Self::stage_from_row)
+                    .collect::<StoreResult<Vec<_>>>()?;
+                let (conditions, binds) = stage_conditions(query, false);
+                let sql = format!("SELECT COUNT(*) AS matching FROM stages WHERE {conditions}");
+                let mut statement = sqlx::query(&sql).bind(project_id);
+                for b in &binds {
+                    statement = match b {
+                        Bind::Text(t) => statement.bind(t.as_str()),
+                        Bind::Int(n) => statement.bind(*n),
+                    };
+                }
+                let matching: i64 = statement.fetch_one(&self.pool).await?.try_get("matching")?;
+                Ok((stages, u64::try_from(matching).unwrap_or_default()))
+            }
+
+            async fn list_archived_stages(&self, project_id: &str) -> StoreResult<Vec<Stage>> {
+                sqlx::query(&format!(
+                    "SELECT {STAGE_COLUMNS} FROM stages WHERE project_id = $1 AND archived_at IS NOT NULL \
+                     ORDER BY archived_at DESC, stage_id"
+                ))
+                .bind(project_id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(Self::stage_from_row)
+                .collect()
+            }
+
+            async fn current_releases(
+                &self,
+                project_id: &str,
+                stage_ids: &[String],
+            ) -> StoreResult<Vec<(String, pergola_domain::Release)>> {
+                use sqlx::Row;
+                if stage_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let list = (0..stage_ids.len()).map(|i| format!("${}", i + 2)).collect::<Vec<_>>().join(", ");
+                let sql = format!(
+                    "SELECT s.stage_id, r.number AS release_number, r.config, r.created_at AS released_at, \
+                     r.promoted_from, b.number AS build_number, b.version AS build_version \
+                     FROM stages s JOIN releases r ON r.stage_uid = s.uid JOIN builds b ON b.uid = r.build_uid \
+                     WHERE s.project_id = $1 AND s.stage_id IN ({list}) \
+                     AND r.number = (SELECT MAX(x.number) FROM releases x WHERE x.stage_uid = s.uid)"
+                );
+                let mut statement = sqlx::query(&sql).bind(project_id);
+                for id in stage_ids {
+                    statement = statement.bind(id.as_str());
+                }
+                statement
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|row| {
+                        let stage_id: String = row.try_get("stage_id")?;
+                        let config: String = row.try_get("config")?;
+                        let keys: std::collections::BTreeMap<String, serde::de::IgnoredAny> =
+                            serde_json::from_str(&config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        let release = pergola_domain::Release {
+                            project_id: project_id.to_owned(),
+                            stage_id: stage_id.clone(),
+                            number: row.try_get("release_number")?,
+                            build_number: row.try_get("build_number")?,
+                            build_version: row.try_get("build_version")?,
+                            config_keys: keys.into_keys().collect(),
+                            created_at: from_millis(row.try_get("released_at")?)?,
+                            promoted_from: row.try_get("promoted_from")?,
+                        };
+                        Ok((stage_id, release))
+                    })
+                    .collect()
             }
 
             async fn get_stage(&self, project_id: &str, stage_id: &str) -> StoreResult<Option<Stage>> {

@@ -3,6 +3,7 @@
 mod archived_list;
 mod new_stage_dialog;
 mod stage_card;
+mod stage_search;
 
 use super::param;
 use crate::api::{demo_available, get_overview, RestoreStage, TryDemo};
@@ -10,29 +11,44 @@ use crate::components::{loading, PageError};
 use archived_list::ArchivedList;
 use leptos::prelude::*;
 use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
 use new_stage_dialog::NewStageDialog;
 use pergola_domain::{permits, Action, StageType};
-use pergola_domain::{ProjectOverview, Stage, StageStatus};
+use pergola_domain::{ProjectOverview, Stage, StageQueryParams, StageStatus};
 use stage_card::StageCard;
+use stage_search::{StagePages, StageSearch};
 
 #[component]
 pub fn ProjectPage() -> impl IntoView {
     let project = param("project");
+    // The search form's fields, from the URL (the page size is the page's own).
+    let query = use_query_map();
+    let params = Memo::new(move |_| {
+        let q = query.read();
+        StageQueryParams {
+            q: q.get("q"),
+            stage_type: q.get("type"),
+            status: q.get("status"),
+            sort: q.get("sort"),
+            limit: None,
+            cursor: q.get("cursor"),
+        }
+    });
     let restore = ServerAction::<RestoreStage>::new();
     let created = RwSignal::new(None::<Stage>);
     // While a stage is suspending, look again every two seconds until it has settled.
     let settle = RwSignal::new(0u32);
     let overview = Resource::new(
-        move || (project.get(), created.get().map(|s| s.id), restore.version().get(), settle.get()),
-        |(project, ..)| async move {
-            let overview = get_overview(project).await?;
+        move || (project.get(), params.get(), created.get().map(|s| s.id), restore.version().get(), settle.get()),
+        |(project, params, ..)| async move {
+            let overview = get_overview(project, params.clone()).await?;
             let demo = demo_available().await.unwrap_or(false);
-            Ok::<_, crate::error::AppError>((overview, demo))
+            Ok::<_, crate::error::AppError>((overview, demo, params))
         },
     );
     let dialog_open = RwSignal::new(false);
     Effect::new(move |_| {
-        if let Some(Ok((overview, _))) = overview.get() {
+        if let Some(Ok((overview, ..))) = overview.get() {
             if overview.stages.iter().any(|s| s.status == StageStatus::Suspending) {
                 set_timeout(
                     move || {
@@ -47,7 +63,9 @@ pub fn ProjectPage() -> impl IntoView {
         <Transition fallback=loading>
             {move || Suspend::new(async move {
                 match overview.await {
-                    Ok((overview, demo)) => view! { <ProjectView overview demo dialog_open restore created/> }.into_any(),
+                    Ok((overview, demo, params)) => {
+                        view! { <ProjectView overview params demo dialog_open restore created/> }.into_any()
+                    }
                     Err(error) => view! { <PageError error/> }.into_any(),
                 }
             })}
@@ -63,13 +81,15 @@ pub fn ProjectPage() -> impl IntoView {
 #[component]
 fn ProjectView(
     overview: ProjectOverview,
+    /// The search, filters, sort and page the stages were listed with.
+    params: StageQueryParams,
     /// Whether to offer the demo application (first run: nothing deployed yet).
     demo: bool,
     dialog_open: RwSignal<bool>,
     restore: ServerAction<RestoreStage>,
     created: RwSignal<Option<Stage>>,
 ) -> impl IntoView {
-    let ProjectOverview { project, stages, archived, retention, summaries, actor } = overview;
+    let ProjectOverview { project, stages, archived, retention, summaries, actor, matching, total, next } = overview;
     // Only what the user may do is offered (the server refuses the rest anyway).
     let can_create = permits(&actor, Action::CreateStage, Some(StageType::Dev));
     let can_restore = permits(&actor, Action::RestoreStage, None);
@@ -79,7 +99,14 @@ fn ProjectView(
             .map(|s| format!("Stage '{}' was restored.", s.name))
             .or_else(|| created.get().map(|s| format!("Stage '{}' was created.", s.name)))
     };
-    let empty = stages.is_empty();
+    let empty = total == 0;
+    let shown = stages.len();
+    let created_link = move || {
+        created.get().filter(|_| restored().is_none()).map(|s| {
+            let href = crate::paths::stage(&s.project_id, &s.id);
+            view! { <a href=href class="ml-2 text-sm text-emerald-700 underline">{format!("Open {}", s.name)}</a> }
+        })
+    };
     let first_run = demo
         && can_create
         && permits(&actor, Action::RegisterBuild, None)
@@ -138,7 +165,10 @@ fn ProjectView(
             </div>
         </div>
         {move || try_demo.value().get().and_then(Result::err).map(|error| view! { <div class="mt-3"><crate::components::ErrorNotice error/></div> })}
-        <p role="status" class="mt-4 min-h-5 text-sm text-emerald-800">{announcement}</p>
+        <div class="mt-4 flex min-h-5 items-baseline">
+            <p role="status" class="text-sm text-emerald-800">{announcement}</p>
+            {created_link}
+        </div>
         <section aria-labelledby="stages-title" class="mt-2">
             <h2 id="stages-title" class="sr-only">"Stages"</h2>
             <Show
@@ -149,7 +179,21 @@ fn ProjectView(
                     </p>
                 }
             >
-                <ul aria-label="Stages" class="grid gap-4 sm:grid-cols-2 lg:grid-cols-3">
+                <StageSearch project=project.id.clone() params=params.clone()/>
+                <StagePages
+                    project=project.id.clone()
+                    params=params.clone()
+                    shown
+                    matching
+                    total
+                    next=next.clone()
+                />
+                {stages.is_empty().then(|| view! {
+                    <p class="mt-4 rounded-lg border border-dashed border-slate-300 p-8 text-center text-slate-600">
+                        "No stage matches. Change the search or the filters, or clear them."
+                    </p>
+                })}
+                <ul aria-label="Stages" class="mt-4 grid gap-4 sm:grid-cols-2 lg:grid-cols-3">
                     {stages
                         .clone()
                         .into_iter()
