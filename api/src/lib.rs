@@ -167,6 +167,7 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .merge(routes::releases::router())
         .merge(routes::promote::router())
         .merge(routes::components::router())
+        .merge(routes::live::router())
         .merge(routes::events::router())
         .merge(routes::config::router())
         .merge(routes::settings::router())

@@ -249,6 +249,8 @@ const COMPARE: &str = "/api/v1/projects/{project}/stages/{stage}/compare/{other}
 const PROMOTE: &str = "/api/v1/projects/{project}/stages/{stage}/promote";
 const DUPLICATE: &str = "/api/v1/projects/{project}/stages/{stage}/duplicate";
 const LINK: &str = "/api/v1/projects/{project}/stages/{stage}/links/{id}";
+const PROJECT_CHANGES: &str = "/api/v1/projects/{project}/changes";
+const STAGE_CHANGES: &str = "/api/v1/projects/{project}/stages/{stage}/changes";
 
 /// The project the families work in (`my-new-project`), with `stages` given as (name, type,
 /// Stage ID) created through the API.
@@ -784,6 +786,103 @@ async fn components_and_logs(api: &Api, _env: &Env) {
     problem(&api.call("GET", COMPONENTS, &[p, "nope"], "", None).await, 404, "not-found");
     assert_eq!(api.call("GET", LOGS, &[p, "stage1", "web"], "", None).await.body, json!([]));
     problem(&api.call("GET", LOGS, &[p, "nope", "web"], "", None).await, 404, "not-found");
+}
+
+/// An open server-sent events stream: its content type checked against the document, the
+/// operation recorded as exercised.
+struct Events {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Api {
+    async fn open_stream(&self, template: &str, args: &[&str]) -> Events {
+        let mut path = template.to_owned();
+        for arg in args {
+            let start = path.find('{').unwrap();
+            let end = path[start..].find('}').unwrap() + start;
+            path.replace_range(start..=end, arg);
+        }
+        let response = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "GET {path}");
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let documented = &self.doc["paths"][template]["get"]["responses"]["200"]["content"]["text/event-stream"];
+        assert!(documented.is_object(), "GET {template} does not document its event stream");
+        self.seen.lock().unwrap().insert(("get".to_owned(), template.to_owned()));
+        Events { response, buffer: String::new() }
+    }
+}
+
+impl Events {
+    /// The next event's name (keep-alive comments skipped), if one comes within `within`.
+    async fn next(&mut self, within: std::time::Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                if let Some(name) = block.lines().find_map(|l| l.strip_prefix("event: ").or(l.strip_prefix("event:"))) {
+                    return Some(name.trim().to_owned());
+                }
+                continue;
+            }
+            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
+                Ok(Ok(Some(chunk))) => self.buffer.push_str(&String::from_utf8_lossy(&chunk)),
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// The live streams: `ready` at once, a `change` within a second of a change made by anyone
+/// (here: another client), nothing for another stage; outsiders and strangers get no stream.
+async fn live_streams(api: &Api, env: &Env) {
+    let second = std::time::Duration::from_secs(1);
+    let p = project_with(api, &[STAGE1, ("QA", "qa", "qa-stage")]).await;
+    let mut project = api.open_stream(PROJECT_CHANGES, &[p]).await;
+    let mut stage = api.open_stream(STAGE_CHANGES, &[p, "stage1"]).await;
+    let mut other = api.open_stream(STAGE_CHANGES, &[p, "qa-stage"]).await;
+    for s in [&mut project, &mut stage, &mut other] {
+        assert_eq!(s.next(second).await.as_deref(), Some("ready"));
+    }
+    assert_eq!(api.call("POST", SUSPEND, &[p, "stage1"], "", None).await.status, 200);
+    assert_eq!(project.next(second).await.as_deref(), Some("change"));
+    assert_eq!(stage.next(second).await.as_deref(), Some("change"));
+    assert_eq!(other.next(std::time::Duration::from_millis(700)).await, None, "another stage's page hears nothing");
+    // Unknown, hidden and signed out: the usual answers, no stream.
+    problem(&api.call("GET", STAGE_CHANGES, &[p, "nope"], "", None).await, 404, "not-found");
+    problem(&api.call("GET", PROJECT_CHANGES, &["nope"], "", None).await, 404, "not-found");
+    let outsider = env.services.acting(env.user("olga").await);
+    let token = outsider.create_token("olga", None).await.unwrap().token;
+    problem(&api.with_token(Some(&token)).call("GET", PROJECT_CHANGES, &[p], "", None).await, 404, "not-found");
+    problem(&api.with_token(None).call("GET", STAGE_CHANGES, &[p, "stage1"], "", None).await, 401, "unauthenticated");
+    // The server stopping ends the streams.
+    env.services.close_live_streams();
+    assert_eq!(project.next(second).await, None);
+    assert!(project.response.chunk().await.map(|c| c.is_none()).unwrap_or(true), "the stream has ended");
+}
+
+/// A component's logs with `since`, `tail`, `after`, `format` and `follow`: bad values are 400
+/// with what to write; a followed component that is not running ends the stream after a while.
+async fn log_queries(api: &Api, _env: &Env) {
+    let p = project_with(api, &[STAGE1]).await;
+    for bad in ["?tail=0", "?tail=many", "?since=yesterday", "?follow=yes", "?format=xml", "?after=-1"] {
+        let r = api.call("GET", LOGS, &[p, "stage1", "web"], bad, None).await;
+        problem(&r, 400, "malformed-request");
+    }
+    assert_eq!(api.call("GET", LOGS, &[p, "stage1", "web"], "?since=10m&tail=5", None).await.body, json!([]));
+    let text = api.http.get(format!("{}/api/v1/projects/{p}/stages/stage1/components/web/logs?format=text", api.base));
+    let text = text.send().await.unwrap();
+    assert_eq!(text.headers()["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(text.text().await.unwrap(), "");
+    // Nothing runs here (no runtime): a follower is told nothing and let go after 5 s.
+    let started = std::time::Instant::now();
+    let url = format!("{}/api/v1/projects/{p}/stages/stage1/components/web/logs?follow=true", api.base);
+    let followed = api.http.get(url).send().await.unwrap();
+    assert_eq!(followed.headers()["content-type"], "application/x-ndjson");
+    assert_eq!(followed.text().await.unwrap(), "");
+    let took = started.elapsed();
+    assert!(took >= std::time::Duration::from_secs(4) && took < std::time::Duration::from_secs(15), "{took:?}");
+    problem(&api.call("GET", LOGS, &[p, "nope", "web"], "?follow=true", None).await, 404, "not-found");
 }
 
 /// Suspend, resume; delete = archive (QA: 7 days), restore, restore after the due date.
@@ -1568,6 +1667,8 @@ families!(
     builds_and_releases,
     uploads_and_their_limit,
     components_and_logs,
+    live_streams,
+    log_queries,
     lifecycle,
     settings,
     unknown_routes,
@@ -1639,6 +1740,8 @@ fn the_openapi_document_covers_every_route() {
         format!("GET {LINKS}"),
         format!("POST {LINKS}"),
         format!("DELETE {LINK}"),
+        format!("GET {PROJECT_CHANGES}"),
+        format!("GET {STAGE_CHANGES}"),
     ];
     expected.sort();
     assert_eq!(ops, expected);

@@ -55,6 +55,21 @@ pub mod paths {
     pub fn stage_settings(project: &str, stage: &str) -> String {
         format!("/projects/{project}/stages/{stage}/settings")
     }
+
+    /// The live stream of what changes in a project.
+    pub fn api_project_changes(project: &str) -> String {
+        format!("/api/v1/projects/{project}/changes")
+    }
+
+    /// The live stream of what changes on a stage (and its new output).
+    pub fn api_stage_changes(project: &str, stage: &str) -> String {
+        format!("/api/v1/projects/{project}/stages/{stage}/changes")
+    }
+
+    /// A component's output as text, to download.
+    pub fn api_component_log_text(project: &str, stage: &str, component: &str) -> String {
+        format!("/api/v1/projects/{project}/stages/{stage}/components/{component}/logs?format=text")
+    }
 }
 
 /// The HTML document around the app.

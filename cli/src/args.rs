@@ -176,6 +176,36 @@ pub enum Command {
         #[command(subcommand)]
         what: DiffWhat,
     },
+    /// Print a component's output: its last lines, and with --follow each new line as it is
+    /// printed (across restarts and releases) until Ctrl-C. Lines the component wrote to
+    /// stderr are marked `!`, what Pergola says about it `*`; control characters are escaped.
+    #[command(after_help = "Examples:\n  \
+        pergola logs web -s dev -p shop\n  \
+        pergola logs web -s dev -p shop -f\n  \
+        pergola logs worker -s prod -p shop --since 10m -n 500 --timestamps\n  \
+        pergola logs web -s dev -p shop -o json | jq -r .line")]
+    Logs {
+        /// Component name (see `pergola list component`).
+        component: String,
+        /// Stage ID.
+        #[arg(short, long)]
+        stage: String,
+        /// Project ID.
+        #[arg(short, long)]
+        project: String,
+        /// Go on printing new lines as they come, until interrupted.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only lines printed since then: an age (30s, 10m, 2h, 1d) or a time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// How many of the last lines to print first (at most what the component keeps: 500).
+        #[arg(short = 'n', long = "lines", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10000))]
+        lines: u32,
+        /// Print each line's full date and time (UTC, milliseconds) instead of the time of day.
+        #[arg(long)]
+        timestamps: bool,
+    },
     /// Manage a stage's configuration (environment settings; they apply with the next release).
     Config {
         #[command(subcommand)]

@@ -207,11 +207,6 @@ impl Client {
         })?;
         let status = response.status();
         let headers = response.headers().clone();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.trim().to_owned());
         let text = response.text().map_err(|e| Failure::new(format!("the server's answer could not be read: {e}")))?;
         if status.is_success() {
             // 204 No Content reads as JSON `null`: the unit type.
@@ -220,7 +215,51 @@ impl Client {
                 Failure::new(format!("unexpected answer from the server ({e}); is {} a Pergola server?", self.base))
             });
         }
-        let detail = serde_json::from_str::<serde_json::Value>(&text)
+        Err(self.refusal(status, &headers, &text, on_401))
+    }
+
+    /// A GET whose answer is read line by line as it arrives (a followed log), each line handed
+    /// to `each`, until the server ends it.
+    pub fn get_lines(&self, path: &str, mut each: impl FnMut(&str) -> Result<(), Failure>) -> Result<(), Failure> {
+        use std::io::BufRead;
+        let request = self.http.get(self.url(path)).timeout(Duration::from_secs(24 * 3600));
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let response = request.send().map_err(|e| {
+            Failure::new(format!(
+                "cannot reach the Pergola server at {} ({}). Is it running? Set --server or PERGOLA_URL.",
+                self.base,
+                root_cause(&e)
+            ))
+        })?;
+        let status = response.status();
+        if !status.is_success() {
+            let headers = response.headers().clone();
+            let text = response.text().unwrap_or_default();
+            return Err(self.refusal(status, &headers, &text, OnUnauthorized::SignIn));
+        }
+        for line in std::io::BufReader::new(response).lines() {
+            let line = line.map_err(|e| Failure::new(format!("the server's answer broke off: {e}")))?;
+            if !line.trim().is_empty() {
+                each(&line)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The failure a refused request reports: the problem's detail, or what to do.
+    fn refusal(
+        &self,
+        status: reqwest::StatusCode,
+        headers: &reqwest::header::HeaderMap,
+        text: &str,
+        on_401: OnUnauthorized,
+    ) -> Failure {
+        let retry_after =
+            headers.get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_owned());
+        let detail = serde_json::from_str::<serde_json::Value>(text)
             .ok()
             .and_then(|v| v["detail"].as_str().map(str::to_owned))
             .unwrap_or_else(|| format!("the server answered {status}"));
@@ -233,7 +272,7 @@ impl Client {
             },
             _ => detail,
         };
-        Err(Failure { message, unauthorized: status.as_u16() == 401 })
+        Failure { message, unauthorized: status.as_u16() == 401 }
     }
 }
 

@@ -9,12 +9,14 @@
 //!   and never trust their caller.
 //! - [`purge`]: the background task that deletes archived stages when they are due and bounds
 //!   the events timelines.
+//! - [`live`]: the bus on which the services publish what changed, for the live streams.
 //! - [`runtime`]: the [`Runtime`] seam between the services and what actually runs the stages.
 
 pub mod artifacts;
 pub mod clock;
 pub mod config;
 pub mod credentials;
+pub mod live;
 pub mod purge;
 pub mod runtime;
 pub mod secrets;

@@ -260,6 +260,12 @@ pub trait Runtime: Send + Sync {
     fn status(&self, key: &StageKey) -> Vec<ComponentStatus>;
     /// The last output lines of a component.
     fn logs(&self, key: &StageKey, component: &str) -> Vec<LogLine>;
+    /// The component's kept output lines numbered after `after` (`LogLine::seq`), oldest
+    /// first; `None` when the stage runs no such component (a follower then waits, or ends).
+    fn logs_after(&self, key: &StageKey, component: &str, after: u64) -> Option<Vec<LogLine>> {
+        let running = self.status(key).iter().any(|c| c.name == component);
+        running.then(|| self.logs(key, component).into_iter().filter(|l| l.seq > after).collect())
+    }
     /// From now on, sends what it observes on its own (starts, crashes, restarts, kills,
     /// health changes) to `sink`, instead of any sink given before. By default it observes
     /// nothing worth telling.

@@ -11,6 +11,7 @@ pub mod error;
 pub mod ids;
 pub mod limits;
 pub mod listing;
+pub mod logs;
 pub mod manifest;
 pub mod model;
 pub mod name;

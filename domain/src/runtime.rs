@@ -59,6 +59,10 @@ pub struct LogLine {
     /// `stdout`, `stderr`, or `pergola` for what the platform says about the component.
     pub stream: String,
     pub line: String,
+    /// The line's number in the component's output since the server started it (1, 2, …):
+    /// a follower asks for the lines after the last number it saw.
+    #[serde(default)]
+    pub seq: u64,
 }
 
 impl ComponentStatus {

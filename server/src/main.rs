@@ -229,6 +229,12 @@ async fn run() -> Result<(), String> {
         max_connections: serve::connections_for_open_files(serve::MAX_CONNECTIONS),
         ..serve::Limits::default()
     };
+    // At shutdown the live streams end first: the listener's drain does not wait for them.
+    let live = services.clone();
+    let shutdown = async move {
+        shutdown.await;
+        live.close_live_streams();
+    };
     serve::serve(listener, app, limits, shutdown).await;
     // No component outlives the server: every stage stops at once, each within its own grace
     // period; the runtime's sweep then ends anything left.

@@ -3,10 +3,16 @@
 use super::{ComponentPath, StagePath};
 use crate::auth::User;
 use crate::problem::{ApiResult, Problem};
-use axum::extract::Path;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures_util::StreamExt;
 use pergola_core::Services;
+use pergola_domain::logs::{format_line, LogFormat, LogParams, LogQuery};
 use pergola_domain::runtime::{ComponentStatus, LogLine};
+use std::convert::Infallible;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<Services> {
@@ -23,12 +29,65 @@ async fn list_components(User(s): User, Path(p): Path<StagePath>) -> ApiResult<J
     Ok(Json(s.components(&p.project, &p.stage).await?))
 }
 
+/// A component's last output lines (at most the 500 it keeps), oldest first: those `since`
+/// an age or a time, the last `tail`, those after line `after`; as JSON or, with
+/// `format=text`, as text with control characters escaped. With `follow=true` the answer goes
+/// on: each new line as it is printed (`application/x-ndjson`: one line object per line, or
+/// text), also across restarts and releases, until the component has been gone for 5 s, the
+/// caller may no longer read the stage, the server stops, or 15 minutes have passed (go on
+/// with `after` = the last line's `seq`).
 #[utoipa::path(get, path = "/api/v1/projects/{project}/stages/{stage}/components/{component}/logs", tag = "releases",
-    params(ComponentPath),
+    params(ComponentPath, LogParams),
     responses(
-        (status = 200, description = "The component's last output lines", body = [LogLine]),
+        (status = 200, description = "The component's output lines", body = [LogLine],
+            content((Vec<LogLine> = "application/json"), (String = "text/plain"), (String = "application/x-ndjson"))),
+        (status = 400, description = "A bad parameter: since, tail, after, follow or format", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn component_logs(User(s): User, Path(p): Path<ComponentPath>) -> ApiResult<Json<Vec<LogLine>>> {
-    Ok(Json(s.logs(&p.project, &p.stage, &p.component).await?))
+async fn component_logs(
+    User(s): User,
+    Path(p): Path<ComponentPath>,
+    Query(params): Query<LogParams>,
+) -> ApiResult<Response> {
+    let query = LogQuery::parse(&params, chrono::Utc::now())?;
+    let text = query.format == LogFormat::Text;
+    if !query.follow {
+        let lines = s.logs_matching(&p.project, &p.stage, &p.component, &query).await?;
+        return Ok(if text {
+            let body: String = lines.iter().map(|l| format_line(l, true) + "\n").collect();
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+        } else {
+            Json(lines).into_response()
+        });
+    }
+    let (first, follow) = s.follow_logs(&p.project, &p.stage, &p.component, &query).await?;
+    let encode = move |lines: Vec<LogLine>| -> Bytes {
+        let mut out = String::new();
+        for l in &lines {
+            if text {
+                out += &format_line(l, true);
+            } else {
+                out += &serde_json::to_string(l).unwrap_or_default();
+            }
+            out.push('\n');
+        }
+        Bytes::from(out)
+    };
+    let first = encode(first);
+    let rest = futures_util::stream::unfold((follow, encode), |(mut follow, encode)| async move {
+        let lines = follow.next().await?;
+        Some((Ok::<_, Infallible>(encode(lines)), (follow, encode)))
+    });
+    let body = futures_util::stream::once(async move { Ok::<_, Infallible>(first) }).chain(rest);
+    let content_type = if text { "text/plain; charset=utf-8" } else { "application/x-ndjson" };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            // Each line is sent as it comes: not held back to be compressed in blocks.
+            (header::CONTENT_ENCODING, "identity"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
 }

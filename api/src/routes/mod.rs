@@ -8,6 +8,7 @@ pub mod components;
 pub mod config;
 pub mod events;
 pub mod lifecycle;
+pub mod live;
 pub mod projects;
 pub mod promote;
 pub mod releases;

@@ -6,6 +6,7 @@ pub mod derived_id;
 mod errors;
 mod fields;
 mod header;
+mod live;
 mod modal;
 pub mod ui;
 
@@ -13,6 +14,7 @@ pub use badges::{StatusBadge, TypeBadge};
 pub use errors::{ErrorNotice, NotFound, PageError};
 pub use fields::{CredentialFields, FieldMessage, FormAlert, StageTypeField, TextField};
 pub use header::Header;
+pub use live::{use_live, Live, OfflineNotice};
 pub use modal::Modal;
 
 use leptos::prelude::*;

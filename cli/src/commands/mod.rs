@@ -8,6 +8,7 @@ mod config;
 mod events;
 mod lifecycle;
 mod links;
+mod logs;
 mod members;
 mod projects;
 mod promote;
@@ -113,6 +114,10 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Restore { what: OneStage::Stage { id, project } } => lifecycle::restore(client, out, &project, &id),
         Command::Deploy { build, stage, project } => releases::deploy(client, out, &project, &stage, build),
         Command::Config { action } => config::run(client, out, action),
+        Command::Logs { component, stage, project, follow, since, lines, timestamps } => {
+            let ask = logs::Ask { component, stage, project, follow, since, lines, timestamps };
+            logs::print(client, out, &ask)
+        }
     }
 }
 

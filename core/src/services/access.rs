@@ -566,6 +566,9 @@ impl Acting {
         if let Err(e) = self.store.add_audit_event(&event).await {
             tracing::warn!(error = %e, kind, "could not record an audit event");
         }
+        if let Some(project_id) = project_id {
+            self.changes.publish(project_id, stage_id);
+        }
     }
 
     pub fn me(&self) -> Me {

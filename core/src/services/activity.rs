@@ -4,7 +4,7 @@ use super::Acting;
 use pergola_domain::{Error, StageActivity};
 
 /// How many of a component's last output lines [`Services::stage_activity`] shows.
-pub const LOG_LINES_SHOWN: usize = 30;
+pub const LOG_LINES_SHOWN: usize = 200;
 
 impl Acting {
     /// What runs on a live stage: the stage as it is now, its timeline, its releases (newest

@@ -8,7 +8,7 @@ impl Services {
     /// Adds an event to a stage's timeline; a failure is logged, never the caller's problem.
     pub(super) async fn record(&self, project_id: &str, stage_id: &str, event: StageEvent) {
         self.observed.flush().await;
-        record(&*self.store, project_id, stage_id, event).await;
+        record(&*self.store, &self.changes, project_id, stage_id, event).await;
     }
 
     /// Records what the runtime observed of a stage's components (crashes, restarts, kills,

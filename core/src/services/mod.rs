@@ -13,6 +13,7 @@ mod demo;
 mod events;
 mod lifecycle;
 mod limits;
+mod live;
 mod projects;
 mod promote;
 mod proxy_cache;
@@ -25,6 +26,7 @@ mod stages;
 pub use access::{Acting, Authenticated, Caller, FirstRun, NewSession};
 pub use activity::LOG_LINES_SHOWN;
 pub use demo::DEMO_MANIFEST;
+pub use live::{LogFollow, Note, Watch, MAX_LIFE, RECHECK};
 pub use promote::Duplicate;
 use proxy_cache::ProxyCache;
 pub use proxy_cache::PROXY_CACHE_TTL;
@@ -37,6 +39,7 @@ pub use sharing::{ShareAccess, ShareCredentials, SHARE_CODE_TTL};
 const SNAPSHOT_PLAIN: char = '\0';
 
 use crate::artifacts::Artifacts;
+use crate::live::Changes;
 use crate::runtime::{EventSink, EventStream};
 use crate::secrets::Place;
 use crate::{Clock, NoRuntime, Runtime, SecretBox, Store, StoreError};
@@ -86,6 +89,8 @@ pub struct Services {
     artifact_retention: chrono::Duration,
     /// Whether administrators may register builds by a directory on the server.
     path_builds: bool,
+    /// Where every change is published for the live streams.
+    changes: Arc<Changes>,
 }
 
 /// How long an artifact no release runs is kept after its newest build, by default.
@@ -133,17 +138,19 @@ fn internal(operation: &'static str) -> impl FnOnce(StoreError) -> Error {
 }
 
 /// Adds an event to a stage's timeline; a failure is logged, never the caller's problem.
-async fn record(store: &dyn Store, project_id: &str, stage_id: &str, event: StageEvent) {
+/// Every timeline's new event is a change of its stage for the live streams.
+async fn record(store: &dyn Store, changes: &Changes, project_id: &str, stage_id: &str, event: StageEvent) {
     if let Err(e) = store.add_event(project_id, stage_id, &event).await {
         tracing::warn!(project_id, stage_id, error = %e, "could not record a stage event");
     }
+    changes.publish(project_id, Some(stage_id));
 }
 
 /// Records what a runtime observes in the stages' timelines, until it stops sending. (It holds
 /// the store only: the runtime holding the sink is not kept alive by this task.)
-async fn record_observed_events(store: Arc<dyn Store>, mut observed: EventStream) {
+async fn record_observed_events(store: Arc<dyn Store>, changes: Arc<Changes>, mut observed: EventStream) {
     while let Some((key, event)) = observed.recv().await {
-        record(&*store, &key.project, &key.stage, event).await;
+        record(&*store, &changes, &key.project, &key.stage, event).await;
     }
 }
 
@@ -167,7 +174,13 @@ impl Services {
             artifacts: None,
             artifact_retention: chrono::Duration::days(ARTIFACT_RETENTION_DAYS),
             path_builds: false,
+            changes: Arc::default(),
         }
+    }
+
+    /// The bus on which every change is published (see [`crate::live`]).
+    pub fn changes(&self) -> &Changes {
+        &self.changes
     }
 
     /// The same services, keeping uploaded builds in `artifacts`.
@@ -283,7 +296,7 @@ impl Services {
     pub fn with_runtime(&self, runtime: Arc<dyn Runtime>, grace: Duration) -> Self {
         let (sink, stream) = EventSink::channel();
         runtime.observe(sink.clone());
-        tokio::spawn(record_observed_events(self.store.clone(), stream));
+        tokio::spawn(record_observed_events(self.store.clone(), self.changes.clone(), stream));
         Self { runtime, observed: sink, grace, ..self.clone() }
     }
 

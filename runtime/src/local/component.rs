@@ -10,6 +10,11 @@ use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 
+/// Lines printed by every component since the server started: a line's number (`seq`) is
+/// unique and grows, also across restarts and releases, so a follower that asks for the lines
+/// after the last one it saw misses none when the component is replaced.
+static LINES_PRINTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Failed health probes in a row before a starting service counts as unhealthy.
 const STARTUP_PROBES: usize = 3;
 
@@ -130,11 +135,51 @@ impl Component {
         if logs.len() == LOG_LINES {
             logs.pop_front();
         }
-        logs.push_back(LogLine { at: Utc::now(), stream: stream.to_owned(), line });
+        // Numbered under the lock: the kept lines are in the order of their numbers.
+        let seq = LINES_PRINTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        logs.push_back(LogLine { at: Utc::now(), stream: stream.to_owned(), line, seq });
     }
 
-    /// The last output lines, oldest first.
-    pub(super) fn logs(&self) -> Vec<LogLine> {
-        self.logs.lock().expect("log lock").iter().cloned().collect()
+    /// The last output lines after line number `after` (0: all that are kept), oldest first.
+    pub(super) fn logs_after(&self, after: u64) -> Vec<LogLine> {
+        let logs = self.logs.lock().expect("log lock");
+        let first = logs.partition_point(|l| l.seq <= after);
+        logs.range(first..).cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_follower_gets_each_line_once_across_a_replaced_component() {
+        let key = StageKey::new("p", "dev");
+        let old = Component::new(key.clone(), "web", ComponentKind::Service, None, None);
+        old.log("stdout", "one".into());
+        old.log("stdout", "two".into());
+        let seen = old.logs_after(0);
+        assert_eq!(seen.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(), ["one", "two"]);
+        let last = seen.last().unwrap().seq;
+        assert!(old.logs_after(last).is_empty());
+        old.log("stderr", "three".into());
+        assert_eq!(old.logs_after(last).iter().map(|l| l.line.as_str()).collect::<Vec<_>>(), ["three"]);
+        // A new release's component starts numbering after every line printed before.
+        let new = Component::new(key, "web", ComponentKind::Service, None, None);
+        new.log("stdout", "fresh".into());
+        assert_eq!(new.logs_after(last).iter().map(|l| l.line.as_str()).collect::<Vec<_>>(), ["fresh"]);
+    }
+
+    #[test]
+    fn only_the_last_lines_are_kept_and_their_numbers_go_on() {
+        let c = Component::new(StageKey::new("p", "dev"), "web", ComponentKind::Worker, None, None);
+        for n in 0..LOG_LINES + 5 {
+            c.log("stdout", format!("line {n}"));
+        }
+        let kept = c.logs_after(0);
+        assert_eq!(kept.len(), LOG_LINES);
+        assert_eq!(kept[0].line, "line 5");
+        assert!(kept.windows(2).all(|w| w[0].seq < w[1].seq));
+        assert_eq!(c.logs_after(kept[LOG_LINES - 2].seq).len(), 1);
     }
 }

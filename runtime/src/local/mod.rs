@@ -654,12 +654,12 @@ impl Runtime for LocalRuntime {
     }
 
     fn logs(&self, key: &StageKey, component: &str) -> Vec<LogLine> {
+        self.logs_after(key, component, 0).unwrap_or_default()
+    }
+
+    fn logs_after(&self, key: &StageKey, component: &str, after: u64) -> Option<Vec<LogLine>> {
         let stages = self.stages.lock().expect("stages lock");
-        stages
-            .get(key)
-            .and_then(|run| run.components.iter().find(|c| c.name == component))
-            .map(|c| c.logs())
-            .unwrap_or_default()
+        stages.get(key).and_then(|run| run.components.iter().find(|c| c.name == component)).map(|c| c.logs_after(after))
     }
 
     /// Stages started from now on report to `sink`; those already running keep reporting

@@ -7,14 +7,14 @@ mod stage_search;
 
 use super::param;
 use crate::api::{demo_available, get_overview, RestoreStage, TryDemo};
-use crate::components::{loading, PageError};
+use crate::components::{loading, use_live, OfflineNotice, PageError};
 use archived_list::ArchivedList;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 use new_stage_dialog::NewStageDialog;
 use pergola_domain::{permits, Action, StageType};
-use pergola_domain::{ProjectOverview, Stage, StageQueryParams, StageStatus};
+use pergola_domain::{ProjectOverview, Stage, StageQueryParams};
 use stage_card::StageCard;
 use stage_search::{StagePages, StageSearch};
 
@@ -36,10 +36,11 @@ pub fn ProjectPage() -> impl IntoView {
     });
     let restore = ServerAction::<RestoreStage>::new();
     let created = RwSignal::new(None::<Stage>);
-    // While a stage is suspending, look again every two seconds until it has settled.
-    let settle = RwSignal::new(0u32);
+    // Whatever changes in the project — here, in another tab, through the CLI or the
+    // runtime — the page reads again (the live stream says when).
+    let live = use_live(move || crate::paths::api_project_changes(&project.get()));
     let overview = Resource::new(
-        move || (project.get(), params.get(), created.get().map(|s| s.id), restore.version().get(), settle.get()),
+        move || (project.get(), params.get(), created.get().map(|s| s.id), restore.version().get(), live.changes.get()),
         |(project, params, ..)| async move {
             let overview = get_overview(project, params.clone()).await?;
             let demo = demo_available().await.unwrap_or(false);
@@ -47,19 +48,8 @@ pub fn ProjectPage() -> impl IntoView {
         },
     );
     let dialog_open = RwSignal::new(false);
-    Effect::new(move |_| {
-        if let Some(Ok((overview, ..))) = overview.get() {
-            if overview.stages.iter().any(|s| s.status == StageStatus::Suspending) {
-                set_timeout(
-                    move || {
-                        settle.try_update(|n| *n += 1);
-                    },
-                    std::time::Duration::from_secs(2),
-                );
-            }
-        }
-    });
     view! {
+        <OfflineNotice live/>
         <Transition fallback=loading>
             {move || Suspend::new(async move {
                 match overview.await {

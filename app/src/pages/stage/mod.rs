@@ -1,11 +1,12 @@
 //! `/projects/{project}/stages/{stage}`: one stage, as a teammate opening a shared link sees it.
 
+mod output_section;
 mod promote_section;
 mod release_section;
 
 use super::param;
 use crate::api::get_stage;
-use crate::components::{loading, PageError, StatusBadge, TypeBadge};
+use crate::components::{loading, use_live, OfflineNotice, PageError, StatusBadge, TypeBadge};
 use crate::paths;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -19,6 +20,8 @@ pub fn StagePage() -> impl IntoView {
     let stage = param("stage");
     // One resource for the page: the stage, who is looking, the builds to deploy and where
     // it may be promoted.
+    // One live stream for the page: the Release section reads again at each change.
+    let live = use_live(move || crate::paths::api_stage_changes(&project.get(), &stage.get()));
     let data = Resource::new(
         move || (project.get(), stage.get()),
         |(p, s)| async move {
@@ -30,10 +33,11 @@ pub fn StagePage() -> impl IntoView {
         },
     );
     view! {
+        <OfflineNotice live/>
         <Suspense fallback=loading>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok((stage, actor, builds, options)) => view! { <StageView stage actor builds options/> }.into_any(),
+                    Ok((stage, actor, builds, options)) => view! { <StageView stage actor builds options live/> }.into_any(),
                     Err(error) => view! { <PageError error/> }.into_any(),
                 }
             })}
@@ -47,6 +51,7 @@ fn StageView(
     actor: pergola_domain::Actor,
     builds: Vec<pergola_domain::Build>,
     options: Vec<pergola_domain::StageComparison>,
+    live: crate::components::Live,
 ) -> impl IntoView {
     let copied = RwSignal::new(false);
     let settings_href = paths::stage_settings(&stage.project_id, &stage.id);
@@ -109,7 +114,7 @@ fn StageView(
                     <dd>{format_time(stage.updated_at)}</dd>
                 </dl>
             </section>
-            <ReleaseSection project=stage.project_id.clone() stage=stage.id.clone() status builds=may_deploy.then_some(builds)/>
+            <ReleaseSection project=stage.project_id.clone() stage=stage.id.clone() status builds=may_deploy.then_some(builds) live/>
             <PromoteSection project=stage.project_id.clone() stage=stage.id.clone() options actor/>
         </div>
     }

@@ -1,16 +1,13 @@
 //! The stage page's Release section: deploy a build, see each component's state, health,
 //! restarts and output, and the release history with redeploy (rollback).
 
+use super::output_section::{OutputControls, OutputSection};
 use crate::api::{stage_runtime, Deploy, Redeploy, StageActivity};
-use crate::components::{ui, ErrorNotice};
+use crate::components::{ui, ErrorNotice, Live};
 use crate::paths;
 use leptos::prelude::*;
 use pergola_domain::runtime::{format_duration, ComponentState, ComponentStatus, Health, Probe};
 use pergola_domain::{format_time, Build, ComponentKind, Release, StageEvent, StageStatus};
-use std::time::Duration;
-
-/// How often the section refreshes what it shows while open.
-const REFRESH: Duration = Duration::from_secs(2);
 
 #[component]
 pub fn ReleaseSection(
@@ -19,29 +16,35 @@ pub fn ReleaseSection(
     status: RwSignal<StageStatus>,
     /// The builds to offer in the deploy form; `None`: the user may not deploy here (no form).
     builds: Option<Vec<Build>>,
+    /// The page's live stream.
+    live: Live,
 ) -> impl IntoView {
     let deploy = ServerAction::<Deploy>::new();
     let redeploy = ServerAction::<Redeploy>::new();
-    let tick = RwSignal::new(0u32);
-    // Timers exist only in the browser: effects never run during server rendering.
-    Effect::new(move |_| {
-        let handle = set_interval_with_handle(
-            move || {
-                tick.try_update(|n| *n += 1);
-            },
-            REFRESH,
-        )
-        .ok();
-        on_cleanup(move || {
-            if let Some(h) = handle {
-                h.clear();
+    let controls = OutputControls::new();
+    // New output is read only while followed; every other change always.
+    let output = Memo::new(
+        move |before: Option<&u32>| {
+            if controls.paused() {
+                before.copied().unwrap_or_default()
+            } else {
+                live.output.get()
             }
-        });
-    });
+        },
+    );
     let data = Resource::new(
         {
             let (p, s) = (project.clone(), stage.clone());
-            move || (p.clone(), s.clone(), tick.get(), deploy.version().get(), redeploy.version().get())
+            move || {
+                (
+                    p.clone(),
+                    s.clone(),
+                    live.changes.get(),
+                    output.get(),
+                    deploy.version().get(),
+                    redeploy.version().get(),
+                )
+            }
         },
         |(p, s, ..)| stage_runtime(p, s),
     );
@@ -64,7 +67,7 @@ pub fn ReleaseSection(
                         let (project, stage, builds_href) = (project.clone(), stage.clone(), builds_href.clone());
                         Suspend::new(async move {
                             match data.await {
-                                Ok(rt) => view! { <RuntimeView rt project stage builds_href redeploy/> }.into_any(),
+                                Ok(rt) => view! { <RuntimeView rt project stage builds_href redeploy controls/> }.into_any(),
                                 Err(error) => view! { <ErrorNotice error/> }.into_any(),
                             }
                         })
@@ -130,6 +133,7 @@ fn RuntimeView(
     stage: String,
     builds_href: String,
     redeploy: ServerAction<Redeploy>,
+    controls: OutputControls,
 ) -> impl IntoView {
     let current = rt.releases.first().cloned();
     let suspending = (rt.stage.status == StageStatus::Suspending).then(|| view! {
@@ -183,18 +187,7 @@ fn RuntimeView(
                 </tbody>
             </table>
         })}
-        {logs.into_iter().filter(|(_, lines)| !lines.is_empty()).map(|(name, lines)| {
-            let text = lines.iter().map(|l| format!("{} {}", l.at.format("%H:%M:%S"), l.line)).collect::<Vec<_>>().join("\n");
-            view! {
-                <figure class="mt-3">
-                    <figcaption class="text-sm text-slate-600">{format!("Output of {name}")}</figcaption>
-                    // Column-reverse keeps the newest lines in view.
-                    <div class="mt-1 flex max-h-48 flex-col-reverse overflow-auto rounded bg-slate-900">
-                        <pre class="p-3 text-xs text-slate-100">{text}</pre>
-                    </div>
-                </figure>
-            }
-        }).collect_view()}
+        <OutputSection project=project.clone() stage=stage.clone() logs controls/>
         <History releases=rt.releases project stage redeploy/>
     }
 }

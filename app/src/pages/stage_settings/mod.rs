@@ -11,7 +11,8 @@ use crate::api::{
     SetVisibility, SuspendStage, UpdateStage,
 };
 use crate::components::{
-    loading, successes, ui, ErrorNotice, Modal, PageError, StageTypeField, StatusBadge, TextField, TypeBadge,
+    loading, successes, ui, use_live, ErrorNotice, Modal, OfflineNotice, PageError, StageTypeField, StatusBadge,
+    TextField, TypeBadge,
 };
 use crate::error::AppError;
 use crate::paths;
@@ -54,8 +55,10 @@ pub fn StageSettingsPage() -> impl IntoView {
         create: ServerAction::<CreateGuestLink>::new(),
         revoke: ServerAction::<RevokeGuestLink>::new(),
     };
-    // While the stage is suspending, look again every second until it has settled.
+    // While the stage is suspending, read it again at each change the live stream tells of,
+    // until it has settled (other changes leave the form being filled in alone).
     let settle = RwSignal::new(0u32);
+    let live = use_live(move || crate::paths::api_stage_changes(&project.get(), &stage.get()));
     // One resource for the whole page (the sections get their data as props): resources made
     // inside a Suspend's children could hydrate against another's serialized value.
     let data = Resource::new(
@@ -79,19 +82,18 @@ pub fn StageSettingsPage() -> impl IntoView {
             Ok::<_, AppError>(PageData { stage, retention, actor, shared })
         },
     );
-    Effect::new(move |_| {
-        if let Some(Ok(PageData { stage, .. })) = data.get() {
-            if stage.status == StageStatus::Suspending {
-                set_timeout(
-                    move || {
-                        settle.try_update(|n| *n += 1);
-                    },
-                    std::time::Duration::from_secs(1),
-                );
-            }
+    Effect::new(move |seen: Option<u32>| {
+        let heard = live.changes.get();
+        let suspending = data
+            .get_untracked()
+            .is_some_and(|d| d.is_ok_and(|PageData { stage, .. }| stage.status == StageStatus::Suspending));
+        if seen.is_some_and(|seen| seen != heard) && suspending {
+            settle.update(|n| *n += 1);
         }
+        heard
     });
     view! {
+        <OfflineNotice live/>
         <Transition fallback=loading>
             {move || Suspend::new(async move {
                 match data.await {

@@ -1,0 +1,257 @@
+//! Live streams: what changed in a project or on a stage ([`Watch`]), and a component's output
+//! as it is printed ([`LogFollow`]). Both check the caller's permission when they open, again
+//! every [`RECHECK`] with the roles read afresh (a member removed stops hearing), and end when
+//! the server stops and after [`MAX_LIFE`] (a client opens a new stream, signing in again).
+
+use super::{Acting, Services};
+use crate::live::{Heard, Subscription};
+use crate::StageKey;
+use pergola_domain::access::Action;
+use pergola_domain::logs::LogQuery;
+use pergola_domain::runtime::LogLine;
+use pergola_domain::Error;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How often an open stream checks that its caller may still read what it shows.
+pub const RECHECK: Duration = Duration::from_secs(10);
+/// How long one stream lasts at most; the dashboard and the CLI then open a new one.
+pub const MAX_LIFE: Duration = Duration::from_secs(15 * 60);
+/// How often new output lines are looked for.
+const LOG_TICK: Duration = Duration::from_millis(250);
+/// Changes closer together than this reach a page as one note.
+const GATHER: Duration = Duration::from_millis(100);
+/// A followed component gone for this long (its stage suspended, deleted, redeployed
+/// without it) ends the stream.
+const GONE_FOR: Duration = Duration::from_secs(5);
+
+/// What a [`Watch`] tells its page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Note {
+    /// The stream is open: read what is shown now (also after a reconnection).
+    Ready,
+    /// Something shown changed (or may have: a missed change): read it again.
+    Changed,
+    /// New output lines on the stage.
+    Output,
+}
+
+/// The changes of one project, or of one stage of it, as they happen.
+pub struct Watch {
+    acting: Acting,
+    project: String,
+    stage: Option<String>,
+    changes: Subscription,
+    opened: Instant,
+    checked: Instant,
+    ready: bool,
+    /// The stage's components and the last output line seen of each.
+    lines: HashMap<String, u64>,
+}
+
+impl Acting {
+    /// Opens the live stream of a project (every stage of it) or, with `stage`, of one stage
+    /// (its status, components, events and output).
+    pub async fn watch(&self, project_id: &str, stage_id: Option<&str>) -> Result<Watch, Error> {
+        match stage_id {
+            Some(stage_id) => drop(self.allow_stage(Action::ReadStage, project_id, stage_id).await?),
+            None => drop(self.get_project(project_id).await?),
+        }
+        let now = Instant::now();
+        let mut watch = Watch {
+            acting: self.clone(),
+            project: project_id.to_owned(),
+            stage: stage_id.map(str::to_owned),
+            changes: self.changes.subscribe(),
+            opened: now,
+            checked: now,
+            ready: false,
+            lines: HashMap::new(),
+        };
+        watch.new_output();
+        Ok(watch)
+    }
+
+    /// The last output lines of a component of a live stage that `query` asks for.
+    pub async fn logs_matching(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+        component: &str,
+        query: &LogQuery,
+    ) -> Result<Vec<LogLine>, Error> {
+        self.get_stage(project_id, stage_id).await?;
+        let key = StageKey::new(project_id, stage_id);
+        let lines = self.runtime.logs_after(&key, component, query.after).unwrap_or_default();
+        Ok(query.select(lines))
+    }
+
+    /// Follows a component's output: the lines `query` asks for, then each new line as it is
+    /// printed (also by the component's next run or release).
+    pub async fn follow_logs(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+        component: &str,
+        query: &LogQuery,
+    ) -> Result<(Vec<LogLine>, LogFollow), Error> {
+        let first = self.logs_matching(project_id, stage_id, component, query).await?;
+        let key = StageKey::new(project_id, stage_id);
+        // Lines printed before the query's own are not sent later either.
+        let printed = self.runtime.logs_after(&key, component, 0).and_then(|l| l.last().map(|l| l.seq));
+        let after = first.last().map(|l| l.seq).or(printed).unwrap_or(query.after).max(query.after);
+        let now = Instant::now();
+        let follow = LogFollow {
+            acting: self.clone(),
+            key,
+            component: component.to_owned(),
+            after,
+            opened: now,
+            checked: now,
+            gone_since: None,
+            closed: self.changes.subscribe(),
+        };
+        Ok((first, follow))
+    }
+
+    /// Whether the caller, with its roles read afresh, may still read the stage (or project).
+    async fn still_allowed(&self, project_id: &str, stage_id: Option<&str>) -> bool {
+        let fresh = self.services().acting(self.caller().clone());
+        match stage_id {
+            Some(stage_id) => fresh.allow_stage(Action::ReadStage, project_id, stage_id).await.is_ok(),
+            None => fresh.get_project(project_id).await.is_ok(),
+        }
+    }
+}
+
+impl Watch {
+    /// The next note for the page; `None`: the stream ends (the server stops, the caller may
+    /// no longer read it, the stream is old — a client opens a new one).
+    pub async fn next(&mut self) -> Option<Note> {
+        if !self.ready {
+            self.ready = true;
+            return Some(Note::Ready);
+        }
+        let mut tick = tokio::time::interval(LOG_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if self.opened.elapsed() >= MAX_LIFE || self.changes.is_closed() {
+                return None;
+            }
+            if self.checked.elapsed() >= RECHECK {
+                if !self.acting.still_allowed(&self.project, self.stage.as_deref()).await {
+                    return None;
+                }
+                self.checked = Instant::now();
+            }
+            tokio::select! {
+                heard = self.changes.next() => match heard {
+                    Heard::Change(change) if self.concerns(&change) => {
+                        self.gather().await;
+                        return Some(Note::Changed);
+                    }
+                    Heard::Change(_) => {}
+                    Heard::Missed => return Some(Note::Changed),
+                    Heard::Closed => return None,
+                },
+                _ = tick.tick(), if self.stage.is_some() => {
+                    if self.new_output() {
+                        return Some(Note::Output);
+                    }
+                }
+                // Time for the next check, or the end of the stream's life.
+                _ = tokio::time::sleep_until((self.checked + RECHECK).min(self.opened + MAX_LIFE)) => {}
+            }
+        }
+    }
+
+    fn concerns(&self, change: &crate::live::Change) -> bool {
+        change.project == self.project && (self.stage.is_none() || change.stage.is_none() || change.stage == self.stage)
+    }
+
+    /// Lets the changes that come right after one arrive, so that a burst is one note.
+    async fn gather(&mut self) {
+        let until = Instant::now() + GATHER;
+        while let Ok(heard) = tokio::time::timeout_at(until, self.changes.next()).await {
+            if heard == Heard::Closed {
+                return;
+            }
+        }
+    }
+
+    /// Whether a component of the watched stage printed since last asked.
+    fn new_output(&mut self) -> bool {
+        let Some(stage) = &self.stage else { return false };
+        let key = StageKey::new(&self.project, stage);
+        let runtime = &self.acting.runtime;
+        let mut printed = false;
+        let mut seen = HashMap::new();
+        for c in runtime.status(&key) {
+            let after = self.lines.get(&c.name).copied().unwrap_or(0);
+            let last = runtime.logs_after(&key, &c.name, after).and_then(|l| l.last().map(|l| l.seq)).unwrap_or(after);
+            printed |= last > after && self.lines.contains_key(&c.name);
+            seen.insert(c.name, last);
+        }
+        self.lines = seen;
+        printed
+    }
+}
+
+/// A component's output, line by line as it is printed (see [`Acting::follow_logs`]).
+pub struct LogFollow {
+    acting: Acting,
+    key: StageKey,
+    component: String,
+    after: u64,
+    opened: Instant,
+    checked: Instant,
+    gone_since: Option<Instant>,
+    /// Tells when the server stops.
+    closed: Subscription,
+}
+
+impl LogFollow {
+    /// The next lines printed; `None`: the stream ends (the component has been gone for a few
+    /// seconds, the caller may no longer read it, the server stops, the stream is old).
+    pub async fn next(&mut self) -> Option<Vec<LogLine>> {
+        loop {
+            if self.opened.elapsed() >= MAX_LIFE || self.closed.is_closed() {
+                return None;
+            }
+            if self.checked.elapsed() >= RECHECK {
+                if !self.acting.still_allowed(&self.key.project, Some(&self.key.stage)).await {
+                    return None;
+                }
+                self.checked = Instant::now();
+            }
+            match self.acting.runtime.logs_after(&self.key, &self.component, self.after) {
+                Some(lines) if !lines.is_empty() => {
+                    self.gone_since = None;
+                    self.after = lines.last().map_or(self.after, |l| l.seq);
+                    return Some(lines);
+                }
+                Some(_) => self.gone_since = None,
+                None => {
+                    let since = *self.gone_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= GONE_FOR {
+                        return None;
+                    }
+                }
+            }
+            tokio::time::sleep(LOG_TICK).await;
+        }
+    }
+
+    /// The number of the last line sent (a client that reconnects asks for the lines after it).
+    pub fn last_line(&self) -> u64 {
+        self.after
+    }
+}
+
+impl Services {
+    /// Ends every live stream (the server is stopping).
+    pub fn close_live_streams(&self) {
+        self.changes.close();
+    }
+}

@@ -1,0 +1,111 @@
+//! The live streams through the services, on SQLite and on PostgreSQL: what a page hears when
+//! something changes, what it does not hear, who may listen, and when a stream ends.
+
+use pergola_core::services::{Note, RECHECK};
+use pergola_core::testing::Env;
+use pergola_domain::{ErrorKind, Role, StageType};
+use std::time::Duration;
+
+macro_rules! all_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let env = pergola_core::testing::sqlite_env().await;
+                    super::$case(&env).await;
+                    env.cleanup().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let env = pergola_core::testing::postgres_env().await;
+                    super::$case(&env).await;
+                    env.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+all_backends!(
+    a_change_by_anyone_reaches_the_pages_that_show_it_and_no_other,
+    outsiders_cannot_listen_and_a_removed_member_stops_hearing,
+    streams_end_when_the_server_stops,
+);
+
+/// What the stream says within a second (`None`: nothing).
+async fn heard(watch: &mut pergola_core::services::Watch) -> Option<Note> {
+    tokio::time::timeout(Duration::from_secs(1), watch.next()).await.ok().flatten()
+}
+
+async fn a_change_by_anyone_reaches_the_pages_that_show_it_and_no_other(env: &Env) {
+    let shop = env.admin.create_project("Shop", None).await.unwrap().id;
+    let blog = env.admin.create_project("Blog", None).await.unwrap().id;
+    env.admin.create_stage(&shop, "Dev", StageType::Dev, None).await.unwrap();
+    env.admin.create_stage(&shop, "QA", StageType::Qa, None).await.unwrap();
+    let dev = env.member("dana", &shop, Role::Developer).await;
+    let mut project = dev.watch(&shop, None).await.unwrap();
+    let mut stage = dev.watch(&shop, Some("dev")).await.unwrap();
+    let mut other_stage = dev.watch(&shop, Some("qa")).await.unwrap();
+    // Each stream first says it is open.
+    for w in [&mut project, &mut stage, &mut other_stage] {
+        assert_eq!(heard(w).await, Some(Note::Ready));
+    }
+    // Someone else suspends the DEV stage: the project page and the stage's page hear it, the
+    // QA stage's page does not.
+    env.admin.suspend_stage(&shop, "dev").await.unwrap();
+    assert_eq!(heard(&mut project).await, Some(Note::Changed));
+    assert_eq!(heard(&mut stage).await, Some(Note::Changed));
+    assert_eq!(heard(&mut other_stage).await, None);
+    // A burst of changes (suspending, suspended, …) reaches a page as few notes, then quiet.
+    let mut notes = 0;
+    while heard(&mut project).await.is_some() {
+        notes += 1;
+    }
+    assert!(notes <= 2, "{notes} notes for one suspend");
+    // A change in another project is not heard here.
+    env.admin.create_stage(&blog, "Dev", StageType::Dev, None).await.unwrap();
+    assert_eq!(heard(&mut project).await, None);
+    // A new stage in this project is.
+    env.admin.create_stage(&shop, "Dev 2", StageType::Dev, None).await.unwrap();
+    assert_eq!(heard(&mut project).await, Some(Note::Changed));
+}
+
+async fn outsiders_cannot_listen_and_a_removed_member_stops_hearing(env: &Env) {
+    let shop = env.admin.create_project("Shop", None).await.unwrap().id;
+    env.admin.create_stage(&shop, "Dev", StageType::Dev, None).await.unwrap();
+    let outsider = env.services.acting(env.user("olga").await);
+    assert_eq!(outsider.watch(&shop, None).await.err().map(|e| e.kind), Some(ErrorKind::NotFound));
+    assert_eq!(outsider.watch(&shop, Some("dev")).await.err().map(|e| e.kind), Some(ErrorKind::NotFound));
+    let viewer = env.member("vic", &shop, Role::Viewer).await;
+    assert_eq!(viewer.watch(&shop, Some("nope")).await.err().map(|e| e.kind), Some(ErrorKind::NotFound));
+    let mut watch = viewer.watch(&shop, None).await.unwrap();
+    assert_eq!(heard(&mut watch).await, Some(Note::Ready));
+    env.admin.remove_member(&shop, "vic").await.unwrap();
+    // The stream ends at its next check, without telling the removed member anything more.
+    let ended = tokio::time::timeout(RECHECK + Duration::from_secs(5), async {
+        loop {
+            env.admin.suspend_stage(&shop, "dev").await.ok();
+            env.admin.resume_stage(&shop, "dev").await.ok();
+            match tokio::time::timeout(Duration::from_millis(500), watch.next()).await {
+                Ok(None) => return true,
+                _ => continue,
+            }
+        }
+    })
+    .await;
+    assert_eq!(ended, Ok(true));
+}
+
+async fn streams_end_when_the_server_stops(env: &Env) {
+    let shop = env.admin.create_project("Shop", None).await.unwrap().id;
+    env.admin.create_stage(&shop, "Dev", StageType::Dev, None).await.unwrap();
+    let mut watch = env.admin.watch(&shop, Some("dev")).await.unwrap();
+    assert_eq!(heard(&mut watch).await, Some(Note::Ready));
+    env.services.close_live_streams();
+    assert_eq!(tokio::time::timeout(Duration::from_secs(1), watch.next()).await, Ok(None));
+}

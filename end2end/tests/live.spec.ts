@@ -1,0 +1,101 @@
+import { api, createProject, createStage, expect, open, test, uploadBuild } from './helpers';
+
+// Pages follow what changes — through the API, the CLI, the runtime — without polling or a
+// reload: each open page holds one live stream of changes.
+
+/** Marks the page so that a reload (which would clear the mark) is noticed. */
+async function markPage(page: import('@playwright/test').Page) {
+  await page.evaluate(() => ((window as unknown as { stillHere: boolean }).stillHere = true));
+}
+async function notReloaded(page: import('@playwright/test').Page) {
+  expect(await page.evaluate(() => (window as unknown as { stillHere?: boolean }).stillHere)).toBe(true);
+}
+
+test('a change made elsewhere appears on an open project page within 2 s, without a reload', async ({ page, consoleErrors }) => {
+  const project = await createProject(page);
+  const card = await createStage(page, 'Dev');
+  await expect(card.getByText('running', { exact: true })).toBeVisible();
+  await markPage(page);
+
+  // Suspended through the API (as the CLI does): the card says so.
+  expect((await api(page).post(`/api/v1/projects/${project}/stages/dev/suspend`)).status()).toBe(200);
+  await expect(card.getByText('suspended', { exact: true })).toBeVisible({ timeout: 2_000 });
+  // A stage created elsewhere appears; one deleted elsewhere goes to the archived list.
+  const created = await api(page).post(`/api/v1/projects/${project}/stages`, { data: { name: 'QA', type: 'qa' } });
+  expect(created.status()).toBe(201);
+  await expect(page.getByRole('article', { name: 'QA', exact: true })).toBeVisible({ timeout: 2_000 });
+  expect((await api(page).delete(`/api/v1/projects/${project}/stages/qa`)).status()).toBeLessThan(300);
+  await expect(page.getByRole('article', { name: 'QA', exact: true })).toHaveCount(0, { timeout: 2_000 });
+  await notReloaded(page);
+});
+
+test('the stage page follows a component: output, a crash and its restart, with pause and filter', async ({ page, consoleErrors }, testInfo) => {
+  const project = await createProject(page);
+  await createStage(page, 'Dev');
+  // A worker that counts, then crashes (and is restarted).
+  const script = 'counter.py';
+  const counter = [
+    'import sys, time',
+    'for n in range(1, 7):',
+    '    print(f"tick {n}", flush=True)',
+    '    time.sleep(0.4)',
+    'print("giving up", file=sys.stderr, flush=True)',
+    'sys.exit(3)',
+  ].join('\n');
+  const manifest = `[[component]]\nname = "counter"\nkind = "worker"\ncommand = "python3"\nargs = ["${script}"]\n`;
+  const build = await uploadBuild(page, project, { 'pergola.toml': manifest, [script]: counter });
+  await open(page, `/projects/${project}/stages/dev`);
+  await markPage(page);
+  const deployed = await api(page).post(`/api/v1/projects/${project}/stages/dev/releases`, { data: { build } });
+  expect(deployed.status(), await deployed.text()).toBe(201);
+
+  // The component, its lines as they are printed, the crash in the timeline.
+  await expect(page.getByRole('row', { name: 'counter' })).toBeVisible({ timeout: 3_000 });
+  const output = page.getByLabel('Output lines of counter');
+  await expect(output).toContainText('tick 1', { timeout: 3_000 });
+  await expect(output).toContainText('tick 4', { timeout: 3_000 });
+  const timeline = page.getByRole('list', { name: 'Events timeline' });
+  await expect(timeline.locator('li[data-kind="crashed"]').first()).toBeVisible({ timeout: 6_000 });
+
+  // Filter: only the lines with the text.
+  await page.getByLabel('Filter output').fill('giving');
+  await expect(output).toContainText('giving up');
+  await expect(output).not.toContainText('tick');
+  await page.getByLabel('Filter output').fill('');
+
+  // Paused, the output holds still while the component goes on printing; followed again,
+  // it catches up.
+  await page.getByRole('button', { name: 'Pause output' }).click();
+  await expect(page.getByText('Paused: new lines are not shown.')).toBeVisible();
+  const held = await output.textContent();
+  await page.waitForTimeout(1_500);
+  expect(await output.textContent()).toBe(held);
+  await page.getByRole('button', { name: 'Follow output' }).click();
+  await expect.poll(async () => (await output.textContent())?.length ?? 0, { timeout: 5_000 }).toBeGreaterThan(held?.length ?? 0);
+
+  // The download holds the same lines as text.
+  const download = await page.request.get(`/api/v1/projects/${project}/stages/dev/components/counter/logs?format=text`);
+  expect(download.headers()['content-type']).toBe('text/plain; charset=utf-8');
+  expect(await download.text()).toMatch(/ tick 1\n/);
+  await notReloaded(page);
+  expect(testInfo.project.name).toMatch(/sqlite|postgres/);
+  await api(page).post(`/api/v1/projects/${project}/stages/dev/suspend`);
+});
+
+// (The browser logs the refused streams as errors, which is what this test provokes.)
+test('a page says when its stream is down, and catches up when it is back', async ({ page, context }) => {
+  const project = await createProject(page);
+  const card = await createStage(page, 'Dev');
+  await markPage(page);
+  // The stream is cut (and new ones refused) while the server is "away".
+  await page.route('**/changes', (route) => route.abort());
+  await context.setOffline(true);
+  await expect(page.getByText('Offline — reconnecting…')).toBeVisible({ timeout: 5_000 });
+  await context.setOffline(false);
+  // A change while offline is not lost: the page reads again when it is back.
+  expect((await api(page).post(`/api/v1/projects/${project}/stages/dev/suspend`)).status()).toBe(200);
+  await page.unroute('**/changes');
+  await expect(page.getByText('Offline — reconnecting…')).toHaveCount(0, { timeout: 10_000 });
+  await expect(card.getByText('suspended', { exact: true })).toBeVisible({ timeout: 2_000 });
+  await notReloaded(page);
+});
