@@ -26,6 +26,7 @@ use pergola_runtime::{LocalRuntime, Sandbox};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod assets;
 mod serve;
 mod session;
 mod share;
@@ -49,8 +50,22 @@ async fn main() {
 
 async fn run() -> Result<(), String> {
     let conf = get_configuration(None).map_err(|e| format!("invalid Leptos configuration: {e}"))?;
-    let leptos_options = conf.leptos_options;
+    let mut leptos_options = conf.leptos_options;
+    // A release build made with hashed file names left their hashes beside the binary: the
+    // pages then link those names, which are cached for good.
+    leptos_options.hash_files = leptos_options.hash_files || assets::hashed_names(&leptos_options.hash_file);
     let addr = leptos_options.site_addr;
+    // The static files' brotli and gzip copies, written once (in the background: until they
+    // are there, the files go out as they are).
+    let site_root = std::path::PathBuf::from(leptos_options.site_root.as_ref());
+    {
+        let site_root = site_root.clone();
+        tokio::task::spawn_blocking(move || match assets::precompress(&site_root) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(files = n, "static files compressed"),
+            Err(e) => tracing::warn!(error = %e, site = %site_root.display(), "cannot write compressed static files"),
+        });
+    }
 
     let shutdown = shutdown_signal()?;
     // Processes a component double-forks away from its process group are re-parented to the
@@ -200,6 +215,7 @@ async fn run() -> Result<(), String> {
         .with_state(sessions);
     let share_auth =
         Router::new().route(pergola_domain::share::SHARE_AUTH_PATH, get(share_auth::vouch)).with_state(share.clone());
+    let static_files = assets::router(&site_root, &leptos_options.site_pkg_dir, leptos_options.hash_files);
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(sign_in)
@@ -217,6 +233,8 @@ async fn run() -> Result<(), String> {
         .layer(axum::middleware::from_fn_with_state(services.clone(), session::require_sign_in))
         // Who is asking: a bearer token or the session cookie.
         .layer(axum::middleware::from_fn_with_state(services.clone(), pergola_api::auth::authenticate))
+        // Static files need no session: they are served before it is looked up.
+        .merge(static_files)
         // Host allow-list, same origin for changes, body limit, security headers — for all but
         // the share links, which the next layer takes first.
         .layer(axum::middleware::from_fn_with_state(guard, pergola_api::guard::guard))
