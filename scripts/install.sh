@@ -23,6 +23,8 @@ command -v python3 >/dev/null || packages+=(python3)
 command -v psql >/dev/null || packages+=(postgresql-client)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || packages+=(postgresql)
 command -v bwrap >/dev/null || packages+=(bubblewrap)
+# wrk: the benchmark scripts (scripts/bench-*.sh) measure with it.
+command -v wrk >/dev/null || packages+=(wrk)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "==> apt-get install ${packages[*]}"
   $SUDO apt-get update -q

@@ -85,6 +85,8 @@ where
     let doc = Arc::new(finished(doc));
     router
         .route("/api/v1/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }))
+        // Prometheus' conventional path (outside the documented API: scraped, not called).
+        .route("/metrics", get(routes::metrics::prometheus))
         .route("/api/v1", any(unknown_route))
         .route("/api/v1/{*rest}", any(unknown_route))
         .layer(axum::middleware::from_fn_with_state(services.clone(), auth::authenticate))
@@ -168,6 +170,7 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .merge(routes::promote::router())
         .merge(routes::components::router())
         .merge(routes::live::router())
+        .merge(routes::metrics::router())
         .merge(routes::events::router())
         .merge(routes::config::router())
         .merge(routes::settings::router())

@@ -251,6 +251,7 @@ const DUPLICATE: &str = "/api/v1/projects/{project}/stages/{stage}/duplicate";
 const LINK: &str = "/api/v1/projects/{project}/stages/{stage}/links/{id}";
 const PROJECT_CHANGES: &str = "/api/v1/projects/{project}/changes";
 const STAGE_CHANGES: &str = "/api/v1/projects/{project}/stages/{stage}/changes";
+const METRICS: &str = "/api/v1/projects/{project}/stages/{stage}/metrics";
 
 /// The project the families work in (`my-new-project`), with `stages` given as (name, type,
 /// Stage ID) created through the API.
@@ -883,6 +884,48 @@ async fn log_queries(api: &Api, _env: &Env) {
     let took = started.elapsed();
     assert!(took >= std::time::Duration::from_secs(4) && took < std::time::Duration::from_secs(15), "{took:?}");
     problem(&api.call("GET", LOGS, &[p, "nope", "web"], "?follow=true", None).await, 404, "not-found");
+}
+
+/// A stage's metrics (what the proxy forwarded is counted; nothing runs here, so no CPU), and
+/// `/metrics` for administrators only.
+async fn metrics(api: &Api, env: &Env) {
+    let p = project_with(api, &[STAGE1]).await;
+    env.services.sample_metrics();
+    env.services.record_proxied(p, "stage1", "web", 200, 12.0);
+    env.services.record_proxied(p, "stage1", "web", 503, 40.0);
+    env.clock.advance(Duration::seconds(10));
+    env.services.sample_metrics();
+    for window in ["", "?window=1h", "?window=24h"] {
+        let r = api.call("GET", METRICS, &[p, "stage1"], window, None).await;
+        assert_eq!(r.status, 200, "{:#}", r.body);
+        let points = &r.body["components"][0]["points"];
+        assert_eq!(r.body["components"][0]["component"], "web");
+        assert_eq!((points[0]["requests"].as_u64(), points[0]["errors"].as_u64()), (Some(2), Some(1)), "{:#}", r.body);
+    }
+    problem(&api.call("GET", METRICS, &[p, "stage1"], "?window=7d", None).await, 400, "malformed-request");
+    problem(&api.call("GET", METRICS, &[p, "nope"], "", None).await, 404, "not-found");
+
+    let scrape = |token: Option<String>| {
+        let req = reqwest::Client::new().get(format!("{}/metrics", api.base));
+        let req = match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        req.send()
+    };
+    let text = scrape(Some(api.token.clone())).await.unwrap();
+    assert_eq!(text.status(), 200);
+    assert!(text.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = text.text().await.unwrap();
+    assert!(
+        text.contains(&format!("pergola_proxy_errors_total{{project=\"{p}\",stage=\"stage1\",component=\"web\"}} 1\n")),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE pergola_uptime_seconds gauge\n"));
+    let member = env.member("mia", p, pergola_domain::Role::Owner).await;
+    let token = member.create_token("mia", None).await.unwrap().token;
+    assert_eq!(scrape(Some(token)).await.unwrap().status(), 403, "owners of a project are not administrators");
+    assert_eq!(scrape(None).await.unwrap().status(), 401);
 }
 
 /// Suspend, resume; delete = archive (QA: 7 days), restore, restore after the due date.
@@ -1669,6 +1712,7 @@ families!(
     components_and_logs,
     live_streams,
     log_queries,
+    metrics,
     lifecycle,
     settings,
     unknown_routes,
@@ -1742,6 +1786,7 @@ fn the_openapi_document_covers_every_route() {
         format!("DELETE {LINK}"),
         format!("GET {PROJECT_CHANGES}"),
         format!("GET {STAGE_CHANGES}"),
+        format!("GET {METRICS}"),
     ];
     expected.sort();
     assert_eq!(ops, expected);

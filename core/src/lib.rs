@@ -17,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod live;
+pub mod metrics;
 pub mod purge;
 pub mod runtime;
 pub mod secrets;
@@ -26,7 +27,9 @@ pub mod store;
 pub mod testing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use runtime::{EventSink, NoRuntime, Runtime, RuntimeError, StageKey, StageSpec, StopMode, StopReport};
+pub use runtime::{
+    ComponentUsage, EventSink, NoRuntime, Runtime, RuntimeError, StageKey, StageSpec, StopMode, StopReport,
+};
 pub use secrets::SecretBox;
 pub use services::Services;
 pub use store::{connect, Store, StoreError};

@@ -16,6 +16,8 @@ const BACKLOG: usize = 1024;
 pub struct Change {
     pub project: String,
     pub stage: Option<String>,
+    /// Only new metrics (a sample every 10 s), not a change of state.
+    pub metrics: bool,
 }
 
 /// The bus the services publish changes on.
@@ -40,7 +42,15 @@ impl Changes {
     /// Tells every subscriber that something changed (nobody listening is fine).
     pub fn publish(&self, project: &str, stage: Option<&str>) {
         if self.tx.receiver_count() > 0 {
-            let _ = self.tx.send(Change { project: project.to_owned(), stage: stage.map(str::to_owned) });
+            let _ =
+                self.tx.send(Change { project: project.to_owned(), stage: stage.map(str::to_owned), metrics: false });
+        }
+    }
+
+    /// Tells every subscriber that a stage has new metrics.
+    pub fn publish_metrics(&self, project: &str, stage: &str) {
+        if self.tx.receiver_count() > 0 {
+            let _ = self.tx.send(Change { project: project.to_owned(), stage: Some(stage.to_owned()), metrics: true });
         }
     }
 
@@ -113,8 +123,11 @@ mod tests {
         bus.publish("p", Some("dev"));
         bus.publish("p", None);
         for sub in [&mut a, &mut b] {
-            assert_eq!(sub.next().await, Heard::Change(Change { project: "p".into(), stage: Some("dev".into()) }));
-            assert_eq!(sub.next().await, Heard::Change(Change { project: "p".into(), stage: None }));
+            assert_eq!(
+                sub.next().await,
+                Heard::Change(Change { project: "p".into(), stage: Some("dev".into()), metrics: false })
+            );
+            assert_eq!(sub.next().await, Heard::Change(Change { project: "p".into(), stage: None, metrics: false }));
         }
         bus.close();
         assert_eq!(a.next().await, Heard::Closed);

@@ -235,6 +235,16 @@ impl EventStream {
     }
 }
 
+/// What a running component uses: the CPU time of all its processes since they started
+/// (those it waited for included) and their resident memory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ComponentUsage {
+    pub key: StageKey,
+    pub component: String,
+    pub cpu_secs: f64,
+    pub memory_bytes: u64,
+}
+
 /// Runs stages.
 #[async_trait]
 pub trait Runtime: Send + Sync {
@@ -260,6 +270,11 @@ pub trait Runtime: Send + Sync {
     fn status(&self, key: &StageKey) -> Vec<ComponentStatus>;
     /// The last output lines of a component.
     fn logs(&self, key: &StageKey, component: &str) -> Vec<LogLine>;
+    /// What each running component of every stage uses now (one look at the machine). By
+    /// default nothing is known.
+    fn usage(&self) -> Vec<ComponentUsage> {
+        Vec::new()
+    }
     /// The component's kept output lines numbered after `after` (`LogLine::seq`), oldest
     /// first; `None` when the stage runs no such component (a follower then waits, or ends).
     fn logs_after(&self, key: &StageKey, component: &str, after: u64) -> Option<Vec<LogLine>> {

@@ -170,11 +170,13 @@ pub enum Action {
     /// `set_retention` and, later, other per-stage-type policies. (Reading the policy, as the
     /// delete dialog does, needs only a signed-in user.)
     AdministerPolicies,
+    /// `/metrics`: the server's, the proxy's and every stage's series, for Prometheus.
+    ReadServerMetrics,
 }
 
 impl Action {
     /// Every action, in the order of the README's table.
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 20] = [
         Action::ReadProject,
         Action::ReadStage,
         Action::ReadSecretValues,
@@ -194,6 +196,7 @@ impl Action {
         Action::CreateProject,
         Action::AdministerUsers,
         Action::AdministerPolicies,
+        Action::ReadServerMetrics,
     ];
 
     /// The stable form, e.g. for the audit trail: `read-project`, `deploy`, ...
@@ -218,6 +221,7 @@ impl Action {
             Action::CreateProject => "create-project",
             Action::AdministerUsers => "administer-users",
             Action::AdministerPolicies => "administer-policies",
+            Action::ReadServerMetrics => "read-server-metrics",
         }
     }
 
@@ -243,6 +247,7 @@ impl Action {
             Action::CreateProject => "Create a project",
             Action::AdministerUsers => "Manage users and administrators",
             Action::AdministerPolicies => "Set the per-stage-type policies (retention)",
+            Action::ReadServerMetrics => "Read every stage's metrics at /metrics (Prometheus)",
         }
     }
 
@@ -263,7 +268,10 @@ impl Action {
     /// Whether it concerns the whole installation rather than one project (then membership
     /// does not matter and a refusal is a 403, never a 404).
     pub fn is_instance_wide(self) -> bool {
-        matches!(self, Action::CreateProject | Action::AdministerUsers | Action::AdministerPolicies)
+        matches!(
+            self,
+            Action::CreateProject | Action::AdministerUsers | Action::AdministerPolicies | Action::ReadServerMetrics
+        )
     }
 
     /// The start of a refusal: "Deploying to a PROD stage", "Deleting a stage".
@@ -289,6 +297,7 @@ impl Action {
             Action::CreateProject => "Creating a project".to_owned(),
             Action::AdministerUsers => "Managing users".to_owned(),
             Action::AdministerPolicies => "Changing the stage-type policies".to_owned(),
+            Action::ReadServerMetrics => "Reading the server's metrics".to_owned(),
         }
     }
 }
@@ -332,7 +341,9 @@ pub fn requirement(action: Action, stage_type: Option<StageType>) -> Requirement
         | Action::ManageSharing => Requirement::Role(dev_qa_or_maintainer),
         Action::DeleteStage | Action::RestoreStage | Action::RegisterBuild => Requirement::Role(Role::Maintainer),
         Action::ManageMembers | Action::ManageProject => Requirement::Role(Role::Owner),
-        Action::CreateProject | Action::AdministerUsers | Action::AdministerPolicies => Requirement::Administrator,
+        Action::CreateProject | Action::AdministerUsers | Action::AdministerPolicies | Action::ReadServerMetrics => {
+            Requirement::Administrator
+        }
         Action::ReadSecretValues => Requirement::Nobody,
     }
 }
@@ -926,6 +937,7 @@ mod tests {
             (CreateProject, None, &[]),
             (AdministerUsers, None, &[]),
             (AdministerPolicies, None, &[]),
+            (ReadServerMetrics, None, &[]),
         ];
         for &(action, t, allowed) in cases {
             for role in Role::ALL {
@@ -1013,6 +1025,7 @@ mod tests {
                 CreateProject => 16,
                 AdministerUsers => 17,
                 AdministerPolicies => 18,
+                ReadServerMetrics => 19,
             }
         }
         let mut names = std::collections::HashSet::new();

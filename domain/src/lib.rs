@@ -13,6 +13,7 @@ pub mod limits;
 pub mod listing;
 pub mod logs;
 pub mod manifest;
+pub mod metrics;
 pub mod model;
 pub mod name;
 pub mod retention;

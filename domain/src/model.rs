@@ -167,16 +167,19 @@ pub struct StageActivity {
 }
 
 /// What a stage card shows besides the stage: its running release and its components.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StageSummary {
     pub release: Option<Release>,
     pub components: Vec<crate::runtime::ComponentStatus>,
     /// Share links of the running release's service components.
     pub links: Vec<crate::share::ShareLink>,
+    /// Each component's CPU over the last hour.
+    #[serde(default)]
+    pub sparklines: Vec<crate::metrics::Sparkline>,
 }
 
 /// Everything the project page shows: one page of its live stages (see [`crate::StageQuery`]).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProjectOverview {
     pub project: Project,

@@ -215,6 +215,8 @@ async fn run() -> Result<(), String> {
         .with_state(sessions);
     let share_auth =
         Router::new().route(pergola_domain::share::SHARE_AUTH_PATH, get(share_auth::vouch)).with_state(share.clone());
+    // CPU, memory and the proxy's figures, sampled every 10 s.
+    pergola_core::services::spawn_metrics_sampler(services.clone());
     let static_files = assets::router(&site_root, &leptos_options.site_pkg_dir, leptos_options.hash_files);
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))

@@ -169,7 +169,7 @@ pub async fn logout(State(sessions): State<Sessions>, req: Request) -> Response 
 /// static files, the health check, and the REST API and server functions (which refuse
 /// anonymous callers themselves, with 401).
 fn is_open(path: &str) -> bool {
-    matches!(path, "/login" | "/setup" | "/logout" | "/invite" | "/healthz" | "/favicon.ico")
+    matches!(path, "/login" | "/setup" | "/logout" | "/invite" | "/healthz" | "/favicon.ico" | "/metrics")
         || path.starts_with("/invite/")
         || path.starts_with("/pkg/")
         || path.starts_with("/api/")

@@ -346,6 +346,14 @@ impl Share {
                 }
             }
         };
+        // Every request that reached the component counts in its metrics (not answering: 504,
+        // failing: 502), with the time to the answer's head.
+        let status = match &answered {
+            None => 504,
+            Some(Ok(response)) => response.status().as_u16(),
+            Some(Err(_)) => 502,
+        };
+        self.services.record_proxied(project, stage_id, component, status, started.elapsed().as_secs_f64() * 1000.0);
         let Some(answered) = answered else {
             tracing::warn!(project, stage = stage_id, component, "share link target did not answer in time");
             return page(

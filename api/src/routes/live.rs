@@ -40,7 +40,7 @@ async fn project_changes(
 
 /// What changed on one stage (live or archived) — status, components, health, restarts,
 /// events, releases — and new output of its components, as server-sent events: `ready`, then
-/// `change` or `output`.
+/// `change`, `output` or `metrics` (every 10 s while it runs).
 #[utoipa::path(get, path = "/api/v1/projects/{project}/stages/{stage}/changes", tag = "stages",
     params(StagePath),
     responses(
@@ -63,6 +63,7 @@ fn sse(watch: Watch) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
             Note::Ready => Event::default().event("ready").data("{}").retry(Duration::from_secs(1)),
             Note::Changed => Event::default().event("change").data("{}"),
             Note::Output => Event::default().event("output").data("{}"),
+            Note::Metrics => Event::default().event("metrics").data("{}"),
         };
         Some((Ok(event), watch))
     });

@@ -9,6 +9,7 @@ pub mod config;
 pub mod events;
 pub mod lifecycle;
 pub mod live;
+pub mod metrics;
 pub mod projects;
 pub mod promote;
 pub mod releases;

@@ -65,3 +65,14 @@ pub async fn duplicate_stage(
     let copy = pergola_core::services::Duplicate { deploy, storage: with_storage };
     answer(services()?.duplicate_stage(&project, &stage, &name, None, copy).await)
 }
+
+/// A stage's metrics in a window (`1h` or `24h`).
+#[server]
+pub async fn stage_metrics(
+    project: String,
+    stage: String,
+    window: String,
+) -> Result<pergola_domain::metrics::StageMetrics, AppError> {
+    let window = pergola_domain::metrics::MetricsWindow::parse(&window).map_err(AppError)?;
+    answer(services()?.stage_metrics(&project, &stage, window).await)
+}

@@ -14,6 +14,8 @@ pub struct Live {
     pub changes: ReadSignal<u32>,
     /// Counts the notes that components printed new output.
     pub output: ReadSignal<u32>,
+    /// Counts the notes of new metrics (every 10 s while something runs).
+    pub metrics: ReadSignal<u32>,
     /// Whether the stream is down (the page may be out of date).
     pub offline: ReadSignal<bool>,
 }
@@ -22,16 +24,17 @@ pub struct Live {
 pub fn use_live(url: impl Fn() -> String + Send + Sync + 'static) -> Live {
     let (changes, set_changes) = signal(0u32);
     let (output, set_output) = signal(0u32);
+    let (metrics, set_metrics) = signal(0u32);
     let (offline, set_offline) = signal(false);
     #[cfg(feature = "hydrate")]
     Effect::new(move |_| {
-        let stream = browser::Stream::open(url(), set_changes, set_output, set_offline);
+        let stream = browser::Stream::open(url(), [set_changes, set_output, set_metrics], set_offline);
         let stream = send_wrapper::SendWrapper::new(stream);
         on_cleanup(move || stream.take().close());
     });
     #[cfg(not(feature = "hydrate"))]
-    let _ = (url, set_changes, set_output, set_offline);
-    Live { changes, output, offline }
+    let _ = (url, set_changes, set_output, set_metrics, set_offline);
+    Live { changes, output, metrics, offline }
 }
 
 /// Says so while a page's live stream is down.
@@ -75,18 +78,16 @@ mod browser {
         closed: Cell<bool>,
         changes: WriteSignal<u32>,
         output: WriteSignal<u32>,
+        metrics: WriteSignal<u32>,
         offline: WriteSignal<bool>,
     }
 
     pub struct Stream(Rc<State>);
 
     impl Stream {
-        pub fn open(
-            url: String,
-            changes: WriteSignal<u32>,
-            output: WriteSignal<u32>,
-            offline: WriteSignal<bool>,
-        ) -> Self {
+        /// `counters`: of changes, output and metrics notes.
+        pub fn open(url: String, counters: [WriteSignal<u32>; 3], offline: WriteSignal<bool>) -> Self {
+            let [changes, output, metrics] = counters;
             let state = Rc::new(State {
                 url,
                 source: RefCell::new(None),
@@ -97,6 +98,7 @@ mod browser {
                 closed: Cell::new(false),
                 changes,
                 output,
+                metrics,
                 offline,
             });
             connect(&state);
@@ -146,6 +148,8 @@ mod browser {
         on("change", Box::new(move |_| s.changes.update(|n| *n += 1)), &mut handlers);
         let s = state.clone();
         on("output", Box::new(move |_| s.output.update(|n| *n += 1)), &mut handlers);
+        let s = state.clone();
+        on("metrics", Box::new(move |_| s.metrics.update(|n| *n += 1)), &mut handlers);
         let s = state.clone();
         on(
             "error",

@@ -146,6 +146,7 @@ impl Services {
                 );
                 continue;
             }
+            self.metrics.forget(&StageKey::new(&project, &stage));
             let deleted = self.store.purge_stage(&project, &stage, now).await;
             self.proxy_cache.forget_all();
             if deleted.map_err(internal("purge a due stage"))? {

@@ -35,6 +35,8 @@ pub enum Note {
     Changed,
     /// New output lines on the stage.
     Output,
+    /// New metrics (every 10 s while something runs).
+    Metrics,
 }
 
 /// The changes of one project, or of one stage of it, as they happen.
@@ -147,6 +149,7 @@ impl Watch {
             }
             tokio::select! {
                 heard = self.changes.next() => match heard {
+                    Heard::Change(change) if change.metrics && self.concerns(&change) => return Some(Note::Metrics),
                     Heard::Change(change) if self.concerns(&change) => {
                         self.gather().await;
                         return Some(Note::Changed);

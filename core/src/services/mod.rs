@@ -14,6 +14,7 @@ mod events;
 mod lifecycle;
 mod limits;
 mod live;
+mod metrics;
 mod projects;
 mod promote;
 mod proxy_cache;
@@ -27,6 +28,7 @@ pub use access::{Acting, Authenticated, Caller, FirstRun, NewSession};
 pub use activity::LOG_LINES_SHOWN;
 pub use demo::DEMO_MANIFEST;
 pub use live::{LogFollow, Note, Watch, MAX_LIFE, RECHECK};
+pub use metrics::spawn_metrics_sampler;
 pub use promote::Duplicate;
 use proxy_cache::ProxyCache;
 pub use proxy_cache::PROXY_CACHE_TTL;
@@ -91,6 +93,10 @@ pub struct Services {
     path_builds: bool,
     /// Where every change is published for the live streams.
     changes: Arc<Changes>,
+    /// What the components used and how their services answered.
+    metrics: Arc<crate::metrics::MetricsBook>,
+    /// When these services were made (the server's uptime).
+    started_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// How long an artifact no release runs is kept after its newest build, by default.
@@ -175,6 +181,8 @@ impl Services {
             artifact_retention: chrono::Duration::days(ARTIFACT_RETENTION_DAYS),
             path_builds: false,
             changes: Arc::default(),
+            metrics: Arc::default(),
+            started_at: chrono::Utc::now(),
         }
     }
 

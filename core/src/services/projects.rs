@@ -112,7 +112,8 @@ impl Acting {
             let release = releases.remove(&stage.id);
             let components = self.runtime.status(&StageKey::new(project_id, &stage.id));
             let links = self.links_of(project_id, &stage.id, &components);
-            summaries.insert(stage.id.clone(), StageSummary { release, components, links });
+            let sparklines = self.metrics.sparklines(&StageKey::new(project_id, &stage.id), self.clock.now());
+            summaries.insert(stage.id.clone(), StageSummary { release, components, links, sparklines });
         }
         let retention = self.retention().await?;
         Ok(ProjectOverview { project, stages, archived, retention, summaries, actor, matching, total, next })

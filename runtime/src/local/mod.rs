@@ -29,6 +29,7 @@ mod reaper;
 mod release;
 mod sandbox;
 mod supervise;
+mod usage;
 
 pub use children::{become_subreaper, reap_adopted, spawn_reaper};
 pub use limits::Enforcer;
@@ -44,7 +45,7 @@ use chrono::Utc;
 use component::Component;
 use jobs::{record, recorded, run_cron, CronTiming, JobRun, Runs};
 use launch::assign_port;
-use pergola_core::EventSink;
+use pergola_core::{ComponentUsage, EventSink};
 use pergola_domain::{ComponentKind, ComponentSpec, Isolation, Schedule};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -655,6 +656,31 @@ impl Runtime for LocalRuntime {
 
     fn logs(&self, key: &StageKey, component: &str) -> Vec<LogLine> {
         self.logs_after(key, component, 0).unwrap_or_default()
+    }
+
+    fn usage(&self) -> Vec<ComponentUsage> {
+        let running: Vec<(StageKey, String, u32)> = {
+            let stages = self.stages.lock().expect("stages lock");
+            stages
+                .iter()
+                .flat_map(|(key, run)| {
+                    run.components
+                        .iter()
+                        .filter_map(|c| c.read(|s| s.pid).map(|pid| (key.clone(), c.name.clone(), pid)))
+                })
+                .collect()
+        };
+        if running.is_empty() {
+            return Vec::new();
+        }
+        let table = usage::ProcTable::read();
+        running
+            .into_iter()
+            .filter_map(|(key, component, pid)| {
+                let (cpu_secs, memory_bytes) = table.tree(pid)?;
+                Some(ComponentUsage { key, component, cpu_secs, memory_bytes })
+            })
+            .collect()
     }
 
     fn logs_after(&self, key: &StageKey, component: &str, after: u64) -> Option<Vec<LogLine>> {

@@ -40,7 +40,16 @@ pub fn ProjectPage() -> impl IntoView {
     // runtime — the page reads again (the live stream says when).
     let live = use_live(move || crate::paths::api_project_changes(&project.get()));
     let overview = Resource::new(
-        move || (project.get(), params.get(), created.get().map(|s| s.id), restore.version().get(), live.changes.get()),
+        move || {
+            (
+                project.get(),
+                params.get(),
+                created.get().map(|s| s.id),
+                restore.version().get(),
+                live.changes.get(),
+                live.metrics.get(),
+            )
+        },
         |(project, params, ..)| async move {
             let overview = get_overview(project, params.clone()).await?;
             let demo = demo_available().await.unwrap_or(false);

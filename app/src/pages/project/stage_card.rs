@@ -3,6 +3,7 @@
 use crate::components::{StatusBadge, TypeBadge};
 use crate::paths;
 use leptos::prelude::*;
+use pergola_domain::metrics::{chart_path, nice_top};
 use pergola_domain::{Stage, StageSummary};
 
 #[component]
@@ -47,6 +48,27 @@ pub fn StageCard(stage: Stage, summary: StageSummary, actor: pergola_domain::Act
                                 <span class="font-mono text-slate-800">{c.name.clone()}</span>
                                 <span class="text-slate-600">{format!("{} · {}", c.state.as_str(), c.health_label())}</span>
                             </li>
+                        }).collect_view()}
+                    </ul>
+                })}
+                {(!summary.sparklines.is_empty()).then(|| view! {
+                    <ul class="space-y-1 text-xs text-slate-500" aria-label="CPU over the last hour">
+                        {summary.sparklines.into_iter().map(|spark| {
+                            let latest = spark.values.iter().rev().find_map(|(_, v)| *v);
+                            let label = match latest {
+                                Some(cpu) => format!("CPU of {} over the last hour, now {cpu:.1} %", spark.component),
+                                None => format!("CPU of {} over the last hour: no data yet", spark.component),
+                            };
+                            let top = nice_top(spark.values.iter().filter_map(|(_, v)| *v));
+                            let path = chart_path(&spark.values, spark.from, spark.to, top, 96.0, 20.0);
+                            view! {
+                                <li class="flex items-center justify-between gap-2">
+                                    <span class="font-mono">{spark.component.clone()}</span>
+                                    <svg role="img" aria-label=label viewBox="0 0 96 20" class="h-5 w-24">
+                                        <path d=path fill="none" stroke="#047857" stroke-width="1.5" vector-effect="non-scaling-stroke"/>
+                                    </svg>
+                                </li>
+                            }
                         }).collect_view()}
                     </ul>
                 })}

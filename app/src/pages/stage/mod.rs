@@ -1,5 +1,6 @@
 //! `/projects/{project}/stages/{stage}`: one stage, as a teammate opening a shared link sees it.
 
+mod metrics_section;
 mod output_section;
 mod promote_section;
 mod release_section;
@@ -10,6 +11,7 @@ use crate::components::{loading, use_live, OfflineNotice, PageError, StatusBadge
 use crate::paths;
 use leptos::prelude::*;
 use leptos_meta::Title;
+use metrics_section::MetricsSection;
 use pergola_domain::{format_time, Stage};
 use promote_section::PromoteSection;
 use release_section::ReleaseSection;
@@ -116,6 +118,7 @@ fn StageView(
             </section>
             <ReleaseSection project=stage.project_id.clone() stage=stage.id.clone() status builds=may_deploy.then_some(builds) live/>
             <PromoteSection project=stage.project_id.clone() stage=stage.id.clone() options actor/>
+            <MetricsSection project=stage.project_id.clone() stage=stage.id.clone() live/>
         </div>
     }
 }
