@@ -187,24 +187,7 @@ impl Client {
         request: reqwest::blocking::RequestBuilder,
         on_401: OnUnauthorized,
     ) -> Result<(reqwest::header::HeaderMap, T), Failure> {
-        let request = match &self.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        };
-        let response = request.send().map_err(|e| {
-            if e.is_body() {
-                return Failure::new(format!(
-                    "the server at {} closed the connection before the upload was complete ({})",
-                    self.base,
-                    root_cause(&e)
-                ));
-            }
-            Failure::new(format!(
-                "cannot reach the Pergola server at {} ({}). Is it running? Set --server or PERGOLA_URL.",
-                self.base,
-                root_cause(&e)
-            ))
-        })?;
+        let response = self.send_raw(request)?;
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().map_err(|e| Failure::new(format!("the server's answer could not be read: {e}")))?;
@@ -222,18 +205,7 @@ impl Client {
     /// to `each`, until the server ends it.
     pub fn get_lines(&self, path: &str, mut each: impl FnMut(&str) -> Result<(), Failure>) -> Result<(), Failure> {
         use std::io::BufRead;
-        let request = self.http.get(self.url(path)).timeout(Duration::from_secs(24 * 3600));
-        let request = match &self.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        };
-        let response = request.send().map_err(|e| {
-            Failure::new(format!(
-                "cannot reach the Pergola server at {} ({}). Is it running? Set --server or PERGOLA_URL.",
-                self.base,
-                root_cause(&e)
-            ))
-        })?;
+        let response = self.send_raw(self.http.get(self.url(path)).timeout(Duration::from_secs(24 * 3600)))?;
         let status = response.status();
         if !status.is_success() {
             let headers = response.headers().clone();
@@ -247,6 +219,29 @@ impl Client {
             }
         }
         Ok(())
+    }
+
+    /// Sends `request` with the token; a failure to reach the server (or one that cut an
+    /// upload short) is said so.
+    fn send_raw(&self, request: reqwest::blocking::RequestBuilder) -> Result<reqwest::blocking::Response, Failure> {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        request.send().map_err(|e| {
+            if e.is_body() {
+                return Failure::new(format!(
+                    "the server at {} closed the connection before the upload was complete ({})",
+                    self.base,
+                    root_cause(&e)
+                ));
+            }
+            Failure::new(format!(
+                "cannot reach the Pergola server at {} ({}). Is it running? Set --server or PERGOLA_URL.",
+                self.base,
+                root_cause(&e)
+            ))
+        })
     }
 
     /// The failure a refused request reports: the problem's detail, or what to do.

@@ -10,30 +10,8 @@ use pergola_domain::wire::{StageUpdate, UserPatch};
 use pergola_domain::{ErrorKind, Role, StageType};
 use std::sync::Arc;
 
-macro_rules! all_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let env = pergola_core::testing::sqlite_env().await;
-                    super::$case(&env).await;
-                    env.cleanup().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let env = pergola_core::testing::postgres_env().await;
-                    super::$case(&env).await;
-                    env.cleanup().await;
-                }
-            )*
-        }
-    };
-}
+#[macro_use]
+mod support;
 
 all_backends!(
     sessions_end_when_idle_or_too_old_and_on_sign_out,

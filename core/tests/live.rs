@@ -6,30 +6,8 @@ use pergola_core::testing::Env;
 use pergola_domain::{ErrorKind, Role, StageType};
 use std::time::Duration;
 
-macro_rules! all_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let env = pergola_core::testing::sqlite_env().await;
-                    super::$case(&env).await;
-                    env.cleanup().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let env = pergola_core::testing::postgres_env().await;
-                    super::$case(&env).await;
-                    env.cleanup().await;
-                }
-            )*
-        }
-    };
-}
+#[macro_use]
+mod support;
 
 all_backends!(
     a_change_by_anyone_reaches_the_pages_that_show_it_and_no_other,
