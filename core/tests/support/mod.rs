@@ -2,7 +2,6 @@
 
 /// Runs each `case(&Env)` twice, as `sqlite::case` and `postgres::case`, each on a fresh
 /// store of its own.
-
 macro_rules! all_backends {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
