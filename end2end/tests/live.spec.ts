@@ -83,17 +83,35 @@ test('the stage page follows a component: output, a crash and its restart, with 
 });
 
 // (The browser logs the refused streams as errors, which is what this test provokes.)
-test('a page says when its stream is down, and catches up when it is back', async ({ page, context }) => {
+test('a page says when its stream is down, and catches up when it is back', async ({ page }) => {
+  // The page's streams, to cut them as a server going away would.
+  await page.addInitScript(() => {
+    const w = window as unknown as { EventSource: typeof EventSource; streams: EventSource[] };
+    w.streams = [];
+    const Original = w.EventSource;
+    w.EventSource = class extends Original {
+      constructor(url: string | URL, init?: EventSourceInit) {
+        super(url, init);
+        w.streams.push(this);
+      }
+    };
+  });
   const project = await createProject(page);
   const card = await createStage(page, 'Dev');
   await markPage(page);
-  // The stream is cut (and new ones refused) while the server is "away".
+  // The server is "away": new streams are refused, the open one breaks off.
   await page.route('**/changes', (route) => route.abort());
-  await context.setOffline(true);
+  await page.evaluate(() => {
+    for (const s of (window as unknown as { streams: EventSource[] }).streams) {
+      s.close();
+      s.dispatchEvent(new Event('error'));
+    }
+  });
   await expect(page.getByText('Offline — reconnecting…')).toBeVisible({ timeout: 5_000 });
-  await context.setOffline(false);
-  // A change while offline is not lost: the page reads again when it is back.
+  // A change while offline is not lost: the page reads again once the stream is back.
   expect((await api(page).post(`/api/v1/projects/${project}/stages/dev/suspend`)).status()).toBe(200);
+  await page.waitForTimeout(1_500);
+  await expect(card.getByText('running', { exact: true })).toBeVisible();
   await page.unroute('**/changes');
   await expect(page.getByText('Offline — reconnecting…')).toHaveCount(0, { timeout: 10_000 });
   await expect(card.getByText('suspended', { exact: true })).toBeVisible({ timeout: 2_000 });

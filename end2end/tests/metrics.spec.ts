@@ -12,7 +12,7 @@ test('the stage page charts a service that answers through its share link, the c
     'class H(http.server.BaseHTTPRequestHandler):',
     '    def do_GET(self):',
     '        if self.path == "/boom":',
-    '            self.send_response(500); self.send_header("Content-Length", "0"); self.end_headers(); return',
+    '            self.send_response(500); self.send_header("Content-Type", "text/html"); self.send_header("Content-Length", "4"); self.end_headers(); self.wfile.write(b"boom"); return',
     '        sum(i * i for i in range(20000))',
     '        body = b"<!DOCTYPE html><title>busy</title><h1>busy</h1>"',
     '        self.send_response(200); self.send_header("Content-Type", "text/html"); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)',
@@ -76,7 +76,10 @@ test('/metrics answers administrators in the Prometheus text format', async ({ p
   expect(text).toContain('# TYPE pergola_uptime_seconds gauge');
   expect(text).toMatch(/^pergola_live_streams \d+$/m);
   // Anyone else: refused, never a sign-in page.
-  const stranger = await playwright.request.newContext({ baseURL: test.info().project.use.baseURL });
+  const stranger = await playwright.request.newContext({
+    baseURL: test.info().project.use.baseURL,
+    storageState: { cookies: [], origins: [] },
+  });
   const anonymous = await stranger.get('/metrics', { maxRedirects: 0 });
   expect(anonymous.status()).toBe(401);
   await stranger.dispose();

@@ -19,7 +19,11 @@ pub async fn create_project(name: String, project_id: String) -> Result<Project,
 
 /// The project page: one page of the live stages matching the search form's `params`.
 #[server]
-pub async fn get_overview(project: String, params: StageQueryParams) -> Result<ProjectOverview, AppError> {
+pub async fn get_overview(
+    project: String,
+    // Every field may be absent (no search): then nothing of it is in the request.
+    #[server(default)] params: StageQueryParams,
+) -> Result<ProjectOverview, AppError> {
     let query = pergola_domain::StageQuery::parse(&params).map_err(AppError)?;
     answer(services()?.project_overview(&project, &query).await)
 }
