@@ -37,7 +37,9 @@ pub use error::{Error, ErrorKind};
 pub use ids::{derive_id, numbered_id, suggestion_stem, typed_id, validate_id, IdKind, MAX_ID_LEN, RESERVED_IDS};
 pub use limits::{Isolation, Limit, LimitsPolicy, ResourceLimits};
 pub use listing::{Cursor, StagePage, StageQuery, StageQueryParams, StageSort, MAX_PAGE_SIZE, PROJECT_PAGE_SIZE};
-pub use manifest::{parse_manifest, ComponentKind, ComponentSpec, Manifest, ManifestError, Schedule};
+#[cfg(feature = "manifest")]
+pub use manifest::parse_manifest;
+pub use manifest::{ComponentKind, ComponentSpec, Manifest, ManifestError, Schedule};
 pub use model::{
     human_size, validate_config, Build, BuildListing, BuildStage, ConfigEntry, IdCheck, Project, ProjectOverview,
     Release, Stage, StageActivity, StageSummary, MAX_CONFIG_VALUE_BYTES,

@@ -24,7 +24,9 @@
 //! [`parse_manifest`] rejects a malformed manifest with the line and the reason.
 
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+#[cfg(feature = "manifest")]
+use std::collections::HashSet;
 use std::fmt;
 
 /// A manifest that passed every check.
@@ -150,6 +152,7 @@ pub fn is_forbidden_env(key: &str) -> bool {
     })
 }
 
+#[cfg(feature = "manifest")]
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawManifest {
@@ -158,6 +161,7 @@ struct RawManifest {
     component: Vec<toml::Spanned<RawComponent>>,
 }
 
+#[cfg(feature = "manifest")]
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawComponent {
@@ -175,6 +179,7 @@ struct RawComponent {
     env: BTreeMap<String, String>,
 }
 
+#[cfg(feature = "manifest")]
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawHealth {
@@ -183,10 +188,12 @@ struct RawHealth {
     interval_secs: u32,
 }
 
+#[cfg(feature = "manifest")]
 fn default_interval() -> u32 {
     10
 }
 
+#[cfg(feature = "manifest")]
 /// Parses and checks a manifest.
 pub fn parse_manifest(text: &str) -> Result<Manifest, ManifestError> {
     let raw: RawManifest = toml::from_str(text).map_err(|e| ManifestError {
@@ -363,10 +370,12 @@ impl Schedule {
     }
 }
 
+#[cfg(feature = "manifest")]
 fn check_schedule(schedule: &str) -> Result<(), String> {
     Schedule::parse(schedule).map(|_| ())
 }
 
+#[cfg(feature = "manifest")]
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }

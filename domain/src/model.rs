@@ -93,6 +93,10 @@ pub struct BuildListing {
     /// The live stages whose current (newest) release is of this build, oldest stage first; a
     /// suspended stage runs it again when it is resumed.
     pub running_on: Vec<BuildStage>,
+    /// Its manifest's components, as `name (kind)` (read on the server: the browser has no
+    /// manifest parser).
+    #[serde(default)]
+    pub components: Vec<String>,
 }
 
 /// A live stage whose current release is of a build.

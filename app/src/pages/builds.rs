@@ -261,16 +261,8 @@ fn BuildList(list: Vec<BuildListing>, project: String) -> impl IntoView {
 
 #[component]
 fn BuildItem(listing: BuildListing, project: String) -> impl IntoView {
-    let BuildListing { build: b, running_on } = listing;
-    let components = pergola_domain::parse_manifest(&b.manifest)
-        .map(|m| {
-            m.components
-                .iter()
-                .map(|c| format!("{} ({:?})", c.name, c.kind).to_lowercase())
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default();
+    let BuildListing { build: b, running_on, components } = listing;
+    let components = components.join(", ");
     let copied = RwSignal::new(false);
     let number = b.number;
     let digest = b.digest.clone().map(|full| {

@@ -152,7 +152,12 @@ impl Acting {
         }
         Ok(builds
             .into_iter()
-            .map(|build| BuildListing { running_on: running.remove(&build.number).unwrap_or_default(), build })
+            .map(|build| {
+                let components = parse_manifest(&build.manifest)
+                    .map(|m| m.components.iter().map(|c| format!("{} ({})", c.name, c.kind.as_str())).collect())
+                    .unwrap_or_default();
+                BuildListing { running_on: running.remove(&build.number).unwrap_or_default(), build, components }
+            })
             .collect())
     }
 
