@@ -157,16 +157,12 @@ pub fn chart_path(
         };
         let x = t / span * width;
         let y = height - (v.clamp(0.0, top) / top) * height;
-        path.push_str(&format!(
-            "{}{x:.1} {y:.1}",
-            if pen_down {
-                " L"
-            } else if path.is_empty() {
-                "M"
-            } else {
-                " M"
-            }
-        ));
+        // A line starts with a zero-length step: drawn with round caps, a lone point is a dot.
+        if pen_down {
+            path.push_str(&format!(" L{x:.1} {y:.1}"));
+        } else {
+            path.push_str(&format!("{}{x:.1} {y:.1} l0 0", if path.is_empty() { "M" } else { " M" }));
+        }
         pen_down = true;
     }
     path
@@ -261,7 +257,7 @@ mod tests {
             (t0() + Duration::seconds(70), Some(f64::NAN)),
         ];
         let path = chart_path(&values, t0(), t0() + Duration::seconds(100), 100.0, 200.0, 50.0);
-        assert_eq!(path, "M0.0 50.0 L100.0 25.0 M200.0 0.0");
+        assert_eq!(path, "M0.0 50.0 l0 0 L100.0 25.0 M200.0 0.0 l0 0");
         assert_eq!(chart_path(&[], t0(), t0(), 0.0, 10.0, 10.0), "");
     }
 

@@ -86,6 +86,13 @@ pub fn precompress(site_root: &Path) -> std::io::Result<usize> {
                 dirs.push(path);
                 continue;
             }
+            // A copy whose original is gone (an earlier build's hashed name) goes too.
+            if let Some(original) = copy_of(&path) {
+                if !original.exists() {
+                    let _ = std::fs::remove_file(&path);
+                }
+                continue;
+            }
             let compressible = path.extension().and_then(|e| e.to_str()).is_some_and(|e| COMPRESSIBLE.contains(&e));
             let meta = std::fs::metadata(&path)?;
             if !compressible || meta.len() < MIN_SIZE {
@@ -113,6 +120,11 @@ pub fn precompress(site_root: &Path) -> std::io::Result<usize> {
         }
     }
     Ok(done)
+}
+
+/// The file `path` is the brotli or gzip copy of, if it is one.
+fn copy_of(path: &Path) -> Option<PathBuf> {
+    matches!(path.extension().and_then(|e| e.to_str()), Some("br" | "gz")).then(|| path.with_extension(""))
 }
 
 fn with_suffix(path: &Path, ext: &str) -> PathBuf {
@@ -203,6 +215,11 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(dir.join("pkg/pergola.css"), "p { margin: 0; }\n".repeat(100)).unwrap();
         assert_eq!(precompress(&dir).unwrap(), 1);
+        // A new build's names replace the old ones: the old copies go.
+        std::fs::rename(dir.join("pkg/pergola.css"), dir.join("pkg/pergola.new.css")).unwrap();
+        assert_eq!(precompress(&dir).unwrap(), 1);
+        assert!(!dir.join("pkg/pergola.css.br").exists() && !dir.join("pkg/pergola.css.gz").exists());
+        assert!(dir.join("pkg/pergola.new.css.br").exists());
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -65,7 +65,8 @@ pub fn StageCard(stage: Stage, summary: StageSummary, actor: pergola_domain::Act
                                 <li class="flex items-center justify-between gap-2">
                                     <span class="font-mono">{spark.component.clone()}</span>
                                     <svg role="img" aria-label=label viewBox="0 0 96 20" class="h-5 w-24">
-                                        <path d=path fill="none" stroke="#047857" stroke-width="1.5" vector-effect="non-scaling-stroke"/>
+                                        <path d=path fill="none" stroke="#047857" stroke-width="1.5"
+                                            stroke-linecap="round" vector-effect="non-scaling-stroke"/>
                                     </svg>
                                 </li>
                             }

@@ -147,7 +147,9 @@ fn Chart(
                         d=chart_path(&values, from, to, top, WIDTH, HEIGHT)
                         fill="none"
                         stroke=COLOURS[i % COLOURS.len()]
-                        stroke-width="1.5"
+                        stroke-width="2"
+                        stroke-linecap="round"
+                        stroke-linejoin="round"
                         vector-effect="non-scaling-stroke"
                     />
                 }).collect_view()}

@@ -40,6 +40,8 @@ pub fn ReleaseSection(
                     p.clone(),
                     s.clone(),
                     live.changes.get(),
+                    // Uptimes move on: read again at each sample of metrics (every 10 s) too.
+                    live.metrics.get(),
                     output.get(),
                     deploy.version().get(),
                     redeploy.version().get(),
