@@ -41,7 +41,8 @@ async fn list_components(User(s): User, Path(p): Path<StagePath>) -> ApiResult<J
     responses(
         (status = 200, description = "The component's output lines", body = [LogLine],
             content((Vec<LogLine> = "application/json"), (String = "text/plain"), (String = "application/x-ndjson"))),
-        (status = 400, description = "A bad parameter: since, tail, after, follow or format", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A bad parameter: since, tail, after, follow or format (a problem), or a query string that cannot be read at all, e.g. a parameter twice (a plain-text message)",
+            content((String = "text/plain"), (Problem = "application/problem+json"))),
         (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn component_logs(

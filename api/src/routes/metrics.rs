@@ -32,7 +32,8 @@ pub struct WindowParam {
     params(StagePath, WindowParam),
     responses(
         (status = 200, description = "Each component's points, oldest first", body = StageMetrics),
-        (status = 400, description = "A window other than 1h or 24h", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A window other than 1h or 24h (a problem), or a query string that cannot be read at all, e.g. `window` twice (a plain-text message)",
+            content((String = "text/plain"), (Problem = "application/problem+json"))),
         (status = 404, description = "No such project or stage", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn stage_metrics(
