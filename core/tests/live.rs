@@ -13,6 +13,7 @@ all_backends!(
     a_change_by_anyone_reaches_the_pages_that_show_it_and_no_other,
     outsiders_cannot_listen_and_a_removed_member_stops_hearing,
     streams_end_when_the_server_stops,
+    a_sample_of_every_stage_reaches_a_project_page_as_one_note,
 );
 
 /// What the stream says within a second (`None`: nothing).
@@ -86,4 +87,29 @@ async fn streams_end_when_the_server_stops(env: &Env) {
     assert_eq!(heard(&mut watch).await, Some(Note::Ready));
     env.services.close_live_streams();
     assert_eq!(tokio::time::timeout(Duration::from_secs(1), watch.next()).await, Ok(None));
+}
+
+async fn a_sample_of_every_stage_reaches_a_project_page_as_one_note(env: &Env) {
+    let shop = env.admin.create_project("Shop", None).await.unwrap().id;
+    for name in ["Dev", "QA", "Prod"] {
+        env.admin.create_stage(&shop, name, StageType::Dev, None).await.unwrap();
+    }
+    let mut project = env.admin.watch(&shop, None).await.unwrap();
+    assert_eq!(heard(&mut project).await, Some(Note::Ready));
+    // Three stages answered requests: the sample gives each new points.
+    for stage in ["dev", "qa", "prod"] {
+        env.services.record_proxied(&shop, stage, "web", 200, 3.0);
+    }
+    env.services.sample_metrics();
+    assert_eq!(heard(&mut project).await, Some(Note::Metrics));
+    assert_eq!(heard(&mut project).await, None, "one note for the whole sample");
+    // A change of state right after a sample is never lost behind it: the page hears it.
+    env.services.record_proxied(&shop, "dev", "web", 200, 3.0);
+    env.services.sample_metrics();
+    env.admin.suspend_stage(&shop, "qa").await.unwrap();
+    let mut notes = Vec::new();
+    while let Some(note) = heard(&mut project).await {
+        notes.push(note);
+    }
+    assert!(notes.contains(&Note::Changed) && notes.len() <= 2, "{notes:?}");
 }

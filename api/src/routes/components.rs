@@ -52,16 +52,7 @@ async fn component_logs(
 ) -> ApiResult<Response> {
     let query = LogQuery::parse(&params, chrono::Utc::now())?;
     let text = query.format == LogFormat::Text;
-    if !query.follow {
-        let lines = s.logs_matching(&p.project, &p.stage, &p.component, &query).await?;
-        return Ok(if text {
-            let body: String = lines.iter().map(|l| format_line(l, true) + "\n").collect();
-            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
-        } else {
-            Json(lines).into_response()
-        });
-    }
-    let (first, follow) = s.follow_logs(&p.project, &p.stage, &p.component, &query).await?;
+    // One line of output per line of the answer: printed as text, or a JSON object (NDJSON).
     let encode = move |lines: Vec<LogLine>| -> Bytes {
         let mut out = String::new();
         for l in &lines {
@@ -74,6 +65,15 @@ async fn component_logs(
         }
         Bytes::from(out)
     };
+    if !query.follow {
+        let lines = s.logs_matching(&p.project, &p.stage, &p.component, &query).await?;
+        return Ok(if text {
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], encode(lines)).into_response()
+        } else {
+            Json(lines).into_response()
+        });
+    }
+    let (first, follow) = s.follow_logs(&p.project, &p.stage, &p.component, &query).await?;
     let first = encode(first);
     let rest = futures_util::stream::unfold((follow, encode), |(mut follow, encode)| async move {
         let lines = follow.next().await?;

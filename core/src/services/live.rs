@@ -83,10 +83,23 @@ impl Acting {
         component: &str,
         query: &LogQuery,
     ) -> Result<Vec<LogLine>, Error> {
+        Ok(self.read_logs(project_id, stage_id, component, query).await?.0)
+    }
+
+    /// The lines `query` asks for, and the number of the last line kept after `query.after`
+    /// (whether or not the query's `since` and `tail` left it out).
+    async fn read_logs(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+        component: &str,
+        query: &LogQuery,
+    ) -> Result<(Vec<LogLine>, Option<u64>), Error> {
         self.get_stage(project_id, stage_id).await?;
         let key = StageKey::new(project_id, stage_id);
         let lines = self.runtime.logs_after(&key, component, query.after).unwrap_or_default();
-        Ok(query.select(lines))
+        let last = lines.last().map(|l| l.seq);
+        Ok((query.select(lines), last))
     }
 
     /// Follows a component's output: the lines `query` asks for, then each new line as it is
@@ -98,11 +111,10 @@ impl Acting {
         component: &str,
         query: &LogQuery,
     ) -> Result<(Vec<LogLine>, LogFollow), Error> {
-        let first = self.logs_matching(project_id, stage_id, component, query).await?;
+        let (first, last) = self.read_logs(project_id, stage_id, component, query).await?;
         let key = StageKey::new(project_id, stage_id);
         // Lines printed before the query's own are not sent later either.
-        let printed = self.runtime.logs_after(&key, component, 0).and_then(|l| l.last().map(|l| l.seq));
-        let after = first.last().map(|l| l.seq).or(printed).unwrap_or(query.after).max(query.after);
+        let after = last.unwrap_or(query.after);
         let now = Instant::now();
         let follow = LogFollow {
             acting: self.clone(),
@@ -149,10 +161,11 @@ impl Watch {
             }
             tokio::select! {
                 heard = self.changes.next() => match heard {
-                    Heard::Change(change) if change.metrics && self.concerns(&change) => return Some(Note::Metrics),
+                    // A burst (a sample of every running stage, a suspend's steps) is one note:
+                    // a change of state if any of it was one, else new metrics.
                     Heard::Change(change) if self.concerns(&change) => {
-                        self.gather().await;
-                        return Some(Note::Changed);
+                        let changed = !change.metrics | self.gather().await;
+                        return Some(if changed { Note::Changed } else { Note::Metrics });
                     }
                     Heard::Change(_) => {}
                     Heard::Missed => return Some(Note::Changed),
@@ -173,14 +186,19 @@ impl Watch {
         change.project == self.project && (self.stage.is_none() || change.stage.is_none() || change.stage == self.stage)
     }
 
-    /// Lets the changes that come right after one arrive, so that a burst is one note.
-    async fn gather(&mut self) {
+    /// Lets the changes that come right after one arrive, so that a burst is one note; true
+    /// when one of them was a change of state this stream shows (or some were missed).
+    async fn gather(&mut self) -> bool {
         let until = Instant::now() + GATHER;
+        let mut changed = false;
         while let Ok(heard) = tokio::time::timeout_at(until, self.changes.next()).await {
-            if heard == Heard::Closed {
-                return;
+            match heard {
+                Heard::Closed => break,
+                Heard::Missed => changed = true,
+                Heard::Change(c) => changed |= !c.metrics && self.concerns(&c),
             }
         }
+        changed
     }
 
     /// Whether a component of the watched stage printed since last asked.
