@@ -4,8 +4,9 @@
 //! 1. **Host allow-list.** The dashboard answers only for its own names ([`Guard::new`]): the
 //!    listen address, `localhost`, `127.0.0.1` and `[::1]` on the listen port, and the host of
 //!    `PERGOLA_PUBLIC_URL`. Any other `Host` — a DNS-rebinding page, a stray virtual host — gets
-//!    **421 Misdirected Request** and no dashboard. `/healthz` answers for any host (it says
-//!    only "ok", and load balancers and container health checks probe by address).
+//!    **421 Misdirected Request** and no dashboard. `/healthz` and `/readyz` answer for any
+//!    host (they say only "ok" / "ready", and load balancers and container probes ask by
+//!    address).
 //! 2. **Same origin for state changes.** A POST, PUT, PATCH or DELETE (any method that is not
 //!    safe) is refused with **403** when `Sec-Fetch-Site` says it comes from another site or
 //!    origin (anything but `same-origin` or `none`), or when `Origin` is not exactly one of the
@@ -172,7 +173,7 @@ impl Guard {
         let hosts_ok = (host.is_some() || authority.is_some())
             && host.is_none_or(|h| self.allows_host(h))
             && authority.is_none_or(|a| self.allows_host(a));
-        if !hosts_ok && path != "/healthz" {
+        if !hosts_ok && path != "/healthz" && path != "/readyz" {
             return Some(
                 (
                     StatusCode::MISDIRECTED_REQUEST,

@@ -62,6 +62,7 @@ fn app(public_url: Option<&str>) -> (Router, Arc<AtomicUsize>) {
     let router = Router::new()
         .route("/", get(count(&calls)))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ready" }))
         .route(SUSPEND, post(count(&calls)))
         .route(SERVER_FN, post(count(&calls)))
         .route("/api/v1/echo", post(echo_len))
@@ -136,11 +137,17 @@ async fn the_local_names_on_the_listen_port_are_answered() {
 }
 
 #[tokio::test]
-async fn healthz_answers_whatever_the_host() {
+async fn the_probes_answer_whatever_the_host_and_nothing_else_does() {
     let (router, _) = app(None);
     let r = send(&router, "GET", "/healthz", &[("host", "10.0.0.9:3000")]).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(body(r).await, "ok");
+    let r = send(&router, "GET", "/readyz", &[("host", "10.0.0.9:3000")]).await;
+    assert_eq!(body(r).await, "ready");
+    for path in ["/healthz/", "/readyz/x", "/healthzz", "/api/v1/projects"] {
+        let r = send(&router, "GET", path, &[("host", "10.0.0.9:3000")]).await;
+        assert_eq!(r.status(), StatusCode::MISDIRECTED_REQUEST, "{path}");
+    }
 }
 
 #[tokio::test]

@@ -3,12 +3,23 @@
 //! settle) and every audited action — and the live streams of open pages and of `pergola
 //! logs`/`suspend` subscribe. A change says only *where* something changed: a subscriber reads
 //! what it shows again, through the services, with its own permissions.
+//!
+//! Changes of access — a session ended, a token revoked, a user disabled, a member's role
+//! changed — are told apart ([`Changes::access_changed`]): every open stream then checks its
+//! caller again at once, instead of at its next periodic check. And one user holds at most
+//! [`STREAMS_PER_USER`] subscriptions: a client opening streams in a loop cannot take the
+//! server's connections and memory.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, watch};
 
 /// How many changes a slow subscriber may fall behind before it is told it missed some (it
 /// then reads everything again).
 const BACKLOG: usize = 1024;
+
+/// How many live streams (dashboard tabs, `pergola logs -f`) one user may have open at once.
+pub const STREAMS_PER_USER: usize = 24;
 
 /// Something changed in `project`: on stage `stage`, or in the project itself (a stage
 /// created, a member added …).
@@ -24,11 +35,20 @@ pub struct Change {
 pub struct Changes {
     tx: broadcast::Sender<Change>,
     closed: watch::Sender<bool>,
+    /// Counts the changes of access.
+    access: watch::Sender<u64>,
+    /// The open subscriptions of each user.
+    open: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 impl Default for Changes {
     fn default() -> Self {
-        Changes { tx: broadcast::channel(BACKLOG).0, closed: watch::channel(false).0 }
+        Changes {
+            tx: broadcast::channel(BACKLOG).0,
+            closed: watch::channel(false).0,
+            access: watch::channel(0).0,
+            open: Arc::default(),
+        }
     }
 }
 
@@ -54,15 +74,51 @@ impl Changes {
         }
     }
 
+    /// Tells every subscriber that who may read what may have changed (a session ended, a
+    /// token revoked, a user disabled, a role changed): each checks its caller again.
+    pub fn access_changed(&self) {
+        self.access.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// Hears the changes published from now on.
     pub fn subscribe(&self) -> Subscription {
-        Subscription { rx: self.tx.subscribe(), closed: self.closed.subscribe() }
+        Subscription {
+            rx: self.tx.subscribe(),
+            closed: self.closed.subscribe(),
+            access: self.access.subscribe(),
+            _slot: None,
+        }
+    }
+
+    /// [`Changes::subscribe`] for `user_id`, counted among their open streams; `None` when
+    /// they have [`STREAMS_PER_USER`] open already.
+    pub fn subscribe_as(&self, user_id: &str) -> Option<Subscription> {
+        {
+            let mut open = self.open.lock().expect("open streams");
+            let count = open.entry(user_id.to_owned()).or_default();
+            if *count >= STREAMS_PER_USER {
+                return None;
+            }
+            *count += 1;
+        }
+        let slot = Slot { user_id: user_id.to_owned(), open: self.open.clone() };
+        Some(Subscription { _slot: Some(slot), ..self.subscribe() })
+    }
+
+    /// How many streams `user_id` has open.
+    pub fn streams_of(&self, user_id: &str) -> usize {
+        self.open.lock().expect("open streams").get(user_id).copied().unwrap_or(0)
     }
 
     /// The server is stopping: every subscription ends (open streams close, so that the
     /// listener's drain is not held up by them).
     pub fn close(&self) {
         self.closed.send_replace(true);
+    }
+
+    /// Whether the server is stopping.
+    pub fn is_closed(&self) -> bool {
+        *self.closed.borrow()
     }
 
     /// How many subscriptions are open.
@@ -80,12 +136,35 @@ pub enum Heard {
     Missed,
     /// The server is stopping.
     Closed,
+    /// Access changed somewhere: check the caller again.
+    Access,
 }
 
 /// One subscriber's view of the bus.
 pub struct Subscription {
     rx: broadcast::Receiver<Change>,
     closed: watch::Receiver<bool>,
+    access: watch::Receiver<u64>,
+    /// Its place among its user's open streams, given back when it ends.
+    _slot: Option<Slot>,
+}
+
+/// One of a user's open streams (see [`Changes::subscribe_as`]).
+struct Slot {
+    user_id: String,
+    open: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().expect("open streams");
+        if let Some(count) = open.get_mut(&self.user_id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.user_id);
+            }
+        }
+    }
 }
 
 impl Subscription {
@@ -101,7 +180,16 @@ impl Subscription {
                 Err(broadcast::error::RecvError::Closed) => Heard::Closed,
             },
             _ = self.closed.wait_for(|closed| *closed) => Heard::Closed,
+            Ok(()) = self.access.changed() => Heard::Access,
         }
+    }
+
+    /// Whether access changed since last asked (for a stream that does not wait on
+    /// [`Subscription::next`]).
+    pub fn access_changed(&mut self) -> bool {
+        let changed = self.access.has_changed().unwrap_or(false);
+        self.access.mark_unchanged();
+        changed
     }
 
     /// Whether the server is stopping.
@@ -144,5 +232,35 @@ mod tests {
         assert_eq!(slow.next().await, Heard::Missed);
         // Then it goes on with what is still kept.
         assert!(matches!(slow.next().await, Heard::Change(_)));
+    }
+
+    #[tokio::test]
+    async fn one_user_opens_a_bounded_number_of_streams_and_gets_them_back_as_they_end() {
+        let bus = Changes::default();
+        let mut held: Vec<_> = (0..STREAMS_PER_USER).map(|_| bus.subscribe_as("u1").expect("room")).collect();
+        assert!(bus.subscribe_as("u1").is_none(), "one too many");
+        assert_eq!(bus.streams_of("u1"), STREAMS_PER_USER);
+        // Somebody else is not held up by it.
+        let other = bus.subscribe_as("u2").expect("another user's stream");
+        held.pop();
+        assert_eq!(bus.streams_of("u1"), STREAMS_PER_USER - 1);
+        let again = bus.subscribe_as("u1").expect("a stream that ended makes room");
+        drop((held, again, other));
+        assert_eq!((bus.streams_of("u1"), bus.streams_of("u2")), (0, 0));
+        assert_eq!(bus.subscribers(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_change_of_access_reaches_every_subscriber_once() {
+        let bus = Changes::default();
+        let mut waiting = bus.subscribe();
+        let mut polling = bus.subscribe();
+        assert!(!polling.access_changed());
+        bus.access_changed();
+        assert_eq!(waiting.next().await, Heard::Access);
+        assert!(polling.access_changed());
+        assert!(!polling.access_changed(), "told once");
+        bus.publish("p", None);
+        assert!(matches!(waiting.next().await, Heard::Change(_)), "then the changes go on");
     }
 }

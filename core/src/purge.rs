@@ -17,6 +17,10 @@ pub fn spawn_purge_task(services: Services, every: Duration) -> tokio::task::Joi
         let mut next_prune = tokio::time::Instant::now();
         loop {
             tick.tick().await; // the first tick is immediate: purge at start-up
+                               // Of several servers on one database, one sweeps.
+            if !services.runs_background_work() {
+                continue;
+            }
             if let Err(e) = services.purge_due().await {
                 tracing::warn!(error = %e, "purge of archived stages failed; will retry");
             }

@@ -303,6 +303,13 @@ pub trait Runtime: Send + Sync {
     fn isolation(&self) -> Option<Isolation> {
         None
     }
+    /// Whether several servers on one database may run it side by side: true for a runtime
+    /// whose stages run where every server reaches them (a cluster), false for one whose
+    /// stages are one server's own processes — that server then claims the database for
+    /// itself ([`crate::Services::claim_runtime`]).
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// The runtime of services that only record: releases are kept, nothing runs, nothing is
@@ -326,6 +333,9 @@ impl Runtime for NoRuntime {
     }
     fn logs(&self, _: &StageKey, _: &str) -> Vec<LogLine> {
         Vec::new()
+    }
+    fn shared(&self) -> bool {
+        true
     }
     fn runs_stages(&self) -> bool {
         false

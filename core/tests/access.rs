@@ -14,6 +14,7 @@ use std::sync::Arc;
 mod support;
 
 all_backends!(
+    changing_ones_password_ends_the_other_sessions_not_this_one,
     sessions_end_when_idle_or_too_old_and_on_sign_out,
     a_disabled_user_is_signed_out_at_once_and_cannot_sign_in,
     the_throttle_refuses_even_the_right_password_until_the_window_passes,
@@ -195,4 +196,19 @@ async fn the_setup_code_works_once_and_only_while_nobody_exists() {
 fn uuid_like() -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     format!("{nanos}-{}", std::process::id())
+}
+
+async fn changing_ones_password_ends_the_other_sessions_not_this_one(env: &Env) {
+    let s = &env.services;
+    env.user("alice").await;
+    let here = s.sign_in_session("alice", USER_PASSWORD, HERE).await.unwrap();
+    let elsewhere = s.sign_in_session("alice", USER_PASSWORD, "192.0.2.9").await.unwrap();
+    let token = s.acting(here.caller.clone()).create_token("ci", None).await.unwrap();
+    let me = s.acting(s.session_caller(&here.secret, Some(HERE)).await.unwrap().unwrap());
+    me.change_password(USER_PASSWORD, "a-new-password-1").await.unwrap();
+    assert!(s.session_caller(&here.secret, Some(HERE)).await.unwrap().is_some(), "the session that changed it");
+    assert!(s.session_caller(&elsewhere.secret, Some(HERE)).await.unwrap().is_none(), "another session");
+    assert!(s.token_caller(&token.token, Some(HERE)).await.unwrap().is_some(), "tokens are revoked one by one");
+    assert!(s.sign_in("alice", USER_PASSWORD, HERE).await.is_err());
+    assert!(s.sign_in("alice", "a-new-password-1", HERE).await.is_ok());
 }

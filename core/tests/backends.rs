@@ -1378,8 +1378,10 @@ async fn sessions_are_found_by_hash_touched_and_deleted(env: &Env) {
     assert!(store.delete_session(&hashes[2]).await.unwrap());
     assert!(!store.delete_session(&hashes[2]).await.unwrap());
     assert!(store.get_session(&hashes[2]).await.unwrap().is_none());
-    assert_eq!(store.delete_user_sessions(&alice.id).await.unwrap(), 2);
+    assert_eq!(store.delete_user_sessions(&alice.id, Some(&hashes[1])).await.unwrap(), 1, "all but the one kept");
     assert!(store.get_session(&hashes[0]).await.unwrap().is_none());
+    assert!(store.get_session(&hashes[1]).await.unwrap().is_some());
+    assert_eq!(store.delete_user_sessions(&alice.id, None).await.unwrap(), 1);
     assert!(store.get_session(&hashes[1]).await.unwrap().is_none());
 
     // Housekeeping: sessions idle or too old go.

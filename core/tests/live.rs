@@ -1,8 +1,9 @@
 //! The live streams through the services, on SQLite and on PostgreSQL: what a page hears when
 //! something changes, what it does not hear, who may listen, and when a stream ends.
 
-use pergola_core::services::{Note, RECHECK};
-use pergola_core::testing::Env;
+use pergola_core::services::{Note, RECHECK, STREAMS_PER_USER};
+use pergola_core::testing::{Env, USER_PASSWORD};
+use pergola_domain::wire::{NewUser, UserPatch};
 use pergola_domain::{ErrorKind, Role, StageType};
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ all_backends!(
     outsiders_cannot_listen_and_a_removed_member_stops_hearing,
     streams_end_when_the_server_stops,
     a_sample_of_every_stage_reaches_a_project_page_as_one_note,
+    a_stream_ends_at_once_when_what_signed_its_caller_in_stops_working,
+    one_user_holds_a_bounded_number_of_streams,
 );
 
 /// What the stream says within a second (`None`: nothing).
@@ -112,4 +115,75 @@ async fn a_sample_of_every_stage_reaches_a_project_page_as_one_note(env: &Env) {
         notes.push(note);
     }
     assert!(notes.contains(&Note::Changed) && notes.len() <= 2, "{notes:?}");
+}
+
+/// Whether the stream ends within a second (well before its periodic check).
+async fn ends_at_once(watch: &mut pergola_core::services::Watch) -> bool {
+    matches!(tokio::time::timeout(Duration::from_secs(1), watch.next()).await, Ok(None))
+}
+
+async fn a_stream_ends_at_once_when_what_signed_its_caller_in_stops_working(env: &Env) {
+    let s = &env.services;
+    let shop = env.admin.create_project("Shop", None).await.unwrap().id;
+    env.admin.create_stage(&shop, "Dev", StageType::Dev, None).await.unwrap();
+    env.member("vic", &shop, Role::Viewer).await;
+    let shop = shop.as_str();
+    let open = |caller: pergola_core::services::Caller| async move {
+        let mut watch = s.acting(caller).watch(shop, Some("dev")).await.unwrap();
+        assert_eq!(heard(&mut watch).await, Some(Note::Ready));
+        watch
+    };
+
+    // Signing out: the session's streams end; another session's go on.
+    let a = s.sign_in_session("vic", USER_PASSWORD, "127.0.0.1").await.unwrap();
+    let b = s.sign_in_session("vic", USER_PASSWORD, "127.0.0.1").await.unwrap();
+    let mut tab_a = open(s.session_caller(&a.secret, None).await.unwrap().unwrap()).await;
+    let mut tab_b = open(s.session_caller(&b.secret, None).await.unwrap().unwrap()).await;
+    s.end_session(&a.secret).await.unwrap();
+    assert!(ends_at_once(&mut tab_a).await, "signed out");
+    assert_eq!(heard(&mut tab_b).await, None, "the other session still hears, and was told nothing");
+    env.admin.suspend_stage(shop, "dev").await.unwrap();
+    assert_eq!(heard(&mut tab_b).await, Some(Note::Changed));
+
+    // A revoked token: its streams end, the session's go on.
+    let vic = s.acting(s.session_caller(&b.secret, None).await.unwrap().unwrap());
+    let token = vic.create_token("laptop", None).await.unwrap();
+    let mut cli = open(s.token_caller(&token.token, None).await.unwrap().unwrap()).await;
+    vic.revoke_token("laptop").await.unwrap();
+    assert!(ends_at_once(&mut cli).await, "revoked");
+    while heard(&mut tab_b).await.is_some() {}
+
+    // Disabled: everything of theirs ends.
+    env.admin.update_user("vic", UserPatch { disabled: Some(true), ..Default::default() }).await.unwrap();
+    assert!(ends_at_once(&mut tab_b).await, "disabled");
+
+    // An administrator who is no member reads every project only while an administrator.
+    let input = NewUser { username: "ada".into(), password: USER_PASSWORD.into(), admin: true };
+    env.admin.create_user(input).await.unwrap();
+    let ada = s.sign_in_session("ada", USER_PASSWORD, "127.0.0.1").await.unwrap();
+    let mut admin_tab = open(s.session_caller(&ada.secret, None).await.unwrap().unwrap()).await;
+    env.admin.update_user("ada", UserPatch { admin: Some(false), ..Default::default() }).await.unwrap();
+    assert!(ends_at_once(&mut admin_tab).await, "no longer an administrator");
+}
+
+async fn one_user_holds_a_bounded_number_of_streams(env: &Env) {
+    let shop = env.admin.create_project("Shop", None).await.unwrap().id;
+    env.admin.create_stage(&shop, "Dev", StageType::Dev, None).await.unwrap();
+    let dev = env.member("dana", &shop, Role::Developer).await;
+    let mut open = Vec::new();
+    for n in 0..STREAMS_PER_USER {
+        let stage = (n % 2 == 0).then_some("dev");
+        open.push(dev.watch(&shop, stage).await.unwrap());
+    }
+    let refused = dev.watch(&shop, None).await.err().unwrap();
+    assert_eq!(refused.kind, ErrorKind::TooManyRequests);
+    assert!(refused.message.contains("live streams open"), "{}", refused.message);
+    assert!(refused.retry_after.is_some());
+    // Another user is not held up by it; a stream that ends makes room.
+    let other = env.member("otto", &shop, Role::Viewer).await;
+    let mut others = other.watch(&shop, None).await.unwrap();
+    assert_eq!(heard(&mut others).await, Some(Note::Ready));
+    drop(open.pop());
+    let mut again = dev.watch(&shop, None).await.unwrap();
+    assert_eq!(heard(&mut again).await, Some(Note::Ready));
 }

@@ -1,16 +1,27 @@
 //! The dashboard's static files — `/pkg/*` (the wasm, its JavaScript, the stylesheet) and the
-//! public files at the site's root (`/favicon.svg`) — served straight from disk, ahead of the
-//! session layers (a stylesheet needs no session lookup), each in the smallest form the
-//! browser accepts: brotli or gzip files written once beside the originals ([`precompress`]).
+//! public files at the site's root (`/favicon.svg`) — served ahead of the session layers (a
+//! stylesheet needs no session lookup), each in the smallest form the browser accepts: brotli
+//! or gzip files written once beside the originals ([`precompress`]).
 //!
 //! Caching: a file whose name carries its content's hash (a release build with
 //! `hash-files`, see [`hashed_names`]) never changes, so it is cached for a year as
 //! `immutable`; anything else must be revalidated (`no-cache`, answered 304 while unchanged).
+//!
+//! A release build's files cannot change while the server runs, so once their compressed
+//! copies are written they are held in memory ([`Memory`]) and answered without touching the
+//! disk; until then, and always in a development build (whose files are rebuilt under a
+//! running server), they are read from disk at each request.
 
-use axum::http::{header, HeaderValue};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::Router;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -22,9 +33,15 @@ const MIN_SIZE: u64 = 512;
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const REVALIDATE: &str = "no-cache";
 
-/// The static routes over `site_root`: `/pkg/…` and each file at the root. `hashed`: the
-/// package's names carry content hashes (long-lived caching).
-pub fn router<S: Clone + Send + Sync + 'static>(site_root: &Path, pkg_dir: &str, hashed: bool) -> Router<S> {
+/// The static routes over `site_root`: `/pkg/…` and each file at the root, answered from
+/// `memory` once it is loaded. `hashed`: the package's names carry content hashes (long-lived
+/// caching).
+pub fn router<S: Clone + Send + Sync + 'static>(
+    site_root: &Path,
+    pkg_dir: &str,
+    hashed: bool,
+    memory: Memory,
+) -> Router<S> {
     let pkg = ServeDir::new(site_root.join(pkg_dir)).precompressed_br().precompressed_gzip();
     let caching = HeaderValue::from_static(if hashed { IMMUTABLE } else { REVALIDATE });
     // The answer depends on what the browser accepts: caches in between must know.
@@ -44,7 +61,138 @@ pub fn router<S: Clone + Send + Sync + 'static>(site_root: &Path, pkg_dir: &str,
         let service = tower::ServiceBuilder::new().layer(revalidate).layer(vary()).service(served);
         router = router.route_service(&format!("/{name}"), service);
     }
-    router
+    router.layer(axum::middleware::from_fn_with_state(memory, from_memory))
+}
+
+/// The site's files held in memory by their paths (`/pkg/pergola.HASH.css`, `/favicon.svg`),
+/// each with its compressed copies. Loaded once ([`Memory::load`]); empty until then.
+#[derive(Clone, Default)]
+pub struct Memory(Arc<OnceLock<HashMap<String, Asset>>>);
+
+/// One file: its bytes as they are and compressed, its type, and how it is cached.
+pub struct Asset {
+    content_type: HeaderValue,
+    cache_control: HeaderValue,
+    /// The same hash of the content for each form, tagged with the form (a strong tag names
+    /// one representation).
+    tag: u64,
+    identity: Bytes,
+    br: Option<Bytes>,
+    gzip: Option<Bytes>,
+}
+
+impl Memory {
+    /// Reads the files the routes of [`router`] serve — the package's, and those at the
+    /// site's root — with the brotli and gzip copies beside them; returns how many files.
+    /// Only for a build whose files cannot change under the running server (hashed names).
+    pub fn load(&self, site_root: &Path, pkg_dir: &str) -> std::io::Result<usize> {
+        let mut table = HashMap::new();
+        let mut add = |url: String, path: &Path, cache_control: &'static str| -> std::io::Result<()> {
+            let identity = std::fs::read(path)?;
+            let tag = {
+                use std::hash::{Hash, Hasher};
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                identity.hash(&mut hasher);
+                hasher.finish()
+            };
+            let copy = |ext: &str| std::fs::read(with_suffix(path, ext)).ok().map(Bytes::from);
+            let content_type = mime_guess::from_path(path).first_or_octet_stream();
+            table.insert(
+                url,
+                Asset {
+                    content_type: HeaderValue::from_str(content_type.essence_str())
+                        .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+                    cache_control: HeaderValue::from_static(cache_control),
+                    tag,
+                    identity: Bytes::from(identity),
+                    br: copy("br"),
+                    gzip: copy("gz"),
+                },
+            );
+            Ok(())
+        };
+        for entry in std::fs::read_dir(site_root.join(pkg_dir))? {
+            let path = entry?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+            if path.is_file() && copy_of(&path).is_none() {
+                add(format!("/{pkg_dir}/{name}"), &path, IMMUTABLE)?;
+            }
+        }
+        for path in root_files(site_root) {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+            add(format!("/{name}"), &path, REVALIDATE)?;
+        }
+        let count = table.len();
+        let _ = self.0.set(table);
+        Ok(count)
+    }
+}
+
+/// Answers a GET or HEAD of a file held in [`Memory`]; anything else goes on to the disk.
+async fn from_memory(State(memory): State<Memory>, request: Request, next: Next) -> Response {
+    let found = memory.0.get().and_then(|table| table.get(request.uri().path()));
+    match found {
+        Some(asset) if matches!(*request.method(), Method::GET | Method::HEAD) => {
+            asset.answer(request.headers(), request.method() == Method::HEAD)
+        }
+        _ => next.run(request).await,
+    }
+}
+
+impl Asset {
+    fn answer(&self, request: &HeaderMap, head: bool) -> Response {
+        let accepted = request.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let (coding, bytes) = match (&self.br, &self.gzip) {
+            (Some(br), _) if accepts(accepted, "br") => (Some("br"), br),
+            (_, Some(gzip)) if accepts(accepted, "gzip") => (Some("gzip"), gzip),
+            _ => (None, &self.identity),
+        };
+        let etag = HeaderValue::from_str(&format!("\"{:016x}-{}\"", self.tag, coding.unwrap_or("identity")))
+            .expect("hex and a coding name make a valid header");
+        let mut response = Response::new(Body::empty());
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, self.cache_control.clone());
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        let unchanged = request.get_all(header::IF_NONE_MATCH).iter().filter_map(|v| v.to_str().ok()).any(|v| {
+            v.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == "*" || t.as_bytes() == etag.as_bytes())
+        });
+        headers.insert(header::ETAG, etag);
+        if unchanged {
+            *response.status_mut() = StatusCode::NOT_MODIFIED;
+            return response;
+        }
+        headers.insert(header::CONTENT_TYPE, self.content_type.clone());
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        if let Some(coding) = coding {
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding));
+        }
+        if !head {
+            *response.body_mut() = Body::from(bytes.clone());
+        }
+        response
+    }
+}
+
+/// Whether an `Accept-Encoding` value accepts `coding`: named, or by `*`, with a quality
+/// above 0 (`br;q=0` refuses brotli).
+fn accepts(accept_encoding: &str, coding: &str) -> bool {
+    let mut any = false;
+    for item in accept_encoding.split(',') {
+        let mut params = item.split(';');
+        let name = params.next().unwrap_or_default().trim();
+        let quality = params
+            .filter_map(|p| p.trim().strip_prefix("q=").or_else(|| p.trim().strip_prefix("Q=")))
+            .map(|q| q.trim().parse::<f32>().unwrap_or(0.0))
+            .next()
+            .unwrap_or(1.0);
+        if name.eq_ignore_ascii_case(coding) {
+            return quality > 0.0;
+        }
+        if name == "*" {
+            any = quality > 0.0;
+        }
+    }
+    any
 }
 
 /// The plain files at the site's root (not the compressed copies), with simple names.
@@ -173,17 +321,14 @@ mod tests {
         (parts.status, parts.headers, body.collect().await.unwrap().to_bytes().to_vec())
     }
 
-    #[tokio::test]
-    async fn files_are_sent_compressed_as_the_browser_accepts_and_cached_by_their_names() {
-        let dir = site();
-        assert_eq!(precompress(&dir).unwrap(), 2, "the stylesheet and the icon; the tiny file is left alone");
-        assert_eq!(precompress(&dir).unwrap(), 0, "nothing changed: nothing compressed again");
+    /// What a browser sees of the site's files, the same from disk and from memory.
+    async fn serves_the_site(dir: &Path, memory: impl Fn() -> Memory) {
         let original = std::fs::read(dir.join("pkg/pergola.css")).unwrap();
-
-        let hashed = router::<()>(&dir, "pkg", true);
+        let hashed = router::<()>(dir, "pkg", true, memory());
         let (status, headers, body) = get(hashed.clone(), "/pkg/pergola.css", "gzip, deflate, br").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(headers[header::CONTENT_ENCODING], "br");
+        assert_eq!(headers[header::CONTENT_TYPE], "text/css");
         assert_eq!(headers[header::CACHE_CONTROL], IMMUTABLE);
         assert!(headers[header::VARY].to_str().unwrap().to_lowercase().contains("accept-encoding"));
         let mut plain = Vec::new();
@@ -191,25 +336,86 @@ mod tests {
         assert_eq!(plain, original);
         assert!(body.len() * 5 < original.len());
 
-        let (_, headers, body) = get(hashed.clone(), "/pkg/pergola.css", "gzip").await;
-        assert_eq!(headers[header::CONTENT_ENCODING], "gzip");
-        let mut plain = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(body.as_slice()), &mut plain).unwrap();
-        assert_eq!(plain, original);
+        for accept in ["gzip", "br;q=0, gzip", "BR;Q=0,GZIP;q=0.5"] {
+            let (_, headers, body) = get(hashed.clone(), "/pkg/pergola.css", accept).await;
+            assert_eq!(headers[header::CONTENT_ENCODING], "gzip", "{accept}");
+            let mut plain = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(body.as_slice()), &mut plain).unwrap();
+            assert_eq!(plain, original);
+        }
+        for accept in ["", "identity", "br;q=0, gzip;q=0", "deflate"] {
+            let (_, headers, body) = get(hashed.clone(), "/pkg/pergola.css", accept).await;
+            assert!(!headers.contains_key(header::CONTENT_ENCODING), "{accept}");
+            assert_eq!(body, original);
+        }
+        // Asked again with the validator it was given (memory's ETag, the disk's date):
+        // unchanged, no body.
+        let (_, headers, _) = get(hashed.clone(), "/pkg/pergola.css", "br").await;
+        let validator = match headers.get(header::ETAG) {
+            Some(tag) => (header::IF_NONE_MATCH, tag.clone()),
+            None => (header::IF_MODIFIED_SINCE, headers[header::LAST_MODIFIED].clone()),
+        };
+        let request = Request::get("/pkg/pergola.css")
+            .header(header::ACCEPT_ENCODING, "br")
+            .header(validator.0, validator.1)
+            .body(Body::empty())
+            .unwrap();
+        let response = hashed.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+        assert!(response.into_body().collect().await.unwrap().to_bytes().is_empty());
+        // HEAD: the length, no body.
+        let request = Request::head("/pkg/pergola.css").body(Body::empty()).unwrap();
+        let response = hashed.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.headers()[header::CONTENT_LENGTH], original.len().to_string().as_str());
+        assert!(response.into_body().collect().await.unwrap().to_bytes().is_empty());
+        // Nothing but reading.
+        let request = Request::post("/pkg/pergola.css").body(Body::from("x")).unwrap();
+        let status = hashed.clone().oneshot(request).await.unwrap().status();
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 
-        let (_, headers, body) = get(hashed.clone(), "/pkg/pergola.css", "").await;
-        assert!(!headers.contains_key(header::CONTENT_ENCODING));
-        assert_eq!(body, original);
-
-        // Root files and unhashed builds are revalidated; unknown and escaping paths are 404.
+        // Root files are revalidated; unknown and escaping paths are 404.
         let (status, headers, _) = get(hashed.clone(), "/favicon.svg", "br").await;
         assert_eq!((status, &headers[header::CACHE_CONTROL]), (StatusCode::OK, &HeaderValue::from_static(REVALIDATE)));
-        let (_, headers, _) = get(router::<()>(&dir, "pkg", false), "/pkg/pergola.css", "br").await;
-        assert_eq!(headers[header::CACHE_CONTROL], REVALIDATE);
-        for path in ["/pkg/nope.js", "/pkg/../favicon.svg", "/pkg/%2e%2e/favicon.svg"] {
-            let (status, _, _) = get(hashed.clone(), path, "").await;
+        assert_eq!(headers[header::CONTENT_TYPE], "image/svg+xml");
+        for path in ["/pkg/nope.js", "/pkg/../favicon.svg", "/pkg/%2e%2e/favicon.svg", "/pkg/pergola.css.br"] {
+            let (status, _, body) = get(hashed.clone(), path, "").await;
+            if path.ends_with(".br") && status == StatusCode::OK {
+                // From disk a copy may be asked for by its own name; it is the same bytes.
+                assert_eq!(body, std::fs::read(dir.join("pkg/pergola.css.br")).unwrap());
+                continue;
+            }
             assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         }
+    }
+
+    #[tokio::test]
+    async fn files_are_sent_compressed_as_the_browser_accepts_and_cached_by_their_names() {
+        let dir = site();
+        assert_eq!(precompress(&dir).unwrap(), 2, "the stylesheet and the icon; the tiny file is left alone");
+        assert_eq!(precompress(&dir).unwrap(), 0, "nothing changed: nothing compressed again");
+
+        serves_the_site(&dir, Memory::default).await;
+        let loaded = || {
+            let memory = Memory::default();
+            assert_eq!(memory.load(&dir, "pkg").unwrap(), 3, "the two package files and the icon");
+            memory
+        };
+        serves_the_site(&dir, loaded).await;
+
+        // Held in memory, a file is answered even once the disk's copy is gone; the disk is
+        // read again only for what memory lacks.
+        let memory = loaded();
+        let hashed = router::<()>(&dir, "pkg", true, memory);
+        let original = std::fs::read(dir.join("pkg/pergola.css")).unwrap();
+        std::fs::rename(dir.join("pkg/pergola.css"), dir.join("pkg/moved.css")).unwrap();
+        let (status, _, body) = get(hashed.clone(), "/pkg/pergola.css", "").await;
+        assert_eq!((status, body), (StatusCode::OK, original));
+        let (status, _, _) = get(hashed.clone(), "/pkg/moved.css", "").await;
+        assert_eq!(status, StatusCode::OK);
+        std::fs::rename(dir.join("pkg/moved.css"), dir.join("pkg/pergola.css")).unwrap();
+
+        let (_, headers, _) = get(router::<()>(&dir, "pkg", false, Memory::default()), "/pkg/pergola.css", "br").await;
+        assert_eq!(headers[header::CACHE_CONTROL], REVALIDATE);
 
         // A changed file is compressed again.
         std::thread::sleep(std::time::Duration::from_millis(20));

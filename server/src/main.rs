@@ -56,14 +56,27 @@ async fn run() -> Result<(), String> {
     leptos_options.hash_files = leptos_options.hash_files || assets::hashed_names(&leptos_options.hash_file);
     let addr = leptos_options.site_addr;
     // The static files' brotli and gzip copies, written once (in the background: until they
-    // are there, the files go out as they are).
+    // are there, the files go out as they are), then — in a release build, whose files do not
+    // change under it — held in memory.
     let site_root = std::path::PathBuf::from(leptos_options.site_root.as_ref());
+    let static_memory = assets::Memory::default();
     {
-        let site_root = site_root.clone();
-        tokio::task::spawn_blocking(move || match assets::precompress(&site_root) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(files = n, "static files compressed"),
-            Err(e) => tracing::warn!(error = %e, site = %site_root.display(), "cannot write compressed static files"),
+        let (site_root, memory) = (site_root.clone(), static_memory.clone());
+        let (pkg_dir, hashed) = (leptos_options.site_pkg_dir.to_string(), leptos_options.hash_files);
+        tokio::task::spawn_blocking(move || {
+            match assets::precompress(&site_root) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(files = n, "static files compressed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, site = %site_root.display(), "cannot write compressed static files")
+                }
+            }
+            if hashed {
+                match memory.load(&site_root, &pkg_dir) {
+                    Ok(n) => tracing::info!(files = n, "static files held in memory"),
+                    Err(e) => tracing::warn!(error = %e, "cannot read the static files: they are read at each request"),
+                }
+            }
         });
     }
 
@@ -119,6 +132,11 @@ async fn run() -> Result<(), String> {
         .with_path_builds(config.path_builds)
         .with_runtime(runtime.clone(), grace)
         .with_share_base(pergola_domain::share::ShareBase { domain: share_domain.clone(), port: share_port });
+    // Stages run as this server's processes: no other server may run them too (nor, before
+    // this, reap what it runs).
+    let claims_runtime = services.claim_runtime().await.map_err(|e| e.message)?;
+    services.renew_leases(claims_runtime).await;
+    let lease_keeper = pergola_core::services::spawn_lease_keeper(services.clone(), claims_runtime);
     // What a killed server left running is stopped before anything else may start a stage;
     // then what should run, runs again (in the background: the dashboard answers meanwhile).
     let reaped = runtime.reap_orphans(grace.min(Duration::from_secs(10))).await;
@@ -217,9 +235,11 @@ async fn run() -> Result<(), String> {
         Router::new().route(pergola_domain::share::SHARE_AUTH_PATH, get(share_auth::vouch)).with_state(share.clone());
     // CPU, memory and the proxy's figures, sampled every 10 s.
     pergola_core::services::spawn_metrics_sampler(services.clone());
-    let static_files = assets::router(&site_root, &leptos_options.site_pkg_dir, leptos_options.hash_files);
+    let static_files =
+        assets::router(&site_root, &leptos_options.site_pkg_dir, leptos_options.hash_files, static_memory);
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz).with_state(services.clone()))
         .merge(sign_in)
         .merge(share_auth)
         .merge(api)
@@ -252,7 +272,11 @@ async fn run() -> Result<(), String> {
     // At shutdown the live streams end first: the listener's drain does not wait for them.
     let live = services.clone();
     let shutdown = async move {
-        shutdown.await;
+        tokio::select! {
+            () = shutdown => {}
+            // Another server took the runtime's claim (this one could not renew it in time).
+            _ = lease_keeper => {}
+        }
         live.close_live_streams();
     };
     serve::serve(listener, app, limits, shutdown).await;
@@ -261,8 +285,20 @@ async fn run() -> Result<(), String> {
     let stopped = services.stop_all_stages().await;
     tracing::info!(stages = stopped, "stages stopped");
     runtime.shutdown(grace).await;
+    // Another server may take the database's work at once.
+    services.release_leases().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Whether this server should get requests: 200 while the database answers, 503 (with why)
+/// while it does not or the server is stopping — for load balancers and readiness probes.
+async fn readyz(axum::extract::State(services): axum::extract::State<Services>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match services.ready().await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, e.message).into_response(),
+    }
 }
 
 /// The database URL without its password, for messages.

@@ -169,7 +169,7 @@ pub async fn logout(State(sessions): State<Sessions>, req: Request) -> Response 
 /// static files, the health check, and the REST API and server functions (which refuse
 /// anonymous callers themselves, with 401).
 fn is_open(path: &str) -> bool {
-    matches!(path, "/login" | "/setup" | "/logout" | "/invite" | "/healthz" | "/favicon.ico" | "/metrics")
+    matches!(path, "/login" | "/setup" | "/logout" | "/invite" | "/healthz" | "/readyz" | "/favicon.ico" | "/metrics")
         || path.starts_with("/invite/")
         || path.starts_with("/pkg/")
         || path.starts_with("/api/")
@@ -186,7 +186,13 @@ pub async fn require_sign_in(State(services): State<Services>, req: Request, nex
     }
     let signed_in = req.extensions().get::<Authenticated>().and_then(Authenticated::caller).is_some();
     match services.needs_setup().await {
-        Ok(true) if path != "/setup" && !path.starts_with("/pkg/") && path != "/healthz" && !path.contains('.') => {
+        Ok(true)
+            if path != "/setup"
+                && !path.starts_with("/pkg/")
+                && path != "/healthz"
+                && path != "/readyz"
+                && !path.contains('.') =>
+        {
             return Redirect::to("/setup").into_response();
         }
         Ok(false) if path == "/setup" => return Redirect::to("/login").into_response(),

@@ -1,6 +1,7 @@
 //! The real server binary: SIGHUP shuts it down gracefully, stopping its stages (SIGTERM to
 //! their components, within the grace), and a daemon a component double-forked away from its
-//! process group is adopted by the server (a child subreaper) and ended with its stage.
+//! process group is adopted by the server (a child subreaper) and ended with its stage. A
+//! second server on the same database refuses to start (the local runtime belongs to one).
 
 use pergola_core::{connect, Services, SystemClock};
 use pergola_domain::wire::StageUpdate;
@@ -37,16 +38,21 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn healthy(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+/// The server's whole answer to `GET path` (empty when it does not answer).
+fn get(port: u16, path: &str) -> String {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 10.1.2.3:{port}\r\nConnection: close\r\n\r\n");
     if stream.write_all(request.as_bytes()).is_err() {
-        return false;
+        return String::new();
     }
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.1 200")
+    answer
+}
+
+fn healthy(port: u16) -> bool {
+    get(port, "/healthz").starts_with("HTTP/1.1 200")
 }
 
 fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
@@ -127,20 +133,23 @@ async fn sighup_stops_the_server_gracefully_with_its_stages_and_their_escaped_da
     let data = prepared(&dir).await;
     let port = free_port();
     let log = std::fs::File::create(dir.join("server.log")).unwrap();
-    let server = Command::new(env!("CARGO_BIN_EXE_pergola-server"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PERGOLA_DATA_DIR", &data)
-        .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
-        .env("PERGOLA_ADMIN_USER", "admin")
-        .env("PERGOLA_ADMIN_PASSWORD", PASSWORD)
-        .env("PERGOLA_SANDBOX", "off")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let start = |port: u16, log: std::fs::File| {
+        Command::new(env!("CARGO_BIN_EXE_pergola-server"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PERGOLA_DATA_DIR", &data)
+            .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
+            .env("PERGOLA_ADMIN_USER", "admin")
+            .env("PERGOLA_ADMIN_PASSWORD", PASSWORD)
+            .env("PERGOLA_SANDBOX", "off")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+    let server = start(port, log);
     let server_pid = server.id();
     let mut cleanup = Cleanup { server, dir: dir.display().to_string(), pids: Vec::new() };
     let log = || std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
@@ -156,6 +165,23 @@ async fn sighup_stops_the_server_gracefully_with_its_stages_and_their_escaped_da
     wait_for("the daemon to be adopted by the server", Duration::from_secs(5), || {
         stat(daemon).is_some_and(|(_, parent)| parent == server_pid)
     });
+    // Ready for requests, whatever name a load balancer asks by.
+    let ready = get(port, "/readyz");
+    assert!(ready.starts_with("HTTP/1.1 200") && ready.ends_with("ready"), "{ready}");
+
+    // A second server on the same database would run the same stages: it refuses to start,
+    // saying which server holds them, and touches nothing of the first's.
+    let second_log = dir.join("second.log");
+    let mut second = start(free_port(), std::fs::File::create(&second_log).unwrap());
+    let mut refused = None;
+    wait_for("the second server to refuse to start", Duration::from_secs(30), || {
+        refused = second.try_wait().unwrap();
+        refused.is_some()
+    });
+    let said = std::fs::read_to_string(&second_log).unwrap();
+    assert!(!refused.unwrap().success(), "{said}");
+    assert!(said.contains("Another Pergola server") && said.contains(&format!("pid {server_pid} (")), "{said}");
+    assert!(alive(web) && alive(daemon) && healthy(port), "the first server's stage runs on");
 
     let hung_up = Instant::now();
     // SAFETY: kill(2) sends a signal to the child we started; it touches no memory.

@@ -34,8 +34,8 @@ async fn list_components(User(s): User, Path(p): Path<StagePath>) -> ApiResult<J
 /// `format=text`, as text with control characters escaped. With `follow=true` the answer goes
 /// on: each new line as it is printed (`application/x-ndjson`: one line object per line, or
 /// text), also across restarts and releases, until the component has been gone for 5 s, the
-/// caller may no longer read the stage, the server stops, or 15 minutes have passed (go on
-/// with `after` = the last line's `seq`).
+/// caller may no longer read the stage (signed out, token revoked, role changed), the server
+/// stops, or 15 minutes have passed (go on with `after` = the last line's `seq`).
 #[utoipa::path(get, path = "/api/v1/projects/{project}/stages/{stage}/components/{component}/logs", tag = "releases",
     params(ComponentPath, LogParams),
     responses(
@@ -44,6 +44,7 @@ async fn list_components(User(s): User, Path(p): Path<StagePath>) -> ApiResult<J
         (status = 400, description = "A bad parameter: since, tail, after, follow or format (a problem), or a query string that cannot be read at all, e.g. a parameter twice (a plain-text message)",
             content((String = "text/plain"), (Problem = "application/problem+json"))),
         (status = 404, description = "No such live stage", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "With `follow=true`: the caller has as many live streams open as one user may (24)", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn component_logs(
     User(s): User,

@@ -1,7 +1,8 @@
 //! Live streams as server-sent events: what changed in a project, or on one stage. Each event
 //! only says *that* something changed (`ready`, `change`, `output`); the page reads what it
 //! shows again through the API with the caller's permissions. A stream ends when the server
-//! stops, when the caller may no longer read what it shows (checked every 10 s), and after
+//! stops, when the caller may no longer read what it shows (checked every 10 s, and at once
+//! when they sign out, their token is revoked, they are disabled or a role changes), and after
 //! 15 minutes — `EventSource` clients open a new one, signing in again.
 
 use super::{ProjectPath, StagePath};
@@ -29,6 +30,7 @@ pub fn router() -> OpenApiRouter<Services> {
     responses(
         (status = 200, description = "An endless `text/event-stream`: `event: ready`, then `event: change` at each change", body = String, content_type = "text/event-stream"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The caller has as many live streams open as one user may (24); `Retry-After` says when to try again", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn project_changes(
@@ -46,6 +48,7 @@ async fn project_changes(
     responses(
         (status = 200, description = "An endless `text/event-stream`: `event: ready`, then `event: change` or `event: output`", body = String, content_type = "text/event-stream"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The caller has as many live streams open as one user may (24); `Retry-After` says when to try again", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such project or stage", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn stage_changes(

@@ -37,6 +37,16 @@ pub struct Caller {
     pub token: Option<String>,
     /// The client's address, for the audit trail.
     pub address: Option<String>,
+    /// What signed them in, for a long request (a live stream) to find out when it stops
+    /// working; `None` where nothing stored did (a password checked just now).
+    pub credential: Option<Credential>,
+}
+
+/// The stored credential a caller came with, by the hash of its secret (never the secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credential {
+    Session(String),
+    Token(String),
 }
 
 impl Caller {
@@ -47,6 +57,7 @@ impl Caller {
             is_admin: user.is_admin,
             token,
             address: address.map(str::to_owned),
+            credential: None,
         }
     }
 
@@ -362,15 +373,44 @@ impl Services {
         if now - session.last_seen_at >= TOUCH_EVERY {
             self.store.touch_session(&id_hash, now).await.map_err(internal("record a session's use"))?;
         }
-        Ok(Some(Caller::of(&user, None, address)))
+        Ok(Some(Caller { credential: Some(Credential::Session(id_hash)), ..Caller::of(&user, None, address) }))
     }
 
-    /// Ends the session of a cookie (signing out); nothing happens for an unknown one.
+    /// Ends the session of a cookie (signing out); nothing happens for an unknown one. Its
+    /// live streams end too.
     pub async fn end_session(&self, secret: &str) -> Result<(), Error> {
         if SecretKind::Session.matches(secret) {
             self.store.delete_session(&credentials::secret_hash(secret)).await.map_err(internal("end a session"))?;
+            self.changes.access_changed();
         }
         Ok(())
+    }
+
+    /// `caller` as they are now — their administrator role read again — if what signed them
+    /// in still does: the session not ended nor expired, the token not revoked nor expired,
+    /// the user not disabled. `None`: they are signed out.
+    pub(super) async fn refreshed(&self, caller: &Caller) -> Result<Option<Caller>, Error> {
+        let now = self.clock.now();
+        let user = match &caller.credential {
+            None => self.store.get_user(&caller.user_id).await.map_err(internal("read a user"))?,
+            Some(Credential::Session(id_hash)) => {
+                match self.store.get_session(id_hash).await.map_err(internal("read a session"))? {
+                    Some((session, user)) if self.sessions.is_live(session.created_at, session.last_seen_at, now) => {
+                        Some(user)
+                    }
+                    _ => None,
+                }
+            }
+            Some(Credential::Token(hash)) => {
+                match self.store.get_token_by_hash(hash).await.map_err(internal("read a token"))? {
+                    Some((token, user)) if access::is_unexpired(token.expires_at, now) => Some(user),
+                    _ => None,
+                }
+            }
+        };
+        Ok(user
+            .filter(|user| user.disabled_at.is_none() && user.id == caller.user_id)
+            .map(|user| Caller { is_admin: user.is_admin, ..caller.clone() }))
     }
 
     /// Who a bearer token signs in: `None` for anything but an unrevoked, unexpired token of
@@ -390,7 +430,7 @@ impl Services {
         if token.last_used_at.is_none_or(|t| now - t >= TOUCH_EVERY) {
             self.store.touch_token(&token.id, now).await.map_err(internal("record a token's use"))?;
         }
-        Ok(Some(Caller::of(&user, Some(token.name), address)))
+        Ok(Some(Caller { credential: Some(Credential::Token(hash)), ..Caller::of(&user, Some(token.name), address) }))
     }
 
     /// Accepts an invitation: creates the account it is for (joining its project, if any) and
@@ -613,7 +653,7 @@ impl Acting {
         if let Some(password) = &patch.password {
             let hashed = hash(password).await?;
             self.store.update_user_password(&user.id, &hashed, now).await.map_err(internal("reset a password"))?;
-            self.store.delete_user_sessions(&user.id).await.map_err(internal("end a user's sessions"))?;
+            self.store.delete_user_sessions(&user.id, None).await.map_err(internal("end a user's sessions"))?;
             changes.push("password reset".to_owned());
         }
         if let Some(disabled) = patch.disabled {
@@ -621,7 +661,7 @@ impl Acting {
                 let at = disabled.then_some(now);
                 self.store.set_user_disabled(&user.id, at).await.map_err(internal("disable a user"))?;
                 if disabled {
-                    self.store.delete_user_sessions(&user.id).await.map_err(internal("end a user's sessions"))?;
+                    self.store.delete_user_sessions(&user.id, None).await.map_err(internal("end a user's sessions"))?;
                 }
                 changes.push(if disabled { "disabled" } else { "enabled" }.to_owned());
             }
@@ -634,6 +674,7 @@ impl Acting {
         }
         if !changes.is_empty() {
             self.proxy_cache.forget_all();
+            self.changes.access_changed();
             let message = format!("User '{}' {}.", user.username, changes.join(", "));
             self.audit(None, None, "user.updated", &user.username, message).await;
         }
@@ -660,6 +701,12 @@ impl Acting {
             .update_user_password(&user.id, &hashed, self.clock.now())
             .await
             .map_err(internal("change a password"))?;
+        let keep = match &self.caller.credential {
+            Some(Credential::Session(id_hash)) => Some(id_hash.as_str()),
+            _ => None,
+        };
+        self.store.delete_user_sessions(&user.id, keep).await.map_err(internal("end a user's other sessions"))?;
+        self.changes.access_changed();
         self.audit(None, None, "user.password-changed", &user.username, "Password changed.".into()).await;
         Ok(())
     }
@@ -783,6 +830,7 @@ impl Acting {
         if !revoked.map_err(internal("revoke a token"))? {
             return Err(Error::not_found(format!("You have no token named '{name}'.")));
         }
+        self.changes.access_changed();
         self.audit(None, None, "token.revoked", name, format!("API token '{name}' revoked.")).await;
         Ok(())
     }
@@ -813,6 +861,7 @@ impl Acting {
         self.forget_roles();
         // The share-link proxy decides again who may pass.
         self.proxy_cache.forget_all();
+        self.changes.access_changed();
         let (kind, message) = match before {
             None => ("member.added", format!("'{}' added as {role}.", user.username)),
             Some(old) if old != role => ("member.changed", format!("'{}' is now {role} (was {old}).", user.username)),
@@ -835,6 +884,7 @@ impl Acting {
         self.forget_roles();
         // The share-link proxy decides again who may pass.
         self.proxy_cache.forget_all();
+        self.changes.access_changed();
         let message = format!("'{}' removed from the project.", user.username);
         self.audit(Some(project_id), None, "member.removed", &user.username, message).await;
         Ok(())

@@ -1,15 +1,19 @@
 //! Live streams: what changed in a project or on a stage ([`Watch`]), and a component's output
 //! as it is printed ([`LogFollow`]). Both check the caller's permission when they open, again
-//! every [`RECHECK`] with the roles read afresh (a member removed stops hearing), and end when
-//! the server stops and after [`MAX_LIFE`] (a client opens a new stream, signing in again).
+//! every [`RECHECK`] and at once whenever access changes anywhere (a sign-out, a revoked
+//! token, a disabled user, a member removed), with the caller's credential, administrator
+//! role and project roles read afresh; they end when the server stops and after [`MAX_LIFE`]
+//! (a client opens a new stream, signing in again). One user holds at most
+//! [`STREAMS_PER_USER`] streams.
 
 use super::{Acting, Services};
+pub use crate::live::STREAMS_PER_USER;
 use crate::live::{Heard, Subscription};
 use crate::StageKey;
 use pergola_domain::access::Action;
 use pergola_domain::logs::LogQuery;
 use pergola_domain::runtime::LogLine;
-use pergola_domain::Error;
+use pergola_domain::{Error, ErrorKind};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -47,6 +51,8 @@ pub struct Watch {
     changes: Subscription,
     opened: Instant,
     checked: Instant,
+    /// Access changed: check the caller before anything else.
+    recheck: bool,
     ready: bool,
     /// The stage's components and the last output line seen of each.
     lines: HashMap<String, u64>,
@@ -65,9 +71,10 @@ impl Acting {
             acting: self.clone(),
             project: project_id.to_owned(),
             stage: stage_id.map(str::to_owned),
-            changes: self.changes.subscribe(),
+            changes: self.subscribe()?,
             opened: now,
             checked: now,
+            recheck: false,
             ready: false,
             lines: HashMap::new(),
         };
@@ -124,14 +131,31 @@ impl Acting {
             opened: now,
             checked: now,
             gone_since: None,
-            closed: self.changes.subscribe(),
+            closed: self.subscribe()?,
         };
         Ok((first, follow))
     }
 
-    /// Whether the caller, with its roles read afresh, may still read the stage (or project).
+    /// A subscription to the changes, counted among the caller's open streams.
+    fn subscribe(&self) -> Result<Subscription, Error> {
+        self.changes.subscribe_as(&self.caller().user_id).ok_or_else(|| Error {
+            retry_after: Some(RECHECK.as_secs()),
+            ..Error::new(
+                ErrorKind::TooManyRequests,
+                format!(
+                    "You have {STREAMS_PER_USER} live streams open, the most one user may have: close a tab or a \
+                     `pergola logs --follow` and try again."
+                ),
+            )
+        })
+    }
+
+    /// Whether the caller — still signed in by the same session or token, with their
+    /// administrator role and project roles read afresh — may still read the stage (or
+    /// project).
     async fn still_allowed(&self, project_id: &str, stage_id: Option<&str>) -> bool {
-        let fresh = self.services().acting(self.caller().clone());
+        let Ok(Some(caller)) = self.services().refreshed(self.caller()).await else { return false };
+        let fresh = self.services().acting(caller);
         match stage_id {
             Some(stage_id) => fresh.allow_stage(Action::ReadStage, project_id, stage_id).await.is_ok(),
             None => fresh.get_project(project_id).await.is_ok(),
@@ -153,11 +177,12 @@ impl Watch {
             if self.opened.elapsed() >= MAX_LIFE || self.changes.is_closed() {
                 return None;
             }
-            if self.checked.elapsed() >= RECHECK {
+            if self.recheck || self.checked.elapsed() >= RECHECK {
                 if !self.acting.still_allowed(&self.project, self.stage.as_deref()).await {
                     return None;
                 }
                 self.checked = Instant::now();
+                self.recheck = false;
             }
             tokio::select! {
                 heard = self.changes.next() => match heard {
@@ -168,6 +193,7 @@ impl Watch {
                         return Some(if changed { Note::Changed } else { Note::Metrics });
                     }
                     Heard::Change(_) => {}
+                    Heard::Access => self.recheck = true,
                     Heard::Missed => return Some(Note::Changed),
                     Heard::Closed => return None,
                 },
@@ -195,6 +221,7 @@ impl Watch {
             match heard {
                 Heard::Closed => break,
                 Heard::Missed => changed = true,
+                Heard::Access => self.recheck = true,
                 Heard::Change(c) => changed |= !c.metrics && self.concerns(&c),
             }
         }
@@ -228,7 +255,7 @@ pub struct LogFollow {
     opened: Instant,
     checked: Instant,
     gone_since: Option<Instant>,
-    /// Tells when the server stops.
+    /// Tells when the server stops and when access changes.
     closed: Subscription,
 }
 
@@ -240,7 +267,7 @@ impl LogFollow {
             if self.opened.elapsed() >= MAX_LIFE || self.closed.is_closed() {
                 return None;
             }
-            if self.checked.elapsed() >= RECHECK {
+            if self.closed.access_changed() || self.checked.elapsed() >= RECHECK {
                 if !self.acting.still_allowed(&self.key.project, Some(&self.key.stage)).await {
                     return None;
                 }

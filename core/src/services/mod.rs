@@ -19,20 +19,22 @@ mod projects;
 mod promote;
 mod proxy_cache;
 mod releases;
+mod replicas;
 mod retention;
 mod runtime;
 mod sharing;
 mod stages;
 
-pub use access::{Acting, Authenticated, Caller, FirstRun, NewSession};
+pub use access::{Acting, Authenticated, Caller, Credential, FirstRun, NewSession};
 pub use activity::LOG_LINES_SHOWN;
 pub use demo::DEMO_MANIFEST;
-pub use live::{LogFollow, Note, Watch, MAX_LIFE, RECHECK};
+pub use live::{LogFollow, Note, Watch, MAX_LIFE, RECHECK, STREAMS_PER_USER};
 pub use metrics::spawn_metrics_sampler;
 pub use promote::Duplicate;
 use proxy_cache::ProxyCache;
 pub use proxy_cache::PROXY_CACHE_TTL;
 pub use releases::PATH_BUILDS_OFF;
+pub use replicas::{spawn_lease_keeper, Replica, BACKGROUND_LEASE, LEASE_RENEW, LEASE_TTL, RUNTIME_LEASE};
 pub use runtime::ReconcileReport;
 pub use sharing::{ShareAccess, ShareCredentials, SHARE_CODE_TTL};
 
@@ -97,6 +99,8 @@ pub struct Services {
     metrics: Arc<crate::metrics::MetricsBook>,
     /// When these services were made (the server's uptime).
     started_at: chrono::DateTime<chrono::Utc>,
+    /// This server among others on the database, and the leases it holds.
+    leases: Arc<replicas::Leases>,
 }
 
 /// How long an artifact no release runs is kept after its newest build, by default.
@@ -183,6 +187,7 @@ impl Services {
             changes: Arc::default(),
             metrics: Arc::default(),
             started_at: chrono::Utc::now(),
+            leases: Arc::default(),
         }
     }
 

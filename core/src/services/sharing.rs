@@ -143,6 +143,7 @@ impl Services {
             is_admin: user.is_admin,
             token: None,
             address: session.address,
+            credential: Some(super::Credential::Session(id_hash)),
         }))
     }
 
@@ -197,6 +198,7 @@ impl Services {
             is_admin: user.is_admin,
             token: None,
             address: address.map(str::to_owned),
+            credential: None,
         };
         if self.acting(caller).allow_stage(Action::ReadStage, project_id, stage_id).await.is_err() {
             return Ok(None);

@@ -386,8 +386,8 @@ pub trait Store: Send + Sync {
     async fn touch_session(&self, id_hash: &str, now: DateTime<Utc>) -> StoreResult<bool>;
     /// Ends a session. False when there was none.
     async fn delete_session(&self, id_hash: &str) -> StoreResult<bool>;
-    /// Ends every session of a user; returns how many.
-    async fn delete_user_sessions(&self, user_id: &str) -> StoreResult<u64>;
+    /// Ends every session of a user but `keep` (the one changing its password); returns how many.
+    async fn delete_user_sessions(&self, user_id: &str, keep: Option<&str>) -> StoreResult<u64>;
     /// Deletes sessions last seen before `idle_before` or created before `created_before`
     /// (ended by the session policy); returns how many.
     async fn delete_stale_sessions(
@@ -490,6 +490,21 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<bool>;
     /// An unrevoked guest link (the caller checks expiry). Revoked links are never returned.
     async fn get_guest_link_by_hash(&self, token_hash: &str) -> StoreResult<Option<GuestLinkRow>>;
+
+    // --- Leases: work one server of several does at a time (see `services::replicas`)
+
+    /// Takes lease `name` for `holder` until `until`, or renews it: true when `holder` has it
+    /// now — it was free, ended before `now`, or theirs already. Atomic: of several servers
+    /// asking at once, one gets it.
+    async fn take_lease(&self, name: &str, holder: &str, now: DateTime<Utc>, until: DateTime<Utc>)
+        -> StoreResult<bool>;
+    /// Who holds lease `name` (or last held it) and until when.
+    async fn lease(&self, name: &str) -> StoreResult<Option<(String, DateTime<Utc>)>>;
+    /// Gives lease `name` up if `holder` has it (a server stopping, or one found dead); true
+    /// when it did.
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<bool>;
+    /// Whether the database answers (the readiness probe).
+    async fn ping(&self) -> StoreResult<()>;
 }
 
 /// Opens the store named by `url` (`sqlite://path/file.db` or `postgres://…`) and brings its

@@ -1,0 +1,222 @@
+//! Several servers on one database. Work that must happen once — the background sweeps (purge,
+//! retention) — is done by the one server holding the *background* lease, and a runtime whose
+//! stages are one server's own processes (the local runtime) is claimed by its server with
+//! the *runtime* lease, so that a second server with such a runtime refuses to start instead
+//! of starting the same stages twice. On SQLite there is one server, always.
+//!
+//! A lease is a row (`leases`: name, holder, until when) taken atomically, renewed every
+//! [`LEASE_RENEW`] while its holder lives, and free to take once [`LEASE_TTL`] has passed
+//! without a renewal: a server that dies hands its work over within that. A server stopping
+//! gives its leases up at once; one killed on this machine is recognised as dead by its process
+//! number, so that a restart does not wait for its lease to run out.
+
+use super::{internal, Services};
+use pergola_domain::Error;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How long a lease lasts without a renewal: a dead holder's work is taken over after this.
+pub const LEASE_TTL: Duration = Duration::from_secs(10);
+/// How often a holder renews its leases (and the others try to take a free one).
+pub const LEASE_RENEW: Duration = Duration::from_secs(3);
+
+/// The lease of the background sweeps.
+pub const BACKGROUND_LEASE: &str = "background";
+/// The lease of a runtime that belongs to one server.
+pub const RUNTIME_LEASE: &str = "runtime";
+
+/// This server among those on the database: its host, process number and a random part (a
+/// process number is reused; the random part never is).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Replica {
+    pub host: String,
+    pub pid: u32,
+    pub nonce: String,
+}
+
+impl Replica {
+    /// This process.
+    pub fn this_process() -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        let nonce = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        Self { host, pid: std::process::id(), nonce }
+    }
+
+    /// How a lease names it: `HOST pid PID (NONCE)`.
+    pub fn holder(&self) -> String {
+        format!("{} pid {} ({})", self.host, self.pid, self.nonce)
+    }
+
+    fn parse(holder: &str) -> Option<Self> {
+        let (host, rest) = holder.split_once(" pid ")?;
+        let (pid, nonce) = rest.split_once(" (")?;
+        Some(Self { host: host.into(), pid: pid.parse().ok()?, nonce: nonce.strip_suffix(')')?.into() })
+    }
+
+    /// Whether `self`, a holder seen in the database, is a process of this machine that no
+    /// longer runs (killed without giving its leases up).
+    fn is_dead_here(&self, me: &Replica) -> bool {
+        self.host == me.host && self.pid != me.pid && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+}
+
+/// This server's part in the leases, shared by every clone of the services.
+pub(super) struct Leases {
+    pub(super) me: Replica,
+    /// Whether this server does the background sweeps. A server alone does (the services'
+    /// default); [`Services::renew_leases`] makes servers take turns.
+    background: AtomicBool,
+}
+
+impl Default for Leases {
+    fn default() -> Self {
+        Self { me: Replica::this_process(), background: AtomicBool::new(true) }
+    }
+}
+
+impl Services {
+    /// This server, as the leases name it.
+    pub fn replica(&self) -> &Replica {
+        &self.leases.me
+    }
+
+    /// Whether this server does the background sweeps now.
+    pub fn runs_background_work(&self) -> bool {
+        self.leases.background.load(Ordering::SeqCst)
+    }
+
+    /// Claims the database for this server's runtime when that runtime belongs to one server
+    /// (or the database is SQLite): refused, with who holds it, while another server lives.
+    /// True when it claimed it (the claim must then be kept: [`spawn_lease_keeper`]).
+    pub async fn claim_runtime(&self) -> Result<bool, Error> {
+        if self.runtime.shared() && self.store.backend() != "sqlite" {
+            return Ok(false);
+        }
+        for _ in 0..2 {
+            if self.take(RUNTIME_LEASE).await? {
+                return Ok(true);
+            }
+            let Some((holder, _)) = self.store.lease(RUNTIME_LEASE).await.map_err(internal("read a lease"))? else {
+                continue;
+            };
+            match Replica::parse(&holder) {
+                Some(dead) if dead.is_dead_here(&self.leases.me) => {
+                    tracing::warn!(holder, "the server that held this database was killed: its claim is taken over");
+                    self.store.release_lease(RUNTIME_LEASE, &holder).await.map_err(internal("release a lease"))?;
+                }
+                _ => {
+                    let secs = LEASE_TTL.as_secs();
+                    return Err(Error::invalid_state(format!(
+                        "Another Pergola server ({holder}) runs the stages of this database, and its runtime belongs \
+                         to one server (the local runtime runs stages as that server's own processes; SQLite has \
+                         one server, always). Stop that server first — its claim ends at once when it stops, or \
+                         {secs} s after it was killed — or run every server on PostgreSQL with a runtime they \
+                         share."
+                    )));
+                }
+            }
+        }
+        Err(Error::invalid_state("Could not claim the database for this server's runtime; try again."))
+    }
+
+    /// Renews this server's leases and takes the background one if it is free: returns false
+    /// when the runtime's claim was lost (another server took it after this one failed to renew
+    /// it in time — this server must stop running stages).
+    pub async fn renew_leases(&self, claims_runtime: bool) -> bool {
+        match self.take(BACKGROUND_LEASE).await {
+            Ok(held) => {
+                if self.leases.background.swap(held, Ordering::SeqCst) != held {
+                    tracing::info!(
+                        held,
+                        "background work (purge, retention) {}",
+                        if held { "taken" } else { "given up" }
+                    );
+                }
+            }
+            Err(_) => self.leases.background.store(false, Ordering::SeqCst),
+        }
+        if !claims_runtime {
+            return true;
+        }
+        // The database away: the claim stays this server's until it runs out.
+        self.take(RUNTIME_LEASE).await.unwrap_or(true)
+    }
+
+    /// Gives this server's leases up (it is stopping): another takes the work at once.
+    pub async fn release_leases(&self) {
+        let me = self.leases.me.holder();
+        for name in [BACKGROUND_LEASE, RUNTIME_LEASE] {
+            let _ = self.store.release_lease(name, &me).await;
+        }
+        self.leases.background.store(false, Ordering::SeqCst);
+    }
+
+    async fn take(&self, name: &str) -> Result<bool, Error> {
+        let now = self.clock.now();
+        let until = now + chrono::Duration::from_std(LEASE_TTL).expect("a short duration");
+        self.store.take_lease(name, &self.leases.me.holder(), now, until).await.map_err(internal("take a lease"))
+    }
+
+    /// The same store, runtime and clock as another server, `replica` (tests of several
+    /// servers on one database): its own leases and its own live streams.
+    pub fn as_another_server(&self, replica: Replica) -> Self {
+        let leases = Leases { me: replica, background: AtomicBool::new(true) };
+        Self { leases: std::sync::Arc::new(leases), changes: Default::default(), ..self.clone() }
+    }
+
+    /// Whether the database answers (the readiness probe `/readyz`).
+    pub async fn ready(&self) -> Result<(), Error> {
+        if self.changes.is_closed() {
+            return Err(Error::invalid_state("The server is stopping."));
+        }
+        match tokio::time::timeout(Duration::from_secs(2), self.store.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "readiness: the database does not answer");
+                Err(Error::invalid_state("The database does not answer."))
+            }
+            Err(_) => Err(Error::invalid_state("The database does not answer within 2 s.")),
+        }
+    }
+}
+
+/// Renews the leases every [`LEASE_RENEW`] until the server stops; completes if the runtime's
+/// claim is lost (the server must then stop: another runs the stages).
+pub fn spawn_lease_keeper(services: Services, claims_runtime: bool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(LEASE_RENEW);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if !services.renew_leases(claims_runtime).await {
+                tracing::error!("another server took this database's runtime claim: stopping");
+                return;
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_reads_back_and_a_dead_process_of_this_machine_is_known() {
+        let me = Replica::this_process();
+        assert_eq!(Replica::parse(&me.holder()), Some(me.clone()));
+        for garbage in ["", "host", "host pid x (y)", "host pid 12 (y", "a pid 1"] {
+            assert_eq!(Replica::parse(garbage), None, "{garbage}");
+        }
+        assert!(!me.is_dead_here(&me), "not itself");
+        let parent = Replica { pid: std::os::unix::process::parent_id(), ..me.clone() };
+        assert!(!parent.is_dead_here(&me), "a live process");
+        let gone = Replica { pid: u32::MAX - 1, ..me.clone() };
+        assert!(gone.is_dead_here(&me));
+        let elsewhere = Replica { host: format!("{}-other", me.host), ..gone };
+        assert!(!elsewhere.is_dead_here(&me), "another machine's process cannot be looked at");
+    }
+}

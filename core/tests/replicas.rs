@@ -1,0 +1,167 @@
+//! Several servers on one database (SQLite and PostgreSQL): one of them does the background
+//! work and a dead one's is taken over; a runtime that belongs to one server is claimed by it,
+//! and a second server with such a runtime is refused with who holds it.
+
+use async_trait::async_trait;
+use pergola_core::services::{Replica, LEASE_TTL, RUNTIME_LEASE};
+use pergola_core::testing::Env;
+use pergola_core::{Clock, Runtime, RuntimeError, Services, StageKey, StageSpec, StopMode, StopReport};
+use pergola_domain::runtime::{ComponentStatus, LogLine};
+use pergola_domain::ErrorKind;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[macro_use]
+mod support;
+
+all_backends!(
+    one_server_of_several_does_the_background_work_and_a_dead_ones_is_taken_over,
+    of_servers_racing_for_the_background_work_one_gets_it,
+    a_runtime_of_one_server_is_claimed_and_a_second_server_refused,
+    readiness_says_whether_the_database_answers,
+);
+
+fn server(env: &Env, name: &str) -> Services {
+    env.services.as_another_server(Replica { host: format!("node-{name}"), pid: 4242, nonce: name.into() })
+}
+
+fn chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap()
+}
+
+async fn one_server_of_several_does_the_background_work_and_a_dead_ones_is_taken_over(env: &Env) {
+    let (a, b, c) = (server(env, "a"), server(env, "b"), server(env, "c"));
+    for s in [&a, &b, &c] {
+        assert!(s.renew_leases(false).await);
+    }
+    let doing = |all: &[&Services]| all.iter().filter(|s| s.runs_background_work()).count();
+    assert!(a.runs_background_work(), "the first to ask");
+    assert_eq!(doing(&[&a, &b, &c]), 1);
+    // While it renews, it keeps it.
+    for _ in 0..5 {
+        env.clock.advance(chrono(LEASE_TTL / 2));
+        for s in [&a, &b, &c] {
+            s.renew_leases(false).await;
+        }
+        assert!(a.runs_background_work());
+        assert_eq!(doing(&[&a, &b, &c]), 1);
+    }
+    // A dies (renews no more): once its lease has run out, one other takes the work.
+    env.clock.advance(chrono(LEASE_TTL / 2));
+    b.renew_leases(false).await;
+    c.renew_leases(false).await;
+    assert_eq!(doing(&[&b, &c]), 0, "not before the lease runs out");
+    env.clock.advance(chrono(LEASE_TTL / 2) + chrono::Duration::seconds(1));
+    b.renew_leases(false).await;
+    c.renew_leases(false).await;
+    assert_eq!(doing(&[&b, &c]), 1);
+    // A was only paused: back, it learns that it no longer does the work.
+    a.renew_leases(false).await;
+    assert!(!a.runs_background_work());
+    assert_eq!(doing(&[&a, &b, &c]), 1);
+    // The holder stops: the next to ask takes over at once, without waiting for the lease.
+    let (holder, other) = if b.runs_background_work() { (&b, &c) } else { (&c, &b) };
+    holder.release_leases().await;
+    assert!(!holder.runs_background_work());
+    other.renew_leases(false).await;
+    assert!(other.runs_background_work());
+}
+
+async fn of_servers_racing_for_the_background_work_one_gets_it(env: &Env) {
+    for round in 0..5 {
+        let servers: Vec<_> = (0..6).map(|n| server(env, &format!("r{round}-{n}"))).collect();
+        let tasks: Vec<_> = servers
+            .iter()
+            .cloned()
+            .map(|s| {
+                tokio::spawn(async move {
+                    s.renew_leases(false).await;
+                    s.runs_background_work()
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        for t in tasks {
+            winners += usize::from(t.await.unwrap());
+        }
+        assert_eq!(winners, 1, "round {round}");
+        // Everyone gone: the next round starts with a free lease.
+        env.clock.advance(chrono(LEASE_TTL) + chrono::Duration::seconds(1));
+    }
+}
+
+/// A runtime whose stages are one server's own processes, as the local runtime's are.
+struct OwnProcesses;
+
+#[async_trait]
+impl Runtime for OwnProcesses {
+    async fn start(&self, _: StageSpec, _: Duration) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+    async fn stop(&self, _: &StageKey, _: Duration, _: StopMode) -> StopReport {
+        StopReport::default()
+    }
+    async fn forget(&self, _: &StageKey) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+    fn status(&self, _: &StageKey) -> Vec<ComponentStatus> {
+        Vec::new()
+    }
+    fn logs(&self, _: &StageKey, _: &str) -> Vec<LogLine> {
+        Vec::new()
+    }
+}
+
+async fn a_runtime_of_one_server_is_claimed_and_a_second_server_refused(env: &Env) {
+    let sqlite = env.services.store().backend() == "sqlite";
+    // A runtime every server reaches needs no claim — but SQLite has one server, always.
+    let (a, b) = (server(env, "a"), server(env, "b"));
+    assert_eq!(a.claim_runtime().await.unwrap(), sqlite);
+    let second = b.claim_runtime().await;
+    if !sqlite {
+        assert!(!second.unwrap(), "nothing to claim");
+    }
+    a.release_leases().await;
+
+    let own = |name: &str| server(env, name).with_runtime(Arc::new(OwnProcesses), Duration::from_secs(1));
+    let (a, b) = (own("a"), own("b"));
+    assert!(a.claim_runtime().await.unwrap());
+    assert!(a.claim_runtime().await.unwrap(), "claiming again is keeping it");
+    let refused = b.claim_runtime().await.unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::InvalidState);
+    assert!(refused.message.contains("node-a pid 4242 (a)"), "names the holder: {}", refused.message);
+    assert!(refused.message.contains("Stop that server first"), "{}", refused.message);
+    // Still refused while A renews; A keeps its claim.
+    env.clock.advance(chrono(LEASE_TTL / 2));
+    assert!(a.renew_leases(true).await);
+    env.clock.advance(chrono(LEASE_TTL / 2));
+    assert!(b.claim_runtime().await.is_err());
+    // A killed: after the lease runs out, B claims it, and A — back — learns it lost it.
+    env.clock.advance(chrono(LEASE_TTL) + chrono::Duration::seconds(1));
+    assert!(b.claim_runtime().await.unwrap());
+    assert!(!a.renew_leases(true).await, "A must stop running stages");
+    // B stops: a new server claims it at once.
+    b.release_leases().await;
+    assert!(own("c").claim_runtime().await.unwrap());
+
+    // A server of this machine that was killed (its process is gone) does not hold up its
+    // successor until its lease runs out.
+    let c = own("c");
+    c.release_leases().await;
+    let here = Replica::this_process();
+    let dead = Replica { pid: u32::MAX - 7, nonce: "dead".into(), ..here.clone() };
+    let killed = env.services.as_another_server(dead).with_runtime(Arc::new(OwnProcesses), Duration::from_secs(1));
+    assert!(killed.claim_runtime().await.unwrap());
+    let successor = env.services.as_another_server(here).with_runtime(Arc::new(OwnProcesses), Duration::from_secs(1));
+    assert!(successor.claim_runtime().await.unwrap(), "taken over at once");
+    let (holder, until) = env.services.store().lease(RUNTIME_LEASE).await.unwrap().unwrap();
+    assert_eq!(holder, successor.replica().holder());
+    assert!(until > env.clock.now());
+}
+
+async fn readiness_says_whether_the_database_answers(env: &Env) {
+    env.services.ready().await.unwrap();
+    env.services.close_live_streams();
+    let stopping = env.services.ready().await.unwrap_err();
+    assert!(stopping.message.contains("stopping"), "{}", stopping.message);
+}
