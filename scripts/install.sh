@@ -73,6 +73,12 @@ if ! .tools/venv/bin/schemathesis --version 2>/dev/null | grep -q '4\.32\.5'; th
   /usr/bin/python3 -m venv .tools/venv
   .tools/venv/bin/pip install -q --disable-pip-version-check schemathesis==4.32.5
 fi
+# kubernetes-validate (PyPI), pinned: the official Kubernetes JSON schemas, against which the
+# Kubernetes runtime's objects are checked (kubernetes/tests/schema.rs).
+if ! .tools/venv/bin/kubernetes-validate --version 2>/dev/null | grep -q '1\.34\.1'; then
+  echo "==> pip install kubernetes-validate 1.34.1 (in .tools/venv)"
+  .tools/venv/bin/pip install -q --disable-pip-version-check kubernetes-validate==1.34.1
+fi
 site_packages=$(.tools/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 if ! cmp -s scripts/hypothesis_guard.py "$site_packages/pergola_hypothesis_guard.py"; then
   cp scripts/hypothesis_guard.py "$site_packages/pergola_hypothesis_guard.py"

@@ -171,6 +171,7 @@ fn openapi_router() -> OpenApiRouter<Services> {
         .merge(routes::components::router())
         .merge(routes::live::router())
         .merge(routes::metrics::router())
+        .merge(routes::kubernetes::router())
         .merge(routes::events::router())
         .merge(routes::config::router())
         .merge(routes::settings::router())

@@ -252,6 +252,7 @@ const LINK: &str = "/api/v1/projects/{project}/stages/{stage}/links/{id}";
 const PROJECT_CHANGES: &str = "/api/v1/projects/{project}/changes";
 const STAGE_CHANGES: &str = "/api/v1/projects/{project}/stages/{stage}/changes";
 const METRICS: &str = "/api/v1/projects/{project}/stages/{stage}/metrics";
+const KUBERNETES: &str = "/api/v1/projects/{project}/stages/{stage}/kubernetes";
 
 /// The project the families work in (`my-new-project`), with `stages` given as (name, type,
 /// Stage ID) created through the API.
@@ -608,6 +609,8 @@ async fn builds_and_releases(api: &Api, env: &Env) {
 
     // Promotion from stage1 (PROD, build 1) to a new QA stage, compared first.
     api.call("POST", STAGES, &[p], "", Some(json!({"name": "QA", "type": "qa"}))).await;
+    let r = api.call("GET", KUBERNETES, &[p, "qa"], "", None).await;
+    assert!(problem(&r, 409, "invalid-state")["detail"].as_str().unwrap().contains("has no release yet"));
     api.call("PUT", CONFIG_KEY, &[p, "qa", "TOKEN"], "", Some(json!({"value": "s3cret", "secret": true}))).await;
     let r = api.call("GET", COMPARE, &[p, "stage1", "qa"], "", None).await;
     assert_eq!((r.status, r.body["build_differs"].as_bool()), (200, Some(true)));
@@ -659,6 +662,48 @@ async fn builds_and_releases(api: &Api, env: &Env) {
     );
     let r = api.call("POST", DUPLICATE, &[p, "qa"], "", Some(json!({"name": "QA data", "with_storage": true}))).await;
     assert!(problem(&r, 409, "invalid-state")["detail"].as_str().unwrap().starts_with("Suspend stage 'qa' first"));
+    // What the current release is on Kubernetes: YAML, secret values redacted, plain ones shown.
+    api.call("PUT", CONFIG_KEY, &[p, "stage1", "API_KEY"], "", Some(json!({"value": "k-s3cret", "secret": true})))
+        .await;
+    api.call("PUT", CONFIG_KEY, &[p, "stage1", "LOG"], "", Some(json!({"value": "debug"}))).await;
+    assert_eq!(api.call("POST", REDEPLOY, &[p, "stage1", "2"], "", None).await.status, 201);
+    let kubernetes = |stage: &str| {
+        let url = format!("{}/api/v1/projects/{p}/stages/{stage}/kubernetes", api.base);
+        let request = api.http.get(url);
+        async move {
+            let r = request.send().await.unwrap();
+            let content_type = r.headers()["content-type"].to_str().unwrap().to_owned();
+            (r.status().as_u16(), content_type, r.text().await.unwrap())
+        }
+    };
+    let (status, content_type, yaml) = kubernetes("stage1").await;
+    assert_eq!((status, content_type.as_str()), (200, "application/yaml; charset=utf-8"));
+    for expected in [
+        "---\napiVersion: \"scheduling.k8s.io/v1\"\n",
+        "kind: \"Namespace\"",
+        "name: \"config-r3\"",
+        "API_KEY: \"<redacted>\"",
+        "LOG: \"debug\"",
+        "kind: \"Deployment\"",
+        "replicas: 1\n",
+        "command:\n            - \"/app/web\"\n",
+        "containerPort: 8080",
+        "kind: \"Service\"",
+        "priorityClassName: \"pergola-prod\"",
+    ] {
+        assert!(yaml.contains(expected), "{expected} in:\n{yaml}");
+    }
+    assert!(!yaml.contains("k-s3cret"), "a secret value was opened:\n{yaml}");
+    assert_eq!(yaml.matches("\n---\n").count() + 1, yaml.matches("apiVersion").count());
+    problem(&api.call("GET", KUBERNETES, &[p, "nope"], "", None).await, 404, "not-found");
+    problem(&api.with_token(None).call("GET", KUBERNETES, &[p, "stage1"], "", None).await, 401, "unauthenticated");
+
+    // Suspended: nothing runs on the cluster either.
+    assert_eq!(api.call("POST", SUSPEND, &[p, "qa"], "", None).await.status, 200);
+    let (status, _, yaml) = kubernetes("qa").await;
+    assert_eq!(status, 200);
+    assert!(yaml.contains("replicas: 0\n") && !yaml.contains("replicas: 1"), "{yaml}");
+    assert!(yaml.contains("TOKEN: \"<redacted>\"") && !yaml.contains("s3cret"), "{yaml}");
 }
 
 /// Incompressible bytes (xorshift).

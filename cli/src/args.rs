@@ -48,7 +48,8 @@ pub struct Cli {
     /// URL of the Pergola server [default: the one you signed in to, else http://127.0.0.1:3000].
     #[arg(long, global = true, env = "PERGOLA_URL")]
     pub server: Option<String>,
-    /// Output format: a table for people, JSON for scripts.
+    /// Output format: a table for people, JSON for scripts; `kubernetes` (with `get stage`
+    /// only): the Kubernetes objects of the stage's current release, as YAML.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
     #[command(subcommand)]
@@ -59,6 +60,7 @@ pub struct Cli {
 pub enum Output {
     Table,
     Json,
+    Kubernetes,
 }
 
 /// A stage type on the command line: the domain's [`StageType`], as `dev`, `qa` or `prod`.

@@ -85,6 +85,19 @@ impl Client {
         self.send(self.http.get(self.url(path)))
     }
 
+    /// A GET whose answer is text (YAML, say), as it is.
+    pub fn get_text(&self, path: &str) -> Result<String, Failure> {
+        let response = self.send_raw(self.http.get(self.url(path)))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().map_err(|e| Failure::new(format!("the server's answer broke off: {e}")))?;
+        if status.is_success() {
+            Ok(text)
+        } else {
+            Err(self.refusal(status, &headers, &text, OnUnauthorized::SignIn))
+        }
+    }
+
     pub fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, Failure> {
         self.send(self.http.post(self.url(path)).json(body))
     }

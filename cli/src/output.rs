@@ -14,7 +14,7 @@ impl Printer {
     pub fn one<T: serde::Serialize>(&self, value: &T, text: impl FnOnce() -> String) -> Result<(), Failure> {
         match self.format {
             Output::Json => println!("{}", serde_json::to_string_pretty(value).expect("serializable")),
-            Output::Table => println!("{}", text()),
+            Output::Table | Output::Kubernetes => println!("{}", text()),
         }
         Ok(())
     }
@@ -28,7 +28,9 @@ impl Printer {
     ) -> Result<(), Failure> {
         match self.format {
             Output::Json => println!("{}", serde_json::to_string_pretty(values).expect("serializable")),
-            Output::Table => print!("{}", table::render(header, &values.iter().map(row).collect::<Vec<_>>())),
+            Output::Table | Output::Kubernetes => {
+                print!("{}", table::render(header, &values.iter().map(row).collect::<Vec<_>>()))
+            }
         }
         Ok(())
     }

@@ -337,6 +337,20 @@ fn builds_deploy_and_releases() {
     assert!(rows[0].starts_with("| #2      | 1     | 1.0     |"), "{releases}");
     // This test server has no runtime: nothing runs, and the table says so by being empty.
     assert_eq!(stdout_of(&["list", "component", "-s", "qa", "-p", "deploying"]).lines().count(), 4);
+    // What the release is on Kubernetes, as YAML an operator can review or apply.
+    pergola(&["config", "set", "PASSWORD=hunter22", "--secret", "-s", "qa", "-p", "deploying"]).assert().success();
+    pergola(&["deploy", "1", "-s", "qa", "-p", "deploying"]).assert().success();
+    let yaml = stdout_of(&["get", "stage", "qa", "-p", "deploying", "-o", "kubernetes"]);
+    assert!(yaml.starts_with("---\napiVersion: \"scheduling.k8s.io/v1\"\n"), "{yaml}");
+    assert!(yaml.contains("kind: \"Deployment\"") && yaml.contains("name: \"config-r3\""), "{yaml}");
+    assert!(yaml.contains("PASSWORD: \"<redacted>\"") && !yaml.contains("hunter22"), "{yaml}");
+    let missing = pergola(&["get", "stage", "nope", "-p", "deploying", "-o", "kubernetes"]).output().unwrap();
+    let said = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(said.starts_with("error: ") && said.contains("'nope'") && missing.stdout.is_empty(), "{said}");
+    pergola(&["list", "stage", "-p", "deploying", "-o", "kubernetes"]).assert().code(1).stderr(
+        "error: -o kubernetes prints a stage's Kubernetes objects: use it with `pergola get stage STAGE -p PROJECT`\n",
+    );
     let _ = std::fs::remove_file(manifest);
 }
 

@@ -7,6 +7,7 @@ pub mod builds;
 pub mod components;
 pub mod config;
 pub mod events;
+pub mod kubernetes;
 pub mod lifecycle;
 pub mod live;
 pub mod metrics;

@@ -28,7 +28,7 @@ pub fn print(client: &Client, out: &Printer, ask: &Ask) -> Result<(), Failure> {
     let show = |line: &LogLine| -> Result<(), Failure> {
         let text = match out.format {
             Output::Json => serde_json::to_string(line).expect("serializable"),
-            Output::Table => format_line(line, ask.timestamps),
+            Output::Table | Output::Kubernetes => format_line(line, ask.timestamps),
         };
         let mut stdout = std::io::stdout().lock();
         // A closed pipe (`| head`) ends the command quietly.

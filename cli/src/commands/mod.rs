@@ -16,7 +16,7 @@ mod releases;
 mod stages;
 mod users;
 
-use crate::args::{Cli, Command, CreateWhat, DeleteWhat, DiffWhat, ListWhat, OneStage, UpdateWhat};
+use crate::args::{Cli, Command, CreateWhat, DeleteWhat, DiffWhat, ListWhat, OneStage, Output, UpdateWhat};
 use crate::client::{Client, Failure};
 use crate::output::Printer;
 use crate::stored::{self, Stored};
@@ -26,6 +26,12 @@ use pergola_domain::StageQueryParams;
 
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let out = Printer { format: cli.output };
+    if cli.output == Output::Kubernetes && !matches!(cli.command, Command::Get { what: OneStage::Stage { .. } }) {
+        return Err(Failure::new(
+            "-o kubernetes prints a stage's Kubernetes objects: use it with `pergola get stage STAGE -p PROJECT`"
+                .into(),
+        ));
+    }
     if let Command::Completion { shell } = cli.command {
         clap_complete::generate(shell, &mut Cli::command(), "pergola", &mut std::io::stdout());
         return Ok(());

@@ -1,6 +1,7 @@
 //! `pergola create|list|get|update|delete stage`.
 
 use super::stage_path;
+use crate::args::Output;
 use crate::client::{Client, Failure};
 use crate::output::{quoted_label, Printer};
 use pergola_domain::wire::{NewStage, StagePatch};
@@ -62,6 +63,10 @@ pub fn list_archived(client: &Client, out: &Printer, project: &str) -> Result<()
 }
 
 pub fn get(client: &Client, out: &Printer, project: &str, id: &str) -> Result<(), Failure> {
+    if out.format == Output::Kubernetes {
+        print!("{}", client.get_text(&format!("{}/kubernetes", stage_path(project, id)))?);
+        return Ok(());
+    }
     let s: Stage = client.get(&stage_path(project, id))?;
     out.one(&s, || {
         format!(

@@ -3,11 +3,41 @@
 use super::{grace, internal, Acting, Services, ANSWER_WITHIN};
 use crate::secrets::Place;
 use crate::{StageKey, StageSpec, StopMode, StopReport};
+use pergola_domain::access::Action;
 use pergola_domain::runtime::{ComponentStatus, LogLine};
 use pergola_domain::share::ShareLink;
 use pergola_domain::{parse_manifest, ComponentKind, Error, EventKind, Stage, StageEvent, StageStatus};
 
 impl Acting {
+    /// A live stage and what its current release gives the runtime, each secret value replaced
+    /// by `redacted` (none is opened): for people to review what a runtime applies.
+    pub async fn current_spec(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+        redacted: &str,
+    ) -> Result<(Stage, StageSpec), Error> {
+        let stage = self.allow_stage(Action::ReadStage, project_id, stage_id).await?;
+        let stage = self.live(stage)?;
+        let rows = self.store.list_releases(project_id, stage_id).await.map_err(internal("list the releases"))?;
+        let Some(current) = rows.into_iter().next() else {
+            return Err(Error::invalid_state(format!(
+                "Stage '{stage_id}' has no release yet: deploy a build to it first."
+            )));
+        };
+        let secret = self
+            .store
+            .list_config(project_id, stage_id)
+            .await
+            .map_err(internal("list the configuration"))?
+            .into_iter()
+            .filter(|entry| entry.secret)
+            .map(|entry| entry.key)
+            .collect();
+        let spec = self.spec_of(&stage, current, Some((redacted, &secret))).await?;
+        Ok((stage, spec))
+    }
+
     /// The share links of a stage's service components.
     pub async fn share_links(&self, project_id: &str, stage_id: &str) -> Result<Vec<ShareLink>, Error> {
         let components = self.components(project_id, stage_id).await?;
@@ -176,22 +206,7 @@ impl Services {
             .await
             .map_err(internal("list the releases to start"))?;
         let Some(current) = rows.into_iter().next() else { return Ok(false) };
-        let manifest = parse_manifest(&current.build.manifest)?;
-        let spec = StageSpec {
-            key: StageKey::new(&stage.project_id, &stage.id),
-            release: current.number,
-            components: manifest.components,
-            config: current
-                .config
-                .iter()
-                .map(|(k, v)| {
-                    let place = Place { project: &stage.project_id, stage: &stage.id, key: k };
-                    Ok((k.clone(), self.open_snapshot(v, place)?))
-                })
-                .collect::<Result<_, Error>>()?,
-            workdir: current.build.workdir.into(),
-            limits: self.limits().await?.of(stage.stage_type),
-        };
+        let spec = self.spec_of(stage, current, None).await?;
         let number = spec.release;
         if let Err(e) = self.runtime.start(spec, grace(stage)).await {
             tracing::error!(project = stage.project_id, stage = stage.id, error = %e, "could not start the release");
@@ -203,6 +218,39 @@ impl Services {
             return Err(Error::invalid_state(format!("The release could not be started: {e}")));
         }
         Ok(true)
+    }
+
+    /// What the runtime is given to run `release` on `stage`: its configuration opened — or,
+    /// with `redact`, each secret value (sealed in the snapshot, or a secret setting now)
+    /// replaced by it and nothing opened.
+    async fn spec_of(
+        &self,
+        stage: &Stage,
+        release: crate::store::ReleaseRow,
+        redact: Option<(&str, &std::collections::HashSet<String>)>,
+    ) -> Result<StageSpec, Error> {
+        let manifest = parse_manifest(&release.build.manifest)?;
+        let config = release
+            .config
+            .iter()
+            .map(|(k, v)| {
+                if let Some((redacted, secret)) = redact {
+                    if secret.contains(k) || (crate::secrets::is_sealed(v) && !v.starts_with(super::SNAPSHOT_PLAIN)) {
+                        return Ok((k.clone(), redacted.to_owned()));
+                    }
+                }
+                let place = Place { project: &stage.project_id, stage: &stage.id, key: k };
+                Ok((k.clone(), self.open_snapshot(v, place)?))
+            })
+            .collect::<Result<_, Error>>()?;
+        Ok(StageSpec {
+            key: StageKey::new(&stage.project_id, &stage.id),
+            release: release.number,
+            components: manifest.components,
+            config,
+            workdir: release.build.workdir.into(),
+            limits: self.limits().await?.of(stage.stage_type),
+        })
     }
 
     /// Stops a stage's components: `mode` says whether jobs and cron runs already started go

@@ -1,0 +1,215 @@
+//! The rendered objects, for any valid IDs, names, releases and stage states: every name is a
+//! valid DNS label within its length, every object lands in the stage's namespace, selectors
+//! match the pods they select, the grace period is carried, and a suspended stage runs nothing
+//! new.
+
+use pergola_core::{StageKey, StageSpec};
+use pergola_domain::limits::LimitsPolicy;
+use pergola_domain::manifest::{ComponentKind, ComponentSpec, HealthCheck};
+use pergola_domain::{validate_id, IdKind, StageType};
+use pergola_kubernetes::render::{self, namespace, MAX_CRON_NAME, MAX_NAME};
+use pergola_kubernetes::{objects, Cluster, Stage};
+use proptest::prelude::*;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashSet};
+
+fn is_dns_label(name: &str, max: usize) -> bool {
+    !name.is_empty()
+        && name.len() <= max
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+fn id() -> impl Strategy<Value = String> {
+    "[a-z0-9][a-z0-9-]{0,61}[a-z0-9]".prop_filter("a valid ID", |s| validate_id(IdKind::Stage, s).is_ok())
+}
+
+fn component(kind: ComponentKind) -> impl Strategy<Value = ComponentSpec> {
+    (
+        prop_oneof!["[a-z][a-z0-9-]{0,61}[a-z0-9]", "[a-z][a-z0-9-]{50,61}[a-z0-9]"]
+            .prop_filter("a valid name", |s| validate_id(IdKind::Component, s).is_ok()),
+        prop::collection::vec("[a-z0-9_-]{1,70}", 0..3),
+        any::<Option<u16>>(),
+    )
+        .prop_map(move |(name, storage, port)| {
+            let mut storage = storage;
+            storage.sort();
+            storage.dedup();
+            let service = kind == ComponentKind::Service;
+            ComponentSpec {
+                name,
+                kind,
+                command: "./run".into(),
+                args: vec!["--flag".into()],
+                port: if service { port.filter(|p| *p > 0) } else { None },
+                schedule: (kind == ComponentKind::Cron).then(|| "*/5 * * * *".into()),
+                health: service.then(|| HealthCheck { path: "/healthz".into(), interval_secs: 5 }),
+                storage,
+                env: BTreeMap::from([("LOG".into(), "info".into())]),
+            }
+        })
+}
+
+fn components() -> impl Strategy<Value = Vec<ComponentSpec>> {
+    prop::collection::vec(
+        prop_oneof![
+            component(ComponentKind::Service),
+            component(ComponentKind::Worker),
+            component(ComponentKind::Job),
+            component(ComponentKind::Cron),
+        ],
+        1..5,
+    )
+    .prop_map(|mut cs| {
+        let mut seen = HashSet::new();
+        cs.retain(|c| seen.insert(c.name.clone()));
+        cs
+    })
+}
+
+fn names_in(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                if k == "name" || k == "claimName" {
+                    if let Value::String(s) = v {
+                        out.push(s.clone());
+                    }
+                }
+                names_in(v, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| names_in(v, out)),
+        _ => {}
+    }
+}
+
+fn labels(value: &Value) -> BTreeMap<String, String> {
+    value
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+        .unwrap_or_default()
+}
+
+fn pod_specs(object: &Value) -> Vec<&Value> {
+    match object["kind"].as_str() {
+        Some("Deployment") | Some("Job") => vec![&object["spec"]["template"]["spec"]],
+        Some("CronJob") => vec![&object["spec"]["jobTemplate"]["spec"]["template"]["spec"]],
+        _ => vec![],
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn every_object_is_well_named_placed_selected_and_suspended_as_the_stage_is(
+        project in id(),
+        stage_id in id(),
+        release in 1i64..2_000_000,
+        comps in components(),
+        suspended in any::<bool>(),
+        grace in 1u32..3600,
+        stage_type in prop_oneof![Just(StageType::Dev), Just(StageType::Qa), Just(StageType::Prod)],
+    ) {
+        let spec = StageSpec {
+            key: StageKey::new(&project, &stage_id),
+            release,
+            components: comps.clone(),
+            config: BTreeMap::from([("LOG".into(), "debug".into()), ("API_KEY".into(), "s3cret".into())]),
+            workdir: "/nowhere".into(),
+            limits: LimitsPolicy::default().of(stage_type),
+        };
+        let stage = Stage { spec: &spec, stage_type, suspended, grace_secs: grace, fetch_token: "t" };
+        let all = objects(&stage, &Cluster::default());
+        let ns = namespace(&project, &stage_id);
+        prop_assert!(is_dns_label(&ns, MAX_NAME), "{ns}");
+        let mut seen = HashSet::new();
+        for object in &all {
+            let kind = object["kind"].as_str().unwrap();
+            let name = object["metadata"]["name"].as_str().unwrap();
+            let max = if kind == "CronJob" { MAX_CRON_NAME } else { MAX_NAME };
+            prop_assert!(is_dns_label(name, max), "{kind} {name}");
+            prop_assert!(seen.insert((kind.to_owned(), name.to_owned())), "two {kind} named {name}");
+            match kind {
+                "PriorityClass" | "Namespace" => prop_assert!(object["metadata"].get("namespace").is_none()),
+                _ => prop_assert_eq!(object["metadata"]["namespace"].as_str(), Some(ns.as_str())),
+            }
+            // Label values are IDs: at most 63 characters.
+            for (_, v) in labels(&object["metadata"]["labels"]) {
+                prop_assert!(v.len() <= 63, "{v}");
+            }
+            let mut names = Vec::new();
+            names_in(object, &mut names);
+            for n in names.iter().filter(|n| !n.contains('_') && *n != "PORT" && !n.chars().any(|c| c.is_ascii_uppercase())) {
+                prop_assert!(is_dns_label(n, MAX_NAME), "{kind} {name}: {n}");
+            }
+            for pod in pod_specs(object) {
+                prop_assert_eq!(pod["terminationGracePeriodSeconds"].as_u64(), Some(u64::from(grace)));
+                prop_assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+                // Every volume a container mounts is a volume of the pod.
+                let volumes: HashSet<_> = pod["volumes"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+                for c in pod["containers"].as_array().unwrap().iter().chain(pod["initContainers"].as_array().unwrap()) {
+                    for m in c["volumeMounts"].as_array().unwrap() {
+                        prop_assert!(volumes.contains(m["name"].as_str().unwrap()));
+                    }
+                }
+            }
+            match kind {
+                "Deployment" => {
+                    let selector = labels(&object["spec"]["selector"]["matchLabels"]);
+                    let pods = labels(&object["spec"]["template"]["metadata"]["labels"]);
+                    prop_assert!(selector.iter().all(|(k, v)| pods.get(k) == Some(v)), "{selector:?} ⊄ {pods:?}");
+                    prop_assert_eq!(object["spec"]["replicas"].as_u64(), Some(if suspended { 0 } else { 1 }));
+                    prop_assert_eq!(object["spec"]["strategy"]["type"].as_str(), Some("Recreate"));
+                }
+                "Service" => {
+                    let selector = labels(&object["spec"]["selector"]);
+                    let deployment = all.iter().find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == object["metadata"]["name"]).unwrap();
+                    let pods = labels(&deployment["spec"]["template"]["metadata"]["labels"]);
+                    prop_assert!(selector.iter().all(|(k, v)| pods.get(k) == Some(v)));
+                }
+                "CronJob" => {
+                    prop_assert_eq!(object["spec"]["suspend"].as_bool(), Some(suspended));
+                    prop_assert_eq!(object["spec"]["concurrencyPolicy"].as_str(), Some("Forbid"));
+                }
+                _ => {}
+            }
+        }
+        // Each component is there, once.
+        for c in &comps {
+            let name = render::component_object(c, release);
+            prop_assert!(all.iter().any(|o| o["metadata"]["name"] == name.as_str()), "{name}");
+        }
+    }
+}
+
+#[test]
+fn long_or_unusual_names_are_cut_and_told_apart_by_a_hash() {
+    let long = "a".repeat(63);
+    assert_eq!(render::dns_name(&[&long], 63), long, "a valid name is kept");
+    let job = render::dns_name(&[&long, "r12"], 63);
+    assert!(job.len() <= 63 && job.starts_with("aaaa"), "{job}");
+    assert_ne!(job, render::dns_name(&[&long, "r13"], 63), "two releases, two names");
+    assert_ne!(render::volume_claim("a_b"), render::volume_claim("a-b"));
+    assert_eq!(render::volume_claim("uploads"), "storage-uploads");
+    assert_ne!(namespace("a-b", "c"), namespace("a", "b-c"), "the separator is not ambiguous");
+    assert_eq!(render::dns_name(&["___"], 63).len(), 10);
+    // The longest names each object may have.
+    let longest = |kind| ComponentSpec {
+        name: "c".repeat(63),
+        kind,
+        command: "x".into(),
+        args: vec![],
+        port: None,
+        schedule: None,
+        health: None,
+        storage: vec![],
+        env: BTreeMap::new(),
+    };
+    assert_eq!(render::component_object(&longest(ComponentKind::Service), 7).len(), 63);
+    assert!(render::component_object(&longest(ComponentKind::Job), 1_000_000).len() <= 63);
+    let cron = render::component_object(&longest(ComponentKind::Cron), 7);
+    assert!(cron.len() <= MAX_CRON_NAME && cron.starts_with("ccc"), "{cron}");
+}
