@@ -3,7 +3,9 @@
 //! that caller.
 //!
 //! - `Authorization: Bearer pgt_…` (an API token) is tried first; a bearer that is not a live
-//!   token answers **401** at once, whatever else the request carries.
+//!   token answers **401** at once, whatever else the request carries. `Bearer pgf_…` (a
+//!   build-fetch token) signs nobody in: it only lets its bearer download the one release's
+//!   build it names.
 //! - Otherwise the session cookie [`SESSION_COOKIE`] (the dashboard's). A change (any method
 //!   that is not safe) authenticated by the cookie must say where it comes from — `Origin` or
 //!   `Sec-Fetch-Site`, which every browser sends — or it is refused with **403**: the guard has
@@ -18,7 +20,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use pergola_core::services::Acting;
+use pergola_core::services::{Acting, FETCH_TOKEN_PREFIX};
 use pergola_core::Services;
 use pergola_domain::Error;
 use std::net::SocketAddr;
@@ -59,7 +61,18 @@ pub async fn authenticate(State(services): State<Services>, mut req: Request, ne
     }
     let address = client_address(&req);
     let headers = req.headers();
-    let found = if let Some(token) = bearer(headers) {
+    let found = if let Some(token) = bearer(headers).filter(|t| t.starts_with(FETCH_TOKEN_PREFIX)) {
+        match services.build_grant(token) {
+            Some(grant) => Authenticated::BuildFetch(grant),
+            None => {
+                let e = Error::new(
+                    pergola_domain::ErrorKind::Unauthenticated,
+                    "The build-fetch token is not valid: it has ended, or this server never issued it.",
+                );
+                return ApiError(e).into_response();
+            }
+        }
+    } else if let Some(token) = bearer(headers) {
         match services.token_caller(token, Some(&address)).await {
             Ok(Some(caller)) => Authenticated::Token(caller),
             Ok(None) => {

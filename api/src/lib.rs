@@ -4,6 +4,7 @@
 //! Request bodies are the shared types of [`pergola_domain::wire`], which the CLI sends.
 
 pub mod auth;
+pub mod download;
 pub mod guard;
 pub mod problem;
 pub mod routes;

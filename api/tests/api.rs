@@ -253,6 +253,7 @@ const PROJECT_CHANGES: &str = "/api/v1/projects/{project}/changes";
 const STAGE_CHANGES: &str = "/api/v1/projects/{project}/stages/{stage}/changes";
 const METRICS: &str = "/api/v1/projects/{project}/stages/{stage}/metrics";
 const KUBERNETES: &str = "/api/v1/projects/{project}/stages/{stage}/kubernetes";
+const BUILD_DOWNLOAD: &str = "/api/v1/projects/{project}/stages/{stage}/releases/{number}/build";
 
 /// The project the families work in (`my-new-project`), with `stages` given as (name, type,
 /// Stage ID) created through the API.
@@ -704,6 +705,81 @@ async fn builds_and_releases(api: &Api, env: &Env) {
     assert_eq!(status, 200);
     assert!(yaml.contains("replicas: 0\n") && !yaml.contains("replicas: 1"), "{yaml}");
     assert!(yaml.contains("TOKEN: \"<redacted>\"") && !yaml.contains("s3cret"), "{yaml}");
+
+    // A release's build, downloaded: by a member who may deploy, or with a build-fetch token for
+    // exactly that release (what a pod gets), which opens nothing else.
+    let download = |api: &Api, number: &str| {
+        let url = format!("{}/api/v1/projects/{p}/stages/stage1/releases/{number}/build", api.base);
+        let request = api.http.get(url);
+        async move {
+            let r = request.send().await.unwrap();
+            let headers = r.headers().clone();
+            (r.status().as_u16(), headers, r.bytes().await.unwrap().to_vec())
+        }
+    };
+    let unpacked = |bytes: &[u8]| -> Vec<(String, Vec<u8>)> {
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+        let mut files: Vec<_> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let mut content = Vec::new();
+                std::io::Read::read_to_end(&mut e, &mut content).unwrap();
+                (e.path().unwrap().display().to_string(), content)
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let (status, headers, bytes) = download(api, "3").await;
+    assert_eq!(
+        (status, &headers["content-type"]),
+        (200, &"application/gzip".parse::<reqwest::header::HeaderValue>().unwrap())
+    );
+    assert_eq!(headers["content-disposition"], format!("attachment; filename=\"{p}-stage1-release-3.tar.gz\""));
+    let files = unpacked(&bytes);
+    assert_eq!(
+        files,
+        [
+            ("pergola.toml".to_owned(), MANIFEST.as_bytes().to_vec()),
+            ("web".to_owned(), b"#!/bin/sh\nexec sleep 1000\n".to_vec())
+        ]
+    );
+    let token = env.services.build_fetch_token(p, "stage1", 3, chrono::Duration::minutes(15)).unwrap();
+    assert!(token.starts_with("pgf_"), "{token}");
+    let pod = api.with_token(Some(&token));
+    let (status, _, bytes) = download(&pod, "3").await;
+    assert_eq!((status, unpacked(&bytes)), (200, files));
+    problem(&pod.call("GET", BUILD_DOWNLOAD, &[p, "stage1", "2"], "", None).await, 403, "forbidden");
+    problem(&pod.call("GET", STAGE, &[p, "stage1"], "", None).await, 401, "unauthenticated");
+    problem(&pod.call("GET", RELEASES, &[p, "stage1"], "", None).await, 401, "unauthenticated");
+    problem(&pod.call("POST", SUSPEND, &[p, "stage1"], "", None).await, 401, "unauthenticated");
+    // Altered, moved to another stage or made up: refused.
+    let last = token.chars().last().unwrap();
+    let altered = format!("{}{}", &token[..token.len() - 1], if last == '0' { '1' } else { '0' });
+    let moved = token.replacen("/stage1/", "/qa/", 1);
+    for forged in [altered.as_str(), moved.as_str(), "pgf_x/y/00", "pgf_", "pgf_a/b/zz"] {
+        let r = api.with_token(Some(forged)).call("GET", BUILD_DOWNLOAD, &[p, "stage1", "3"], "", None).await;
+        problem(&r, 401, "unauthenticated");
+    }
+    let moved_grant = api.with_token(Some(&moved)).call("GET", BUILD_DOWNLOAD, &[p, "qa", "1"], "", None).await;
+    problem(&moved_grant, 401, "unauthenticated");
+    problem(&api.call("GET", BUILD_DOWNLOAD, &[p, "stage1", "99"], "", None).await, 404, "not-found");
+    problem(
+        &api.with_token(None).call("GET", BUILD_DOWNLOAD, &[p, "stage1", "3"], "", None).await,
+        401,
+        "unauthenticated",
+    );
+    // A build registered by a server directory is not served.
+    let r = api.call("POST", RELEASES, &[p, "stage1"], "", Some(json!({"build": 4}))).await;
+    assert_eq!(r.status, 201);
+    let number = r.body["number"].as_i64().unwrap().to_string();
+    let r = api.call("GET", BUILD_DOWNLOAD, &[p, "stage1", &number], "", None).await;
+    assert!(problem(&r, 409, "invalid-state")["detail"].as_str().unwrap().contains("only uploaded builds"));
+    // The token ends.
+    env.clock.advance(chrono::Duration::minutes(15));
+    problem(&pod.call("GET", BUILD_DOWNLOAD, &[p, "stage1", "3"], "", None).await, 401, "unauthenticated");
 }
 
 /// Incompressible bytes (xorshift).
@@ -1832,6 +1908,8 @@ fn the_openapi_document_covers_every_route() {
         format!("GET {PROJECT_CHANGES}"),
         format!("GET {STAGE_CHANGES}"),
         format!("GET {METRICS}"),
+        format!("GET {KUBERNETES}"),
+        format!("GET {BUILD_DOWNLOAD}"),
     ];
     expected.sort();
     assert_eq!(ops, expected);

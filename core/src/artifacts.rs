@@ -816,7 +816,13 @@ pub fn remove_tree(path: &Path) -> std::io::Result<()> {
 /// Packs the directory `dir` into a tar + gzip archive in memory, with `manifest` as its
 /// `pergola.toml` (replacing one `dir` may have). For small builds (the demo, tests).
 pub fn pack_dir(dir: &Path, manifest: &str) -> std::io::Result<Vec<u8>> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    pack_dir_into(dir, manifest, Vec::new())
+}
+
+/// [`pack_dir`], written to `out` as it is packed (a download streams it); returns `out`.
+/// Links are stored as links, never followed.
+pub fn pack_dir_into<W: std::io::Write>(dir: &Path, manifest: &str, out: W) -> std::io::Result<W> {
+    let gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
     tar.follow_symlinks(false);
     for entry in std::fs::read_dir(dir)? {

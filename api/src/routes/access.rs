@@ -97,7 +97,7 @@ async fn logout(User(s): User, Auth(auth): Auth) -> ApiResult<StatusCode> {
     match auth {
         Authenticated::Token(caller) => s.revoke_token(caller.token.as_deref().unwrap_or_default()).await?,
         Authenticated::Session { secret, .. } => s.end_session(&secret).await?,
-        Authenticated::Anonymous => {}
+        Authenticated::Anonymous | Authenticated::BuildFetch(_) => {}
     }
     Ok(StatusCode::NO_CONTENT)
 }

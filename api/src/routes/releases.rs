@@ -13,7 +13,10 @@ use pergola_domain::Release;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<Services> {
-    OpenApiRouter::new().routes(routes!(list_releases, deploy)).routes(routes!(redeploy))
+    OpenApiRouter::new()
+        .routes(routes!(list_releases, deploy))
+        .routes(routes!(redeploy))
+        .routes(routes!(download_build))
 }
 
 fn location(project: &str, stage: &str, release: &Release) -> String {
@@ -55,4 +58,33 @@ async fn deploy(User(s): User, Path(p): Path<StagePath>, Body(r): Body<NewReleas
 async fn redeploy(User(s): User, Path(p): Path<ReleasePath>) -> ApiResult<impl IntoResponse> {
     let release = s.redeploy(&p.project, &p.stage, p.number).await?;
     Ok(created(location(&p.project, &p.stage, &release), release))
+}
+
+/// A release's build as a tar + gzip archive (its files and its `pergola.toml`), streamed as it
+/// is packed: for a member who may deploy to the stage, or with `Authorization: Bearer pgf_…`, a
+/// short-lived build-fetch token for exactly this release (what a pod downloads its build with).
+/// Only uploaded builds; not one registered by a server directory.
+#[utoipa::path(get, path = "/api/v1/projects/{project}/stages/{stage}/releases/{number}/build", tag = "releases",
+    params(ReleasePath),
+    responses(
+        (status = 200, description = "The build, packed", body = Vec<u8>, content_type = "application/gzip"),
+        (status = 401, description = "Not signed in, or a build-fetch token that has ended", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The role may not deploy to the stage, or the token is for another release", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such project, live stage or release", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A build registered by a server directory, or one whose files were deleted", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn download_build(
+    axum::extract::State(services): axum::extract::State<Services>,
+    crate::auth::Auth(auth): crate::auth::Auth,
+    Path(p): Path<ReleasePath>,
+) -> ApiResult<axum::response::Response> {
+    use pergola_core::services::Authenticated;
+    let files = match &auth {
+        Authenticated::BuildFetch(grant) => services.granted_build(grant, &p.project, &p.stage, p.number).await?,
+        other => match other.caller() {
+            Some(caller) => services.acting(caller.clone()).release_build(&p.project, &p.stage, p.number).await?,
+            None => return Err(pergola_domain::Error::unauthenticated().into()),
+        },
+    };
+    Ok(crate::download::packed(files))
 }

@@ -84,12 +84,15 @@ pub enum Authenticated {
     Session { caller: Caller, secret: String },
     /// By an API token.
     Token(Caller),
+    /// By a build-fetch token: nobody, only allowed to download one release's build (see
+    /// [`super::BuildGrant`]).
+    BuildFetch(super::BuildGrant),
 }
 
 impl Authenticated {
     pub fn caller(&self) -> Option<&Caller> {
         match self {
-            Authenticated::Anonymous => None,
+            Authenticated::Anonymous | Authenticated::BuildFetch(_) => None,
             Authenticated::Session { caller, .. } | Authenticated::Token(caller) => Some(caller),
         }
     }
