@@ -31,8 +31,8 @@ cargo clippy --locked --all-targets -- -D warnings
 cargo clippy --locked -p app --features ssr --all-targets -- -D warnings
 cargo clippy --locked -p frontend -p app --features app/hydrate --target wasm32-unknown-unknown -- -D warnings
 
-echo "==> unit, property, store, REST API, CLI and runtime tests (SQLite and PostgreSQL)"
-cargo test --locked -p pergola-domain -p pergola-core -p pergola-api -p pergola-cli -p pergola-runtime -p server
+echo "==> unit, property, store, REST API, CLI, runtime and Kubernetes rendering tests (SQLite and PostgreSQL)"
+cargo test --locked -p pergola-domain -p pergola-core -p pergola-api -p pergola-cli -p pergola-runtime -p pergola-kubernetes -p server
 
 echo "==> release build (server, wasm frontend, demo app)"
 cargo build --release --locked -p pergola-demo-app

@@ -771,6 +771,35 @@ async fn builds_and_releases(api: &Api, env: &Env) {
         401,
         "unauthenticated",
     );
+    // Clients that do not read hold the server's packers only so many at a time: one more is
+    // told to come back, and once they go, downloads go on.
+    // Larger than what the channel, the connection and the sockets hold between them.
+    let big = archive(MANIFEST, &[("web", &noise(24 << 20), 0o755)]);
+    let build = api.upload(BUILDS, &[p], "application/gzip", big).await.body["number"].as_i64().unwrap();
+    let r = api.call("POST", RELEASES, &[p, "stage1"], "", Some(json!({"build": build}))).await;
+    let big_release = r.body["number"].as_i64().unwrap().to_string();
+    let url = format!("{}/api/v1/projects/{p}/stages/stage1/releases/{big_release}/build", api.base);
+    let mut stalled = Vec::new();
+    for _ in 0..pergola_core::services::DOWNLOADS_AT_ONCE {
+        let r = api.http.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        stalled.push(r);
+    }
+    let r = api.call("GET", BUILD_DOWNLOAD, &[p, "stage1", &big_release], "", None).await;
+    assert!(problem(&r, 429, "too-many-requests")["detail"].as_str().unwrap().contains("the most at once"));
+    assert!(r.headers.contains_key("retry-after"));
+    drop(stalled);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, _, bytes) = download(api, &big_release).await;
+        if status == 200 {
+            let files = unpacked(&bytes);
+            assert_eq!(files[1].1.len(), 24 << 20, "the whole file");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the stalled downloads never gave their places back");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     // A build registered by a server directory is not served.
     let r = api.call("POST", RELEASES, &[p, "stage1"], "", Some(json!({"build": 4}))).await;
     assert_eq!(r.status, 201);

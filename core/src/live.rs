@@ -5,8 +5,9 @@
 //! what it shows again, through the services, with its own permissions.
 //!
 //! Changes of access — a session ended, a token revoked, a user disabled, a member's role
-//! changed — are told apart ([`Changes::access_changed`]): every open stream then checks its
-//! caller again at once, instead of at its next periodic check. And one user holds at most
+//! changed — are told apart ([`Changes::access_changed`], naming the user): that user's open
+//! streams then check their caller again at once, instead of at their next periodic check (and
+//! nobody else's do: revoking one's own tokens in a loop costs only one's own streams). And one user holds at most
 //! [`STREAMS_PER_USER`] subscriptions: a client opening streams in a loop cannot take the
 //! server's connections and memory.
 
@@ -35,8 +36,8 @@ pub struct Change {
 pub struct Changes {
     tx: broadcast::Sender<Change>,
     closed: watch::Sender<bool>,
-    /// Counts the changes of access.
-    access: watch::Sender<u64>,
+    /// The users whose access changed.
+    access: broadcast::Sender<String>,
     /// The open subscriptions of each user.
     open: Arc<Mutex<HashMap<String, usize>>>,
 }
@@ -46,7 +47,7 @@ impl Default for Changes {
         Changes {
             tx: broadcast::channel(BACKLOG).0,
             closed: watch::channel(false).0,
-            access: watch::channel(0).0,
+            access: broadcast::channel(BACKLOG).0,
             open: Arc::default(),
         }
     }
@@ -74,10 +75,13 @@ impl Changes {
         }
     }
 
-    /// Tells every subscriber that who may read what may have changed (a session ended, a
-    /// token revoked, a user disabled, a role changed): each checks its caller again.
-    pub fn access_changed(&self) {
-        self.access.send_modify(|n| *n = n.wrapping_add(1));
+    /// Tells the subscriptions of `user_id` that what they may read may have changed (a
+    /// session ended, a token revoked, the user disabled, a role changed): each checks its
+    /// caller again.
+    pub fn access_changed(&self, user_id: &str) {
+        if self.access.receiver_count() > 0 {
+            let _ = self.access.send(user_id.to_owned());
+        }
     }
 
     /// Hears the changes published from now on.
@@ -86,6 +90,7 @@ impl Changes {
             rx: self.tx.subscribe(),
             closed: self.closed.subscribe(),
             access: self.access.subscribe(),
+            user: None,
             _slot: None,
         }
     }
@@ -102,7 +107,7 @@ impl Changes {
             *count += 1;
         }
         let slot = Slot { user_id: user_id.to_owned(), open: self.open.clone() };
-        Some(Subscription { _slot: Some(slot), ..self.subscribe() })
+        Some(Subscription { user: Some(user_id.to_owned()), _slot: Some(slot), ..self.subscribe() })
     }
 
     /// How many streams `user_id` has open.
@@ -144,7 +149,9 @@ pub enum Heard {
 pub struct Subscription {
     rx: broadcast::Receiver<Change>,
     closed: watch::Receiver<bool>,
-    access: watch::Receiver<u64>,
+    access: broadcast::Receiver<String>,
+    /// Whose stream it is (`None`: it hears every change of access).
+    user: Option<String>,
     /// Its place among its user's open streams, given back when it ends.
     _slot: Option<Slot>,
 }
@@ -173,23 +180,39 @@ impl Subscription {
         if *self.closed.borrow() {
             return Heard::Closed;
         }
-        tokio::select! {
-            heard = self.rx.recv() => match heard {
-                Ok(change) => Heard::Change(change),
-                Err(broadcast::error::RecvError::Lagged(_)) => Heard::Missed,
-                Err(broadcast::error::RecvError::Closed) => Heard::Closed,
-            },
-            _ = self.closed.wait_for(|closed| *closed) => Heard::Closed,
-            Ok(()) = self.access.changed() => Heard::Access,
+        loop {
+            tokio::select! {
+                heard = self.rx.recv() => return match heard {
+                    Ok(change) => Heard::Change(change),
+                    Err(broadcast::error::RecvError::Lagged(_)) => Heard::Missed,
+                    Err(broadcast::error::RecvError::Closed) => Heard::Closed,
+                },
+                _ = self.closed.wait_for(|closed| *closed) => return Heard::Closed,
+                heard = self.access.recv() => match heard {
+                    Ok(user) if self.user.as_deref().is_none_or(|me| me == user) => return Heard::Access,
+                    Ok(_) | Err(broadcast::error::RecvError::Closed) => {}
+                    // Some were missed: any of them may have been this user's.
+                    Err(broadcast::error::RecvError::Lagged(_)) => return Heard::Access,
+                },
+            }
         }
     }
 
-    /// Whether access changed since last asked (for a stream that does not wait on
-    /// [`Subscription::next`]).
+    fn concerns(&self, user_id: &str) -> bool {
+        self.user.as_deref().is_none_or(|me| me == user_id)
+    }
+
+    /// Whether access changed for this subscription's user since last asked (for a stream that
+    /// does not wait on [`Subscription::next`]).
     pub fn access_changed(&mut self) -> bool {
-        let changed = self.access.has_changed().unwrap_or(false);
-        self.access.mark_unchanged();
-        changed
+        let mut changed = false;
+        loop {
+            match self.access.try_recv() {
+                Ok(user) => changed |= self.concerns(&user),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => changed = true,
+                Err(_) => return changed,
+            }
+        }
     }
 
     /// Whether the server is stopping.
@@ -251,16 +274,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_change_of_access_reaches_every_subscriber_once() {
+    async fn a_change_of_access_reaches_that_users_subscriptions_once() {
         let bus = Changes::default();
-        let mut waiting = bus.subscribe();
-        let mut polling = bus.subscribe();
+        let mut waiting = bus.subscribe_as("u1").unwrap();
+        let mut polling = bus.subscribe_as("u1").unwrap();
+        let mut other = bus.subscribe_as("u2").unwrap();
         assert!(!polling.access_changed());
-        bus.access_changed();
+        bus.access_changed("u1");
         assert_eq!(waiting.next().await, Heard::Access);
         assert!(polling.access_changed());
         assert!(!polling.access_changed(), "told once");
+        assert!(!other.access_changed(), "another user's streams are not disturbed");
+        bus.access_changed("u2");
+        assert!(!polling.access_changed());
         bus.publish("p", None);
-        assert!(matches!(waiting.next().await, Heard::Change(_)), "then the changes go on");
+        assert!(matches!(waiting.next().await, Heard::Change(_)), "another user's change is not heard");
+        assert!(other.access_changed());
     }
 }

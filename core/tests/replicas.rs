@@ -22,7 +22,7 @@ all_backends!(
 );
 
 fn server(env: &Env, name: &str) -> Services {
-    env.services.as_another_server(Replica { host: format!("node-{name}"), pid: 4242, nonce: name.into() })
+    env.services.as_another_server(Replica { host: format!("node-{name}"), pid: 4242, pid_ns: 1, nonce: name.into() })
 }
 
 fn chrono(d: Duration) -> chrono::Duration {
@@ -129,7 +129,7 @@ async fn a_runtime_of_one_server_is_claimed_and_a_second_server_refused(env: &En
     assert!(a.claim_runtime().await.unwrap(), "claiming again is keeping it");
     let refused = b.claim_runtime().await.unwrap_err();
     assert_eq!(refused.kind, ErrorKind::InvalidState);
-    assert!(refused.message.contains("node-a pid 4242 (a)"), "names the holder: {}", refused.message);
+    assert!(refused.message.contains("node-a pid 4242 ns 1 (a)"), "names the holder: {}", refused.message);
     assert!(refused.message.contains("Stop that server first"), "{}", refused.message);
     // Still refused while A renews; A keeps its claim.
     env.clock.advance(chrono(LEASE_TTL / 2));

@@ -18,11 +18,24 @@ pub fn documents(objects: &[Value]) -> String {
 
 fn scalar(value: &Value) -> String {
     match value {
-        Value::String(s) => serde_json::to_string(s).expect("a string serializes"),
+        Value::String(s) => quoted(s),
         Value::Array(a) if a.is_empty() => "[]".into(),
         Value::Object(o) if o.is_empty() => "{}".into(),
         other => other.to_string(),
     }
+}
+
+/// `s` double-quoted: JSON's escapes, and `\u` escapes as well for what JSON leaves as it is but
+/// a YAML reader refuses or reads as a line break (DEL, the C1 controls, U+2028, U+2029, a
+/// byte-order mark).
+fn quoted(s: &str) -> String {
+    let json = serde_json::to_string(s).expect("a string serializes");
+    json.chars()
+        .map(|c| match c {
+            '\u{7f}'..='\u{9f}' | '\u{2028}' | '\u{2029}' | '\u{feff}' => format!("\\u{:04x}", c as u32),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 fn key(name: &str) -> String {
@@ -117,6 +130,11 @@ b: []
 "#;
         assert_eq!(text, expected);
         assert_eq!(key("app.kubernetes.io/name"), "app.kubernetes.io/name");
+        // What YAML readers refuse or fold, escaped; the rest as JSON escapes it.
+        assert_eq!(
+            quoted("a\u{7f}b\u{85}c\u{2028}d\u{feff}e\u{1}f\"\\é"),
+            r#""a\u007fb\u0085c\u2028d\ufeffe\u0001f\"\\é""#
+        );
         for quoted in ["On", "NO", "y", "", "-x", "a b", "a:b", "1st"] {
             assert!(key(quoted).starts_with('"'), "{quoted}");
         }

@@ -87,6 +87,8 @@ fn spec(manifest: &str, project: &str, stage: &str, release: i64, t: StageType) 
             ("API_KEY".into(), REDACTED.into()),
             ("DATABASE_URL".into(), "postgres://db/shop".into()),
             ("FEATURE_FLAGS".into(), "a,b\nc: d".into()),
+            // What a YAML reader refuses or reads as a line break, unless escaped.
+            ("NOTE".into(), "x\u{2028}y\u{85}z\u{feff}\u{7f} #{{ }}".into()),
         ]),
         workdir: "/srv/builds/1".into(),
         limits: LimitsPolicy::default().of(t),

@@ -180,7 +180,7 @@ async fn sighup_stops_the_server_gracefully_with_its_stages_and_their_escaped_da
     });
     let said = std::fs::read_to_string(&second_log).unwrap();
     assert!(!refused.unwrap().success(), "{said}");
-    assert!(said.contains("Another Pergola server") && said.contains(&format!("pid {server_pid} (")), "{said}");
+    assert!(said.contains("Another Pergola server") && said.contains(&format!("pid {server_pid} ns ")), "{said}");
     assert!(alive(web) && alive(daemon) && healthy(port), "the first server's stage runs on");
 
     let hung_up = Instant::now();

@@ -78,7 +78,10 @@ async fn component_logs(
     let first = encode(first);
     let rest = futures_util::stream::unfold((follow, encode), |(mut follow, encode)| async move {
         let lines = follow.next().await?;
-        Some((Ok::<_, Infallible>(encode(lines)), (follow, encode)))
+        // Nothing printed for a while: an empty line, so that a client gone away is noticed
+        // (its stream then ends and gives its place back).
+        let chunk = if lines.is_empty() { Bytes::from_static(b"\n") } else { encode(lines) };
+        Some((Ok::<_, Infallible>(chunk), (follow, encode)))
     });
     let body = futures_util::stream::once(async move { Ok::<_, Infallible>(first) }).chain(rest);
     let content_type = if text { "text/plain; charset=utf-8" } else { "application/x-ndjson" };

@@ -72,6 +72,7 @@ async fn redeploy(User(s): User, Path(p): Path<ReleasePath>) -> ApiResult<impl I
         (status = 403, description = "The role may not deploy to the stage, or the token is for another release", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such project, live stage or release", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A build registered by a server directory, or one whose files were deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "As many builds as the server packs at once are being downloaded; `Retry-After` says when to try again", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn download_build(
     axum::extract::State(services): axum::extract::State<Services>,
@@ -86,5 +87,5 @@ async fn download_build(
             None => return Err(pergola_domain::Error::unauthenticated().into()),
         },
     };
-    Ok(crate::download::packed(files))
+    Ok(crate::download::packed(&services, files)?)
 }

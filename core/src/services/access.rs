@@ -383,8 +383,12 @@ impl Services {
     /// live streams end too.
     pub async fn end_session(&self, secret: &str) -> Result<(), Error> {
         if SecretKind::Session.matches(secret) {
-            self.store.delete_session(&credentials::secret_hash(secret)).await.map_err(internal("end a session"))?;
-            self.changes.access_changed();
+            let id_hash = credentials::secret_hash(secret);
+            let session = self.store.get_session(&id_hash).await.map_err(internal("read a session to end"))?;
+            self.store.delete_session(&id_hash).await.map_err(internal("end a session"))?;
+            if let Some((_, user)) = session {
+                self.changes.access_changed(&user.id);
+            }
         }
         Ok(())
     }
@@ -677,7 +681,7 @@ impl Acting {
         }
         if !changes.is_empty() {
             self.proxy_cache.forget_all();
-            self.changes.access_changed();
+            self.changes.access_changed(&user.id);
             let message = format!("User '{}' {}.", user.username, changes.join(", "));
             self.audit(None, None, "user.updated", &user.username, message).await;
         }
@@ -709,7 +713,7 @@ impl Acting {
             _ => None,
         };
         self.store.delete_user_sessions(&user.id, keep).await.map_err(internal("end a user's other sessions"))?;
-        self.changes.access_changed();
+        self.changes.access_changed(&user.id);
         self.audit(None, None, "user.password-changed", &user.username, "Password changed.".into()).await;
         Ok(())
     }
@@ -833,7 +837,7 @@ impl Acting {
         if !revoked.map_err(internal("revoke a token"))? {
             return Err(Error::not_found(format!("You have no token named '{name}'.")));
         }
-        self.changes.access_changed();
+        self.changes.access_changed(&self.caller.user_id);
         self.audit(None, None, "token.revoked", name, format!("API token '{name}' revoked.")).await;
         Ok(())
     }
@@ -864,7 +868,7 @@ impl Acting {
         self.forget_roles();
         // The share-link proxy decides again who may pass.
         self.proxy_cache.forget_all();
-        self.changes.access_changed();
+        self.changes.access_changed(&user.id);
         let (kind, message) = match before {
             None => ("member.added", format!("'{}' added as {role}.", user.username)),
             Some(old) if old != role => ("member.changed", format!("'{}' is now {role} (was {old}).", user.username)),
@@ -887,7 +891,7 @@ impl Acting {
         self.forget_roles();
         // The share-link proxy decides again who may pass.
         self.proxy_cache.forget_all();
-        self.changes.access_changed();
+        self.changes.access_changed(&user.id);
         let message = format!("'{}' removed from the project.", user.username);
         self.audit(Some(project_id), None, "member.removed", &user.username, message).await;
         Ok(())

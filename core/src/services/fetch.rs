@@ -12,6 +12,9 @@ use pergola_domain::access::Action;
 use pergola_domain::Error;
 use std::path::PathBuf;
 
+/// How many builds are packed for downloads at once, at most.
+pub const DOWNLOADS_AT_ONCE: usize = 4;
+
 /// How build-fetch tokens start.
 pub const FETCH_TOKEN_PREFIX: &str = "pgf_";
 /// How long a build-fetch token works by default.
@@ -41,6 +44,12 @@ pub struct BuildFiles {
 }
 
 impl Services {
+    /// A place among the [`DOWNLOADS_AT_ONCE`] builds being packed for downloads, held until
+    /// the packing ends; `None` while they are all taken.
+    pub fn download_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.downloads.clone().try_acquire_owned().ok()
+    }
+
     /// A token that lets its bearer download release `release`'s build of the stage for `ttl`.
     /// Needs the server's secret key.
     pub fn build_fetch_token(&self, project: &str, stage: &str, release: i64, ttl: Duration) -> Result<String, Error> {

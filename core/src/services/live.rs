@@ -26,6 +26,9 @@ pub const MAX_LIFE: Duration = Duration::from_secs(15 * 60);
 const LOG_TICK: Duration = Duration::from_millis(250);
 /// Changes closer together than this reach a page as one note.
 const GATHER: Duration = Duration::from_millis(100);
+/// A followed component silent for this long gets an empty batch (the route sends an empty
+/// line: a client gone away is noticed).
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// A followed component gone for this long (its stage suspended, deleted, redeployed
 /// without it) ends the stream.
 const GONE_FOR: Duration = Duration::from_secs(5);
@@ -153,12 +156,22 @@ impl Acting {
     /// Whether the caller — still signed in by the same session or token, with their
     /// administrator role and project roles read afresh — may still read the stage (or
     /// project).
+    /// A failure to read (the database away) is not a refusal: the stream goes on and asks
+    /// again at its next check, rather than every page reconnecting at once.
     async fn still_allowed(&self, project_id: &str, stage_id: Option<&str>) -> bool {
-        let Ok(Some(caller)) = self.services().refreshed(self.caller()).await else { return false };
+        let caller = match self.services().refreshed(self.caller()).await {
+            Ok(Some(caller)) => caller,
+            Ok(None) => return false,
+            Err(_) => return true,
+        };
         let fresh = self.services().acting(caller);
-        match stage_id {
-            Some(stage_id) => fresh.allow_stage(Action::ReadStage, project_id, stage_id).await.is_ok(),
-            None => fresh.get_project(project_id).await.is_ok(),
+        let allowed = match stage_id {
+            Some(stage_id) => fresh.allow_stage(Action::ReadStage, project_id, stage_id).await.map(drop),
+            None => fresh.get_project(project_id).await.map(drop),
+        };
+        match allowed {
+            Ok(()) => true,
+            Err(e) => e.kind == ErrorKind::Internal,
         }
     }
 }
@@ -260,10 +273,15 @@ pub struct LogFollow {
 }
 
 impl LogFollow {
-    /// The next lines printed; `None`: the stream ends (the component has been gone for a few
-    /// seconds, the caller may no longer read it, the server stops, the stream is old).
+    /// The next lines printed — none after [`HEARTBEAT`] of silence; `None`: the stream ends
+    /// (the component has been gone for a few seconds, the caller may no longer read it, the
+    /// server stops, the stream is old).
     pub async fn next(&mut self) -> Option<Vec<LogLine>> {
+        let silent_since = Instant::now();
         loop {
+            if silent_since.elapsed() >= HEARTBEAT {
+                return Some(Vec::new());
+            }
             if self.opened.elapsed() >= MAX_LIFE || self.closed.is_closed() {
                 return None;
             }

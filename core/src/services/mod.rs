@@ -29,7 +29,7 @@ mod stages;
 pub use access::{Acting, Authenticated, Caller, Credential, FirstRun, NewSession};
 pub use activity::LOG_LINES_SHOWN;
 pub use demo::DEMO_MANIFEST;
-pub use fetch::{BuildFiles, BuildGrant, FETCH_TOKEN_PREFIX, FETCH_TOKEN_TTL};
+pub use fetch::{BuildFiles, BuildGrant, DOWNLOADS_AT_ONCE, FETCH_TOKEN_PREFIX, FETCH_TOKEN_TTL};
 pub use live::{LogFollow, Note, Watch, MAX_LIFE, RECHECK, STREAMS_PER_USER};
 pub use metrics::spawn_metrics_sampler;
 pub use promote::Duplicate;
@@ -103,6 +103,8 @@ pub struct Services {
     started_at: chrono::DateTime<chrono::Utc>,
     /// This server among others on the database, and the leases it holds.
     leases: Arc<replicas::Leases>,
+    /// The builds being packed for downloads (see [`Services::download_permit`]).
+    downloads: Arc<tokio::sync::Semaphore>,
 }
 
 /// How long an artifact no release runs is kept after its newest build, by default.
@@ -190,6 +192,7 @@ impl Services {
             metrics: Arc::default(),
             started_at: chrono::Utc::now(),
             leases: Arc::default(),
+            downloads: Arc::new(tokio::sync::Semaphore::new(fetch::DOWNLOADS_AT_ONCE)),
         }
     }
 

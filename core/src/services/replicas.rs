@@ -25,12 +25,15 @@ pub const BACKGROUND_LEASE: &str = "background";
 /// The lease of a runtime that belongs to one server.
 pub const RUNTIME_LEASE: &str = "runtime";
 
-/// This server among those on the database: its host, process number and a random part (a
-/// process number is reused; the random part never is).
+/// This server among those on the database: its host, its process number and the process
+/// namespace that number belongs to (containers on one host each have their own), and a
+/// random part (a process number is reused; the random part never is).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Replica {
     pub host: String,
     pub pid: u32,
+    /// The inode of `/proc/self/ns/pid` (0 when it cannot be read).
+    pub pid_ns: u64,
     pub nonce: String,
 }
 
@@ -43,24 +46,45 @@ impl Replica {
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "localhost".into());
         let nonce = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-        Self { host, pid: std::process::id(), nonce }
+        let pid_ns = std::fs::read_link("/proc/self/ns/pid")
+            .ok()
+            .and_then(|link| {
+                let link = link.to_string_lossy().into_owned();
+                link.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
+            })
+            .unwrap_or(0);
+        Self { host, pid: std::process::id(), pid_ns, nonce }
     }
 
-    /// How a lease names it: `HOST pid PID (NONCE)`.
+    /// How a lease names it: `HOST pid PID ns NS (NONCE)`.
     pub fn holder(&self) -> String {
-        format!("{} pid {} ({})", self.host, self.pid, self.nonce)
+        format!("{} pid {} ns {} ({})", self.host, self.pid, self.pid_ns, self.nonce)
     }
 
     fn parse(holder: &str) -> Option<Self> {
         let (host, rest) = holder.split_once(" pid ")?;
-        let (pid, nonce) = rest.split_once(" (")?;
-        Some(Self { host: host.into(), pid: pid.parse().ok()?, nonce: nonce.strip_suffix(')')?.into() })
+        let (pid, rest) = rest.split_once(" ns ")?;
+        let (pid_ns, nonce) = rest.split_once(" (")?;
+        Some(Self {
+            host: host.into(),
+            pid: pid.parse().ok()?,
+            pid_ns: pid_ns.parse().ok()?,
+            nonce: nonce.strip_suffix(')')?.into(),
+        })
     }
 
-    /// Whether `self`, a holder seen in the database, is a process of this machine that no
-    /// longer runs (killed without giving its leases up).
+    /// Whether `self`, a holder seen in the database, is a process of this machine — the same
+    /// host and process namespace — that no longer runs (killed without giving its leases up):
+    /// its process is gone, or its number is this process's own (a container started again
+    /// after a kill gets the same number) and it is not this process.
     fn is_dead_here(&self, me: &Replica) -> bool {
-        self.host == me.host && self.pid != me.pid && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+        if self.host != me.host || self.pid_ns != me.pid_ns || self.pid_ns == 0 {
+            return false;
+        }
+        if self.pid == me.pid {
+            return self.nonce != me.nonce;
+        }
+        !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
     }
 }
 
@@ -70,11 +94,19 @@ pub(super) struct Leases {
     /// Whether this server does the background sweeps. A server alone does (the services'
     /// default); [`Services::renew_leases`] makes servers take turns.
     background: AtomicBool,
+    /// When the runtime's claim was last taken or renewed.
+    runtime_renewed: std::sync::Mutex<Option<chrono::DateTime<chrono::Utc>>>,
+}
+
+impl Leases {
+    fn new(me: Replica) -> Self {
+        Self { me, background: AtomicBool::new(true), runtime_renewed: Default::default() }
+    }
 }
 
 impl Default for Leases {
     fn default() -> Self {
-        Self { me: Replica::this_process(), background: AtomicBool::new(true) }
+        Self::new(Replica::this_process())
     }
 }
 
@@ -98,6 +130,7 @@ impl Services {
         }
         for _ in 0..2 {
             if self.take(RUNTIME_LEASE).await? {
+                *self.leases.runtime_renewed.lock().expect("lease") = Some(self.clock.now());
                 return Ok(true);
             }
             let Some((holder, _)) = self.store.lease(RUNTIME_LEASE).await.map_err(internal("read a lease"))? else {
@@ -124,8 +157,9 @@ impl Services {
     }
 
     /// Renews this server's leases and takes the background one if it is free: returns false
-    /// when the runtime's claim was lost (another server took it after this one failed to renew
-    /// it in time — this server must stop running stages).
+    /// when the runtime's claim was lost — another server took it after this one failed to
+    /// renew it in time, or the database has not answered for as long as a claim lasts (another
+    /// server may have taken it meanwhile) — and this server must stop running stages.
     pub async fn renew_leases(&self, claims_runtime: bool) -> bool {
         match self.take(BACKGROUND_LEASE).await {
             Ok(held) => {
@@ -142,8 +176,19 @@ impl Services {
         if !claims_runtime {
             return true;
         }
-        // The database away: the claim stays this server's until it runs out.
-        self.take(RUNTIME_LEASE).await.unwrap_or(true)
+        let now = self.clock.now();
+        let taken = self.take(RUNTIME_LEASE).await;
+        let mut renewed = self.leases.runtime_renewed.lock().expect("lease");
+        match taken {
+            Ok(held) => {
+                if held {
+                    *renewed = Some(now);
+                }
+                held
+            }
+            // The database away: the claim is this server's only until it runs out.
+            Err(_) => renewed.is_some_and(|at| now - at < chrono::Duration::from_std(LEASE_TTL).expect("short")),
+        }
     }
 
     /// Gives this server's leases up (it is stopping): another takes the work at once.
@@ -164,7 +209,7 @@ impl Services {
     /// The same store, runtime and clock as another server, `replica` (tests of several
     /// servers on one database): its own leases and its own live streams.
     pub fn as_another_server(&self, replica: Replica) -> Self {
-        let leases = Leases { me: replica, background: AtomicBool::new(true) };
+        let leases = Leases::new(replica);
         Self { leases: std::sync::Arc::new(leases), changes: Default::default(), ..self.clone() }
     }
 
@@ -207,8 +252,9 @@ mod tests {
     #[test]
     fn a_holder_reads_back_and_a_dead_process_of_this_machine_is_known() {
         let me = Replica::this_process();
+        assert_ne!(me.pid_ns, 0, "/proc/self/ns/pid is read");
         assert_eq!(Replica::parse(&me.holder()), Some(me.clone()));
-        for garbage in ["", "host", "host pid x (y)", "host pid 12 (y", "a pid 1"] {
+        for garbage in ["", "host", "host pid x ns 1 (y)", "host pid 12 ns 1 (y", "a pid 1", "h pid 1 (n)"] {
             assert_eq!(Replica::parse(garbage), None, "{garbage}");
         }
         assert!(!me.is_dead_here(&me), "not itself");
@@ -216,7 +262,11 @@ mod tests {
         assert!(!parent.is_dead_here(&me), "a live process");
         let gone = Replica { pid: u32::MAX - 1, ..me.clone() };
         assert!(gone.is_dead_here(&me));
-        let elsewhere = Replica { host: format!("{}-other", me.host), ..gone };
+        let earlier = Replica { nonce: "earlier".into(), ..me.clone() };
+        assert!(earlier.is_dead_here(&me), "this process's number, another process: the one before a restart");
+        let elsewhere = Replica { host: format!("{}-other", me.host), ..gone.clone() };
         assert!(!elsewhere.is_dead_here(&me), "another machine's process cannot be looked at");
+        let other_container = Replica { pid_ns: me.pid_ns + 1, ..gone };
+        assert!(!other_container.is_dead_here(&me), "another process namespace's numbers mean nothing here");
     }
 }

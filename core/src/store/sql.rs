@@ -417,6 +417,11 @@ macro_rules! sql_store {
                     .iter()
                     .map(Self::stage_from_row)
                     .collect::<StoreResult<Vec<_>>>()?;
+                // Every match read (no limit, from the first): they are the count.
+                if fetch.is_none() && query.cursor.is_none() {
+                    let matching = stages.len() as u64;
+                    return Ok((stages, matching));
+                }
                 let (conditions, binds) = stage_conditions(query, false);
                 let sql = format!("SELECT COUNT(*) AS matching FROM stages WHERE {conditions}");
                 let mut statement = sqlx::query(&sql).bind(project_id);
