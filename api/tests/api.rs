@@ -766,6 +766,7 @@ async fn builds_and_releases(api: &Api, env: &Env) {
     let moved_grant = api.with_token(Some(&moved)).call("GET", BUILD_DOWNLOAD, &[p, "qa", "1"], "", None).await;
     problem(&moved_grant, 401, "unauthenticated");
     problem(&api.call("GET", BUILD_DOWNLOAD, &[p, "stage1", "99"], "", None).await, 404, "not-found");
+    api.refused_url("GET", BUILD_DOWNLOAD, &[p, "stage1", "9223372036854775808"], "").await;
     problem(
         &api.with_token(None).call("GET", BUILD_DOWNLOAD, &[p, "stage1", "3"], "", None).await,
         401,

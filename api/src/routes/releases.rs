@@ -68,6 +68,7 @@ async fn redeploy(User(s): User, Path(p): Path<ReleasePath>) -> ApiResult<impl I
     params(ReleasePath),
     responses(
         (status = 200, description = "The build, packed", body = Vec<u8>, content_type = "application/gzip"),
+        (status = 400, description = "The release number is not an integer (a plain-text message)", body = String, content_type = "text/plain"),
         (status = 401, description = "Not signed in, or a build-fetch token that has ended", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The role may not deploy to the stage, or the token is for another release", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such project, live stage or release", body = Problem, content_type = "application/problem+json"),
