@@ -303,6 +303,13 @@ pub trait Runtime: Send + Sync {
     fn isolation(&self) -> Option<Isolation> {
         None
     }
+    /// Whether it can run `component` at all (asked before a build is deployed, so that a build
+    /// it cannot run is refused with the reason and the running release stays). By default,
+    /// anything.
+    fn can_run(&self, component: &pergola_domain::ComponentSpec) -> Result<(), String> {
+        let _ = component;
+        Ok(())
+    }
     /// Whether several servers on one database may run it side by side: true for a runtime
     /// whose stages run where every server reaches them (a cluster), false for one whose
     /// stages are one server's own processes — that server then claims the database for

@@ -19,6 +19,13 @@
 //! kind = "cron"
 //! schedule = "0 3 * * *"       # minute hour day-of-month month day-of-week
 //! command = "./cleanup"
+//!
+//! [[component]]
+//! name = "cache"
+//! kind = "worker"
+//! image = "redis:7.4"          # a ready image instead of the build's files (a runtime
+//!                              # that runs containers only); without a command, the image's
+//!                              # own runs
 //! ```
 //!
 //! [`parse_manifest`] rejects a malformed manifest with the line and the reason.
@@ -42,7 +49,13 @@ pub struct Manifest {
 pub struct ComponentSpec {
     pub name: String,
     pub kind: ComponentKind,
+    /// What runs, in the build's files (`./web`) or on `PATH`; empty for an image's own
+    /// entrypoint.
     pub command: String,
+    /// A ready container image run instead of the build's files (a runtime that runs
+    /// containers only: the local runtime refuses such a build at deploy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     pub args: Vec<String>,
     pub port: Option<u16>,
     pub schedule: Option<String>,
@@ -167,7 +180,8 @@ struct RawManifest {
 struct RawComponent {
     name: String,
     kind: ComponentKind,
-    command: String,
+    command: Option<String>,
+    image: Option<String>,
     #[serde(default)]
     args: Vec<String>,
     port: Option<u16>,
@@ -217,8 +231,15 @@ pub fn parse_manifest(text: &str) -> Result<Manifest, ManifestError> {
         if !names.insert(c.name.clone()) {
             return fail("the name is used by another component".into());
         }
-        if c.command.trim().is_empty() {
-            return fail("command must not be empty".into());
+        match (&c.command, &c.image) {
+            (None, None) => return fail("a command is needed (or an image, whose own command then runs)".into()),
+            (Some(command), _) if command.trim().is_empty() => return fail("command must not be empty".into()),
+            _ => {}
+        }
+        if let Some(image) = &c.image {
+            if let Err(reason) = check_image(image) {
+                return fail(reason);
+            }
         }
         match c.kind {
             ComponentKind::Service => {
@@ -269,7 +290,8 @@ pub fn parse_manifest(text: &str) -> Result<Manifest, ManifestError> {
         components.push(ComponentSpec {
             name: c.name,
             kind: c.kind,
-            command: c.command,
+            command: c.command.unwrap_or_default(),
+            image: c.image,
             args: c.args,
             port: c.port,
             schedule: c.schedule,
@@ -279,6 +301,25 @@ pub fn parse_manifest(text: &str) -> Result<Manifest, ManifestError> {
         });
     }
     Ok(Manifest { version: raw.version, components })
+}
+
+/// The longest image reference a manifest may name.
+pub const MAX_IMAGE_LEN: usize = 255;
+
+/// An image reference as registries name them — `redis:7.4`, `ghcr.io/acme/web@sha256:…`:
+/// letters, digits and `._-/:@`, starting with a letter or digit, at most one `@`, at most
+/// [`MAX_IMAGE_LEN`] characters. Nothing that a shell or YAML would read otherwise.
+pub fn check_image(image: &str) -> Result<(), String> {
+    if image.is_empty() || image.len() > MAX_IMAGE_LEN {
+        return Err(format!("the image must be 1 to {MAX_IMAGE_LEN} characters"));
+    }
+    let allowed = image.chars().all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c));
+    if !allowed || !image.starts_with(|c: char| c.is_ascii_alphanumeric()) || image.matches('@').count() > 1 {
+        return Err(format!(
+            "'{image}' is not an image reference (letters, digits and . _ - / : @, starting with a letter or digit)"
+        ));
+    }
+    Ok(())
 }
 
 /// Environment variable names: `[A-Z_][A-Z0-9_]*`, at most [`MAX_ENV_KEY_LEN`] characters, not
@@ -437,13 +478,32 @@ command = "./cleanup"
     }
 
     #[test]
+    fn a_component_may_run_a_ready_image_with_or_without_a_command() {
+        let text = "[[component]]\nname = \"cache\"\nkind = \"worker\"\nimage = \"redis:7.4\"\n\n\
+                    [[component]]\nname = \"web\"\nkind = \"service\"\nimage = \"ghcr.io/acme/web@sha256:00ff\"\n\
+                    command = \"/bin/web\"\nargs = [\"--port\", \"8080\"]\n";
+        let m = parse_manifest(text).unwrap();
+        assert_eq!((m.components[0].image.as_deref(), m.components[0].command.as_str()), (Some("redis:7.4"), ""));
+        assert_eq!(m.components[1].image.as_deref(), Some("ghcr.io/acme/web@sha256:00ff"));
+        assert_eq!(m.components[1].command, "/bin/web");
+        assert_eq!(parse_manifest(DEMO).unwrap().components[0].image, None);
+        assert!(check_image(&"a".repeat(MAX_IMAGE_LEN)).is_ok());
+        assert!(check_image(&"a".repeat(MAX_IMAGE_LEN + 1)).is_err());
+    }
+
+    #[test]
     fn malformed_manifests_are_rejected_with_line_and_reason() {
         let cases: &[(&str, Option<usize>, &str)] = &[
             ("", None, "no [[component]]"),
             ("[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"x\"\nport = 70000\n", Some(5), "70000"),
             ("[[component]]\nname = \"web\"\nkind = \"daemon\"\ncommand = \"x\"\n", Some(3), "unknown variant `daemon`"),
             ("[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"x\"\nprot = 80\n", Some(5), "unknown field `prot`"),
-            ("[[component]]\nname = \"web\"\nkind = \"service\"\n", Some(1), "missing field `command`"),
+            ("[[component]]\nname = \"web\"\nkind = \"service\"\n", Some(1), "a command is needed (or an image"),
+            ("[[component]]\nname = \"c\"\nkind = \"worker\"\nimage = \"\"\n", Some(1), "1 to 255 characters"),
+            ("[[component]]\nname = \"c\"\nkind = \"worker\"\nimage = \"redis 7\"\n", Some(1), "'redis 7' is not an image reference"),
+            ("[[component]]\nname = \"c\"\nkind = \"worker\"\nimage = \"-v:/etc\"\n", Some(1), "is not an image reference"),
+            ("[[component]]\nname = \"c\"\nkind = \"worker\"\nimage = \"a@b@c\"\n", Some(1), "is not an image reference"),
+            ("[[component]]\nname = \"c\"\nkind = \"worker\"\nimage = \"x\\ny\"\n", Some(1), "is not an image reference"),
             ("version = \"1\"\n\n[[component]]\nname = \"web\"\nkind = \"service\"\ncommand = \"x\"\nport = 0\n", Some(3), "between 1 and 65535"),
             ("[[component]]\nname = \"w\"\nkind = \"worker\"\ncommand = \"x\"\nport = 80\n", Some(1), "only services have a port"),
             ("[[component]]\nname = \"Web App\"\nkind = \"job\"\ncommand = \"x\"\n", Some(1), "Component name may only contain"),

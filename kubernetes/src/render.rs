@@ -15,6 +15,7 @@
 //! | temporary data | an `emptyDir` at `/tmp` (`TMPDIR`) |
 //! | the grace period | `terminationGracePeriodSeconds` |
 //! | the build | an `emptyDir` at `/app`, filled by an init container that downloads the release's build from the control plane with a short-lived token (the `Secret` `fetch-rN`); the components run in the configured base image |
+//! | a component's `image` | that image, with its own command unless the manifest names one; no download |
 //! | suspend | `replicas: 0` and `CronJob.spec.suspend: true`; a job already started runs to completion |
 //!
 //! Every pod runs as nobody (65534), without privilege escalation, capabilities or a service
@@ -368,11 +369,14 @@ fn pod_spec(stage: &Stage, cluster: &Cluster, c: &ComponentSpec, restart: &str) 
     ] {
         env.push(json!({"name": k, "value": v}));
     }
-    let mut mounts = vec![
-        json!({"name": "build", "mountPath": BUILD_DIR, "readOnly": true}),
-        json!({"name": "tmp", "mountPath": "/tmp"}),
-    ];
-    let mut volumes = vec![json!({"name": "build", "emptyDir": {}}), json!({"name": "tmp", "emptyDir": {}})];
+    // A ready image brings its own files; a build's are downloaded into /app first.
+    let from_build = c.image.is_none();
+    let mut mounts = vec![json!({"name": "tmp", "mountPath": "/tmp"})];
+    let mut volumes = vec![json!({"name": "tmp", "emptyDir": {}})];
+    if from_build {
+        mounts.insert(0, json!({"name": "build", "mountPath": BUILD_DIR, "readOnly": true}));
+        volumes.insert(0, json!({"name": "build", "emptyDir": {}}));
+    }
     for volume in &c.storage {
         let mount = dns_name(&["storage", volume], MAX_NAME);
         let path = format!("/storage/{volume}");
@@ -381,7 +385,7 @@ fn pod_spec(stage: &Stage, cluster: &Cluster, c: &ComponentSpec, restart: &str) 
         volumes.push(json!({"name": mount, "persistentVolumeClaim": {"claimName": volume_claim(volume)}}));
     }
     // A command in the build (`./web`, `bin/worker`) is found in it; a bare name on PATH.
-    let command = if c.command.contains('/') && !c.command.starts_with('/') {
+    let command = if from_build && c.command.contains('/') && !c.command.starts_with('/') {
         format!("{BUILD_DIR}/{}", c.command.trim_start_matches("./"))
     } else {
         c.command.clone()
@@ -391,10 +395,8 @@ fn pod_spec(stage: &Stage, cluster: &Cluster, c: &ComponentSpec, restart: &str) 
     let cpu_millis = (1000u32 >> (u32::from(limits.cpu_nice) / 5)).max(50);
     let mut container = json!({
         "name": c.name,
-        "image": cluster.base_image,
-        "command": [command],
+        "image": c.image.as_deref().unwrap_or(&cluster.base_image),
         "args": c.args,
-        "workingDir": BUILD_DIR,
         "env": env,
         "envFrom": [{"secretRef": {"name": config_secret(spec.release)}}],
         "resources": {
@@ -404,6 +406,12 @@ fn pod_spec(stage: &Stage, cluster: &Cluster, c: &ComponentSpec, restart: &str) 
         "securityContext": restricted(),
         "volumeMounts": mounts,
     });
+    if !command.is_empty() {
+        container["command"] = json!([command]);
+    }
+    if from_build {
+        container["workingDir"] = json!(BUILD_DIR);
+    }
     if let Some(port) = port {
         container["ports"] = json!([{"name": "http", "containerPort": port, "protocol": "TCP"}]);
         if let Some(health) = &c.health {
@@ -426,6 +434,7 @@ fn pod_spec(stage: &Stage, cluster: &Cluster, c: &ComponentSpec, restart: &str) 
         "securityContext": restricted(),
         "volumeMounts": [{"name": "build", "mountPath": BUILD_DIR}, {"name": "tmp", "mountPath": "/tmp"}],
     });
+    let init: Vec<Value> = if from_build { vec![fetch] } else { Vec::new() };
     json!({
         "restartPolicy": restart,
         "priorityClassName": priority_class(stage.stage_type),
@@ -439,7 +448,7 @@ fn pod_spec(stage: &Stage, cluster: &Cluster, c: &ComponentSpec, restart: &str) 
             "fsGroup": 65534,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "initContainers": [fetch],
+        "initContainers": init,
         "containers": [container],
         "volumes": volumes,
     })

@@ -31,8 +31,9 @@ fn component(kind: ComponentKind) -> impl Strategy<Value = ComponentSpec> {
             .prop_filter("a valid name", |s| validate_id(IdKind::Component, s).is_ok()),
         prop::collection::vec("[a-z0-9_-]{1,70}", 0..3),
         any::<Option<u16>>(),
+        prop::option::of("[a-z0-9]{1,12}(/[a-z0-9]{1,12})?(:[a-z0-9.]{1,8})?"),
     )
-        .prop_map(move |(name, storage, port)| {
+        .prop_map(move |(name, storage, port, image)| {
             let mut storage = storage;
             storage.sort();
             storage.dedup();
@@ -40,7 +41,8 @@ fn component(kind: ComponentKind) -> impl Strategy<Value = ComponentSpec> {
             ComponentSpec {
                 name,
                 kind,
-                command: "./run".into(),
+                command: if image.is_some() { String::new() } else { "./run".into() },
+                image,
                 args: vec!["--flag".into()],
                 port: if service { port.filter(|p| *p > 0) } else { None },
                 schedule: (kind == ComponentKind::Cron).then(|| "*/5 * * * *".into()),
@@ -146,6 +148,22 @@ proptest! {
                 prop_assert!(is_dns_label(n, MAX_NAME), "{kind} {name}: {n}");
             }
             for pod in pod_specs(object) {
+                // A ready image runs as it is; a build is downloaded first.
+                let container = &pod["containers"][0];
+                let c = comps.iter().find(|c| Some(c.name.as_str()) == container["name"].as_str()).unwrap();
+                let inits = pod["initContainers"].as_array().unwrap().len();
+                match &c.image {
+                    Some(image) => {
+                        prop_assert_eq!(container["image"].as_str(), Some(image.as_str()));
+                        prop_assert_eq!(inits, 0);
+                        prop_assert!(container.get("command").is_none() && container.get("workingDir").is_none());
+                    }
+                    None => {
+                        prop_assert_eq!(container["image"].as_str(), Some("debian:12-slim"));
+                        prop_assert_eq!(inits, 1);
+                        prop_assert_eq!(container["command"][0].as_str(), Some("/app/run"));
+                    }
+                }
                 prop_assert_eq!(pod["terminationGracePeriodSeconds"].as_u64(), Some(u64::from(grace)));
                 prop_assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
                 // Every volume a container mounts is a volume of the pod.
@@ -201,6 +219,7 @@ fn long_or_unusual_names_are_cut_and_told_apart_by_a_hash() {
         name: "c".repeat(63),
         kind,
         command: "x".into(),
+        image: None,
         args: vec![],
         port: None,
         schedule: None,

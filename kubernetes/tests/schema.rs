@@ -40,6 +40,21 @@ command = "worker"
 storage = ["uploads"]
 
 [[component]]
+name = "cache"
+kind = "worker"
+image = "redis:7.4"
+storage = ["cache_v2"]
+
+[[component]]
+name = "backend"
+kind = "service"
+image = "ghcr.io/acme/api@sha256:0123abcd"
+command = "/usr/local/bin/api"
+args = ["serve"]
+port = 9000
+health = { path = "/ready", interval_secs = 3 }
+
+[[component]]
 name = "migrate-the-database-schema-before-anything-else-starts-up-now"
 kind = "job"
 command = "/usr/bin/env"

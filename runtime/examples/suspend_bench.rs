@@ -18,6 +18,7 @@ fn service(i: usize, script: &str) -> ComponentSpec {
         name: format!("svc-{i}"),
         kind: ComponentKind::Service,
         command: "sh".into(),
+        image: None,
         args: vec!["-c".into(), script.into()],
         port: Some(1),
         schedule: None,

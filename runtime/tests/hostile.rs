@@ -57,6 +57,7 @@ impl Rig {
             name: "web".into(),
             kind: ComponentKind::Service,
             command: "sh".into(),
+            image: None,
             args: vec!["-c".into(), "echo up; exec sleep 600".into()],
             port: None,
             schedule: None,

@@ -412,6 +412,17 @@ async fn an_uploaded_build_runs_its_own_bytes_and_a_rollback_runs_them_again() {
     let v2 = upload("v2").await;
     s.deploy(&p, "qa", v2.number).await.unwrap();
     running("running v2").await;
+    // A build with a ready image cannot run here: refused with the reason, nothing recorded,
+    // the running release left as it is.
+    let image = "[[component]]\nname = \"cache\"\nkind = \"worker\"\nimage = \"redis:7.4\"\n";
+    let bytes = pergola_core::testing::archive(&[("pergola.toml", image.as_bytes(), 0o644)]);
+    let compression = pergola_core::artifacts::Compression::Gzip;
+    let imaged = s.upload_build(&p, compression, Some(bytes.len() as u64), &bytes[..]).await.unwrap();
+    let refused = s.deploy(&p, "qa", imaged.number).await.unwrap_err();
+    assert_eq!(refused.kind, pergola_domain::ErrorKind::InvalidState);
+    assert!(refused.message.contains("component 'cache' runs the image 'redis:7.4'"), "{}", refused.message);
+    assert_eq!(s.releases(&p, "qa").await.unwrap().len(), 2, "no release recorded");
+    assert_eq!(s.components(&p, "qa").await.unwrap()[0].state, ComponentState::Running, "v2 runs on");
     // Rollback: release 1's build, the bytes uploaded first.
     let rollback = s.redeploy(&p, "qa", 1).await.unwrap();
     assert_eq!((rollback.number, rollback.build_number), (3, v1.number));

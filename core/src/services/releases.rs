@@ -201,6 +201,13 @@ impl Acting {
                 )));
             }
         }
+        // A build this server's runtime cannot run (a ready image on the local runtime) is
+        // refused here, with the running release left as it is.
+        for component in parse_manifest(&build.build.manifest)?.components {
+            if let Err(reason) = self.runtime.can_run(&component) {
+                return Err(Error::invalid_state(format!("Build {build_number} cannot run here: {reason}")));
+            }
+        }
         // The snapshot keeps secret values sealed, as the stage's configuration does (the same
         // sealed form: same project, stage and key); plain values that would read as sealed
         // are marked plain.

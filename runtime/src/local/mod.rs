@@ -697,4 +697,16 @@ impl Runtime for LocalRuntime {
     fn isolation(&self) -> Option<Isolation> {
         Some(self.isolation_report())
     }
+
+    /// Builds' files only: a component that runs a ready image needs a runtime of containers.
+    fn can_run(&self, component: &pergola_domain::ComponentSpec) -> Result<(), String> {
+        match &component.image {
+            Some(image) => Err(format!(
+                "component '{}' runs the image '{image}', and this server runs uploaded builds as processes, not \
+                 images (images run on the Kubernetes runtime)",
+                component.name
+            )),
+            None => Ok(()),
+        }
+    }
 }

@@ -71,6 +71,7 @@ pub fn sh(name: &str, kind: ComponentKind, script: &str) -> ComponentSpec {
         name: name.into(),
         kind,
         command: "sh".into(),
+        image: None,
         args: vec!["-c".into(), script.into()],
         port: None,
         schedule: None,
