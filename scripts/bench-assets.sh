@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): the dashboard's static files and first load. Needs a release build
-# (cargo leptos build --release) and wrk.
+# (cargo leptos build --release --split) and wrk.
 #   bash scripts/bench-assets.sh
-# Prints: what a first visit downloads (the sign-in page's HTML, JS, wasm and CSS, as a
-# browser accepting brotli gets them), and wrk figures for the stylesheet and /healthz: 64
+# Prints: what a first visit downloads (the sign-in page's HTML, JS, wasm and CSS, as
+# Chromium gets them: scripts/first-load.mjs), the largest wasm files (what every page shares,
+# and each page's own chunk), and wrk figures for the stylesheet and /healthz: 64
 # connections for 10 s (throughput, p50, p99), then one connection for 5 s (p99 on an idle
 # machine, every request on a warm keep-alive connection).
 set -euo pipefail
@@ -17,30 +18,25 @@ server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$dir"' EXIT
 base="http://127.0.0.1:$port"
 for _ in $(seq 1 100); do curl -sf "$base/healthz" >/dev/null && break; sleep 0.1; done
-# The compressed copies are written in the background at start: wait for the wasm's.
-for _ in $(seq 1 300); do ls target/site/pkg/*.wasm.br >/dev/null 2>&1 && break; sleep 0.1; done
+# The compressed copies are written in the background at start: wait for every wasm file's.
+for _ in $(seq 1 600); do
+  missing=0
+  for f in target/site/pkg/*.wasm; do [ -e "$f.br" ] || [ "$(stat -c %s "$f")" -lt 512 ] || missing=1; done
+  [ $missing = 0 ] && break
+  sleep 0.1
+done
 sleep 1
 
-size() { curl -s -o /dev/null -w '%{size_download}' -H 'accept-encoding: br, gzip' "$1"; }
+# The first visit as Chromium makes it (empty cache): every response and its transferred size.
+node scripts/first-load.mjs "$base" /login
 html=$(curl -s -H 'accept-encoding: identity' "$base/login")
-html_size=$(size "$base/login")
-total=$html_size
-printf '%-44s %9s bytes\n' "/login (HTML)" "$html_size"
-for asset in $(grep -oE '/pkg/[A-Za-z0-9._-]+\.(js|wasm|css)' <<<"$html" | sort -u) \
-             $(grep -oE '/pkg/[A-Za-z0-9._-]+\.js' <<<"$html" | sed 's/\.js$/_bg.wasm/' | sort -u); do
-  code=$(curl -s -o /dev/null -w '%{http_code}' "$base$asset")
-  [ "$code" = 200 ] || continue
-  n=$(size "$base$asset")
-  total=$((total + n))
-  printf '%-44s %9s bytes (%s)\n' "$asset" "$n" \
-    "$(curl -s -o /dev/null -D - -H 'accept-encoding: br, gzip' "$base$asset" | tr -d '\r' | awk -F': ' 'tolower($1)=="content-encoding" {print $2}')"
-done
-printf '%-44s %9s bytes (%s KB)\n' "first load, compressed" "$total" "$((total / 1024))"
-
 css=$(grep -oE '/pkg/[A-Za-z0-9._-]+\.css' <<<"$html" | head -1)
-wasm=$(ls target/site/pkg/*.wasm | head -1)
-printf 'wasm on disk: %s bytes raw, %s brotli, %s gzip\n' "$(stat -c %s "$wasm")" \
-  "$(stat -c %s "$wasm.br" 2>/dev/null || echo -)" "$(stat -c %s "$wasm.gz" 2>/dev/null || echo -)"
+# The wasm of what every page shares (the sign-in page's too), and each page's own chunk, which
+# the browser fetches when that page is first shown.
+printf 'wasm on disk (raw, brotli):\n'
+for wasm in $(ls -S target/site/pkg/*.wasm | head -13); do
+  printf '  %-72s %8s %8s\n' "${wasm#target/site/pkg/}" "$(stat -c %s "$wasm")" "$(stat -c %s "$wasm.br" 2>/dev/null || echo -)"
+done
 bench() { # label url
   local many one
   many=$(wrk -t2 -c64 -d10s --latency -H 'accept-encoding: br' "$2")

@@ -9,4 +9,4 @@ source scripts/env.sh
 cargo build --release --locked -p pergola-demo-app
 echo "==> serving http://127.0.0.1:3000 — first visit: type the setup code the server prints below"
 echo "    (or set PERGOLA_ADMIN_USER and PERGOLA_ADMIN_PASSWORD to create the administrator at start-up)"
-exec cargo leptos serve --release
+exec cargo leptos serve --release --split

@@ -36,10 +36,10 @@ cargo test --locked -p pergola-domain -p pergola-core -p pergola-api -p pergola-
 
 echo "==> release build (server, wasm frontend, demo app)"
 cargo build --release --locked -p pergola-demo-app
-cargo leptos build --release
+cargo leptos build --release --split
 
 echo "==> REST contract: schemathesis, every check, against the served OpenAPI document"
 bash scripts/contract.sh
 
 echo "==> end-to-end tests (Chromium, SQLite and PostgreSQL, and the start.sh defaults)"
-cargo leptos end-to-end --release
+cargo leptos end-to-end --release --split

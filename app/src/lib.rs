@@ -35,7 +35,7 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags};
 use leptos_router::{
     components::{Route, Router, Routes},
-    path, SsrMode,
+    lazy_route, path, Lazy, LazyRoute, SsrMode,
 };
 use pages::{
     AccountPage, ActivityPage, AdminPage, BuildsPage, ComparePage, HomePage, InvitePage, LoginPage, MembersPage,
@@ -93,6 +93,41 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
+/// Pages whose code the browser loads when one is first shown (each a chunk of the wasm, split
+/// by `cargo leptos build --split`): the first visit downloads only the sign-in page and what
+/// every page shares.
+macro_rules! lazy_pages {
+    ($($route:ident => $page:ident),* $(,)?) => {$(
+        struct $route;
+
+        #[lazy_route]
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                $route
+            }
+
+            fn view(_this: Self) -> AnyView {
+                view! { <$page/> }.into_any()
+            }
+        }
+    )*};
+}
+
+lazy_pages!(
+    HomeRoute => HomePage,
+    AdminRoute => AdminPage,
+    AccountRoute => AccountPage,
+    MembersRoute => MembersPage,
+    ActivityRoute => ActivityPage,
+    InviteRoute => InvitePage,
+    SetupRoute => SetupPage,
+    ProjectRoute => ProjectPage,
+    BuildsRoute => BuildsPage,
+    CompareRoute => ComparePage,
+    StageRoute => StagePage,
+    StageSettingsRoute => StageSettingsPage,
+);
+
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
@@ -103,25 +138,41 @@ pub fn App() -> impl IntoView {
             <Header/>
             <main class="mx-auto max-w-6xl px-6 py-8">
                 <Routes fallback=|| view! { <NotFound message="There is no page at this address."/> }>
-                    <Route path=path!("/") view=HomePage ssr=SsrMode::Async/>
-                    <Route path=path!("/admin") view=AdminPage ssr=SsrMode::Async/>
-                    <Route path=path!("/account") view=AccountPage ssr=SsrMode::Async/>
-                    <Route path=path!("/projects/:project/members") view=MembersPage ssr=SsrMode::Async/>
-                    <Route path=path!("/projects/:project/activity") view=ActivityPage ssr=SsrMode::Async/>
+                    <Route path=path!("/") view={Lazy::<HomeRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("/admin") view={Lazy::<AdminRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("/account") view={Lazy::<AccountRoute>::new()} ssr=SsrMode::Async/>
+                    <Route
+                        path=path!("/projects/:project/members")
+                        view={Lazy::<MembersRoute>::new()}
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=path!("/projects/:project/activity")
+                        view={Lazy::<ActivityRoute>::new()}
+                        ssr=SsrMode::Async
+                    />
                     <Route path=path!("/login") view=LoginPage/>
-                    <Route path=path!("/invite/:token") view=InvitePage/>
-                    <Route path=path!("/setup") view=SetupPage/>
-                    <Route path=path!("/projects/:project") view=ProjectPage ssr=SsrMode::Async/>
-                    <Route path=path!("/projects/:project/builds") view=BuildsPage ssr=SsrMode::Async/>
-                    <Route path=path!("/projects/:project/compare") view=ComparePage ssr=SsrMode::Async/>
+                    <Route path=path!("/invite/:token") view={Lazy::<InviteRoute>::new()}/>
+                    <Route path=path!("/setup") view={Lazy::<SetupRoute>::new()}/>
+                    <Route path=path!("/projects/:project") view={Lazy::<ProjectRoute>::new()} ssr=SsrMode::Async/>
+                    <Route
+                        path=path!("/projects/:project/builds")
+                        view={Lazy::<BuildsRoute>::new()}
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=path!("/projects/:project/compare")
+                        view={Lazy::<CompareRoute>::new()}
+                        ssr=SsrMode::Async
+                    />
                     <Route
                         path=path!("/projects/:project/stages/:stage")
-                        view=StagePage
+                        view={Lazy::<StageRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route
                         path=path!("/projects/:project/stages/:stage/settings")
-                        view=StageSettingsPage
+                        view={Lazy::<StageSettingsRoute>::new()}
                         ssr=SsrMode::Async
                     />
                 </Routes>
