@@ -179,3 +179,53 @@ fn pergola_logs_prints_escaped_lines_and_follows_new_ones() {
     pergola(&["suspend", "stage", "dev", "-p", "logs"]).assert().success();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `pergola suspend` of a stage whose component ignores SIGTERM waits — following the stage's
+/// live stream — until the grace period has passed and the component was killed, then says the
+/// stage is suspended; `--no-wait` answers at once that it is suspending.
+#[test]
+fn suspend_waits_for_a_stubborn_component_and_no_wait_does_not() {
+    if let Err(why) = pergola_runtime::Sandbox::detect() {
+        eprintln!("SKIPPED: the sandbox cannot run on this machine: {why}");
+        return;
+    }
+    pergola(&["create", "project", "stubborn"]).assert().success();
+    let p = ["-p", "stubborn"];
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-runtime-build-stubborn");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("pergola.toml"),
+        "[[component]]\nname = \"worker\"\nkind = \"worker\"\ncommand = \"sh\"\nargs = [\"run.sh\"]\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("run.sh"), "trap '' TERM\necho started\nwhile :; do sleep 0.1; done\n").unwrap();
+    pergola(&[&["create", "build", "--dir", dir.to_str().unwrap()][..], &p].concat()).assert().success();
+    for stage in ["dev", "qa"] {
+        pergola(&[&["create", "stage", stage, "--type", "dev"][..], &p].concat()).assert().success();
+        pergola(&[&["update", "stage", stage, "--grace", "2"][..], &p].concat()).assert().success();
+        pergola(&[&["deploy", "1", "-s", stage][..], &p].concat()).assert().success();
+    }
+    let started = |stage: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = pergola(&[&["logs", "worker", "-s", stage][..], &p].concat()).output().unwrap();
+            if String::from_utf8_lossy(&out.stdout).contains("started") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the worker of {stage} never started");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    started("dev");
+    started("qa");
+    let asked = Instant::now();
+    pergola(&[&["suspend", "stage", "dev"][..], &p].concat()).assert().success().stdout("Stage 'dev' suspended.\n");
+    let took = asked.elapsed();
+    assert!(took >= Duration::from_millis(1500) && took < Duration::from_secs(10), "{took:?}");
+    let asked = Instant::now();
+    let out = pergola(&[&["suspend", "stage", "qa", "--no-wait"][..], &p].concat()).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("Stage 'qa' is suspending"), "{out:?}");
+    assert!(asked.elapsed() < Duration::from_millis(1500));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -42,13 +42,36 @@ pub fn resume(client: &Client, out: &Printer, project: &str, id: &str, no_wait: 
     })
 }
 
+/// Waits until the stage is no longer suspending, following its live stream (`…/changes`):
+/// the stage is read again when the stream opens and whenever it says something changed. A
+/// stream that ends (the server restarted, its 15 minutes are up) is opened again; one that
+/// cannot be had (an older server, too many streams open) is replaced by a look every 250 ms.
 fn wait_while_suspending(client: &Client, path: &str, doing: &str) -> Result<Stage, Failure> {
+    let settled = |client: &Client| -> Result<Option<Stage>, Failure> {
+        let now: Stage = client.get(path)?;
+        Ok((now.status != StageStatus::Suspending).then_some(now))
+    };
     client::spin(doing, || -> Result<Stage, Failure> {
         loop {
-            std::thread::sleep(std::time::Duration::from_millis(250));
-            let now: Stage = client.get(path)?;
-            if now.status != StageStatus::Suspending {
-                return Ok(now);
+            let mut done = None;
+            let followed = client.get_lines(&format!("{path}/changes"), |line| {
+                if line.starts_with("event:") {
+                    if let Some(stage) = settled(client)? {
+                        done = Some(stage);
+                        // Ends the stream: what was waited for has happened.
+                        return Err(Failure::new(String::new()));
+                    }
+                }
+                Ok(())
+            });
+            if let Some(stage) = done {
+                return Ok(stage);
+            }
+            if let Some(stage) = settled(client)? {
+                return Ok(stage);
+            }
+            if followed.is_err() {
+                std::thread::sleep(std::time::Duration::from_millis(250));
             }
         }
     })
