@@ -156,6 +156,12 @@ pub struct Subscription {
     _slot: Option<Slot>,
 }
 
+/// Whether a change of `user_id`'s access concerns a subscription of `me` (`None`: one that
+/// hears everyone's).
+fn concerns(me: Option<&str>, user_id: &str) -> bool {
+    me.is_none_or(|me| me == user_id)
+}
+
 /// One of a user's open streams (see [`Changes::subscribe_as`]).
 struct Slot {
     user_id: String,
@@ -189,7 +195,7 @@ impl Subscription {
                 },
                 _ = self.closed.wait_for(|closed| *closed) => return Heard::Closed,
                 heard = self.access.recv() => match heard {
-                    Ok(user) if self.user.as_deref().is_none_or(|me| me == user) => return Heard::Access,
+                    Ok(user) if concerns(self.user.as_deref(), &user) => return Heard::Access,
                     Ok(_) | Err(broadcast::error::RecvError::Closed) => {}
                     // Some were missed: any of them may have been this user's.
                     Err(broadcast::error::RecvError::Lagged(_)) => return Heard::Access,
@@ -198,17 +204,13 @@ impl Subscription {
         }
     }
 
-    fn concerns(&self, user_id: &str) -> bool {
-        self.user.as_deref().is_none_or(|me| me == user_id)
-    }
-
     /// Whether access changed for this subscription's user since last asked (for a stream that
     /// does not wait on [`Subscription::next`]).
     pub fn access_changed(&mut self) -> bool {
         let mut changed = false;
         loop {
             match self.access.try_recv() {
-                Ok(user) => changed |= self.concerns(&user),
+                Ok(user) => changed |= concerns(self.user.as_deref(), &user),
                 Err(broadcast::error::TryRecvError::Lagged(_)) => changed = true,
                 Err(_) => return changed,
             }

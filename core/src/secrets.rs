@@ -11,7 +11,8 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use std::path::Path;
 
 const PREFIX_V1: &str = "enc:v1:";
-const PREFIX: &str = "enc:v2:";
+/// How a value sealed with its place starts (the current form).
+pub(crate) const PREFIX: &str = "enc:v2:";
 const NONCE_LEN: usize = 24;
 
 /// Where a secret value belongs: its associated data when sealed.

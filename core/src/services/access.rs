@@ -365,18 +365,40 @@ impl Services {
             return Ok(None);
         }
         let id_hash = credentials::secret_hash(secret);
-        let Some((session, user)) = self.store.get_session(&id_hash).await.map_err(internal("read a session"))? else {
-            return Ok(None);
-        };
         let now = self.clock.now();
-        if user.disabled_at.is_some() || !self.sessions.is_live(session.created_at, session.last_seen_at, now) {
-            let _ = self.store.delete_session(&id_hash).await;
-            return Ok(None);
-        }
+        let Some((session, user)) = self.live_session(&id_hash, now).await? else { return Ok(None) };
         if now - session.last_seen_at >= TOUCH_EVERY {
             self.store.touch_session(&id_hash, now).await.map_err(internal("record a session's use"))?;
         }
         Ok(Some(Caller { credential: Some(Credential::Session(id_hash)), ..Caller::of(&user, None, address) }))
+    }
+
+    /// The session `id_hash` and its user while the session is live and the user enabled (one
+    /// that has ended is deleted): the dashboard's sessions and the share hosts' alike.
+    pub(super) async fn live_session(
+        &self,
+        id_hash: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<(SessionRow, UserRow)>, Error> {
+        let Some((session, user)) = self.store.get_session(id_hash).await.map_err(internal("read a session"))? else {
+            return Ok(None);
+        };
+        if user.disabled_at.is_some() || !self.sessions.is_live(session.created_at, session.last_seen_at, now) {
+            let _ = self.store.delete_session(id_hash).await;
+            return Ok(None);
+        }
+        Ok(Some((session, user)))
+    }
+
+    /// The token of hash `hash` and its user while the token is unrevoked and unexpired and the
+    /// user enabled.
+    async fn live_token(
+        &self,
+        hash: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<(TokenRow, UserRow)>, Error> {
+        let found = self.store.get_token_by_hash(hash).await.map_err(internal("read a token"))?;
+        Ok(found.filter(|(token, user)| user.disabled_at.is_none() && access::is_unexpired(token.expires_at, now)))
     }
 
     /// Ends the session of a cookie (signing out); nothing happens for an unknown one. Its
@@ -400,20 +422,8 @@ impl Services {
         let now = self.clock.now();
         let user = match &caller.credential {
             None => self.store.get_user(&caller.user_id).await.map_err(internal("read a user"))?,
-            Some(Credential::Session(id_hash)) => {
-                match self.store.get_session(id_hash).await.map_err(internal("read a session"))? {
-                    Some((session, user)) if self.sessions.is_live(session.created_at, session.last_seen_at, now) => {
-                        Some(user)
-                    }
-                    _ => None,
-                }
-            }
-            Some(Credential::Token(hash)) => {
-                match self.store.get_token_by_hash(hash).await.map_err(internal("read a token"))? {
-                    Some((token, user)) if access::is_unexpired(token.expires_at, now) => Some(user),
-                    _ => None,
-                }
-            }
+            Some(Credential::Session(id_hash)) => self.live_session(id_hash, now).await?.map(|(_, user)| user),
+            Some(Credential::Token(hash)) => self.live_token(hash, now).await?.map(|(_, user)| user),
         };
         Ok(user
             .filter(|user| user.disabled_at.is_none() && user.id == caller.user_id)
@@ -427,13 +437,8 @@ impl Services {
             return Ok(None);
         }
         let hash = credentials::secret_hash(secret);
-        let Some((token, user)) = self.store.get_token_by_hash(&hash).await.map_err(internal("read a token"))? else {
-            return Ok(None);
-        };
         let now = self.clock.now();
-        if user.disabled_at.is_some() || !access::is_unexpired(token.expires_at, now) {
-            return Ok(None);
-        }
+        let Some((token, user)) = self.live_token(&hash, now).await? else { return Ok(None) };
         if token.last_used_at.is_none_or(|t| now - t >= TOUCH_EVERY) {
             self.store.touch_token(&token.id, now).await.map_err(internal("record a token's use"))?;
         }

@@ -6,7 +6,9 @@
 //! no list of them.
 
 use super::{internal, Acting, Services};
-use crate::secrets::Place;
+// The sealed form a token carries: the current one, with associated data (a v1 value,
+// without, is never accepted).
+use crate::secrets::{Place, PREFIX as SEALED};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use pergola_domain::access::Action;
 use pergola_domain::Error;
@@ -19,8 +21,6 @@ pub const DOWNLOADS_AT_ONCE: usize = 4;
 pub const FETCH_TOKEN_PREFIX: &str = "pgf_";
 /// How long a build-fetch token works by default.
 pub const FETCH_TOKEN_TTL: Duration = Duration::minutes(15);
-/// The sealed form the token carries (the current one, with associated data).
-const SEALED: &str = "enc:v2:";
 /// The key of the token's place: a NUL cannot be in a setting's key, so no configuration value
 /// sealed for the stage reads as a token, nor a token as one.
 const TOKEN_KEY: &str = "\0build-fetch";

@@ -127,13 +127,8 @@ impl Services {
             return Ok(None);
         }
         let id_hash = share_secret_hash(secret);
-        let found = self.store.get_session(&id_hash).await.map_err(internal("read a share session"))?;
-        let Some((session, user)) = found else { return Ok(None) };
         let now = self.clock.now();
-        if user.disabled_at.is_some() || !self.sessions.is_live(session.created_at, session.last_seen_at, now) {
-            let _ = self.store.delete_session(&id_hash).await;
-            return Ok(None);
-        }
+        let Some((session, user)) = self.live_session(&id_hash, now).await? else { return Ok(None) };
         if now - session.last_seen_at >= Duration::seconds(60) {
             self.store.touch_session(&id_hash, now).await.map_err(internal("record a share session's use"))?;
         }
