@@ -51,19 +51,30 @@ fn pergola(args: &[&str]) -> Command {
     cmd
 }
 
-/// A build directory whose worker writes `version` (from the build's own file) into its storage.
-fn build_dir(version: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-runtime-build-{version}"));
+/// A fresh build directory `name` (under cargo's temp dir) holding `files`.
+fn build_from(name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("pergola.toml"),
-        "[[component]]\nname = \"worker\"\nkind = \"worker\"\ncommand = \"sh\"\nargs = [\"run.sh\"]\nstorage = [\"out\"]\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("run.sh"), "cat version.txt > \"$PERGOLA_STORAGE_OUT/version\"\nexec sleep 600\n").unwrap();
-    std::fs::write(dir.join("version.txt"), format!("{version}\n")).unwrap();
+    for (file, content) in files {
+        std::fs::write(dir.join(file), content).unwrap();
+    }
     dir
+}
+
+/// A build directory whose worker writes `version` (from the build's own file) into its storage.
+fn build_dir(version: &str) -> PathBuf {
+    build_from(
+        &format!("cli-runtime-build-{version}"),
+        &[
+            (
+                "pergola.toml",
+                "[[component]]\nname = \"worker\"\nkind = \"worker\"\ncommand = \"sh\"\nargs = [\"run.sh\"]\nstorage = [\"out\"]\n",
+            ),
+            ("run.sh", "cat version.txt > \"$PERGOLA_STORAGE_OUT/version\"\nexec sleep 600\n"),
+            ("version.txt", &format!("{version}\n")),
+        ],
+    )
 }
 
 /// Waits until the stage's worker has written `version`.
@@ -114,19 +125,16 @@ fn pergola_logs_prints_escaped_lines_and_follows_new_ones() {
     }
     pergola(&["create", "project", "logs"]).assert().success();
     pergola(&["create", "stage", "dev", "--type", "dev", "-p", "logs"]).assert().success();
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-logs-build");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("pergola.toml"),
-        "[[component]]\nname = \"talker\"\nkind = \"worker\"\ncommand = \"sh\"\nargs = [\"talk.sh\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("talk.sh"),
-        "echo hello\nprintf '\\033[2J\\033]0;pwned\\007cleared\\n'\necho oops >&2\ni=0\nwhile true; do i=$((i+1)); echo \"tick $i\"; sleep 0.3; done\n",
-    )
-    .unwrap();
+    let dir = build_from(
+        "cli-logs-build",
+        &[
+            ("pergola.toml", "[[component]]\nname = \"talker\"\nkind = \"worker\"\ncommand = \"sh\"\nargs = [\"talk.sh\"]\n"),
+            (
+                "talk.sh",
+                "echo hello\nprintf '\\033[2J\\033]0;pwned\\007cleared\\n'\necho oops >&2\ni=0\nwhile true; do i=$((i+1)); echo \"tick $i\"; sleep 0.3; done\n",
+            ),
+        ],
+    );
     pergola(&["create", "build", "--dir", dir.to_str().unwrap(), "-p", "logs"]).assert().success();
     pergola(&["deploy", "1", "-s", "dev", "-p", "logs"]).assert().success();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -191,15 +199,16 @@ fn suspend_waits_for_a_stubborn_component_and_no_wait_does_not() {
     }
     pergola(&["create", "project", "stubborn"]).assert().success();
     let p = ["-p", "stubborn"];
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-runtime-build-stubborn");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("pergola.toml"),
-        "[[component]]\nname = \"worker\"\nkind = \"worker\"\ncommand = \"sh\"\nargs = [\"run.sh\"]\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("run.sh"), "trap '' TERM\necho started\nwhile :; do sleep 0.1; done\n").unwrap();
+    let dir = build_from(
+        "cli-runtime-build-stubborn",
+        &[
+            (
+                "pergola.toml",
+                "[[component]]\nname = \"worker\"\nkind = \"worker\"\ncommand = \"sh\"\nargs = [\"run.sh\"]\n",
+            ),
+            ("run.sh", "trap '' TERM\necho started\nwhile :; do sleep 0.1; done\n"),
+        ],
+    );
     pergola(&[&["create", "build", "--dir", dir.to_str().unwrap()][..], &p].concat()).assert().success();
     for stage in ["dev", "qa"] {
         pergola(&[&["create", "stage", stage, "--type", "dev"][..], &p].concat()).assert().success();
