@@ -28,11 +28,14 @@ psql "$PG_ADMIN_URL" -qAtc "SELECT datname FROM pg_database WHERE datname LIKE '
 echo "==> formatting (cargo fmt --check) and lints (clippy, -D warnings: server side, then the wasm frontend)"
 cargo fmt --all --check
 cargo clippy --locked --all-targets -- -D warnings
+# The Kubernetes runtime, behind its cargo feature: the server built with it, and its tests.
+cargo clippy --locked -p server -p pergola-kubernetes --features server/kubernetes --all-targets -- -D warnings
 cargo clippy --locked -p app --features ssr --all-targets -- -D warnings
 cargo clippy --locked -p frontend -p app --features app/hydrate --target wasm32-unknown-unknown -- -D warnings
 
-echo "==> unit, property, store, REST API, CLI, runtime and Kubernetes rendering tests (SQLite and PostgreSQL)"
-cargo test --locked -p pergola-domain -p pergola-core -p pergola-api -p pergola-cli -p pergola-runtime -p pergola-kubernetes -p server
+echo "==> unit, property, store, REST API, CLI, runtime and Kubernetes tests (SQLite and PostgreSQL)"
+cargo test --locked -p pergola-domain -p pergola-core -p pergola-api -p pergola-cli -p pergola-runtime \
+  -p pergola-kubernetes -p server --features pergola-kubernetes/client
 
 echo "==> release build (server, wasm frontend, demo app)"
 cargo build --release --locked -p pergola-demo-app

@@ -34,6 +34,12 @@ pub const ADMIN_PASSWORD: &str = "PERGOLA_ADMIN_PASSWORD";
 pub const LOG: &str = "RUST_LOG";
 pub const SITE_ROOT: &str = "LEPTOS_SITE_ROOT";
 pub const TEST_POSTGRES_URL: &str = "PERGOLA_TEST_POSTGRES_URL";
+pub const RUNTIME: &str = "PERGOLA_RUNTIME";
+pub const KUBE_BASE_IMAGE: &str = "PERGOLA_KUBE_BASE_IMAGE";
+pub const KUBE_FETCH_IMAGE: &str = "PERGOLA_KUBE_FETCH_IMAGE";
+pub const KUBE_CONTROL_PLANE: &str = "PERGOLA_KUBE_CONTROL_PLANE";
+pub const KUBE_VOLUME_SIZE: &str = "PERGOLA_KUBE_VOLUME_SIZE";
+pub const KUBE_STORAGE_CLASS: &str = "PERGOLA_KUBE_STORAGE_CLASS";
 
 /// Every environment variable, in the order the README lists them.
 pub const SETTINGS: &[Setting] = &[
@@ -111,6 +117,39 @@ pub const SETTINGS: &[Setting] = &[
                   workdir}`, for tests and local set-ups); `off`: builds are uploaded archives only",
         default: "`off`",
     },
+    Setting {
+        name: RUNTIME,
+        meaning: "what runs the stages: `local` (sandboxed processes of this server; one server per database) or \
+                  `kubernetes` (a cluster, reached in-cluster or through `KUBECONFIG`; several servers may share \
+                  the database — needs a server built with `--features kubernetes`, see **Running on Kubernetes**)",
+        default: "`local`",
+    },
+    Setting {
+        name: KUBE_BASE_IMAGE,
+        meaning: "Kubernetes: the image components run in, their build downloaded into `/app`",
+        default: "`debian:12-slim`",
+    },
+    Setting {
+        name: KUBE_FETCH_IMAGE,
+        meaning: "Kubernetes: the image of the init container that downloads a release's build (`sh`, `curl`, \
+                  `tar`)",
+        default: "`curlimages/curl:8.11.1`",
+    },
+    Setting {
+        name: KUBE_CONTROL_PLANE,
+        meaning: "Kubernetes: this server's URL as pods reach it (builds are downloaded from it)",
+        default: "`http://pergola.pergola.svc.cluster.local:3000`",
+    },
+    Setting {
+        name: KUBE_VOLUME_SIZE,
+        meaning: "Kubernetes: the size of each storage volume's claim",
+        default: "`1Gi`",
+    },
+    Setting {
+        name: KUBE_STORAGE_CLASS,
+        meaning: "Kubernetes: the storage class of the volumes' claims",
+        default: "the cluster's default",
+    },
     Setting { name: LOG, meaning: "log filter", default: "`info,sqlx=warn`" },
     Setting { name: SITE_ROOT, meaning: "where the built site (`pkg/`, assets) is", default: "`target/site`" },
     Setting {
@@ -146,6 +185,43 @@ pub fn markdown_table() -> String {
     table
 }
 
+/// What runs the stages (`PERGOLA_RUNTIME`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// Sandboxed processes of this server.
+    Local,
+    /// A Kubernetes cluster.
+    Kubernetes,
+}
+
+/// The cluster's side of the Kubernetes runtime: where builds run and how pods reach the
+/// control plane (`PERGOLA_KUBE_*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cluster {
+    /// The image components run in (their build is copied into it).
+    pub base_image: String,
+    /// The image of the init container that downloads the build (`sh`, `curl` and `tar`).
+    pub fetch_image: String,
+    /// The control plane's URL as pods reach it.
+    pub control_plane: String,
+    /// Each storage volume's size.
+    pub volume_size: String,
+    /// The storage class of the volumes; `None`: the cluster's default.
+    pub storage_class: Option<String>,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Self {
+            base_image: "debian:12-slim".into(),
+            fetch_image: "curlimages/curl:8.11.1".into(),
+            control_plane: "http://pergola.pergola.svc.cluster.local:3000".into(),
+            volume_size: "1Gi".into(),
+            storage_class: None,
+        }
+    }
+}
+
 /// The settings the server runs with, read from the environment (the listen address and the
 /// site root are read by Leptos itself).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,6 +251,11 @@ pub struct ServerConfig {
     pub artifact_retention: Duration,
     /// Whether administrators may register builds by a server path.
     pub path_builds: bool,
+    /// What runs the stages.
+    pub runtime: RuntimeKind,
+    /// The Kubernetes runtime's settings (read whichever runtime is chosen: the REST API's
+    /// rendering of a stage's objects uses them too).
+    pub cluster: Cluster,
 }
 
 impl ServerConfig {
@@ -301,6 +382,17 @@ impl ServerConfig {
             ),
         };
         let sandbox = on_off(&var, SANDBOX, true)?;
+        let runtime = match var(RUNTIME).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("local") => RuntimeKind::Local,
+            Some("kubernetes") => RuntimeKind::Kubernetes,
+            Some(_) => {
+                return Err(format!(
+                    "{RUNTIME} must be local or kubernetes, not '{}'",
+                    var(RUNTIME).unwrap_or_default()
+                ))
+            }
+        };
+        let cluster = cluster(&var)?;
         let public_url = match var(PUBLIC_URL) {
             None => None,
             Some(url) if url.trim().is_empty() => None,
@@ -326,8 +418,52 @@ impl ServerConfig {
             max_artifact_bytes,
             artifact_retention,
             path_builds,
+            runtime,
+            cluster,
         })
     }
+}
+
+/// The `PERGOLA_KUBE_*` settings: images as given (no spaces or control characters), the
+/// control plane an `http(s)://` URL, the volume size a Kubernetes quantity, the storage class
+/// a DNS name.
+fn cluster(var: &impl Fn(&str) -> Option<String>) -> Result<Cluster, String> {
+    let defaults = Cluster::default();
+    let text = |name: &str, default: String| -> Result<String, String> {
+        match var(name).map(|v| v.trim().to_owned()) {
+            None => Ok(default),
+            Some(v) if !v.is_empty() && v.len() <= 512 && !v.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+                Ok(v)
+            }
+            Some(v) => Err(format!("{name} must be a single word without spaces, not '{v}'")),
+        }
+    };
+    let control_plane = text(KUBE_CONTROL_PLANE, defaults.control_plane)?;
+    if !(control_plane.starts_with("http://") || control_plane.starts_with("https://")) {
+        return Err(format!("{KUBE_CONTROL_PLANE} must start with http:// or https://, not '{control_plane}'"));
+    }
+    let volume_size = text(KUBE_VOLUME_SIZE, defaults.volume_size)?;
+    let digits = volume_size.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &volume_size[digits.len()..];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || !["", "Ki", "Mi", "Gi", "Ti", "k", "M", "G", "T"].contains(&unit)
+    {
+        return Err(format!("{KUBE_VOLUME_SIZE} must be a size such as 1Gi or 500Mi, not '{volume_size}'"));
+    }
+    let storage_class = match var(KUBE_STORAGE_CLASS).map(|v| v.trim().to_owned()) {
+        None => None,
+        Some(v) if v.is_empty() => None,
+        Some(v) if v.len() <= 253 && v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.') => {
+            Some(v)
+        }
+        Some(v) => return Err(format!("{KUBE_STORAGE_CLASS} must be a storage class name, not '{v}'")),
+    };
+    Ok(Cluster {
+        base_image: text(KUBE_BASE_IMAGE, defaults.base_image)?,
+        fetch_image: text(KUBE_FETCH_IMAGE, defaults.fetch_image)?,
+        control_plane: control_plane.trim_end_matches('/').to_owned(),
+        volume_size,
+        storage_class,
+    })
 }
 
 fn number(
@@ -402,6 +538,36 @@ mod tests {
         assert_eq!(c.data_dir, Path::new("/srv/pergola/state"));
         assert_eq!(c.demo_dir.as_deref(), Some(Path::new("/srv/pergola/demo")));
         assert_eq!(read(&[(DATA_DIR, "/abs")]).unwrap().data_dir, Path::new("/abs"));
+    }
+
+    #[test]
+    fn the_runtime_is_local_unless_kubernetes_is_chosen_and_its_settings_are_checked() {
+        let c = read(&[]).unwrap();
+        assert_eq!((c.runtime, c.cluster), (RuntimeKind::Local, Cluster::default()));
+        let c = read(&[
+            (RUNTIME, " Kubernetes "),
+            (KUBE_BASE_IMAGE, "registry.example/base:1"),
+            (KUBE_CONTROL_PLANE, "https://pergola.example/"),
+            (KUBE_VOLUME_SIZE, "20Gi"),
+            (KUBE_STORAGE_CLASS, "fast-ssd"),
+        ])
+        .unwrap();
+        assert_eq!(c.runtime, RuntimeKind::Kubernetes);
+        assert_eq!(c.cluster.base_image, "registry.example/base:1");
+        assert_eq!(c.cluster.control_plane, "https://pergola.example");
+        assert_eq!((c.cluster.volume_size.as_str(), c.cluster.storage_class.as_deref()), ("20Gi", Some("fast-ssd")));
+        for (name, bad) in [
+            (RUNTIME, "docker"),
+            (KUBE_BASE_IMAGE, "debian 12"),
+            (KUBE_FETCH_IMAGE, "curl\nimage"),
+            (KUBE_CONTROL_PLANE, "pergola:3000"),
+            (KUBE_VOLUME_SIZE, "lots"),
+            (KUBE_VOLUME_SIZE, "1Gb"),
+            (KUBE_STORAGE_CLASS, "Fast SSD"),
+        ] {
+            let e = read(&[(name, bad)]).unwrap_err();
+            assert!(e.starts_with(name), "{e}");
+        }
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub mod testing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use runtime::{
-    ComponentUsage, EventSink, NoRuntime, Runtime, RuntimeError, StageKey, StageSpec, StopMode, StopReport,
+    BuildMinter, ComponentUsage, EventSink, NoRuntime, Runtime, RuntimeError, StageKey, StageSpec, StopMode, StopReport,
 };
 pub use secrets::SecretBox;
 pub use services::Services;

@@ -12,7 +12,7 @@
 
 use async_trait::async_trait;
 use pergola_domain::runtime::{ComponentStatus, LogLine};
-use pergola_domain::{ComponentSpec, Isolation, ResourceLimits, StageEvent};
+use pergola_domain::{ComponentSpec, Isolation, ResourceLimits, StageEvent, StageType};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,7 +46,15 @@ pub struct StageSpec {
     pub workdir: PathBuf,
     /// The limits of each component: its stage type's.
     pub limits: ResourceLimits,
+    /// The stage's type (a cluster schedules PROD first).
+    pub stage_type: StageType,
 }
+
+/// Mints the token with which whatever runs a release downloads its build from the control
+/// plane (`GET …/releases/{n}/build`): given the stage and the release, a token that works for
+/// a short while, or `None` when the server cannot mint one. The services hand one to their
+/// runtime ([`Runtime::grant_builds`]).
+pub type BuildMinter = Arc<dyn Fn(&StageKey, i64) -> Option<String> + Send + Sync>;
 
 /// How far a [`Runtime::stop`] goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +110,10 @@ pub enum RuntimeError {
     /// The build's files could not be copied into the release (missing, too large, unreadable).
     #[error("cannot copy the build's files for release {release}: {reason}")]
     Release { release: i64, reason: String },
+    /// The cluster the stages run on refused a request or could not be reached (the message
+    /// says which object and why).
+    #[error("Kubernetes: {0}")]
+    Cluster(String),
     /// The runtime's own files (storage, temporary data) could not be read or written.
     #[error("{what} ({}): {source}", path.display())]
     Storage {
@@ -293,6 +305,18 @@ pub trait Runtime: Send + Sync {
     async fn copy_storage(&self, from: &StageKey, to: &StageKey) -> Result<(), RuntimeError> {
         let _ = (from, to);
         Ok(())
+    }
+    /// From now on, mints the tokens its releases download their builds with through `minter`
+    /// (a runtime whose components run elsewhere, and fetch their build from the control
+    /// plane). By default builds are read where they are.
+    fn grant_builds(&self, minter: BuildMinter) {
+        let _ = minter;
+    }
+    /// Where the share-link proxy reaches a running service (`host:port`): by default the
+    /// port it listens on, on this machine.
+    fn upstream(&self, key: &StageKey, component: &ComponentStatus) -> Option<String> {
+        let _ = key;
+        component.port.map(|port| format!("127.0.0.1:{port}"))
     }
     /// Whether it runs anything at all: false only for [`NoRuntime`], so that the services do
     /// not report stages as started when nothing runs them.

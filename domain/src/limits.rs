@@ -219,8 +219,9 @@ fn parse_limit(t: StageType, limit: Limit, input: &str) -> Result<u32, Error> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Isolation {
-    /// `bubblewrap`, `off` (PERGOLA_SANDBOX=off: components run as the server's user) or
-    /// `unavailable` (no stage can start).
+    /// `bubblewrap`, `kubernetes` (each component in a pod of its stage's namespace), `off`
+    /// (PERGOLA_SANDBOX=off: components run as the server's user) or `unavailable` (no stage
+    /// can start).
     pub sandbox: String,
     /// The sandbox in a sentence.
     pub sandbox_detail: String,
@@ -233,7 +234,7 @@ pub struct Isolation {
 impl Isolation {
     /// Whether components run without the sandbox (the dashboard then shows a banner).
     pub fn unsandboxed(&self) -> bool {
-        self.sandbox != "bubblewrap"
+        self.sandbox == "off" || self.sandbox == "unavailable"
     }
 }
 

@@ -3,9 +3,13 @@
 //! (`pergola get stage STAGE -o kubernetes`, `GET …/stages/{stage}/kubernetes`), secret values
 //! redacted.
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod render;
 pub mod yaml;
 
+#[cfg(feature = "client")]
+pub use client::KubernetesRuntime;
 pub use render::{objects, Cluster, Stage, REDACTED};
 
 /// The stage's objects as multi-document YAML.

@@ -38,37 +38,16 @@ pub const PROJECT_LABEL: &str = "pergola.dev/project";
 pub const STAGE_LABEL: &str = "pergola.dev/stage";
 pub const COMPONENT_LABEL: &str = "pergola.dev/component";
 pub const RELEASE_LABEL: &str = "pergola.dev/release";
+/// The label saying what kind of component a pod runs (`service`, `worker`, `job`, `cron`).
+pub const KIND_LABEL: &str = "pergola.dev/kind";
 /// Where a component's build is, in its container.
 pub const BUILD_DIR: &str = "/app";
 /// What a printed object shows in place of a secret value.
 pub const REDACTED: &str = "<redacted>";
 
-/// The cluster's side: where builds run and how pods reach the control plane.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Cluster {
-    /// The image components run in (their build is copied into it).
-    pub base_image: String,
-    /// The image of the init container that downloads the build (`sh`, `curl` and `tar`).
-    pub fetch_image: String,
-    /// The control plane's URL as pods reach it.
-    pub control_plane: String,
-    /// Each storage volume's size.
-    pub volume_size: String,
-    /// The storage class of the volumes; `None`: the cluster's default.
-    pub storage_class: Option<String>,
-}
-
-impl Default for Cluster {
-    fn default() -> Self {
-        Self {
-            base_image: "debian:12-slim".into(),
-            fetch_image: "curlimages/curl:8.11.1".into(),
-            control_plane: "http://pergola.pergola.svc.cluster.local:3000".into(),
-            volume_size: "1Gi".into(),
-            storage_class: None,
-        }
-    }
-}
+/// The cluster's side: where builds run and how pods reach the control plane (the server's
+/// `PERGOLA_KUBE_*` settings).
+pub use pergola_core::config::Cluster;
 
 /// The stage whose objects are rendered.
 #[derive(Clone, Debug)]
@@ -76,7 +55,6 @@ pub struct Stage<'a> {
     /// Its current release (the configuration's values as they should appear: opened for
     /// the runtime, redacted for people).
     pub spec: &'a StageSpec,
-    pub stage_type: StageType,
     pub suspended: bool,
     pub grace_secs: u32,
     /// The token the release's init containers download its build with ([`REDACTED`] for
@@ -167,7 +145,7 @@ pub fn build_url(cluster: &Cluster, spec: &StageSpec) -> String {
 pub fn objects(stage: &Stage, cluster: &Cluster) -> Vec<Value> {
     let spec = stage.spec;
     let ns = namespace(&spec.key.project, &spec.key.stage);
-    let mut out = vec![priority_class_object(stage.stage_type), namespace_object(stage, &ns)];
+    let mut out = vec![priority_class_object(stage.spec.stage_type), namespace_object(stage, &ns)];
     out.push(json!({
         "apiVersion": "v1",
         "kind": "Secret",
@@ -225,7 +203,7 @@ fn priority_class_object(stage_type: StageType) -> Value {
 
 fn namespace_object(stage: &Stage, ns: &str) -> Value {
     let mut meta = lasting_metadata(stage, ns, ns);
-    meta["labels"]["pergola.dev/type"] = json!(stage.stage_type.as_str());
+    meta["labels"]["pergola.dev/type"] = json!(stage.spec.stage_type.as_str());
     if let Some(meta) = meta.as_object_mut() {
         meta.remove("namespace");
     }
@@ -281,6 +259,7 @@ fn component_objects(stage: &Stage, cluster: &Cluster, ns: &str, c: &ComponentSp
     let pod_meta = {
         let mut labels = labels(stage, Some(&c.name));
         labels.insert(RELEASE_LABEL.into(), json!(release.to_string()));
+        labels.insert(KIND_LABEL.into(), json!(c.kind.as_str()));
         json!({"labels": labels})
     };
     match c.kind {
@@ -437,7 +416,7 @@ fn pod_spec(stage: &Stage, cluster: &Cluster, c: &ComponentSpec, restart: &str) 
     let init: Vec<Value> = if from_build { vec![fetch] } else { Vec::new() };
     json!({
         "restartPolicy": restart,
-        "priorityClassName": priority_class(stage.stage_type),
+        "priorityClassName": priority_class(stage.spec.stage_type),
         "terminationGracePeriodSeconds": stage.grace_secs,
         "automountServiceAccountToken": false,
         "enableServiceLinks": false,

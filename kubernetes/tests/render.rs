@@ -122,8 +122,9 @@ proptest! {
             config: BTreeMap::from([("LOG".into(), "debug".into()), ("API_KEY".into(), "s3cret".into())]),
             workdir: "/nowhere".into(),
             limits: LimitsPolicy::default().of(stage_type),
+            stage_type,
         };
-        let stage = Stage { spec: &spec, stage_type, suspended, grace_secs: grace, fetch_token: "t" };
+        let stage = Stage { spec: &spec, suspended, grace_secs: grace, fetch_token: "t" };
         let all = objects(&stage, &Cluster::default());
         let ns = namespace(&project, &stage_id);
         prop_assert!(is_dns_label(&ns, MAX_NAME), "{ns}");

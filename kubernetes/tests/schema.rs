@@ -107,6 +107,7 @@ fn spec(manifest: &str, project: &str, stage: &str, release: i64, t: StageType) 
         ]),
         workdir: "/srv/builds/1".into(),
         limits: LimitsPolicy::default().of(t),
+        stage_type: t,
     }
 }
 
@@ -121,7 +122,7 @@ fn every_object_is_valid_kubernetes_for_the_demo_app_and_every_feature() {
             for suspended in [false, true] {
                 let long = "p".repeat(63);
                 let spec = spec(manifest, &long, &format!("{}-stage", t.as_str()), 1_234_567, t);
-                let stage = Stage { spec: &spec, stage_type: t, suspended, grace_secs: 90, fetch_token: REDACTED };
+                let stage = Stage { spec: &spec, suspended, grace_secs: 90, fetch_token: REDACTED };
                 let all = objects(&stage, &cluster);
                 checked += all.len();
                 validate(&format!("{name}-{}-{suspended}", t.as_str()), &all).unwrap();
@@ -135,7 +136,7 @@ fn every_object_is_valid_kubernetes_for_the_demo_app_and_every_feature() {
 fn the_check_refuses_what_kubernetes_would() {
     // So that the test above can fail: an unknown field, a wrong type, a name with capitals.
     let spec = spec(EVERY_FEATURE, "shop", "dev", 1, StageType::Dev);
-    let stage = Stage { spec: &spec, stage_type: StageType::Dev, suspended: false, grace_secs: 5, fetch_token: "t" };
+    let stage = Stage { spec: &spec, suspended: false, grace_secs: 5, fetch_token: "t" };
     let good = objects(&stage, &Cluster::default());
     validate("good", &good).unwrap();
     let deployment = good.iter().position(|o| o["kind"] == "Deployment").unwrap();

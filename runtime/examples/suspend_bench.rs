@@ -48,6 +48,7 @@ async fn measure(
             config: BTreeMap::new(),
             workdir: build.to_path_buf(),
             limits: ResourceLimits::default(),
+            stage_type: pergola_domain::StageType::Dev,
         };
         let started = Instant::now();
         runtime.start(spec, grace).await.unwrap();

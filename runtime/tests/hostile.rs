@@ -73,6 +73,7 @@ impl Rig {
             config,
             workdir: self.build.clone(),
             limits: ResourceLimits::default(),
+            stage_type: pergola_domain::StageType::Dev,
         };
         self.runtime.start(spec, Duration::from_secs(5)).await.unwrap();
         self.wait_for("the victim", |r| r.logs("prod", "web").contains(&"up".to_owned())).await;
@@ -103,6 +104,7 @@ impl Rig {
             config,
             workdir: self.build.clone(),
             limits,
+            stage_type: pergola_domain::StageType::Dev,
         };
         self.runtime.start(spec, Duration::from_secs(1)).await.unwrap();
     }

@@ -58,6 +58,7 @@ impl Rig {
             config,
             workdir: self.dir.clone(),
             limits: Default::default(),
+            stage_type: pergola_domain::StageType::Dev,
         }
     }
 
@@ -71,6 +72,7 @@ impl Rig {
             config,
             workdir: self.dir.clone(),
             limits: Default::default(),
+            stage_type: pergola_domain::StageType::Dev,
         }
     }
 

@@ -38,6 +38,7 @@ impl Rig {
             config: BTreeMap::new(),
             workdir: self.dir.clone(),
             limits: Default::default(),
+            stage_type: pergola_domain::StageType::Dev,
         }
     }
 

@@ -54,6 +54,7 @@ impl Rig {
             config: BTreeMap::new(),
             workdir: self.build.clone(),
             limits: Default::default(),
+            stage_type: pergola_domain::StageType::Dev,
         }
     }
 
@@ -349,6 +350,7 @@ async fn without_a_working_sandbox_no_stage_starts_unless_it_is_off() {
         config: BTreeMap::new(),
         workdir: dir.clone(),
         limits: Default::default(),
+        stage_type: pergola_domain::StageType::Dev,
     };
     let e = broken.start(spec.clone(), GRACE).await.unwrap_err();
     assert!(matches!(e, RuntimeError::Sandbox(_)), "{e}");
@@ -396,6 +398,7 @@ async fn unsandboxed_components_are_stopped_through_their_process_group() {
         config: BTreeMap::new(),
         workdir: dir.clone(),
         limits: Default::default(),
+        stage_type: pergola_domain::StageType::Dev,
     };
     off.start(spec, GRACE).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -497,6 +500,7 @@ async fn memory_beyond_the_limit_ends_the_component_and_nothing_else() {
     let hog = |mb: u32| format!("x=$(head -c {}000000 /dev/zero | tr '\\0' a); echo held ${{#x}}", mb);
     let spec = StageSpec {
         limits: tight(),
+        stage_type: pergola_domain::StageType::Dev,
         ..rig.spec("dev", 1, vec![sh("small", ComponentKind::Job, &hog(10)), sh("hog", ComponentKind::Job, &hog(150))])
     };
     rig.runtime.start(spec, GRACE).await.unwrap();

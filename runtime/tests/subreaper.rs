@@ -84,6 +84,7 @@ async fn an_escaped_double_forked_process_is_adopted_killed_with_its_stage_and_r
         config,
         workdir: dir.clone(),
         limits: Default::default(),
+        stage_type: pergola_domain::StageType::Dev,
     };
     runtime.start(spec, Duration::from_secs(30)).await.unwrap();
 

@@ -10,9 +10,10 @@
 //! a change, the body's size; security headers on the answer). The listener ([`serve`]) limits
 //! how long a request's head may take and how many connections are served at once.
 //!
-//! Shutdown (SIGTERM, SIGINT or SIGHUP): the listener closes, requests in flight finish, every
-//! stage stops at once within its own grace period. The server is a child subreaper
-//! (`pergola_runtime::become_subreaper`).
+//! Shutdown (SIGTERM, SIGINT or SIGHUP): the listener closes, requests in flight finish, and —
+//! with the local runtime — every stage stops at once within its own grace period (the server
+//! is then a child subreaper, `pergola_runtime::become_subreaper`); a cluster's stages go on
+//! running ([`runtimes`]).
 
 use app::{shell, App};
 use axum::http::{header, HeaderValue};
@@ -22,11 +23,10 @@ use leptos_axum::{generate_route_list, LeptosRoutes, ResponseOptions};
 use pergola_api::guard::Guard;
 use pergola_core::config::ServerConfig;
 use pergola_core::{connect, purge::spawn_purge_task, SecretBox, Services, SystemClock};
-use pergola_runtime::{LocalRuntime, Sandbox};
 use std::sync::Arc;
-use std::time::Duration;
 
 mod assets;
+mod runtimes;
 mod serve;
 mod session;
 mod share;
@@ -81,12 +81,6 @@ async fn run() -> Result<(), String> {
     }
 
     let shutdown = shutdown_signal()?;
-    // Processes a component double-forks away from its process group are re-parented to the
-    // server (not to init): they are found and ended with their stage, and collected here.
-    match pergola_runtime::become_subreaper() {
-        Ok(()) => pergola_runtime::spawn_reaper(),
-        Err(e) => tracing::warn!(error = %e, "cannot become a child subreaper: escaped component processes go to init"),
-    }
     let config = ServerConfig::from_env()?;
     // Absolute once and for all: the runtime hands paths under it to components, which run in
     // their build's directory, not in the server's.
@@ -99,15 +93,7 @@ async fn run() -> Result<(), String> {
         .map_err(|e| format!("cannot open the database ({}): {e}", redact(&database_url)))?;
     tracing::info!(backend = store.backend(), "database ready");
     let grace = config.grace;
-    let runtime = LocalRuntime::new(data_dir.join("runtime")).hiding(&data_dir);
-    let runtime = Arc::new(if config.sandbox { runtime } else { runtime.with_sandbox(Sandbox::Off) });
-    match (config.sandbox, runtime.can_start_stages()) {
-        (true, true) => tracing::info!("{}", runtime.sandbox_status()),
-        (true, false) => tracing::error!("{}", runtime.sandbox_status()),
-        (false, _) => tracing::warn!("{}", runtime.sandbox_status()),
-    }
-    let limits = runtime.isolation_report();
-    tracing::info!(mode = limits.limits, "resource limits per stage type: {}", limits.limits_detail);
+    let chosen = runtimes::Chosen::from_config(&config, &data_dir).await?;
     let share_domain = config.share_domain.clone();
     let share_port = config.share_port.unwrap_or(addr.port());
     // Secret configuration values are sealed at rest with the server's key.
@@ -130,7 +116,8 @@ async fn run() -> Result<(), String> {
         .with_artifacts(artifacts)
         .with_artifact_retention(config.artifact_retention)
         .with_path_builds(config.path_builds)
-        .with_runtime(runtime.clone(), grace)
+        .with_cluster(config.cluster.clone())
+        .with_runtime(chosen.runtime(), grace)
         .with_share_base(pergola_domain::share::ShareBase { domain: share_domain.clone(), port: share_port });
     // Stages run as this server's processes: no other server may run them too (nor, before
     // this, reap what it runs).
@@ -139,10 +126,7 @@ async fn run() -> Result<(), String> {
     let lease_keeper = pergola_core::services::spawn_lease_keeper(services.clone(), claims_runtime);
     // What a killed server left running is stopped before anything else may start a stage;
     // then what should run, runs again (in the background: the dashboard answers meanwhile).
-    let reaped = runtime.reap_orphans(grace.min(Duration::from_secs(10))).await;
-    if reaped > 0 {
-        tracing::warn!(groups = reaped, "stopped components an earlier server left running");
-    }
+    chosen.clean_up_after_a_killed_server(grace).await;
     {
         let services = services.clone();
         tokio::spawn(async move {
@@ -280,11 +264,14 @@ async fn run() -> Result<(), String> {
         live.close_live_streams();
     };
     serve::serve(listener, app, limits, shutdown).await;
-    // No component outlives the server: every stage stops at once, each within its own grace
-    // period; the runtime's sweep then ends anything left.
-    let stopped = services.stop_all_stages().await;
-    tracing::info!(stages = stopped, "stages stopped");
-    runtime.shutdown(grace).await;
+    // No component of the local runtime outlives the server: every stage stops at once, each
+    // within its own grace period; the runtime's sweep then ends anything left. A cluster's
+    // stages go on running.
+    if chosen.stages_stop_with_the_server() {
+        let stopped = services.stop_all_stages().await;
+        tracing::info!(stages = stopped, "stages stopped");
+    }
+    chosen.shutdown(grace).await;
     // Another server may take the database's work at once.
     services.release_leases().await;
     tracing::info!("stopped");

@@ -249,7 +249,9 @@ impl Share {
                 &format!("Stage '{stage_id}' runs no service '{component}'."),
             );
         };
-        let (Some(port), ComponentState::Running) = (target.port, target.state) else {
+        let (Some(upstream), ComponentState::Running) =
+            (self.services.upstream(project, stage_id, target), target.state)
+        else {
             return page(
                 StatusCode::BAD_GATEWAY,
                 "Not running",
@@ -292,7 +294,7 @@ impl Share {
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let client_ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
-        *req.uri_mut() = match format!("http://127.0.0.1:{port}{path}").parse() {
+        *req.uri_mut() = match format!("http://{upstream}{path}").parse() {
             Ok(uri) => uri,
             Err(_) => return page(StatusCode::BAD_REQUEST, "Bad request", "The request path is not valid."),
         };

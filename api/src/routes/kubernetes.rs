@@ -9,7 +9,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use pergola_core::Services;
 use pergola_domain::StageStatus;
-use pergola_kubernetes::{Cluster, Stage, REDACTED};
+use pergola_kubernetes::{Stage, REDACTED};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn router() -> OpenApiRouter<Services> {
@@ -32,13 +32,7 @@ pub fn router() -> OpenApiRouter<Services> {
 async fn stage_objects(User(s): User, Path(p): Path<StagePath>) -> ApiResult<Response> {
     let (stage, spec) = s.current_spec(&p.project, &p.stage, REDACTED).await?;
     let suspended = matches!(stage.status, StageStatus::Suspended | StageStatus::Suspending);
-    let view = Stage {
-        spec: &spec,
-        stage_type: stage.stage_type,
-        suspended,
-        grace_secs: stage.grace_secs,
-        fetch_token: REDACTED,
-    };
-    let text = pergola_kubernetes::to_yaml(&view, &Cluster::default());
+    let view = Stage { spec: &spec, suspended, grace_secs: stage.grace_secs, fetch_token: REDACTED };
+    let text = pergola_kubernetes::to_yaml(&view, s.cluster());
     Ok(([(header::CONTENT_TYPE, "application/yaml; charset=utf-8")], text).into_response())
 }

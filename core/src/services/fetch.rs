@@ -43,6 +43,13 @@ pub struct BuildFiles {
     pub file_name: String,
 }
 
+/// A token for release `release`'s build of a stage, ending at `expires`.
+fn mint(secrets: &crate::SecretBox, expires: DateTime<Utc>, project: &str, stage: &str, release: i64) -> String {
+    let sealed =
+        secrets.seal(&format!("{release}\n{}", expires.timestamp_millis()), Place { project, stage, key: TOKEN_KEY });
+    format!("{FETCH_TOKEN_PREFIX}{project}/{stage}/{}", &sealed[SEALED.len()..])
+}
+
 impl Services {
     /// A place among the [`DOWNLOADS_AT_ONCE`] builds being packed for downloads, held until
     /// the packing ends; `None` while they are all taken.
@@ -57,9 +64,17 @@ impl Services {
             tracing::error!("a build-fetch token needs the server's secret key");
             return Err(Error::internal());
         };
-        let expires = (self.clock.now() + ttl).timestamp_millis();
-        let sealed = secrets.seal(&format!("{release}\n{expires}"), Place { project, stage, key: TOKEN_KEY });
-        Ok(format!("{FETCH_TOKEN_PREFIX}{project}/{stage}/{}", &sealed[SEALED.len()..]))
+        Ok(mint(secrets, self.clock.now() + ttl, project, stage, release))
+    }
+
+    /// What the runtime mints its releases' build-fetch tokens with ([`FETCH_TOKEN_TTL`]
+    /// each); it holds the server's key and clock, not the services.
+    pub(super) fn build_minter(&self) -> crate::BuildMinter {
+        let (secrets, clock) = (self.secrets.clone(), self.clock.clone());
+        std::sync::Arc::new(move |key: &crate::StageKey, release: i64| {
+            let secrets = secrets.as_ref()?;
+            Some(mint(secrets, clock.now() + FETCH_TOKEN_TTL, &key.project, &key.stage, release))
+        })
     }
 
     /// What a build-fetch token allows, if it is one of this server's and has not ended.

@@ -105,6 +105,8 @@ pub struct Services {
     leases: Arc<replicas::Leases>,
     /// The builds being packed for downloads (see [`Services::download_permit`]).
     downloads: Arc<tokio::sync::Semaphore>,
+    /// The Kubernetes runtime's settings (what a stage's objects name).
+    cluster: Arc<crate::config::Cluster>,
 }
 
 /// How long an artifact no release runs is kept after its newest build, by default.
@@ -193,7 +195,18 @@ impl Services {
             started_at: chrono::Utc::now(),
             leases: Arc::default(),
             downloads: Arc::new(tokio::sync::Semaphore::new(fetch::DOWNLOADS_AT_ONCE)),
+            cluster: Arc::default(),
         }
+    }
+
+    /// The same services, with the Kubernetes runtime's settings `cluster`.
+    pub fn with_cluster(&self, cluster: crate::config::Cluster) -> Self {
+        Self { cluster: Arc::new(cluster), ..self.clone() }
+    }
+
+    /// The Kubernetes runtime's settings: what a stage's objects are rendered with.
+    pub fn cluster(&self) -> &crate::config::Cluster {
+        &self.cluster
     }
 
     /// The bus on which every change is published (see [`crate::live`]).
@@ -242,7 +255,9 @@ impl Services {
 
     /// The same services, sealing secret configuration values at rest with `secrets`.
     pub fn with_secrets(&self, secrets: SecretBox) -> Self {
-        Self { secrets: Some(secrets), ..self.clone() }
+        let services = Self { secrets: Some(secrets), ..self.clone() };
+        services.runtime.grant_builds(services.build_minter());
+        services
     }
 
     /// The stored form of a secret value of `place` (sealed, when the server has a key).
@@ -314,6 +329,7 @@ impl Services {
     pub fn with_runtime(&self, runtime: Arc<dyn Runtime>, grace: Duration) -> Self {
         let (sink, stream) = EventSink::channel();
         runtime.observe(sink.clone());
+        runtime.grant_builds(self.build_minter());
         tokio::spawn(record_observed_events(self.store.clone(), self.changes.clone(), stream));
         Self { runtime, observed: sink, grace, ..self.clone() }
     }

@@ -88,6 +88,11 @@ impl Services {
         Ok((stage, components))
     }
 
+    /// Where the share-link proxy reaches a running service of a stage (`host:port`).
+    pub fn upstream(&self, project_id: &str, stage_id: &str, component: &ComponentStatus) -> Option<String> {
+        self.runtime.upstream(&StageKey::new(project_id, stage_id), component)
+    }
+
     /// Starts the current release of every running live stage (the server calls this at
     /// start-up: what should run, runs again). A stage that cannot start is logged and counted,
     /// and the next one is tried; only failing to list the projects or a project's stages ends
@@ -250,6 +255,7 @@ impl Services {
             config,
             workdir: release.build.workdir.into(),
             limits: self.limits().await?.of(stage.stage_type),
+            stage_type: stage.stage_type,
         })
     }
 

@@ -1,0 +1,452 @@
+//! The Kubernetes runtime (`PERGOLA_RUNTIME=kubernetes`, cargo feature `client`): what the
+//! services ask of a runtime, done by a cluster.
+//!
+//! - **start** renders the release ([`crate::render::objects`]) and server-side applies every
+//!   object (forced, field manager `pergola`), then deletes what earlier releases of the stage
+//!   left (their jobs, configuration, components the release no longer has). Applying is
+//!   idempotent, so deploying and reconciling after a restart are the same call; each apply
+//!   mints a fresh build-fetch token for the release's `fetch-rN` Secret.
+//! - **stop** scales the stage's Deployments to 0 and suspends its CronJobs (a suspend: jobs
+//!   already started run to completion), and with a halt deletes its Jobs too; it then waits,
+//!   up to the grace period and a margin, for the pods to go, and reports a component whose
+//!   pods outlived the grace period as killed.
+//! - **forget** (purge) deletes the stage's namespace, with everything in it.
+//! - **status**, **logs** and the **events** come from one watcher of every pod Pergola
+//!   manages (label `app.kubernetes.io/managed-by=pergola`) and from following each running
+//!   pod's log; nothing is asked of the API server when a page is shown.
+//! - The share-link proxy reaches a service at its `Service` (`NAME.NAMESPACE.svc:80`).
+
+mod observe;
+mod requests;
+
+pub use observe::{events, view, PodView, LOG_LINES, MAX_LINE};
+pub use requests::{resource, FIELD_MANAGER, RELEASE_KINDS};
+
+use crate::render::{self, namespace, Cluster, Stage, MANAGED_BY};
+use async_trait::async_trait;
+use chrono::Utc;
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, LogParams};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Client;
+use observe::Pods;
+use pergola_core::{BuildMinter, EventSink, Runtime, RuntimeError, StageKey, StageSpec, StopMode, StopReport};
+use pergola_domain::runtime::{ComponentState, ComponentStatus, Health, LogLine};
+use pergola_domain::{ComponentKind, ComponentSpec, Isolation, StageEvent};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long a stop waits beyond the grace period for the pods to be gone.
+pub const STOP_MARGIN: Duration = Duration::from_secs(30);
+/// How often a stop looks whether the stage's pods are gone.
+const STOP_POLL: Duration = Duration::from_millis(50);
+/// How long a log follower waits before following a pod's log again after it ended.
+const FOLLOW_AGAIN: Duration = Duration::from_millis(500);
+
+/// Runs stages on a Kubernetes cluster. Cheap to clone (one state, shared).
+#[derive(Clone)]
+pub struct KubernetesRuntime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    cluster: Cluster,
+    minter: Mutex<Option<BuildMinter>>,
+    sink: Mutex<Option<EventSink>>,
+    /// What was last applied per stage (the services' desired state, as this server saw it).
+    stages: Mutex<HashMap<StageKey, Applied>>,
+    pods: Mutex<Pods>,
+    listed_once: AtomicBool,
+}
+
+#[derive(Clone, Debug)]
+struct Applied {
+    components: Vec<ComponentSpec>,
+    running: bool,
+    grace: Duration,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl KubernetesRuntime {
+    /// A runtime applying to the cluster `client` speaks to; `cluster` says where builds run
+    /// and how pods reach the control plane. Call [`KubernetesRuntime::watch`] to learn what
+    /// runs.
+    pub fn new(client: Client, cluster: Cluster) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                cluster,
+                minter: Mutex::new(None),
+                sink: Mutex::new(None),
+                stages: Mutex::new(HashMap::new()),
+                pods: Mutex::new(Pods::default()),
+                listed_once: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// A client for the cluster this server runs in, or the one `KUBECONFIG` names.
+    pub async fn connect(cluster: Cluster) -> Result<Self, String> {
+        let client = Client::try_default().await.map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+        Ok(Self::new(client, cluster))
+    }
+
+    /// Starts watching the pods Pergola manages (until the task is aborted): the status,
+    /// output and events of every stage come from here.
+    pub fn watch(&self) -> tokio::task::JoinHandle<()> {
+        let inner = self.inner.clone();
+        tokio::spawn(async move { inner.watch().await })
+    }
+
+    /// Whether the watcher has listed the cluster's pods at least once.
+    pub fn synced(&self) -> bool {
+        self.inner.listed_once.load(Ordering::Relaxed)
+    }
+}
+
+impl Inner {
+    fn send(&self, key: &StageKey, kind: pergola_domain::EventKind, component: &str, message: String) {
+        if let Some(sink) = lock(&self.sink).as_ref() {
+            sink.send(key.clone(), StageEvent::of_component(Utc::now(), kind, component, message));
+        }
+    }
+
+    async fn watch(self: Arc<Self>) {
+        let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let mut stream = watcher::watcher(pods, watcher::Config::default().labels(&selector)).default_backoff().boxed();
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(Event::Apply(pod) | Event::InitApply(pod)) => self.seen(&pod),
+                Ok(Event::Delete(pod)) => {
+                    if let Some(uid) = pod.metadata.uid {
+                        self.gone(&uid);
+                    }
+                }
+                Ok(Event::Init) => lock(&self.pods).listed = Some(Vec::new()),
+                Ok(Event::InitDone) => {
+                    let listed = lock(&self.pods).listed.take().unwrap_or_default();
+                    let known: Vec<String> = lock(&self.pods).by_uid.keys().cloned().collect();
+                    for uid in known.iter().filter(|uid| !listed.contains(uid)) {
+                        self.gone(uid);
+                    }
+                    self.listed_once.store(true, Ordering::Relaxed);
+                }
+                Err(e) => tracing::warn!(error = %e, "watching the cluster's pods (trying again)"),
+            }
+        }
+    }
+
+    fn seen(self: &Arc<Self>, pod: &Pod) {
+        let Some(after) = observe::view(pod) else { return };
+        let (before, follow) = {
+            let mut pods = lock(&self.pods);
+            if let Some(listed) = pods.listed.as_mut() {
+                listed.push(after.uid.clone());
+            }
+            let before = pods.by_uid.insert(after.uid.clone(), after.clone());
+            let follow = after.running_since.is_some() && pods.following.insert(after.uid.clone());
+            (before, follow)
+        };
+        for (kind, message) in observe::events(before.as_ref(), &after) {
+            self.send(&after.key, kind, &after.component, message);
+        }
+        if follow {
+            tokio::spawn(self.clone().follow(after));
+        }
+    }
+
+    fn gone(&self, uid: &str) {
+        lock(&self.pods).by_uid.remove(uid);
+    }
+
+    /// Follows a pod's log into its component's book until the pod is gone or has ended;
+    /// a stream that ends early (the container restarted, the API server dropped it) is
+    /// followed again from the last line's time, lines seen already skipped.
+    async fn follow(self: Arc<Self>, pod: PodView) {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
+        let book = (pod.key.clone(), pod.component.clone());
+        let mut last: Option<chrono::DateTime<Utc>> = None;
+        let mut at_last: Vec<String> = Vec::new();
+        loop {
+            let since =
+                last.and_then(|t| k8s_openapi::jiff::Timestamp::from_nanosecond(t.timestamp_nanos_opt()?.into()).ok());
+            let params = LogParams {
+                container: Some(pod.component.clone()),
+                follow: true,
+                timestamps: true,
+                since_time: since,
+                ..LogParams::default()
+            };
+            if let Ok(mut reader) = api.log_stream(&pod.name, &params).await {
+                while let Ok(Some(raw)) = observe::read_line(&mut reader).await {
+                    let (at, text) = observe::parse_log_line(&raw);
+                    let at = at.unwrap_or_else(Utc::now);
+                    match last {
+                        Some(l) if at < l => continue,
+                        Some(l) if at == l && at_last.contains(&text) => continue,
+                        Some(l) if at == l => at_last.push(text.clone()),
+                        _ => {
+                            last = Some(at);
+                            at_last = vec![text.clone()];
+                        }
+                    }
+                    lock(&self.pods).logs.entry(book.clone()).or_default().push(at, text);
+                }
+            }
+            let still = lock(&self.pods).by_uid.get(&pod.uid).cloned();
+            match still {
+                Some(p) if p.phase != "Succeeded" && p.phase != "Failed" => tokio::time::sleep(FOLLOW_AGAIN).await,
+                _ => break,
+            }
+        }
+        lock(&self.pods).following.remove(&pod.uid);
+    }
+
+    fn mint(&self, key: &StageKey, release: i64) -> Result<String, RuntimeError> {
+        let minter = lock(&self.minter).clone();
+        minter.and_then(|m| m(key, release)).ok_or_else(|| {
+            RuntimeError::Cluster("no build-fetch token can be made: the server has no secret key".into())
+        })
+    }
+
+    /// The components of a stage whose pods are still there (jobs and cron runs left out
+    /// when `jobs` is false).
+    fn present(&self, key: &StageKey, jobs: bool) -> Vec<String> {
+        let pods = lock(&self.pods);
+        let mut names: Vec<String> = pods
+            .of(key)
+            .filter(|p| jobs || !matches!(p.kind, Some(ComponentKind::Job | ComponentKind::Cron)))
+            .filter(|p| p.phase != "Succeeded" && p.phase != "Failed")
+            .map(|p| p.component.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+/// A component's state as its newest pod shows it.
+fn component_status(c: &ComponentSpec, pod: Option<&PodView>, running: bool, grace: Duration) -> ComponentStatus {
+    let now = Utc::now();
+    let port = (c.kind == ComponentKind::Service).then(|| c.port.unwrap_or(render::DEFAULT_PORT));
+    let mut status = ComponentStatus {
+        name: c.name.clone(),
+        kind: c.kind,
+        port,
+        state: ComponentState::Stopped,
+        health: Health::Unknown,
+        restarts: 0,
+        pid: None,
+        started_at: None,
+        exit_code: None,
+        uptime_secs: None,
+        kill_in_secs: None,
+        probes: Vec::new(),
+    };
+    let Some(pod) = pod else {
+        status.state = match (running, c.kind) {
+            (true, ComponentKind::Cron) => ComponentState::Scheduled,
+            (true, _) => ComponentState::Starting,
+            (false, ComponentKind::Cron) => ComponentState::Stopped,
+            (false, _) => ComponentState::Stopped,
+        };
+        return status;
+    };
+    status.restarts = pod.restarts;
+    status.exit_code = pod.exit_code;
+    status.started_at = pod.running_since;
+    status.state = if let Some(since) = pod.deleting {
+        let waited = (now - since).num_seconds().max(0) as u64;
+        status.kill_in_secs = Some(grace.as_secs().saturating_sub(waited));
+        ComponentState::Stopping
+    } else {
+        match pod.phase.as_str() {
+            "Succeeded" => {
+                status.exit_code = Some(0);
+                ComponentState::Completed
+            }
+            "Failed" => ComponentState::Crashed,
+            _ if pod.crashing => ComponentState::Crashed,
+            _ if pod.running_since.is_some() => ComponentState::Running,
+            _ => ComponentState::Starting,
+        }
+    };
+    if status.state == ComponentState::Running {
+        status.exit_code = None;
+        status.uptime_secs = pod.running_since.map(|s| (now - s).num_seconds().max(0) as u64);
+        if c.kind == ComponentKind::Service && c.health.is_some() {
+            status.health = if pod.ready { Health::Healthy } else { Health::Unhealthy };
+        }
+    }
+    status
+}
+
+#[async_trait]
+impl Runtime for KubernetesRuntime {
+    async fn start(&self, spec: StageSpec, grace: Duration) -> Result<(), RuntimeError> {
+        let token = self.inner.mint(&spec.key, spec.release)?;
+        let grace_secs = u32::try_from(grace.as_secs()).unwrap_or(u32::MAX);
+        let stage = Stage { spec: &spec, suspended: false, grace_secs, fetch_token: &token };
+        let client = &self.inner.client;
+        for object in render::objects(&stage, &self.inner.cluster) {
+            requests::apply(client, &object).await.map_err(RuntimeError::Cluster)?;
+        }
+        let ns = namespace(&spec.key.project, &spec.key.stage);
+        requests::prune(client, &ns, spec.release).await.map_err(RuntimeError::Cluster)?;
+        let applied = Applied { components: spec.components.clone(), running: true, grace };
+        lock(&self.inner.stages).insert(spec.key.clone(), applied);
+        Ok(())
+    }
+
+    async fn stop(&self, key: &StageKey, grace: Duration, mode: StopMode) -> StopReport {
+        let client = &self.inner.client;
+        let ns = namespace(&key.project, &key.stage);
+        if let Some(applied) = lock(&self.inner.stages).get_mut(key) {
+            applied.running = false;
+            applied.grace = grace;
+        }
+        let halt = mode == StopMode::Halt;
+        let before = self.inner.present(key, halt);
+        let asked = async {
+            for name in requests::names(client, "Deployment", &ns, "").await? {
+                requests::merge(client, "Deployment", &ns, &name, &json!({"spec": {"replicas": 0}})).await?;
+            }
+            for name in requests::names(client, "CronJob", &ns, "").await? {
+                requests::merge(client, "CronJob", &ns, &name, &json!({"spec": {"suspend": true}})).await?;
+            }
+            if halt {
+                for name in requests::names(client, "Job", &ns, "").await? {
+                    requests::delete(client, "Job", Some(&ns), &name).await?;
+                }
+            }
+            Ok::<(), String>(())
+        };
+        if let Err(e) = asked.await {
+            tracing::error!(project = key.project, stage = key.stage, error = e, "stopping a stage on the cluster");
+        }
+        // Each component stopped in time, or outlived the grace period (the kubelet kills it).
+        let started = tokio::time::Instant::now();
+        let mut report = StopReport::default();
+        let mut waiting = before;
+        while !waiting.is_empty() {
+            let present = self.inner.present(key, halt);
+            let elapsed = started.elapsed();
+            let (gone, left): (Vec<String>, Vec<String>) = waiting.into_iter().partition(|c| !present.contains(c));
+            if elapsed <= grace {
+                report.terminated.extend(gone);
+            } else {
+                report.killed.extend(gone);
+            }
+            waiting = left;
+            if elapsed > grace + STOP_MARGIN {
+                tracing::warn!(project = key.project, stage = key.stage, components = ?waiting, "pods still there after the grace period");
+                report.killed.extend(waiting);
+                break;
+            }
+            tokio::time::sleep(STOP_POLL).await;
+        }
+        report
+    }
+
+    async fn forget(&self, key: &StageKey) -> Result<(), RuntimeError> {
+        let ns = namespace(&key.project, &key.stage);
+        requests::delete(&self.inner.client, "Namespace", None, &ns).await.map_err(RuntimeError::Cluster)?;
+        lock(&self.inner.stages).remove(key);
+        lock(&self.inner.pods).logs.retain(|(k, _), _| k != key);
+        Ok(())
+    }
+
+    fn status(&self, key: &StageKey) -> Vec<ComponentStatus> {
+        let applied = lock(&self.inner.stages).get(key).cloned();
+        let pods = lock(&self.inner.pods);
+        // The newest pod of each component (one that is stopping only when no other is there).
+        let mut newest: BTreeMap<&str, &PodView> = BTreeMap::new();
+        for pod in pods.of(key) {
+            let better = match newest.get(pod.component.as_str()) {
+                None => true,
+                Some(old) => {
+                    (pod.deleting.is_none(), pod.release, pod.created)
+                        > (old.deleting.is_none(), old.release, old.created)
+                }
+            };
+            if better {
+                newest.insert(&pod.component, pod);
+            }
+        }
+        match applied {
+            Some(applied) => applied
+                .components
+                .iter()
+                .map(|c| component_status(c, newest.get(c.name.as_str()).copied(), applied.running, applied.grace))
+                .filter(|s| applied.running || s.state != ComponentState::Stopped)
+                .collect(),
+            // Not applied by this server (yet): what its pods show.
+            None => newest
+                .values()
+                .map(|pod| {
+                    let c = ComponentSpec {
+                        name: pod.component.clone(),
+                        kind: pod.kind.unwrap_or(ComponentKind::Worker),
+                        command: String::new(),
+                        image: None,
+                        args: Vec::new(),
+                        port: None,
+                        schedule: None,
+                        health: None,
+                        storage: Vec::new(),
+                        env: BTreeMap::new(),
+                    };
+                    component_status(&c, Some(pod), true, Duration::ZERO)
+                })
+                .collect(),
+        }
+    }
+
+    fn logs(&self, key: &StageKey, component: &str) -> Vec<LogLine> {
+        let pods = lock(&self.inner.pods);
+        pods.logs.get(&(key.clone(), component.to_owned())).map(|b| b.lines()).unwrap_or_default()
+    }
+
+    fn observe(&self, sink: EventSink) {
+        *lock(&self.inner.sink) = Some(sink);
+    }
+
+    fn grant_builds(&self, minter: BuildMinter) {
+        *lock(&self.inner.minter) = Some(minter);
+    }
+
+    fn upstream(&self, key: &StageKey, component: &ComponentStatus) -> Option<String> {
+        (component.kind == ComponentKind::Service).then(|| {
+            let name = render::dns_name(&[&component.name], render::MAX_NAME);
+            format!("{name}.{}.svc:80", namespace(&key.project, &key.stage))
+        })
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn isolation(&self) -> Option<Isolation> {
+        Some(Isolation {
+            sandbox: "kubernetes".into(),
+            sandbox_detail: "Each component runs in a pod of its stage's own namespace: as nobody, without privilege \
+                 escalation, capabilities or a service account token, on a read-only root file system with the \
+                 runtime's default seccomp profile."
+                .into(),
+            limits: "kubernetes".into(),
+            limits_detail: "Each component's memory limit and CPU request come from its stage type; a priority class \
+                 per stage type schedules PROD first."
+                .into(),
+        })
+    }
+}

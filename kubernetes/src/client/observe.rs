@@ -1,0 +1,231 @@
+//! What the runtime knows of the cluster: every pod Pergola manages, as a watcher keeps it
+//! (list, then watch, relisting after a lost watch), read into [`PodView`]s; the events a
+//! change of a pod means for the stage's timeline (started, crashed, restarted, completed,
+//! healthy, unhealthy); and each component's output, followed from its pods' logs.
+
+use crate::render::{COMPONENT_LABEL, KIND_LABEL, MANAGED_BY, PROJECT_LABEL, RELEASE_LABEL, STAGE_LABEL};
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::Pod;
+use pergola_core::StageKey;
+use pergola_domain::runtime::LogLine;
+use pergola_domain::{ComponentKind, EventKind};
+use std::collections::{HashMap, VecDeque};
+
+/// How many output lines are kept per component.
+pub const LOG_LINES: usize = 1000;
+/// How long one output line may be (bytes); the rest of a longer line is dropped.
+pub const MAX_LINE: usize = 16 * 1024;
+
+/// What the runtime reads of one pod.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodView {
+    pub uid: String,
+    pub name: String,
+    pub namespace: String,
+    pub key: StageKey,
+    pub component: String,
+    pub kind: Option<ComponentKind>,
+    pub release: i64,
+    pub phase: String,
+    pub created: Option<DateTime<Utc>>,
+    /// When it was asked to stop (its containers got SIGTERM).
+    pub deleting: Option<DateTime<Utc>>,
+    /// When its container started, while it runs.
+    pub running_since: Option<DateTime<Utc>>,
+    pub ready: bool,
+    pub restarts: u32,
+    /// The exit code of the container's last run (now or before its last restart).
+    pub exit_code: Option<i32>,
+    /// Waiting to be started again after a crash (`CrashLoopBackOff`, or an error).
+    pub crashing: bool,
+}
+
+fn time(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32)
+}
+
+/// A pod Pergola manages, read; `None` for one without the stage's labels.
+pub fn view(pod: &Pod) -> Option<PodView> {
+    let meta = &pod.metadata;
+    let labels = meta.labels.as_ref()?;
+    if labels.get(MANAGED_BY.0).map(String::as_str) != Some(MANAGED_BY.1) {
+        return None;
+    }
+    let key = StageKey::new(labels.get(PROJECT_LABEL)?, labels.get(STAGE_LABEL)?);
+    let component = labels.get(COMPONENT_LABEL)?.clone();
+    let kind = labels.get(KIND_LABEL).and_then(|k| {
+        [ComponentKind::Service, ComponentKind::Worker, ComponentKind::Job, ComponentKind::Cron]
+            .into_iter()
+            .find(|c| c.as_str() == k)
+    });
+    let status = pod.status.as_ref();
+    let container = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|all| all.iter().find(|c| c.name == component).or(all.first()));
+    let state = container.and_then(|c| c.state.as_ref());
+    let running_since = state.and_then(|s| s.running.as_ref()).and_then(|r| r.started_at.as_ref()).and_then(time);
+    let terminated = state.and_then(|s| s.terminated.as_ref());
+    let last = container.and_then(|c| c.last_state.as_ref()).and_then(|s| s.terminated.as_ref());
+    let waiting = state.and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.clone());
+    Some(PodView {
+        uid: meta.uid.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        key,
+        component,
+        kind,
+        release: labels.get(RELEASE_LABEL).and_then(|r| r.parse().ok()).unwrap_or_default(),
+        phase: status.and_then(|s| s.phase.clone()).unwrap_or_else(|| "Pending".into()),
+        created: meta.creation_timestamp.as_ref().and_then(time),
+        deleting: meta.deletion_timestamp.as_ref().and_then(time),
+        running_since,
+        ready: container.is_some_and(|c| c.ready),
+        restarts: container.map_or(0, |c| c.restart_count.max(0) as u32),
+        exit_code: terminated.or(last).map(|t| t.exit_code),
+        crashing: last.is_some()
+            && running_since.is_none()
+            && waiting.is_some_and(|r| r == "CrashLoopBackOff" || r.ends_with("Error")),
+    })
+}
+
+/// What a change of a pod (`before` → `after`) means for the timeline, in order.
+pub fn events(before: Option<&PodView>, after: &PodView) -> Vec<(EventKind, String)> {
+    let mut out = Vec::new();
+    let old_restarts = before.map_or(0, |b| b.restarts);
+    let was_running = before.is_some_and(|b| b.running_since.is_some());
+    let code = |c: Option<i32>| c.map_or_else(|| "an unknown code".to_owned(), |c| format!("code {c}"));
+    if after.restarts > old_restarts {
+        out.push((EventKind::Crashed, format!("exited with {}", code(after.exit_code))));
+        if after.running_since.is_some() {
+            out.push((EventKind::Restarted, format!("restarted ({} restarts)", after.restarts)));
+        }
+    } else if after.running_since.is_some() && !was_running {
+        out.push((EventKind::Started, format!("started (release {}, pod {})", after.release, after.name)));
+    }
+    let old_phase = before.map_or("Pending", |b| b.phase.as_str());
+    if after.phase != old_phase {
+        match after.phase.as_str() {
+            "Succeeded" => out.push((EventKind::Completed, "completed (exit code 0)".into())),
+            "Failed" => out.push((EventKind::Crashed, format!("failed: exited with {}", code(after.exit_code)))),
+            _ => {}
+        }
+    }
+    if after.kind == Some(ComponentKind::Service) && after.deleting.is_none() && after.running_since.is_some() {
+        let was_ready = before.is_some_and(|b| b.ready);
+        if after.ready && !was_ready {
+            out.push((EventKind::Healthy, "ready: its health check passes".into()));
+        } else if !after.ready && was_ready {
+            out.push((EventKind::Unhealthy, "not ready: its health check fails".into()));
+        }
+    }
+    out
+}
+
+/// The kept output of one component, numbered.
+#[derive(Debug, Default)]
+pub struct LogBook {
+    lines: VecDeque<LogLine>,
+    next: u64,
+}
+
+impl LogBook {
+    pub fn push(&mut self, at: DateTime<Utc>, line: String) {
+        self.next += 1;
+        self.lines.push_back(LogLine { at, stream: "stdout".into(), line, seq: self.next });
+        while self.lines.len() > LOG_LINES {
+            self.lines.pop_front();
+        }
+    }
+
+    pub fn lines(&self) -> Vec<LogLine> {
+        self.lines.iter().cloned().collect()
+    }
+}
+
+/// Every pod the watcher knows, and the components' output.
+#[derive(Debug, Default)]
+pub struct Pods {
+    pub by_uid: HashMap<String, PodView>,
+    /// Pods seen since the watcher last (re)started listing.
+    pub listed: Option<Vec<String>>,
+    /// Pods whose output is being followed.
+    pub following: std::collections::HashSet<String>,
+    pub logs: HashMap<(StageKey, String), LogBook>,
+}
+
+impl Pods {
+    /// The pods of a stage.
+    pub fn of<'a>(&'a self, key: &'a StageKey) -> impl Iterator<Item = &'a PodView> + 'a {
+        self.by_uid.values().filter(move |p| &p.key == key)
+    }
+}
+
+/// One line of a pod's log read with `timestamps=true`: its time and its text (without the
+/// line break; invalid UTF-8 replaced).
+pub fn parse_log_line(raw: &[u8]) -> (Option<DateTime<Utc>>, String) {
+    let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    let text = String::from_utf8_lossy(raw);
+    match text.split_once(' ') {
+        Some((stamp, rest)) => match DateTime::parse_from_rfc3339(stamp) {
+            Ok(at) => (Some(at.with_timezone(&Utc)), rest.to_owned()),
+            Err(_) => (None, text.into_owned()),
+        },
+        None => match DateTime::parse_from_rfc3339(&text) {
+            Ok(at) => (Some(at.with_timezone(&Utc)), String::new()),
+            Err(_) => (None, text.into_owned()),
+        },
+    }
+}
+
+/// Reads one line of at most [`MAX_LINE`] bytes (the rest of a longer one is read and
+/// dropped): `None` at the end of the stream. A component that never ends a line cannot make
+/// the server hold more than that.
+pub async fn read_line<R: futures_util::AsyncBufRead + Unpin>(reader: &mut R) -> std::io::Result<Option<Vec<u8>>> {
+    use futures_util::AsyncBufReadExt;
+    let mut line = Vec::new();
+    let mut any = false;
+    loop {
+        let buf = reader.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(any.then_some(line));
+        }
+        any = true;
+        let (take, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(end) => (end + 1, true),
+            None => (buf.len(), false),
+        };
+        let room = MAX_LINE.saturating_sub(line.len());
+        line.extend_from_slice(&buf[..take.min(room)]);
+        reader.consume_unpin(take);
+        if done {
+            return Ok(Some(line));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_carry_their_time_and_keep_garbage_as_text() {
+        let (at, text) = parse_log_line(b"2026-11-30T10:00:00.123456789Z hello world\n");
+        assert_eq!(at.unwrap().timestamp_subsec_millis(), 123);
+        assert_eq!(text, "hello world");
+        let (at, text) = parse_log_line(b"\xff\xfe not a time\r\n");
+        assert!(at.is_none());
+        assert_eq!(text, "\u{fffd}\u{fffd} not a time");
+    }
+
+    #[tokio::test]
+    async fn a_line_without_end_is_cut_not_held_whole() {
+        let mut data = vec![b'x'; 5 * MAX_LINE];
+        data.extend_from_slice(b"\nnext\nlast");
+        let mut reader = futures_util::io::Cursor::new(data);
+        assert_eq!(read_line(&mut reader).await.unwrap().unwrap().len(), MAX_LINE);
+        assert_eq!(read_line(&mut reader).await.unwrap().unwrap(), b"next\n");
+        assert_eq!(read_line(&mut reader).await.unwrap().unwrap(), b"last");
+        assert!(read_line(&mut reader).await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,473 @@
+//! The Kubernetes runtime against a cluster: request-exact tests of what it asks of the API
+//! server (`tower-test`), and a stage's whole life — deploy, crash, suspend (pods terminating,
+//! one killed after its grace period), resume, redeploy, delete, restore, purge — and a
+//! control plane's restart, driven through the services against the stateful fake API server
+//! with its fake kubelet (`fake/`).
+
+mod fake;
+
+use fake::Fake;
+use http::{Method, Request, Response};
+use http_body_util::BodyExt;
+use kube::client::Body;
+use pergola_core::testing::{sqlite_env, upload_manifest, Env};
+use pergola_core::{BuildMinter, Runtime, Services, StageKey, StageSpec, StopMode};
+use pergola_domain::runtime::{ComponentState, ComponentStatus};
+use pergola_domain::{parse_manifest, EventKind, LimitsPolicy, StageStatus, StageType};
+use pergola_kubernetes::client::FIELD_MANAGER;
+use pergola_kubernetes::render::namespace;
+use pergola_kubernetes::{objects, Cluster, KubernetesRuntime, Stage};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+const MANIFEST: &str = r#"
+[[component]]
+name = "web"
+kind = "service"
+command = "./shop"
+args = ["web"]
+port = 8080
+storage = ["data"]
+health = { path = "/healthz", interval_secs = 5 }
+
+[[component]]
+name = "worker"
+kind = "worker"
+command = "./shop"
+args = ["worker"]
+
+[[component]]
+name = "migrate"
+kind = "job"
+command = "./shop"
+args = ["migrate"]
+
+[[component]]
+name = "report"
+kind = "cron"
+schedule = "*/5 * * * *"
+command = "./shop"
+args = ["report"]
+"#;
+
+/// Waits (up to 10 s) until `check` gives something.
+async fn until<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn minter() -> BuildMinter {
+    Arc::new(|key: &StageKey, release: i64| Some(format!("pgf_{}/{}/{release}", key.project, key.stage)))
+}
+
+fn spec(release: i64) -> StageSpec {
+    StageSpec {
+        key: StageKey::new("shop", "qa"),
+        release,
+        components: parse_manifest(MANIFEST).unwrap().components,
+        config: BTreeMap::from([("API_KEY".into(), "s3cret".into())]),
+        workdir: "/unused".into(),
+        limits: LimitsPolicy::default().of(StageType::Qa),
+        stage_type: StageType::Qa,
+    }
+}
+
+fn query(uri: &http::Uri) -> HashMap<String, String> {
+    uri.query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.replace("%2F", "/").replace("%3D", "=").replace("%21", "!").replace("%2C", ",")))
+        .collect()
+}
+
+async fn body(request: Request<Body>) -> (http::request::Parts, Value) {
+    let (parts, body) = request.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    (parts, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn answer(value: &Value) -> Response<Body> {
+    Response::builder().status(200).body(Body::from(serde_json::to_vec(value).unwrap())).unwrap()
+}
+
+/// The runtime's next request (a test fails, not hangs, when none comes).
+async fn next(
+    handle: &mut tower_test::mock::Handle<Request<Body>, Response<Body>>,
+) -> Option<(Request<Body>, tower_test::mock::SendResponse<Response<Body>>)> {
+    tokio::time::timeout(Duration::from_secs(10), handle.next_request()).await.expect("the runtime's next request")
+}
+
+fn list(items: Vec<Value>) -> Value {
+    json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items})
+}
+
+#[tokio::test]
+async fn a_deploy_is_one_forced_server_side_apply_per_object_then_the_older_releases_objects_go() {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let runtime = KubernetesRuntime::new(kube::Client::new(service, "default"), Cluster::default());
+    runtime.grant_builds(minter());
+    let started = tokio::spawn({
+        let runtime = runtime.clone();
+        async move { runtime.start(spec(2), Duration::from_secs(7)).await }
+    });
+    let expected = objects(
+        &Stage { spec: &spec(2), suspended: false, grace_secs: 7, fetch_token: "pgf_shop/qa/2" },
+        &Cluster::default(),
+    );
+    let ns = namespace("shop", "qa");
+    for object in &expected {
+        let (request, reply) = next(&mut handle).await.expect("an apply");
+        let (parts, sent) = body(request).await;
+        assert_eq!(parts.method, Method::PATCH);
+        assert_eq!(parts.headers["content-type"], "application/apply-patch+yaml");
+        let q = query(&parts.uri);
+        assert_eq!(q.get("fieldManager").map(String::as_str), Some(FIELD_MANAGER));
+        assert_eq!(q.get("force").map(String::as_str), Some("true"), "forced: Pergola owns these objects");
+        let name = object["metadata"]["name"].as_str().unwrap();
+        let path = parts.uri.path();
+        assert!(path.ends_with(&format!("/{name}")), "{path}");
+        if object["kind"] != "Namespace" && object["kind"] != "PriorityClass" {
+            assert!(path.contains(&format!("/namespaces/{ns}/")), "{path}");
+        }
+        assert_eq!(&sent, object, "the rendered object, as it is");
+        reply.send_response(answer(object));
+    }
+    // The token the init containers download the build with: minted for this release.
+    let fetch = expected.iter().find(|o| o["metadata"]["name"] == "fetch-r2").unwrap();
+    assert_eq!(fetch["stringData"]["token"], "pgf_shop/qa/2");
+    // Then what earlier releases left is looked for, kind by kind, by its release label.
+    let mut listed = Vec::new();
+    for kind in ["deployments", "services", "jobs", "cronjobs", "secrets"] {
+        let (request, reply) = next(&mut handle).await.expect("a listing");
+        assert_eq!(request.method(), Method::GET);
+        let q = query(request.uri());
+        assert!(request.uri().path().ends_with(&format!("/namespaces/{ns}/{kind}")), "{}", request.uri());
+        assert_eq!(
+            q["labelSelector"],
+            "app.kubernetes.io/managed-by=pergola,pergola.dev/release,pergola.dev/release!=2"
+        );
+        let old = if kind == "jobs" {
+            vec![json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate-r1", "namespace": ns}})]
+        } else {
+            Vec::new()
+        };
+        reply.send_response(answer(&list(old)));
+        listed.push(kind);
+        if kind == "jobs" {
+            // The old release's job is deleted, its pods with it (in the background).
+            let (request, reply) = next(&mut handle).await.expect("a delete");
+            let (parts, sent) = body(request).await;
+            assert_eq!(parts.method, Method::DELETE);
+            assert!(parts.uri.path().ends_with(&format!("/namespaces/{ns}/jobs/migrate-r1")));
+            assert_eq!(sent["propagationPolicy"], "Background");
+            reply.send_response(answer(&json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})));
+        }
+    }
+    started.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_suspend_scales_to_zero_and_suspends_schedules_and_a_halt_also_deletes_jobs() {
+    for mode in [StopMode::Suspend, StopMode::Halt] {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let runtime = KubernetesRuntime::new(kube::Client::new(service, "default"), Cluster::default());
+        let stopped = tokio::spawn({
+            let runtime = runtime.clone();
+            async move { runtime.stop(&StageKey::new("shop", "qa"), Duration::from_secs(1), mode).await }
+        });
+        // The requests end when the stop has ended (and its client with it).
+        drop(runtime);
+        let ns = namespace("shop", "qa");
+        let mut seen = Vec::new();
+        loop {
+            let Some((request, reply)) = next(&mut handle).await else { break };
+            let (parts, sent) = body(request).await;
+            let path = parts.uri.path().to_owned();
+            seen.push(format!("{} {}", parts.method, path.rsplit('/').take(2).collect::<Vec<_>>().join(" ")));
+            let item = |kind: &str, name: &str| json!({"kind": kind, "metadata": {"name": name, "namespace": ns}});
+            let response = match (parts.method.clone(), path.rsplit('/').next().unwrap()) {
+                (Method::GET, "deployments") => list(vec![item("Deployment", "web"), item("Deployment", "worker")]),
+                (Method::GET, "cronjobs") => list(vec![item("CronJob", "report")]),
+                (Method::GET, "jobs") => list(vec![item("Job", "migrate-r1")]),
+                (Method::PATCH, _) => {
+                    assert_eq!(parts.headers["content-type"], "application/merge-patch+json");
+                    if path.contains("/deployments/") {
+                        assert_eq!(sent, json!({"spec": {"replicas": 0}}));
+                    } else {
+                        assert_eq!(sent, json!({"spec": {"suspend": true}}));
+                    }
+                    sent
+                }
+                (Method::DELETE, _) => {
+                    assert_eq!(sent["propagationPolicy"], "Background");
+                    json!({"kind": "Status", "status": "Success"})
+                }
+                other => panic!("unexpected {other:?}"),
+            };
+            reply.send_response(answer(&response));
+        }
+        let report = stopped.await.unwrap();
+        assert!(report.terminated.is_empty() && report.killed.is_empty(), "no pods were known");
+        let mut expected = vec![
+            "GET deployments ns",
+            "PATCH web deployments",
+            "PATCH worker deployments",
+            "GET cronjobs ns",
+            "PATCH report cronjobs",
+        ];
+        if mode == StopMode::Halt {
+            expected.extend(["GET jobs ns", "DELETE migrate-r1 jobs"]);
+        }
+        let seen: Vec<String> = seen.iter().map(|s| s.replace(&ns, "ns")).collect();
+        assert_eq!(seen, expected, "{mode:?}");
+    }
+}
+
+/// The services on the fake cluster, with a watcher.
+fn on_cluster(env: &Env, fake: &Fake) -> (Services, KubernetesRuntime, tokio::task::JoinHandle<()>) {
+    let runtime = KubernetesRuntime::new(fake.client(), Cluster::default());
+    let watcher = runtime.watch();
+    let services = env.services.with_runtime(Arc::new(runtime.clone()), Duration::from_secs(1));
+    (services, runtime, watcher)
+}
+
+async fn component(services: &Services, name: &str) -> Option<ComponentStatus> {
+    let (_, components) = services.stage_with_components("shop", "qa").await.ok()?;
+    components.into_iter().find(|c| c.name == name)
+}
+
+async fn running(services: &Services, name: &str) -> Option<ComponentStatus> {
+    component(services, name).await.filter(|c| c.state == ComponentState::Running)
+}
+
+fn pods_of<'a>(fake: &'a Fake, component: &'a str) -> impl Iterator<Item = Value> + 'a {
+    fake.all("pods").into_iter().filter(move |p| p["metadata"]["labels"]["pergola.dev/component"] == component)
+}
+
+#[tokio::test]
+async fn a_stage_lives_its_whole_life_on_the_cluster() {
+    let fake = Fake::start().await;
+    let env = sqlite_env().await;
+    let (services, _runtime, watcher) = on_cluster(&env, &fake);
+    let admin = env.as_admin(&services);
+    admin.create_project("Shop", Some("shop")).await.unwrap();
+    admin.create_stage("shop", "QA", StageType::Qa, Some("qa")).await.unwrap();
+    let build = upload_manifest(&admin, "shop", MANIFEST).await.unwrap();
+    admin.deploy("shop", "qa", build.number).await.unwrap();
+    let ns = namespace("shop", "qa");
+
+    // Deployed: the objects are there, the pods run, the job completes.
+    let web = until("web runs", || running(&services, "web")).await;
+    assert_eq!(fake.get("deployments", &ns, "web").unwrap()["spec"]["replicas"], 1);
+    assert!(fake.get("services", &ns, "web").is_some());
+    assert!(fake.get("persistentvolumeclaims", &ns, "storage-data").is_some());
+    assert_eq!(fake.get("cronjobs", &ns, "report").unwrap()["spec"]["suspend"], false);
+    let namespace_object = fake.get("namespaces", "", &ns).unwrap();
+    assert_eq!(namespace_object["metadata"]["labels"]["pergola.dev/stage"], "qa");
+    assert_eq!(services.upstream("shop", "qa", &web).unwrap(), format!("web.{ns}.svc:80"));
+    until("the job completed", || async {
+        component(&services, "migrate").await.filter(|c| c.state == ComponentState::Completed)
+    })
+    .await;
+    // The init containers' token is a real build-fetch token of this release, nothing more.
+    let token = fake.get("secrets", &ns, "fetch-r1").unwrap()["stringData"]["token"].as_str().unwrap().to_owned();
+    let grant = services.build_grant(&token).expect("a token of this server");
+    assert_eq!((grant.project.as_str(), grant.stage.as_str(), grant.release), ("shop", "qa", 1));
+    // Every object was applied with the runtime's field manager, forced.
+    let applies: Vec<_> = fake.requests().into_iter().filter(|r| r.method == "PATCH").collect();
+    assert!(applies.len() >= 10, "{}", applies.len());
+    assert!(applies.iter().all(|r| r.content_type == "application/apply-patch+yaml"
+        && r.uri.contains("fieldManager=pergola")
+        && r.uri.contains("force=true")));
+
+    // What the watcher saw is in the timeline; what the pods print is in their output.
+    until("started events", || async {
+        let events = admin.events("shop", "qa").await.ok()?;
+        let started =
+            |c: &str| events.iter().any(|e| e.kind == EventKind::Started && e.component.as_deref() == Some(c));
+        (started("web") && started("worker")).then_some(())
+    })
+    .await;
+    until("completed event", || async {
+        let events = admin.events("shop", "qa").await.ok()?;
+        events.iter().any(|e| e.kind == EventKind::Completed && e.component.as_deref() == Some("migrate")).then_some(())
+    })
+    .await;
+    fake.print("web", "GET / 200");
+    until("the line is followed", || async {
+        let lines = admin.logs("shop", "qa", "web").await.ok()?;
+        lines.iter().any(|l| l.line == "GET / 200").then_some(())
+    })
+    .await;
+    // Followed again after the stream ends: nothing twice.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let lines = admin.logs("shop", "qa", "web").await.unwrap();
+    assert_eq!(lines.iter().filter(|l| l.line == "GET / 200").count(), 1, "{lines:?}");
+    assert!(lines.windows(2).all(|w| w[0].seq < w[1].seq));
+
+    // A crash: recorded, counted, and the component runs again.
+    fake.crash("worker", 3);
+    until("crash events", || async {
+        let events = admin.events("shop", "qa").await.ok()?;
+        let crashed = events.iter().any(|e| e.kind == EventKind::Crashed && e.message.contains("code 3"));
+        let restarted = events.iter().any(|e| e.kind == EventKind::Restarted);
+        (crashed && restarted).then_some(())
+    })
+    .await;
+    assert_eq!(until("worker runs", || running(&services, "worker")).await.restarts, 1);
+
+    // Suspend: the pods terminate within the grace period, schedules stop, the job stays.
+    admin.suspend_stage("shop", "qa").await.unwrap();
+    until("suspended", || async {
+        (admin.get_stage("shop", "qa").await.ok()?.status == StageStatus::Suspended).then_some(())
+    })
+    .await;
+    assert_eq!(fake.get("deployments", &ns, "web").unwrap()["spec"]["replicas"], 0);
+    assert_eq!(fake.get("cronjobs", &ns, "report").unwrap()["spec"]["suspend"], true);
+    assert!(fake.get("jobs", &ns, "migrate-r1").is_some(), "a suspend lets jobs be");
+    assert_eq!(pods_of(&fake, "web").count(), 0);
+    let events = admin.events("shop", "qa").await.unwrap();
+    let suspended = events.iter().find(|e| e.kind == EventKind::Suspended).unwrap();
+    assert!(suspended.message.contains("exited after SIGTERM: web, worker"), "{}", suspended.message);
+    assert!(services
+        .stage_with_components("shop", "qa")
+        .await
+        .unwrap()
+        .1
+        .iter()
+        .all(|c| c.state != ComponentState::Running));
+
+    // Resume: the same release again.
+    admin.resume_stage("shop", "qa").await.unwrap();
+    until("web runs again", || running(&services, "web")).await;
+    assert_eq!(fake.get("deployments", &ns, "web").unwrap()["spec"]["replicas"], 1);
+    assert!(fake.get("jobs", &ns, "migrate-r1").is_some());
+
+    // A new release without the worker: its objects replace the old release's.
+    let without_worker = MANIFEST.replace(
+        "[[component]]\nname = \"worker\"\nkind = \"worker\"\ncommand = \"./shop\"\nargs = [\"worker\"]\n",
+        "",
+    );
+    assert_ne!(without_worker, MANIFEST);
+    let build = upload_manifest(&admin, "shop", &without_worker).await.unwrap();
+    admin.deploy("shop", "qa", build.number).await.unwrap();
+    until("release 2 runs", || async {
+        pods_of(&fake, "web")
+            .any(|p| p["metadata"]["labels"]["pergola.dev/release"] == "2" && p["status"]["phase"] == "Running")
+            .then_some(())
+    })
+    .await;
+    until("the old release's objects are gone", || async {
+        (fake.get("deployments", &ns, "worker").is_none()
+            && fake.get("jobs", &ns, "migrate-r1").is_none()
+            && fake.get("secrets", &ns, "config-r1").is_none())
+        .then_some(())
+    })
+    .await;
+    assert!(fake.get("jobs", &ns, "migrate-r2").is_some() && fake.get("secrets", &ns, "config-r2").is_some());
+    assert!(fake.get("persistentvolumeclaims", &ns, "storage-data").is_some(), "storage outlives releases");
+    until("worker gone from the status", || async {
+        let (_, components) = services.stage_with_components("shop", "qa").await.ok()?;
+        (components.iter().all(|c| c.name != "worker") && components.iter().any(|c| c.name == "web")).then_some(())
+    })
+    .await;
+
+    // A component that ignores SIGTERM: killed at the end of the grace period (1 s).
+    until("web runs on release 2", || running(&services, "web")).await;
+    fake.set_stop_time(Duration::from_secs(30));
+    admin.suspend_stage("shop", "qa").await.unwrap();
+    until("suspended again", || async {
+        (admin.get_stage("shop", "qa").await.ok()?.status == StageStatus::Suspended).then_some(())
+    })
+    .await;
+    let events = admin.events("shop", "qa").await.unwrap();
+    let suspended = events.iter().find(|e| e.kind == EventKind::Suspended).unwrap();
+    assert!(suspended.message.contains("killed after the grace period: web"), "{}", suspended.message);
+    fake.set_stop_time(Duration::from_millis(100));
+
+    // Delete (a halt: jobs go too), restore (as it was: suspended), purge (the namespace goes).
+    admin.resume_stage("shop", "qa").await.unwrap();
+    until("running before the delete", || running(&services, "web")).await;
+    admin.delete_stage("shop", "qa").await.unwrap();
+    until("the jobs are gone", || async { fake.get("jobs", &ns, "migrate-r2").is_none().then_some(()) }).await;
+    assert_eq!(fake.get("deployments", &ns, "web").unwrap()["spec"]["replicas"], 0);
+    assert!(fake.get("namespaces", "", &ns).is_some(), "kept while the stage is restorable");
+    let restored = admin.restore_stage("shop", "qa").await.unwrap();
+    if restored.status == StageStatus::Running {
+        until("running after the restore", || running(&services, "web")).await;
+    }
+    admin.delete_stage("shop", "qa").await.unwrap();
+    env.clock.advance(chrono::Duration::days(400));
+    let purged = services.purge_due().await.unwrap();
+    assert_eq!(purged, vec![("shop".to_owned(), "qa".to_owned())]);
+    until("the namespace is gone", || async { fake.get("namespaces", "", &ns).is_none().then_some(()) }).await;
+    assert_eq!(fake.all("pods").len(), 0);
+    watcher.abort();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_restarted_control_plane_learns_what_runs_and_reconciles_without_restarting_anything() {
+    let fake = Fake::start().await;
+    let env = sqlite_env().await;
+    let (services, _runtime, watcher) = on_cluster(&env, &fake);
+    let admin = env.as_admin(&services);
+    admin.create_project("Shop", Some("shop")).await.unwrap();
+    admin.create_stage("shop", "QA", StageType::Qa, Some("qa")).await.unwrap();
+    let build = upload_manifest(&admin, "shop", MANIFEST).await.unwrap();
+    admin.deploy("shop", "qa", build.number).await.unwrap();
+    until("web runs", || running(&services, "web")).await;
+    let pod = pods_of(&fake, "web").next().unwrap()["metadata"]["uid"].clone();
+    // The server goes away; another starts with no memory of what it applied.
+    watcher.abort();
+    drop(services);
+    let (services, runtime, watcher) = on_cluster(&env, &fake);
+    until("the watcher listed the pods", || async { runtime.synced().then_some(()) }).await;
+    let web = until("web is known from its pod", || running(&services, "web")).await;
+    assert_eq!(web.kind, pergola_domain::ComponentKind::Service);
+    let before = fake.requests().iter().filter(|r| r.method == "PATCH").count();
+    let report = services.reconcile().await.unwrap();
+    assert_eq!(report.started, 1, "{report:?}");
+    let after = fake.requests().iter().filter(|r| r.method == "PATCH").count();
+    assert!(after > before, "reconciling applies the release again");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pods: Vec<Value> = pods_of(&fake, "web").collect();
+    assert_eq!(pods.len(), 1);
+    assert_eq!(pods[0]["metadata"]["uid"], pod, "the same pod: nothing changed, nothing restarted");
+    watcher.abort();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_pod_that_keeps_crashing_shows_as_crashed() {
+    let fake = Fake::start().await;
+    fake.fail("web");
+    let env = sqlite_env().await;
+    let (services, _runtime, watcher) = on_cluster(&env, &fake);
+    let admin = env.as_admin(&services);
+    admin.create_project("Shop", Some("shop")).await.unwrap();
+    admin.create_stage("shop", "QA", StageType::Qa, Some("qa")).await.unwrap();
+    let build = upload_manifest(&admin, "shop", MANIFEST).await.unwrap();
+    admin.deploy("shop", "qa", build.number).await.unwrap();
+    let web = until("web crashed", || async {
+        component(&services, "web").await.filter(|c| c.state == ComponentState::Crashed)
+    })
+    .await;
+    assert_eq!(web.exit_code, Some(3));
+    assert_eq!(web.restarts, 1);
+    watcher.abort();
+    env.cleanup().await;
+}
