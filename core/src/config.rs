@@ -445,14 +445,19 @@ fn cluster(var: &impl Fn(&str) -> Option<String>) -> Result<Cluster, String> {
     let volume_size = text(KUBE_VOLUME_SIZE, defaults.volume_size)?;
     let digits = volume_size.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     let unit = &volume_size[digits.len()..];
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || !["", "Ki", "Mi", "Gi", "Ti", "k", "M", "G", "T"].contains(&unit)
+    if digits.is_empty()
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || !["", "Ki", "Mi", "Gi", "Ti", "k", "M", "G", "T"].contains(&unit)
     {
         return Err(format!("{KUBE_VOLUME_SIZE} must be a size such as 1Gi or 500Mi, not '{volume_size}'"));
     }
     let storage_class = match var(KUBE_STORAGE_CLASS).map(|v| v.trim().to_owned()) {
         None => None,
         Some(v) if v.is_empty() => None,
-        Some(v) if v.len() <= 253 && v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.') => {
+        Some(v)
+            if v.len() <= 253
+                && v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.') =>
+        {
             Some(v)
         }
         Some(v) => return Err(format!("{KUBE_STORAGE_CLASS} must be a storage class name, not '{v}'")),

@@ -153,13 +153,7 @@ pub fn objects(stage: &Stage, cluster: &Cluster) -> Vec<Value> {
         "type": "Opaque",
         "stringData": spec.config,
     }));
-    out.push(json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": metadata(stage, &ns, &fetch_secret(spec.release), None),
-        "type": "Opaque",
-        "stringData": {"token": stage.fetch_token},
-    }));
+    out.push(fetch_secret_object(stage));
     let mut volumes: Vec<&str> = spec.components.iter().flat_map(|c| c.storage.iter().map(String::as_str)).collect();
     volumes.sort_unstable();
     volumes.dedup();
@@ -182,6 +176,20 @@ pub fn objects(stage: &Stage, cluster: &Cluster) -> Vec<Value> {
         out.extend(component_objects(stage, cluster, &ns, component));
     }
     out
+}
+
+/// The `Secret` holding the token the release's init containers download its build with
+/// (applied again with a fresh token while the release runs: a token works for minutes only).
+pub fn fetch_secret_object(stage: &Stage) -> Value {
+    let spec = stage.spec;
+    let ns = namespace(&spec.key.project, &spec.key.stage);
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(stage, &ns, &fetch_secret(spec.release), None),
+        "type": "Opaque",
+        "stringData": {"token": stage.fetch_token},
+    })
 }
 
 fn priority_class_object(stage_type: StageType) -> Value {

@@ -261,7 +261,7 @@ fn pods_of<'a>(fake: &'a Fake, component: &'a str) -> impl Iterator<Item = Value
 async fn a_stage_lives_its_whole_life_on_the_cluster() {
     let fake = Fake::start().await;
     let env = sqlite_env().await;
-    let (services, _runtime, watcher) = on_cluster(&env, &fake);
+    let (services, runtime, watcher) = on_cluster(&env, &fake);
     let admin = env.as_admin(&services);
     admin.create_project("Shop", Some("shop")).await.unwrap();
     admin.create_stage("shop", "QA", StageType::Qa, Some("qa")).await.unwrap();
@@ -286,6 +286,15 @@ async fn a_stage_lives_its_whole_life_on_the_cluster() {
     let token = fake.get("secrets", &ns, "fetch-r1").unwrap()["stringData"]["token"].as_str().unwrap().to_owned();
     let grant = services.build_grant(&token).expect("a token of this server");
     assert_eq!((grant.project.as_str(), grant.stage.as_str(), grant.release), ("shop", "qa", 1));
+    // A token works for minutes: the running release's is minted again (a pod started later
+    // still downloads its build), and it is a token of the same release.
+    env.clock.advance(chrono::Duration::minutes(14));
+    assert_eq!(runtime.refresh_fetch_tokens().await, 1);
+    let renewed = fake.get("secrets", &ns, "fetch-r1").unwrap()["stringData"]["token"].as_str().unwrap().to_owned();
+    assert_ne!(renewed, token);
+    env.clock.advance(chrono::Duration::minutes(2));
+    assert!(services.build_grant(&token).is_none(), "the first token has ended");
+    assert_eq!(services.build_grant(&renewed).expect("the renewed token works").release, 1);
     // Every object was applied with the runtime's field manager, forced.
     let applies: Vec<_> = fake.requests().into_iter().filter(|r| r.method == "PATCH").collect();
     assert!(applies.len() >= 10, "{}", applies.len());

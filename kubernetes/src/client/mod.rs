@@ -45,6 +45,9 @@ use std::time::Duration;
 pub const STOP_MARGIN: Duration = Duration::from_secs(30);
 /// How often a stop looks whether the stage's pods are gone.
 const STOP_POLL: Duration = Duration::from_millis(50);
+/// How often the running releases' build-fetch tokens are minted again (each works for 15
+/// minutes: a pod started later — rescheduled, scaled up — still downloads its build).
+pub const FETCH_TOKEN_REFRESH: Duration = Duration::from_secs(5 * 60);
 /// How long a log follower waits before following a pod's log again after it ended.
 const FOLLOW_AGAIN: Duration = Duration::from_millis(500);
 
@@ -67,7 +70,9 @@ struct Inner {
 
 #[derive(Clone, Debug)]
 struct Applied {
-    components: Vec<ComponentSpec>,
+    /// The release applied (its configuration too: the fetch token's Secret is applied again
+    /// from it).
+    spec: StageSpec,
     running: bool,
     grace: Duration,
 }
@@ -101,10 +106,43 @@ impl KubernetesRuntime {
     }
 
     /// Starts watching the pods Pergola manages (until the task is aborted): the status,
-    /// output and events of every stage come from here.
+    /// output and events of every stage come from here. Every [`FETCH_TOKEN_REFRESH`], the
+    /// running releases get fresh build-fetch tokens.
     pub fn watch(&self) -> tokio::task::JoinHandle<()> {
         let inner = self.inner.clone();
-        tokio::spawn(async move { inner.watch().await })
+        let runtime = self.clone();
+        tokio::spawn(async move {
+            let refresh = async {
+                loop {
+                    tokio::time::sleep(FETCH_TOKEN_REFRESH).await;
+                    runtime.refresh_fetch_tokens().await;
+                }
+            };
+            tokio::join!(inner.watch(), refresh);
+        })
+    }
+
+    /// Applies the build-fetch token Secret of every running release this server applied
+    /// again, with a fresh token; returns how many were renewed.
+    pub async fn refresh_fetch_tokens(&self) -> usize {
+        let running: Vec<Applied> = lock(&self.inner.stages).values().filter(|a| a.running).cloned().collect();
+        let mut renewed = 0;
+        for applied in running {
+            let spec = &applied.spec;
+            let Ok(token) = self.inner.mint(&spec.key, spec.release) else { continue };
+            let grace_secs = u32::try_from(applied.grace.as_secs()).unwrap_or(u32::MAX);
+            let stage = Stage { spec, suspended: false, grace_secs, fetch_token: &token };
+            match requests::apply(&self.inner.client, &render::fetch_secret_object(&stage)).await {
+                Ok(()) => renewed += 1,
+                Err(e) => tracing::warn!(
+                    project = spec.key.project,
+                    stage = spec.key.stage,
+                    error = e,
+                    "renewing a build-fetch token"
+                ),
+            }
+        }
+        renewed
     }
 
     /// Whether the watcher has listed the cluster's pods at least once.
@@ -303,8 +341,8 @@ impl Runtime for KubernetesRuntime {
         }
         let ns = namespace(&spec.key.project, &spec.key.stage);
         requests::prune(client, &ns, spec.release).await.map_err(RuntimeError::Cluster)?;
-        let applied = Applied { components: spec.components.clone(), running: true, grace };
-        lock(&self.inner.stages).insert(spec.key.clone(), applied);
+        let applied = Applied { spec, running: true, grace };
+        lock(&self.inner.stages).insert(applied.spec.key.clone(), applied);
         Ok(())
     }
 
@@ -385,6 +423,7 @@ impl Runtime for KubernetesRuntime {
         }
         match applied {
             Some(applied) => applied
+                .spec
                 .components
                 .iter()
                 .map(|c| component_status(c, newest.get(c.name.as_str()).copied(), applied.running, applied.grace))
