@@ -12,7 +12,8 @@
 //! | a job | a `Job` `NAME-rN` per release: it runs once per release |
 //! | a cron component | a `CronJob` (`concurrencyPolicy: Forbid`, `startingDeadlineSeconds`) |
 //! | storage | a `PersistentVolumeClaim` per volume, mounted at `/storage/VOLUME` (`PERGOLA_STORAGE_VOLUME`) |
-//! | temporary data | an `emptyDir` at `/tmp` (`TMPDIR`) |
+//! | temporary data | an `emptyDir` at `/tmp` (`TMPDIR`), at most 1 GiB |
+//! | isolation | a `NetworkPolicy`: only the stage's own pods and the control plane's namespace reach its pods |
 //! | the grace period | `terminationGracePeriodSeconds` |
 //! | the build | an `emptyDir` at `/app`, filled by an init container that downloads the release's build from the control plane with a short-lived token (the `Secret` `fetch-rN`); the components run in the configured base image |
 //! | a component's `image` | that image, with its own command unless the manifest names one; no download |
@@ -40,8 +41,27 @@ pub const COMPONENT_LABEL: &str = "pergola.dev/component";
 pub const RELEASE_LABEL: &str = "pergola.dev/release";
 /// The label saying what kind of component a pod runs (`service`, `worker`, `job`, `cron`).
 pub const KIND_LABEL: &str = "pergola.dev/kind";
+/// The label of the namespace Pergola's control plane runs in (`deploy/kubernetes/namespace.yaml`):
+/// the one namespace whose pods may reach a stage's.
+pub const CONTROL_PLANE_LABEL: (&str, &str) = ("app.kubernetes.io/name", "pergola");
+/// How much a component's temporary data and its downloaded build may take on the node.
+pub const TMP_SIZE: &str = "1Gi";
+pub const BUILD_SIZE: &str = "2Gi";
 /// Where a component's build is, in its container.
 pub const BUILD_DIR: &str = "/app";
+/// The kinds of object the runtime manages: (apiVersion, kind, plural, namespaced). Pergola's
+/// own RBAC (`deploy/kubernetes/rbac.yaml`) grants these, and pods with their logs.
+pub const KINDS: [(&str, &str, &str, bool); 9] = [
+    ("scheduling.k8s.io/v1", "PriorityClass", "priorityclasses", false),
+    ("v1", "Namespace", "namespaces", false),
+    ("v1", "Secret", "secrets", true),
+    ("v1", "PersistentVolumeClaim", "persistentvolumeclaims", true),
+    ("apps/v1", "Deployment", "deployments", true),
+    ("v1", "Service", "services", true),
+    ("batch/v1", "Job", "jobs", true),
+    ("batch/v1", "CronJob", "cronjobs", true),
+    ("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies", true),
+];
 /// What a printed object shows in place of a secret value.
 pub const REDACTED: &str = "<redacted>";
 
@@ -146,6 +166,22 @@ pub fn objects(stage: &Stage, cluster: &Cluster) -> Vec<Value> {
     let spec = stage.spec;
     let ns = namespace(&spec.key.project, &spec.key.stage);
     let mut out = vec![priority_class_object(stage.spec.stage_type), namespace_object(stage, &ns)];
+    // Only the stage's own pods and Pergola's control plane (its namespace is labelled
+    // app.kubernetes.io/name=pergola) reach its pods: another stage cannot go around the share
+    // links' sign-in.
+    out.push(json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": lasting_metadata(stage, &ns, "pergola-isolation"),
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [
+                {"podSelector": {}},
+                {"namespaceSelector": {"matchLabels": {CONTROL_PLANE_LABEL.0: CONTROL_PLANE_LABEL.1}}},
+            ]}],
+        },
+    }));
     out.push(json!({
         "apiVersion": "v1",
         "kind": "Secret",
@@ -270,6 +306,8 @@ fn component_objects(stage: &Stage, cluster: &Cluster, ns: &str, c: &ComponentSp
         labels.insert(KIND_LABEL.into(), json!(c.kind.as_str()));
         json!({"labels": labels})
     };
+    let mut run_labels = labels(stage, Some(&c.name));
+    run_labels.insert(RELEASE_LABEL.into(), json!(release.to_string()));
     match c.kind {
         ComponentKind::Service | ComponentKind::Worker => {
             let replicas = if stage.suspended { 0 } else { 1 };
@@ -321,7 +359,8 @@ fn component_objects(stage: &Stage, cluster: &Cluster, ns: &str, c: &ComponentSp
                 "successfulJobsHistoryLimit": 3,
                 "failedJobsHistoryLimit": 3,
                 "jobTemplate": {
-                    "metadata": {"labels": labels(stage, Some(&c.name))},
+                    // The release's label too: a run the schedule started goes with its release.
+                    "metadata": {"labels": run_labels},
                     "spec": {
                         "backoffLimit": 0,
                         "template": {"metadata": pod_meta, "spec": pod_spec(stage, cluster, c, "Never")},
@@ -359,10 +398,10 @@ fn pod_spec(stage: &Stage, cluster: &Cluster, c: &ComponentSpec, restart: &str) 
     // A ready image brings its own files; a build's are downloaded into /app first.
     let from_build = c.image.is_none();
     let mut mounts = vec![json!({"name": "tmp", "mountPath": "/tmp"})];
-    let mut volumes = vec![json!({"name": "tmp", "emptyDir": {}})];
+    let mut volumes = vec![json!({"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}})];
     if from_build {
         mounts.insert(0, json!({"name": "build", "mountPath": BUILD_DIR, "readOnly": true}));
-        volumes.insert(0, json!({"name": "build", "emptyDir": {}}));
+        volumes.insert(0, json!({"name": "build", "emptyDir": {"sizeLimit": BUILD_SIZE}}));
     }
     for volume in &c.storage {
         let mount = dns_name(&["storage", volume], MAX_NAME);

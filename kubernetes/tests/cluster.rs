@@ -129,6 +129,17 @@ async fn a_deploy_is_one_forced_server_side_apply_per_object_then_the_older_rele
     );
     let ns = namespace("shop", "qa");
     for object in &expected {
+        if object["kind"] == "Job" {
+            // A job runs once per release: it is made only when it is not there yet.
+            let (request, reply) = next(&mut handle).await.expect("a look for the job");
+            assert_eq!(request.method(), Method::GET);
+            assert!(request.uri().path().ends_with(&format!("/namespaces/{ns}/jobs/migrate-r2")));
+            let missing =
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404});
+            reply.send_response(
+                Response::builder().status(404).body(Body::from(missing.to_string().into_bytes())).unwrap(),
+            );
+        }
         let (request, reply) = next(&mut handle).await.expect("an apply");
         let (parts, sent) = body(request).await;
         assert_eq!(parts.method, Method::PATCH);
@@ -207,6 +218,8 @@ async fn a_suspend_scales_to_zero_and_suspends_schedules_and_a_halt_also_deletes
                     if path.contains("/deployments/") {
                         assert_eq!(sent, json!({"spec": {"replicas": 0}}));
                     } else {
+                        // Schedules, and with a halt jobs: suspended (a suspended job's pods
+                        // stop; the job stays, so it does not run again for this release).
                         assert_eq!(sent, json!({"spec": {"suspend": true}}));
                     }
                     sent
@@ -229,7 +242,7 @@ async fn a_suspend_scales_to_zero_and_suspends_schedules_and_a_halt_also_deletes
             "PATCH report cronjobs",
         ];
         if mode == StopMode::Halt {
-            expected.extend(["GET jobs ns", "DELETE migrate-r1 jobs"]);
+            expected.extend(["GET jobs ns", "PATCH migrate-r1 jobs"]);
         }
         let seen: Vec<String> = seen.iter().map(|s| s.replace(&ns, "ns")).collect();
         assert_eq!(seen, expected, "{mode:?}");
@@ -410,18 +423,25 @@ async fn a_stage_lives_its_whole_life_on_the_cluster() {
     // Delete (a halt: jobs go too), restore (as it was: suspended), purge (the namespace goes).
     admin.resume_stage("shop", "qa").await.unwrap();
     until("running before the delete", || running(&services, "web")).await;
+    let migrate_pods = || pods_of(&fake, "migrate").count();
+    assert_eq!(migrate_pods(), 1, "release 2's job ran once");
     admin.delete_stage("shop", "qa").await.unwrap();
-    until("the jobs are gone", || async { fake.get("jobs", &ns, "migrate-r2").is_none().then_some(()) }).await;
+    assert_eq!(fake.get("jobs", &ns, "migrate-r2").unwrap()["spec"]["suspend"], true, "a halt stops jobs");
     assert_eq!(fake.get("deployments", &ns, "web").unwrap()["spec"]["replicas"], 0);
     assert!(fake.get("namespaces", "", &ns).is_some(), "kept while the stage is restorable");
     let restored = admin.restore_stage("shop", "qa").await.unwrap();
-    if restored.status == StageStatus::Running {
-        until("running after the restore", || running(&services, "web")).await;
-    }
+    assert_eq!(restored.status, StageStatus::Running);
+    until("running after the restore", || running(&services, "web")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(migrate_pods(), 1, "a restore does not run the release's job again");
     admin.delete_stage("shop", "qa").await.unwrap();
     env.clock.advance(chrono::Duration::days(400));
     let purged = services.purge_due().await.unwrap();
     assert_eq!(purged, vec![("shop".to_owned(), "qa".to_owned())]);
+    // Forgotten at once (its pods are still going), and forgetting again is no error.
+    assert!(runtime.status(&StageKey::new("shop", "qa")).is_empty());
+    assert!(runtime.logs(&StageKey::new("shop", "qa"), "web").is_empty());
+    runtime.forget(&StageKey::new("shop", "qa")).await.expect("a namespace being deleted is no error");
     until("the namespace is gone", || async { fake.get("namespaces", "", &ns).is_none().then_some(()) }).await;
     assert_eq!(fake.all("pods").len(), 0);
     watcher.abort();
@@ -450,12 +470,17 @@ async fn a_restarted_control_plane_learns_what_runs_and_reconciles_without_resta
     let before = fake.requests().iter().filter(|r| r.method == "PATCH").count();
     let report = services.reconcile().await.unwrap();
     assert_eq!(report.started, 1, "{report:?}");
+    let started = || async {
+        let events = env.admin.events("shop", "qa").await.unwrap();
+        events.iter().filter(|e| e.kind == EventKind::Started && e.component.as_deref() == Some("web")).count()
+    };
     let after = fake.requests().iter().filter(|r| r.method == "PATCH").count();
     assert!(after > before, "reconciling applies the release again");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pods: Vec<Value> = pods_of(&fake, "web").collect();
     assert_eq!(pods.len(), 1);
     assert_eq!(pods[0]["metadata"]["uid"], pod, "the same pod: nothing changed, nothing restarted");
+    assert_eq!(started().await, 1, "what the new watcher found running did not start now");
     watcher.abort();
     env.cleanup().await;
 }

@@ -153,3 +153,91 @@ fn the_check_refuses_what_kubernetes_would() {
         assert!(validate(&format!("bad-{}", what.replace(' ', "-")), &bad).is_err(), "{what} passed");
     }
 }
+
+/// Every object of a YAML file, as JSON (read by the validator's own Python, which has PyYAML).
+fn read_yaml(file: &std::path::Path) -> Vec<Value> {
+    let python = validator().with_file_name("python");
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import sys, json, yaml; print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d]))",
+        ])
+        .arg(file)
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn pergolas_own_manifests_are_valid_and_grant_what_the_runtime_does() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes");
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let file = entry.unwrap().path();
+        if file.extension().is_some_and(|e| e == "yaml") {
+            let out = Command::new(validator())
+                .args(["--strict", "--quiet", "-k", KUBERNETES])
+                .arg(&file)
+                .output()
+                .expect("kubernetes-validate runs");
+            let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert!(out.status.success() && !said.contains("ERROR"), "{}:\n{said}", file.display());
+            all.extend(read_yaml(&file));
+        }
+    }
+    let find = |kind: &str| all.iter().find(|o| o["kind"] == kind).unwrap_or_else(|| panic!("no {kind}")).clone();
+    let deployment = find("Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert!(deployment["spec"]["replicas"].as_u64().unwrap() >= 2, "several replicas");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    // Every variable it sets is one the server reads (a typo would be silently ignored), the
+    // secrets come from Secrets, and the runtime is Kubernetes.
+    let known: Vec<&str> = pergola_core::config::SETTINGS.iter().map(|s| s.name).collect();
+    let env = container["env"].as_array().unwrap();
+    let value = |name: &str| env.iter().find(|e| e["name"] == name).unwrap_or_else(|| panic!("{name} not set")).clone();
+    for e in env {
+        assert!(known.contains(&e["name"].as_str().unwrap()), "unknown setting {}", e["name"]);
+    }
+    assert_eq!(value("PERGOLA_RUNTIME")["value"], "kubernetes");
+    for secret in ["DATABASE_URL", "PERGOLA_SECRET_KEY"] {
+        assert!(value(secret)["valueFrom"]["secretKeyRef"]["name"].is_string(), "{secret} from a Secret");
+    }
+    // The pods download their builds from the control plane's Service.
+    let service = find("Service");
+    let port = &service["spec"]["ports"][0];
+    let url = format!(
+        "http://{}.{}.svc.cluster.local:{}",
+        service["metadata"]["name"].as_str().unwrap(),
+        service["metadata"]["namespace"].as_str().unwrap(),
+        port["port"]
+    );
+    assert_eq!(value("PERGOLA_KUBE_CONTROL_PLANE")["value"], url.as_str());
+    assert_eq!(port["targetPort"], container["ports"][0]["name"]);
+    assert_eq!(service["spec"]["selector"], deployment["spec"]["selector"]["matchLabels"]);
+    // Its service account may do what the runtime does, to every kind it manages.
+    let role = find("ClusterRole");
+    let rules = role["rules"].as_array().unwrap();
+    let allowed = |group: &str, resource: &str, verb: &str| {
+        rules.iter().any(|r| {
+            let has = |field: &str, want: &str| r[field].as_array().unwrap().iter().any(|v| v == want);
+            has("apiGroups", group) && has("resources", resource) && has("verbs", verb)
+        })
+    };
+    for (api_version, _, plural, _) in pergola_kubernetes::render::KINDS {
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        for verb in ["get", "list", "watch", "create", "patch", "delete"] {
+            assert!(allowed(group, plural, verb), "{verb} {plural}");
+        }
+    }
+    for verb in ["get", "list", "watch"] {
+        assert!(allowed("", "pods", verb) && allowed("", "pods/log", verb));
+    }
+    assert!(!allowed("", "pods", "delete") && !allowed("", "nodes", "get"), "no more than it needs");
+    let binding = find("ClusterRoleBinding");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(binding["subjects"][0]["name"], pod["serviceAccountName"]);
+    assert_eq!(binding["subjects"][0]["namespace"], deployment["metadata"]["namespace"]);
+}

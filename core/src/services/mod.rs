@@ -164,9 +164,19 @@ async fn record(store: &dyn Store, changes: &Changes, project_id: &str, stage_id
 
 /// Records what a runtime observes in the stages' timelines, until it stops sending. (It holds
 /// the store only: the runtime holding the sink is not kept alive by this task.)
-async fn record_observed_events(store: Arc<dyn Store>, changes: Arc<Changes>, mut observed: EventStream) {
+/// Records what the runtime observed in the stages' timelines. A runtime shared by several
+/// servers (a cluster) is observed by each of them: only the one doing the background work
+/// (`gate`) records, so that each event is in the timeline once.
+async fn record_observed_events(
+    store: Arc<dyn Store>,
+    changes: Arc<Changes>,
+    mut observed: EventStream,
+    gate: Option<Arc<replicas::Leases>>,
+) {
     while let Some((key, event)) = observed.recv().await {
-        record(&*store, &changes, &key.project, &key.stage, event).await;
+        if gate.as_ref().is_none_or(|leases| leases.background()) {
+            record(&*store, &changes, &key.project, &key.stage, event).await;
+        }
     }
 }
 
@@ -330,7 +340,8 @@ impl Services {
         let (sink, stream) = EventSink::channel();
         runtime.observe(sink.clone());
         runtime.grant_builds(self.build_minter());
-        tokio::spawn(record_observed_events(self.store.clone(), self.changes.clone(), stream));
+        let gate = runtime.shared().then(|| self.leases.clone());
+        tokio::spawn(record_observed_events(self.store.clone(), self.changes.clone(), stream, gate));
         Self { runtime, observed: sink, grace, ..self.clone() }
     }
 

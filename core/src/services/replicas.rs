@@ -99,6 +99,11 @@ pub(super) struct Leases {
 }
 
 impl Leases {
+    /// Whether this server holds the background lease.
+    pub(super) fn background(&self) -> bool {
+        self.background.load(Ordering::SeqCst)
+    }
+
     fn new(me: Replica) -> Self {
         Self { me, background: AtomicBool::new(true), runtime_renewed: Default::default() }
     }

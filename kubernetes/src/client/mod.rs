@@ -48,8 +48,10 @@ const STOP_POLL: Duration = Duration::from_millis(50);
 /// How often the running releases' build-fetch tokens are minted again (each works for 15
 /// minutes: a pod started later — rescheduled, scaled up — still downloads its build).
 pub const FETCH_TOKEN_REFRESH: Duration = Duration::from_secs(5 * 60);
-/// How long a log follower waits before following a pod's log again after it ended.
+/// How long a log follower waits before following a pod's log again after it ended (doubled
+/// each time nothing new came, up to [`FOLLOW_AT_MOST_EVERY`]).
 const FOLLOW_AGAIN: Duration = Duration::from_millis(500);
+const FOLLOW_AT_MOST_EVERY: Duration = Duration::from_secs(30);
 
 /// Runs stages on a Kubernetes cluster. Cheap to clone (one state, shared).
 #[derive(Clone)]
@@ -66,6 +68,8 @@ struct Inner {
     stages: Mutex<HashMap<StageKey, Applied>>,
     pods: Mutex<Pods>,
     listed_once: AtomicBool,
+    /// The namespaces of purged stages (their pods are still going): not watched.
+    forgotten: Mutex<std::collections::HashSet<String>>,
 }
 
 #[derive(Clone, Debug)]
@@ -95,6 +99,7 @@ impl KubernetesRuntime {
                 stages: Mutex::new(HashMap::new()),
                 pods: Mutex::new(Pods::default()),
                 listed_once: AtomicBool::new(false),
+                forgotten: Mutex::new(Default::default()),
             }),
         }
     }
@@ -164,7 +169,9 @@ impl Inner {
         let mut stream = watcher::watcher(pods, watcher::Config::default().labels(&selector)).default_backoff().boxed();
         while let Some(event) = stream.next().await {
             match event {
-                Ok(Event::Apply(pod) | Event::InitApply(pod)) => self.seen(&pod),
+                Ok(Event::Apply(pod)) => self.seen(&pod, true),
+                // What the list finds is how things are, not something that happened now.
+                Ok(Event::InitApply(pod)) => self.seen(&pod, false),
                 Ok(Event::Delete(pod)) => {
                     if let Some(uid) = pod.metadata.uid {
                         self.gone(&uid);
@@ -184,8 +191,11 @@ impl Inner {
         }
     }
 
-    fn seen(self: &Arc<Self>, pod: &Pod) {
+    fn seen(self: &Arc<Self>, pod: &Pod, happened: bool) {
         let Some(after) = observe::view(pod) else { return };
+        if lock(&self.forgotten).contains(&after.namespace) {
+            return;
+        }
         let (before, follow) = {
             let mut pods = lock(&self.pods);
             if let Some(listed) = pods.listed.as_mut() {
@@ -195,8 +205,10 @@ impl Inner {
             let follow = after.running_since.is_some() && pods.following.insert(after.uid.clone());
             (before, follow)
         };
-        for (kind, message) in observe::events(before.as_ref(), &after) {
-            self.send(&after.key, kind, &after.component, message);
+        if happened {
+            for (kind, message) in observe::events(before.as_ref(), &after) {
+                self.send(&after.key, kind, &after.component, message);
+            }
         }
         if follow {
             tokio::spawn(self.clone().follow(after));
@@ -215,7 +227,8 @@ impl Inner {
         let book = (pod.key.clone(), pod.component.clone());
         let mut last: Option<chrono::DateTime<Utc>> = None;
         let mut at_last: Vec<String> = Vec::new();
-        loop {
+        let mut pause = FOLLOW_AGAIN;
+        'follow: loop {
             let since =
                 last.and_then(|t| k8s_openapi::jiff::Timestamp::from_nanosecond(t.timestamp_nanos_opt()?.into()).ok());
             let params = LogParams {
@@ -225,25 +238,39 @@ impl Inner {
                 since_time: since,
                 ..LogParams::default()
             };
-            if let Ok(mut reader) = api.log_stream(&pod.name, &params).await {
-                while let Ok(Some(raw)) = observe::read_line(&mut reader).await {
-                    let (at, text) = observe::parse_log_line(&raw);
-                    let at = at.unwrap_or_else(Utc::now);
-                    match last {
-                        Some(l) if at < l => continue,
-                        Some(l) if at == l && at_last.contains(&text) => continue,
-                        Some(l) if at == l => at_last.push(text.clone()),
-                        _ => {
-                            last = Some(at);
-                            at_last = vec![text.clone()];
+            let mut fresh = false;
+            match api.log_stream(&pod.name, &params).await {
+                Ok(mut reader) => {
+                    while let Ok(Some(raw)) = observe::read_line(&mut reader).await {
+                        let (at, text) = observe::parse_log_line(&raw);
+                        let at = at.unwrap_or_else(Utc::now);
+                        match last {
+                            Some(l) if at < l => continue,
+                            Some(l) if at == l && at_last.contains(&text) => continue,
+                            Some(l) if at == l => at_last.push(text.clone()),
+                            _ => {
+                                last = Some(at);
+                                at_last = vec![text.clone()];
+                            }
                         }
+                        let mut pods = lock(&self.pods);
+                        if !pods.by_uid.contains_key(&pod.uid) {
+                            break 'follow;
+                        }
+                        pods.logs.entry(book.clone()).or_default().push(at, text);
+                        fresh = true;
                     }
-                    lock(&self.pods).logs.entry(book.clone()).or_default().push(at, text);
                 }
+                Err(e) => tracing::debug!(pod = pod.name, error = %e, "following a pod's log"),
             }
             let still = lock(&self.pods).by_uid.get(&pod.uid).cloned();
             match still {
-                Some(p) if p.phase != "Succeeded" && p.phase != "Failed" => tokio::time::sleep(FOLLOW_AGAIN).await,
+                Some(p) if p.phase != "Succeeded" && p.phase != "Failed" => {
+                    // A container that keeps crashing ends its log at once: ask less and less
+                    // often, and often again once it prints.
+                    pause = if fresh { FOLLOW_AGAIN } else { (pause * 2).min(FOLLOW_AT_MOST_EVERY) };
+                    tokio::time::sleep(pause).await;
+                }
                 _ => break,
             }
         }
@@ -333,6 +360,7 @@ fn component_status(c: &ComponentSpec, pod: Option<&PodView>, running: bool, gra
 impl Runtime for KubernetesRuntime {
     async fn start(&self, spec: StageSpec, grace: Duration) -> Result<(), RuntimeError> {
         let token = self.inner.mint(&spec.key, spec.release)?;
+        lock(&self.inner.forgotten).remove(&namespace(&spec.key.project, &spec.key.stage));
         let grace_secs = u32::try_from(grace.as_secs()).unwrap_or(u32::MAX);
         let stage = Stage { spec: &spec, suspended: false, grace_secs, fetch_token: &token };
         let client = &self.inner.client;
@@ -355,6 +383,8 @@ impl Runtime for KubernetesRuntime {
         }
         let halt = mode == StopMode::Halt;
         let before = self.inner.present(key, halt);
+        // The grace period runs from the moment the components are asked to stop.
+        let started = tokio::time::Instant::now();
         let asked = async {
             for name in requests::names(client, "Deployment", &ns, "").await? {
                 requests::merge(client, "Deployment", &ns, &name, &json!({"spec": {"replicas": 0}})).await?;
@@ -363,8 +393,10 @@ impl Runtime for KubernetesRuntime {
                 requests::merge(client, "CronJob", &ns, &name, &json!({"spec": {"suspend": true}})).await?;
             }
             if halt {
+                // Suspended, not deleted: its pods stop, and the record that it ran for this
+                // release stays (a restore does not run it again).
                 for name in requests::names(client, "Job", &ns, "").await? {
-                    requests::delete(client, "Job", Some(&ns), &name).await?;
+                    requests::merge(client, "Job", &ns, &name, &json!({"spec": {"suspend": true}})).await?;
                 }
             }
             Ok::<(), String>(())
@@ -373,7 +405,6 @@ impl Runtime for KubernetesRuntime {
             tracing::error!(project = key.project, stage = key.stage, error = e, "stopping a stage on the cluster");
         }
         // Each component stopped in time, or outlived the grace period (the kubelet kills it).
-        let started = tokio::time::Instant::now();
         let mut report = StopReport::default();
         let mut waiting = before;
         while !waiting.is_empty() {
@@ -399,8 +430,11 @@ impl Runtime for KubernetesRuntime {
     async fn forget(&self, key: &StageKey) -> Result<(), RuntimeError> {
         let ns = namespace(&key.project, &key.stage);
         requests::delete(&self.inner.client, "Namespace", None, &ns).await.map_err(RuntimeError::Cluster)?;
+        lock(&self.inner.forgotten).insert(ns);
         lock(&self.inner.stages).remove(key);
-        lock(&self.inner.pods).logs.retain(|(k, _), _| k != key);
+        let mut pods = lock(&self.inner.pods);
+        pods.logs.retain(|(k, _), _| k != key);
+        pods.by_uid.retain(|_, p| &p.key != key);
         Ok(())
     }
 
@@ -454,6 +488,13 @@ impl Runtime for KubernetesRuntime {
     fn logs(&self, key: &StageKey, component: &str) -> Vec<LogLine> {
         let pods = lock(&self.inner.pods);
         pods.logs.get(&(key.clone(), component.to_owned())).map(|b| b.lines()).unwrap_or_default()
+    }
+
+    fn logs_after(&self, key: &StageKey, component: &str, after: u64) -> Option<Vec<LogLine>> {
+        let runs = self.status(key).iter().any(|c| c.name == component);
+        let pods = lock(&self.inner.pods);
+        let book = pods.logs.get(&(key.clone(), component.to_owned()));
+        runs.then(|| book.map(|b| b.after(after)).unwrap_or_default())
     }
 
     fn observe(&self, sink: EventSink) {

@@ -11,8 +11,8 @@ use pergola_domain::runtime::LogLine;
 use pergola_domain::{ComponentKind, EventKind};
 use std::collections::{HashMap, VecDeque};
 
-/// How many output lines are kept per component.
-pub const LOG_LINES: usize = 1000;
+/// How many output lines are kept per component (as on one machine).
+pub const LOG_LINES: usize = 500;
 /// How long one output line may be (bytes); the rest of a longer line is dropped.
 pub const MAX_LINE: usize = 16 * 1024;
 
@@ -52,6 +52,11 @@ pub fn view(pod: &Pod) -> Option<PodView> {
         return None;
     }
     let key = StageKey::new(labels.get(PROJECT_LABEL)?, labels.get(STAGE_LABEL)?);
+    // Only a pod in its stage's own namespace speaks for the stage: labels can be written by
+    // anyone who may make a pod somewhere.
+    if meta.namespace.as_deref() != Some(crate::render::namespace(&key.project, &key.stage).as_str()) {
+        return None;
+    }
     let component = labels.get(COMPONENT_LABEL)?.clone();
     let kind = labels.get(KIND_LABEL).and_then(|k| {
         [ComponentKind::Service, ComponentKind::Worker, ComponentKind::Job, ComponentKind::Cron]
@@ -139,6 +144,12 @@ impl LogBook {
 
     pub fn lines(&self) -> Vec<LogLine> {
         self.lines.iter().cloned().collect()
+    }
+
+    /// The lines numbered after `after`, oldest first (only those are copied).
+    pub fn after(&self, after: u64) -> Vec<LogLine> {
+        let newer = self.lines.iter().rev().take_while(|l| l.seq > after).count();
+        self.lines.iter().skip(self.lines.len() - newer).cloned().collect()
     }
 }
 

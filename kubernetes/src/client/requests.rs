@@ -1,7 +1,7 @@
 //! The requests the runtime makes of the API server, one function each: server-side apply of a
 //! rendered object, and the listing, patching and deleting of a stage's objects by label.
 
-use crate::render::{MANAGED_BY, RELEASE_LABEL};
+use crate::render::{KINDS, MANAGED_BY, RELEASE_LABEL};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use kube::Client;
 use serde_json::Value;
@@ -9,18 +9,6 @@ use serde_json::Value;
 /// The field manager of everything Pergola applies: deploying and reconciling are the same
 /// server-side apply, forced (Pergola owns these objects; a hand edit is put back).
 pub const FIELD_MANAGER: &str = "pergola";
-
-/// The kinds the renderer makes: (apiVersion, kind, plural, namespaced).
-const KINDS: [(&str, &str, &str, bool); 8] = [
-    ("scheduling.k8s.io/v1", "PriorityClass", "priorityclasses", false),
-    ("v1", "Namespace", "namespaces", false),
-    ("v1", "Secret", "secrets", true),
-    ("v1", "PersistentVolumeClaim", "persistentvolumeclaims", true),
-    ("apps/v1", "Deployment", "deployments", true),
-    ("v1", "Service", "services", true),
-    ("batch/v1", "Job", "jobs", true),
-    ("batch/v1", "CronJob", "cronjobs", true),
-];
 
 /// The kinds of a release's own objects (they carry its number): what a new release replaces.
 pub const RELEASE_KINDS: [&str; 5] = ["Deployment", "Service", "Job", "CronJob", "Secret"];
@@ -49,12 +37,21 @@ fn failed(what: &str, e: kube::Error) -> String {
     }
 }
 
-/// Applies one rendered object (server-side apply, forced, as [`FIELD_MANAGER`]).
+/// Applies one rendered object (server-side apply, forced, as [`FIELD_MANAGER`]). A `Job` that
+/// exists already is left as it is: its pod template cannot change, and it runs once per
+/// release (suspended by a halt, it is not started again).
 pub async fn apply(client: &Client, object: &Value) -> Result<(), String> {
     let kind = object["kind"].as_str().unwrap_or_default();
     let name = object["metadata"]["name"].as_str().unwrap_or_default();
     let namespace = object["metadata"]["namespace"].as_str();
     let api = api(client, kind, namespace)?;
+    if kind == "Job" {
+        match api.get_opt(name).await {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => {}
+            Err(e) => return Err(failed(&format!("read {kind} {name}"), e)),
+        }
+    }
     api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object))
         .await
         .map(drop)
@@ -82,7 +79,8 @@ pub async fn delete(client: &Client, kind: &str, namespace: Option<&str>, name: 
     let api = api(client, kind, namespace)?;
     match api.delete(name, &DeleteParams::background()).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        // Gone already, or going (a namespace being deleted answers 409).
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
         Err(e) => Err(failed(&format!("delete {kind} {name}"), e)),
     }
 }

@@ -260,7 +260,10 @@ impl Inner {
         let ending: Vec<Key> = self
             .objects
             .iter()
-            .filter(|(k, o)| k.0 == "namespaces" && !o["metadata"]["deletionTimestamp"].is_null())
+            .filter(|(k, o)| {
+                k.0 == "namespaces"
+                    && since(o, "deletionTimestamp").is_some_and(|d| d >= chrono::Duration::milliseconds(200))
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for ns in ending {
@@ -306,6 +309,14 @@ impl Inner {
             self.objects.iter().filter(|(k, _)| k.0 == "jobs").map(|(k, v)| (k.clone(), v.clone())).collect();
         for (key, mut job) in jobs {
             let owner = format!("Job/{}", key.2);
+            if job["spec"]["suspend"] == true {
+                for pod in self.owned_by(&owner) {
+                    if self.objects[&pod]["status"]["phase"] != "Succeeded" {
+                        self.deleting(&pod);
+                    }
+                }
+                continue;
+            }
             if job["status"]["startTime"].is_null() {
                 self.new_pod(&key.1, &owner, &job["spec"]["template"].clone(), "job");
                 job["status"] = json!({"startTime": now(), "active": 1});
@@ -513,21 +524,65 @@ async fn handle(
                 let Some(pod) = state.objects.get(&("pods".into(), ns, name.clone())) else {
                     return status(404, "NotFound", "no such pod");
                 };
-                let uid = pod["metadata"]["uid"].as_str().unwrap_or_default();
+                let uid = pod["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
+                let uid_for_lines = uid.clone();
                 let since = q.get("sinceTime").and_then(|t| DateTime::parse_from_rfc3339(t).ok());
-                let mut text = String::new();
-                for (at, line) in state.logs.get(uid).into_iter().flatten() {
-                    if since.is_some_and(|s| *at < s) {
-                        continue;
-                    }
-                    if q.get("timestamps").is_some_and(|t| t == "true") {
-                        text.push_str(&at.to_rfc3339_opts(SecondsFormat::Nanos, true));
-                        text.push(' ');
-                    }
-                    text.push_str(line);
-                    text.push('\n');
+                let stamps = q.get("timestamps").is_some_and(|t| t == "true");
+                let format = move |at: &DateTime<Utc>, line: &str| {
+                    let stamp = if stamps {
+                        format!("{} ", at.to_rfc3339_opts(SecondsFormat::Nanos, true))
+                    } else {
+                        String::new()
+                    };
+                    format!("{stamp}{line}\n")
+                };
+                let lines = move |state: &Inner, from: usize| -> Vec<String> {
+                    state
+                        .logs
+                        .get(&uid_for_lines)
+                        .into_iter()
+                        .flatten()
+                        .skip(from)
+                        .filter(|(at, _)| since.is_none_or(|s| *at >= s))
+                        .map(|(at, line)| format(at, line))
+                        .collect()
+                };
+                let sent = state.logs.get(&uid).map_or(0, Vec::len);
+                let text: String = lines(&state, 0).concat();
+                if q.get("follow").is_none_or(|f| f != "true") {
+                    return ([("content-type", "text/plain")], text).into_response();
                 }
-                return ([("content-type", "text/plain")], text).into_response();
+                // Followed: what is there, then each new line while the pod lives — for at most
+                // 2 s (an API server drops long streams too; the runtime follows again).
+                let inner = inner.clone();
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+                let first = futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(text)) });
+                let rest = futures_util::stream::unfold(sent, move |mut sent| {
+                    let (inner, uid, lines) = (inner.clone(), uid.clone(), lines.clone());
+                    async move {
+                        loop {
+                            if tokio::time::Instant::now() >= deadline {
+                                return None;
+                            }
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            let state = inner.lock().unwrap();
+                            if !state.objects.values().any(|o| o["metadata"]["uid"] == uid.as_str()) {
+                                return None;
+                            }
+                            let total = state.logs.get(&uid).map_or(0, Vec::len);
+                            if total > sent {
+                                let more = lines(&state, sent).concat();
+                                sent = total;
+                                return Some((Ok(Bytes::from(more)), sent));
+                            }
+                        }
+                    }
+                });
+                use futures_util::StreamExt;
+                return Response::builder()
+                    .header("content-type", "text/plain")
+                    .body(Body::from_stream(first.chain(rest)))
+                    .unwrap();
             }
             (&Method::GET, None, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => None,
             (&Method::GET, None, None) => {
@@ -562,6 +617,13 @@ async fn handle(
                     }
                 }
                 let existing = state.objects.get(&key).cloned();
+                if r.plural == "jobs" && content_type.starts_with("application/apply-patch") {
+                    if let Some(job) = &existing {
+                        if job["spec"]["template"] != parsed["spec"]["template"] {
+                            return status(422, "Invalid", "Job.batch is invalid: spec.template: field is immutable");
+                        }
+                    }
+                }
                 let object = if content_type.starts_with("application/apply-patch") {
                     if !q.contains_key("fieldManager") {
                         return status(400, "BadRequest", "fieldManager is required for apply requests");
@@ -586,6 +648,9 @@ async fn handle(
                 let Some(object) = state.objects.get(&key).cloned() else {
                     return status(404, "NotFound", &format!("{} \"{name}\" not found", r.plural));
                 };
+                if r.plural == "namespaces" && !object["metadata"]["deletionTimestamp"].is_null() {
+                    return status(409, "Conflict", &format!("namespace {name} is being terminated"));
+                }
                 match r.plural.as_str() {
                     "namespaces" | "pods" => state.deleting(&key),
                     _ => state.remove(&key),
