@@ -3,7 +3,7 @@
 //! and a second server with such a runtime is refused with who holds it.
 
 use async_trait::async_trait;
-use pergola_core::services::{Replica, LEASE_TTL, RUNTIME_LEASE};
+use pergola_core::services::{Replica, LEASE_TTL, PROXY_CACHE_TTL, RUNTIME_LEASE};
 use pergola_core::testing::Env;
 use pergola_core::{Clock, Runtime, RuntimeError, Services, StageKey, StageSpec, StopMode, StopReport};
 use pergola_domain::runtime::{ComponentStatus, LogLine};
@@ -19,6 +19,7 @@ all_backends!(
     of_servers_racing_for_the_background_work_one_gets_it,
     a_runtime_of_one_server_is_claimed_and_a_second_server_refused,
     readiness_says_whether_the_database_answers,
+    a_change_through_one_server_reaches_the_share_links_of_the_others_at_once,
 );
 
 fn server(env: &Env, name: &str) -> Services {
@@ -164,4 +165,31 @@ async fn readiness_says_whether_the_database_answers(env: &Env) {
     env.services.close_live_streams();
     let stopping = env.services.ready().await.unwrap_err();
     assert!(stopping.message.contains("stopping"), "{}", stopping.message);
+}
+
+async fn a_change_through_one_server_reaches_the_share_links_of_the_others_at_once(env: &Env) {
+    let (a, b) = (server(env, "a"), server(env, "b"));
+    a.spawn_stage_notices().await.unwrap();
+    b.spawn_stage_notices().await.unwrap();
+    let admin = env.as_admin(&a);
+    admin.create_project("Shop", Some("shop")).await.unwrap();
+    admin.create_stage("shop", "QA", pergola_domain::StageType::Qa, Some("qa")).await.unwrap();
+    // B's share-link proxy reads the stage: from now on it may answer from its cache for 1 s.
+    let (stage, _) = b.stage_with_components("shop", "qa").await.unwrap();
+    assert_eq!(stage.status, pergola_domain::StageStatus::Running);
+    let read = std::time::Instant::now();
+    admin.suspend_stage("shop", "qa").await.unwrap();
+    loop {
+        let (stage, _) = b.stage_with_components("shop", "qa").await.unwrap();
+        if stage.status != pergola_domain::StageStatus::Running {
+            break;
+        }
+        assert!(read.elapsed() < PROXY_CACHE_TTL * 2, "B never saw the suspend");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let seen = read.elapsed();
+    if env.services.store().backend() == "postgres" {
+        // Told through LISTEN/NOTIFY, not found when the cache ran out.
+        assert!(seen < PROXY_CACHE_TTL / 2, "B saw the suspend after {seen:?}");
+    }
 }

@@ -10,7 +10,8 @@ use fake::Fake;
 use http::{Method, Request, Response};
 use http_body_util::BodyExt;
 use kube::client::Body;
-use pergola_core::testing::{sqlite_env, upload_manifest, Env};
+use pergola_core::services::Replica;
+use pergola_core::testing::{postgres_env, sqlite_env, upload_manifest, Env};
 use pergola_core::{BuildMinter, Runtime, Services, StageKey, StageSpec, StopMode};
 use pergola_domain::runtime::{ComponentState, ComponentStatus};
 use pergola_domain::{parse_manifest, EventKind, LimitsPolicy, StageStatus, StageType};
@@ -503,5 +504,73 @@ async fn a_pod_that_keeps_crashing_shows_as_crashed() {
     assert_eq!(web.exit_code, Some(3));
     assert_eq!(web.restarts, 1);
     watcher.abort();
+    env.cleanup().await;
+}
+
+/// Two servers of one PostgreSQL database, each with its runtime and watcher on one cluster;
+/// the first one's requests are answered late.
+fn two_servers(env: &Env, fake: &Fake) -> Vec<(Services, tokio::task::JoinHandle<()>)> {
+    ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let replica = Replica { host: format!("node-{name}"), pid: 7, pid_ns: 1, nonce: name.into() };
+            let client = if name == "a" { fake.slow_client() } else { fake.client() };
+            let runtime = KubernetesRuntime::new(client, Cluster::default());
+            let watcher = runtime.watch();
+            let services =
+                env.services.as_another_server(replica).with_runtime(Arc::new(runtime), Duration::from_secs(1));
+            (services, watcher)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn racing_deploys_through_two_servers_end_on_the_newest_release_and_a_stage_is_purged_once() {
+    let fake = Fake::start().await;
+    let env = postgres_env().await;
+    let servers = two_servers(&env, &fake);
+    let (a, b) = (env.as_admin(&servers[0].0), env.as_admin(&servers[1].0));
+    a.create_project("Shop", Some("shop")).await.unwrap();
+    a.create_stage("shop", "QA", StageType::Qa, Some("qa")).await.unwrap();
+    let ns = namespace("shop", "qa");
+    let release_of = |object: Option<Value>| -> Option<i64> {
+        object?["spec"]["template"]["metadata"]["labels"]["pergola.dev/release"].as_str()?.parse().ok()
+    };
+    for round in 0..6 {
+        let one = upload_manifest(&a, "shop", &MANIFEST.replace("\"web\"]", &format!("\"web\", \"{round}a\"]")))
+            .await
+            .unwrap();
+        let two = upload_manifest(&b, "shop", &MANIFEST.replace("\"web\"]", &format!("\"web\", \"{round}b\"]")))
+            .await
+            .unwrap();
+        // A deploys first, and applies slowly; B deploys a moment later, a newer release, and
+        // would be done long before A — were they not taking turns.
+        let later = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            b.deploy("shop", "qa", two.number).await
+        };
+        let (x, y) = tokio::join!(a.deploy("shop", "qa", one.number), later);
+        let newest = x.unwrap().number.max(y.unwrap().number);
+        until(&format!("round {round}: release {newest} is applied"), || async {
+            (release_of(fake.get("deployments", &ns, "web")) == Some(newest)
+                && fake.get("jobs", &ns, &format!("migrate-r{newest}")).is_some()
+                && fake.get("secrets", &ns, &format!("config-r{}", newest - 1)).is_none())
+            .then_some(())
+        })
+        .await;
+        // And it stays so: the older deploy did not land after the newer one.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(release_of(fake.get("deployments", &ns, "web")), Some(newest), "round {round}");
+    }
+    // Both servers purge at once: the stage is purged by one of them, its namespace deleted.
+    a.delete_stage("shop", "qa").await.unwrap();
+    env.clock.advance(chrono::Duration::days(400));
+    let (x, y) = tokio::join!(servers[0].0.purge_due(), servers[1].0.purge_due());
+    let purged = x.unwrap().len() + y.unwrap().len();
+    assert_eq!(purged, 1, "purged once");
+    until("the namespace is gone", || async { fake.get("namespaces", "", &ns).is_none().then_some(()) }).await;
+    for (_, watcher) in servers {
+        watcher.abort();
+    }
     env.cleanup().await;
 }

@@ -121,6 +121,8 @@ async fn run() -> Result<(), String> {
         .with_share_base(pergola_domain::share::ShareBase { domain: share_domain.clone(), port: share_port });
     // Stages run as this server's processes: no other server may run them too (nor, before
     // this, reap what it runs).
+    // On PostgreSQL, servers tell each other at once when stages change (share links).
+    services.spawn_stage_notices().await.map_err(|e| e.message)?;
     let claims_runtime = services.claim_runtime().await.map_err(|e| e.message)?;
     services.renew_leases(claims_runtime).await;
     let lease_keeper = pergola_core::services::spawn_lease_keeper(services.clone(), claims_runtime);

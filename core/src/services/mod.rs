@@ -107,7 +107,13 @@ pub struct Services {
     downloads: Arc<tokio::sync::Semaphore>,
     /// The Kubernetes runtime's settings (what a stage's objects name).
     cluster: Arc<crate::config::Cluster>,
+    /// The stages' turns across servers this server may hold at once.
+    turns: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many stages' turns across servers (see `Services::shared_turn`) one server holds at
+/// once: each holds a database connection, and the work done in it needs others.
+pub const SHARED_TURNS: usize = 4;
 
 /// How long an artifact no release runs is kept after its newest build, by default.
 pub const ARTIFACT_RETENTION_DAYS: i64 = 7;
@@ -206,6 +212,7 @@ impl Services {
             leases: Arc::default(),
             downloads: Arc::new(tokio::sync::Semaphore::new(fetch::DOWNLOADS_AT_ONCE)),
             cluster: Arc::default(),
+            turns: Arc::new(tokio::sync::Semaphore::new(SHARED_TURNS)),
         }
     }
 

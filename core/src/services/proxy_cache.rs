@@ -21,6 +21,9 @@ type Decided = (std::time::Instant, u64, super::sharing::ShareAccess);
 
 #[derive(Default)]
 pub(super) struct ProxyCache {
+    /// Where a change is told to the other servers of the database (see
+    /// `Services::spawn_stage_notices`); unset: this server is alone.
+    notices: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<()>>,
     generation: std::sync::atomic::AtomicU64,
     entries: std::sync::Mutex<std::collections::HashMap<StageIds, Remembered>>,
     decisions: std::sync::Mutex<std::collections::HashMap<(StageIds, String), Decided>>,
@@ -60,8 +63,21 @@ impl ProxyCache {
     }
 
     /// Forgets every stage and decision (after a change of a stage, its sharing, a membership
-    /// or a user).
+    /// or a user), here and on the other servers of the database.
     pub(super) fn forget_all(&self) {
+        self.forget_here();
+        if let Some(notices) = self.notices.get() {
+            let _ = notices.send(());
+        }
+    }
+
+    /// From now on, changes are told through `notices`.
+    pub(super) fn tell_through(&self, notices: tokio::sync::mpsc::UnboundedSender<()>) {
+        let _ = self.notices.set(notices);
+    }
+
+    /// Forgets every stage and decision, on this server (another one changed something).
+    pub(super) fn forget_here(&self) {
         self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.entries.lock().expect("proxy cache").clear();
         self.decisions.lock().expect("proxy cache").clear();

@@ -215,7 +215,53 @@ impl Services {
     /// servers on one database): its own leases and its own live streams.
     pub fn as_another_server(&self, replica: Replica) -> Self {
         let leases = Leases::new(replica);
-        Self { leases: std::sync::Arc::new(leases), changes: Default::default(), ..self.clone() }
+        Self {
+            leases: std::sync::Arc::new(leases),
+            changes: Default::default(),
+            locks: Default::default(),
+            proxy_cache: Default::default(),
+            turns: std::sync::Arc::new(tokio::sync::Semaphore::new(super::SHARED_TURNS)),
+            ..self.clone()
+        }
+    }
+
+    /// Tells the other servers of a PostgreSQL database at once when this one changes a stage,
+    /// and listens for theirs, so that every server's share links answer from the change on
+    /// (without it, within the proxy cache's 1 s). Nothing on SQLite.
+    pub async fn spawn_stage_notices(&self) -> Result<(), Error> {
+        let Some(mut listener) =
+            self.store.listen_stages_changed().await.map_err(internal("listen for other servers' changes"))?
+        else {
+            return Ok(());
+        };
+        let me = self.leases.me.holder();
+        let (tell, mut told) = tokio::sync::mpsc::unbounded_channel();
+        self.proxy_cache.tell_through(tell);
+        let (store, from) = (self.store.clone(), me.clone());
+        tokio::spawn(async move {
+            while told.recv().await.is_some() {
+                while told.try_recv().is_ok() {}
+                if let Err(e) = store.notify_stages_changed(&from).await {
+                    tracing::warn!(error = %e, "telling the other servers of a change");
+                }
+            }
+        });
+        let cache = self.proxy_cache.clone();
+        tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(notice) if notice.payload() == me => {}
+                    Ok(_) => cache.forget_here(),
+                    Err(e) => {
+                        // Notices may have been missed while the connection was down.
+                        cache.forget_here();
+                        tracing::warn!(error = %e, "listening for other servers' changes (trying again)");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Ok(())
     }
 
     /// Whether the database answers (the readiness probe `/readyz`).

@@ -192,10 +192,21 @@ impl Services {
         if !self.runtime.runs_stages() {
             return Ok(false);
         }
-        // One at a time per stage, and with what is current once it is this one's turn: of
-        // two deploys racing, the newest release is the one left running.
+        // One at a time per stage — across the servers of the database when they share the
+        // runtime — and with what is current once it is this one's turn: of two deploys
+        // racing, the newest release is the one left running.
         let lock = self.stage_lock(&stage.project_id, &stage.id);
         let _turn = lock.lock().await;
+        let shared = self.shared_turn(&stage.project_id, &stage.id).await?;
+        let started = self.start_in_turn(stage).await;
+        if let Some((turn, _permit)) = shared {
+            turn.release().await;
+        }
+        started
+    }
+
+    /// [`Services::start_current`], once it is the stage's turn.
+    async fn start_in_turn(&self, stage: &Stage) -> Result<bool, Error> {
         match self
             .store
             .get_stage(&stage.project_id, &stage.id)
@@ -264,7 +275,30 @@ impl Services {
     pub(super) async fn stop(&self, stage: &Stage, mode: StopMode) -> StopReport {
         let lock = self.stage_lock(&stage.project_id, &stage.id);
         let _turn = lock.lock().await;
-        self.runtime.stop(&StageKey::new(&stage.project_id, &stage.id), grace(stage), mode).await
+        // Stopping goes on without the other servers' turn when the database cannot give it:
+        // a stop is never refused.
+        let shared = self.shared_turn(&stage.project_id, &stage.id).await.unwrap_or(None);
+        let report = self.runtime.stop(&StageKey::new(&stage.project_id, &stage.id), grace(stage), mode).await;
+        if let Some((turn, _permit)) = shared {
+            turn.release().await;
+        }
+        report
+    }
+
+    /// The stage's turn across the servers of the database, when they share the runtime (a
+    /// cluster); `None` with a runtime of this server alone. At most [`SHARED_TURNS`] are held
+    /// at once by a server (each holds a database connection).
+    async fn shared_turn(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+    ) -> Result<Option<(crate::store::StageTurn, tokio::sync::OwnedSemaphorePermit)>, Error> {
+        if !(self.runtime.shared() && self.runtime.runs_stages()) {
+            return Ok(None);
+        }
+        let permit = self.turns.clone().acquire_owned().await.map_err(|_| Error::internal())?;
+        let turn = self.store.stage_turn(project_id, stage_id).await.map_err(internal("wait for the stage's turn"))?;
+        Ok(Some((turn, permit)))
     }
 
     /// Stops a stage's components in the background; answers once they stopped or after

@@ -13,6 +13,26 @@ mod sql;
 mod sqlite;
 
 pub use postgres::PgStore;
+
+/// The PostgreSQL channel on which servers tell each other that stages changed.
+pub const STAGE_NOTICES: &str = "pergola_stages";
+
+/// A turn at changing what runs for one stage, held until [`StageTurn::release`]: on
+/// PostgreSQL a transaction holding an advisory lock of the stage, so that servers sharing the
+/// database take turns; on SQLite (one server) nothing.
+pub struct StageTurn(pub(super) Option<sqlx::Transaction<'static, sqlx::Postgres>>);
+
+impl StageTurn {
+    /// Ends the turn (the next server waiting for the stage goes on). A turn dropped without
+    /// this ends when its connection is next used or closed.
+    pub async fn release(self) {
+        if let Some(tx) = self.0 {
+            if let Err(e) = tx.commit().await {
+                tracing::warn!(error = %e, "ending a stage's turn");
+            }
+        }
+    }
+}
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -492,6 +512,16 @@ pub trait Store: Send + Sync {
     async fn get_guest_link_by_hash(&self, token_hash: &str) -> StoreResult<Option<GuestLinkRow>>;
 
     // --- Leases: work one server of several does at a time (see `services::replicas`)
+
+    /// Tells the other servers of the database that stages changed (their share-link caches
+    /// forget what they read): PostgreSQL `NOTIFY` on [`STAGE_NOTICES`] with `from`, this
+    /// server's name; nothing on SQLite (one server).
+    async fn notify_stages_changed(&self, from: &str) -> StoreResult<()>;
+    /// Listens for those notices: `None` on SQLite.
+    async fn listen_stages_changed(&self) -> StoreResult<Option<sqlx::postgres::PgListener>>;
+    /// Waits for this stage's turn across the servers of the database and holds it (see
+    /// [`StageTurn`]).
+    async fn stage_turn(&self, project_id: &str, stage_id: &str) -> StoreResult<StageTurn>;
 
     /// Takes lease `name` for `holder` until `until`, or renews it: true when `holder` has it
     /// now — it was free, ended before `now`, or theirs already. Atomic: of several servers

@@ -17,4 +17,26 @@ impl PgStore {
         sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(sqlx::Error::from)?;
         Ok(Self { pool })
     }
+
+    pub(super) async fn notify(&self, from: &str) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, $2)").bind(super::STAGE_NOTICES).bind(from).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub(super) async fn listener(&self) -> StoreResult<Option<sqlx::postgres::PgListener>> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(super::STAGE_NOTICES).await?;
+        Ok(Some(listener))
+    }
+
+    /// A transaction holding the stage's advisory lock (waiting for it while another server
+    /// holds it); committing or dropping the transaction lets it go.
+    pub(super) async fn turn(&self, project_id: &str, stage_id: &str) -> StoreResult<super::StageTurn> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("pergola-stage:{project_id}/{stage_id}"))
+            .execute(&mut *tx)
+            .await?;
+        Ok(super::StageTurn(Some(tx)))
+    }
 }

@@ -1552,6 +1552,18 @@ macro_rules! sql_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn notify_stages_changed(&self, from: &str) -> StoreResult<()> {
+                self.notify(from).await
+            }
+
+            async fn listen_stages_changed(&self) -> StoreResult<Option<sqlx::postgres::PgListener>> {
+                self.listener().await
+            }
+
+            async fn stage_turn(&self, project_id: &str, stage_id: &str) -> StoreResult<super::StageTurn> {
+                self.turn(project_id, stage_id).await
+            }
+
             async fn ping(&self) -> StoreResult<()> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())

@@ -21,4 +21,17 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(sqlx::Error::from)?;
         Ok(Self { pool })
     }
+
+    pub(super) async fn notify(&self, _from: &str) -> StoreResult<()> {
+        Ok(())
+    }
+
+    pub(super) async fn listener(&self) -> StoreResult<Option<sqlx::postgres::PgListener>> {
+        Ok(None)
+    }
+
+    /// One server per SQLite file: its own per-stage lock is the turn.
+    pub(super) async fn turn(&self, _project_id: &str, _stage_id: &str) -> StoreResult<super::StageTurn> {
+        Ok(super::StageTurn(None))
+    }
 }

@@ -54,6 +54,8 @@ pub struct Fake {
     inner: Arc<Mutex<Inner>>,
     changed: Arc<tokio::sync::watch::Sender<u64>>,
     pub url: String,
+    /// The same API server, answering each apply or patch 30 ms late (a server far away).
+    pub slow_url: String,
     tasks: Arc<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -395,9 +397,19 @@ impl Fake {
         let changed = Arc::new(changed);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = axum::Router::new().fallback(handle).with_state((inner.clone(), changed.clone()));
+        let app = axum::Router::new().fallback(handle).with_state((inner.clone(), changed.clone(), Duration::ZERO));
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
+        });
+        let slow_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let slow_url = format!("http://{}", slow_listener.local_addr().unwrap());
+        let slow = axum::Router::new().fallback(handle).with_state((
+            inner.clone(),
+            changed.clone(),
+            Duration::from_millis(30),
+        ));
+        let slow_server = tokio::spawn(async move {
+            axum::serve(slow_listener, slow).await.unwrap();
         });
         let kubelet = {
             let (inner, changed) = (inner.clone(), changed.clone());
@@ -413,12 +425,18 @@ impl Fake {
                 }
             })
         };
-        Fake { inner, changed, url, tasks: Arc::new(vec![server, kubelet]) }
+        Fake { inner, changed, url, slow_url, tasks: Arc::new(vec![server, slow_server, kubelet]) }
     }
 
     /// A kube client for it.
     pub fn client(&self) -> kube::Client {
         let config = kube::Config::new(self.url.parse().unwrap());
+        kube::Client::try_from(config).unwrap()
+    }
+
+    /// A kube client whose applies and patches are each answered 30 ms late.
+    pub fn slow_client(&self) -> kube::Client {
+        let config = kube::Config::new(self.slow_url.parse().unwrap());
         kube::Client::try_from(config).unwrap()
     }
 
@@ -497,15 +515,18 @@ impl Drop for Fake {
     }
 }
 
-type Shared = (Arc<Mutex<Inner>>, Arc<tokio::sync::watch::Sender<u64>>);
+type Shared = (Arc<Mutex<Inner>>, Arc<tokio::sync::watch::Sender<u64>>, Duration);
 
 async fn handle(
-    State((inner, changed)): State<Shared>,
+    State((inner, changed, delay)): State<Shared>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if method == Method::PATCH && !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     inner.lock().unwrap().requests.push(Seen {
