@@ -461,6 +461,17 @@ async fn a_restarted_control_plane_learns_what_runs_and_reconciles_without_resta
     admin.deploy("shop", "qa", build.number).await.unwrap();
     until("web runs", || running(&services, "web")).await;
     let pod = pods_of(&fake, "web").next().unwrap()["metadata"]["uid"].clone();
+    // A second stage, suspended — but its scale-down was undone behind Pergola's back (or the
+    // server died before asking).
+    admin.create_stage("shop", "Dev", StageType::Dev, Some("dev")).await.unwrap();
+    admin.deploy("shop", "dev", build.number).await.unwrap();
+    admin.suspend_stage("shop", "dev").await.unwrap();
+    until("dev suspended", || async {
+        (admin.get_stage("shop", "dev").await.ok()?.status == StageStatus::Suspended).then_some(())
+    })
+    .await;
+    let dev = namespace("shop", "dev");
+    fake.patch("deployments", &dev, "web", &json!({"spec": {"replicas": 1}}));
     // The server goes away; another starts with no memory of what it applied.
     watcher.abort();
     drop(services);
@@ -482,6 +493,13 @@ async fn a_restarted_control_plane_learns_what_runs_and_reconciles_without_resta
     assert_eq!(pods.len(), 1);
     assert_eq!(pods[0]["metadata"]["uid"], pod, "the same pod: nothing changed, nothing restarted");
     assert_eq!(started().await, 1, "what the new watcher found running did not start now");
+    let events = env.admin.events("shop", "qa").await.unwrap();
+    assert!(events.iter().all(|e| !e.message.starts_with("Started again")), "nothing was started again");
+    // What should be stopped is stopped again.
+    until("dev scaled to 0 again", || async {
+        (fake.get("deployments", &dev, "web")?["spec"]["replicas"] == 0).then_some(())
+    })
+    .await;
     watcher.abort();
     env.cleanup().await;
 }

@@ -101,7 +101,15 @@ impl Services {
         let mut report = ReconcileReport::default();
         for project in self.store.list_projects().await.map_err(internal("list the projects to reconcile"))? {
             for stage in self.store.list_stages(&project.id).await.map_err(internal("list the stages to reconcile"))? {
-                if stage.status == StageStatus::Suspending {
+                // A runtime the servers share (a cluster) went on without this server: what
+                // should be stopped is stopped again (the server may have died before asking),
+                // and what runs is applied again without restarting anything.
+                let shared = self.runtime.shared() && self.runtime.runs_stages();
+                if shared && (stage.is_archived() || stage.status != StageStatus::Running) {
+                    let mode = if stage.is_archived() { StopMode::Halt } else { StopMode::Suspend };
+                    self.stop(&stage, mode).await;
+                }
+                if stage.status == StageStatus::Suspending && !stage.is_archived() {
                     // The server stopped while the stage was being suspended: nothing of it
                     // runs any more. It settles as suspended, or starts if a resume is pending.
                     if self.settle_suspend(&stage.project_id, &stage.id, &Default::default()).await {
@@ -115,13 +123,15 @@ impl Services {
                 match self.start_current(&stage).await {
                     Ok(true) => {
                         report.started += 1;
-                        let message = "Started again: the server restarted.";
-                        self.record(
-                            &stage.project_id,
-                            &stage.id,
-                            StageEvent::new(self.clock.now(), EventKind::Started, message),
-                        )
-                        .await;
+                        if !shared {
+                            let message = "Started again: the server restarted.";
+                            self.record(
+                                &stage.project_id,
+                                &stage.id,
+                                StageEvent::new(self.clock.now(), EventKind::Started, message),
+                            )
+                            .await;
+                        }
                     }
                     Ok(false) => {}
                     Err(e) => {

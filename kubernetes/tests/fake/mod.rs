@@ -229,10 +229,11 @@ impl Inner {
         }
     }
 
-    fn owned_by(&self, owner: &str) -> Vec<Key> {
+    /// The pods of `owner` (`Kind/name`) in namespace `ns`.
+    fn owned_by(&self, ns: &str, owner: &str) -> Vec<Key> {
         self.objects
             .iter()
-            .filter(|(k, o)| k.0 == "pods" && o["metadata"]["annotations"]["fake/owner"] == owner)
+            .filter(|(k, o)| k.0 == "pods" && k.1 == ns && o["metadata"]["annotations"]["fake/owner"] == owner)
             .map(|(k, _)| k.clone())
             .collect()
     }
@@ -283,7 +284,7 @@ impl Inner {
             let template = &d["spec"]["template"];
             let hash = format!("{:x}", md5ish(&template.to_string()));
             let replicas = d["spec"]["replicas"].as_u64().unwrap_or(1) as usize;
-            let pods = self.owned_by(&owner);
+            let pods = self.owned_by(&key.1, &owner);
             let old: Vec<Key> = pods
                 .iter()
                 .filter(|k| self.objects[*k]["metadata"]["annotations"]["fake/hash"] != hash)
@@ -312,7 +313,7 @@ impl Inner {
         for (key, mut job) in jobs {
             let owner = format!("Job/{}", key.2);
             if job["spec"]["suspend"] == true {
-                for pod in self.owned_by(&owner) {
+                for pod in self.owned_by(&key.1, &owner) {
                     if self.objects[&pod]["status"]["phase"] != "Succeeded" {
                         self.deleting(&pod);
                     }
@@ -324,7 +325,8 @@ impl Inner {
                 job["status"] = json!({"startTime": now(), "active": 1});
                 self.put(key, job);
             } else if job["status"]["succeeded"].is_null() {
-                let done = self.owned_by(&owner).iter().any(|k| self.objects[k]["status"]["phase"] == "Succeeded");
+                let done =
+                    self.owned_by(&key.1, &owner).iter().any(|k| self.objects[k]["status"]["phase"] == "Succeeded");
                 if done {
                     job["status"] =
                         json!({"startTime": job["status"]["startTime"], "succeeded": 1, "completionTime": now()});
@@ -448,6 +450,15 @@ impl Fake {
     /// The Deployment `name`'s pods crash at start from now on.
     pub fn fail(&self, deployment: &str) {
         self.inner.lock().unwrap().failing.push(deployment.into());
+    }
+
+    /// Changes an object behind the runtime's back (a hand edit, a request that never came).
+    pub fn patch(&self, plural: &str, namespace: &str, name: &str, patch: &Value) {
+        let mut state = self.inner.lock().unwrap();
+        let key = (plural.to_owned(), namespace.to_owned(), name.to_owned());
+        let mut object = state.objects[&key].clone();
+        merge_patch(&mut object, patch);
+        state.put(key, object);
     }
 
     pub fn get(&self, plural: &str, namespace: &str, name: &str) -> Option<Value> {
