@@ -4,6 +4,7 @@
 //! control plane's restart, driven through the services against the stateful fake API server
 //! with its fake kubelet (`fake/`).
 
+mod common;
 mod fake;
 
 use fake::Fake;
@@ -53,20 +54,13 @@ command = "./shop"
 args = ["report"]
 "#;
 
-/// Waits (up to 10 s) until `check` gives something.
+/// Waits (up to 10 s: the fake is quick) until `check` gives something.
 async fn until<T, F, Fut>(what: &str, check: F) -> T
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::until_within(Duration::from_secs(10), what, check).await
 }
 
 fn minter() -> BuildMinter {
