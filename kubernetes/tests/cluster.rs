@@ -261,6 +261,15 @@ async fn running(services: &Services, name: &str) -> Option<ComponentStatus> {
     component(services, name).await.filter(|c| c.state == ComponentState::Running)
 }
 
+/// Project `shop`, stage `qa`, and [`MANIFEST`] deployed to it.
+async fn deploy_shop_qa(admin: &pergola_core::services::Acting) -> pergola_domain::Build {
+    admin.create_project("Shop", Some("shop")).await.unwrap();
+    admin.create_stage("shop", "QA", StageType::Qa, Some("qa")).await.unwrap();
+    let build = upload_manifest(admin, "shop", MANIFEST).await.unwrap();
+    admin.deploy("shop", "qa", build.number).await.unwrap();
+    build
+}
+
 fn pods_of<'a>(fake: &'a Fake, component: &'a str) -> impl Iterator<Item = Value> + 'a {
     fake.all("pods").into_iter().filter(move |p| p["metadata"]["labels"]["pergola.dev/component"] == component)
 }
@@ -271,10 +280,7 @@ async fn a_stage_lives_its_whole_life_on_the_cluster() {
     let env = sqlite_env().await;
     let (services, runtime, watcher) = on_cluster(&env, &fake);
     let admin = env.as_admin(&services);
-    admin.create_project("Shop", Some("shop")).await.unwrap();
-    admin.create_stage("shop", "QA", StageType::Qa, Some("qa")).await.unwrap();
-    let build = upload_manifest(&admin, "shop", MANIFEST).await.unwrap();
-    admin.deploy("shop", "qa", build.number).await.unwrap();
+    deploy_shop_qa(&admin).await;
     let ns = namespace("shop", "qa");
 
     // Deployed: the objects are there, the pods run, the job completes.
@@ -449,10 +455,7 @@ async fn a_restarted_control_plane_learns_what_runs_and_reconciles_without_resta
     let env = sqlite_env().await;
     let (services, _runtime, watcher) = on_cluster(&env, &fake);
     let admin = env.as_admin(&services);
-    admin.create_project("Shop", Some("shop")).await.unwrap();
-    admin.create_stage("shop", "QA", StageType::Qa, Some("qa")).await.unwrap();
-    let build = upload_manifest(&admin, "shop", MANIFEST).await.unwrap();
-    admin.deploy("shop", "qa", build.number).await.unwrap();
+    let build = deploy_shop_qa(&admin).await;
     until("web runs", || running(&services, "web")).await;
     let pod = pods_of(&fake, "web").next().unwrap()["metadata"]["uid"].clone();
     // A second stage, suspended — but its scale-down was undone behind Pergola's back (or the
@@ -505,10 +508,7 @@ async fn a_pod_that_keeps_crashing_shows_as_crashed() {
     let env = sqlite_env().await;
     let (services, _runtime, watcher) = on_cluster(&env, &fake);
     let admin = env.as_admin(&services);
-    admin.create_project("Shop", Some("shop")).await.unwrap();
-    admin.create_stage("shop", "QA", StageType::Qa, Some("qa")).await.unwrap();
-    let build = upload_manifest(&admin, "shop", MANIFEST).await.unwrap();
-    admin.deploy("shop", "qa", build.number).await.unwrap();
+    deploy_shop_qa(&admin).await;
     let web = until("web crashed", || async {
         component(&services, "web").await.filter(|c| c.state == ComponentState::Crashed)
     })

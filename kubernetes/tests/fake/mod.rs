@@ -193,6 +193,19 @@ impl Inner {
         self.history.push((self.rv, key.clone(), kind, object));
     }
 
+    /// The running pods of a component (in any namespace).
+    fn running_pods(&self, component: &str) -> Vec<Key> {
+        self.objects
+            .iter()
+            .filter(|(k, o)| {
+                k.0 == "pods"
+                    && o["metadata"]["labels"]["pergola.dev/component"] == component
+                    && o["status"]["phase"] == "Running"
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
     /// Stores an object (new or changed): its resource version, and an event.
     fn put(&mut self, key: Key, mut object: Value) {
         let created = !self.objects.contains_key(&key);
@@ -477,17 +490,8 @@ impl Fake {
     /// Adds an output line to every running pod of a component.
     pub fn print(&self, component: &str, line: &str) {
         let mut state = self.inner.lock().unwrap();
-        let uids: Vec<String> = state
-            .objects
-            .iter()
-            .filter(|(k, o)| {
-                k.0 == "pods"
-                    && o["metadata"]["labels"]["pergola.dev/component"] == component
-                    && o["status"]["phase"] == "Running"
-            })
-            .filter_map(|(_, o)| o["metadata"]["uid"].as_str().map(str::to_owned))
-            .collect();
-        for uid in uids {
+        for key in state.running_pods(component) {
+            let uid = state.objects[&key]["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
             state.logs.entry(uid).or_default().push((Utc::now(), line.to_owned()));
         }
     }
@@ -495,16 +499,7 @@ impl Fake {
     /// Makes the running container of a component's pods exit with `code` and start again.
     pub fn crash(&self, component: &str, code: i32) {
         let mut state = self.inner.lock().unwrap();
-        let keys: Vec<Key> = state
-            .objects
-            .iter()
-            .filter(|(k, o)| {
-                k.0 == "pods"
-                    && o["metadata"]["labels"]["pergola.dev/component"] == component
-                    && o["status"]["phase"] == "Running"
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
+        let keys = state.running_pods(component);
         for key in keys {
             let mut pod = state.objects[&key].clone();
             let status = &mut pod["status"]["containerStatuses"][0];
