@@ -112,7 +112,8 @@ pub struct Services {
 }
 
 /// How many stages' turns across servers (see `Services::shared_turn`) one server holds at
-/// once: each holds a database connection, and the work done in it needs others.
+/// once: each holds a database connection, and the work done in it needs others (of the pool's
+/// 10, one more is the listener of the other servers' notices).
 pub const SHARED_TURNS: usize = 4;
 
 /// How long an artifact no release runs is kept after its newest build, by default.

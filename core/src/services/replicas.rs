@@ -249,11 +249,13 @@ impl Services {
         let cache = self.proxy_cache.clone();
         tokio::spawn(async move {
             loop {
-                match listener.recv().await {
-                    Ok(notice) if notice.payload() == me => {}
-                    Ok(_) => cache.forget_here(),
+                // `try_recv` says when the connection was lost (then reconnects at the next
+                // call): notices may have been missed, so the cache starts over.
+                match listener.try_recv().await {
+                    Ok(Some(notice)) if notice.payload() == me => {}
+                    Ok(Some(_)) | Ok(None) => cache.forget_here(),
+                    Err(sqlx::Error::PoolClosed) => break,
                     Err(e) => {
-                        // Notices may have been missed while the connection was down.
                         cache.forget_here();
                         tracing::warn!(error = %e, "listening for other servers' changes (trying again)");
                         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -104,12 +104,15 @@ impl Services {
                 // A runtime the servers share (a cluster) went on without this server: what
                 // should be stopped is stopped again (the server may have died before asking),
                 // and what runs is applied again without restarting anything.
+                // (By the server doing the background work: one server asks, not each.)
                 let shared = self.runtime.shared() && self.runtime.runs_stages();
-                if shared && (stage.is_archived() || stage.status != StageStatus::Running) {
-                    let mode = if stage.is_archived() { StopMode::Halt } else { StopMode::Suspend };
-                    self.stop(&stage, mode).await;
+                if shared
+                    && self.runs_background_work()
+                    && (stage.is_archived() || stage.status != StageStatus::Running)
+                {
+                    self.stop_again(&stage).await;
                 }
-                if stage.status == StageStatus::Suspending && !stage.is_archived() {
+                if stage.status == StageStatus::Suspending {
                     // The server stopped while the stage was being suspended: nothing of it
                     // runs any more. It settles as suspended, or starts if a resume is pending.
                     if self.settle_suspend(&stage.project_id, &stage.id, &Default::default()).await {
@@ -295,6 +298,23 @@ impl Services {
         report
     }
 
+    /// Stops a stage that should not run once more (reconcile with a shared runtime) — if,
+    /// read again in its turn, it still should not: another server may have resumed or
+    /// restored it since the list was read.
+    async fn stop_again(&self, listed: &Stage) {
+        let lock = self.stage_lock(&listed.project_id, &listed.id);
+        let _turn = lock.lock().await;
+        let shared = self.shared_turn(&listed.project_id, &listed.id).await.unwrap_or(None);
+        let now = self.store.get_stage(&listed.project_id, &listed.id).await.ok().flatten();
+        if let Some(stage) = now.filter(|s| s.is_archived() || s.status != StageStatus::Running) {
+            let mode = if stage.is_archived() { StopMode::Halt } else { StopMode::Suspend };
+            self.runtime.stop(&StageKey::new(&stage.project_id, &stage.id), grace(&stage), mode).await;
+        }
+        if let Some((turn, _permit)) = shared {
+            turn.release().await;
+        }
+    }
+
     /// The stage's turn across the servers of the database, when they share the runtime (a
     /// cluster); `None` with a runtime of this server alone. At most [`SHARED_TURNS`] are held
     /// at once by a server (each holds a database connection).
@@ -303,7 +323,8 @@ impl Services {
         project_id: &str,
         stage_id: &str,
     ) -> Result<Option<(crate::store::StageTurn, tokio::sync::OwnedSemaphorePermit)>, Error> {
-        if !(self.runtime.shared() && self.runtime.runs_stages()) {
+        // SQLite: one server, no turn to take across servers.
+        if !(self.runtime.shared() && self.runtime.runs_stages()) || self.store.backend() == "sqlite" {
             return Ok(None);
         }
         let permit = self.turns.clone().acquire_owned().await.map_err(|_| Error::internal())?;

@@ -24,7 +24,7 @@ pub struct StageTurn(pub(super) Option<sqlx::Transaction<'static, sqlx::Postgres
 
 impl StageTurn {
     /// Ends the turn (the next server waiting for the stage goes on). A turn dropped without
-    /// this ends when its connection is next used or closed.
+    /// this is rolled back as its connection goes back to the pool, which ends it too.
     pub async fn release(self) {
         if let Some(tx) = self.0 {
             if let Err(e) = tx.commit().await {

@@ -33,6 +33,8 @@ impl PgStore {
     /// holds it); committing or dropping the transaction lets it go.
     pub(super) async fn turn(&self, project_id: &str, stage_id: &str) -> StoreResult<super::StageTurn> {
         let mut tx = self.pool.begin().await?;
+        // The turn may be held while a stop waits out a grace period: not a stale session.
+        sqlx::query("SET LOCAL idle_in_transaction_session_timeout = 0").execute(&mut *tx).await?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
             .bind(format!("pergola-stage:{project_id}/{stage_id}"))
             .execute(&mut *tx)
