@@ -170,10 +170,9 @@ async fn record(store: &dyn Store, changes: &Changes, project_id: &str, stage_id
 }
 
 /// Records what a runtime observes in the stages' timelines, until it stops sending. (It holds
-/// the store only: the runtime holding the sink is not kept alive by this task.)
-/// Records what the runtime observed in the stages' timelines. A runtime shared by several
-/// servers (a cluster) is observed by each of them: only the one doing the background work
-/// (`gate`) records, so that each event is in the timeline once.
+/// the store only: the runtime holding the sink is not kept alive by this task.) A runtime
+/// shared by several servers (a cluster) is observed by each of them: only the one doing the
+/// background work (`gate`) records, so that each event is in the timeline once.
 async fn record_observed_events(
     store: Arc<dyn Store>,
     changes: Arc<Changes>,

@@ -123,7 +123,7 @@ impl Services {
 
     /// Whether this server does the background sweeps now.
     pub fn runs_background_work(&self) -> bool {
-        self.leases.background.load(Ordering::SeqCst)
+        self.leases.background()
     }
 
     /// Claims the database for this server's runtime when that runtime belongs to one server
