@@ -66,6 +66,25 @@ pub struct LogLine {
 }
 
 impl ComponentStatus {
+    /// A component in `state` with nothing observed yet: health unknown, no restarts, no
+    /// process, no exit code, no probes.
+    pub fn new(name: &str, kind: crate::ComponentKind, port: Option<u16>, state: ComponentState) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind,
+            port,
+            state,
+            health: Health::Unknown,
+            restarts: 0,
+            pid: None,
+            started_at: None,
+            exit_code: None,
+            uptime_secs: None,
+            kill_in_secs: None,
+            probes: Vec::new(),
+        }
+    }
+
     /// The health to show: only services have a health check.
     pub fn health_label(&self) -> &'static str {
         if self.kind == crate::ComponentKind::Service {

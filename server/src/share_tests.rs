@@ -12,7 +12,7 @@ use axum::Router;
 use pergola_core::services::Acting;
 use pergola_core::testing::{sqlite_env, Env, USER_PASSWORD};
 use pergola_core::{Runtime, RuntimeError, Services, StageKey, StageSpec, StopMode, StopReport};
-use pergola_domain::runtime::{ComponentState, ComponentStatus, Health, LogLine};
+use pergola_domain::runtime::{ComponentState, ComponentStatus, LogLine};
 use pergola_domain::share::ShareBase;
 use pergola_domain::{ComponentKind, Role, StageType, Visibility};
 use std::sync::Arc;
@@ -40,20 +40,7 @@ impl Runtime for Fake {
         Ok(())
     }
     fn status(&self, _: &StageKey) -> Vec<ComponentStatus> {
-        vec![ComponentStatus {
-            name: "web".into(),
-            kind: ComponentKind::Service,
-            port: Some(self.port),
-            state: ComponentState::Running,
-            health: Health::Unknown,
-            restarts: 0,
-            pid: None,
-            started_at: None,
-            exit_code: None,
-            uptime_secs: None,
-            kill_in_secs: None,
-            probes: Vec::new(),
-        }]
+        vec![ComponentStatus::new("web", ComponentKind::Service, Some(self.port), ComponentState::Running)]
     }
     fn logs(&self, _: &StageKey, _: &str) -> Vec<LogLine> {
         Vec::new()

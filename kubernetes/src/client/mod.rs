@@ -304,20 +304,7 @@ impl Inner {
 fn component_status(c: &ComponentSpec, pod: Option<&PodView>, running: bool, grace: Duration) -> ComponentStatus {
     let now = Utc::now();
     let port = (c.kind == ComponentKind::Service).then(|| c.port.unwrap_or(render::DEFAULT_PORT));
-    let mut status = ComponentStatus {
-        name: c.name.clone(),
-        kind: c.kind,
-        port,
-        state: ComponentState::Stopped,
-        health: Health::Unknown,
-        restarts: 0,
-        pid: None,
-        started_at: None,
-        exit_code: None,
-        uptime_secs: None,
-        kill_in_secs: None,
-        probes: Vec::new(),
-    };
+    let mut status = ComponentStatus::new(&c.name, c.kind, port, ComponentState::Stopped);
     let Some(pod) = pod else {
         status.state = match (running, c.kind) {
             (true, ComponentKind::Cron) => ComponentState::Scheduled,
