@@ -28,7 +28,8 @@ pub mod testing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use runtime::{
-    BuildMinter, ComponentUsage, EventSink, NoRuntime, Runtime, RuntimeError, StageKey, StageSpec, StopMode, StopReport,
+    BuildMinter, ComponentUsage, EventSink, NoRuntime, Runtime, RuntimeError, StageKey, StageSpec, StopMode,
+    StopReport, StopWait,
 };
 pub use secrets::SecretBox;
 pub use services::Services;

@@ -79,6 +79,30 @@ pub struct StopReport {
     pub killed: Vec<String>,
 }
 
+/// A stop that was asked for and is being waited for ([`Runtime::ask_stop`]): `.await` it for
+/// its [`StopReport`].
+pub struct StopWait(std::pin::Pin<Box<dyn std::future::Future<Output = StopReport> + Send>>);
+
+impl StopWait {
+    /// Waits for `wait`.
+    pub fn new(wait: impl std::future::Future<Output = StopReport> + Send + 'static) -> Self {
+        Self(Box::pin(wait))
+    }
+
+    /// A stop already over.
+    pub fn done(report: StopReport) -> Self {
+        Self::new(std::future::ready(report))
+    }
+}
+
+impl std::future::Future for StopWait {
+    type Output = StopReport;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<StopReport> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
 /// Why a runtime could not do what it was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -272,6 +296,13 @@ pub trait Runtime: Send + Sync {
     /// [`StopMode::Suspend`], and are stopped too with [`StopMode::Halt`]. Storage is kept;
     /// temporary data is wiped (a run still going keeps its own until it ends).
     async fn stop(&self, key: &StageKey, grace: Duration, mode: StopMode) -> StopReport;
+    /// [`Runtime::stop`] in two steps: answers once the components are asked to stop, with
+    /// what waits for them to be gone — a shared runtime's stage changes are asked for in the
+    /// stage's turn across servers, and waited for outside it. By default the whole stop is
+    /// done before it answers.
+    async fn ask_stop(&self, key: &StageKey, grace: Duration, mode: StopMode) -> StopWait {
+        StopWait::done(self.stop(key, grace, mode).await)
+    }
     /// Forgets a purged stage for good: whatever still runs of it is killed, what was
     /// observed of it (components, logs) is dropped, and its temporary data, its release
     /// copies, what it recorded of its jobs and its persistent storage are deleted. `Err`:

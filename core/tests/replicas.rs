@@ -20,6 +20,7 @@ all_backends!(
     a_runtime_of_one_server_is_claimed_and_a_second_server_refused,
     readiness_says_whether_the_database_answers,
     a_change_through_one_server_reaches_the_share_links_of_the_others_at_once,
+    a_stage_turn_is_held_by_one_at_a_time_and_a_wait_too_long_gives_up,
 );
 
 fn server(env: &Env, name: &str) -> Services {
@@ -192,4 +193,34 @@ async fn a_change_through_one_server_reaches_the_share_links_of_the_others_at_on
         // Told through LISTEN/NOTIFY, not found when the cache ran out.
         assert!(seen < PROXY_CACHE_TTL / 2, "B saw the suspend after {seen:?}");
     }
+}
+
+async fn a_stage_turn_is_held_by_one_at_a_time_and_a_wait_too_long_gives_up(env: &Env) {
+    let store = env.services.store();
+    let wait = Duration::from_millis(300);
+    let first = store.stage_turn("shop", "qa", wait).await.unwrap();
+    if store.backend() == "sqlite" {
+        // One server: nobody to take turns with.
+        let again = tokio::time::timeout(Duration::from_secs(1), store.stage_turn("shop", "qa", wait)).await;
+        assert!(again.unwrap().is_ok());
+        first.release().await;
+        return;
+    }
+    // Another stage's turn is free.
+    let other = store.stage_turn("shop", "dev", wait).await.unwrap();
+    other.release().await;
+    // The same stage's is not: the wait runs out, and says so.
+    let asked = std::time::Instant::now();
+    let busy = store.stage_turn("shop", "qa", wait).await;
+    assert!(matches!(busy, Err(pergola_core::store::StoreError::Busy)), "{:?}", busy.err());
+    assert!(asked.elapsed() >= wait, "it waited");
+    // Once released, the next one gets it — also one that was waiting meanwhile.
+    let waiting = tokio::spawn({
+        let services = env.services.clone();
+        async move { services.store().stage_turn("shop", "qa", Duration::from_secs(10)).await.is_ok() }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiting.is_finished());
+    first.release().await;
+    assert!(tokio::time::timeout(Duration::from_secs(2), waiting).await.unwrap().unwrap());
 }

@@ -586,3 +586,56 @@ async fn racing_deploys_through_two_servers_end_on_the_newest_release_and_a_stag
     }
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_stop_waiting_for_its_pods_holds_no_turn_so_every_stage_suspended_at_once_is_asked_at_once() {
+    let fake = Fake::start().await;
+    let env = postgres_env().await;
+    let runtime = KubernetesRuntime::new(fake.client(), Cluster::default());
+    let watcher = runtime.watch();
+    // A grace period of 10 s: the pods below stop within it.
+    let services = env.services.with_runtime(Arc::new(runtime), Duration::from_secs(10));
+    let admin = env.as_admin(&services);
+    admin.create_project("Shop", Some("shop")).await.unwrap();
+    let build = upload_manifest(&admin, "shop", MANIFEST).await.unwrap();
+    // More stages than a server holds turns at once.
+    let stages: Vec<String> = (0..pergola_core::services::SHARED_TURNS + 2).map(|i| format!("qa{i}")).collect();
+    for id in &stages {
+        admin.create_stage("shop", &format!("QA {id}"), StageType::Qa, Some(id)).await.unwrap();
+        admin.deploy("shop", id, build.number).await.unwrap();
+    }
+    for id in &stages {
+        until(&format!("web runs on {id}"), || async {
+            let (_, components) = services.stage_with_components("shop", id).await.ok()?;
+            components.into_iter().find(|c| c.name == "web" && c.state == ComponentState::Running)
+        })
+        .await;
+    }
+    // Every pod takes 4 s to stop once asked: a stop waits that long for its pods.
+    fake.set_stop_time(Duration::from_secs(4));
+    let suspends = futures_util::future::join_all(stages.iter().map(|id| admin.suspend_stage("shop", id))).await;
+    assert!(suspends.iter().all(Result::is_ok), "{suspends:?}");
+    // Every stage is asked to stop at once — none waits for another's pods to be gone.
+    common::until_within(Duration::from_secs(2), "every stage is scaled to 0", || async {
+        stages
+            .iter()
+            .all(|id| fake.get("deployments", &namespace("shop", id), "web").unwrap()["spec"]["replicas"] == 0)
+            .then_some(())
+    })
+    .await;
+    // And each stop still waits for its pods before the stage is suspended, saying so.
+    for id in &stages {
+        assert_eq!(admin.get_stage("shop", id).await.unwrap().status, StageStatus::Suspending, "{id}");
+    }
+    for id in &stages {
+        let suspended = until(&format!("{id} suspended"), || async {
+            let events = admin.events("shop", id).await.ok()?;
+            events.into_iter().find(|e| e.kind == EventKind::Suspended)
+        })
+        .await;
+        assert!(suspended.message.contains("exited after SIGTERM: web, worker"), "{id}: {}", suspended.message);
+        assert_eq!(admin.get_stage("shop", id).await.unwrap().status, StageStatus::Suspended, "{id}");
+    }
+    watcher.abort();
+    env.cleanup().await;
+}

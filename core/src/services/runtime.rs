@@ -1,7 +1,8 @@
 //! What runs: share links, components, logs, and starting / stopping a stage's release.
 
-use super::{grace, internal, Acting, Services, ANSWER_WITHIN};
+use super::{grace, internal, Acting, Services, ANSWER_WITHIN, TURN_WAIT};
 use crate::secrets::Place;
+use crate::store::StoreError;
 use crate::{StageKey, StageSpec, StopMode, StopReport};
 use pergola_domain::access::Action;
 use pergola_domain::runtime::{ComponentStatus, LogLine};
@@ -210,11 +211,23 @@ impl Services {
         // racing, the newest release is the one left running.
         let lock = self.stage_lock(&stage.project_id, &stage.id);
         let _turn = lock.lock().await;
-        let shared = self.shared_turn(&stage.project_id, &stage.id).await?;
+        let shared = match self.shared_turn(&stage.project_id, &stage.id).await {
+            Ok(shared) => shared,
+            Err(e) => {
+                // Whoever asked may be gone by now (a deploy answers before): the timeline
+                // says why the current release does not run.
+                let message = format!("The current release could not be started: {}", e.message);
+                self.record(
+                    &stage.project_id,
+                    &stage.id,
+                    StageEvent::new(self.clock.now(), EventKind::Crashed, message),
+                )
+                .await;
+                return Err(e);
+            }
+        };
         let started = self.start_in_turn(stage).await;
-        if let Some((turn, _permit)) = shared {
-            turn.release().await;
-        }
+        SharedTurn::release(shared).await;
         started
     }
 
@@ -284,52 +297,74 @@ impl Services {
     }
 
     /// Stops a stage's components: `mode` says whether jobs and cron runs already started go
-    /// on (a suspend) or are stopped too (a delete).
+    /// on (a suspend) or are stopped too (a delete). The stage's turn is held while the
+    /// runtime asks them to stop, not while it waits for them to be gone.
     pub(super) async fn stop(&self, stage: &Stage, mode: StopMode) -> StopReport {
-        let lock = self.stage_lock(&stage.project_id, &stage.id);
-        let _turn = lock.lock().await;
-        // Stopping goes on without the other servers' turn when the database cannot give it:
-        // a stop is never refused.
-        let shared = self.shared_turn(&stage.project_id, &stage.id).await.unwrap_or(None);
-        let report = self.runtime.stop(&StageKey::new(&stage.project_id, &stage.id), grace(stage), mode).await;
-        if let Some((turn, _permit)) = shared {
-            turn.release().await;
-        }
-        report
+        let wait = {
+            let lock = self.stage_lock(&stage.project_id, &stage.id);
+            let _turn = lock.lock().await;
+            // Stopping goes on without the other servers' turn when the database cannot give
+            // it: a stop is never refused.
+            let shared = self.shared_turn(&stage.project_id, &stage.id).await.unwrap_or(None);
+            let key = StageKey::new(&stage.project_id, &stage.id);
+            let wait = self.runtime.ask_stop(&key, grace(stage), mode).await;
+            SharedTurn::release(shared).await;
+            wait
+        };
+        wait.await
     }
 
     /// Stops a stage that should not run once more (reconcile with a shared runtime) — if,
     /// read again in its turn, it still should not: another server may have resumed or
     /// restored it since the list was read.
     async fn stop_again(&self, listed: &Stage) {
-        let lock = self.stage_lock(&listed.project_id, &listed.id);
-        let _turn = lock.lock().await;
-        let shared = self.shared_turn(&listed.project_id, &listed.id).await.unwrap_or(None);
-        let now = self.store.get_stage(&listed.project_id, &listed.id).await.ok().flatten();
-        if let Some(stage) = now.filter(|s| s.is_archived() || s.status != StageStatus::Running) {
-            let mode = if stage.is_archived() { StopMode::Halt } else { StopMode::Suspend };
-            self.runtime.stop(&StageKey::new(&stage.project_id, &stage.id), grace(&stage), mode).await;
-        }
-        if let Some((turn, _permit)) = shared {
-            turn.release().await;
+        let wait = {
+            let lock = self.stage_lock(&listed.project_id, &listed.id);
+            let _turn = lock.lock().await;
+            let shared = self.shared_turn(&listed.project_id, &listed.id).await.unwrap_or(None);
+            let now = self.store.get_stage(&listed.project_id, &listed.id).await.ok().flatten();
+            let mut wait = None;
+            if let Some(stage) = now.filter(|s| s.is_archived() || s.status != StageStatus::Running) {
+                let mode = if stage.is_archived() { StopMode::Halt } else { StopMode::Suspend };
+                let key = StageKey::new(&stage.project_id, &stage.id);
+                wait = Some(self.runtime.ask_stop(&key, grace(&stage), mode).await);
+            }
+            SharedTurn::release(shared).await;
+            wait
+        };
+        if let Some(wait) = wait {
+            wait.await;
         }
     }
 
     /// The stage's turn across the servers of the database, when they share the runtime (a
     /// cluster); `None` with a runtime of this server alone. At most [`SHARED_TURNS`] are held
-    /// at once by a server (each holds a database connection).
-    async fn shared_turn(
-        &self,
-        project_id: &str,
-        stage_id: &str,
-    ) -> Result<Option<(crate::store::StageTurn, tokio::sync::OwnedSemaphorePermit)>, Error> {
+    /// at once by a server (each holds a database connection). Taken by a task of its own: a
+    /// request that goes away while it waits leaves neither a connection waiting for the
+    /// lock nor one more turn than [`SHARED_TURNS`] (the task takes it, then gives it back).
+    async fn shared_turn(&self, project_id: &str, stage_id: &str) -> Result<Option<SharedTurn>, Error> {
         // SQLite: one server, no turn to take across servers.
         if !(self.runtime.shared() && self.runtime.runs_stages()) || self.store.backend() == "sqlite" {
             return Ok(None);
         }
-        let permit = self.turns.clone().acquire_owned().await.map_err(|_| Error::internal())?;
-        let turn = self.store.stage_turn(project_id, stage_id).await.map_err(internal("wait for the stage's turn"))?;
-        Ok(Some((turn, permit)))
+        let (turns, store) = (self.turns.clone(), self.store.clone());
+        let (project_id, stage_id) = (project_id.to_owned(), stage_id.to_owned());
+        let taking = tokio::spawn(async move {
+            let permit = turns.acquire_owned().await.map_err(|_| Error::internal())?;
+            let turn = match store.stage_turn(&project_id, &stage_id, TURN_WAIT).await {
+                Ok(turn) => turn,
+                Err(StoreError::Busy) => {
+                    return Err(Error::invalid_state(format!(
+                        "Stage '{stage_id}' is busy: another server has been changing what runs on it for {} s. \
+                         Try again in a moment.",
+                        TURN_WAIT.as_secs()
+                    )))
+                }
+                Err(e) => return Err(internal("wait for the stage's turn")(e)),
+            };
+            Ok(SharedTurn { turn, _permit: permit })
+        });
+        taking.await.map_err(|_| Error::internal())?.map(Some)
     }
 
     /// Stops a stage's components in the background; answers once they stopped or after
@@ -384,6 +419,22 @@ impl Services {
                 internal("settle a suspend")(e);
                 false
             }
+        }
+    }
+}
+
+/// A stage's turn across the servers of the database ([`crate::store::StageTurn`]) and the
+/// permit that counts it among this server's [`SHARED_TURNS`].
+struct SharedTurn {
+    turn: crate::store::StageTurn,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl SharedTurn {
+    /// Ends the turn, if one was taken.
+    async fn release(shared: Option<SharedTurn>) {
+        if let Some(shared) = shared {
+            shared.turn.release().await;
         }
     }
 }

@@ -48,6 +48,9 @@ pub enum StoreError {
     /// A stored value could not be read back (a bug or a hand-edited database).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// What was waited for (a stage's turn) was held by another for longer than the wait.
+    #[error("still held by another after the wait")]
+    Busy,
     #[error(transparent)]
     Db(sqlx::Error),
 }
@@ -521,7 +524,8 @@ pub trait Store: Send + Sync {
     async fn listen_stages_changed(&self) -> StoreResult<Option<sqlx::postgres::PgListener>>;
     /// Waits for this stage's turn across the servers of the database and holds it (see
     /// [`StageTurn`]).
-    async fn stage_turn(&self, project_id: &str, stage_id: &str) -> StoreResult<StageTurn>;
+    /// Waits at most `wait` for it; [`StoreError::Busy`] after.
+    async fn stage_turn(&self, project_id: &str, stage_id: &str, wait: std::time::Duration) -> StoreResult<StageTurn>;
 
     /// Takes lease `name` for `holder` until `until`, or renews it: true when `holder` has it
     /// now — it was free, ended before `now`, or theirs already. Atomic: of several servers

@@ -1,6 +1,6 @@
 //! Production: PostgreSQL.
 
-use super::StoreResult;
+use super::{StoreError, StoreResult};
 use std::time::Duration;
 
 pub struct PgStore {
@@ -31,14 +31,29 @@ impl PgStore {
 
     /// A transaction holding the stage's advisory lock (waiting for it while another server
     /// holds it); committing or dropping the transaction lets it go.
-    pub(super) async fn turn(&self, project_id: &str, stage_id: &str) -> StoreResult<super::StageTurn> {
+    pub(super) async fn turn(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+        wait: std::time::Duration,
+    ) -> StoreResult<super::StageTurn> {
         let mut tx = self.pool.begin().await?;
-        // The turn may be held while a stop waits out a grace period: not a stale session.
+        // The turn is held while the cluster's API server is asked, which may be slow: not a
+        // stale session.
         sqlx::query("SET LOCAL idle_in_transaction_session_timeout = 0").execute(&mut *tx).await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        // SET takes no parameters; a whole number of milliseconds (at least 1: 0 would be no
+        // limit).
+        let wait_ms = wait.as_millis().clamp(1, i32::MAX as u128);
+        sqlx::query(&format!("SET LOCAL lock_timeout = {wait_ms}")).execute(&mut *tx).await?;
+        let locked = sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
             .bind(format!("pergola-stage:{project_id}/{stage_id}"))
             .execute(&mut *tx)
-            .await?;
-        Ok(super::StageTurn(Some(tx)))
+            .await;
+        match locked {
+            Ok(_) => Ok(super::StageTurn(Some(tx))),
+            // lock_not_available: the wait ran out.
+            Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("55P03") => Err(StoreError::Busy),
+            Err(e) => Err(e.into()),
+        }
     }
 }

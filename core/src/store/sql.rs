@@ -1560,8 +1560,13 @@ macro_rules! sql_store {
                 self.listener().await
             }
 
-            async fn stage_turn(&self, project_id: &str, stage_id: &str) -> StoreResult<super::StageTurn> {
-                self.turn(project_id, stage_id).await
+            async fn stage_turn(
+                &self,
+                project_id: &str,
+                stage_id: &str,
+                wait: std::time::Duration,
+            ) -> StoreResult<super::StageTurn> {
+                self.turn(project_id, stage_id, wait).await
             }
 
             async fn ping(&self) -> StoreResult<()> {

@@ -31,7 +31,12 @@ impl SqliteStore {
     }
 
     /// One server per SQLite file: its own per-stage lock is the turn.
-    pub(super) async fn turn(&self, _project_id: &str, _stage_id: &str) -> StoreResult<super::StageTurn> {
+    pub(super) async fn turn(
+        &self,
+        _project_id: &str,
+        _stage_id: &str,
+        _wait: std::time::Duration,
+    ) -> StoreResult<super::StageTurn> {
         Ok(super::StageTurn(None))
     }
 }

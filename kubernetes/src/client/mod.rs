@@ -32,7 +32,9 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Client;
 use observe::Pods;
-use pergola_core::{BuildMinter, EventSink, Runtime, RuntimeError, StageKey, StageSpec, StopMode, StopReport};
+use pergola_core::{
+    BuildMinter, EventSink, Runtime, RuntimeError, StageKey, StageSpec, StopMode, StopReport, StopWait,
+};
 use pergola_domain::runtime::{ComponentState, ComponentStatus, Health, LogLine};
 use pergola_domain::{ComponentKind, ComponentSpec, Isolation, StageEvent};
 use serde_json::json;
@@ -362,6 +364,10 @@ impl Runtime for KubernetesRuntime {
     }
 
     async fn stop(&self, key: &StageKey, grace: Duration, mode: StopMode) -> StopReport {
+        self.ask_stop(key, grace, mode).await.await
+    }
+
+    async fn ask_stop(&self, key: &StageKey, grace: Duration, mode: StopMode) -> StopWait {
         let client = &self.inner.client;
         let ns = namespace(&key.project, &key.stage);
         if let Some(applied) = lock(&self.inner.stages).get_mut(key) {
@@ -391,27 +397,31 @@ impl Runtime for KubernetesRuntime {
         if let Err(e) = asked.await {
             tracing::error!(project = key.project, stage = key.stage, error = e, "stopping a stage on the cluster");
         }
-        // Each component stopped in time, or outlived the grace period (the kubelet kills it).
-        let mut report = StopReport::default();
-        let mut waiting = before;
-        while !waiting.is_empty() {
-            let present = self.inner.present(key, halt);
-            let elapsed = started.elapsed();
-            let (gone, left): (Vec<String>, Vec<String>) = waiting.into_iter().partition(|c| !present.contains(c));
-            if elapsed <= grace {
-                report.terminated.extend(gone);
-            } else {
-                report.killed.extend(gone);
+        let (inner, key) = (self.inner.clone(), key.clone());
+        StopWait::new(async move {
+            // Each component stopped in time, or outlived the grace period (the kubelet kills
+            // it).
+            let mut report = StopReport::default();
+            let mut waiting = before;
+            while !waiting.is_empty() {
+                let present = inner.present(&key, halt);
+                let elapsed = started.elapsed();
+                let (gone, left): (Vec<String>, Vec<String>) = waiting.into_iter().partition(|c| !present.contains(c));
+                if elapsed <= grace {
+                    report.terminated.extend(gone);
+                } else {
+                    report.killed.extend(gone);
+                }
+                waiting = left;
+                if elapsed > grace + STOP_MARGIN {
+                    tracing::warn!(project = key.project, stage = key.stage, components = ?waiting, "pods still there after the grace period");
+                    report.killed.extend(waiting);
+                    break;
+                }
+                tokio::time::sleep(STOP_POLL).await;
             }
-            waiting = left;
-            if elapsed > grace + STOP_MARGIN {
-                tracing::warn!(project = key.project, stage = key.stage, components = ?waiting, "pods still there after the grace period");
-                report.killed.extend(waiting);
-                break;
-            }
-            tokio::time::sleep(STOP_POLL).await;
-        }
-        report
+            report
+        })
     }
 
     async fn forget(&self, key: &StageKey) -> Result<(), RuntimeError> {
