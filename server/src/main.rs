@@ -36,6 +36,7 @@ mod share_tests;
 
 #[tokio::main]
 async fn main() {
+    serve::give_large_blocks_back();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),
