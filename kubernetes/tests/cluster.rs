@@ -309,8 +309,13 @@ async fn a_stage_lives_its_whole_life_on_the_cluster() {
     env.clock.advance(chrono::Duration::minutes(2));
     assert!(services.build_grant(&token).is_none(), "the first token has ended");
     assert_eq!(services.build_grant(&renewed).expect("the renewed token works").release, 1);
-    // Every object was applied with the runtime's field manager, forced.
-    let applies: Vec<_> = fake.requests().into_iter().filter(|r| r.method == "PATCH").collect();
+    // Every object was applied with the runtime's field manager, forced; the renewal only
+    // patched the token into the Secret that was there.
+    let patches: Vec<_> = fake.requests().into_iter().filter(|r| r.method == "PATCH").collect();
+    let (renewals, applies): (Vec<_>, Vec<_>) =
+        patches.into_iter().partition(|r| r.content_type == "application/merge-patch+json");
+    assert_eq!(renewals.len(), 1);
+    assert!(renewals[0].uri.contains("/secrets/fetch-r1"), "{}", renewals[0].uri);
     assert!(applies.len() >= 10, "{}", applies.len());
     assert!(applies.iter().all(|r| r.content_type == "application/apply-patch+yaml"
         && r.uri.contains("fieldManager=pergola")
@@ -637,5 +642,52 @@ async fn a_stop_waiting_for_its_pods_holds_no_turn_so_every_stage_suspended_at_o
         assert_eq!(admin.get_stage("shop", id).await.unwrap().status, StageStatus::Suspended, "{id}");
     }
     watcher.abort();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_server_whose_release_another_replaced_shows_the_newer_one_and_renews_no_token_for_the_old() {
+    let fake = Fake::start().await;
+    let env = postgres_env().await;
+    let runtimes: Vec<KubernetesRuntime> =
+        (0..2).map(|_| KubernetesRuntime::new(fake.client(), Cluster::default())).collect();
+    let watchers: Vec<_> = runtimes.iter().map(|r| r.watch()).collect();
+    let servers: Vec<Services> = ["a", "b"]
+        .into_iter()
+        .zip(&runtimes)
+        .map(|(name, runtime)| {
+            let replica = Replica { host: format!("node-{name}"), pid: 7, pid_ns: 1, nonce: name.into() };
+            env.services.as_another_server(replica).with_runtime(Arc::new(runtime.clone()), Duration::from_secs(1))
+        })
+        .collect();
+    let (a, b) = (env.as_admin(&servers[0]), env.as_admin(&servers[1]));
+    // Release 1 through A; then release 2 through B, where the worker is now "mailer".
+    deploy_shop_qa(&a).await;
+    until("web runs", || running(&servers[0], "web")).await;
+    let ns = namespace("shop", "qa");
+    let two = upload_manifest(&b, "shop", &MANIFEST.replace("name = \"worker\"", "name = \"mailer\"")).await.unwrap();
+    b.deploy("shop", "qa", two.number).await.unwrap();
+    until("release 1's objects are gone", || async {
+        (fake.get("secrets", &ns, "fetch-r1").is_none() && fake.get("deployments", &ns, "worker").is_none())
+            .then_some(())
+    })
+    .await;
+    // A shows what runs — release 2's components — not what it applied itself.
+    until("A shows the mailer running", || running(&servers[0], "mailer")).await;
+    until("A no longer shows release 1's worker", || async {
+        component(&servers[0], "worker").await.is_none().then_some(())
+    })
+    .await;
+    // Renewing tokens, A does not bring release 1's Secret back; B renews release 2's.
+    assert_eq!(runtimes[0].refresh_fetch_tokens().await, 0);
+    assert!(fake.get("secrets", &ns, "fetch-r1").is_none(), "release 1's token Secret stays gone");
+    let before = fake.get("secrets", &ns, "fetch-r2").unwrap()["stringData"]["token"].clone();
+    env.clock.advance(chrono::Duration::minutes(1));
+    assert_eq!(runtimes[1].refresh_fetch_tokens().await, 1);
+    let after = fake.get("secrets", &ns, "fetch-r2").unwrap()["stringData"]["token"].clone();
+    assert_ne!(before, after, "a fresh token");
+    for watcher in watchers {
+        watcher.abort();
+    }
     env.cleanup().await;
 }

@@ -129,18 +129,27 @@ impl KubernetesRuntime {
         })
     }
 
-    /// Applies the build-fetch token Secret of every running release this server applied
-    /// again, with a fresh token; returns how many were renewed.
+    /// Puts a fresh token into the build-fetch token Secret of every running release this
+    /// server applied; returns how many were renewed. A Secret that is gone is not made again:
+    /// another server deployed a newer release since (its objects replaced this one's), or the
+    /// stage was purged — this server then forgets what it applied there.
     pub async fn refresh_fetch_tokens(&self) -> usize {
         let running: Vec<Applied> = lock(&self.inner.stages).values().filter(|a| a.running).cloned().collect();
         let mut renewed = 0;
         for applied in running {
             let spec = &applied.spec;
             let Ok(token) = self.inner.mint(&spec.key, spec.release) else { continue };
-            let grace_secs = u32::try_from(applied.grace.as_secs()).unwrap_or(u32::MAX);
-            let stage = Stage { spec, suspended: false, grace_secs, fetch_token: &token };
-            match requests::apply(&self.inner.client, &render::fetch_secret_object(&stage)).await {
-                Ok(()) => renewed += 1,
+            let ns = namespace(&spec.key.project, &spec.key.stage);
+            let patch = json!({"stringData": {"token": token}});
+            let secret = render::fetch_secret(spec.release);
+            match requests::merge_present(&self.inner.client, "Secret", &ns, &secret, &patch).await {
+                Ok(true) => renewed += 1,
+                Ok(false) => {
+                    let mut stages = lock(&self.inner.stages);
+                    if stages.get(&spec.key).is_some_and(|a| a.spec.release == spec.release) {
+                        stages.remove(&spec.key);
+                    }
+                }
                 Err(e) => tracing::warn!(
                     project = spec.key.project,
                     stage = spec.key.stage,
@@ -438,6 +447,8 @@ impl Runtime for KubernetesRuntime {
     fn status(&self, key: &StageKey) -> Vec<ComponentStatus> {
         let applied = lock(&self.inner.stages).get(key).cloned();
         let pods = lock(&self.inner.pods);
+        // A pod of a newer release than this server applied: another server deployed it.
+        let applied = applied.filter(|a| pods.of(key).all(|p| p.release <= a.spec.release));
         // The newest pod of each component (one that is stopping only when no other is there).
         let mut newest: BTreeMap<&str, &PodView> = BTreeMap::new();
         for pod in pods.of(key) {

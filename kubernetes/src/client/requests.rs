@@ -87,10 +87,21 @@ pub async fn delete(client: &Client, kind: &str, namespace: Option<&str>, name: 
 
 /// Changes fields of an object (a JSON merge patch: `replicas`, `suspend`).
 pub async fn merge(client: &Client, kind: &str, namespace: &str, name: &str, patch: &Value) -> Result<(), String> {
+    merge_present(client, kind, namespace, name, patch).await.map(|_| ())
+}
+
+/// [`merge`], saying whether the object was there (true) or not (false: nothing is created).
+pub async fn merge_present(
+    client: &Client,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    patch: &Value,
+) -> Result<bool, String> {
     let api = api(client, kind, Some(namespace))?;
     match api.patch(name, &PatchParams::default(), &Patch::Merge(patch)).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
         Err(e) => Err(failed(&format!("patch {kind} {name}"), e)),
     }
 }
