@@ -691,3 +691,38 @@ async fn a_server_whose_release_another_replaced_shows_the_newer_one_and_renews_
     }
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_stage_restored_while_its_pods_still_stop_starts_them_only_once_they_are_gone() {
+    let fake = Fake::start().await;
+    let env = sqlite_env().await;
+    let runtime = KubernetesRuntime::new(fake.client(), Cluster::default());
+    let watcher = runtime.watch();
+    // A grace period of 10 s: the pods below stop within it.
+    let services = env.services.with_runtime(Arc::new(runtime), Duration::from_secs(10));
+    let admin = env.as_admin(&services);
+    deploy_shop_qa(&admin).await;
+    until("web runs", || running(&services, "web")).await;
+    let old = pods_of(&fake, "web").next().unwrap()["metadata"]["uid"].clone();
+    // Deleted, its pods taking 2 s to stop — and restored at once, the same release: the same
+    // ReplicaSet, scaled up again.
+    fake.set_stop_time(Duration::from_secs(2));
+    admin.delete_stage("shop", "qa").await.unwrap();
+    admin.restore_stage("shop", "qa").await.unwrap();
+    // Never two instances on the volume: no new web pod while the old one is still stopping.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let pods: Vec<Value> = pods_of(&fake, "web").collect();
+        let stopping = pods.iter().any(|p| p["metadata"]["uid"] == old);
+        let new = pods.iter().any(|p| p["metadata"]["uid"] != old);
+        assert!(!(stopping && new), "a new web pod while the old one still stops: {pods:?}");
+        if new && running(&services, "web").await.is_some() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "web did not run again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(admin.get_stage("shop", "qa").await.unwrap().status, StageStatus::Running);
+    watcher.abort();
+    env.cleanup().await;
+}

@@ -111,13 +111,14 @@ pub struct Services {
     turns: Arc<tokio::sync::Semaphore>,
 }
 
-/// How many stages' turns across servers (see `Services::shared_turn`) one server holds at
+/// How many stages' turns across servers (see `Services::take_turn`) one server holds at
 /// once: each holds a database connection, and the work done in it needs others (of the pool's
 /// 10, one more is the listener of the other servers' notices).
 pub const SHARED_TURNS: usize = 4;
-/// How long a change of a stage waits for its turn while another server holds it (asking the
-/// cluster for that one's change) before it gives up, saying the stage is busy.
-pub const TURN_WAIT: Duration = Duration::from_secs(120);
+/// How long a start of a stage's release waits for the stage's turn while another holds it
+/// (asking the cluster for its change) before it gives up, saying the stage is busy — within
+/// the usual 60 s of a proxy in front of the servers. A stop waits on.
+pub const TURN_WAIT: Duration = Duration::from_secs(45);
 
 /// How long an artifact no release runs is kept after its newest build, by default.
 pub const ARTIFACT_RETENTION_DAYS: i64 = 7;

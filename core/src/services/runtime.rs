@@ -211,7 +211,7 @@ impl Services {
         // racing, the newest release is the one left running.
         let lock = self.stage_lock(&stage.project_id, &stage.id);
         let _turn = lock.lock().await;
-        let shared = match self.shared_turn(&stage.project_id, &stage.id).await {
+        let shared = match self.start_turn(&stage.project_id, &stage.id).await {
             Ok(shared) => shared,
             Err(e) => {
                 // Whoever asked may be gone by now (a deploy answers before): the timeline
@@ -303,9 +303,7 @@ impl Services {
         let wait = {
             let lock = self.stage_lock(&stage.project_id, &stage.id);
             let _turn = lock.lock().await;
-            // Stopping goes on without the other servers' turn when the database cannot give
-            // it: a stop is never refused.
-            let shared = self.shared_turn(&stage.project_id, &stage.id).await.unwrap_or(None);
+            let shared = self.stop_turn(&stage.project_id, &stage.id).await;
             let key = StageKey::new(&stage.project_id, &stage.id);
             let wait = self.runtime.ask_stop(&key, grace(stage), mode).await;
             SharedTurn::release(shared).await;
@@ -321,7 +319,7 @@ impl Services {
         let wait = {
             let lock = self.stage_lock(&listed.project_id, &listed.id);
             let _turn = lock.lock().await;
-            let shared = self.shared_turn(&listed.project_id, &listed.id).await.unwrap_or(None);
+            let shared = self.stop_turn(&listed.project_id, &listed.id).await;
             let now = self.store.get_stage(&listed.project_id, &listed.id).await.ok().flatten();
             let mut wait = None;
             if let Some(stage) = now.filter(|s| s.is_archived() || s.status != StageStatus::Running) {
@@ -340,9 +338,10 @@ impl Services {
     /// The stage's turn across the servers of the database, when they share the runtime (a
     /// cluster); `None` with a runtime of this server alone. At most [`SHARED_TURNS`] are held
     /// at once by a server (each holds a database connection). Taken by a task of its own: a
-    /// request that goes away while it waits leaves neither a connection waiting for the
-    /// lock nor one more turn than [`SHARED_TURNS`] (the task takes it, then gives it back).
-    async fn shared_turn(&self, project_id: &str, stage_id: &str) -> Result<Option<SharedTurn>, Error> {
+    /// request that goes away meanwhile leaves no more than that task waiting (with its
+    /// connection and permit, for [`TURN_WAIT`] at most), and the turn it then gets is given
+    /// back at once. [`StoreError::Busy`] when another holder kept it for [`TURN_WAIT`].
+    async fn take_turn(&self, project_id: &str, stage_id: &str) -> Result<Option<SharedTurn>, StoreError> {
         // SQLite: one server, no turn to take across servers.
         if !(self.runtime.shared() && self.runtime.runs_stages()) || self.store.backend() == "sqlite" {
             return Ok(None);
@@ -350,21 +349,49 @@ impl Services {
         let (turns, store) = (self.turns.clone(), self.store.clone());
         let (project_id, stage_id) = (project_id.to_owned(), stage_id.to_owned());
         let taking = tokio::spawn(async move {
-            let permit = turns.acquire_owned().await.map_err(|_| Error::internal())?;
-            let turn = match store.stage_turn(&project_id, &stage_id, TURN_WAIT).await {
-                Ok(turn) => turn,
-                Err(StoreError::Busy) => {
-                    return Err(Error::invalid_state(format!(
-                        "Stage '{stage_id}' is busy: another server has been changing what runs on it for {} s. \
-                         Try again in a moment.",
-                        TURN_WAIT.as_secs()
-                    )))
-                }
-                Err(e) => return Err(internal("wait for the stage's turn")(e)),
-            };
-            Ok(SharedTurn { turn, _permit: permit })
+            // Closed only if the services are gone: no turn to wait for then.
+            let Ok(permit) = turns.acquire_owned().await else { return Ok(None) };
+            let turn = store.stage_turn(&project_id, &stage_id, TURN_WAIT).await?;
+            Ok(Some(SharedTurn { turn, _permit: permit }))
         });
-        taking.await.map_err(|_| Error::internal())?.map(Some)
+        match taking.await {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::error!(error = %e, "taking a stage's turn");
+                Ok(None)
+            }
+        }
+    }
+
+    /// [`Services::take_turn`] for a start: one that waited [`TURN_WAIT`] in vain is given
+    /// up, saying the stage is busy.
+    async fn start_turn(&self, project_id: &str, stage_id: &str) -> Result<Option<SharedTurn>, Error> {
+        match self.take_turn(project_id, stage_id).await {
+            Ok(taken) => Ok(taken),
+            Err(StoreError::Busy) => Err(Error::invalid_state(format!(
+                "Stage '{stage_id}' is busy: what runs on it has been changing for {} s. Deploy again in a moment.",
+                TURN_WAIT.as_secs()
+            ))),
+            Err(e) => Err(internal("wait for the stage's turn")(e)),
+        }
+    }
+
+    /// [`Services::take_turn`] for a stop, which is never refused: it waits as long as the
+    /// turn is held (saying so every [`TURN_WAIT`]), and goes on without it when the database
+    /// cannot give it.
+    async fn stop_turn(&self, project_id: &str, stage_id: &str) -> Option<SharedTurn> {
+        loop {
+            match self.take_turn(project_id, stage_id).await {
+                Ok(taken) => return taken,
+                Err(StoreError::Busy) => {
+                    tracing::warn!(project_id, stage_id, "a stop still waits for the stage's turn");
+                }
+                Err(e) => {
+                    tracing::error!(project_id, stage_id, error = %e, "stopping without the stage's turn");
+                    return None;
+                }
+            }
+        }
     }
 
     /// Stops a stage's components in the background; answers once they stopped or after

@@ -72,6 +72,33 @@ struct Inner {
     listed_once: AtomicBool,
     /// The namespaces of purged stages (their pods are still going): not watched.
     forgotten: Mutex<std::collections::HashSet<String>>,
+    /// The stages this server asked to stop and is waiting for (how many stops of each).
+    stopping: Mutex<HashMap<StageKey, usize>>,
+}
+
+/// One stop of a stage counted in [`Inner::stopping`] until it is dropped (waited for, or not).
+struct Stopping {
+    inner: Arc<Inner>,
+    key: StageKey,
+}
+
+impl Stopping {
+    fn new(inner: &Arc<Inner>, key: &StageKey) -> Self {
+        *lock(&inner.stopping).entry(key.clone()).or_default() += 1;
+        Self { inner: inner.clone(), key: key.clone() }
+    }
+}
+
+impl Drop for Stopping {
+    fn drop(&mut self) {
+        let mut stopping = lock(&self.inner.stopping);
+        if let Some(n) = stopping.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                stopping.remove(&self.key);
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -102,6 +129,7 @@ impl KubernetesRuntime {
                 pods: Mutex::new(Pods::default()),
                 listed_once: AtomicBool::new(false),
                 forgotten: Mutex::new(Default::default()),
+                stopping: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -297,6 +325,24 @@ impl Inner {
 
     /// The components of a stage whose pods are still there (jobs and cron runs left out
     /// when `jobs` is false).
+    /// Waits (up to `within`) until the stage's pods that were asked to stop are gone: none
+    /// of its stops on this server is still waiting, and the watcher sees none of its pods
+    /// terminating (another server's stop).
+    async fn until_stopped(&self, key: &StageKey, within: Duration) {
+        let started = tokio::time::Instant::now();
+        loop {
+            let stopping = lock(&self.stopping).contains_key(key);
+            if !stopping && !lock(&self.pods).of(key).any(|p| p.deleting.is_some()) {
+                return;
+            }
+            if started.elapsed() > within {
+                tracing::warn!(project = key.project, stage = key.stage, "starting while pods are still stopping");
+                return;
+            }
+            tokio::time::sleep(STOP_POLL).await;
+        }
+    }
+
     fn present(&self, key: &StageKey, jobs: bool) -> Vec<String> {
         let pods = lock(&self.pods);
         let mut names: Vec<String> = pods
@@ -357,6 +403,11 @@ fn component_status(c: &ComponentSpec, pod: Option<&PodView>, running: bool, gra
 #[async_trait]
 impl Runtime for KubernetesRuntime {
     async fn start(&self, spec: StageSpec, grace: Duration) -> Result<(), RuntimeError> {
+        // What was asked to stop is gone first: a restore or resume right after a delete or a
+        // suspend scales the same ReplicaSet up again, which would not wait for the pods still
+        // terminating (two instances on one volume); nor does a Recreate of a new release
+        // wait for pods another server's stop is ending.
+        self.inner.until_stopped(&spec.key, grace + STOP_MARGIN).await;
         let token = self.inner.mint(&spec.key, spec.release)?;
         lock(&self.inner.forgotten).remove(&namespace(&spec.key.project, &spec.key.stage));
         let grace_secs = u32::try_from(grace.as_secs()).unwrap_or(u32::MAX);
@@ -385,6 +436,7 @@ impl Runtime for KubernetesRuntime {
         }
         let halt = mode == StopMode::Halt;
         let before = self.inner.present(key, halt);
+        let stopping = Stopping::new(&self.inner, key);
         // The grace period runs from the moment the components are asked to stop.
         let started = tokio::time::Instant::now();
         let asked = async {
@@ -408,6 +460,7 @@ impl Runtime for KubernetesRuntime {
         }
         let (inner, key) = (self.inner.clone(), key.clone());
         StopWait::new(async move {
+            let _stopping = stopping;
             // Each component stopped in time, or outlived the grace period (the kubelet kills
             // it).
             let mut report = StopReport::default();
