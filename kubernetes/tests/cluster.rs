@@ -244,11 +244,19 @@ async fn a_suspend_scales_to_zero_and_suspends_schedules_and_a_halt_also_deletes
     }
 }
 
-/// The services on the fake cluster, with a watcher.
+/// The services on the fake cluster, with a watcher (new stages' grace period: 1 s).
 fn on_cluster(env: &Env, fake: &Fake) -> (Services, KubernetesRuntime, tokio::task::JoinHandle<()>) {
+    on_cluster_with_grace(env, fake, Duration::from_secs(1))
+}
+
+fn on_cluster_with_grace(
+    env: &Env,
+    fake: &Fake,
+    grace: Duration,
+) -> (Services, KubernetesRuntime, tokio::task::JoinHandle<()>) {
     let runtime = KubernetesRuntime::new(fake.client(), Cluster::default());
     let watcher = runtime.watch();
-    let services = env.services.with_runtime(Arc::new(runtime.clone()), Duration::from_secs(1));
+    let services = env.services.with_runtime(Arc::new(runtime.clone()), grace);
     (services, runtime, watcher)
 }
 
@@ -596,10 +604,8 @@ async fn racing_deploys_through_two_servers_end_on_the_newest_release_and_a_stag
 async fn a_stop_waiting_for_its_pods_holds_no_turn_so_every_stage_suspended_at_once_is_asked_at_once() {
     let fake = Fake::start().await;
     let env = postgres_env().await;
-    let runtime = KubernetesRuntime::new(fake.client(), Cluster::default());
-    let watcher = runtime.watch();
     // A grace period of 10 s: the pods below stop within it.
-    let services = env.services.with_runtime(Arc::new(runtime), Duration::from_secs(10));
+    let (services, _runtime, watcher) = on_cluster_with_grace(&env, &fake, Duration::from_secs(10));
     let admin = env.as_admin(&services);
     admin.create_project("Shop", Some("shop")).await.unwrap();
     let build = upload_manifest(&admin, "shop", MANIFEST).await.unwrap();
@@ -696,10 +702,8 @@ async fn a_server_whose_release_another_replaced_shows_the_newer_one_and_renews_
 async fn a_stage_restored_while_its_pods_still_stop_starts_them_only_once_they_are_gone() {
     let fake = Fake::start().await;
     let env = sqlite_env().await;
-    let runtime = KubernetesRuntime::new(fake.client(), Cluster::default());
-    let watcher = runtime.watch();
     // A grace period of 10 s: the pods below stop within it.
-    let services = env.services.with_runtime(Arc::new(runtime), Duration::from_secs(10));
+    let (services, _runtime, watcher) = on_cluster_with_grace(&env, &fake, Duration::from_secs(10));
     let admin = env.as_admin(&services);
     deploy_shop_qa(&admin).await;
     until("web runs", || running(&services, "web")).await;

@@ -1,33 +1,14 @@
 //! The real server binary's memory: signing in (Argon2id works in 19 MiB) does not leave the
 //! server that much bigger for good.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{free_port, healthy};
+
 const PASSWORD: &str = "correct horse battery";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// The server's whole answer to `method path` with `body` (empty when it does not answer).
-fn request(port: u16, method: &str, path: &str, body: &str) -> String {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    if stream.write_all(request.as_bytes()).is_err() {
-        return String::new();
-    }
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer
-}
 
 /// The process's resident memory, in bytes.
 fn rss(pid: u32) -> u64 {
@@ -72,19 +53,21 @@ fn signing_in_does_not_leave_the_server_twenty_megabytes_bigger() {
     let server = Killed(server);
     let pid = server.0.id();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !request(port, "GET", "/healthz", "").starts_with("HTTP/1.1 200") {
+    while !healthy(port) {
         assert!(Instant::now() < deadline, "the server did not answer");
         std::thread::sleep(Duration::from_millis(50));
     }
     let login = format!(r#"{{"username":"admin","password":"{PASSWORD}"}}"#);
+    let host = format!("127.0.0.1:{port}");
+    let request = |method: &str, path: &str, body: &str| common::request(port, &host, method, path, body);
     // The first sign-in sets up what any request needs once (the database's caches, the
     // runtime's threads); the ones after it show what signing in keeps.
-    let answer = request(port, "POST", "/api/v1/login", &login);
+    let answer = request("POST", "/api/v1/login", &login);
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
     std::thread::sleep(Duration::from_millis(300));
     let before = rss(pid);
     for _ in 0..4 {
-        let answer = request(port, "POST", "/api/v1/login", &login);
+        let answer = request("POST", "/api/v1/login", &login);
         assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
     }
     std::thread::sleep(Duration::from_millis(300));

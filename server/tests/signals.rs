@@ -6,12 +6,14 @@
 use pergola_core::{connect, Services, SystemClock};
 use pergola_domain::wire::StageUpdate;
 use pergola_domain::StageType;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{free_port, healthy};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -34,25 +36,9 @@ args = ["run.sh"]
 storage = ["data"]
 "#;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// The server's whole answer to `GET path` (empty when it does not answer).
+/// The server's whole answer to `GET path`, asked by its address (empty when it does not answer).
 fn get(port: u16, path: &str) -> String {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 10.1.2.3:{port}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return String::new();
-    }
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer
-}
-
-fn healthy(port: u16) -> bool {
-    get(port, "/healthz").starts_with("HTTP/1.1 200")
+    common::request(port, &format!("10.1.2.3:{port}"), "GET", path, "")
 }
 
 fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
