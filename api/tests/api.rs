@@ -1041,11 +1041,11 @@ async fn log_queries(api: &Api, _env: &Env) {
 /// `/metrics` for administrators only.
 async fn metrics(api: &Api, env: &Env) {
     let p = project_with(api, &[STAGE1]).await;
-    env.services.sample_metrics();
+    env.services.sample_metrics().await;
     env.services.record_proxied(p, "stage1", "web", 200, 12.0);
     env.services.record_proxied(p, "stage1", "web", 503, 40.0);
     env.clock.advance(Duration::seconds(10));
-    env.services.sample_metrics();
+    env.services.sample_metrics().await;
     for window in ["", "?window=1h", "?window=24h"] {
         let r = api.call("GET", METRICS, &[p, "stage1"], window, None).await;
         assert_eq!(r.status, 200, "{:#}", r.body);

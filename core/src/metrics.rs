@@ -40,6 +40,16 @@ struct Series {
     last_seen: Option<DateTime<Utc>>,
 }
 
+/// A point [`MetricsBook::sample`] made: of `component` of the stage `key`, a 10-second point
+/// or a 5-minute `summary`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewPoint {
+    pub key: StageKey,
+    pub component: String,
+    pub summary: bool,
+    pub point: MetricPoint,
+}
+
 /// Every component's series (see the module's documentation).
 #[derive(Default)]
 pub struct MetricsBook {
@@ -70,8 +80,8 @@ impl MetricsBook {
     }
 
     /// Closes the interval ending `now`: a point for each component that ran or was asked
-    /// something in it. Returns the stages that got a point.
-    pub fn sample(&self, now: DateTime<Utc>, usage: Vec<ComponentUsage>) -> Vec<StageKey> {
+    /// something in it (and a summary where 5 minutes are over). Returns the points made.
+    pub fn sample(&self, now: DateTime<Utc>, usage: Vec<ComponentUsage>) -> Vec<NewPoint> {
         let secs = {
             let mut last = self.last_sample.lock().expect("metrics lock");
             let secs = last.map_or(SAMPLE_SECS, |t| (now - t).num_seconds().clamp(1, 3600));
@@ -86,7 +96,7 @@ impl MetricsBook {
         for id in used.keys() {
             series.entry(id.clone()).or_default();
         }
-        let mut sampled = Vec::new();
+        let mut made = Vec::new();
         for (id, s) in series.iter_mut() {
             let usage = used.get(id).copied();
             if usage.is_none() && s.pending.requests == 0 {
@@ -106,7 +116,7 @@ impl MetricsBook {
             }
             let pending = std::mem::take(&mut s.pending);
             let (p50_ms, p95_ms) = percentiles(pending.latencies_ms);
-            s.fine.push_back(MetricPoint {
+            let point = MetricPoint {
                 at: now,
                 secs,
                 cpu_percent,
@@ -115,18 +125,19 @@ impl MetricsBook {
                 errors: pending.errors,
                 p50_ms,
                 p95_ms,
-            });
+            };
+            s.fine.push_back(point.clone());
             s.last_seen = Some(now);
-            if !sampled.contains(&id.0) {
-                sampled.push(id.0.clone());
-            }
+            made.push(NewPoint { key: id.0.clone(), component: id.1.clone(), summary: false, point });
         }
-        for s in series.values_mut() {
-            let start = *s.summarized_to.get_or_insert(now);
+        for (id, s) in series.iter_mut() {
+            // A series' first summary starts with its first point's interval (that point in it).
+            let start = *s.summarized_to.get_or_insert(now - Duration::seconds(secs));
             if now - start >= Duration::seconds(SUMMARY_SECS) {
                 let points: Vec<MetricPoint> = s.fine.iter().filter(|p| p.at > start).cloned().collect();
                 if let Some(summary) = MetricPoint::summarize(&points) {
-                    s.summaries.push_back(summary);
+                    s.summaries.push_back(summary.clone());
+                    made.push(NewPoint { key: id.0.clone(), component: id.1.clone(), summary: true, point: summary });
                 }
                 s.summarized_to = Some(now);
             }
@@ -139,7 +150,7 @@ impl MetricsBook {
         }
         // A component not seen for a day is forgotten.
         series.retain(|_, s| s.last_seen.is_some_and(|t| now - t <= Duration::seconds(MetricsWindow::Day.secs())));
-        sampled
+        made
     }
 
     /// A stage's components and their points in `window` (ending `now`).

@@ -1,6 +1,7 @@
 //! The purge task: archived stages whose retention has run out are deleted for good, then the
-//! artifacts no release runs any more ([`Services::purge_artifacts`]), and the events timelines
-//! are bounded ([`Services::prune_events`]).
+//! artifacts no release runs any more ([`Services::purge_artifacts`]), the metric points older
+//! than the charts show go ([`Services::prune_metrics`]), and the events timelines are bounded
+//! ([`Services::prune_events`]).
 
 use crate::Services;
 use std::time::Duration;
@@ -27,6 +28,9 @@ pub fn spawn_purge_task(services: Services, every: Duration) -> tokio::task::Joi
             // After the stages: a purged stage's releases no longer keep their artifacts.
             if let Err(e) = services.purge_artifacts().await {
                 tracing::warn!(error = %e, "purge of unused artifacts failed; will retry");
+            }
+            if let Err(e) = services.prune_metrics().await {
+                tracing::warn!(error = %e, "pruning the metric points failed; will retry");
             }
             if tokio::time::Instant::now() >= next_prune {
                 match services.prune_events().await {

@@ -350,12 +350,24 @@ async fn purge_deletes_only_due_stages_and_frees_their_ids(env: &Env) {
     for (name, t) in [("dev", "dev"), ("qa", "qa"), ("prod", "prod"), ("live", "dev")] {
         create(s, &p, name, t, None).await.unwrap();
     }
+    // dev's service answered once: a metric point is kept.
+    env.services.record_proxied(&p, "dev", "web", 200, 1.0);
+    env.services.sample_metrics().await;
+    let kept = |stage: &'static str| {
+        let p = p.clone();
+        async move {
+            let since = chrono::DateTime::UNIX_EPOCH;
+            env.services.store().metric_points(&p, stage, false, since).await.unwrap().len()
+        }
+    };
+    assert_eq!(kept("dev").await, 1);
     for id in ["dev", "qa", "prod"] {
         s.delete_stage(&p, id).await.unwrap();
     }
     assert!(s.purge_due().await.unwrap().is_empty(), "nothing is due yet");
     env.clock.advance(Duration::days(1));
     assert_eq!(s.purge_due().await.unwrap(), [(p.clone(), "dev".to_owned())]);
+    assert_eq!(kept("dev").await, 0, "a purged stage's metric points go with it");
     env.clock.advance(Duration::days(6));
     assert_eq!(s.purge_due().await.unwrap(), [(p.clone(), "qa".to_owned())]);
     let overview = s.project_overview(&p, &Default::default()).await.unwrap();

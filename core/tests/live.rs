@@ -103,12 +103,12 @@ async fn a_sample_of_every_stage_reaches_a_project_page_as_one_note(env: &Env) {
     for stage in ["dev", "qa", "prod"] {
         env.services.record_proxied(&shop, stage, "web", 200, 3.0);
     }
-    env.services.sample_metrics();
+    env.services.sample_metrics().await;
     assert_eq!(heard(&mut project).await, Some(Note::Metrics));
     assert_eq!(heard(&mut project).await, None, "one note for the whole sample");
     // A change of state right after a sample is never lost behind it: the page hears it.
     env.services.record_proxied(&shop, "dev", "web", 200, 3.0);
-    env.services.sample_metrics();
+    env.services.sample_metrics().await;
     env.admin.suspend_stage(&shop, "qa").await.unwrap();
     let mut notes = Vec::new();
     while let Some(note) = heard(&mut project).await {

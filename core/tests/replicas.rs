@@ -21,6 +21,7 @@ all_backends!(
     readiness_says_whether_the_database_answers,
     a_change_through_one_server_reaches_the_share_links_of_the_others_at_once,
     a_stage_turn_is_held_by_one_at_a_time_and_a_wait_too_long_gives_up,
+    the_charts_add_up_what_every_server_sampled_outlive_a_restart_and_end_after_their_window,
 );
 
 fn server(env: &Env, name: &str) -> Services {
@@ -223,4 +224,60 @@ async fn a_stage_turn_is_held_by_one_at_a_time_and_a_wait_too_long_gives_up(env:
     assert!(!waiting.is_finished());
     first.release().await;
     assert!(tokio::time::timeout(Duration::from_secs(2), waiting).await.unwrap().unwrap());
+}
+
+async fn the_charts_add_up_what_every_server_sampled_outlive_a_restart_and_end_after_their_window(env: &Env) {
+    use pergola_domain::metrics::MetricsWindow;
+    let shop = env.admin.create_project("Shop", Some("shop")).await.unwrap().id;
+    env.admin.create_stage(&shop, "QA", pergola_domain::StageType::Qa, Some("qa")).await.unwrap();
+    let (a, b) = (server(env, "a"), server(env, "b"));
+    // The first samples start each server's 5-minute summaries.
+    a.sample_metrics().await;
+    b.sample_metrics().await;
+    // Each server proxied some of the requests to the stage's web service.
+    env.clock.advance(chrono::Duration::seconds(10));
+    for _ in 0..3 {
+        a.record_proxied(&shop, "qa", "web", 200, 10.0);
+    }
+    b.record_proxied(&shop, "qa", "web", 502, 50.0);
+    a.sample_metrics().await;
+    b.sample_metrics().await;
+    // A server that started since (nothing sampled in its memory) charts them all.
+    let c = server(env, "c");
+    let charts = |window| {
+        let (c, shop) = (env.as_admin(&c), shop.clone());
+        async move { c.stage_metrics(&shop, "qa", window).await.unwrap().components }
+    };
+    let hour = charts(MetricsWindow::Hour).await;
+    assert_eq!(hour.len(), 1);
+    assert_eq!(hour[0].component, "web");
+    let totals = |points: &[pergola_domain::metrics::MetricPoint]| {
+        (points.iter().map(|p| p.requests).sum::<u64>(), points.iter().map(|p| p.errors).sum::<u64>())
+    };
+    assert_eq!(totals(&hour[0].points), (4, 1), "{:?}", hour[0].points);
+    let latencies: Vec<f64> = hour[0].points.iter().filter_map(|p| p.p50_ms).collect();
+    assert_eq!(latencies, vec![20.0], "weighted by each server's requests: (3 × 10 + 50) / 4");
+    assert_eq!(totals(&charts(MetricsWindow::Day).await[0].points), (4, 1));
+
+    // Five minutes on, each server summarizes its points; the day's chart shows the summaries
+    // and the 10-second points after them, each request counted once.
+    env.clock.advance(chrono::Duration::seconds(300));
+    a.record_proxied(&shop, "qa", "web", 200, 10.0);
+    a.sample_metrics().await;
+    b.sample_metrics().await;
+    env.clock.advance(chrono::Duration::seconds(10));
+    a.record_proxied(&shop, "qa", "web", 200, 10.0);
+    a.sample_metrics().await;
+    let day = charts(MetricsWindow::Day).await;
+    assert_eq!(totals(&day[0].points), (6, 1), "{:?}", day[0].points);
+    assert_eq!(totals(&charts(MetricsWindow::Hour).await[0].points), (6, 1));
+
+    // An hour later the 10-second points are gone from the database, the summaries stay a day.
+    env.clock.advance(chrono::Duration::minutes(61));
+    assert!(c.prune_metrics().await.unwrap() >= 4);
+    assert!(charts(MetricsWindow::Hour).await.is_empty());
+    assert_eq!(totals(&charts(MetricsWindow::Day).await[0].points), (5, 1), "the last point was not summarized");
+    env.clock.advance(chrono::Duration::hours(24));
+    assert!(c.prune_metrics().await.unwrap() >= 2);
+    assert!(charts(MetricsWindow::Day).await.is_empty());
 }

@@ -66,6 +66,57 @@ impl MetricPoint {
             p95_ms: max(&|p| p.p95_ms),
         })
     }
+
+    /// The points several servers took of one component (each with its server), as one
+    /// series, oldest first: the points in one `bucket_secs`-long stretch are one point — each
+    /// server's summarized ([`MetricPoint::summarize`]), then added up: requests and errors
+    /// (each server proxies its own), CPU and memory (each server's runtime sees its own
+    /// processes), the time covered as the longest of theirs, the latencies weighted by each
+    /// server's requests.
+    pub fn combine(points: Vec<(String, MetricPoint)>, bucket_secs: i64) -> Vec<MetricPoint> {
+        use std::collections::BTreeMap;
+        let bucket_secs = bucket_secs.max(1);
+        let mut buckets: BTreeMap<i64, BTreeMap<String, Vec<MetricPoint>>> = BTreeMap::new();
+        for (server, point) in points {
+            let bucket = point.at.timestamp().div_euclid(bucket_secs);
+            buckets.entry(bucket).or_default().entry(server).or_default().push(point);
+        }
+        buckets
+            .into_values()
+            .filter_map(|servers| {
+                let each: Vec<MetricPoint> = servers
+                    .into_values()
+                    .filter_map(|mut p| {
+                        p.sort_by_key(|p| p.at);
+                        MetricPoint::summarize(&p)
+                    })
+                    .collect();
+                let sum = |f: &dyn Fn(&MetricPoint) -> Option<f64>| {
+                    let v: Vec<f64> = each.iter().filter_map(f).collect();
+                    (!v.is_empty()).then(|| v.iter().sum::<f64>())
+                };
+                let requests: u64 = each.iter().map(|p| p.requests).sum();
+                let weighted = |f: &dyn Fn(&MetricPoint) -> Option<f64>| {
+                    let with: Vec<(f64, u64)> = each.iter().filter_map(|p| Some((f(p)?, p.requests))).collect();
+                    let weight: u64 = with.iter().map(|(_, n)| n).sum();
+                    if weight == 0 {
+                        return with.iter().map(|(v, _)| *v).reduce(f64::max);
+                    }
+                    Some(with.iter().map(|(v, n)| v * *n as f64).sum::<f64>() / weight as f64)
+                };
+                Some(MetricPoint {
+                    at: each.iter().map(|p| p.at).max()?,
+                    secs: each.iter().map(|p| p.secs).max()?,
+                    cpu_percent: sum(&|p| p.cpu_percent),
+                    memory_bytes: each.iter().filter_map(|p| p.memory_bytes).reduce(|a, b| a.saturating_add(b)),
+                    requests,
+                    errors: each.iter().map(|p| p.errors).sum(),
+                    p50_ms: weighted(&|p| p.p50_ms),
+                    p95_ms: weighted(&|p| p.p95_ms),
+                })
+            })
+            .collect()
+    }
 }
 
 /// The window a chart shows.
@@ -214,6 +265,48 @@ mod tests {
             p50_ms: p95.map(|p| p / 2.0),
             p95_ms: p95,
         }
+    }
+
+    #[test]
+    fn points_of_several_servers_add_up_per_stretch() {
+        let t = |s: i64| Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap();
+        let point = |at: i64, requests: u64, errors: u64, p50: Option<f64>, cpu: Option<f64>| MetricPoint {
+            at: t(at),
+            secs: 10,
+            cpu_percent: cpu,
+            memory_bytes: cpu.map(|_| 1000),
+            requests,
+            errors,
+            p50_ms: p50,
+            p95_ms: p50.map(|v| v * 2.0),
+        };
+        // Stretches of 10 s from 1_700_000_000 (a multiple of 10): a (3 s in), b (7 s in) in the
+        // first; a alone in the second.
+        let combined = MetricPoint::combine(
+            vec![
+                ("a".into(), point(3, 30, 3, Some(10.0), Some(50.0))),
+                ("b".into(), point(7, 10, 0, Some(50.0), None)),
+                ("a".into(), point(13, 5, 0, None, Some(20.0))),
+            ],
+            10,
+        );
+        assert_eq!(combined.len(), 2);
+        let first = &combined[0];
+        assert_eq!((first.at, first.secs, first.requests, first.errors), (t(7), 10, 40, 3));
+        // The latency weighted by requests: (10 × 30 + 50 × 10) / 40.
+        assert_eq!(first.p50_ms, Some(20.0));
+        assert_eq!(first.p95_ms, Some(40.0));
+        // CPU and memory: only a's runtime saw the process.
+        assert_eq!((first.cpu_percent, first.memory_bytes), (Some(50.0), Some(1000)));
+        let second = &combined[1];
+        assert_eq!((second.requests, second.p50_ms, second.cpu_percent), (5, None, Some(20.0)));
+        // One server's two points in one stretch are its summary (requests and time add up).
+        let one = MetricPoint::combine(
+            vec![("a".into(), point(1, 1, 0, None, Some(10.0))), ("a".into(), point(4, 2, 1, None, Some(30.0)))],
+            10,
+        );
+        assert_eq!(one.len(), 1);
+        assert_eq!((one[0].requests, one[0].errors, one[0].secs, one[0].cpu_percent), (3, 1, 20, Some(20.0)));
     }
 
     #[test]

@@ -1,12 +1,15 @@
-//! Metrics: the sampler that closes an interval every 10 s ([`spawn_metrics_sampler`]), what
-//! the share-link proxy reports of each request, a stage's charts and `/metrics`.
+//! Metrics: the sampler that closes an interval every 10 s ([`spawn_metrics_sampler`]) and
+//! keeps its points in the database, what the share-link proxy reports of each request, a
+//! stage's charts (what every server of the database sampled) and `/metrics` (this server's).
 
-use super::{Acting, Services};
+use super::{internal, Acting, Services};
 use crate::metrics::label;
+use crate::store::MetricRow;
 use crate::StageKey;
 use pergola_domain::access::Action;
-use pergola_domain::metrics::{MetricsWindow, StageMetrics, SAMPLE_SECS};
+use pergola_domain::metrics::{ComponentMetrics, MetricPoint, MetricsWindow, StageMetrics, SAMPLE_SECS, SUMMARY_SECS};
 use pergola_domain::Error;
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 impl Services {
@@ -17,12 +20,45 @@ impl Services {
     }
 
     /// Closes the current interval: what each component used (from the runtime) and what its
-    /// service answered; the pages showing those stages hear of it.
-    pub fn sample_metrics(&self) {
-        let usage = self.runtime.usage();
-        for key in self.metrics.sample(self.clock.now(), usage) {
+    /// service answered. The points are kept in the database, named by this server; the pages
+    /// showing those stages hear of it.
+    pub async fn sample_metrics(&self) {
+        let (runtime, book, now) = (self.runtime.clone(), self.metrics.clone(), self.clock.now());
+        // Reading /proc is blocking work.
+        let made = tokio::task::spawn_blocking(move || book.sample(now, runtime.usage())).await.unwrap_or_default();
+        if made.is_empty() {
+            return;
+        }
+        let server = self.replica().holder();
+        let rows: Vec<MetricRow> = made
+            .iter()
+            .map(|p| MetricRow {
+                server: server.clone(),
+                project_id: p.key.project.clone(),
+                stage_id: p.key.stage.clone(),
+                component: p.component.clone(),
+                summary: p.summary,
+                point: p.point.clone(),
+            })
+            .collect();
+        if let Err(e) = self.store.save_metric_points(&rows).await {
+            tracing::warn!(error = %e, "keeping the metric points sampled");
+        }
+        let mut stages: Vec<&StageKey> = made.iter().map(|p| &p.key).collect();
+        stages.sort_by(|a, b| (&a.project, &a.stage).cmp(&(&b.project, &b.stage)));
+        stages.dedup();
+        for key in stages {
             self.changes.publish_metrics(&key.project, &key.stage);
         }
+    }
+
+    /// Deletes the kept metric points older than the charts show (an hour of 10-second
+    /// points, a day of summaries); how many went. The purge task calls it.
+    pub async fn prune_metrics(&self) -> Result<u64, Error> {
+        let now = self.clock.now();
+        let hour = now - chrono::Duration::seconds(MetricsWindow::Hour.secs());
+        let day = now - chrono::Duration::seconds(MetricsWindow::Day.secs());
+        self.store.prune_metric_points(hour, day).await.map_err(internal("prune the metric points"))
     }
 }
 
@@ -33,9 +69,7 @@ pub fn spawn_metrics_sampler(services: Services) {
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
-            let s = services.clone();
-            // Reading /proc is blocking work.
-            let _ = tokio::task::spawn_blocking(move || s.sample_metrics()).await;
+            services.sample_metrics().await;
         }
     });
 }
@@ -51,7 +85,37 @@ impl Acting {
         self.allow_stage(Action::ReadStage, project_id, stage_id).await?;
         let to = self.clock.now();
         let from = to - chrono::Duration::seconds(window.secs());
-        let components = self.metrics.window(&StageKey::new(project_id, stage_id), window, to);
+        let read = |summary: bool| async move {
+            let rows = self.store.metric_points(project_id, stage_id, summary, from).await;
+            rows.map_err(internal("read a stage's metric points"))
+        };
+        // What every server sampled: per component, the points of one stretch added up.
+        let mut by_component: BTreeMap<String, Vec<MetricPoint>> = BTreeMap::new();
+        let combine = |rows: Vec<MetricRow>, bucket_secs: i64, after: Option<&BTreeMap<String, Vec<MetricPoint>>>| {
+            let mut grouped: BTreeMap<String, Vec<(String, MetricPoint)>> = BTreeMap::new();
+            for r in rows {
+                // The day's chart: the summaries, then the 10-second points after the last.
+                let last = after.and_then(|a| a.get(&r.component)).and_then(|p| p.last()).map(|p| p.at);
+                if last.is_none_or(|last| r.point.at > last) {
+                    grouped.entry(r.component).or_default().push((r.server, r.point));
+                }
+            }
+            grouped.into_iter().map(|(c, points)| (c, MetricPoint::combine(points, bucket_secs))).collect::<Vec<_>>()
+        };
+        match window {
+            MetricsWindow::Hour => by_component.extend(combine(read(false).await?, SAMPLE_SECS, None)),
+            MetricsWindow::Day => {
+                let summaries: BTreeMap<String, Vec<MetricPoint>> =
+                    combine(read(true).await?, SUMMARY_SECS, None).into_iter().collect();
+                let recent = combine(read(false).await?, SAMPLE_SECS, Some(&summaries));
+                by_component = summaries;
+                for (component, points) in recent {
+                    by_component.entry(component).or_default().extend(points);
+                }
+            }
+        }
+        let components =
+            by_component.into_iter().map(|(component, points)| ComponentMetrics { component, points }).collect();
         Ok(StageMetrics { window, from, to, components })
     }
 

@@ -220,6 +220,7 @@ impl Services {
             changes: Default::default(),
             locks: Default::default(),
             proxy_cache: Default::default(),
+            metrics: Default::default(),
             turns: std::sync::Arc::new(tokio::sync::Semaphore::new(super::SHARED_TURNS)),
             ..self.clone()
         }

@@ -93,6 +93,19 @@ pub struct ArtifactRow {
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
+/// A metric point a server sampled of a stage's component: a 10-second point, or a
+/// 5-minute `summary` (see [`crate::metrics`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricRow {
+    /// The server that sampled it (its lease holder name).
+    pub server: String,
+    pub project_id: String,
+    pub stage_id: String,
+    pub component: String,
+    pub summary: bool,
+    pub point: pergola_domain::metrics::MetricPoint,
+}
+
 /// A stored release: its number, its build, and the configuration snapshot (secrets included).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReleaseRow {
@@ -539,6 +552,27 @@ pub trait Store: Send + Sync {
     async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<bool>;
     /// Whether the database answers (the readiness probe).
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Keeps metric points (one transaction).
+    async fn save_metric_points(&self, rows: &[MetricRow]) -> StoreResult<()>;
+    /// A stage's metric points at or after `from` — its summaries, or its 10-second points —
+    /// of every server, oldest first.
+    async fn metric_points(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+        summary: bool,
+        from: DateTime<Utc>,
+    ) -> StoreResult<Vec<MetricRow>>;
+    /// Deletes the 10-second points from before `points_before` and the summaries from before
+    /// `summaries_before`; how many.
+    async fn prune_metric_points(
+        &self,
+        points_before: DateTime<Utc>,
+        summaries_before: DateTime<Utc>,
+    ) -> StoreResult<u64>;
+    /// Deletes a stage's metric points (it was purged: its ID may be taken again).
+    async fn forget_metric_points(&self, project_id: &str, stage_id: &str) -> StoreResult<()>;
 }
 
 /// Opens the store named by `url` (`sqlite://path/file.db` or `postgres://…`) and brings its

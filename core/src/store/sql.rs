@@ -2,8 +2,8 @@
 //! Parameters are `$1, $2, …` (SQLite accepts them too); times are milliseconds since the epoch.
 
 use super::{
-    ArtifactRow, AuditEvent, AuditFilter, BuildRow, ConfigValue, GuestLinkRow, InvitationRow, MemberRow, ReleaseRow,
-    SessionRow, Store, StoreError, StoreResult, TokenRow, UserRow,
+    ArtifactRow, AuditEvent, AuditFilter, BuildRow, ConfigValue, GuestLinkRow, InvitationRow, MemberRow, MetricRow,
+    ReleaseRow, SessionRow, Store, StoreError, StoreResult, TokenRow, UserRow,
 };
 use super::{PgStore, SqliteStore};
 use async_trait::async_trait;
@@ -1571,6 +1571,109 @@ macro_rules! sql_store {
 
             async fn ping(&self) -> StoreResult<()> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            // --- Metrics
+
+            async fn save_metric_points(&self, rows: &[MetricRow]) -> StoreResult<()> {
+                let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                let mut tx = self.pool.begin().await?;
+                for r in rows {
+                    let p = &r.point;
+                    sqlx::query(
+                        "INSERT INTO metric_points (server, project_id, stage_id, component, summary, at, secs, \
+                         cpu_percent, memory_bytes, requests, errors, p50_ms, p95_ms) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                    )
+                    .bind(&r.server)
+                    .bind(&r.project_id)
+                    .bind(&r.stage_id)
+                    .bind(&r.component)
+                    .bind(r.summary)
+                    .bind(millis(p.at))
+                    .bind(p.secs)
+                    .bind(p.cpu_percent)
+                    .bind(p.memory_bytes.map(to_i64))
+                    .bind(to_i64(p.requests))
+                    .bind(to_i64(p.errors))
+                    .bind(p.p50_ms)
+                    .bind(p.p95_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn metric_points(
+                &self,
+                project_id: &str,
+                stage_id: &str,
+                summary: bool,
+                from: DateTime<Utc>,
+            ) -> StoreResult<Vec<MetricRow>> {
+                use sqlx::Row;
+                let rows = sqlx::query(
+                    "SELECT server, component, at, secs, cpu_percent, memory_bytes, requests, errors, p50_ms, p95_ms \
+                     FROM metric_points WHERE project_id = $1 AND stage_id = $2 AND summary = $3 AND at >= $4 \
+                     ORDER BY at",
+                )
+                .bind(project_id)
+                .bind(stage_id)
+                .bind(summary)
+                .bind(millis(from))
+                .fetch_all(&self.pool)
+                .await?;
+                let count = |n: i64| {
+                    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative metric count {n}")))
+                };
+                rows.into_iter()
+                    .map(|row| {
+                        Ok(MetricRow {
+                            server: row.try_get("server")?,
+                            project_id: project_id.to_owned(),
+                            stage_id: stage_id.to_owned(),
+                            component: row.try_get("component")?,
+                            summary,
+                            point: pergola_domain::metrics::MetricPoint {
+                                at: from_millis(row.try_get("at")?)?,
+                                secs: row.try_get("secs")?,
+                                cpu_percent: row.try_get("cpu_percent")?,
+                                memory_bytes: row.try_get::<Option<i64>, _>("memory_bytes")?.map(count).transpose()?,
+                                requests: count(row.try_get("requests")?)?,
+                                errors: count(row.try_get("errors")?)?,
+                                p50_ms: row.try_get("p50_ms")?,
+                                p95_ms: row.try_get("p95_ms")?,
+                            },
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn prune_metric_points(
+                &self,
+                points_before: DateTime<Utc>,
+                summaries_before: DateTime<Utc>,
+            ) -> StoreResult<u64> {
+                let done = sqlx::query(
+                    "DELETE FROM metric_points WHERE (summary = $1 AND at < $2) OR (summary = $3 AND at < $4)",
+                )
+                .bind(false)
+                .bind(millis(points_before))
+                .bind(true)
+                .bind(millis(summaries_before))
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn forget_metric_points(&self, project_id: &str, stage_id: &str) -> StoreResult<()> {
+                sqlx::query("DELETE FROM metric_points WHERE project_id = $1 AND stage_id = $2")
+                    .bind(project_id)
+                    .bind(stage_id)
+                    .execute(&self.pool)
+                    .await?;
                 Ok(())
             }
         }
