@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 
 const SECRET: &str = "VICTIM-TOKEN-9f2c";
 
+/// The tests run one at a time: one's fork bomb and flood would slow the other's scan of every
+/// process's environment past its wait (and count in its memory readings).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Rig {
     runtime: LocalRuntime,
     dir: PathBuf,
@@ -147,6 +151,7 @@ fn rss() -> u64 {
 
 #[tokio::test]
 async fn the_hostile_build_is_contained_and_the_other_stage_keeps_running() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let Some(rig) = Rig::new(true) else { return };
     let volume = rig.start_victim().await;
     let before = rss();
@@ -204,6 +209,7 @@ async fn the_hostile_build_is_contained_and_the_other_stage_keeps_running() {
 
 #[tokio::test]
 async fn without_the_sandbox_the_same_attacks_succeed() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let Some(rig) = Rig::new(false) else { return };
     let volume = rig.start_victim().await;
     rig.start_hostile(&volume, &["snoop", "vandal"]).await;
