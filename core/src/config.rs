@@ -65,7 +65,7 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting {
         name: PURGE_INTERVAL,
-        meaning: "how often archived stages are checked for purge (also at start-up)",
+        meaning: "how often archived stages are checked for purge (also at start-up) and metric points older than the charts show are deleted",
         default: "`60`",
     },
     Setting {

@@ -10,6 +10,11 @@
 //! nobody else's do: revoking one's own tokens in a loop costs only one's own streams). And one user holds at most
 //! [`STREAMS_PER_USER`] subscriptions: a client opening streams in a loop cannot take the
 //! server's connections and memory.
+//!
+//! With several servers on one database, what is published on one is relayed to the others
+//! ([`Changes::relay_through`]; PostgreSQL `NOTIFY`, see `services::replicas`), where it is
+//! published again ([`Changes::heard_from_elsewhere`]): a page open on any server hears a
+//! change made through any other.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,12 +29,20 @@ pub const STREAMS_PER_USER: usize = 24;
 
 /// Something changed in `project`: on stage `stage`, or in the project itself (a stage
 /// created, a member added …).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Change {
     pub project: String,
     pub stage: Option<String>,
     /// Only new metrics (a sample every 10 s), not a change of state.
     pub metrics: bool,
+}
+
+/// What is relayed to the other servers: a change, or a user whose access changed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Relayed {
+    Change(Change),
+    Access(String),
 }
 
 /// The bus the services publish changes on.
@@ -40,6 +53,8 @@ pub struct Changes {
     access: broadcast::Sender<String>,
     /// The open subscriptions of each user.
     open: Arc<Mutex<HashMap<String, usize>>>,
+    /// Where what is published here goes to reach the other servers.
+    relay: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Relayed>>,
 }
 
 impl Default for Changes {
@@ -49,6 +64,7 @@ impl Default for Changes {
             closed: watch::channel(false).0,
             access: broadcast::channel(BACKLOG).0,
             open: Arc::default(),
+            relay: Default::default(),
         }
     }
 }
@@ -62,25 +78,49 @@ impl std::fmt::Debug for Changes {
 impl Changes {
     /// Tells every subscriber that something changed (nobody listening is fine).
     pub fn publish(&self, project: &str, stage: Option<&str>) {
-        if self.tx.receiver_count() > 0 {
-            let _ =
-                self.tx.send(Change { project: project.to_owned(), stage: stage.map(str::to_owned), metrics: false });
-        }
+        self.send(Change { project: project.to_owned(), stage: stage.map(str::to_owned), metrics: false }, true);
     }
 
     /// Tells every subscriber that a stage has new metrics.
     pub fn publish_metrics(&self, project: &str, stage: &str) {
-        if self.tx.receiver_count() > 0 {
-            let _ = self.tx.send(Change { project: project.to_owned(), stage: Some(stage.to_owned()), metrics: true });
-        }
+        self.send(Change { project: project.to_owned(), stage: Some(stage.to_owned()), metrics: true }, true);
     }
 
     /// Tells the subscriptions of `user_id` that what they may read may have changed (a
     /// session ended, a token revoked, the user disabled, a role changed): each checks its
     /// caller again.
     pub fn access_changed(&self, user_id: &str) {
+        self.send_access(user_id.to_owned(), true);
+    }
+
+    /// From now on, what is published here is also sent to `relay` (for the other servers).
+    pub fn relay_through(&self, relay: tokio::sync::mpsc::UnboundedSender<Relayed>) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// Publishes here what another server published (not relayed again).
+    pub fn heard_from_elsewhere(&self, relayed: Relayed) {
+        match relayed {
+            Relayed::Change(change) => self.send(change, false),
+            Relayed::Access(user_id) => self.send_access(user_id, false),
+        }
+    }
+
+    fn send(&self, change: Change, relay: bool) {
+        if let Some(tell) = self.relay.get().filter(|_| relay) {
+            let _ = tell.send(Relayed::Change(change.clone()));
+        }
+        if self.tx.receiver_count() > 0 {
+            let _ = self.tx.send(change);
+        }
+    }
+
+    fn send_access(&self, user_id: String, relay: bool) {
+        if let Some(tell) = self.relay.get().filter(|_| relay) {
+            let _ = tell.send(Relayed::Access(user_id.clone()));
+        }
         if self.access.receiver_count() > 0 {
-            let _ = self.access.send(user_id.to_owned());
+            let _ = self.access.send(user_id);
         }
     }
 

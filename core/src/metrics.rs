@@ -130,17 +130,19 @@ impl MetricsBook {
             s.last_seen = Some(now);
             made.push(NewPoint { key: id.0.clone(), component: id.1.clone(), summary: false, point });
         }
+        // Summaries end on the clock's 5-minute marks, the same for every server: the points
+        // up to the last mark passed that no summary holds yet.
+        let mark = DateTime::from_timestamp(now.timestamp().div_euclid(SUMMARY_SECS) * SUMMARY_SECS, 0).unwrap_or(now);
         for (id, s) in series.iter_mut() {
-            // A series' first summary starts with its first point's interval (that point in it).
-            let start = *s.summarized_to.get_or_insert(now - Duration::seconds(secs));
-            if now - start >= Duration::seconds(SUMMARY_SECS) {
-                let points: Vec<MetricPoint> = s.fine.iter().filter(|p| p.at > start).cloned().collect();
-                if let Some(summary) = MetricPoint::summarize(&points) {
-                    s.summaries.push_back(summary.clone());
-                    made.push(NewPoint { key: id.0.clone(), component: id.1.clone(), summary: true, point: summary });
-                }
-                s.summarized_to = Some(now);
+            if s.summarized_to.is_some_and(|to| to >= mark) {
+                continue;
             }
+            if let Some(summary) = summary_up_to(s, mark) {
+                s.summaries.push_back(summary.clone());
+                made.push(NewPoint { key: id.0.clone(), component: id.1.clone(), summary: true, point: summary });
+            }
+        }
+        for s in series.values_mut() {
             while s.fine.front().is_some_and(|p| now - p.at > Duration::seconds(MetricsWindow::Hour.secs())) {
                 s.fine.pop_front();
             }
@@ -150,6 +152,20 @@ impl MetricsBook {
         }
         // A component not seen for a day is forgotten.
         series.retain(|_, s| s.last_seen.is_some_and(|t| now - t <= Duration::seconds(MetricsWindow::Day.secs())));
+        made
+    }
+
+    /// Summarizes what no summary holds yet, up to `now` (the server is stopping: the next
+    /// one starts its own series). Returns the summaries made.
+    pub fn flush(&self, now: DateTime<Utc>) -> Vec<NewPoint> {
+        let mut series = self.series.lock().expect("metrics lock");
+        let mut made = Vec::new();
+        for (id, s) in series.iter_mut() {
+            if let Some(summary) = summary_up_to(s, now) {
+                s.summaries.push_back(summary.clone());
+                made.push(NewPoint { key: id.0.clone(), component: id.1.clone(), summary: true, point: summary });
+            }
+        }
         made
     }
 
@@ -260,6 +276,16 @@ impl MetricsBook {
 
 /// A metric family: name, type, help, and its value of one series.
 type Family<'a> = (&'a str, &'a str, &'a str, &'a dyn Fn(&Series) -> Option<f64>);
+
+/// The summary, ending `to`, of the series' points after its last summary up to `to` (none
+/// without such points); the series is then summarized to `to`.
+fn summary_up_to(s: &mut Series, to: DateTime<Utc>) -> Option<MetricPoint> {
+    let from = s.summarized_to;
+    s.summarized_to = Some(to);
+    let points: Vec<MetricPoint> =
+        s.fine.iter().filter(|p| p.at <= to && from.is_none_or(|from| p.at > from)).cloned().collect();
+    MetricPoint::summarize(&points).map(|summary| MetricPoint { at: to, ..summary })
+}
 
 /// A label value escaped as the text format asks (`\\`, `\"`, `\n`).
 pub fn label(value: &str) -> String {

@@ -22,6 +22,7 @@ all_backends!(
     a_change_through_one_server_reaches_the_share_links_of_the_others_at_once,
     a_stage_turn_is_held_by_one_at_a_time_and_a_wait_too_long_gives_up,
     the_charts_add_up_what_every_server_sampled_outlive_a_restart_and_end_after_their_window,
+    a_page_open_on_one_server_hears_what_is_done_through_another,
 );
 
 fn server(env: &Env, name: &str) -> Services {
@@ -227,11 +228,13 @@ async fn a_stage_turn_is_held_by_one_at_a_time_and_a_wait_too_long_gives_up(env:
 }
 
 async fn the_charts_add_up_what_every_server_sampled_outlive_a_restart_and_end_after_their_window(env: &Env) {
-    use pergola_domain::metrics::MetricsWindow;
+    use pergola_domain::metrics::{MetricPoint, MetricsWindow};
     let shop = env.admin.create_project("Shop", Some("shop")).await.unwrap().id;
     env.admin.create_stage(&shop, "QA", pergola_domain::StageType::Qa, Some("qa")).await.unwrap();
+    // Just after one of the clock's 5-minute marks (where summaries end).
+    let past_mark = env.clock.now().timestamp().rem_euclid(300);
+    env.clock.advance(chrono::Duration::seconds(300 - past_mark + 1));
     let (a, b) = (server(env, "a"), server(env, "b"));
-    // The first samples start each server's 5-minute summaries.
     a.sample_metrics().await;
     b.sample_metrics().await;
     // Each server proxied some of the requests to the stage's web service.
@@ -248,36 +251,79 @@ async fn the_charts_add_up_what_every_server_sampled_outlive_a_restart_and_end_a
         let (c, shop) = (env.as_admin(&c), shop.clone());
         async move { c.stage_metrics(&shop, "qa", window).await.unwrap().components }
     };
+    let totals = |points: &[MetricPoint]| {
+        (points.iter().map(|p| p.requests).sum::<u64>(), points.iter().map(|p| p.errors).sum::<u64>())
+    };
     let hour = charts(MetricsWindow::Hour).await;
     assert_eq!(hour.len(), 1);
     assert_eq!(hour[0].component, "web");
-    let totals = |points: &[pergola_domain::metrics::MetricPoint]| {
-        (points.iter().map(|p| p.requests).sum::<u64>(), points.iter().map(|p| p.errors).sum::<u64>())
-    };
     assert_eq!(totals(&hour[0].points), (4, 1), "{:?}", hour[0].points);
     let latencies: Vec<f64> = hour[0].points.iter().filter_map(|p| p.p50_ms).collect();
     assert_eq!(latencies, vec![20.0], "weighted by each server's requests: (3 × 10 + 50) / 4");
     assert_eq!(totals(&charts(MetricsWindow::Day).await[0].points), (4, 1));
 
-    // Five minutes on, each server summarizes its points; the day's chart shows the summaries
-    // and the 10-second points after them, each request counted once.
-    env.clock.advance(chrono::Duration::seconds(300));
-    a.record_proxied(&shop, "qa", "web", 200, 10.0);
-    a.sample_metrics().await;
-    b.sample_metrics().await;
+    // B is restarted: stopping, it summarizes what it sampled; the new B goes on. Past the next
+    // mark, A summarizes its points; both sample more after it.
+    env.clock.advance(chrono::Duration::seconds(10));
+    b.flush_metrics().await;
+    let b = server(env, "b-restarted");
+    env.clock.advance(chrono::Duration::seconds(280));
+    for s in [&a, &b] {
+        s.record_proxied(&shop, "qa", "web", 200, 10.0);
+        s.sample_metrics().await;
+    }
     env.clock.advance(chrono::Duration::seconds(10));
     a.record_proxied(&shop, "qa", "web", 200, 10.0);
     a.sample_metrics().await;
+    // The day's chart: the summaries (A's at the mark, the old B's at its stop), then each
+    // server's 10-second points after its own last summary — every request once.
     let day = charts(MetricsWindow::Day).await;
-    assert_eq!(totals(&day[0].points), (6, 1), "{:?}", day[0].points);
-    assert_eq!(totals(&charts(MetricsWindow::Hour).await[0].points), (6, 1));
+    assert_eq!(totals(&day[0].points), (7, 1), "{:?}", day[0].points);
+    assert!(day[0].points.windows(2).all(|w| w[0].at <= w[1].at));
+    assert_eq!(totals(&charts(MetricsWindow::Hour).await[0].points), (7, 1));
 
     // An hour later the 10-second points are gone from the database, the summaries stay a day.
     env.clock.advance(chrono::Duration::minutes(61));
-    assert!(c.prune_metrics().await.unwrap() >= 4);
+    assert_eq!(c.prune_metrics().await.unwrap(), 5);
     assert!(charts(MetricsWindow::Hour).await.is_empty());
-    assert_eq!(totals(&charts(MetricsWindow::Day).await[0].points), (5, 1), "the last point was not summarized");
+    assert_eq!(totals(&charts(MetricsWindow::Day).await[0].points), (4, 1), "what was summarized");
     env.clock.advance(chrono::Duration::hours(24));
-    assert!(c.prune_metrics().await.unwrap() >= 2);
+    assert_eq!(c.prune_metrics().await.unwrap(), 2);
     assert!(charts(MetricsWindow::Day).await.is_empty());
+}
+
+async fn a_page_open_on_one_server_hears_what_is_done_through_another(env: &Env) {
+    use pergola_core::services::Note;
+    let (a, b) = (server(env, "a"), server(env, "b"));
+    a.spawn_stage_notices().await.unwrap();
+    b.spawn_stage_notices().await.unwrap();
+    let shop = env.as_admin(&a).create_project("Shop", None).await.unwrap().id;
+    env.as_admin(&a).create_stage(&shop, "QA", pergola_domain::StageType::Qa, Some("qa")).await.unwrap();
+    env.member("vic", &shop, pergola_domain::Role::Viewer).await;
+    // Vic's tab is served by B.
+    let session = b.sign_in_session("vic", pergola_core::testing::USER_PASSWORD, "127.0.0.1").await.unwrap();
+    let vic = b.acting(b.session_caller(&session.secret, None).await.unwrap().unwrap());
+    let mut tab = vic.watch(&shop, Some("qa")).await.unwrap();
+    assert_eq!(heard(&mut tab).await, Some(Note::Ready));
+    if env.services.store().backend() == "sqlite" {
+        // One server per SQLite file: nothing to hear from another.
+        return;
+    }
+    // A suspend through A: B's page hears it at once.
+    env.as_admin(&a).suspend_stage(&shop, "qa").await.unwrap();
+    assert_eq!(heard(&mut tab).await, Some(Note::Changed));
+    while heard(&mut tab).await.is_some() {}
+    // New metrics sampled by A.
+    a.record_proxied(&shop, "qa", "web", 200, 1.0);
+    a.sample_metrics().await;
+    assert_eq!(heard(&mut tab).await, Some(Note::Metrics));
+    // Vic signed out through A: the tab on B ends at once (not at its next periodic check).
+    a.end_session(&session.secret).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(1), async { while tab.next().await.is_some() {} }).await;
+    assert!(ended.is_ok(), "the stream on B ended at once");
+}
+
+/// What a live stream says within a second (`None`: nothing).
+async fn heard(watch: &mut pergola_core::services::Watch) -> Option<pergola_core::services::Note> {
+    tokio::time::timeout(Duration::from_secs(1), watch.next()).await.ok().flatten()
 }

@@ -275,6 +275,8 @@ async fn run() -> Result<(), String> {
         tracing::info!(stages = stopped, "stages stopped");
     }
     chosen.shutdown(grace).await;
+    // What was sampled since the last 5-minute mark is kept in the day's charts.
+    services.flush_metrics().await;
     // Another server may take the database's work at once.
     services.release_leases().await;
     tracing::info!("stopped");

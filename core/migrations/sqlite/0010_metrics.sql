@@ -3,6 +3,7 @@
 -- that charts outlive a server's restart and add up what every server proxied. Times are
 -- milliseconds since the epoch; `server` is the sampling server's holder name.
 CREATE TABLE metric_points (
+    id           INTEGER PRIMARY KEY,
     server       TEXT NOT NULL,
     project_id   TEXT NOT NULL,
     stage_id     TEXT NOT NULL,

@@ -147,9 +147,6 @@ impl Services {
                 continue;
             }
             self.metrics.forget(&StageKey::new(&project, &stage));
-            if let Err(e) = self.store.forget_metric_points(&project, &stage).await {
-                tracing::warn!(project, stage, error = %e, "could not delete the purged stage's metric points");
-            }
             let deleted = self.store.purge_stage(&project, &stage, now).await;
             self.proxy_cache.forget_all();
             if deleted.map_err(internal("purge a due stage"))? {

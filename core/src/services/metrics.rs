@@ -9,7 +9,7 @@ use crate::StageKey;
 use pergola_domain::access::Action;
 use pergola_domain::metrics::{ComponentMetrics, MetricPoint, MetricsWindow, StageMetrics, SAMPLE_SECS, SUMMARY_SECS};
 use pergola_domain::Error;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
 impl Services {
@@ -26,6 +26,24 @@ impl Services {
         let (runtime, book, now) = (self.runtime.clone(), self.metrics.clone(), self.clock.now());
         // Reading /proc is blocking work.
         let made = tokio::task::spawn_blocking(move || book.sample(now, runtime.usage())).await.unwrap_or_default();
+        self.keep_points(&made).await;
+        let mut stages: Vec<&StageKey> = made.iter().map(|p| &p.key).collect();
+        stages.sort_by(|a, b| (&a.project, &a.stage).cmp(&(&b.project, &b.stage)));
+        stages.dedup();
+        for key in stages {
+            self.changes.publish_metrics(&key.project, &key.stage);
+        }
+    }
+
+    /// Summarizes what this server sampled since the last 5-minute mark, and keeps it: the
+    /// server is stopping (the next one starts its own series).
+    pub async fn flush_metrics(&self) {
+        let made = self.metrics.flush(self.clock.now());
+        self.keep_points(&made).await;
+    }
+
+    /// Keeps `made` in the database, named by this server.
+    async fn keep_points(&self, made: &[crate::metrics::NewPoint]) {
         if made.is_empty() {
             return;
         }
@@ -43,12 +61,6 @@ impl Services {
             .collect();
         if let Err(e) = self.store.save_metric_points(&rows).await {
             tracing::warn!(error = %e, "keeping the metric points sampled");
-        }
-        let mut stages: Vec<&StageKey> = made.iter().map(|p| &p.key).collect();
-        stages.sort_by(|a, b| (&a.project, &a.stage).cmp(&(&b.project, &b.stage)));
-        stages.dedup();
-        for key in stages {
-            self.changes.publish_metrics(&key.project, &key.stage);
         }
     }
 
@@ -85,32 +97,46 @@ impl Acting {
         self.allow_stage(Action::ReadStage, project_id, stage_id).await?;
         let to = self.clock.now();
         let from = to - chrono::Duration::seconds(window.secs());
-        let read = |summary: bool| async move {
+        let read = |summary: bool, from| async move {
             let rows = self.store.metric_points(project_id, stage_id, summary, from).await;
             rows.map_err(internal("read a stage's metric points"))
         };
         // What every server sampled: per component, the points of one stretch added up.
-        let mut by_component: BTreeMap<String, Vec<MetricPoint>> = BTreeMap::new();
-        let combine = |rows: Vec<MetricRow>, bucket_secs: i64, after: Option<&BTreeMap<String, Vec<MetricPoint>>>| {
+        let combine = |rows: Vec<MetricRow>, bucket_secs: i64| {
             let mut grouped: BTreeMap<String, Vec<(String, MetricPoint)>> = BTreeMap::new();
             for r in rows {
-                // The day's chart: the summaries, then the 10-second points after the last.
-                let last = after.and_then(|a| a.get(&r.component)).and_then(|p| p.last()).map(|p| p.at);
-                if last.is_none_or(|last| r.point.at > last) {
-                    grouped.entry(r.component).or_default().push((r.server, r.point));
-                }
+                grouped.entry(r.component).or_default().push((r.server, r.point));
             }
-            grouped.into_iter().map(|(c, points)| (c, MetricPoint::combine(points, bucket_secs))).collect::<Vec<_>>()
+            grouped.into_iter().map(move |(c, points)| (c, MetricPoint::combine(points, bucket_secs)))
         };
+        // 10-second points are kept for an hour.
+        let recent = from.max(to - chrono::Duration::seconds(MetricsWindow::Hour.secs()));
+        let mut by_component: BTreeMap<String, Vec<MetricPoint>> = BTreeMap::new();
         match window {
-            MetricsWindow::Hour => by_component.extend(combine(read(false).await?, SAMPLE_SECS, None)),
+            MetricsWindow::Hour => by_component.extend(combine(read(false, recent).await?, SAMPLE_SECS)),
             MetricsWindow::Day => {
-                let summaries: BTreeMap<String, Vec<MetricPoint>> =
-                    combine(read(true).await?, SUMMARY_SECS, None).into_iter().collect();
-                let recent = combine(read(false).await?, SAMPLE_SECS, Some(&summaries));
-                by_component = summaries;
-                for (component, points) in recent {
-                    by_component.entry(component).or_default().extend(points);
+                // The summaries, then each server's 10-second points after its own last
+                // summary of the component (servers summarize on the same 5-minute marks, but
+                // one that stopped or started meanwhile has its own last one).
+                let summaries = read(true, from).await?;
+                let mut summarized: HashMap<(&str, &str), chrono::DateTime<chrono::Utc>> = HashMap::new();
+                for r in &summaries {
+                    let last = summarized.entry((r.server.as_str(), r.component.as_str())).or_insert(r.point.at);
+                    *last = (*last).max(r.point.at);
+                }
+                let points: Vec<MetricRow> = read(false, recent)
+                    .await?
+                    .into_iter()
+                    .filter(|r| {
+                        summarized.get(&(r.server.as_str(), r.component.as_str())).is_none_or(|last| r.point.at > *last)
+                    })
+                    .collect();
+                let points: Vec<(String, Vec<MetricPoint>)> = combine(points, SAMPLE_SECS).collect();
+                by_component.extend(combine(summaries, SUMMARY_SECS));
+                for (component, points) in points {
+                    let all = by_component.entry(component).or_default();
+                    all.extend(points);
+                    all.sort_by_key(|p| p.at);
                 }
             }
         }

@@ -228,7 +228,9 @@ impl Services {
 
     /// Tells the other servers of a PostgreSQL database at once when this one changes a stage,
     /// and listens for theirs, so that every server's share links answer from the change on
-    /// (without it, within the proxy cache's 1 s). Nothing on SQLite.
+    /// (without it, within the proxy cache's 1 s); and relays what it publishes for the live
+    /// streams (a change, new metrics, a user's access changed), so that pages open on any
+    /// server hear what was done through any other. Nothing on SQLite.
     pub async fn spawn_stage_notices(&self) -> Result<(), Error> {
         let Some(mut listener) =
             self.store.listen_stages_changed().await.map_err(internal("listen for other servers' changes"))?
@@ -247,12 +249,32 @@ impl Services {
                 }
             }
         });
-        let cache = self.proxy_cache.clone();
+        // What this server publishes for the live streams reaches the other servers' too.
+        let (relay, mut relayed) = tokio::sync::mpsc::unbounded_channel();
+        self.changes.relay_through(relay);
+        let (store, from) = (self.store.clone(), me.clone());
+        tokio::spawn(async move {
+            while let Some(what) = relayed.recv().await {
+                let notice = RelayNotice { from: from.clone(), what };
+                let Ok(payload) = serde_json::to_string(&notice) else { continue };
+                if let Err(e) = store.notify_change(&payload).await {
+                    tracing::warn!(error = %e, "relaying a change to the other servers");
+                }
+            }
+        });
+        let (cache, changes) = (self.proxy_cache.clone(), self.changes.clone());
         tokio::spawn(async move {
             loop {
                 // `try_recv` says when the connection was lost (then reconnects at the next
                 // call): notices may have been missed, so the cache starts over.
                 match listener.try_recv().await {
+                    Ok(Some(notice)) if notice.channel() == crate::store::CHANGE_NOTICES => {
+                        match serde_json::from_str::<RelayNotice>(notice.payload()) {
+                            Ok(n) if n.from != me => changes.heard_from_elsewhere(n.what),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "an unreadable change from another server"),
+                        }
+                    }
                     Ok(Some(notice)) if notice.payload() == me => {}
                     Ok(Some(_)) | Ok(None) => cache.forget_here(),
                     Err(sqlx::Error::PoolClosed) => break,
@@ -323,4 +345,11 @@ mod tests {
         let other_container = Replica { pid_ns: me.pid_ns + 1, ..gone };
         assert!(!other_container.is_dead_here(&me), "another process namespace's numbers mean nothing here");
     }
+}
+
+/// A change relayed to the other servers, and which server published it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RelayNotice {
+    from: String,
+    what: crate::live::Relayed,
 }

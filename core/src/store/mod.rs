@@ -16,6 +16,9 @@ pub use postgres::PgStore;
 
 /// The PostgreSQL channel on which servers tell each other that stages changed.
 pub const STAGE_NOTICES: &str = "pergola_stages";
+/// The PostgreSQL channel on which servers relay what they published for the live streams
+/// (`live::Changes`).
+pub const CHANGE_NOTICES: &str = "pergola_changes";
 
 /// A turn at changing what runs for one stage, held until [`StageTurn::release`]: on
 /// PostgreSQL a transaction holding an advisory lock of the stage, so that servers sharing the
@@ -533,7 +536,10 @@ pub trait Store: Send + Sync {
     /// forget what they read): PostgreSQL `NOTIFY` on [`STAGE_NOTICES`] with `from`, this
     /// server's name; nothing on SQLite (one server).
     async fn notify_stages_changed(&self, from: &str) -> StoreResult<()>;
-    /// Listens for those notices: `None` on SQLite.
+    /// Relays a change published for the live streams to the other servers: `NOTIFY` on
+    /// [`CHANGE_NOTICES`] with `payload`; nothing on SQLite.
+    async fn notify_change(&self, payload: &str) -> StoreResult<()>;
+    /// Listens for those notices and the ones on [`STAGE_NOTICES`]: `None` on SQLite.
     async fn listen_stages_changed(&self) -> StoreResult<Option<sqlx::postgres::PgListener>>;
     /// Waits for this stage's turn across the servers of the database and holds it (see
     /// [`StageTurn`]).
@@ -571,8 +577,6 @@ pub trait Store: Send + Sync {
         points_before: DateTime<Utc>,
         summaries_before: DateTime<Utc>,
     ) -> StoreResult<u64>;
-    /// Deletes a stage's metric points (it was purged: its ID may be taken again).
-    async fn forget_metric_points(&self, project_id: &str, stage_id: &str) -> StoreResult<()>;
 }
 
 /// Opens the store named by `url` (`sqlite://path/file.db` or `postgres://…`) and brings its

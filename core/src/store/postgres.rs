@@ -19,13 +19,17 @@ impl PgStore {
     }
 
     pub(super) async fn notify(&self, from: &str) -> StoreResult<()> {
-        sqlx::query("SELECT pg_notify($1, $2)").bind(super::STAGE_NOTICES).bind(from).execute(&self.pool).await?;
+        self.notify_on(super::STAGE_NOTICES, from).await
+    }
+
+    pub(super) async fn notify_on(&self, channel: &str, payload: &str) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(payload).execute(&self.pool).await?;
         Ok(())
     }
 
     pub(super) async fn listener(&self) -> StoreResult<Option<sqlx::postgres::PgListener>> {
         let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
-        listener.listen(super::STAGE_NOTICES).await?;
+        listener.listen_all([super::STAGE_NOTICES, super::CHANGE_NOTICES]).await?;
         Ok(Some(listener))
     }
 

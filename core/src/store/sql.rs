@@ -651,6 +651,7 @@ macro_rules! sql_store {
             }
 
             async fn purge_stage(&self, project_id: &str, stage_id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(
                     "DELETE FROM stages WHERE project_id = $1 AND stage_id = $2 \
                      AND archived_at IS NOT NULL AND purge_due_at <= $3",
@@ -658,8 +659,17 @@ macro_rules! sql_store {
                 .bind(project_id)
                 .bind(stage_id)
                 .bind(millis(now))
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                if done.rows_affected() == 1 {
+                    // Its metric points go with it: the ID may be taken again.
+                    sqlx::query("DELETE FROM metric_points WHERE project_id = $1 AND stage_id = $2")
+                        .bind(project_id)
+                        .bind(stage_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -1556,6 +1566,10 @@ macro_rules! sql_store {
                 self.notify(from).await
             }
 
+            async fn notify_change(&self, payload: &str) -> StoreResult<()> {
+                self.notify_on(super::CHANGE_NOTICES, payload).await
+            }
+
             async fn listen_stages_changed(&self) -> StoreResult<Option<sqlx::postgres::PgListener>> {
                 self.listener().await
             }
@@ -1666,15 +1680,6 @@ macro_rules! sql_store {
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected())
-            }
-
-            async fn forget_metric_points(&self, project_id: &str, stage_id: &str) -> StoreResult<()> {
-                sqlx::query("DELETE FROM metric_points WHERE project_id = $1 AND stage_id = $2")
-                    .bind(project_id)
-                    .bind(stage_id)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
             }
         }
     };

@@ -26,6 +26,10 @@ impl SqliteStore {
         Ok(())
     }
 
+    pub(super) async fn notify_on(&self, _channel: &str, _payload: &str) -> StoreResult<()> {
+        Ok(())
+    }
+
     pub(super) async fn listener(&self) -> StoreResult<Option<sqlx::postgres::PgListener>> {
         Ok(None)
     }
