@@ -75,10 +75,19 @@ impl MetricPoint {
     /// server's requests.
     pub fn combine(points: Vec<(String, MetricPoint)>, bucket_secs: i64) -> Vec<MetricPoint> {
         use std::collections::BTreeMap;
-        let bucket_secs = bucket_secs.max(1);
+        // One server's points are shown as it took them (its sampling may drift across a
+        // stretch's edge: two of its points in one stretch are not one point).
+        if points.windows(2).all(|w| w[0].0 == w[1].0) {
+            let mut points: Vec<MetricPoint> = points.into_iter().map(|(_, p)| p).collect();
+            points.sort_by_key(|p| p.at);
+            return points;
+        }
+        let bucket_ms = bucket_secs.max(1) * 1000;
         let mut buckets: BTreeMap<i64, BTreeMap<String, Vec<MetricPoint>>> = BTreeMap::new();
         for (server, point) in points {
-            let bucket = point.at.timestamp().div_euclid(bucket_secs);
+            // A point ends at its time: one at a stretch's very end belongs to that stretch
+            // (a summary made at a 5-minute mark covers the 5 minutes before it).
+            let bucket = (point.at.timestamp_millis() - 1).div_euclid(bucket_ms);
             buckets.entry(bucket).or_default().entry(server).or_default().push(point);
         }
         buckets
@@ -300,13 +309,24 @@ mod tests {
         assert_eq!((first.cpu_percent, first.memory_bytes), (Some(50.0), Some(1000)));
         let second = &combined[1];
         assert_eq!((second.requests, second.p50_ms, second.cpu_percent), (5, None, Some(20.0)));
-        // One server's two points in one stretch are its summary (requests and time add up).
-        let one = MetricPoint::combine(
-            vec![("a".into(), point(1, 1, 0, None, Some(10.0))), ("a".into(), point(4, 2, 1, None, Some(30.0)))],
+        // With another server, one server's two points in one stretch are its summary
+        // (requests and time add up); a point at a stretch's end belongs to it.
+        let two = MetricPoint::combine(
+            vec![
+                ("a".into(), point(1, 1, 0, None, Some(10.0))),
+                ("a".into(), point(4, 2, 1, None, Some(30.0))),
+                ("b".into(), point(10, 1, 0, None, None)),
+            ],
             10,
         );
-        assert_eq!(one.len(), 1);
-        assert_eq!((one[0].requests, one[0].errors, one[0].secs, one[0].cpu_percent), (3, 1, 20, Some(20.0)));
+        assert_eq!(two.len(), 1);
+        assert_eq!((two[0].requests, two[0].errors, two[0].secs, two[0].cpu_percent), (4, 1, 20, Some(20.0)));
+        // One server alone: its points as it took them, oldest first.
+        let one = MetricPoint::combine(
+            vec![("a".into(), point(4, 2, 1, None, Some(30.0))), ("a".into(), point(1, 1, 0, None, Some(10.0)))],
+            10,
+        );
+        assert_eq!(one.iter().map(|p| p.requests).collect::<Vec<_>>(), [1, 2]);
     }
 
     #[test]

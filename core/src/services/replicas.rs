@@ -254,11 +254,22 @@ impl Services {
         self.changes.relay_through(relay);
         let (store, from) = (self.store.clone(), me.clone());
         tokio::spawn(async move {
-            while let Some(what) = relayed.recv().await {
-                let notice = RelayNotice { from: from.clone(), what };
-                let Ok(payload) = serde_json::to_string(&notice) else { continue };
-                if let Err(e) = store.notify_change(&payload).await {
-                    tracing::warn!(error = %e, "relaying a change to the other servers");
+            while let Some(first) = relayed.recv().await {
+                // What piled up meanwhile (the database was slow), each once (a few hundred
+                // at a time: comparing is quadratic).
+                let mut batch = vec![first];
+                while batch.len() < 256 {
+                    let Ok(more) = relayed.try_recv() else { break };
+                    if !batch.contains(&more) {
+                        batch.push(more);
+                    }
+                }
+                for what in batch {
+                    let notice = RelayNotice { from: from.clone(), what };
+                    let Ok(payload) = serde_json::to_string(&notice) else { continue };
+                    if let Err(e) = store.notify_change(&payload).await {
+                        tracing::warn!(error = %e, "relaying a change to the other servers");
+                    }
                 }
             }
         });
