@@ -156,6 +156,10 @@ pub const FORBIDDEN_ENV: &[&str] = &[
 
 /// The longest environment variable name a manifest or a stage's configuration may use.
 pub const MAX_ENV_KEY_LEN: usize = 128;
+/// The most components a manifest may have: each is a process tree (or a Deployment, a
+/// Service and their pods), a series of metrics and a log; a manifest of thousands would
+/// make one deploy take a machine or a namespace.
+pub const MAX_COMPONENTS: usize = 64;
 
 /// Whether `key` is one of [`FORBIDDEN_ENV`] (a name, or a name with one of its prefixes).
 pub fn is_forbidden_env(key: &str) -> bool {
@@ -216,6 +220,12 @@ pub fn parse_manifest(text: &str) -> Result<Manifest, ManifestError> {
     })?;
     if raw.component.is_empty() {
         return Err(ManifestError { line: None, reason: "the manifest has no [[component]]".into() });
+    }
+    if raw.component.len() > MAX_COMPONENTS {
+        let line = raw.component.get(MAX_COMPONENTS).map(|c| line_of(text, c.span().start));
+        let reason =
+            format!("a manifest has at most {MAX_COMPONENTS} components; this one has {}", raw.component.len());
+        return Err(ManifestError { line, reason });
     }
     let mut names = HashSet::new();
     let mut components = Vec::with_capacity(raw.component.len());
@@ -489,6 +499,16 @@ command = "./cleanup"
         assert_eq!(parse_manifest(DEMO).unwrap().components[0].image, None);
         assert!(check_image(&"a".repeat(MAX_IMAGE_LEN)).is_ok());
         assert!(check_image(&"a".repeat(MAX_IMAGE_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn a_manifest_has_at_most_so_many_components() {
+        let component = |n: usize| format!("[[component]]\nname = \"c{n}\"\nkind = \"worker\"\ncommand = \"x\"\n");
+        let of = |count: usize| (0..count).map(component).collect::<String>();
+        assert_eq!(parse_manifest(&of(MAX_COMPONENTS)).unwrap().components.len(), MAX_COMPONENTS);
+        let e = parse_manifest(&of(MAX_COMPONENTS + 1)).unwrap_err();
+        assert_eq!(e.reason, format!("a manifest has at most {MAX_COMPONENTS} components; this one has 65"));
+        assert_eq!(e.line, Some(4 * MAX_COMPONENTS + 1), "the first one too many");
     }
 
     #[test]
