@@ -37,12 +37,19 @@ pub struct Change {
     pub metrics: bool,
 }
 
-/// What is relayed to the other servers: a change, or a user whose access changed.
+/// What is relayed to the other servers: a change, a user whose access changed, or that
+/// some were lost on the way (the database did not answer).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Relayed {
     Change(Change),
-    Access(String),
+    Access {
+        user_id: String,
+    },
+    Missed,
+    /// What a newer server relays that this one does not know (ignored).
+    #[serde(other)]
+    Unknown,
 }
 
 /// The bus the services publish changes on.
@@ -55,6 +62,8 @@ pub struct Changes {
     open: Arc<Mutex<HashMap<String, usize>>>,
     /// Where what is published here goes to reach the other servers.
     relay: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Relayed>>,
+    /// Counts the times changes may have been lost (see [`Changes::missed`]).
+    missed: watch::Sender<u64>,
 }
 
 impl Default for Changes {
@@ -65,6 +74,7 @@ impl Default for Changes {
             access: broadcast::channel(BACKLOG).0,
             open: Arc::default(),
             relay: Default::default(),
+            missed: watch::channel(0).0,
         }
     }
 }
@@ -102,8 +112,17 @@ impl Changes {
     pub fn heard_from_elsewhere(&self, relayed: Relayed) {
         match relayed {
             Relayed::Change(change) => self.send(change, false),
-            Relayed::Access(user_id) => self.send_access(user_id, false),
+            Relayed::Access { user_id } => self.send_access(user_id, false),
+            Relayed::Missed => self.missed(),
+            Relayed::Unknown => {}
         }
+    }
+
+    /// Changes may have been lost on their way from another server (the connection that
+    /// hears them was lost, or theirs could not be sent): every subscriber hears
+    /// [`Heard::Missed`] and reads everything again.
+    pub fn missed(&self) {
+        self.missed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     fn send(&self, change: Change, relay: bool) {
@@ -117,7 +136,7 @@ impl Changes {
 
     fn send_access(&self, user_id: String, relay: bool) {
         if let Some(tell) = self.relay.get().filter(|_| relay) {
-            let _ = tell.send(Relayed::Access(user_id.clone()));
+            let _ = tell.send(Relayed::Access { user_id: user_id.clone() });
         }
         if self.access.receiver_count() > 0 {
             let _ = self.access.send(user_id);
@@ -130,6 +149,7 @@ impl Changes {
             rx: self.tx.subscribe(),
             closed: self.closed.subscribe(),
             access: self.access.subscribe(),
+            missed: self.missed.subscribe(),
             user: None,
             _slot: None,
         }
@@ -176,8 +196,8 @@ impl Changes {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Heard {
     Change(Change),
-    /// The subscriber fell more than the backlog behind: some changes are lost, so everything
-    /// may have changed.
+    /// The subscriber fell more than the backlog behind, or changes from another server were
+    /// lost: everything may have changed (access too).
     Missed,
     /// The server is stopping.
     Closed,
@@ -190,6 +210,7 @@ pub struct Subscription {
     rx: broadcast::Receiver<Change>,
     closed: watch::Receiver<bool>,
     access: broadcast::Receiver<String>,
+    missed: watch::Receiver<u64>,
     /// Whose stream it is (`None`: it hears every change of access).
     user: Option<String>,
     /// Its place among its user's open streams, given back when it ends.
@@ -234,6 +255,7 @@ impl Subscription {
                     Err(broadcast::error::RecvError::Closed) => Heard::Closed,
                 },
                 _ = self.closed.wait_for(|closed| *closed) => return Heard::Closed,
+                Ok(()) = self.missed.changed() => return Heard::Missed,
                 heard = self.access.recv() => match heard {
                     Ok(user) if concerns(self.user.as_deref(), &user) => return Heard::Access,
                     Ok(_) | Err(broadcast::error::RecvError::Closed) => {}
@@ -247,7 +269,9 @@ impl Subscription {
     /// Whether access changed for this subscription's user since last asked (for a stream that
     /// does not wait on [`Subscription::next`]).
     pub fn access_changed(&mut self) -> bool {
-        let mut changed = false;
+        // Lost changes may have been of access.
+        let mut changed = self.missed.has_changed().unwrap_or(false);
+        self.missed.borrow_and_update();
         loop {
             match self.access.try_recv() {
                 Ok(user) => changed |= concerns(self.user.as_deref(), &user),
@@ -266,6 +290,29 @@ impl Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn changes_lost_on_the_way_from_another_server_make_every_subscriber_read_again() {
+        let bus = Changes::default();
+        let (mut a, mut b) = (bus.subscribe(), bus.subscribe());
+        bus.heard_from_elsewhere(Relayed::Missed);
+        assert_eq!(a.next().await, Heard::Missed);
+        assert!(b.access_changed(), "a stream that does not wait on next checks its caller again");
+        assert!(!b.access_changed(), "once");
+        // What is relayed reads back as it was sent; what a newer server sends is ignored.
+        for relayed in [
+            Relayed::Change(Change { project: "p".into(), stage: Some("dev".into()), metrics: true }),
+            Relayed::Access { user_id: "u1".into() },
+            Relayed::Missed,
+        ] {
+            let json = serde_json::to_string(&relayed).unwrap();
+            assert_eq!(serde_json::from_str::<Relayed>(&json).unwrap(), relayed, "{json}");
+        }
+        assert_eq!(serde_json::from_str::<Relayed>(r#"{"kind":"rebalance"}"#).unwrap(), Relayed::Unknown);
+        bus.heard_from_elsewhere(Relayed::Unknown);
+        bus.publish("p", None);
+        assert_eq!(a.next().await, Heard::Change(Change { project: "p".into(), stage: None, metrics: false }));
+    }
 
     #[tokio::test]
     async fn subscribers_hear_changes_in_order_and_the_end() {

@@ -149,6 +149,14 @@ impl Env {
         self.services.acting(caller)
     }
 
+    /// The name of the PostgreSQL database of this environment (`None` on SQLite).
+    pub fn postgres_database(&self) -> Option<&str> {
+        match &self.cleanup {
+            Cleanup::Database { name, .. } => Some(name),
+            Cleanup::Dir(_) => None,
+        }
+    }
+
     /// Removes the temp file or drops the temp database.
     pub async fn cleanup(self) {
         drop(self.admin);

@@ -311,12 +311,33 @@ async fn a_page_open_on_one_server_hears_what_is_done_through_another(env: &Env)
     }
     // A suspend through A: B's page hears it at once.
     env.as_admin(&a).suspend_stage(&shop, "qa").await.unwrap();
-    assert_eq!(heard(&mut tab).await, Some(Note::Changed));
+    assert_eq!(heard_within(&mut tab, Duration::from_secs(5)).await, Some(Note::Changed));
     while heard(&mut tab).await.is_some() {}
     // New metrics sampled by A.
     a.record_proxied(&shop, "qa", "web", 200, 1.0);
     a.sample_metrics().await;
-    assert_eq!(heard(&mut tab).await, Some(Note::Metrics));
+    assert_eq!(heard_within(&mut tab, Duration::from_secs(5)).await, Some(Note::Metrics));
+    // The servers' connections that listen are cut (a network blip, a database restart):
+    // what was published meanwhile is lost, so the page reads everything again — and changes
+    // reach it again once the connection is back.
+    while heard(&mut tab).await.is_some() {}
+    let database = env.postgres_database().unwrap();
+    let mut admin =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&pergola_core::testing::postgres_admin_url()).await.unwrap();
+    let cut = listening(&mut admin, database).await;
+    assert_eq!(cut.len(), 2, "A's and B's listening connections");
+    for pid in &cut {
+        sqlx::query("SELECT pg_terminate_backend($1)").bind(pid).execute(&mut admin).await.unwrap();
+    }
+    assert_eq!(heard_within(&mut tab, Duration::from_secs(5)).await, Some(Note::Changed));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while listening(&mut admin, database).await.iter().filter(|pid| !cut.contains(pid)).count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the servers listen again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    env.as_admin(&a).resume_stage(&shop, "qa").await.unwrap();
+    assert_eq!(heard_within(&mut tab, Duration::from_secs(5)).await, Some(Note::Changed));
+    while heard(&mut tab).await.is_some() {}
     // Vic signed out through A: the tab on B ends at once (not at its next periodic check).
     a.end_session(&session.secret).await.unwrap();
     let ended = tokio::time::timeout(Duration::from_secs(1), async { while tab.next().await.is_some() {} }).await;
@@ -325,5 +346,18 @@ async fn a_page_open_on_one_server_hears_what_is_done_through_another(env: &Env)
 
 /// What a live stream says within a second (`None`: nothing).
 async fn heard(watch: &mut pergola_core::services::Watch) -> Option<pergola_core::services::Note> {
-    tokio::time::timeout(Duration::from_secs(1), watch.next()).await.ok().flatten()
+    heard_within(watch, Duration::from_secs(1)).await
+}
+
+async fn heard_within(
+    watch: &mut pergola_core::services::Watch,
+    within: Duration,
+) -> Option<pergola_core::services::Note> {
+    tokio::time::timeout(within, watch.next()).await.ok().flatten()
+}
+
+/// The server connections of `database` that listen for the other servers' notices.
+async fn listening(admin: &mut sqlx::PgConnection, database: &str) -> Vec<i32> {
+    let query = "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%LISTEN%'";
+    sqlx::query_scalar(query).bind(database).fetch_all(admin).await.unwrap()
 }

@@ -207,7 +207,10 @@ impl Watch {
                     }
                     Heard::Change(_) => {}
                     Heard::Access => self.recheck = true,
-                    Heard::Missed => return Some(Note::Changed),
+                    Heard::Missed => {
+                        self.recheck = true;
+                        return Some(Note::Changed);
+                    }
                     Heard::Closed => return None,
                 },
                 _ = tick.tick(), if self.stage.is_some() => {
@@ -233,7 +236,10 @@ impl Watch {
         while let Ok(heard) = tokio::time::timeout_at(until, self.changes.next()).await {
             match heard {
                 Heard::Closed => break,
-                Heard::Missed => changed = true,
+                Heard::Missed => {
+                    changed = true;
+                    self.recheck = true;
+                }
                 Heard::Access => self.recheck = true,
                 Heard::Change(c) => changed |= !c.metrics && self.concerns(&c),
             }

@@ -11,6 +11,7 @@
 //! number, so that a restart does not wait for its lease to run out.
 
 use super::{internal, Services};
+use crate::live::Relayed;
 use pergola_domain::Error;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -269,6 +270,20 @@ impl Services {
                     let Ok(payload) = serde_json::to_string(&notice) else { continue };
                     if let Err(e) = store.notify_change(&payload).await {
                         tracing::warn!(error = %e, "relaying a change to the other servers");
+                        // The others miss this and what follows until the database answers
+                        // again: nothing piles up meanwhile, and they are then told that
+                        // they missed some (their pages read everything again).
+                        let missed = RelayNotice { from: from.clone(), what: Relayed::Missed };
+                        let missed = serde_json::to_string(&missed).unwrap_or_default();
+                        loop {
+                            while relayed.try_recv().is_ok() {}
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            while relayed.try_recv().is_ok() {}
+                            if store.notify_change(&missed).await.is_ok() {
+                                break;
+                            }
+                        }
+                        break;
                     }
                 }
             }
@@ -287,10 +302,17 @@ impl Services {
                         }
                     }
                     Ok(Some(notice)) if notice.payload() == me => {}
-                    Ok(Some(_)) | Ok(None) => cache.forget_here(),
+                    Ok(Some(_)) => cache.forget_here(),
+                    // The connection was lost: what the others published meanwhile is lost
+                    // too — the open pages read everything again.
+                    Ok(None) => {
+                        cache.forget_here();
+                        changes.missed();
+                    }
                     Err(sqlx::Error::PoolClosed) => break,
                     Err(e) => {
                         cache.forget_here();
+                        changes.missed();
                         tracing::warn!(error = %e, "listening for other servers' changes (trying again)");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
@@ -362,5 +384,5 @@ mod tests {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct RelayNotice {
     from: String,
-    what: crate::live::Relayed,
+    what: Relayed,
 }
