@@ -87,6 +87,9 @@ test('invalid Stage IDs and names are explained and create nothing', async ({ pa
   await createProject(page);
   await page.getByRole('button', { name: '+ NEW STAGE' }).click();
   const dialog = page.getByRole('dialog', { name: 'New stage' });
+  // The popup opens with the Name field focused (a frame after it shows): typing the Stage
+  // ID first waits for that, or the focus would move away mid-typing.
+  await expect(dialog.getByLabel('Name')).toBeFocused();
   const id = dialog.getByLabel('Stage ID');
   await id.fill('Bad ID');
   await expect(dialog.getByText(/may only contain lowercase letters/)).toBeVisible();
