@@ -215,8 +215,9 @@ pub fn objects(stage: &Stage, cluster: &Cluster) -> Vec<Value> {
 }
 
 /// The `Secret` holding the token the release's init containers download its build with
-/// (applied again with a fresh token while the release runs: a token works for minutes only).
-pub fn fetch_secret_object(stage: &Stage) -> Value {
+/// (the runtime puts a fresh token into it while the release runs: a token works for minutes
+/// only).
+fn fetch_secret_object(stage: &Stage) -> Value {
     let spec = stage.spec;
     let ns = namespace(&spec.key.project, &spec.key.stage);
     json!({

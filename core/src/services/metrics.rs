@@ -28,7 +28,7 @@ impl Services {
         let made = tokio::task::spawn_blocking(move || book.sample(now, runtime.usage())).await.unwrap_or_default();
         self.keep_points(&made).await;
         let mut stages: Vec<&StageKey> = made.iter().map(|p| &p.key).collect();
-        stages.sort_by(|a, b| (&a.project, &a.stage).cmp(&(&b.project, &b.stage)));
+        stages.sort();
         stages.dedup();
         for key in stages {
             self.changes.publish_metrics(&key.project, &key.stage);
@@ -164,7 +164,7 @@ impl Acting {
         let _ = writeln!(out, "# HELP pergola_components_running Components with a running process.\n# TYPE pergola_components_running gauge");
         let _ = writeln!(out, "pergola_components_running {}", usage.len());
         let mut stages: Vec<StageKey> = usage.iter().map(|u| u.key.clone()).collect();
-        stages.sort_by(|a, b| (&a.project, &a.stage).cmp(&(&b.project, &b.stage)));
+        stages.sort();
         stages.dedup();
         let _ = writeln!(out, "# HELP pergola_component_restarts_total Restarts of a component since its release started.\n# TYPE pergola_component_restarts_total counter");
         for key in &stages {
