@@ -77,6 +77,12 @@ pub struct StopReport {
     pub terminated: Vec<String>,
     /// Components that were still running after the grace period and got SIGKILL.
     pub killed: Vec<String>,
+    /// Components still running when the runtime stopped waiting for them (a cluster's pods
+    /// that outlived the grace period and a margin: asked to stop, not yet gone).
+    pub left: Vec<String>,
+    /// Why the runtime could not ask the components to stop (a cluster that did not take the
+    /// request); nothing was waited for. For the log only: the services ask again.
+    pub refused: Option<String>,
 }
 
 /// A stop that was asked for and is being waited for ([`Runtime::ask_stop`]): `.await` it for

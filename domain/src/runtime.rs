@@ -129,10 +129,13 @@ pub enum EventKind {
     Unhealthy,
     /// Who may open the share links changed, or a guest link was created or revoked.
     SharingChanged,
+    /// The runtime could not ask the components to stop (a cluster that did not take the
+    /// request): the server asks again until it does.
+    StopFailed,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 17] = [
+    pub const ALL: [EventKind; 18] = [
         EventKind::Created,
         EventKind::Updated,
         EventKind::Deployed,
@@ -150,6 +153,7 @@ impl EventKind {
         EventKind::Healthy,
         EventKind::Unhealthy,
         EventKind::SharingChanged,
+        EventKind::StopFailed,
     ];
 
     /// The stored and wire form, e.g. `config_changed`.
@@ -172,6 +176,7 @@ impl EventKind {
             EventKind::Healthy => "healthy",
             EventKind::Unhealthy => "unhealthy",
             EventKind::SharingChanged => "sharing_changed",
+            EventKind::StopFailed => "stop_failed",
         }
     }
 
@@ -180,6 +185,7 @@ impl EventKind {
         match self {
             EventKind::ConfigChanged => "config changed",
             EventKind::SharingChanged => "sharing changed",
+            EventKind::StopFailed => "stop failed",
             other => other.as_str(),
         }
     }
@@ -190,7 +196,7 @@ impl EventKind {
 
     /// Whether it reports trouble (shown in red).
     pub fn is_trouble(self) -> bool {
-        matches!(self, EventKind::Crashed | EventKind::Killed | EventKind::Unhealthy)
+        matches!(self, EventKind::Crashed | EventKind::Killed | EventKind::Unhealthy | EventKind::StopFailed)
     }
 }
 

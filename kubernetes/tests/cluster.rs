@@ -186,7 +186,7 @@ async fn a_deploy_is_one_forced_server_side_apply_per_object_then_the_older_rele
 }
 
 #[tokio::test]
-async fn a_suspend_scales_to_zero_and_suspends_schedules_and_a_halt_also_deletes_jobs() {
+async fn a_suspend_scales_to_zero_and_suspends_schedules_and_a_halt_also_suspends_jobs() {
     for mode in [StopMode::Suspend, StopMode::Halt] {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let runtime = KubernetesRuntime::new(kube::Client::new(service, "default"), Cluster::default());
@@ -727,6 +727,123 @@ async fn a_stage_restored_while_its_pods_still_stop_starts_them_only_once_they_a
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(admin.get_stage("shop", "qa").await.unwrap().status, StageStatus::Running);
+    watcher.abort();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_stop_the_cluster_does_not_take_is_asked_again_and_the_stage_is_not_called_suspended_meanwhile() {
+    let fake = Fake::start().await;
+    let env = sqlite_env().await;
+    let (services, _runtime, watcher) = on_cluster(&env, &fake);
+    let admin = env.as_admin(&services);
+    deploy_shop_qa(&admin).await;
+    until("web runs", || running(&services, "web")).await;
+    let ns = namespace("shop", "qa");
+    let status = || async { admin.get_stage("shop", "qa").await.unwrap().status };
+    let refusals = || async {
+        let events = admin.events("shop", "qa").await.unwrap();
+        events.iter().filter(|e| e.kind == EventKind::StopFailed).count()
+    };
+
+    // The API server takes no changes: the suspend cannot scale anything down.
+    fake.refuse_changes(true);
+    admin.suspend_stage("shop", "qa").await.unwrap();
+    until("the refusal is on the timeline", || async { (refusals().await == 1).then_some(()) }).await;
+    // Asked again (after 1 s, then 2 s), refused again: still suspending, web still runs.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(status().await, StageStatus::Suspending, "not suspended while what it runs was never asked to stop");
+    assert!(running(&services, "web").await.is_some());
+    assert_eq!(fake.get("deployments", &ns, "web").unwrap()["spec"]["replicas"], 1);
+    let asked = fake.requests().iter().filter(|r| r.method == "PATCH" && r.uri.contains("/deployments/")).count();
+    assert!(asked >= 2, "asked again: {asked}");
+
+    // The API server takes changes again: the next ask stops it, and the stage settles.
+    fake.refuse_changes(false);
+    until("suspended", || async { (status().await == StageStatus::Suspended).then_some(()) }).await;
+    assert_eq!(fake.get("deployments", &ns, "web").unwrap()["spec"]["replicas"], 0);
+    assert_eq!(fake.get("cronjobs", &ns, "report").unwrap()["spec"]["suspend"], true);
+    until("web's pod is gone", || async { (pods_of(&fake, "web").count() == 0).then_some(()) }).await;
+    assert_eq!(refusals().await, 1, "the refusal is told once");
+    let events = admin.events("shop", "qa").await.unwrap();
+    assert!(
+        events.iter().any(|e| e.kind == EventKind::Suspended && e.message.contains("every component has stopped")),
+        "{events:?}"
+    );
+    watcher.abort();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_restarted_control_plane_the_cluster_refuses_keeps_a_suspending_stage_suspending_until_it_was_stopped() {
+    let fake = Fake::start().await;
+    let env = sqlite_env().await;
+    let (services, _runtime, watcher) = on_cluster(&env, &fake);
+    deploy_shop_qa(&env.as_admin(&services)).await;
+    until("web runs", || running(&services, "web")).await;
+    watcher.abort();
+    drop(services);
+    let ns = namespace("shop", "qa");
+    // A server that cannot reach the cluster is asked to suspend the stage: it is left
+    // suspending (that server goes on asking, in vain).
+    let gone = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let unreachable = kube::Client::try_from(kube::Config::new(format!("http://{gone}").parse().unwrap())).unwrap();
+    let cut_off = env
+        .services
+        .with_runtime(Arc::new(KubernetesRuntime::new(unreachable, Cluster::default())), Duration::from_secs(1));
+    env.as_admin(&cut_off).suspend_stage("shop", "qa").await.unwrap();
+
+    // Another server starts while the cluster takes no changes: its reconcile does not call
+    // the stage suspended while web runs.
+    fake.refuse_changes(true);
+    let (services, runtime, watcher) = on_cluster(&env, &fake);
+    let admin = env.as_admin(&services);
+    until("the watcher listed the pods", || async { runtime.synced().then_some(()) }).await;
+    services.reconcile().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(admin.get_stage("shop", "qa").await.unwrap().status, StageStatus::Suspending);
+    assert!(running(&services, "web").await.is_some());
+    // Once the cluster takes changes again, the reconciling server's next ask stops it.
+    fake.refuse_changes(false);
+    until("suspended", || async {
+        (admin.get_stage("shop", "qa").await.ok()?.status == StageStatus::Suspended).then_some(())
+    })
+    .await;
+    assert_eq!(fake.get("deployments", &ns, "web").unwrap()["spec"]["replicas"], 0);
+    watcher.abort();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_api_server_that_keeps_answering_503_holds_a_start_or_a_stop_no_longer_than_it_is_given() {
+    let fake = Fake::start().await;
+    let env = sqlite_env().await;
+    // kube's client retries a 503 for minutes; the runtime gives the requests 1 s here.
+    let runtime = KubernetesRuntime::new(fake.client(), Cluster::default()).asking_within(Duration::from_secs(1));
+    let watcher = runtime.watch();
+    let services = env.services.with_runtime(Arc::new(runtime), Duration::from_secs(1));
+    let admin = env.as_admin(&services);
+    let events = || async { admin.events("shop", "qa").await.unwrap() };
+    let status = || async { admin.get_stage("shop", "qa").await.unwrap().status };
+    deploy_shop_qa(&admin).await;
+    until("web runs", || running(&services, "web")).await;
+    // A stop: asked again (and told once) until the API server answers.
+    fake.overload(true);
+    admin.suspend_stage("shop", "qa").await.unwrap();
+    until("the stop failed", || async { events().await.iter().any(|e| e.kind == EventKind::StopFailed).then_some(()) })
+        .await;
+    assert_eq!(status().await, StageStatus::Suspending);
+    fake.overload(false);
+    until("suspended", || async { (status().await == StageStatus::Suspended).then_some(()) }).await;
+    // A start fails, and says why.
+    fake.overload(true);
+    let answer = admin.resume_stage("shop", "qa").await.unwrap_err();
+    assert!(answer.message.contains("did not answer within 1 s"), "{}", answer.message);
+    let failed = until("the start failed", || async {
+        events().await.into_iter().find(|e| e.kind == EventKind::Crashed && e.message.contains("could not be started"))
+    })
+    .await;
+    assert!(failed.message.contains("did not answer within 1 s"), "{}", failed.message);
     watcher.abort();
     env.cleanup().await;
 }

@@ -111,7 +111,18 @@ impl Services {
                     && self.runs_background_work()
                     && (stage.is_archived() || stage.status != StageStatus::Running)
                 {
-                    self.stop_again(&stage).await;
+                    if let Some(report) = self.stop_again(&stage).await.filter(|r| r.refused.is_some()) {
+                        // The cluster does not take the request now: it is asked again in the
+                        // background, and a suspend settles once it was.
+                        let services = self.clone();
+                        tokio::spawn(async move {
+                            let report = services.ask_again_while_refused(&stage, report).await;
+                            if stage.status == StageStatus::Suspending {
+                                services.settle_suspend(&stage.project_id, &stage.id, &report).await;
+                            }
+                        });
+                        continue;
+                    }
                 }
                 if stage.status == StageStatus::Suspending {
                     // The server stopped while the stage was being suspended: nothing of it
@@ -298,41 +309,83 @@ impl Services {
 
     /// Stops a stage's components: `mode` says whether jobs and cron runs already started go
     /// on (a suspend) or are stopped too (a delete). The stage's turn is held while the
-    /// runtime asks them to stop, not while it waits for them to be gone.
+    /// runtime asks them to stop, not while it waits for them to be gone. A request the
+    /// runtime could not make is made again ([`Services::ask_again_while_refused`]).
     pub(super) async fn stop(&self, stage: &Stage, mode: StopMode) -> StopReport {
-        let wait = {
-            let lock = self.stage_lock(&stage.project_id, &stage.id);
-            let _turn = lock.lock().await;
-            let shared = self.stop_turn(&stage.project_id, &stage.id).await;
-            let key = StageKey::new(&stage.project_id, &stage.id);
-            let wait = self.runtime.ask_stop(&key, grace(stage), mode).await;
-            SharedTurn::release(shared).await;
-            wait
-        };
-        wait.await
+        let Some(wait) = self.ask_stop_in_turn(stage, Some(mode)).await else { return StopReport::default() };
+        let report = wait.await;
+        self.ask_again_while_refused(stage, report).await
     }
 
     /// Stops a stage that should not run once more (reconcile with a shared runtime) — if,
     /// read again in its turn, it still should not: another server may have resumed or
-    /// restored it since the list was read.
-    async fn stop_again(&self, listed: &Stage) {
-        let wait = {
-            let lock = self.stage_lock(&listed.project_id, &listed.id);
-            let _turn = lock.lock().await;
-            let shared = self.stop_turn(&listed.project_id, &listed.id).await;
-            let now = self.store.get_stage(&listed.project_id, &listed.id).await.ok().flatten();
-            let mut wait = None;
-            if let Some(stage) = now.filter(|s| s.is_archived() || s.status != StageStatus::Running) {
-                let mode = if stage.is_archived() { StopMode::Halt } else { StopMode::Suspend };
-                let key = StageKey::new(&stage.project_id, &stage.id);
-                wait = Some(self.runtime.ask_stop(&key, grace(&stage), mode).await);
-            }
-            SharedTurn::release(shared).await;
-            wait
+    /// restored it since the list was read. `None` when it should run.
+    async fn stop_again(&self, listed: &Stage) -> Option<StopReport> {
+        let wait = self.ask_stop_in_turn(listed, None).await?;
+        Some(wait.await)
+    }
+
+    /// In the stage's turn, asks the runtime to stop its components: with `mode`, as asked;
+    /// without, read again, with the mode its state calls for (a halt when it is archived, a
+    /// suspend when it is not running) or not at all (`None`) when it should run.
+    async fn ask_stop_in_turn(&self, stage: &Stage, mode: Option<StopMode>) -> Option<crate::StopWait> {
+        let lock = self.stage_lock(&stage.project_id, &stage.id);
+        let _turn = lock.lock().await;
+        let shared = self.stop_turn(&stage.project_id, &stage.id).await;
+        let mode = match mode {
+            Some(mode) => Some(mode),
+            None => match self.store.get_stage(&stage.project_id, &stage.id).await {
+                Ok(Some(now)) if now.is_archived() => Some(StopMode::Halt),
+                Ok(Some(now)) if now.status != StageStatus::Running => Some(StopMode::Suspend),
+                Ok(_) => None,
+                Err(e) => {
+                    internal("read the stage before stopping it again")(e);
+                    None
+                }
+            },
         };
-        if let Some(wait) = wait {
-            wait.await;
+        let mut wait = None;
+        if let Some(mode) = mode {
+            let key = StageKey::new(&stage.project_id, &stage.id);
+            wait = Some(self.runtime.ask_stop(&key, grace(stage), mode).await);
         }
+        SharedTurn::release(shared).await;
+        wait
+    }
+
+    /// While the runtime could not ask a stage's components to stop (a cluster that did not
+    /// take the request), asks again — after 1, 2, 4 … and then every [`ASK_AGAIN_AT_MOST`],
+    /// each time in the stage's turn — as long as the stage, read again, should not run. The
+    /// first refusal goes on the stage's timeline (why, only in the log): a stage is not
+    /// called suspended or deleted while what it runs was never asked to stop.
+    pub(super) async fn ask_again_while_refused(&self, stage: &Stage, mut report: StopReport) -> StopReport {
+        let mut delay = ASK_AGAIN;
+        let mut told = false;
+        while let Some(why) = report.refused.take() {
+            tracing::warn!(
+                project = stage.project_id,
+                stage = stage.id,
+                error = why,
+                again_in = ?delay,
+                "the runtime could not ask the stage's components to stop"
+            );
+            if !told {
+                told = true;
+                let message = "The components could not be asked to stop: the runtime did not take the request. \
+                               Asking again until it does.";
+                self.record(
+                    &stage.project_id,
+                    &stage.id,
+                    StageEvent::new(self.clock.now(), EventKind::StopFailed, message),
+                )
+                .await;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(ASK_AGAIN_AT_MOST);
+            let Some(wait) = self.ask_stop_in_turn(stage, None).await else { break };
+            report = wait.await;
+        }
+        report
     }
 
     /// The stage's turn across the servers of the database, when they share the runtime (a
@@ -416,12 +469,17 @@ impl Services {
         let now = self.clock.now();
         let settled = self.store.settle_stopped(project_id, stage_id, now).await;
         self.proxy_cache.forget_all();
-        let mut message = "every component has stopped".to_owned();
+        let mut message =
+            if stopped.left.is_empty() { "every component has stopped" } else { "every component was asked to stop" }
+                .to_owned();
         if !stopped.terminated.is_empty() {
             message += &format!("; exited after SIGTERM: {}", stopped.terminated.join(", "));
         }
         if !stopped.killed.is_empty() {
             message += &format!("; killed after the grace period: {}", stopped.killed.join(", "));
+        }
+        if !stopped.left.is_empty() {
+            message += &format!("; still stopping after the grace period: {}", stopped.left.join(", "));
         }
         match settled {
             Ok(Some(StageStatus::Running)) => {
@@ -465,6 +523,11 @@ impl SharedTurn {
         }
     }
 }
+
+/// How soon a stop the runtime refused is asked again (doubled each time, up to
+/// [`ASK_AGAIN_AT_MOST`]).
+const ASK_AGAIN: std::time::Duration = std::time::Duration::from_secs(1);
+const ASK_AGAIN_AT_MOST: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What [`Services::reconcile`] did: how many stages started again, how many could not.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -7,9 +7,11 @@
 //!   idempotent, so deploying and reconciling after a restart are the same call; each apply
 //!   mints a fresh build-fetch token for the release's `fetch-rN` Secret.
 //! - **stop** scales the stage's Deployments to 0 and suspends its CronJobs (a suspend: jobs
-//!   already started run to completion), and with a halt deletes its Jobs too; it then waits,
+//!   already started run to completion), and with a halt suspends its Jobs too; it then waits,
 //!   up to the grace period and a margin, for the pods to go, and reports a component whose
-//!   pods outlived the grace period as killed.
+//!   pods outlived the grace period as killed (and one still there after the margin as left).
+//!   A request the API server did not take ends the stop at once, `refused`: the services ask
+//!   again.
 //! - **forget** (purge) deletes the stage's namespace, with everything in it.
 //! - **status**, **logs** and the **events** come from one watcher of every pod Pergola
 //!   manages (label `app.kubernetes.io/managed-by=pergola`) and from following each running
@@ -45,6 +47,10 @@ use std::time::Duration;
 
 /// How long a stop waits beyond the grace period for the pods to be gone.
 pub const STOP_MARGIN: Duration = Duration::from_secs(30);
+/// How long the requests of a start (the applies) or of a stop's ask may take together: kube's
+/// client retries an API server answering 503, 504 or 429 for minutes, and the stage's turn is
+/// held meanwhile. A start then fails, and the services ask a stop again.
+pub const ASK_WITHIN: Duration = Duration::from_secs(20);
 /// How often a stop looks whether the stage's pods are gone.
 const STOP_POLL: Duration = Duration::from_millis(50);
 /// How often the running releases' build-fetch tokens are minted again (each works for 15
@@ -74,6 +80,8 @@ struct Inner {
     forgotten: Mutex<std::collections::HashSet<String>>,
     /// The stages this server asked to stop and is waiting for (how many stops of each).
     stopping: Mutex<HashMap<StageKey, usize>>,
+    /// [`ASK_WITHIN`], or what a test set.
+    ask_within: Mutex<Duration>,
 }
 
 /// One stop of a stage counted in [`Inner::stopping`] until it is dropped (waited for, or not).
@@ -130,8 +138,16 @@ impl KubernetesRuntime {
                 listed_once: AtomicBool::new(false),
                 forgotten: Mutex::new(Default::default()),
                 stopping: Mutex::new(HashMap::new()),
+                ask_within: Mutex::new(ASK_WITHIN),
             }),
         }
+    }
+
+    /// The same runtime, giving a start's or a stop's requests `within` instead of
+    /// [`ASK_WITHIN`] (tests).
+    pub fn asking_within(self, within: Duration) -> Self {
+        *lock(&self.inner.ask_within) = within;
+        self
     }
 
     /// A client for the cluster this server runs in, or the one `KUBECONFIG` names.
@@ -196,6 +212,14 @@ impl KubernetesRuntime {
 }
 
 impl Inner {
+    /// `requests`, or an error once they took longer than [`ASK_WITHIN`].
+    async fn within(&self, requests: impl std::future::Future<Output = Result<(), String>>) -> Result<(), String> {
+        let within = *lock(&self.ask_within);
+        tokio::time::timeout(within, requests)
+            .await
+            .unwrap_or_else(|_| Err(format!("the API server did not answer within {} s", within.as_secs_f32())))
+    }
+
     fn send(&self, key: &StageKey, kind: pergola_domain::EventKind, component: &str, message: String) {
         if let Some(sink) = lock(&self.sink).as_ref() {
             sink.send(key.clone(), StageEvent::of_component(Utc::now(), kind, component, message));
@@ -413,11 +437,14 @@ impl Runtime for KubernetesRuntime {
         let grace_secs = u32::try_from(grace.as_secs()).unwrap_or(u32::MAX);
         let stage = Stage { spec: &spec, suspended: false, grace_secs, fetch_token: &token };
         let client = &self.inner.client;
-        for object in render::objects(&stage, &self.inner.cluster) {
-            requests::apply(client, &object).await.map_err(RuntimeError::Cluster)?;
-        }
-        let ns = namespace(&spec.key.project, &spec.key.stage);
-        requests::prune(client, &ns, spec.release).await.map_err(RuntimeError::Cluster)?;
+        let applied = async {
+            for object in render::objects(&stage, &self.inner.cluster) {
+                requests::apply(client, &object).await?;
+            }
+            let ns = namespace(&spec.key.project, &spec.key.stage);
+            requests::prune(client, &ns, spec.release).await
+        };
+        self.inner.within(applied).await.map_err(RuntimeError::Cluster)?;
         let applied = Applied { spec, running: true, grace };
         lock(&self.inner.stages).insert(applied.spec.key.clone(), applied);
         Ok(())
@@ -455,8 +482,9 @@ impl Runtime for KubernetesRuntime {
             }
             Ok::<(), String>(())
         };
-        if let Err(e) = asked.await {
-            tracing::error!(project = key.project, stage = key.stage, error = e, "stopping a stage on the cluster");
+        if let Err(e) = self.inner.within(asked).await {
+            // Nothing to wait for: the services ask again.
+            return StopWait::done(StopReport { refused: Some(e), ..StopReport::default() });
         }
         let (inner, key) = (self.inner.clone(), key.clone());
         StopWait::new(async move {
@@ -477,7 +505,7 @@ impl Runtime for KubernetesRuntime {
                 waiting = left;
                 if elapsed > grace + STOP_MARGIN {
                     tracing::warn!(project = key.project, stage = key.stage, components = ?waiting, "pods still there after the grace period");
-                    report.killed.extend(waiting);
+                    report.left.extend(waiting);
                     break;
                 }
                 tokio::time::sleep(STOP_POLL).await;

@@ -47,6 +47,12 @@ struct Inner {
     uids: u64,
     /// Deployments whose pods fail to start (the container exits at once, again and again).
     failing: Vec<String>,
+    /// Every patch is answered 500 (an API server that does not take changes: its storage
+    /// failing, an admission webhook broken). Not 503: kube's client retries that one itself,
+    /// for minutes.
+    refusing: bool,
+    /// Every patch is answered 503 (an API server overloaded; kube's client retries it).
+    overloaded: bool,
 }
 
 #[derive(Clone)]
@@ -465,6 +471,17 @@ impl Fake {
         self.inner.lock().unwrap().failing.push(deployment.into());
     }
 
+    /// From now on (or no longer), every patch — an apply too — is answered 500, and nothing
+    /// changes.
+    pub fn refuse_changes(&self, refuse: bool) {
+        self.inner.lock().unwrap().refusing = refuse;
+    }
+
+    /// From now on (or no longer), every patch is answered 503, and nothing changes.
+    pub fn overload(&self, overloaded: bool) {
+        self.inner.lock().unwrap().overloaded = overloaded;
+    }
+
     /// Changes an object behind the runtime's back (a hand edit, a request that never came).
     pub fn patch(&self, plural: &str, namespace: &str, name: &str, patch: &Value) {
         let mut state = self.inner.lock().unwrap();
@@ -541,6 +558,12 @@ async fn handle(
         content_type: content_type.clone(),
         body: parsed.clone(),
     });
+    if method == Method::PATCH && inner.lock().unwrap().refusing {
+        return status(500, "InternalError", "etcdserver: request timed out");
+    }
+    if method == Method::PATCH && inner.lock().unwrap().overloaded {
+        return status(503, "ServiceUnavailable", "the API server is overloaded");
+    }
     let Some(r) = route(uri.path()) else { return status(404, "NotFound", "no such path") };
     let q = query(&uri);
     let response = {
