@@ -1,13 +1,14 @@
 //! The metrics book: what each component of each stage used and how its service answered,
 //! sampled every [`SAMPLE_SECS`] — CPU and memory from the runtime, requests, errors and
-//! latency from the share-link proxy — kept in memory as 10-second points for an hour and
-//! 5-minute summaries for a day (about 650 points per component), and written out in the
-//! Prometheus text format.
+//! latency from the share-link proxy — kept in memory as 10-second points for an hour (the
+//! cards' sparklines), summarized every 5 minutes on the clock's marks, and written out in the
+//! Prometheus text format. What [`MetricsBook::sample`] makes is kept in the database by the
+//! services (the charts read every server's points from there).
 
 use crate::{ComponentUsage, StageKey};
 use chrono::{DateTime, Duration, Utc};
 use pergola_domain::metrics::{ComponentMetrics, MetricPoint, MetricsWindow, Sparkline, SAMPLE_SECS, SUMMARY_SECS};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write;
 use std::sync::Mutex;
 
@@ -29,7 +30,6 @@ struct Series {
     last_cpu: Option<(DateTime<Utc>, f64)>,
     pending: Pending,
     fine: VecDeque<MetricPoint>,
-    summaries: VecDeque<MetricPoint>,
     /// The end of the last summary (the start of the next).
     summarized_to: Option<DateTime<Utc>>,
     /// Counters since the server started, for Prometheus.
@@ -138,16 +138,12 @@ impl MetricsBook {
                 continue;
             }
             if let Some(summary) = summary_up_to(s, mark) {
-                s.summaries.push_back(summary.clone());
                 made.push(NewPoint { key: id.0.clone(), component: id.1.clone(), summary: true, point: summary });
             }
         }
         for s in series.values_mut() {
             while s.fine.front().is_some_and(|p| now - p.at > Duration::seconds(MetricsWindow::Hour.secs())) {
                 s.fine.pop_front();
-            }
-            while s.summaries.front().is_some_and(|p| now - p.at > Duration::seconds(MetricsWindow::Day.secs())) {
-                s.summaries.pop_front();
             }
         }
         // A component not seen for a day is forgotten.
@@ -162,59 +158,57 @@ impl MetricsBook {
         let mut made = Vec::new();
         for (id, s) in series.iter_mut() {
             if let Some(summary) = summary_up_to(s, now) {
-                s.summaries.push_back(summary.clone());
                 made.push(NewPoint { key: id.0.clone(), component: id.1.clone(), summary: true, point: summary });
             }
         }
         made
     }
 
-    /// A stage's components and their points in `window` (ending `now`).
-    pub fn window(&self, key: &StageKey, window: MetricsWindow, now: DateTime<Utc>) -> Vec<ComponentMetrics> {
-        let from = now - Duration::seconds(window.secs());
+    /// A stage's components and this server's 10-second points of the hour ending `now`.
+    pub fn hour(&self, key: &StageKey, now: DateTime<Utc>) -> Vec<ComponentMetrics> {
+        let from = now - Duration::seconds(MetricsWindow::Hour.secs());
         let series = self.series.lock().expect("metrics lock");
         let mut out: Vec<ComponentMetrics> = series
             .iter()
             .filter(|((k, _), _)| k == key)
-            .map(|((_, component), s)| {
-                let points = match window {
-                    MetricsWindow::Hour => s.fine.iter().filter(|p| p.at >= from).cloned().collect(),
-                    MetricsWindow::Day => {
-                        let mut points: Vec<MetricPoint> =
-                            s.summaries.iter().filter(|p| p.at >= from).cloned().collect();
-                        let after = points.last().map(|p| p.at).unwrap_or(from);
-                        points.extend(s.fine.iter().filter(|p| p.at > after).cloned());
-                        points
-                    }
-                };
-                ComponentMetrics { component: component.clone(), points }
+            .map(|((_, component), s)| ComponentMetrics {
+                component: component.clone(),
+                points: s.fine.iter().filter(|p| p.at >= from).cloned().collect(),
             })
             .collect();
         out.sort_by(|a, b| a.component.cmp(&b.component));
         out
     }
 
-    /// Each component's CPU over the last hour, averaged into a few points (the cards).
+    /// Each component's CPU over the last hour, averaged into a few points (the cards). Read in
+    /// place: a project page draws one per component of every card it shows.
     pub fn sparklines(&self, key: &StageKey, now: DateTime<Utc>) -> Vec<Sparkline> {
         let step = Duration::seconds(MetricsWindow::Hour.secs() / SPARK_POINTS);
         let from = now - Duration::seconds(MetricsWindow::Hour.secs());
-        self.window(key, MetricsWindow::Hour, now)
-            .into_iter()
-            .map(|c| {
-                let mut buckets: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
-                for p in &c.points {
+        let series = self.series.lock().expect("metrics lock");
+        let mut out: Vec<Sparkline> = series
+            .iter()
+            .filter(|((k, _), _)| k == key)
+            .map(|((_, component), s)| {
+                // (sum, count) of each stretch's CPU readings.
+                let mut buckets = [(0.0f64, 0u32); SPARK_POINTS as usize];
+                for p in s.fine.iter().filter(|p| p.at >= from) {
                     if let Some(cpu) = p.cpu_percent {
                         let n = ((p.at - from).num_seconds() / step.num_seconds()).clamp(0, SPARK_POINTS - 1);
-                        buckets.entry(n).or_default().push(cpu);
+                        let bucket = &mut buckets[n as usize];
+                        *bucket = (bucket.0 + cpu, bucket.1 + 1);
                     }
                 }
-                let values = buckets
-                    .into_iter()
-                    .map(|(n, v)| (from + step * (n as i32 + 1), Some(v.iter().sum::<f64>() / v.len() as f64)))
+                let values = (0..SPARK_POINTS)
+                    .zip(buckets)
+                    .filter(|(_, (_, count))| *count > 0)
+                    .map(|(n, (sum, count))| (from + step * (n as i32 + 1), Some(sum / f64::from(count))))
                     .collect();
-                Sparkline { component: c.component, from, to: now, values }
+                Sparkline { component: component.clone(), from, to: now, values }
             })
-            .collect()
+            .collect();
+        out.sort_by(|a, b| a.component.cmp(&b.component));
+        out
     }
 
     /// Forgets a stage's series (it was purged).
@@ -336,7 +330,7 @@ mod tests {
         // Restarted: its counter starts again.
         book.sample(t(20), vec![used(&key, "web", 0.5, 500)]);
         book.sample(t(30), vec![used(&key, "web", 1.5, 600)]);
-        let points = &book.window(&key, MetricsWindow::Hour, t(30))[0].points;
+        let points = &book.hour(&key, t(30))[0].points;
         let cpu: Vec<Option<f64>> = points.iter().map(|p| p.cpu_percent).collect();
         assert_eq!(cpu, [None, Some(50.0), None, Some(10.0)]);
         assert_eq!(points[1].memory_bytes, Some(3000));
@@ -344,31 +338,41 @@ mod tests {
         assert_eq!((points[1].p50_ms, points[1].p95_ms), (Some(20.0), Some(1000.0)));
         assert_eq!((points[2].requests, points[2].p95_ms), (0, None));
         // Another stage's page sees none of it.
-        assert!(book.window(&StageKey::new("shop", "qa"), MetricsWindow::Hour, t(30)).is_empty());
+        assert!(book.hour(&StageKey::new("shop", "qa"), t(30)).is_empty());
     }
 
     #[test]
-    fn an_hour_of_points_and_a_day_of_summaries_are_kept_then_forgotten() {
+    fn an_hour_of_points_is_kept_summaries_are_made_on_the_marks_and_a_silent_component_is_forgotten() {
         let book = MetricsBook::default();
         let key = StageKey::new("shop", "dev");
         let mut cpu = 0.0;
+        let mut summaries = Vec::new();
         for n in 0..=(25 * 360) {
             cpu += 1.0; // 10 % of a core
-            book.sample(t(n * 10), vec![used(&key, "worker", cpu, 42)]);
+            let made = book.sample(t(n * 10), vec![used(&key, "worker", cpu, 42)]);
+            summaries.extend(made.into_iter().filter(|p| p.summary).map(|p| p.point));
         }
         let now = t(25 * 3600);
-        let hour = &book.window(&key, MetricsWindow::Hour, now)[0].points;
+        let hour = &book.hour(&key, now)[0].points;
         assert_eq!(hour.len(), 361);
         assert!(hour.iter().skip(1).all(|p| (p.cpu_percent.unwrap() - 10.0).abs() < 1e-9));
-        let day = &book.window(&key, MetricsWindow::Day, now)[0].points;
-        assert!((288..=290).contains(&day.len()), "{}", day.len());
-        assert!(day.windows(2).all(|w| w[0].at < w[1].at));
-        assert_eq!(day[0].secs, SUMMARY_SECS);
+        // One summary per 5 minutes, each ending on a mark and holding what came since the last.
+        // (The first point, taken on a mark, has a summary of its own.)
+        assert_eq!(summaries.len(), 25 * 12 + 1, "{}", summaries.len());
+        assert!(summaries.iter().all(|p| p.at.timestamp() % SUMMARY_SECS == 0));
+        assert!(summaries.windows(2).all(|w| (w[1].at - w[0].at).num_seconds() == SUMMARY_SECS));
+        assert!(summaries.iter().skip(1).all(|p| p.secs == SUMMARY_SECS));
+        assert!(summaries.iter().skip(1).all(|p| (p.cpu_percent.unwrap() - 10.0).abs() < 1e-9));
         let spark = &book.sparklines(&key, now)[0];
         assert_eq!(spark.values.len(), SPARK_POINTS as usize);
-        // Stopped: no new points; after a day it is forgotten.
+        assert!(spark.values.iter().all(|(_, cpu)| (cpu.unwrap() - 10.0).abs() < 1e-9), "{:?}", spark.values);
+        assert_eq!(spark.values.last().unwrap().0, now);
+        assert!(spark.values.windows(2).all(|w| (w[1].0 - w[0].0).num_seconds() == 3600 / SPARK_POINTS));
+        // Stopped: no new points, the hour empties; after a day it is forgotten.
+        book.sample(now + Duration::hours(2), vec![]);
+        assert!(book.hour(&key, now + Duration::hours(2))[0].points.is_empty());
         book.sample(now + Duration::hours(25), vec![]);
-        assert!(book.window(&key, MetricsWindow::Day, now + Duration::hours(25)).is_empty());
+        assert!(book.hour(&key, now + Duration::hours(25)).is_empty());
     }
 
     #[test]

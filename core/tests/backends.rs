@@ -47,6 +47,7 @@ all_backends!(
     delete_archives_and_restore_brings_back_the_previous_state,
     restore_after_the_due_date_is_refused_even_before_purge,
     purge_deletes_only_due_stages_and_frees_their_ids,
+    a_sample_of_many_components_is_kept_whole,
     retention_changes_apply_to_stages_archived_afterwards,
     limits_per_stage_type_reach_the_runtime_and_only_administrators_change_them,
     promotion_comparison_and_duplication_follow_dev_qa_prod,
@@ -342,6 +343,27 @@ async fn restore_after_the_due_date_is_refused_even_before_purge(env: &Env) {
     assert!(e.message.contains("can no longer be restored"), "{}", e.message);
     assert!(e.message.contains("2026-12-05 12:00 UTC"), "{}", e.message);
     assert_eq!(s.project_overview(&p, &Default::default()).await.unwrap().archived.len(), 1, "not purged yet");
+}
+
+async fn a_sample_of_many_components_is_kept_whole(env: &Env) {
+    // More components than one statement inserts: every point is kept, each as it was taken.
+    let p = project(env, "Shop").await;
+    create(&env.admin, &p, "dev", "dev", None).await.unwrap();
+    for n in 0..150u32 {
+        for _ in 0..=n % 3 {
+            env.services.record_proxied(&p, "dev", &format!("web-{n:03}"), if n % 5 == 0 { 503 } else { 200 }, 1.0);
+        }
+    }
+    env.services.sample_metrics().await;
+    let since = chrono::DateTime::UNIX_EPOCH;
+    let mut rows = env.services.store().metric_points(&p, "dev", false, since).await.unwrap();
+    rows.sort_by(|a, b| a.component.cmp(&b.component));
+    assert_eq!(rows.len(), 150);
+    for (n, row) in rows.iter().enumerate() {
+        assert_eq!(row.component, format!("web-{n:03}"));
+        assert_eq!(row.point.requests, n as u64 % 3 + 1, "{}", row.component);
+        assert_eq!(row.point.errors, if n % 5 == 0 { n as u64 % 3 + 1 } else { 0 }, "{}", row.component);
+    }
 }
 
 async fn purge_deletes_only_due_stages_and_frees_their_ids(env: &Env) {
@@ -747,7 +769,7 @@ impl pergola_core::Runtime for FakeRuntime {
         if self.hold_stops {
             self.release_stops.notified().await;
         }
-        pergola_core::StopReport { terminated: vec!["web".into()], killed: vec!["worker".into()] }
+        pergola_core::StopReport { terminated: vec!["web".into()], killed: vec!["worker".into()], ..Default::default() }
     }
     async fn forget(&self, key: &pergola_core::StageKey) -> Result<(), pergola_core::RuntimeError> {
         use std::sync::atomic::Ordering::SeqCst;

@@ -1,7 +1,7 @@
 //! The live streams through the services, on SQLite and on PostgreSQL: what a page hears when
 //! something changes, what it does not hear, who may listen, and when a stream ends.
 
-use pergola_core::services::{Note, RECHECK, STREAMS_PER_USER};
+use pergola_core::services::{Note, METRICS_AT_MOST_EVERY, RECHECK, STREAMS_PER_USER};
 use pergola_core::testing::{Env, USER_PASSWORD};
 use pergola_domain::wire::{NewUser, UserPatch};
 use pergola_domain::{ErrorKind, Role, StageType};
@@ -15,6 +15,7 @@ all_backends!(
     outsiders_cannot_listen_and_a_removed_member_stops_hearing,
     streams_end_when_the_server_stops,
     a_sample_of_every_stage_reaches_a_project_page_as_one_note,
+    new_metrics_reach_a_page_at_most_once_in_nine_seconds,
     a_stream_ends_at_once_when_what_signed_its_caller_in_stops_working,
     one_user_holds_a_bounded_number_of_streams,
 );
@@ -115,6 +116,34 @@ async fn a_sample_of_every_stage_reaches_a_project_page_as_one_note(env: &Env) {
         notes.push(note);
     }
     assert!(notes.contains(&Note::Changed) && notes.len() <= 2, "{notes:?}");
+}
+
+async fn new_metrics_reach_a_page_at_most_once_in_nine_seconds(env: &Env) {
+    // With several servers, each samples every 10 s and says so (here: two samples 2 s apart);
+    // each note makes the page read its charts again, so a stream passes on one per 9 s.
+    let shop = env.admin.create_project("Shop", None).await.unwrap().id;
+    env.admin.create_stage(&shop, "Dev", StageType::Dev, None).await.unwrap();
+    let mut stage = env.admin.watch(&shop, Some("dev")).await.unwrap();
+    assert_eq!(heard(&mut stage).await, Some(Note::Ready));
+    env.services.record_proxied(&shop, "dev", "web", 200, 3.0);
+    env.services.sample_metrics().await;
+    let told = std::time::Instant::now();
+    assert_eq!(heard(&mut stage).await, Some(Note::Metrics));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.services.record_proxied(&shop, "dev", "web", 200, 3.0);
+    env.services.sample_metrics().await;
+    assert_eq!(heard(&mut stage).await, None, "held: the last note was 2 s ago");
+    // Told once its turn came — not lost.
+    let note = tokio::time::timeout(METRICS_AT_MOST_EVERY, stage.next()).await.ok().flatten();
+    assert_eq!(note, Some(Note::Metrics));
+    let waited = told.elapsed();
+    assert!(waited >= METRICS_AT_MOST_EVERY, "{waited:?}");
+    assert_eq!(heard(&mut stage).await, None, "one note for the two samples");
+    // A change of state is never held behind metrics.
+    env.services.record_proxied(&shop, "dev", "web", 200, 3.0);
+    env.services.sample_metrics().await;
+    env.admin.suspend_stage(&shop, "dev").await.unwrap();
+    assert_eq!(heard(&mut stage).await, Some(Note::Changed));
 }
 
 /// Whether the stream ends within a second (well before its periodic check).

@@ -29,6 +29,10 @@ const GATHER: Duration = Duration::from_millis(100);
 /// A followed component silent for this long gets an empty batch (the route sends an empty
 /// line: a client gone away is noticed).
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// A stream tells of new metrics at most this often: with several servers, each samples and
+/// says so every 10 s (each note makes the page read its charts again), and one server's
+/// samples, every 10 s, all pass.
+pub const METRICS_AT_MOST_EVERY: Duration = Duration::from_secs(9);
 /// A followed component gone for this long (its stage suspended, deleted, redeployed
 /// without it) ends the stream.
 const GONE_FOR: Duration = Duration::from_secs(5);
@@ -59,6 +63,9 @@ pub struct Watch {
     ready: bool,
     /// The stage's components and the last output line seen of each.
     lines: HashMap<String, u64>,
+    /// When the last note of new metrics was given, and whether new ones wait for their turn.
+    metrics_told: Option<Instant>,
+    metrics_due: bool,
 }
 
 impl Acting {
@@ -80,6 +87,8 @@ impl Acting {
             recheck: false,
             ready: false,
             lines: HashMap::new(),
+            metrics_told: None,
+            metrics_due: false,
         };
         watch.new_output();
         Ok(watch)
@@ -202,8 +211,13 @@ impl Watch {
                     // A burst (a sample of every running stage, a suspend's steps) is one note:
                     // a change of state if any of it was one, else new metrics.
                     Heard::Change(change) if self.concerns(&change) => {
-                        let changed = !change.metrics | self.gather().await;
-                        return Some(if changed { Note::Changed } else { Note::Metrics });
+                        if !change.metrics | self.gather().await {
+                            return Some(Note::Changed);
+                        }
+                        self.metrics_due = true;
+                        if self.metrics_told.is_none_or(|t| t.elapsed() >= METRICS_AT_MOST_EVERY) {
+                            return Some(self.tell_metrics());
+                        }
                     }
                     Heard::Change(_) => {}
                     Heard::Access => self.recheck = true,
@@ -218,10 +232,19 @@ impl Watch {
                         return Some(Note::Output);
                     }
                 }
+                // New metrics waited for their turn.
+                _ = tokio::time::sleep_until(self.metrics_told.map_or(self.opened, |t| t + METRICS_AT_MOST_EVERY)),
+                    if self.metrics_due => return Some(self.tell_metrics()),
                 // Time for the next check, or the end of the stream's life.
                 _ = tokio::time::sleep_until((self.checked + RECHECK).min(self.opened + MAX_LIFE)) => {}
             }
         }
+    }
+
+    fn tell_metrics(&mut self) -> Note {
+        self.metrics_due = false;
+        self.metrics_told = Some(Instant::now());
+        Note::Metrics
     }
 
     fn concerns(&self, change: &crate::live::Change) -> bool {

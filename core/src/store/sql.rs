@@ -43,6 +43,26 @@ fn size(v: Option<i64>) -> StoreResult<Option<u64>> {
     v.map(|n| u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative size {n}")))).transpose()
 }
 
+/// Rows of metric points one statement inserts at most (13 parameters each: well within
+/// SQLite's and PostgreSQL's limits on parameters).
+const METRIC_ROWS_PER_INSERT: usize = 64;
+
+/// The statement inserting `rows` metric points (`$1` … `$13` the first, and so on).
+fn metric_insert(rows: usize) -> String {
+    const COLUMNS: usize = 13;
+    let values: Vec<String> = (0..rows)
+        .map(|row| {
+            let params: Vec<String> = (1..=COLUMNS).map(|c| format!("${}", row * COLUMNS + c)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO metric_points (server, project_id, stage_id, component, summary, at, secs, cpu_percent, \
+         memory_bytes, requests, errors, p50_ms, p95_ms) VALUES {}",
+        values.join(", ")
+    )
+}
+
 const STAGE_COLUMNS: &str = "project_id, stage_id, name, stage_type, status, grace_secs, \
                              created_at, updated_at, archived_at, purge_due_at";
 
@@ -1593,28 +1613,28 @@ macro_rules! sql_store {
             async fn save_metric_points(&self, rows: &[MetricRow]) -> StoreResult<()> {
                 let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
                 let mut tx = self.pool.begin().await?;
-                for r in rows {
-                    let p = &r.point;
-                    sqlx::query(
-                        "INSERT INTO metric_points (server, project_id, stage_id, component, summary, at, secs, \
-                         cpu_percent, memory_bytes, requests, errors, p50_ms, p95_ms) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                    )
-                    .bind(&r.server)
-                    .bind(&r.project_id)
-                    .bind(&r.stage_id)
-                    .bind(&r.component)
-                    .bind(r.summary)
-                    .bind(millis(p.at))
-                    .bind(p.secs)
-                    .bind(p.cpu_percent)
-                    .bind(p.memory_bytes.map(to_i64))
-                    .bind(to_i64(p.requests))
-                    .bind(to_i64(p.errors))
-                    .bind(p.p50_ms)
-                    .bind(p.p95_ms)
-                    .execute(&mut *tx)
-                    .await?;
+                // A sample of every running component: a few statements of many rows each.
+                for chunk in rows.chunks(METRIC_ROWS_PER_INSERT) {
+                    let sql = metric_insert(chunk.len());
+                    let mut insert = sqlx::query(&sql);
+                    for r in chunk {
+                        let p = &r.point;
+                        insert = insert
+                            .bind(&r.server)
+                            .bind(&r.project_id)
+                            .bind(&r.stage_id)
+                            .bind(&r.component)
+                            .bind(r.summary)
+                            .bind(millis(p.at))
+                            .bind(p.secs)
+                            .bind(p.cpu_percent)
+                            .bind(p.memory_bytes.map(to_i64))
+                            .bind(to_i64(p.requests))
+                            .bind(to_i64(p.errors))
+                            .bind(p.p50_ms)
+                            .bind(p.p95_ms);
+                    }
+                    insert.execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 Ok(())
