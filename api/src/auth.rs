@@ -23,16 +23,59 @@ use axum::response::{IntoResponse, Response};
 use pergola_core::services::{Acting, FETCH_TOKEN_PREFIX};
 use pergola_core::Services;
 use pergola_domain::Error;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// The dashboard's session cookie.
 pub const SESSION_COOKIE: &str = "pergola_session";
 
 pub use pergola_core::services::Authenticated;
 
-/// The client's address (the socket's peer), as the audit trail and the sign-in throttle see it.
+/// Where a request comes from: its peer or, from a trusted reverse proxy, the visitor the
+/// proxy names ([`client_ip`]). The listener puts it in every request's extensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddress(pub IpAddr);
+
+/// The client's address, as the audit trail and the sign-in throttle see it: the
+/// [`ClientAddress`] the listener found, else the socket's peer.
 pub fn client_address<B>(req: &axum::http::Request<B>) -> String {
+    if let Some(ClientAddress(ip)) = req.extensions().get::<ClientAddress>() {
+        return ip.to_string();
+    }
     req.extensions().get::<ConnectInfo<SocketAddr>>().map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
+}
+
+/// Where a request from `peer` comes from. From a peer outside `trusted`, the peer itself,
+/// whatever the headers say. From a trusted proxy, the `X-Forwarded-For` entries are read from
+/// the last one back (each proxy appends the address it heard from; only the ones after the
+/// last untrusted address were written by proxies we trust): the first one that is not a
+/// trusted proxy is the client. An entry that is no address (or a header that is not text)
+/// ends the walk: the client is then the last address read.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let trusts = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let mut client = peer.to_canonical();
+    if !trusts(&client) {
+        return client;
+    }
+    for value in headers.get_all("x-forwarded-for").iter().rev() {
+        let Ok(value) = value.to_str() else { return client };
+        for entry in value.rsplit(',') {
+            let Some(ip) = forwarded_ip(entry) else { return client };
+            client = ip;
+            if !trusts(&ip) {
+                return client;
+            }
+        }
+    }
+    client
+}
+
+/// One `X-Forwarded-For` entry: an address, IPv6 perhaps in brackets, perhaps with a port.
+fn forwarded_ip(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    entry.parse::<SocketAddr>().ok().map(|s| s.ip().to_canonical())
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
@@ -143,4 +186,52 @@ pub fn session_cookie(secret: &str, max_age_secs: i64, secure: bool) -> String {
 /// The `Set-Cookie` value that removes the session cookie.
 pub fn cleared_session_cookie(secure: bool) -> String {
     session_cookie("", 0, secure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn forwarded(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append("x-forwarded-for", v.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn the_visitor_behind_trusted_proxies_is_the_last_address_no_trusted_proxy_wrote() {
+        let trusted = pergola_core::config::networks("10.42.0.0/16, 192.168.1.5").unwrap();
+        let proxy = ip("10.42.3.4");
+        // No proxy trusted, or a peer that is none of them: the peer, whatever it claims.
+        assert_eq!(client_ip(proxy, &forwarded(&["203.0.113.9"]), &[]), proxy);
+        let stranger = ip("198.51.100.7");
+        assert_eq!(client_ip(stranger, &forwarded(&["203.0.113.9"]), &trusted), stranger);
+        // The proxy names the visitor.
+        assert_eq!(client_ip(proxy, &forwarded(&["203.0.113.9"]), &trusted), ip("203.0.113.9"));
+        // A visitor who sends an X-Forwarded-For of their own: the proxy appended the real one.
+        let forged = forwarded(&["1.2.3.4, 10.42.9.9, 203.0.113.9"]);
+        assert_eq!(client_ip(proxy, &forged, &trusted), ip("203.0.113.9"));
+        // Two trusted proxies in a row (a load balancer, then the Ingress), headers appended as
+        // lines of their own.
+        let chain = forwarded(&["1.2.3.4", "203.0.113.9, 192.168.1.5"]);
+        assert_eq!(client_ip(proxy, &chain, &trusted), ip("203.0.113.9"));
+        // Every hop trusted: the first one.
+        assert_eq!(client_ip(proxy, &forwarded(&["10.42.0.1, 10.42.0.2"]), &trusted), ip("10.42.0.1"));
+        // No header: the proxy itself.
+        assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
+        // Garbage ends the walk at the last address read (never an address left of it).
+        let garbage = forwarded(&["1.2.3.4, unknown, 192.168.1.5"]);
+        assert_eq!(client_ip(proxy, &garbage, &trusted), ip("192.168.1.5"));
+        assert_eq!(client_ip(proxy, &forwarded(&["1.2.3.4, "]), &trusted), proxy);
+        // IPv6, bracketed with a port, and an IPv4 peer seen through a dual-stack socket.
+        assert_eq!(client_ip(proxy, &forwarded(&["[2001:db8::7]:51234"]), &trusted), ip("2001:db8::7"));
+        assert_eq!(client_ip(proxy, &forwarded(&["203.0.113.9:443"]), &trusted), ip("203.0.113.9"));
+        assert_eq!(client_ip(ip("::ffff:10.42.3.4"), &forwarded(&["203.0.113.9"]), &trusted), ip("203.0.113.9"));
+    }
 }

@@ -17,6 +17,7 @@ pub struct Setting {
 
 pub const SITE_ADDR: &str = "LEPTOS_SITE_ADDR";
 pub const PUBLIC_URL: &str = "PERGOLA_PUBLIC_URL";
+pub const TRUSTED_PROXIES: &str = "PERGOLA_TRUSTED_PROXIES";
 pub const DATA_DIR: &str = "PERGOLA_DATA_DIR";
 pub const DATABASE_URL: &str = "DATABASE_URL";
 pub const PURGE_INTERVAL: &str = "PERGOLA_PURGE_INTERVAL_SECS";
@@ -51,6 +52,16 @@ pub const SETTINGS: &[Setting] = &[
                   listen address, `localhost`, `127.0.0.1` and `[::1]` on the listen port — and takes state \
                   changes from browsers only from those origins",
         default: "none: only the local names",
+    },
+    Setting {
+        name: TRUSTED_PROXIES,
+        meaning: "addresses or networks (`192.168.1.5`, `10.42.0.0/16`, `fd00::/8`), comma-separated, of the \
+                  reverse proxies in front of the server — a load balancer, the Ingress controller. A request from \
+                  one of them comes from the address its `X-Forwarded-For` names last that is not itself a trusted \
+                  proxy: the sign-in throttle, the audit trail and what share links forward see the visitor, not \
+                  the proxy. A request from any other address comes from that address, whatever its headers say. \
+                  Name the proxies only: whoever can reach the server from a trusted address can name any visitor",
+        default: "none",
     },
     Setting {
         name: DATA_DIR,
@@ -243,6 +254,8 @@ pub struct ServerConfig {
     /// The dashboard's public origin, normalized by [`PublicUrl::parse`] (`https://host[:port]`,
     /// lower case, no trailing slash); `None`: only the local names.
     pub public_url: Option<String>,
+    /// The reverse proxies whose `X-Forwarded-For` is believed (`PERGOLA_TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The administrator to create when there is no user: (username, password).
     pub admin: Option<(String, String)>,
     /// The largest archive an upload may be, in bytes.
@@ -393,6 +406,11 @@ impl ServerConfig {
             }
         };
         let cluster = cluster(&var)?;
+        let trusted_proxies = networks(var(TRUSTED_PROXIES).as_deref().unwrap_or_default()).map_err(|bad| {
+            format!(
+                "{TRUSTED_PROXIES} must be addresses or networks such as 10.42.0.0/16, comma-separated, not '{bad}'"
+            )
+        })?;
         let public_url = match var(PUBLIC_URL) {
             None => None,
             Some(url) if url.trim().is_empty() => None,
@@ -409,6 +427,7 @@ impl ServerConfig {
             share_port,
             demo_dir: var(DEMO_DIR).map(|d| cwd.join(d)),
             public_url,
+            trusted_proxies,
             admin: match (var(ADMIN_USER), var(ADMIN_PASSWORD)) {
                 (None, None) => None,
                 (Some(user), Some(password)) => Some((user, password)),
@@ -422,6 +441,22 @@ impl ServerConfig {
             cluster,
         })
     }
+}
+
+/// Comma-separated addresses (`10.0.0.7`, `::1`) and networks (`10.42.0.0/16`); an address is a
+/// network of one. `Err` names the first entry that is neither.
+pub fn networks(list: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<ipnet::IpNet>()
+                .map(|net| net.trunc())
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| entry.to_owned())
+        })
+        .collect()
 }
 
 /// The `PERGOLA_KUBE_*` settings: images as given (no spaces or control characters), the
@@ -612,6 +647,21 @@ mod tests {
             let e = read(&[(SANDBOX, bad)]).unwrap_err();
             assert!(e.starts_with(SANDBOX) && e.contains(&format!("'{bad}'")), "{e}");
         }
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_and_networks_and_none_by_default() {
+        assert!(read(&[]).unwrap().trusted_proxies.is_empty());
+        assert!(read(&[(TRUSTED_PROXIES, " ")]).unwrap().trusted_proxies.is_empty());
+        let c = read(&[(TRUSTED_PROXIES, "10.42.7.1/16, 192.168.1.5 ,fd00::/8,::1,")]).unwrap();
+        let shown: Vec<String> = c.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.42.0.0/16", "192.168.1.5/32", "fd00::/8", "::1/128"]);
+        for bad in ["proxy.example.com", "10.0.0.0/33", "10.0.0.0/8 10.1.0.0/16", "*"] {
+            let e = read(&[(TRUSTED_PROXIES, bad)]).unwrap_err();
+            assert!(e.starts_with(TRUSTED_PROXIES), "{e}");
+        }
+        let e = read(&[(TRUSTED_PROXIES, "10.0.0.1, nope")]).unwrap_err();
+        assert!(e.contains("'nope'"), "{e}");
     }
 
     #[test]

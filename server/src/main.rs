@@ -254,6 +254,7 @@ async fn run() -> Result<(), String> {
     tracing::info!("Pergola Stages listening on http://{addr}");
     let limits = serve::Limits {
         max_connections: serve::connections_for_open_files(serve::MAX_CONNECTIONS),
+        trusted_proxies: config.trusted_proxies.clone().into(),
         ..serve::Limits::default()
     };
     // At shutdown the live streams end first: the listener's drain does not wait for them.

@@ -9,8 +9,10 @@
 //! - **A cap on connections** ([`MAX_CONNECTIONS`]): beyond it, new connections are not
 //!   accepted — they wait in the system's listen queue and are served as soon as others close.
 //!   With the timeout above, a slot taken by a silent client is free again within it.
-//! - Every request gets its peer address (`ConnectInfo<SocketAddr>`, which the guard, sign-in
-//!   throttle and audit use), and protocol upgrades (WebSockets) work: once upgraded, a
+//! - Every request gets its peer address (`ConnectInfo<SocketAddr>`) and where it comes from
+//!   (`ClientAddress`: the peer, or behind a trusted reverse proxy the visitor it names in
+//!   `X-Forwarded-For` — what the sign-in throttle, the audit trail and the share-link proxy
+//!   use), and protocol upgrades (WebSockets) work: once upgraded, a
 //!   connection leaves the cap (the share-link proxy caps its splices itself).
 //! - **Graceful shutdown**: when `shutdown` completes, the listener closes, each connection
 //!   finishes its request in flight and closes; those still busy after [`DRAIN_TIMEOUT`] are
@@ -21,6 +23,7 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use pergola_api::auth::{client_ip, ClientAddress};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,12 +43,14 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// How long requests in flight may take to finish once the server shuts down.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What [`serve`] allows (tests use small values).
-#[derive(Clone, Copy, Debug)]
+/// What [`serve`] allows (tests use small values), and whom it believes.
+#[derive(Clone, Debug)]
 pub struct Limits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
     pub drain_timeout: Duration,
+    /// The reverse proxies whose `X-Forwarded-For` names the client (`PERGOLA_TRUSTED_PROXIES`).
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 impl Default for Limits {
@@ -54,6 +59,7 @@ impl Default for Limits {
             header_read_timeout: HEADER_READ_TIMEOUT,
             max_connections: MAX_CONNECTIONS,
             drain_timeout: DRAIN_TIMEOUT,
+            trusted_proxies: Arc::from([]),
         }
     }
 }
@@ -142,8 +148,11 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown:
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let trusted = limits.trusted_proxies.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            let client = client_ip(peer.ip(), req.headers(), &trusted);
             req.extensions_mut().insert(ConnectInfo(peer));
+            req.extensions_mut().insert(ClientAddress(client));
             app.clone().oneshot(req)
         });
         let connection = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
@@ -186,6 +195,7 @@ mod tests {
         let app = Router::new()
             .route("/", get(|| async { "hello" }))
             .route("/peer", get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }))
+            .route("/client", get(|req: axum::extract::Request| async move { pergola_api::auth::client_address(&req) }))
             .route(
                 "/slow",
                 get(|| async {
@@ -231,7 +241,36 @@ mod tests {
     }
 
     fn limits(header_read_timeout: Duration, max_connections: usize) -> Limits {
-        Limits { header_read_timeout, max_connections, drain_timeout: Duration::from_secs(5) }
+        Limits { header_read_timeout, max_connections, drain_timeout: Duration::from_secs(5), ..Limits::default() }
+    }
+
+    /// The body of a GET of `path` with `headers` (raw lines) on a fresh connection.
+    async fn body_of(addr: SocketAddr, path: &str, headers: &str) -> String {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_visitor_can_name_another_address_only_through_a_trusted_proxy() {
+        let forged = "X-Forwarded-For: 203.0.113.9\r\n";
+        // No proxy trusted: the peer, whatever the request says.
+        let (addr, _stop, _task) = server(limits(Duration::from_secs(5), 16)).await;
+        assert_eq!(body_of(addr, "/client", forged).await, "127.0.0.1");
+        assert_eq!(body_of(addr, "/client", "").await, "127.0.0.1");
+        // Behind a trusted proxy (here: whatever connects from 127.0.0.1), the visitor it names;
+        // an address the visitor put in front of it is not believed.
+        let trusted = Limits {
+            trusted_proxies: pergola_core::config::networks("127.0.0.1").unwrap().into(),
+            ..limits(Duration::from_secs(5), 16)
+        };
+        let (addr, _stop, _task) = server(trusted).await;
+        assert_eq!(body_of(addr, "/client", forged).await, "203.0.113.9");
+        assert_eq!(body_of(addr, "/client", "X-Forwarded-For: 1.2.3.4, 203.0.113.9\r\n").await, "203.0.113.9");
+        assert_eq!(body_of(addr, "/client", "").await, "127.0.0.1");
     }
 
     #[tokio::test]

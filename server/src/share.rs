@@ -14,7 +14,7 @@
 //! cookies for other hosts (a `Domain` attribute) nor Pergola's own (`pergola_*`).
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
@@ -27,7 +27,6 @@ use pergola_domain::runtime::ComponentState;
 use pergola_domain::share::parse_share_host;
 use pergola_domain::share::{AUTH_PATH, GUEST_COOKIE, GUEST_PATH, SHARE_COOKIE};
 use pergola_domain::{ComponentKind, StageStatus};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -292,7 +291,7 @@ impl Share {
             None => None,
         };
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-        let client_ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+        let client_ip = Some(pergola_api::auth::client_address(&req)).filter(|a| a != "unknown");
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
         *req.uri_mut() = match format!("http://{upstream}{path}").parse() {
             Ok(uri) => uri,
