@@ -1,7 +1,8 @@
 //! The purge task: archived stages whose retention has run out are deleted for good, then the
 //! artifacts no release runs any more ([`Services::purge_artifacts`]), the metric points older
 //! than the charts show go ([`Services::prune_metrics`]), and the events timelines are bounded
-//! ([`Services::prune_events`]).
+//! ([`Services::prune_events`]); with a runtime the servers share, stages a server left
+//! suspending are settled ([`Services::settle_left_suspends`]).
 
 use crate::Services;
 use std::time::Duration;
@@ -28,6 +29,10 @@ pub fn spawn_purge_task(services: Services, every: Duration) -> tokio::task::Joi
             // After the stages: a purged stage's releases no longer keep their artifacts.
             if let Err(e) = services.purge_artifacts().await {
                 tracing::warn!(error = %e, "purge of unused artifacts failed; will retry");
+            }
+            // With a shared runtime: stages a stopped or killed server left suspending.
+            if let Err(e) = services.settle_left_suspends().await {
+                tracing::warn!(error = %e, "settling the stages left suspending failed; will retry");
             }
             if let Err(e) = services.prune_metrics().await {
                 tracing::warn!(error = %e, "pruning the metric points failed; will retry");

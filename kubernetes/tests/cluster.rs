@@ -847,3 +847,80 @@ async fn an_api_server_that_keeps_answering_503_holds_a_start_or_a_stop_no_longe
     watcher.abort();
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_server_restarting_while_another_suspends_a_stage_leaves_the_suspend_to_it() {
+    let fake = Fake::start().await;
+    let env = postgres_env().await;
+    let servers: Vec<(Services, tokio::task::JoinHandle<()>)> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let replica = Replica { host: format!("node-{name}"), pid: 7, pid_ns: 1, nonce: name.into() };
+            let runtime = KubernetesRuntime::new(fake.client(), Cluster::default());
+            let watcher = runtime.watch();
+            let services =
+                env.services.as_another_server(replica).with_runtime(Arc::new(runtime), Duration::from_secs(10));
+            (services, watcher)
+        })
+        .collect();
+    let (a, b) = (&servers[0].0, &servers[1].0);
+    // A does the background work, B does not.
+    a.renew_leases(false).await;
+    b.renew_leases(false).await;
+    assert!(a.runs_background_work() && !b.runs_background_work());
+    let admin = env.as_admin(a);
+    deploy_shop_qa(&admin).await;
+    until("web runs", || running(a, "web")).await;
+    // A suspends the stage; its pods take 2 s to stop. Meanwhile B restarts (a rolling
+    // upgrade): its reconcile does not call the stage suspended while web still stops.
+    fake.set_stop_time(Duration::from_secs(2));
+    admin.suspend_stage("shop", "qa").await.unwrap();
+    b.reconcile().await.unwrap();
+    assert_eq!(admin.get_stage("shop", "qa").await.unwrap().status, StageStatus::Suspending);
+    assert_eq!(pods_of(&fake, "web").count(), 1, "web is still stopping");
+    // A's suspend settles it once web is gone.
+    until("suspended", || async {
+        (admin.get_stage("shop", "qa").await.ok()?.status == StageStatus::Suspended).then_some(())
+    })
+    .await;
+    assert_eq!(pods_of(&fake, "web").count(), 0);
+    for (_, watcher) in servers {
+        watcher.abort();
+    }
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_stage_a_cut_off_server_left_suspending_is_settled_by_the_server_doing_the_background_work() {
+    let fake = Fake::start().await;
+    let env = sqlite_env().await;
+    let (services, _runtime, watcher) = on_cluster(&env, &fake);
+    let admin = env.as_admin(&services);
+    deploy_shop_qa(&admin).await;
+    until("web runs", || running(&services, "web")).await;
+    let ns = namespace("shop", "qa");
+    // A server that cannot reach the cluster suspends the stage: it stays suspending.
+    let gone = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let unreachable = kube::Client::try_from(kube::Config::new(format!("http://{gone}").parse().unwrap())).unwrap();
+    let cut_off = env.services.with_runtime(
+        Arc::new(KubernetesRuntime::new(unreachable, Cluster::default())),
+        Duration::from_secs(1),
+    );
+    env.as_admin(&cut_off).suspend_stage("shop", "qa").await.unwrap();
+    assert_eq!(admin.get_stage("shop", "qa").await.unwrap().status, StageStatus::Suspending);
+    // Not left yet: a stop may take its grace period and more.
+    assert_eq!(services.settle_left_suspends().await.unwrap(), 0);
+    assert!(running(&services, "web").await.is_some());
+    // Left suspending well past its grace period: the server doing the background work stops
+    // and settles it.
+    env.clock.advance(chrono::Duration::minutes(3));
+    assert_eq!(services.settle_left_suspends().await.unwrap(), 1);
+    until("suspended", || async {
+        (admin.get_stage("shop", "qa").await.ok()?.status == StageStatus::Suspended).then_some(())
+    })
+    .await;
+    assert_eq!(fake.get("deployments", &ns, "web").unwrap()["spec"]["replicas"], 0);
+    assert_eq!(pods_of(&fake, "web").count(), 0);
+    watcher.abort();
+    env.cleanup().await;
+}

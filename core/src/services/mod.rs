@@ -109,6 +109,8 @@ pub struct Services {
     cluster: Arc<crate::config::Cluster>,
     /// The stages' turns across servers this server may hold at once.
     turns: Arc<tokio::sync::Semaphore>,
+    /// The stages left suspending this server is settling (see `Services::settle_left_suspends`).
+    settling: Arc<std::sync::Mutex<std::collections::HashSet<crate::StageKey>>>,
 }
 
 /// How many stages' turns across servers (see `Services::take_turn`) one server holds at
@@ -217,6 +219,7 @@ impl Services {
             downloads: Arc::new(tokio::sync::Semaphore::new(fetch::DOWNLOADS_AT_ONCE)),
             cluster: Arc::default(),
             turns: Arc::new(tokio::sync::Semaphore::new(SHARED_TURNS)),
+            settling: Arc::default(),
         }
     }
 

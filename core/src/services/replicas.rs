@@ -223,6 +223,7 @@ impl Services {
             proxy_cache: Default::default(),
             metrics: Default::default(),
             turns: std::sync::Arc::new(tokio::sync::Semaphore::new(super::SHARED_TURNS)),
+            settling: Default::default(),
             ..self.clone()
         }
     }

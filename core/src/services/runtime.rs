@@ -125,6 +125,13 @@ impl Services {
                     }
                 }
                 if stage.status == StageStatus::Suspending {
+                    // With a shared runtime, another server may be suspending it right now
+                    // (its pods still stopping): the server doing the background work has
+                    // just stopped it again and waited, and settles it; the others leave it
+                    // (to that server's suspend, or to `settle_left_suspends`).
+                    if shared && !self.runs_background_work() {
+                        continue;
+                    }
                     // The server stopped while the stage was being suspended: nothing of it
                     // runs any more. It settles as suspended, or starts if a resume is pending.
                     if self.settle_suspend(&stage.project_id, &stage.id, &Default::default()).await {
@@ -162,6 +169,45 @@ impl Services {
             }
         }
         Ok(report)
+    }
+
+    /// With a runtime the servers share (a cluster), settles each stage left suspending for
+    /// longer than a stop takes — its grace period and [`LEFT_SUSPENDING_AFTER`]: the server
+    /// that suspended it stopped or died before the stop ended (a rolling upgrade). Each is
+    /// stopped again (in its turn, while it still should not run) and, once its pods are gone,
+    /// settled as suspended — or started, when a resume is pending. Each in a task of its own
+    /// (its wait can last its grace period), at most one per stage on this server; a stop the
+    /// runtime refuses is tried again at the next call. Run with the background work. Returns
+    /// how many stages it began to settle.
+    pub async fn settle_left_suspends(&self) -> Result<usize, Error> {
+        if !(self.runtime.shared() && self.runtime.runs_stages()) {
+            return Ok(0);
+        }
+        let now = self.clock.now();
+        let mut begun = 0;
+        for project in self.store.list_projects().await.map_err(internal("list the projects"))? {
+            for stage in self.store.list_stages(&project.id).await.map_err(internal("list the stages"))? {
+                let takes = chrono::Duration::seconds(i64::from(stage.grace_secs)) + LEFT_SUSPENDING_AFTER;
+                if stage.status != StageStatus::Suspending || now - stage.updated_at < takes {
+                    continue;
+                }
+                let key = StageKey::new(&stage.project_id, &stage.id);
+                if !self.settling.lock().expect("settling").insert(key.clone()) {
+                    continue;
+                }
+                begun += 1;
+                let services = self.clone();
+                tokio::spawn(async move {
+                    tracing::warn!(project = stage.project_id, stage = stage.id, "a stage left suspending is settled");
+                    // Refused: it stays suspending, and the next call tries again.
+                    if let Some(report) = services.stop_again(&stage).await {
+                        services.settle_suspend(&stage.project_id, &stage.id, &report).await;
+                    }
+                    services.settling.lock().expect("settling").remove(&key);
+                });
+            }
+        }
+        Ok(begun)
     }
 
     /// Stops what runs of every stage, all at once, each within its own grace period (the
@@ -312,7 +358,7 @@ impl Services {
     /// runtime asks them to stop, not while it waits for them to be gone. A request the
     /// runtime could not make is made again ([`Services::ask_again_while_refused`]).
     pub(super) async fn stop(&self, stage: &Stage, mode: StopMode) -> StopReport {
-        let Some(wait) = self.ask_stop_in_turn(stage, Some(mode)).await else { return StopReport::default() };
+        let Some(wait) = self.ask_stop_in_turn(stage, Some(mode), None).await else { return StopReport::default() };
         let report = wait.await;
         self.ask_again_while_refused(stage, report).await
     }
@@ -321,20 +367,28 @@ impl Services {
     /// read again in its turn, it still should not: another server may have resumed or
     /// restored it since the list was read. `None` when it should run.
     async fn stop_again(&self, listed: &Stage) -> Option<StopReport> {
-        let wait = self.ask_stop_in_turn(listed, None).await?;
+        let wait = self.ask_stop_in_turn(listed, None, None).await?;
         Some(wait.await)
     }
 
     /// In the stage's turn, asks the runtime to stop its components: with `mode`, as asked;
     /// without, read again, with the mode its state calls for (a halt when it is archived, a
-    /// suspend when it is not running) or not at all (`None`) when it should run.
-    async fn ask_stop_in_turn(&self, stage: &Stage, mode: Option<StopMode>) -> Option<crate::StopWait> {
+    /// suspend when it is not running) or not at all (`None`) when it should run — or, with
+    /// `as_it_was` (its status and archival), when that changed since (someone else settled,
+    /// resumed, restored or deleted it, and stops or starts it themselves).
+    async fn ask_stop_in_turn(
+        &self,
+        stage: &Stage,
+        mode: Option<StopMode>,
+        as_it_was: Option<(StageStatus, bool)>,
+    ) -> Option<crate::StopWait> {
         let lock = self.stage_lock(&stage.project_id, &stage.id);
         let _turn = lock.lock().await;
         let shared = self.stop_turn(&stage.project_id, &stage.id).await;
         let mode = match mode {
             Some(mode) => Some(mode),
             None => match self.store.get_stage(&stage.project_id, &stage.id).await {
+                Ok(Some(now)) if as_it_was.is_some_and(|was| was != (now.status, now.is_archived())) => None,
                 Ok(Some(now)) if now.is_archived() => Some(StopMode::Halt),
                 Ok(Some(now)) if now.status != StageStatus::Running => Some(StopMode::Suspend),
                 Ok(_) => None,
@@ -355,13 +409,27 @@ impl Services {
 
     /// While the runtime could not ask a stage's components to stop (a cluster that did not
     /// take the request), asks again — after 1, 2, 4 … and then every [`ASK_AGAIN_AT_MOST`],
-    /// each time in the stage's turn — as long as the stage, read again, should not run. The
-    /// first refusal goes on the stage's timeline (why, only in the log): a stage is not
-    /// called suspended or deleted while what it runs was never asked to stop.
+    /// each time in the stage's turn — as long as the stage, read again, should not run and
+    /// its status and archival have not changed since (else whoever changed them — settled it
+    /// through another server, resumed, restored, deleted it — stops or starts it: this server,
+    /// cut off from the cluster, does not ask for ever; the report then still says `refused`). The first refusal goes on the stage's timeline (why,
+    /// only in the log): a stage is not called suspended or deleted while what it runs was
+    /// never asked to stop.
     pub(super) async fn ask_again_while_refused(&self, stage: &Stage, mut report: StopReport) -> StopReport {
+        if report.refused.is_none() {
+            return report;
+        }
         let mut delay = ASK_AGAIN;
         let mut told = false;
-        while let Some(why) = report.refused.take() {
+        let seen = match self.store.get_stage(&stage.project_id, &stage.id).await {
+            Ok(Some(now)) => (now.status, now.is_archived()),
+            Ok(None) => return report,
+            Err(e) => {
+                internal("read the stage to stop it again")(e);
+                (stage.status, stage.is_archived())
+            }
+        };
+        while let Some(why) = &report.refused {
             tracing::warn!(
                 project = stage.project_id,
                 stage = stage.id,
@@ -382,8 +450,11 @@ impl Services {
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(ASK_AGAIN_AT_MOST);
-            let Some(wait) = self.ask_stop_in_turn(stage, None).await else { break };
-            report = wait.await;
+            match self.ask_stop_in_turn(stage, None, Some(seen)).await {
+                Some(wait) => report = wait.await,
+                // Still `refused`: this server stopped nothing (see above).
+                None => break,
+            }
         }
         report
     }
@@ -466,6 +537,11 @@ impl Services {
     /// was requested meanwhile (and it is still live), running with its last release started.
     /// True when it so started.
     pub(super) async fn settle_suspend(&self, project_id: &str, stage_id: &str, stopped: &StopReport) -> bool {
+        if stopped.refused.is_some() {
+            // Nothing was stopped: it stays suspending (whoever changed it since, or the
+            // server doing the background work, settles it).
+            return false;
+        }
         let now = self.clock.now();
         let settled = self.store.settle_stopped(project_id, stage_id, now).await;
         self.proxy_cache.forget_all();
@@ -523,6 +599,11 @@ impl SharedTurn {
         }
     }
 }
+
+/// How long a stage may be suspending beyond its grace period before the server doing the
+/// background work settles it ([`Services::settle_left_suspends`]): a stop waits for its pods
+/// 30 s past the grace period at most.
+pub const LEFT_SUSPENDING_AFTER: chrono::Duration = chrono::Duration::seconds(120);
 
 /// How soon a stop the runtime refused is asked again (doubled each time, up to
 /// [`ASK_AGAIN_AT_MOST`]).
