@@ -57,9 +57,10 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) ->
         return client;
     }
     for value in headers.get_all("x-forwarded-for").iter().rev() {
-        let Ok(value) = value.to_str() else { return client };
-        for entry in value.rsplit(',') {
-            let Some(ip) = forwarded_ip(entry) else { return client };
+        // Entry by entry, as bytes: a proxy appends to what the visitor sent, so bytes that
+        // are no text end the walk only where they are, left of what the proxies wrote.
+        for entry in value.as_bytes().rsplit(|b| *b == b',') {
+            let Some(ip) = std::str::from_utf8(entry).ok().and_then(forwarded_ip) else { return client };
             client = ip;
             if !trusts(&ip) {
                 return client;
@@ -72,7 +73,8 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) ->
 /// One `X-Forwarded-For` entry: an address, IPv6 perhaps in brackets, perhaps with a port.
 fn forwarded_ip(entry: &str) -> Option<IpAddr> {
     let entry = entry.trim();
-    if let Ok(ip) = entry.parse::<IpAddr>() {
+    let bare = entry.strip_prefix('[').and_then(|e| e.strip_suffix(']')).unwrap_or(entry);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
         return Some(ip.to_canonical());
     }
     entry.parse::<SocketAddr>().ok().map(|s| s.ip().to_canonical())
@@ -233,5 +235,11 @@ mod tests {
         assert_eq!(client_ip(proxy, &forwarded(&["[2001:db8::7]:51234"]), &trusted), ip("2001:db8::7"));
         assert_eq!(client_ip(proxy, &forwarded(&["203.0.113.9:443"]), &trusted), ip("203.0.113.9"));
         assert_eq!(client_ip(ip("::ffff:10.42.3.4"), &forwarded(&["203.0.113.9"]), &trusted), ip("203.0.113.9"));
+        assert_eq!(client_ip(proxy, &forwarded(&["[2001:db8::7]"]), &trusted), ip("2001:db8::7"));
+        // Bytes that are no text, sent by the visitor, then appended to by the proxy: the
+        // proxy's entry still counts.
+        let mut raw = HeaderMap::new();
+        raw.append("x-forwarded-for", axum::http::HeaderValue::from_bytes(b"\xff\xfe, 203.0.113.9").unwrap());
+        assert_eq!(client_ip(proxy, &raw, &trusted), ip("203.0.113.9"));
     }
 }

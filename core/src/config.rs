@@ -60,7 +60,8 @@ pub const SETTINGS: &[Setting] = &[
                   one of them comes from the address its `X-Forwarded-For` names last that is not itself a trusted \
                   proxy: the sign-in throttle, the audit trail and what share links forward see the visitor, not \
                   the proxy. A request from any other address comes from that address, whatever its headers say. \
-                  Name the proxies only: whoever can reach the server from a trusted address can name any visitor",
+                  Name the proxies only: whoever can reach the server from a trusted address can name any visitor \
+                  (`0.0.0.0/0` and `::/0` are refused)",
         default: "none",
     },
     Setting {
@@ -444,7 +445,8 @@ impl ServerConfig {
 }
 
 /// Comma-separated addresses (`10.0.0.7`, `::1`) and networks (`10.42.0.0/16`); an address is a
-/// network of one. `Err` names the first entry that is neither.
+/// network of one. `Err` names the first entry that is neither — or every address (`/0`:
+/// trusting everyone would let any visitor name any address).
 pub fn networks(list: &str) -> Result<Vec<ipnet::IpNet>, String> {
     list.split(',')
         .map(str::trim)
@@ -454,7 +456,9 @@ pub fn networks(list: &str) -> Result<Vec<ipnet::IpNet>, String> {
                 .parse::<ipnet::IpNet>()
                 .map(|net| net.trunc())
                 .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| entry.to_owned())
+                .ok()
+                .filter(|net| net.prefix_len() > 0)
+                .ok_or_else(|| entry.to_owned())
         })
         .collect()
 }
@@ -656,7 +660,7 @@ mod tests {
         let c = read(&[(TRUSTED_PROXIES, "10.42.7.1/16, 192.168.1.5 ,fd00::/8,::1,")]).unwrap();
         let shown: Vec<String> = c.trusted_proxies.iter().map(ToString::to_string).collect();
         assert_eq!(shown, ["10.42.0.0/16", "192.168.1.5/32", "fd00::/8", "::1/128"]);
-        for bad in ["proxy.example.com", "10.0.0.0/33", "10.0.0.0/8 10.1.0.0/16", "*"] {
+        for bad in ["proxy.example.com", "10.0.0.0/33", "10.0.0.0/8 10.1.0.0/16", "*", "0.0.0.0/0", "::/0"] {
             let e = read(&[(TRUSTED_PROXIES, bad)]).unwrap_err();
             assert!(e.starts_with(TRUSTED_PROXIES), "{e}");
         }

@@ -98,6 +98,14 @@ async fn the_throttle_refuses_even_the_right_password_until_the_window_passes(en
     assert_eq!(s.sign_in("admin", ADMIN_PASSWORD, HERE).await.unwrap_err().retry_after, Some(1));
     env.clock.advance(Duration::seconds(1));
     assert!(s.sign_in("admin", ADMIN_PASSWORD, HERE).await.is_ok());
+    // From IPv6, a fresh address of the same /64 for every try does not get round it.
+    for n in 1..=5 {
+        let address = format!("2001:db8:7:1::{n:x}");
+        assert_eq!(s.sign_in("admin", "wrong-password", &address).await.unwrap_err().kind, ErrorKind::Unauthenticated);
+    }
+    let locked = s.sign_in("admin", ADMIN_PASSWORD, "2001:db8:7:1:ffff::77").await.unwrap_err();
+    assert_eq!(locked.kind, ErrorKind::TooManyRequests);
+    assert!(s.sign_in("admin", ADMIN_PASSWORD, "2001:db8:7:2::1").await.is_ok(), "another network is not");
 }
 
 async fn outsiders_see_nothing_and_members_only_what_their_role_allows(env: &Env) {

@@ -67,6 +67,7 @@ all_backends!(
     the_timeline_records_what_happened,
     secrets_are_sealed_at_rest_and_reach_the_runtime_in_clear,
     racing_deploys_leave_the_newest_release_running,
+    a_stage_restored_before_its_delete_had_its_turn_is_not_stopped,
     the_share_proxy_sees_every_change_at_once,
     stages_are_listed_live_or_archived,
     stages_are_searched_filtered_sorted_and_paged,
@@ -1160,6 +1161,30 @@ async fn secrets_are_sealed_at_rest_and_reach_the_runtime_in_clear(env: &Env) {
     assert_eq!(s.deploy(&p, "qa", 1).await.unwrap_err().kind, ErrorKind::Internal, "its release cannot start");
     assert_eq!(runs.releases().len(), runs_before, "the runtime never got it");
     assert_eq!(s.config_values(&p, "prod").await.unwrap()["API_TOKEN"], "t0p-s3cret", "in its own place it opens");
+}
+
+async fn a_stage_restored_before_its_delete_had_its_turn_is_not_stopped(env: &Env) {
+    // Its release takes 1.5 s to start; it is deleted meanwhile (the stop waits for the
+    // stage's turn) and restored at once: by the time the stop has its turn, the stage should
+    // run — the stop asks for nothing.
+    let runs =
+        std::sync::Arc::new(FakeRuntime { run_takes: std::time::Duration::from_millis(1500), ..Default::default() });
+    let s = env.as_admin(&env.services.with_runtime(runs.clone(), std::time::Duration::from_secs(5)));
+    let p = project(env, "Shop").await;
+    s.create_stage(&p, "qa", StageType::Qa, None).await.unwrap();
+    common::upload_manifest(&s, &p, MANIFEST).await.unwrap();
+    s.deploy(&p, "qa", 1).await.unwrap();
+    s.delete_stage(&p, "qa").await.unwrap();
+    s.restore_stage(&p, "qa").await.unwrap();
+    for _ in 0..300 {
+        if runs.releases().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(runs.releases(), [1, 1], "started by the deploy, then by the restore");
+    assert!(runs.modes.lock().unwrap().is_empty(), "a stop of a stage that runs again: {:?}", runs.modes.lock().unwrap());
+    assert_eq!(s.get_stage(&p, "qa").await.unwrap().status, StageStatus::Running);
 }
 
 async fn racing_deploys_leave_the_newest_release_running(env: &Env) {

@@ -579,6 +579,19 @@ impl From<RetryAfter> for Error {
 }
 
 impl Throttle {
+    /// What failed sign-ins from `address` are counted under: the address, or for an IPv6
+    /// address its /64 — a machine usually holds a whole /64, and could take a fresh address
+    /// for every try.
+    pub fn address_key(address: &str) -> String {
+        match address.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+            _ => address.to_owned(),
+        }
+    }
+
     /// The oldest failure time that still counts at `now` (exclusive): the store need only
     /// load failures after it.
     pub fn window_start(&self, now: DateTime<Utc>) -> DateTime<Utc> {
@@ -1277,6 +1290,17 @@ mod tests {
         let failures: Vec<_> = (0..7).map(minutes).collect();
         assert_eq!(th.check(&failures, minutes(7)), Err(RetryAfter(10 * 60)));
         assert_eq!(th.check(&failures, minutes(17)), Ok(()));
+    }
+
+    #[test]
+    fn failures_from_one_ipv6_network_count_together() {
+        let key = Throttle::address_key;
+        assert_eq!(key("203.0.113.9"), "203.0.113.9");
+        assert_eq!(key("unknown"), "unknown");
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:ffff:1:2:3"), key("2001:db8:1:2::9"));
+        assert_ne!(key("2001:db8:1:2::9"), key("2001:db8:1:3::9"));
+        assert_eq!(key("::ffff:203.0.113.9"), "::ffff:203.0.113.9");
     }
 
     #[test]

@@ -306,6 +306,8 @@ impl Share {
             headers.insert(HeaderName::from_static("x-forwarded-host"), host);
         }
         headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("http"));
+        // Only the address Pergola found: never what the visitor wrote.
+        headers.remove("x-forwarded-for");
         if let Some(ip) = client_ip.and_then(|ip| HeaderValue::from_str(&ip).ok()) {
             headers.insert(HeaderName::from_static("x-forwarded-for"), ip);
         }

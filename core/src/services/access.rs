@@ -286,9 +286,11 @@ impl Services {
     pub async fn sign_in(&self, username: &str, password: &str, address: &str) -> Result<Caller, Error> {
         let name = access::normalize_username(username);
         let now = self.clock.now();
+        // Counted per address, or per IPv6 network (/64).
+        let counted = pergola_domain::Throttle::address_key(address);
         let failures = self
             .store
-            .sign_in_failures_since(&name, address, self.throttle.window_start(now))
+            .sign_in_failures_since(&name, &counted, self.throttle.window_start(now))
             .await
             .map_err(internal("read the failed sign-ins"))?;
         self.throttle.check(&failures, now)?;
@@ -302,14 +304,14 @@ impl Services {
         };
         match user.filter(|_| ok) {
             Some(user) => {
-                self.store.clear_sign_in_failures(&name, address).await.map_err(internal("clear failed sign-ins"))?;
+                self.store.clear_sign_in_failures(&name, &counted).await.map_err(internal("clear failed sign-ins"))?;
                 let caller = Caller::of(&user, None, Some(address));
                 self.acting(caller.clone()).audit(None, None, "user.signed-in", &name, "Signed in.".into()).await;
                 Ok(caller)
             }
             None => {
                 self.store
-                    .record_sign_in_failure(&name, address, now)
+                    .record_sign_in_failure(&name, &counted, now)
                     .await
                     .map_err(internal("record a failed sign-in"))?;
                 let message = format!("Failed sign-in as '{name}'.");

@@ -1,7 +1,7 @@
 //! The lifecycle of a stage: suspend, resume, delete (archive), restore and purge.
 
 use super::{internal, Acting, Services};
-use crate::{StageKey, StopMode};
+use crate::StageKey;
 use pergola_domain::access::Action;
 use pergola_domain::{format_time, Error, EventKind, Stage, StageEvent, StageStatus};
 
@@ -16,7 +16,7 @@ impl Acting {
         let message = format!("Suspending: SIGTERM to every component, SIGKILL after {} s.", stage.grace_secs);
         self.record(project_id, stage_id, StageEvent::new(self.clock.now(), EventKind::Suspending, message)).await;
         let (project, id) = (project_id.to_owned(), stage_id.to_owned());
-        self.stop_then(stage, StopMode::Suspend, move |services, stopped| async move {
+        self.stop_then(stage, move |services, stopped| async move {
             services.settle_suspend(&project, &id, &stopped).await;
         })
         .await;
@@ -92,7 +92,7 @@ impl Acting {
         self.record(project_id, stage_id, StageEvent::new(now, EventKind::Archived, message)).await;
         // Archived first, so its share links answer 404 at once; then its components stop
         // the same way as for a suspend, and its jobs and cron runs already started too.
-        self.stop_then(stage, StopMode::Halt, |_, _| async {}).await;
+        self.stop_then(stage, |_, _| async {}).await;
         self.any_stage(project_id, stage_id).await
     }
 

@@ -212,6 +212,8 @@ impl Watch {
                     // a change of state if any of it was one, else new metrics.
                     Heard::Change(change) if self.concerns(&change) => {
                         if !change.metrics | self.gather().await {
+                            // The page reads everything again, its charts too.
+                            self.metrics_due = false;
                             return Some(Note::Changed);
                         }
                         self.metrics_due = true;
@@ -223,6 +225,7 @@ impl Watch {
                     Heard::Access => self.recheck = true,
                     Heard::Missed => {
                         self.recheck = true;
+                        self.metrics_due = false;
                         return Some(Note::Changed);
                     }
                     Heard::Closed => return None,

@@ -239,7 +239,7 @@ impl Services {
         for stage in stages {
             let services = self.clone();
             stopping.spawn(async move {
-                let report = services.stop(&stage, StopMode::Halt).await;
+                let report = services.stop(&stage, Some(StopMode::Halt)).await;
                 if !report.killed.is_empty() {
                     tracing::warn!(
                         project = stage.project_id,
@@ -353,27 +353,36 @@ impl Services {
         })
     }
 
-    /// Stops a stage's components: `mode` says whether jobs and cron runs already started go
-    /// on (a suspend) or are stopped too (a delete). The stage's turn is held while the
-    /// runtime asks them to stop, not while it waits for them to be gone. A request the
-    /// runtime could not make is made again ([`Services::ask_again_while_refused`]).
-    pub(super) async fn stop(&self, stage: &Stage, mode: StopMode) -> StopReport {
-        let Some(wait) = self.ask_stop_in_turn(stage, Some(mode), None).await else { return StopReport::default() };
-        let report = wait.await;
+    /// Stops a stage's components. With `mode`, as asked (the server shutting down halts
+    /// every stage, whatever its state); without, as its state calls for, read again in its
+    /// turn: a deleted stage is halted (its started jobs and cron runs stop too), a suspending
+    /// one suspended (they run on) — and nothing is stopped when it should run by then (a
+    /// restore or a resume got the turn first). The turn is held while the runtime asks the
+    /// components to stop, not while it waits for them to be gone. A request the runtime
+    /// could not make — or a stage that could not be read — is tried again
+    /// ([`Services::ask_again_while_refused`]).
+    pub(super) async fn stop(&self, stage: &Stage, mode: Option<StopMode>) -> StopReport {
+        let report = match self.ask_stop_in_turn(stage, mode, None).await {
+            Asked::Stopping(wait) => wait.await,
+            Asked::NotNow => return StopReport::default(),
+            Asked::Unreadable => StopReport { refused: Some("the stage could not be read".into()), ..Default::default() },
+        };
         self.ask_again_while_refused(stage, report).await
     }
 
     /// Stops a stage that should not run once more (reconcile with a shared runtime) — if,
     /// read again in its turn, it still should not: another server may have resumed or
-    /// restored it since the list was read. `None` when it should run.
+    /// restored it since the list was read. `None` when it should run (or cannot be read).
     async fn stop_again(&self, listed: &Stage) -> Option<StopReport> {
-        let wait = self.ask_stop_in_turn(listed, None, None).await?;
-        Some(wait.await)
+        match self.ask_stop_in_turn(listed, None, None).await {
+            Asked::Stopping(wait) => Some(wait.await),
+            Asked::NotNow | Asked::Unreadable => None,
+        }
     }
 
     /// In the stage's turn, asks the runtime to stop its components: with `mode`, as asked;
     /// without, read again, with the mode its state calls for (a halt when it is archived, a
-    /// suspend when it is not running) or not at all (`None`) when it should run — or, with
+    /// suspend when it is not running) or not at all when it should run — or, with
     /// `as_it_was` (its status and archival), when that changed since (someone else settled,
     /// resumed, restored or deleted it, and stops or starts it themselves).
     async fn ask_stop_in_turn(
@@ -381,30 +390,30 @@ impl Services {
         stage: &Stage,
         mode: Option<StopMode>,
         as_it_was: Option<(StageStatus, bool)>,
-    ) -> Option<crate::StopWait> {
+    ) -> Asked {
         let lock = self.stage_lock(&stage.project_id, &stage.id);
         let _turn = lock.lock().await;
         let shared = self.stop_turn(&stage.project_id, &stage.id).await;
-        let mode = match mode {
-            Some(mode) => Some(mode),
+        let asked = match mode {
+            Some(mode) => Ok(Some((mode, grace(stage)))),
             None => match self.store.get_stage(&stage.project_id, &stage.id).await {
-                Ok(Some(now)) if as_it_was.is_some_and(|was| was != (now.status, now.is_archived())) => None,
-                Ok(Some(now)) if now.is_archived() => Some(StopMode::Halt),
-                Ok(Some(now)) if now.status != StageStatus::Running => Some(StopMode::Suspend),
-                Ok(_) => None,
-                Err(e) => {
-                    internal("read the stage before stopping it again")(e);
-                    None
-                }
+                Ok(Some(now)) if as_it_was.is_some_and(|was| was != (now.status, now.is_archived())) => Ok(None),
+                Ok(Some(now)) if now.is_archived() => Ok(Some((StopMode::Halt, grace(&now)))),
+                Ok(Some(now)) if now.status != StageStatus::Running => Ok(Some((StopMode::Suspend, grace(&now)))),
+                Ok(_) => Ok(None),
+                Err(e) => Err(internal("read the stage before stopping it")(e)),
             },
         };
-        let mut wait = None;
-        if let Some(mode) = mode {
-            let key = StageKey::new(&stage.project_id, &stage.id);
-            wait = Some(self.runtime.ask_stop(&key, grace(stage), mode).await);
-        }
+        let asked = match asked {
+            Ok(Some((mode, grace))) => {
+                let key = StageKey::new(&stage.project_id, &stage.id);
+                Asked::Stopping(self.runtime.ask_stop(&key, grace, mode).await)
+            }
+            Ok(None) => Asked::NotNow,
+            Err(_) => Asked::Unreadable,
+        };
         SharedTurn::release(shared).await;
-        wait
+        asked
     }
 
     /// While the runtime could not ask a stage's components to stop (a cluster that did not
@@ -412,9 +421,9 @@ impl Services {
     /// each time in the stage's turn — as long as the stage, read again, should not run and
     /// its status and archival have not changed since (else whoever changed them — settled it
     /// through another server, resumed, restored, deleted it — stops or starts it: this server,
-    /// cut off from the cluster, does not ask for ever; the report then still says `refused`). The first refusal goes on the stage's timeline (why,
-    /// only in the log): a stage is not called suspended or deleted while what it runs was
-    /// never asked to stop.
+    /// cut off from the cluster, does not ask for ever; the report then still says `refused`).
+    /// The first refusal goes on the stage's timeline (why, only in the log): a stage is not
+    /// called suspended or deleted while what it runs was never asked to stop.
     pub(super) async fn ask_again_while_refused(&self, stage: &Stage, mut report: StopReport) -> StopReport {
         if report.refused.is_none() {
             return report;
@@ -451,9 +460,11 @@ impl Services {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(ASK_AGAIN_AT_MOST);
             match self.ask_stop_in_turn(stage, None, Some(seen)).await {
-                Some(wait) => report = wait.await,
+                Asked::Stopping(wait) => report = wait.await,
+                // The database did not answer: asked again after the next pause.
+                Asked::Unreadable => {}
                 // Still `refused`: this server stopped nothing (see above).
-                None => break,
+                Asked::NotNow => break,
             }
         }
         report
@@ -518,16 +529,17 @@ impl Services {
         }
     }
 
-    /// Stops a stage's components in the background; answers once they stopped or after
-    /// [`ANSWER_WITHIN`], whichever comes first. `then` runs when they have stopped.
-    pub(super) async fn stop_then<F, Fut>(&self, stage: Stage, mode: StopMode, then: F)
+    /// Stops a stage's components in the background, as its state calls for when it is its
+    /// turn ([`Services::stop`]); answers once they stopped or after [`ANSWER_WITHIN`],
+    /// whichever comes first. `then` runs when they have stopped.
+    pub(super) async fn stop_then<F, Fut>(&self, stage: Stage, then: F)
     where
         F: FnOnce(Services, StopReport) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send,
     {
         let services = self.clone();
         let task = tokio::spawn(async move {
-            let report = services.stop(&stage, mode).await;
+            let report = services.stop(&stage, None).await;
             then(services, report).await;
         });
         let _ = tokio::time::timeout(ANSWER_WITHIN, task).await;
@@ -582,6 +594,16 @@ impl Services {
             }
         }
     }
+}
+
+/// What [`Services::ask_stop_in_turn`] did.
+enum Asked {
+    /// Asked the runtime: the stop to wait for.
+    Stopping(crate::StopWait),
+    /// Nothing to stop now (the stage should run, or changed since).
+    NotNow,
+    /// The stage could not be read: nothing was asked.
+    Unreadable,
 }
 
 /// A stage's turn across the servers of the database ([`crate::store::StageTurn`]) and the

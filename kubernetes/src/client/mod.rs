@@ -49,7 +49,9 @@ use std::time::Duration;
 pub const STOP_MARGIN: Duration = Duration::from_secs(30);
 /// How long the requests of a start (the applies) or of a stop's ask may take together: kube's
 /// client retries an API server answering 503, 504 or 429 for minutes, and the stage's turn is
-/// held meanwhile. A start then fails, and the services ask a stop again.
+/// held meanwhile. A start then fails, saying so on the stage's timeline (what it applied so
+/// far stays; the release is applied whole again by the next deploy, resume, restore or a
+/// server's start); a stop is asked again by the services.
 pub const ASK_WITHIN: Duration = Duration::from_secs(20);
 /// How often a stop looks whether the stage's pods are gone.
 const STOP_POLL: Duration = Duration::from_millis(50);
@@ -457,10 +459,10 @@ impl Runtime for KubernetesRuntime {
     async fn ask_stop(&self, key: &StageKey, grace: Duration, mode: StopMode) -> StopWait {
         let client = &self.inner.client;
         let ns = namespace(&key.project, &key.stage);
-        if let Some(applied) = lock(&self.inner.stages).get_mut(key) {
-            applied.running = false;
+        let was_running = lock(&self.inner.stages).get_mut(key).map(|applied| {
             applied.grace = grace;
-        }
+            std::mem::replace(&mut applied.running, false)
+        });
         let halt = mode == StopMode::Halt;
         let before = self.inner.present(key, halt);
         let stopping = Stopping::new(&self.inner, key);
@@ -483,7 +485,11 @@ impl Runtime for KubernetesRuntime {
             Ok::<(), String>(())
         };
         if let Err(e) = self.inner.within(asked).await {
-            // Nothing to wait for: the services ask again.
+            // Nothing to wait for: the services ask again. What runs still runs (its status,
+            // its build-fetch token renewed).
+            if let (Some(running), Some(applied)) = (was_running, lock(&self.inner.stages).get_mut(key)) {
+                applied.running = running;
+            }
             return StopWait::done(StopReport { refused: Some(e), ..StopReport::default() });
         }
         let (inner, key) = (self.inner.clone(), key.clone());
