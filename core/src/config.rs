@@ -41,6 +41,7 @@ pub const KUBE_FETCH_IMAGE: &str = "PERGOLA_KUBE_FETCH_IMAGE";
 pub const KUBE_CONTROL_PLANE: &str = "PERGOLA_KUBE_CONTROL_PLANE";
 pub const KUBE_VOLUME_SIZE: &str = "PERGOLA_KUBE_VOLUME_SIZE";
 pub const KUBE_STORAGE_CLASS: &str = "PERGOLA_KUBE_STORAGE_CLASS";
+pub const KUBE_INSTALL: &str = "PERGOLA_KUBE_INSTALL";
 
 /// Every environment variable, in the order the README lists them.
 pub const SETTINGS: &[Setting] = &[
@@ -162,6 +163,15 @@ pub const SETTINGS: &[Setting] = &[
         meaning: "Kubernetes: the storage class of the volumes' claims",
         default: "the cluster's default",
     },
+    Setting {
+        name: KUBE_INSTALL,
+        meaning: "Kubernetes: this installation's name, when several Pergola installations (each with its own \
+                  database) share one cluster: up to 20 lower-case letters, digits and `-`, starting with a letter. \
+                  It goes into the names of the namespaces and priority classes the runtime makes and onto every \
+                  object as the label `pergola.dev/install`, and the runtime sees only pods that carry it. Set it \
+                  before the first deploy: what runs under another name is not found again",
+        default: "none: the one installation on the cluster",
+    },
     Setting { name: LOG, meaning: "log filter", default: "`info,sqlx=warn`" },
     Setting { name: SITE_ROOT, meaning: "where the built site (`pkg/`, assets) is", default: "`target/site`" },
     Setting {
@@ -220,6 +230,8 @@ pub struct Cluster {
     pub volume_size: String,
     /// The storage class of the volumes; `None`: the cluster's default.
     pub storage_class: Option<String>,
+    /// This installation's name on the cluster (`PERGOLA_KUBE_INSTALL`); `None`: the only one.
+    pub install: Option<String>,
 }
 
 impl Default for Cluster {
@@ -230,6 +242,7 @@ impl Default for Cluster {
             control_plane: "http://pergola.pergola.svc.cluster.local:3000".into(),
             volume_size: "1Gi".into(),
             storage_class: None,
+            install: None,
         }
     }
 }
@@ -501,7 +514,25 @@ fn cluster(var: &impl Fn(&str) -> Option<String>) -> Result<Cluster, String> {
         }
         Some(v) => return Err(format!("{KUBE_STORAGE_CLASS} must be a storage class name, not '{v}'")),
     };
+    let install = match var(KUBE_INSTALL).map(|v| v.trim().to_owned()) {
+        None => None,
+        Some(v) if v.is_empty() => None,
+        Some(v)
+            if v.len() <= 20
+                && v.starts_with(|c: char| c.is_ascii_lowercase())
+                && !v.ends_with('-')
+                && v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') =>
+        {
+            Some(v)
+        }
+        Some(v) => {
+            return Err(format!(
+                "{KUBE_INSTALL} must be up to 20 lower-case letters, digits and '-', starting with a letter, not '{v}'"
+            ))
+        }
+    };
     Ok(Cluster {
+        install,
         base_image: text(KUBE_BASE_IMAGE, defaults.base_image)?,
         fetch_image: text(KUBE_FETCH_IMAGE, defaults.fetch_image)?,
         control_plane: control_plane.trim_end_matches('/').to_owned(),
@@ -594,12 +625,14 @@ mod tests {
             (KUBE_CONTROL_PLANE, "https://pergola.example/"),
             (KUBE_VOLUME_SIZE, "20Gi"),
             (KUBE_STORAGE_CLASS, "fast-ssd"),
+            (KUBE_INSTALL, " staging-2 "),
         ])
         .unwrap();
         assert_eq!(c.runtime, RuntimeKind::Kubernetes);
         assert_eq!(c.cluster.base_image, "registry.example/base:1");
         assert_eq!(c.cluster.control_plane, "https://pergola.example");
         assert_eq!((c.cluster.volume_size.as_str(), c.cluster.storage_class.as_deref()), ("20Gi", Some("fast-ssd")));
+        assert_eq!(c.cluster.install.as_deref(), Some("staging-2"));
         for (name, bad) in [
             (RUNTIME, "docker"),
             (KUBE_BASE_IMAGE, "debian 12"),
@@ -608,6 +641,10 @@ mod tests {
             (KUBE_VOLUME_SIZE, "lots"),
             (KUBE_VOLUME_SIZE, "1Gb"),
             (KUBE_STORAGE_CLASS, "Fast SSD"),
+            (KUBE_INSTALL, "Staging"),
+            (KUBE_INSTALL, "2nd"),
+            (KUBE_INSTALL, "staging-"),
+            (KUBE_INSTALL, "a-name-longer-than-twenty"),
         ] {
             let e = read(&[(name, bad)]).unwrap_err();
             assert!(e.starts_with(name), "{e}");

@@ -6,6 +6,7 @@
 //! |---|---|
 //! | a stage | a `Namespace` named `pergola-` + 20 hex digits of a hash of the project and stage IDs (an ID alone may be 63 characters); the IDs in its labels and annotations |
 //! | its stage type | a `PriorityClass` `pergola-dev` / `-qa` / `-prod` (PROD first when the cluster is full), and each component's requests and limits from the type's resource limits |
+//! | the installation (`PERGOLA_KUBE_INSTALL`, when several share the cluster) | its name in every namespace's and priority class's name (`pergola-NAME-…`, hashed with the IDs) and the label `pergola.dev/install` on every object |
 //! | the release's configuration | a `Secret` `config-rN` per release, read with `envFrom` (the manifest's `env` for keys it does not set) |
 //! | a service | a `Deployment` (one replica, `strategy: Recreate`: the old release stops before the new one starts, as on one machine) and a `Service` on port 80 → `PORT`; readiness from the manifest's health path |
 //! | a worker | a `Deployment` without a port |
@@ -41,6 +42,8 @@ pub const COMPONENT_LABEL: &str = "pergola.dev/component";
 pub const RELEASE_LABEL: &str = "pergola.dev/release";
 /// The label saying what kind of component a pod runs (`service`, `worker`, `job`, `cron`).
 pub const KIND_LABEL: &str = "pergola.dev/kind";
+/// The label naming the installation (`PERGOLA_KUBE_INSTALL`), when there is a name.
+pub const INSTALL_LABEL: &str = "pergola.dev/install";
 /// The label of the namespace Pergola's control plane runs in (`deploy/kubernetes/namespace.yaml`):
 /// the one namespace whose pods may reach a stage's.
 pub const CONTROL_PLANE_LABEL: (&str, &str) = ("app.kubernetes.io/name", "pergola");
@@ -80,6 +83,15 @@ pub struct Stage<'a> {
     /// The token the release's init containers download its build with ([`REDACTED`] for
     /// people).
     pub fetch_token: &'a str,
+    /// The installation's name on the cluster ([`Cluster::install`]).
+    pub install: Option<&'a str>,
+}
+
+impl Stage<'_> {
+    /// The stage's namespace.
+    pub fn namespace(&self) -> String {
+        namespace_of(self.install, &self.spec.key.project, &self.spec.key.stage)
+    }
 }
 
 /// A name that is a DNS label of at most `max` characters: `parts` joined with `-`, lower
@@ -109,14 +121,29 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The namespace of a stage: `pergola-` and 20 hex digits of a hash of its project and stage.
+/// The namespace of a stage of the one installation on a cluster: `pergola-` and 20 hex
+/// digits of a hash of its project and stage.
 pub fn namespace(project: &str, stage: &str) -> String {
-    format!("pergola-{}", &hex(&Sha256::digest(format!("{project}/{stage}").as_bytes()))[..20])
+    namespace_of(None, project, stage)
 }
 
-/// The priority class of a stage type.
-pub fn priority_class(stage_type: StageType) -> String {
-    format!("pergola-{}", stage_type.as_str())
+/// The namespace of a stage of the installation `install` (`None`: the one installation):
+/// `pergola-`, the installation's name, and 20 hex digits of a hash of it, the project and the
+/// stage — at most 49 characters.
+pub fn namespace_of(install: Option<&str>, project: &str, stage: &str) -> String {
+    let hashed = |s: String| hex(&Sha256::digest(s.as_bytes()))[..20].to_owned();
+    match install {
+        None => format!("pergola-{}", hashed(format!("{project}/{stage}"))),
+        Some(name) => format!("pergola-{name}-{}", hashed(format!("{name}/{project}/{stage}"))),
+    }
+}
+
+/// The priority class of a stage type (of the installation `install`).
+pub fn priority_class(install: Option<&str>, stage_type: StageType) -> String {
+    match install {
+        None => format!("pergola-{}", stage_type.as_str()),
+        Some(name) => format!("pergola-{name}-{}", stage_type.as_str()),
+    }
 }
 
 /// The `Secret` holding a release's configuration.
@@ -163,9 +190,10 @@ pub fn build_url(cluster: &Cluster, spec: &StageSpec) -> String {
 /// Every object of the stage's release, in the order they are applied: the cluster-wide
 /// priority class, the namespace, the secrets and volumes, then each component's objects.
 pub fn objects(stage: &Stage, cluster: &Cluster) -> Vec<Value> {
+    debug_assert_eq!(stage.install, cluster.install.as_deref(), "the stage is rendered for its installation");
     let spec = stage.spec;
-    let ns = namespace(&spec.key.project, &spec.key.stage);
-    let mut out = vec![priority_class_object(stage.spec.stage_type), namespace_object(stage, &ns)];
+    let ns = stage.namespace();
+    let mut out = vec![priority_class_object(stage), namespace_object(stage, &ns)];
     // Only the stage's own pods and Pergola's control plane (its namespace is labelled
     // app.kubernetes.io/name=pergola) reach its pods: another stage cannot go around the share
     // links' sign-in.
@@ -219,7 +247,7 @@ pub fn objects(stage: &Stage, cluster: &Cluster) -> Vec<Value> {
 /// only).
 fn fetch_secret_object(stage: &Stage) -> Value {
     let spec = stage.spec;
-    let ns = namespace(&spec.key.project, &spec.key.stage);
+    let ns = stage.namespace();
     json!({
         "apiVersion": "v1",
         "kind": "Secret",
@@ -229,7 +257,13 @@ fn fetch_secret_object(stage: &Stage) -> Value {
     })
 }
 
-fn priority_class_object(stage_type: StageType) -> Value {
+fn priority_class_object(stage: &Stage) -> Value {
+    let stage_type = stage.spec.stage_type;
+    let mut labels = Map::new();
+    labels.insert(MANAGED_BY.0.into(), json!(MANAGED_BY.1));
+    if let Some(name) = stage.install {
+        labels.insert(INSTALL_LABEL.into(), json!(name));
+    }
     let (value, preemption) = match stage_type {
         StageType::Prod => (1_000_000, "PreemptLowerPriority"),
         StageType::Qa => (100_000, "Never"),
@@ -238,7 +272,7 @@ fn priority_class_object(stage_type: StageType) -> Value {
     json!({
         "apiVersion": "scheduling.k8s.io/v1",
         "kind": "PriorityClass",
-        "metadata": {"name": priority_class(stage_type), "labels": {MANAGED_BY.0: MANAGED_BY.1}},
+        "metadata": {"name": priority_class(stage.install, stage_type), "labels": labels},
         "value": value,
         "globalDefault": false,
         "preemptionPolicy": preemption,
@@ -262,6 +296,9 @@ fn labels(stage: &Stage, component: Option<&str>) -> Map<String, Value> {
     labels.insert(MANAGED_BY.0.into(), json!(MANAGED_BY.1));
     labels.insert(PROJECT_LABEL.into(), json!(stage.spec.key.project));
     labels.insert(STAGE_LABEL.into(), json!(stage.spec.key.stage));
+    if let Some(name) = stage.install {
+        labels.insert(INSTALL_LABEL.into(), json!(name));
+    }
     if let Some(component) = component {
         labels.insert(COMPONENT_LABEL.into(), json!(component));
     }
@@ -464,7 +501,7 @@ fn pod_spec(stage: &Stage, cluster: &Cluster, c: &ComponentSpec, restart: &str) 
     let init: Vec<Value> = if from_build { vec![fetch] } else { Vec::new() };
     json!({
         "restartPolicy": restart,
-        "priorityClassName": priority_class(stage.spec.stage_type),
+        "priorityClassName": priority_class(stage.install, stage.spec.stage_type),
         "terminationGracePeriodSeconds": stage.grace_secs,
         "automountServiceAccountToken": false,
         "enableServiceLinks": false,

@@ -119,7 +119,7 @@ async fn a_deploy_is_one_forced_server_side_apply_per_object_then_the_older_rele
         async move { runtime.start(spec(2), Duration::from_secs(7)).await }
     });
     let expected = objects(
-        &Stage { spec: &spec(2), suspended: false, grace_secs: 7, fetch_token: "pgf_shop/qa/2" },
+        &Stage { spec: &spec(2), suspended: false, grace_secs: 7, fetch_token: "pgf_shop/qa/2", install: None },
         &Cluster::default(),
     );
     let ns = namespace("shop", "qa");
@@ -923,4 +923,50 @@ async fn a_stage_a_cut_off_server_left_suspending_is_settled_by_the_server_doing
     assert_eq!(pods_of(&fake, "web").count(), 0);
     watcher.abort();
     env.cleanup().await;
+}
+
+#[tokio::test]
+async fn two_installations_on_one_cluster_each_run_and_change_only_their_own_stages() {
+    let fake = Fake::start().await;
+    let (one, other) = (sqlite_env().await, sqlite_env().await);
+    let on = |env: &Env, cluster: Cluster| {
+        let runtime = KubernetesRuntime::new(fake.client(), cluster.clone());
+        let watcher = runtime.watch();
+        (env.services.with_cluster(cluster).with_runtime(Arc::new(runtime), Duration::from_secs(1)), watcher)
+    };
+    let (a, a_watcher) = on(&one, Cluster::default());
+    let (b, b_watcher) = on(&other, Cluster { install: Some("staging".into()), ..Cluster::default() });
+    // Two databases, the same project and stage IDs.
+    deploy_shop_qa(&one.as_admin(&a)).await;
+    deploy_shop_qa(&other.as_admin(&b)).await;
+    until("web runs on one", || running(&a, "web")).await;
+    until("web runs on the other", || running(&b, "web")).await;
+    let (ns_a, ns_b) = (namespace("shop", "qa"), pergola_kubernetes::render::namespace_of(Some("staging"), "shop", "qa"));
+    assert_ne!(ns_a, ns_b);
+    assert!(ns_b.starts_with("pergola-staging-"), "{ns_b}");
+    assert_eq!(fake.get("namespaces", "", &ns_b).unwrap()["metadata"]["labels"]["pergola.dev/install"], "staging");
+    assert!(fake.get("priorityclasses", "", "pergola-qa").is_some());
+    assert!(fake.get("priorityclasses", "", "pergola-staging-qa").is_some());
+    // Suspending the stage of one leaves the other's running, and each sees its own.
+    one.as_admin(&a).suspend_stage("shop", "qa").await.unwrap();
+    until("suspended", || async {
+        (one.admin.get_stage("shop", "qa").await.ok()?.status == StageStatus::Suspended).then_some(())
+    })
+    .await;
+    assert_eq!(fake.get("deployments", &ns_a, "web").unwrap()["spec"]["replicas"], 0);
+    assert_eq!(fake.get("deployments", &ns_b, "web").unwrap()["spec"]["replicas"], 1);
+    assert!(running(&a, "web").await.is_none());
+    let web = running(&b, "web").await.expect("the other's web still runs");
+    assert_eq!(b.upstream("shop", "qa", &web).unwrap(), format!("web.{ns_b}.svc:80"));
+    // Purging one deletes its namespace only.
+    one.as_admin(&a).delete_stage("shop", "qa").await.unwrap();
+    one.clock.advance(chrono::Duration::days(400));
+    a.purge_due().await.unwrap();
+    until("one's namespace is gone", || async { fake.get("namespaces", "", &ns_a).is_none().then_some(()) }).await;
+    assert!(fake.get("namespaces", "", &ns_b).is_some());
+    assert!(running(&b, "web").await.is_some());
+    a_watcher.abort();
+    b_watcher.abort();
+    one.cleanup().await;
+    other.cleanup().await;
 }

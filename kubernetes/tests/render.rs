@@ -7,7 +7,7 @@ use pergola_core::{StageKey, StageSpec};
 use pergola_domain::limits::LimitsPolicy;
 use pergola_domain::manifest::{ComponentKind, ComponentSpec, HealthCheck};
 use pergola_domain::{validate_id, IdKind, StageType};
-use pergola_kubernetes::render::{self, namespace, MAX_CRON_NAME, MAX_NAME};
+use pergola_kubernetes::render::{self, namespace, namespace_of, INSTALL_LABEL, MAX_CRON_NAME, MAX_NAME};
 use pergola_kubernetes::{objects, Cluster, Stage};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -114,6 +114,7 @@ proptest! {
         suspended in any::<bool>(),
         grace in 1u32..3600,
         stage_type in prop_oneof![Just(StageType::Dev), Just(StageType::Qa), Just(StageType::Prod)],
+        install in proptest::option::of("[a-z]([a-z0-9-]{0,18}[a-z0-9])?"),
     ) {
         let spec = StageSpec {
             key: StageKey::new(&project, &stage_id),
@@ -124,10 +125,15 @@ proptest! {
             limits: LimitsPolicy::default().of(stage_type),
             stage_type,
         };
-        let stage = Stage { spec: &spec, suspended, grace_secs: grace, fetch_token: "t" };
-        let all = objects(&stage, &Cluster::default());
-        let ns = namespace(&project, &stage_id);
+        let stage = Stage { spec: &spec, suspended, grace_secs: grace, fetch_token: "t", install: install.as_deref() };
+        let all = objects(&stage, &Cluster { install: install.clone(), ..Cluster::default() });
+        let ns = namespace_of(install.as_deref(), &project, &stage_id);
         prop_assert!(is_dns_label(&ns, MAX_NAME), "{ns}");
+        // Another installation's stage of the same IDs lives elsewhere.
+        prop_assert_ne!(&ns, &namespace_of(Some("other"), &project, &stage_id));
+        if install.is_some() {
+            prop_assert_ne!(&ns, &namespace(&project, &stage_id));
+        }
         let mut seen = HashSet::new();
         for object in &all {
             let kind = object["kind"].as_str().unwrap();
@@ -142,6 +148,17 @@ proptest! {
             // Label values are IDs: at most 63 characters.
             for (_, v) in labels(&object["metadata"]["labels"]) {
                 prop_assert!(v.len() <= 63, "{v}");
+            }
+            // Every object, and every pod, says which installation it belongs to (or none).
+            prop_assert_eq!(object["metadata"]["labels"].get(INSTALL_LABEL).and_then(Value::as_str), install.as_deref());
+            for template in [&object["spec"]["template"], &object["spec"]["jobTemplate"]["spec"]["template"]] {
+                if !template.is_null() {
+                    prop_assert_eq!(template["metadata"]["labels"].get(INSTALL_LABEL).and_then(Value::as_str), install.as_deref());
+                }
+            }
+            if kind == "PriorityClass" {
+                let class = render::priority_class(install.as_deref(), stage_type);
+                prop_assert_eq!(name, class.as_str());
             }
             let mut names = Vec::new();
             names_in(object, &mut names);
@@ -166,6 +183,8 @@ proptest! {
                     }
                 }
                 prop_assert_eq!(pod["terminationGracePeriodSeconds"].as_u64(), Some(u64::from(grace)));
+                let class = render::priority_class(install.as_deref(), stage_type);
+                prop_assert_eq!(pod["priorityClassName"].as_str(), Some(class.as_str()));
                 prop_assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
                 // Every volume a container mounts is a volume of the pod.
                 let volumes: HashSet<_> = pod["volumes"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();

@@ -120,14 +120,18 @@ fn spec(manifest: &str, project: &str, stage: &str, release: i64, t: StageType) 
 fn every_object_is_valid_kubernetes_for_the_demo_app_and_every_feature() {
     let demo =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/demo-app/pergola.toml")).unwrap();
-    let cluster = Cluster { storage_class: Some("fast-ssd".into()), ..Cluster::default() };
     let mut checked = 0;
     for (name, manifest) in [("demo", demo.as_str()), ("every-feature", EVERY_FEATURE)] {
         for t in StageType::ALL {
             for suspended in [false, true] {
+                // One installation of several on the cluster (a name of 20) while suspended.
+                let install = suspended.then(|| "staging-installation".to_owned());
+                let cluster =
+                    Cluster { storage_class: Some("fast-ssd".into()), install: install.clone(), ..Cluster::default() };
                 let long = "p".repeat(63);
                 let spec = spec(manifest, &long, &format!("{}-stage", t.as_str()), 1_234_567, t);
-                let stage = Stage { spec: &spec, suspended, grace_secs: 90, fetch_token: REDACTED };
+                let install = install.as_deref();
+                let stage = Stage { spec: &spec, suspended, grace_secs: 90, fetch_token: REDACTED, install };
                 let all = objects(&stage, &cluster);
                 checked += all.len();
                 validate(&format!("{name}-{}-{suspended}", t.as_str()), &all).unwrap();
@@ -141,7 +145,7 @@ fn every_object_is_valid_kubernetes_for_the_demo_app_and_every_feature() {
 fn the_check_refuses_what_kubernetes_would() {
     // So that the test above can fail: an unknown field, a wrong type, a name with capitals.
     let spec = spec(EVERY_FEATURE, "shop", "dev", 1, StageType::Dev);
-    let stage = Stage { spec: &spec, suspended: false, grace_secs: 5, fetch_token: "t" };
+    let stage = Stage { spec: &spec, suspended: false, grace_secs: 5, fetch_token: "t", install: None };
     let good = objects(&stage, &Cluster::default());
     validate("good", &good).unwrap();
     let deployment = good.iter().position(|o| o["kind"] == "Deployment").unwrap();

@@ -32,7 +32,9 @@ pub fn router() -> OpenApiRouter<Services> {
 async fn stage_objects(User(s): User, Path(p): Path<StagePath>) -> ApiResult<Response> {
     let (stage, spec) = s.current_spec(&p.project, &p.stage, REDACTED).await?;
     let suspended = matches!(stage.status, StageStatus::Suspended | StageStatus::Suspending);
-    let view = Stage { spec: &spec, suspended, grace_secs: stage.grace_secs, fetch_token: REDACTED };
-    let text = pergola_kubernetes::to_yaml(&view, s.cluster());
+    let cluster = s.cluster();
+    let install = cluster.install.as_deref();
+    let view = Stage { spec: &spec, suspended, grace_secs: stage.grace_secs, fetch_token: REDACTED, install };
+    let text = pergola_kubernetes::to_yaml(&view, cluster);
     Ok(([(header::CONTENT_TYPE, "application/yaml; charset=utf-8")], text).into_response())
 }

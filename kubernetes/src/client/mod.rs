@@ -24,7 +24,7 @@ mod requests;
 pub use observe::{events, view, PodView, LOG_LINES, MAX_LINE};
 pub use requests::{resource, FIELD_MANAGER, RELEASE_KINDS};
 
-use crate::render::{self, namespace, Cluster, Stage, MANAGED_BY};
+use crate::render::{self, namespace_of, Cluster, Stage, INSTALL_LABEL, MANAGED_BY};
 use async_trait::async_trait;
 use chrono::Utc;
 use futures_util::StreamExt;
@@ -185,7 +185,7 @@ impl KubernetesRuntime {
         for applied in running {
             let spec = &applied.spec;
             let Ok(token) = self.inner.mint(&spec.key, spec.release) else { continue };
-            let ns = namespace(&spec.key.project, &spec.key.stage);
+            let ns = self.inner.namespace(&spec.key);
             let patch = json!({"stringData": {"token": token}});
             let secret = render::fetch_secret(spec.release);
             match requests::merge_present(&self.inner.client, "Secret", &ns, &secret, &patch).await {
@@ -214,6 +214,11 @@ impl KubernetesRuntime {
 }
 
 impl Inner {
+    /// A stage's namespace, of this installation.
+    fn namespace(&self, key: &StageKey) -> String {
+        namespace_of(self.cluster.install.as_deref(), &key.project, &key.stage)
+    }
+
     /// `requests`, or an error once they took longer than [`ASK_WITHIN`].
     async fn within(&self, requests: impl std::future::Future<Output = Result<(), String>>) -> Result<(), String> {
         let within = *lock(&self.ask_within);
@@ -229,7 +234,11 @@ impl Inner {
     }
 
     async fn watch(self: Arc<Self>) {
-        let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+        // Only this installation's pods (another's, on the same cluster, carry another name).
+        let selector = match &self.cluster.install {
+            Some(name) => format!("{}={},{INSTALL_LABEL}={name}", MANAGED_BY.0, MANAGED_BY.1),
+            None => format!("{}={},!{INSTALL_LABEL}", MANAGED_BY.0, MANAGED_BY.1),
+        };
         let pods: Api<Pod> = Api::all(self.client.clone());
         let mut stream = watcher::watcher(pods, watcher::Config::default().labels(&selector)).default_backoff().boxed();
         while let Some(event) = stream.next().await {
@@ -257,7 +266,7 @@ impl Inner {
     }
 
     fn seen(self: &Arc<Self>, pod: &Pod, happened: bool) {
-        let Some(after) = observe::view(pod) else { return };
+        let Some(after) = observe::view(pod, self.cluster.install.as_deref()) else { return };
         if lock(&self.forgotten).contains(&after.namespace) {
             return;
         }
@@ -435,15 +444,16 @@ impl Runtime for KubernetesRuntime {
         // wait for pods another server's stop is ending.
         self.inner.until_stopped(&spec.key, grace + STOP_MARGIN).await;
         let token = self.inner.mint(&spec.key, spec.release)?;
-        lock(&self.inner.forgotten).remove(&namespace(&spec.key.project, &spec.key.stage));
+        lock(&self.inner.forgotten).remove(&self.inner.namespace(&spec.key));
         let grace_secs = u32::try_from(grace.as_secs()).unwrap_or(u32::MAX);
-        let stage = Stage { spec: &spec, suspended: false, grace_secs, fetch_token: &token };
+        let install = self.inner.cluster.install.as_deref();
+        let stage = Stage { spec: &spec, suspended: false, grace_secs, fetch_token: &token, install };
         let client = &self.inner.client;
         let applied = async {
             for object in render::objects(&stage, &self.inner.cluster) {
                 requests::apply(client, &object).await?;
             }
-            let ns = namespace(&spec.key.project, &spec.key.stage);
+            let ns = self.inner.namespace(&spec.key);
             requests::prune(client, &ns, spec.release).await
         };
         self.inner.within(applied).await.map_err(RuntimeError::Cluster)?;
@@ -458,7 +468,7 @@ impl Runtime for KubernetesRuntime {
 
     async fn ask_stop(&self, key: &StageKey, grace: Duration, mode: StopMode) -> StopWait {
         let client = &self.inner.client;
-        let ns = namespace(&key.project, &key.stage);
+        let ns = self.inner.namespace(key);
         let was_running = lock(&self.inner.stages).get_mut(key).map(|applied| {
             applied.grace = grace;
             std::mem::replace(&mut applied.running, false)
@@ -521,7 +531,7 @@ impl Runtime for KubernetesRuntime {
     }
 
     async fn forget(&self, key: &StageKey) -> Result<(), RuntimeError> {
-        let ns = namespace(&key.project, &key.stage);
+        let ns = self.inner.namespace(key);
         requests::delete(&self.inner.client, "Namespace", None, &ns).await.map_err(RuntimeError::Cluster)?;
         lock(&self.inner.forgotten).insert(ns);
         lock(&self.inner.stages).remove(key);
@@ -603,7 +613,7 @@ impl Runtime for KubernetesRuntime {
     fn upstream(&self, key: &StageKey, component: &ComponentStatus) -> Option<String> {
         (component.kind == ComponentKind::Service).then(|| {
             let name = render::dns_name(&[&component.name], render::MAX_NAME);
-            format!("{name}.{}.svc:80", namespace(&key.project, &key.stage))
+            format!("{name}.{}.svc:80", self.inner.namespace(key))
         })
     }
 

@@ -3,7 +3,7 @@
 //! change of a pod means for the stage's timeline (started, crashed, restarted, completed,
 //! healthy, unhealthy); and each component's output, followed from its pods' logs.
 
-use crate::render::{COMPONENT_LABEL, KIND_LABEL, MANAGED_BY, PROJECT_LABEL, RELEASE_LABEL, STAGE_LABEL};
+use crate::render::{COMPONENT_LABEL, INSTALL_LABEL, KIND_LABEL, MANAGED_BY, PROJECT_LABEL, RELEASE_LABEL, STAGE_LABEL};
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Pod;
 use pergola_core::StageKey;
@@ -44,17 +44,20 @@ fn time(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Option<Date
     DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32)
 }
 
-/// A pod Pergola manages, read; `None` for one without the stage's labels.
-pub fn view(pod: &Pod) -> Option<PodView> {
+/// A pod Pergola manages, read; `None` for one without the stage's labels, of another installation
+/// than `install` (`None`: the one installation), or outside its stage's namespace.
+pub fn view(pod: &Pod, install: Option<&str>) -> Option<PodView> {
     let meta = &pod.metadata;
     let labels = meta.labels.as_ref()?;
-    if labels.get(MANAGED_BY.0).map(String::as_str) != Some(MANAGED_BY.1) {
+    if labels.get(MANAGED_BY.0).map(String::as_str) != Some(MANAGED_BY.1)
+        || labels.get(INSTALL_LABEL).map(String::as_str) != install
+    {
         return None;
     }
     let key = StageKey::new(labels.get(PROJECT_LABEL)?, labels.get(STAGE_LABEL)?);
     // Only a pod in its stage's own namespace speaks for the stage: labels can be written by
     // anyone who may make a pod somewhere.
-    if meta.namespace.as_deref() != Some(crate::render::namespace(&key.project, &key.stage).as_str()) {
+    if meta.namespace.as_deref() != Some(crate::render::namespace_of(install, &key.project, &key.stage).as_str()) {
         return None;
     }
     let component = labels.get(COMPONENT_LABEL)?.clone();
