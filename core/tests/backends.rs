@@ -1183,7 +1183,11 @@ async fn a_stage_restored_before_its_delete_had_its_turn_is_not_stopped(env: &En
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(runs.releases(), [1, 1], "started by the deploy, then by the restore");
-    assert!(runs.modes.lock().unwrap().is_empty(), "a stop of a stage that runs again: {:?}", runs.modes.lock().unwrap());
+    assert!(
+        runs.modes.lock().unwrap().is_empty(),
+        "a stop of a stage that runs again: {:?}",
+        runs.modes.lock().unwrap()
+    );
     assert_eq!(s.get_stage(&p, "qa").await.unwrap().status, StageStatus::Running);
 }
 

@@ -902,10 +902,9 @@ async fn a_stage_a_cut_off_server_left_suspending_is_settled_by_the_server_doing
     // A server that cannot reach the cluster suspends the stage: it stays suspending.
     let gone = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
     let unreachable = kube::Client::try_from(kube::Config::new(format!("http://{gone}").parse().unwrap())).unwrap();
-    let cut_off = env.services.with_runtime(
-        Arc::new(KubernetesRuntime::new(unreachable, Cluster::default())),
-        Duration::from_secs(1),
-    );
+    let cut_off = env
+        .services
+        .with_runtime(Arc::new(KubernetesRuntime::new(unreachable, Cluster::default())), Duration::from_secs(1));
     env.as_admin(&cut_off).suspend_stage("shop", "qa").await.unwrap();
     assert_eq!(admin.get_stage("shop", "qa").await.unwrap().status, StageStatus::Suspending);
     // Not left yet: a stop may take its grace period and more.
@@ -941,7 +940,8 @@ async fn two_installations_on_one_cluster_each_run_and_change_only_their_own_sta
     deploy_shop_qa(&other.as_admin(&b)).await;
     until("web runs on one", || running(&a, "web")).await;
     until("web runs on the other", || running(&b, "web")).await;
-    let (ns_a, ns_b) = (namespace("shop", "qa"), pergola_kubernetes::render::namespace_of(Some("staging"), "shop", "qa"));
+    let (ns_a, ns_b) =
+        (namespace("shop", "qa"), pergola_kubernetes::render::namespace_of(Some("staging"), "shop", "qa"));
     assert_ne!(ns_a, ns_b);
     assert!(ns_b.starts_with("pergola-staging-"), "{ns_b}");
     assert_eq!(fake.get("namespaces", "", &ns_b).unwrap()["metadata"]["labels"]["pergola.dev/install"], "staging");

@@ -365,7 +365,9 @@ impl Services {
         let report = match self.ask_stop_in_turn(stage, mode, None).await {
             Asked::Stopping(wait) => wait.await,
             Asked::NotNow => return StopReport::default(),
-            Asked::Unreadable => StopReport { refused: Some("the stage could not be read".into()), ..Default::default() },
+            Asked::Unreadable => {
+                StopReport { refused: Some("the stage could not be read".into()), ..Default::default() }
+            }
         };
         self.ask_again_while_refused(stage, report).await
     }

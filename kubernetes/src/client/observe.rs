@@ -3,7 +3,9 @@
 //! change of a pod means for the stage's timeline (started, crashed, restarted, completed,
 //! healthy, unhealthy); and each component's output, followed from its pods' logs.
 
-use crate::render::{COMPONENT_LABEL, INSTALL_LABEL, KIND_LABEL, MANAGED_BY, PROJECT_LABEL, RELEASE_LABEL, STAGE_LABEL};
+use crate::render::{
+    COMPONENT_LABEL, INSTALL_LABEL, KIND_LABEL, MANAGED_BY, PROJECT_LABEL, RELEASE_LABEL, STAGE_LABEL,
+};
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Pod;
 use pergola_core::StageKey;
