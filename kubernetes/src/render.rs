@@ -195,8 +195,14 @@ pub fn objects(stage: &Stage, cluster: &Cluster) -> Vec<Value> {
     let ns = stage.namespace();
     let mut out = vec![priority_class_object(stage), namespace_object(stage, &ns)];
     // Only the stage's own pods and Pergola's control plane (its namespace is labelled
-    // app.kubernetes.io/name=pergola) reach its pods: another stage cannot go around the share
+    // app.kubernetes.io/name=pergola — and, of a named installation, pergola.dev/install=NAME)
+    // reach its pods: another stage, or another installation, cannot go around the share
     // links' sign-in.
+    let mut control_plane = Map::new();
+    control_plane.insert(CONTROL_PLANE_LABEL.0.into(), json!(CONTROL_PLANE_LABEL.1));
+    if let Some(name) = stage.install {
+        control_plane.insert(INSTALL_LABEL.into(), json!(name));
+    }
     out.push(json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -206,7 +212,7 @@ pub fn objects(stage: &Stage, cluster: &Cluster) -> Vec<Value> {
             "policyTypes": ["Ingress"],
             "ingress": [{"from": [
                 {"podSelector": {}},
-                {"namespaceSelector": {"matchLabels": {CONTROL_PLANE_LABEL.0: CONTROL_PLANE_LABEL.1}}},
+                {"namespaceSelector": {"matchLabels": control_plane}},
             ]}],
         },
     }));

@@ -208,6 +208,12 @@ proptest! {
                     let pods = labels(&deployment["spec"]["template"]["metadata"]["labels"]);
                     prop_assert!(selector.iter().all(|(k, v)| pods.get(k) == Some(v)));
                 }
+                "NetworkPolicy" => {
+                    // Only this installation's control plane (and the stage's own pods) get in.
+                    let from = &object["spec"]["ingress"][0]["from"][1]["namespaceSelector"]["matchLabels"];
+                    prop_assert_eq!(from["app.kubernetes.io/name"].as_str(), Some("pergola"));
+                    prop_assert_eq!(from.get(INSTALL_LABEL).and_then(Value::as_str), install.as_deref());
+                }
                 "CronJob" => {
                     prop_assert_eq!(object["spec"]["suspend"].as_bool(), Some(suspended));
                     prop_assert_eq!(object["spec"]["concurrencyPolicy"].as_str(), Some("Forbid"));

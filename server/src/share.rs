@@ -307,7 +307,9 @@ impl Share {
         }
         headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("http"));
         // Only the address Pergola found: never what the visitor wrote.
-        headers.remove("x-forwarded-for");
+        for name in ["x-forwarded-for", "x-real-ip", "forwarded"] {
+            headers.remove(name);
+        }
         if let Some(ip) = client_ip.and_then(|ip| HeaderValue::from_str(&ip).ok()) {
             headers.insert(HeaderName::from_static("x-forwarded-for"), ip);
         }

@@ -51,7 +51,15 @@ impl Runtime for Fake {
 async fn upstream() -> u16 {
     let app = Router::new().fallback(|req: Request<Body>| async move {
         let cookies = req.headers().get(header::COOKIE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        let mut response = format!("component saw cookies: [{cookies}]").into_response();
+        let seen = |name: &str| {
+            req.headers()
+                .get_all(name)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect::<Vec<_>>()
+        };
+        let forwarded = format!("{:?} {:?} {:?}", seen("x-forwarded-for"), seen("x-real-ip"), seen("forwarded"));
+        let mut response = format!("component saw cookies: [{cookies}] forwarded: {forwarded}").into_response();
         for cookie in [
             "app=1; Path=/",
             "wide=1; Domain=localhost; Path=/",
@@ -224,7 +232,7 @@ async fn the_hand_off_lets_a_member_in_and_the_proxy_keeps_pergolas_cookies_to_i
         )
         .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
-    assert_eq!(a.body, "component saw cookies: [app=kept]");
+    assert!(a.body.starts_with("component saw cookies: [app=kept] forwarded"), "{}", a.body);
     assert_eq!(a.set_cookies, vec!["app=1; Path=/".to_owned()], "no Domain cookies, no pergola_* ones");
     // The share cookie does not sign in to the dashboard.
     let d = w.get("localhost:3000", "/projects/shop", &[("pergola_session", &secret)]).await;
@@ -326,6 +334,36 @@ async fn outsiders_and_removed_members_are_kept_out() {
 }
 
 #[tokio::test]
+async fn a_component_hears_the_address_pergola_found_never_the_one_a_visitor_wrote() {
+    let w = world().await;
+    w.admin.set_visibility("shop", "qa", Visibility::Public).await.unwrap();
+    let forged = |client: Option<&str>| {
+        let mut req = Request::builder()
+            .uri("/")
+            .header(header::HOST, QA)
+            .header("x-forwarded-for", "203.0.113.66")
+            .header("x-real-ip", "203.0.113.66")
+            .header("forwarded", "for=203.0.113.66")
+            .body(Body::empty())
+            .unwrap();
+        if let Some(ip) = client {
+            req.extensions_mut().insert(pergola_api::auth::ClientAddress(ip.parse().unwrap()));
+        }
+        req
+    };
+    let body = |response: Response| async move {
+        String::from_utf8_lossy(&axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap()).into_owned()
+    };
+    // The address the listener found (the peer, or the visitor behind a trusted proxy).
+    let seen = body(w.app.clone().oneshot(forged(Some("198.51.100.7"))).await.unwrap()).await;
+    assert!(seen.ends_with(r#"forwarded: ["198.51.100.7"] [] []"#), "{seen}");
+    // None known: nothing, and never the visitor's own.
+    let seen = body(w.app.clone().oneshot(forged(None)).await.unwrap()).await;
+    assert!(seen.ends_with("forwarded: [] [] []"), "{seen}");
+    w.env.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_public_stage_lets_anyone_in() {
     let w = world().await;
     w.admin.set_visibility("shop", "qa", Visibility::Public).await.unwrap();
@@ -359,7 +397,7 @@ async fn a_guest_link_works_for_its_stage_until_revoked_or_expired() {
     let cookie = opened.set_cookies.iter().find(|c| c.starts_with("pergola_guest=")).unwrap();
     assert!(cookie.contains("HttpOnly") && !cookie.to_ascii_lowercase().contains("domain"), "{cookie}");
     let a = w.get(QA, "/", &[("pergola_guest", &link.token)]).await;
-    assert_eq!(a.body, "component saw cookies: []");
+    assert!(a.body.starts_with("component saw cookies: [] forwarded"), "{}", a.body);
     assert!(reached(&w.send("POST", QA, "/form", &[("pergola_guest", &link.token)]).await));
 
     w.admin.revoke_guest_link("shop", "qa", &link.id).await.unwrap();

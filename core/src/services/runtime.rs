@@ -107,31 +107,39 @@ impl Services {
                 // and what runs is applied again without restarting anything.
                 // (By the server doing the background work: one server asks, not each.)
                 let shared = self.runtime.shared() && self.runtime.runs_stages();
-                if shared
-                    && self.runs_background_work()
-                    && (stage.is_archived() || stage.status != StageStatus::Running)
-                {
-                    if let Some(report) = self.stop_again(&stage).await.filter(|r| r.refused.is_some()) {
+                if shared && (stage.is_archived() || stage.status != StageStatus::Running) {
+                    // Another server may be suspending it right now (its pods still stopping):
+                    // the others leave it to that server's suspend, or to the background
+                    // server's `settle_left_suspends`.
+                    if !self.runs_background_work() {
+                        continue;
+                    }
+                    match self.stop_again(&stage).await {
+                        // Stopped and waited for: a suspending stage settles with what its
+                        // stop reported (or starts, when a resume is pending).
+                        Some(stopped) if stopped.refused.is_none() => {
+                            let started = stage.status == StageStatus::Suspending
+                                && self.settle_suspend(&stage.project_id, &stage.id, &stopped).await;
+                            report.started += usize::from(started);
+                        }
                         // The cluster does not take the request now: it is asked again in the
                         // background, and a suspend settles once it was.
-                        let services = self.clone();
-                        tokio::spawn(async move {
-                            let report = services.ask_again_while_refused(&stage, report).await;
-                            if stage.status == StageStatus::Suspending {
-                                services.settle_suspend(&stage.project_id, &stage.id, &report).await;
-                            }
-                        });
-                        continue;
+                        Some(refused) => {
+                            let services = self.clone();
+                            tokio::spawn(async move {
+                                let stopped = services.ask_again_while_refused(&stage, refused).await;
+                                if stage.status == StageStatus::Suspending {
+                                    services.settle_suspend(&stage.project_id, &stage.id, &stopped).await;
+                                }
+                            });
+                        }
+                        // It should run now (resumed or restored meanwhile), or could not be
+                        // read: left as it is (a stage left suspending is settled later).
+                        None => {}
                     }
+                    continue;
                 }
                 if stage.status == StageStatus::Suspending {
-                    // With a shared runtime, another server may be suspending it right now
-                    // (its pods still stopping): the server doing the background work has
-                    // just stopped it again and waited, and settles it; the others leave it
-                    // (to that server's suspend, or to `settle_left_suspends`).
-                    if shared && !self.runs_background_work() {
-                        continue;
-                    }
                     // The server stopped while the stage was being suspended: nothing of it
                     // runs any more. It settles as suspended, or starts if a resume is pending.
                     if self.settle_suspend(&stage.project_id, &stage.id, &Default::default()).await {
@@ -192,18 +200,16 @@ impl Services {
                     continue;
                 }
                 let key = StageKey::new(&stage.project_id, &stage.id);
-                if !self.settling.lock().expect("settling").insert(key.clone()) {
-                    continue;
-                }
+                let Some(settling) = Settling::begin(&self.settling, key) else { continue };
                 begun += 1;
                 let services = self.clone();
                 tokio::spawn(async move {
+                    let _settling = settling;
                     tracing::warn!(project = stage.project_id, stage = stage.id, "a stage left suspending is settled");
                     // Refused: it stays suspending, and the next call tries again.
                     if let Some(report) = services.stop_again(&stage).await {
                         services.settle_suspend(&stage.project_id, &stage.id, &report).await;
                     }
-                    services.settling.lock().expect("settling").remove(&key);
                 });
             }
         }
@@ -239,7 +245,7 @@ impl Services {
         for stage in stages {
             let services = self.clone();
             stopping.spawn(async move {
-                let report = services.stop(&stage, Some(StopMode::Halt)).await;
+                let report = services.stop(&stage, Some(StopMode::Halt)).await.unwrap_or_default();
                 if !report.killed.is_empty() {
                     tracing::warn!(
                         project = stage.project_id,
@@ -360,16 +366,16 @@ impl Services {
     /// restore or a resume got the turn first). The turn is held while the runtime asks the
     /// components to stop, not while it waits for them to be gone. A request the runtime
     /// could not make — or a stage that could not be read — is tried again
-    /// ([`Services::ask_again_while_refused`]).
-    pub(super) async fn stop(&self, stage: &Stage, mode: Option<StopMode>) -> StopReport {
+    /// ([`Services::ask_again_while_refused`]). `None`: nothing to stop.
+    pub(super) async fn stop(&self, stage: &Stage, mode: Option<StopMode>) -> Option<StopReport> {
         let report = match self.ask_stop_in_turn(stage, mode, None).await {
             Asked::Stopping(wait) => wait.await,
-            Asked::NotNow => return StopReport::default(),
+            Asked::NotNow => return None,
             Asked::Unreadable => {
                 StopReport { refused: Some("the stage could not be read".into()), ..Default::default() }
             }
         };
-        self.ask_again_while_refused(stage, report).await
+        Some(self.ask_again_while_refused(stage, report).await)
     }
 
     /// Stops a stage that should not run once more (reconcile with a shared runtime) — if,
@@ -432,14 +438,9 @@ impl Services {
         }
         let mut delay = ASK_AGAIN;
         let mut told = false;
-        let seen = match self.store.get_stage(&stage.project_id, &stage.id).await {
-            Ok(Some(now)) => (now.status, now.is_archived()),
-            Ok(None) => return report,
-            Err(e) => {
-                internal("read the stage to stop it again")(e);
-                (stage.status, stage.is_archived())
-            }
-        };
+        // The state the stop began with, once it could be read (the caller's copy may be older:
+        // a delete's predates its archiving).
+        let mut seen = None;
         while let Some(why) = &report.refused {
             tracing::warn!(
                 project = stage.project_id,
@@ -461,7 +462,16 @@ impl Services {
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(ASK_AGAIN_AT_MOST);
-            match self.ask_stop_in_turn(stage, None, Some(seen)).await {
+            if seen.is_none() {
+                match self.store.get_stage(&stage.project_id, &stage.id).await {
+                    Ok(Some(now)) => seen = Some((now.status, now.is_archived())),
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = internal("read the stage to stop it again")(e);
+                    }
+                }
+            }
+            match self.ask_stop_in_turn(stage, None, seen).await {
                 Asked::Stopping(wait) => report = wait.await,
                 // The database did not answer: asked again after the next pause.
                 Asked::Unreadable => {}
@@ -533,7 +543,8 @@ impl Services {
 
     /// Stops a stage's components in the background, as its state calls for when it is its
     /// turn ([`Services::stop`]); answers once they stopped or after [`ANSWER_WITHIN`],
-    /// whichever comes first. `then` runs when they have stopped.
+    /// whichever comes first. `then` runs when they have stopped (not when there was nothing
+    /// to stop: a restore or resume got the turn first).
     pub(super) async fn stop_then<F, Fut>(&self, stage: Stage, then: F)
     where
         F: FnOnce(Services, StopReport) -> Fut + Send + 'static,
@@ -541,8 +552,9 @@ impl Services {
     {
         let services = self.clone();
         let task = tokio::spawn(async move {
-            let report = services.stop(&stage, None).await;
-            then(services, report).await;
+            if let Some(report) = services.stop(&stage, None).await {
+                then(services, report).await;
+            }
         });
         let _ = tokio::time::timeout(ANSWER_WITHIN, task).await;
     }
@@ -595,6 +607,30 @@ impl Services {
                 false
             }
         }
+    }
+}
+
+/// A stage [`Services::settle_left_suspends`] is settling, in its set until dropped (the
+/// task ended, or panicked).
+struct Settling {
+    set: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<StageKey>>>,
+    key: StageKey,
+}
+
+impl Settling {
+    /// `None` when the stage is being settled already.
+    fn begin(
+        set: &std::sync::Arc<std::sync::Mutex<std::collections::HashSet<StageKey>>>,
+        key: StageKey,
+    ) -> Option<Self> {
+        let mut settling = set.lock().unwrap_or_else(|p| p.into_inner());
+        settling.insert(key.clone()).then(|| Self { set: set.clone(), key })
+    }
+}
+
+impl Drop for Settling {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
     }
 }
 
