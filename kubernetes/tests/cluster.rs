@@ -260,6 +260,13 @@ fn on_cluster_with_grace(
     (services, runtime, watcher)
 }
 
+/// The services of a server that cannot reach the cluster (every request fails to connect).
+async fn cut_off_server(env: &Env) -> Services {
+    let gone = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let unreachable = kube::Client::try_from(kube::Config::new(format!("http://{gone}").parse().unwrap())).unwrap();
+    env.services.with_runtime(Arc::new(KubernetesRuntime::new(unreachable, Cluster::default())), Duration::from_secs(1))
+}
+
 async fn component(services: &Services, name: &str) -> Option<ComponentStatus> {
     let (_, components) = services.stage_with_components("shop", "qa").await.ok()?;
     components.into_iter().find(|c| c.name == name)
@@ -786,11 +793,7 @@ async fn a_restarted_control_plane_the_cluster_refuses_keeps_a_suspending_stage_
     let ns = namespace("shop", "qa");
     // A server that cannot reach the cluster is asked to suspend the stage: it is left
     // suspending (that server goes on asking, in vain).
-    let gone = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
-    let unreachable = kube::Client::try_from(kube::Config::new(format!("http://{gone}").parse().unwrap())).unwrap();
-    let cut_off = env
-        .services
-        .with_runtime(Arc::new(KubernetesRuntime::new(unreachable, Cluster::default())), Duration::from_secs(1));
+    let cut_off = cut_off_server(&env).await;
     env.as_admin(&cut_off).suspend_stage("shop", "qa").await.unwrap();
 
     // Another server starts while the cluster takes no changes: its reconcile does not call
@@ -900,11 +903,7 @@ async fn a_stage_a_cut_off_server_left_suspending_is_settled_by_the_server_doing
     until("web runs", || running(&services, "web")).await;
     let ns = namespace("shop", "qa");
     // A server that cannot reach the cluster suspends the stage: it stays suspending.
-    let gone = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
-    let unreachable = kube::Client::try_from(kube::Config::new(format!("http://{gone}").parse().unwrap())).unwrap();
-    let cut_off = env
-        .services
-        .with_runtime(Arc::new(KubernetesRuntime::new(unreachable, Cluster::default())), Duration::from_secs(1));
+    let cut_off = cut_off_server(&env).await;
     env.as_admin(&cut_off).suspend_stage("shop", "qa").await.unwrap();
     assert_eq!(admin.get_stage("shop", "qa").await.unwrap().status, StageStatus::Suspending);
     // Not left yet: a stop may take its grace period and more.

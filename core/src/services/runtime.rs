@@ -106,7 +106,7 @@ impl Services {
                 // should be stopped is stopped again (the server may have died before asking),
                 // and what runs is applied again without restarting anything.
                 // (By the server doing the background work: one server asks, not each.)
-                let shared = self.runtime.shared() && self.runtime.runs_stages();
+                let shared = self.runtime_shared();
                 if shared && (stage.is_archived() || stage.status != StageStatus::Running) {
                     // Another server may be suspending it right now (its pods still stopping):
                     // the others leave it to that server's suspend, or to the background
@@ -188,7 +188,7 @@ impl Services {
     /// runtime refuses is tried again at the next call. Run with the background work. Returns
     /// how many stages it began to settle.
     pub async fn settle_left_suspends(&self) -> Result<usize, Error> {
-        if !(self.runtime.shared() && self.runtime.runs_stages()) {
+        if !self.runtime_shared() {
             return Ok(0);
         }
         let now = self.clock.now();
@@ -214,6 +214,11 @@ impl Services {
             }
         }
         Ok(begun)
+    }
+
+    /// Whether stages run on a runtime the servers share (a cluster), not this server's own.
+    fn runtime_shared(&self) -> bool {
+        self.runtime.shared() && self.runtime.runs_stages()
     }
 
     /// Stops what runs of every stage, all at once, each within its own grace period (the
@@ -490,7 +495,7 @@ impl Services {
     /// back at once. [`StoreError::Busy`] when another holder kept it for [`TURN_WAIT`].
     async fn take_turn(&self, project_id: &str, stage_id: &str) -> Result<Option<SharedTurn>, StoreError> {
         // SQLite: one server, no turn to take across servers.
-        if !(self.runtime.shared() && self.runtime.runs_stages()) || self.store.backend() == "sqlite" {
+        if !self.runtime_shared() || self.store.backend() == "sqlite" {
             return Ok(None);
         }
         let (turns, store) = (self.turns.clone(), self.store.clone());
