@@ -62,7 +62,7 @@ pub const SETTINGS: &[Setting] = &[
                   proxy: the sign-in throttle, the audit trail and what share links forward see the visitor, not \
                   the proxy. A request from any other address comes from that address, whatever its headers say. \
                   Name the proxies only: whoever can reach the server from a trusted address can name any visitor \
-                  (`0.0.0.0/0` and `::/0` are refused)",
+                  (`0.0.0.0/0`, `::/0`, or networks that add up to every address are refused)",
         default: "none",
     },
     Setting {
@@ -422,9 +422,7 @@ impl ServerConfig {
         };
         let cluster = cluster(&var)?;
         let trusted_proxies = networks(var(TRUSTED_PROXIES).as_deref().unwrap_or_default()).map_err(|bad| {
-            format!(
-                "{TRUSTED_PROXIES} must be addresses or networks such as 10.42.0.0/16, comma-separated, not '{bad}'"
-            )
+            format!("{TRUSTED_PROXIES} must be addresses or networks such as 10.42.0.0/16, comma-separated, {bad}")
         })?;
         let public_url = match var(PUBLIC_URL) {
             None => None,
@@ -459,10 +457,12 @@ impl ServerConfig {
 }
 
 /// Comma-separated addresses (`10.0.0.7`, `::1`) and networks (`10.42.0.0/16`); an address is a
-/// network of one. `Err` names the first entry that is neither — or every address (`/0`:
-/// trusting everyone would let any visitor name any address).
+/// network of one. `Err` says what is wrong: the first entry that is neither, or that the list
+/// trusts every address of IPv4 or IPv6 — `0.0.0.0/0` or halves that add up to it, such as
+/// `0.0.0.0/1, 128.0.0.0/1` (trusting everyone would let any visitor name any address).
 pub fn networks(list: &str) -> Result<Vec<ipnet::IpNet>, String> {
-    list.split(',')
+    let nets = list
+        .split(',')
         .map(str::trim)
         .filter(|entry| !entry.is_empty())
         .map(|entry| {
@@ -470,11 +470,26 @@ pub fn networks(list: &str) -> Result<Vec<ipnet::IpNet>, String> {
                 .parse::<ipnet::IpNet>()
                 .map(|net| net.trunc())
                 .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .ok()
-                .filter(|net| net.prefix_len() > 0)
-                .ok_or_else(|| entry.to_owned())
+                .map(ipv4_if_mapped)
+                .map_err(|_| format!("not '{entry}'"))
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(all) = ipnet::IpNet::aggregate(&nets).into_iter().find(|net| net.prefix_len() == 0) {
+        return Err(format!("not every address: together the entries trust all of {all}"));
+    }
+    Ok(nets)
+}
+
+/// IPv4 networks written as IPv4-mapped IPv6 (`::ffff:10.0.0.0/104`) as IPv4 (`10.0.0.0/8`):
+/// the listener sees a dual-stack peer's IPv4 address as IPv4.
+fn ipv4_if_mapped(net: ipnet::IpNet) -> ipnet::IpNet {
+    match net {
+        ipnet::IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, ipnet::IpNet::V4),
+            None => net,
+        },
+        _ => net,
+    }
 }
 
 /// The `PERGOLA_KUBE_*` settings: images as given (no spaces or control characters), the
@@ -702,6 +717,18 @@ mod tests {
             let e = read(&[(TRUSTED_PROXIES, bad)]).unwrap_err();
             assert!(e.starts_with(TRUSTED_PROXIES), "{e}");
         }
+        // Halves (or smaller pieces) that add up to every address are every address.
+        for all in ["0.0.0.0/1, 128.0.0.0/1", "10.0.0.1, ::/1, 8000::/1", "0.0.0.0/2,64.0.0.0/2,128.0.0.0/1"] {
+            let e = read(&[(TRUSTED_PROXIES, all)]).unwrap_err();
+            assert!(e.starts_with(TRUSTED_PROXIES) && e.contains("trust all of"), "{all}: {e}");
+        }
+        // IPv4-mapped IPv6 is IPv4 (the listener sees such a peer as IPv4).
+        let c = read(&[(TRUSTED_PROXIES, "::ffff:10.0.0.0/104, ::ffff:192.168.1.5")]).unwrap();
+        let shown: Vec<String> = c.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.168.1.5/32"]);
+        assert!(read(&[(TRUSTED_PROXIES, "::ffff:0:0/96")]).unwrap_err().contains("trust all of 0.0.0.0/0"));
+        // Nearly everyone is not everyone (the operator asked for it), and both families may be named.
+        assert_eq!(read(&[(TRUSTED_PROXIES, "0.0.0.0/1, 128.0.0.0/2, ::/1")]).unwrap().trusted_proxies.len(), 3);
         let e = read(&[(TRUSTED_PROXIES, "10.0.0.1, nope")]).unwrap_err();
         assert!(e.contains("'nope'"), "{e}");
     }
