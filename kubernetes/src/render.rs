@@ -194,15 +194,23 @@ pub fn objects(stage: &Stage, cluster: &Cluster) -> Vec<Value> {
     let spec = stage.spec;
     let ns = stage.namespace();
     let mut out = vec![priority_class_object(stage), namespace_object(stage, &ns)];
-    // Only the stage's own pods and Pergola's control plane (its namespace is labelled
-    // app.kubernetes.io/name=pergola — and, of a named installation, pergola.dev/install=NAME)
-    // reach its pods: another stage, or another installation, cannot go around the share
-    // links' sign-in.
+    // Only the stage's own pods and Pergola's control plane reach its pods: another stage, or
+    // another installation, cannot go around the share links' sign-in. The control plane's
+    // namespace is labelled app.kubernetes.io/name=pergola and, of a named installation,
+    // pergola.dev/install=NAME; the unnamed installation's has no pergola.dev/install (a named
+    // installation's control plane does not reach the unnamed one's stages either).
     let mut control_plane = Map::new();
     control_plane.insert(CONTROL_PLANE_LABEL.0.into(), json!(CONTROL_PLANE_LABEL.1));
-    if let Some(name) = stage.install {
-        control_plane.insert(INSTALL_LABEL.into(), json!(name));
+    let mut selector = Map::new();
+    match stage.install {
+        Some(name) => {
+            control_plane.insert(INSTALL_LABEL.into(), json!(name));
+        }
+        None => {
+            selector.insert("matchExpressions".into(), json!([{"key": INSTALL_LABEL, "operator": "DoesNotExist"}]));
+        }
     }
+    selector.insert("matchLabels".into(), Value::Object(control_plane));
     out.push(json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -212,7 +220,7 @@ pub fn objects(stage: &Stage, cluster: &Cluster) -> Vec<Value> {
             "policyTypes": ["Ingress"],
             "ingress": [{"from": [
                 {"podSelector": {}},
-                {"namespaceSelector": {"matchLabels": control_plane}},
+                {"namespaceSelector": selector},
             ]}],
         },
     }));

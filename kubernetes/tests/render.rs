@@ -94,6 +94,29 @@ fn labels(value: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// Whether a label selector (`matchLabels` and `matchExpressions`, as Kubernetes reads them)
+/// selects an object labelled `labels`. An operator it does not know selects nothing.
+fn selects(selector: &Value, labels: &[(&str, &str)]) -> bool {
+    let get = |key: &str| labels.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+    let by_label = selector["matchLabels"]
+        .as_object()
+        .is_none_or(|m| m.iter().all(|(k, v)| get(k).is_some() && get(k) == v.as_str()));
+    let by_expression = selector["matchExpressions"].as_array().is_none_or(|list| {
+        list.iter().all(|e| {
+            let key = e["key"].as_str().unwrap();
+            let values: Vec<&str> = e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            match e["operator"].as_str() {
+                Some("Exists") => get(key).is_some(),
+                Some("DoesNotExist") => get(key).is_none(),
+                Some("In") => get(key).is_some_and(|v| values.contains(&v)),
+                Some("NotIn") => get(key).is_none_or(|v| !values.contains(&v)),
+                _ => false,
+            }
+        })
+    });
+    by_label && by_expression
+}
+
 fn pod_specs(object: &Value) -> Vec<&Value> {
     match object["kind"].as_str() {
         Some("Deployment") | Some("Job") => vec![&object["spec"]["template"]["spec"]],
@@ -209,10 +232,23 @@ proptest! {
                     prop_assert!(selector.iter().all(|(k, v)| pods.get(k) == Some(v)));
                 }
                 "NetworkPolicy" => {
-                    // Only this installation's control plane (and the stage's own pods) get in.
-                    let from = &object["spec"]["ingress"][0]["from"][1]["namespaceSelector"]["matchLabels"];
-                    prop_assert_eq!(from["app.kubernetes.io/name"].as_str(), Some("pergola"));
-                    prop_assert_eq!(from.get(INSTALL_LABEL).and_then(Value::as_str), install.as_deref());
+                    // Only this installation's control plane (and the stage's own pods) get in:
+                    // not another installation's, named or not, nor any other namespace.
+                    let from = &object["spec"]["ingress"][0]["from"];
+                    prop_assert_eq!(&from[0], &serde_json::json!({"podSelector": {}}));
+                    prop_assert_eq!(from.as_array().map(Vec::len), Some(2));
+                    let admits = |ns: &[(&str, &str)]| selects(&from[1]["namespaceSelector"], ns);
+                    let name = ("app.kubernetes.io/name", "pergola");
+                    let own: Vec<(&str, &str)> = match &install {
+                        Some(i) => vec![name, (INSTALL_LABEL, i.as_str())],
+                        None => vec![name],
+                    };
+                    prop_assert!(admits(&own), "its own control plane {own:?}");
+                    prop_assert!(!admits(&[]) && !admits(&[("app.kubernetes.io/name", "other")]));
+                    prop_assert!(!admits(&[name, (INSTALL_LABEL, "another-installation-x")]), "a named installation");
+                    if install.is_some() {
+                        prop_assert!(!admits(&[name]), "the unnamed installation");
+                    }
                 }
                 "CronJob" => {
                     prop_assert_eq!(object["spec"]["suspend"].as_bool(), Some(suspended));
