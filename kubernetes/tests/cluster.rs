@@ -739,6 +739,48 @@ async fn a_stage_restored_while_its_pods_still_stop_starts_them_only_once_they_a
 }
 
 #[tokio::test]
+async fn each_components_grace_period_runs_from_when_the_cluster_took_its_stop_and_counts_down() {
+    let fake = Fake::start().await;
+    let env = sqlite_env().await;
+    let (services, _runtime, watcher) = on_cluster_with_grace(&env, &fake, Duration::from_secs(3));
+    let admin = env.as_admin(&services);
+    deploy_shop_qa(&admin).await;
+    until("web and worker run", || async {
+        running(&services, "web").await?;
+        running(&services, "worker").await
+    })
+    .await;
+    // Pods take 2 s to stop (within their 3 s), and the API server answers each change 1.5 s
+    // late: worker is asked ~3 s after the suspend began and is gone ~2 s later — in time for
+    // its own grace period, though 5 s after the suspend began.
+    fake.set_stop_time(Duration::from_secs(2));
+    fake.set_patch_latency(Duration::from_millis(1500));
+    let mut countdown = Vec::new();
+    let watch = async {
+        loop {
+            if admin.get_stage("shop", "qa").await.unwrap().status == StageStatus::Suspended {
+                break;
+            }
+            let (_, components) = services.stage_with_components("shop", "qa").await.unwrap();
+            countdown.extend(components.iter().filter_map(|c| c.kill_in_secs));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (suspended, ()) = tokio::join!(admin.suspend_stage("shop", "qa"), watch);
+    suspended.unwrap();
+    fake.set_patch_latency(Duration::ZERO);
+    let events = admin.events("shop", "qa").await.unwrap();
+    let message = &events.iter().find(|e| e.kind == EventKind::Suspended).unwrap().message;
+    assert!(message.contains("exited after SIGTERM: web, worker") && !message.contains("killed"), "{message}");
+    // The page's "killed in N s" counts down from the grace period (the API server's deletion
+    // time is when the grace period ends, not when it began).
+    assert!(!countdown.is_empty() && countdown.iter().all(|s| *s <= 3), "{countdown:?}");
+    assert!(countdown.iter().any(|s| *s <= 2), "it never counted down: {countdown:?}");
+    watcher.abort();
+    env.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_stop_the_cluster_does_not_take_is_asked_again_and_the_stage_is_not_called_suspended_meanwhile() {
     let fake = Fake::start().await;
     let env = sqlite_env().await;
@@ -777,6 +819,40 @@ async fn a_stop_the_cluster_does_not_take_is_asked_again_and_the_stage_is_not_ca
         events.iter().any(|e| e.kind == EventKind::Suspended && e.message.contains("every component has stopped")),
         "{events:?}"
     );
+    watcher.abort();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_delete_while_a_refused_suspend_is_asked_again_takes_over_the_asking_and_the_timeline_is_told_once() {
+    let fake = Fake::start().await;
+    let env = sqlite_env().await;
+    let (services, _runtime, watcher) = on_cluster(&env, &fake);
+    let admin = env.as_admin(&services);
+    deploy_shop_qa(&admin).await;
+    until("web runs", || running(&services, "web")).await;
+    let ns = namespace("shop", "qa");
+    let refusals = || async {
+        let events = admin.events("shop", "qa").await.unwrap();
+        events.iter().filter(|e| e.kind == EventKind::StopFailed).count()
+    };
+    fake.refuse_changes(true);
+    admin.suspend_stage("shop", "qa").await.unwrap();
+    until("the suspend's refusal is on the timeline", || async { (refusals().await == 1).then_some(()) }).await;
+    // Deleted while the suspend is still asked again: the delete's stop (a halt) is refused
+    // too, and from now on one stop is asked again — the delete's; the timeline knows already.
+    admin.delete_stage("shop", "qa").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(refusals().await, 1, "one refusal on the timeline, not one per stop");
+    fake.refuse_changes(false);
+    until("the delete's halt went through", || async {
+        (fake.get("jobs", &ns, "migrate-r1")?["spec"]["suspend"] == true).then_some(())
+    })
+    .await;
+    assert_eq!(fake.get("deployments", &ns, "web").unwrap()["spec"]["replicas"], 0);
+    until("web's pod is gone", || async { (pods_of(&fake, "web").count() == 0).then_some(()) }).await;
+    assert!(admin.list_stages("shop", true).await.unwrap().iter().any(|s| s.id == "qa"), "deleted, restorable");
+    assert_eq!(refusals().await, 1);
     watcher.abort();
     env.cleanup().await;
 }

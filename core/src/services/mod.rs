@@ -111,6 +111,9 @@ pub struct Services {
     turns: Arc<tokio::sync::Semaphore>,
     /// The stages left suspending this server is settling (see `Services::settle_left_suspends`).
     settling: Arc<std::sync::Mutex<std::collections::HashSet<crate::StageKey>>>,
+    /// The newest stop of each stage this server asks again (see
+    /// `Services::ask_again_while_refused`).
+    asking_again: Arc<std::sync::Mutex<runtime::AskingAgain>>,
 }
 
 /// How many stages' turns across servers (see `Services::take_turn`) one server holds at
@@ -220,6 +223,7 @@ impl Services {
             cluster: Arc::default(),
             turns: Arc::new(tokio::sync::Semaphore::new(SHARED_TURNS)),
             settling: Arc::default(),
+            asking_again: Arc::default(),
         }
     }
 

@@ -436,13 +436,17 @@ impl Services {
     /// through another server, resumed, restored, deleted it — stops or starts it: this server,
     /// cut off from the cluster, does not ask for ever; the report then still says `refused`).
     /// The first refusal goes on the stage's timeline (why, only in the log): a stage is not
-    /// called suspended or deleted while what it runs was never asked to stop.
+    /// called suspended or deleted while what it runs was never asked to stop. One stage is
+    /// asked again by one loop on this server: a newer stop's (a delete's after a suspend's)
+    /// takes over from an older one, which ends at its next turn — and the timeline, told by
+    /// the older one, is not told again.
     pub(super) async fn ask_again_while_refused(&self, stage: &Stage, mut report: StopReport) -> StopReport {
         if report.refused.is_none() {
             return report;
         }
+        let (ticket, took_over) = AskAgainTicket::take(&self.asking_again, StageKey::new(&stage.project_id, &stage.id));
         let mut delay = ASK_AGAIN;
-        let mut told = false;
+        let mut told = took_over;
         // The state the stop began with, once it could be read (the caller's copy may be older:
         // a delete's predates its archiving).
         let mut seen = None;
@@ -467,6 +471,10 @@ impl Services {
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(ASK_AGAIN_AT_MOST);
+            if !ticket.newest() {
+                // A newer stop of the stage asks from now on (still `refused` here).
+                break;
+            }
             if seen.is_none() {
                 match self.store.get_stage(&stage.project_id, &stage.id).await {
                     Ok(Some(now)) => seen = Some((now.status, now.is_archived())),
@@ -636,6 +644,45 @@ impl Settling {
 impl Drop for Settling {
     fn drop(&mut self) {
         self.set.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
+    }
+}
+
+/// The newest stop each stage has being asked again on this server, by ticket.
+#[derive(Default)]
+pub(crate) struct AskingAgain {
+    issued: u64,
+    newest: std::collections::HashMap<StageKey, u64>,
+}
+
+/// A loop's claim in [`AskingAgain`]: given back when the loop ends, unless a newer one took it.
+struct AskAgainTicket {
+    book: std::sync::Arc<std::sync::Mutex<AskingAgain>>,
+    key: StageKey,
+    ticket: u64,
+}
+
+impl AskAgainTicket {
+    /// The stage's newest ticket, and whether it took over from a loop still asking.
+    fn take(book: &std::sync::Arc<std::sync::Mutex<AskingAgain>>, key: StageKey) -> (Self, bool) {
+        let mut asking = book.lock().unwrap_or_else(|p| p.into_inner());
+        asking.issued += 1;
+        let ticket = asking.issued;
+        let took_over = asking.newest.insert(key.clone(), ticket).is_some();
+        (Self { book: book.clone(), key, ticket }, took_over)
+    }
+
+    /// Whether no newer stop of the stage took over.
+    fn newest(&self) -> bool {
+        self.book.lock().unwrap_or_else(|p| p.into_inner()).newest.get(&self.key) == Some(&self.ticket)
+    }
+}
+
+impl Drop for AskAgainTicket {
+    fn drop(&mut self) {
+        let mut asking = self.book.lock().unwrap_or_else(|p| p.into_inner());
+        if asking.newest.get(&self.key) == Some(&self.ticket) {
+            asking.newest.remove(&self.key);
+        }
     }
 }
 

@@ -26,7 +26,7 @@ pub use requests::{resource, FIELD_MANAGER, RELEASE_KINDS};
 
 use crate::render::{self, namespace_of, Cluster, Stage, INSTALL_LABEL, MANAGED_BY};
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, LogParams};
@@ -290,7 +290,10 @@ impl Inner {
     }
 
     fn gone(&self, uid: &str) {
-        lock(&self.pods).by_uid.remove(uid);
+        let mut pods = lock(&self.pods);
+        if let Some(pod) = pods.by_uid.remove(uid) {
+            pods.ended.insert((pod.key, pod.component), (Utc::now(), pod.deleting));
+        }
     }
 
     /// Follows a pod's log into its component's book until the pod is gone or has ended;
@@ -390,6 +393,17 @@ impl Inner {
         names.dedup();
         names
     }
+
+    /// Whether the component's last pod, gone since `since`, went within its grace period
+    /// (by the `deletionTimestamp` the API server gave it: the request's time plus the grace
+    /// period, on the API server's clock). `None` when that is not known (it went unasked, or
+    /// the watcher missed its going).
+    fn went_in_time(&self, key: &StageKey, component: &str, since: DateTime<Utc>) -> Option<bool> {
+        let pods = lock(&self.pods);
+        let (gone_at, kill_at) = pods.ended.get(&(key.clone(), component.to_owned()))?;
+        (*gone_at >= since).then_some(())?;
+        kill_at.map(|kill_at| *gone_at <= kill_at)
+    }
 }
 
 /// A component's state as its newest pod shows it.
@@ -409,9 +423,10 @@ fn component_status(c: &ComponentSpec, pod: Option<&PodView>, running: bool, gra
     status.restarts = pod.restarts;
     status.exit_code = pod.exit_code;
     status.started_at = pod.running_since;
-    status.state = if let Some(since) = pod.deleting {
-        let waited = (now - since).num_seconds().max(0) as u64;
-        status.kill_in_secs = Some(grace.as_secs().saturating_sub(waited));
+    status.state = if let Some(kill_at) = pod.deleting {
+        // Whole seconds, rounded up: "killed in 0 s" only once the grace period is over.
+        let left_ms = (kill_at - now).num_milliseconds().max(0) as u64;
+        status.kill_in_secs = Some(left_ms.div_ceil(1000).min(grace.as_secs()));
         ComponentState::Stopping
     } else {
         match pod.phase.as_str() {
@@ -476,8 +491,10 @@ impl Runtime for KubernetesRuntime {
         let halt = mode == StopMode::Halt;
         let before = self.inner.present(key, halt);
         let stopping = Stopping::new(&self.inner, key);
-        // The grace period runs from the moment the components are asked to stop.
+        // Each pod's grace period runs from the moment the API server took its Deployment's (or
+        // Job's) change; a pod gone before the watcher saw it asked is timed from here.
         let started = tokio::time::Instant::now();
+        let began = Utc::now();
         let asked = async {
             for name in requests::names(client, "Deployment", &ns, "").await? {
                 requests::merge(client, "Deployment", &ns, &name, &json!({"spec": {"replicas": 0}})).await?;
@@ -502,24 +519,25 @@ impl Runtime for KubernetesRuntime {
             }
             return StopWait::done(StopReport { refused: Some(e), ..StopReport::default() });
         }
+        let asked_at = tokio::time::Instant::now();
         let (inner, key) = (self.inner.clone(), key.clone());
         StopWait::new(async move {
             let _stopping = stopping;
-            // Each component stopped in time, or outlived the grace period (the kubelet kills
-            // it).
+            // Each component stopped in time, or outlived its pods' grace period (the kubelet
+            // killed them): gone by the `deletionTimestamp` the API server gave its pods, or
+            // after it — timed from this stop's start when that is not known.
             let mut report = StopReport::default();
             let mut waiting = before;
             while !waiting.is_empty() {
                 let present = inner.present(&key, halt);
-                let elapsed = started.elapsed();
+                let in_time =
+                    |c: &String| inner.went_in_time(&key, c, began).unwrap_or_else(|| started.elapsed() <= grace);
                 let (gone, left): (Vec<String>, Vec<String>) = waiting.into_iter().partition(|c| !present.contains(c));
-                if elapsed <= grace {
-                    report.terminated.extend(gone);
-                } else {
-                    report.killed.extend(gone);
-                }
+                let (terminated, killed): (Vec<String>, Vec<String>) = gone.into_iter().partition(in_time);
+                report.terminated.extend(terminated);
+                report.killed.extend(killed);
                 waiting = left;
-                if elapsed > grace + STOP_MARGIN {
+                if asked_at.elapsed() > grace + STOP_MARGIN {
                     tracing::warn!(project = key.project, stage = key.stage, components = ?waiting, "pods still there after the grace period");
                     report.left.extend(waiting);
                     break;
@@ -537,6 +555,7 @@ impl Runtime for KubernetesRuntime {
         lock(&self.inner.stages).remove(key);
         let mut pods = lock(&self.inner.pods);
         pods.logs.retain(|(k, _), _| k != key);
+        pods.ended.retain(|(k, _), _| k != key);
         pods.by_uid.retain(|_, p| &p.key != key);
         Ok(())
     }

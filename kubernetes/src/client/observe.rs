@@ -30,7 +30,9 @@ pub struct PodView {
     pub release: i64,
     pub phase: String,
     pub created: Option<DateTime<Utc>>,
-    /// When it was asked to stop (its containers got SIGTERM).
+    /// Once it was asked to stop (its containers got SIGTERM): when its grace period ends and
+    /// the kubelet kills what still runs — the API server's `deletionTimestamp` is the request's
+    /// time plus the grace period, not the request's time.
     pub deleting: Option<DateTime<Utc>>,
     /// When its container started, while it runs.
     pub running_since: Option<DateTime<Utc>>,
@@ -167,7 +169,14 @@ pub struct Pods {
     /// Pods whose output is being followed.
     pub following: std::collections::HashSet<String>,
     pub logs: HashMap<(StageKey, String), LogBook>,
+    /// Each component's last pod to go: when the watcher saw it go, and when its grace period
+    /// ended if it had been asked to stop (a stop's report: stopped in time, or killed).
+    pub ended: HashMap<(StageKey, String), Ended>,
 }
+
+/// When a pod went (as the watcher saw it), and when its grace period ended, if it was asked
+/// to stop.
+pub type Ended = (DateTime<Utc>, Option<DateTime<Utc>>);
 
 impl Pods {
     /// The pods of a stage.

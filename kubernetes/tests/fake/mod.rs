@@ -53,6 +53,8 @@ struct Inner {
     refusing: bool,
     /// Every patch is answered 503 (an API server overloaded; kube's client retries it).
     overloaded: bool,
+    /// Every patch is answered this much later (on either address), after it took effect.
+    patch_latency: Duration,
 }
 
 #[derive(Clone)]
@@ -239,7 +241,16 @@ impl Inner {
     fn deleting(&mut self, key: &Key) {
         if let Some(mut object) = self.objects.get(key).cloned() {
             if object["metadata"]["deletionTimestamp"].is_null() {
-                object["metadata"]["deletionTimestamp"] = json!(now());
+                // As the API server does: a pod's deletion time is when its grace period ends
+                // (the kubelet kills it then), and the grace period is kept beside it.
+                let grace = if key.0 == "pods" {
+                    object["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30)
+                } else {
+                    0
+                };
+                let at = Utc::now() + chrono::Duration::seconds(grace);
+                object["metadata"]["deletionTimestamp"] = json!(at.to_rfc3339_opts(SecondsFormat::Micros, true));
+                object["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
                 if key.0 == "namespaces" {
                     object["status"] = json!({"phase": "Terminating"});
                 }
@@ -363,8 +374,9 @@ impl Inner {
             let owned = self.objects.contains_key(&(plural.into(), key.1.clone(), owner_name.into()));
             let phase = pod["status"]["phase"].as_str().unwrap_or("Pending").to_owned();
             let container = pod["spec"]["containers"][0]["name"].as_str().unwrap_or("main").to_owned();
-            if let Some(waited) = since(&pod, "deletionTimestamp") {
-                let grace = pod["spec"]["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
+            if let Some(past_kill) = since(&pod, "deletionTimestamp") {
+                let grace = pod["metadata"]["deletionGracePeriodSeconds"].as_u64().unwrap_or(30);
+                let waited = past_kill + chrono::Duration::seconds(grace as i64);
                 let stop = self.stop_time.min(Duration::from_secs(grace));
                 if phase == "Succeeded" || phase == "Failed" || waited.to_std().unwrap_or_default() >= stop {
                     self.remove(&key);
@@ -480,6 +492,12 @@ impl Fake {
     /// From now on (or no longer), every patch is answered 503, and nothing changes.
     pub fn overload(&self, overloaded: bool) {
         self.inner.lock().unwrap().overloaded = overloaded;
+    }
+
+    /// From now on, every patch (a scale to 0, a suspended schedule) takes effect at once but
+    /// is answered `latency` later (a busy API server, a slow admission webhook).
+    pub fn set_patch_latency(&self, latency: Duration) {
+        self.inner.lock().unwrap().patch_latency = latency;
     }
 
     /// Changes an object behind the runtime's back (a hand edit, a request that never came).
@@ -713,6 +731,10 @@ async fn handle(
     let rv = inner.lock().unwrap().rv;
     changed.send_if_modified(|old| std::mem::replace(old, rv) != rv);
     if let Some(response) = response {
+        let latency = inner.lock().unwrap().patch_latency;
+        if method == Method::PATCH && !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
         return response;
     }
     // A watch: the changes after `resourceVersion`, as they happen, until its timeout.
