@@ -35,7 +35,7 @@ cargo clippy --locked -p frontend -p app --features app/hydrate --target wasm32-
 
 echo "==> unit, property, store, REST API, CLI, runtime and Kubernetes tests (SQLite and PostgreSQL)"
 cargo test --locked -p pergola-domain -p pergola-core -p pergola-api -p pergola-cli -p pergola-runtime \
-  -p pergola-kubernetes -p server --features pergola-kubernetes/client
+  -p pergola-kubernetes -p server --features pergola-kubernetes/client,server/kubernetes
 
 echo "==> release build (server, wasm frontend, demo app)"
 cargo build --release --locked -p pergola-demo-app

@@ -95,6 +95,8 @@ pub(super) struct Leases {
     /// Whether this server does the background sweeps. A server alone does (the services'
     /// default); [`Services::renew_leases`] makes servers take turns.
     background: AtomicBool,
+    /// Whether the leases were renewed at least once (the first renewal says what it found).
+    renewed_once: AtomicBool,
     /// When the runtime's claim was last taken or renewed.
     runtime_renewed: std::sync::Mutex<Option<chrono::DateTime<chrono::Utc>>>,
 }
@@ -106,7 +108,12 @@ impl Leases {
     }
 
     fn new(me: Replica) -> Self {
-        Self { me, background: AtomicBool::new(true), runtime_renewed: Default::default() }
+        Self {
+            me,
+            background: AtomicBool::new(true),
+            renewed_once: AtomicBool::new(false),
+            runtime_renewed: Default::default(),
+        }
     }
 }
 
@@ -169,7 +176,8 @@ impl Services {
     pub async fn renew_leases(&self, claims_runtime: bool) -> bool {
         match self.take(BACKGROUND_LEASE).await {
             Ok(held) => {
-                if self.leases.background.swap(held, Ordering::SeqCst) != held {
+                let first = !self.leases.renewed_once.swap(true, Ordering::SeqCst);
+                if self.leases.background.swap(held, Ordering::SeqCst) != held || first {
                     tracing::info!(
                         held,
                         "background work (purge, retention) {}",
