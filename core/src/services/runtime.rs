@@ -437,9 +437,10 @@ impl Services {
     /// cut off from the cluster, does not ask for ever; the report then still says `refused`).
     /// The first refusal goes on the stage's timeline (why, only in the log): a stage is not
     /// called suspended or deleted while what it runs was never asked to stop. One stage is
-    /// asked again by one loop on this server: a newer stop's (a delete's after a suspend's)
-    /// takes over from an older one, which ends at its next turn — and the timeline, told by
-    /// the older one, is not told again.
+    /// asked again by one loop at a time on this server: a newer stop's (a delete's after a
+    /// suspend's) takes over from an older one, which waits meanwhile and asks again should
+    /// the newer one end first (the state it was for changed back) — and the timeline, told
+    /// by the older one, is not told again.
     pub(super) async fn ask_again_while_refused(&self, stage: &Stage, mut report: StopReport) -> StopReport {
         if report.refused.is_none() {
             return report;
@@ -450,14 +451,17 @@ impl Services {
         // The state the stop began with, once it could be read (the caller's copy may be older:
         // a delete's predates its archiving).
         let mut seen = None;
+        let mut waiting = false;
         while let Some(why) = &report.refused {
-            tracing::warn!(
-                project = stage.project_id,
-                stage = stage.id,
-                error = why,
-                again_in = ?delay,
-                "the runtime could not ask the stage's components to stop"
-            );
+            if !waiting {
+                tracing::warn!(
+                    project = stage.project_id,
+                    stage = stage.id,
+                    error = why,
+                    again_in = ?delay,
+                    "the runtime could not ask the stage's components to stop"
+                );
+            }
             if !told {
                 told = true;
                 let message = "The components could not be asked to stop: the runtime did not take the request. \
@@ -471,9 +475,11 @@ impl Services {
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(ASK_AGAIN_AT_MOST);
-            if !ticket.newest() {
-                // A newer stop of the stage asks from now on (still `refused` here).
-                break;
+            waiting = !ticket.newest();
+            if waiting {
+                // A newer stop of the stage asks meanwhile: this one only waits (the stage's
+                // state is not read, nothing is asked, the timeline is not told again).
+                continue;
             }
             if seen.is_none() {
                 match self.store.get_stage(&stage.project_id, &stage.id).await {
@@ -647,14 +653,14 @@ impl Drop for Settling {
     }
 }
 
-/// The newest stop each stage has being asked again on this server, by ticket.
+/// The stops of each stage being asked again on this server, by ticket (oldest first).
 #[derive(Default)]
 pub(crate) struct AskingAgain {
     issued: u64,
-    newest: std::collections::HashMap<StageKey, u64>,
+    live: std::collections::HashMap<StageKey, Vec<u64>>,
 }
 
-/// A loop's claim in [`AskingAgain`]: given back when the loop ends, unless a newer one took it.
+/// A loop's place in [`AskingAgain`], given back when the loop ends.
 struct AskAgainTicket {
     book: std::sync::Arc<std::sync::Mutex<AskingAgain>>,
     key: StageKey,
@@ -662,26 +668,34 @@ struct AskAgainTicket {
 }
 
 impl AskAgainTicket {
-    /// The stage's newest ticket, and whether it took over from a loop still asking.
+    /// A new ticket for the stage, and whether it takes over from a loop still asking.
     fn take(book: &std::sync::Arc<std::sync::Mutex<AskingAgain>>, key: StageKey) -> (Self, bool) {
         let mut asking = book.lock().unwrap_or_else(|p| p.into_inner());
         asking.issued += 1;
         let ticket = asking.issued;
-        let took_over = asking.newest.insert(key.clone(), ticket).is_some();
+        let live = asking.live.entry(key.clone()).or_default();
+        let took_over = !live.is_empty();
+        live.push(ticket);
         (Self { book: book.clone(), key, ticket }, took_over)
     }
 
-    /// Whether no newer stop of the stage took over.
+    /// Whether this is the newest loop still asking for the stage: an older one waits while a
+    /// newer one asks, and asks again once that one has ended (it may have ended for a state
+    /// that changed back since).
     fn newest(&self) -> bool {
-        self.book.lock().unwrap_or_else(|p| p.into_inner()).newest.get(&self.key) == Some(&self.ticket)
+        let asking = self.book.lock().unwrap_or_else(|p| p.into_inner());
+        asking.live.get(&self.key).and_then(|live| live.last()) == Some(&self.ticket)
     }
 }
 
 impl Drop for AskAgainTicket {
     fn drop(&mut self) {
         let mut asking = self.book.lock().unwrap_or_else(|p| p.into_inner());
-        if asking.newest.get(&self.key) == Some(&self.ticket) {
-            asking.newest.remove(&self.key);
+        if let Some(live) = asking.live.get_mut(&self.key) {
+            live.retain(|t| *t != self.ticket);
+            if live.is_empty() {
+                asking.live.remove(&self.key);
+            }
         }
     }
 }

@@ -33,7 +33,7 @@ use kube::api::{Api, LogParams};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Client;
-use observe::Pods;
+use observe::{Ended, Pods};
 use pergola_core::{
     BuildMinter, EventSink, Runtime, RuntimeError, StageKey, StageSpec, StopMode, StopReport, StopWait,
 };
@@ -117,7 +117,11 @@ struct Applied {
     /// from it).
     spec: StageSpec,
     running: bool,
-    grace: Duration,
+}
+
+/// Whether a pod's phase says its containers have ended for good.
+fn ended_phase(phase: &str) -> bool {
+    phase == "Succeeded" || phase == "Failed"
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -247,16 +251,19 @@ impl Inner {
                 // What the list finds is how things are, not something that happened now.
                 Ok(Event::InitApply(pod)) => self.seen(&pod, false),
                 Ok(Event::Delete(pod)) => {
-                    if let Some(uid) = pod.metadata.uid {
-                        self.gone(&uid);
+                    if let Some(uid) = &pod.metadata.uid {
+                        // The pod as it was last: its deletion time, how its container ended.
+                        let last = observe::view(&pod, self.cluster.install.as_deref());
+                        self.gone(uid, Some(last));
                     }
                 }
                 Ok(Event::Init) => lock(&self.pods).listed = Some(Vec::new()),
                 Ok(Event::InitDone) => {
                     let listed = lock(&self.pods).listed.take().unwrap_or_default();
                     let known: Vec<String> = lock(&self.pods).by_uid.keys().cloned().collect();
+                    // Gone while the watch was lost: when and how it ended is not known.
                     for uid in known.iter().filter(|uid| !listed.contains(uid)) {
-                        self.gone(uid);
+                        self.gone(uid, None);
                     }
                     self.listed_once.store(true, Ordering::Relaxed);
                 }
@@ -277,6 +284,21 @@ impl Inner {
             }
             let before = pods.by_uid.insert(after.uid.clone(), after.clone());
             let follow = after.running_since.is_some() && pods.following.insert(after.uid.clone());
+            // A pod asked to stop whose container ended (Failed or Succeeded, kept a while
+            // before it goes): it stopped now — in the same lock as `present` no longer
+            // counting it.
+            if after.deleting.is_some() && (after.sigkilled.is_some() || ended_phase(&after.phase)) {
+                let slot = (after.key.clone(), after.component.clone());
+                if pods.ended.get(&slot).is_none_or(|e| e.uid != after.uid) {
+                    let ended = Ended {
+                        uid: after.uid.clone(),
+                        at: Utc::now(),
+                        kill_at: after.deleting,
+                        sigkilled: after.sigkilled,
+                    };
+                    pods.ended.insert(slot, ended);
+                }
+            }
             (before, follow)
         };
         if happened {
@@ -289,11 +311,24 @@ impl Inner {
         }
     }
 
-    fn gone(&self, uid: &str) {
+    /// A pod is gone: `last`, as the deletion showed it (`None`: missed while the watch was
+    /// lost — nothing known of how it ended).
+    fn gone(&self, uid: &str, last: Option<Option<PodView>>) {
         let mut pods = lock(&self.pods);
-        if let Some(pod) = pods.by_uid.remove(uid) {
-            pods.ended.insert((pod.key, pod.component), (Utc::now(), pod.deleting));
+        let Some(known) = pods.by_uid.remove(uid) else { return };
+        let slot = (known.key.clone(), known.component.clone());
+        if pods.ended.get(&slot).is_some_and(|e| e.uid == uid) {
+            // Its end was seen already (its container ended before the pod went).
+            return;
         }
+        let ended = match last {
+            Some(last) => {
+                let last = last.unwrap_or(known);
+                Ended { uid: uid.to_owned(), at: Utc::now(), kill_at: last.deleting, sigkilled: last.sigkilled }
+            }
+            None => Ended { uid: uid.to_owned(), at: Utc::now(), kill_at: None, sigkilled: None },
+        };
+        pods.ended.insert(slot, ended);
     }
 
     /// Follows a pod's log into its component's book until the pod is gone or has ended;
@@ -342,7 +377,7 @@ impl Inner {
             }
             let still = lock(&self.pods).by_uid.get(&pod.uid).cloned();
             match still {
-                Some(p) if p.phase != "Succeeded" && p.phase != "Failed" => {
+                Some(p) if !ended_phase(&p.phase) => {
                     // A container that keeps crashing ends its log at once: ask less and less
                     // often, and often again once it prints.
                     pause = if fresh { FOLLOW_AGAIN } else { (pause * 2).min(FOLLOW_AT_MOST_EVERY) };
@@ -386,7 +421,7 @@ impl Inner {
         let mut names: Vec<String> = pods
             .of(key)
             .filter(|p| jobs || !matches!(p.kind, Some(ComponentKind::Job | ComponentKind::Cron)))
-            .filter(|p| p.phase != "Succeeded" && p.phase != "Failed")
+            .filter(|p| !ended_phase(&p.phase))
             .map(|p| p.component.clone())
             .collect();
         names.sort();
@@ -394,20 +429,19 @@ impl Inner {
         names
     }
 
-    /// Whether the component's last pod, gone since `since`, went within its grace period
-    /// (by the `deletionTimestamp` the API server gave it: the request's time plus the grace
-    /// period, on the API server's clock). `None` when that is not known (it went unasked, or
-    /// the watcher missed its going).
+    /// Whether the component's last pod, ended since `since`, stopped within its grace period
+    /// ([`Ended::in_time`]). `None` when that is not known (it went unasked, or the watcher
+    /// missed its going).
     fn went_in_time(&self, key: &StageKey, component: &str, since: DateTime<Utc>) -> Option<bool> {
         let pods = lock(&self.pods);
-        let (gone_at, kill_at) = pods.ended.get(&(key.clone(), component.to_owned()))?;
-        (*gone_at >= since).then_some(())?;
-        kill_at.map(|kill_at| *gone_at <= kill_at)
+        let ended = pods.ended.get(&(key.clone(), component.to_owned()))?;
+        (ended.at >= since).then_some(())?;
+        ended.in_time()
     }
 }
 
 /// A component's state as its newest pod shows it.
-fn component_status(c: &ComponentSpec, pod: Option<&PodView>, running: bool, grace: Duration) -> ComponentStatus {
+fn component_status(c: &ComponentSpec, pod: Option<&PodView>, running: bool) -> ComponentStatus {
     let now = Utc::now();
     let port = (c.kind == ComponentKind::Service).then(|| c.port.unwrap_or(render::DEFAULT_PORT));
     let mut status = ComponentStatus::new(&c.name, c.kind, port, ComponentState::Stopped);
@@ -423,10 +457,14 @@ fn component_status(c: &ComponentSpec, pod: Option<&PodView>, running: bool, gra
     status.restarts = pod.restarts;
     status.exit_code = pod.exit_code;
     status.started_at = pod.running_since;
-    status.state = if let Some(kill_at) = pod.deleting {
-        // Whole seconds, rounded up: "killed in 0 s" only once the grace period is over.
+    status.state = if pod.deleting.is_some() && ended_phase(&pod.phase) {
+        // Asked to stop, and stopped: the pod is about to go.
+        ComponentState::Stopped
+    } else if let Some(kill_at) = pod.deleting {
+        // Whole seconds, rounded up: "killed in 0 s" only once the grace period is over (and
+        // never more than the pod's own grace period, whatever the clocks say).
         let left_ms = (kill_at - now).num_milliseconds().max(0) as u64;
-        status.kill_in_secs = Some(left_ms.div_ceil(1000).min(grace.as_secs()));
+        status.kill_in_secs = Some(left_ms.div_ceil(1000).min(pod.deletion_grace.unwrap_or(u64::MAX)));
         ComponentState::Stopping
     } else {
         match pod.phase.as_str() {
@@ -472,7 +510,7 @@ impl Runtime for KubernetesRuntime {
             requests::prune(client, &ns, spec.release).await
         };
         self.inner.within(applied).await.map_err(RuntimeError::Cluster)?;
-        let applied = Applied { spec, running: true, grace };
+        let applied = Applied { spec, running: true };
         lock(&self.inner.stages).insert(applied.spec.key.clone(), applied);
         Ok(())
     }
@@ -484,10 +522,8 @@ impl Runtime for KubernetesRuntime {
     async fn ask_stop(&self, key: &StageKey, grace: Duration, mode: StopMode) -> StopWait {
         let client = &self.inner.client;
         let ns = self.inner.namespace(key);
-        let was_running = lock(&self.inner.stages).get_mut(key).map(|applied| {
-            applied.grace = grace;
-            std::mem::replace(&mut applied.running, false)
-        });
+        let was_running =
+            lock(&self.inner.stages).get_mut(key).map(|applied| std::mem::replace(&mut applied.running, false));
         let halt = mode == StopMode::Halt;
         let before = self.inner.present(key, halt);
         let stopping = Stopping::new(&self.inner, key);
@@ -584,7 +620,7 @@ impl Runtime for KubernetesRuntime {
                 .spec
                 .components
                 .iter()
-                .map(|c| component_status(c, newest.get(c.name.as_str()).copied(), applied.running, applied.grace))
+                .map(|c| component_status(c, newest.get(c.name.as_str()).copied(), applied.running))
                 .filter(|s| applied.running || s.state != ComponentState::Stopped)
                 .collect(),
             // Not applied by this server (yet): what its pods show.
@@ -603,7 +639,7 @@ impl Runtime for KubernetesRuntime {
                         storage: Vec::new(),
                         env: BTreeMap::new(),
                     };
-                    component_status(&c, Some(pod), true, Duration::ZERO)
+                    component_status(&c, Some(pod), true)
                 })
                 .collect(),
         }

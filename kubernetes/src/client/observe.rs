@@ -34,6 +34,11 @@ pub struct PodView {
     /// the kubelet kills what still runs — the API server's `deletionTimestamp` is the request's
     /// time plus the grace period, not the request's time.
     pub deleting: Option<DateTime<Utc>>,
+    /// Its grace period, once it was asked to stop (`deletionGracePeriodSeconds`).
+    pub deletion_grace: Option<u64>,
+    /// Whether its container, ended now, was killed with SIGKILL (exit code 137, not for want
+    /// of memory); `None` while it has not ended.
+    pub sigkilled: Option<bool>,
     /// When its container started, while it runs.
     pub running_since: Option<DateTime<Utc>>,
     pub ready: bool,
@@ -90,6 +95,8 @@ pub fn view(pod: &Pod, install: Option<&str>) -> Option<PodView> {
         phase: status.and_then(|s| s.phase.clone()).unwrap_or_else(|| "Pending".into()),
         created: meta.creation_timestamp.as_ref().and_then(time),
         deleting: meta.deletion_timestamp.as_ref().and_then(time),
+        deletion_grace: meta.deletion_grace_period_seconds.and_then(|g| u64::try_from(g).ok()),
+        sigkilled: terminated.map(|t| t.exit_code == 137 && t.reason.as_deref() != Some("OOMKilled")),
         running_since,
         ready: container.is_some_and(|c| c.ready),
         restarts: container.map_or(0, |c| c.restart_count.max(0) as u32),
@@ -115,7 +122,9 @@ pub fn events(before: Option<&PodView>, after: &PodView) -> Vec<(EventKind, Stri
         out.push((EventKind::Started, format!("started (release {}, pod {})", after.release, after.name)));
     }
     let old_phase = before.map_or("Pending", |b| b.phase.as_str());
-    if after.phase != old_phase {
+    // A pod asked to stop ends Failed or Succeeded before it goes (the kubelet since
+    // Kubernetes 1.27): that is the stop — which the stop's own event tells — not a crash.
+    if after.phase != old_phase && after.deleting.is_none() {
         match after.phase.as_str() {
             "Succeeded" => out.push((EventKind::Completed, "completed (exit code 0)".into())),
             "Failed" => out.push((EventKind::Crashed, format!("failed: exited with {}", code(after.exit_code)))),
@@ -174,9 +183,31 @@ pub struct Pods {
     pub ended: HashMap<(StageKey, String), Ended>,
 }
 
-/// When a pod went (as the watcher saw it), and when its grace period ended, if it was asked
-/// to stop.
-pub type Ended = (DateTime<Utc>, Option<DateTime<Utc>>);
+/// How a component's last pod asked to stop ended.
+#[derive(Clone, Debug)]
+pub struct Ended {
+    pub uid: String,
+    /// When the watcher saw it end (its container ended, or the pod went).
+    pub at: DateTime<Utc>,
+    /// When its grace period ended (its `deletionTimestamp`), if it was asked to stop and the
+    /// watcher saw that.
+    pub kill_at: Option<DateTime<Utc>>,
+    /// Whether its container was killed with SIGKILL, if its end was seen.
+    pub sigkilled: Option<bool>,
+}
+
+impl Ended {
+    /// Whether it stopped within its grace period: by its container's exit (killed with
+    /// SIGKILL or not), else by when it ended against its `deletionTimestamp` (the API
+    /// server's clock, whole seconds: the watcher sees the end a little late, so this leans to
+    /// "killed"); `None` when neither is known.
+    pub fn in_time(&self) -> Option<bool> {
+        match self.sigkilled {
+            Some(killed) => Some(!killed),
+            None => self.kill_at.map(|kill_at| self.at <= kill_at),
+        }
+    }
+}
 
 impl Pods {
     /// The pods of a stage.
@@ -241,6 +272,52 @@ mod tests {
         let (at, text) = parse_log_line(b"\xff\xfe not a time\r\n");
         assert!(at.is_none());
         assert_eq!(text, "\u{fffd}\u{fffd} not a time");
+    }
+
+    fn pod(phase: &str, deleting: bool, terminated: Option<(i32, &str)>) -> PodView {
+        PodView {
+            uid: "u1".into(),
+            name: "web-1".into(),
+            namespace: "ns".into(),
+            key: StageKey::new("shop", "qa"),
+            component: "web".into(),
+            kind: Some(ComponentKind::Service),
+            release: 1,
+            phase: phase.into(),
+            created: None,
+            deleting: deleting.then(Utc::now),
+            deletion_grace: deleting.then_some(30),
+            sigkilled: terminated.map(|(code, reason)| code == 137 && reason != "OOMKilled"),
+            running_since: None,
+            ready: false,
+            restarts: 0,
+            exit_code: terminated.map(|(code, _)| code),
+            crashing: false,
+        }
+    }
+
+    #[test]
+    fn a_pod_that_ends_because_it_was_asked_to_stop_did_not_crash() {
+        let running = PodView { running_since: Some(Utc::now()), ..pod("Running", false, None) };
+        let crashed = events(Some(&running), &pod("Failed", false, Some((1, "Error"))));
+        assert!(matches!(crashed.as_slice(), [(EventKind::Crashed, m)] if m.contains("code 1")), "{crashed:?}");
+        let stopping = PodView { running_since: Some(Utc::now()), ..pod("Running", true, None) };
+        for ended in [pod("Failed", true, Some((143, "Error"))), pod("Succeeded", true, Some((0, "Completed")))] {
+            assert_eq!(events(Some(&stopping), &ended), vec![], "{ended:?}");
+        }
+    }
+
+    #[test]
+    fn a_stop_is_judged_by_the_containers_exit_else_by_the_end_of_its_grace_period() {
+        let now = Utc::now();
+        let ended = |sigkilled, kill_at| Ended { uid: "u".into(), at: now, kill_at, sigkilled };
+        assert_eq!(ended(Some(true), Some(now + chrono::Duration::seconds(5))).in_time(), Some(false), "SIGKILL");
+        assert_eq!(ended(Some(false), Some(now - chrono::Duration::seconds(5))).in_time(), Some(true), "its exit");
+        assert_eq!(ended(None, Some(now + chrono::Duration::seconds(1))).in_time(), Some(true));
+        assert_eq!(ended(None, Some(now - chrono::Duration::seconds(1))).in_time(), Some(false));
+        assert_eq!(ended(None, None).in_time(), None);
+        // Out of memory is not the kubelet's kill.
+        assert_eq!(pod("Failed", true, Some((137, "OOMKilled"))).sigkilled, Some(false));
     }
 
     #[tokio::test]

@@ -5,8 +5,10 @@
 //! resource version), delete (namespaces and pods gracefully, dependents in the background)
 //! and pod logs. The kubelet, every 20 ms, makes the pods of Deployments (`Recreate`: the old
 //! pods go before the new start), runs a pod per Job to completion, moves pods from Pending to
-//! Running, and removes a deleted pod after it took [`Fake::set_stop_time`] to stop — or its
-//! grace period, if that is shorter (then it was killed). Every request is recorded.
+//! Running, and ends a deleted pod after it took [`Fake::set_stop_time`] to stop — or its
+//! grace period, if that is shorter (then it was killed: exit code 137, else 143) — leaving it
+//! `Failed` for 100 ms before it goes, as kubelets since Kubernetes 1.27 do. Every request is
+//! recorded.
 
 #![allow(dead_code)]
 
@@ -378,8 +380,26 @@ impl Inner {
                 let grace = pod["metadata"]["deletionGracePeriodSeconds"].as_u64().unwrap_or(30);
                 let waited = past_kill + chrono::Duration::seconds(grace as i64);
                 let stop = self.stop_time.min(Duration::from_secs(grace));
-                if phase == "Succeeded" || phase == "Failed" || waited.to_std().unwrap_or_default() >= stop {
+                let ended = pod["metadata"]["annotations"]["fake/ended"]
+                    .as_str()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| now_t - t.with_timezone(&Utc));
+                if let Some(ended) = ended {
+                    // As the kubelet does since Kubernetes 1.27: a pod whose container ended
+                    // stays Failed for a moment, then goes.
+                    if ended >= chrono::Duration::milliseconds(100) {
+                        self.remove(&key);
+                    }
+                } else if phase == "Succeeded" || phase == "Failed" {
                     self.remove(&key);
+                } else if waited.to_std().unwrap_or_default() >= stop {
+                    // SIGTERM honoured (143), or SIGKILL at the end of the grace period (137).
+                    let code = if self.stop_time >= Duration::from_secs(grace) { 137 } else { 143 };
+                    pod["status"] = json!({"phase": "Failed", "containerStatuses": [{"name": container,
+                        "ready": false, "restartCount": 0, "image": "x", "imageID": "",
+                        "state": {"terminated": {"exitCode": code, "reason": "Error", "finishedAt": now()}}}]});
+                    pod["metadata"]["annotations"]["fake/ended"] = json!(now());
+                    self.put(key, pod);
                 }
                 continue;
             }
