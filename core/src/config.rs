@@ -42,6 +42,7 @@ pub const KUBE_CONTROL_PLANE: &str = "PERGOLA_KUBE_CONTROL_PLANE";
 pub const KUBE_VOLUME_SIZE: &str = "PERGOLA_KUBE_VOLUME_SIZE";
 pub const KUBE_STORAGE_CLASS: &str = "PERGOLA_KUBE_STORAGE_CLASS";
 pub const KUBE_INSTALL: &str = "PERGOLA_KUBE_INSTALL";
+pub const KUBE_NAMESPACE: &str = "PERGOLA_KUBE_NAMESPACE";
 
 /// Every environment variable, in the order the README lists them.
 pub const SETTINGS: &[Setting] = &[
@@ -173,6 +174,14 @@ pub const SETTINGS: &[Setting] = &[
                   Set it before the first deploy: what runs under another name is not found again",
         default: "none: the one installation on the cluster",
     },
+    Setting {
+        name: KUBE_NAMESPACE,
+        meaning: "Kubernetes: the namespace the servers run in. The stages' network policy then admits the \
+                  control plane by that name (`kubernetes.io/metadata.name`, which the API server sets and no one \
+                  can change) rather than by labels, which whoever may label a namespace could copy onto their \
+                  own. `deploy/kubernetes/deployment.yaml` sets it to the pod's namespace",
+        default: "none: any namespace labelled as the control plane's (see `PERGOLA_KUBE_INSTALL`)",
+    },
     Setting { name: LOG, meaning: "log filter", default: "`info,sqlx=warn`" },
     Setting { name: SITE_ROOT, meaning: "where the built site (`pkg/`, assets) is", default: "`target/site`" },
     Setting {
@@ -233,6 +242,8 @@ pub struct Cluster {
     pub storage_class: Option<String>,
     /// This installation's name on the cluster (`PERGOLA_KUBE_INSTALL`); `None`: the only one.
     pub install: Option<String>,
+    /// The namespace the servers run in (`PERGOLA_KUBE_NAMESPACE`); `None`: not known.
+    pub namespace: Option<String>,
 }
 
 impl Default for Cluster {
@@ -244,6 +255,7 @@ impl Default for Cluster {
             volume_size: "1Gi".into(),
             storage_class: None,
             install: None,
+            namespace: None,
         }
     }
 }
@@ -547,8 +559,22 @@ fn cluster(var: &impl Fn(&str) -> Option<String>) -> Result<Cluster, String> {
             ))
         }
     };
+    let namespace = match var(KUBE_NAMESPACE).map(|v| v.trim().to_owned()) {
+        None => None,
+        Some(v) if v.is_empty() => None,
+        Some(v)
+            if v.len() <= 63
+                && v.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && !v.ends_with('-')
+                && v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') =>
+        {
+            Some(v)
+        }
+        Some(v) => return Err(format!("{KUBE_NAMESPACE} must be a namespace name (a DNS label), not '{v}'")),
+    };
     Ok(Cluster {
         install,
+        namespace,
         base_image: text(KUBE_BASE_IMAGE, defaults.base_image)?,
         fetch_image: text(KUBE_FETCH_IMAGE, defaults.fetch_image)?,
         control_plane: control_plane.trim_end_matches('/').to_owned(),
@@ -642,8 +668,10 @@ mod tests {
             (KUBE_VOLUME_SIZE, "20Gi"),
             (KUBE_STORAGE_CLASS, "fast-ssd"),
             (KUBE_INSTALL, " staging-2 "),
+            (KUBE_NAMESPACE, "pergola-system"),
         ])
         .unwrap();
+        assert_eq!(c.cluster.namespace.as_deref(), Some("pergola-system"));
         assert_eq!(c.runtime, RuntimeKind::Kubernetes);
         assert_eq!(c.cluster.base_image, "registry.example/base:1");
         assert_eq!(c.cluster.control_plane, "https://pergola.example");
@@ -661,6 +689,9 @@ mod tests {
             (KUBE_INSTALL, "2nd"),
             (KUBE_INSTALL, "staging-"),
             (KUBE_INSTALL, "a-name-longer-than-twenty"),
+            (KUBE_NAMESPACE, "Pergola"),
+            (KUBE_NAMESPACE, "pergola/x"),
+            (KUBE_NAMESPACE, "-pergola"),
         ] {
             let e = read(&[(name, bad)]).unwrap_err();
             assert!(e.starts_with(name), "{e}");

@@ -14,7 +14,7 @@
 //! | a cron component | a `CronJob` (`concurrencyPolicy: Forbid`, `startingDeadlineSeconds`) |
 //! | storage | a `PersistentVolumeClaim` per volume, mounted at `/storage/VOLUME` (`PERGOLA_STORAGE_VOLUME`) |
 //! | temporary data | an `emptyDir` at `/tmp` (`TMPDIR`), at most 1 GiB |
-//! | isolation | a `NetworkPolicy`: only the stage's own pods and the control plane's namespace reach its pods |
+//! | isolation | a `NetworkPolicy`: only the stage's own pods and the control plane's namespace reach its pods — by the namespace's name (`PERGOLA_KUBE_NAMESPACE`), else by its labels |
 //! | the grace period | `terminationGracePeriodSeconds` |
 //! | the build | an `emptyDir` at `/app`, filled by an init container that downloads the release's build from the control plane with a short-lived token (the `Secret` `fetch-rN`); the components run in the configured base image |
 //! | a component's `image` | that image, with its own command unless the manifest names one; no download |
@@ -42,6 +42,9 @@ pub const COMPONENT_LABEL: &str = "pergola.dev/component";
 pub const RELEASE_LABEL: &str = "pergola.dev/release";
 /// The label saying what kind of component a pod runs (`service`, `worker`, `job`, `cron`).
 pub const KIND_LABEL: &str = "pergola.dev/kind";
+/// The label the API server gives every namespace: its name.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
 /// The label naming the installation (`PERGOLA_KUBE_INSTALL`), when there is a name.
 pub const INSTALL_LABEL: &str = "pergola.dev/install";
 /// The label of the namespace Pergola's control plane runs in (`deploy/kubernetes/namespace.yaml`):
@@ -199,15 +202,22 @@ pub fn objects(stage: &Stage, cluster: &Cluster) -> Vec<Value> {
     // namespace is labelled app.kubernetes.io/name=pergola and, of a named installation,
     // pergola.dev/install=NAME; the unnamed installation's has no pergola.dev/install (a named
     // installation's control plane does not reach the unnamed one's stages either).
+    // With the control plane's namespace known (`PERGOLA_KUBE_NAMESPACE`), by its name: the
+    // API server sets `kubernetes.io/metadata.name`, and no one can give it to another
+    // namespace, whereas whoever may label a namespace could copy the labels.
     let mut control_plane = Map::new();
-    control_plane.insert(CONTROL_PLANE_LABEL.0.into(), json!(CONTROL_PLANE_LABEL.1));
     let mut selector = Map::new();
-    match stage.install {
-        Some(name) => {
-            control_plane.insert(INSTALL_LABEL.into(), json!(name));
-        }
-        None => {
-            selector.insert("matchExpressions".into(), json!([{"key": INSTALL_LABEL, "operator": "DoesNotExist"}]));
+    if let Some(namespace) = &cluster.namespace {
+        control_plane.insert(NAMESPACE_NAME_LABEL.into(), json!(namespace));
+    } else {
+        control_plane.insert(CONTROL_PLANE_LABEL.0.into(), json!(CONTROL_PLANE_LABEL.1));
+        match stage.install {
+            Some(name) => {
+                control_plane.insert(INSTALL_LABEL.into(), json!(name));
+            }
+            None => {
+                selector.insert("matchExpressions".into(), json!([{"key": INSTALL_LABEL, "operator": "DoesNotExist"}]));
+            }
         }
     }
     selector.insert("matchLabels".into(), Value::Object(control_plane));

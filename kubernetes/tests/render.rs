@@ -7,7 +7,9 @@ use pergola_core::{StageKey, StageSpec};
 use pergola_domain::limits::LimitsPolicy;
 use pergola_domain::manifest::{ComponentKind, ComponentSpec, HealthCheck};
 use pergola_domain::{validate_id, IdKind, StageType};
-use pergola_kubernetes::render::{self, namespace, namespace_of, INSTALL_LABEL, MAX_CRON_NAME, MAX_NAME};
+use pergola_kubernetes::render::{
+    self, namespace, namespace_of, INSTALL_LABEL, MAX_CRON_NAME, MAX_NAME, NAMESPACE_NAME_LABEL,
+};
 use pergola_kubernetes::{objects, Cluster, Stage};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -117,6 +119,14 @@ fn selects(selector: &Value, labels: &[(&str, &str)]) -> bool {
     by_label && by_expression
 }
 
+/// A namespace's labels: those its owner gave it, and its name (the API server's, which no one
+/// can change).
+fn named<'a>(name: &'a str, labels: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut all = labels.to_vec();
+    all.push((NAMESPACE_NAME_LABEL, name));
+    all
+}
+
 fn pod_specs(object: &Value) -> Vec<&Value> {
     match object["kind"].as_str() {
         Some("Deployment") | Some("Job") => vec![&object["spec"]["template"]["spec"]],
@@ -138,6 +148,8 @@ proptest! {
         grace in 1u32..3600,
         stage_type in prop_oneof![Just(StageType::Dev), Just(StageType::Qa), Just(StageType::Prod)],
         install in proptest::option::of("[a-z]([a-z0-9-]{0,18}[a-z0-9])?"),
+        // Up to 32 characters: the namespaces named in the test below are longer.
+        home in proptest::option::of("[a-z]([a-z0-9-]{0,30}[a-z0-9])?"),
     ) {
         let spec = StageSpec {
             key: StageKey::new(&project, &stage_id),
@@ -149,7 +161,7 @@ proptest! {
             stage_type,
         };
         let stage = Stage { spec: &spec, suspended, grace_secs: grace, fetch_token: "t", install: install.as_deref() };
-        let all = objects(&stage, &Cluster { install: install.clone(), ..Cluster::default() });
+        let all = objects(&stage, &Cluster { install: install.clone(), namespace: home.clone(), ..Cluster::default() });
         let ns = namespace_of(install.as_deref(), &project, &stage_id);
         prop_assert!(is_dns_label(&ns, MAX_NAME), "{ns}");
         // Another installation's stage of the same IDs lives elsewhere.
@@ -238,16 +250,24 @@ proptest! {
                     prop_assert_eq!(&from[0], &serde_json::json!({"podSelector": {}}));
                     prop_assert_eq!(from.as_array().map(Vec::len), Some(2));
                     let admits = |ns: &[(&str, &str)]| selects(&from[1]["namespaceSelector"], ns);
-                    let name = ("app.kubernetes.io/name", "pergola");
-                    let own: Vec<(&str, &str)> = match &install {
-                        Some(i) => vec![name, (INSTALL_LABEL, i.as_str())],
-                        None => vec![name],
-                    };
-                    prop_assert!(admits(&own), "its own control plane {own:?}");
-                    prop_assert!(!admits(&[]) && !admits(&[("app.kubernetes.io/name", "other")]));
-                    prop_assert!(!admits(&[name, (INSTALL_LABEL, "another-installation-x")]), "a named installation");
-                    if install.is_some() {
-                        prop_assert!(!admits(&[name]), "the unnamed installation");
+                    let app = ("app.kubernetes.io/name", "pergola");
+                    let install_label: Vec<(&str, &str)> = install.iter().map(|i| (INSTALL_LABEL, i.as_str())).collect();
+                    let mut impostor = named("impostor-namespace-of-another-team-01", &[app]);
+                    impostor.extend(install_label.iter().copied());
+                    prop_assert!(!admits(&named("default-namespace-of-another-team-01", &[])) && !admits(&named("another-namespace-of-another-team-02", &[("app.kubernetes.io/name", "other")])));
+                    prop_assert!(!admits(&named("another-installations-control-plane-03", &[app, (INSTALL_LABEL, "another-installation-x")])), "a named installation");
+                    match &home {
+                        // By its name only: labels copied onto another namespace do not get in.
+                        Some(home) => {
+                            prop_assert!(admits(&[(NAMESPACE_NAME_LABEL, home.as_str())]), "its own control plane");
+                            prop_assert!(!admits(&impostor), "a namespace with the control plane's labels");
+                        }
+                        None => {
+                            prop_assert!(admits(&impostor), "by labels, whoever has them: {impostor:?}");
+                            if install.is_some() {
+                                prop_assert!(!admits(&named("the-unnamed-installations-control-plane", &[app])), "the unnamed installation");
+                            }
+                        }
                     }
                 }
                 "CronJob" => {

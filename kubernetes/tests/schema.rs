@@ -126,8 +126,15 @@ fn every_object_is_valid_kubernetes_for_the_demo_app_and_every_feature() {
             for suspended in [false, true] {
                 // One installation of several on the cluster (a name of 20) while suspended.
                 let install = suspended.then(|| "staging-installation".to_owned());
-                let cluster =
-                    Cluster { storage_class: Some("fast-ssd".into()), install: install.clone(), ..Cluster::default() };
+                // The control plane's namespace known by name (it is with the deploy manifests)
+                // or not.
+                let namespace = (t != StageType::Dev).then(|| "pergola".to_owned());
+                let cluster = Cluster {
+                    storage_class: Some("fast-ssd".into()),
+                    install: install.clone(),
+                    namespace,
+                    ..Cluster::default()
+                };
                 let long = "p".repeat(63);
                 let spec = spec(manifest, &long, &format!("{}-stage", t.as_str()), 1_234_567, t);
                 let install = install.as_deref();
@@ -205,6 +212,8 @@ fn pergolas_own_manifests_are_valid_and_grant_what_the_runtime_does() {
         assert!(known.contains(&e["name"].as_str().unwrap()), "unknown setting {}", e["name"]);
     }
     assert_eq!(value("PERGOLA_RUNTIME")["value"], "kubernetes");
+    // The stages' network policy admits the control plane by its namespace's name.
+    assert_eq!(value("PERGOLA_KUBE_NAMESPACE")["valueFrom"]["fieldRef"]["fieldPath"], "metadata.namespace");
     for secret in ["DATABASE_URL", "PERGOLA_SECRET_KEY"] {
         assert!(value(secret)["valueFrom"]["secretKeyRef"]["name"].is_string(), "{secret} from a Secret");
     }
