@@ -276,6 +276,25 @@ async fn running(services: &Services, name: &str) -> Option<ComponentStatus> {
     component(services, name).await.filter(|c| c.state == ComponentState::Running)
 }
 
+/// How many times `shop/qa`'s timeline says a stop was not taken.
+async fn refusals(admin: &pergola_core::services::Acting) -> usize {
+    let events = admin.events("shop", "qa").await.unwrap();
+    events.iter().filter(|e| e.kind == EventKind::StopFailed).count()
+}
+
+/// `shop/qa` running on the fake cluster, then suspended while the API server refuses every
+/// change — once the refusal is on its timeline. The services, and their watcher.
+async fn suspended_while_refused(fake: &Fake, env: &Env) -> (Services, tokio::task::JoinHandle<()>) {
+    let (services, _runtime, watcher) = on_cluster(env, fake);
+    let admin = env.as_admin(&services);
+    deploy_shop_qa(&admin).await;
+    until("web runs", || running(&services, "web")).await;
+    fake.refuse_changes(true);
+    admin.suspend_stage("shop", "qa").await.unwrap();
+    until("the refusal is on the timeline", || async { (refusals(&admin).await == 1).then_some(()) }).await;
+    (services, watcher)
+}
+
 /// Project `shop`, stage `qa`, and [`MANIFEST`] deployed to it.
 async fn deploy_shop_qa(admin: &pergola_core::services::Acting) -> pergola_domain::Build {
     admin.create_project("Shop", Some("shop")).await.unwrap();
@@ -793,21 +812,11 @@ async fn each_components_grace_period_runs_from_when_the_cluster_took_its_stop_a
 async fn a_stop_the_cluster_does_not_take_is_asked_again_and_the_stage_is_not_called_suspended_meanwhile() {
     let fake = Fake::start().await;
     let env = sqlite_env().await;
-    let (services, _runtime, watcher) = on_cluster(&env, &fake);
+    // The API server takes no changes: the suspend cannot scale anything down.
+    let (services, watcher) = suspended_while_refused(&fake, &env).await;
     let admin = env.as_admin(&services);
-    deploy_shop_qa(&admin).await;
-    until("web runs", || running(&services, "web")).await;
     let ns = namespace("shop", "qa");
     let status = || async { admin.get_stage("shop", "qa").await.unwrap().status };
-    let refusals = || async {
-        let events = admin.events("shop", "qa").await.unwrap();
-        events.iter().filter(|e| e.kind == EventKind::StopFailed).count()
-    };
-
-    // The API server takes no changes: the suspend cannot scale anything down.
-    fake.refuse_changes(true);
-    admin.suspend_stage("shop", "qa").await.unwrap();
-    until("the refusal is on the timeline", || async { (refusals().await == 1).then_some(()) }).await;
     // Asked again (after 1 s, then 2 s), refused again: still suspending, web still runs.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(status().await, StageStatus::Suspending, "not suspended while what it runs was never asked to stop");
@@ -822,7 +831,7 @@ async fn a_stop_the_cluster_does_not_take_is_asked_again_and_the_stage_is_not_ca
     assert_eq!(fake.get("deployments", &ns, "web").unwrap()["spec"]["replicas"], 0);
     assert_eq!(fake.get("cronjobs", &ns, "report").unwrap()["spec"]["suspend"], true);
     until("web's pod is gone", || async { (pods_of(&fake, "web").count() == 0).then_some(()) }).await;
-    assert_eq!(refusals().await, 1, "the refusal is told once");
+    assert_eq!(refusals(&admin).await, 1, "the refusal is told once");
     let events = admin.events("shop", "qa").await.unwrap();
     assert!(
         events.iter().any(|e| e.kind == EventKind::Suspended && e.message.contains("every component has stopped")),
@@ -836,23 +845,14 @@ async fn a_stop_the_cluster_does_not_take_is_asked_again_and_the_stage_is_not_ca
 async fn a_delete_while_a_refused_suspend_is_asked_again_takes_over_the_asking_and_the_timeline_is_told_once() {
     let fake = Fake::start().await;
     let env = sqlite_env().await;
-    let (services, _runtime, watcher) = on_cluster(&env, &fake);
+    let (services, watcher) = suspended_while_refused(&fake, &env).await;
     let admin = env.as_admin(&services);
-    deploy_shop_qa(&admin).await;
-    until("web runs", || running(&services, "web")).await;
     let ns = namespace("shop", "qa");
-    let refusals = || async {
-        let events = admin.events("shop", "qa").await.unwrap();
-        events.iter().filter(|e| e.kind == EventKind::StopFailed).count()
-    };
-    fake.refuse_changes(true);
-    admin.suspend_stage("shop", "qa").await.unwrap();
-    until("the suspend's refusal is on the timeline", || async { (refusals().await == 1).then_some(()) }).await;
     // Deleted while the suspend is still asked again: the delete's stop (a halt) is refused
     // too, and from now on one stop is asked again — the delete's; the timeline knows already.
     admin.delete_stage("shop", "qa").await.unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(refusals().await, 1, "one refusal on the timeline, not one per stop");
+    assert_eq!(refusals(&admin).await, 1, "one refusal on the timeline, not one per stop");
     fake.refuse_changes(false);
     until("the delete's halt went through", || async {
         (fake.get("jobs", &ns, "migrate-r1")?["spec"]["suspend"] == true).then_some(())
@@ -861,7 +861,7 @@ async fn a_delete_while_a_refused_suspend_is_asked_again_takes_over_the_asking_a
     assert_eq!(fake.get("deployments", &ns, "web").unwrap()["spec"]["replicas"], 0);
     until("web's pod is gone", || async { (pods_of(&fake, "web").count() == 0).then_some(()) }).await;
     assert!(admin.list_stages("shop", true).await.unwrap().iter().any(|s| s.id == "qa"), "deleted, restorable");
-    assert_eq!(refusals().await, 1);
+    assert_eq!(refusals(&admin).await, 1);
     watcher.abort();
     env.cleanup().await;
 }
@@ -870,18 +870,9 @@ async fn a_delete_while_a_refused_suspend_is_asked_again_takes_over_the_asking_a
 async fn a_refused_suspend_goes_on_being_asked_when_the_delete_that_took_over_is_undone_by_a_restore() {
     let fake = Fake::start().await;
     let env = sqlite_env().await;
-    let (services, _runtime, watcher) = on_cluster(&env, &fake);
+    let (services, watcher) = suspended_while_refused(&fake, &env).await;
     let admin = env.as_admin(&services);
-    deploy_shop_qa(&admin).await;
-    until("web runs", || running(&services, "web")).await;
     let ns = namespace("shop", "qa");
-    let refusals = || async {
-        let events = admin.events("shop", "qa").await.unwrap();
-        events.iter().filter(|e| e.kind == EventKind::StopFailed).count()
-    };
-    fake.refuse_changes(true);
-    admin.suspend_stage("shop", "qa").await.unwrap();
-    until("the suspend's refusal is on the timeline", || async { (refusals().await == 1).then_some(()) }).await;
     // The delete's stop takes the asking over; the restore undoes the delete, so the delete's
     // stop has nothing more to ask for — but the suspend still has: the stage is suspending.
     admin.delete_stage("shop", "qa").await.unwrap();
@@ -896,7 +887,7 @@ async fn a_refused_suspend_goes_on_being_asked_when_the_delete_that_took_over_is
     .await;
     assert_eq!(fake.get("deployments", &ns, "web").unwrap()["spec"]["replicas"], 0);
     until("web's pod is gone", || async { (pods_of(&fake, "web").count() == 0).then_some(()) }).await;
-    assert_eq!(refusals().await, 1, "told once");
+    assert_eq!(refusals(&admin).await, 1, "told once");
     watcher.abort();
     env.cleanup().await;
 }
