@@ -1023,6 +1023,9 @@ async fn a_stage_a_cut_off_server_left_suspending_is_settled_by_the_server_doing
     // Left suspending well past its grace period: the server doing the background work stops
     // and settles it.
     env.clock.advance(chrono::Duration::minutes(3));
+    // Renamed meanwhile: the suspend is no younger for it.
+    let rename = pergola_domain::wire::StageUpdate { name: Some("QA renamed".into()), ..Default::default() };
+    admin.update_stage("shop", "qa", rename).await.unwrap();
     assert_eq!(services.settle_left_suspends().await.unwrap(), 1);
     until("suspended", || async {
         (admin.get_stage("shop", "qa").await.ok()?.status == StageStatus::Suspended).then_some(())

@@ -181,7 +181,8 @@ impl Services {
 
     /// With a runtime the servers share (a cluster), settles each stage left suspending for
     /// longer than a stop takes — its grace period and [`LEFT_SUSPENDING_AFTER`]: the server
-    /// that suspended it stopped or died before the stop ended (a rolling upgrade). Each is
+    /// that suspended it stopped or died before the stop ended (a rolling upgrade), timed from
+    /// its last Suspending event (a rename does not postpone it). Each is
     /// stopped again (in its turn, while it still should not run) and, once its pods are gone,
     /// settled as suspended — or started, when a resume is pending. Each in a task of its own
     /// (its wait can last its grace period), at most one per stage on this server; a stop the
@@ -196,8 +197,19 @@ impl Services {
         for project in self.store.list_projects().await.map_err(internal("list the projects"))? {
             for stage in self.store.list_stages(&project.id).await.map_err(internal("list the stages"))? {
                 let takes = chrono::Duration::seconds(i64::from(stage.grace_secs)) + LEFT_SUSPENDING_AFTER;
-                if stage.status != StageStatus::Suspending || now - stage.updated_at < takes {
+                if stage.status != StageStatus::Suspending {
                     continue;
+                }
+                if now - stage.updated_at < takes {
+                    // Changed since (renamed, a resume asked for while it stops): the suspend
+                    // began at its Suspending event.
+                    let events = self.store.list_events(&stage.project_id, &stage.id, super::EVENTS_SHOWN).await;
+                    let began = events.ok().and_then(|events| {
+                        events.into_iter().find(|e| e.kind == EventKind::Suspending).map(|e| e.at)
+                    });
+                    if began.is_none_or(|at| now - at < takes) {
+                        continue;
+                    }
                 }
                 let key = StageKey::new(&stage.project_id, &stage.id);
                 let Some(settling) = Settling::begin(&self.settling, key) else { continue };
