@@ -842,6 +842,37 @@ async fn a_stop_the_cluster_does_not_take_is_asked_again_and_the_stage_is_not_ca
 }
 
 #[tokio::test]
+async fn a_stop_refused_part_way_shows_what_it_scaled_down_as_stopped_and_the_rest_as_running() {
+    let fake = Fake::start().await;
+    let env = sqlite_env().await;
+    let (services, _runtime, watcher) = on_cluster(&env, &fake);
+    let admin = env.as_admin(&services);
+    deploy_shop_qa(&admin).await;
+    until("web and worker run", || async {
+        running(&services, "web").await?;
+        running(&services, "worker").await
+    })
+    .await;
+    // web is scaled to 0, then the API server refuses worker's change.
+    fake.refuse_changes_to(Some("/deployments/worker"));
+    admin.suspend_stage("shop", "qa").await.unwrap();
+    until("the refusal is on the timeline", || async { (refusals(&admin).await == 1).then_some(()) }).await;
+    until("web shows as stopped", || async {
+        (component(&services, "web").await?.state == ComponentState::Stopped).then_some(())
+    })
+    .await;
+    assert!(running(&services, "worker").await.is_some(), "worker still runs");
+    assert_eq!(admin.get_stage("shop", "qa").await.unwrap().status, StageStatus::Suspending);
+    fake.refuse_changes_to(None);
+    common::until_within(Duration::from_secs(20), "suspended", || async {
+        (admin.get_stage("shop", "qa").await.ok()?.status == StageStatus::Suspended).then_some(())
+    })
+    .await;
+    watcher.abort();
+    env.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_delete_while_a_refused_suspend_is_asked_again_takes_over_the_asking_and_the_timeline_is_told_once() {
     let fake = Fake::start().await;
     let env = sqlite_env().await;

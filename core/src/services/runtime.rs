@@ -204,9 +204,9 @@ impl Services {
                     // Changed since (renamed, a resume asked for while it stops): the suspend
                     // began at its Suspending event.
                     let events = self.store.list_events(&stage.project_id, &stage.id, super::EVENTS_SHOWN).await;
-                    let began = events.ok().and_then(|events| {
-                        events.into_iter().find(|e| e.kind == EventKind::Suspending).map(|e| e.at)
-                    });
+                    let began = events
+                        .ok()
+                        .and_then(|events| events.into_iter().find(|e| e.kind == EventKind::Suspending).map(|e| e.at));
                     if began.is_none_or(|at| now - at < takes) {
                         continue;
                     }

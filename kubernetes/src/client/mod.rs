@@ -117,6 +117,9 @@ struct Applied {
     /// from it).
     spec: StageSpec,
     running: bool,
+    /// Components scaled to 0 by a stop the API server then refused part-way: the stage still
+    /// runs, they do not.
+    scaled_down: std::collections::BTreeSet<String>,
 }
 
 /// Whether a pod's phase says its containers have ended for good.
@@ -510,7 +513,7 @@ impl Runtime for KubernetesRuntime {
             requests::prune(client, &ns, spec.release).await
         };
         self.inner.within(applied).await.map_err(RuntimeError::Cluster)?;
-        let applied = Applied { spec, running: true };
+        let applied = Applied { spec, running: true, scaled_down: Default::default() };
         lock(&self.inner.stages).insert(applied.spec.key.clone(), applied);
         Ok(())
     }
@@ -531,9 +534,11 @@ impl Runtime for KubernetesRuntime {
         // Job's) change; a pod gone before the watcher saw it asked is timed from here.
         let started = tokio::time::Instant::now();
         let began = Utc::now();
+        let mut scaled = Vec::new();
         let asked = async {
             for name in requests::names(client, "Deployment", &ns, "").await? {
                 requests::merge(client, "Deployment", &ns, &name, &json!({"spec": {"replicas": 0}})).await?;
+                scaled.push(name);
             }
             for name in requests::names(client, "CronJob", &ns, "").await? {
                 requests::merge(client, "CronJob", &ns, &name, &json!({"spec": {"suspend": true}})).await?;
@@ -550,8 +555,15 @@ impl Runtime for KubernetesRuntime {
         if let Err(e) = self.inner.within(asked).await {
             // Nothing to wait for: the services ask again. What runs still runs (its status,
             // its build-fetch token renewed).
+            // What was scaled to 0 before the refusal shows as stopped meanwhile.
             if let (Some(running), Some(applied)) = (was_running, lock(&self.inner.stages).get_mut(key)) {
                 applied.running = running;
+                let release = applied.spec.release;
+                let stopped: Vec<String> = (applied.spec.components.iter())
+                    .filter(|c| scaled.contains(&render::component_object(c, release)))
+                    .map(|c| c.name.clone())
+                    .collect();
+                applied.scaled_down.extend(stopped);
             }
             return StopWait::done(StopReport { refused: Some(e), ..StopReport::default() });
         }
@@ -620,7 +632,10 @@ impl Runtime for KubernetesRuntime {
                 .spec
                 .components
                 .iter()
-                .map(|c| component_status(c, newest.get(c.name.as_str()).copied(), applied.running))
+                .map(|c| {
+                    let running = applied.running && !applied.scaled_down.contains(&c.name);
+                    component_status(c, newest.get(c.name.as_str()).copied(), running)
+                })
                 .filter(|s| applied.running || s.state != ComponentState::Stopped)
                 .collect(),
             // Not applied by this server (yet): what its pods show.

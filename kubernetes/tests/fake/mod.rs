@@ -57,6 +57,8 @@ struct Inner {
     overloaded: bool,
     /// Every patch is answered this much later (on either address), after it took effect.
     patch_latency: Duration,
+    /// Patches of the one object whose path ends so are answered 500.
+    refusing_only: Option<String>,
 }
 
 #[derive(Clone)]
@@ -509,6 +511,12 @@ impl Fake {
         self.inner.lock().unwrap().refusing = refuse;
     }
 
+    /// From now on (`None`: no longer), patches of the object whose path ends with `suffix`
+    /// (`/deployments/worker`) are answered 500, and it does not change.
+    pub fn refuse_changes_to(&self, suffix: Option<&str>) {
+        self.inner.lock().unwrap().refusing_only = suffix.map(str::to_owned);
+    }
+
     /// From now on (or no longer), every patch is answered 503, and nothing changes.
     pub fn overload(&self, overloaded: bool) {
         self.inner.lock().unwrap().overloaded = overloaded;
@@ -596,7 +604,8 @@ async fn handle(
         content_type: content_type.clone(),
         body: parsed.clone(),
     });
-    if method == Method::PATCH && inner.lock().unwrap().refusing {
+    let refused_here = inner.lock().unwrap().refusing_only.as_ref().is_some_and(|p| uri.path().ends_with(p.as_str()));
+    if method == Method::PATCH && (inner.lock().unwrap().refusing || refused_here) {
         return status(500, "InternalError", "etcdserver: request timed out");
     }
     if method == Method::PATCH && inner.lock().unwrap().overloaded {
