@@ -170,7 +170,8 @@ pub const SETTINGS: &[Setting] = &[
                   database) share one cluster: up to 20 lower-case letters, digits and `-`, starting with a letter. \
                   It goes into the names of the namespaces and priority classes the runtime makes and onto every \
                   object as the label `pergola.dev/install`, and the runtime sees only pods that carry it; label \
-                  the control plane's namespace with it too (the stages' network policy admits only that one). \
+                  the control plane's namespace with it too (without `PERGOLA_KUBE_NAMESPACE`, the stages' network \
+                  policy admits only that one). \
                   Set it before the first deploy: what runs under another name is not found again",
         default: "none: the one installation on the cluster",
     },

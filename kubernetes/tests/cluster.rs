@@ -857,6 +857,7 @@ async fn a_stop_refused_part_way_shows_what_it_scaled_down_as_stopped_and_the_re
     fake.refuse_changes_to(Some("/deployments/worker"));
     admin.suspend_stage("shop", "qa").await.unwrap();
     until("the refusal is on the timeline", || async { (refusals(&admin).await == 1).then_some(()) }).await;
+    until("web's pod is gone", || async { (pods_of(&fake, "web").count() == 0).then_some(()) }).await;
     until("web shows as stopped", || async {
         (component(&services, "web").await?.state == ComponentState::Stopped).then_some(())
     })

@@ -202,11 +202,25 @@ impl Services {
                 }
                 if now - stage.updated_at < takes {
                     // Changed since (renamed, a resume asked for while it stops): the suspend
-                    // began at its Suspending event.
+                    // began at its Suspending event — if that is the newest change of state
+                    // on its timeline (a suspend whose event is not written yet is no older
+                    // for the last suspend's).
                     let events = self.store.list_events(&stage.project_id, &stage.id, super::EVENTS_SHOWN).await;
-                    let began = events
-                        .ok()
-                        .and_then(|events| events.into_iter().find(|e| e.kind == EventKind::Suspending).map(|e| e.at));
+                    let began = events.ok().and_then(|events| {
+                        let newest = events.into_iter().find(|e| {
+                            matches!(
+                                e.kind,
+                                EventKind::Suspending
+                                    | EventKind::Suspended
+                                    | EventKind::Resumed
+                                    | EventKind::Deployed
+                                    | EventKind::Archived
+                                    | EventKind::Restored
+                                    | EventKind::Created
+                            )
+                        })?;
+                        (newest.kind == EventKind::Suspending).then_some(newest.at)
+                    });
                     if began.is_none_or(|at| now - at < takes) {
                         continue;
                     }
@@ -461,8 +475,11 @@ impl Services {
         let mut delay = ASK_AGAIN;
         let mut told = took_over;
         // The state the stop began with, once it could be read (the caller's copy may be older:
-        // a delete's predates its archiving).
+        // a delete's predates its archiving) — read now, before a newer stop can change it.
         let mut seen = None;
+        if let Ok(Some(now)) = self.store.get_stage(&stage.project_id, &stage.id).await {
+            seen = Some((now.status, now.is_archived()));
+        }
         let mut waiting = false;
         while let Some(why) = &report.refused {
             if !waiting {

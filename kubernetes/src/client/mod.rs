@@ -122,11 +122,6 @@ struct Applied {
     scaled_down: std::collections::BTreeSet<String>,
 }
 
-/// Whether a pod's phase says its containers have ended for good.
-fn ended_phase(phase: &str) -> bool {
-    phase == "Succeeded" || phase == "Failed"
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -290,15 +285,16 @@ impl Inner {
             // A pod asked to stop whose container ended (Failed or Succeeded, kept a while
             // before it goes): it stopped now — in the same lock as `present` no longer
             // counting it.
-            if after.deleting.is_some() && (after.sigkilled.is_some() || ended_phase(&after.phase)) {
+            if after.deleting.is_some() && (after.sigkilled.is_some() || observe::ended(&after.phase)) {
                 let slot = (after.key.clone(), after.component.clone());
                 if pods.ended.get(&slot).is_none_or(|e| e.uid != after.uid) {
-                    let ended = Ended {
-                        uid: after.uid.clone(),
-                        at: Utc::now(),
-                        kill_at: after.deleting,
-                        sigkilled: after.sigkilled,
+                    // The kubelet's last delete (grace 0) moves the deletion time back: the
+                    // end of the grace period is the one seen before.
+                    let kill_at = match (&before, after.deletion_grace) {
+                        (Some(b), Some(0)) => b.deleting.or(after.deleting),
+                        _ => after.deleting,
                     };
+                    let ended = Ended { uid: after.uid.clone(), at: Utc::now(), kill_at, sigkilled: after.sigkilled };
                     pods.ended.insert(slot, ended);
                 }
             }
@@ -326,8 +322,14 @@ impl Inner {
         }
         let ended = match last {
             Some(last) => {
-                let last = last.unwrap_or(known);
-                Ended { uid: uid.to_owned(), at: Utc::now(), kill_at: last.deleting, sigkilled: last.sigkilled }
+                // The kubelet's last delete (grace 0) moves the deletion time back to itself:
+                // the end of the grace period is the one seen before.
+                let kill_at = match &last {
+                    Some(l) if l.deletion_grace != Some(0) => l.deleting,
+                    _ => known.deleting,
+                };
+                let sigkilled = last.as_ref().map_or(known.sigkilled, |l| l.sigkilled);
+                Ended { uid: uid.to_owned(), at: Utc::now(), kill_at, sigkilled }
             }
             None => Ended { uid: uid.to_owned(), at: Utc::now(), kill_at: None, sigkilled: None },
         };
@@ -380,7 +382,7 @@ impl Inner {
             }
             let still = lock(&self.pods).by_uid.get(&pod.uid).cloned();
             match still {
-                Some(p) if !ended_phase(&p.phase) => {
+                Some(p) if !observe::ended(&p.phase) => {
                     // A container that keeps crashing ends its log at once: ask less and less
                     // often, and often again once it prints.
                     pause = if fresh { FOLLOW_AGAIN } else { (pause * 2).min(FOLLOW_AT_MOST_EVERY) };
@@ -424,7 +426,7 @@ impl Inner {
         let mut names: Vec<String> = pods
             .of(key)
             .filter(|p| jobs || !matches!(p.kind, Some(ComponentKind::Job | ComponentKind::Cron)))
-            .filter(|p| !ended_phase(&p.phase))
+            .filter(|p| !observe::ended(&p.phase))
             .map(|p| p.component.clone())
             .collect();
         names.sort();
@@ -460,9 +462,14 @@ fn component_status(c: &ComponentSpec, pod: Option<&PodView>, running: bool) -> 
     status.restarts = pod.restarts;
     status.exit_code = pod.exit_code;
     status.started_at = pod.running_since;
-    status.state = if pod.deleting.is_some() && ended_phase(&pod.phase) {
-        // Asked to stop, and stopped: the pod is about to go.
-        ComponentState::Stopped
+    status.state = if pod.deleting.is_some() && observe::ended(&pod.phase) {
+        // Asked to stop, and stopped: the pod is about to go (and, while the stage runs, one
+        // to replace it about to come).
+        if running {
+            ComponentState::Starting
+        } else {
+            ComponentState::Stopped
+        }
     } else if let Some(kill_at) = pod.deleting {
         // Whole seconds, rounded up: "killed in 0 s" only once the grace period is over (and
         // never more than the pod's own grace period, whatever the clocks say).

@@ -37,8 +37,12 @@ pub struct PodView {
     /// Its grace period, once it was asked to stop (`deletionGracePeriodSeconds`).
     pub deletion_grace: Option<u64>,
     /// Whether its container, ended now, was killed with SIGKILL (exit code 137, not for want
-    /// of memory); `None` while it has not ended.
+    /// of memory); `None` while it has not ended, or when how is not known (a container that
+    /// never ran is reported `ContainerStatusUnknown`, 137).
     pub sigkilled: Option<bool>,
+    /// Why the cluster itself stopped it (its `DisruptionTarget` condition: preempted,
+    /// evicted, its node drained …), if it did.
+    pub disrupted: Option<String>,
     /// When its container started, while it runs.
     pub running_since: Option<DateTime<Utc>>,
     pub ready: bool,
@@ -96,7 +100,15 @@ pub fn view(pod: &Pod, install: Option<&str>) -> Option<PodView> {
         created: meta.creation_timestamp.as_ref().and_then(time),
         deleting: meta.deletion_timestamp.as_ref().and_then(time),
         deletion_grace: meta.deletion_grace_period_seconds.and_then(|g| u64::try_from(g).ok()),
-        sigkilled: terminated.map(|t| t.exit_code == 137 && t.reason.as_deref() != Some("OOMKilled")),
+        sigkilled: terminated.and_then(|t| match t.reason.as_deref() {
+            Some("ContainerStatusUnknown") => None,
+            Some("OOMKilled") => Some(false),
+            _ => Some(t.exit_code == 137),
+        }),
+        disrupted: status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|all| all.iter().find(|c| c.type_ == "DisruptionTarget" && c.status == "True"))
+            .map(|c| c.reason.clone().unwrap_or_else(|| "disrupted".into())),
         running_since,
         ready: container.is_some_and(|c| c.ready),
         restarts: container.map_or(0, |c| c.restart_count.max(0) as u32),
@@ -123,7 +135,13 @@ pub fn events(before: Option<&PodView>, after: &PodView) -> Vec<(EventKind, Stri
     }
     let old_phase = before.map_or("Pending", |b| b.phase.as_str());
     // A pod asked to stop ends Failed or Succeeded before it goes (the kubelet since
-    // Kubernetes 1.27): that is the stop — which the stop's own event tells — not a crash.
+    // Kubernetes 1.27): that is the stop — which the stop's own event tells — not a crash;
+    // unless the cluster stopped it itself (preempted, evicted), which the timeline says.
+    if after.phase != old_phase && after.deleting.is_some() && ended(&after.phase) {
+        if let Some(why) = &after.disrupted {
+            out.push((EventKind::Killed, format!("stopped by the cluster ({why})")));
+        }
+    }
     if after.phase != old_phase && after.deleting.is_none() {
         match after.phase.as_str() {
             "Succeeded" => out.push((EventKind::Completed, "completed (exit code 0)".into())),
@@ -140,6 +158,11 @@ pub fn events(before: Option<&PodView>, after: &PodView) -> Vec<(EventKind, Stri
         }
     }
     out
+}
+
+/// Whether a pod's phase says its containers have ended for good.
+pub fn ended(phase: &str) -> bool {
+    phase == "Succeeded" || phase == "Failed"
 }
 
 /// The kept output of one component, numbered.
@@ -287,7 +310,11 @@ mod tests {
             created: None,
             deleting: deleting.then(Utc::now),
             deletion_grace: deleting.then_some(30),
-            sigkilled: terminated.map(|(code, reason)| code == 137 && reason != "OOMKilled"),
+            sigkilled: terminated.and_then(|(code, reason)| match reason {
+                "ContainerStatusUnknown" => None,
+                _ => Some(code == 137 && reason != "OOMKilled"),
+            }),
+            disrupted: None,
             running_since: None,
             ready: false,
             restarts: 0,
@@ -305,6 +332,11 @@ mod tests {
         for ended in [pod("Failed", true, Some((143, "Error"))), pod("Succeeded", true, Some((0, "Completed")))] {
             assert_eq!(events(Some(&stopping), &ended), vec![], "{ended:?}");
         }
+        // Unless the cluster stopped it itself.
+        let preempted =
+            PodView { disrupted: Some("PreemptionByScheduler".into()), ..pod("Failed", true, Some((137, "Error"))) };
+        let said = events(Some(&stopping), &preempted);
+        assert!(matches!(said.as_slice(), [(EventKind::Killed, m)] if m.contains("PreemptionByScheduler")), "{said:?}");
     }
 
     #[test]
@@ -316,8 +348,36 @@ mod tests {
         assert_eq!(ended(None, Some(now + chrono::Duration::seconds(1))).in_time(), Some(true));
         assert_eq!(ended(None, Some(now - chrono::Duration::seconds(1))).in_time(), Some(false));
         assert_eq!(ended(None, None).in_time(), None);
-        // Out of memory is not the kubelet's kill.
-        assert_eq!(pod("Failed", true, Some((137, "OOMKilled"))).sigkilled, Some(false));
+        // As read from the pod: SIGKILL at the end of the grace period is 137 "Error"; out of
+        // memory is not the kubelet's kill; a container that never ran (pulling its image,
+        // its build still downloading) is reported 137 ContainerStatusUnknown: not known.
+        let read = |code: i32, reason: &str, condition: Option<&str>| {
+            let mut labels = serde_json::Map::new();
+            for (k, v) in [MANAGED_BY, (PROJECT_LABEL, "shop"), (STAGE_LABEL, "qa"), (COMPONENT_LABEL, "web")] {
+                labels.insert(k.into(), v.into());
+            }
+            let conditions: Vec<serde_json::Value> = condition
+                .map(|r| serde_json::json!({"type": "DisruptionTarget", "status": "True", "reason": r}))
+                .into_iter()
+                .collect();
+            let pod: Pod = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "web-1", "uid": "u1", "labels": labels,
+                    "namespace": crate::render::namespace_of(None, "shop", "qa"),
+                    "deletionTimestamp": "2026-12-01T00:00:30Z", "deletionGracePeriodSeconds": 30},
+                "status": {"phase": "Failed", "conditions": conditions, "containerStatuses": [{"name": "web",
+                    "ready": false, "restartCount": 0, "image": "x", "imageID": "",
+                    "state": {"terminated": {"exitCode": code, "reason": reason}}}]},
+            }))
+            .unwrap();
+            view(&pod, None).unwrap()
+        };
+        assert_eq!(read(137, "Error", None).sigkilled, Some(true));
+        assert_eq!(read(143, "Error", None).sigkilled, Some(false));
+        assert_eq!(read(137, "OOMKilled", None).sigkilled, Some(false));
+        assert_eq!(read(137, "ContainerStatusUnknown", None).sigkilled, None);
+        let evicted = read(137, "Error", Some("EvictionByEvictionAPI"));
+        assert_eq!((evicted.disrupted.as_deref(), evicted.deletion_grace), (Some("EvictionByEvictionAPI"), Some(30)));
+        assert_eq!(read(143, "Error", None).disrupted, None);
     }
 
     #[tokio::test]
