@@ -476,10 +476,7 @@ impl Services {
         let mut told = took_over;
         // The state the stop began with, once it could be read (the caller's copy may be older:
         // a delete's predates its archiving) — read now, before a newer stop can change it.
-        let mut seen = None;
-        if let Ok(Some(now)) = self.store.get_stage(&stage.project_id, &stage.id).await {
-            seen = Some((now.status, now.is_archived()));
-        }
+        let mut seen = self.status_and_archival(stage).await.ok().flatten();
         let mut waiting = false;
         while let Some(why) = &report.refused {
             if !waiting {
@@ -511,8 +508,8 @@ impl Services {
                 continue;
             }
             if seen.is_none() {
-                match self.store.get_stage(&stage.project_id, &stage.id).await {
-                    Ok(Some(now)) => seen = Some((now.status, now.is_archived())),
+                match self.status_and_archival(stage).await {
+                    Ok(Some(now)) => seen = Some(now),
                     Ok(None) => break,
                     Err(e) => {
                         let _ = internal("read the stage to stop it again")(e);
@@ -528,6 +525,13 @@ impl Services {
             }
         }
         report
+    }
+
+    /// The stage's status and whether it is archived, as the database has them now (`None`:
+    /// it is gone).
+    async fn status_and_archival(&self, stage: &Stage) -> Result<Option<(StageStatus, bool)>, StoreError> {
+        let now = self.store.get_stage(&stage.project_id, &stage.id).await?;
+        Ok(now.map(|now| (now.status, now.is_archived())))
     }
 
     /// The stage's turn across the servers of the database, when they share the runtime (a

@@ -288,12 +288,7 @@ impl Inner {
             if after.deleting.is_some() && (after.sigkilled.is_some() || observe::ended(&after.phase)) {
                 let slot = (after.key.clone(), after.component.clone());
                 if pods.ended.get(&slot).is_none_or(|e| e.uid != after.uid) {
-                    // The kubelet's last delete (grace 0) moves the deletion time back: the
-                    // end of the grace period is the one seen before.
-                    let kill_at = match (&before, after.deletion_grace) {
-                        (Some(b), Some(0)) => b.deleting.or(after.deleting),
-                        _ => after.deleting,
-                    };
+                    let kill_at = before.as_ref().map_or(after.deleting, |b| after.grace_ends(b).or(after.deleting));
                     let ended = Ended { uid: after.uid.clone(), at: Utc::now(), kill_at, sigkilled: after.sigkilled };
                     pods.ended.insert(slot, ended);
                 }
@@ -322,12 +317,7 @@ impl Inner {
         }
         let ended = match last {
             Some(last) => {
-                // The kubelet's last delete (grace 0) moves the deletion time back to itself:
-                // the end of the grace period is the one seen before.
-                let kill_at = match &last {
-                    Some(l) if l.deletion_grace != Some(0) => l.deleting,
-                    _ => known.deleting,
-                };
+                let kill_at = last.as_ref().map_or(known.deleting, |l| l.grace_ends(&known));
                 let sigkilled = last.as_ref().map_or(known.sigkilled, |l| l.sigkilled);
                 Ended { uid: uid.to_owned(), at: Utc::now(), kill_at, sigkilled }
             }

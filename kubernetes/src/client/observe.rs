@@ -160,6 +160,18 @@ pub fn events(before: Option<&PodView>, after: &PodView) -> Vec<(EventKind, Stri
     out
 }
 
+impl PodView {
+    /// When its grace period ends, seen `before` as it was: the kubelet's last delete (grace
+    /// 0) moves the deletion time back to itself, so the end is then the one seen before.
+    pub fn grace_ends(&self, before: &PodView) -> Option<DateTime<Utc>> {
+        if self.deletion_grace == Some(0) {
+            before.deleting
+        } else {
+            self.deleting
+        }
+    }
+}
+
 /// Whether a pod's phase says its containers have ended for good.
 pub fn ended(phase: &str) -> bool {
     phase == "Succeeded" || phase == "Failed"
@@ -310,10 +322,7 @@ mod tests {
             created: None,
             deleting: deleting.then(Utc::now),
             deletion_grace: deleting.then_some(30),
-            sigkilled: terminated.and_then(|(code, reason)| match reason {
-                "ContainerStatusUnknown" => None,
-                _ => Some(code == 137 && reason != "OOMKilled"),
-            }),
+            sigkilled: terminated.map(|(code, _)| code == 137),
             disrupted: None,
             running_since: None,
             ready: false,
