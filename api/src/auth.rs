@@ -10,6 +10,10 @@
 //!   that is not safe) authenticated by the cookie must say where it comes from — `Origin` or
 //!   `Sec-Fetch-Site`, which every browser sends — or it is refused with **403**: the guard has
 //!   already refused those from another origin, so a forged cross-site request never runs.
+//! - The cookie does not sign in a request a page of another site — or of another host of this
+//!   site, such as a share link's app under the same domain — makes in the background
+//!   (`Sec-Fetch-Site: same-site` or `cross-site`, other than a navigation): a stage's page cannot
+//!   use a visitor's session to hold their live streams or read on their behalf.
 //! - A request without either is anonymous: REST handlers answer **401** problem+json
 //!   (`urn:pergola:problem:unauthenticated`, `WWW-Authenticate: Bearer`), dashboard pages
 //!   redirect to `/login` (the server's `require_sign_in`).
@@ -130,7 +134,7 @@ pub async fn authenticate(State(services): State<Services>, mut req: Request, ne
             }
             Err(e) => return ApiError(e).into_response(),
         }
-    } else if let Some(secret) = cookie(headers, SESSION_COOKIE) {
+    } else if let Some(secret) = cookie(headers, SESSION_COOKIE).filter(|_| !from_another_sites_page(headers)) {
         match services.session_caller(&secret, Some(&address)).await {
             Ok(Some(caller)) => {
                 let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
@@ -151,6 +155,13 @@ pub async fn authenticate(State(services): State<Services>, mut req: Request, ne
     };
     req.extensions_mut().insert(found);
     next.run(req).await
+}
+
+/// Whether a browser sends the request for a page of another site, or of another host of this
+/// one, other than by navigating here (a link followed is fine).
+fn from_another_sites_page(headers: &HeaderMap) -> bool {
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    matches!(value("sec-fetch-site"), Some("same-site" | "cross-site")) && value("sec-fetch-mode") != Some("navigate")
 }
 
 /// The services as the signed-in caller; 401 for an anonymous request.

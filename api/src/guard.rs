@@ -185,10 +185,8 @@ impl Guard {
             );
         }
         // 2. Changes only from the dashboard's own pages. Requests with neither header — the CLI,
-        //    curl, scripts — pass: they carry no ambient credentials today.
-        // TODO(issue 9, sign-in): once a cookie authenticates requests, a cookie-authenticated
-        // request that changes something and carries neither `Origin` nor `Sec-Fetch-Site` must
-        // be refused too (only token-authenticated ones may omit both).
+        //    curl, scripts — pass here; one the session cookie authenticates is refused by
+        //    `auth::authenticate` (only token-authenticated ones may omit both).
         if !req.method().is_safe() {
             let headers = req.headers();
             let why = if let Some(site) = headers.get(SEC_FETCH_SITE) {

@@ -1357,6 +1357,32 @@ async fn access(api: &Api, env: &Env) {
     assert_eq!(r.status().as_u16(), 201);
     let r = plain.post(&url).header("cookie", "pergola_session=pgs_forged").json(&body).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401, "a forged cookie signs nobody in");
+    // A page of another host of the site (a share link's app under the same domain) cannot use
+    // the visitor's session in the background — to read, or to hold their live streams; a link
+    // it follows to the dashboard is a navigation, signed in as ever.
+    let changes = format!("{}/api/v1/projects/{p}/changes", api.base);
+    for (target, site) in [(&url, "same-site"), (&url, "cross-site"), (&changes, "same-site")] {
+        let r = plain
+            .get(target)
+            .header("cookie", &cookie)
+            .header("sec-fetch-site", site)
+            .header("sec-fetch-mode", "no-cors")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{target} from a {site} page");
+    }
+    for (site, mode) in [("same-origin", "cors"), ("same-site", "navigate"), ("none", "navigate")] {
+        let r = plain
+            .get(&url)
+            .header("cookie", &cookie)
+            .header("sec-fetch-site", site)
+            .header("sec-fetch-mode", mode)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{site}, {mode}");
+    }
 
     // Logout revokes the token it is called with.
     let laptop_api = api.with_token(Some(&laptop));

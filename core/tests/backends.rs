@@ -1318,7 +1318,9 @@ async fn stage_activity_and_the_demo(env: &Env) {
     assert_eq!(activity.stage, s.get_stage(&p, "demo").await.unwrap());
     assert_eq!(activity.releases.len(), 1);
     assert_eq!(activity.events.len(), 2, "created, deployed: {:?}", activity.events);
-    assert!(activity.components.is_empty() && activity.logs.is_empty(), "nothing runs without a runtime");
+    assert!(activity.components.is_empty(), "nothing runs without a runtime");
+    assert!(s.stage_output(&p, "demo", &[]).await.unwrap().is_empty());
+    assert_eq!(s.stage_output(&p, "ghost", &[]).await.unwrap_err().kind, ErrorKind::NotFound);
     assert_eq!(s.stage_activity(&p, "ghost").await.unwrap_err().kind, ErrorKind::NotFound);
     assert!(s.try_demo(&p, "relative/dir").await.unwrap_err().is_for("workdir"));
 }

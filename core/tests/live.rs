@@ -182,6 +182,13 @@ async fn a_stream_ends_at_once_when_what_signed_its_caller_in_stops_working(env:
     assert!(ends_at_once(&mut cli).await, "revoked");
     while heard(&mut tab_b).await.is_some() {}
 
+    // `pergola login` again: the token it replaces ends its streams.
+    let first = s.sign_in_token("vic", USER_PASSWORD, "127.0.0.1", "cli-laptop", None).await.unwrap();
+    let mut follower = open(s.token_caller(&first.token, None).await.unwrap().unwrap()).await;
+    s.sign_in_token("vic", USER_PASSWORD, "127.0.0.1", "cli-laptop", None).await.unwrap();
+    assert!(ends_at_once(&mut follower).await, "replaced by a new login");
+    while heard(&mut tab_b).await.is_some() {}
+
     // Disabled: everything of theirs ends.
     env.admin.update_user("vic", UserPatch { disabled: Some(true), ..Default::default() }).await.unwrap();
     assert!(ends_at_once(&mut tab_b).await, "disabled");

@@ -118,9 +118,11 @@ pub fn parse_since(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Error> 
     Ok(now - age)
 }
 
-/// One output line as text: `HH:MM:SS stream line` with `timestamps` the full time first, and
-/// every control character escaped — a component's output may hold terminal escapes meant to
-/// rewrite the reader's screen.
+/// One output line as text: `HH:MM:SS M line` with `timestamps` the full time first; `M`, one
+/// column, says whose line it is — ` ` the component's output, `!` its errors (stderr), `*` what
+/// Pergola says about it — so a component cannot print a line that reads as Pergola's. Every
+/// control and direction-changing character is escaped: a component's output may hold terminal
+/// escapes meant to rewrite the reader's screen, or marks that reorder the text shown.
 pub fn format_line(line: &LogLine, timestamps: bool) -> String {
     let at = if timestamps {
         line.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -128,24 +130,99 @@ pub fn format_line(line: &LogLine, timestamps: bool) -> String {
         line.at.format("%H:%M:%S").to_string()
     };
     let mark = match line.stream.as_str() {
-        "stderr" => " !",
-        "pergola" => " *",
-        _ => "",
+        "stderr" => '!',
+        "pergola" => '*',
+        _ => ' ',
     };
-    format!("{at}{mark} {}", escape_controls(&line.line))
+    format!("{at} {mark} {}", escape_controls(&line.line))
 }
 
-/// `s` with control characters (but tabs) written as `\u{..}` escapes.
+/// Whether `c` changes the direction of the text shown around it (bidirectional marks,
+/// embeddings, overrides and isolates).
+fn steers(c: char) -> bool {
+    matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `json` (a line as JSON: what `pergola logs -o json` prints) with the control characters
+/// JSON leaves as they are (DEL and the C1 controls: U+009B opens a terminal sequence in some
+/// terminals) and the direction-changing marks written as `\uXXXX` escapes too: it reads back
+/// the same.
+pub fn escape_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_control() || steers(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `s` with control characters (but tabs) and the marks that change the direction of text
+/// (bidirectional embeddings, overrides and isolates) written as `\u{..}` escapes.
 pub fn escape_controls(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        if c.is_control() && c != '\t' {
+        if (c.is_control() && c != '\t') || steers(c) {
             out.push_str(&format!("\\u{{{:x}}}", c as u32));
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// The most lines of one component a page shows (the server keeps more: the REST route and
+/// `pergola logs` read them all).
+pub const LINES_SHOWN: usize = 200;
+/// The most bytes of one component's lines a page is sent at a time (a line may be 16 KiB).
+pub const BYTES_SHOWN: usize = 64 * 1024;
+
+/// Each component's name and the lines of it shown, oldest first.
+pub type Output = Vec<(String, Vec<LogLine>)>;
+
+/// The newest of `lines` (oldest first) a page is sent: at most [`LINES_SHOWN`] and
+/// [`BYTES_SHOWN`] — though always the newest line, however long.
+pub fn shown(mut lines: Vec<LogLine>) -> Vec<LogLine> {
+    let mut bytes = 0;
+    let keep = lines
+        .iter()
+        .rev()
+        .take(LINES_SHOWN)
+        .take_while(|l| {
+            bytes += l.line.len();
+            bytes <= BYTES_SHOWN
+        })
+        .count()
+        .max(lines.len().min(1));
+    lines.drain(..lines.len() - keep);
+    lines
+}
+
+/// Adds what a page was sent to what it shows: each component's lines numbered after the last
+/// it shows (a late answer adds nothing twice), trimmed by [`shown`]. `whole`: `fresh` holds
+/// every component there is now, so the others are gone; otherwise it holds only the
+/// components with new lines.
+pub fn merge_output(held: &mut Output, fresh: Output, whole: bool) {
+    if whole {
+        held.retain(|(name, _)| fresh.iter().any(|(n, _)| n == name));
+    }
+    for (name, lines) in fresh {
+        match held.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, kept)) => {
+                let last = kept.last().map_or(0, |l| l.seq);
+                kept.extend(lines.into_iter().filter(|l| l.seq > last));
+                *kept = shown(std::mem::take(kept));
+            }
+            None => held.push((name, shown(lines))),
+        }
+    }
+}
+
+/// The number of the last line `output` shows of each component: what to ask for next.
+pub fn last_lines(output: &Output) -> Vec<(String, u64)> {
+    output.iter().map(|(name, lines)| (name.clone(), lines.last().map_or(0, |l| l.seq))).collect()
 }
 
 #[cfg(test)]
@@ -206,5 +283,79 @@ mod tests {
         let text = format_line(&l, false);
         assert_eq!(text, "12:00:00 ! \\u{1b}[2J\\u{1b}]0;pwned\\u{7}\tcleared\\u{d}");
         assert!(!text.chars().any(|c| c.is_control() && c != '\t'));
+        // C1 controls (U+009B opens a terminal sequence in some terminals) and the marks that
+        // reorder what is shown ("exe.txt" shown for "txt.exe").
+        let l = line(0, "\u{9b}2J file \u{202e}txt.exe\u{202c} \u{2067}x\u{2069}");
+        assert_eq!(escape_controls(&l.line), "\\u{9b}2J file \\u{202e}txt.exe\\u{202c} \\u{2067}x\\u{2069}");
+    }
+
+    #[test]
+    fn json_lines_carry_no_raw_control_character() {
+        let l = line(0, "\u{9b}2J \u{7f} \u{202e}gnp.exe \u{1b}[0m");
+        let json = escape_json(&serde_json::to_string(&l).unwrap());
+        assert!(!json.chars().any(|c| c.is_control() || steers(c)), "{json}");
+        assert!(json.contains("\\u009b") && json.contains("\\u202e"), "{json}");
+        assert_eq!(serde_json::from_str::<LogLine>(&json).unwrap(), l);
+    }
+
+    #[test]
+    fn a_component_cannot_print_a_line_that_reads_as_pergolas() {
+        let mut own = line(0, "web was killed after the grace period");
+        own.stream = "pergola".into();
+        let forged = line(0, "* web was killed after the grace period");
+        assert_eq!(format_line(&own, false), "12:00:00 * web was killed after the grace period");
+        assert_eq!(format_line(&forged, false), "12:00:00   * web was killed after the grace period");
+        assert_eq!(format_line(&line(0, "ok"), true), "2026-11-30T12:00:00.000Z   ok");
+    }
+
+    fn numbered(seq: u64, text: &str) -> LogLine {
+        LogLine { seq, ..line(0, text) }
+    }
+
+    fn texts(output: &Output) -> Vec<(String, Vec<String>)> {
+        output.iter().map(|(n, l)| (n.clone(), l.iter().map(|l| l.line.clone()).collect())).collect()
+    }
+
+    #[test]
+    fn a_page_is_sent_the_newest_lines_within_its_limits() {
+        let many: Vec<LogLine> = (1..=500).map(|n| numbered(n, "short")).collect();
+        let sent = shown(many);
+        assert_eq!(sent.len(), LINES_SHOWN);
+        assert_eq!(sent.first().unwrap().seq, 301);
+        assert_eq!(sent.last().unwrap().seq, 500);
+        // Lines of 16 KiB: only as many as fit in the bytes a page is sent, the newest.
+        let long: Vec<LogLine> = (1..=100).map(|n| numbered(n, &"x".repeat(16 * 1024))).collect();
+        let sent = shown(long);
+        assert_eq!(sent.len(), BYTES_SHOWN / (16 * 1024));
+        assert_eq!(sent.last().unwrap().seq, 100);
+        // The newest line, however long, is shown.
+        assert_eq!(shown(vec![numbered(1, "a"), numbered(2, &"y".repeat(BYTES_SHOWN + 1))]).len(), 1);
+        assert!(shown(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn new_lines_are_added_once_and_gone_components_dropped() {
+        let mut held: Output = vec![("web".into(), vec![numbered(1, "a"), numbered(2, "b")])];
+        // New lines of web, a late answer repeating b, and a first line of worker.
+        merge_output(
+            &mut held,
+            vec![("web".into(), vec![numbered(2, "b"), numbered(3, "c")]), ("worker".into(), vec![numbered(4, "w")])],
+            false,
+        );
+        assert_eq!(
+            texts(&held),
+            [("web".into(), vec!["a".into(), "b".into(), "c".into()]), ("worker".into(), vec!["w".into()])]
+        );
+        assert_eq!(last_lines(&held), [("web".into(), 3), ("worker".into(), 4)]);
+        // An answer older than what is shown adds nothing.
+        merge_output(&mut held, vec![("web".into(), vec![numbered(2, "b")])], false);
+        assert_eq!(texts(&held)[0].1, ["a", "b", "c"]);
+        // A whole answer: worker is gone.
+        merge_output(&mut held, vec![("web".into(), vec![numbered(3, "c"), numbered(5, "d")])], true);
+        assert_eq!(texts(&held), [("web".into(), vec!["a".into(), "b".into(), "c".into(), "d".into()])]);
+        // What is held stays within a page's limits.
+        merge_output(&mut held, vec![("web".into(), (6..=400).map(|n| numbered(n, "more")).collect())], false);
+        assert_eq!(held[0].1.len(), LINES_SHOWN);
+        assert_eq!(held[0].1.last().unwrap().seq, 400);
     }
 }

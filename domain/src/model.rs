@@ -154,8 +154,8 @@ pub struct Release {
     pub promoted_from: Option<String>,
 }
 
-/// What the stage page shows of what runs: releases (newest first), components and their
-/// last output lines.
+/// What the stage page shows of what runs: releases (newest first), components, share links
+/// (their output comes on its own: [`crate::logs::Output`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StageActivity {
     /// The stage as it is now (its status changes while it is suspending).
@@ -163,7 +163,6 @@ pub struct StageActivity {
     pub events: Vec<crate::StageEvent>,
     pub releases: Vec<Release>,
     pub components: Vec<crate::runtime::ComponentStatus>,
-    pub logs: Vec<(String, Vec<crate::runtime::LogLine>)>,
     pub links: Vec<crate::share::ShareLink>,
     /// Who is looking: the page shows only the buttons [`crate::permits`] allows.
     #[serde(default)]

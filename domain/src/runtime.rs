@@ -59,10 +59,20 @@ pub struct LogLine {
     /// `stdout`, `stderr`, or `pergola` for what the platform says about the component.
     pub stream: String,
     pub line: String,
-    /// The line's number in the component's output since the server started it (1, 2, …):
-    /// a follower asks for the lines after the last number it saw.
+    /// The line's number: it grows with each line of the component, across its restarts, its
+    /// releases and the server's own restarts (see [`line_number`]) — a follower asks for the
+    /// lines after the last number it saw.
     #[serde(default)]
     pub seq: u64,
+}
+
+/// The number of a line printed at `at`, after a line numbered `last`: its time in microseconds
+/// since 1970, or one more than `last` when that is later. Numbers so grow across the server's
+/// restarts (a follower that reconnects to a restarted server is not left waiting for numbers
+/// the new one has yet to reach), and two servers reading one pod's timestamped log number its
+/// lines alike (a follower may reconnect to another replica).
+pub fn line_number(last: u64, at: DateTime<Utc>) -> u64 {
+    u64::try_from(at.timestamp_micros()).unwrap_or(0).max(last + 1)
 }
 
 impl ComponentStatus {

@@ -56,6 +56,9 @@ test('the stage page follows a component: output, a crash and its restart, with 
   await expect(output).toContainText('tick 4', { timeout: 3_000 });
   const timeline = page.getByRole('list', { name: 'Events timeline' });
   await expect(timeline.locator('li[data-kind="crashed"]').first()).toBeVisible({ timeout: 6_000 });
+  // Whose each line is: the component's stdout unmarked, its stderr marked "!".
+  await expect(output).toContainText(/\d\d:\d\d:\d\d {3}tick 1/);
+  await expect(output).toContainText(/\d\d:\d\d:\d\d ! giving up/);
 
   // Filter: only the lines with the text.
   await page.getByLabel('Filter output').fill('giving');
@@ -115,5 +118,78 @@ test('a page says when its stream is down, and catches up when it is back', asyn
   await page.unroute('**/changes');
   await expect(page.getByText('Offline — reconnecting…')).toHaveCount(0, { timeout: 10_000 });
   await expect(card.getByText('suspended', { exact: true })).toBeVisible({ timeout: 2_000 });
+  await notReloaded(page);
+});
+
+test('a component printing without pause costs its page only the new lines', async ({ page, consoleErrors }) => {
+  const project = await createProject(page);
+  await createStage(page, 'Dev');
+  const script = 'chatty.py';
+  const chatty = ['import time', 'n = 0', 'while True:', '    n += 1', '    print(f"line {n}", flush=True)', '    time.sleep(0.05)'].join('\n');
+  const manifest = `[[component]]\nname = "chatty"\nkind = "worker"\ncommand = "python3"\nargs = ["${script}"]\n`;
+  const build = await uploadBuild(page, project, { 'pergola.toml': manifest, [script]: chatty });
+  await open(page, `/projects/${project}/stages/dev`);
+  const deployed = await api(page).post(`/api/v1/projects/${project}/stages/dev/releases`, { data: { build } });
+  expect(deployed.status(), await deployed.text()).toBe(201);
+  const output = page.getByLabel('Output lines of chatty');
+  await expect(output).toContainText('line 10', { timeout: 5_000 });
+  await page.waitForTimeout(500);
+  // Twenty lines a second for 2 s: the page reads the new lines a few times a second, and
+  // not the whole stage (only a sample of metrics, every 10 s, reads that again).
+  const reads: string[] = [];
+  const count = (request: import('@playwright/test').Request) => reads.push(request.url());
+  page.on('request', count);
+  await page.waitForTimeout(2_000);
+  page.off('request', count);
+  const outputReads = reads.filter((url) => url.includes('/api/stage_output')).length;
+  const stageReads = reads.filter((url) => url.includes('/api/stage_runtime')).length;
+  expect(outputReads).toBeGreaterThanOrEqual(3);
+  expect(outputReads).toBeLessThanOrEqual(10);
+  expect(stageReads).toBeLessThanOrEqual(1);
+  // The newest lines are shown, in order.
+  const text = (await output.textContent()) ?? '';
+  const numbers = [...text.matchAll(/line (\d+)/g)].map((m) => Number(m[1]));
+  expect(numbers.length).toBeGreaterThan(40);
+  expect(numbers.every((n, i) => i === 0 || n === numbers[i - 1] + 1)).toBe(true);
+  await api(page).post(`/api/v1/projects/${project}/stages/dev/suspend`);
+});
+
+test('a tab in the background lets go of its stream, and catches up when shown', async ({ page, consoleErrors }) => {
+  await page.addInitScript(() => {
+    const w = window as unknown as { EventSource: typeof EventSource; streams: EventSource[] };
+    w.streams = [];
+    const Original = w.EventSource;
+    w.EventSource = class extends Original {
+      constructor(url: string | URL, init?: EventSourceInit) {
+        super(url, init);
+        w.streams.push(this);
+      }
+    };
+  });
+  const project = await createProject(page);
+  const card = await createStage(page, 'Dev');
+  await markPage(page);
+  const open = () =>
+    page.evaluate(() => (window as unknown as { streams: EventSource[] }).streams.filter((s) => s.readyState !== 2).length);
+  await expect.poll(open).toBe(1);
+  // The tab goes to the background (another tab is chosen): its stream is closed, so six
+  // such tabs leave the browser its connections to the server.
+  const show = (hidden: boolean) =>
+    page.evaluate((hidden) => {
+      Object.defineProperty(document, 'hidden', { configurable: true, get: () => hidden });
+      Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => (hidden ? 'hidden' : 'visible') });
+      document.dispatchEvent(new Event('visibilitychange'));
+    }, hidden);
+  await show(true);
+  await expect.poll(open).toBe(0);
+  // Meanwhile the stage is suspended elsewhere; the hidden tab does not hear of it.
+  expect((await api(page).post(`/api/v1/projects/${project}/stages/dev/suspend`)).status()).toBe(200);
+  await page.waitForTimeout(1_500);
+  await expect(card.getByText('running', { exact: true })).toBeVisible();
+  // Shown again: one stream, and the page reads what changed meanwhile.
+  await show(false);
+  await expect(card.getByText('suspended', { exact: true })).toBeVisible({ timeout: 2_000 });
+  await expect.poll(open).toBe(1);
+  await expect(page.getByText('Offline — reconnecting…')).toHaveCount(0);
   await notReloaded(page);
 });

@@ -201,7 +201,14 @@ async fn health_follows_the_http_probe() {
 async fn a_crashing_service_is_restarted_and_counted() {
     let rig = Rig::new();
     rig.runtime
-        .start(rig.spec(vec![sh("flaky", ComponentKind::Service, "echo attempt; exit 3")]), GRACE)
+        .start(
+            rig.spec(vec![sh(
+                "flaky",
+                ComponentKind::Service,
+                "echo attempt; seq 1 120 | sed 's/^/trace /' >&2; exit 3",
+            )]),
+            GRACE,
+        )
         .await
         .unwrap();
     rig.wait_for("three restarts", |r| r.state("flaky").unwrap().2 >= 3).await;
@@ -213,6 +220,18 @@ async fn a_crashing_service_is_restarted_and_counted() {
         "{:?}",
         rig.logs("flaky")
     );
+    // What it wrote before it ended (its traceback) comes before Pergola's line that it crashed.
+    let logs = rig.logs("flaky");
+    let mut attempt = Vec::new();
+    for line in &logs {
+        if line.starts_with("pergola: flaky exited") {
+            assert!(attempt.contains(&"stdout: attempt".to_owned()), "{logs:?}");
+            assert_eq!(attempt.iter().filter(|l| l.starts_with("stderr: trace")).count(), 120, "{logs:?}");
+            attempt.clear();
+        } else if !line.starts_with("pergola:") {
+            attempt.push(line.clone());
+        }
+    }
     let kinds = rig.event_kinds("flaky");
     assert_eq!(
         kinds[..4],

@@ -437,3 +437,80 @@ async fn an_uploaded_build_runs_its_own_bytes_and_a_rollback_runs_them_again() {
     let _ = pergola_core::artifacts::remove_tree(&dir);
     env.cleanup().await;
 }
+
+/// A component printing a hundred times a second, long lines among them: an open stage page is told of
+/// new output at most four times a second, and what a page reads of it stays within a page's
+/// limits — the whole output once, then only the lines printed since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_output_reaches_an_open_page_in_small_measured_steps() {
+    use pergola_core::services::Note;
+    use pergola_domain::logs::{last_lines, BYTES_SHOWN, LINES_SHOWN};
+    let env = sqlite_env().await;
+    let dir = std::env::temp_dir().join(format!("pergola-flood-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let runtime = Arc::new(LocalRuntime::new(dir.join("data")));
+    let s = env.as_admin(&env.services.with_runtime(runtime.clone(), Duration::from_secs(5)));
+    let p = s.create_project("Shop", None).await.unwrap().id;
+    s.create_stage(&p, "dev", StageType::Dev, None).await.unwrap();
+    let manifest = r#"version = "1.0.0"
+
+[[component]]
+name = "flood"
+kind = "worker"
+command = "sh"
+args = ["-c", "long=$(printf '%16000s' x); n=0; while :; do n=$((n+1)); echo \"short $n\"; echo \"$long $n\"; sleep 0.01; done"]
+
+[[component]]
+name = "quiet"
+kind = "worker"
+command = "sh"
+args = ["-c", "echo once; exec sleep 600"]
+"#;
+    let build = pergola_core::testing::upload_manifest(&s, &p, manifest).await.unwrap();
+    s.deploy(&p, "dev", build.number).await.unwrap();
+    wait_for("both printing", async || {
+        let out = s.stage_output(&p, "dev", &[]).await.unwrap();
+        out.len() == 2 && out.iter().all(|(_, lines)| !lines.is_empty())
+    })
+    .await;
+
+    // The page's stream: new output is told at most every 250 ms, however fast it comes.
+    let mut page = s.watch(&p, Some("dev")).await.unwrap();
+    assert_eq!(page.next().await, Some(Note::Ready));
+    let started = Instant::now();
+    let mut told = 0;
+    while started.elapsed() < Duration::from_secs(2) {
+        match tokio::time::timeout(Duration::from_secs(1), page.next()).await {
+            Ok(Some(Note::Output)) => told += 1,
+            Ok(Some(_)) => {}
+            other => panic!("the stream stopped telling: {other:?}"),
+        }
+    }
+    assert!((4..=10).contains(&told), "{told} notes of new output in 2 s");
+
+    // What the page reads: every component's newest lines, within the limits.
+    let whole = s.stage_output(&p, "dev", &[]).await.unwrap();
+    let names: Vec<&str> = whole.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["flood", "quiet"]);
+    for (name, lines) in &whole {
+        let bytes: usize = lines.iter().map(|l| l.line.len()).sum();
+        assert!(lines.len() <= LINES_SHOWN && bytes <= BYTES_SHOWN, "{name}: {} lines, {bytes} bytes", lines.len());
+    }
+    let quiet: Vec<&str> = whole[1].1.iter().filter(|l| l.stream == "stdout").map(|l| l.line.as_str()).collect();
+    assert_eq!(quiet, ["once"]);
+    // Then only what was printed since: nothing of the quiet one, the new lines of the other.
+    let after = last_lines(&whole);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let since = s.stage_output(&p, "dev", &after).await.unwrap();
+    assert_eq!(since.len(), 1, "only the component that printed");
+    let (name, lines) = &since[0];
+    assert_eq!(name, "flood");
+    assert!(!lines.is_empty() && lines.iter().all(|l| l.seq > after[0].1));
+    // A reader without the right to see the stage gets nothing.
+    let outsider = env.services.acting(env.user("olga").await);
+    assert!(outsider.stage_output(&p, "dev", &[]).await.is_err());
+
+    runtime.shutdown(Duration::from_secs(1)).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    env.cleanup().await;
+}

@@ -24,8 +24,8 @@ pub use projects::{
 };
 pub use releases::{
     compare_stages, deploy, duplicate_stage, list_builds, project_builds, promote_stage, promotion_options, redeploy,
-    stage_metrics, stage_runtime, CompareStages, Deploy, DuplicateStage, ListBuilds, ProjectBuilds, PromoteStage,
-    PromotionOptions, Redeploy, StageActivity, StageRuntime,
+    stage_metrics, stage_output, stage_runtime, CompareStages, Deploy, DuplicateStage, ListBuilds, ProjectBuilds,
+    PromoteStage, PromotionOptions, Redeploy, StageActivity, StageOutput, StageRuntime,
 };
 pub use settings::{
     get_isolation, get_limits, get_retention, set_limits, set_retention, GetIsolation, GetLimits, GetRetention,

@@ -4,6 +4,7 @@
 use super::{answer, services};
 use crate::error::AppError;
 use leptos::prelude::*;
+use pergola_domain::logs::Output;
 pub use pergola_domain::StageActivity;
 use pergola_domain::{Build, BuildListing, Release, StageComparison};
 
@@ -32,6 +33,13 @@ pub async fn redeploy(project: String, stage: String, release: i64) -> Result<Re
 #[server]
 pub async fn stage_runtime(project: String, stage: String) -> Result<StageActivity, AppError> {
     answer(services()?.stage_activity(&project, &stage).await)
+}
+
+/// What the stage page shows of its components' output: with `after` (each component's last
+/// line shown), only the new lines; without, each component's newest lines.
+#[server(input = leptos::server_fn::codec::Json)]
+pub async fn stage_output(project: String, stage: String, after: Vec<(String, u64)>) -> Result<Output, AppError> {
+    answer(services()?.stage_output(&project, &stage, &after).await)
 }
 
 /// Where a stage may be promoted, the next type first, each with what would change there.

@@ -4,6 +4,9 @@
 //! When the stream drops, the browser tries again after the second the server asked for;
 //! when it gives up (the server answered with an error, or is gone), this tries again
 //! itself, waiting longer each time (1 s, 2 s, 4 s … 30 s). A page shows when it is offline.
+//! A tab in the background closes its stream and opens it again when shown (and reads
+//! everything again): over HTTP/1.1 a browser opens at most six connections to one server, and
+//! a stream holds one — seven open tabs would leave none for the pages' requests.
 
 use leptos::prelude::*;
 
@@ -76,6 +79,8 @@ mod browser {
         opened: Cell<bool>,
         retry: Cell<Option<i32>>,
         closed: Cell<bool>,
+        /// Listens for the tab being hidden or shown.
+        visibility: RefCell<Option<Handler>>,
         changes: WriteSignal<u32>,
         output: WriteSignal<u32>,
         metrics: WriteSignal<u32>,
@@ -96,25 +101,53 @@ mod browser {
                 opened: Cell::new(false),
                 retry: Cell::new(None),
                 closed: Cell::new(false),
+                visibility: RefCell::new(None),
                 changes,
                 output,
                 metrics,
                 offline,
             });
-            connect(&state);
+            let s = state.clone();
+            let on_visibility: Handler = Closure::new(move |_| {
+                if document().hidden() {
+                    disconnect(&s);
+                    // Shown again, the page reads everything again.
+                    s.opened.set(true);
+                } else if s.source.borrow().is_none() {
+                    connect(&s);
+                }
+            });
+            let _ =
+                document().add_event_listener_with_callback("visibilitychange", on_visibility.as_ref().unchecked_ref());
+            *state.visibility.borrow_mut() = Some(on_visibility);
+            if document().hidden() {
+                // Opened in the background: read everything again when first shown.
+                state.opened.set(true);
+            } else {
+                connect(&state);
+            }
             Stream(state)
         }
 
         pub fn close(self) {
             self.0.closed.set(true);
-            if let Some(id) = self.0.retry.take() {
-                window().clear_timeout_with_handle(id);
+            disconnect(&self.0);
+            if let Some(listener) = self.0.visibility.borrow_mut().take() {
+                let _ = document()
+                    .remove_event_listener_with_callback("visibilitychange", listener.as_ref().unchecked_ref());
             }
-            if let Some(source) = self.0.source.borrow_mut().take() {
-                source.close();
-            }
-            self.0.handlers.borrow_mut().clear();
         }
+    }
+
+    /// Closes the stream and stops trying again (the page is closed, or its tab hidden).
+    fn disconnect(state: &State) {
+        if let Some(id) = state.retry.take() {
+            window().clear_timeout_with_handle(id);
+        }
+        if let Some(source) = state.source.borrow_mut().take() {
+            source.close();
+        }
+        state.handlers.borrow_mut().clear();
     }
 
     fn connect(state: &Rc<State>) {
@@ -170,7 +203,7 @@ mod browser {
 
     /// The browser gave up on the stream: try again later, waiting longer each time.
     fn retry_later(state: &Rc<State>) {
-        if state.closed.get() || state.retry.get().is_some() {
+        if state.closed.get() || state.retry.get().is_some() || document().hidden() {
             return;
         }
         let wait = state.backoff_ms.get();

@@ -5,7 +5,7 @@ use crate::args::Output;
 use crate::client::{Client, Failure};
 use crate::output::Printer;
 use pergola_domain::listing::percent_encode;
-use pergola_domain::logs::format_line;
+use pergola_domain::logs::{escape_json, format_line};
 use pergola_domain::runtime::LogLine;
 use std::io::Write;
 
@@ -27,7 +27,7 @@ pub fn print(client: &Client, out: &Printer, ask: &Ask) -> Result<(), Failure> {
     }
     let show = |line: &LogLine| -> Result<(), Failure> {
         let text = match out.format {
-            Output::Json => serde_json::to_string(line).expect("serializable"),
+            Output::Json => escape_json(&serde_json::to_string(line).expect("serializable")),
             Output::Table | Output::Kubernetes => format_line(line, ask.timestamps),
         };
         let mut stdout = std::io::stdout().lock();

@@ -342,7 +342,10 @@ impl Services {
         let expires_in_days = access::validate_expiry_days("expires_in_days", expires_in_days)?;
         let caller = self.sign_in(username, password, address).await?;
         let acting = self.acting(caller);
-        let _ = self.store.revoke_token(&acting.caller().user_id, &token_name, self.clock.now()).await;
+        if let Ok(true) = self.store.revoke_token(&acting.caller().user_id, &token_name, self.clock.now()).await {
+            // The streams the replaced token opened end now, not at their next check.
+            self.changes.access_changed(&acting.caller().user_id);
+        }
         acting.create_token(&token_name, expires_in_days).await
     }
 

@@ -63,6 +63,9 @@ pub struct Watch {
     ready: bool,
     /// The stage's components and the last output line seen of each.
     lines: HashMap<String, u64>,
+    /// When to look for new output next: a page is told of new lines at most every
+    /// [`LOG_TICK`], however fast they are printed.
+    output_tick: tokio::time::Interval,
     /// When the last note of new metrics was given, and whether new ones wait for their turn.
     metrics_told: Option<Instant>,
     metrics_due: bool,
@@ -87,6 +90,11 @@ impl Acting {
             recheck: false,
             ready: false,
             lines: HashMap::new(),
+            output_tick: {
+                let mut tick = tokio::time::interval_at(now + LOG_TICK, LOG_TICK);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick
+            },
             metrics_told: None,
             metrics_due: false,
         };
@@ -193,8 +201,6 @@ impl Watch {
             self.ready = true;
             return Some(Note::Ready);
         }
-        let mut tick = tokio::time::interval(LOG_TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if self.opened.elapsed() >= MAX_LIFE || self.changes.is_closed() {
                 return None;
@@ -230,7 +236,7 @@ impl Watch {
                     }
                     Heard::Closed => return None,
                 },
-                _ = tick.tick(), if self.stage.is_some() => {
+                _ = self.output_tick.tick(), if self.stage.is_some() => {
                     if self.new_output() {
                         return Some(Note::Output);
                     }
@@ -282,7 +288,7 @@ impl Watch {
         let mut seen = HashMap::new();
         for c in runtime.status(&key) {
             let after = self.lines.get(&c.name).copied().unwrap_or(0);
-            let last = runtime.logs_after(&key, &c.name, after).and_then(|l| l.last().map(|l| l.seq)).unwrap_or(after);
+            let last = runtime.last_line(&key, &c.name).unwrap_or(after);
             printed |= last > after && self.lines.contains_key(&c.name);
             seen.insert(c.name, last);
         }

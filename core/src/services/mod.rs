@@ -27,7 +27,6 @@ mod sharing;
 mod stages;
 
 pub use access::{Acting, Authenticated, Caller, Credential, FirstRun, NewSession};
-pub use activity::LOG_LINES_SHOWN;
 pub use demo::DEMO_MANIFEST;
 pub use fetch::{BuildFiles, BuildGrant, DOWNLOADS_AT_ONCE, FETCH_TOKEN_PREFIX, FETCH_TOKEN_TTL};
 pub use live::{LogFollow, Note, Watch, MAX_LIFE, METRICS_AT_MOST_EVERY, RECHECK, STREAMS_PER_USER};

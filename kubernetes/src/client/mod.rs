@@ -669,6 +669,12 @@ impl Runtime for KubernetesRuntime {
         runs.then(|| book.map(|b| b.after(after)).unwrap_or_default())
     }
 
+    fn last_line(&self, key: &StageKey, component: &str) -> Option<u64> {
+        let runs = self.status(key).iter().any(|c| c.name == component);
+        let pods = lock(&self.inner.pods);
+        runs.then(|| pods.logs.get(&(key.clone(), component.to_owned())).map_or(0, observe::LogBook::last_line))
+    }
+
     fn observe(&self, sink: EventSink) {
         *lock(&self.inner.sink) = Some(sink);
     }

@@ -177,20 +177,26 @@ pub fn ended(phase: &str) -> bool {
     phase == "Succeeded" || phase == "Failed"
 }
 
-/// The kept output of one component, numbered.
+/// The kept output of one component, numbered by the times the kubelet gave its lines
+/// ([`pergola_domain::runtime::line_number`]): every server reading the pod numbers them alike.
 #[derive(Debug, Default)]
 pub struct LogBook {
     lines: VecDeque<LogLine>,
-    next: u64,
+    last: u64,
 }
 
 impl LogBook {
     pub fn push(&mut self, at: DateTime<Utc>, line: String) {
-        self.next += 1;
-        self.lines.push_back(LogLine { at, stream: "stdout".into(), line, seq: self.next });
+        self.last = pergola_domain::runtime::line_number(self.last, at);
+        self.lines.push_back(LogLine { at, stream: "stdout".into(), line, seq: self.last });
         while self.lines.len() > LOG_LINES {
             self.lines.pop_front();
         }
+    }
+
+    /// The number of the newest line kept (0: none yet).
+    pub fn last_line(&self) -> u64 {
+        self.lines.back().map_or(0, |l| l.seq)
     }
 
     pub fn lines(&self) -> Vec<LogLine> {
@@ -307,6 +313,28 @@ mod tests {
         let (at, text) = parse_log_line(b"\xff\xfe not a time\r\n");
         assert!(at.is_none());
         assert_eq!(text, "\u{fffd}\u{fffd} not a time");
+    }
+
+    #[test]
+    fn two_servers_number_a_pods_lines_alike() {
+        // The kubelet's times, three lines in one microsecond among them.
+        let t0 = DateTime::parse_from_rfc3339("2026-11-30T10:00:00.000001Z").unwrap().with_timezone(&Utc);
+        let times = [0, 5, 5, 5, 9, 20].map(|us| t0 + chrono::Duration::microseconds(us));
+        let (mut first, mut later) = (LogBook::default(), LogBook::default());
+        for (n, at) in times.iter().enumerate() {
+            first.push(*at, format!("line {n}"));
+            // The other server starts following after the first line.
+            if n >= 1 {
+                later.push(*at, format!("line {n}"));
+            }
+        }
+        let numbers = |b: &LogBook| b.lines().iter().map(|l| (l.line.clone(), l.seq)).collect::<Vec<_>>();
+        assert_eq!(numbers(&later)[..], numbers(&first)[1..]);
+        assert!(first.lines().windows(2).all(|w| w[0].seq < w[1].seq));
+        // A follower that read line 3 from the first server gets lines 4 and 5 from the other.
+        let seen = first.lines()[3].seq;
+        assert_eq!(later.after(seen).iter().map(|l| l.line.as_str()).collect::<Vec<_>>(), ["line 4", "line 5"]);
+        assert_eq!(later.last_line(), first.last_line());
     }
 
     fn pod(phase: &str, deleting: bool, terminated: Option<(i32, &str)>) -> PodView {

@@ -10,10 +10,22 @@ use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 
-/// Lines printed by every component since the server started: a line's number (`seq`) is
-/// unique and grows, also across restarts and releases, so a follower that asks for the lines
-/// after the last one it saw misses none when the component is replaced.
-static LINES_PRINTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// The number of the last line any component printed: a line's number (`seq`,
+/// [`pergola_domain::runtime::line_number`]) is unique and grows, also across restarts,
+/// releases and the server's restarts, so a follower that asks for the lines after the last one
+/// it saw misses none when the component is replaced.
+static LAST_LINE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The number of a line printed now, at `at`.
+fn number_line(at: DateTime<Utc>) -> u64 {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut number = 0;
+    let _ = LAST_LINE.fetch_update(Relaxed, Relaxed, |last| {
+        number = pergola_domain::runtime::line_number(last, at);
+        Some(number)
+    });
+    number
+}
 
 /// Failed health probes in a row before a starting service counts as unhealthy.
 const STARTUP_PROBES: usize = 3;
@@ -29,7 +41,13 @@ pub(super) struct Component {
     /// A cron component: whether its schedule is being followed (a run that ends then goes
     /// back to "scheduled", else to "stopped").
     pub(super) scheduled: AtomicBool,
+    /// The tasks reading its current process's stdout and stderr into the log.
+    readers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
+
+/// How long the end of a process waits for what it wrote to reach the log: a process it left
+/// behind (out of its group) may hold its pipes open.
+const OUTPUT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Component {
     /// A component about to start (or, for cron, to be scheduled).
@@ -48,6 +66,23 @@ impl Component {
             kill_at: Mutex::new(None),
             events,
             scheduled: AtomicBool::new(false),
+            readers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The tasks reading a process just started into the log.
+    pub(super) fn reading(&self, readers: Vec<tokio::task::JoinHandle<()>>) {
+        *self.readers.lock().expect("readers lock") = readers;
+    }
+
+    /// Waits until what its process wrote before it ended is in the log (at most
+    /// [`OUTPUT_WAIT`]), so that Pergola's line on how it ended (crashed, completed) comes after
+    /// its own last lines — a traceback before "exited with code 1".
+    pub(super) async fn output_read(&self) {
+        let readers = std::mem::take(&mut *self.readers.lock().expect("readers lock"));
+        let until = tokio::time::Instant::now() + OUTPUT_WAIT;
+        for reader in readers {
+            let _ = tokio::time::timeout_at(until, reader).await;
         }
     }
 
@@ -123,8 +158,14 @@ impl Component {
             logs.pop_front();
         }
         // Numbered under the lock: the kept lines are in the order of their numbers.
-        let seq = LINES_PRINTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        logs.push_back(LogLine { at: Utc::now(), stream: stream.to_owned(), line, seq });
+        let at = Utc::now();
+        let seq = number_line(at);
+        logs.push_back(LogLine { at, stream: stream.to_owned(), line, seq });
+    }
+
+    /// The number of the newest line kept (0: none yet).
+    pub(super) fn last_line(&self) -> u64 {
+        self.logs.lock().expect("log lock").back().map_or(0, |l| l.seq)
     }
 
     /// The last output lines after line number `after` (0: all that are kept), oldest first.
@@ -168,5 +209,17 @@ mod tests {
         assert_eq!(kept[0].line, "line 5");
         assert!(kept.windows(2).all(|w| w[0].seq < w[1].seq));
         assert_eq!(c.logs_after(kept[LOG_LINES - 2].seq).len(), 1);
+        assert_eq!(c.last_line(), kept[LOG_LINES - 1].seq);
+    }
+
+    #[test]
+    fn line_numbers_grow_across_a_server_restart() {
+        // A restarted server numbers from the time: its first line is numbered after every
+        // line the server before it printed (fewer than one a microsecond).
+        let c = Component::new(StageKey::new("p", "dev"), "web", ComponentKind::Worker, None, None);
+        let before = Utc::now();
+        c.log("stdout", "after the restart".into());
+        let seq = c.logs_after(0)[0].seq;
+        assert!(seq >= u64::try_from(before.timestamp_micros()).unwrap(), "{seq}");
     }
 }

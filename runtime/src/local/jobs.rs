@@ -200,6 +200,7 @@ async fn run_job(run: JobRun, mut halt: StopSignal) -> Option<Ending> {
         Ok(status) => {
             // What its process left behind in its group (a sandbox ended with its process).
             signal_group(pid, libc::SIGKILL);
+            component.output_read().await;
             let code = status.and_then(|s| s.code());
             match code {
                 Some(0) if cron => {}

@@ -684,8 +684,17 @@ impl Runtime for LocalRuntime {
     }
 
     fn logs_after(&self, key: &StageKey, component: &str, after: u64) -> Option<Vec<LogLine>> {
+        let component = {
+            let stages = self.stages.lock().expect("stages lock");
+            stages.get(key).and_then(|run| run.components.iter().find(|c| c.name == component)).cloned()
+        };
+        // Copied outside the lock every stage shares.
+        component.map(|c| c.logs_after(after))
+    }
+
+    fn last_line(&self, key: &StageKey, component: &str) -> Option<u64> {
         let stages = self.stages.lock().expect("stages lock");
-        stages.get(key).and_then(|run| run.components.iter().find(|c| c.name == component)).map(|c| c.logs_after(after))
+        stages.get(key).and_then(|run| run.components.iter().find(|c| c.name == component)).map(|c| c.last_line())
     }
 
     /// Stages started from now on report to `sink`; those already running keep reporting

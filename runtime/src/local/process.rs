@@ -47,12 +47,14 @@ pub(super) fn spawn(component: &Arc<Component>, launch: &Launch) -> std::io::Res
         command.pre_exec(move || limits.pre_exec());
     }
     let mut child = super::children::spawn_registered(|| command.spawn(), Child::id)?;
+    let mut readers = Vec::new();
     if let Some(out) = child.stdout.take() {
-        tokio::spawn(capture(component.clone(), "stdout", out));
+        readers.push(tokio::spawn(capture(component.clone(), "stdout", out)));
     }
     if let Some(err) = child.stderr.take() {
-        tokio::spawn(capture(component.clone(), "stderr", err));
+        readers.push(tokio::spawn(capture(component.clone(), "stderr", err)));
     }
+    component.reading(readers);
     let pid = child.id();
     component.update(|s| {
         s.state = ComponentState::Running;

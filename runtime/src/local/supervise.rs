@@ -84,6 +84,7 @@ pub(super) fn supervise(
                     let code = status.ok().and_then(|s| s.code());
                     // Leftovers of the crashed process (a sandbox ended with its process).
                     signal_group(pid, libc::SIGKILL);
+                    component.output_read().await;
                     after_crash = true;
                     quick_crashes = if started.elapsed() > Duration::from_secs(30) { 1 } else { quick_crashes + 1 };
                     let how = code.map_or("a signal".into(), |c| format!("code {c}"));

@@ -4,15 +4,13 @@
 use crate::components::ui;
 use crate::paths;
 use leptos::prelude::*;
-use pergola_domain::logs::escape_controls;
-use pergola_domain::runtime::LogLine;
-
-/// Each component's name and its last lines.
-pub type Output = Vec<(String, Vec<LogLine>)>;
+use pergola_domain::logs::{format_line, Output};
 
 /// What the output shows: followed live, or held still while the user reads.
 #[derive(Clone, Copy)]
 pub struct OutputControls {
+    /// The lines followed: each component's newest.
+    pub lines: RwSignal<Output>,
     /// The lines held while paused (`None`: following).
     pub held: RwSignal<Option<Output>>,
     /// Only lines containing this text (any case).
@@ -21,7 +19,11 @@ pub struct OutputControls {
 
 impl OutputControls {
     pub fn new() -> Self {
-        OutputControls { held: RwSignal::new(None), filter: RwSignal::new(String::new()) }
+        OutputControls {
+            lines: RwSignal::new(Vec::new()),
+            held: RwSignal::new(None),
+            filter: RwSignal::new(String::new()),
+        }
     }
 
     pub fn paused(&self) -> bool {
@@ -30,67 +32,68 @@ impl OutputControls {
 }
 
 #[component]
-pub fn OutputSection(project: String, stage: String, logs: Output, controls: OutputControls) -> impl IntoView {
-    if logs.iter().all(|(_, lines)| lines.is_empty()) && !controls.paused() {
-        return ().into_any();
-    }
-    let latest = StoredValue::new(logs);
-    let shown = move || controls.held.get().unwrap_or_else(|| latest.get_value());
+pub fn OutputSection(project: String, stage: String, controls: OutputControls) -> impl IntoView {
+    let shown = move || controls.held.get().unwrap_or_else(|| controls.lines.get());
+    // Shown once a component has printed (the stream brings the first lines too).
+    let printed =
+        move || controls.paused() || controls.lines.with(|output| output.iter().any(|(_, lines)| !lines.is_empty()));
     let toggle = move |_| {
         if controls.paused() {
             controls.held.set(None);
         } else {
-            controls.held.set(Some(latest.get_value()));
+            controls.held.set(Some(controls.lines.get_untracked()));
         }
     };
+    let figures = move || {
+        let needle = controls.filter.get().to_lowercase();
+        shown()
+            .into_iter()
+            .map(|(name, lines)| {
+                let text = lines
+                    .iter()
+                    .filter(|l| needle.is_empty() || l.line.to_lowercase().contains(&needle))
+                    .map(|l| format_line(l, false))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                let download = paths::api_component_log_text(&project, &stage, &name);
+                let file = format!("{stage}-{name}.log");
+                view! {
+                    <figure class="mt-3">
+                        <figcaption class="flex items-baseline justify-between text-sm text-slate-600">
+                            <span>{format!("Output of {name}")}</span>
+                            <a href=download download=file class="text-emerald-700 underline">{format!("Download output of {name}")}</a>
+                        </figcaption>
+                        // Column-reverse keeps the newest lines in view.
+                        <div class="mt-1 flex max-h-72 flex-col-reverse overflow-auto rounded bg-slate-900">
+                            <pre class="p-3 text-xs text-slate-100" aria-label=format!("Output lines of {name}")>{text}</pre>
+                        </div>
+                    </figure>
+                }
+            })
+            .collect_view()
+    };
     view! {
-        <div class="mt-4 flex flex-wrap items-end gap-3" role="group" aria-label="Output controls">
-            <div>
-                <label for="output-filter" class=ui::LABEL>"Filter output"</label>
-                <input
-                    id="output-filter"
-                    type="search"
-                    class=ui::INPUT
-                    placeholder="text in a line"
-                    prop:value=move || controls.filter.get()
-                    on:input=move |ev| controls.filter.set(event_target_value(&ev))
-                />
+        <Show when=printed>
+            <div class="mt-4 flex flex-wrap items-end gap-3" role="group" aria-label="Output controls">
+                <div>
+                    <label for="output-filter" class=ui::LABEL>"Filter output"</label>
+                    <input
+                        id="output-filter"
+                        type="search"
+                        class=ui::INPUT
+                        placeholder="text in a line"
+                        prop:value=move || controls.filter.get()
+                        on:input=move |ev| controls.filter.set(event_target_value(&ev))
+                    />
+                </div>
+                <button type="button" class=ui::SECONDARY aria-pressed=move || controls.paused().to_string() on:click=toggle>
+                    {move || if controls.paused() { "Follow output" } else { "Pause output" }}
+                </button>
+                <span role="status" class="text-sm text-slate-600">
+                    {move || if controls.paused() { "Paused: new lines are not shown." } else { "Following new lines." }}
+                </span>
             </div>
-            <button type="button" class=ui::SECONDARY aria-pressed=move || controls.paused().to_string() on:click=toggle>
-                {move || if controls.paused() { "Follow output" } else { "Pause output" }}
-            </button>
-            <span role="status" class="text-sm text-slate-600">
-                {move || if controls.paused() { "Paused: new lines are not shown." } else { "Following new lines." }}
-            </span>
-        </div>
-        {move || {
-            let needle = controls.filter.get().to_lowercase();
-            shown()
-                .into_iter()
-                .map(|(name, lines)| {
-                    let text = lines
-                        .iter()
-                        .filter(|l| needle.is_empty() || l.line.to_lowercase().contains(&needle))
-                        .map(|l| format!("{} {}", l.at.format("%H:%M:%S"), escape_controls(&l.line)))
-                        .collect::<Vec<_>>()
-                        .join("\n");
-                    let download = paths::api_component_log_text(&project, &stage, &name);
-                    let file = format!("{stage}-{name}.log");
-                    view! {
-                        <figure class="mt-3">
-                            <figcaption class="flex items-baseline justify-between text-sm text-slate-600">
-                                <span>{format!("Output of {name}")}</span>
-                                <a href=download download=file class="text-emerald-700 underline">{format!("Download output of {name}")}</a>
-                            </figcaption>
-                            // Column-reverse keeps the newest lines in view.
-                            <div class="mt-1 flex max-h-72 flex-col-reverse overflow-auto rounded bg-slate-900">
-                                <pre class="p-3 text-xs text-slate-100" aria-label=format!("Output lines of {name}")>{text}</pre>
-                            </div>
-                        </figure>
-                    }
-                })
-                .collect_view()
-        }}
+            {figures.clone()}
+        </Show>
     }
-    .into_any()
 }

@@ -2,10 +2,11 @@
 //! restarts and output, and the release history with redeploy (rollback).
 
 use super::output_section::{OutputControls, OutputSection};
-use crate::api::{stage_runtime, Deploy, Redeploy, StageActivity};
+use crate::api::{stage_output, stage_runtime, Deploy, Redeploy, StageActivity};
 use crate::components::{ui, ErrorNotice, Live};
 use crate::paths;
 use leptos::prelude::*;
+use pergola_domain::logs::{last_lines, merge_output};
 use pergola_domain::runtime::{format_duration, ComponentState, ComponentStatus, Health, Probe};
 use pergola_domain::{format_time, Build, ComponentKind, Release, StageEvent, StageStatus};
 
@@ -22,16 +23,6 @@ pub fn ReleaseSection(
     let deploy = ServerAction::<Deploy>::new();
     let redeploy = ServerAction::<Redeploy>::new();
     let controls = OutputControls::new();
-    // New output is read only while followed; every other change always.
-    let output = Memo::new(
-        move |before: Option<&u32>| {
-            if controls.paused() {
-                before.copied().unwrap_or_default()
-            } else {
-                live.output.get()
-            }
-        },
-    );
     let data = Resource::new(
         {
             let (p, s) = (project.clone(), stage.clone());
@@ -42,7 +33,6 @@ pub fn ReleaseSection(
                     live.changes.get(),
                     // Uptimes move on: read again at each sample of metrics (every 10 s) too.
                     live.metrics.get(),
-                    output.get(),
                     deploy.version().get(),
                     redeploy.version().get(),
                 )
@@ -50,6 +40,16 @@ pub fn ReleaseSection(
         },
         |(p, s, ..)| stage_runtime(p, s),
     );
+    // The output: each component's newest lines, read whole at each change; then only the
+    // lines printed since, as the live stream says there are.
+    let whole = Resource::new(
+        {
+            let (p, s) = (project.clone(), stage.clone());
+            move || (p.clone(), s.clone(), live.changes.get(), deploy.version().get(), redeploy.version().get())
+        },
+        |(p, s, ..)| stage_output(p, s, Vec::new()),
+    );
+    follow_output(project.clone(), stage.clone(), live, controls);
     Effect::new(move |_| {
         if let Some(Ok(rt)) = data.get() {
             status.try_set(rt.stage.status);
@@ -68,6 +68,9 @@ pub fn ReleaseSection(
                     move || {
                         let (project, stage, builds_href) = (project.clone(), stage.clone(), builds_href.clone());
                         Suspend::new(async move {
+                            if let Ok(fresh) = whole.await {
+                                controls.lines.update(|held| merge_output(held, fresh, true));
+                            }
                             match data.await {
                                 Ok(rt) => view! { <RuntimeView rt project stage builds_href redeploy controls/> }.into_any(),
                                 Err(error) => view! { <ErrorNotice error/> }.into_any(),
@@ -92,6 +95,37 @@ pub fn ReleaseSection(
         </section>
     }
     .into_any()
+}
+
+/// Adds the lines printed since to the output shown, whenever the live stream says there are
+/// new ones and the output is followed (and when it is followed again after a pause). One read
+/// at a time: notes heard meanwhile make one more read after it.
+fn follow_output(project: String, stage: String, live: Live, controls: OutputControls) {
+    let (busy, again) = (StoredValue::new(false), StoredValue::new(false));
+    Effect::new(move |_| {
+        live.output.track();
+        if controls.paused() {
+            return;
+        }
+        if busy.get_value() {
+            again.set_value(true);
+            return;
+        }
+        busy.set_value(true);
+        let (project, stage) = (project.clone(), stage.clone());
+        leptos::task::spawn_local(async move {
+            loop {
+                let after = controls.lines.with_untracked(last_lines);
+                if let Ok(fresh) = stage_output(project.clone(), stage.clone(), after).await {
+                    let _ = controls.lines.try_update(|held| merge_output(held, fresh, false));
+                }
+                if !again.try_update_value(std::mem::take).unwrap_or(false) {
+                    break;
+                }
+            }
+            busy.try_set_value(false);
+        });
+    });
 }
 
 /// Choose a build, deploy it. The list of builds loads once, apart from the refreshing status.
@@ -158,7 +192,6 @@ fn RuntimeView(
         }
         .into_any(),
     };
-    let logs = rt.logs;
     let links = rt.links;
     view! {
         {suspending}
@@ -189,7 +222,7 @@ fn RuntimeView(
                 </tbody>
             </table>
         })}
-        <OutputSection project=project.clone() stage=stage.clone() logs controls/>
+        <OutputSection project=project.clone() stage=stage.clone() controls/>
         <History releases=rt.releases project stage redeploy/>
     }
 }
