@@ -12,7 +12,8 @@
 //!   already refused those from another origin, so a forged cross-site request never runs.
 //! - The cookie does not sign in a request a page of another site — or of another host of this
 //!   site, such as a share link's app under the same domain — makes in the background
-//!   (`Sec-Fetch-Site: same-site` or `cross-site`, other than a navigation): a stage's page cannot
+//!   (`Sec-Fetch-Site: same-site` or `cross-site`, other than a link followed to a page here — not
+//!   a frame, an object, a prefetch): a stage's page cannot
 //!   use a visitor's session to hold their live streams or read on their behalf.
 //! - A request without either is anonymous: REST handlers answer **401** problem+json
 //!   (`urn:pergola:problem:unauthenticated`, `WWW-Authenticate: Bearer`), dashboard pages
@@ -158,10 +159,13 @@ pub async fn authenticate(State(services): State<Services>, mut req: Request, ne
 }
 
 /// Whether a browser sends the request for a page of another site, or of another host of this
-/// one, other than by navigating here (a link followed is fine).
+/// one, other than by following a link to a page here (a frame, an object, a prefetch: not).
 fn from_another_sites_page(headers: &HeaderMap) -> bool {
     let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    matches!(value("sec-fetch-site"), Some("same-site" | "cross-site")) && value("sec-fetch-mode") != Some("navigate")
+    let visit = value("sec-fetch-mode") == Some("navigate")
+        && value("sec-fetch-dest") == Some("document")
+        && !headers.contains_key("sec-purpose");
+    matches!(value("sec-fetch-site"), Some("same-site" | "cross-site")) && !visit
 }
 
 /// The services as the signed-in caller; 401 for an anonymous request.

@@ -1361,27 +1361,31 @@ async fn access(api: &Api, env: &Env) {
     // the visitor's session in the background — to read, or to hold their live streams; a link
     // it follows to the dashboard is a navigation, signed in as ever.
     let changes = format!("{}/api/v1/projects/{p}/changes", api.base);
-    for (target, site) in [(&url, "same-site"), (&url, "cross-site"), (&changes, "same-site")] {
-        let r = plain
+    let from = |target: &str, site: &str, mode: &str, dest: &str| {
+        plain
             .get(target)
             .header("cookie", &cookie)
             .header("sec-fetch-site", site)
-            .header("sec-fetch-mode", "no-cors")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 401, "{target} from a {site} page");
-    }
-    for (site, mode) in [("same-origin", "cors"), ("same-site", "navigate"), ("none", "navigate")] {
-        let r = plain
-            .get(&url)
-            .header("cookie", &cookie)
-            .header("sec-fetch-site", site)
             .header("sec-fetch-mode", mode)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200, "{site}, {mode}");
+            .header("sec-fetch-dest", dest)
+    };
+    for (target, site, mode, dest) in [
+        (&url, "same-site", "no-cors", "empty"),
+        (&url, "cross-site", "cors", "empty"),
+        (&changes, "same-site", "no-cors", "empty"),
+        // A frame of another host's page is a navigation too, but not a visit.
+        (&changes, "same-site", "navigate", "iframe"),
+    ] {
+        let r = from(target, site, mode, dest).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{target} from a {site} page ({mode}, {dest})");
+    }
+    let prefetch = from(&url, "same-site", "navigate", "document").header("sec-purpose", "prefetch");
+    assert_eq!(prefetch.send().await.unwrap().status().as_u16(), 401, "a prefetch");
+    for (site, mode, dest) in
+        [("same-origin", "cors", "empty"), ("same-site", "navigate", "document"), ("none", "navigate", "document")]
+    {
+        let r = from(&url, site, mode, dest).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{site}, {mode}, {dest}");
     }
 
     // Logout revokes the token it is called with.

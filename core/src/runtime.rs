@@ -336,6 +336,17 @@ pub trait Runtime: Send + Sync {
     fn last_line(&self, key: &StageKey, component: &str) -> Option<u64> {
         self.logs_after(key, component, 0).map(|lines| lines.last().map_or(0, |l| l.seq))
     }
+    /// What a page is sent of the component's kept lines numbered after `after`: the newest
+    /// ([`pergola_domain::logs::shown_count`]), and whether that is all of them. A runtime that
+    /// keeps many lines copies only those.
+    fn shown_after(&self, key: &StageKey, component: &str, after: u64) -> Option<(Vec<LogLine>, bool)> {
+        self.logs_after(key, component, after).map(|lines| {
+            let newer = lines.len();
+            let shown = pergola_domain::logs::shown(lines);
+            let all = shown.len() == newer;
+            (shown, all)
+        })
+    }
     /// From now on, sends what it observes on its own (starts, crashes, restarts, kills,
     /// health changes) to `sink`, instead of any sink given before. By default it observes
     /// nothing worth telling.

@@ -179,43 +179,61 @@ pub const LINES_SHOWN: usize = 200;
 /// The most bytes of one component's lines a page is sent at a time (a line may be 16 KiB).
 pub const BYTES_SHOWN: usize = 64 * 1024;
 
-/// Each component's name and the lines of it shown, oldest first.
+/// Each component's name and the lines of it a page shows, oldest first.
 pub type Output = Vec<(String, Vec<LogLine>)>;
 
-/// The newest of `lines` (oldest first) a page is sent: at most [`LINES_SHOWN`] and
-/// [`BYTES_SHOWN`] — though always the newest line, however long.
-pub fn shown(mut lines: Vec<LogLine>) -> Vec<LogLine> {
+/// What a page is sent of one component's output.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputPart {
+    pub component: String,
+    /// Its newest lines (after the one asked after), oldest first, within [`shown_count`].
+    pub lines: Vec<LogLine>,
+    /// The lines follow on from the last line the page said it shows — none between was left
+    /// out: the page adds them. Otherwise (lines were left out, the page showed none of this
+    /// component, or the numbers began again) it shows these instead.
+    pub follows: bool,
+}
+
+/// How many of a component's lines, given newest first, a page is sent: at most
+/// [`LINES_SHOWN`] and [`BYTES_SHOWN`] — though always the newest line, however long.
+pub fn shown_count<'a>(newest_first: impl Iterator<Item = &'a LogLine>) -> usize {
     let mut bytes = 0;
-    let keep = lines
-        .iter()
-        .rev()
-        .take(LINES_SHOWN)
-        .take_while(|l| {
-            bytes += l.line.len();
-            bytes <= BYTES_SHOWN
-        })
-        .count()
-        .max(lines.len().min(1));
+    let mut count = 0;
+    for line in newest_first.take(LINES_SHOWN) {
+        bytes += line.line.len();
+        if bytes > BYTES_SHOWN && count > 0 {
+            break;
+        }
+        count += 1;
+    }
+    count
+}
+
+/// The newest of `lines` (oldest first) a page is sent ([`shown_count`]).
+pub fn shown(mut lines: Vec<LogLine>) -> Vec<LogLine> {
+    let keep = shown_count(lines.iter().rev());
     lines.drain(..lines.len() - keep);
     lines
 }
 
-/// Adds what a page was sent to what it shows: each component's lines numbered after the last
-/// it shows (a late answer adds nothing twice), trimmed by [`shown`]. `whole`: `fresh` holds
-/// every component there is now, so the others are gone; otherwise it holds only the
-/// components with new lines.
-pub fn merge_output(held: &mut Output, fresh: Output, whole: bool) {
+/// Takes in what a page was sent. `whole`: every component there is now, each part shown
+/// instead of what was (a new release's components start afresh); otherwise only the
+/// components that printed: lines that follow on are added (a late answer adds nothing twice),
+/// the others replace what was shown of their component.
+pub fn merge_output(held: &mut Output, fresh: Vec<OutputPart>, whole: bool) {
     if whole {
-        held.retain(|(name, _)| fresh.iter().any(|(n, _)| n == name));
+        *held = fresh.into_iter().map(|p| (p.component, p.lines)).collect();
+        return;
     }
-    for (name, lines) in fresh {
-        match held.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, kept)) => {
+    for part in fresh {
+        match held.iter_mut().find(|(n, _)| *n == part.component) {
+            Some((_, kept)) if part.follows => {
                 let last = kept.last().map_or(0, |l| l.seq);
-                kept.extend(lines.into_iter().filter(|l| l.seq > last));
+                kept.extend(part.lines.into_iter().filter(|l| l.seq > last));
                 *kept = shown(std::mem::take(kept));
             }
-            None => held.push((name, shown(lines))),
+            Some((_, kept)) => *kept = part.lines,
+            None => held.push((part.component, part.lines)),
         }
     }
 }
@@ -333,28 +351,36 @@ mod tests {
         assert!(shown(Vec::new()).is_empty());
     }
 
+    fn part(component: &str, lines: Vec<LogLine>, follows: bool) -> OutputPart {
+        OutputPart { component: component.into(), lines, follows }
+    }
+
     #[test]
-    fn new_lines_are_added_once_and_gone_components_dropped() {
+    fn new_lines_are_added_once_and_the_rest_replaced() {
         let mut held: Output = vec![("web".into(), vec![numbered(1, "a"), numbered(2, "b")])];
         // New lines of web, a late answer repeating b, and a first line of worker.
-        merge_output(
-            &mut held,
-            vec![("web".into(), vec![numbered(2, "b"), numbered(3, "c")]), ("worker".into(), vec![numbered(4, "w")])],
-            false,
-        );
+        let fresh = vec![
+            part("web", vec![numbered(2, "b"), numbered(3, "c")], true),
+            part("worker", vec![numbered(4, "w")], false),
+        ];
+        merge_output(&mut held, fresh, false);
         assert_eq!(
             texts(&held),
             [("web".into(), vec!["a".into(), "b".into(), "c".into()]), ("worker".into(), vec!["w".into()])]
         );
         assert_eq!(last_lines(&held), [("web".into(), 3), ("worker".into(), 4)]);
         // An answer older than what is shown adds nothing.
-        merge_output(&mut held, vec![("web".into(), vec![numbered(2, "b")])], false);
+        merge_output(&mut held, vec![part("web", vec![numbered(2, "b")], true)], false);
         assert_eq!(texts(&held)[0].1, ["a", "b", "c"]);
-        // A whole answer: worker is gone.
-        merge_output(&mut held, vec![("web".into(), vec![numbered(3, "c"), numbered(5, "d")])], true);
-        assert_eq!(texts(&held), [("web".into(), vec!["a".into(), "b".into(), "c".into(), "d".into()])]);
+        // Lines were left out between (long lines beyond a page's bytes, or numbers that began
+        // again): what is sent is shown instead, with no gap that reads as continuous.
+        merge_output(&mut held, vec![part("web", vec![numbered(9, "i")], false)], false);
+        assert_eq!(texts(&held)[0].1, ["i"]);
+        // A whole answer: worker is gone, web starts afresh (a new release).
+        merge_output(&mut held, vec![part("web", vec![numbered(10, "new")], false)], true);
+        assert_eq!(texts(&held), [("web".into(), vec!["new".into()])]);
         // What is held stays within a page's limits.
-        merge_output(&mut held, vec![("web".into(), (6..=400).map(|n| numbered(n, "more")).collect())], false);
+        merge_output(&mut held, vec![part("web", (11..=400).map(|n| numbered(n, "more")).collect(), true)], false);
         assert_eq!(held[0].1.len(), LINES_SHOWN);
         assert_eq!(held[0].1.last().unwrap().seq, 400);
     }

@@ -70,7 +70,8 @@ pub struct LogLine {
 /// since 1970, or one more than `last` when that is later. Numbers so grow across the server's
 /// restarts (a follower that reconnects to a restarted server is not left waiting for numbers
 /// the new one has yet to reach), and two servers reading one pod's timestamped log number its
-/// lines alike (a follower may reconnect to another replica).
+/// lines alike (a follower may reconnect to another replica) — but for lines sharing a
+/// microsecond where one of them began reading.
 pub fn line_number(last: u64, at: DateTime<Utc>) -> u64 {
     u64::try_from(at.timestamp_micros()).unwrap_or(0).max(last + 1)
 }

@@ -444,7 +444,7 @@ async fn an_uploaded_build_runs_its_own_bytes_and_a_rollback_runs_them_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_output_reaches_an_open_page_in_small_measured_steps() {
     use pergola_core::services::Note;
-    use pergola_domain::logs::{last_lines, BYTES_SHOWN, LINES_SHOWN};
+    use pergola_domain::logs::{last_lines, Output, BYTES_SHOWN, LINES_SHOWN};
     let env = sqlite_env().await;
     let dir = std::env::temp_dir().join(format!("pergola-flood-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -490,22 +490,42 @@ args = ["-c", "echo once; exec sleep 600"]
 
     // What the page reads: every component's newest lines, within the limits.
     let whole = s.stage_output(&p, "dev", &[]).await.unwrap();
-    let names: Vec<&str> = whole.iter().map(|(name, _)| name.as_str()).collect();
+    let names: Vec<&str> = whole.iter().map(|part| part.component.as_str()).collect();
     assert_eq!(names, ["flood", "quiet"]);
-    for (name, lines) in &whole {
-        let bytes: usize = lines.iter().map(|l| l.line.len()).sum();
-        assert!(lines.len() <= LINES_SHOWN && bytes <= BYTES_SHOWN, "{name}: {} lines, {bytes} bytes", lines.len());
+    for part in &whole {
+        let bytes: usize = part.lines.iter().map(|l| l.line.len()).sum();
+        assert!(
+            part.lines.len() <= LINES_SHOWN && bytes <= BYTES_SHOWN,
+            "{}: {} lines, {bytes} bytes",
+            part.component,
+            part.lines.len()
+        );
     }
-    let quiet: Vec<&str> = whole[1].1.iter().filter(|l| l.stream == "stdout").map(|l| l.line.as_str()).collect();
+    let quiet: Vec<&str> = whole[1].lines.iter().filter(|l| l.stream == "stdout").map(|l| l.line.as_str()).collect();
     assert_eq!(quiet, ["once"]);
-    // Then only what was printed since: nothing of the quiet one, the new lines of the other.
-    let after = last_lines(&whole);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let shown: Output = whole.into_iter().map(|part| (part.component, part.lines)).collect();
+    // Then only what was printed since: nothing of the quiet one, the new lines of the other —
+    // more than a page is sent in 300 ms, so they do not follow on from what it shows (the
+    // page shows them instead, leaving no gap that reads as continuous).
+    let after = last_lines(&shown);
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let since = s.stage_output(&p, "dev", &after).await.unwrap();
     assert_eq!(since.len(), 1, "only the component that printed");
-    let (name, lines) = &since[0];
-    assert_eq!(name, "flood");
-    assert!(!lines.is_empty() && lines.iter().all(|l| l.seq > after[0].1));
+    assert_eq!(since[0].component, "flood");
+    assert!(!since[0].lines.is_empty() && since[0].lines.iter().all(|l| l.seq > after[0].1));
+    assert!(!since[0].follows);
+    // Right after, a few new lines that follow on.
+    let after = vec![("flood".to_owned(), since[0].lines.last().unwrap().seq), after[1].clone()];
+    let next = s.stage_output(&p, "dev", &after).await.unwrap();
+    assert!(next.iter().all(|part| part.component == "flood" && part.lines.iter().all(|l| l.seq > after[0].1)));
+    // Numbers the server never gave (a page from before a restart): what is kept, shown instead.
+    let ahead = vec![("quiet".to_owned(), u64::MAX - 1)];
+    let reset = s.stage_output(&p, "dev", &ahead).await.unwrap();
+    let quiet = reset.iter().find(|part| part.component == "quiet").unwrap();
+    assert!(!quiet.follows && quiet.lines.iter().any(|l| l.line == "once"));
+    // A page cannot make the server look up more components than a stage has.
+    let many: Vec<(String, u64)> = (0..10_000).map(|n| (format!("c{n}"), 0)).collect();
+    assert!(s.stage_output(&p, "dev", &many).await.is_err());
     // A reader without the right to see the stage gets nothing.
     let outsider = env.services.acting(env.user("olga").await);
     assert!(outsider.stage_output(&p, "dev", &[]).await.is_err());

@@ -4,7 +4,7 @@
 use super::{answer, services};
 use crate::error::AppError;
 use leptos::prelude::*;
-use pergola_domain::logs::Output;
+use pergola_domain::logs::OutputPart;
 pub use pergola_domain::StageActivity;
 use pergola_domain::{Build, BuildListing, Release, StageComparison};
 
@@ -38,7 +38,11 @@ pub async fn stage_runtime(project: String, stage: String) -> Result<StageActivi
 /// What the stage page shows of its components' output: with `after` (each component's last
 /// line shown), only the new lines; without, each component's newest lines.
 #[server(input = leptos::server_fn::codec::Json)]
-pub async fn stage_output(project: String, stage: String, after: Vec<(String, u64)>) -> Result<Output, AppError> {
+pub async fn stage_output(
+    project: String,
+    stage: String,
+    after: Vec<(String, u64)>,
+) -> Result<Vec<OutputPart>, AppError> {
     answer(services()?.stage_output(&project, &stage, &after).await)
 }
 

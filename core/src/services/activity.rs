@@ -2,8 +2,12 @@
 
 use super::Acting;
 use crate::StageKey;
-use pergola_domain::logs::{shown, Output};
+use pergola_domain::logs::OutputPart;
 use pergola_domain::{Error, StageActivity};
+use std::collections::HashMap;
+
+/// The most components a page may name in `after` (a manifest has at most 64).
+const MAX_COMPONENTS_ASKED: usize = 256;
 
 impl Acting {
     /// What runs on a live stage: the stage as it is now, its timeline, its releases (newest
@@ -20,25 +24,43 @@ impl Acting {
     }
 
     /// The output a stage page shows: each component's newest lines, within what a page is sent
-    /// ([`shown`]). With `after` — the number of the last line the page shows of each component
-    /// — only the components that printed since, and only their new lines (within the same
-    /// limits); without, every component there is now.
+    /// ([`pergola_domain::logs::shown_count`]). With `after` — the number of the last line the
+    /// page shows of each component — only the components that printed since, with the lines
+    /// after it (and whether they follow on from it); without, every component there is now.
     pub async fn stage_output(
         &self,
         project_id: &str,
         stage_id: &str,
         after: &[(String, u64)],
-    ) -> Result<Output, Error> {
+    ) -> Result<Vec<OutputPart>, Error> {
+        if after.len() > MAX_COMPONENTS_ASKED {
+            return Err(Error::malformed(format!(
+                "after names {} components; a stage has at most {MAX_COMPONENTS_ASKED}.",
+                after.len()
+            )));
+        }
         self.get_stage(project_id, stage_id).await?;
         let key = StageKey::new(project_id, stage_id);
+        let after: HashMap<&str, u64> = after.iter().map(|(name, seq)| (name.as_str(), *seq)).collect();
         let mut output = Vec::new();
         for c in self.runtime.status(&key) {
-            let last = after.iter().find(|(name, _)| *name == c.name).map_or(0, |(_, seq)| *seq);
-            if !after.is_empty() && self.runtime.last_line(&key, &c.name).is_none_or(|newest| newest <= last) {
-                continue;
-            }
-            let lines = self.runtime.logs_after(&key, &c.name, last).unwrap_or_default();
-            output.push((c.name, shown(lines)));
+            let shown = |from: u64| self.runtime.shown_after(&key, &c.name, from).unwrap_or_default();
+            let part = if after.is_empty() {
+                shown(0)
+            } else {
+                let newest = self.runtime.last_line(&key, &c.name).unwrap_or(0);
+                match after.get(c.name.as_str()) {
+                    Some(&last) if newest == last => continue,
+                    // The numbers began again (a restarted server, a clock set back): what is
+                    // kept now is shown instead.
+                    Some(&last) if newest < last => (shown(0).0, false),
+                    Some(&last) => shown(last),
+                    None if newest == 0 => continue,
+                    None => (shown(0).0, false),
+                }
+            };
+            let (lines, follows) = part;
+            output.push(OutputPart { component: c.name, lines, follows });
         }
         Ok(output)
     }

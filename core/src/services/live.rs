@@ -289,7 +289,8 @@ impl Watch {
         for c in runtime.status(&key) {
             let after = self.lines.get(&c.name).copied().unwrap_or(0);
             let last = runtime.last_line(&key, &c.name).unwrap_or(after);
-            printed |= last > after && self.lines.contains_key(&c.name);
+            // Numbers that went back began again: new lines too.
+            printed |= last != after && self.lines.contains_key(&c.name);
             seen.insert(c.name, last);
         }
         self.lines = seen;
@@ -328,6 +329,11 @@ impl LogFollow {
                     return None;
                 }
                 self.checked = Instant::now();
+            }
+            // The numbers began again (a restarted server, a clock set back): every line kept
+            // now is new to the follower.
+            if self.acting.runtime.last_line(&self.key, &self.component).is_some_and(|newest| newest < self.after) {
+                self.after = 0;
             }
             match self.acting.runtime.logs_after(&self.key, &self.component, self.after) {
                 Some(lines) if !lines.is_empty() => {

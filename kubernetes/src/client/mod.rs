@@ -669,6 +669,13 @@ impl Runtime for KubernetesRuntime {
         runs.then(|| book.map(|b| b.after(after)).unwrap_or_default())
     }
 
+    fn shown_after(&self, key: &StageKey, component: &str, after: u64) -> Option<(Vec<LogLine>, bool)> {
+        let runs = self.status(key).iter().any(|c| c.name == component);
+        let pods = lock(&self.inner.pods);
+        let book = pods.logs.get(&(key.clone(), component.to_owned()));
+        runs.then(|| book.map(|b| b.shown_after(after)).unwrap_or((Vec::new(), true)))
+    }
+
     fn last_line(&self, key: &StageKey, component: &str) -> Option<u64> {
         let runs = self.status(key).iter().any(|c| c.name == component);
         let pods = lock(&self.inner.pods);

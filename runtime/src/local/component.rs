@@ -163,6 +163,15 @@ impl Component {
         logs.push_back(LogLine { at, stream: stream.to_owned(), line, seq });
     }
 
+    /// What a page is sent of the lines after `after`, and whether that is all of them (only
+    /// those are copied).
+    pub(super) fn shown_after(&self, after: u64) -> (Vec<LogLine>, bool) {
+        let logs = self.logs.lock().expect("log lock");
+        let newer = logs.len() - logs.partition_point(|l| l.seq <= after);
+        let keep = pergola_domain::logs::shown_count(logs.iter().rev().take(newer));
+        (logs.range(logs.len() - keep..).cloned().collect(), keep == newer)
+    }
+
     /// The number of the newest line kept (0: none yet).
     pub(super) fn last_line(&self) -> u64 {
         self.logs.lock().expect("log lock").back().map_or(0, |l| l.seq)
@@ -210,6 +219,33 @@ mod tests {
         assert!(kept.windows(2).all(|w| w[0].seq < w[1].seq));
         assert_eq!(c.logs_after(kept[LOG_LINES - 2].seq).len(), 1);
         assert_eq!(c.last_line(), kept[LOG_LINES - 1].seq);
+        // A page is sent the newest 200, which are not all the lines after the first kept.
+        let (shown, all) = c.shown_after(kept[0].seq);
+        assert_eq!((shown.len(), all), (pergola_domain::logs::LINES_SHOWN, false));
+        assert_eq!(shown.last(), kept.last());
+        assert_eq!(c.shown_after(kept[LOG_LINES - 3].seq), (kept[LOG_LINES - 2..].to_vec(), true));
+    }
+
+    #[tokio::test]
+    async fn the_end_of_a_process_waits_for_its_last_output() {
+        let c =
+            std::sync::Arc::new(Component::new(StageKey::new("p", "dev"), "web", ComponentKind::Worker, None, None));
+        // A reader still busy with the last bytes the process wrote before it ended.
+        let reader = {
+            let c = c.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                c.log("stderr", "Traceback: the last words".into());
+            })
+        };
+        c.reading(vec![reader]);
+        c.output_read().await;
+        assert_eq!(c.logs_after(0).last().map(|l| l.line.as_str()), Some("Traceback: the last words"));
+        // A reader that never ends (a process left behind holds the pipe) is waited for 1 s.
+        c.reading(vec![tokio::spawn(std::future::pending())]);
+        let started = std::time::Instant::now();
+        c.output_read().await;
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 
     #[test]

@@ -692,6 +692,14 @@ impl Runtime for LocalRuntime {
         component.map(|c| c.logs_after(after))
     }
 
+    fn shown_after(&self, key: &StageKey, component: &str, after: u64) -> Option<(Vec<LogLine>, bool)> {
+        let component = {
+            let stages = self.stages.lock().expect("stages lock");
+            stages.get(key).and_then(|run| run.components.iter().find(|c| c.name == component)).cloned()
+        };
+        component.map(|c| c.shown_after(after))
+    }
+
     fn last_line(&self, key: &StageKey, component: &str) -> Option<u64> {
         let stages = self.stages.lock().expect("stages lock");
         stages.get(key).and_then(|run| run.components.iter().find(|c| c.name == component)).map(|c| c.last_line())

@@ -4,7 +4,7 @@
 use crate::components::ui;
 use crate::paths;
 use leptos::prelude::*;
-use pergola_domain::logs::{format_line, Output};
+use pergola_domain::logs::{format_line, merge_output, Output, OutputPart};
 
 /// What the output shows: followed live, or held still while the user reads.
 #[derive(Clone, Copy)]
@@ -15,7 +15,13 @@ pub struct OutputControls {
     pub held: RwSignal<Option<Output>>,
     /// Only lines containing this text (any case).
     pub filter: RwSignal<String>,
+    /// Which read of the whole output was taken in last (the counts that asked for it), and
+    /// how many have been.
+    whole: StoredValue<(Option<WholeRead>, u32)>,
 }
+
+/// What asked for a read of the whole output: the counts of changes, deploys and redeploys.
+pub type WholeRead = (u32, usize, usize);
 
 impl OutputControls {
     pub fn new() -> Self {
@@ -23,7 +29,26 @@ impl OutputControls {
             lines: RwSignal::new(Vec::new()),
             held: RwSignal::new(None),
             filter: RwSignal::new(String::new()),
+            whole: StoredValue::new((None, 0)),
         }
+    }
+
+    /// Takes in the whole output `read` answered, once.
+    pub fn take_whole(&self, read: WholeRead, fresh: Vec<OutputPart>) {
+        if self.whole.with_value(|(last, _)| *last == Some(read)) {
+            return;
+        }
+        self.whole.update_value(|(last, count)| {
+            *last = Some(read);
+            *count += 1;
+        });
+        self.lines.update(|held| merge_output(held, fresh, true));
+    }
+
+    /// How many reads of the whole output were taken in: an answer to a read of new lines asked
+    /// before the last of them may be older than what is shown.
+    pub fn wholes(&self) -> u32 {
+        self.whole.try_with_value(|(_, count)| *count).unwrap_or_default()
     }
 
     pub fn paused(&self) -> bool {

@@ -47,7 +47,11 @@ pub fn ReleaseSection(
             let (p, s) = (project.clone(), stage.clone());
             move || (p.clone(), s.clone(), live.changes.get(), deploy.version().get(), redeploy.version().get())
         },
-        |(p, s, ..)| stage_output(p, s, Vec::new()),
+        // Answered with what asked for it: taken in once (the section below is drawn again at
+        // every sample of metrics too).
+        |(p, s, changes, deployed, redeployed)| async move {
+            (changes, deployed, redeployed, stage_output(p, s, Vec::new()).await)
+        },
     );
     follow_output(project.clone(), stage.clone(), live, controls);
     Effect::new(move |_| {
@@ -68,8 +72,9 @@ pub fn ReleaseSection(
                     move || {
                         let (project, stage, builds_href) = (project.clone(), stage.clone(), builds_href.clone());
                         Suspend::new(async move {
-                            if let Ok(fresh) = whole.await {
-                                controls.lines.update(|held| merge_output(held, fresh, true));
+                            let (changes, deployed, redeployed, fresh) = whole.await;
+                            if let Ok(fresh) = fresh {
+                                controls.take_whole((changes, deployed, redeployed), fresh);
                             }
                             match data.await {
                                 Ok(rt) => view! { <RuntimeView rt project stage builds_href redeploy controls/> }.into_any(),
@@ -116,8 +121,12 @@ fn follow_output(project: String, stage: String, live: Live, controls: OutputCon
         leptos::task::spawn_local(async move {
             loop {
                 let after = controls.lines.with_untracked(last_lines);
+                let asked_at = controls.wholes();
                 if let Ok(fresh) = stage_output(project.clone(), stage.clone(), after).await {
-                    let _ = controls.lines.try_update(|held| merge_output(held, fresh, false));
+                    // Not if the whole output was read since: this answer may be older.
+                    if controls.wholes() == asked_at {
+                        let _ = controls.lines.try_update(|held| merge_output(held, fresh, false));
+                    }
                 }
                 if !again.try_update_value(std::mem::take).unwrap_or(false) {
                     break;
