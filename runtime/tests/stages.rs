@@ -470,7 +470,7 @@ args = ["-c", "echo once; exec sleep 600"]
     s.deploy(&p, "dev", build.number).await.unwrap();
     wait_for("both printing", async || {
         let out = s.stage_output(&p, "dev", &[]).await.unwrap();
-        out.len() == 2 && out.iter().all(|(_, lines)| !lines.is_empty())
+        out.len() == 2 && out.iter().all(|part| !part.lines.is_empty())
     })
     .await;
 
