@@ -517,12 +517,24 @@ args = ["-c", "echo once; exec sleep 600"]
     // Right after, a few new lines that follow on.
     let after = vec![("flood".to_owned(), since[0].lines.last().unwrap().seq), after[1].clone()];
     let next = s.stage_output(&p, "dev", &after).await.unwrap();
-    assert!(next.iter().all(|part| part.component == "flood" && part.lines.iter().all(|l| l.seq > after[0].1)));
+    for part in &next {
+        assert!(part.component == "flood" && part.lines.iter().all(|l| l.seq > after[0].1));
+        // Two lines are within what a page is sent: nothing was left out.
+        if part.lines.len() <= 2 {
+            assert!(part.follows, "{} lines", part.lines.len());
+        }
+    }
     // Numbers the server never gave (a page from before a restart): what is kept, shown instead.
     let ahead = vec![("quiet".to_owned(), u64::MAX - 1)];
     let reset = s.stage_output(&p, "dev", &ahead).await.unwrap();
     let quiet = reset.iter().find(|part| part.component == "quiet").unwrap();
     assert!(!quiet.follows && quiet.lines.iter().any(|l| l.line == "once"));
+    // So is a follower (`pergola logs -f` going on after the last line it printed).
+    let query = pergola_domain::logs::LogQuery { after: u64::MAX - 1, ..Default::default() };
+    let (first, mut follow) = s.follow_logs(&p, "dev", "quiet", &query).await.unwrap();
+    assert!(first.is_empty());
+    let lines = tokio::time::timeout(Duration::from_secs(2), follow.next()).await.unwrap().unwrap();
+    assert!(lines.iter().any(|l| l.line == "once"), "{lines:?}");
     // A page cannot make the server look up more components than a stage has.
     let many: Vec<(String, u64)> = (0..10_000).map(|n| (format!("c{n}"), 0)).collect();
     assert!(s.stage_output(&p, "dev", &many).await.is_err());

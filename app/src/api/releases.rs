@@ -35,14 +35,20 @@ pub async fn stage_runtime(project: String, stage: String) -> Result<StageActivi
     answer(services()?.stage_activity(&project, &stage).await)
 }
 
-/// What the stage page shows of its components' output: with `after` (each component's last
-/// line shown), only the new lines; without, each component's newest lines.
-#[server(input = leptos::server_fn::codec::Json)]
+/// What the stage page shows of its components' output: with `components` and `after` (the
+/// number of the last line shown of each), only the new lines; without, each component's
+/// newest lines.
+#[server]
 pub async fn stage_output(
     project: String,
     stage: String,
-    after: Vec<(String, u64)>,
+    #[server(default)] components: Vec<String>,
+    #[server(default)] after: Vec<u64>,
 ) -> Result<Vec<OutputPart>, AppError> {
+    if components.len() != after.len() {
+        return Err(pergola_domain::Error::malformed("components and after name the same components.").into());
+    }
+    let after: Vec<(String, u64)> = components.into_iter().zip(after).collect();
     answer(services()?.stage_output(&project, &stage, &after).await)
 }
 

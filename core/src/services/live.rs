@@ -332,7 +332,9 @@ impl LogFollow {
             }
             // The numbers began again (a restarted server, a clock set back): every line kept
             // now is new to the follower.
-            if self.acting.runtime.last_line(&self.key, &self.component).is_some_and(|newest| newest < self.after) {
+            if self.acting.runtime.line_numbers_may_restart()
+                && self.acting.runtime.last_line(&self.key, &self.component).is_some_and(|newest| 0 < newest && newest < self.after)
+            {
                 self.after = 0;
             }
             match self.acting.runtime.logs_after(&self.key, &self.component, self.after) {

@@ -676,6 +676,10 @@ impl Runtime for KubernetesRuntime {
         runs.then(|| book.map(|b| b.shown_after(after)).unwrap_or((Vec::new(), true)))
     }
 
+    fn line_numbers_may_restart(&self) -> bool {
+        false
+    }
+
     fn last_line(&self, key: &StageKey, component: &str) -> Option<u64> {
         let runs = self.status(key).iter().any(|c| c.name == component);
         let pods = lock(&self.inner.pods);

@@ -343,6 +343,16 @@ mod tests {
         let seen = first.lines()[3].seq;
         assert_eq!(later.after(seen).iter().map(|l| l.line.as_str()).collect::<Vec<_>>(), ["line 4", "line 5"]);
         assert_eq!(later.last_line(), first.last_line());
+        // What a page is sent after a line: the rest, and whether that is all of it.
+        assert_eq!(first.shown_after(seen), (first.lines()[4..].to_vec(), true));
+        assert_eq!(first.shown_after(first.last_line()), (Vec::new(), true));
+        let mut long = LogBook::default();
+        for n in 0..10 {
+            long.push(t0 + chrono::Duration::seconds(n), "x".repeat(16 * 1024));
+        }
+        let (sent, all) = long.shown_after(0);
+        assert_eq!((sent.len(), all), (4, false));
+        assert_eq!(sent.last().map(|l| l.seq), Some(long.last_line()));
     }
 
     fn pod(phase: &str, deleting: bool, terminated: Option<(i32, &str)>) -> PodView {

@@ -15,9 +15,11 @@ pub struct OutputControls {
     pub held: RwSignal<Option<Output>>,
     /// Only lines containing this text (any case).
     pub filter: RwSignal<String>,
-    /// Which read of the whole output was taken in last (the counts that asked for it), and
-    /// how many have been.
-    whole: StoredValue<(Option<WholeRead>, u32)>,
+    /// Which read of the whole output was taken in last (the counts that asked for it).
+    whole: StoredValue<Option<WholeRead>>,
+    /// How many reads of the whole output were taken in: an answer to a read of new lines asked
+    /// before the last of them may be older than what is shown.
+    pub wholes: RwSignal<u32>,
 }
 
 /// What asked for a read of the whole output: the counts of changes, deploys and redeploys.
@@ -29,26 +31,19 @@ impl OutputControls {
             lines: RwSignal::new(Vec::new()),
             held: RwSignal::new(None),
             filter: RwSignal::new(String::new()),
-            whole: StoredValue::new((None, 0)),
+            whole: StoredValue::new(None),
+            wholes: RwSignal::new(0),
         }
     }
 
     /// Takes in the whole output `read` answered, once.
     pub fn take_whole(&self, read: WholeRead, fresh: Vec<OutputPart>) {
-        if self.whole.with_value(|(last, _)| *last == Some(read)) {
+        if self.whole.try_with_value(|last| *last == Some(read)).unwrap_or(true) {
             return;
         }
-        self.whole.update_value(|(last, count)| {
-            *last = Some(read);
-            *count += 1;
-        });
+        self.whole.set_value(Some(read));
         self.lines.update(|held| merge_output(held, fresh, true));
-    }
-
-    /// How many reads of the whole output were taken in: an answer to a read of new lines asked
-    /// before the last of them may be older than what is shown.
-    pub fn wholes(&self) -> u32 {
-        self.whole.try_with_value(|(_, count)| *count).unwrap_or_default()
+        self.wholes.update(|n| *n += 1);
     }
 
     pub fn paused(&self) -> bool {

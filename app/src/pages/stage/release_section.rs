@@ -50,7 +50,7 @@ pub fn ReleaseSection(
         // Answered with what asked for it: taken in once (the section below is drawn again at
         // every sample of metrics too).
         |(p, s, changes, deployed, redeployed)| async move {
-            (changes, deployed, redeployed, stage_output(p, s, Vec::new()).await)
+            (changes, deployed, redeployed, stage_output(p, s, Vec::new(), Vec::new()).await)
         },
     );
     follow_output(project.clone(), stage.clone(), live, controls);
@@ -103,12 +103,14 @@ pub fn ReleaseSection(
 }
 
 /// Adds the lines printed since to the output shown, whenever the live stream says there are
-/// new ones and the output is followed (and when it is followed again after a pause). One read
-/// at a time: notes heard meanwhile make one more read after it.
+/// new ones and the output is followed (and when it is followed again after a pause, and after
+/// each read of the whole output, which may be older than the last lines read). One read at a
+/// time: notes heard meanwhile make one more read after it.
 fn follow_output(project: String, stage: String, live: Live, controls: OutputControls) {
     let (busy, again) = (StoredValue::new(false), StoredValue::new(false));
     Effect::new(move |_| {
         live.output.track();
+        controls.wholes.track();
         if controls.paused() {
             return;
         }
@@ -120,13 +122,15 @@ fn follow_output(project: String, stage: String, live: Live, controls: OutputCon
         let (project, stage) = (project.clone(), stage.clone());
         leptos::task::spawn_local(async move {
             loop {
-                let after = controls.lines.with_untracked(last_lines);
-                let asked_at = controls.wholes();
-                if let Ok(fresh) = stage_output(project.clone(), stage.clone(), after).await {
-                    // Not if the whole output was read since: this answer may be older.
-                    if controls.wholes() == asked_at {
-                        let _ = controls.lines.try_update(|held| merge_output(held, fresh, false));
+                let (components, after) = controls.lines.with_untracked(last_lines).into_iter().unzip();
+                let asked_at = controls.wholes.try_get_untracked();
+                if let Ok(fresh) = stage_output(project.clone(), stage.clone(), components, after).await {
+                    // Not if the whole output was taken in since (this answer was asked after
+                    // other lines): then ask again, after the whole output's.
+                    if controls.wholes.try_get_untracked() != asked_at {
+                        continue;
                     }
+                    let _ = controls.lines.try_update(|held| merge_output(held, fresh, false));
                 }
                 if !again.try_update_value(std::mem::take).unwrap_or(false) {
                     break;
