@@ -333,7 +333,11 @@ impl LogFollow {
             // The numbers began again (a restarted server, a clock set back): every line kept
             // now is new to the follower.
             if self.acting.runtime.line_numbers_may_restart()
-                && self.acting.runtime.last_line(&self.key, &self.component).is_some_and(|newest| 0 < newest && newest < self.after)
+                && self
+                    .acting
+                    .runtime
+                    .last_line(&self.key, &self.component)
+                    .is_some_and(|newest| 0 < newest && newest < self.after)
             {
                 self.after = 0;
             }

@@ -246,7 +246,10 @@ mod tests {
         let started = std::time::Instant::now();
         c.output_read().await;
         let waited = started.elapsed();
-        assert!(waited >= std::time::Duration::from_millis(900) && waited < std::time::Duration::from_secs(2), "{waited:?}");
+        assert!(
+            waited >= std::time::Duration::from_millis(900) && waited < std::time::Duration::from_secs(2),
+            "{waited:?}"
+        );
     }
 
     #[test]
