@@ -1911,6 +1911,13 @@ async fn sharing_is_set_and_guest_links_made_through_the_services(env: &Env) {
     s.delete_stage(&p, "dev").await.unwrap();
     assert_eq!(s.create_guest_link(&p, "dev", Duration::hours(2)).await.unwrap_err().kind, ErrorKind::NotFound);
     assert_eq!(s.set_visibility(&p, "dev", Visibility::Public).await.unwrap_err().kind, ErrorKind::NotFound);
+    // Nor is their sharing read: it is gone with them until they are restored (as the stage
+    // itself answers 404 with the hint to restore it).
+    assert_eq!(s.list_guest_links(&p, "dev").await.unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(s.visibility(&p, "dev").await.unwrap_err().kind, ErrorKind::NotFound);
+    assert!(s.sharing(&p, "dev").await.unwrap_err().message.contains("Restore it"));
+    s.restore_stage(&p, "dev").await.unwrap();
+    assert!(s.list_guest_links(&p, "dev").await.unwrap().is_empty());
 }
 
 async fn sharing_needs_the_right_role_and_answers_the_proxy(env: &Env) {

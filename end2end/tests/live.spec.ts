@@ -10,6 +10,20 @@ async function markPage(page: import('@playwright/test').Page) {
 async function notReloaded(page: import('@playwright/test').Page) {
   expect(await page.evaluate(() => (window as unknown as { stillHere?: boolean }).stillHere)).toBe(true);
 }
+/** Keeps every EventSource the page opens in `window.streams`, for the test to look at or cut. */
+async function trackStreams(page: import('@playwright/test').Page) {
+  await page.addInitScript(() => {
+    const w = window as unknown as { EventSource: typeof EventSource; streams: EventSource[] };
+    w.streams = [];
+    const Original = w.EventSource;
+    w.EventSource = class extends Original {
+      constructor(url: string | URL, init?: EventSourceInit) {
+        super(url, init);
+        w.streams.push(this);
+      }
+    };
+  });
+}
 
 test('a change made elsewhere appears on an open project page within 2 s, without a reload', async ({ page, consoleErrors }) => {
   const project = await createProject(page);
@@ -88,17 +102,7 @@ test('the stage page follows a component: output, a crash and its restart, with 
 // (The browser logs the refused streams as errors, which is what this test provokes.)
 test('a page says when its stream is down, and catches up when it is back', async ({ page }) => {
   // The page's streams, to cut them as a server going away would.
-  await page.addInitScript(() => {
-    const w = window as unknown as { EventSource: typeof EventSource; streams: EventSource[] };
-    w.streams = [];
-    const Original = w.EventSource;
-    w.EventSource = class extends Original {
-      constructor(url: string | URL, init?: EventSourceInit) {
-        super(url, init);
-        w.streams.push(this);
-      }
-    };
-  });
+  await trackStreams(page);
   const project = await createProject(page);
   const card = await createStage(page, 'Dev');
   await markPage(page);
@@ -155,17 +159,7 @@ test('a component printing without pause costs its page only the new lines', asy
 });
 
 test('a tab in the background lets go of its stream, and catches up when shown', async ({ page, consoleErrors }) => {
-  await page.addInitScript(() => {
-    const w = window as unknown as { EventSource: typeof EventSource; streams: EventSource[] };
-    w.streams = [];
-    const Original = w.EventSource;
-    w.EventSource = class extends Original {
-      constructor(url: string | URL, init?: EventSourceInit) {
-        super(url, init);
-        w.streams.push(this);
-      }
-    };
-  });
+  await trackStreams(page);
   const project = await createProject(page);
   const card = await createStage(page, 'Dev');
   await markPage(page);

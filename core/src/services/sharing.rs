@@ -274,7 +274,8 @@ impl Acting {
 
     /// Who may open the stage's share links.
     pub async fn visibility(&self, project_id: &str, stage_id: &str) -> Result<Visibility, Error> {
-        self.allow_stage(Action::ReadStage, project_id, stage_id).await?;
+        // A deleted stage's sharing is gone with it (its links work only once it is restored).
+        self.live(self.allow_stage(Action::ReadStage, project_id, stage_id).await?)?;
         let found = self.store.stage_visibility(project_id, stage_id).await;
         found
             .map_err(internal("read a stage's visibility"))?
@@ -326,7 +327,7 @@ impl Acting {
     /// The stage's guest links, newest first, revoked and expired ones included; never a
     /// secret.
     pub async fn list_guest_links(&self, project_id: &str, stage_id: &str) -> Result<Vec<GuestLink>, Error> {
-        self.allow_stage(Action::ReadStage, project_id, stage_id).await?;
+        self.live(self.allow_stage(Action::ReadStage, project_id, stage_id).await?)?;
         let rows = self.store.list_guest_links(project_id, stage_id).await.map_err(internal("list guest links"))?;
         Ok(rows.into_iter().map(guest_link).collect())
     }
