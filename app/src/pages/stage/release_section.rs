@@ -122,15 +122,23 @@ fn follow_output(project: String, stage: String, live: Live, controls: OutputCon
         let (project, stage) = (project.clone(), stage.clone());
         leptos::task::spawn_local(async move {
             loop {
-                let (components, after) = controls.lines.with_untracked(last_lines).into_iter().unzip();
-                let asked_at = controls.wholes.try_get_untracked();
+                // The page may have been left meanwhile: then its signals are gone, and so is
+                // the need to read.
+                let shown: Option<(Vec<String>, Vec<u64>)> =
+                    controls.lines.try_with_untracked(|lines| last_lines(lines).into_iter().unzip());
+                let (Some((components, after)), Some(asked_at)) = (shown, controls.wholes.try_get_untracked()) else {
+                    break;
+                };
                 if let Ok(fresh) = stage_output(project.clone(), stage.clone(), components, after).await {
-                    // Not if the whole output was taken in since (this answer was asked after
-                    // other lines): then ask again, after the whole output's.
-                    if controls.wholes.try_get_untracked() != asked_at {
-                        continue;
+                    match controls.wholes.try_get_untracked() {
+                        None => break,
+                        // The whole output was taken in since (this answer was asked after
+                        // other lines): ask again, after the whole output's.
+                        Some(wholes) if wholes != asked_at => continue,
+                        Some(_) => {
+                            let _ = controls.lines.try_update(|held| merge_output(held, fresh, false));
+                        }
                     }
-                    let _ = controls.lines.try_update(|held| merge_output(held, fresh, false));
                 }
                 if !again.try_update_value(std::mem::take).unwrap_or(false) {
                     break;
