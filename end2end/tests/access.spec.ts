@@ -178,3 +178,34 @@ test('an invitation link lets the invited person create their account, once, and
   await expect(second.getByRole('alert')).toContainText('already used or has expired');
   await again.close();
 });
+
+// (No consoleErrors fixture: the browser logs the page's code it was kept from loading.)
+test('the sign-in and invitation forms work before the page has loaded its code', async ({ browser, page, baseURL }) => {
+  const project = await createProject(page);
+  await open(page, '/admin');
+  await page.getByLabel('Project (optional)').fill(project);
+  await page.getByRole('button', { name: 'Create invitation link' }).click();
+  const invitation = (await page.getByLabel('Invitation link').textContent())!;
+  // A slow connection: the wasm never arrives, so the forms are the server's HTML alone.
+  const { context, page: slow } = await signedOut(browser, baseURL!);
+  await slow.route('**/*.wasm', (route) => route.abort());
+  await slow.goto(invitation);
+  const name = unique('early').replace(' ', '-').toLowerCase();
+  await slow.getByLabel('Username').fill(name);
+  await slow.getByLabel('Password').fill('invited-password');
+  await slow.getByRole('button', { name: 'Create my account' }).click();
+  await expect(slow).toHaveURL('/');
+  await expect(slow.getByLabel('Signed in as')).toHaveText(name);
+  await context.close();
+  // Signing in from a shared link before the code loads lands on the linked page.
+  const { context: other, page: early } = await signedOut(browser, baseURL!);
+  await early.route('**/*.wasm', (route) => route.abort());
+  const link = `/projects/${project}`;
+  await early.goto(link);
+  await expect(early).toHaveURL(/\/login\?next=/);
+  await early.getByLabel('Username').fill(ADMIN.username);
+  await early.getByLabel('Password').fill(ADMIN.password);
+  await early.getByRole('button', { name: 'Sign in' }).click();
+  await expect(early).toHaveURL(link);
+  await other.close();
+});

@@ -20,7 +20,7 @@ pub fn InvitePage() -> impl IntoView {
             <p class="mt-2 text-sm text-slate-600">"You were invited to Pergola Stages. Choose a username and a password (at least 10 characters)."</p>
             <form method="post" action="/invite" class=format!("mt-6 space-y-4 {}", ui::CARD)>
                 <FormAlert message=Signal::derive(error)/>
-                <input type="hidden" name="token" prop:value=move || token.get()/>
+                <input type="hidden" name="token" value=move || token.get()/>
                 <CredentialFields new_password=true/>
                 <button type="submit" class=format!("w-full {}", ui::PRIMARY)>"Create my account"</button>
             </form>

@@ -37,7 +37,7 @@ pub fn LoginPage() -> impl IntoView {
             <h1 class="text-2xl font-bold text-slate-900">"Sign in"</h1>
             <form method="post" action="/login" class=format!("mt-6 space-y-4 {}", ui::CARD)>
                 <FormAlert message=Signal::derive(error)/>
-                <input type="hidden" name="next" prop:value=next/>
+                <input type="hidden" name="next" value=next/>
                 <CredentialFields new_password=false/>
                 <button type="submit" class=format!("w-full {}", ui::PRIMARY)>"Sign in"</button>
             </form>
