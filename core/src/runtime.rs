@@ -336,13 +336,14 @@ pub trait Runtime: Send + Sync {
     fn last_line(&self, key: &StageKey, component: &str) -> Option<u64> {
         self.logs_after(key, component, 0).map(|lines| lines.last().map_or(0, |l| l.seq))
     }
-    /// Whether its line numbers may begin again lower than some it gave before: the local
-    /// runtime's are the server's clock and count, which a restart with the clock set back
-    /// begins again; a cluster's are the kubelet's times, the same on every server and after
-    /// a restart (while a restarted server reads a pod's log again, its newest line is older
-    /// than a follower's — not new).
-    fn line_numbers_may_restart(&self) -> bool {
-        true
+    /// Whether a component's line numbers began again below `after`, the last a page or a
+    /// follower saw, now that its newest kept line is `newest` — then every line kept is new to
+    /// them. The local runtime's numbers are the server's clock and count, which a restart with
+    /// the clock set back begins again; a cluster's are the kubelet's times, the same on every
+    /// server and after a restart (while a restarted server reads a pod's log again, its newest
+    /// line is older than a follower's — not new), so it answers false.
+    fn numbers_began_again(&self, newest: u64, after: u64) -> bool {
+        0 < newest && newest < after
     }
     /// What a page is sent of the component's kept lines numbered after `after`: the newest
     /// ([`pergola_domain::logs::shown_count`]), and whether that is all of them. A runtime that

@@ -209,6 +209,15 @@ pub fn shown_count<'a>(newest_first: impl Iterator<Item = &'a LogLine>) -> usize
     count
 }
 
+/// What a page is sent of `kept` (a component's kept lines, oldest first) numbered after
+/// `after`: the newest ([`shown_count`]; only those are copied), and whether that is all of
+/// them.
+pub fn shown_after(kept: &std::collections::VecDeque<LogLine>, after: u64) -> (Vec<LogLine>, bool) {
+    let newer = kept.iter().rev().take_while(|l| l.seq > after).count();
+    let keep = shown_count(kept.iter().rev().take(newer));
+    (kept.range(kept.len() - keep..).cloned().collect(), keep == newer)
+}
+
 /// The newest of `lines` (oldest first) a page is sent ([`shown_count`]).
 pub fn shown(mut lines: Vec<LogLine>) -> Vec<LogLine> {
     let keep = shown_count(lines.iter().rev());

@@ -42,7 +42,6 @@ impl Acting {
         self.get_stage(project_id, stage_id).await?;
         let key = StageKey::new(project_id, stage_id);
         let after: HashMap<&str, u64> = after.iter().map(|(name, seq)| (name.as_str(), *seq)).collect();
-        let restarts = self.runtime.line_numbers_may_restart();
         let mut output = Vec::new();
         for c in self.runtime.status(&key) {
             let shown = |from: u64| self.runtime.shown_after(&key, &c.name, from).unwrap_or_default();
@@ -54,7 +53,7 @@ impl Acting {
                     Some(&last) if newest == last => continue,
                     // The numbers began again (a restarted server, a clock set back): what is
                     // kept now is shown instead.
-                    Some(&last) if newest < last && restarts && newest > 0 => (shown(0).0, false),
+                    Some(&last) if self.runtime.numbers_began_again(newest, last) => (shown(0).0, false),
                     Some(&last) if newest < last => continue,
                     Some(&last) => shown(last),
                     None if newest == 0 => continue,

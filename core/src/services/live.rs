@@ -332,12 +332,10 @@ impl LogFollow {
             }
             // The numbers began again (a restarted server, a clock set back): every line kept
             // now is new to the follower.
-            if self.acting.runtime.line_numbers_may_restart()
-                && self
-                    .acting
-                    .runtime
-                    .last_line(&self.key, &self.component)
-                    .is_some_and(|newest| 0 < newest && newest < self.after)
+            let runtime = &self.acting.runtime;
+            if runtime
+                .last_line(&self.key, &self.component)
+                .is_some_and(|newest| runtime.numbers_began_again(newest, self.after))
             {
                 self.after = 0;
             }

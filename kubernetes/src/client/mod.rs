@@ -676,7 +676,7 @@ impl Runtime for KubernetesRuntime {
         runs.then(|| book.map(|b| b.shown_after(after)).unwrap_or((Vec::new(), true)))
     }
 
-    fn line_numbers_may_restart(&self) -> bool {
+    fn numbers_began_again(&self, _newest: u64, _after: u64) -> bool {
         false
     }
 

@@ -197,9 +197,7 @@ impl LogBook {
     /// What a page is sent of the lines after `after`, and whether that is all of them (only
     /// those are copied).
     pub fn shown_after(&self, after: u64) -> (Vec<LogLine>, bool) {
-        let newer = self.lines.iter().rev().take_while(|l| l.seq > after).count();
-        let keep = pergola_domain::logs::shown_count(self.lines.iter().rev().take(newer));
-        (self.lines.iter().skip(self.lines.len() - keep).cloned().collect(), keep == newer)
+        pergola_domain::logs::shown_after(&self.lines, after)
     }
 
     /// The number of the newest line kept (0: none yet).

@@ -166,10 +166,7 @@ impl Component {
     /// What a page is sent of the lines after `after`, and whether that is all of them (only
     /// those are copied).
     pub(super) fn shown_after(&self, after: u64) -> (Vec<LogLine>, bool) {
-        let logs = self.logs.lock().expect("log lock");
-        let newer = logs.len() - logs.partition_point(|l| l.seq <= after);
-        let keep = pergola_domain::logs::shown_count(logs.iter().rev().take(newer));
-        (logs.range(logs.len() - keep..).cloned().collect(), keep == newer)
+        pergola_domain::logs::shown_after(&self.logs.lock().expect("log lock"), after)
     }
 
     /// The number of the newest line kept (0: none yet).
