@@ -8,8 +8,8 @@ use pergola_core::testing::{self as common, Env};
 use pergola_core::StoreError;
 use pergola_domain::wire::StageUpdate;
 use pergola_domain::{
-    parse_grace, Error, ErrorKind, RetentionPolicy, Role, Stage, StageQuery, StageQueryParams, StageSort, StageStatus,
-    StageType, Visibility,
+    name_key, parse_grace, Error, ErrorKind, RetentionPolicy, Role, Stage, StageQuery, StageQueryParams, StageSort,
+    StageStatus, StageType, Visibility,
 };
 
 /// Every case, run once per backend.
@@ -2410,9 +2410,12 @@ async fn stages_are_searched_filtered_sorted_and_paged(env: &Env) {
         made.push(s.get_stage(&p, &stage.id).await.unwrap());
     }
     s.create_stage(&p, "100% done", StageType::Dev, Some("percent")).await.unwrap();
+    // Beyond ASCII: found in any case, sorted by the lower-cased name's characters (after "z").
+    s.create_stage(&p, "École Stage", StageType::Qa, Some("ecole")).await.unwrap();
     s.create_stage(&p, "Archived Stage q", StageType::Dev, Some("gone")).await.unwrap();
     s.delete_stage(&p, "gone").await.unwrap();
     made.push(s.get_stage(&p, "percent").await.unwrap());
+    made.push(s.get_stage(&p, "ecole").await.unwrap());
     let other = project(env, "Other").await;
     s.create_stage(&other, "Stage z", StageType::Dev, Some("s00")).await.unwrap();
 
@@ -2420,6 +2423,7 @@ async fn stages_are_searched_filtered_sorted_and_paged(env: &Env) {
         (vec![], "everything"),
         (vec![("q", "STAGE")], "search by name, any case"),
         (vec![("q", "s1")], "search by ID"),
+        (vec![("q", "ÉCOLE st")], "search by name, any case, beyond ASCII"),
         (vec![("type", "qa,prod")], "two types"),
         (vec![("status", "suspended")], "suspended"),
         (vec![("q", "stage"), ("type", "dev"), ("status", "running")], "all at once"),
@@ -2430,9 +2434,7 @@ async fn stages_are_searched_filtered_sorted_and_paged(env: &Env) {
         let mut expected: Vec<&Stage> = made.iter().filter(|st| query.matches(st)).collect();
         match query.sort {
             StageSort::Created => expected.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id))),
-            StageSort::Name => {
-                expected.sort_by(|a, b| (a.name.to_lowercase(), &a.id).cmp(&(b.name.to_lowercase(), &b.id)))
-            }
+            StageSort::Name => expected.sort_by(|a, b| (name_key(&a.name), &a.id).cmp(&(name_key(&b.name), &b.id))),
             StageSort::Updated => expected.sort_by(|a, b| (b.updated_at, &b.id).cmp(&(a.updated_at, &a.id))),
         }
         let expected: Vec<String> = expected.iter().map(|st| st.id.clone()).collect();

@@ -121,3 +121,56 @@ async fn both_backends_end_with_the_same_tables_and_columns() {
         "schemas differ\n only on SQLite: {only_sqlite:?}\n only on PostgreSQL: {only_postgres:?}"
     );
 }
+
+/// Stages a server made before names had a search key (migration 0011) are found by a search
+/// in any case, beyond ASCII, once a server of this version has connected: `name_key` is
+/// filled on connect. Here a stage's key is taken away, as those stages had none.
+async fn stages_made_before_name_keys_are_found_after_a_restart(url: &str) {
+    use pergola_core::{ManualClock, Services};
+    use pergola_domain::{StageQuery, StageType};
+    let services = |store| Services::new(store, std::sync::Arc::new(ManualClock::new(chrono::Utc::now())));
+    let s = services(pergola_core::connect(url).await.unwrap());
+    s.prepare_first_run(Some(("admin", "admin-password-1"))).await.unwrap();
+    let admin = s.acting(s.sign_in("admin", "admin-password-1", "127.0.0.1").await.unwrap());
+    let project = admin.create_project("Old", None).await.unwrap().id;
+    admin.create_stage(&project, "École d'été", StageType::Dev, Some("ecole")).await.unwrap();
+    drop((admin, s));
+    let forget = "UPDATE stages SET name_key = NULL";
+    if url.starts_with("sqlite:") {
+        let mut conn = SqliteConnection::connect(url).await.unwrap();
+        assert_eq!(conn.execute(forget).await.unwrap().rows_affected(), 1);
+        conn.close().await.ok();
+    } else {
+        let mut conn = PgConnection::connect(url).await.unwrap();
+        assert_eq!(conn.execute(forget).await.unwrap().rows_affected(), 1);
+        conn.close().await.ok();
+    }
+
+    let s = services(pergola_core::connect(url).await.unwrap());
+    let admin = s.acting(s.sign_in("admin", "admin-password-1", "127.0.0.1").await.unwrap());
+    for text in ["ÉCOLE", "école d'é", "ecole"] {
+        let query = StageQuery { search: Some(text.into()), ..Default::default() };
+        let found: Vec<_> =
+            admin.stage_page(&project, &query).await.unwrap().stages.into_iter().map(|s| s.id).collect();
+        assert_eq!(found, ["ecole"], "search {text:?}");
+    }
+}
+
+#[tokio::test]
+async fn sqlite_fills_name_keys_on_connect() {
+    let dir = std::env::temp_dir().join(format!("pergola-keys-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    stages_made_before_name_keys_are_found_after_a_restart(&format!("sqlite://{}/pergola.db", dir.display())).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn postgres_fills_name_keys_on_connect() {
+    let admin_url = postgres_admin_url();
+    let name = format!("pergola_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&admin_url).await.expect("PostgreSQL must be running");
+    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    stages_made_before_name_keys_are_found_after_a_restart(&format!("{base}/{name}")).await;
+    admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await.ok();
+}

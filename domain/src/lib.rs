@@ -36,7 +36,9 @@ pub use compare::{
 pub use error::{Error, ErrorKind};
 pub use ids::{derive_id, numbered_id, suggestion_stem, typed_id, validate_id, IdKind, MAX_ID_LEN, RESERVED_IDS};
 pub use limits::{Isolation, Limit, LimitsPolicy, ResourceLimits};
-pub use listing::{Cursor, StagePage, StageQuery, StageQueryParams, StageSort, MAX_PAGE_SIZE, PROJECT_PAGE_SIZE};
+pub use listing::{
+    name_key, Cursor, StagePage, StageQuery, StageQueryParams, StageSort, MAX_PAGE_SIZE, PROJECT_PAGE_SIZE,
+};
 #[cfg(feature = "manifest")]
 pub use manifest::parse_manifest;
 pub use manifest::{ComponentKind, ComponentSpec, Manifest, ManifestError, Schedule};

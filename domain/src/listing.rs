@@ -16,6 +16,15 @@ pub const PROJECT_PAGE_SIZE: u32 = 48;
 /// The longest search text, in characters.
 pub const MAX_SEARCH_CHARS: usize = 100;
 
+/// What a stage's name is searched and sorted by: the name in lower case, every letter of it
+/// (Unicode's lower-case mapping, so "École" is found by "école" and "ÉCOLE"). Sorting by name
+/// compares these keys character by character, by code point (accented letters after "z"), the
+/// same on both databases. The store keeps the key beside the name: SQLite's `lower()` folds
+/// ASCII letters only, and PostgreSQL's depends on the database's locale.
+pub fn name_key(name: &str) -> String {
+    name.to_lowercase()
+}
+
 /// The order of a stage listing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -23,7 +32,8 @@ pub enum StageSort {
     /// Oldest first (the order stages were created in).
     #[default]
     Created,
-    /// By display name, A to Z (as the database orders lower-cased names).
+    /// By display name, A to Z: by [`name_key`], character by character (the same on every
+    /// database).
     Name,
     /// Most recently changed first.
     Updated,
@@ -273,8 +283,8 @@ impl StageQuery {
     /// Whether `stage` is one this query lists (ignoring the cursor and the limit): the same
     /// rule the store applies in SQL, for tests and for what the page keeps while live.
     pub fn matches(&self, stage: &Stage) -> bool {
-        let text = self.search.as_deref().map(str::to_lowercase);
-        text.is_none_or(|t| stage.name.to_lowercase().contains(&t) || stage.id.contains(&t))
+        let text = self.search.as_deref().map(name_key);
+        text.is_none_or(|t| name_key(&stage.name).contains(&t) || stage.id.contains(&t))
             && (self.types.is_empty() || self.types.contains(&stage.stage_type))
             && (self.statuses.is_empty() || self.statuses.contains(&stage.status))
     }

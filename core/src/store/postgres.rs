@@ -15,7 +15,9 @@ impl PgStore {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(sqlx::Error::from)?;
-        Ok(Self { pool })
+        let store = Self { pool };
+        store.fill_name_keys().await?;
+        Ok(store)
     }
 
     pub(super) async fn notify(&self, from: &str) -> StoreResult<()> {

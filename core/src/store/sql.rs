@@ -8,7 +8,7 @@ use super::{
 use super::{PgStore, SqliteStore};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
-use pergola_domain::listing::CursorKey;
+use pergola_domain::listing::{name_key, CursorKey};
 use pergola_domain::{
     normalize_username, EventKind, Project, Role, Stage, StageEvent, StageQuery, StageSort, StageStatus, StageType,
     Visibility,
@@ -112,8 +112,8 @@ fn stage_conditions(query: &StageQuery, with_cursor: bool) -> (String, Vec<Bind>
         format!("${}", binds.len() + 1)
     };
     if let Some(text) = &query.search {
-        let p = param(Bind::Text(format!("%{}%", like_escaped(&text.to_lowercase()))));
-        sql += &format!(" AND (lower(name) LIKE {p} ESCAPE '\\' OR stage_id LIKE {p} ESCAPE '\\')");
+        let p = param(Bind::Text(format!("%{}%", like_escaped(&name_key(text)))));
+        sql += &format!(" AND (name_key LIKE {p} ESCAPE '\\' OR stage_id LIKE {p} ESCAPE '\\')");
     }
     if !query.types.is_empty() {
         let list: Vec<String> = query.types.iter().map(|t| param(Bind::Text(t.as_str().to_owned()))).collect();
@@ -129,7 +129,7 @@ fn stage_conditions(query: &StageQuery, with_cursor: bool) -> (String, Vec<Bind>
     }
     if let Some(cursor) = query.cursor.as_ref().filter(|_| with_cursor) {
         let (key, value) = match (&cursor.key, query.sort) {
-            (CursorKey::Name(name), _) => ("lower(name)", format!("lower({})", param(Bind::Text(name.clone())))),
+            (CursorKey::Name(name), _) => ("name_key", param(Bind::Text(name_key(name)))),
             (CursorKey::Millis(ms), StageSort::Updated) => ("updated_at", param(Bind::Int(*ms))),
             (CursorKey::Millis(ms), _) => ("created_at", param(Bind::Int(*ms))),
         };
@@ -144,7 +144,7 @@ fn stage_conditions(query: &StageQuery, with_cursor: bool) -> (String, Vec<Bind>
 fn stage_order(sort: StageSort) -> &'static str {
     match sort {
         StageSort::Created => "created_at, stage_id",
-        StageSort::Name => "lower(name), stage_id",
+        StageSort::Name => "name_key, stage_id",
         StageSort::Updated => "updated_at DESC, stage_id DESC",
     }
 }
@@ -169,6 +169,22 @@ fn role(s: &str) -> StoreResult<Role> {
 macro_rules! sql_store {
     ($store:ty, $row:ty, $backend:literal) => {
         impl $store {
+            /// Gives the stages made before the `name_key` column existed (migration 0011)
+            /// their key; one statement per such stage, once.
+            pub(super) async fn fill_name_keys(&self) -> StoreResult<()> {
+                let missing: Vec<(String, String)> =
+                    sqlx::query_as("SELECT uid, name FROM stages WHERE name_key IS NULL").fetch_all(&self.pool).await?;
+                for (uid, name) in missing {
+                    sqlx::query("UPDATE stages SET name_key = $1 WHERE uid = $2 AND name = $3")
+                        .bind(name_key(&name))
+                        .bind(&uid)
+                        .bind(&name)
+                        .execute(&self.pool)
+                        .await?;
+                }
+                Ok(())
+            }
+
             fn project_from_row(row: &$row) -> StoreResult<Project> {
                 use sqlx::Row;
                 Ok(Project {
@@ -379,8 +395,8 @@ macro_rules! sql_store {
             async fn insert_stage(&self, s: &Stage) -> StoreResult<()> {
                 sqlx::query(
                     "INSERT INTO stages (uid, project_id, stage_id, name, stage_type, status, \
-                     created_at, updated_at, archived_at, purge_due_at, grace_secs) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                     created_at, updated_at, archived_at, purge_due_at, grace_secs, name_key) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .bind(uuid::Uuid::new_v4().to_string())
                 .bind(&s.project_id)
@@ -393,6 +409,7 @@ macro_rules! sql_store {
                 .bind(s.archived_at.map(millis))
                 .bind(s.purge_due_at.map(millis))
                 .bind(i64::from(s.grace_secs))
+                .bind(name_key(&s.name))
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -547,7 +564,7 @@ macro_rules! sql_store {
                 now: DateTime<Utc>,
             ) -> StoreResult<bool> {
                 let done = sqlx::query(
-                    "UPDATE stages SET name = $1, stage_type = $2, updated_at = $3, grace_secs = $6 \
+                    "UPDATE stages SET name = $1, stage_type = $2, updated_at = $3, grace_secs = $6, name_key = $10 \
                      WHERE project_id = $4 AND stage_id = $5 AND archived_at IS NULL \
                      AND name = $7 AND stage_type = $8 AND grace_secs = $9",
                 )
@@ -560,6 +577,7 @@ macro_rules! sql_store {
                 .bind(&from.name)
                 .bind(from.stage_type.as_str())
                 .bind(i64::from(from.grace_secs))
+                .bind(name_key(name))
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() == 1)

@@ -19,7 +19,9 @@ impl SqliteStore {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(sqlx::Error::from)?;
-        Ok(Self { pool })
+        let store = Self { pool };
+        store.fill_name_keys().await?;
+        Ok(store)
     }
 
     pub(super) async fn notify(&self, _from: &str) -> StoreResult<()> {
