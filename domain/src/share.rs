@@ -104,20 +104,25 @@ pub fn guest_url(share_url: &str, token: &str) -> String {
     format!("{}{}?token={token}", share_url.trim_end_matches('/'), GUEST_PATH)
 }
 
-/// Where share links point: `http://{component}.{stage}.{project}.{domain}:{port}/`.
+/// Where share links point: `http://{component}.{stage}.{project}.{domain}:{port}/`, or
+/// `https://` when they are served over TLS (`secure`: the dashboard's public URL is https, TLS
+/// ending at the reverse proxy or Ingress in front of both). The scheme's own port is left out.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShareBase {
     pub domain: String,
     pub port: u16,
+    #[serde(default)]
+    pub secure: bool,
 }
 
 impl ShareBase {
     pub fn url(&self, component: &str, stage: &str, project: &str) -> String {
         let host = share_host(component, stage, project, &self.domain);
-        if self.port == 80 {
-            format!("http://{host}/")
-        } else {
-            format!("http://{host}:{}/", self.port)
+        match (self.secure, self.port) {
+            (false, 80) => format!("http://{host}/"),
+            (false, port) => format!("http://{host}:{port}/"),
+            (true, 443) => format!("https://{host}/"),
+            (true, port) => format!("https://{host}:{port}/"),
         }
     }
 }
@@ -184,6 +189,17 @@ mod tests {
             guest_url("http://web.qa.shop.localhost:3000/", "pgg_x"),
             "http://web.qa.shop.localhost:3000/.pergola/guest?token=pgg_x"
         );
+    }
+
+    #[test]
+    fn share_links_take_the_scheme_and_leave_out_its_port() {
+        let base = |port, secure| ShareBase { domain: "stages.example.com".into(), port, secure };
+        let url = |port, secure| base(port, secure).url("web", "qa", "shop");
+        assert_eq!(url(80, false), "http://web.qa.shop.stages.example.com/");
+        assert_eq!(url(3000, false), "http://web.qa.shop.stages.example.com:3000/");
+        assert_eq!(url(443, true), "https://web.qa.shop.stages.example.com/");
+        assert_eq!(url(8443, true), "https://web.qa.shop.stages.example.com:8443/");
+        assert_eq!(url(443, false), "http://web.qa.shop.stages.example.com:443/");
     }
 
     #[test]

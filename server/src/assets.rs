@@ -49,7 +49,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(
     let mut router = Router::new().nest_service(
         &format!("/{pkg_dir}"),
         tower::ServiceBuilder::new()
-            .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, caching))
+            .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, cache_found(caching)))
             .layer(vary())
             .service(pkg),
     );
@@ -62,6 +62,16 @@ pub fn router<S: Clone + Send + Sync + 'static>(
         router = router.route_service(&format!("/{name}"), service);
     }
     router.layer(axum::middleware::from_fn_with_state(memory, from_memory))
+}
+
+/// `caching` for a file found (200, 206, 304), `no-store` for anything else: a 404 for a hashed
+/// name kept for a year — by a browser or a cache in between, asked while a server that does
+/// not have it yet answers during a rolling update — would break the page for a year.
+fn cache_found<B>(caching: HeaderValue) -> impl Fn(&axum::http::Response<B>) -> Option<HeaderValue> + Clone {
+    move |response| {
+        let found = response.status().is_success() || response.status() == axum::http::StatusCode::NOT_MODIFIED;
+        Some(if found { caching.clone() } else { HeaderValue::from_static("no-store") })
+    }
 }
 
 /// The site's files held in memory by their paths (`/pkg/pergola.HASH.css`, `/favicon.svg`),
@@ -378,13 +388,15 @@ mod tests {
         assert_eq!((status, &headers[header::CACHE_CONTROL]), (StatusCode::OK, &HeaderValue::from_static(REVALIDATE)));
         assert_eq!(headers[header::CONTENT_TYPE], "image/svg+xml");
         for path in ["/pkg/nope.js", "/pkg/../favicon.svg", "/pkg/%2e%2e/favicon.svg", "/pkg/pergola.css.br"] {
-            let (status, _, body) = get(hashed.clone(), path, "").await;
+            let (status, headers, body) = get(hashed.clone(), path, "").await;
             if path.ends_with(".br") && status == StatusCode::OK {
                 // From disk a copy may be asked for by its own name; it is the same bytes.
                 assert_eq!(body, std::fs::read(dir.join("pkg/pergola.css.br")).unwrap());
                 continue;
             }
             assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+            // Not found now is no answer to keep: the file may come with the next version.
+            assert_eq!(headers.get(header::CACHE_CONTROL).map(|v| v.to_str().unwrap()), Some("no-store"), "{path}");
         }
     }
 

@@ -119,7 +119,11 @@ async fn run() -> Result<(), String> {
         .with_path_builds(config.path_builds)
         .with_cluster(config.cluster.clone())
         .with_runtime(chosen.runtime(), grace)
-        .with_share_base(pergola_domain::share::ShareBase { domain: share_domain.clone(), port: share_port });
+        .with_share_base(pergola_domain::share::ShareBase {
+            domain: share_domain.clone(),
+            port: share_port,
+            secure: config.https(),
+        });
     // Stages run as this server's processes: no other server may run them too (nor, before
     // this, reap what it runs).
     // On PostgreSQL, servers tell each other at once when stages change (share links).

@@ -9,6 +9,16 @@
 //! - **A cap on connections** ([`MAX_CONNECTIONS`]): beyond it, new connections are not
 //!   accepted — they wait in the system's listen queue and are served as soon as others close.
 //!   With the timeout above, a slot taken by a silent client is free again within it.
+//! - **A cap per client** ([`MAX_CONNECTIONS_PER_CLIENT`], per address, per /64 for IPv6; a
+//!   trusted reverse proxy has none): one visitor cannot take every slot; beyond it a new
+//!   connection is answered 429 and closed.
+//! - **A request body must keep coming** ([`BODY_IDLE_TIMEOUT`]): a handler waiting for a
+//!   body that stopped (a `Content-Length` promised and never sent) gets an error after it, and
+//!   the connection closes.
+//! - **An answer must be taken** ([`WRITE_STALL_TIMEOUT`]): a client that stops reading (a
+//!   response or a stream it asked for left unread, its window full) has its connection closed
+//!   once a write has waited that long. Only a write's wait counts: a live stream with nothing
+//!   to say, a WebSocket at rest, are not cut off.
 //! - Every request gets its peer address (`ConnectInfo<SocketAddr>`) and where it comes from
 //!   (`ClientAddress`: the peer, or behind a trusted reverse proxy the visitor it names in
 //!   `X-Forwarded-For` — what the sign-in throttle, the audit trail and the share-link proxy
@@ -40,6 +50,13 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(20);
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// How many connections are served at once; more wait to be accepted.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// How many connections one client (an address; an IPv6 /64) may hold at once. A browser opens
+/// at most 6 to one server; this leaves room for a team behind one NAT.
+pub const MAX_CONNECTIONS_PER_CLIENT: usize = 128;
+/// How long a request's body may pause between two pieces once its handler reads it.
+pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a write to a client may wait for the client to read.
+pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long requests in flight may take to finish once the server shuts down.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -48,6 +65,9 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Limits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    pub body_idle_timeout: Duration,
+    pub write_stall_timeout: Duration,
     pub drain_timeout: Duration,
     /// The reverse proxies whose `X-Forwarded-For` names the client (`PERGOLA_TRUSTED_PROXIES`).
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
@@ -58,6 +78,9 @@ impl Default for Limits {
         Self {
             header_read_timeout: HEADER_READ_TIMEOUT,
             max_connections: MAX_CONNECTIONS,
+            max_connections_per_client: MAX_CONNECTIONS_PER_CLIENT,
+            body_idle_timeout: BODY_IDLE_TIMEOUT,
+            write_stall_timeout: WRITE_STALL_TIMEOUT,
             drain_timeout: DRAIN_TIMEOUT,
             trusted_proxies: Arc::from([]),
         }
@@ -109,8 +132,11 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown:
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true);
-    // When the cap, and a failure to accept, were last reported (at most once a minute each).
+    let per_client = PerClient::default();
+    // When the cap, a client's cap, and a failure to accept were last reported (at most once a
+    // minute each).
     let (mut reported, mut failed): (Option<tokio::time::Instant>, Option<tokio::time::Instant>) = (None, None);
+    let mut crowded: Option<tokio::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
         // A free slot first: without one, nothing more is accepted.
@@ -146,16 +172,36 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown:
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
         let trusted = limits.trusted_proxies.clone();
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        let proxy = trusted.iter().any(|net| net.contains(&peer.ip()));
+        let held = match proxy {
+            true => None,
+            false => match per_client.take(peer.ip(), limits.max_connections_per_client) {
+                Some(held) => Some(held),
+                None => {
+                    if crowded.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
+                        tracing::warn!(%peer, cap = limits.max_connections_per_client, "a client holds as many connections as one may: more are refused");
+                        crowded = Some(tokio::time::Instant::now());
+                    }
+                    drop(slot);
+                    tokio::spawn(refuse_crowded(stream));
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(limits.write_stall_timeout));
+        let app = app.clone();
+        let body_idle = limits.body_idle_timeout;
+        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let client = client_ip(peer.ip(), req.headers(), &trusted);
+            let mut req = req.map(|body| axum::body::Body::new(tower_http::timeout::TimeoutBody::new(body_idle, body)));
             req.extensions_mut().insert(ConnectInfo(peer));
             req.extensions_mut().insert(ClientAddress(client));
             app.clone().oneshot(req)
         });
-        let connection = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
+        let connection = http.serve_connection(TokioIo::new(Box::pin(stream)), service).with_upgrades();
         let mut closed = closed.clone();
         tokio::spawn(async move {
             tokio::pin!(connection);
@@ -169,7 +215,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown:
             if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
-            drop(slot);
+            drop((slot, held));
         });
     }
     drop(listener);
@@ -179,6 +225,69 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown:
     if tokio::time::timeout(limits.drain_timeout, slots.acquire_many(all)).await.is_err() {
         tracing::warn!(timeout = ?limits.drain_timeout, "requests still in flight at shutdown were dropped");
     }
+}
+
+/// The connections each client holds (see [`MAX_CONNECTIONS_PER_CLIENT`]).
+#[derive(Clone, Default)]
+struct PerClient(Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>);
+
+/// One connection of a client, given back when dropped.
+struct Held {
+    of: PerClient,
+    client: std::net::IpAddr,
+}
+
+impl PerClient {
+    /// One more connection for the client at `ip`, unless it holds `cap` already.
+    fn take(&self, ip: std::net::IpAddr, cap: usize) -> Option<Held> {
+        let client = client_key(ip);
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = held.entry(client).or_default();
+        if *count >= cap.max(1) {
+            return None;
+        }
+        *count += 1;
+        Some(Held { of: self.clone(), client })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut held = self.of.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = held.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// Who a connection counts against: the IPv4 address (an IPv4-mapped IPv6 one as IPv4), or
+/// the IPv6 /64 (one host is given a whole /64).
+fn client_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.into(),
+            None => std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1)).into(),
+        },
+        v4 => v4,
+    }
+}
+
+/// Tells a client over its cap so, and closes (within a second, whatever it does). What the
+/// client sent is read and dropped until it closes too: closing with it unread would reset the
+/// connection, and the client might never see the answer.
+async fn refuse_crowded(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const ANSWER: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain\r\ncontent-length: 45\r\nconnection: close\r\n\r\nToo many connections from your address: wait.";
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(ANSWER).await;
+        let _ = stream.shutdown().await;
+        let mut sink = [0u8; 4096];
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 #[cfg(test)]
@@ -196,6 +305,15 @@ mod tests {
             .route("/", get(|| async { "hello" }))
             .route("/peer", get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }))
             .route("/client", get(|req: axum::extract::Request| async move { pergola_api::auth::client_address(&req) }))
+            .route("/echo", axum::routing::post(|body: String| async move { body }))
+            .route(
+                "/endless",
+                get(|| async {
+                    let chunk = axum::body::Bytes::from(vec![b'x'; 64 * 1024]);
+                    let chunks = futures_util::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+                    axum::body::Body::from_stream(chunks)
+                }),
+            )
             .route(
                 "/slow",
                 get(|| async {
@@ -323,6 +441,72 @@ mod tests {
         stream.write_all(request.as_bytes()).await.unwrap();
         let answer = closed_within(&mut stream, Duration::from_secs(3)).await.unwrap();
         assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_sending_a_body_or_reading_an_answer_frees_its_slot() {
+        let limits = Limits {
+            body_idle_timeout: Duration::from_millis(500),
+            write_stall_timeout: Duration::from_millis(500),
+            ..limits(Duration::from_secs(5), 2)
+        };
+        let (addr, _stop, _task) = server(limits).await;
+        // A body promised and never sent; an endless answer never read: both slots taken.
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        silent.write_all(b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\nabc").await.unwrap();
+        let mut deaf = TcpStream::connect(addr).await.unwrap();
+        deaf.write_all(b"GET /endless HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        let (answer, _) = tokio::time::timeout(Duration::from_secs(10), get_raw(addr, "/"))
+            .await
+            .expect("a slot is given back once a client stalls");
+        assert!(answer.ends_with("hello"), "{answer}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        let answer = closed_within(&mut silent, Duration::from_secs(3)).await.expect("the silent client is cut off");
+        assert!(!answer.contains("200 OK"), "the handler never saw a whole body: {answer}");
+        // A body that keeps coming, however slowly overall, is read whole.
+        let mut steady = TcpStream::connect(addr).await.unwrap();
+        steady
+            .write_all(b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        for byte in b"ping" {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            steady.write_all(&[*byte]).await.unwrap();
+        }
+        let answer = closed_within(&mut steady, Duration::from_secs(3)).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ping"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn one_client_cannot_take_every_slot_unless_it_is_a_trusted_proxy() {
+        let capped = Limits { max_connections_per_client: 2, ..limits(Duration::from_secs(5), 16) };
+        let (addr, _stop, _task) = server(capped.clone()).await;
+        let mut idle = vec![TcpStream::connect(addr).await.unwrap(), TcpStream::connect(addr).await.unwrap()];
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (answer, _) =
+            tokio::time::timeout(Duration::from_secs(3), get_raw(addr, "/")).await.expect("answered at once");
+        assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+        drop(idle.pop());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(get_raw(addr, "/").await.0.ends_with("hello"), "a connection closed gives its place back");
+        // Every visitor behind a trusted proxy comes through its connections.
+        let trusted = Limits { trusted_proxies: pergola_core::config::networks("127.0.0.1").unwrap().into(), ..capped };
+        let (addr, _stop, _task) = server(trusted).await;
+        let _idle = [TcpStream::connect(addr).await.unwrap(), TcpStream::connect(addr).await.unwrap()];
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(get_raw(addr, "/").await.0.ends_with("hello"));
+    }
+
+    #[test]
+    fn a_client_is_an_ipv4_address_or_an_ipv6_64() {
+        let key = |s: &str| client_key(s.parse().unwrap()).to_string();
+        assert_eq!(key("203.0.113.9"), "203.0.113.9");
+        assert_eq!(key("::ffff:203.0.113.9"), "203.0.113.9");
+        assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
     }
 
     #[test]

@@ -84,11 +84,12 @@ pub struct Share {
 
 impl Share {
     pub fn new(services: Services, domain: String, dashboard: String) -> Self {
+        let secure = services.share_base().secure;
         Self {
             services,
             domain,
             dashboard: dashboard.trim_end_matches('/').to_owned(),
-            secure: false,
+            secure,
             client: client(&ProxyLimits::default()),
             limits: ProxyLimits::default(),
             splices: Arc::new(Semaphore::new(MAX_SPLICES)),
@@ -190,6 +191,67 @@ fn filter_set_cookies(headers: &mut axum::http::HeaderMap) {
     }
 }
 
+/// What of a component's answer headers reaches the browser: its `Set-Cookie`s as
+/// [`filter_set_cookies`] lets them; no `Clear-Site-Data` (a browser applies it to the whole
+/// site — every share host and the dashboard under the same domain: one public stage could sign
+/// its visitors out of everything); and, for an answer given on a visitor's credentials
+/// (`personal`), `Cache-Control` made `private` (a members-only page marked `public` would be
+/// kept by a shared cache in front of the share hosts and handed to anyone).
+fn filter_answer_headers(headers: &mut axum::http::HeaderMap, personal: bool) {
+    filter_set_cookies(headers);
+    headers.remove("clear-site-data");
+    if personal {
+        let kept: Vec<String> = headers
+            .get_all(header::CACHE_CONTROL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|d| {
+                let name = d.split('=').next().unwrap_or_default().trim().to_ascii_lowercase();
+                !d.is_empty() && !matches!(name.as_str(), "public" | "private" | "s-maxage" | "proxy-revalidate")
+            })
+            .map(str::to_owned)
+            .collect();
+        let value = std::iter::once("private".to_owned()).chain(kept).collect::<Vec<_>>().join(", ");
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("private")),
+        );
+    }
+}
+
+/// Whether the browser sends this request for a page of another host — another stage's
+/// component, another site — other than by the visitor following a link (a top-level `GET`):
+/// a script, a form, a frame, an image or a WebSocket of that page. Such a request does not
+/// carry the visitor's share cookies' authority: every stage's share host is of one site (the
+/// share domain), so a browser sends a `SameSite=Lax` cookie with them, and any stage's page —
+/// a developer's `dev` stage, any public one — could otherwise act on (and, by a WebSocket,
+/// read) the members-only stages its visitor may see. The components of one stage are one
+/// application: a request whose `Origin` is a share host of the same stage keeps its cookies.
+fn from_another_hosts_page(req: &Request, domain: &str, project: &str, stage: &str) -> bool {
+    let headers = req.headers();
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let from_elsewhere = matches!(value("sec-fetch-site"), Some("same-site" | "cross-site"))
+        || value("origin").is_some_and(|origin| {
+            let host = origin.split_once("://").map_or(origin, |(_, host)| host);
+            value("host").is_none_or(|own| !own.eq_ignore_ascii_case(host))
+        });
+    if !from_elsewhere {
+        return false;
+    }
+    let visit = value("sec-fetch-mode").is_none_or(|mode| mode == "navigate")
+        && value("sec-fetch-dest").is_none_or(|dest| dest == "document")
+        && !headers.contains_key("sec-purpose")
+        && matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD)
+        && !headers.contains_key(header::UPGRADE);
+    let same_stage = value("origin")
+        .map(|origin| origin.split_once("://").map_or(origin, |(_, host)| host))
+        .and_then(|host| parse_share_host(host, domain))
+        .is_some_and(|(_, s, p)| s == stage && p == project);
+    !visit && !same_stage
+}
+
 /// Headers that belong to one connection, not to the request or response being forwarded.
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
@@ -208,9 +270,18 @@ impl Share {
             Ok(found) => found,
             Err(e) => return page(StatusCode::NOT_FOUND, "Not found", &e.message),
         };
-        // Who may pass: decided before anything about the stage is shown or forwarded.
-        let credentials =
-            ShareCredentials { share: cookie(req.headers(), SHARE_COOKIE), guest: cookie(req.headers(), GUEST_COOKIE) };
+        // Who may pass: decided before anything about the stage is shown or forwarded. The
+        // visitor's cookies count only for what they asked for themselves (see
+        // `from_another_hosts_page`).
+        let credentials = match from_another_hosts_page(&req, &self.domain, project, stage_id) {
+            true => ShareCredentials::default(),
+            false => ShareCredentials {
+                share: cookie(req.headers(), SHARE_COOKIE),
+                guest: cookie(req.headers(), GUEST_COOKIE),
+            },
+        };
+        // An answer given on a visitor's credentials is theirs: no shared cache keeps it.
+        let personal = credentials.share.is_some() || credentials.guest.is_some();
         match self.services.share_access(project, stage_id, &credentials).await {
             Ok(ShareAccess::Allowed) => {}
             Ok(ShareAccess::SignIn) => {
@@ -305,7 +376,8 @@ impl Share {
         if let Some(host) = original_host {
             headers.insert(HeaderName::from_static("x-forwarded-host"), host);
         }
-        headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("http"));
+        let proto = if self.secure { "https" } else { "http" };
+        headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static(proto));
         // Only the address Pergola found: never what the visitor wrote.
         for name in ["x-forwarded-for", "x-real-ip", "forwarded"] {
             headers.remove(name);
@@ -378,7 +450,7 @@ impl Share {
                 let Some(client_upgrade) = client_upgrade else {
                     return page(StatusCode::BAD_GATEWAY, "Bad gateway", "The service switched protocols unasked.");
                 };
-                filter_set_cookies(response.headers_mut());
+                filter_answer_headers(response.headers_mut(), personal);
                 let server_upgrade = hyper::upgrade::on(&mut response);
                 tokio::spawn(async move {
                     // Held while the splice lasts.
@@ -398,7 +470,7 @@ impl Share {
                 for name in HOP_BY_HOP {
                     response.headers_mut().remove(name);
                 }
-                filter_set_cookies(response.headers_mut());
+                filter_answer_headers(response.headers_mut(), personal);
                 response
             }
             Err(e) => {

@@ -33,7 +33,8 @@ pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 /// component, path+query)`, only for a share host of this server (its domain and share port).
 fn share_target(share: &Share, to: &str) -> Option<(String, String, String, String, String, String)> {
     let (scheme, rest) = to.split_once("://")?;
-    if scheme != "http" && scheme != "https" {
+    // Over TLS, the code never goes out in the clear.
+    if scheme != "https" && (scheme != "http" || share.secure) {
         return None;
     }
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());

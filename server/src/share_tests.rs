@@ -70,6 +70,9 @@ async fn upstream() -> u16 {
         ] {
             response.headers_mut().append(header::SET_COOKIE, cookie.parse().unwrap());
         }
+        // Asks shared caches to keep the page, and browsers to forget the whole site's cookies.
+        response.headers_mut().insert(header::CACHE_CONTROL, "public, max-age=600, s-maxage=600".parse().unwrap());
+        response.headers_mut().insert("clear-site-data", "\"cookies\"".parse().unwrap());
         response
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -91,17 +94,23 @@ async fn world() -> World {
 
 /// The world with the component on `port` and the proxy's `limits`.
 async fn world_with(port: u16, limits: ProxyLimits) -> World {
+    world_on(port, limits, false).await
+}
+
+/// The same, its share links served over https (`secure`) or not.
+async fn world_on(port: u16, limits: ProxyLimits, secure: bool) -> World {
     let env = sqlite_env().await;
     let services: Services = env
         .services
         .with_runtime(Arc::new(Fake { port }), Duration::from_secs(1))
-        .with_share_base(ShareBase { domain: "localhost".into(), port: 3000 });
+        .with_share_base(ShareBase { domain: "localhost".into(), port: 3000, secure });
     env.admin.create_project("Shop", Some("shop")).await.unwrap();
     env.admin.create_stage("shop", "qa", StageType::Qa, None).await.unwrap();
     env.admin.create_stage("shop", "dev", StageType::Dev, None).await.unwrap();
     let share = Share::new(services.clone(), "localhost".into(), DASHBOARD.into()).with_limits(limits);
     // The sign-in form's redirect chain ends on a share host: the dashboard's CSP allows it.
-    assert_eq!(share.form_target(), "http://*.localhost:3000");
+    let scheme = if secure { "https" } else { "http" };
+    assert_eq!(share.form_target(), format!("{scheme}://*.localhost:3000"));
     let app = Router::new()
         .route("/share-auth", get(share_auth::vouch))
         .with_state(share.clone())
@@ -115,6 +124,7 @@ async fn world_with(port: u16, limits: ProxyLimits) -> World {
 
 struct Answer {
     status: StatusCode,
+    headers: axum::http::HeaderMap,
     location: String,
     set_cookies: Vec<String>,
     body: String,
@@ -122,19 +132,35 @@ struct Answer {
 
 impl World {
     async fn send(&self, method: &str, host: &str, path: &str, cookies: &[(&str, &str)]) -> Answer {
+        self.send_with(method, host, path, cookies, &[]).await
+    }
+
+    /// A request with `headers` besides the host and the cookies.
+    async fn send_with(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        cookies: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let mut req = Request::builder().method(method).uri(path).header(header::HOST, host);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         if !cookies.is_empty() {
             let cookie = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
             req = req.header(header::COOKIE, cookie);
         }
         let response: Response = self.app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
         let status = response.status();
+        let headers = response.headers().clone();
         let location =
             response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let set_cookies =
             response.headers().get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).collect();
         let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-        Answer { status, location, set_cookies, body: String::from_utf8_lossy(&body).into_owned() }
+        Answer { status, headers, location, set_cookies, body: String::from_utf8_lossy(&body).into_owned() }
     }
 
     async fn get(&self, host: &str, path: &str, cookies: &[(&str, &str)]) -> Answer {
@@ -242,6 +268,116 @@ async fn the_hand_off_lets_a_member_in_and_the_proxy_keeps_pergolas_cookies_to_i
     let d = w.get("localhost:3000", "/share-auth?to=http%3A//web.qa.shop.localhost%3A3000/", &[]).await;
     assert_eq!(d.status, StatusCode::SEE_OTHER);
     assert!(d.location.starts_with("/login?next=/share-auth%3Fto%3D"), "{}", d.location);
+    w.env.cleanup().await;
+}
+
+#[tokio::test]
+async fn another_hosts_page_cannot_act_with_a_visitors_share_cookie() {
+    let w = world().await;
+    let (_viewer, session) = w.member("vera", Role::Viewer).await;
+    let secret = w.hand_off(QA, &session).await;
+    let cookies = [("pergola_share", secret.as_str())];
+    // Every share host is of one site: the browser sends the cookie with what another stage's
+    // page (here `dev`'s) makes it send to `qa` — it must not count.
+    let dev_page = "http://web.dev.shop.localhost:3000";
+    let elsewhere: [(&str, &[(&str, &str)], &str); 6] = [
+        (
+            "POST",
+            &[("origin", dev_page), ("sec-fetch-site", "same-site"), ("sec-fetch-mode", "no-cors")],
+            "a form or script",
+        ),
+        (
+            "GET",
+            &[("origin", dev_page), ("sec-fetch-site", "same-site"), ("sec-fetch-mode", "cors")],
+            "a script's read",
+        ),
+        (
+            "GET",
+            &[
+                ("origin", dev_page),
+                ("sec-fetch-site", "same-site"),
+                ("sec-fetch-mode", "websocket"),
+                ("upgrade", "websocket"),
+            ],
+            "a WebSocket",
+        ),
+        (
+            "GET",
+            &[("sec-fetch-site", "cross-site"), ("sec-fetch-mode", "navigate"), ("sec-fetch-dest", "iframe")],
+            "a frame",
+        ),
+        (
+            "POST",
+            &[("sec-fetch-site", "same-site"), ("sec-fetch-mode", "navigate"), ("sec-fetch-dest", "document")],
+            "a form sent",
+        ),
+        ("POST", &[("origin", dev_page)], "a browser without fetch metadata"),
+    ];
+    for (method, headers, what) in elsewhere {
+        let a = w.send_with(method, QA, "/orders", &cookies, headers).await;
+        assert!(!reached(&a), "{what}: {} {}", a.status, a.body);
+    }
+    // Following a link here from anywhere, the stage's own page, and another component of the
+    // same stage (its page calling its API): the visitor's own requests.
+    let own: [(&str, &[(&str, &str)], &str); 4] = [
+        (
+            "GET",
+            &[("sec-fetch-site", "cross-site"), ("sec-fetch-mode", "navigate"), ("sec-fetch-dest", "document")],
+            "a link",
+        ),
+        ("POST", &[("origin", "http://web.qa.shop.localhost:3000"), ("sec-fetch-site", "same-origin")], "its own page"),
+        (
+            "POST",
+            &[
+                ("origin", "http://api.qa.shop.localhost:3000"),
+                ("sec-fetch-site", "same-site"),
+                ("sec-fetch-mode", "cors"),
+            ],
+            "another component of the stage",
+        ),
+        ("GET", &[], "no browser at all"),
+    ];
+    for (method, headers, what) in own {
+        let a = w.send_with(method, QA, "/orders", &cookies, headers).await;
+        assert!(reached(&a), "{what}: {} {}", a.status, a.body);
+        // What the component answers for a member is that member's: no shared cache keeps it;
+        // and it cannot clear the browser's cookies of every host of the site.
+        let cache = a.headers.get(header::CACHE_CONTROL).unwrap().to_str().unwrap();
+        assert_eq!(cache, "private, max-age=600", "{what}");
+        assert!(a.headers.get("clear-site-data").is_none(), "{what}");
+    }
+    // A public stage's answers are anyone's: the component's caching stands.
+    w.admin.set_visibility("shop", "qa", Visibility::Public).await.unwrap();
+    let a = w.get(QA, "/", &[]).await;
+    assert!(reached(&a));
+    assert_eq!(a.headers.get(header::CACHE_CONTROL).unwrap(), "public, max-age=600, s-maxage=600");
+    assert!(a.headers.get("clear-site-data").is_none());
+    w.env.cleanup().await;
+}
+
+#[tokio::test]
+async fn behind_tls_share_links_codes_and_cookies_stay_on_https() {
+    let w = world_on(upstream().await, ProxyLimits::default(), true).await;
+    let session = w.session("admin", pergola_core::testing::ADMIN_PASSWORD).await;
+    let first = w.get(QA, "/page", &[]).await;
+    assert_eq!(first.location, "http://localhost:3000/share-auth?to=https%3A//web.qa.shop.localhost%3A3000/page");
+    // The dashboard hands the one-time code to the https share host only.
+    let plain = w
+        .get(
+            "localhost:3000",
+            "/share-auth?to=http%3A//web.qa.shop.localhost%3A3000/",
+            &[("pergola_session", &session)],
+        )
+        .await;
+    assert_eq!(plain.status, StatusCode::BAD_REQUEST, "{}", plain.location);
+    let vouched = w.code_url(QA, "/page", &session).await;
+    let path = vouched.location.strip_prefix("https://web.qa.shop.localhost:3000").expect("https").to_owned();
+    let done = w.get(QA, &path, &[]).await;
+    let cookie = done.set_cookies.iter().find(|c| c.starts_with("pergola_share=")).expect("the share cookie");
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+    let secret = share_cookie(&done.set_cookies).unwrap();
+    let a = w.get(QA, "/", &[("pergola_share", &secret)]).await;
+    assert!(reached(&a), "{}", a.body);
     w.env.cleanup().await;
 }
 

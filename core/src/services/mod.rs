@@ -202,7 +202,7 @@ impl Services {
             runtime: Arc::new(NoRuntime),
             observed: EventSink::channel().0,
             grace: DEFAULT_GRACE,
-            share: ShareBase { domain: "localhost".into(), port: 3000 },
+            share: ShareBase { domain: "localhost".into(), port: 3000, secure: false },
             secrets: None,
             locks: Arc::default(),
             proxy_cache: Arc::default(),
