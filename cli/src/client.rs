@@ -1,6 +1,7 @@
 //! The HTTP side: JSON requests to the REST API with the bearer token, problem+json errors
 //! turned into one line.
 
+use pergola_domain::logs::escape_controls;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt;
@@ -37,17 +38,28 @@ impl Failure {
     }
 }
 
+/// The message with its control characters and direction-changing marks escaped: it often
+/// holds the server's words (a problem's detail, where a redirect points), which must not reach
+/// the terminal as escapes — and it stays one line.
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&escape_controls(&self.message))
     }
 }
 
 impl Client {
     /// A client for the server at `base`, sending `token` (if any) as `Authorization: Bearer`.
+    ///
+    /// Redirects are not followed (reqwest would): a `307`/`308` would send the same request —
+    /// a sign-in's password, the bearer token's request body — to wherever the answer points,
+    /// another host included. A redirect is reported instead (see `Client::send_raw`), naming
+    /// the server to use.
     pub fn new(base: &str, token: Option<String>) -> Self {
-        let http =
-            reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build().expect("an HTTP client");
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(300))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("an HTTP client");
         Self { base: crate::stored::normalize(base), token, http }
     }
 
@@ -235,13 +247,13 @@ impl Client {
     }
 
     /// Sends `request` with the token; a failure to reach the server (or one that cut an
-    /// upload short) is said so.
+    /// upload short) is said so, and so is a redirect (never followed).
     fn send_raw(&self, request: reqwest::blocking::RequestBuilder) -> Result<reqwest::blocking::Response, Failure> {
         let request = match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
         };
-        request.send().map_err(|e| {
+        let response = request.send().map_err(|e| {
             if e.is_body() {
                 return Failure::new(format!(
                     "the server at {} closed the connection before the upload was complete ({})",
@@ -254,7 +266,37 @@ impl Client {
                 self.base,
                 root_cause(&e)
             ))
-        })
+        })?;
+        if response.status().is_redirection() {
+            return Err(self.redirected(&response));
+        }
+        Ok(response)
+    }
+
+    /// What a redirect is reported as: where it points, and the `--server` that would reach it
+    /// (the target up to the API's path: `http://h/api/v1/login` redirected to
+    /// `https://h/api/v1/login` says `--server https://h`). The target is the server's text:
+    /// it is escaped when printed, like every failure.
+    fn redirected(&self, response: &reqwest::blocking::Response) -> Failure {
+        let status = response.status();
+        let Some(location) = response.headers().get(reqwest::header::LOCATION) else {
+            return Failure::new(format!(
+                "the server at {} answered {status} without saying where to; is it a Pergola server?",
+                self.base
+            ));
+        };
+        let location = String::from_utf8_lossy(location.as_bytes()).trim().to_owned();
+        let target = response.url().join(&location).map(|u| u.to_string()).unwrap_or(location);
+        let server = match target.find("/api/v1/") {
+            Some(api) => &target[..api],
+            None => target.split(['?', '#']).next().unwrap_or(target.as_str()),
+        };
+        Failure::new(format!(
+            "the server at {} answered with a redirect to {target}, which is not followed: if that is your \
+             Pergola server, use --server {}",
+            self.base,
+            crate::stored::normalize(server)
+        ))
     }
 
     /// The failure a refused request reports: the problem's detail, or what to do.
@@ -282,6 +324,39 @@ impl Client {
         };
         Failure { message, unauthorized: status.as_u16() == 401 }
     }
+}
+
+/// Refuses a server URL that is not `http://` or `https://` (`localhost:3000` would otherwise
+/// fail as "relative URL without a base", or read as a URL of scheme `localhost:`), and warns —
+/// one line on stderr — when it is plain `http://` to another machine than this one: the password
+/// of `pergola login` and the API token of every command would cross the network unencrypted.
+/// Not refused: a server on this machine, or on a trusted network, is commonly plain HTTP.
+pub fn check_server(server: &str) -> Result<(), Failure> {
+    if plain_http_to_another_machine(server)? {
+        eprintln!(
+            "warning: {} is plain http: your password and API token travel to it unencrypted; use https:// unless \
+             the network is trusted.",
+            escape_controls(server)
+        );
+    }
+    Ok(())
+}
+
+/// Whether `server` is `http://` to a host that is not this machine (`localhost`, 127.0.0.0/8,
+/// `::1`); a failure when it is not an `http(s)://` URL with a host.
+fn plain_http_to_another_machine(server: &str) -> Result<bool, Failure> {
+    let url = reqwest::Url::parse(server).ok().filter(|u| matches!(u.scheme(), "http" | "https"));
+    let Some(host) = url.as_ref().and_then(|u| u.host_str()).filter(|h| !h.is_empty()) else {
+        return Err(Failure::new(format!(
+            "the server '{server}' is not an http:// or https:// URL: give it as --server https://HOST[:PORT] \
+             (or PERGOLA_URL)."
+        )));
+    };
+    let local = match host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    };
+    Ok(url.as_ref().is_some_and(|u| u.scheme() == "http") && !local)
 }
 
 /// What a 401 says: no token, or one the server no longer accepts.
@@ -336,6 +411,48 @@ fn next_link(header: &str) -> Option<String> {
         (next && target.starts_with("/api/v1/") && !target.contains("//") && !target.chars().any(char::is_whitespace))
             .then(|| target.to_owned())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_url_needs_a_scheme_and_plain_http_elsewhere_than_here_is_warned_of() {
+        for bad in ["localhost:3000", "127.0.0.1:3000", "pergola.example.com", "ftp://h", "http://", "/api", ""] {
+            let err = plain_http_to_another_machine(bad).unwrap_err().to_string();
+            assert!(err.contains("is not an http:// or https:// URL: give it as --server https://"), "{bad}: {err}");
+        }
+        for here in [
+            "http://localhost:3000",
+            "http://LOCALHOST",
+            "http://127.0.0.1:3000",
+            "http://127.8.9.10",
+            "http://[::1]:3000",
+            "https://pergola.example.com",
+            "https://10.0.0.2:8443/pergola",
+        ] {
+            assert!(matches!(plain_http_to_another_machine(here), Ok(false)), "{here}");
+        }
+        for remote in ["http://pergola.example.com", "http://10.0.0.2:3000", "http://[2001:db8::1]", "http://0.0.0.0"] {
+            assert!(matches!(plain_http_to_another_machine(remote), Ok(true)), "{remote}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_s_detail_reaches_the_terminal_escaped() {
+        let client = Client::new("http://127.0.0.1:9", None);
+        let body = r#"{"status":422,"detail":"bad \u001b]52;c;AAAA\u0007 \u202e\u009b done"}"#;
+        let failure = client.refusal(
+            reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+            &reqwest::header::HeaderMap::new(),
+            body,
+            OnUnauthorized::SignIn,
+        );
+        let shown = failure.to_string();
+        assert!(!shown.chars().any(|c| c.is_control() || c == '\u{202e}'), "{shown:?}");
+        assert_eq!(shown, "bad \\u{1b}]52;c;AAAA\\u{7} \\u{202e}\\u{9b} done");
+    }
 }
 
 #[cfg(test)]

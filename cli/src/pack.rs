@@ -13,7 +13,10 @@
 //!   the same mtimes gives the same archive bytes (the gzip header carries no time either);
 //! - symbolic links as links, never followed; a link that points outside DIR (absolute, or
 //!   climbing out with `..`) is refused before anything is sent, since the server would refuse
-//!   the archive;
+//!   the archive — and so is a `DIR/pergola.toml` that is a link leading out of DIR (it is read,
+//!   not stored as a link: followed, it would upload whatever file it names);
+//! - each file as it was planned: a file replaced between [`plan`] and [`Plan::write`] (by a
+//!   link, a FIFO, another file) fails the packing rather than being followed or read;
 //! - hard links as files of their own (the server takes no hard-link entries);
 //! - sockets, FIFOs and device files are skipped, each with a warning.
 //!
@@ -26,7 +29,7 @@
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -60,7 +63,9 @@ struct Entry {
 #[derive(Debug)]
 enum Kind {
     Dir,
-    File { size: u64 },
+    /// A regular file: its size, and the device and inode it was found at — what it is opened
+    /// as must be the same file.
+    File { size: u64, dev: u64, ino: u64 },
     Symlink { target: PathBuf },
 }
 
@@ -79,7 +84,10 @@ pub fn plan(dir: &Path, manifest: Option<&Path>) -> Result<Plan, String> {
     if !meta.is_dir() {
         return Err(format!("{} is not a directory", dir.display()));
     }
-    let manifest_path = manifest.map(Path::to_path_buf).unwrap_or_else(|| dir.join(MANIFEST));
+    let manifest_path = match manifest {
+        Some(path) => path.to_path_buf(),
+        None => manifest_in(dir)?,
+    };
     let manifest_text = std::fs::read(&manifest_path).map_err(|e| match (e.kind(), manifest) {
         (io::ErrorKind::NotFound, None) => {
             format!("{} has no {MANIFEST}: add the manifest there, or name it with --manifest FILE", dir.display())
@@ -113,7 +121,7 @@ pub fn plan(dir: &Path, manifest: Option<&Path>) -> Result<Plan, String> {
         let kind = if file_type.is_dir() {
             Kind::Dir
         } else if file_type.is_file() {
-            Kind::File { size: meta.len() }
+            Kind::File { size: meta.len(), dev: meta.dev(), ino: meta.ino() }
         } else if file_type.is_symlink() {
             let target =
                 std::fs::read_link(path).map_err(|e| format!("cannot read the link {}: {e}", path.display()))?;
@@ -145,6 +153,38 @@ pub fn plan(dir: &Path, manifest: Option<&Path>) -> Result<Plan, String> {
     Ok(Plan { root: dir.to_path_buf(), manifest: manifest_text, manifest_mtime, entries, skipped })
 }
 
+/// Where `DIR/pergola.toml` is read from: itself, or — when it is a symbolic link — the file it
+/// leads to, which must be inside `dir` (the rule of every other link: one leading out of DIR,
+/// to `~/.ssh/id_ed25519` say, would upload that file as the manifest). `--manifest FILE` names
+/// a file outside on purpose; a link does not.
+fn manifest_in(dir: &Path) -> Result<PathBuf, String> {
+    let path = dir.join(MANIFEST);
+    let is_link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+    if !is_link {
+        return Ok(path); // a file, or nothing (said when it is read)
+    }
+    let target = std::fs::read_link(&path).map_err(|e| format!("cannot read the link {}: {e}", path.display()))?;
+    // Resolved all the way (a link to a link, a link through a linked directory): the file read
+    // is the one judged.
+    let resolved = std::fs::canonicalize(&path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => {
+            format!("{} is a symbolic link to {}, which does not exist", path.display(), target.display())
+        }
+        _ => format!("cannot read the manifest {}: {e}", path.display()),
+    })?;
+    let root = std::fs::canonicalize(dir).map_err(|e| format!("cannot read the directory {}: {e}", dir.display()))?;
+    if !resolved.starts_with(&root) {
+        return Err(format!(
+            "{} is a symbolic link to {}, outside {}: a manifest is not read through a link out of the \
+             directory; replace the link with the file, or name the file with --manifest FILE",
+            path.display(),
+            target.display(),
+            dir.display()
+        ));
+    }
+    Ok(resolved)
+}
+
 /// Whether a link at `rel` (relative to the root) pointing to `target` resolves inside the root,
 /// judged on the names alone (the link is stored, never followed).
 fn stays_inside(rel: &Path, target: &Path) -> bool {
@@ -170,7 +210,8 @@ fn mtime(meta: &std::fs::Metadata) -> u64 {
 impl Plan {
     /// The bytes of the regular files to pack, the manifest included (before compression).
     pub fn total_bytes(&self) -> u64 {
-        let files: u64 = self.entries.iter().map(|e| if let Kind::File { size } = e.kind { size } else { 0 }).sum();
+        let files: u64 =
+            self.entries.iter().map(|e| if let Kind::File { size, .. } = e.kind { size } else { 0 }).sum();
         files + self.manifest.len() as u64
     }
 
@@ -189,7 +230,8 @@ impl Plan {
     }
 
     /// Packs the tree into `out` as tar + gzip, reading each file as it goes; `packed` counts the
-    /// file bytes read so far. Fails if a file changed size or kind while it was packed.
+    /// file bytes read so far. Fails if a file changed size or kind while it was packed, or is
+    /// no longer the file planned (see `open_planned`).
     pub fn write<W: Write>(&self, out: W, packed: &AtomicU64) -> io::Result<W> {
         let mut tar = tar::Builder::new(GzEncoder::new(out, Compression::default()));
         let mut header = tar_header(tar::EntryType::Regular, 0o644, self.manifest_mtime);
@@ -208,13 +250,9 @@ impl Plan {
                     header.set_size(0);
                     tar.append_link(&mut header, &e.rel, target)?;
                 }
-                Kind::File { size } => {
+                Kind::File { size, dev, ino } => {
                     let path = self.root.join(&e.rel);
-                    let file = std::fs::File::open(&path)
-                        .map_err(|err| io::Error::new(err.kind(), format!("cannot read {}: {err}", path.display())))?;
-                    if !file.metadata()?.is_file() {
-                        return Err(changed(&path));
-                    }
+                    let file = open_planned(&path, *dev, *ino)?;
                     let mut header = tar_header(tar::EntryType::Regular, e.mode, e.mtime);
                     header.set_size(*size);
                     let reader = Exact { file, left: *size, path: &path, packed };
@@ -325,6 +363,29 @@ fn tar_header(kind: tar::EntryType, mode: u32, mtime: u64) -> tar::Header {
     header.set_uid(0);
     header.set_gid(0);
     header
+}
+
+/// Opens the regular file planned at `path` (device `dev`, inode `ino`), and only it: a file
+/// swapped in since the plan — a link to a file outside DIR (of the same size, say), a FIFO, a
+/// device, another file — is the packing's failure, never read. The last component is not
+/// followed (`O_NOFOLLOW`), nothing blocks on opening (`O_NONBLOCK`: a FIFO opened for reading
+/// would wait for a writer; regular files read as usual), and what was opened is checked to be
+/// the planned inode, which also catches a directory on the way replaced by a link.
+fn open_planned(path: &Path, dev: u64, ino: u64) -> io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|err| match err.raw_os_error() {
+            // The file is now a symbolic link.
+            Some(libc::ELOOP) => changed(path),
+            _ => io::Error::new(err.kind(), format!("cannot read {}: {err}", path.display())),
+        })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.dev() != dev || meta.ino() != ino {
+        return Err(changed(path));
+    }
+    Ok(file)
 }
 
 fn changed(path: &Path) -> io::Error {
@@ -583,6 +644,73 @@ mod tests {
         assert_eq!(got["sub/up"], ('l', 0o777, "../file".into()));
         assert_eq!(got["dirlink"], ('l', 0o777, "sub".into()));
         assert!(!got.contains_key("dirlink/up"), "a link to a directory is not followed");
+    }
+
+    #[test]
+    fn a_manifest_linked_from_outside_the_directory_is_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        write(outside.path(), "id_ed25519", "PRIVATE KEY");
+        let key = outside.path().join("id_ed25519");
+        let climbing = Path::new("..").join(outside.path().file_name().unwrap()).join("id_ed25519");
+        for target in [key.clone(), climbing] {
+            let dir = tempfile::tempdir().unwrap();
+            write(dir.path(), "app", "x");
+            symlink(&target, dir.path().join("pergola.toml")).unwrap();
+            let err = plan(dir.path(), None).map(|p| p.paths()).unwrap_err();
+            let said = err.contains("pergola.toml is a symbolic link to") && err.contains(", outside ");
+            assert!(said && err.contains("--manifest FILE"), "{}: {err}", target.display());
+            // Named with --manifest, the same file is read: that is asked for.
+            let got = read_back(&pack(dir.path(), Some(key.as_path())));
+            assert_eq!(got["pergola.toml"].2, "PRIVATE KEY");
+        }
+        // A link to a file inside DIR is read.
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "deploy/pergola.toml", "version = \"1\"\n");
+        symlink("deploy/pergola.toml", dir.path().join("pergola.toml")).unwrap();
+        let got = read_back(&pack(dir.path(), None));
+        assert_eq!(got["pergola.toml"], ('f', 0o644, "version = \"1\"\n".into()));
+        assert_eq!(got["deploy/pergola.toml"].2, "version = \"1\"\n");
+    }
+
+    #[test]
+    fn a_file_swapped_after_planning_is_never_read() {
+        let outside = tempfile::tempdir().unwrap();
+        write(outside.path(), "secret", "NOT-PACKED");
+        write(outside.path(), "dir/data", "NOT-PACKED");
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "pergola.toml", "");
+        write(dir.path(), "data", "0123456789");
+        write(dir.path(), "sub/data", "0123456789");
+        let data = dir.path().join("data");
+        let plan = plan(dir.path(), None).unwrap();
+        // Each original is moved aside (not deleted: its inode stays taken, a new file cannot
+        // reuse its number) and replaced by something of the same size.
+        std::fs::rename(&data, dir.path().join("data.planned")).unwrap();
+        symlink(outside.path().join("secret"), &data).unwrap();
+        let err = plan.write(Vec::new(), &AtomicU64::new(0)).unwrap_err();
+        assert!(err.to_string().contains("data changed while it was packed"), "a link: {err}");
+
+        std::fs::remove_file(&data).unwrap();
+        write(dir.path(), "data", "NOT-PACKED");
+        let err = plan.write(Vec::new(), &AtomicU64::new(0)).unwrap_err();
+        assert!(err.to_string().contains("data changed while it was packed"), "another file: {err}");
+
+        std::fs::remove_file(&data).unwrap();
+        std::fs::rename(dir.path().join("data.planned"), &data).unwrap();
+        assert!(plan.write(Vec::new(), &AtomicU64::new(0)).is_ok(), "the planned files, back in place");
+
+        std::fs::rename(dir.path().join("sub"), dir.path().join("sub.planned")).unwrap();
+        symlink(outside.path().join("dir"), dir.path().join("sub")).unwrap();
+        let err = plan.write(Vec::new(), &AtomicU64::new(0)).unwrap_err();
+        assert!(err.to_string().contains("sub/data changed while it was packed"), "a directory on the way: {err}");
+
+        std::fs::remove_file(dir.path().join("sub")).unwrap();
+        std::fs::rename(dir.path().join("sub.planned"), dir.path().join("sub")).unwrap();
+        std::fs::rename(&data, dir.path().join("data.planned")).unwrap();
+        let fifo = std::ffi::CString::new(data.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let err = plan.write(Vec::new(), &AtomicU64::new(0)).unwrap_err();
+        assert!(err.to_string().contains("data changed while it was packed"), "a FIFO, without waiting: {err}");
     }
 
     #[test]

@@ -8,10 +8,18 @@
 //! └─────────────────────────────────────────────┘
 //! ```
 
+use pergola_domain::logs::escape_controls;
+
+/// The table of `rows` under `header`. Every cell is printed with its control characters and
+/// direction-changing marks escaped: cells are the server's text (names, messages, settings),
+/// and one holding a terminal escape must not rewrite the screen, nor a line break or a
+/// right-to-left override break the table.
 pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> =
+        rows.iter().map(|row| row.iter().map(|cell| escape_controls(cell)).collect()).collect();
     let width = |s: &str| s.chars().count();
     let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
-    for row in rows {
+    for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(width(cell));
         }
@@ -46,5 +54,14 @@ mod tests {
 └─────────────────────────────────────────────┘
 ";
         assert_eq!(super::render(&["stage", "type", "status"], &rows), want);
+    }
+
+    #[test]
+    fn cells_are_escaped_and_stay_on_their_line() {
+        let rows = vec![vec!["\u{1b}[2J".to_owned(), "a\nb\u{202e}c\u{9b}".to_owned()]];
+        let table = super::render(&["name", "message"], &rows);
+        assert!(!table.contains('\x1b') && !table.contains('\u{202e}') && !table.contains('\u{9b}'), "{table:?}");
+        assert_eq!(table.lines().count(), 5, "{table}");
+        assert!(table.contains("| \\u{1b}[2J | a\\u{a}b\\u{202e}c\\u{9b} |"), "{table}");
     }
 }

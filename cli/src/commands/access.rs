@@ -1,9 +1,11 @@
 //! `pergola login|logout|whoami`, `pergola create|list|delete token`.
 
+use super::segment;
 use crate::args::Output;
 use crate::client::{Client, Failure};
 use crate::output::Printer;
 use crate::stored::{self, Stored};
+use pergola_domain::logs::escape_controls;
 use pergola_domain::wire::{Login, NewToken};
 use pergola_domain::{format_time, CreatedToken, Me, TokenInfo};
 use std::io::{BufRead, IsTerminal};
@@ -92,7 +94,8 @@ pub fn create_token(client: &Client, out: &Printer, name: String, expires_in: Op
     let created: CreatedToken = client.post("/api/v1/tokens", &NewToken { name, expires_in_days: expires_in })?;
     if out.format == Output::Table && std::io::stderr().is_terminal() {
         let expiry = created.expires_at.map(|t| format!(", valid until {}", format_time(t))).unwrap_or_default();
-        eprintln!("Token '{}' created{expiry}. It is shown this once: keep it now.", created.name);
+        let name = escape_controls(&created.name);
+        eprintln!("Token '{name}' created{expiry}. It is shown this once: keep it now.");
     }
     out.one(&created, || created.token.clone())
 }
@@ -110,7 +113,7 @@ pub fn list_tokens(client: &Client, out: &Printer) -> Result<(), Failure> {
 }
 
 pub fn delete_token(client: &Client, out: &Printer, name: &str) -> Result<(), Failure> {
-    client.delete::<()>(&format!("/api/v1/tokens/{name}"))?;
+    client.delete::<()>(&format!("/api/v1/tokens/{}", segment(name)?))?;
     out.one(&serde_json::json!({ "revoked": name }), || format!("Token '{name}' revoked: it no longer works."))
 }
 

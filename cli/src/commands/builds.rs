@@ -1,10 +1,12 @@
 //! `pergola create build` (an upload, or a directory on the server), `pergola list build`.
 
+use super::project_path;
 use crate::args::Output;
 use crate::client::{Client, Failure};
 use crate::output::Printer;
 use crate::pack;
 use indicatif::{BinaryBytes, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+use pergola_domain::logs::escape_controls;
 use pergola_domain::wire::NewBuild;
 use pergola_domain::{format_time, Build};
 use serde::Deserialize;
@@ -38,14 +40,16 @@ pub fn upload(
     manifest: Option<&Path>,
 ) -> Result<(), Failure> {
     let plan = pack::plan(dir, manifest).map_err(Failure::new)?;
+    let api = project_path(project)?;
     // A cheap question first: a server refusing the upload before reading it (no sign-in, no
     // such project) may close the connection while the archive is still being sent, and its
     // reason would be lost; here it is said in one line before anything is packed.
-    let _: serde_json::Value = client.get(&format!("/api/v1/projects/{project}"))?;
+    let _: serde_json::Value = client.get(&api)?;
     for skipped in &plan.skipped {
+        // A file's name may hold anything but `/` and NUL: escape sequences too.
         eprintln!(
             "warning: {} is {}: skipped (only files, directories and symbolic links are packed)",
-            skipped.path.display(),
+            escape_controls(&skipped.path.display().to_string()),
             skipped.what
         );
     }
@@ -55,7 +59,7 @@ pub fn upload(
     let (archive, packing) = pack::spawn(plan, packed);
     let body = reqwest::blocking::Body::new(bar.wrap_read(archive));
     let answer: Result<serde_json::Value, Failure> =
-        client.post_stream(&format!("/api/v1/projects/{project}/builds"), "application/gzip", body);
+        client.post_stream(&format!("{api}/builds"), "application/gzip", body);
     bar.finish_and_clear();
     let packing = packing.join().unwrap_or_else(|_| Err(std::io::Error::other("the packing thread panicked")));
     let value = match (answer, packing) {
@@ -106,7 +110,7 @@ fn progress_bar(dir: &Path, total: u64, packed: Arc<AtomicU64>) -> ProgressBar {
         let _ = write!(w, "{percent}% of {}", BinaryBytes(total));
     });
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(style);
-    bar.set_prefix(short(&dir.display().to_string(), 40));
+    bar.set_prefix(short(&escape_controls(&dir.display().to_string()), 40));
     bar.enable_steady_tick(Duration::from_millis(100));
     bar.tick();
     bar
@@ -126,7 +130,7 @@ pub fn register(client: &Client, out: &Printer, project: &str, manifest: &Path, 
     let text = std::fs::read_to_string(manifest)
         .map_err(|e| Failure::new(format!("cannot read {}: {e}", manifest.display())))?;
     let body = NewBuild { manifest: text, workdir: dir };
-    let build: Build = client.post(&format!("/api/v1/projects/{project}/builds"), &body)?;
+    let build: Build = client.post(&format!("{}/builds", project_path(project)?), &body)?;
     out.one(&build, || {
         format!(
             "Build {} registered{}.",
@@ -137,7 +141,7 @@ pub fn register(client: &Client, out: &Printer, project: &str, manifest: &Path, 
 }
 
 pub fn list(client: &Client, out: &Printer, project: &str) -> Result<(), Failure> {
-    let builds: Vec<Build> = client.get(&format!("/api/v1/projects/{project}/builds"))?;
+    let builds: Vec<Build> = client.get(&format!("{}/builds", project_path(project)?))?;
     out.many(&builds, &["build", "version", "components", "created"], |b| {
         let components = pergola_domain::parse_manifest(&b.manifest)
             .map(|m| m.components.into_iter().map(|c| c.name).collect::<Vec<_>>().join(", "))

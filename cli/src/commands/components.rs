@@ -7,7 +7,8 @@ use crate::output::Printer;
 use pergola_domain::runtime::ComponentStatus;
 
 pub fn list(client: &Client, out: &Printer, at: &StageAt) -> Result<(), Failure> {
-    let components: Vec<ComponentStatus> = client.get(&format!("{}/components", stage_path(&at.project, &at.stage)))?;
+    let path = format!("{}/components", stage_path(&at.project, &at.stage)?);
+    let components: Vec<ComponentStatus> = client.get(&path)?;
     out.many(&components, &["component", "kind", "state", "health", "restarts", "uptime", "port"], |c| {
         let state = match c.kill_in_secs {
             Some(left) => format!("{} (SIGKILL in {left} s)", c.state.as_str()),

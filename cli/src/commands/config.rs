@@ -1,19 +1,21 @@
 //! `pergola config set|get|list|unset`.
 
-use super::stage_path;
+use super::{segment, stage_path};
 use crate::args::{ConfigAction, Output, StageAt};
 use crate::client::{Client, Failure};
-use crate::output::Printer;
+use crate::output::{escape_lines, Printer};
 use pergola_domain::wire::ConfigInput;
 use pergola_domain::{format_time, ConfigEntry};
 
 pub fn run(client: &Client, out: &Printer, action: ConfigAction) -> Result<(), Failure> {
-    let base = |at: &StageAt| format!("{}/config", stage_path(&at.project, &at.stage));
+    let base =
+        |at: &StageAt| -> Result<String, Failure> { Ok(format!("{}/config", stage_path(&at.project, &at.stage)?)) };
     match action {
         ConfigAction::Set { pairs, secret, at } => {
             let mut saved = Vec::new();
             for (key, value) in pairs {
-                let entry: ConfigEntry = client.put(&format!("{}/{key}", base(&at)), &ConfigInput { value, secret })?;
+                let path = format!("{}/{}", base(&at)?, segment(&key)?);
+                let entry: ConfigEntry = client.put(&path, &ConfigInput { value, secret })?;
                 saved.push(entry);
             }
             let keys: Vec<&str> = saved.iter().map(|e| e.key.as_str()).collect();
@@ -22,7 +24,7 @@ pub fn run(client: &Client, out: &Printer, action: ConfigAction) -> Result<(), F
             })
         }
         ConfigAction::Get { key, at } => {
-            let entries: Vec<ConfigEntry> = client.get(&base(&at))?;
+            let entries: Vec<ConfigEntry> = client.get(&base(&at)?)?;
             let entry = entries
                 .into_iter()
                 .find(|e| e.key == key)
@@ -30,14 +32,15 @@ pub fn run(client: &Client, out: &Printer, action: ConfigAction) -> Result<(), F
             match (&entry.value, out.format) {
                 (_, Output::Json) => out.one(&entry, String::new),
                 (Some(value), _) => {
-                    println!("{value}");
+                    // Escaped line by line: a value may span lines, and may hold escapes.
+                    println!("{}", escape_lines(value));
                     Ok(())
                 }
                 (None, _) => Err(Failure::new(format!("'{key}' is a secret: its value is not shown after saving."))),
             }
         }
         ConfigAction::List { at } => {
-            let entries: Vec<ConfigEntry> = client.get(&base(&at))?;
+            let entries: Vec<ConfigEntry> = client.get(&base(&at)?)?;
             out.many(&entries, &["key", "value", "updated"], |e| {
                 vec![
                     e.key.clone(),
@@ -47,7 +50,7 @@ pub fn run(client: &Client, out: &Printer, action: ConfigAction) -> Result<(), F
             })
         }
         ConfigAction::Unset { key, at } => {
-            let remaining: Vec<ConfigEntry> = client.delete(&format!("{}/{key}", base(&at)))?;
+            let remaining: Vec<ConfigEntry> = client.delete(&format!("{}/{}", base(&at)?, segment(&key)?))?;
             out.one(&remaining, || format!("Removed {key} from stage '{}'.", at.stage))
         }
     }

@@ -6,7 +6,7 @@ use crate::output::{quoted_label, Printer};
 use pergola_domain::{Stage, StageStatus};
 
 pub fn suspend(client: &Client, out: &Printer, project: &str, id: &str, no_wait: bool) -> Result<(), Failure> {
-    let path = stage_path(project, id);
+    let path = stage_path(project, id)?;
     let mut s: Stage = client.post_waiting(&format!("{path}/suspend"), &format!("Suspending stage '{id}'"))?;
     if s.status == StageStatus::Suspending && !no_wait {
         let doing = format!("Waiting for the components of '{id}' to stop (SIGKILL after {} s)", s.grace_secs);
@@ -25,7 +25,7 @@ pub fn suspend(client: &Client, out: &Printer, project: &str, id: &str, no_wait:
 }
 
 pub fn resume(client: &Client, out: &Printer, project: &str, id: &str, no_wait: bool) -> Result<(), Failure> {
-    let path = stage_path(project, id);
+    let path = stage_path(project, id)?;
     let mut s: Stage = client.post_waiting(&format!("{path}/resume"), &format!("Resuming stage '{id}'"))?;
     // Still suspending: it resumes as soon as its components have stopped.
     if s.status == StageStatus::Suspending && !no_wait {
@@ -79,6 +79,6 @@ fn wait_while_suspending(client: &Client, path: &str, doing: &str) -> Result<Sta
 
 pub fn restore(client: &Client, out: &Printer, project: &str, id: &str) -> Result<(), Failure> {
     let s: Stage =
-        client.post_waiting(&format!("{}/restore", stage_path(project, id)), &format!("Restoring stage '{id}'"))?;
+        client.post_waiting(&format!("{}/restore", stage_path(project, id)?), &format!("Restoring stage '{id}'"))?;
     out.one(&s, || format!("Stage {} restored ({}).", quoted_label(&s), s.status))
 }

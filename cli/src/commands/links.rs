@@ -1,6 +1,6 @@
 //! `pergola create|list|delete link`: a stage's guest links.
 
-use super::stage_path;
+use super::{segment, stage_path};
 use crate::args::StageAt;
 use crate::client::{Client, Failure};
 use crate::output::Printer;
@@ -8,15 +8,15 @@ use pergola_domain::format_time;
 use pergola_domain::share::{parse_expires_in, CreatedGuestLink, GuestLink};
 use pergola_domain::wire::NewGuestLink;
 
-fn links_path(at: &StageAt) -> String {
-    format!("{}/links", stage_path(&at.project, &at.stage))
+fn links_path(at: &StageAt) -> Result<String, Failure> {
+    Ok(format!("{}/links", stage_path(&at.project, &at.stage)?))
 }
 
 /// Creates a guest link and prints its URL alone (the secret is shown this once).
 pub fn create(client: &Client, out: &Printer, at: &StageAt, expires_in: &str) -> Result<(), Failure> {
     let expires_in = parse_expires_in(expires_in).map_err(|e| Failure::new(format!("--expires-in: {}", e.message)))?;
     let body = NewGuestLink { expires_in_hours: expires_in.num_hours() };
-    let link: CreatedGuestLink = client.post(&links_path(at), &body)?;
+    let link: CreatedGuestLink = client.post(&links_path(at)?, &body)?;
     out.one(&link, || match &link.url {
         Some(url) => url.clone(),
         None => {
@@ -30,7 +30,7 @@ pub fn create(client: &Client, out: &Printer, at: &StageAt, expires_in: &str) ->
 }
 
 pub fn list(client: &Client, out: &Printer, at: &StageAt) -> Result<(), Failure> {
-    let links: Vec<GuestLink> = client.get(&links_path(at))?;
+    let links: Vec<GuestLink> = client.get(&links_path(at)?)?;
     let now = chrono::Utc::now();
     out.many(&links, &["id", "created by", "created", "expires", "state"], |l| {
         let state = if l.revoked_at.is_some() {
@@ -51,6 +51,6 @@ pub fn list(client: &Client, out: &Printer, at: &StageAt) -> Result<(), Failure>
 }
 
 pub fn delete(client: &Client, out: &Printer, at: &StageAt, id: &str) -> Result<(), Failure> {
-    client.delete::<()>(&format!("{}/{id}", links_path(at)))?;
+    client.delete::<()>(&format!("{}/{}", links_path(at)?, segment(id)?))?;
     out.one(&serde_json::json!({ "revoked": id }), || format!("Guest link '{id}' revoked: it no longer works."))
 }

@@ -1,6 +1,6 @@
 //! `pergola logs COMPONENT -s STAGE -p PROJECT [-f] [--since AGE] [-n LINES] [--timestamps]`.
 
-use super::stage_path;
+use super::{segment, stage_path};
 use crate::args::Output;
 use crate::client::{Client, Failure};
 use crate::output::Printer;
@@ -20,7 +20,7 @@ pub struct Ask {
 }
 
 pub fn print(client: &Client, out: &Printer, ask: &Ask) -> Result<(), Failure> {
-    let base = format!("{}/components/{}/logs", stage_path(&ask.project, &ask.stage), percent_encode(&ask.component));
+    let base = format!("{}/components/{}/logs", stage_path(&ask.project, &ask.stage)?, segment(&ask.component)?);
     let mut query = format!("tail={}", ask.lines);
     if let Some(since) = &ask.since {
         query += &format!("&since={}", percent_encode(since));

@@ -17,10 +17,11 @@ mod stages;
 mod users;
 
 use crate::args::{Cli, Command, CreateWhat, DeleteWhat, DiffWhat, ListWhat, OneStage, Output, UpdateWhat};
-use crate::client::{Client, Failure};
+use crate::client::{self, Client, Failure};
 use crate::output::Printer;
 use crate::stored::{self, Stored};
 use clap::CommandFactory;
+use pergola_domain::listing::percent_encode;
 use pergola_domain::wire::Duplication;
 use pergola_domain::StageQueryParams;
 
@@ -40,10 +41,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         // A sign-in file that cannot be read is replaced by the new one.
         let server = cli.server.or_else(|| stored::load().ok().and_then(|s| s.server));
         let server = server.as_deref().unwrap_or(stored::DEFAULT_SERVER);
+        client::check_server(&stored::normalize(server))?;
         return access::login(server, &out, access::LoginArgs { username, password_stdin, token_stdin });
     }
     let stored = stored::load()?;
     let (server, token) = resolve(cli.server, std::env::var("PERGOLA_TOKEN").ok(), &stored);
+    client::check_server(&server)?;
     let client = Client::new(&server, token);
     let (client, out) = (&client, &out);
     match cli.command {
@@ -140,15 +143,50 @@ fn resolve(server: Option<String>, env_token: Option<String>, stored: &Stored) -
     (server, token)
 }
 
+/// `s` — a name or ID from the command line — as one segment of an API path: percent-encoded
+/// ([`percent_encode`] leaves letters, digits and `-._~` as they are), so that a `/`, `#`, `?`
+/// or `%` in it stays inside its segment: `config set 'A#B=1'` must not set `A` (the URL's
+/// fragment would drop `#B`), nor `delete member 'x/../../stages/prod'` delete a stage once the
+/// URL parser has resolved the `..`. A segment that is `.` or `..` itself is refused: the URL
+/// parser resolves it however it is written (`%2E%2E` too), and so is an empty one.
+fn segment(s: &str) -> Result<String, Failure> {
+    match s {
+        "" => Err(Failure::new("an empty name or ID was given.".into())),
+        "." | ".." => Err(Failure::new(format!("'{s}' is not a valid name or ID."))),
+        _ => Ok(percent_encode(s)),
+    }
+}
+
+/// The API path of a project.
+fn project_path(project: &str) -> Result<String, Failure> {
+    Ok(format!("/api/v1/projects/{}", segment(project)?))
+}
+
 /// The API path of a stage.
-fn stage_path(project: &str, id: &str) -> String {
-    format!("/api/v1/projects/{project}/stages/{id}")
+fn stage_path(project: &str, id: &str) -> Result<String, Failure> {
+    Ok(format!("{}/stages/{}", project_path(project)?, segment(id)?))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::resolve;
+    use super::{resolve, segment, stage_path};
     use crate::stored::Stored;
+
+    #[test]
+    fn names_from_the_command_line_stay_in_their_path_segment() {
+        let ok = |s: &str| segment(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert_eq!(ok("my-stage_2.0~x"), "my-stage_2.0~x");
+        assert_eq!(ok("A#B"), "A%23B");
+        assert_eq!(ok("x/../../stages/prod"), "x%2F..%2F..%2Fstages%2Fprod");
+        assert_eq!(ok("a?b=c d%2e"), "a%3Fb%3Dc%20d%252e");
+        assert_eq!(ok("..."), "...");
+        for bad in ["", ".", ".."] {
+            assert!(segment(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(stage_path("shop", "qa").ok().as_deref(), Some("/api/v1/projects/shop/stages/qa"));
+        assert_eq!(stage_path("shop", "q/a").ok().as_deref(), Some("/api/v1/projects/shop/stages/q%2Fa"));
+        assert!(stage_path("..", "qa").is_err() && stage_path("shop", ".").is_err());
+    }
 
     #[test]
     fn the_stored_token_goes_only_to_its_server_and_pergola_token_wins() {

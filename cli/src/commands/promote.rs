@@ -1,28 +1,30 @@
 //! `pergola promote`, `pergola diff stage`, `pergola create stage --from`.
 
-use super::stage_path;
+use super::{segment, stage_path};
 use crate::client::{Client, Failure};
 use crate::output::Printer;
+use pergola_domain::logs::escape_controls;
 use pergola_domain::wire::{Duplication, Promotion};
 use pergola_domain::{shown, Release, Stage, StageComparison};
 use std::io::{BufRead, IsTerminal, Write};
 
 pub fn diff(client: &Client, out: &Printer, project: &str, a: &str, b: &str) -> Result<(), Failure> {
-    let comparison: StageComparison = client.get(&format!("{}/compare/{b}", stage_path(project, a)))?;
+    let comparison: StageComparison = client.get(&format!("{}/compare/{}", stage_path(project, a)?, segment(b)?))?;
     out.one(&comparison, || describe(&comparison))
 }
 
 pub fn promote(client: &Client, out: &Printer, project: &str, from: &str, to: &str, yes: bool) -> Result<(), Failure> {
     if !yes {
         // Shows what will change, then asks (only a person at a terminal can answer).
-        let comparison: StageComparison = client.get(&format!("{}/compare/{to}", stage_path(project, from)))?;
+        let path = format!("{}/compare/{}", stage_path(project, from)?, segment(to)?);
+        let comparison: StageComparison = client.get(&path)?;
         if !std::io::stdin().is_terminal() {
             return Err(Failure::new(format!(
                 "promoting '{from}' to '{to}' needs a confirmation: run it in a terminal, or pass --yes."
             )));
         }
         eprintln!("{}", describe(&comparison));
-        eprint!("Deploy {} to '{to}'? [y/N] ", comparison.from.runs());
+        eprint!("Deploy {} to '{to}'? [y/N] ", escape_controls(&comparison.from.runs()));
         let _ = std::io::stderr().flush();
         let mut answer = String::new();
         std::io::stdin().lock().read_line(&mut answer).map_err(|e| Failure::new(format!("cannot read stdin: {e}")))?;
@@ -31,7 +33,7 @@ pub fn promote(client: &Client, out: &Printer, project: &str, from: &str, to: &s
         }
     }
     let release: Release = client.post_json_waiting(
-        &format!("{}/promote", stage_path(project, from)),
+        &format!("{}/promote", stage_path(project, from)?),
         &Promotion { to: to.to_owned() },
         &format!("Promoting '{from}' to '{to}'"),
     )?;
@@ -45,7 +47,7 @@ pub fn promote(client: &Client, out: &Printer, project: &str, from: &str, to: &s
 
 pub fn duplicate(client: &Client, out: &Printer, project: &str, from: &str, copy: Duplication) -> Result<(), Failure> {
     let (deploy, storage) = (copy.deploy, copy.with_storage);
-    let stage: Stage = client.post(&format!("{}/duplicate", stage_path(project, from)), &copy)?;
+    let stage: Stage = client.post(&format!("{}/duplicate", stage_path(project, from)?), &copy)?;
     out.one(&stage, || {
         let built = match (deploy, storage) {
             (true, true) => ", with its current build and its storage",
@@ -62,13 +64,16 @@ pub fn duplicate(client: &Client, out: &Printer, project: &str, from: &str, copy
     })
 }
 
-/// The differences, a line each ("what changes on B if it became like A").
+/// The differences, a line each ("what changes on B if it became like A"). Each line is escaped:
+/// names, versions and settings' values are the server's text, shown on the terminal — also
+/// before the confirmation a promotion asks for, where a value holding escapes could otherwise
+/// rewrite what the reader is about to agree to.
 fn describe(c: &StageComparison) -> String {
     let (a, b) = (&c.from, &c.to);
     let mut lines = vec![format!("{} -> {}", a.id, b.id)];
     if c.is_same() {
         lines.push("  no difference: same build, components, configuration, type and grace period".to_owned());
-        return lines.join("\n");
+        return escaped(&lines);
     }
     if c.type_differs {
         lines.push(format!("  type           {} -> {}", a.stage_type.label(), b.stage_type.label()));
@@ -94,5 +99,45 @@ fn describe(c: &StageComparison) -> String {
     if c.grace_differs {
         lines.push(format!("  grace period   {} s -> {} s", a.grace_secs, b.grace_secs));
     }
-    lines.join("\n")
+    escaped(&lines)
+}
+
+/// `lines`, each escaped (a line break inside one is escaped too: it stays one line), joined.
+fn escaped(lines: &[String]) -> String {
+    lines.iter().map(|l| escape_controls(l)).collect::<Vec<_>>().join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+    use pergola_domain::{compare, ComponentKind, ComponentSide, ConfigSide, StageSide, StageType};
+
+    fn side(id: &str, build: i64, version: &str, value: &str) -> StageSide {
+        StageSide {
+            id: id.to_owned(),
+            name: id.to_owned(),
+            stage_type: StageType::Qa,
+            grace_secs: 60,
+            release: Some(1),
+            build: Some(build),
+            version: Some(version.to_owned()),
+            components: vec![ComponentSide { name: format!("{id}\u{1b}[1m"), kind: ComponentKind::Service }],
+            config: vec![ConfigSide {
+                key: "GREETING\u{202e}".to_owned(),
+                value: Some(value.to_owned()),
+                secret: false,
+                secret_digest: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_differences_shown_before_a_promotion_are_escaped() {
+        let from = side("dev", 2, "2.0\u{1b}]0;title\u{7}", "hello\u{1b}[3A\nDeploy nothing? y");
+        let shown = describe(&compare(from, side("qa", 1, "1.0", "hi")));
+        assert!(!shown.contains('\x1b') && !shown.contains('\x07') && !shown.contains('\u{202e}'), "{shown:?}");
+        assert!(shown.contains("GREETING\\u{202e}: hello\\u{1b}[3A\\u{a}Deploy nothing? y -> hi"), "{shown}");
+        assert!(shown.contains("release #1 (build 2, 2.0\\u{1b}]0;title\\u{7})"), "{shown}");
+        assert_eq!(shown.lines().count(), 5, "one line per difference: {shown}");
+    }
 }

@@ -9,7 +9,7 @@ use pergola_domain::{format_time, Release};
 
 pub fn deploy(client: &Client, out: &Printer, project: &str, stage: &str, build: i64) -> Result<(), Failure> {
     let release: Release = client.post_json_waiting(
-        &format!("{}/releases", stage_path(project, stage)),
+        &format!("{}/releases", stage_path(project, stage)?),
         &NewRelease { build },
         &format!("Deploying build {build} to stage '{stage}'"),
     )?;
@@ -19,7 +19,7 @@ pub fn deploy(client: &Client, out: &Printer, project: &str, stage: &str, build:
 }
 
 pub fn list(client: &Client, out: &Printer, at: &StageAt) -> Result<(), Failure> {
-    let releases: Vec<Release> = client.get(&format!("{}/releases", stage_path(&at.project, &at.stage)))?;
+    let releases: Vec<Release> = client.get(&format!("{}/releases", stage_path(&at.project, &at.stage)?))?;
     out.many(&releases, &["release", "build", "version", "deployed"], |r| {
         vec![
             format!("#{}", r.number),

@@ -1,9 +1,9 @@
 //! `pergola create|list|get|update|delete stage`.
 
-use super::stage_path;
+use super::{project_path, stage_path};
 use crate::args::Output;
 use crate::client::{Client, Failure};
-use crate::output::{quoted_label, Printer};
+use crate::output::{escape_lines, quoted_label, Printer};
 use pergola_domain::wire::{NewStage, StagePatch};
 use pergola_domain::{format_time, Stage, StageQueryParams, StageType, MAX_PAGE_SIZE};
 
@@ -16,7 +16,7 @@ pub fn create(
     id: Option<String>,
 ) -> Result<(), Failure> {
     let stage: Stage =
-        client.post(&format!("/api/v1/projects/{project}/stages"), &NewStage::new(name, stage_type, id))?;
+        client.post(&format!("{}/stages", project_path(project)?), &NewStage::new(name, stage_type, id))?;
     out.one(&stage, || {
         format!(
             "Stage {} created in project '{}' ({}, {}).",
@@ -39,7 +39,7 @@ pub fn list(
 ) -> Result<(), Failure> {
     let page_size = limit.unwrap_or(MAX_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE);
     params.limit = Some(page_size.to_string());
-    let first = format!("/api/v1/projects/{project}/stages?{}", params.query_string());
+    let first = format!("{}/stages?{}", project_path(project)?, params.query_string());
     let mut stages: Vec<Stage> = client.get_all_pages(&first, limit.map(|n| n as usize))?;
     if let Some(n) = limit {
         stages.truncate(n as usize);
@@ -51,7 +51,7 @@ pub fn list(
 
 /// The archived stages, with when they were deleted and when they go for good.
 pub fn list_archived(client: &Client, out: &Printer, project: &str) -> Result<(), Failure> {
-    let stages: Vec<Stage> = client.get(&format!("/api/v1/projects/{project}/stages?archived=true"))?;
+    let stages: Vec<Stage> = client.get(&format!("{}/stages?archived=true", project_path(project)?))?;
     out.many(&stages, &["stage", "type", "archived", "deleted for good on"], |s| {
         vec![
             s.display_label(),
@@ -64,10 +64,12 @@ pub fn list_archived(client: &Client, out: &Printer, project: &str) -> Result<()
 
 pub fn get(client: &Client, out: &Printer, project: &str, id: &str) -> Result<(), Failure> {
     if out.format == Output::Kubernetes {
-        print!("{}", client.get_text(&format!("{}/kubernetes", stage_path(project, id)))?);
+        // YAML: its line breaks are meant, what is on each line (a setting's value, a name) is
+        // escaped.
+        print!("{}", escape_lines(&client.get_text(&format!("{}/kubernetes", stage_path(project, id)?))?));
         return Ok(());
     }
-    let s: Stage = client.get(&stage_path(project, id))?;
+    let s: Stage = client.get(&stage_path(project, id)?)?;
     out.one(&s, || {
         format!(
             "name:     {}\nid:       {}\nproject:  {}\ntype:     {}\nstatus:   {}\ngrace:    {} s\ncreated:  {}\nchanged:  {}",
@@ -88,7 +90,7 @@ pub fn update(client: &Client, out: &Printer, project: &str, id: &str, patch: St
         return Err(Failure::new("nothing to change: give --name, --type, --grace or --visibility".into()));
     }
     let visibility = patch.visibility.clone();
-    let s: Stage = client.patch(&stage_path(project, id), &patch)?;
+    let s: Stage = client.patch(&stage_path(project, id)?, &patch)?;
     out.one(&s, || {
         let shared = match visibility.as_deref() {
             Some("public") => ", share links open to anyone with the link",
@@ -105,7 +107,7 @@ pub fn update(client: &Client, out: &Printer, project: &str, id: &str, patch: St
 }
 
 pub fn delete(client: &Client, out: &Printer, project: &str, id: &str) -> Result<(), Failure> {
-    let s: Stage = client.delete(&stage_path(project, id))?;
+    let s: Stage = client.delete(&stage_path(project, id)?)?;
     out.one(&s, || {
         format!(
             "Stage {} deleted: archived until {}. Restore it with: pergola restore stage {} -p {}",
