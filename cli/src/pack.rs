@@ -65,8 +65,14 @@ enum Kind {
     Dir,
     /// A regular file: its size, and the device and inode it was found at — what it is opened
     /// as must be the same file.
-    File { size: u64, dev: u64, ino: u64 },
-    Symlink { target: PathBuf },
+    File {
+        size: u64,
+        dev: u64,
+        ino: u64,
+    },
+    Symlink {
+        target: PathBuf,
+    },
 }
 
 /// A file that is not packed: a socket, a FIFO or a device.
@@ -210,8 +216,7 @@ fn mtime(meta: &std::fs::Metadata) -> u64 {
 impl Plan {
     /// The bytes of the regular files to pack, the manifest included (before compression).
     pub fn total_bytes(&self) -> u64 {
-        let files: u64 =
-            self.entries.iter().map(|e| if let Kind::File { size, .. } = e.kind { size } else { 0 }).sum();
+        let files: u64 = self.entries.iter().map(|e| if let Kind::File { size, .. } = e.kind { size } else { 0 }).sum();
         files + self.manifest.len() as u64
     }
 
@@ -372,15 +377,14 @@ fn tar_header(kind: tar::EntryType, mode: u32, mtime: u64) -> tar::Header {
 /// would wait for a writer; regular files read as usual), and what was opened is checked to be
 /// the planned inode, which also catches a directory on the way replaced by a link.
 fn open_planned(path: &Path, dev: u64, ino: u64) -> io::Result<std::fs::File> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|err| match err.raw_os_error() {
-            // The file is now a symbolic link.
-            Some(libc::ELOOP) => changed(path),
-            _ => io::Error::new(err.kind(), format!("cannot read {}: {err}", path.display())),
-        })?;
+    let file =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).map_err(
+            |err| match err.raw_os_error() {
+                // The file is now a symbolic link.
+                Some(libc::ELOOP) => changed(path),
+                _ => io::Error::new(err.kind(), format!("cannot read {}: {err}", path.display())),
+            },
+        )?;
     let meta = file.metadata()?;
     if !meta.is_file() || meta.dev() != dev || meta.ino() != ino {
         return Err(changed(path));

@@ -271,6 +271,9 @@ async fn the_hand_off_lets_a_member_in_and_the_proxy_keeps_pergolas_cookies_to_i
     w.env.cleanup().await;
 }
 
+/// A request of a browser: its method, headers, and what it is.
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+
 #[tokio::test]
 async fn another_hosts_page_cannot_act_with_a_visitors_share_cookie() {
     let w = world().await;
@@ -280,7 +283,7 @@ async fn another_hosts_page_cannot_act_with_a_visitors_share_cookie() {
     // Every share host is of one site: the browser sends the cookie with what another stage's
     // page (here `dev`'s) makes it send to `qa` — it must not count.
     let dev_page = "http://web.dev.shop.localhost:3000";
-    let elsewhere: [(&str, &[(&str, &str)], &str); 6] = [
+    let elsewhere: [Case; 6] = [
         (
             "POST",
             &[("origin", dev_page), ("sec-fetch-site", "same-site"), ("sec-fetch-mode", "no-cors")],
@@ -319,7 +322,7 @@ async fn another_hosts_page_cannot_act_with_a_visitors_share_cookie() {
     }
     // Following a link here from anywhere, the stage's own page, and another component of the
     // same stage (its page calling its API): the visitor's own requests.
-    let own: [(&str, &[(&str, &str)], &str); 4] = [
+    let own: [Case; 4] = [
         (
             "GET",
             &[("sec-fetch-site", "cross-site"), ("sec-fetch-mode", "navigate"), ("sec-fetch-dest", "document")],
