@@ -229,17 +229,17 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown:
 
 /// The connections each client holds (see [`MAX_CONNECTIONS_PER_CLIENT`]).
 #[derive(Clone, Default)]
-struct PerClient(Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>);
+pub(crate) struct PerClient(Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>);
 
 /// One connection of a client, given back when dropped.
-struct Held {
+pub(crate) struct Held {
     of: PerClient,
     client: std::net::IpAddr,
 }
 
 impl PerClient {
     /// One more connection for the client at `ip`, unless it holds `cap` already.
-    fn take(&self, ip: std::net::IpAddr, cap: usize) -> Option<Held> {
+    pub(crate) fn take(&self, ip: std::net::IpAddr, cap: usize) -> Option<Held> {
         let client = client_key(ip);
         let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let count = held.entry(client).or_default();

@@ -42,6 +42,13 @@ pub const UPSTREAM_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many upgraded connections (WebSockets) are spliced to components at once, over every
 /// stage; one more gets a 503 page.
 pub const MAX_SPLICES: usize = 512;
+/// How many of them one visitor (an address, an IPv6 /64) may hold: one visitor of a public
+/// stage cannot take every other stage's WebSockets.
+pub const MAX_SPLICES_PER_CLIENT: usize = 32;
+/// How often a spliced connection's visitor is asked again whether they may still see the
+/// stage: removing a member, revoking a guest link or making a public stage members-only ends
+/// their WebSockets too, within about this (and the access cache's second).
+pub const SPLICE_RECHECK: Duration = Duration::from_secs(1);
 /// The largest request body forwarded to a component (64 MiB): a larger announced
 /// `Content-Length` gets a 413 page and nothing reaches the component; a streamed body is
 /// cut off at the limit (the component sees the request end early; the visitor gets 413).
@@ -53,6 +60,7 @@ pub struct ProxyLimits {
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub max_splices: usize,
+    pub max_splices_per_client: usize,
     pub body_limit: usize,
 }
 
@@ -62,6 +70,7 @@ impl Default for ProxyLimits {
             connect_timeout: UPSTREAM_CONNECT_TIMEOUT,
             response_timeout: UPSTREAM_RESPONSE_TIMEOUT,
             max_splices: MAX_SPLICES,
+            max_splices_per_client: MAX_SPLICES_PER_CLIENT,
             body_limit: FORWARD_BODY_LIMIT,
         }
     }
@@ -80,6 +89,8 @@ pub struct Share {
     limits: ProxyLimits,
     /// One permit per WebSocket spliced now.
     splices: Arc<Semaphore>,
+    /// The splices each visitor holds.
+    splicers: crate::serve::PerClient,
 }
 
 impl Share {
@@ -93,6 +104,7 @@ impl Share {
             client: client(&ProxyLimits::default()),
             limits: ProxyLimits::default(),
             splices: Arc::new(Semaphore::new(MAX_SPLICES)),
+            splicers: crate::serve::PerClient::default(),
         }
     }
 
@@ -344,9 +356,26 @@ impl Share {
         // A protocol upgrade (WebSocket): forward the handshake, then splice the two connections
         // (a limited number at once).
         let upgrade = req.headers().get(header::UPGRADE).cloned();
+        let visitor = req.extensions().get::<pergola_api::auth::ClientAddress>().map(|a| a.0);
         let splice = match upgrade {
             Some(_) => match self.splices.clone().try_acquire_owned() {
-                Ok(permit) => Some(permit),
+                Ok(permit) => {
+                    let held = match visitor {
+                        Some(ip) => match self.splicers.take(ip, self.limits.max_splices_per_client) {
+                            Some(held) => Some(held),
+                            None => {
+                                return page(
+                                    StatusCode::TOO_MANY_REQUESTS,
+                                    "Too many connections",
+                                    "You hold as many WebSocket connections to share links as one visitor may. \
+                                     Close some and try again.",
+                                )
+                            }
+                        },
+                        None => None,
+                    };
+                    Some((permit, held))
+                }
                 Err(_) => {
                     tracing::warn!(
                         max = self.limits.max_splices,
@@ -452,13 +481,31 @@ impl Share {
                 };
                 filter_answer_headers(response.headers_mut(), personal);
                 let server_upgrade = hyper::upgrade::on(&mut response);
+                let (services, project, stage) = (self.services.clone(), project.to_owned(), stage_id.to_owned());
                 tokio::spawn(async move {
                     // Held while the splice lasts.
                     let _splice = splice;
                     match (client_upgrade.await, server_upgrade.await) {
                         (Ok(client), Ok(server)) => {
                             let (mut client, mut server) = (TokioIo::new(client), TokioIo::new(server));
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                            // While the visitor may still see the stage.
+                            let revoked = async {
+                                loop {
+                                    tokio::time::sleep(SPLICE_RECHECK).await;
+                                    match services.share_access(&project, &stage, &credentials).await {
+                                        Ok(ShareAccess::Allowed) => {}
+                                        // The database out of reach for a moment is no reason.
+                                        Err(e) if e.kind == pergola_domain::ErrorKind::Internal => {}
+                                        _ => break,
+                                    }
+                                }
+                            };
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                                () = revoked => {
+                                    tracing::info!(project = %project, stage = %stage, "share link: a WebSocket closed, its visitor may no longer see the stage");
+                                }
+                            }
                         }
                         (c, s) => tracing::warn!(client = c.is_ok(), service = s.is_ok(), "upgrade failed"),
                     }

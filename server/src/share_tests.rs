@@ -615,7 +615,7 @@ async fn counting_upstream() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
 }
 
 fn limits(response_timeout: Duration, max_splices: usize, body_limit: usize) -> ProxyLimits {
-    ProxyLimits { connect_timeout: Duration::from_secs(1), response_timeout, max_splices, body_limit }
+    ProxyLimits { connect_timeout: Duration::from_secs(1), response_timeout, max_splices, body_limit, ..Default::default() }
 }
 
 #[tokio::test]
@@ -731,9 +731,15 @@ async fn a_slow_upload_is_no_timeout_but_a_stalled_one_is() {
 /// Opens a WebSocket-like upgrade to the share host through the real listener; the status
 /// line of the answer, and the connection.
 async fn upgrade(addr: std::net::SocketAddr) -> (String, tokio::net::TcpStream) {
+    upgrade_with(addr, "").await
+}
+
+/// [`upgrade`] with more header lines (each ending in `\r\n`).
+async fn upgrade_with(addr: std::net::SocketAddr, headers: &str) -> (String, tokio::net::TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET /ws HTTP/1.1\r\nHost: {QA}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    let request =
+        format!("GET /ws HTTP/1.1\r\nHost: {QA}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n{headers}\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -783,5 +789,62 @@ async fn websocket_splices_are_capped_and_a_closed_one_frees_its_place() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(echoes(&mut second, "still").await, "the others go on");
+    w.env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_websocket_ends_once_its_visitor_may_no_longer_see_the_stage() {
+    let (port, _) = counting_upstream().await;
+    let w = world_with(port, limits(Duration::from_secs(5), 8, 1 << 20)).await;
+    let (_viewer, session) = w.member("vera", Role::Viewer).await;
+    let secret = w.hand_off(QA, &session).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(crate::serve::serve(listener, w.app.clone(), crate::serve::Limits::default(), std::future::pending()));
+
+    let (status, mut member) = upgrade_with(addr, &format!("Cookie: pergola_share={secret}\r\n")).await;
+    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+    assert!(echoes(&mut member, "hello").await);
+    w.admin.remove_member("shop", "vera").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(!echoes(&mut member, "still there?").await, "a removed member's WebSocket ends");
+    // A public stage's anonymous WebSocket ends once the stage is members-only again.
+    w.admin.set_visibility("shop", "qa", Visibility::Public).await.unwrap();
+    let (status, mut anyone) = upgrade(addr).await;
+    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+    assert!(echoes(&mut anyone, "hello").await);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(echoes(&mut anyone, "still open").await, "nothing changed: it goes on");
+    w.admin.set_visibility("shop", "qa", Visibility::Members).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(!echoes(&mut anyone, "still there?").await, "members only now");
+    w.env.cleanup().await;
+}
+
+#[tokio::test]
+async fn one_visitor_cannot_hold_every_websocket() {
+    let (port, _) = counting_upstream().await;
+    let limits = ProxyLimits { max_splices_per_client: 2, ..limits(Duration::from_secs(5), 8, 1 << 20) };
+    let w = world_with(port, limits).await;
+    w.admin.set_visibility("shop", "qa", Visibility::Public).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(crate::serve::serve(listener, w.app.clone(), crate::serve::Limits::default(), std::future::pending()));
+    let (first, mut one) = upgrade(addr).await;
+    let (second, _two) = upgrade(addr).await;
+    assert!(first.starts_with("HTTP/1.1 101") && second.starts_with("HTTP/1.1 101"), "{first} {second}");
+    let (third, _) = upgrade(addr).await;
+    assert!(third.starts_with("HTTP/1.1 429"), "{third}");
+    assert!(echoes(&mut one, "the others go on").await);
+    drop(one);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, _again) = upgrade(addr).await;
+        if status.starts_with("HTTP/1.1 101") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "a closed splice gives its visitor's place back: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     w.env.cleanup().await;
 }
