@@ -58,6 +58,17 @@ pub fn escape_lines(text: &str) -> String {
     text.split('\n').map(escape_controls).collect::<Vec<_>>().join("\n")
 }
 
+/// A value printed whole, as data (`config get`, `-o kubernetes`): escaped for a terminal,
+/// where a control character would act, but as it is for a pipe or a file, where a script
+/// (`$(pergola config get KEY)`, `| kubectl apply -f -`) wants the value's own bytes.
+pub fn for_stdout(text: &str) -> std::borrow::Cow<'_, str> {
+    use std::io::IsTerminal;
+    match std::io::stdout().is_terminal() {
+        true => escape_lines(text).into(),
+        false => text.into(),
+    }
+}
+
 /// `'name' (id)` when they differ, else `'id'`.
 pub fn quoted_label(s: &Stage) -> String {
     if s.name == s.id {

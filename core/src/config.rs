@@ -103,10 +103,22 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting {
         name: SHARE_DOMAIN,
-        meaning: "share links are `{component}.{stage}.{project}.{domain}`; in production a wildcard DNS domain",
+        meaning: "share links are `{component}.{stage}.{project}.{domain}`; in production a wildcard DNS domain — \
+                  best one that is not under the dashboard's own registrable domain (as GitHub's pages are on \
+                  `github.io`): a component's script can set cookies for a parent domain, and under the \
+                  dashboard's one such a cookie reaches the dashboard too (it could sign a visitor out, or into \
+                  another account). `deploy/kubernetes/` uses `stages.example.com` beside `pergola.example.com` \
+                  for brevity",
         default: "`localhost`",
     },
-    Setting { name: SHARE_PORT, meaning: "the port share links name", default: "the listen port" },
+    Setting {
+        name: SHARE_PORT,
+        meaning: "the port share links name (left out when it is the scheme's own). Share links are `https://` \
+                  when this is 443 and `PERGOLA_PUBLIC_URL` is https (TLS ending at the reverse proxy or Ingress \
+                  in front of both): their cookies are then `Secure`, the sign-in hand-off sends its one-time code \
+                  to `https://` share hosts only, and components see `X-Forwarded-Proto: https`",
+        default: "the listen port",
+    },
     Setting {
         name: DEMO_DIR,
         meaning: "the directory holding the demo application's `pergola-demo` binary, offered by **Try the demo \
@@ -303,6 +315,13 @@ impl ServerConfig {
     /// Whether the dashboard is served over https (its session cookie is then `Secure`).
     pub fn https(&self) -> bool {
         self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+    }
+
+    /// Whether share links are served over https: on port 443 behind an https dashboard (one
+    /// TLS front for both). Another port keeps them `http://`, as an installation whose share
+    /// links go straight to the server has them.
+    pub fn share_https(&self) -> bool {
+        self.https() && self.share_port == Some(443)
     }
 }
 
@@ -736,6 +755,15 @@ mod tests {
             let e = read(&[(SANDBOX, bad)]).unwrap_err();
             assert!(e.starts_with(SANDBOX) && e.contains(&format!("'{bad}'")), "{e}");
         }
+    }
+
+    #[test]
+    fn share_links_are_https_on_443_behind_an_https_dashboard() {
+        let https = |vars: &[(&str, &str)]| read(vars).unwrap().share_https();
+        assert!(https(&[(PUBLIC_URL, "https://pergola.example.com"), (SHARE_PORT, "443")]));
+        assert!(!https(&[(PUBLIC_URL, "https://pergola.example.com"), (SHARE_PORT, "3000")]), "straight to the server");
+        assert!(!https(&[(PUBLIC_URL, "https://pergola.example.com")]), "the listen port");
+        assert!(!https(&[(PUBLIC_URL, "http://pergola.example.com"), (SHARE_PORT, "443")]));
     }
 
     #[test]

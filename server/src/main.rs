@@ -122,7 +122,7 @@ async fn run() -> Result<(), String> {
         .with_share_base(pergola_domain::share::ShareBase {
             domain: share_domain.clone(),
             port: share_port,
-            secure: config.https(),
+            secure: config.share_https(),
         });
     // Stages run as this server's processes: no other server may run them too (nor, before
     // this, reap what it runs).

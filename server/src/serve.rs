@@ -180,11 +180,19 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown:
                 Some(held) => Some(held),
                 None => {
                     if crowded.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
-                        tracing::warn!(%peer, cap = limits.max_connections_per_client, "a client holds as many connections as one may: more are refused");
+                        tracing::warn!(
+                            %peer,
+                            cap = limits.max_connections_per_client,
+                            "a client holds as many connections as one may: more are refused (behind a reverse proxy, \
+                             name it in PERGOLA_TRUSTED_PROXIES)"
+                        );
                         crowded = Some(tokio::time::Instant::now());
                     }
-                    drop(slot);
-                    tokio::spawn(refuse_crowded(stream));
+                    // The refusal holds its slot (and so its file descriptor counts) while it lasts.
+                    tokio::spawn(async move {
+                        refuse_crowded(stream).await;
+                        drop(slot);
+                    });
                     continue;
                 }
             },
@@ -196,7 +204,12 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown:
         let body_idle = limits.body_idle_timeout;
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let client = client_ip(peer.ip(), req.headers(), &trusted);
-            let mut req = req.map(|body| axum::body::Body::new(tower_http::timeout::TimeoutBody::new(body_idle, body)));
+            // A request without a body keeps saying so (the timeout's wrapper would not: the
+            // share proxy would then send its component an empty chunked body).
+            let mut req = req.map(|body| match hyper::body::Body::is_end_stream(&body) {
+                true => axum::body::Body::new(body),
+                false => axum::body::Body::new(tower_http::timeout::TimeoutBody::new(body_idle, body)),
+            });
             req.extensions_mut().insert(ConnectInfo(peer));
             req.extensions_mut().insert(ClientAddress(client));
             app.clone().oneshot(req)
@@ -275,13 +288,13 @@ fn client_key(ip: std::net::IpAddr) -> std::net::IpAddr {
     }
 }
 
-/// Tells a client over its cap so, and closes (within a second, whatever it does). What the
+/// Tells a client over its cap so, and closes (within 200 ms, whatever it does). What the
 /// client sent is read and dropped until it closes too: closing with it unread would reset the
 /// connection, and the client might never see the answer.
 async fn refuse_crowded(mut stream: tokio::net::TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const ANSWER: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain\r\ncontent-length: 45\r\nconnection: close\r\n\r\nToo many connections from your address: wait.";
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+    let _ = tokio::time::timeout(Duration::from_millis(200), async {
         let _ = stream.write_all(ANSWER).await;
         let _ = stream.shutdown().await;
         let mut sink = [0u8; 4096];
@@ -306,6 +319,12 @@ mod tests {
             .route("/peer", get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }))
             .route("/client", get(|req: axum::extract::Request| async move { pergola_api::auth::client_address(&req) }))
             .route("/echo", axum::routing::post(|body: String| async move { body }))
+            .route(
+                "/empty",
+                axum::routing::delete(|req: axum::extract::Request| async move {
+                    format!("ends at once: {}", hyper::body::Body::is_end_stream(req.body()))
+                }),
+            )
             .route(
                 "/endless",
                 get(|| async {
@@ -477,6 +496,16 @@ mod tests {
         }
         let answer = closed_within(&mut steady, Duration::from_secs(3)).await.unwrap();
         assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ping"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_request_without_a_body_still_says_so() {
+        // What the share proxy forwards: a body that says it is over is sent as none at all.
+        let (addr, _stop, _task) = server(limits(Duration::from_secs(5), 16)).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(b"DELETE /empty HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+        let answer = closed_within(&mut stream, Duration::from_secs(3)).await.unwrap();
+        assert!(answer.ends_with("ends at once: true"), "{answer}");
     }
 
     #[tokio::test]

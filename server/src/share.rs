@@ -240,28 +240,41 @@ fn filter_answer_headers(headers: &mut axum::http::HeaderMap, personal: bool) {
 /// share domain), so a browser sends a `SameSite=Lax` cookie with them, and any stage's page —
 /// a developer's `dev` stage, any public one — could otherwise act on (and, by a WebSocket,
 /// read) the members-only stages its visitor may see. The components of one stage are one
-/// application: a request whose `Origin` is a share host of the same stage keeps its cookies.
+/// application: a request from a page of one of the stage's share hosts (its `Origin`, else
+/// its `Referer`) keeps its cookies.
+///
+/// Browsers say where a request comes from in `Sec-Fetch-Site` to https and local hosts; to a
+/// plain-http share domain, and from older browsers, only `Origin` tells (sent with a script's
+/// reads, forms' posts and WebSockets — not with images or frames, which then cannot be told
+/// from the visitor's own).
 fn from_another_hosts_page(req: &Request, domain: &str, project: &str, stage: &str) -> bool {
     let headers = req.headers();
     let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let from_elsewhere = matches!(value("sec-fetch-site"), Some("same-site" | "cross-site"))
-        || value("origin").is_some_and(|origin| {
-            let host = origin.split_once("://").map_or(origin, |(_, host)| host);
-            value("host").is_none_or(|own| !own.eq_ignore_ascii_case(host))
-        });
+    // `scheme://host[:port]…` → `host[:port]`.
+    let host_of =
+        |url: &str| url.split_once("://").and_then(|(_, rest)| rest.split(['/', '?', '#']).next()).map(str::to_owned);
+    let origin = value("origin").filter(|o| *o != "null");
+    let source = origin.or_else(|| value("referer")).and_then(host_of);
+    if source.and_then(|h| parse_share_host(&h, domain)).is_some_and(|(_, s, p)| s == stage && p == project) {
+        return false;
+    }
+    let foreign_origin = value("origin")
+        .is_some_and(|o| host_of(o).zip(value("host")).is_none_or(|(from, here)| !from.eq_ignore_ascii_case(here)));
+    let from_elsewhere = match value("sec-fetch-site") {
+        Some(site) => matches!(site, "same-site" | "cross-site"),
+        None => foreign_origin,
+    };
     if !from_elsewhere {
         return false;
     }
+    // A link followed: a top-level GET, which carries no `Origin`.
     let visit = value("sec-fetch-mode").is_none_or(|mode| mode == "navigate")
         && value("sec-fetch-dest").is_none_or(|dest| dest == "document")
         && !headers.contains_key("sec-purpose")
         && matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD)
-        && !headers.contains_key(header::UPGRADE);
-    let same_stage = value("origin")
-        .map(|origin| origin.split_once("://").map_or(origin, |(_, host)| host))
-        .and_then(|host| parse_share_host(host, domain))
-        .is_some_and(|(_, s, p)| s == stage && p == project);
-    !visit && !same_stage
+        && !headers.contains_key(header::UPGRADE)
+        && !foreign_origin;
+    !visit
 }
 
 /// Headers that belong to one connection, not to the request or response being forwarded.

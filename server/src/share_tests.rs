@@ -283,7 +283,7 @@ async fn another_hosts_page_cannot_act_with_a_visitors_share_cookie() {
     // Every share host is of one site: the browser sends the cookie with what another stage's
     // page (here `dev`'s) makes it send to `qa` — it must not count.
     let dev_page = "http://web.dev.shop.localhost:3000";
-    let elsewhere: [Case; 6] = [
+    let elsewhere: [Case; 8] = [
         (
             "POST",
             &[("origin", dev_page), ("sec-fetch-site", "same-site"), ("sec-fetch-mode", "no-cors")],
@@ -315,6 +315,17 @@ async fn another_hosts_page_cannot_act_with_a_visitors_share_cookie() {
             "a form sent",
         ),
         ("POST", &[("origin", dev_page)], "a browser without fetch metadata"),
+        ("GET", &[("origin", dev_page)], "a script's read without fetch metadata"),
+        (
+            "GET",
+            &[
+                ("sec-fetch-site", "same-site"),
+                ("sec-fetch-mode", "no-cors"),
+                ("sec-fetch-dest", "image"),
+                ("referer", "http://web.dev.shop.localhost:3000/"),
+            ],
+            "an image on another stage's page",
+        ),
     ];
     for (method, headers, what) in elsewhere {
         let a = w.send_with(method, QA, "/orders", &cookies, headers).await;
@@ -322,7 +333,7 @@ async fn another_hosts_page_cannot_act_with_a_visitors_share_cookie() {
     }
     // Following a link here from anywhere, the stage's own page, and another component of the
     // same stage (its page calling its API): the visitor's own requests.
-    let own: [Case; 4] = [
+    let own: [Case; 6] = [
         (
             "GET",
             &[("sec-fetch-site", "cross-site"), ("sec-fetch-mode", "navigate"), ("sec-fetch-dest", "document")],
@@ -339,6 +350,17 @@ async fn another_hosts_page_cannot_act_with_a_visitors_share_cookie() {
             "another component of the stage",
         ),
         ("GET", &[], "no browser at all"),
+        ("POST", &[("origin", "null"), ("sec-fetch-site", "same-origin")], "its own page, sending no referrer"),
+        (
+            "GET",
+            &[
+                ("sec-fetch-site", "same-site"),
+                ("sec-fetch-mode", "no-cors"),
+                ("sec-fetch-dest", "image"),
+                ("referer", "http://api.qa.shop.localhost:3000/gallery"),
+            ],
+            "an image on another component's page of the stage",
+        ),
     ];
     for (method, headers, what) in own {
         let a = w.send_with(method, QA, "/orders", &cookies, headers).await;
@@ -615,7 +637,13 @@ async fn counting_upstream() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
 }
 
 fn limits(response_timeout: Duration, max_splices: usize, body_limit: usize) -> ProxyLimits {
-    ProxyLimits { connect_timeout: Duration::from_secs(1), response_timeout, max_splices, body_limit, ..Default::default() }
+    ProxyLimits {
+        connect_timeout: Duration::from_secs(1),
+        response_timeout,
+        max_splices,
+        body_limit,
+        ..Default::default()
+    }
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 use super::{segment, stage_path};
 use crate::args::{ConfigAction, Output, StageAt};
 use crate::client::{Client, Failure};
-use crate::output::{escape_lines, Printer};
+use crate::output::{for_stdout, Printer};
 use pergola_domain::wire::ConfigInput;
 use pergola_domain::{format_time, ConfigEntry};
 
@@ -32,8 +32,8 @@ pub fn run(client: &Client, out: &Printer, action: ConfigAction) -> Result<(), F
             match (&entry.value, out.format) {
                 (_, Output::Json) => out.one(&entry, String::new),
                 (Some(value), _) => {
-                    // Escaped line by line: a value may span lines, and may hold escapes.
-                    println!("{}", escape_lines(value));
+                    // A value may span lines, and may hold escapes: escaped on a terminal.
+                    println!("{}", for_stdout(value));
                     Ok(())
                 }
                 (None, _) => Err(Failure::new(format!("'{key}' is a secret: its value is not shown after saving."))),

@@ -3,7 +3,7 @@
 use super::{project_path, stage_path};
 use crate::args::Output;
 use crate::client::{Client, Failure};
-use crate::output::{escape_lines, quoted_label, Printer};
+use crate::output::{for_stdout, quoted_label, Printer};
 use pergola_domain::wire::{NewStage, StagePatch};
 use pergola_domain::{format_time, Stage, StageQueryParams, StageType, MAX_PAGE_SIZE};
 
@@ -65,8 +65,8 @@ pub fn list_archived(client: &Client, out: &Printer, project: &str) -> Result<()
 pub fn get(client: &Client, out: &Printer, project: &str, id: &str) -> Result<(), Failure> {
     if out.format == Output::Kubernetes {
         // YAML: its line breaks are meant, what is on each line (a setting's value, a name) is
-        // escaped.
-        print!("{}", escape_lines(&client.get_text(&format!("{}/kubernetes", stage_path(project, id)?))?));
+        // escaped on a terminal; piped (to kubectl), the objects as they are.
+        print!("{}", for_stdout(&client.get_text(&format!("{}/kubernetes", stage_path(project, id)?))?));
         return Ok(());
     }
     let s: Stage = client.get(&stage_path(project, id)?)?;
