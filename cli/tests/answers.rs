@@ -3,12 +3,13 @@
 //! the command line), and what it does with a redirect or a problem's detail holding terminal
 //! escapes. The live-server tests are in `cli.rs`.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::thread::JoinHandle;
+use support::read_head;
 
 /// How the test server answers one request.
 struct Answer {
@@ -57,23 +58,6 @@ fn serve(answers: Vec<Answer>) -> (String, SocketAddr, JoinHandle<Vec<String>>) 
 fn stop(addr: SocketAddr, server: JoinHandle<Vec<String>>) -> Vec<String> {
     TcpStream::connect(addr).unwrap().write_all(b"STOP\r\n\r\n").unwrap();
     server.join().unwrap()
-}
-
-fn read_head(reader: &mut impl BufRead) -> (String, BTreeMap<String, String>) {
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    let mut headers = BTreeMap::new();
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).unwrap();
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header.split_once(':').unwrap();
-        headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
-    }
-    (line.trim_end().to_owned(), headers)
 }
 
 fn respond(mut stream: TcpStream, answer: &Answer) {

@@ -2,12 +2,14 @@
 //! sends (an archive streamed as `application/gzip`, chunked), that it streams while packing,
 //! and its progress line on a terminal. The live-server tests are in `cli.rs`.
 
+mod support;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::thread::JoinHandle;
+use support::read_head;
 
 /// A request as the test server read it: its head, and the archive's files read back.
 struct Request {
@@ -76,23 +78,6 @@ fn accept_upload(listener: &TcpListener) -> (TcpStream, BufReader<TcpStream>, St
         }
         return (stream, reader, line, headers);
     }
-}
-
-fn read_head(reader: &mut impl BufRead) -> (String, BTreeMap<String, String>) {
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    let mut headers = BTreeMap::new();
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).unwrap();
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header.split_once(':').unwrap();
-        headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
-    }
-    (line.trim_end().to_owned(), headers)
 }
 
 fn respond(mut stream: TcpStream, answer: &Answer) {
