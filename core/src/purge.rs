@@ -1,9 +1,9 @@
 //! The purge task: archived stages whose retention has run out are deleted for good, then the
 //! artifacts no release runs any more ([`Services::purge_artifacts`]), the metric points older
 //! than the charts show go ([`Services::prune_metrics`]), and the events timelines are bounded
-//! ([`Services::prune_events`]); with a runtime the servers share, stages a server left
-//! suspending are settled ([`Services::settle_left_suspends`]).
-
+//! ([`Services::prune_events`]); stages an older server made or renamed during a rolling update
+//! get their search key ([`Services::fill_name_keys`]); with a runtime the servers share, stages
+//! a server left suspending are settled ([`Services::settle_left_suspends`]).
 use crate::Services;
 use std::time::Duration;
 
@@ -33,6 +33,10 @@ pub fn spawn_purge_task(services: Services, every: Duration) -> tokio::task::Joi
             // With a shared runtime: stages a stopped or killed server left suspending.
             if let Err(e) = services.settle_left_suspends().await {
                 tracing::warn!(error = %e, "settling the stages left suspending failed; will retry");
+            }
+            // Stages an older server made or renamed during a rolling update.
+            if let Err(e) = services.fill_name_keys().await {
+                tracing::warn!(error = %e, "filling the stages' search keys failed; will retry");
             }
             if let Err(e) = services.prune_metrics().await {
                 tracing::warn!(error = %e, "pruning the metric points failed; will retry");

@@ -148,12 +148,43 @@ async fn stages_made_before_name_keys_are_found_after_a_restart(url: &str) {
 
     let s = services(pergola_core::connect(url).await.unwrap());
     let admin = s.acting(s.sign_in("admin", "admin-password-1", "127.0.0.1").await.unwrap());
+    let search = |text: &'static str| {
+        let admin = admin.clone();
+        let project = project.clone();
+        async move {
+            let query = StageQuery { search: Some(text.into()), ..Default::default() };
+            let page = admin.stage_page(&project, &query).await.unwrap();
+            page.stages.into_iter().map(|s| s.id).collect::<Vec<_>>()
+        }
+    };
     for text in ["ÉCOLE", "école d'é", "ecole"] {
-        let query = StageQuery { search: Some(text.into()), ..Default::default() };
-        let found: Vec<_> =
-            admin.stage_page(&project, &query).await.unwrap().stages.into_iter().map(|s| s.id).collect();
-        assert_eq!(found, ["ecole"], "search {text:?}");
+        assert_eq!(search(text).await, ["ecole"], "search {text:?}");
     }
+
+    // A rolling update: while this server runs, an older one (which knows no `name_key`)
+    // renames that stage and makes another. The purge sweep gives both their key.
+    admin.create_stage(&project, "Ärzte", StageType::Dev, Some("aerzte")).await.unwrap();
+    let old_server = [
+        "UPDATE stages SET name = 'Übung' WHERE stage_id = 'ecole'",
+        "UPDATE stages SET name_key = NULL WHERE stage_id = 'aerzte'",
+    ];
+    for sql in old_server {
+        if url.starts_with("sqlite:") {
+            let mut conn = SqliteConnection::connect(url).await.unwrap();
+            assert_eq!(conn.execute(sql).await.unwrap().rows_affected(), 1);
+            conn.close().await.ok();
+        } else {
+            let mut conn = PgConnection::connect(url).await.unwrap();
+            assert_eq!(conn.execute(sql).await.unwrap().rows_affected(), 1);
+            conn.close().await.ok();
+        }
+    }
+    assert!(search("ÜBUNG").await.is_empty() && search("ÄRZTE").await.is_empty());
+    assert_eq!(s.fill_name_keys().await.unwrap(), 2);
+    assert_eq!(search("ÜBUNG").await, ["ecole"]);
+    assert!(search("ÉCOLE").await.is_empty(), "the old name's key is gone");
+    assert_eq!(search("ÄRZTE").await, ["aerzte"]);
+    assert_eq!(s.fill_name_keys().await.unwrap(), 0, "every key is now its name's");
 }
 
 #[tokio::test]

@@ -134,6 +134,13 @@ impl Acting {
 }
 
 impl Services {
+    /// Gives the stages an older server made or renamed during a rolling update (no search key,
+    /// or a stale one) their key, so a search finds them and a sort by name places them; how
+    /// many. A task of the purge sweep.
+    pub async fn fill_name_keys(&self) -> Result<u64, Error> {
+        self.store.fill_name_keys().await.map_err(internal("fill the stages' search keys"))
+    }
+
     /// A live stage, whoever asks. An archived one is reported as not found, with a hint to
     /// restore it.
     pub(super) async fn live_stage(&self, project_id: &str, stage_id: &str) -> Result<Stage, Error> {

@@ -570,6 +570,10 @@ pub trait Store: Send + Sync {
         summary: bool,
         from: DateTime<Utc>,
     ) -> StoreResult<Vec<MetricRow>>;
+    /// Gives every stage whose `name_key` is missing or is not its name's key its key (stages
+    /// made before migration 0011, or made or renamed by a server of an older version during a
+    /// rolling update); how many. Run when a server connects and with every purge sweep.
+    async fn fill_name_keys(&self) -> StoreResult<u64>;
     /// Deletes the 10-second points from before `points_before` and the summaries from before
     /// `summaries_before`; how many.
     async fn prune_metric_points(

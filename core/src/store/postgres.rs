@@ -1,6 +1,6 @@
 //! Production: PostgreSQL.
 
-use super::{StoreError, StoreResult};
+use super::{Store, StoreError, StoreResult};
 use std::time::Duration;
 
 pub struct PgStore {

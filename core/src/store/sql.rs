@@ -169,22 +169,6 @@ fn role(s: &str) -> StoreResult<Role> {
 macro_rules! sql_store {
     ($store:ty, $row:ty, $backend:literal) => {
         impl $store {
-            /// Gives the stages made before the `name_key` column existed (migration 0011)
-            /// their key; one statement per such stage, once.
-            pub(super) async fn fill_name_keys(&self) -> StoreResult<()> {
-                let missing: Vec<(String, String)> =
-                    sqlx::query_as("SELECT uid, name FROM stages WHERE name_key IS NULL").fetch_all(&self.pool).await?;
-                for (uid, name) in missing {
-                    sqlx::query("UPDATE stages SET name_key = $1 WHERE uid = $2 AND name = $3")
-                        .bind(name_key(&name))
-                        .bind(&uid)
-                        .bind(&name)
-                        .execute(&self.pool)
-                        .await?;
-                }
-                Ok(())
-            }
-
             fn project_from_row(row: &$row) -> StoreResult<Project> {
                 use sqlx::Row;
                 Ok(Project {
@@ -1701,6 +1685,27 @@ macro_rules! sql_store {
                         })
                     })
                     .collect()
+            }
+
+            async fn fill_name_keys(&self) -> StoreResult<u64> {
+                let stages: Vec<(String, String, Option<String>)> =
+                    sqlx::query_as("SELECT uid, name, name_key FROM stages").fetch_all(&self.pool).await?;
+                let mut filled = 0;
+                for (uid, name, key) in stages {
+                    let wanted = name_key(&name);
+                    if key.as_deref() == Some(wanted.as_str()) {
+                        continue;
+                    }
+                    // Only if the name is still the one read: a rename since wrote its own key.
+                    let done = sqlx::query("UPDATE stages SET name_key = $1 WHERE uid = $2 AND name = $3")
+                        .bind(&wanted)
+                        .bind(&uid)
+                        .bind(&name)
+                        .execute(&self.pool)
+                        .await?;
+                    filled += done.rows_affected();
+                }
+                Ok(filled)
             }
 
             async fn prune_metric_points(

@@ -1,6 +1,6 @@
 //! The embedded default: SQLite, one file, WAL journal.
 
-use super::StoreResult;
+use super::{Store, StoreResult};
 use std::str::FromStr;
 use std::time::Duration;
 
