@@ -102,7 +102,7 @@ impl Client {
         let response = self.send_raw(self.http.get(self.url(path)))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let text = response.text().map_err(|e| Failure::new(format!("the server's answer broke off: {e}")))?;
+        let text = read_answer(response)?;
         if status.is_success() {
             Ok(text)
         } else {
@@ -215,7 +215,7 @@ impl Client {
         let response = self.send_raw(request)?;
         let status = response.status();
         let headers = response.headers().clone();
-        let text = response.text().map_err(|e| Failure::new(format!("the server's answer could not be read: {e}")))?;
+        let text = read_answer(response)?;
         if status.is_success() {
             // 204 No Content reads as JSON `null`: the unit type.
             let text = if text.trim().is_empty() { "null" } else { &text };
@@ -229,21 +229,34 @@ impl Client {
     /// A GET whose answer is read line by line as it arrives (a followed log), each line handed
     /// to `each`, until the server ends it.
     pub fn get_lines(&self, path: &str, mut each: impl FnMut(&str) -> Result<(), Failure>) -> Result<(), Failure> {
-        use std::io::BufRead;
+        use std::io::{BufRead, Read};
         let response = self.send_raw(self.http.get(self.url(path)).timeout(Duration::from_secs(24 * 3600)))?;
         let status = response.status();
         if !status.is_success() {
             let headers = response.headers().clone();
-            let text = response.text().unwrap_or_default();
+            let text = read_answer(response)?;
             return Err(self.refusal(status, &headers, &text, OnUnauthorized::SignIn));
         }
-        for line in std::io::BufReader::new(response).lines() {
-            let line = line.map_err(|e| Failure::new(format!("the server's answer broke off: {e}")))?;
-            if !line.trim().is_empty() {
-                each(&line)?;
+        let mut reader = std::io::BufReader::new(response);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let read = (&mut reader)
+                .take(MAX_LINE_BYTES + 1)
+                .read_until(b'\n', &mut line)
+                .map_err(|e| Failure::new(format!("the server's answer broke off: {e}")))?;
+            if read == 0 {
+                return Ok(());
+            }
+            if line.len() as u64 > MAX_LINE_BYTES {
+                return Err(too_large("a line of", MAX_LINE_BYTES));
+            }
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end_matches(['\n', '\r']);
+            if !text.trim().is_empty() {
+                each(text)?;
             }
         }
-        Ok(())
     }
 
     /// Sends `request` with the token; a failure to reach the server (or one that cut an
@@ -324,6 +337,39 @@ impl Client {
         };
         Failure { message, unauthorized: status.as_u16() == 401 }
     }
+}
+
+/// The most of one answer the CLI reads (a page of a listing, a stage's objects, a refusal): a
+/// server that sends more — hostile, or not a Pergola server — is refused, not read into memory.
+pub const MAX_ANSWER_BYTES: u64 = 32 * 1024 * 1024;
+/// The longest line of a followed answer (a log line is at most 16 KiB as the server keeps it).
+pub const MAX_LINE_BYTES: u64 = 1024 * 1024;
+
+/// An answer's body as text (not UTF-8 bytes replaced), at most [`MAX_ANSWER_BYTES`].
+fn read_answer(response: reqwest::blocking::Response) -> Result<String, Failure> {
+    use std::io::Read;
+    if response.content_length().is_some_and(|n| n > MAX_ANSWER_BYTES) {
+        return Err(too_large("an answer of", MAX_ANSWER_BYTES));
+    }
+    let mut body = Vec::new();
+    response
+        .take(MAX_ANSWER_BYTES + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| Failure::new(format!("the server's answer broke off: {e}")))?;
+    if body.len() as u64 > MAX_ANSWER_BYTES {
+        return Err(too_large("an answer of", MAX_ANSWER_BYTES));
+    }
+    Ok(match String::from_utf8(body) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
+}
+
+fn too_large(what: &str, limit: u64) -> Failure {
+    Failure::new(format!(
+        "the server sent {what} more than {} MiB, which is not read; is it a Pergola server?",
+        limit / (1024 * 1024)
+    ))
 }
 
 /// Refuses a server URL that is not `http://` or `https://` (`localhost:3000` would otherwise

@@ -210,3 +210,101 @@ fn a_server_url_needs_its_scheme_and_plain_http_to_another_machine_is_warned_of(
     let out = pergola(&nobody(), home.path(), &here, "");
     assert_eq!(stderr(&out), "error: '..' is not a valid name or ID.\n", "this machine: no warning");
 }
+
+/// A server on a fresh port that answers one request with a 200 whose body is `size` bytes of
+/// `byte` sent in chunks with no length (or a length saying so, `with_length`), and no newline:
+/// an answer, or one line of a followed log, far larger than any the CLI reads.
+fn serve_endless(size: usize, with_length: bool) -> (String, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        read_head(&mut reader);
+        let mut stream = stream;
+        let length = if with_length { format!("Content-Length: {size}\r\n") } else { String::new() };
+        let framing = if with_length { "" } else { "Transfer-Encoding: chunked\r\n" };
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{length}{framing}\r\n");
+        if stream.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        let chunk = vec![b'7'; 64 * 1024];
+        let mut sent = 0;
+        while sent < size {
+            let piece: &[u8] = &chunk[..chunk.len().min(size - sent)];
+            let framed = if with_length {
+                piece.to_vec()
+            } else {
+                [format!("{:x}\r\n", piece.len()).into_bytes(), piece.to_vec(), b"\r\n".to_vec()].concat()
+            };
+            if stream.write_all(&framed).is_err() {
+                return; // the CLI stopped reading: what it should do
+            }
+            sent += piece.len();
+        }
+        if !with_length {
+            let _ = stream.write_all(b"0\r\n\r\n");
+        }
+    });
+    (format!("http://{addr}"), handle)
+}
+
+/// A hostile server (or something that is not a Pergola server) cannot make the CLI read an
+/// answer of any size into memory: past 32 MiB — one answer, announced or not — or 1 MiB on one
+/// line of a followed log, the command stops and says so. (Read whole, these 100 MiB would be
+/// taken as a JSON number and refused only then.)
+#[test]
+fn an_endless_answer_is_refused_not_read_into_memory() {
+    let home = tempfile::tempdir().unwrap();
+    let commands: [(&[&str], bool, &str); 3] = [
+        (&["list", "project"], false, "an answer of more than 32 MiB"),
+        (&["list", "project"], true, "an answer of more than 32 MiB"),
+        (&["logs", "web", "-s", "dev", "-p", "shop", "-f"], false, "a line of more than 1 MiB"),
+    ];
+    for (args, with_length, said) in commands {
+        let (url, server) = serve_endless(100 * 1024 * 1024, with_length);
+        let out = pergola(&url, home.path(), args, "");
+        server.join().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(said), "{args:?}: {}", stderr(&out));
+    }
+}
+
+/// `config get` prints a value as data: its own bytes into a pipe (`$(pergola config get KEY)`,
+/// a file), but escaped on a terminal, where a control character in it would act (here one that
+/// moves the cursor up over what was printed). The terminal is a pseudo-terminal of `script`.
+#[test]
+fn a_value_is_printed_raw_into_a_pipe_and_escaped_on_a_terminal() {
+    let home = tempfile::tempdir().unwrap();
+    let entries = || {
+        Answer {
+        status: "200 OK",
+        headers: String::new(),
+        body: r#"[{"key":"BANNER","value":"line one\nup\u001b[3Ahere","secret":false,"updated_at":"2026-12-01T00:00:00Z"}]"#
+            .into(),
+    }
+    };
+    let args = ["config", "get", "BANNER", "-s", "dev", "-p", "shop"];
+    let (url, addr, server) = serve(vec![entries()]);
+    let piped = pergola(&url, home.path(), &args, "");
+    stop(addr, server);
+    assert_eq!(piped.status.code(), Some(0), "{}", stderr(&piped));
+    assert_eq!(piped.stdout, b"line one\nup\x1b[3Ahere\n", "the value's own bytes");
+
+    let (url, addr, server) = serve(vec![entries()]);
+    let command = format!("{} {}", env!("CARGO_BIN_EXE_pergola"), args.join(" "));
+    let terminal = Command::new("script")
+        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .env("PERGOLA_URL", &url)
+        .env("PERGOLA_TOKEN", "pgt_test")
+        .env("XDG_CONFIG_HOME", home.path())
+        .env("HOME", home.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    stop(addr, server);
+    assert_eq!(terminal.status.code(), Some(0), "{}", stderr(&terminal));
+    let shown = String::from_utf8_lossy(&terminal.stdout);
+    assert!(!terminal.stdout.contains(&0x1b), "{shown:?}");
+    assert!(shown.contains("line one\r\nup\\u{1b}[3Ahere"), "{shown:?}");
+}
