@@ -30,7 +30,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
@@ -133,8 +133,9 @@ pub fn plan(dir: &Path, manifest: Option<&Path>) -> Result<Plan, String> {
                 std::fs::read_link(path).map_err(|e| format!("cannot read the link {}: {e}", path.display()))?;
             if !stays_inside(&rel, &target) {
                 return Err(format!(
-                    "{} is a symbolic link to {}, outside {}: the server refuses such links; \
-                     list it in {IGNORE_FILE} or replace it with what it points to",
+                    "{} is a symbolic link to {}, outside {} (or with a '..' after a name, which may lead \
+                     anywhere): the server refuses such links; list it in {IGNORE_FILE} or replace it with \
+                     what it points to",
                     path.display(),
                     target.display(),
                     dir.display()
@@ -191,22 +192,10 @@ fn manifest_in(dir: &Path) -> Result<PathBuf, String> {
     Ok(resolved)
 }
 
-/// Whether a link at `rel` (relative to the root) pointing to `target` resolves inside the root,
-/// judged on the names alone (the link is stored, never followed).
+/// Whether a link at `rel` (relative to the root) pointing to `target` stays inside the root,
+/// judged on the names alone (the link is stored, never followed) by the server's rule.
 fn stays_inside(rel: &Path, target: &Path) -> bool {
-    let mut depth: usize = rel.components().count() - 1; // the link's directory
-    for c in target.components() {
-        match c {
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            Component::ParentDir => match depth.checked_sub(1) {
-                Some(d) => depth = d,
-                None => return false,
-            },
-            Component::RootDir | Component::Prefix(_) => return false,
-        }
-    }
-    true
+    pergola_domain::archive::link_stays_inside(target, rel.components().count() - 1)
 }
 
 fn mtime(meta: &std::fs::Metadata) -> u64 {
@@ -630,7 +619,11 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         write(outside.path(), "secret", "never packed");
         // Each link sits in `sub/`, one level down: `..` is fine, `../..` climbs out.
-        for target in ["/etc/passwd", "../../x", "./../../x", "../sub/../../x", outside.path().to_str().unwrap()] {
+        // `x/../file` would land inside, but the server refuses it (where it leads depends on what
+        // `x` is): refused before an upload, not after.
+        for target in
+            ["/etc/passwd", "../../x", "./../../x", "../sub/../../x", "x/../up", outside.path().to_str().unwrap()]
+        {
             let dir = tempfile::tempdir().unwrap();
             write(dir.path(), "pergola.toml", "");
             std::fs::create_dir(dir.path().join("sub")).unwrap();

@@ -12,12 +12,15 @@
 //! then unpacked on a blocking thread into a temp directory, entry by entry, refusing what could
 //! reach outside the tree or fill the disk ([`unpack`]): absolute paths, `..`, paths through a
 //! symlink, symlinks that are absolute or climb out, hard links, devices, fifos and other special
-//! entries, more than [`ArtifactLimits::max_entries`] entries or
-//! [`ArtifactLimits::max_unpacked_bytes`] bytes, a truncated or corrupt stream, and an archive
-//! without a valid `pergola.toml` at its root. Only once all of it passed is the tree made
-//! read-only and renamed into place; a refusal leaves nothing behind. The same bytes uploaded
-//! again are stored once (the second upload's unpacking is skipped).
+//! entries, more than [`ArtifactLimits::max_entries`] entries (metadata entries such as PAX
+//! global headers included) or [`ArtifactLimits::max_unpacked_bytes`] bytes (extension headers'
+//! data included, and the decompressed stream as a whole capped a little above it), a truncated
+//! or corrupt stream, and an archive without a valid `pergola.toml` at its root. Only once all
+//! of it passed is the tree made read-only and renamed into place; a refusal leaves nothing
+//! behind. The same bytes uploaded again are stored once (the second upload's unpacking is
+//! skipped).
 
+use pergola_domain::archive::link_stays_inside;
 use pergola_domain::Error;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -46,7 +49,8 @@ const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 pub struct ArtifactLimits {
     /// Bytes of the archive as uploaded (compressed).
     pub max_archive_bytes: u64,
-    /// Entries in the archive.
+    /// Entries in the archive: every one the `tar` crate reads, metadata entries (PAX global
+    /// headers) included.
     pub max_entries: u64,
     /// Bytes of its files once unpacked.
     pub max_unpacked_bytes: u64,
@@ -403,23 +407,29 @@ fn unpack_archive(
 /// - a symlink's target is relative and climbs (`..`, only at its start) no higher than the
 ///   link's own directory is deep: it points inside the tree;
 /// - hard links, devices, fifos and every other kind of entry are refused;
-/// - at most `limits.max_entries` entries and `limits.max_unpacked_bytes` bytes;
+/// - at most `limits.max_entries` entries (every one the crate yields, metadata included) and
+///   `limits.max_unpacked_bytes` bytes (the stream is watched before the `tar` crate reads
+///   it: its headers' sizes, extension headers' included, and its decompressed length);
 /// - the stream ends as a whole (a truncated or corrupt one is refused).
 pub fn unpack(tar: impl Read, into: &Path, limits: ArtifactLimits) -> Result<u64, Error> {
-    let mut archive = tar::Archive::new(Watch::new(tar, limits.max_unpacked_bytes));
+    let mut archive = tar::Archive::new(Watch::new(tar, limits));
     let mut entries_seen: u64 = 0;
     let mut bytes: u64 = 0;
     let entries = archive.entries().map_err(unreadable)?;
     for entry in entries {
         let mut entry = entry.map_err(unreadable)?;
+        // Every entry the crate yields counts, metadata too: millions of empty PAX global
+        // headers are as much work as millions of files. (The extension headers the crate folds
+        // into the entry after them — a long name, a long link and a PAX header at most, each
+        // once — are bounded by the entries.)
+        entries_seen += 1;
+        if entries_seen > limits.max_entries {
+            return Err(refused(format!("it has more than {} entries", limits.max_entries)));
+        }
         let kind = entry.header().entry_type();
         // Metadata for the entries that follow (`git archive` writes a global one): no file.
         if matches!(kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader) {
             continue;
-        }
-        entries_seen += 1;
-        if entries_seen > limits.max_entries {
-            return Err(refused(format!("it has more than {} entries", limits.max_entries)));
         }
         let raw = entry.path().map_err(unreadable)?.into_owned();
         let shown = raw.display().to_string();
@@ -511,8 +521,16 @@ pub fn unpack(tar: impl Read, into: &Path, limits: ArtifactLimits) -> Result<u64
 }
 
 /// The largest extension entry (a GNU long name or link, a PAX header) accepted: the `tar`
-/// crate reads each whole into memory.
+/// crate reads each whole into memory, and no name or set of PAX records is anywhere near it.
 const MAX_EXTENSION_BYTES: u64 = 64 << 10;
+
+/// What a tar stream may take beyond its entries' sizes, per entry: its header and the up to
+/// three extension headers before it (a long name, a long link, a PAX header), each with the
+/// padding of its data to a whole block (4 × 1023 bytes at most).
+const STREAM_BYTES_PER_ENTRY: u64 = 4 << 10;
+
+/// And once per archive: its end blocks and the padding of its last record.
+const STREAM_SLACK_BYTES: u64 = 1 << 20;
 
 /// A refusal found while the tar stream is read (carried through the `tar` crate's I/O errors).
 #[derive(Debug)]
@@ -526,11 +544,25 @@ impl std::fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
-/// The tar stream as the `tar` crate reads it, watched header by header before the crate sees
-/// it: an extension entry over [`MAX_EXTENSION_BYTES`] (which the crate would hold in memory
-/// whole) and entries whose sizes add up past the unpacked limit (whatever their kind: the
-/// crate decompresses what it skips too) end the stream with a [`Refusal`]. A PAX header's
-/// `size` applies to the entry after it, as the crate reads it.
+/// The tar stream as the `tar` crate (0.4.46) reads it, watched header by header before the
+/// crate sees it. It ends the stream with a [`Refusal`] at
+/// - an extension entry (`L`, `K`, `x`, `g`) over [`MAX_EXTENSION_BYTES`] (the crate holds a
+///   long name, a long link or a PAX header in memory whole);
+/// - entries whose sizes, extension entries' included, add up past the unpacked limit
+///   (whatever their kind: the crate decompresses what it skips too);
+/// - a decompressed stream longer than that limit plus [`STREAM_BYTES_PER_ENTRY`] per entry
+///   and [`STREAM_SLACK_BYTES`], however its headers read;
+/// - a GNU sparse entry (never accepted: the crate reads its map from blocks this watch would
+///   take for headers);
+/// - a PAX `size` followed by another extension header before its entry (tar 0.4.45 sized those
+///   by it, 0.4.46 does not: no archive the two would read apart is accepted).
+///
+/// Each entry's size is the crate's, so that the watch reads headers where the crate does:
+/// the size field read as the crate reads it ([`header_size`]), replaced by the first `size`
+/// record ([`first_pax_size`]) of the PAX header before it — only when that header is an `x`
+/// with a ustar or GNU magic: the crate yields any other (an `x` without one included) as an
+/// entry of its own, its data skipped, never applied. After the archive's end (an all-zero
+/// block) the crate reads no header: neither does the watch.
 struct Watch<R> {
     inner: R,
     /// The header being read, and how much of it has come.
@@ -538,18 +570,42 @@ struct Watch<R> {
     filled: usize,
     /// Bytes of the current entry's data (with its padding) still to come.
     data_left: u64,
-    /// A PAX header's records being collected (its data, without padding, still to come).
+    /// A PAX header's records being collected (its data, without padding): what came, and how
+    /// much there is.
     pax: Option<(Vec<u8>, u64)>,
-    /// The size a PAX header gave the next entry.
-    next_size: Option<u64>,
+    /// The size the PAX header read last gave the entry to come.
+    pax_size: Option<u64>,
+    /// The end of the archive was read.
+    ended: bool,
     /// The sizes of the entries so far, and how far they may go.
     total: u64,
     max_total: u64,
+    /// The bytes of the stream so far (headers, padding and what follows the end included), and
+    /// how far they may go.
+    streamed: u64,
+    max_streamed: u64,
 }
 
 impl<R: Read> Watch<R> {
-    fn new(inner: R, max_total: u64) -> Self {
-        Self { inner, header: [0; 512], filled: 0, data_left: 0, pax: None, next_size: None, total: 0, max_total }
+    fn new(inner: R, limits: ArtifactLimits) -> Self {
+        let max_total = limits.max_unpacked_bytes;
+        let overhead = limits.max_entries.saturating_add(1).saturating_mul(STREAM_BYTES_PER_ENTRY);
+        let max_streamed = max_total.saturating_add(overhead).saturating_add(STREAM_SLACK_BYTES);
+        // Whole MiB, for the message.
+        let max_streamed = max_streamed.checked_next_multiple_of(1 << 20).unwrap_or(max_streamed);
+        Self {
+            inner,
+            header: [0; 512],
+            filled: 0,
+            data_left: 0,
+            pax: None,
+            pax_size: None,
+            ended: false,
+            total: 0,
+            max_total,
+            streamed: 0,
+            max_streamed,
+        }
     }
 
     fn refuse(why: String) -> std::io::Error {
@@ -559,53 +615,58 @@ impl<R: Read> Watch<R> {
     /// A complete header: what follows it.
     fn on_header(&mut self) -> std::io::Result<()> {
         if self.header.iter().all(|b| *b == 0) {
-            return Ok(()); // the end of the archive (or its padding)
+            // The end of the archive: the crate reads no header after it (what follows is only
+            // counted, and read to its end by `unpack`).
+            self.ended = true;
+            return Ok(());
         }
         let kind = self.header[156];
-        let size = match self.next_size.take() {
-            Some(size) => size,
-            None => header_size(&self.header[124..136])
-                .ok_or_else(|| std::io::Error::other("a header's size does not read"))?,
-        };
+        // The crate reads the size field even when a PAX record replaces it.
+        let own = header_size(&self.header[124..136])
+            .ok_or_else(|| std::io::Error::other("a header's size does not read"))?;
         let extension = matches!(kind, b'L' | b'K' | b'x' | b'g');
+        let size = if extension {
+            // Sized by its own field (tar 0.4.46; 0.4.45 applied a pending PAX size to it).
+            if self.pax_size.is_some() {
+                let why = "a PAX header's size record is followed by another extended header";
+                return Err(Self::refuse(why.into()));
+            }
+            own
+        } else {
+            // The entry the PAX header describes: the crate yields it, and the PAX header with it.
+            self.pax_size.take().unwrap_or(own)
+        };
         if extension && size > MAX_EXTENSION_BYTES {
             return Err(Self::refuse(format!(
                 "an extended header of {size} bytes (at most {})",
                 human(MAX_EXTENSION_BYTES)
             )));
         }
+        if kind == b'S' {
+            return Err(Self::refuse("it has a sparse file (not accepted)".into()));
+        }
         self.total = self.total.saturating_add(size);
         if self.total > self.max_total {
             return Err(Self::refuse(format!("its files take more than {} unpacked", human(self.max_total))));
         }
-        self.data_left = size.div_ceil(512) * 512;
-        if kind == b'x' && size > 0 {
+        self.data_left =
+            size.checked_next_multiple_of(512).ok_or_else(|| std::io::Error::other("a header's size overflows"))?;
+        // The crate takes an `x` for the next entry's PAX header only with a ustar or GNU magic.
+        let magic = &self.header[257..265];
+        let recognised = (magic[..6] == b"ustar\0"[..] && magic[6..] == b"00"[..])
+            || (magic[..6] == b"ustar "[..] && magic[6..] == b" \0"[..]);
+        if kind == b'x' && recognised && size > 0 {
             self.pax = Some((Vec::with_capacity(size as usize), size));
         }
         Ok(())
     }
 
-    /// The collected PAX records: a `size` record sizes the next entry.
-    fn on_pax(&mut self, records: &[u8]) {
-        let mut rest = records;
-        while let Some(space) = rest.iter().position(|b| *b == b' ') {
-            let Some(len) = std::str::from_utf8(&rest[..space]).ok().and_then(|l| l.parse::<usize>().ok()) else {
-                return;
-            };
-            if len <= space || len > rest.len() {
-                return;
-            }
-            let record = &rest[space + 1..len];
-            if let Some(value) = record.strip_prefix(b"size=") {
-                let value = value.strip_suffix(b"\n").unwrap_or(value);
-                self.next_size = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
-            }
-            rest = &rest[len..];
-        }
-    }
-
     fn watch(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
-        while !bytes.is_empty() {
+        self.streamed = self.streamed.saturating_add(bytes.len() as u64);
+        if self.streamed > self.max_streamed {
+            return Err(Self::refuse(format!("it takes more than {} once decompressed", human(self.max_streamed))));
+        }
+        while !bytes.is_empty() && !self.ended {
             if self.data_left == 0 {
                 let take = (512 - self.filled).min(bytes.len());
                 self.header[self.filled..self.filled + take].copy_from_slice(&bytes[..take]);
@@ -622,7 +683,7 @@ impl<R: Read> Watch<R> {
                     records.extend_from_slice(&bytes[..keep]);
                     if records.len() as u64 == *wanted {
                         let (records, _) = self.pax.take().unwrap_or_default();
-                        self.on_pax(&records);
+                        self.pax_size = first_pax_size(&records);
                     }
                 }
                 self.data_left -= take as u64;
@@ -641,22 +702,40 @@ impl<R: Read> Read for Watch<R> {
     }
 }
 
-/// A tar header's size field: octal digits (spaces and NULs around), or base-256.
+/// A tar header's 12-byte size field, read as the `tar` crate reads it: with the high bit of
+/// its first byte set, base-256 (its last 8 bytes only); else octal digits up to the first NUL,
+/// whitespace around them (none at all does not read).
 fn header_size(field: &[u8]) -> Option<u64> {
     if field[0] & 0x80 != 0 {
-        let mut n: u64 = 0;
-        for (i, b) in field.iter().enumerate() {
-            let b = if i == 0 { b & 0x7f } else { *b };
-            n = n.checked_mul(256)?.checked_add(u64::from(b))?;
+        let skip = field.len().saturating_sub(8);
+        return Some(field[skip..].iter().fold(0u64, |n, b| (n << 8) | u64::from(*b)));
+    }
+    let end = field.iter().position(|b| *b == 0).unwrap_or(field.len());
+    let text = std::str::from_utf8(&field[..end]).ok()?;
+    u64::from_str_radix(text.trim(), 8).ok()
+}
+
+/// The size PAX `records` give their entry, as the `tar` crate reads them: the first `size`
+/// record's, when the records up to it are well formed (`<length> <key>=<value>\n`, split at
+/// newlines, the length counting the whole record) and its value is a number. An empty line
+/// ends them; a malformed record or value means no size at all.
+fn first_pax_size(records: &[u8]) -> Option<u64> {
+    for line in records.split(|b| *b == b'\n') {
+        if line.is_empty() {
+            return None;
         }
-        return Some(n);
+        let space = line.iter().position(|b| *b == b' ')?;
+        let length: usize = std::str::from_utf8(&line[..space]).ok()?.parse().ok()?;
+        if line.len() + 1 != length {
+            return None;
+        }
+        let record = &line[space + 1..];
+        let equals = record.iter().position(|b| *b == b'=')?;
+        if &record[..equals] == b"size" {
+            return std::str::from_utf8(&record[equals + 1..]).ok()?.parse().ok();
+        }
     }
-    let text = std::str::from_utf8(field).ok()?;
-    let digits = text.trim_matches(|c: char| c == ' ' || c == '\0');
-    if digits.is_empty() {
-        return Some(0);
-    }
-    u64::from_str_radix(digits, 8).ok()
+    None
 }
 
 /// An error reading the archive: a [`Refusal`] says why it was refused, anything else means
@@ -689,26 +768,6 @@ fn relative_parts(path: &Path) -> Result<Vec<String>, &'static str> {
         }
     }
     Ok(parts)
-}
-
-/// Whether a symlink `depth` directories deep whose target is `link` points inside the tree:
-/// relative, `..` only at its start and no more of them than `depth`.
-fn link_stays_inside(link: &Path, depth: usize) -> bool {
-    let mut up = 0;
-    let mut descended = false;
-    if link.as_os_str().is_empty() {
-        return false;
-    }
-    for c in link.components() {
-        match c {
-            Component::ParentDir if !descended => up += 1,
-            Component::ParentDir => return false,
-            Component::CurDir => {}
-            Component::Normal(_) => descended = true,
-            Component::RootDir | Component::Prefix(_) => return false,
-        }
-    }
-    up <= depth
 }
 
 /// The root's `pergola.toml`, a regular file, checked.
@@ -851,24 +910,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn symlinks_may_point_only_inside() {
-        for (link, depth, inside) in [
-            ("x", 0, true),
-            ("./x/y", 0, true),
-            ("../x", 1, true),
-            ("../../x", 1, false),
-            ("../x", 0, false),
-            ("/etc", 3, false),
-            ("a/../../x", 2, false),
-            ("a/../b", 2, false),
-            ("..", 1, true),
-            ("", 1, false),
-        ] {
-            assert_eq!(link_stays_inside(Path::new(link), depth), inside, "{link} at depth {depth}");
-        }
-    }
-
-    #[test]
     fn the_size_of_a_stored_tree_is_what_was_unpacked() {
         let dir = std::env::temp_dir().join(format!("pergola-tree-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -885,17 +926,42 @@ mod tests {
         remove_tree(&dir).unwrap();
     }
 
+    /// As the `tar` crate reads them (`num_field_wrapper_from`), not only as it writes them.
     #[test]
     fn header_sizes_read_as_tar_writes_them() {
         assert_eq!(header_size(b"00000001750\0"), Some(1000));
         assert_eq!(header_size(b"     1750 \0\0"), Some(1000));
-        assert_eq!(header_size(&[0; 12]), Some(0));
+        assert_eq!(header_size(b"\t1750\n\0\0\0\0\0\0"), Some(1000), "whitespace trimmed");
+        assert_eq!(header_size(b"1750\0 777777"), Some(1000), "read up to the first NUL");
+        assert_eq!(header_size(&[0; 12]), None, "no digits do not read (the crate refuses them)");
         let mut big = [0u8; 12];
         big[0] = 0x80;
         big[11] = 1;
         big[10] = 2;
         assert_eq!(header_size(&big), Some(513));
+        // Base-256: the crate reads the last 8 bytes only.
+        big[0] = 0xff;
+        big[1] = 0x7f;
+        big[3] = 1;
+        assert_eq!(header_size(&big), Some(513));
         assert_eq!(header_size(b"12x4\0\0\0\0\0\0\0\0"), None);
+    }
+
+    /// As the `tar` crate reads them (`pax_extensions_value`): the first `size` record, when
+    /// the records before it are well formed.
+    #[test]
+    fn pax_records_read_as_tar_reads_them() {
+        assert_eq!(first_pax_size(b"10 size=5\n"), Some(5));
+        assert_eq!(first_pax_size(b"10 size=5\n11 size=99\n"), Some(5), "the first one");
+        assert_eq!(first_pax_size(b"11 size=99\n10 size=5\n"), Some(99));
+        assert_eq!(first_pax_size(b"8 uid=1\n10 size=5\n"), Some(5));
+        assert_eq!(first_pax_size(b"10 size=5"), Some(5), "the last newline is not needed");
+        assert_eq!(first_pax_size(b"11 size=+5\n"), Some(5));
+        assert_eq!(first_pax_size(b"99 uid=1\n10 size=5\n"), None, "a bad length ends them");
+        assert_eq!(first_pax_size(b"8 uid=1\n\n10 size=5\n"), None, "so does an empty line");
+        assert_eq!(first_pax_size(b"12 size=abc\n10 size=5\n"), None, "so does a bad size");
+        assert_eq!(first_pax_size(b"10 path=a\n"), None);
+        assert_eq!(first_pax_size(b""), None);
     }
 
     /// A PAX header's `size` sizes the next entry, for the watch as for the `tar` crate: the
@@ -925,6 +991,183 @@ mod tests {
         assert_eq!(std::fs::read_to_string(dir.join("hello")).unwrap(), "hello");
         assert!(read_manifest(&dir).is_ok());
         remove_tree(&dir).unwrap();
+    }
+
+    /// A size a hostile header claims: far more than any limit, and more than octal fits.
+    const HUGE: u64 = 16 << 30;
+
+    const TEST_MANIFEST: &[u8] = b"[[component]]\nname = \"web\"\nkind = \"job\"\ncommand = \"true\"\n";
+
+    /// A tar header, as the hostile tests write them byte by byte: `header` is
+    /// `tar::Header::new_ustar()` or `new_gnu()` (the magics the crate reads extension headers
+    /// in) or `new_old()` (no magic); named `name`, of the kind `kind`, its size field `size`
+    /// (base-256 from 8 GiB on, as tar writes it).
+    fn raw(mut header: tar::Header, name: &str, kind: u8, size: u64) -> Vec<u8> {
+        header.set_path(name).unwrap();
+        header.set_size(size);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::new(kind));
+        header.set_cksum();
+        header.as_bytes().to_vec()
+    }
+
+    /// [`raw`], then `data` padded to whole blocks.
+    fn member(header: tar::Header, name: &str, kind: u8, size: u64, data: &[u8]) -> Vec<u8> {
+        let mut out = raw(header, name, kind, size);
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        out
+    }
+
+    /// PAX records: `<length> <key>=<value>\n` each, the length counting itself.
+    fn pax_records(records: &[(&str, &str)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (key, value) in records {
+            let rest = format!(" {key}={value}\n");
+            let mut length = rest.len();
+            while format!("{length}{rest}").len() != length {
+                length = format!("{length}{rest}").len();
+            }
+            out.extend_from_slice(format!("{length}{rest}").as_bytes());
+        }
+        out
+    }
+
+    /// A PAX header (`x`, ustar magic: one the crate reads) with `records`, and its data.
+    fn pax_member(records: &[(&str, &str)]) -> Vec<u8> {
+        let records = pax_records(records);
+        member(tar::Header::new_ustar(), "PaxHeaders/a", b'x', records.len() as u64, &records)
+    }
+
+    /// A tar stream: a valid `pergola.toml`, then `parts`, then the end (two zero blocks).
+    fn archive_of(parts: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = member(tar::Header::new_ustar(), MANIFEST_FILE, b'0', TEST_MANIFEST.len() as u64, TEST_MANIFEST);
+        for part in parts {
+            out.extend_from_slice(part);
+        }
+        out.extend_from_slice(&[0; 1024]);
+        out
+    }
+
+    /// A new, empty store in a temp directory, with the default limits.
+    fn new_store() -> Artifacts {
+        let root = std::env::temp_dir().join(format!("pergola-artifacts-{}", uuid::Uuid::new_v4().simple()));
+        Artifacts::new(root, ArtifactLimits::default())
+    }
+
+    /// Uploads the tar stream `tar`, gzipped, into `store`, and keeps it.
+    async fn upload(store: &Artifacts, tar: &[u8]) -> Result<Stored, Error> {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(tar).unwrap();
+        let gzipped = gz.finish().unwrap();
+        let received = store.receive(&gzipped[..], Compression::Gzip).await?;
+        store.keep(received).await.map(|(stored, _placing)| stored)
+    }
+
+    /// Uploads `tar` into a new store: refused, the reason saying `why`, and nothing kept (no
+    /// artifact, no temp file).
+    async fn assert_refused(what: &str, tar: &[u8], why: &str) {
+        let store = new_store();
+        let e = match upload(&store, tar).await {
+            Ok(stored) => panic!("{what}: accepted as {stored:?}"),
+            Err(e) => e,
+        };
+        assert_eq!(e.kind, pergola_domain::ErrorKind::Validation, "{what}: {e:?}");
+        assert!(e.message.starts_with("The archive was refused: "), "{what}: {}", e.message);
+        assert!(e.message.contains(why), "{what}: {}", e.message);
+        assert!(!store.root().join("sha256").exists(), "{what}: nothing stored");
+        let left: Vec<_> = std::fs::read_dir(store.root().join("tmp")).unwrap().collect();
+        assert!(left.is_empty(), "{what}: left behind: {left:?}");
+        remove_tree(store.root()).unwrap();
+    }
+
+    /// A PAX header with two `size` records sizes its entry by the first, for the watch as for
+    /// the `tar` crate: a huge last one neither refuses the archive nor moves the headers the
+    /// watch reads.
+    #[tokio::test]
+    async fn a_pax_header_sizes_its_entry_by_its_first_size_record() {
+        let tar = archive_of(&[
+            pax_member(&[("size", "5"), ("size", "2147483648")]),
+            member(tar::Header::new_ustar(), "hello", b'0', 0, b"hello"),
+        ]);
+        // What the crate reads.
+        let mut read = tar::Archive::new(&tar[..]);
+        let sizes: Vec<(Vec<u8>, u64)> =
+            read.entries().unwrap().map(|e| e.map(|e| (e.path_bytes().into_owned(), e.size())).unwrap()).collect();
+        assert_eq!(sizes, [(MANIFEST_FILE.as_bytes().to_vec(), TEST_MANIFEST.len() as u64), (b"hello".to_vec(), 5)]);
+        // And what is kept.
+        let store = new_store();
+        let stored = upload(&store, &tar).await.unwrap();
+        assert_eq!(std::fs::read_to_string(stored.dir.join("hello")).unwrap(), "hello");
+        assert_eq!(stored.unpacked_size, 5 + TEST_MANIFEST.len() as u64);
+        remove_tree(store.root()).unwrap();
+    }
+
+    /// Two `size` records in a PAX header, either way round, or a PAX size before a long name:
+    /// whatever the records say, the header the crate reads next — here a GNU long name of
+    /// 16 GiB, which it would read into memory — is one the watch reads and refuses.
+    #[tokio::test]
+    async fn pax_size_records_cannot_hide_a_header_from_the_checks() {
+        let huge = raw(tar::Header::new_gnu(), "@LongLink", b'L', HUGE);
+        let zeros = vec![0u8; 4 << 10];
+        // The first record small: "a" is empty and the long name its next header (the last
+        // record would have it taken for "a"'s data).
+        let first_small = archive_of(&[
+            pax_member(&[("size", "0"), ("size", "1024")]),
+            raw(tar::Header::new_ustar(), "a", b'0', 0),
+            huge.clone(),
+            zeros.clone(),
+        ]);
+        // The first record larger: "a" holds a decoy header (which the last record would have
+        // read as one, its data covering the long name).
+        let first_large = archive_of(&[
+            pax_member(&[("size", "1024"), ("size", "0")]),
+            raw(tar::Header::new_ustar(), "a", b'0', 0),
+            raw(tar::Header::new_ustar(), "decoy", b'0', 1024),
+            vec![0; 512],
+            huge.clone(),
+            zeros.clone(),
+        ]);
+        let long_name = format!("an extended header of {HUGE} bytes (at most 64 KiB)");
+        assert_refused("the first size small", &first_small, &long_name).await;
+        assert_refused("the first size large", &first_large, &long_name).await;
+        // A PAX size, then a long name: tar 0.4.45 sized the long name by it, 0.4.46 does not.
+        let before_a_long_name = archive_of(&[pax_member(&[("size", "0")]), huge, zeros]);
+        let why = "a PAX header's size record is followed by another extended header";
+        assert_refused("a PAX size before a long name", &before_a_long_name, why).await;
+    }
+
+    /// A GNU long name claiming 16 GiB (which the crate would read into memory) is refused,
+    /// also after an `x` header without a ustar or GNU magic: the crate yields that one as an
+    /// entry of its own and applies its `size` record to nothing.
+    #[tokio::test]
+    async fn a_huge_gnu_long_name_is_refused_even_after_an_x_header_tar_does_not_read_as_pax() {
+        let huge = raw(tar::Header::new_gnu(), "@LongLink", b'L', HUGE);
+        let zeros = vec![0u8; 4 << 10];
+        let records = pax_records(&[("size", "10")]);
+        let no_magic = member(tar::Header::new_old(), "PaxHeaders/a", b'x', records.len() as u64, &records);
+        let why = format!("an extended header of {HUGE} bytes (at most 64 KiB)");
+        assert_refused("a long name", &archive_of(&[huge.clone(), zeros.clone()]), &why).await;
+        assert_refused("after an x without a magic", &archive_of(&[no_magic, huge, zeros]), &why).await;
+    }
+
+    /// 100 000 empty PAX global headers (nothing to unpack, all to read) are as many entries.
+    #[tokio::test]
+    async fn empty_pax_global_headers_count_towards_the_entry_limit() {
+        let global = raw(tar::Header::new_ustar(), "pax_global_header", b'g', 0);
+        let tar = archive_of(&[global.repeat(MAX_ENTRIES as usize)]);
+        assert_refused("global headers", &tar, &format!("it has more than {MAX_ENTRIES} entries")).await;
+    }
+
+    /// However its headers read, no more of a stream is decompressed than the unpacked limit
+    /// and the headers' allowance: here 1 KiB + 2 × 4 KiB + 1 MiB, in whole MiB.
+    #[test]
+    fn the_decompressed_stream_is_capped() {
+        let limits = ArtifactLimits { max_archive_bytes: 1 << 20, max_entries: 1, max_unpacked_bytes: 1 << 10 };
+        let zeros = vec![0u8; 3 << 20];
+        let e = std::io::copy(&mut Watch::new(&zeros[..], limits), &mut std::io::sink()).unwrap_err();
+        assert_eq!(unreadable(e).message, "The archive was refused: it takes more than 2 MiB once decompressed.");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! in `pergola-core` only decide *how it is persisted*.
 
 pub mod access;
+pub mod archive;
 pub mod compare;
 pub mod error;
 pub mod ids;
