@@ -6,7 +6,8 @@
 //!   token answers **401** at once, whatever else the request carries. `Bearer pgf_…` (a
 //!   build-fetch token) signs nobody in: it only lets its bearer download the one release's
 //!   build it names.
-//! - Otherwise the session cookie [`SESSION_COOKIE`] (the dashboard's). A change (any method
+//! - Otherwise the session cookie ([`SessionCookie`]: `pergola_session`, over https
+//!   `__Host-pergola_session`; sent twice, it is ignored). A change (any method
 //!   that is not safe) authenticated by the cookie must say where it comes from — `Origin` or
 //!   `Sec-Fetch-Site`, which every browser sends — or it is refused with **403**: the guard has
 //!   already refused those from another origin, so a forged cross-site request never runs.
@@ -30,8 +31,60 @@ use pergola_core::Services;
 use pergola_domain::Error;
 use std::net::{IpAddr, SocketAddr};
 
-/// The dashboard's session cookie.
+/// The dashboard's session cookie over plain http.
 pub const SESSION_COOKIE: &str = "pergola_session";
+/// The dashboard's session cookie over https: a `__Host-` name, which a browser takes only from
+/// this very host over https, with `Path=/` and no `Domain` — a page of another host of the site
+/// (a share link's component whose share domain is under the dashboard's) cannot set it for the
+/// dashboard to sign a visitor out, or into the attacker's account.
+pub const HOST_SESSION_COOKIE: &str = "__Host-pergola_session";
+
+/// The session cookie as this server names and reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionCookie {
+    /// Whether the dashboard is served over https (the cookie is then `Secure` and `__Host-`).
+    pub secure: bool,
+}
+
+impl SessionCookie {
+    pub fn name(self) -> &'static str {
+        if self.secure {
+            HOST_SESSION_COOKIE
+        } else {
+            SESSION_COOKIE
+        }
+    }
+
+    /// The `Set-Cookie` value of a new session: HttpOnly, SameSite=Lax, the whole site, for
+    /// the session's lifetime; `Secure` when the dashboard is served over https.
+    pub fn set(self, secret: &str, max_age_secs: i64) -> String {
+        let secure = if self.secure { "; Secure" } else { "" };
+        format!("{}={secret}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}", self.name())
+    }
+
+    /// The `Set-Cookie` value that removes the session cookie.
+    pub fn cleared(self) -> String {
+        self.set("", 0)
+    }
+
+    /// The session's secret the request carries. None when the cookie comes more than once:
+    /// this server sets one, for `/`; another (for a parent domain, or a narrower path) was set
+    /// by another host of the site — over plain http a share link's component can — and which
+    /// is whose cannot be told, so neither signs anyone in.
+    pub fn read(self, headers: &HeaderMap) -> Option<String> {
+        let mut found = cookies(headers, self.name());
+        let first = found.next()?;
+        if found.next().is_some() {
+            tracing::warn!(
+                cookie = self.name(),
+                "a request carried the session cookie twice (another host of the site set one: is the share \
+                 domain under the dashboard's domain?); it signs nobody in"
+            );
+            return None;
+        }
+        Some(first)
+    }
+}
 
 pub use pergola_core::services::Authenticated;
 
@@ -85,15 +138,20 @@ fn forwarded_ip(entry: &str) -> Option<IpAddr> {
     entry.parse::<SocketAddr>().ok().map(|s| s.ip().to_canonical())
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers.
+/// The value of cookie `name` in the request's `Cookie` headers (the first, if it comes twice).
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    cookies(headers, name).next()
+}
+
+/// Every value of cookie `name` in the request's `Cookie` headers.
+fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = String> + 'a {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
+        .filter(move |(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
 }
 
@@ -105,7 +163,11 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// The middleware: puts [`Authenticated`] in the request's extensions (once: a request that
 /// already has it passes through).
-pub async fn authenticate(State(services): State<Services>, mut req: Request, next: Next) -> Response {
+pub async fn authenticate(
+    State((services, session_cookie)): State<(Services, SessionCookie)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     if req.extensions().get::<Authenticated>().is_some() {
         return next.run(req).await;
     }
@@ -135,7 +197,7 @@ pub async fn authenticate(State(services): State<Services>, mut req: Request, ne
             }
             Err(e) => return ApiError(e).into_response(),
         }
-    } else if let Some(secret) = cookie(headers, SESSION_COOKIE).filter(|_| !from_another_sites_page(headers)) {
+    } else if let Some(secret) = session_cookie.read(headers).filter(|_| !from_another_sites_page(headers)) {
         match services.session_caller(&secret, Some(&address)).await {
             Ok(Some(caller)) => {
                 let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
@@ -193,18 +255,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth {
     }
 }
 
-/// The `Set-Cookie` value of a new session: HttpOnly, SameSite=Lax, the whole site, for the
-/// session's lifetime; `Secure` when the dashboard is served over https.
-pub fn session_cookie(secret: &str, max_age_secs: i64, secure: bool) -> String {
-    let secure = if secure { "; Secure" } else { "" };
-    format!("{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}")
-}
-
-/// The `Set-Cookie` value that removes the session cookie.
-pub fn cleared_session_cookie(secure: bool) -> String {
-    session_cookie("", 0, secure)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +269,34 @@ mod tests {
             headers.append("x-forwarded-for", v.parse().unwrap());
         }
         headers
+    }
+
+    #[test]
+    fn over_https_the_session_cookie_is_a_host_cookie_and_read_once_or_not_at_all() {
+        let https = SessionCookie { secure: true };
+        let http = SessionCookie { secure: false };
+        // A `__Host-` cookie must be Secure, for `/`, and have no Domain, or browsers drop it.
+        assert_eq!(
+            https.set("pgs_x", 60),
+            "__Host-pergola_session=pgs_x; Path=/; HttpOnly; SameSite=Lax; Max-Age=60; Secure"
+        );
+        assert_eq!(https.cleared(), "__Host-pergola_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Secure");
+        assert_eq!(http.set("pgs_x", 60), "pergola_session=pgs_x; Path=/; HttpOnly; SameSite=Lax; Max-Age=60");
+        let headers = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for v in values {
+                headers.append(header::COOKIE, v.parse().unwrap());
+            }
+            headers
+        };
+        let both = headers(&["a=1; pergola_session=plain; __Host-pergola_session=host"]);
+        assert_eq!(https.read(&both).as_deref(), Some("host"));
+        assert_eq!(http.read(&both).as_deref(), Some("plain"));
+        assert_eq!(https.read(&headers(&["pergola_session=plain"])), None, "the plain name is not read over https");
+        for twice in [&["pergola_session=a; pergola_session=b"][..], &["pergola_session=a", "pergola_session=b"]] {
+            assert_eq!(http.read(&headers(twice)), None, "{twice:?}");
+        }
+        assert_eq!(http.read(&headers(&["pergola_sessions=a; xpergola_session=b"])), None);
     }
 
     #[test]

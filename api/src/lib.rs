@@ -77,8 +77,9 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The API's routes, to merge into the server's router.
-pub fn router<S>(services: Services) -> Router<S>
+/// The API's routes, to merge into the server's router; `session_cookie` is the dashboard's
+/// session cookie as the server sets it.
+pub fn router<S>(services: Services, session_cookie: auth::SessionCookie) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
@@ -90,7 +91,7 @@ where
         .route("/metrics", get(routes::metrics::prometheus))
         .route("/api/v1", any(unknown_route))
         .route("/api/v1/{*rest}", any(unknown_route))
-        .layer(axum::middleware::from_fn_with_state(services.clone(), auth::authenticate))
+        .layer(axum::middleware::from_fn_with_state((services.clone(), session_cookie), auth::authenticate))
         .with_state(services)
 }
 

@@ -40,8 +40,9 @@ impl Api {
         let addr = listener.local_addr().unwrap();
         let base = format!("http://{addr}");
         let guard = pergola_api::guard::Guard::new(addr, None).unwrap();
-        let app: axum::Router = pergola_api::router(services.clone())
-            .layer(axum::middleware::from_fn_with_state(guard, pergola_api::guard::guard));
+        let app: axum::Router =
+            pergola_api::router(services.clone(), pergola_api::auth::SessionCookie { secure: false })
+                .layer(axum::middleware::from_fn_with_state(guard, pergola_api::guard::guard));
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         let doc: Value = reqwest::get(format!("{base}/api/v1/openapi.json")).await.unwrap().json().await.unwrap();
@@ -1357,6 +1358,38 @@ async fn access(api: &Api, env: &Env) {
     assert_eq!(r.status().as_u16(), 201);
     let r = plain.post(&url).header("cookie", "pergola_session=pgs_forged").json(&body).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401, "a forged cookie signs nobody in");
+    // Sent twice — this server's, and one another host of the site set for a parent domain or
+    // a narrower path (over plain http a share link's component can: to sign the visitor into
+    // the attacker's account) — which is whose cannot be told: it signs nobody in.
+    let planted = env.services.sign_in_session("carol", "carol-password", "127.0.0.1").await.unwrap();
+    for twice in [
+        vec![format!("pergola_session={}; pergola_session={}", planted.secret, session.secret)],
+        vec![format!("pergola_session={}", session.secret), format!("pergola_session={}", planted.secret)],
+    ] {
+        let mut request = plain.get(format!("{}{WHOAMI}", api.base));
+        for header in &twice {
+            request = request.header("cookie", header);
+        }
+        assert_eq!(request.send().await.unwrap().status().as_u16(), 401, "{twice:?}");
+    }
+    let r = plain.get(format!("{}{WHOAMI}", api.base)).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["username"], "admin", "once, it signs in");
+    // Over https the cookie is `__Host-pergola_session`, a name a browser takes only from the
+    // dashboard's own host: the plain name signs nobody in there.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let https_base = format!("http://{}", listener.local_addr().unwrap());
+    let https_api: axum::Router =
+        pergola_api::router(env.services.clone(), pergola_api::auth::SessionCookie { secure: true });
+    let https_api = https_api.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, https_api).await.unwrap() });
+    for (cookie, status) in [
+        (format!("pergola_session={}", session.secret), 401),
+        (format!("__Host-pergola_session={}", session.secret), 200),
+        (format!("__Host-pergola_session={0}; __Host-pergola_session={0}", session.secret), 401),
+    ] {
+        let r = plain.get(format!("{https_base}{WHOAMI}")).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{cookie}");
+    }
     // A page of another host of the site (a share link's app under the same domain) cannot use
     // the visitor's session in the background — to read, or to hold their live streams; a link
     // it follows to the dashboard is a navigation, signed in as ever.

@@ -27,7 +27,8 @@ fn server() -> &'static Server {
                 let token = env.as_admin(&services).create_token("cli-tests", None).await.unwrap();
                 let url = format!("http://{}", listener.local_addr().unwrap());
                 tx.send(Server { url, admin_token: token.token }).unwrap();
-                let app: axum::Router = pergola_api::router(services);
+                let app: axum::Router =
+                    pergola_api::router(services, pergola_api::auth::SessionCookie { secure: false });
                 axum::serve(listener, app).await.unwrap();
             });
         });

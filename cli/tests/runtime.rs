@@ -32,7 +32,12 @@ fn live() -> &'static Live {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let url = format!("http://{}", listener.local_addr().unwrap());
                 tx.send(Live { url, token: token.token, data }).unwrap();
-                axum::serve(listener, pergola_api::router(services)).await.unwrap();
+                axum::serve(
+                    listener,
+                    pergola_api::router(services, pergola_api::auth::SessionCookie { secure: false }),
+                )
+                .await
+                .unwrap();
             });
         });
         rx.recv().unwrap()

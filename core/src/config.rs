@@ -105,9 +105,10 @@ pub const SETTINGS: &[Setting] = &[
         name: SHARE_DOMAIN,
         meaning: "share links are `{component}.{stage}.{project}.{domain}`; in production a wildcard DNS domain — \
                   best one that is not under the dashboard's own registrable domain (as GitHub's pages are on \
-                  `github.io`): a component's script can set cookies for a parent domain, and under the \
-                  dashboard's one such a cookie reaches the dashboard too (it could sign a visitor out, or into \
-                  another account). `deploy/kubernetes/` uses `stages.example.com` beside `pergola.example.com` \
+                  `github.io`): a component's script can set cookies for a parent domain, which then reach \
+                  the dashboard too. Over https the dashboard's session cookie is `__Host-pergola_session`, \
+                  which no other host can set; over plain http a planted `pergola_session` (sent twice) signs \
+                  the visitor out. `deploy/kubernetes/` uses `stages.example.com` beside `pergola.example.com` \
                   for brevity",
         default: "`localhost`",
     },

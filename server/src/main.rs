@@ -166,9 +166,10 @@ async fn run() -> Result<(), String> {
             eprintln!("\n  Pergola Stages has no user yet. Open http://{addr}/setup and type the setup code:\n\n      {code}\n");
         }
     }
-    let sessions = session::Sessions { services: services.clone(), secure: config.https() };
+    let session_cookie = pergola_api::auth::SessionCookie { secure: config.https() };
+    let sessions = session::Sessions { services: services.clone(), cookie: session_cookie };
 
-    let api = pergola_api::router(services.clone());
+    let api = pergola_api::router(services.clone(), session_cookie);
     // Where share hosts send visitors to sign in: the public URL, else the listen address
     // (`localhost` for an unspecified one).
     let dashboard = config.public_url.clone().unwrap_or_else(|| {
@@ -245,7 +246,10 @@ async fn run() -> Result<(), String> {
         // Signed out: pages send to /login (a fresh instance: /setup).
         .layer(axum::middleware::from_fn_with_state(services.clone(), session::require_sign_in))
         // Who is asking: a bearer token or the session cookie.
-        .layer(axum::middleware::from_fn_with_state(services.clone(), pergola_api::auth::authenticate))
+        .layer(axum::middleware::from_fn_with_state(
+            (services.clone(), session_cookie),
+            pergola_api::auth::authenticate,
+        ))
         // Static files need no session: they are served before it is looked up.
         .merge(static_files)
         // Host allow-list, same origin for changes, body limit, security headers — for all but

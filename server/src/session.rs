@@ -13,7 +13,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
-use pergola_api::auth::{cleared_session_cookie, client_address, session_cookie, Authenticated};
+use pergola_api::auth::{client_address, Authenticated, SessionCookie};
 use pergola_core::services::NewSession;
 use pergola_core::Services;
 use pergola_domain::ErrorKind;
@@ -23,8 +23,8 @@ use serde::Deserialize;
 #[derive(Clone)]
 pub struct Sessions {
     pub services: Services,
-    /// Whether the dashboard is served over https (the cookie is then `Secure`).
-    pub secure: bool,
+    /// The session cookie's name and attributes (`Secure`, `__Host-` over https).
+    pub cookie: SessionCookie,
 }
 
 #[derive(Deserialize)]
@@ -73,7 +73,7 @@ pub(crate) fn encode(s: &str) -> String {
 /// A 303 that also sets the session cookie.
 fn signed_in(sessions: &Sessions, session: NewSession, to: &str) -> Response {
     let max_age = sessions.services.session_lifetime().num_seconds();
-    let cookie = session_cookie(&session.secret, max_age, sessions.secure);
+    let cookie = sessions.cookie.set(&session.secret, max_age);
     let mut response = Redirect::to(to).into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
@@ -159,7 +159,7 @@ pub async fn logout(State(sessions): State<Sessions>, req: Request) -> Response 
         let _ = sessions.services.end_session(secret).await;
     }
     let mut response = Redirect::to("/login").into_response();
-    if let Ok(value) = HeaderValue::from_str(&cleared_session_cookie(sessions.secure)) {
+    if let Ok(value) = HeaderValue::from_str(&sessions.cookie.cleared()) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response

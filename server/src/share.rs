@@ -159,9 +159,12 @@ pub async fn route(State(share): State<Share>, req: Request, next: Next) -> Resp
     }
 }
 
-/// Whether a cookie name is Pergola's own (never forwarded to a component, never set by one).
+/// Whether a cookie name is Pergola's own (never forwarded to a component, never set by one),
+/// also under a `__Host-` or `__Secure-` prefix (the dashboard's session over https).
 fn is_pergola_cookie(name: &str) -> bool {
-    name.trim().to_ascii_lowercase().starts_with("pergola_")
+    let name = name.trim().to_ascii_lowercase();
+    let bare = name.strip_prefix("__host-").or_else(|| name.strip_prefix("__secure-")).unwrap_or(&name);
+    bare.starts_with("pergola_")
 }
 
 /// Removes Pergola's cookies from the request's `Cookie` headers, keeping the others.

@@ -65,6 +65,7 @@ async fn upstream() -> u16 {
             "wide=1; Domain=localhost; Path=/",
             "wide2=1; path=/; DOMAIN=.localhost",
             "pergola_session=stolen; Path=/",
+            "__Host-pergola_session=planted; Path=/; Secure",
             "pergola_share=forged",
             "Pergola_Guest=forged",
         ] {
@@ -116,7 +117,10 @@ async fn world_on(port: u16, limits: ProxyLimits, secure: bool) -> World {
         .with_state(share.clone())
         .fallback(|| async { "the dashboard" })
         .layer(axum::middleware::from_fn_with_state(services.clone(), crate::session::require_sign_in))
-        .layer(axum::middleware::from_fn_with_state(services.clone(), pergola_api::auth::authenticate))
+        .layer(axum::middleware::from_fn_with_state(
+            (services.clone(), pergola_api::auth::SessionCookie { secure: false }),
+            pergola_api::auth::authenticate,
+        ))
         .layer(axum::middleware::from_fn_with_state(share, share::route));
     let admin = env.as_admin(&services);
     World { env, app, admin }
@@ -254,7 +258,13 @@ async fn the_hand_off_lets_a_member_in_and_the_proxy_keeps_pergolas_cookies_to_i
         .get(
             QA,
             "/",
-            &[("app", "kept"), ("pergola_share", &secret), ("pergola_session", &session), ("pergola_guest", "x")],
+            &[
+                ("app", "kept"),
+                ("pergola_share", &secret),
+                ("pergola_session", &session),
+                ("__Host-pergola_session", &session),
+                ("pergola_guest", "x"),
+            ],
         )
         .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
