@@ -362,6 +362,13 @@ pub trait Runtime: Send + Sync {
     fn observe(&self, sink: EventSink) {
         let _ = sink;
     }
+    /// What of stopped stage `key` still runs and could write to its storage (a job or cron run
+    /// a suspend lets finish, a process it left): the names of those components. By default
+    /// nothing.
+    fn still_running(&self, key: &StageKey) -> Vec<String> {
+        let _ = key;
+        Vec::new()
+    }
     /// Copies stage `from`'s persistent storage (every volume) to stage `to`, which has none
     /// yet (a duplicate). The services call it only while `from` is stopped, so the copy is
     /// consistent. By default there is no storage to copy.

@@ -45,7 +45,8 @@
 //!
 //! Each process gets the environment: manifest `env`, then the stage configuration, then what
 //! the platform sets — `PORT` (services), `PERGOLA_RUNTIME` (marks the processes of this
-//! runtime, so the ones a killed server left behind are stopped when it starts again), `PERGOLA_PROJECT`, `PERGOLA_STAGE`,
+//! runtime, so the ones a killed server left behind are stopped when it starts again: an opaque
+//! [`runtime_marker`], not the data directory's path), `PERGOLA_PROJECT`, `PERGOLA_STAGE`,
 //! `PERGOLA_COMPONENT`, `PERGOLA_STORAGE_<NAME>` (a per-stage directory per volume, kept across
 //! suspend and redeploy) and `TMPDIR` (a per-start directory, wiped when the stage stops; a
 //! job's or cron run's own, fresh per run). In the
@@ -62,7 +63,7 @@ mod local;
 mod probe;
 
 pub use local::{
-    become_subreaper, reap_adopted, spawn_reaper, Enforcer, LocalRuntime, Sandbox, MAX_RELEASE_BYTES,
+    become_subreaper, reap_adopted, runtime_marker, spawn_reaper, Enforcer, LocalRuntime, Sandbox, MAX_RELEASE_BYTES,
     MAX_RELEASE_FILES, SANDBOX_UID,
 };
 pub use pergola_core::runtime::{

@@ -249,6 +249,45 @@ async fn a_config_secret_is_visible_to_its_own_component_only() {
     rig.runtime.stop(&StageKey::new("shop", "prod"), GRACE, StopMode::Suspend).await;
 }
 
+/// Inside, a component's environment names the sandbox's paths only: not where the server
+/// keeps its files (`PERGOLA_RUNTIME` is an opaque marker, not the data directory's path).
+#[tokio::test]
+async fn a_sandboxed_component_sees_no_host_path_in_its_environment() {
+    let Some(rig) = Rig::new() else { return };
+    let mut job = sh("env", ComponentKind::Job, "env; echo END");
+    job.storage = vec!["files".into()];
+    rig.runtime.start(rig.spec("qa", 1, vec![job]), GRACE).await.unwrap();
+    rig.wait_for("its environment", |r| r.logs("qa", "env").contains(&"END".to_owned())).await;
+    let env = rig.logs("qa", "env");
+    let canonical = std::fs::canonicalize(&rig.dir).unwrap();
+    for host in [rig.dir.display().to_string(), canonical.display().to_string()] {
+        assert!(!env.iter().any(|line| line.contains(&host)), "{host} is named inside: {env:?}");
+    }
+    let marker = format!("PERGOLA_RUNTIME={}", pergola_runtime::runtime_marker(&rig.data()));
+    assert!(env.contains(&marker), "{env:?}");
+    assert!(env.contains(&"PERGOLA_STORAGE_FILES=/storage/files".to_owned()), "{env:?}");
+    assert!(env.contains(&"TMPDIR=/tmp".to_owned()), "{env:?}");
+}
+
+/// bwrap's `/dev` is a tmpfs of half the RAM: a component could fill it (or `/dev/shm` in it)
+/// out of any disk quota. `/dev` is read-only, `/dev/shm` a tmpfs of 64 MiB, and the devices
+/// still work.
+#[tokio::test]
+async fn dev_is_read_only_but_for_a_bounded_dev_shm() {
+    let Some(rig) = Rig::new() else { return };
+    let logs = rig
+        .run(
+            "qa",
+            "filler",
+            "if touch /dev/evil 2>/dev/null; then echo 'dev: written'; else echo 'dev: denied'; fi; \
+             if head -c 100000000 /dev/zero > /dev/shm/fill 2>/dev/null; then echo 'shm: unbounded'; \
+             else echo \"shm: full at $(wc -c < /dev/shm/fill)\"; fi; rm -f /dev/shm/fill; \
+             if echo x > /dev/null && head -c 1 /dev/urandom >/dev/null; then echo 'devices: work'; fi",
+        )
+        .await;
+    assert_eq!(logs, ["dev: denied", "shm: full at 67108864", "devices: work"]);
+}
+
 #[tokio::test]
 async fn a_process_escaping_with_setsid_is_still_stopped_on_suspend() {
     let Some(rig) = Rig::new() else { return };

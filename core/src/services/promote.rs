@@ -5,7 +5,7 @@ use super::{internal, Acting, Services};
 use crate::secrets::Place;
 use crate::store::ConfigValue;
 use crate::StageKey;
-use pergola_domain::access::Action;
+use pergola_domain::access::{self, Action};
 use pergola_domain::{
     compare, parse_manifest, promotion_targets, ComponentSide, ConfigSide, Error, EventKind, Release, Stage,
     StageComparison, StageEvent, StageSide,
@@ -23,9 +23,9 @@ pub struct Duplicate {
 
 impl Services {
     /// A stage as compared: its current release's build and components, its configuration
-    /// (secret values opened only to tell equal ones apart by a digest that never leaves the
-    /// server).
-    async fn side(&self, stage: &Stage) -> Result<StageSide, Error> {
+    /// (with `digests`, secret values opened only to tell equal ones apart by a digest that
+    /// never leaves the server; without, secrets are never equal).
+    async fn side(&self, stage: &Stage, digests: bool) -> Result<StageSide, Error> {
         let (p, s) = (&stage.project_id, &stage.id);
         let current = self.store.list_releases(p, s).await.map_err(internal("list the releases to compare"))?;
         let current = current.into_iter().next();
@@ -40,7 +40,7 @@ impl Services {
         let values = self.store.list_config(p, s).await.map_err(internal("list the configuration to compare"))?;
         let mut config = Vec::new();
         for v in values {
-            let digest = if v.secret {
+            let digest = if v.secret && digests {
                 let clear = self.open(&v.value, true, Place { project: p, stage: s, key: &v.key })?;
                 Some(format!("{:x}", Sha256::digest(clear.as_bytes())))
             } else {
@@ -67,24 +67,47 @@ impl Services {
     }
 }
 
+/// `side` with no secret's digest: its secrets then differ from every other stage's.
+fn without_digests(mut side: StageSide) -> StageSide {
+    for setting in &mut side.config {
+        setting.secret_digest = None;
+    }
+    side
+}
+
 impl Acting {
+    /// Whether the caller may set the settings of `stage` (of `project_id`): only then may a
+    /// comparison with it tell whether its secrets equal another stage's — to anyone else, an
+    /// equal secret would give away a value they may not know (a PROD secret a developer guessed
+    /// into a DEV stage).
+    async fn may_configure(&self, project_id: &str, stage: &Stage) -> Result<bool, Error> {
+        let actor = self.actor(project_id).await?;
+        Ok(access::permits(&actor, Action::ConfigureStage, Some(stage.stage_type)))
+    }
+
     /// How live stage `from` differs from live stage `to` of a project: build, components,
-    /// configuration (secret values masked), type and grace period.
+    /// configuration (secret values masked), type and grace period. Secrets are told equal only
+    /// to a caller who may configure both stages; to others, secrets set on both always differ.
     pub async fn compare_stages(&self, project_id: &str, from: &str, to: &str) -> Result<StageComparison, Error> {
         let a = self.live(self.allow_stage(Action::ReadStage, project_id, from).await?)?;
         let b = self.live(self.allow_stage(Action::ReadStage, project_id, to).await?)?;
-        Ok(compare(self.side(&a).await?, self.side(&b).await?))
+        let digests = self.may_configure(project_id, &a).await? && self.may_configure(project_id, &b).await?;
+        Ok(compare(self.side(&a, digests).await?, self.side(&b, digests).await?))
     }
 
     /// The stages live stage `from` may be promoted to, best first (the next type: DEV → QA →
-    /// PROD), each with what a promotion would change there.
+    /// PROD), each with what a promotion would change there (secrets as in
+    /// [`Self::compare_stages`]).
     pub async fn promotion_options(&self, project_id: &str, from: &str) -> Result<Vec<StageComparison>, Error> {
         let source = self.live(self.allow_stage(Action::ReadStage, project_id, from).await?)?;
-        let side = self.side(&source).await?;
+        let source_digests = self.may_configure(project_id, &source).await?;
+        let side = self.side(&source, source_digests).await?;
         let stages = self.list_stages(project_id, false).await?;
         let mut options = Vec::new();
         for target in promotion_targets(&side, &stages) {
-            options.push(compare(side.clone(), self.side(target).await?));
+            let digests = source_digests && self.may_configure(project_id, target).await?;
+            let ours = if digests { side.clone() } else { without_digests(side.clone()) };
+            options.push(compare(ours, self.side(target, digests).await?));
         }
         Ok(options)
     }
@@ -131,6 +154,18 @@ impl Acting {
         self.allow(Action::ConfigureStage, Some(source.stage_type), project_id).await?;
         if deploy {
             self.allow(Action::Deploy, Some(source.stage_type), project_id).await?;
+        }
+        if storage {
+            let running = self.runtime.still_running(&StageKey::new(project_id, &source.id));
+            if !running.is_empty() {
+                return Err(Error::invalid_state(format!(
+                    "Stage '{}' is suspended but {} still running: its storage is copied once nothing of it runs. \
+                     Try again when {} ended.",
+                    source.id,
+                    running.join(", "),
+                    if running.len() == 1 { "it has" } else { "they have" }
+                )));
+            }
         }
         let values =
             self.store.list_config(project_id, &source.id).await.map_err(internal("read the configuration"))?;

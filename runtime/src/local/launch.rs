@@ -12,9 +12,18 @@ use std::path::{Path, PathBuf};
 /// Variables of the server's own environment that components inherit; nothing else leaks
 /// (the server's `DATABASE_URL`, for one, must not).
 const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ"];
-/// Every component process carries `PERGOLA_RUNTIME=<data dir>`, so the processes a killed
-/// server left behind can be found (and stopped) when it starts again.
+/// Every component process carries `PERGOLA_RUNTIME=<marker>` ([`runtime_marker`]), so the
+/// processes a killed server left behind can be found (and stopped) when it starts again.
 pub(super) const MARKER_VAR: &str = "PERGOLA_RUNTIME";
+
+/// The value of `PERGOLA_RUNTIME` in the environment of every process of the runtime whose
+/// data directory is `data_dir`: `runtime-<hash of its canonical path>`, the same for every
+/// server with that data directory, and no host path (a sandboxed component sees only the
+/// sandbox's paths, not where the server keeps its files).
+pub fn runtime_marker(data_dir: &Path) -> String {
+    let dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    super::limits::instance_name(&dir)
+}
 
 /// Everything needed to start one component's process.
 #[derive(Clone)]

@@ -11,7 +11,8 @@
 //! - `jobs`: jobs and cron runs (tracked per release, once per release for jobs);
 //! - `reaper`: processes an earlier, killed server left behind;
 //! - `children`: the server as a child subreaper: adopted processes collected, a stage's strays found;
-//! - `limits`: the resource limits of a component's processes.
+//! - `limits`: the resource limits of a component's processes;
+//! - `copy`: a stage's storage copied for a duplicate, by file descriptors (no symlink followed).
 //!
 //! Under its data directory: `storage/<project>/<stage>/<volume>` (kept until the purge),
 //! `releases/<project>/<stage>/<release>` (read-only copies), `jobs/<project>/<stage>/<release>/
@@ -21,6 +22,7 @@
 
 mod children;
 mod component;
+mod copy;
 mod jobs;
 mod launch;
 mod limits;
@@ -32,6 +34,7 @@ mod supervise;
 mod usage;
 
 pub use children::{become_subreaper, reap_adopted, spawn_reaper};
+pub use launch::runtime_marker;
 pub use limits::Enforcer;
 pub use release::{MAX_RELEASE_BYTES, MAX_RELEASE_FILES};
 pub use sandbox::{Sandbox, SANDBOX_UID};
@@ -161,9 +164,11 @@ impl LocalRuntime {
         if let Some(sandbox) = &*checked {
             return Ok(sandbox.clone());
         }
+        // Its scratch directory in the runtime's own directory, not in the shared /tmp.
+        let scratch = self.data_dir.join("sandbox");
         let sandbox = match &self.sandbox {
-            None => Sandbox::detect(),
-            Some(s) => s.clone().check(),
+            None => Sandbox::detect_in(&scratch),
+            Some(s) => s.clone().check_in(&scratch),
         }?;
         *checked = Some(sandbox.clone());
         Ok(sandbox)
@@ -205,7 +210,14 @@ impl LocalRuntime {
         self.data_dir.join("releases").join(&key.project).join(&key.stage)
     }
 
+    /// The value of `PERGOLA_RUNTIME` its processes carry (see [`runtime_marker`]).
     fn marker(&self) -> String {
+        runtime_marker(&self.data_dir)
+    }
+
+    /// The value servers before [`runtime_marker`] gave it (the data directory's path): the
+    /// processes such a server left when it was killed are stopped too.
+    fn legacy_marker(&self) -> String {
         let dir = std::fs::canonicalize(&self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
         dir.display().to_string()
     }
@@ -274,6 +286,41 @@ impl LocalRuntime {
             .unwrap_or_default()
     }
 
+    /// What of a stage still runs: every component while the stage runs (it was started and
+    /// not stopped since); after a suspend, the job and cron runs still going and whatever
+    /// process of the stage is left (found by its environment, strays included).
+    fn running_now(&self, key: &StageKey) -> Vec<String> {
+        let mut running: Vec<String> = {
+            let stages = self.stages.lock().expect("stages lock");
+            stages
+                .get(key)
+                .map(|run| {
+                    let started = run.stop.borrow().is_none();
+                    run.components
+                        .iter()
+                        .filter(|c| {
+                            started
+                                || c.read(|s| {
+                                    matches!(
+                                        s.state,
+                                        ComponentState::Starting | ComponentState::Running | ComponentState::Stopping
+                                    )
+                                })
+                        })
+                        .map(|c| c.name.clone())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let marker = format!("{}={}", launch::MARKER_VAR, self.marker());
+        for process in children::stage_processes(&marker, &key.project, &key.stage) {
+            if !running.contains(&process.component) {
+                running.push(process.component);
+            }
+        }
+        running
+    }
+
     /// Deletes a stage's persistent storage for good (when the stage is purged).
     pub fn purge_storage(&self, key: &StageKey) -> std::io::Result<()> {
         match std::fs::remove_dir_all(self.stage_storage(key)) {
@@ -328,35 +375,6 @@ impl LocalRuntime {
         };
         Ok((launch, port, schedule))
     }
-}
-
-/// Copies the tree `from` (a stage's storage: nothing there is fine) into `to`, which must not
-/// exist: files with their permission bits, directories, symlinks as symlinks (never
-/// followed); anything else (sockets, fifos, devices) is left out.
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = match std::fs::symlink_metadata(from) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        other => other?,
-    };
-    if !meta.is_dir() {
-        return Err(std::io::Error::other(format!("{} is not a directory", from.display())));
-    }
-    std::fs::create_dir_all(to.parent().unwrap_or(to))?;
-    std::fs::create_dir(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let (source, target) = (entry.path(), to.join(entry.file_name()));
-        let kind = entry.file_type()?;
-        if kind.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&source)?, &target)?;
-        } else if kind.is_dir() {
-            copy_tree(&source, &target)?;
-        } else if kind.is_file() {
-            std::fs::copy(&source, &target)?;
-        }
-    }
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(meta.permissions().mode() & 0o7777))
 }
 
 /// `dir`, created if need be, as an absolute path (canonical when it could be created).
@@ -631,12 +649,30 @@ impl Runtime for LocalRuntime {
         failed.map_or(Ok(()), Err)
     }
 
+    fn still_running(&self, key: &StageKey) -> Vec<String> {
+        self.running_now(key)
+    }
+
     async fn copy_storage(&self, from: &StageKey, to: &StageKey) -> Result<(), RuntimeError> {
         let (source, target) = (self.stage_storage(from), self.stage_storage(to));
+        // A job or cron run still going after the suspend (or a process it left) could change
+        // the storage under the copy, or swap one of its directories for a symlink: the copy
+        // waits until nothing of the stage runs. (The copy never follows a symlink anyway.)
+        let running = self.running_now(from);
+        if !running.is_empty() {
+            return Err(RuntimeError::Storage {
+                what: "cannot copy the stage's storage while processes of the stage still run",
+                path: source,
+                source: std::io::Error::other(format!(
+                    "still running: {}; try again once they have ended",
+                    running.join(", ")
+                )),
+            });
+        }
         let existed = std::fs::symlink_metadata(&target).is_ok();
         let copied = {
             let (source, target) = (source.clone(), target.clone());
-            tokio::task::spawn_blocking(move || copy_tree(&source, &target))
+            tokio::task::spawn_blocking(move || copy::copy_tree(&source, &target))
                 .await
                 .unwrap_or_else(|e| Err(std::io::Error::other(format!("the copy stopped: {e}"))))
         };

@@ -13,8 +13,9 @@ impl LocalRuntime {
     /// how many process groups there were (a sandbox is one: its bwrap's). Call it at start-up,
     /// before the stages that should run are started again.
     pub async fn reap_orphans(&self, grace: Duration) -> usize {
-        let marker = format!("{MARKER_VAR}={}", self.marker());
-        let groups = orphan_groups(&marker);
+        // Also the path older servers marked their processes with (an upgrade after a kill).
+        let markers = [format!("{MARKER_VAR}={}", self.marker()), format!("{MARKER_VAR}={}", self.legacy_marker())];
+        let groups = orphan_groups(&markers);
         if groups.is_empty() {
             return 0;
         }
@@ -24,19 +25,19 @@ impl LocalRuntime {
             terminate(Some(pgid), true);
         }
         let deadline = tokio::time::Instant::now() + grace;
-        while tokio::time::Instant::now() < deadline && !orphan_groups(&marker).is_empty() {
+        while tokio::time::Instant::now() < deadline && !orphan_groups(&markers).is_empty() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        for pgid in orphan_groups(&marker) {
+        for pgid in orphan_groups(&markers) {
             kill_all(Some(pgid), true).await;
         }
         groups.len()
     }
 }
 
-/// The process groups of the processes whose environment holds `marker` (`NAME=value`), in
-/// the server's PID namespace (a sandbox's processes are reached through its bwrap's group).
-fn orphan_groups(marker: &str) -> Vec<u32> {
+/// The process groups of the processes whose environment holds one of `markers` (`NAME=value`),
+/// in the server's PID namespace (a sandbox's processes are reached through its bwrap's group).
+fn orphan_groups(markers: &[String]) -> Vec<u32> {
     let own = std::process::id();
     let namespace = pid_namespace(own as i32);
     let mut groups: Vec<u32> = Vec::new();
@@ -47,7 +48,7 @@ fn orphan_groups(marker: &str) -> Vec<u32> {
             continue;
         }
         let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
-        if !environ.split(|b| *b == 0).any(|var| var == marker.as_bytes()) {
+        if !environ.split(|b| *b == 0).any(|var| markers.iter().any(|m| var == m.as_bytes())) {
             continue;
         }
         if pid_namespace(pid as i32) != namespace {

@@ -9,7 +9,13 @@
 //!   directory;
 //! - `/storage/<volume>`: each storage volume it declares, read-write;
 //! - `/tmp`: its own temporary directory (wiped when the stage stops), read-write;
-//! - its own `/proc` (only its own processes) and a minimal `/dev`.
+//! - its own `/proc` (only its own processes) and a minimal `/dev`, read-only but for
+//!   `/dev/shm` (a tmpfs of [`SHM_BYTES`]).
+//!
+//! `/tmp` is a directory of the server's data directory, on its disk, like the storage: neither
+//! has a quota. The network namespace is the host's: a component can bind any free port (one
+//! another stage's service was given, while it is suspended) and connect to what listens on the
+//! machine.
 //!
 //! It runs as uid/gid [`SANDBOX_UID`] (`app`) without capabilities, cannot create user
 //! namespaces, and gets a new session (no `TIOCSTI` on the server's terminal); the root of
@@ -28,6 +34,8 @@ pub const SANDBOX_UID: u32 = 1000;
 pub(super) const APP_DIR: &str = "/app";
 /// The `PATH` inside.
 pub(super) const SANDBOX_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The size of the sandbox's `/dev/shm` (a tmpfs: memory), as Docker's default.
+pub(super) const SHM_BYTES: u64 = 64 << 20;
 /// The top-level system directories bound (or re-created as the symlinks they are).
 const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib64"];
 /// What of `/etc` is visible (read-only, when the host has it).
@@ -69,25 +77,41 @@ pub(super) const UNAVAILABLE: &str = "bubblewrap (bwrap) is not installed or can
 
 impl Sandbox {
     /// `bwrap` from `PATH`, once it has run a sandbox like the components' (`true` in it);
-    /// else why not, starting with [`UNAVAILABLE`].
+    /// else why not, starting with [`UNAVAILABLE`] (unless no scratch directory for the check
+    /// could be made). Checked in a scratch directory under the system's temporary directory
+    /// (see [`Sandbox::check_in`]).
     pub fn detect() -> Result<Sandbox, String> {
+        Sandbox::detect_in(&std::env::temp_dir())
+    }
+
+    /// [`Sandbox::detect`], with the scratch directory of the check under `parent`.
+    pub fn detect_in(parent: &Path) -> Result<Sandbox, String> {
         let path = std::env::var_os("PATH").unwrap_or_default();
         let bwrap = std::env::split_paths(&path)
             .map(|dir| dir.join("bwrap"))
             .find(|p| p.is_file())
             .ok_or_else(|| format!("{UNAVAILABLE} (no bwrap on PATH)"))?;
-        Sandbox::Bubblewrap(bwrap).check()
+        Sandbox::Bubblewrap(bwrap).check_in(parent)
     }
 
-    /// Runs `true` in a sandbox built as the components' are (off: nothing to check).
+    /// Runs `true` in a sandbox built as the components' are (off: nothing to check), with its
+    /// scratch directory under the system's temporary directory.
     pub fn check(self) -> Result<Sandbox, String> {
+        self.check_in(&std::env::temp_dir())
+    }
+
+    /// [`Sandbox::check`], with its scratch directory (the sandbox's `/app`, `/tmp`, `passwd`
+    /// and `group`) made under `parent` (created if need be): a new directory only this user
+    /// can enter, under a name nobody can guess, made by `mkdir` — which fails on anything
+    /// already there, a symlink a local user planted included — and deleted afterwards.
+    pub fn check_in(self, parent: &Path) -> Result<Sandbox, String> {
         let Sandbox::Bubblewrap(bwrap) = &self else { return Ok(self) };
-        static CHECKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let scratch = std::env::temp_dir().join(format!("pergola-sandbox-check-{}-{n}", std::process::id()));
+        let scratch = scratch_dir(parent).map_err(|e| {
+            format!("cannot check the sandbox: cannot create a scratch directory under {}: {e}", parent.display())
+        })?;
         let result = (|| {
-            std::fs::create_dir_all(scratch.join("app"))?;
-            std::fs::create_dir_all(scratch.join("tmp"))?;
+            std::fs::create_dir(scratch.join("app"))?;
+            std::fs::create_dir(scratch.join("tmp"))?;
             std::fs::write(scratch.join("passwd"), PASSWD)?;
             std::fs::write(scratch.join("group"), GROUP)?;
             let mounts = Mounts {
@@ -120,6 +144,31 @@ impl Sandbox {
             Err(e) => Err(format!("{UNAVAILABLE} ({}: {e})", bwrap.display())),
         }
     }
+}
+
+/// A new, empty directory under `parent` (created if need be), mode 0700, named
+/// `pergola-sandbox-check-<random>`: `mkdir` never follows nor reuses what is there, so a name
+/// taken (by a planted symlink, say) is skipped for another.
+fn scratch_dir(parent: &Path) -> std::io::Result<PathBuf> {
+    use std::hash::{BuildHasher, Hasher};
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::create_dir_all(parent)?;
+    let mut taken = None;
+    for attempt in 0..16u32 {
+        // std's hasher is keyed from the system's randomness: the name cannot be guessed.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        hasher.write_u128(nanos);
+        hasher.write_u32(std::process::id());
+        hasher.write_u32(attempt);
+        let dir = parent.join(format!("pergola-sandbox-check-{:016x}", hasher.finish()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => taken = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(taken.unwrap_or_else(|| std::io::Error::other("no free name")))
 }
 
 /// What the host has at each of [`SYSTEM_DIRS`].
@@ -208,6 +257,11 @@ pub(super) fn bwrap_args(host: &HostFs, mounts: &Mounts) -> Vec<OsString> {
     push(&[&"--ro-bind", &mounts.passwd, &"/etc/passwd"]);
     push(&[&"--ro-bind", &mounts.group, &"/etc/group"]);
     push(&[&"--proc", &"/proc", &"--dev", &"/dev"]);
+    // bwrap's /dev is a tmpfs of the default size (half the RAM) the sandbox's user may write
+    // to, and `--size` does not apply to `--dev`: /dev/shm gets a bounded tmpfs of its own, and
+    // /dev itself is made read-only (its device nodes are mounts of their own and still work).
+    let shm = SHM_BYTES.to_string();
+    push(&[&"--size", &shm, &"--tmpfs", &"/dev/shm", &"--remount-ro", &"/dev"]);
     push(&[&"--ro-bind", &mounts.release, &APP_DIR]);
     push(&[&"--bind", &mounts.tmp, &"/tmp"]);
     for (name, dir) in &mounts.volumes {
@@ -265,6 +319,9 @@ mod tests {
         assert!(has(&args, &["--ro-bind", "/srv/data/runtime/sandbox/passwd", "/etc/passwd"]));
         assert!(has(&args, &["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]));
         assert!(has(&args, &["--proc", "/proc", "--dev", "/dev"]));
+        assert!(has(&args, &["--size", "67108864", "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]));
+        let at = |flag: &[&str]| args.windows(flag.len()).position(|w| w.iter().zip(flag).all(|(a, b)| a == b));
+        assert!(at(&["--dev", "/dev"]) < at(&["--tmpfs", "/dev/shm"]), "/dev/shm is mounted on bwrap's /dev");
         assert!(has(&args, &["--remount-ro", "/", "--chdir", "/app"]));
         // Nothing else of the host: every bound host path is a system one, a copy of /etc's,
         // or one of the component's own.

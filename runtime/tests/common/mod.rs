@@ -7,8 +7,7 @@ use std::path::Path;
 /// data directory is `data` — every process it started, sandboxed or not, and theirs.
 #[allow(dead_code)]
 pub fn marked(data: &Path) -> Vec<(i32, String)> {
-    let data = std::fs::canonicalize(data).unwrap_or_else(|_| data.to_path_buf());
-    let marker = format!("PERGOLA_RUNTIME={}", data.display());
+    let marker = format!("PERGOLA_RUNTIME={}", pergola_runtime::runtime_marker(data));
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
