@@ -4,10 +4,11 @@
 
 use chrono::Duration;
 use pergola_core::services::FirstRun;
+use pergola_core::store::AuditFilter;
 use pergola_core::testing::{Env, ADMIN_PASSWORD, USER_PASSWORD};
 use pergola_core::{connect, Clock, ManualClock, Services};
-use pergola_domain::wire::{StageUpdate, UserPatch};
-use pergola_domain::{ErrorKind, Role, StageType};
+use pergola_domain::wire::{NewInvitation, StageUpdate, UserPatch};
+use pergola_domain::{ErrorKind, Role, StageComparison, StageType};
 use std::sync::Arc;
 
 #[macro_use]
@@ -20,6 +21,12 @@ all_backends!(
     the_throttle_refuses_even_the_right_password_until_the_window_passes,
     outsiders_see_nothing_and_members_only_what_their_role_allows,
     tokens_stop_at_their_expiry_and_at_revocation,
+    a_flood_of_sign_ins_with_made_up_usernames_is_answered_and_leaves_the_server_working,
+    wrong_guesses_made_at_once_get_no_more_tries_than_the_throttle_allows,
+    a_made_up_invitation_never_tells_whether_a_username_is_taken,
+    a_token_makes_no_token_that_outlives_it,
+    guesses_of_the_current_password_are_throttled_like_sign_ins,
+    secrets_are_told_equal_only_to_who_may_configure_both_stages,
 );
 
 const HERE: &str = "10.0.0.7";
@@ -219,4 +226,193 @@ async fn changing_ones_password_ends_the_other_sessions_not_this_one(env: &Env) 
     assert!(s.token_caller(&token.token, Some(HERE)).await.unwrap().is_some(), "tokens are revoked one by one");
     assert!(s.sign_in("alice", USER_PASSWORD, HERE).await.is_err());
     assert!(s.sign_in("alice", "a-new-password-1", HERE).await.is_ok());
+}
+
+/// Hostile: sign-ins with usernames nobody has (each a password hash to compute) at once, each
+/// from an address of its own (no throttle holds them back).
+async fn a_flood_of_sign_ins_with_made_up_usernames_is_answered_and_leaves_the_server_working(env: &Env) {
+    let mut flood = Vec::new();
+    for n in 0..40 {
+        let s = env.services.clone();
+        flood.push(tokio::spawn(async move {
+            let (name, address) = (format!("nobody-{n}"), format!("192.0.2.{n}"));
+            s.sign_in(&name, "some-password-1", &address).await
+        }));
+    }
+    for attempt in flood {
+        let kind = attempt.await.unwrap().unwrap_err().kind;
+        // Checked (401), or told to come back when the server checks too many at once (429).
+        assert!(matches!(kind, ErrorKind::Unauthenticated | ErrorKind::TooManyRequests), "{kind:?}");
+    }
+    // Every place among the hashes was given back.
+    assert!(env.services.sign_in("admin", ADMIN_PASSWORD, HERE).await.is_ok());
+}
+
+/// Hostile: 20 wrong guesses for one user from one address at once — each would pass a check
+/// that none of the others had counted yet.
+async fn wrong_guesses_made_at_once_get_no_more_tries_than_the_throttle_allows(env: &Env) {
+    let s = &env.services;
+    let mut guesses = Vec::new();
+    for n in 0..20 {
+        let s = s.clone();
+        guesses.push(tokio::spawn(async move { s.sign_in("admin", &format!("wrong-guess-{n}"), HERE).await }));
+    }
+    let (mut checked, mut refused) = (0, 0);
+    for guess in guesses {
+        match guess.await.unwrap().unwrap_err().kind {
+            ErrorKind::Unauthenticated => checked += 1,
+            ErrorKind::TooManyRequests => refused += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(checked + refused, 20);
+    assert!((1..=5).contains(&checked), "{checked} guesses checked at once; the throttle allows 5");
+    // However the burst went, the window allows 5 checked guesses in all.
+    let mut more = 0;
+    while s.sign_in("admin", "one-more-wrong-guess", HERE).await.unwrap_err().kind == ErrorKind::Unauthenticated {
+        more += 1;
+        assert!(checked + more <= 5, "{checked} + {more} guesses checked");
+    }
+    let locked = s.sign_in("admin", ADMIN_PASSWORD, HERE).await.unwrap_err();
+    assert_eq!(locked.kind, ErrorKind::TooManyRequests, "even the right password, until the window passes");
+}
+
+/// Servers sharing a database each print a setup code of their own while nobody exists: the
+/// second code used (after the first, or at the same moment) makes no second administrator.
+#[tokio::test]
+async fn a_second_servers_setup_code_makes_no_second_administrator() {
+    for at_once in [false, true] {
+        let dir = std::env::temp_dir().join(format!("pergola-setup-twice-{}", uuid_like()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = connect(&format!("sqlite://{}/pergola.db", dir.display())).await.unwrap();
+        let clock = ManualClock::new(chrono::Utc::now());
+        let one = Services::new(store.clone(), Arc::new(clock.clone()));
+        let two = Services::new(store, Arc::new(clock));
+        let FirstRun::SetupCode(code_one) = one.prepare_first_run(None).await.unwrap() else { panic!("a code") };
+        let FirstRun::SetupCode(code_two) = two.prepare_first_run(None).await.unwrap() else { panic!("a code") };
+        let (first, second) = if at_once {
+            tokio::join!(
+                one.complete_setup(&code_one, "root", "root-password", None),
+                two.complete_setup(&code_two, "mallory", "mallory-password", None),
+            )
+        } else {
+            let first = one.complete_setup(&code_one, "root", "root-password", None).await;
+            (first, two.complete_setup(&code_two, "mallory", "mallory-password", None).await)
+        };
+        let winner = match (first, second) {
+            (Ok(winner), Err(e)) | (Err(e), Ok(winner)) => {
+                assert_eq!(e.kind, ErrorKind::InvalidState, "{e:?}");
+                winner
+            }
+            (first, second) => panic!("exactly one setup succeeds: {first:?} / {second:?}"),
+        };
+        if !at_once {
+            assert_eq!(winner.caller.username, "root");
+        }
+        let users = one.acting(winner.caller).list_users().await.unwrap();
+        assert_eq!(users.len(), 1, "one administrator: {users:?}");
+        assert!(!one.needs_setup().await.unwrap() && !two.needs_setup().await.unwrap());
+        drop((one, two));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Hostile: an invitation code made up, with a username someone has and with one nobody has.
+async fn a_made_up_invitation_never_tells_whether_a_username_is_taken(env: &Env) {
+    let s = &env.services;
+    env.user("alice").await;
+    let made_up = format!("pgi_{}", "A".repeat(43));
+    let taken = s.accept_invitation(&made_up, "alice", "some-password-1", None).await.unwrap_err();
+    let free = s.accept_invitation(&made_up, "zed", "some-password-1", None).await.unwrap_err();
+    assert_eq!(taken, free, "the same answer whether the username is taken or not");
+    assert_eq!(taken.kind, ErrorKind::Expired);
+    // With a real invitation, a taken username is said, and the invitation is not used up.
+    let invitation = env.admin.create_invitation(NewInvitation::default()).await.unwrap();
+    let secret = invitation.link.trim_start_matches("/invite/").to_owned();
+    let e = s.accept_invitation(&secret, "alice", "some-password-1", None).await.unwrap_err();
+    assert!(e.is_for("username"), "{e:?}");
+    assert_eq!(s.accept_invitation(&secret, "zed", "some-password-1", None).await.unwrap().caller.username, "zed");
+    // Used: it answers as a made-up one, whatever the username.
+    let used = s.accept_invitation(&secret, "alice", "some-password-1", None).await.unwrap_err();
+    assert_eq!(used, free);
+}
+
+/// Hostile: a (leaked) token asks for a token that never expires, or outlives it.
+async fn a_token_makes_no_token_that_outlives_it(env: &Env) {
+    let s = &env.services;
+    let week = env.admin.create_token("week", Some(7)).await.unwrap();
+    let by_week = s.acting(s.token_caller(&week.token, Some(HERE)).await.unwrap().unwrap());
+    let forever = by_week.create_token("forever", None).await.unwrap();
+    assert_eq!(forever.expires_at, week.expires_at, "capped at the expiry of the token that made it");
+    assert_eq!(by_week.create_token("year", Some(365)).await.unwrap().expires_at, week.expires_at);
+    let day = by_week.create_token("day", Some(1)).await.unwrap();
+    assert_eq!(day.expires_at, Some(env.clock.now() + Duration::days(1)), "a shorter life is kept");
+    env.clock.advance(Duration::days(7));
+    assert!(s.token_caller(&forever.token, None).await.unwrap().is_none(), "it ended with its maker");
+    // A token without an expiry (what `pergola login` makes) makes tokens as asked.
+    let cli = env.admin.create_token("cli", None).await.unwrap();
+    let by_cli = s.acting(s.token_caller(&cli.token, None).await.unwrap().unwrap());
+    assert_eq!(by_cli.create_token("ci", None).await.unwrap().expires_at, None);
+    // A session's caller too (no token involved).
+    assert_eq!(env.admin.create_token("admin-forever", None).await.unwrap().expires_at, None);
+    // A token revoked meanwhile makes none.
+    env.admin.revoke_token("cli").await.unwrap();
+    assert_eq!(by_cli.create_token("late", None).await.unwrap_err().kind, ErrorKind::Unauthenticated);
+}
+
+/// Hostile: a stolen session guesses the current password by changing it.
+async fn guesses_of_the_current_password_are_throttled_like_sign_ins(env: &Env) {
+    let s = &env.services;
+    env.user("alice").await;
+    let session = s.sign_in_session("alice", USER_PASSWORD, HERE).await.unwrap();
+    let me = s.acting(s.session_caller(&session.secret, Some(HERE)).await.unwrap().unwrap());
+    for n in 0..5 {
+        let wrong = me.change_password(&format!("guess-number-{n}"), "a-new-password-1").await.unwrap_err();
+        assert!(wrong.is_for("current"), "{wrong:?}");
+    }
+    let locked = me.change_password(USER_PASSWORD, "a-new-password-1").await.unwrap_err();
+    assert_eq!((locked.kind, locked.retry_after), (ErrorKind::TooManyRequests, Some(15 * 60)), "even the right one");
+    assert_eq!(s.sign_in("alice", USER_PASSWORD, HERE).await.unwrap_err().kind, ErrorKind::TooManyRequests);
+    let filter = AuditFilter { kind: Some("user.password-change-failed".into()), ..Default::default() };
+    let audited = s.store().list_audit_events(None, &filter, 50).await.unwrap();
+    assert_eq!(audited.len(), 5, "{audited:?}");
+    assert!(audited.iter().all(|e| e.actor == "alice" && e.address.as_deref() == Some(HERE)), "{audited:?}");
+    // After the window, the right one works (and the password is changed).
+    env.clock.advance(Duration::minutes(15));
+    me.change_password(USER_PASSWORD, "a-new-password-1").await.unwrap();
+    assert!(s.sign_in("alice", "a-new-password-1", HERE).await.is_ok());
+}
+
+fn secret_differs(c: &StageComparison) -> bool {
+    c.config.iter().any(|d| d.key == "API_TOKEN")
+}
+
+/// Hostile: a developer, who may not know PROD's secrets, sets a guess in DEV and compares.
+async fn secrets_are_told_equal_only_to_who_may_configure_both_stages(env: &Env) {
+    let shop = env.admin.create_project("Shop", None).await.unwrap().id;
+    for (name, stage_type) in [("Dev", StageType::Dev), ("QA", StageType::Qa), ("Prod", StageType::Prod)] {
+        env.admin.create_stage(&shop, name, stage_type, None).await.unwrap();
+    }
+    for stage in ["dev", "qa", "prod"] {
+        env.admin.set_config(&shop, stage, "API_TOKEN", "guessed-right", true).await.unwrap();
+    }
+    let developer = env.member("dev", &shop, Role::Developer).await;
+    let viewer = env.member("vic", &shop, Role::Viewer).await;
+    // Who may configure both stages is told equal secrets are equal.
+    assert!(!secret_differs(&env.admin.compare_stages(&shop, "dev", "prod").await.unwrap()));
+    assert!(!secret_differs(&developer.compare_stages(&shop, "dev", "qa").await.unwrap()));
+    // A developer may not configure PROD: a right guess and a wrong one look the same.
+    let right = developer.compare_stages(&shop, "dev", "prod").await.unwrap();
+    assert!(secret_differs(&right), "{right:?}");
+    let options = developer.promotion_options(&shop, "dev").await.unwrap();
+    let to_prod = options.iter().find(|o| o.to.id == "prod").unwrap();
+    let to_qa = options.iter().find(|o| o.to.id == "qa").unwrap();
+    assert!(secret_differs(to_prod) && !secret_differs(to_qa));
+    let reversed = developer.compare_stages(&shop, "prod", "dev").await.unwrap();
+    assert!(secret_differs(&reversed));
+    env.admin.set_config(&shop, "prod", "API_TOKEN", "the-real-one", true).await.unwrap();
+    assert_eq!(developer.compare_stages(&shop, "dev", "prod").await.unwrap(), right);
+    assert!(secret_differs(&env.admin.compare_stages(&shop, "dev", "prod").await.unwrap()));
+    // A viewer configures nothing: never told.
+    assert!(secret_differs(&viewer.compare_stages(&shop, "dev", "qa").await.unwrap()));
 }

@@ -129,6 +129,13 @@ pub(super) struct AuthState {
 /// wasteful); an idle expiry is therefore accurate to this much.
 const TOUCH_EVERY: Duration = Duration::seconds(60);
 
+/// The lease held while the first administrator is created with a setup code (see
+/// `Services::insert_first_admin`).
+const FIRST_RUN_LEASE: &str = "first-run";
+/// How long that lease lasts at most: it is given back at once, this is for a server that
+/// dies holding it.
+const FIRST_RUN_HOLD: Duration = Duration::seconds(120);
+
 /// The one wrong-credentials message: it never says whether the username exists.
 const WRONG_CREDENTIALS: &str = "Wrong username or password.";
 
@@ -136,12 +143,54 @@ fn wrong_credentials() -> Error {
     Error::new(ErrorKind::Unauthenticated, WRONG_CREDENTIALS)
 }
 
-/// Verifies a password off the async threads (Argon2 takes tens of milliseconds of CPU).
-async fn verify(password: &str, hash: Option<String>) -> bool {
+/// A place among the password hashes (Argon2: 19 MiB of memory each) this process computes
+/// at once; it is moved into the blocking task, so it is held until the hash is done even when
+/// the request is dropped.
+type HashingSlot = tokio::sync::SemaphorePermit<'static>;
+
+/// How long a password check waits for a [`HashingSlot`] before the server says it is busy.
+const HASHING_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// The `Retry-After` of that answer, in seconds.
+const HASHING_RETRY_SECS: u64 = 5;
+
+/// The password hashes this process computes at once: as many as it has CPUs (at least one),
+/// so that a flood of sign-ins (random usernames need no account) cannot hold memory without
+/// bound.
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cpus = std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1);
+        tokio::sync::Semaphore::new(cpus.max(1))
+    })
+}
+
+/// A [`HashingSlot`], waited for at most [`HASHING_WAIT`]; after it, 429 (try again shortly).
+async fn hashing_slot() -> Result<HashingSlot, Error> {
+    slot_of(hashing_slots(), HASHING_WAIT).await
+}
+
+async fn slot_of(slots: &'static tokio::sync::Semaphore, wait: std::time::Duration) -> Result<HashingSlot, Error> {
+    match tokio::time::timeout(wait, slots.acquire()).await {
+        Ok(Ok(slot)) => Ok(slot),
+        // The semaphore is never closed.
+        Ok(Err(_)) => Err(Error::internal()),
+        Err(_) => Err(Error {
+            message: "The server is checking too many passwords at the moment: try again in a few seconds.".into(),
+            ..Error::too_many_requests(HASHING_RETRY_SECS)
+        }),
+    }
+}
+
+/// Verifies a password off the async threads (Argon2 takes tens of milliseconds of CPU),
+/// in `slot`.
+async fn verify(slot: HashingSlot, password: &str, hash: Option<String>) -> bool {
     let password = password.to_owned();
-    tokio::task::spawn_blocking(move || match hash {
-        Some(hash) => credentials::verify_password(&password, &hash),
-        None => credentials::verify_password_of_nobody(&password),
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        match hash {
+            Some(hash) => credentials::verify_password(&password, &hash),
+            None => credentials::verify_password_of_nobody(&password),
+        }
     })
     .await
     .unwrap_or(false)
@@ -149,13 +198,17 @@ async fn verify(password: &str, hash: Option<String>) -> bool {
 
 async fn hash(password: &str) -> Result<String, Error> {
     let password = password.to_owned();
-    tokio::task::spawn_blocking(move || credentials::hash_password(&password))
-        .await
-        .map_err(|_| Error::internal())?
-        .map_err(|e| {
-            tracing::error!(error = %e, "could not hash a password");
-            Error::internal()
-        })
+    let slot = hashing_slot().await?;
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        credentials::hash_password(&password)
+    })
+    .await
+    .map_err(|_| Error::internal())?
+    .map_err(|e| {
+        tracing::error!(error = %e, "could not hash a password");
+        Error::internal()
+    })
 }
 
 /// A setup code: 16 characters of an alphabet without look-alikes (80 random bits), in
@@ -238,7 +291,7 @@ impl Services {
                 Error::invalid_state("This instance is already set up: sign in.")
             });
         };
-        let user = match self.insert_user(&username, password, true).await {
+        let user = match self.insert_first_admin(&username, password).await {
             Ok(user) => user,
             Err(e) => {
                 *self.auth.setup_code.lock().expect("setup code") = Some(code);
@@ -251,6 +304,36 @@ impl Services {
             .await;
         let secret = self.start_session(&caller).await?;
         Ok(NewSession { secret, caller })
+    }
+
+    /// Adds the first administrator, only while no user exists. Every server on the database
+    /// prints a setup code of its own, so "nobody exists yet" and the insert are made one step
+    /// by the lease [`FIRST_RUN_LEASE`]: of servers setting up at once, one holds it and the
+    /// others are refused; once it is given back, the users it finds refuse the next.
+    async fn insert_first_admin(&self, username: &str, password: &str) -> Result<UserRow, Error> {
+        let holder = format!("setup {}", uuid::Uuid::new_v4());
+        let now = self.clock.now();
+        let held = self.store.take_lease(FIRST_RUN_LEASE, &holder, now, now + FIRST_RUN_HOLD).await;
+        if !held.map_err(internal("take the first run's lease"))? {
+            return Err(Error::invalid_state(
+                "Another server is creating the first administrator at this moment: reload the page and sign in.",
+            ));
+        }
+        let created = self.insert_first_admin_held(username, password).await;
+        if let Err(e) = self.store.release_lease(FIRST_RUN_LEASE, &holder).await {
+            // It ends by itself after `FIRST_RUN_HOLD`.
+            tracing::warn!(error = %e, "could not give the first run's lease back");
+        }
+        created
+    }
+
+    /// [`Self::insert_first_admin`] while holding its lease.
+    async fn insert_first_admin_held(&self, username: &str, password: &str) -> Result<UserRow, Error> {
+        if self.store.count_users().await.map_err(internal("count the users"))? > 0 {
+            self.auth.has_users.store(true, std::sync::atomic::Ordering::Relaxed);
+            return Err(Error::invalid_state("This instance is already set up: sign in."));
+        }
+        self.insert_user(username, password, true).await
     }
 
     /// Adds a user (checked username and password); the store's `Conflict` is a taken name.
@@ -285,40 +368,62 @@ impl Services {
     /// the same 401.
     pub async fn sign_in(&self, username: &str, password: &str, address: &str) -> Result<Caller, Error> {
         let name = access::normalize_username(username);
-        let now = self.clock.now();
         // Counted per address, or per IPv6 network (/64).
         let counted = pergola_domain::Throttle::address_key(address);
-        let failures = self
-            .store
-            .sign_in_failures_since(&name, &counted, self.throttle.window_start(now))
-            .await
-            .map_err(internal("read the failed sign-ins"))?;
-        self.throttle.check(&failures, now)?;
+        let slot = self.password_attempt(&name, &counted).await?;
         let user = self.store.get_user_by_name(&name).await.map_err(internal("read a user to sign in"))?;
         let ok = if password.len() > access::MAX_PASSWORD_BYTES {
             false
         } else {
             let enabled = user.as_ref().filter(|u| u.disabled_at.is_none());
             let hash = user.as_ref().map(|u| u.password_hash.clone());
-            verify(password, hash).await && enabled.is_some()
+            verify(slot, password, hash).await && enabled.is_some()
         };
         match user.filter(|_| ok) {
             Some(user) => {
+                // The attempt recorded as a failure in advance goes too.
                 self.store.clear_sign_in_failures(&name, &counted).await.map_err(internal("clear failed sign-ins"))?;
                 let caller = Caller::of(&user, None, Some(address));
                 self.acting(caller.clone()).audit(None, None, "user.signed-in", &name, "Signed in.".into()).await;
                 Ok(caller)
             }
             None => {
-                self.store
-                    .record_sign_in_failure(&name, &counted, now)
-                    .await
-                    .map_err(internal("record a failed sign-in"))?;
+                // Already recorded as a failure (by `password_attempt`).
                 let message = format!("Failed sign-in as '{name}'.");
                 self.system_audit(Some(address), "user.sign-in-failed", &name, &message).await;
                 Err(wrong_credentials())
             }
         }
+    }
+
+    /// One try at the password of user `name` from `counted` (an address key, see
+    /// [`pergola_domain::Throttle::address_key`]), under the sign-in throttle: refused (429)
+    /// after too many failures, else the [`HashingSlot`] to check the password in. The try is
+    /// recorded as a failure *before* the password is checked (the caller clears the failures
+    /// when it is right), and the failures are read again after: of tries made at once, which
+    /// would all pass a check that none of them had counted yet, only as many as the throttle
+    /// allows go on.
+    async fn password_attempt(&self, name: &str, counted: &str) -> Result<HashingSlot, Error> {
+        let now = self.clock.now();
+        let failures = self
+            .store
+            .sign_in_failures_since(name, counted, self.throttle.window_start(now))
+            .await
+            .map_err(internal("read the failed sign-ins"))?;
+        self.throttle.check(&failures, now)?;
+        // Waited for before the try is recorded: a busy server costs nobody a try.
+        let slot = hashing_slot().await?;
+        let now = self.clock.now();
+        self.store.record_sign_in_failure(name, counted, now).await.map_err(internal("record a sign-in attempt"))?;
+        let mut failures = self
+            .store
+            .sign_in_failures_since(name, counted, self.throttle.window_start(now))
+            .await
+            .map_err(internal("read the failed sign-ins"))?;
+        // This try is among them: the others decide whether it may go on.
+        failures.pop();
+        self.throttle.check(&failures, now)?;
+        Ok(slot)
     }
 
     /// Signs in and begins a dashboard session.
@@ -467,11 +572,17 @@ impl Services {
         if !SecretKind::Invitation.matches(secret) {
             return Err(gone());
         }
+        let now = self.clock.now();
+        let token_hash = credentials::secret_hash(secret);
+        // The invitation first: without one, nobody learns whether a username is taken.
+        let open = self.store.list_open_invitations(now).await.map_err(internal("list invitations"))?;
+        if !open.iter().any(|i| same(&i.token_hash, &token_hash)) {
+            return Err(gone());
+        }
         if self.store.get_user_by_name(&username).await.map_err(internal("read a user"))?.is_some() {
             return Err(Error::validation("username", format!("Username '{username}' is already taken.")));
         }
-        let now = self.clock.now();
-        let taken = self.store.take_invitation(&credentials::secret_hash(secret), now).await;
+        let taken = self.store.take_invitation(&token_hash, now).await;
         let invitation = taken.map_err(internal("use an invitation"))?.ok_or_else(gone)?;
         let user = self.insert_user(&username, password, invitation.is_admin).await?;
         let caller = Caller::of(&user, None, address);
@@ -699,6 +810,8 @@ impl Acting {
     }
 
     /// Changes the caller's own password; `current` must be right. Their other sessions end.
+    /// Guesses of `current` count with the sign-in throttle's (same username, same address):
+    /// after too many, even the right one is refused (429) until the window passes.
     pub async fn change_password(&self, current: &str, new: &str) -> Result<(), Error> {
         let user = self
             .store
@@ -706,9 +819,18 @@ impl Acting {
             .await
             .map_err(internal("read the signed-in user"))?
             .ok_or_else(Error::unauthenticated)?;
-        if !verify(current, Some(user.password_hash.clone())).await {
+        let name = access::normalize_username(&user.username);
+        let counted = pergola_domain::Throttle::address_key(self.caller.address.as_deref().unwrap_or(""));
+        let slot = self.password_attempt(&name, &counted).await?;
+        let right = current.len() <= access::MAX_PASSWORD_BYTES
+            && verify(slot, current, Some(user.password_hash.clone())).await;
+        if !right {
+            // Already recorded as a failure (by `password_attempt`).
+            let message = format!("Wrong current password given to change the password of '{name}'.");
+            self.audit(None, None, "user.password-change-failed", &name, message).await;
             return Err(Error::validation("current", "The current password is not right."));
         }
+        self.store.clear_sign_in_failures(&name, &counted).await.map_err(internal("clear failed sign-ins"))?;
         access::validate_password(new).map_err(|mut e| {
             e.field = Some("new".into());
             e
@@ -799,10 +921,23 @@ impl Acting {
     // --- The caller's API tokens
 
     /// A new personal API token, shown this once. Its name must not be taken by a live token.
+    /// A request made with a token makes no token that outlives it: the new one expires when
+    /// that one does, at the latest (a leaked token cannot mint one that never ends).
     pub async fn create_token(&self, name: &str, expires_in_days: Option<u32>) -> Result<CreatedToken, Error> {
         let name = access::validate_token_name(name)?;
         let days = access::validate_expiry_days("expires_in_days", expires_in_days)?;
         let now = self.clock.now();
+        let mut expires_at = days.map(|d| now + Duration::days(i64::from(d)));
+        if self.caller.token.is_some() {
+            let parent = match &self.caller.credential {
+                Some(Credential::Token(hash)) => self.live_token(hash, now).await?,
+                _ => return Err(Error::forbidden("Sign in with a password to create API tokens.")),
+            };
+            let Some((parent, _)) = parent else { return Err(Error::unauthenticated()) };
+            if let Some(end) = parent.expires_at {
+                expires_at = Some(expires_at.map_or(end, |wanted| wanted.min(end)));
+            }
+        }
         let secret = credentials::new_secret(SecretKind::ApiToken);
         let row = TokenRow {
             id: uuid::Uuid::new_v4().to_string(),
@@ -810,7 +945,7 @@ impl Acting {
             name: name.clone(),
             token_hash: credentials::secret_hash(&secret),
             created_at: now,
-            expires_at: days.map(|d| now + Duration::days(i64::from(d))),
+            expires_at,
             last_used_at: None,
             revoked_at: None,
         };
@@ -946,5 +1081,21 @@ fn user_info(user: &UserRow) -> UserInfo {
         is_admin: user.is_admin,
         disabled: user.disabled_at.is_some(),
         created_at: user.created_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_password_check_waits_a_bounded_time_for_its_slot_then_is_told_to_retry() {
+        let slots: &'static tokio::sync::Semaphore = Box::leak(Box::new(tokio::sync::Semaphore::new(1)));
+        let wait = std::time::Duration::from_millis(50);
+        let held = slot_of(slots, wait).await.unwrap();
+        let busy = slot_of(slots, wait).await.unwrap_err();
+        assert_eq!((busy.kind, busy.retry_after), (ErrorKind::TooManyRequests, Some(HASHING_RETRY_SECS)));
+        drop(held);
+        assert!(slot_of(slots, wait).await.is_ok(), "the slot is free again");
     }
 }
