@@ -317,6 +317,32 @@ async fn a_second_servers_setup_code_makes_no_second_administrator() {
     }
 }
 
+/// Replicas started together with the same `PERGOLA_ADMIN_USER`: every one starts (none fails
+/// on a username another has just taken), and the instance has one administrator.
+#[tokio::test]
+async fn replicas_started_at_once_with_the_administrator_in_their_environment_all_start() {
+    let dir = std::env::temp_dir().join(format!("pergola-admin-env-{}", uuid_like()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = connect(&format!("sqlite://{}/pergola.db", dir.display())).await.unwrap();
+    let clock = ManualClock::new(chrono::Utc::now());
+    let servers: Vec<Services> = (0..3).map(|_| Services::new(store.clone(), Arc::new(clock.clone()))).collect();
+    let admin = Some(("admin", "admin-password-1"));
+    let (a, b, c) = tokio::join!(
+        servers[0].prepare_first_run(admin),
+        servers[1].prepare_first_run(admin),
+        servers[2].prepare_first_run(admin),
+    );
+    let runs = [a.unwrap(), b.unwrap(), c.unwrap()];
+    let created = runs.iter().filter(|r| matches!(r, FirstRun::AdminCreated(name) if name == "admin")).count();
+    let ready = runs.iter().filter(|r| **r == FirstRun::Ready).count();
+    assert_eq!((created, ready), (1, 2), "{runs:?}");
+    let caller = servers[2].sign_in("admin", "admin-password-1", "127.0.0.1").await.unwrap();
+    let users = servers[2].acting(caller).list_users().await.unwrap();
+    assert_eq!(users.len(), 1, "one administrator: {users:?}");
+    drop(servers);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Hostile: an invitation code made up, with a username someone has and with one nobody has.
 async fn a_made_up_invitation_never_tells_whether_a_username_is_taken(env: &Env) {
     let s = &env.services;

@@ -135,6 +135,9 @@ const FIRST_RUN_LEASE: &str = "first-run";
 /// How long that lease lasts at most: it is given back at once, this is for a server that
 /// dies holding it.
 const FIRST_RUN_HOLD: Duration = Duration::seconds(120);
+/// How many times a server started with `PERGOLA_ADMIN_USER` tries to take that lease (every
+/// 250 ms) while another server holds it and no user exists yet.
+const FIRST_RUN_TRIES: u32 = 40;
 
 /// The one wrong-credentials message: it never says whether the username exists.
 const WRONG_CREDENTIALS: &str = "Wrong username or password.";
@@ -243,10 +246,30 @@ impl Services {
             return Ok(FirstRun::Ready);
         }
         if let Some((username, password)) = admin {
-            let user = self.insert_user(username, password, true).await?;
-            self.system_audit(None, "user.created", &user.username, "Administrator created from the environment.")
-                .await;
-            return Ok(FirstRun::AdminCreated(user.username));
+            // Replicas started together with the same environment: one creates the
+            // administrator, the others wait for it (a few seconds at most) and find it made.
+            let mut tries = 0;
+            loop {
+                match self.insert_first_admin(username, password).await {
+                    Ok(user) => {
+                        let message = "Administrator created from the environment.";
+                        self.system_audit(None, "user.created", &user.username, message).await;
+                        return Ok(FirstRun::AdminCreated(user.username));
+                    }
+                    Err(e) if e.kind == ErrorKind::InvalidState => {
+                        if self.store.count_users().await.map_err(internal("count the users"))? > 0 {
+                            self.auth.has_users.store(true, std::sync::atomic::Ordering::Relaxed);
+                            return Ok(FirstRun::Ready);
+                        }
+                        tries += 1;
+                        if tries >= FIRST_RUN_TRIES {
+                            return Err(e);
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         }
         let code = new_setup_code();
         *self.auth.setup_code.lock().expect("setup code") = Some(code.clone());
