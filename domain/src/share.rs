@@ -12,6 +12,17 @@ use serde::{Deserialize, Serialize};
 pub const SHARE_COOKIE: &str = "pergola_share";
 /// The cookie a share host sets for a visitor who opened a guest link.
 pub const GUEST_COOKIE: &str = "pergola_guest";
+/// The name a share host gives cookie `base` ([`SHARE_COOKIE`], [`GUEST_COOKIE`]): over https
+/// `__Host-{base}`, which a browser takes only from that very host — another stage's page on a
+/// sibling share host cannot plant one for the whole share domain (to sign a visitor out, or in
+/// as someone else); over plain http, `base` itself.
+pub fn share_cookie_name(base: &str, secure: bool) -> String {
+    if secure {
+        format!("__Host-{base}")
+    } else {
+        base.to_owned()
+    }
+}
 /// Where a share host takes the dashboard's one-time code (`?code=…&to=/path`).
 pub const AUTH_PATH: &str = "/.pergola/auth";
 /// Where a guest link points on a share host (`?token=pgg_…`).

@@ -25,7 +25,7 @@ use pergola_core::services::{ShareAccess, ShareCredentials};
 use pergola_core::Services;
 use pergola_domain::runtime::ComponentState;
 use pergola_domain::share::parse_share_host;
-use pergola_domain::share::{AUTH_PATH, GUEST_COOKIE, GUEST_PATH, SHARE_COOKIE};
+use pergola_domain::share::{share_cookie_name, AUTH_PATH, GUEST_COOKIE, GUEST_PATH, SHARE_COOKIE};
 use pergola_domain::{ComponentKind, StageStatus};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -304,8 +304,8 @@ impl Share {
         let credentials = match from_another_hosts_page(&req, &self.domain, project, stage_id) {
             true => ShareCredentials::default(),
             false => ShareCredentials {
-                share: cookie(req.headers(), SHARE_COOKIE),
-                guest: cookie(req.headers(), GUEST_COOKIE),
+                share: cookie(req.headers(), &share_cookie_name(SHARE_COOKIE, self.secure)),
+                guest: cookie(req.headers(), &share_cookie_name(GUEST_COOKIE, self.secure)),
             },
         };
         // An answer given on a visitor's credentials is theirs: no shared cache keeps it.

@@ -22,7 +22,9 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use pergola_api::auth::{client_address, Authenticated};
-use pergola_domain::share::{parse_share_host, share_host, GUEST_COOKIE, SHARE_AUTH_PATH, SHARE_COOKIE};
+use pergola_domain::share::{
+    parse_share_host, share_cookie_name, share_host, GUEST_COOKIE, SHARE_AUTH_PATH, SHARE_COOKIE,
+};
 
 /// The decoded value of `name` in a query string.
 pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
@@ -92,8 +94,10 @@ fn no_store(response: impl IntoResponse) -> Response {
     response
 }
 
-/// A host-only cookie of a share host (no `Domain`: it goes back to this host only).
-fn share_cookie(name: &str, value: &str, max_age: i64, secure: bool) -> String {
+/// A host-only cookie of a share host (no `Domain`: it goes back to this host only; over https
+/// a `__Host-` one, see [`share_cookie_name`]).
+fn share_cookie(base: &str, value: &str, max_age: i64, secure: bool) -> String {
+    let name = share_cookie_name(base, secure);
     let secure = if secure { "; Secure" } else { "" };
     format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
 }

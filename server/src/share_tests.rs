@@ -408,11 +408,20 @@ async fn behind_tls_share_links_codes_and_cookies_stay_on_https() {
     let vouched = w.code_url(QA, "/page", &session).await;
     let path = vouched.location.strip_prefix("https://web.qa.shop.localhost:3000").expect("https").to_owned();
     let done = w.get(QA, &path, &[]).await;
-    let cookie = done.set_cookies.iter().find(|c| c.starts_with("pergola_share=")).expect("the share cookie");
-    assert!(cookie.ends_with("; Secure"), "{cookie}");
-    let secret = share_cookie(&done.set_cookies).unwrap();
-    let a = w.get(QA, "/", &[("pergola_share", &secret)]).await;
+    // A `__Host-` cookie: a browser takes it only from this very host over https, so another
+    // stage's page on a sibling share host cannot plant one for the whole share domain.
+    let cookie = done.set_cookies.iter().find(|c| c.starts_with("__Host-pergola_share=")).expect("the share cookie");
+    assert!(cookie.ends_with("; Secure") && cookie.contains("; Path=/;"), "{cookie}");
+    assert!(!cookie.to_ascii_lowercase().contains("domain"), "host-only: {cookie}");
+    let secret = cookie.trim_start_matches("__Host-pergola_share=").split(';').next().unwrap().to_owned();
+    let a = w.get(QA, "/", &[("__Host-pergola_share", &secret)]).await;
     assert!(reached(&a), "{}", a.body);
+    assert!(!a.body.contains(&secret), "the component never sees it: {}", a.body);
+    // The name without its prefix is what anyone could set for the share domain: it counts
+    // for nothing here.
+    let planted = w.get(QA, "/", &[("pergola_share", &secret)]).await;
+    assert!(!reached(&planted), "{}", planted.body);
+    assert_eq!(planted.status, StatusCode::SEE_OTHER, "sent to sign in");
     w.env.cleanup().await;
 }
 
