@@ -113,6 +113,7 @@ async fn whoami(User(s): User) -> Json<Me> {
         (status = 204, description = "Changed"),
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The current password is not right, or the new one is too weak", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many wrong current passwords from this address, or the server is checking too many passwords: see Retry-After", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn change_password(User(s): User, Body(c): Body<PasswordChange>) -> ApiResult<StatusCode> {
     s.change_password(&c.current, &c.new).await?;
@@ -157,6 +158,7 @@ async fn list_users(User(s): User) -> ApiResult<Json<Vec<UserInfo>>> {
         (status = 201, description = "Created (administrators only)", body = UserInfo),
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid or taken username, or too weak a password", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The server is checking too many passwords at the moment: see Retry-After", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn create_user(User(s): User, Body(u): Body<NewUser>) -> ApiResult<impl IntoResponse> {
     let user = s.create_user(u).await?;
@@ -170,6 +172,7 @@ async fn create_user(User(s): User, Body(u): Body<NewUser>) -> ApiResult<impl In
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Disabling yourself or taking your own administrator role", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Too weak a password", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The server is checking too many passwords at the moment: see Retry-After", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn update_user(User(s): User, Path(p): Path<UserPath>, Body(u): Body<UserPatch>) -> ApiResult<Json<UserInfo>> {
     Ok(Json(s.update_user(&p.username, u).await?))

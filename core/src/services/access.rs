@@ -167,6 +167,54 @@ fn hashing_slots() -> &'static tokio::sync::Semaphore {
     })
 }
 
+/// How many password checks of one address (an IPv6 /64, as the throttle counts) may wait for
+/// a [`HashingSlot`] at once on this server: a flood from one address cannot fill the queue
+/// that every other visitor's sign-in waits in.
+const WAITING_PER_ADDRESS: usize = 8;
+
+/// The password checks waiting for a slot on this server, per address.
+type Waiting = std::sync::Mutex<std::collections::HashMap<String, usize>>;
+
+fn waiting() -> &'static Waiting {
+    static WAITING: std::sync::OnceLock<Waiting> = std::sync::OnceLock::new();
+    WAITING.get_or_init(Default::default)
+}
+
+/// One of an address's [`WAITING_PER_ADDRESS`] places in the queue for a [`HashingSlot`],
+/// given back when dropped.
+struct WaitingPlace {
+    waiting: &'static Waiting,
+    address: String,
+}
+
+impl WaitingPlace {
+    /// A place for `address` in `waiting`, or 429 when it already has `limit`.
+    fn take(waiting: &'static Waiting, address: &str, limit: usize) -> Result<WaitingPlace, Error> {
+        let mut counts = waiting.lock().expect("waiting password checks");
+        let count = counts.entry(address.to_owned()).or_default();
+        if *count >= limit {
+            return Err(Error {
+                message: "Too many sign-ins from your address at the moment: try again in a few seconds.".into(),
+                ..Error::too_many_requests(HASHING_RETRY_SECS)
+            });
+        }
+        *count += 1;
+        Ok(WaitingPlace { waiting, address: address.to_owned() })
+    }
+}
+
+impl Drop for WaitingPlace {
+    fn drop(&mut self) {
+        let mut counts = self.waiting.lock().expect("waiting password checks");
+        if let Some(count) = counts.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.address);
+            }
+        }
+    }
+}
+
 /// A [`HashingSlot`], waited for at most [`HASHING_WAIT`]; after it, 429 (try again shortly).
 async fn hashing_slot() -> Result<HashingSlot, Error> {
     slot_of(hashing_slots(), HASHING_WAIT).await
@@ -363,11 +411,22 @@ impl Services {
     async fn insert_user(&self, username: &str, password: &str, is_admin: bool) -> Result<UserRow, Error> {
         let username = access::validate_username(username)?;
         access::validate_password(password)?;
+        let password_hash = hash(password).await?;
+        self.insert_hashed_user(username, password_hash, is_admin).await
+    }
+
+    /// Adds a user whose username was checked and whose password is hashed.
+    async fn insert_hashed_user(
+        &self,
+        username: String,
+        password_hash: String,
+        is_admin: bool,
+    ) -> Result<UserRow, Error> {
         let now = self.clock.now();
         let user = UserRow {
             id: uuid::Uuid::new_v4().to_string(),
             username,
-            password_hash: hash(password).await?,
+            password_hash,
             is_admin,
             disabled_at: None,
             created_at: now,
@@ -434,8 +493,12 @@ impl Services {
             .await
             .map_err(internal("read the failed sign-ins"))?;
         self.throttle.check(&failures, now)?;
-        // Waited for before the try is recorded: a busy server costs nobody a try.
-        let slot = hashing_slot().await?;
+        // Waited for before the try is recorded: a busy server costs nobody a try. Each
+        // address waits in a few places of the queue at most.
+        let slot = {
+            let _place = WaitingPlace::take(waiting(), counted, WAITING_PER_ADDRESS)?;
+            hashing_slot().await?
+        };
         let now = self.clock.now();
         self.store.record_sign_in_failure(name, counted, now).await.map_err(internal("record a sign-in attempt"))?;
         let mut failures = self
@@ -605,9 +668,12 @@ impl Services {
         if self.store.get_user_by_name(&username).await.map_err(internal("read a user"))?.is_some() {
             return Err(Error::validation("username", format!("Username '{username}' is already taken.")));
         }
+        // Hashed before the invitation is used up: a hash refused while the server checks too
+        // many passwords (429) leaves the invitation as it was.
+        let password_hash = hash(password).await?;
         let taken = self.store.take_invitation(&token_hash, now).await;
         let invitation = taken.map_err(internal("use an invitation"))?.ok_or_else(gone)?;
-        let user = self.insert_user(&username, password, invitation.is_admin).await?;
+        let user = self.insert_hashed_user(username, password_hash, invitation.is_admin).await?;
         let caller = Caller::of(&user, None, address);
         let acting = self.acting(caller.clone());
         let message =
@@ -1120,5 +1186,17 @@ mod tests {
         assert_eq!((busy.kind, busy.retry_after), (ErrorKind::TooManyRequests, Some(HASHING_RETRY_SECS)));
         drop(held);
         assert!(slot_of(slots, wait).await.is_ok(), "the slot is free again");
+    }
+
+    #[test]
+    fn one_address_waits_in_a_few_places_of_the_queue_and_others_still_get_theirs() {
+        let waiting: &'static Waiting = Box::leak(Box::default());
+        let flood: Vec<WaitingPlace> = (0..3).map(|_| WaitingPlace::take(waiting, "203.0.113.9", 3).unwrap()).collect();
+        let refused = WaitingPlace::take(waiting, "203.0.113.9", 3).err().expect("a fourth place refused");
+        assert_eq!((refused.kind, refused.retry_after), (ErrorKind::TooManyRequests, Some(HASHING_RETRY_SECS)));
+        assert!(WaitingPlace::take(waiting, "198.51.100.7", 3).is_ok(), "another address has its places");
+        drop(flood);
+        assert!(waiting.lock().unwrap().is_empty(), "given back: {:?}", waiting.lock().unwrap());
+        assert!(WaitingPlace::take(waiting, "203.0.113.9", 3).is_ok(), "the address may wait again");
     }
 }
