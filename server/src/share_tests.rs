@@ -87,6 +87,8 @@ struct World {
     app: Router,
     /// The administrator, on the services with the component running.
     admin: Acting,
+    /// How the dashboard names and reads its session cookie (`__Host-` behind https).
+    session_cookie: pergola_api::auth::SessionCookie,
 }
 
 async fn world() -> World {
@@ -109,6 +111,7 @@ async fn world_on(port: u16, limits: ProxyLimits, secure: bool) -> World {
     env.admin.create_stage("shop", "qa", StageType::Qa, None).await.unwrap();
     env.admin.create_stage("shop", "dev", StageType::Dev, None).await.unwrap();
     let share = Share::new(services.clone(), "localhost".into(), DASHBOARD.into()).with_limits(limits);
+    let session_cookie = pergola_api::auth::SessionCookie { secure };
     // The sign-in form's redirect chain ends on a share host: the dashboard's CSP allows it.
     let scheme = if secure { "https" } else { "http" };
     assert_eq!(share.form_target(), format!("{scheme}://*.localhost:3000"));
@@ -118,12 +121,12 @@ async fn world_on(port: u16, limits: ProxyLimits, secure: bool) -> World {
         .fallback(|| async { "the dashboard" })
         .layer(axum::middleware::from_fn_with_state(services.clone(), crate::session::require_sign_in))
         .layer(axum::middleware::from_fn_with_state(
-            (services.clone(), pergola_api::auth::SessionCookie { secure: false }),
+            (services.clone(), session_cookie),
             pergola_api::auth::authenticate,
         ))
         .layer(axum::middleware::from_fn_with_state(share, share::route));
     let admin = env.as_admin(&services);
-    World { env, app, admin }
+    World { env, app, admin, session_cookie }
 }
 
 struct Answer {
@@ -188,7 +191,7 @@ impl World {
         assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.body);
         let dashboard_path = first.location.strip_prefix(DASHBOARD).expect("to the dashboard").to_owned();
         assert!(dashboard_path.starts_with("/share-auth?to="), "{dashboard_path}");
-        self.get("localhost:3000", &dashboard_path, &[("pergola_session", session)]).await
+        self.get("localhost:3000", &dashboard_path, &[(self.session_cookie.name(), session)]).await
     }
 
     /// The whole hand-off: the `pergola_share` cookie's value.
@@ -401,7 +404,7 @@ async fn behind_tls_share_links_codes_and_cookies_stay_on_https() {
         .get(
             "localhost:3000",
             "/share-auth?to=http%3A//web.qa.shop.localhost%3A3000/",
-            &[("pergola_session", &session)],
+            &[("__Host-pergola_session", &session)],
         )
         .await;
     assert_eq!(plain.status, StatusCode::BAD_REQUEST, "{}", plain.location);

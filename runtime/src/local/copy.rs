@@ -8,12 +8,17 @@
 //! descriptor opened (`fstat`), which is what is read; no path string is ever resolved through
 //! the source tree. Symlinks are copied as symlinks (`readlinkat`); an entry that changes
 //! between its `fstatat` and its `openat` makes the copy fail, it is never followed.
+//!
+//! Nor may the copy write more than the source holds on disk: a file's holes stay holes
+//! (`SEEK_DATA`/`SEEK_HOLE` — a 1 TiB sparse file costs the copy nothing), and a file with
+//! several names inside the tree is copied once, its other names hard links to that copy.
 
+use std::collections::HashMap;
 use std::ffi::{CStr, CString, OsStr};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 
 /// How deep directories may nest in a copied tree (each level holds two descriptors open).
@@ -38,12 +43,23 @@ pub(super) fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
     std::fs::create_dir_all(to.parent().unwrap_or(to))?;
     std::fs::create_dir(to)?;
     let target = open_dir(libc::AT_FDCWD, &c_path(to.as_os_str())?)?;
-    copy_dir(source, &target, 0)?;
+    let mut copied = HashMap::new();
+    copy_dir(source, &target, to, &mut copied, 0)?;
     fchmod(target.as_raw_fd(), mode & 0o777)
 }
 
-/// Copies the entries of the directory open as `source` into the one open as `target`.
-fn copy_dir(source: OwnedFd, target: &OwnedFd, depth: usize) -> io::Result<()> {
+/// The copies made so far of files with several names: (device, inode) → the copy's path.
+type Copied = HashMap<(libc::dev_t, libc::ino_t), PathBuf>;
+
+/// Copies the entries of the directory open as `source` into the one open as `target` (at
+/// `target_path`: a new directory of the server's, where nothing of the stage runs).
+fn copy_dir(
+    source: OwnedFd,
+    target: &OwnedFd,
+    target_path: &Path,
+    copied: &mut Copied,
+    depth: usize,
+) -> io::Result<()> {
     if depth >= MAX_DEPTH {
         return Err(io::Error::other(format!("directories nested more than {MAX_DEPTH} deep")));
     }
@@ -63,24 +79,74 @@ fn copy_dir(source: OwnedFd, target: &OwnedFd, depth: usize) -> io::Result<()> {
                 // SAFETY: mkdirat with a valid C string and a directory descriptor.
                 check(unsafe { libc::mkdirat(into, name.as_ptr(), 0o700) })?;
                 let copy = open_dir(into, &name)?;
-                copy_dir(child, &copy, depth + 1)?;
+                let copy_path = target_path.join(OsStr::from_bytes(name.to_bytes()));
+                copy_dir(child, &copy, &copy_path, copied, depth + 1)?;
                 fchmod(copy.as_raw_fd(), mode & 0o777)?;
             }
             libc::S_IFREG => {
                 let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY;
                 let file = open_at(dir.fd(), &name, flags, 0).map_err(|e| changed(&name, e))?;
                 let mode = same_entry(file.as_raw_fd(), &seen, &name)?;
+                let copy_path = target_path.join(OsStr::from_bytes(name.to_bytes()));
+                let inode = (seen.st_dev, seen.st_ino);
+                if seen.st_nlink > 1 {
+                    if let Some(first) = copied.get(&inode) {
+                        // Another name of a file copied already: a name of that copy.
+                        std::fs::hard_link(first, &copy_path)?;
+                        continue;
+                    }
+                }
                 let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
                 let copy = open_at(into, &name, flags, 0o600)?;
-                let (mut file, mut copy) = (std::fs::File::from(file), std::fs::File::from(copy));
-                io::copy(&mut file, &mut copy)?;
+                let (file, copy) = (std::fs::File::from(file), std::fs::File::from(copy));
+                copy_data(&file, &copy)?;
                 fchmod(copy.as_raw_fd(), mode & 0o777)?;
+                if seen.st_nlink > 1 {
+                    copied.insert(inode, copy_path);
+                }
             }
             // Sockets, fifos and devices are not copied (nor opened).
             _ => {}
         }
     }
     Ok(())
+}
+
+/// Copies the data of `file` into the empty `copy`, leaving its holes holes: only the ranges
+/// `SEEK_DATA` finds are read and written, and the copy is given the file's length.
+fn copy_data(file: &std::fs::File, copy: &std::fs::File) -> io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let length = file.metadata()?.len();
+    let (mut reader, mut writer) = (file, copy);
+    let mut offset: u64 = 0;
+    while offset < length {
+        let Some(data) = seek(file, offset, libc::SEEK_DATA)? else { break };
+        // A data range ends at a hole, or at the end (there is always a hole at the end).
+        let hole = seek(file, data, libc::SEEK_HOLE)?.unwrap_or(length).min(length);
+        reader.seek(SeekFrom::Start(data))?;
+        writer.seek(SeekFrom::Start(data))?;
+        let want = hole.saturating_sub(data);
+        let copied = io::copy(&mut reader.take(want), &mut writer)?;
+        if copied < want {
+            break; // The file was cut short meanwhile: what is there is copied.
+        }
+        offset = hole.max(data + 1);
+    }
+    writer.flush()?;
+    copy.set_len(length)
+}
+
+/// `lseek(fd, offset, whence)` for `SEEK_DATA`/`SEEK_HOLE`: `None` when there is no more
+/// data (`ENXIO`).
+fn seek(file: &std::fs::File, offset: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
+    let offset = libc::off_t::try_from(offset).map_err(|_| io::Error::other("a file offset out of range"))?;
+    // SAFETY: lseek on an open descriptor; it touches no memory.
+    let at = unsafe { libc::lseek(file.as_raw_fd(), offset, whence) };
+    if at < 0 {
+        let e = io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::ENXIO) { Ok(None) } else { Err(e) };
+    }
+    Ok(Some(u64::try_from(at).unwrap_or(0)))
 }
 
 /// The mode of the entry open as `fd`, if it is still the one `seen` by `fstatat` (same type,
