@@ -47,7 +47,7 @@ impl Api {
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         let doc: Value = reqwest::get(format!("{base}/api/v1/openapi.json")).await.unwrap().json().await.unwrap();
         assert_eq!(doc["openapi"].as_str().map(|v| &v[..3]), Some("3.1"));
-        let token = env.admin.create_token(token_name, None).await.unwrap().token;
+        let token = env.admin.create_token(token_name, None, None).await.unwrap().token;
         Api { http: client(Some(&token)), base, doc, seen: Arc::default(), token }
     }
 
@@ -239,6 +239,13 @@ const WHOAMI: &str = "/api/v1/user";
 const PASSWORD: &str = "/api/v1/user/password";
 const TOKENS: &str = "/api/v1/tokens";
 const TOKEN: &str = "/api/v1/tokens/{name}";
+/// `body` with the administrator's own password, which a token needs to make a way in (a
+/// user, a password, an invitation).
+fn confirmed(mut body: Value) -> Value {
+    body["your_password"] = pergola_core::testing::ADMIN_PASSWORD.into();
+    body
+}
+
 const USERS: &str = "/api/v1/users";
 const USER: &str = "/api/v1/users/{username}";
 const MEMBERS: &str = "/api/v1/projects/{project}/members";
@@ -1005,7 +1012,7 @@ async fn live_streams(api: &Api, env: &Env) {
     problem(&api.call("GET", STAGE_CHANGES, &[p, "nope"], "", None).await, 404, "not-found");
     problem(&api.call("GET", PROJECT_CHANGES, &["nope"], "", None).await, 404, "not-found");
     let outsider = env.services.acting(env.user("olga").await);
-    let token = outsider.create_token("olga", None).await.unwrap().token;
+    let token = outsider.create_token("olga", None, None).await.unwrap().token;
     problem(&api.with_token(Some(&token)).call("GET", PROJECT_CHANGES, &[p], "", None).await, 404, "not-found");
     problem(&api.with_token(None).call("GET", STAGE_CHANGES, &[p, "stage1"], "", None).await, 401, "unauthenticated");
     // The server stopping ends the streams.
@@ -1075,7 +1082,7 @@ async fn metrics(api: &Api, env: &Env) {
     );
     assert!(text.contains("# TYPE pergola_uptime_seconds gauge\n"));
     let member = env.member("mia", p, pergola_domain::Role::Owner).await;
-    let token = member.create_token("mia", None).await.unwrap().token;
+    let token = member.create_token("mia", None, None).await.unwrap().token;
     assert_eq!(scrape(Some(token)).await.unwrap().status(), 403, "owners of a project are not administrators");
     assert_eq!(scrape(None).await.unwrap().status(), 401);
 }
@@ -1207,10 +1214,13 @@ async fn access(api: &Api, env: &Env) {
 
     // Tokens: listed with their last use (never their value), revoked at once.
     let r = api.call("POST", TOKENS, &[], "", Some(json!({"name": "ci", "expires_in_days": 30}))).await;
+    assert_eq!(problem(&r, 422, "validation")["field"], "your_password", "a token alone makes no token");
+    let r = api.call("POST", TOKENS, &[], "", Some(confirmed(json!({"name": "ci", "expires_in_days": 30})))).await;
     assert_eq!(r.status, 201);
     let ci = r.body["token"].as_str().unwrap().to_owned();
     assert_eq!(time(&r.body["expires_at"]), pergola_core::Clock::now(&env.clock) + Duration::days(30));
-    problem(&api.call("POST", TOKENS, &[], "", Some(json!({"name": "ci"}))).await, 422, "validation");
+    let taken = api.call("POST", TOKENS, &[], "", Some(confirmed(json!({"name": "ci"})))).await;
+    assert_eq!(problem(&taken, 422, "validation")["field"], "name");
     problem(&api.call("POST", TOKENS, &[], "", Some(json!({"name": "a b"}))).await, 422, "validation");
     problem(
         &api.call("POST", TOKENS, &[], "", Some(json!({"name": "x", "expires_in_days": 0}))).await,
@@ -1226,27 +1236,33 @@ async fn access(api: &Api, env: &Env) {
     problem(&as_ci.call("GET", PROJECTS, &[], "", None).await, 401, "unauthenticated");
     problem(&api.call("DELETE", TOKEN, &["ci"], "", None).await, 404, "not-found");
     // An expired token stops working.
-    let r = api.call("POST", TOKENS, &[], "", Some(json!({"name": "day", "expires_in_days": 1}))).await;
+    let r = api.call("POST", TOKENS, &[], "", Some(confirmed(json!({"name": "day", "expires_in_days": 1})))).await;
     let day = api.with_token(Some(r.body["token"].as_str().unwrap()));
     env.clock.advance(Duration::days(1));
     problem(&day.call("GET", PROJECTS, &[], "", None).await, 401, "unauthenticated");
 
     // Users: created by an administrator; a disabled user's tokens stop at once.
-    let r = api.call("POST", USERS, &[], "", Some(json!({"username": "Alice", "password": "alice-password"}))).await;
+    let r = api
+        .call("POST", USERS, &[], "", Some(confirmed(json!({"username": "Alice", "password": "alice-password"}))))
+        .await;
     assert_eq!(
         (r.status, r.body["username"].as_str(), r.body["is_admin"].as_bool()),
         (201, Some("alice"), Some(false))
     );
     problem(
-        &api.call("POST", USERS, &[], "", Some(json!({"username": "alice", "password": "another-one"}))).await,
+        &api.call("POST", USERS, &[], "", Some(confirmed(json!({"username": "alice", "password": "another-one"}))))
+            .await,
         422,
         "validation",
     );
     problem(
-        &api.call("POST", USERS, &[], "", Some(json!({"username": "bob", "password": "short"}))).await,
+        &api.call("POST", USERS, &[], "", Some(confirmed(json!({"username": "bob", "password": "short"})))).await,
         422,
         "validation",
     );
+    // A token alone makes no user: without the administrator's own password, 422 on `your_password`.
+    let r = api.call("POST", USERS, &[], "", Some(json!({"username": "eve", "password": "eves-password-1"}))).await;
+    assert_eq!(problem(&r, 422, "validation")["field"], "your_password");
     let login = json!({"username": "alice", "password": "alice-password"});
     let alice_token =
         anonymous.call("POST", LOGIN, &[], "", Some(login)).await.body["token"].as_str().unwrap().to_owned();
@@ -1322,7 +1338,7 @@ async fn access(api: &Api, env: &Env) {
     problem(&alice.call("GET", WHOAMI, &[], "", None).await, 401, "unauthenticated");
 
     // Invitations: administrators only; the link works once.
-    let r = api.call("POST", INVITATIONS, &[], "", Some(json!({"project": p, "role": "developer"}))).await;
+    let r = api.call("POST", INVITATIONS, &[], "", Some(confirmed(json!({"project": p, "role": "developer"})))).await;
     assert_eq!(r.status, 201, "{:#}", r.body);
     let link = r.body["link"].as_str().unwrap().to_owned();
     assert!(link.starts_with("/invite/pgi_"), "{link}");
@@ -1482,7 +1498,7 @@ async fn permissions(api: &Api, _env: &Env) {
         assert_eq!(api.call("DELETE", STAGE, &[p, stage], "", None).await.status, 200);
     }
     let spare = json!({"username": "spare", "password": "spare-password"});
-    api.call("POST", USERS, &[], "", Some(spare)).await;
+    api.call("POST", USERS, &[], "", Some(confirmed(spare))).await;
     api.call("POST", MEMBERS, &[p], "", Some(json!({"username": "spare", "role": "viewer"}))).await;
 
     // Who asks: each role, an outsider and an administrator, with their own tokens.
@@ -1498,7 +1514,7 @@ async fn permissions(api: &Api, _env: &Env) {
     for role in outsider_and_roles {
         let name = role.map_or("outsider".to_owned(), |r| r.as_str().to_owned());
         let body = json!({"username": name, "password": "password-of-someone"});
-        assert_eq!(api.call("POST", USERS, &[], "", Some(body.clone())).await.status, 201);
+        assert_eq!(api.call("POST", USERS, &[], "", Some(confirmed(body.clone()))).await.status, 201);
         if let Some(role) = role {
             api.call("POST", MEMBERS, &[p], "", Some(json!({"username": name, "role": role.as_str()}))).await;
         }
@@ -1707,14 +1723,14 @@ async fn permissions(api: &Api, _env: &Env) {
                 method: "POST",
                 template: INVITATIONS,
                 args: vec![],
-                body: Some(json!({})),
+                body: Some(confirmed(json!({}))),
                 needs: Some((A::AdministerUsers, None)),
             },
             Case {
                 method: "POST",
                 template: USERS,
                 args: vec![],
-                body: Some(json!({"username": format!("new{n}"), "password": "password-of-new"})),
+                body: Some(confirmed(json!({"username": format!("new{n}"), "password": "password-of-new"}))),
                 needs: Some((A::AdministerUsers, None)),
             },
             Case {
@@ -1788,7 +1804,8 @@ async fn permissions(api: &Api, _env: &Env) {
     }
 
     // Nobody, and a revoked token: 401 everywhere, nothing changed.
-    let revoked = api.call("POST", TOKENS, &[], "", Some(json!({"name": "revoked"}))).await.body["token"].clone();
+    let revoked =
+        api.call("POST", TOKENS, &[], "", Some(confirmed(json!({"name": "revoked"})))).await.body["token"].clone();
     api.call("DELETE", TOKEN, &["revoked"], "", None).await;
     let before = everything(api, p).await;
     for caller in [api.with_token(None), api.with_token(revoked.as_str())] {
@@ -1854,7 +1871,7 @@ async fn sharing(api: &Api, env: &Env) {
     // A developer may share DEV, not PROD; a viewer neither.
     for (name, role) in [("dora", "developer"), ("vera", "viewer")] {
         let body = json!({"username": name, "password": "password-of-someone"});
-        api.call("POST", USERS, &[], "", Some(body.clone())).await;
+        api.call("POST", USERS, &[], "", Some(confirmed(body.clone()))).await;
         api.call("POST", MEMBERS, &[p], "", Some(json!({"username": name, "role": role}))).await;
         let token = api.with_token(None).call("POST", LOGIN, &[], "", Some(body)).await.body["token"].clone();
         let as_them = api.with_token(token.as_str());

@@ -25,7 +25,7 @@ Examples:
   pergola config set API_TOKEN=s3cr3t --secret -s test -p my-new-project
   pergola list stage -p my-new-project -o json | jq '.[].id'
   TOKEN=$(pergola create token ci --expires-in 90)
-  pergola create user alice --password-stdin < alice.txt
+  pergola create user alice --password-stdin < passwords.txt
   pergola create member alice --role developer -p my-new-project
   pergola list event -p my-new-project
   pergola update stage test --visibility public -p my-new-project
@@ -309,21 +309,27 @@ pub enum CreateWhat {
         with_storage: bool,
     },
     /// Create a personal API token; prints the token alone (it is shown this once).
+    /// Create an API token. Your password is asked for: the server makes no token for a token
+    /// alone (a leaked token cannot leave one behind).
     Token {
         /// Token name: letters, digits, '-', '_' and '.'.
         name: String,
         /// Days until it expires (1-3650; default: never).
         #[arg(long, value_name = "DAYS")]
         expires_in: Option<u32>,
+        /// Read your password from stdin (the first line).
+        #[arg(long)]
+        password_stdin: bool,
     },
-    /// Create a user (administrators only); the password is asked for, or read from stdin.
+    /// Create a user (administrators only). Their password is asked for, then yours: the
+    /// server makes no account for a token alone (a leaked token cannot leave a way in behind).
     User {
         /// Username.
         name: String,
         /// Make the user an administrator.
         #[arg(long)]
         admin: bool,
-        /// Read the password from stdin (the first line).
+        /// Read the passwords from stdin: the new user's on the first line, yours on the second.
         #[arg(long)]
         password_stdin: bool,
     },

@@ -1,6 +1,7 @@
 //! The `pergola` binary against a live server (the REST API on a fresh SQLite store).
 
 use assert_cmd::Command;
+use pergola_core::testing::ADMIN_PASSWORD;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -24,7 +25,7 @@ fn server() -> &'static Server {
                 // server path stay on for the administrator until `pergola create build` uploads.
                 let services =
                     env.services.with_clock(std::sync::Arc::new(pergola_core::SystemClock)).with_path_builds(true);
-                let token = env.as_admin(&services).create_token("cli-tests", None).await.unwrap();
+                let token = env.as_admin(&services).create_token("cli-tests", None, None).await.unwrap();
                 let url = format!("http://{}", listener.local_addr().unwrap());
                 tx.send(Server { url, admin_token: token.token }).unwrap();
                 let app: axum::Router =
@@ -68,6 +69,13 @@ fn signed_in(home: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::cargo_bin("pergola").unwrap();
     cmd.env("PERGOLA_URL", url()).env("XDG_CONFIG_HOME", home).env("HOME", home).env_remove("PERGOLA_TOKEN").args(args);
     cmd
+}
+
+/// `pergola create token ARGS…` with the administrator's password on stdin: its output.
+fn new_token(args: &[&str]) -> String {
+    let args = [&["create", "token", "--password-stdin"][..], args].concat();
+    let out = pergola(&args).write_stdin(format!("{ADMIN_PASSWORD}\n")).assert().success().get_output().stdout.clone();
+    String::from_utf8(out).unwrap()
 }
 
 fn stdout_of(args: &[&str]) -> String {
@@ -375,7 +383,7 @@ fn without_a_token_every_command_says_how_to_sign_in() {
 #[test]
 fn login_with_a_password_keeps_a_private_sign_in_for_the_next_commands() {
     pergola(&["create", "user", "lena", "--password-stdin"])
-        .write_stdin("lenas-password-1\n")
+        .write_stdin(format!("lenas-password-1\n{ADMIN_PASSWORD}\n"))
         .assert()
         .success()
         .stdout(
@@ -412,7 +420,10 @@ fn login_with_a_password_keeps_a_private_sign_in_for_the_next_commands() {
 
 #[test]
 fn a_wrong_password_is_refused_and_nothing_is_stored() {
-    pergola(&["create", "user", "walt", "--password-stdin"]).write_stdin("walts-password-1\n").assert().success();
+    pergola(&["create", "user", "walt", "--password-stdin"])
+        .write_stdin(format!("walts-password-1\n{ADMIN_PASSWORD}\n"))
+        .assert()
+        .success();
     let home = tempfile::tempdir().unwrap();
     signed_in(home.path(), &["login", "--username", "walt", "--password-stdin"])
         .write_stdin("not-his-password\n")
@@ -451,9 +462,16 @@ fn too_many_failed_sign_ins_show_when_to_try_again() {
 
 #[test]
 fn created_tokens_print_alone_work_and_stop_working_when_deleted() {
-    let out =
-        pergola(&["create", "token", "ci-pipeline", "--expires-in", "30"]).assert().success().get_output().clone();
-    let token = String::from_utf8(out.stdout).unwrap();
+    // A token makes no token on its own: without the administrator's password, nothing is made.
+    let refused = pergola(&["create", "token", "ci-pipeline", "--password-stdin"]).write_stdin("\n").assert().code(1);
+    let refused = String::from_utf8(refused.get_output().stderr.clone()).unwrap();
+    assert!(refused.contains("needs your own password too"), "{refused}");
+    let refused = pergola(&["create", "token", "ci-pipeline"]).assert().code(1);
+    let refused = String::from_utf8(refused.get_output().stderr.clone()).unwrap();
+    assert_eq!(refused, "error: give --password-stdin to read your password from stdin.\n");
+    assert!(!stdout_of(&["list", "token"]).contains("ci-pipeline"));
+    let out = new_token(&["ci-pipeline", "--expires-in", "30"]);
+    let token = out;
     assert!(token.starts_with("pgt_") && token.ends_with('\n') && token.lines().count() == 1, "{token}");
     let token = token.trim_end();
     let mut whoami = anonymous(&["whoami", "-o", "json"]);
@@ -474,7 +492,7 @@ fn created_tokens_print_alone_work_and_stop_working_when_deleted() {
 
 #[test]
 fn login_with_a_token_and_logout_revokes_it() {
-    let token = stdout_of(&["create", "token", "for-login"]).trim_end().to_owned();
+    let token = new_token(&["for-login"]).trim_end().to_owned();
     let home = tempfile::tempdir().unwrap();
     signed_in(home.path(), &["login", "--token-stdin"])
         .write_stdin(format!("{token}\n"))
@@ -508,7 +526,7 @@ fn login_with_a_token_and_logout_revokes_it() {
 
 #[test]
 fn logout_forgets_a_token_the_server_no_longer_accepts() {
-    let token = stdout_of(&["create", "token", "revoked-elsewhere"]).trim_end().to_owned();
+    let token = new_token(&["revoked-elsewhere"]).trim_end().to_owned();
     let home = tempfile::tempdir().unwrap();
     signed_in(home.path(), &["login", "--token-stdin"]).write_stdin(token).assert().success();
     pergola(&["delete", "token", "revoked-elsewhere"]).assert().success();
@@ -520,10 +538,42 @@ fn logout_forgets_a_token_the_server_no_longer_accepts() {
 }
 
 #[test]
+fn a_token_alone_makes_no_user_it_needs_its_owners_password_too() {
+    // Only the new user's password: the server asks for the administrator's own.
+    let asked = pergola(&["create", "user", "mallory", "--password-stdin"])
+        .write_stdin("mallorys-password-1\n")
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
+    let asked = String::from_utf8(asked).unwrap();
+    assert!(asked.contains("needs your own password too (your_password)"), "{asked}");
+    let wrong = pergola(&["create", "user", "mallory", "--password-stdin"])
+        .write_stdin("mallorys-password-1\nnot-the-admins-password\n")
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
+    let wrong = String::from_utf8(wrong).unwrap();
+    assert!(wrong.contains("Your password is not right."), "{wrong}");
+    let users = String::from_utf8(pergola(&["list", "user"]).assert().success().get_output().stdout.clone()).unwrap();
+    assert!(!users.contains("mallory"), "nobody was created: {users}");
+    pergola(&["create", "user", "mallory", "--password-stdin"])
+        .write_stdin(format!("mallorys-password-1\n{ADMIN_PASSWORD}\n"))
+        .assert()
+        .success();
+}
+
+#[test]
 fn members_roles_and_the_projects_activity() {
     pergola(&["create", "project", "team"]).assert().success();
     pergola(&["create", "stage", "qa", "--type", "qa", "-p", "team"]).assert().success();
-    pergola(&["create", "user", "vic", "--password-stdin"]).write_stdin("vics-password-1\n").assert().success();
+    pergola(&["create", "user", "vic", "--password-stdin"])
+        .write_stdin(format!("vics-password-1\n{ADMIN_PASSWORD}\n"))
+        .assert()
+        .success();
     pergola(&["create", "member", "vic", "--role", "viewer", "-p", "team"])
         .assert()
         .success()

@@ -28,7 +28,7 @@ fn live() -> &'static Live {
                     .services
                     .with_clock(std::sync::Arc::new(pergola_core::SystemClock))
                     .with_runtime(local.clone(), Duration::from_secs(2));
-                let token = env.as_admin(&services).create_token("cli-runtime", None).await.unwrap();
+                let token = env.as_admin(&services).create_token("cli-runtime", None, None).await.unwrap();
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let url = format!("http://{}", listener.local_addr().unwrap());
                 tx.send(Live { url, token: token.token, data }).unwrap();

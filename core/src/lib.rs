@@ -10,6 +10,7 @@
 //! - [`purge`]: the background task that deletes archived stages when they are due and bounds
 //!   the events timelines.
 //! - [`live`]: the bus on which the services publish what changed, for the live streams.
+//! - [`places`]: counted places per key (a user's open streams, an address's waiting sign-ins).
 //! - [`runtime`]: the [`Runtime`] seam between the services and what actually runs the stages.
 
 pub mod artifacts;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod credentials;
 pub mod live;
 pub mod metrics;
+pub mod places;
 pub mod purge;
 pub mod runtime;
 pub mod secrets;

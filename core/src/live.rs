@@ -8,16 +8,16 @@
 //! changed — are told apart ([`Changes::access_changed`], naming the user): that user's open
 //! streams then check their caller again at once, instead of at their next periodic check (and
 //! nobody else's do: revoking one's own tokens in a loop costs only one's own streams). And one user holds at most
-//! [`STREAMS_PER_USER`] subscriptions: a client opening streams in a loop cannot take the
-//! server's connections and memory.
+//! [`STREAMS_PER_USER`] subscriptions, a server half the connections it accepts
+//! ([`Changes::limit_streams`]): a client opening streams in a loop cannot take the server's
+//! connections and memory.
 //!
 //! With several servers on one database, what is published on one is relayed to the others
 //! ([`Changes::relay_through`]; PostgreSQL `NOTIFY`, see `services::replicas`), where it is
 //! published again ([`Changes::heard_from_elsewhere`]): a page open on any server hears a
 //! change made through any other.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use crate::places::{CountedPlaces, Place};
 use tokio::sync::{broadcast, watch};
 
 /// How many changes a slow subscriber may fall behind before it is told it missed some (it
@@ -27,14 +27,53 @@ const BACKLOG: usize = 1024;
 /// How many live streams (dashboard tabs, `pergola logs -f`) one user may have open at once.
 pub const STREAMS_PER_USER: usize = 24;
 
+/// How many live streams one server holds at once, everyone's together, unless the server says
+/// otherwise ([`Changes::limit_streams`]: half the connections it accepts): many users (or many
+/// accounts of one) cannot take all of its connections and memory with streams either.
+pub const STREAMS_ON_SERVER: usize = 512;
+
+/// Why a stream could not be opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamsFull {
+    /// The user has [`STREAMS_PER_USER`] open.
+    User,
+    /// The server holds as many as it may ([`Changes::limit_streams`]).
+    Server,
+}
+
 /// Something changed in `project`: on stage `stage`, or in the project itself (a stage
-/// created, a member added …).
+/// created, a member added …); or new metrics of its stages `stages`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Change {
     pub project: String,
     pub stage: Option<String>,
     /// Only new metrics (a sample every 10 s), not a change of state.
     pub metrics: bool,
+    /// New metrics: the stages with new points (`stage` is then `None`). One change names
+    /// up to [`METRICS_STAGES_PER_CHANGE`]: a sample of a thousand running stages is a few
+    /// changes on the bus (and relayed), not a thousand.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<String>,
+}
+
+/// How many stages one change of new metrics names at most: relayed to the other servers, it
+/// stays well within PostgreSQL's 8 000-byte `NOTIFY` payload (Stage IDs are at most 63
+/// characters).
+pub const METRICS_STAGES_PER_CHANGE: usize = 64;
+
+impl Change {
+    /// Whether a stream of `project`, or of its stage `stage`, hears of this change.
+    pub fn reaches(&self, project: &str, stage: Option<&str>) -> bool {
+        if self.project != project {
+            return false;
+        }
+        let Some(mine) = stage else { return true };
+        match &self.stage {
+            Some(on) => on == mine,
+            None if self.metrics => self.stages.iter().any(|s| s == mine),
+            None => true,
+        }
+    }
 }
 
 /// What is relayed to the other servers: a change, a user whose access changed, or that
@@ -59,7 +98,10 @@ pub struct Changes {
     /// The users whose access changed.
     access: broadcast::Sender<String>,
     /// The open subscriptions of each user.
-    open: Arc<Mutex<HashMap<String, usize>>>,
+    open: CountedPlaces,
+    /// All of them (one key), at most `server_limit`.
+    everyone: CountedPlaces,
+    server_limit: std::sync::atomic::AtomicUsize,
     /// Where what is published here goes to reach the other servers.
     relay: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Relayed>>,
     /// Counts the times changes may have been lost (see [`Changes::missed`]).
@@ -72,7 +114,9 @@ impl Default for Changes {
             tx: broadcast::channel(BACKLOG).0,
             closed: watch::channel(false).0,
             access: broadcast::channel(BACKLOG).0,
-            open: Arc::default(),
+            open: CountedPlaces::default(),
+            everyone: CountedPlaces::default(),
+            server_limit: STREAMS_ON_SERVER.into(),
             relay: Default::default(),
             missed: watch::channel(0).0,
         }
@@ -88,12 +132,17 @@ impl std::fmt::Debug for Changes {
 impl Changes {
     /// Tells every subscriber that something changed (nobody listening is fine).
     pub fn publish(&self, project: &str, stage: Option<&str>) {
-        self.send(Change { project: project.to_owned(), stage: stage.map(str::to_owned), metrics: false }, true);
+        let change =
+            Change { project: project.to_owned(), stage: stage.map(str::to_owned), metrics: false, stages: Vec::new() };
+        self.send(change, true);
     }
 
-    /// Tells every subscriber that a stage has new metrics.
-    pub fn publish_metrics(&self, project: &str, stage: &str) {
-        self.send(Change { project: project.to_owned(), stage: Some(stage.to_owned()), metrics: true }, true);
+    /// Tells every subscriber that `stages` of `project` have new metrics, in a few changes.
+    pub fn publish_metrics(&self, project: &str, stages: &[&str]) {
+        for some in stages.chunks(METRICS_STAGES_PER_CHANGE) {
+            let stages = some.iter().map(|s| (*s).to_owned()).collect();
+            self.send(Change { project: project.to_owned(), stage: None, metrics: true, stages }, true);
+        }
     }
 
     /// Tells the subscriptions of `user_id` that what they may read may have changed (a
@@ -151,28 +200,28 @@ impl Changes {
             access: self.access.subscribe(),
             missed: self.missed.subscribe(),
             user: None,
-            _slot: None,
+            _places: Vec::new(),
         }
     }
 
-    /// [`Changes::subscribe`] for `user_id`, counted among their open streams; `None` when
-    /// they have [`STREAMS_PER_USER`] open already.
-    pub fn subscribe_as(&self, user_id: &str) -> Option<Subscription> {
-        {
-            let mut open = self.open.lock().expect("open streams");
-            let count = open.entry(user_id.to_owned()).or_default();
-            if *count >= STREAMS_PER_USER {
-                return None;
-            }
-            *count += 1;
-        }
-        let slot = Slot { user_id: user_id.to_owned(), open: self.open.clone() };
-        Some(Subscription { user: Some(user_id.to_owned()), _slot: Some(slot), ..self.subscribe() })
+    /// [`Changes::subscribe`] for `user_id`, counted among their open streams and the server's;
+    /// refused when they have [`STREAMS_PER_USER`] open already, or the server holds
+    /// [`STREAMS_ON_SERVER`].
+    pub fn subscribe_as(&self, user_id: &str) -> Result<Subscription, StreamsFull> {
+        let mine = self.open.take(user_id, STREAMS_PER_USER).ok_or(StreamsFull::User)?;
+        let limit = self.server_limit.load(std::sync::atomic::Ordering::Relaxed);
+        let server = self.everyone.take("", limit).ok_or(StreamsFull::Server)?;
+        Ok(Subscription { user: Some(user_id.to_owned()), _places: vec![mine, server], ..self.subscribe() })
+    }
+
+    /// From now on, the server holds at most `limit` streams (at least one).
+    pub fn limit_streams(&self, limit: usize) {
+        self.server_limit.store(limit.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// How many streams `user_id` has open.
     pub fn streams_of(&self, user_id: &str) -> usize {
-        self.open.lock().expect("open streams").get(user_id).copied().unwrap_or(0)
+        self.open.held_by(user_id)
     }
 
     /// The server is stopping: every subscription ends (open streams close, so that the
@@ -213,32 +262,14 @@ pub struct Subscription {
     missed: watch::Receiver<u64>,
     /// Whose stream it is (`None`: it hears every change of access).
     user: Option<String>,
-    /// Its place among its user's open streams, given back when it ends.
-    _slot: Option<Slot>,
+    /// Its places among its user's open streams and the server's, given back when it ends.
+    _places: Vec<Place>,
 }
 
 /// Whether a change of `user_id`'s access concerns a subscription of `me` (`None`: one that
 /// hears everyone's).
 fn concerns(me: Option<&str>, user_id: &str) -> bool {
     me.is_none_or(|me| me == user_id)
-}
-
-/// One of a user's open streams (see [`Changes::subscribe_as`]).
-struct Slot {
-    user_id: String,
-    open: Arc<Mutex<HashMap<String, usize>>>,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut open = self.open.lock().expect("open streams");
-        if let Some(count) = open.get_mut(&self.user_id) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                open.remove(&self.user_id);
-            }
-        }
-    }
 }
 
 impl Subscription {
@@ -301,7 +332,8 @@ mod tests {
         assert!(!b.access_changed(), "once");
         // What is relayed reads back as it was sent; what a newer server sends is ignored.
         for relayed in [
-            Relayed::Change(Change { project: "p".into(), stage: Some("dev".into()), metrics: true }),
+            Relayed::Change(Change { project: "p".into(), stage: None, metrics: true, stages: vec!["dev".into()] }),
+            Relayed::Change(Change { project: "p".into(), stage: Some("dev".into()), metrics: false, stages: vec![] }),
             Relayed::Access { user_id: "u1".into() },
             Relayed::Missed,
         ] {
@@ -311,7 +343,43 @@ mod tests {
         assert_eq!(serde_json::from_str::<Relayed>(r#"{"kind":"rebalance"}"#).unwrap(), Relayed::Unknown);
         bus.heard_from_elsewhere(Relayed::Unknown);
         bus.publish("p", None);
-        assert_eq!(a.next().await, Heard::Change(Change { project: "p".into(), stage: None, metrics: false }));
+        assert_eq!(
+            a.next().await,
+            Heard::Change(Change { project: "p".into(), stage: None, metrics: false, stages: vec![] })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sample_of_a_thousand_running_stages_is_a_few_changes_each_stage_still_hears() {
+        let bus = Changes::default();
+        let mut sub = bus.subscribe();
+        // Stage IDs as long as they may be.
+        let ids: Vec<String> = (0..1000).map(|n| format!("{n:0>63}")).collect();
+        let stages: Vec<&str> = ids.iter().map(String::as_str).collect();
+        bus.publish_metrics("p", &stages);
+        let mut heard = Vec::new();
+        while let Ok(Heard::Change(change)) =
+            tokio::time::timeout(std::time::Duration::from_millis(50), sub.next()).await
+        {
+            heard.push(change);
+        }
+        assert_eq!(heard.len(), 1000usize.div_ceil(METRICS_STAGES_PER_CHANGE), "no Missed, a few changes");
+        for id in [&ids[0], &ids[500], &ids[999]] {
+            assert_eq!(heard.iter().filter(|c| c.reaches("p", Some(id))).count(), 1, "{id} hears of its metrics once");
+        }
+        assert!(heard.iter().all(|c| c.metrics && c.reaches("p", None)), "the project's page hears them all");
+        assert!(!heard.iter().any(|c| c.reaches("p", Some("another-stage")) || c.reaches("q", None)));
+        // Relayed to another server, each stays within PostgreSQL's NOTIFY payload.
+        for change in heard {
+            let json = serde_json::to_string(&Relayed::Change(change)).unwrap();
+            assert!(json.len() < 7_000, "{} bytes", json.len());
+        }
+        // A change of state on one stage reaches that stage's stream only; one of the project,
+        // every stream of the project.
+        let on_dev = Change { project: "p".into(), stage: Some("dev".into()), metrics: false, stages: vec![] };
+        assert!(on_dev.reaches("p", Some("dev")) && !on_dev.reaches("p", Some("qa")) && on_dev.reaches("p", None));
+        let of_project = Change { stage: None, ..on_dev };
+        assert!(of_project.reaches("p", Some("qa")) && !of_project.reaches("q", Some("qa")));
     }
 
     #[tokio::test]
@@ -325,9 +393,17 @@ mod tests {
         for sub in [&mut a, &mut b] {
             assert_eq!(
                 sub.next().await,
-                Heard::Change(Change { project: "p".into(), stage: Some("dev".into()), metrics: false })
+                Heard::Change(Change {
+                    project: "p".into(),
+                    stage: Some("dev".into()),
+                    metrics: false,
+                    stages: vec![]
+                })
             );
-            assert_eq!(sub.next().await, Heard::Change(Change { project: "p".into(), stage: None, metrics: false }));
+            assert_eq!(
+                sub.next().await,
+                Heard::Change(Change { project: "p".into(), stage: None, metrics: false, stages: vec![] })
+            );
         }
         bus.close();
         assert_eq!(a.next().await, Heard::Closed);
@@ -350,7 +426,7 @@ mod tests {
     async fn one_user_opens_a_bounded_number_of_streams_and_gets_them_back_as_they_end() {
         let bus = Changes::default();
         let mut held: Vec<_> = (0..STREAMS_PER_USER).map(|_| bus.subscribe_as("u1").expect("room")).collect();
-        assert!(bus.subscribe_as("u1").is_none(), "one too many");
+        assert_eq!(bus.subscribe_as("u1").err(), Some(StreamsFull::User), "one too many");
         assert_eq!(bus.streams_of("u1"), STREAMS_PER_USER);
         // Somebody else is not held up by it.
         let other = bus.subscribe_as("u2").expect("another user's stream");
@@ -359,6 +435,21 @@ mod tests {
         let again = bus.subscribe_as("u1").expect("a stream that ended makes room");
         drop((held, again, other));
         assert_eq!((bus.streams_of("u1"), bus.streams_of("u2")), (0, 0));
+        assert_eq!(bus.subscribers(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_server_holds_a_bounded_number_of_streams_whoever_opens_them() {
+        let bus = Changes::default();
+        bus.limit_streams(5);
+        // Many accounts, a few streams each: the server's bound holds.
+        let mut held: Vec<_> = (0..5).map(|n| bus.subscribe_as(&format!("u{}", n % 3)).expect("room")).collect();
+        assert_eq!(bus.subscribe_as("u9").err(), Some(StreamsFull::Server));
+        assert_eq!(bus.streams_of("u9"), 0, "a refused stream holds none of its user's places");
+        held.pop();
+        let again = bus.subscribe_as("u9").expect("a stream that ended makes room");
+        drop((held, again));
+        assert_eq!(bus.everyone.keys(), 0);
         assert_eq!(bus.subscribers(), 0);
     }
 

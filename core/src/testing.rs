@@ -137,7 +137,8 @@ impl Env {
 
     /// A new user `username` (password [`USER_PASSWORD`]), not an administrator.
     pub async fn user(&self, username: &str) -> Caller {
-        let input = NewUser { username: username.into(), password: USER_PASSWORD.into(), admin: false };
+        let input =
+            NewUser { username: username.into(), password: USER_PASSWORD.into(), admin: false, your_password: None };
         self.admin.create_user(input).await.unwrap();
         self.services.sign_in(username, USER_PASSWORD, "127.0.0.1").await.unwrap()
     }

@@ -7,7 +7,7 @@ use pergola_core::services::FirstRun;
 use pergola_core::store::AuditFilter;
 use pergola_core::testing::{Env, ADMIN_PASSWORD, USER_PASSWORD};
 use pergola_core::{connect, Clock, ManualClock, Services};
-use pergola_domain::wire::{NewInvitation, StageUpdate, UserPatch};
+use pergola_domain::wire::{NewInvitation, NewUser, StageUpdate, UserPatch};
 use pergola_domain::{ErrorKind, Role, StageComparison, StageType};
 use std::sync::Arc;
 
@@ -25,6 +25,7 @@ all_backends!(
     wrong_guesses_made_at_once_get_no_more_tries_than_the_throttle_allows,
     a_made_up_invitation_never_tells_whether_a_username_is_taken,
     a_token_makes_no_token_that_outlives_it,
+    a_token_alone_leaves_no_way_in_behind_it_needs_its_owners_password,
     guesses_of_the_current_password_are_throttled_like_sign_ins,
     secrets_are_told_equal_only_to_who_may_configure_both_stages,
 );
@@ -65,7 +66,7 @@ async fn a_disabled_user_is_signed_out_at_once_and_cannot_sign_in(env: &Env) {
     let s = &env.services;
     let alice = s.acting(env.user("alice").await);
     let session = s.sign_in_session("alice", USER_PASSWORD, HERE).await.unwrap();
-    let token = alice.create_token("laptop", None).await.unwrap();
+    let token = alice.create_token("laptop", None, None).await.unwrap();
     assert!(s.token_caller(&token.token, None).await.unwrap().is_some());
     let patch = UserPatch { disabled: Some(true), ..Default::default() };
     assert!(env.admin.update_user("Alice", patch).await.unwrap().disabled);
@@ -168,8 +169,8 @@ async fn outsiders_see_nothing_and_members_only_what_their_role_allows(env: &Env
 
 async fn tokens_stop_at_their_expiry_and_at_revocation(env: &Env) {
     let s = &env.services;
-    let day = env.admin.create_token("day", Some(1)).await.unwrap();
-    let forever = env.admin.create_token("forever", None).await.unwrap();
+    let day = env.admin.create_token("day", Some(1), None).await.unwrap();
+    let forever = env.admin.create_token("forever", None, None).await.unwrap();
     assert_eq!(day.expires_at, Some(env.clock.now() + Duration::days(1)));
     assert_eq!(s.token_caller(&day.token, None).await.unwrap().unwrap().token.as_deref(), Some("day"));
     env.clock.advance(Duration::days(1));
@@ -179,8 +180,8 @@ async fn tokens_stop_at_their_expiry_and_at_revocation(env: &Env) {
     assert!(s.token_caller(&forever.token, None).await.unwrap().is_none(), "revoked");
     let listed: Vec<_> = env.admin.list_tokens().await.unwrap().into_iter().map(|t| t.name).collect();
     assert_eq!(listed, ["day"], "revoked tokens are not listed; expired ones are");
-    assert_eq!(env.admin.create_token("bad name", None).await.unwrap_err().kind, ErrorKind::Validation);
-    assert_eq!(env.admin.create_token("x", Some(0)).await.unwrap_err().kind, ErrorKind::Validation);
+    assert_eq!(env.admin.create_token("bad name", None, None).await.unwrap_err().kind, ErrorKind::Validation);
+    assert_eq!(env.admin.create_token("x", Some(0), None).await.unwrap_err().kind, ErrorKind::Validation);
 }
 
 /// The first run, on a store of its own (no administrator from the environment).
@@ -218,7 +219,7 @@ async fn changing_ones_password_ends_the_other_sessions_not_this_one(env: &Env) 
     env.user("alice").await;
     let here = s.sign_in_session("alice", USER_PASSWORD, HERE).await.unwrap();
     let elsewhere = s.sign_in_session("alice", USER_PASSWORD, "192.0.2.9").await.unwrap();
-    let token = s.acting(here.caller.clone()).create_token("ci", None).await.unwrap();
+    let token = s.acting(here.caller.clone()).create_token("ci", None, None).await.unwrap();
     let me = s.acting(s.session_caller(&here.secret, Some(HERE)).await.unwrap().unwrap());
     me.change_password(USER_PASSWORD, "a-new-password-1").await.unwrap();
     assert!(s.session_caller(&here.secret, Some(HERE)).await.unwrap().is_some(), "the session that changed it");
@@ -361,29 +362,126 @@ async fn a_made_up_invitation_never_tells_whether_a_username_is_taken(env: &Env)
     // Used: it answers as a made-up one, whatever the username.
     let used = s.accept_invitation(&secret, "alice", "some-password-1", None).await.unwrap_err();
     assert_eq!(used, free);
+    // Two invited people choose the same username at the same moment: one gets it, and the
+    // other's invitation still works (with another name).
+    let first = env.admin.create_invitation(NewInvitation::default()).await.unwrap();
+    let second = env.admin.create_invitation(NewInvitation::default()).await.unwrap();
+    let [first, second] = [first, second].map(|i| i.link.trim_start_matches("/invite/").to_owned());
+    let (a, b) = tokio::join!(
+        s.accept_invitation(&first, "sam", "some-password-1", None),
+        s.accept_invitation(&second, "sam", "some-password-2", None),
+    );
+    let (lost, left) = match (a, b) {
+        (Ok(_), Err(e)) => (e, second),
+        (Err(e), Ok(_)) => (e, first),
+        (a, b) => panic!("one of them gets 'sam': {:?} {:?}", a.map(|s| s.caller), b.map(|s| s.caller)),
+    };
+    assert!(lost.is_for("username"), "{lost:?}");
+    assert_eq!(env.admin.list_invitations().await.unwrap().len(), 1, "the loser's invitation is still open");
+    assert_eq!(
+        s.accept_invitation(&left, "samantha", "some-password-2", None).await.unwrap().caller.username,
+        "samantha"
+    );
 }
 
-/// Hostile: a (leaked) token asks for a token that never expires, or outlives it.
+/// Hostile: a (leaked) token asks for a token that never expires, or outlives it: only with its
+/// owner's password too.
 async fn a_token_makes_no_token_that_outlives_it(env: &Env) {
     let s = &env.services;
-    let week = env.admin.create_token("week", Some(7)).await.unwrap();
+    let week = env.admin.create_token("week", Some(7), None).await.unwrap();
     let by_week = s.acting(s.token_caller(&week.token, Some(HERE)).await.unwrap().unwrap());
-    let forever = by_week.create_token("forever", None).await.unwrap();
-    assert_eq!(forever.expires_at, week.expires_at, "capped at the expiry of the token that made it");
-    assert_eq!(by_week.create_token("year", Some(365)).await.unwrap().expires_at, week.expires_at);
-    let day = by_week.create_token("day", Some(1)).await.unwrap();
-    assert_eq!(day.expires_at, Some(env.clock.now() + Duration::days(1)), "a shorter life is kept");
-    env.clock.advance(Duration::days(7));
-    assert!(s.token_caller(&forever.token, None).await.unwrap().is_none(), "it ended with its maker");
-    // A token without an expiry (what `pergola login` makes) makes tokens as asked.
-    let cli = env.admin.create_token("cli", None).await.unwrap();
-    let by_cli = s.acting(s.token_caller(&cli.token, None).await.unwrap().unwrap());
-    assert_eq!(by_cli.create_token("ci", None).await.unwrap().expires_at, None);
-    // A session's caller too (no token involved).
-    assert_eq!(env.admin.create_token("admin-forever", None).await.unwrap().expires_at, None);
+    for given in [None, Some(""), Some("not-the-admins-password")] {
+        let refused = by_week.create_token("forever", None, given).await.unwrap_err();
+        assert!(refused.is_for("your_password"), "{refused:?}");
+    }
+    let names: Vec<String> = env.admin.list_tokens().await.unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, ["week"], "nothing was made");
+    // With the password, as a password sign-in would make it.
+    let forever = by_week.create_token("forever", None, Some(ADMIN_PASSWORD)).await.unwrap();
+    assert_eq!(forever.expires_at, None);
+    // A session's caller needs nothing more (it signed in with the password).
+    assert_eq!(env.admin.create_token("admin-forever", None, None).await.unwrap().expires_at, None);
     // A token revoked meanwhile makes none.
-    env.admin.revoke_token("cli").await.unwrap();
-    assert_eq!(by_cli.create_token("late", None).await.unwrap_err().kind, ErrorKind::Unauthenticated);
+    env.admin.revoke_token("week").await.unwrap();
+    let late = by_week.create_token("late", None, Some(ADMIN_PASSWORD)).await.unwrap_err();
+    assert_eq!(late.kind, ErrorKind::Unauthenticated, "{late:?}");
+}
+
+/// Hostile: a leaked administrator's token tries to leave a way in that outlives it — an
+/// account, a password, the administrator role, an account enabled again, an invitation.
+/// Each needs the administrator's own password too; without it (or with a wrong one) nothing
+/// changes. Disabling, and everything through a session, needs nothing more.
+async fn a_token_alone_leaves_no_way_in_behind_it_needs_its_owners_password(env: &Env) {
+    let s = &env.services;
+    env.user("alice").await;
+    env.user("bob").await;
+    env.admin.update_user("bob", UserPatch { disabled: Some(true), ..Default::default() }).await.unwrap();
+    let leaked = env.admin.create_token("leaked", None, None).await.unwrap();
+    let by_token = s.acting(s.token_caller(&leaked.token, Some(HERE)).await.unwrap().unwrap());
+    let new_user = |your_password: Option<&str>| NewUser {
+        username: "mallory".into(),
+        password: "mallorys-password-1".into(),
+        admin: true,
+        your_password: your_password.map(str::to_owned),
+    };
+    let patches = [
+        UserPatch { password: Some("alices-new-password".into()), ..Default::default() },
+        UserPatch { admin: Some(true), ..Default::default() },
+    ];
+    for given in [None, Some("")] {
+        let refused = by_token.create_user(new_user(given)).await.unwrap_err();
+        assert!(refused.is_for("your_password"), "{refused:?}");
+        for patch in &patches {
+            let patch = UserPatch { your_password: given.map(str::to_owned), ..patch.clone() };
+            let refused = by_token.update_user("alice", patch).await.unwrap_err();
+            assert!(refused.is_for("your_password"), "{refused:?}");
+        }
+        let enable = UserPatch { disabled: Some(false), your_password: given.map(str::to_owned), ..Default::default() };
+        assert!(by_token.update_user("bob", enable).await.unwrap_err().is_for("your_password"));
+        let invite = NewInvitation { admin: true, your_password: given.map(str::to_owned), ..Default::default() };
+        assert!(by_token.create_invitation(invite).await.unwrap_err().is_for("your_password"));
+    }
+    let wrong = Some("not-the-admins-password");
+    let refused = by_token.create_user(new_user(wrong)).await.unwrap_err();
+    assert_eq!(refused.message, "Your password is not right.");
+    let patch = UserPatch { admin: Some(true), your_password: wrong.map(str::to_owned), ..Default::default() };
+    assert!(by_token.update_user("alice", patch).await.unwrap_err().is_for("your_password"));
+    // Nothing changed: no mallory, alice's password and role as they were, bob still disabled,
+    // no invitation.
+    let users = env.admin.list_users().await.unwrap();
+    assert!(!users.iter().any(|u| u.username == "mallory"), "{users:?}");
+    assert!(users.iter().any(|u| u.username == "alice" && !u.is_admin));
+    assert!(users.iter().any(|u| u.username == "bob" && u.disabled));
+    assert!(s.sign_in("alice", USER_PASSWORD, "10.0.0.8").await.is_ok(), "alice's password is unchanged");
+    assert!(env.admin.list_invitations().await.unwrap().is_empty());
+    // The wrong guesses were audited and counted with the sign-in throttle.
+    let filter = AuditFilter { kind: Some("user.confirm-failed".into()), ..Default::default() };
+    let audited = s.store().list_audit_events(None, &filter, 50).await.unwrap();
+    assert_eq!(audited.len(), 2, "{audited:?}");
+    let by =
+        |e: &pergola_core::store::AuditEvent| e.actor == "admin (token leaked)" && e.address.as_deref() == Some(HERE);
+    assert!(audited.iter().all(by), "{audited:?}");
+    // Lowering access needs nothing more (a leaked token can do harm, not hide a way in).
+    let disable = UserPatch { disabled: Some(true), ..Default::default() };
+    by_token.update_user("alice", disable).await.unwrap();
+    // With the password, each works.
+    let created = by_token.create_user(new_user(Some(ADMIN_PASSWORD))).await.unwrap();
+    assert!(created.is_admin);
+    let enable = UserPatch { disabled: Some(false), your_password: Some(ADMIN_PASSWORD.into()), ..Default::default() };
+    assert!(!by_token.update_user("alice", enable).await.unwrap().disabled);
+    let invite = NewInvitation { your_password: Some(ADMIN_PASSWORD.into()), ..Default::default() };
+    by_token.create_invitation(invite).await.unwrap();
+    // Through the session (a password sign-in), none of it asks for the password again.
+    let patch = UserPatch { password: Some("alices-new-password".into()), ..Default::default() };
+    env.admin.update_user("alice", patch).await.unwrap();
+    env.admin.create_invitation(NewInvitation::default()).await.unwrap();
+    // Too many wrong guesses through the token: even the right password is refused for a while.
+    for n in 0..5 {
+        let guess = NewInvitation { your_password: Some(format!("guess-number-{n}")), ..Default::default() };
+        assert!(by_token.create_invitation(guess).await.unwrap_err().is_for("your_password"));
+    }
+    let right = NewInvitation { your_password: Some(ADMIN_PASSWORD.into()), ..Default::default() };
+    assert_eq!(by_token.create_invitation(right).await.unwrap_err().kind, ErrorKind::TooManyRequests);
 }
 
 /// Hostile: a stolen session guesses the current password by changing it.

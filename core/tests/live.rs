@@ -176,7 +176,7 @@ async fn a_stream_ends_at_once_when_what_signed_its_caller_in_stops_working(env:
 
     // A revoked token: its streams end, the session's go on.
     let vic = s.acting(s.session_caller(&b.secret, None).await.unwrap().unwrap());
-    let token = vic.create_token("laptop", None).await.unwrap();
+    let token = vic.create_token("laptop", None, None).await.unwrap();
     let mut cli = open(s.token_caller(&token.token, None).await.unwrap().unwrap()).await;
     vic.revoke_token("laptop").await.unwrap();
     assert!(ends_at_once(&mut cli).await, "revoked");
@@ -194,7 +194,7 @@ async fn a_stream_ends_at_once_when_what_signed_its_caller_in_stops_working(env:
     assert!(ends_at_once(&mut tab_b).await, "disabled");
 
     // An administrator who is no member reads every project only while an administrator.
-    let input = NewUser { username: "ada".into(), password: USER_PASSWORD.into(), admin: true };
+    let input = NewUser { username: "ada".into(), password: USER_PASSWORD.into(), admin: true, your_password: None };
     env.admin.create_user(input).await.unwrap();
     let ada = s.sign_in_session("ada", USER_PASSWORD, "127.0.0.1").await.unwrap();
     let mut admin_tab = open(s.session_caller(&ada.secret, None).await.unwrap().unwrap()).await;

@@ -432,6 +432,10 @@ pub struct NewToken {
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
     #[serde(default, deserialize_with = "whole_u32", skip_serializing_if = "Option::is_none")]
     pub expires_in_days: Option<u32>,
+    /// Your own password. Needed when the request is made with an API token: a token alone
+    /// makes no token that outlives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub your_password: Option<String>,
 }
 
 /// A new guest link to a stage's share links.
@@ -467,10 +471,15 @@ pub struct NewUser {
     /// Grants the administrator role.
     #[serde(default)]
     pub admin: bool,
+    /// Your own password. Needed when the request is made with an API token: a token alone
+    /// makes no account, password or administrator that outlives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub your_password: Option<String>,
 }
 
 /// Changes to a user (administrators only); absent fields keep their value. Disabling a user
-/// ends their sessions and stops their tokens at once.
+/// ends their sessions and stops their tokens at once. Through an API token, a change that lets
+/// someone in (a password, the administrator role, enabling) needs `your_password`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserPatch {
@@ -482,6 +491,10 @@ pub struct UserPatch {
     pub disabled: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<bool>,
+    /// Your own password. Needed when the request is made with an API token: a token alone
+    /// makes no account, password or administrator that outlives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub your_password: Option<String>,
 }
 
 /// A user's own new password; `current` must be right.
@@ -512,4 +525,8 @@ pub struct NewInvitation {
     pub project: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<crate::access::Role>,
+    /// Your own password. Needed when the request is made with an API token: a token alone
+    /// makes no account, password or administrator that outlives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub your_password: Option<String>,
 }

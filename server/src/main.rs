@@ -265,6 +265,8 @@ async fn run() -> Result<(), String> {
         trusted_proxies: config.trusted_proxies.clone().into(),
         ..serve::Limits::default()
     };
+    // Live streams hold their connections: they may take half of them, never all.
+    services.changes().limit_streams(limits.max_connections / 2);
     // At shutdown the live streams end first: the listener's drain does not wait for them.
     let live = services.clone();
     let shutdown = async move {

@@ -242,37 +242,15 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown:
 
 /// The connections each client holds (see [`MAX_CONNECTIONS_PER_CLIENT`]).
 #[derive(Clone, Default)]
-pub(crate) struct PerClient(Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>);
+pub(crate) struct PerClient(pergola_core::places::CountedPlaces);
 
 /// One connection of a client, given back when dropped.
-pub(crate) struct Held {
-    of: PerClient,
-    client: std::net::IpAddr,
-}
+pub(crate) type Held = pergola_core::places::Place;
 
 impl PerClient {
     /// One more connection for the client at `ip`, unless it holds `cap` already.
     pub(crate) fn take(&self, ip: std::net::IpAddr, cap: usize) -> Option<Held> {
-        let client = client_key(ip);
-        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let count = held.entry(client).or_default();
-        if *count >= cap.max(1) {
-            return None;
-        }
-        *count += 1;
-        Some(Held { of: self.clone(), client })
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        let mut held = self.of.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = held.get_mut(&self.client) {
-            *count -= 1;
-            if *count == 0 {
-                held.remove(&self.client);
-            }
-        }
+        self.0.take(&client_key(ip).to_string(), cap.max(1))
     }
 }
 

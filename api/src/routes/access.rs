@@ -130,10 +130,11 @@ async fn list_tokens(User(s): User) -> ApiResult<Json<Vec<TokenInfo>>> {
     responses(
         (status = 201, description = "Created: its value is shown this once", body = CreatedToken),
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid or taken name, or invalid expiry", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid or taken name, invalid expiry, or (with an API token) your_password missing or wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many wrong passwords (your_password) from your address, or the server is checking too many passwords at the moment: see Retry-After", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn create_token(User(s): User, Body(t): Body<NewToken>) -> ApiResult<impl IntoResponse> {
-    let token = s.create_token(&t.name, t.expires_in_days).await?;
+    let token = s.create_token(&t.name, t.expires_in_days, t.your_password.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(token)))
 }
 
@@ -157,8 +158,8 @@ async fn list_users(User(s): User) -> ApiResult<Json<Vec<UserInfo>>> {
     responses(
         (status = 201, description = "Created (administrators only)", body = UserInfo),
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid or taken username, or too weak a password", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "The server is checking too many passwords at the moment: see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid or taken username, too weak a password, or (with an API token) your_password missing or wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many wrong passwords (your_password) from your address, or the server is checking too many passwords at the moment: see Retry-After", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn create_user(User(s): User, Body(u): Body<NewUser>) -> ApiResult<impl IntoResponse> {
     let user = s.create_user(u).await?;
@@ -171,8 +172,8 @@ async fn create_user(User(s): User, Body(u): Body<NewUser>) -> ApiResult<impl In
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Disabling yourself or taking your own administrator role", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Too weak a password", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "The server is checking too many passwords at the moment: see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Too weak a password, or (with an API token, for a password, the administrator role or enabling) your_password missing or wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many wrong passwords (your_password) from your address, or the server is checking too many passwords at the moment: see Retry-After", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn update_user(User(s): User, Path(p): Path<UserPath>, Body(u): Body<UserPatch>) -> ApiResult<Json<UserInfo>> {
     Ok(Json(s.update_user(&p.username, u).await?))
@@ -189,7 +190,8 @@ async fn list_invitations(User(s): User) -> ApiResult<Json<Vec<InvitationInfo>>>
         (status = 201, description = "Created (administrators only): the link, shown this once, works once for 7 days", body = CreatedInvitation),
         (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such project", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A project without a role, or a role without a project", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A project without a role, a role without a project, or (with an API token) your_password missing or wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many wrong passwords (your_password) from your address, or the server is checking too many passwords at the moment: see Retry-After", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn create_invitation(User(s): User, Body(i): Body<NewInvitation>) -> ApiResult<impl IntoResponse> {
     let invitation = s.create_invitation(i).await?;

@@ -59,7 +59,9 @@ pub async fn list_users() -> Result<Vec<UserInfo>, AppError> {
 
 #[server]
 pub async fn create_user(username: String, password: String, admin: bool) -> Result<UserInfo, AppError> {
-    answer(services()?.create_user(pergola_domain::wire::NewUser { username, password, admin }).await)
+    answer(
+        services()?.create_user(pergola_domain::wire::NewUser { username, password, admin, your_password: None }).await,
+    )
 }
 
 /// `change`: `disable`, `enable`, `grant-admin`, `revoke-admin` or `reset-password` (with
@@ -92,7 +94,7 @@ pub async fn create_token(name: String, expires_in_days: String) -> Result<Creat
             AppError(pergola_domain::Error::validation("expires_in_days", "The expiry must be a number of days."))
         })?),
     };
-    answer(services()?.create_token(&name, days).await)
+    answer(services()?.create_token(&name, days, None).await)
 }
 
 #[server]
@@ -113,5 +115,9 @@ pub async fn create_invitation(admin: bool, project: String, role: String) -> Re
         Some(_) => Some(answer(pergola_domain::Role::parse(&role))?),
         None => None,
     };
-    answer(services()?.create_invitation(pergola_domain::wire::NewInvitation { admin, project, role }).await)
+    answer(
+        services()?
+            .create_invitation(pergola_domain::wire::NewInvitation { admin, project, role, your_password: None })
+            .await,
+    )
 }

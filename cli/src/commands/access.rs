@@ -90,8 +90,30 @@ pub fn whoami(client: &Client, out: &Printer) -> Result<(), Failure> {
 }
 
 /// Prints the new token alone on stdout, so that `TOKEN=$(pergola create token ci)` works.
-pub fn create_token(client: &Client, out: &Printer, name: String, expires_in: Option<u32>) -> Result<(), Failure> {
-    let created: CreatedToken = client.post("/api/v1/tokens", &NewToken { name, expires_in_days: expires_in })?;
+/// The prompt for the caller's own password (the server asks it of a token that makes a way
+/// in: a token, a user).
+pub const YOUR_PASSWORD: &str = "Your own password, to confirm it is you: ";
+
+/// The caller's own password: asked for on a terminal, else the next line of stdin with
+/// `--password-stdin`; `None` when empty.
+pub fn your_password(password_stdin: bool) -> Result<Option<String>, Failure> {
+    let interactive = std::io::stdin().is_terminal();
+    if !interactive && !password_stdin {
+        return Err(Failure::new("give --password-stdin to read your password from stdin.".into()));
+    }
+    Ok(Some(secret(YOUR_PASSWORD, interactive && !password_stdin)?).filter(|p| !p.is_empty()))
+}
+
+pub fn create_token(
+    client: &Client,
+    out: &Printer,
+    name: String,
+    expires_in: Option<u32>,
+    password_stdin: bool,
+) -> Result<(), Failure> {
+    let your_password = your_password(password_stdin)?;
+    let body = NewToken { name, expires_in_days: expires_in, your_password };
+    let created: CreatedToken = client.post("/api/v1/tokens", &body)?;
     if out.format == Output::Table && std::io::stderr().is_terminal() {
         let expiry = created.expires_at.map(|t| format!(", valid until {}", format_time(t))).unwrap_or_default();
         let name = escape_controls(&created.name);

@@ -53,8 +53,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Login { .. } | Command::Completion { .. } => unreachable!("handled above"),
         Command::Logout => access::logout(client, out, &stored),
         Command::Whoami => access::whoami(client, out),
-        Command::Create { what: CreateWhat::Token { name, expires_in } } => {
-            access::create_token(client, out, name, expires_in)
+        Command::Create { what: CreateWhat::Token { name, expires_in, password_stdin } } => {
+            access::create_token(client, out, name, expires_in, password_stdin)
         }
         Command::List { what: ListWhat::Token } => access::list_tokens(client, out),
         Command::Delete { what: DeleteWhat::Token { name } } => access::delete_token(client, out, &name),

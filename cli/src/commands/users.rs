@@ -1,6 +1,6 @@
 //! `pergola create|list user` (administrators).
 
-use super::access::{read_hidden, secret};
+use super::access::{read_hidden, secret, YOUR_PASSWORD as YOURS};
 use crate::client::{Client, Failure};
 use crate::output::Printer;
 use pergola_domain::wire::NewUser;
@@ -15,18 +15,22 @@ pub fn create(
     password_stdin: bool,
 ) -> Result<(), Failure> {
     let interactive = std::io::stdin().is_terminal();
-    let password = if password_stdin {
-        secret(&format!("Password for {username}: "), interactive)?
+    let (password, yours) = if password_stdin {
+        (secret(&format!("Password for {username}: "), interactive)?, secret(YOURS, interactive)?)
     } else if interactive {
         let first = read_hidden(&format!("Password for {username}: "))?;
         if read_hidden("Repeat it: ")? != first {
             return Err(Failure::new("the two passwords differ; nothing was created.".into()));
         }
-        first
+        (first, read_hidden(YOURS)?)
     } else {
-        return Err(Failure::new("give --password-stdin to read the new user's password from stdin.".into()));
+        return Err(Failure::new(
+            "give --password-stdin to read the new user's password (first line) and yours (second line) from stdin."
+                .into(),
+        ));
     };
-    let user: UserInfo = client.post("/api/v1/users", &NewUser { username, password, admin })?;
+    let body = NewUser { username, password, admin, your_password: Some(yours).filter(|p| !p.is_empty()) };
+    let user: UserInfo = client.post("/api/v1/users", &body)?;
     out.one(&user, || {
         let what = if user.is_admin { "Administrator" } else { "User" };
         format!(

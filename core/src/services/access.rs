@@ -14,6 +14,7 @@
 
 use super::{internal, Services};
 use crate::credentials::{self, SecretKind};
+use crate::places::{CountedPlaces, Place};
 use crate::store::{AuditEvent, AuditFilter, InvitationRow, SessionRow, TokenRow, UserRow};
 use crate::StoreError;
 use chrono::Duration;
@@ -173,46 +174,18 @@ fn hashing_slots() -> &'static tokio::sync::Semaphore {
 const WAITING_PER_ADDRESS: usize = 8;
 
 /// The password checks waiting for a slot on this server, per address.
-type Waiting = std::sync::Mutex<std::collections::HashMap<String, usize>>;
-
-fn waiting() -> &'static Waiting {
-    static WAITING: std::sync::OnceLock<Waiting> = std::sync::OnceLock::new();
+fn waiting() -> &'static CountedPlaces {
+    static WAITING: std::sync::OnceLock<CountedPlaces> = std::sync::OnceLock::new();
     WAITING.get_or_init(Default::default)
 }
 
-/// One of an address's [`WAITING_PER_ADDRESS`] places in the queue for a [`HashingSlot`],
-/// given back when dropped.
-struct WaitingPlace {
-    waiting: &'static Waiting,
-    address: String,
-}
-
-impl WaitingPlace {
-    /// A place for `address` in `waiting`, or 429 when it already has `limit`.
-    fn take(waiting: &'static Waiting, address: &str, limit: usize) -> Result<WaitingPlace, Error> {
-        let mut counts = waiting.lock().expect("waiting password checks");
-        let count = counts.entry(address.to_owned()).or_default();
-        if *count >= limit {
-            return Err(Error {
-                message: "Too many sign-ins from your address at the moment: try again in a few seconds.".into(),
-                ..Error::too_many_requests(HASHING_RETRY_SECS)
-            });
-        }
-        *count += 1;
-        Ok(WaitingPlace { waiting, address: address.to_owned() })
-    }
-}
-
-impl Drop for WaitingPlace {
-    fn drop(&mut self) {
-        let mut counts = self.waiting.lock().expect("waiting password checks");
-        if let Some(count) = counts.get_mut(&self.address) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.address);
-            }
-        }
-    }
+/// One of `address`'s places (at most `limit`) in the queue for a [`HashingSlot`], given back
+/// when dropped; 429 when it holds them all.
+fn waiting_place(waiting: &CountedPlaces, address: &str, limit: usize) -> Result<Place, Error> {
+    waiting.take(address, limit).ok_or_else(|| Error {
+        message: "Too many sign-ins from your address at the moment: try again in a few seconds.".into(),
+        ..Error::too_many_requests(HASHING_RETRY_SECS)
+    })
 }
 
 /// A [`HashingSlot`], waited for at most [`HASHING_WAIT`]; after it, 429 (try again shortly).
@@ -496,7 +469,7 @@ impl Services {
         // Waited for before the try is recorded: a busy server costs nobody a try. Each
         // address waits in a few places of the queue at most.
         let slot = {
-            let _place = WaitingPlace::take(waiting(), counted, WAITING_PER_ADDRESS)?;
+            let _place = waiting_place(waiting(), counted, WAITING_PER_ADDRESS)?;
             hashing_slot().await?
         };
         let now = self.clock.now();
@@ -537,7 +510,7 @@ impl Services {
             // The streams the replaced token opened end now, not at their next check.
             self.changes.access_changed(&acting.caller().user_id);
         }
-        acting.create_token(&token_name, expires_in_days).await
+        acting.create_token(&token_name, expires_in_days, None).await
     }
 
     async fn start_session(&self, caller: &Caller) -> Result<String, Error> {
@@ -673,7 +646,20 @@ impl Services {
         let password_hash = hash(password).await?;
         let taken = self.store.take_invitation(&token_hash, now).await;
         let invitation = taken.map_err(internal("use an invitation"))?.ok_or_else(gone)?;
-        let user = self.insert_hashed_user(username, password_hash, invitation.is_admin).await?;
+        let user = match self.insert_hashed_user(username, password_hash, invitation.is_admin).await {
+            Ok(user) => user,
+            Err(e) => {
+                // The username was taken meanwhile (by someone accepting another invitation at
+                // the same moment): this invitation stays usable. (After any other failure the
+                // account may have been made: the invitation stays used.)
+                if e.is_for("username") {
+                    if let Err(back) = self.store.give_back_invitation(&token_hash, now).await {
+                        tracing::warn!(error = %back, "could not give an invitation back");
+                    }
+                }
+                return Err(e);
+            }
+        };
         let caller = Caller::of(&user, None, address);
         let acting = self.acting(caller.clone());
         let message =
@@ -836,6 +822,7 @@ impl Acting {
 
     pub async fn create_user(&self, input: NewUser) -> Result<UserInfo, Error> {
         self.allow(Action::AdministerUsers, None, "").await?;
+        self.confirm_it_is_you(input.your_password.as_deref(), "creating a user").await?;
         let user = self.insert_user(&input.username, &input.password, input.admin).await?;
         let what = if user.is_admin { "Administrator" } else { "User" };
         self.audit(None, None, "user.created", &user.username, format!("{what} '{}' created.", user.username)).await;
@@ -864,6 +851,12 @@ impl Acting {
         }
         if myself && patch.admin == Some(false) {
             return Err(Error::invalid_state("You cannot take your own administrator role."));
+        }
+        let lets_in = patch.password.is_some()
+            || (patch.admin == Some(true) && !user.is_admin)
+            || (patch.disabled == Some(false) && user.disabled_at.is_some());
+        if lets_in {
+            self.confirm_it_is_you(patch.your_password.as_deref(), "this change").await?;
         }
         let now = self.clock.now();
         let mut changes = Vec::new();
@@ -902,24 +895,12 @@ impl Acting {
     /// Guesses of `current` count with the sign-in throttle's (same username, same address):
     /// after too many, even the right one is refused (429) until the window passes.
     pub async fn change_password(&self, current: &str, new: &str) -> Result<(), Error> {
-        let user = self
-            .store
-            .get_user(&self.caller.user_id)
-            .await
-            .map_err(internal("read the signed-in user"))?
-            .ok_or_else(Error::unauthenticated)?;
-        let name = access::normalize_username(&user.username);
-        let counted = pergola_domain::Throttle::address_key(self.caller.address.as_deref().unwrap_or(""));
-        let slot = self.password_attempt(&name, &counted).await?;
-        let right = current.len() <= access::MAX_PASSWORD_BYTES
-            && verify(slot, current, Some(user.password_hash.clone())).await;
-        if !right {
-            // Already recorded as a failure (by `password_attempt`).
+        let Some(user) = self.own_password_is(current).await? else {
+            let name = access::normalize_username(&self.caller.username);
             let message = format!("Wrong current password given to change the password of '{name}'.");
             self.audit(None, None, "user.password-change-failed", &name, message).await;
             return Err(Error::validation("current", "The current password is not right."));
-        }
-        self.store.clear_sign_in_failures(&name, &counted).await.map_err(internal("clear failed sign-ins"))?;
+        };
         access::validate_password(new).map_err(|mut e| {
             e.field = Some("new".into());
             e
@@ -936,6 +917,60 @@ impl Acting {
         self.store.delete_user_sessions(&user.id, keep).await.map_err(internal("end a user's other sessions"))?;
         self.changes.access_changed(&user.id);
         self.audit(None, None, "user.password-changed", &user.username, "Password changed.".into()).await;
+        Ok(())
+    }
+
+    /// Whether `given` is the caller's own password: their row when it is, `None` when not.
+    /// Guesses count with the sign-in throttle's (same username, same address): after too
+    /// many, even the right one is refused (429) until the window passes.
+    async fn own_password_is(&self, given: &str) -> Result<Option<UserRow>, Error> {
+        // Still signed in by what signed them in (a token revoked meanwhile confirms nothing).
+        if self.refreshed(&self.caller).await?.is_none() {
+            return Err(Error::unauthenticated());
+        }
+        let user = self
+            .store
+            .get_user(&self.caller.user_id)
+            .await
+            .map_err(internal("read the signed-in user"))?
+            .ok_or_else(Error::unauthenticated)?;
+        let name = access::normalize_username(&user.username);
+        let counted = pergola_domain::Throttle::address_key(self.caller.address.as_deref().unwrap_or(""));
+        let slot = self.password_attempt(&name, &counted).await?;
+        let right =
+            given.len() <= access::MAX_PASSWORD_BYTES && verify(slot, given, Some(user.password_hash.clone())).await;
+        if !right {
+            // Already recorded as a failure (by `password_attempt`).
+            return Ok(None);
+        }
+        self.store.clear_sign_in_failures(&name, &counted).await.map_err(internal("clear failed sign-ins"))?;
+        Ok(Some(user))
+    }
+
+    /// Through an API token, what lets someone in — a new account, a password, the
+    /// administrator role, an account enabled again, an invitation — needs the caller's own
+    /// password too (`given`, the request's `your_password`): a leaked token alone leaves no
+    /// way in that outlives it. A dashboard session, or a password checked just now, needs
+    /// nothing more. `what` names the change for the messages ("creating a user" …).
+    async fn confirm_it_is_you(&self, given: Option<&str>, what: &str) -> Result<(), Error> {
+        if self.caller.token.is_none() {
+            return Ok(());
+        }
+        let Some(given) = given.filter(|given| !given.is_empty()) else {
+            return Err(Error::validation(
+                "your_password",
+                format!(
+                    "With an API token, {what} needs your own password too (your_password): a token alone makes \
+                     no way in that outlives it."
+                ),
+            ));
+        };
+        if self.own_password_is(given).await?.is_none() {
+            let name = access::normalize_username(&self.caller.username);
+            let message = format!("Wrong password given by '{name}' to confirm {what}.");
+            self.audit(None, None, "user.confirm-failed", &name, message).await;
+            return Err(Error::validation("your_password", "Your password is not right."));
+        }
         Ok(())
     }
 
@@ -962,6 +997,7 @@ impl Acting {
             (None, Some(_)) => return Err(Error::validation("project", "A role needs a project.")),
             (_, role) => role,
         };
+        self.confirm_it_is_you(input.your_password.as_deref(), "an invitation").await?;
         let secret = credentials::new_secret(SecretKind::Invitation);
         let now = self.clock.now();
         let row = InvitationRow {
@@ -1010,23 +1046,20 @@ impl Acting {
     // --- The caller's API tokens
 
     /// A new personal API token, shown this once. Its name must not be taken by a live token.
-    /// A request made with a token makes no token that outlives it: the new one expires when
-    /// that one does, at the latest (a leaked token cannot mint one that never ends).
-    pub async fn create_token(&self, name: &str, expires_in_days: Option<u32>) -> Result<CreatedToken, Error> {
+    /// A request made with a token makes one only with the caller's own password too
+    /// (`your_password`, see [`Acting::confirm_it_is_you`]): a leaked token cannot mint one
+    /// that outlives it.
+    pub async fn create_token(
+        &self,
+        name: &str,
+        expires_in_days: Option<u32>,
+        your_password: Option<&str>,
+    ) -> Result<CreatedToken, Error> {
         let name = access::validate_token_name(name)?;
         let days = access::validate_expiry_days("expires_in_days", expires_in_days)?;
+        self.confirm_it_is_you(your_password, "creating a token").await?;
         let now = self.clock.now();
-        let mut expires_at = days.map(|d| now + Duration::days(i64::from(d)));
-        if self.caller.token.is_some() {
-            let parent = match &self.caller.credential {
-                Some(Credential::Token(hash)) => self.live_token(hash, now).await?,
-                _ => return Err(Error::forbidden("Sign in with a password to create API tokens.")),
-            };
-            let Some((parent, _)) = parent else { return Err(Error::unauthenticated()) };
-            if let Some(end) = parent.expires_at {
-                expires_at = Some(expires_at.map_or(end, |wanted| wanted.min(end)));
-            }
-        }
+        let expires_at = days.map(|d| now + Duration::days(i64::from(d)));
         let secret = credentials::new_secret(SecretKind::ApiToken);
         let row = TokenRow {
             id: uuid::Uuid::new_v4().to_string(),
@@ -1190,13 +1223,13 @@ mod tests {
 
     #[test]
     fn one_address_waits_in_a_few_places_of_the_queue_and_others_still_get_theirs() {
-        let waiting: &'static Waiting = Box::leak(Box::default());
-        let flood: Vec<WaitingPlace> = (0..3).map(|_| WaitingPlace::take(waiting, "203.0.113.9", 3).unwrap()).collect();
-        let refused = WaitingPlace::take(waiting, "203.0.113.9", 3).err().expect("a fourth place refused");
+        let waiting = CountedPlaces::default();
+        let flood: Vec<Place> = (0..3).map(|_| waiting_place(&waiting, "203.0.113.9", 3).unwrap()).collect();
+        let refused = waiting_place(&waiting, "203.0.113.9", 3).expect_err("a fourth place refused");
         assert_eq!((refused.kind, refused.retry_after), (ErrorKind::TooManyRequests, Some(HASHING_RETRY_SECS)));
-        assert!(WaitingPlace::take(waiting, "198.51.100.7", 3).is_ok(), "another address has its places");
+        assert!(waiting_place(&waiting, "198.51.100.7", 3).is_ok(), "another address has its places");
         drop(flood);
-        assert!(waiting.lock().unwrap().is_empty(), "given back: {:?}", waiting.lock().unwrap());
-        assert!(WaitingPlace::take(waiting, "203.0.113.9", 3).is_ok(), "the address may wait again");
+        assert_eq!(waiting.keys(), 0, "given back");
+        assert!(waiting_place(&waiting, "203.0.113.9", 3).is_ok(), "the address may wait again");
     }
 }

@@ -4,11 +4,11 @@
 //! token, a disabled user, a member removed), with the caller's credential, administrator
 //! role and project roles read afresh; they end when the server stops and after [`MAX_LIFE`]
 //! (a client opens a new stream, signing in again). One user holds at most
-//! [`STREAMS_PER_USER`] streams.
+//! [`STREAMS_PER_USER`] streams, a server half the connections it accepts.
 
 use super::{Acting, Services};
 pub use crate::live::STREAMS_PER_USER;
-use crate::live::{Heard, Subscription};
+use crate::live::{Heard, StreamsFull, Subscription};
 use crate::StageKey;
 use pergola_domain::access::Action;
 use pergola_domain::logs::LogQuery;
@@ -156,18 +156,19 @@ impl Acting {
         Ok((first, follow))
     }
 
-    /// A subscription to the changes, counted among the caller's open streams.
+    /// A subscription to the changes, counted among the caller's open streams and the server's.
     fn subscribe(&self) -> Result<Subscription, Error> {
-        self.changes.subscribe_as(&self.caller().user_id).ok_or_else(|| Error {
-            retry_after: Some(RECHECK.as_secs()),
-            ..Error::new(
-                ErrorKind::TooManyRequests,
-                format!(
-                    "You have {STREAMS_PER_USER} live streams open, the most one user may have: close a tab or a \
-                     `pergola logs --follow` and try again."
-                ),
-            )
-        })
+        let message = match self.changes.subscribe_as(&self.caller().user_id) {
+            Ok(subscription) => return Ok(subscription),
+            Err(StreamsFull::User) => format!(
+                "You have {STREAMS_PER_USER} live streams open, the most one user may have: close a tab or a \
+                 `pergola logs --follow` and try again."
+            ),
+            Err(StreamsFull::Server) => {
+                "The server has as many live streams open as it holds: try again in a few seconds.".to_owned()
+            }
+        };
+        Err(Error { retry_after: Some(RECHECK.as_secs()), ..Error::new(ErrorKind::TooManyRequests, message) })
     }
 
     /// Whether the caller — still signed in by the same session or token, with their
@@ -257,7 +258,7 @@ impl Watch {
     }
 
     fn concerns(&self, change: &crate::live::Change) -> bool {
-        change.project == self.project && (self.stage.is_none() || change.stage.is_none() || change.stage == self.stage)
+        change.reaches(&self.project, self.stage.as_deref())
     }
 
     /// Lets the changes that come right after one arrive, so that a burst is one note; true

@@ -27,11 +27,16 @@ impl Services {
         // Reading /proc is blocking work.
         let made = tokio::task::spawn_blocking(move || book.sample(now, runtime.usage())).await.unwrap_or_default();
         self.keep_points(&made).await;
-        let mut stages: Vec<&StageKey> = made.iter().map(|p| &p.key).collect();
-        stages.sort();
-        stages.dedup();
-        for key in stages {
-            self.changes.publish_metrics(&key.project, &key.stage);
+        // One change names many stages of a project (a sample of every running stage is a few
+        // changes, not one per stage).
+        let mut stages: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for key in made.iter().map(|p| &p.key) {
+            stages.entry(&key.project).or_default().push(&key.stage);
+        }
+        for (project, mut stages) in stages {
+            stages.sort_unstable();
+            stages.dedup();
+            self.changes.publish_metrics(project, &stages);
         }
     }
 

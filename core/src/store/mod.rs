@@ -491,6 +491,9 @@ pub trait Store: Send + Sync {
     /// Uses an invitation: marks it used at `now` and returns it, if it is unused and not
     /// expired at `now` (compare-and-set: of concurrent takers, one wins).
     async fn take_invitation(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<InvitationRow>>;
+    /// Gives back an invitation taken at `taken_at` (its account could not be made): it is
+    /// unused again. One taken at another moment (by someone else) is left alone.
+    async fn give_back_invitation(&self, token_hash: &str, taken_at: DateTime<Utc>) -> StoreResult<()>;
     /// Invitations not used yet and not expired at `now`, newest first.
     async fn list_open_invitations(&self, now: DateTime<Utc>) -> StoreResult<Vec<InvitationRow>>;
 

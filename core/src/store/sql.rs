@@ -1389,6 +1389,15 @@ macro_rules! sql_store {
                 .transpose()
             }
 
+            async fn give_back_invitation(&self, token_hash: &str, taken_at: DateTime<Utc>) -> StoreResult<()> {
+                sqlx::query("UPDATE invitations SET used_at = NULL WHERE token_hash = $1 AND used_at = $2")
+                    .bind(token_hash)
+                    .bind(millis(taken_at))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
             async fn list_open_invitations(&self, now: DateTime<Utc>) -> StoreResult<Vec<InvitationRow>> {
                 sqlx::query(&format!(
                     "SELECT {INVITATION_COLUMNS} FROM invitations WHERE used_at IS NULL AND expires_at > $1 \
