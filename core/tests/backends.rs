@@ -1972,6 +1972,11 @@ async fn sharing_needs_the_right_role_and_answers_the_proxy(env: &Env) {
     let code = developer.share_code(&p, "prod", host).await.unwrap();
     env.clock.advance(Duration::seconds(61));
     assert_eq!(s.exchange_share_code(&code, &p, "prod", host, None).await.unwrap(), None, "expired");
+    // Hostile: a (leaked) API token asks for a share host's session, which would outlive it.
+    let token = env.admin.create_token("leaked-for-sharing", None, None).await.unwrap();
+    let by_token = s.acting(s.token_caller(&token.token, None).await.unwrap().unwrap());
+    let refused = by_token.share_code(&p, "prod", host).await.unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::Forbidden, "{refused:?}");
 }
 
 // --- Artifacts (issue 11): uploaded builds.

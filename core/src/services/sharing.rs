@@ -350,6 +350,13 @@ impl Acting {
     /// to the share host `host` of the live stage, if they may see it.
     pub async fn share_code(&self, project_id: &str, stage_id: &str, host: &str) -> Result<String, Error> {
         let stage = self.allow_stage(Action::ReadStage, project_id, stage_id).await?;
+        // A browser signed in to the dashboard is vouched for; an API token signs no browser in
+        // (the share host's session would outlive the token's revocation).
+        if self.caller().token.is_some() {
+            return Err(Error::forbidden(
+                "Open share links from the dashboard, signed in: an API token does not sign a browser in to them.",
+            ));
+        }
         self.live(stage)?;
         let secret = credentials::new_secret(SecretKind::Session);
         let code = secret.trim_start_matches(SecretKind::Session.prefix()).to_owned();
