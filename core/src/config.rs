@@ -23,6 +23,7 @@ pub const DATABASE_URL: &str = "DATABASE_URL";
 pub const PURGE_INTERVAL: &str = "PERGOLA_PURGE_INTERVAL_SECS";
 pub const GRACE: &str = "PERGOLA_GRACE_SECS";
 pub const SANDBOX: &str = "PERGOLA_SANDBOX";
+pub const OUTBOUND_PORTS: &str = "PERGOLA_OUTBOUND_PORTS";
 pub const SECRET_KEY: &str = "PERGOLA_SECRET_KEY";
 pub const SHARE_DOMAIN: &str = "PERGOLA_SHARE_DOMAIN";
 pub const SHARE_PORT: &str = "PERGOLA_SHARE_PORT";
@@ -94,6 +95,15 @@ pub const SETTINGS: &[Setting] = &[
                   `bwrap` is missing or cannot create namespaces. `off`: components run unsandboxed, as the \
                   server's user (a warning is logged at start-up)",
         default: "`on`",
+    },
+    Setting {
+        name: OUTBOUND_PORTS,
+        meaning: "the TCP ports components of the local runtime may connect to (besides their own stage's \
+                  services): ports and ranges, comma-separated (`53,80,443,5432`, `8000-8099`; at most 1 024 \
+                  ports), `none`, or `all` for no limit. On this machine too: a port listed here reaches what \
+                  listens on it on the machine, so keep the machine's own databases on other ports. A component \
+                  listens only on its own `PORT`. Needs Landlock (Linux 6.7 or newer); see **Sandbox**",
+        default: "`53,80,443`",
     },
     Setting {
         name: SECRET_KEY,
@@ -285,6 +295,8 @@ pub struct ServerConfig {
     pub grace: Duration,
     /// Whether components run in the bubblewrap sandbox (`PERGOLA_SANDBOX`, `on` by default).
     pub sandbox: bool,
+    /// The TCP ports components may connect to (`PERGOLA_OUTBOUND_PORTS`).
+    pub outbound_ports: OutboundPorts,
     /// `None`: the key file in the data dir.
     pub secret_key: Option<String>,
     pub share_domain: String,
@@ -443,6 +455,10 @@ impl ServerConfig {
             ),
         };
         let sandbox = on_off(&var, SANDBOX, true)?;
+        let outbound_ports = match var(OUTBOUND_PORTS) {
+            None => OutboundPorts::default(),
+            Some(text) => OutboundPorts::parse(&text).map_err(|e| format!("{OUTBOUND_PORTS} {e}"))?,
+        };
         let runtime = match var(RUNTIME).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
             None | Some("local") => RuntimeKind::Local,
             Some("kubernetes") => RuntimeKind::Kubernetes,
@@ -468,6 +484,7 @@ impl ServerConfig {
             purge_interval,
             grace,
             sandbox,
+            outbound_ports,
             secret_key: var(SECRET_KEY),
             share_domain: var(SHARE_DOMAIN).unwrap_or_else(|| "localhost".into()),
             share_port,
@@ -629,6 +646,81 @@ fn count(
     }
 }
 
+/// The TCP ports components may connect to, besides their own stage's services.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutboundPorts {
+    /// No limit.
+    All,
+    /// These only (sorted, each once; possibly none).
+    Only(Vec<u16>),
+}
+
+impl Default for OutboundPorts {
+    /// DNS over TCP, HTTP and HTTPS.
+    fn default() -> Self {
+        OutboundPorts::Only(vec![53, 80, 443])
+    }
+}
+
+impl OutboundPorts {
+    /// The most ports a list may name (each is a rule the kernel keeps per component).
+    pub const MAX: usize = 1024;
+
+    /// `all`, `none`, or ports and ranges, comma-separated (`53, 80,443, 8000-8099`); the error
+    /// says what is wrong (after the variable's name).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        match text.to_ascii_lowercase().as_str() {
+            "all" => return Ok(OutboundPorts::All),
+            "none" => return Ok(OutboundPorts::Only(Vec::new())),
+            _ => {}
+        }
+        let port = |p: &str| -> Result<u16, String> {
+            p.trim().parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                format!(
+                    "must be ports (1–65535) or ranges such as 8000-8099, comma-separated, `all` or `none`, not '{p}'"
+                )
+            })
+        };
+        let mut ports = Vec::new();
+        for part in text.split(',') {
+            let (low, high) = match part.split_once('-') {
+                Some((low, high)) => (port(low)?, port(high)?),
+                None => (port(part)?, port(part)?),
+            };
+            if low > high {
+                return Err(format!("has a range that ends before it begins: '{}'", part.trim()));
+            }
+            ports.extend(low..=high);
+            ports.sort_unstable();
+            ports.dedup();
+            if ports.len() > Self::MAX {
+                return Err(format!("names more than {} ports: use `all` for no limit", Self::MAX));
+            }
+        }
+        Ok(OutboundPorts::Only(ports))
+    }
+
+    /// Said in a sentence's words: `any port`, `no port`, `ports 53, 80 and 443`.
+    pub fn describe(&self) -> String {
+        match self {
+            OutboundPorts::All => "any port".into(),
+            OutboundPorts::Only(ports) if ports.is_empty() => "no port".into(),
+            OutboundPorts::Only(ports) if ports.len() == 1 => format!("port {}", ports[0]),
+            OutboundPorts::Only(ports) => {
+                let shown: Vec<String> = ports.iter().take(12).map(u16::to_string).collect();
+                let more = ports.len() - shown.len();
+                if more > 0 {
+                    format!("ports {} and {more} more", shown.join(", "))
+                } else {
+                    let (last, first) = shown.split_last().expect("two or more");
+                    format!("ports {} and {last}", first.join(", "))
+                }
+            }
+        }
+    }
+}
+
 /// `on` or `off` (any case, spaces around ignored).
 fn on_off(var: &impl Fn(&str) -> Option<String>, name: &str, default: bool) -> Result<bool, String> {
     match var(name).map(|v| v.trim().to_ascii_lowercase()) {
@@ -745,6 +837,28 @@ mod tests {
             let e = read(&[(name, bad)]).unwrap_err();
             assert!(e.starts_with(name) && e.contains(bad), "{e}");
         }
+    }
+
+    #[test]
+    fn outbound_ports_are_dns_and_the_web_unless_told_otherwise() {
+        assert_eq!(read(&[]).unwrap().outbound_ports, OutboundPorts::Only(vec![53, 80, 443]));
+        let c = read(&[(OUTBOUND_PORTS, " 443, 5432 ,80,8000-8003,443 ")]).unwrap();
+        assert_eq!(c.outbound_ports, OutboundPorts::Only(vec![80, 443, 5432, 8000, 8001, 8002, 8003]));
+        assert_eq!(read(&[(OUTBOUND_PORTS, "ALL")]).unwrap().outbound_ports, OutboundPorts::All);
+        assert_eq!(read(&[(OUTBOUND_PORTS, "none")]).unwrap().outbound_ports, OutboundPorts::Only(vec![]));
+        assert_eq!(OutboundPorts::parse("1-1024").unwrap(), OutboundPorts::Only((1..=1024).collect()));
+        for bad in ["", "0", "65536", "80,", "http", "9000-8000", "1-1025", "1-512,600-1112", "80;443"] {
+            let e = read(&[(OUTBOUND_PORTS, bad)]).unwrap_err();
+            assert!(e.starts_with(OUTBOUND_PORTS), "{bad}: {e}");
+        }
+        assert_eq!(OutboundPorts::default().describe(), "ports 53, 80 and 443");
+        assert_eq!(OutboundPorts::Only(vec![5432]).describe(), "port 5432");
+        assert_eq!(OutboundPorts::Only(vec![]).describe(), "no port");
+        assert_eq!(OutboundPorts::All.describe(), "any port");
+        assert_eq!(
+            OutboundPorts::Only((1..=20).collect()).describe(),
+            "ports 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 and 8 more"
+        );
     }
 
     #[test]

@@ -229,6 +229,11 @@ pub struct Isolation {
     pub limits: String,
     /// How each limit is enforced, in a sentence.
     pub limits_detail: String,
+    /// `landlock` (what a component may listen on and connect to is restricted), `shared` (the
+    /// machine's network, unrestricted) or `kubernetes` (a network policy per stage).
+    pub network: String,
+    /// What a component may do on the network, in a sentence.
+    pub network_detail: String,
 }
 
 impl Isolation {

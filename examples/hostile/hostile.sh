@@ -26,6 +26,15 @@ case "$1" in
     attempt "write its own storage" sh -c 'echo mine > "$PERGOLA_STORAGE_DATA/mine"'
     echo "vandalised"
     ;;
+  prowl)
+    # The machine's network: other stages' services, the server, the machine's databases (on
+    # 127.0.0.1), and a port to listen on that is not its own.
+    for p in $TARGET_CONNECT; do attempt "connect to 127.0.0.1:$p" bash -c "exec 3<>/dev/tcp/127.0.0.1/$p"; done
+    for p in $TARGET_LISTEN; do
+      attempt "listen on $p" python3 -c "import socket; socket.socket().bind(('127.0.0.1', $p))"
+    done
+    echo "prowled"
+    ;;
   flood)
     # FLOOD_MB megabytes without a newline, then bytes that are not UTF-8, then it idles.
     head -c "$((${FLOOD_MB:-200} * 1000000))" /dev/zero | tr '\0' 'x'
@@ -50,7 +59,7 @@ case "$1" in
     while :; do sleep 1; done
     ;;
   *)
-    echo "usage: hostile.sh snoop|vandal|flood|bomb|escape|stubborn" >&2
+    echo "usage: hostile.sh snoop|vandal|prowl|flood|bomb|escape|stubborn" >&2
     exit 2
     ;;
 esac

@@ -63,8 +63,8 @@ mod local;
 mod probe;
 
 pub use local::{
-    become_subreaper, reap_adopted, runtime_marker, spawn_reaper, Enforcer, LocalRuntime, Sandbox, MAX_RELEASE_BYTES,
-    MAX_RELEASE_FILES, SANDBOX_UID,
+    become_subreaper, reap_adopted, runtime_marker, spawn_reaper, Enforcer, LocalRuntime, NetworkGuard, Sandbox,
+    MAX_RELEASE_BYTES, MAX_RELEASE_FILES, SANDBOX_UID,
 };
 pub use pergola_core::runtime::{
     EventSink, EventStream, Runtime, RuntimeError, StageKey, StageSpec, StopMode, StopReport,

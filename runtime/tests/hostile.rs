@@ -6,7 +6,9 @@
 mod common;
 
 use pergola_domain::{parse_manifest, ComponentKind, ComponentSpec, ResourceLimits};
-use pergola_runtime::{ComponentState, LocalRuntime, Runtime, Sandbox, StageKey, StageSpec, StopMode, MAX_LINE_BYTES};
+use pergola_runtime::{
+    ComponentState, LocalRuntime, NetworkGuard, Runtime, Sandbox, StageKey, StageSpec, StopMode, MAX_LINE_BYTES,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -23,6 +25,10 @@ struct Rig {
     server: PathBuf,
     /// A copy of examples/hostile.
     build: PathBuf,
+    /// A service of the machine's own, on 127.0.0.1 (as its database would be).
+    machine: std::net::TcpListener,
+    /// A free port that is nobody's.
+    spare_port: u16,
 }
 
 impl Rig {
@@ -44,7 +50,9 @@ impl Rig {
         }
         let runtime = LocalRuntime::new(server.join("runtime")).hiding(&server);
         let runtime = if sandbox { runtime } else { runtime.with_sandbox(Sandbox::Off) };
-        Some(Rig { runtime, dir, server, build })
+        let machine = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let spare_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Some(Rig { runtime, dir, server, build, machine, spare_port })
     }
 
     fn data(&self) -> PathBuf {
@@ -62,7 +70,7 @@ impl Rig {
             kind: ComponentKind::Service,
             command: "sh".into(),
             image: None,
-            args: vec!["-c".into(), "echo up; exec sleep 600".into()],
+            args: vec!["-c".into(), "echo up; exec python3 -m http.server \"$PORT\" --bind 127.0.0.1".into()],
             port: None,
             schedule: None,
             health: None,
@@ -81,7 +89,19 @@ impl Rig {
         };
         self.runtime.start(spec, Duration::from_secs(5)).await.unwrap();
         self.wait_for("the victim", |r| r.logs("prod", "web").contains(&"up".to_owned())).await;
+        // Its service listens (a refused connection would look like a denied one).
+        self.wait_for("the victim's service", |r| {
+            let port = r.runtime.status(&StageKey::new("shop", "prod")).into_iter().find_map(|c| c.port);
+            port.is_some_and(|p| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok())
+        })
+        .await;
         volume
+    }
+
+    /// The victim's service port and the machine's own service (a listener of the test).
+    fn targets_to_connect(&self) -> Vec<u16> {
+        let victim = self.runtime.status(&StageKey::new("shop", "prod")).into_iter().find_map(|c| c.port);
+        victim.into_iter().chain([self.machine.local_addr().unwrap().port()]).collect()
     }
 
     /// The hostile build on the DEV stage, with `only` of its components (all when empty).
@@ -99,6 +119,11 @@ impl Rig {
             ("SNOOP_A".to_owned(), SECRET[..7].to_owned()),
             ("SNOOP_B".to_owned(), SECRET[7..].to_owned()),
             ("FLOOD_MB".to_owned(), "200".to_owned()),
+            (
+                "TARGET_CONNECT".to_owned(),
+                self.targets_to_connect().iter().map(u16::to_string).collect::<Vec<_>>().join(" "),
+            ),
+            ("TARGET_LISTEN".to_owned(), self.spare_port.to_string()),
         ]);
         let limits = ResourceLimits { memory_mib: 256, processes: 64, ..pergola_domain::LimitsPolicy::default().dev };
         let spec = StageSpec {
@@ -182,6 +207,15 @@ async fn the_hostile_build_is_contained_and_the_other_stage_keeps_running() {
     assert_eq!(rig.state("dev", "flood"), Some(ComponentState::Running), "the flood did not kill it");
     let grown = rss().saturating_sub(before);
     assert!(grown < 64 << 20, "the server's memory grew by {} MiB", grown >> 20);
+
+    // The machine's network: the other stage's service, the machine's own service, a port to
+    // listen on (where the kernel has Landlock's network rules).
+    rig.wait_for_line("prowl", "prowled").await;
+    let prowl = rig.logs("dev", "prowl");
+    if NetworkGuard::detect().restricts_tcp() {
+        assert!(!prowl.iter().any(|l| l.contains("GOT IT")), "{prowl:#?}");
+        assert_eq!(prowl.iter().filter(|l| l.ends_with(": denied")).count(), 3, "{prowl:#?}");
+    }
 
     // A fork bomb, a process escaping with setsid, one ignoring SIGTERM.
     rig.wait_for_line("bomb", "bombing").await;

@@ -5,9 +5,11 @@ mod common;
 
 use common::sh;
 
+use pergola_core::config::OutboundPorts;
 use pergola_domain::{ComponentKind, ComponentSpec, ResourceLimits};
 use pergola_runtime::{
-    ComponentState, Enforcer, LocalRuntime, Runtime, RuntimeError, Sandbox, StageKey, StageSpec, StopMode, SANDBOX_UID,
+    ComponentState, Enforcer, LocalRuntime, NetworkGuard, Runtime, RuntimeError, Sandbox, StageKey, StageSpec,
+    StopMode, SANDBOX_UID,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -566,4 +568,193 @@ async fn the_dashboard_is_told_how_components_are_isolated_and_limited() {
     let report = off.isolation_report();
     assert_eq!(report.sandbox, "off");
     assert!(report.unsandboxed() && report.sandbox_detail.contains("PERGOLA_SANDBOX=off"));
+}
+
+/// A free TCP port of the machine (nothing listens on it once this returns).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A Python script making one attempt per `KIND NAME PORT` of its arguments on 127.0.0.1 —
+/// `connect`, `mptcp` (an MPTCP connection, which falls back to TCP), `fastopen` (a TCP Fast
+/// Open send, which connects without `connect`), `listen`, `mptcp-listen` — printing `NAME: done`,
+/// `NAME: denied` (refused by permission, or the protocol or operation refused) or
+/// `NAME: failed: …` (anything else, a connection refused by nobody listening included).
+const PROBE: &str = r#"
+import errno, socket, sys
+def connect(port, proto=0):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, proto); s.settimeout(3); s.connect(("127.0.0.1", port)); s.close()
+def fastopen(port):
+    # Blocking: with a timeout, Python would take the send's EINPROGRESS for a failure.
+    s = socket.socket(); s.sendto(b"x", socket.MSG_FASTOPEN, ("127.0.0.1", port)); s.close()
+def listen(port, proto=0):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, proto); s.bind(("127.0.0.1", port)); s.listen(); s.close()
+KINDS = {"connect": connect, "mptcp": lambda p: connect(p, 262), "fastopen": fastopen,
+         "listen": listen, "mptcp-listen": lambda p: listen(p, 262)}
+args = sys.argv[1:]
+for kind, name, port in zip(args[0::3], args[1::3], args[2::3]):
+    try:
+        KINDS[kind](int(port)); print(name + ": done")
+    except OSError as e:
+        refused = e.errno in (errno.EACCES, errno.EPERM, errno.EPROTONOSUPPORT, errno.EOPNOTSUPP, errno.ENOSYS)
+        print(name + (": denied" if refused else ": failed: " + str(e)))
+print("END")
+"#;
+
+/// A service listening on its `PORT` (Python's HTTP server, from the host's `/usr`).
+fn web(name: &str, port: u16) -> ComponentSpec {
+    ComponentSpec {
+        port: Some(port),
+        ..sh(name, ComponentKind::Service, "exec python3 -m http.server \"$PORT\" --bind 127.0.0.1")
+    }
+}
+
+/// Hostile: a component reaches for another stage's service, the machine's own services and
+/// ports it was not given — over TCP, MPTCP and TCP Fast Open; it reaches its own stage's service
+/// and the outbound ports, and listens only where the system picks (a job has no PORT). Then the
+/// same attempts without the guard all get through, so the checks can fail.
+#[tokio::test]
+async fn a_component_connects_only_to_its_stage_and_the_outbound_ports_and_listens_only_on_its_own() {
+    let Some(mut rig) = Rig::new() else { return };
+    if !NetworkGuard::detect().restricts_tcp() {
+        eprintln!("SKIPPED: this kernel has no Landlock network rules (Linux 6.7 or newer)");
+        return;
+    }
+    std::fs::write(rig.build.join("probe.py"), PROBE).unwrap();
+    // The machine's own services, on a port allowed outbound and on one not.
+    let allowed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let private = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (allowed_port, private_port) = (allowed.local_addr().unwrap().port(), private.local_addr().unwrap().port());
+    let accepting = std::thread::spawn(move || {
+        // Connections are answered (and dropped) while the test runs.
+        for listener in [&allowed, &private] {
+            listener.set_nonblocking(true).unwrap();
+        }
+        let until = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < until {
+            let _ = (allowed.accept(), private.accept());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let (prod_port, qa_port, unused) = (free_port(), free_port(), free_port());
+    let attempts = |own: u16| -> Vec<String> {
+        [
+            ("connect", "its own stage's service", own),
+            ("connect", "another stage's service", prod_port),
+            ("connect", "the machine's private service", private_port),
+            ("connect", "the outbound port", allowed_port),
+            ("mptcp", "the machine's private service over MPTCP", private_port),
+            ("fastopen", "the machine's private service by Fast Open", private_port),
+            ("listen", "a port of its choosing", unused),
+            ("mptcp-listen", "a port of its choosing over MPTCP", unused),
+            ("listen", "where the system picks", 0),
+        ]
+        .iter()
+        .flat_map(|(kind, name, port)| [kind.to_string(), name.to_string(), port.to_string()])
+        .collect()
+    };
+    // The job starts once its stage's service listens.
+    let prober = |own: u16| {
+        ComponentSpec {
+        command: "sh".into(),
+        args: vec![
+            "-c".into(),
+            format!(
+                "until python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {own})).close()' 2>/dev/null; \
+                 do sleep 0.1; done; exec python3 probe.py \"$@\""
+            ),
+            "probe".into(),
+        ]
+        .into_iter()
+        .chain(attempts(own))
+        .collect(),
+        ..sh("prober", ComponentKind::Job, "")
+    }
+    };
+    rig.runtime =
+        LocalRuntime::new(rig.data()).hiding(&rig.server).with_outbound(OutboundPorts::Only(vec![allowed_port]));
+    rig.runtime.start(rig.spec("prod", 1, vec![web("api", prod_port)]), GRACE).await.unwrap();
+    // The other stage's service listens (a refused connection would look like a denied one).
+    rig.wait_for("the other stage's service", |_| std::net::TcpStream::connect(("127.0.0.1", prod_port)).is_ok()).await;
+    rig.runtime.start(rig.spec("qa", 1, vec![web("web", qa_port), prober(qa_port)]), GRACE).await.unwrap();
+    rig.wait_for("the prober", |r| r.logs("qa", "prober").contains(&"END".to_owned())).await;
+    let logs = rig.logs("qa", "prober");
+    for expected in [
+        "its own stage's service: done",
+        "another stage's service: denied",
+        "the machine's private service: denied",
+        "the outbound port: done",
+        "the machine's private service over MPTCP: denied",
+        "the machine's private service by Fast Open: denied",
+        "a port of its choosing: denied",
+        "a port of its choosing over MPTCP: denied",
+        "where the system picks: done",
+    ] {
+        assert!(logs.contains(&expected.to_owned()), "{expected}: {logs:#?}");
+    }
+    // What the dashboard is told.
+    let report = rig.runtime.isolation_report();
+    assert_eq!(report.network, "landlock");
+    assert!(report.network_detail.contains(&format!("port {allowed_port} (PERGOLA_OUTBOUND_PORTS)")), "{report:?}");
+    rig.runtime.stop(&StageKey::new("shop", "qa"), GRACE, StopMode::Halt).await;
+
+    // Without the guard, the same attempts get through.
+    let unguarded =
+        LocalRuntime::new(rig.dir.join("unguarded")).hiding(&rig.server).with_network_guard(NetworkGuard::none());
+    let dev_port = free_port();
+    let spec = StageSpec {
+        key: StageKey::new("shop", "dev"),
+        ..rig.spec("dev", 1, vec![web("web", dev_port), prober(dev_port)])
+    };
+    unguarded.start(spec, GRACE).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let logs = loop {
+        let logs: Vec<String> = unguarded
+            .logs(&StageKey::new("shop", "dev"), "prober")
+            .into_iter()
+            .filter(|l| l.stream != "pergola")
+            .map(|l| l.line)
+            .collect();
+        if logs.contains(&"END".to_owned()) {
+            break logs;
+        }
+        assert!(Instant::now() < deadline, "the unguarded prober: {logs:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let denied: Vec<&String> = logs.iter().filter(|l| !l.ends_with(": done") && *l != "END").collect();
+    assert!(denied.is_empty(), "without the guard everything gets through: {logs:#?}");
+    assert_eq!(unguarded.isolation_report().network, "shared");
+    unguarded.stop(&StageKey::new("shop", "dev"), GRACE, StopMode::Halt).await;
+    rig.runtime.stop(&StageKey::new("shop", "prod"), GRACE, StopMode::Halt).await;
+    drop(accepting);
+}
+
+/// Hostile, without the sandbox (components run as the server's user): a component signals the
+/// server and takes a port it was not given — Landlock holds both where the kernel scopes
+/// signals (Linux 6.12 or newer).
+#[tokio::test]
+async fn unsandboxed_a_component_cannot_signal_the_server_nor_listen_elsewhere() {
+    let Some(mut rig) = Rig::new() else { return };
+    if !NetworkGuard::detect().restricts_tcp() {
+        eprintln!("SKIPPED: this kernel has no Landlock network rules (Linux 6.7 or newer)");
+        return;
+    }
+    rig.runtime = LocalRuntime::new(rig.data()).hiding(&rig.server).with_sandbox(Sandbox::Off);
+    let unused = free_port();
+    let me = std::process::id();
+    let logs = rig
+        .run(
+            "qa",
+            "rogue",
+            &format!(
+                "if kill -0 {me} 2>/dev/null; then echo 'signal the server: done'; else echo 'signal the server: denied'; fi; \
+                 if python3 -c 'import socket; socket.socket().bind((\"127.0.0.1\", {unused}))' 2>/dev/null; \
+                 then echo 'listen elsewhere: done'; else echo 'listen elsewhere: denied'; fi"
+            ),
+        )
+        .await;
+    assert!(logs.contains(&"listen elsewhere: denied".to_owned()), "{logs:?}");
+    if rig.runtime.isolation_report().network_detail.contains("cannot signal the server") {
+        assert!(logs.contains(&"signal the server: denied".to_owned()), "{logs:?}");
+    }
 }

@@ -30,7 +30,9 @@ impl Chosen {
                         "cannot become a child subreaper: escaped component processes go to init"
                     ),
                 }
-                let runtime = LocalRuntime::new(data_dir.join("runtime")).hiding(data_dir);
+                let runtime = LocalRuntime::new(data_dir.join("runtime"))
+                    .hiding(data_dir)
+                    .with_outbound(config.outbound_ports.clone());
                 let runtime = Arc::new(if config.sandbox { runtime } else { runtime.with_sandbox(Sandbox::Off) });
                 match (config.sandbox, runtime.can_start_stages()) {
                     (true, true) => tracing::info!("{}", runtime.sandbox_status()),
@@ -39,6 +41,11 @@ impl Chosen {
                 }
                 let limits = runtime.isolation_report();
                 tracing::info!(mode = limits.limits, "resource limits per stage type: {}", limits.limits_detail);
+                if limits.network == "shared" {
+                    tracing::warn!("network: {}", limits.network_detail);
+                } else {
+                    tracing::info!(mode = limits.network, "network: {}", limits.network_detail);
+                }
                 Ok(Chosen::Local(runtime))
             }
             #[cfg(feature = "kubernetes")]

@@ -716,6 +716,10 @@ impl Runtime for KubernetesRuntime {
             limits_detail: "Each component's memory limit and CPU request come from its stage type; a priority class \
                  per stage type schedules PROD first."
                 .into(),
+            network: "kubernetes".into(),
+            network_detail: "A network policy per stage: only the stage's own pods and the control plane reach its \
+                 pods."
+                .into(),
         })
     }
 }

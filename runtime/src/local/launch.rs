@@ -41,6 +41,9 @@ pub(super) struct Launch {
     pub(super) sandbox: Option<(PathBuf, Vec<OsString>)>,
     /// Its resource limits (applied between fork and exec).
     pub(super) limits: Applied,
+    /// What it may do on the network (put on it between fork and exec); `None` where the
+    /// kernel cannot restrict it. Set once the stage's ports are known (see `start`).
+    pub(super) network: Option<super::network::Rules>,
 }
 
 impl Launch {
@@ -117,6 +120,7 @@ impl LocalRuntime {
             tmp: tmp.to_path_buf(),
             sandbox,
             limits: self.limits.prepare(&self.cgroup_path(&spec.key, &c.name), &spec.limits)?,
+            network: None,
         })
     }
 

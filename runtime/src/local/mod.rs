@@ -12,6 +12,7 @@
 //! - `reaper`: processes an earlier, killed server left behind;
 //! - `children`: the server as a child subreaper: adopted processes collected, a stage's strays found;
 //! - `limits`: the resource limits of a component's processes;
+//! - `network`: what a component may do on the machine's network (Landlock);
 //! - `copy`: a stage's storage copied for a duplicate, by file descriptors (no symlink followed).
 //!
 //! Under its data directory: `storage/<project>/<stage>/<volume>` (kept until the purge),
@@ -26,6 +27,7 @@ mod copy;
 mod jobs;
 mod launch;
 mod limits;
+mod network;
 mod process;
 mod reaper;
 mod release;
@@ -36,6 +38,7 @@ mod usage;
 pub use children::{become_subreaper, reap_adopted, spawn_reaper};
 pub use launch::runtime_marker;
 pub use limits::Enforcer;
+pub use network::NetworkGuard;
 pub use release::{MAX_RELEASE_BYTES, MAX_RELEASE_FILES};
 pub use sandbox::{Sandbox, SANDBOX_UID};
 
@@ -48,6 +51,7 @@ use chrono::Utc;
 use component::Component;
 use jobs::{record, recorded, run_cron, CronTiming, JobRun, Runs};
 use launch::assign_port;
+use pergola_core::config::OutboundPorts;
 use pergola_core::{ComponentUsage, EventSink};
 use pergola_domain::{ComponentKind, ComponentSpec, Isolation, Schedule};
 use std::collections::HashMap;
@@ -81,6 +85,9 @@ pub struct LocalRuntime {
     /// This runtime's directory in the components' cgroups (several servers, or test runs, on
     /// one machine keep theirs apart): a hash of its data directory.
     cgroup: String,
+    /// What restricts the components' network, and the ports they may connect to.
+    network: NetworkGuard,
+    outbound: OutboundPorts,
 }
 
 /// What runs of a stage: one start of one of its releases.
@@ -118,7 +125,23 @@ impl LocalRuntime {
             checked: Mutex::new(None),
             hidden: Vec::new(),
             limits: Enforcer::detect(),
+            network: NetworkGuard::detect(),
+            outbound: OutboundPorts::default(),
         }
+    }
+
+    /// Lets components connect to `outbound` (besides their own stage's services) rather than
+    /// to the default ports (53, 80, 443).
+    pub fn with_outbound(mut self, outbound: OutboundPorts) -> Self {
+        self.outbound = outbound;
+        self
+    }
+
+    /// Restricts the components' network with `guard` rather than with what
+    /// [`NetworkGuard::detect`] found ([`NetworkGuard::none`]: not at all).
+    pub fn with_network_guard(mut self, guard: NetworkGuard) -> Self {
+        self.network = guard;
+        self
     }
 
     /// Enforces the components' limits with `enforcer` rather than with what
@@ -135,11 +158,14 @@ impl LocalRuntime {
             Ok(Sandbox::Off) => "off",
             Err(_) => "unavailable",
         };
+        let (network, network_detail) = self.network.describe(&self.outbound);
         Isolation {
             sandbox: sandbox.into(),
             sandbox_detail: self.sandbox_status(),
             limits: self.limits.mode().into(),
             limits_detail: self.limits.describe(),
+            network: network.into(),
+            network_detail,
         }
     }
 
@@ -329,15 +355,26 @@ impl LocalRuntime {
         }
     }
 
-    /// The ports the services of every stage were given (running or not: a stopped stage
-    /// gets its ports again when it resumes, if they are still free).
+    /// The ports the services of every stage were given and still hold, and every port of a
+    /// stage something of which still runs: a job or cron run going on after a suspend may
+    /// connect to its stage's services' ports (its network rules name them), which are
+    /// therefore not given to another stage meanwhile.
     fn ports_in_use(&self) -> Vec<u16> {
         let stages = self.stages.lock().expect("stages lock");
-        stages
-            .values()
-            .flat_map(|run| run.components.iter())
-            .filter_map(|c| c.read(|s| if s.state == ComponentState::Stopped { None } else { s.port }))
-            .collect()
+        let mut taken = Vec::new();
+        for run in stages.values() {
+            let alive = run.components.iter().any(|c| {
+                c.read(|s| matches!(s.state, ComponentState::Running | ComponentState::Stopping) && s.pid.is_some())
+            });
+            for c in &run.components {
+                if let Some(port) =
+                    c.read(|s| (alive || s.state != ComponentState::Stopped).then_some(s.port).flatten())
+                {
+                    taken.push(port);
+                }
+            }
+        }
+        taken
     }
 
     /// Gives component `c` its port (taken from `taken`), prepares its launch (from the
@@ -451,6 +488,18 @@ impl Runtime for LocalRuntime {
                 Err(e) => {
                     let _ = std::fs::remove_dir_all(&tmp_dir);
                     return Err(e);
+                }
+            }
+        }
+        // What each may do on the network: listen on its own port, connect to its stage's
+        // services (and the outbound ports).
+        let stage_ports: Vec<u16> = prepared.iter().filter_map(|(_, port, _)| *port).collect();
+        for (c, (launch, port, _)) in spec.components.iter().zip(prepared.iter_mut()) {
+            match self.network.rules(&self.outbound, *port, &stage_ports) {
+                Ok(rules) => launch.network = rules,
+                Err(source) => {
+                    let _ = std::fs::remove_dir_all(&tmp_dir);
+                    return Err(RuntimeError::Launch { component: c.name.clone(), source });
                 }
             }
         }

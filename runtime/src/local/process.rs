@@ -40,11 +40,17 @@ pub(super) fn spawn(component: &Arc<Component>, launch: &Launch) -> std::io::Res
         .kill_on_drop(true);
     // Its cgroups, made again if its last process removed them.
     launch.limits.ensure()?;
-    let limits = launch.limits.clone();
-    // SAFETY: `Applied::pre_exec` makes only async-signal-safe calls, on values prepared
-    // before the fork.
+    let (limits, network) = (launch.limits.clone(), launch.network.clone());
+    // SAFETY: `Applied::pre_exec` and `Rules::restrict` make only async-signal-safe calls, on
+    // values prepared before the fork.
     unsafe {
-        command.pre_exec(move || limits.pre_exec());
+        command.pre_exec(move || {
+            limits.pre_exec()?;
+            match &network {
+                Some(rules) => rules.restrict(),
+                None => Ok(()),
+            }
+        });
     }
     let mut child = super::children::spawn_registered(|| command.spawn(), Child::id)?;
     let mut readers = Vec::new();

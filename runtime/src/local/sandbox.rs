@@ -130,6 +130,18 @@ impl Sandbox {
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped());
+            // With no new privileges, as components start (their network guard sets it): a
+            // setuid bwrap that needs privileges fails here, not at every start.
+            // SAFETY: prctl is an async-signal-safe system call taking plain integers.
+            unsafe {
+                use std::os::unix::process::CommandExt;
+                command.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
             // Recorded, so that the reaper of adopted processes leaves its exit to us.
             super::children::spawn_registered(|| command.spawn(), |c| Some(c.id()))?.wait_with_output()
         })();

@@ -48,6 +48,10 @@ fn LimitsForm(policy: LimitsPolicy, isolation: Option<Isolation>, save: ServerAc
                 <span class="font-medium text-slate-800">"Enforced here with " {i.limits.clone()} ": "</span>
                 {i.limits_detail.clone()}
             </p>
+            <p class="mt-2 text-sm text-slate-600">
+                <span class="font-medium text-slate-800">"Network (" {i.network.clone()} "): "</span>
+                {i.network_detail.clone()}
+            </p>
         }
     });
     view! {
