@@ -22,6 +22,7 @@ all_backends!(
     outsiders_see_nothing_and_members_only_what_their_role_allows,
     tokens_stop_at_their_expiry_and_at_revocation,
     wrong_guesses_made_at_once_get_no_more_tries_than_the_throttle_allows,
+    a_flood_of_sign_ins_with_made_up_usernames_is_answered_and_leaves_the_server_working,
     a_made_up_invitation_never_tells_whether_a_username_is_taken,
     a_token_makes_no_token_that_outlives_it,
     a_token_alone_leaves_no_way_in_behind_it_needs_its_owners_password,
@@ -226,6 +227,41 @@ async fn changing_ones_password_ends_the_other_sessions_not_this_one(env: &Env) 
     assert!(s.token_caller(&token.token, Some(HERE)).await.unwrap().is_some(), "tokens are revoked one by one");
     assert!(s.sign_in("alice", USER_PASSWORD, HERE).await.is_err());
     assert!(s.sign_in("alice", "a-new-password-1", HERE).await.is_ok());
+}
+
+/// Hostile: sign-ins with usernames nobody has (each a password hash to compute) at once, each
+/// from an address of its own (no throttle holds them back).
+async fn a_flood_of_sign_ins_with_made_up_usernames_is_answered_and_leaves_the_server_working(env: &Env) {
+    let mut flood = Vec::new();
+    for n in 0..40 {
+        let s = env.services.clone();
+        flood.push(tokio::spawn(async move {
+            let (name, address) = (format!("nobody-{n}"), format!("192.0.2.{n}"));
+            s.sign_in(&name, "some-password-1", &address).await
+        }));
+    }
+    let (mut checked, mut busy) = (0, 0);
+    for attempt in flood {
+        match attempt.await.unwrap().unwrap_err().kind {
+            ErrorKind::Unauthenticated => checked += 1,
+            // Told to come back when the server checks too many at once.
+            ErrorKind::TooManyRequests => busy += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(checked >= 1, "the flood is answered: {checked} checked, {busy} told to come back");
+    // Every place among the hashes was given back: the administrator signs in (at once, or a
+    // moment later while the last hashes finish).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match env.services.sign_in("admin", ADMIN_PASSWORD, HERE).await {
+            Ok(_) => break,
+            Err(e) if e.kind == ErrorKind::TooManyRequests && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
 }
 
 /// Hostile: 20 wrong guesses for one user from one address at once — each would pass a check

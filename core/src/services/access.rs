@@ -124,6 +124,10 @@ pub(super) struct AuthState {
     setup_code: Mutex<Option<String>>,
     /// Set once a user exists (it never goes back).
     has_users: std::sync::atomic::AtomicBool,
+    /// The password checks waiting for a [`HashingSlot`] on this server, per address.
+    waiting: CountedPlaces,
+    /// The password hashes this server computes at once.
+    hashing: HashingSlots,
 }
 
 /// Sessions and tokens record their use at most this often (a write per request would be
@@ -147,37 +151,33 @@ fn wrong_credentials() -> Error {
     Error::new(ErrorKind::Unauthenticated, WRONG_CREDENTIALS)
 }
 
-/// A place among the password hashes (Argon2: 19 MiB of memory each) this process computes
-/// at once; it is moved into the blocking task, so it is held until the hash is done even when
+/// A place among the password hashes (Argon2: 19 MiB of memory each) this server computes at
+/// once; it is moved into the blocking task, so it is held until the hash is done even when
 /// the request is dropped.
-type HashingSlot = tokio::sync::SemaphorePermit<'static>;
+type HashingSlot = tokio::sync::OwnedSemaphorePermit;
 
 /// How long a password check waits for a [`HashingSlot`] before the server says it is busy.
 const HASHING_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// The `Retry-After` of that answer, in seconds.
 const HASHING_RETRY_SECS: u64 = 5;
 
-/// The password hashes this process computes at once: as many as it has CPUs (at least one),
-/// so that a flood of sign-ins (random usernames need no account) cannot hold memory without
-/// bound.
-fn hashing_slots() -> &'static tokio::sync::Semaphore {
-    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    SLOTS.get_or_init(|| {
+/// The password hashes a server computes at once: as many as it has CPUs (at least one), so
+/// that a flood of sign-ins (random usernames need no account) cannot hold memory without
+/// bound. (The server's own, not the process's: test servers in one process do not wait on
+/// each other.)
+struct HashingSlots(Arc<tokio::sync::Semaphore>);
+
+impl Default for HashingSlots {
+    fn default() -> Self {
         let cpus = std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1);
-        tokio::sync::Semaphore::new(cpus.max(1))
-    })
+        HashingSlots(Arc::new(tokio::sync::Semaphore::new(cpus.max(1))))
+    }
 }
 
 /// How many password checks of one address (an IPv6 /64, as the throttle counts) may wait for
 /// a [`HashingSlot`] at once on this server: a flood from one address cannot fill the queue
 /// that every other visitor's sign-in waits in.
 const WAITING_PER_ADDRESS: usize = 8;
-
-/// The password checks waiting for a slot on this server, per address.
-fn waiting() -> &'static CountedPlaces {
-    static WAITING: std::sync::OnceLock<CountedPlaces> = std::sync::OnceLock::new();
-    WAITING.get_or_init(Default::default)
-}
 
 /// One of `address`'s places (at most `limit`) in the queue for a [`HashingSlot`], given back
 /// when dropped; 429 when it holds them all.
@@ -188,13 +188,9 @@ fn waiting_place(waiting: &CountedPlaces, address: &str, limit: usize) -> Result
     })
 }
 
-/// A [`HashingSlot`], waited for at most [`HASHING_WAIT`]; after it, 429 (try again shortly).
-async fn hashing_slot() -> Result<HashingSlot, Error> {
-    slot_of(hashing_slots(), HASHING_WAIT).await
-}
-
-async fn slot_of(slots: &'static tokio::sync::Semaphore, wait: std::time::Duration) -> Result<HashingSlot, Error> {
-    match tokio::time::timeout(wait, slots.acquire()).await {
+/// A [`HashingSlot`] of `slots`, waited for at most `wait`; after it, 429 (try again shortly).
+async fn slot_of(slots: &HashingSlots, wait: std::time::Duration) -> Result<HashingSlot, Error> {
+    match tokio::time::timeout(wait, slots.0.clone().acquire_owned()).await {
         Ok(Ok(slot)) => Ok(slot),
         // The semaphore is never closed.
         Ok(Err(_)) => Err(Error::internal()),
@@ -220,9 +216,8 @@ async fn verify(slot: HashingSlot, password: &str, hash: Option<String>) -> bool
     .unwrap_or(false)
 }
 
-async fn hash(password: &str) -> Result<String, Error> {
+async fn hash(slot: HashingSlot, password: &str) -> Result<String, Error> {
     let password = password.to_owned();
-    let slot = hashing_slot().await?;
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         credentials::hash_password(&password)
@@ -384,7 +379,7 @@ impl Services {
     async fn insert_user(&self, username: &str, password: &str, is_admin: bool) -> Result<UserRow, Error> {
         let username = access::validate_username(username)?;
         access::validate_password(password)?;
-        let password_hash = hash(password).await?;
+        let password_hash = self.hash(password).await?;
         self.insert_hashed_user(username, password_hash, is_admin).await
     }
 
@@ -451,6 +446,16 @@ impl Services {
         }
     }
 
+    /// A [`HashingSlot`] of this server, waited for at most [`HASHING_WAIT`]; after it, 429.
+    async fn hashing_slot(&self) -> Result<HashingSlot, Error> {
+        slot_of(&self.auth.hashing, HASHING_WAIT).await
+    }
+
+    /// `password` hashed (in a slot of this server's).
+    async fn hash(&self, password: &str) -> Result<String, Error> {
+        hash(self.hashing_slot().await?, password).await
+    }
+
     /// One try at the password of user `name` from `counted` (an address key, see
     /// [`pergola_domain::Throttle::address_key`]), under the sign-in throttle: refused (429)
     /// after too many failures, else the [`HashingSlot`] to check the password in. The try is
@@ -469,8 +474,8 @@ impl Services {
         // Waited for before the try is recorded: a busy server costs nobody a try. Each
         // address waits in a few places of the queue at most.
         let slot = {
-            let _place = waiting_place(waiting(), counted, WAITING_PER_ADDRESS)?;
-            hashing_slot().await?
+            let _place = waiting_place(&self.auth.waiting, counted, WAITING_PER_ADDRESS)?;
+            self.hashing_slot().await?
         };
         let now = self.clock.now();
         self.store.record_sign_in_failure(name, counted, now).await.map_err(internal("record a sign-in attempt"))?;
@@ -643,7 +648,7 @@ impl Services {
         }
         // Hashed before the invitation is used up: a hash refused while the server checks too
         // many passwords (429) leaves the invitation as it was.
-        let password_hash = hash(password).await?;
+        let password_hash = self.hash(password).await?;
         let taken = self.store.take_invitation(&token_hash, now).await;
         let invitation = taken.map_err(internal("use an invitation"))?.ok_or_else(gone)?;
         let user = match self.insert_hashed_user(username, password_hash, invitation.is_admin).await {
@@ -861,7 +866,7 @@ impl Acting {
         let now = self.clock.now();
         let mut changes = Vec::new();
         if let Some(password) = &patch.password {
-            let hashed = hash(password).await?;
+            let hashed = self.hash(password).await?;
             self.store.update_user_password(&user.id, &hashed, now).await.map_err(internal("reset a password"))?;
             self.store.delete_user_sessions(&user.id, None).await.map_err(internal("end a user's sessions"))?;
             changes.push("password reset".to_owned());
@@ -905,7 +910,7 @@ impl Acting {
             e.field = Some("new".into());
             e
         })?;
-        let hashed = hash(new).await?;
+        let hashed = self.hash(new).await?;
         self.store
             .update_user_password(&user.id, &hashed, self.clock.now())
             .await
@@ -1212,13 +1217,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_password_check_waits_a_bounded_time_for_its_slot_then_is_told_to_retry() {
-        let slots: &'static tokio::sync::Semaphore = Box::leak(Box::new(tokio::sync::Semaphore::new(1)));
+        let slots = HashingSlots(Arc::new(tokio::sync::Semaphore::new(1)));
         let wait = std::time::Duration::from_millis(50);
-        let held = slot_of(slots, wait).await.unwrap();
-        let busy = slot_of(slots, wait).await.unwrap_err();
+        let held = slot_of(&slots, wait).await.unwrap();
+        let busy = slot_of(&slots, wait).await.unwrap_err();
         assert_eq!((busy.kind, busy.retry_after), (ErrorKind::TooManyRequests, Some(HASHING_RETRY_SECS)));
         drop(held);
-        assert!(slot_of(slots, wait).await.is_ok(), "the slot is free again");
+        assert!(slot_of(&slots, wait).await.is_ok(), "the slot is free again");
     }
 
     #[test]
