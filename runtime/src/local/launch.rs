@@ -138,12 +138,40 @@ impl LocalRuntime {
     }
 }
 
+/// Where services get their ports when the manifest names none or its port is taken: from
+/// here up to the system's ephemeral ports (`/proc/sys/net/ipv4/ip_local_port_range`), so that
+/// no bind to port 0 and no outgoing connection of any process is given a service's port
+/// between its assignment and the service's bind (with the network guard, the only ports a
+/// component may bind besides its own are ephemeral ones).
+const SERVICE_PORTS_FROM: u16 = 20_000;
+
+/// The ports services are given: [`SERVICE_PORTS_FROM`] up to the first ephemeral port, if the
+/// system leaves at least a thousand there.
+fn service_ports() -> Option<std::ops::Range<u16>> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let ephemeral_from: u16 = text.split_whitespace().next()?.parse().ok()?;
+    (ephemeral_from >= SERVICE_PORTS_FROM.saturating_add(1000)).then_some(SERVICE_PORTS_FROM..ephemeral_from)
+}
+
 /// The preferred port when it is free (not given to another component, nothing listening on
-/// it), else a free one the system picks.
+/// it), else a free one below the ephemeral ports ([`service_ports`], from a random place in
+/// it), else one the system picks.
 pub(super) fn assign_port(preferred: Option<u16>, taken: &[u16]) -> std::io::Result<u16> {
-    if let Some(port) = preferred.filter(|p| !taken.contains(p)) {
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
+    let free = |port: u16| !taken.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+    if let Some(port) = preferred.filter(|p| free(*p)) {
+        return Ok(port);
+    }
+    if let Some(range) = service_ports() {
+        use std::hash::{BuildHasher, Hasher};
+        let len = usize::from(range.end - range.start);
+        // std's hasher is keyed from the system's randomness: servers starting at once rarely
+        // begin at the same place.
+        let start = std::collections::hash_map::RandomState::new().build_hasher().finish() as usize % len;
+        for i in 0..len {
+            let port = range.start + ((start + i) % len) as u16;
+            if free(port) {
+                return Ok(port);
+            }
         }
     }
     loop {
@@ -151,5 +179,32 @@ pub(super) fn assign_port(preferred: Option<u16>, taken: &[u16]) -> std::io::Res
         if !taken.contains(&port) {
             return Ok(port);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services_get_ports_below_the_ephemeral_ones_unless_the_manifests_is_free() {
+        let Some(range) = service_ports() else {
+            eprintln!("SKIPPED: the ephemeral ports leave no room below them here");
+            return;
+        };
+        for _ in 0..20 {
+            let port = assign_port(None, &[]).unwrap();
+            assert!(range.contains(&port), "{port} is not in {range:?}");
+        }
+        // A port given to another component, or one something listens on, is not given again.
+        let held = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let busy = held.local_addr().unwrap().port();
+        let port = assign_port(Some(busy), &[]).unwrap();
+        assert!(port != busy && range.contains(&port), "{port}");
+        let given = assign_port(None, &[]).unwrap();
+        assert_ne!(assign_port(Some(given), &[given]).unwrap(), given);
+        // The manifest's port when it is free.
+        let wanted = assign_port(None, &[]).unwrap();
+        assert_eq!(assign_port(Some(wanted), &[]).unwrap(), wanted);
     }
 }
