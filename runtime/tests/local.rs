@@ -427,11 +427,16 @@ async fn services_get_free_ports_and_workers_none() {
     assert_eq!((port("queue"), rig.state("queue").unwrap().0), (None, ComponentState::Running));
     // A second stage running the same build does not collide with the first.
     let other = StageKey { project: "shop".into(), stage: "dev".into() };
-    rig.runtime.start(StageSpec { key: other.clone(), ..spec }, GRACE).await.unwrap();
+    rig.runtime.start(StageSpec { key: other.clone(), ..spec.clone() }, GRACE).await.unwrap();
     let wanted_there = rig.runtime.status(&other).into_iter().find(|c| c.name == "wanted").unwrap().port.unwrap();
     assert_ne!(wanted_there, preferred);
+    let (auto, blocked) = (port("auto"), port("blocked"));
     let report = rig.runtime.stop(&rig.key, GRACE, StopMode::Suspend).await;
     assert!(report.terminated.contains(&"queue".to_owned()), "workers are stopped like services");
+    // A resume gives each service the port it had when that one is still free.
+    rig.runtime.start(spec, GRACE).await.unwrap();
+    assert_eq!((port("auto"), port("blocked"), port("wanted")), (auto, blocked, Some(preferred)));
+    rig.runtime.stop(&rig.key, GRACE, StopMode::Suspend).await;
     rig.runtime.stop(&other, GRACE, StopMode::Suspend).await;
     drop(busy);
 }

@@ -153,12 +153,12 @@ fn service_ports() -> Option<std::ops::Range<u16>> {
     (ephemeral_from >= SERVICE_PORTS_FROM.saturating_add(1000)).then_some(SERVICE_PORTS_FROM..ephemeral_from)
 }
 
-/// The preferred port when it is free (not given to another component, nothing listening on
-/// it), else a free one below the ephemeral ports ([`service_ports`], from a random place in
+/// The first of the preferred ports that is free (not given to another component, nothing
+/// listening on it), else a free one below the ephemeral ports ([`service_ports`], from a random place in
 /// it), else one the system picks.
-pub(super) fn assign_port(preferred: Option<u16>, taken: &[u16]) -> std::io::Result<u16> {
+pub(super) fn assign_port(preferred: impl IntoIterator<Item = u16>, taken: &[u16]) -> std::io::Result<u16> {
     let free = |port: u16| !taken.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
-    if let Some(port) = preferred.filter(|p| free(*p)) {
+    if let Some(port) = preferred.into_iter().find(|p| free(*p)) {
         return Ok(port);
     }
     if let Some(range) = service_ports() {
@@ -206,5 +206,7 @@ mod tests {
         // The manifest's port when it is free.
         let wanted = assign_port(None, &[]).unwrap();
         assert_eq!(assign_port(Some(wanted), &[]).unwrap(), wanted);
+        // The first free one of those preferred (the manifest's, then the one of the last start).
+        assert_eq!(assign_port([busy, wanted], &[]).unwrap(), wanted);
     }
 }

@@ -359,10 +359,11 @@ impl LocalRuntime {
     /// stage something of which still runs: a job or cron run going on after a suspend may
     /// connect to its stage's services' ports (its network rules name them), which are
     /// therefore not given to another stage meanwhile.
-    fn ports_in_use(&self) -> Vec<u16> {
+    /// The ports of stage `starting` itself are not counted: its services get theirs again.
+    fn ports_in_use(&self, starting: &StageKey) -> Vec<u16> {
         let stages = self.stages.lock().expect("stages lock");
         let mut taken = Vec::new();
-        for run in stages.values() {
+        for (_, run) in stages.iter().filter(|(key, _)| *key != starting) {
             let alive = run.components.iter().any(|c| {
                 c.read(|s| matches!(s.state, ComponentState::Running | ComponentState::Stopping) && s.pid.is_some())
             });
@@ -384,11 +385,12 @@ impl LocalRuntime {
         &self,
         spec: &StageSpec,
         c: &ComponentSpec,
-        taken: &mut Vec<u16>,
+        (taken, before): (&mut Vec<u16>, Option<u16>),
         (tmp_dir, release, bwrap): (&Path, &Path, Option<&Path>),
     ) -> Result<Prepared, RuntimeError> {
         let port = if c.kind == ComponentKind::Service {
-            let port = assign_port(c.port, taken)
+            // The manifest's port, else the one it had at its last start, when free.
+            let port = assign_port(c.port.into_iter().chain(before), taken)
                 .map_err(|source| RuntimeError::NoPort { component: c.name.clone(), source })?;
             taken.push(port);
             Some(port)
@@ -442,6 +444,19 @@ impl Runtime for LocalRuntime {
             let _ = std::fs::remove_dir_all(self.stage_tmp(&spec.key));
         }
         tracing::debug!(project = spec.key.project, stage = spec.key.stage, release = spec.release, "starting");
+        // Its services' ports of the last start, given again when free: a job of the stage still
+        // running after a suspend may connect to them (its network rules name them).
+        let ports_before: HashMap<String, u16> = {
+            let stages = self.stages.lock().expect("stages lock");
+            let services = stages.get(&spec.key).map(|run| run.components.as_slice()).unwrap_or_default();
+            services
+                .iter()
+                .filter_map(|c| {
+                    let port = c.read(|s| (s.kind == ComponentKind::Service).then_some(s.port).flatten())?;
+                    Some((c.name.clone(), port))
+                })
+                .collect()
+        };
         // Of the same release, the jobs' and cron components (a run still going, the logs of
         // the last one) and the runs, unless they were halted (a delete, then a restore).
         let (kept, runs) = {
@@ -477,13 +492,14 @@ impl Runtime for LocalRuntime {
                 .unwrap_or_else(|e| Err(format!("the copy stopped: {e}")))
                 .map_err(|reason| RuntimeError::Release { release: spec.release, reason })?
         };
-        let mut taken = self.ports_in_use();
+        let mut taken = self.ports_in_use(&spec.key);
         let events = self.events.lock().expect("events lock").clone();
         // Everything is prepared (and checked) first, and the jobs to run are recorded as run
         // for this release: a refused start leaves nothing running, scheduled or recorded.
         let mut prepared = Vec::new();
         for c in &spec.components {
-            match self.prepare(&spec, c, &mut taken, (&tmp_dir, &release, bwrap.as_deref())) {
+            let before = ports_before.get(&c.name).copied();
+            match self.prepare(&spec, c, (&mut taken, before), (&tmp_dir, &release, bwrap.as_deref())) {
                 Ok(p) => prepared.push(p),
                 Err(e) => {
                     let _ = std::fs::remove_dir_all(&tmp_dir);
