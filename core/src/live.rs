@@ -205,8 +205,8 @@ impl Changes {
     }
 
     /// [`Changes::subscribe`] for `user_id`, counted among their open streams and the server's;
-    /// refused when they have [`STREAMS_PER_USER`] open already, or the server holds
-    /// [`STREAMS_ON_SERVER`].
+    /// refused when they have [`STREAMS_PER_USER`] open already, or the server holds as many as
+    /// it may ([`Changes::limit_streams`]).
     pub fn subscribe_as(&self, user_id: &str) -> Result<Subscription, StreamsFull> {
         let mine = self.open.take(user_id, STREAMS_PER_USER).ok_or(StreamsFull::User)?;
         let limit = self.server_limit.load(std::sync::atomic::Ordering::Relaxed);

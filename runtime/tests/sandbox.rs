@@ -44,6 +44,16 @@ impl Rig {
         Some(Rig { runtime, dir, server, build })
     }
 
+    /// [`Rig::new`] where the kernel has Landlock's network rules (`None`, with a message,
+    /// elsewhere).
+    fn guarded() -> Option<Self> {
+        if !NetworkGuard::detect().restricts_tcp() {
+            eprintln!("SKIPPED: this kernel has no Landlock network rules (Linux 6.7 or newer)");
+            return None;
+        }
+        Self::new()
+    }
+
     fn data(&self) -> PathBuf {
         self.server.join("runtime")
     }
@@ -615,11 +625,7 @@ fn web(name: &str, port: u16) -> ComponentSpec {
 /// same attempts without the guard all get through, so the checks can fail.
 #[tokio::test]
 async fn a_component_connects_only_to_its_stage_and_the_outbound_ports_and_listens_only_on_its_own() {
-    let Some(mut rig) = Rig::new() else { return };
-    if !NetworkGuard::detect().restricts_tcp() {
-        eprintln!("SKIPPED: this kernel has no Landlock network rules (Linux 6.7 or newer)");
-        return;
-    }
+    let Some(mut rig) = Rig::guarded() else { return };
     std::fs::write(rig.build.join("probe.py"), PROBE).unwrap();
     // The machine's own services, on a port allowed outbound and on one not.
     let allowed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -734,11 +740,7 @@ async fn a_component_connects_only_to_its_stage_and_the_outbound_ports_and_liste
 /// signals (Linux 6.12 or newer).
 #[tokio::test]
 async fn unsandboxed_a_component_cannot_signal_the_server_nor_listen_elsewhere() {
-    let Some(mut rig) = Rig::new() else { return };
-    if !NetworkGuard::detect().restricts_tcp() {
-        eprintln!("SKIPPED: this kernel has no Landlock network rules (Linux 6.7 or newer)");
-        return;
-    }
+    let Some(mut rig) = Rig::guarded() else { return };
     rig.runtime = LocalRuntime::new(rig.data()).hiding(&rig.server).with_sandbox(Sandbox::Off);
     let unused = free_port();
     let me = std::process::id();

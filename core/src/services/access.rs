@@ -593,15 +593,20 @@ impl Services {
     /// in still does: the session not ended nor expired, the token not revoked nor expired,
     /// the user not disabled. `None`: they are signed out.
     pub(super) async fn refreshed(&self, caller: &Caller) -> Result<Option<Caller>, Error> {
+        let user = self.signed_in_user(caller).await?;
+        Ok(user.map(|user| Caller { is_admin: user.is_admin, ..caller.clone() }))
+    }
+
+    /// The user `caller` is, as stored now, if what signed them in still does (see
+    /// [`Services::refreshed`]).
+    async fn signed_in_user(&self, caller: &Caller) -> Result<Option<UserRow>, Error> {
         let now = self.clock.now();
         let user = match &caller.credential {
             None => self.store.get_user(&caller.user_id).await.map_err(internal("read a user"))?,
             Some(Credential::Session(id_hash)) => self.live_session(id_hash, now).await?.map(|(_, user)| user),
             Some(Credential::Token(hash)) => self.live_token(hash, now).await?.map(|(_, user)| user),
         };
-        Ok(user
-            .filter(|user| user.disabled_at.is_none() && user.id == caller.user_id)
-            .map(|user| Caller { is_admin: user.is_admin, ..caller.clone() }))
+        Ok(user.filter(|user| user.disabled_at.is_none() && user.id == caller.user_id))
     }
 
     /// Who a bearer token signs in: `None` for anything but an unrevoked, unexpired token of
@@ -930,15 +935,7 @@ impl Acting {
     /// many, even the right one is refused (429) until the window passes.
     async fn own_password_is(&self, given: &str) -> Result<Option<UserRow>, Error> {
         // Still signed in by what signed them in (a token revoked meanwhile confirms nothing).
-        if self.refreshed(&self.caller).await?.is_none() {
-            return Err(Error::unauthenticated());
-        }
-        let user = self
-            .store
-            .get_user(&self.caller.user_id)
-            .await
-            .map_err(internal("read the signed-in user"))?
-            .ok_or_else(Error::unauthenticated)?;
+        let user = self.signed_in_user(&self.caller).await?.ok_or_else(Error::unauthenticated)?;
         let name = access::normalize_username(&user.username);
         let counted = pergola_domain::Throttle::address_key(self.caller.address.as_deref().unwrap_or(""));
         let slot = self.password_attempt(&name, &counted).await?;

@@ -16,6 +16,11 @@ use std::sync::Mutex;
 /// it saw misses none when the component is replaced.
 static LAST_LINE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// Whether a process of the component runs (started and not yet reaped, or stopping).
+pub(super) fn has_process(s: &ComponentStatus) -> bool {
+    matches!(s.state, ComponentState::Running | ComponentState::Stopping) && s.pid.is_some()
+}
+
 /// The number of a line printed now, at `at`.
 fn number_line(at: DateTime<Utc>) -> u64 {
     use std::sync::atomic::Ordering::Relaxed;
@@ -142,7 +147,7 @@ impl Component {
     pub(super) fn observe(&self) -> ComponentStatus {
         let mut s = self.observed.lock().expect("status lock").clone();
         let now = Utc::now();
-        let running = matches!(s.state, ComponentState::Running | ComponentState::Stopping) && s.pid.is_some();
+        let running = has_process(&s);
         s.uptime_secs = s.started_at.filter(|_| running).map(|t| (now - t).num_seconds().max(0) as u64);
         s.kill_in_secs = if s.state == ComponentState::Stopping {
             self.kill_at.lock().expect("kill lock").map(|t| (t - now).num_seconds().max(0) as u64)

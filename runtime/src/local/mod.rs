@@ -364,9 +364,7 @@ impl LocalRuntime {
         let stages = self.stages.lock().expect("stages lock");
         let mut taken = Vec::new();
         for (_, run) in stages.iter().filter(|(key, _)| *key != starting) {
-            let alive = run.components.iter().any(|c| {
-                c.read(|s| matches!(s.state, ComponentState::Running | ComponentState::Stopping) && s.pid.is_some())
-            });
+            let alive = run.components.iter().any(|c| c.read(component::has_process));
             for c in &run.components {
                 if let Some(port) =
                     c.read(|s| (alive || s.state != ComponentState::Stopped).then_some(s.port).flatten())
