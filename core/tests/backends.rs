@@ -1419,8 +1419,9 @@ async fn sessions_are_found_by_hash_touched_and_deleted(env: &Env) {
             created_at: now,
             last_seen_at: now,
             address: address.map(str::to_owned),
+            parent: None,
         };
-        store.insert_session(&row).await.unwrap();
+        assert!(store.insert_session(&row).await.unwrap());
         assert!(matches!(store.insert_session(&row).await.unwrap_err(), StoreError::Conflict));
         // Found by the hash of the cookie value, never by the value.
         assert!(store.get_session(&secret).await.unwrap().is_none());
@@ -1458,13 +1459,36 @@ async fn sessions_are_found_by_hash_touched_and_deleted(env: &Env) {
             created_at: created,
             last_seen_at: seen,
             address: None,
+            parent: None,
         };
-    store.insert_session(&session("idle", t0 - Duration::hours(13), t0 - Duration::hours(13))).await.unwrap();
-    store.insert_session(&session("old", t0 - Duration::days(8), t0)).await.unwrap();
-    store.insert_session(&session("fresh", t0 - Duration::hours(1), t0)).await.unwrap();
+    let child = |hash: &str, parent: &str| SessionRow { parent: Some(parent.to_owned()), ..session(hash, t0, t0) };
+    assert!(store.insert_session(&session("idle", t0 - Duration::hours(13), t0 - Duration::hours(13))).await.unwrap());
+    assert!(store.insert_session(&session("old", t0 - Duration::days(8), t0)).await.unwrap());
+    assert!(store.insert_session(&session("fresh", t0 - Duration::hours(1), t0)).await.unwrap());
+    // A share host's session, opened from the idle one: it ends with it, though used just now.
+    assert!(store.insert_session(&child("shared-idle", "idle")).await.unwrap());
+    assert_eq!(store.get_session("shared-idle").await.unwrap().unwrap().0.parent.as_deref(), Some("idle"));
     assert_eq!(store.delete_stale_sessions(t0 - Duration::hours(12), t0 - Duration::days(7)).await.unwrap(), 2);
     assert!(store.get_session("fresh").await.unwrap().is_some());
     assert!(store.get_session("idle").await.unwrap().is_none());
+    assert!(store.get_session("shared-idle").await.unwrap().is_none(), "ended with the session that opened it");
+
+    // Signing out ends the share hosts' sessions it opened, and only those; none is opened
+    // from a session that has ended.
+    assert!(store.insert_session(&child("shared-a", "fresh")).await.unwrap());
+    assert!(store.insert_session(&child("shared-b", "fresh")).await.unwrap());
+    assert!(store.insert_session(&session("other", t0, t0)).await.unwrap());
+    assert!(store.insert_session(&child("shared-other", "other")).await.unwrap());
+    assert!(!store.insert_session(&child("orphan", "idle")).await.unwrap(), "its parent has ended");
+    assert!(store.get_session("orphan").await.unwrap().is_none());
+    assert!(store.delete_session("fresh").await.unwrap());
+    for gone in ["fresh", "shared-a", "shared-b"] {
+        assert!(store.get_session(gone).await.unwrap().is_none(), "{gone}");
+    }
+    assert!(store.get_session("shared-other").await.unwrap().is_some());
+    // Ending a share host's session leaves the dashboard's.
+    assert!(store.delete_session("shared-other").await.unwrap());
+    assert!(store.get_session("other").await.unwrap().is_some());
 }
 
 async fn api_token_names_are_unique_while_live_and_revocation_is_immediate(env: &Env) {
@@ -1972,6 +1996,19 @@ async fn sharing_needs_the_right_role_and_answers_the_proxy(env: &Env) {
     let code = developer.share_code(&p, "prod", host).await.unwrap();
     env.clock.advance(Duration::seconds(61));
     assert_eq!(s.exchange_share_code(&code, &p, "prod", host, None).await.unwrap(), None, "expired");
+    // Hostile: one user asking for codes without end keeps only their 32 newest pending (the
+    // table stays small whatever a signed-in member does).
+    let mut codes = Vec::new();
+    for _ in 0..40 {
+        codes.push(developer.share_code(&p, "prod", host).await.unwrap());
+        env.clock.advance(Duration::milliseconds(10));
+    }
+    assert_eq!(s.exchange_share_code(&codes[7], &p, "prod", host, None).await.unwrap(), None, "dropped");
+    assert!(s.exchange_share_code(&codes[8], &p, "prod", host, None).await.unwrap().is_some());
+    assert!(s.exchange_share_code(&codes[39], &p, "prod", host, None).await.unwrap().is_some());
+    for garbage in ["", "x", &"A".repeat(10_000)] {
+        assert_eq!(s.exchange_share_code(garbage, &p, "prod", host, None).await.unwrap(), None);
+    }
     // Hostile: a (leaked) API token asks for a share host's session, which would outlive it.
     let token = env.admin.create_token("leaked-for-sharing", None, None).await.unwrap();
     let by_token = s.acting(s.token_caller(&token.token, None).await.unwrap().unwrap());

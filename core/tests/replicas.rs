@@ -23,6 +23,7 @@ all_backends!(
     a_stage_turn_is_held_by_one_at_a_time_and_a_wait_too_long_gives_up,
     the_charts_add_up_what_every_server_sampled_outlive_a_restart_and_end_after_their_window,
     a_page_open_on_one_server_hears_what_is_done_through_another,
+    a_share_code_minted_by_one_server_is_exchanged_by_another_once,
 );
 
 fn server(env: &Env, name: &str) -> Services {
@@ -345,6 +346,31 @@ async fn a_page_open_on_one_server_hears_what_is_done_through_another(env: &Env)
 }
 
 /// What a live stream says within a second (`None`: nothing).
+async fn a_share_code_minted_by_one_server_is_exchanged_by_another_once(env: &Env) {
+    // Behind a load balancer, /share-auth and the share host's /.pergola/auth may be answered
+    // by different servers.
+    let (a, b) = (server(env, "a"), server(env, "b"));
+    let admin = env.as_admin(&a);
+    admin.create_project("Shop", Some("shop")).await.unwrap();
+    admin.create_stage("shop", "QA", pergola_domain::StageType::Qa, Some("qa")).await.unwrap();
+    let host = "web.qa.shop.localhost";
+    let code = admin.share_code("shop", "qa", host).await.unwrap();
+    let secret = b.exchange_share_code(&code, "shop", "qa", host, None).await.unwrap().expect("exchanged on B");
+    assert_eq!(a.exchange_share_code(&code, "shop", "qa", host, None).await.unwrap(), None, "once, on any server");
+    assert_eq!(b.exchange_share_code(&code, "shop", "qa", host, None).await.unwrap(), None);
+    let visitor = pergola_core::services::ShareCredentials { share: Some(secret), ..Default::default() };
+    for s in [&a, &b] {
+        assert_eq!(s.share_access("shop", "qa", &visitor).await.unwrap(), pergola_core::services::ShareAccess::Allowed);
+    }
+    // Two servers racing to exchange one code: one wins.
+    let code = admin.share_code("shop", "qa", host).await.unwrap();
+    let (x, y) = tokio::join!(
+        a.exchange_share_code(&code, "shop", "qa", host, None),
+        b.exchange_share_code(&code, "shop", "qa", host, None)
+    );
+    assert_eq!([x.unwrap().is_some(), y.unwrap().is_some()].iter().filter(|won| **won).count(), 1);
+}
+
 async fn heard(watch: &mut pergola_core::services::Watch) -> Option<pergola_core::services::Note> {
     heard_within(watch, Duration::from_secs(1)).await
 }

@@ -517,6 +517,67 @@ async fn outsiders_and_removed_members_are_kept_out() {
 }
 
 #[tokio::test]
+async fn signing_out_of_the_dashboard_signs_the_browser_out_of_the_share_hosts_too() {
+    let w = world().await;
+    let (_dev, laptop) = w.member("dora", Role::Developer).await;
+    let phone = w.session("dora", USER_PASSWORD).await;
+    let on_laptop = w.hand_off(QA, &laptop).await;
+    let on_laptop_dev = w.hand_off(DEV, &laptop).await;
+    let on_phone = w.hand_off(QA, &phone).await;
+    // A code asked for on the laptop, not yet exchanged.
+    let pending = w.code_url(QA, "/later", &laptop).await;
+    let pending = pending.location.strip_prefix(&format!("http://{QA}")).unwrap().to_owned();
+    for secret in [&on_laptop, &on_laptop_dev, &on_phone] {
+        let host = if secret == &on_laptop_dev { DEV } else { QA };
+        assert!(reached(&w.get(host, "/", &[("pergola_share", secret)]).await));
+    }
+
+    w.env.services.end_session(&laptop).await.unwrap();
+    for (host, secret) in [(QA, &on_laptop), (DEV, &on_laptop_dev)] {
+        let a = w.get(host, "/", &[("pergola_share", secret)]).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "signed out: back to the dashboard's sign-in");
+        assert!(a.location.starts_with("http://localhost:3000/share-auth?to="), "{}", a.location);
+        assert!(!reached(&a));
+    }
+    let a = w.get(QA, &pending, &[]).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "a code of a session that signed out opens nothing");
+    assert!(share_cookie(&a.set_cookies).is_none());
+    // The phone's dashboard session, and the share session it opened, go on.
+    assert!(reached(&w.get(QA, "/", &[("pergola_share", &on_phone)]).await));
+    let d = w.get("localhost:3000", "/projects/shop", &[("pergola_session", &phone)]).await;
+    assert_eq!(d.status, StatusCode::OK);
+    // Signing out of a share host's session is not a way to end the dashboard's.
+    w.env.services.end_session(&on_phone).await.unwrap();
+    assert!(reached(&w.get(QA, "/", &[("pergola_share", &on_phone)]).await));
+    w.env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_share_session_lives_as_long_as_the_dashboard_session_that_opened_it() {
+    let w = world().await;
+    let (_dev, session) = w.member("dora", Role::Developer).await;
+    let secret = w.hand_off(QA, &session).await;
+    // Used on the share host every 5 hours for 15 (the dashboard's idle limit is 12), the
+    // dashboard session idles no more than it does.
+    for _ in 0..3 {
+        w.env.clock.advance(chrono::Duration::hours(5));
+        tokio::time::sleep(share_ttl()).await;
+        assert!(reached(&w.get(QA, "/", &[("pergola_share", &secret)]).await));
+    }
+    let d = w.get("localhost:3000", "/projects/shop", &[("pergola_session", &session)]).await;
+    assert_eq!(d.status, StatusCode::OK, "kept alive by the share host's use");
+    // Past the dashboard session's absolute lifetime, both are over.
+    w.env.clock.advance(chrono::Duration::days(7));
+    tokio::time::sleep(share_ttl()).await;
+    let d = w.get("localhost:3000", "/projects/shop", &[("pergola_session", &session)]).await;
+    assert_eq!(d.status, StatusCode::SEE_OTHER);
+    let a = w.get(QA, "/", &[("pergola_share", &secret)]).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert!(!reached(&a));
+    w.env.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_component_hears_the_address_pergola_found_never_the_one_a_visitor_wrote() {
     let w = world().await;
     w.admin.set_visibility("shop", "qa", Visibility::Public).await.unwrap();

@@ -527,6 +527,7 @@ impl Services {
             created_at: now,
             last_seen_at: now,
             address: caller.address.clone(),
+            parent: None,
         };
         self.store.insert_session(&row).await.map_err(internal("begin a session"))?;
         Ok(secret)
@@ -576,12 +577,15 @@ impl Services {
     }
 
     /// Ends the session of a cookie (signing out); nothing happens for an unknown one. Its
-    /// live streams end too.
+    /// live streams end too, and the share hosts' sessions it opened.
     pub async fn end_session(&self, secret: &str) -> Result<(), Error> {
         if SecretKind::Session.matches(secret) {
             let id_hash = credentials::secret_hash(secret);
             let session = self.store.get_session(&id_hash).await.map_err(internal("read a session to end"))?;
+            // The share hosts' sessions it vouched for end with it (the store cascades), at
+            // once on every server's proxy too.
             self.store.delete_session(&id_hash).await.map_err(internal("end a session"))?;
+            self.proxy_cache.forget_all();
             if let Some((_, user)) = session {
                 self.changes.access_changed(&user.id);
             }

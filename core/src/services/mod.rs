@@ -86,8 +86,6 @@ pub struct Services {
     throttle: pergola_domain::Throttle,
     /// When sessions end.
     sessions: pergola_domain::SessionPolicy,
-    /// The one-time codes by which the dashboard vouches for a user to a share host.
-    share_codes: Arc<sharing::ShareCodes>,
     /// Where uploaded builds are kept; `None`: uploads are refused (a server always has one).
     artifacts: Option<Artifacts>,
     /// How long an artifact no release runs is kept after its newest build.
@@ -210,7 +208,6 @@ impl Services {
             auth: Arc::default(),
             throttle: pergola_domain::Throttle::default(),
             sessions: pergola_domain::SessionPolicy::default(),
-            share_codes: Arc::default(),
             artifacts: None,
             artifact_retention: chrono::Duration::days(ARTIFACT_RETENTION_DAYS),
             path_builds: false,

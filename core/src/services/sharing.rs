@@ -5,29 +5,29 @@
 //! - **Guest links**: `pgg_…` secrets (stored as their SHA-256) that open one stage's share
 //!   links without signing in, for 1 hour to 365 days, until revoked.
 //! - **The hand-off**: a share host cannot read the dashboard's cookie. The dashboard vouches
-//!   for a signed-in user with a one-time code ([`Acting::share_code`], 60 s, in memory, bound
-//!   to the user, the stage and the share host) which the share host exchanges
+//!   for a signed-in user with a one-time code ([`Acting::share_code`], 60 s, in the database so
+//!   that any server exchanges it, once; bound to the user, their dashboard session, the stage
+//!   and the share host) which the share host exchanges
 //!   ([`Services::exchange_share_code`]) for a secret of its own (a session of that user, kept
 //!   apart from dashboard sessions: its stored hash is domain-separated, so it never signs in
-//!   to the dashboard). Disabling the user or resetting their password ends it.
+//!   to the dashboard). Disabling the user, resetting their password or signing out of that dashboard session
+//!   ends it.
 //! - **The proxy's question** ([`Services::share_access`]): may these credentials pass? The
 //!   answer is remembered for [`super::PROXY_CACHE_TTL`] and forgotten at once when this
 //!   server changes a stage, its sharing, a membership or a user.
 
 use super::{internal, Acting, Services};
 use crate::credentials::{self, SecretKind};
-use crate::store::{GuestLinkRow, SessionRow};
-use chrono::{DateTime, Duration, Utc};
+use crate::store::{GuestLinkRow, SessionRow, ShareCodeRow};
+use chrono::Duration;
 use pergola_domain::access::{self, Action};
 use pergola_domain::share::{guest_url, validate_guest_expiry, CreatedGuestLink, GuestLink, ShareLink, StageSharing};
 use pergola_domain::{parse_manifest, ComponentKind, Error, EventKind, StageEvent, Visibility};
-use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// How long the dashboard's one-time code to a share host lasts.
 pub const SHARE_CODE_TTL: Duration = Duration::seconds(60);
-/// More pending codes than this and the oldest are dropped.
-const SHARE_CODES_MAX: usize = 10_000;
+/// More pending codes of one user than this and their oldest are dropped.
+const SHARE_CODES_PER_USER: i64 = 32;
 
 /// What a share host's visitor carries: the values of its `pergola_share` and `pergola_guest`
 /// cookies.
@@ -47,19 +47,6 @@ pub enum ShareAccess {
     /// A signed-in user who may not see the stage.
     Refused,
 }
-
-/// A code the dashboard minted, waiting for its share host.
-struct PendingCode {
-    user_id: String,
-    project_id: String,
-    stage_id: String,
-    host: String,
-    expires_at: DateTime<Utc>,
-}
-
-/// The pending codes, by the SHA-256 of the code.
-#[derive(Default)]
-pub(super) struct ShareCodes(Mutex<HashMap<String, PendingCode>>);
 
 /// The stored hash of a share host's secret: never equal to a dashboard session's.
 fn share_secret_hash(secret: &str) -> String {
@@ -129,8 +116,19 @@ impl Services {
         let id_hash = share_secret_hash(secret);
         let now = self.clock.now();
         let Some((session, user)) = self.live_session(&id_hash, now).await? else { return Ok(None) };
+        // It lives as long as the dashboard session that opened it (which the sweep may not have
+        // ended yet), and its use is that session's use too.
+        if let Some(parent) = &session.parent {
+            if self.live_session(parent, now).await?.is_none() {
+                let _ = self.store.delete_session(&id_hash).await;
+                return Ok(None);
+            }
+        }
         if now - session.last_seen_at >= Duration::seconds(60) {
             self.store.touch_session(&id_hash, now).await.map_err(internal("record a share session's use"))?;
+            if let Some(parent) = &session.parent {
+                self.store.touch_session(parent, now).await.map_err(internal("record a session's use"))?;
+            }
         }
         Ok(Some(super::Caller {
             user_id: user.id,
@@ -162,7 +160,8 @@ impl Services {
 
     /// Exchanges the dashboard's one-time code, on the share host `host` of the stage, for a
     /// secret of the share host (its cookie's value). `None` for a code that is unknown,
-    /// expired, used, or minted for another stage or host; the code is spent either way.
+    /// expired, used, or minted for another stage or host, or whose dashboard session has ended
+    /// since; the code is spent either way.
     pub async fn exchange_share_code(
         &self,
         code: &str,
@@ -172,8 +171,11 @@ impl Services {
         address: Option<&str>,
     ) -> Result<Option<String>, Error> {
         let now = self.clock.now();
-        let pending = self.share_codes.0.lock().expect("share codes").remove(&credentials::secret_hash(code));
-        let Some(pending) = pending else { return Ok(None) };
+        if code.is_empty() || code.len() > 128 {
+            return Ok(None);
+        }
+        let taken = self.store.take_share_code(&credentials::secret_hash(code)).await;
+        let Some(pending) = taken.map_err(internal("take a share code"))? else { return Ok(None) };
         let bound = pending.project_id == project_id
             && pending.stage_id == stage_id
             && pending.host.eq_ignore_ascii_case(host)
@@ -205,9 +207,11 @@ impl Services {
             created_at: now,
             last_seen_at: now,
             address: address.map(str::to_owned),
+            parent: pending.session,
         };
-        self.store.insert_session(&row).await.map_err(internal("begin a share session"))?;
-        Ok(Some(secret))
+        // Not when the dashboard session signed out in the meantime.
+        let begun = self.store.insert_session(&row).await.map_err(internal("begin a share session"))?;
+        Ok(begun.then_some(secret))
     }
 
     /// The guest URL of each service of the stage (what runs, else what its current release
@@ -361,19 +365,20 @@ impl Acting {
         let secret = credentials::new_secret(SecretKind::Session);
         let code = secret.trim_start_matches(SecretKind::Session.prefix()).to_owned();
         let now = self.clock.now();
-        let pending = PendingCode {
+        let pending = ShareCodeRow {
+            code_hash: credentials::secret_hash(&code),
             user_id: self.caller().user_id.clone(),
+            session: match &self.caller().credential {
+                Some(super::Credential::Session(hash)) => Some(hash.clone()),
+                _ => None,
+            },
             project_id: project_id.to_owned(),
             stage_id: stage_id.to_owned(),
             host: host.to_ascii_lowercase(),
             expires_at: now + SHARE_CODE_TTL,
         };
-        let mut codes = self.share_codes.0.lock().expect("share codes");
-        codes.retain(|_, p| now < p.expires_at);
-        if codes.len() >= SHARE_CODES_MAX {
-            codes.clear();
-        }
-        codes.insert(credentials::secret_hash(&code), pending);
+        let stored = self.store.insert_share_code(&pending, now, SHARE_CODES_PER_USER).await;
+        stored.map_err(internal("record a share code"))?;
         Ok(code)
     }
 }

@@ -151,6 +151,24 @@ pub struct SessionRow {
     pub last_seen_at: DateTime<Utc>,
     /// The client address it was created from.
     pub address: Option<String>,
+    /// A share host's session: the dashboard session that vouched for it (it ends with that
+    /// one); `None` for a dashboard session.
+    pub parent: Option<String>,
+}
+
+/// A one-time code by which the dashboard vouches for a user to one share host (keyed by the
+/// SHA-256 of the code), waiting for that host to exchange it; in the database, so that any
+/// server of several may exchange what another minted, once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShareCodeRow {
+    pub code_hash: String,
+    pub user_id: String,
+    /// The dashboard session that asked for it: it ends with that session.
+    pub session: Option<String>,
+    pub project_id: String,
+    pub stage_id: String,
+    pub host: String,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// A personal API token, found by the SHA-256 of its value.
@@ -416,8 +434,9 @@ pub trait Store: Send + Sync {
 
     // --- Sessions
 
-    /// Adds a session (`Conflict` if its hash exists).
-    async fn insert_session(&self, session: &SessionRow) -> StoreResult<()>;
+    /// Adds a session (`Conflict` if its hash exists); false (nothing recorded) when its
+    /// `parent` session has ended. Ending a session ends the sessions it is the parent of.
+    async fn insert_session(&self, session: &SessionRow) -> StoreResult<bool>;
     /// A session with its user, whatever their state (the caller applies the session policy
     /// and checks `disabled_at`).
     async fn get_session(&self, id_hash: &str) -> StoreResult<Option<(SessionRow, UserRow)>>;
@@ -434,6 +453,14 @@ pub trait Store: Send + Sync {
         idle_before: DateTime<Utc>,
         created_before: DateTime<Utc>,
     ) -> StoreResult<u64>;
+
+    // --- The dashboard's one-time codes to share hosts
+
+    /// Records a code, dropping every expired one and the user's oldest beyond `keep` pending.
+    async fn insert_share_code(&self, code: &ShareCodeRow, now: DateTime<Utc>, keep: i64) -> StoreResult<()>;
+    /// Takes the code of hash `code_hash` (deletes it and returns it, expired or not): of
+    /// callers racing on any server, one gets it.
+    async fn take_share_code(&self, code_hash: &str) -> StoreResult<Option<ShareCodeRow>>;
 
     // --- API tokens
 

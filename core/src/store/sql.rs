@@ -3,7 +3,7 @@
 
 use super::{
     ArtifactRow, AuditEvent, AuditFilter, BuildRow, ConfigValue, GuestLinkRow, InvitationRow, MemberRow, MetricRow,
-    ReleaseRow, SessionRow, Store, StoreError, StoreResult, TokenRow, UserRow,
+    ReleaseRow, SessionRow, ShareCodeRow, Store, StoreError, StoreResult, TokenRow, UserRow,
 };
 use super::{PgStore, SqliteStore};
 use async_trait::async_trait;
@@ -1093,25 +1093,30 @@ macro_rules! sql_store {
 
             // --- Sessions
 
-            async fn insert_session(&self, s: &SessionRow) -> StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO sessions (id_hash, user_id, created_at, last_seen_at, address) \
-                     VALUES ($1, $2, $3, $4, $5)",
+            async fn insert_session(&self, s: &SessionRow) -> StoreResult<bool> {
+                // A share host's session only while the dashboard session that vouched for it
+                // lives (its row then cascades to this one when it ends).
+                let done = sqlx::query(
+                    "INSERT INTO sessions (id_hash, user_id, created_at, last_seen_at, address, parent_hash) \
+                     SELECT $1, $2, $3, $4, $5, $6 \
+                     WHERE $6 IS NULL OR EXISTS (SELECT 1 FROM sessions WHERE id_hash = $6)",
                 )
                 .bind(&s.id_hash)
                 .bind(&s.user_id)
                 .bind(millis(s.created_at))
                 .bind(millis(s.last_seen_at))
                 .bind(&s.address)
+                .bind(&s.parent)
                 .execute(&self.pool)
                 .await?;
-                Ok(())
+                Ok(done.rows_affected() == 1)
             }
 
             async fn get_session(&self, id_hash: &str) -> StoreResult<Option<(SessionRow, UserRow)>> {
                 use sqlx::Row;
                 let Some(row) = sqlx::query(&format!(
-                    "SELECT s.id_hash, s.user_id, s.created_at, s.last_seen_at, s.address, {JOINED_USER_COLUMNS} \
+                    "SELECT s.id_hash, s.user_id, s.created_at, s.last_seen_at, s.address, s.parent_hash, \
+                     {JOINED_USER_COLUMNS} \
                      FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = $1"
                 ))
                 .bind(id_hash)
@@ -1126,6 +1131,7 @@ macro_rules! sql_store {
                     created_at: from_millis(row.try_get("created_at")?)?,
                     last_seen_at: from_millis(row.try_get("last_seen_at")?)?,
                     address: row.try_get("address")?,
+                    parent: row.try_get("parent_hash")?,
                 };
                 Ok(Some((session, Self::user_from_row(&row, "u_")?)))
             }
@@ -1164,6 +1170,62 @@ macro_rules! sql_store {
                     .execute(&self.pool)
                     .await?;
                 Ok(done.rows_affected())
+            }
+
+            // --- The dashboard's one-time codes to share hosts
+
+            async fn insert_share_code(&self, c: &ShareCodeRow, now: DateTime<Utc>, keep: i64) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("DELETE FROM share_codes WHERE expires_at <= $1")
+                    .bind(millis(now))
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO share_codes (code_hash, user_id, session_hash, project_id, stage_id, host, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&c.code_hash)
+                .bind(&c.user_id)
+                .bind(&c.session)
+                .bind(&c.project_id)
+                .bind(&c.stage_id)
+                .bind(&c.host)
+                .bind(millis(c.expires_at))
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "DELETE FROM share_codes WHERE user_id = $1 AND code_hash NOT IN \
+                     (SELECT code_hash FROM share_codes WHERE user_id = $1 ORDER BY expires_at DESC, code_hash LIMIT $2)",
+                )
+                .bind(&c.user_id)
+                .bind(keep)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn take_share_code(&self, code_hash: &str) -> StoreResult<Option<ShareCodeRow>> {
+                use sqlx::Row;
+                let Some(row) = sqlx::query(
+                    "DELETE FROM share_codes WHERE code_hash = $1 \
+                     RETURNING code_hash, user_id, session_hash, project_id, stage_id, host, expires_at",
+                )
+                .bind(code_hash)
+                .fetch_optional(&self.pool)
+                .await?
+                else {
+                    return Ok(None);
+                };
+                Ok(Some(ShareCodeRow {
+                    code_hash: row.try_get("code_hash")?,
+                    user_id: row.try_get("user_id")?,
+                    session: row.try_get("session_hash")?,
+                    project_id: row.try_get("project_id")?,
+                    stage_id: row.try_get("stage_id")?,
+                    host: row.try_get("host")?,
+                    expires_at: from_millis(row.try_get("expires_at")?)?,
+                }))
             }
 
             // --- API tokens
