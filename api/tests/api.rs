@@ -1279,7 +1279,11 @@ async fn access(api: &Api, env: &Env) {
     let p = project_with(api, &[("Dev", "dev", "dev")]).await;
     problem(&alice.call("GET", PROJECT, &[p], "", None).await, 404, "not-found");
     assert!(alice.call("GET", PROJECTS, &[], "", None).await.body.as_array().unwrap().is_empty());
+    // Through a token, adding a member needs the caller's own password too.
     let r = api.call("POST", MEMBERS, &[p], "", Some(json!({"username": "alice", "role": "viewer"}))).await;
+    assert_eq!(problem(&r, 422, "validation")["field"], "your_password");
+    assert!(alice.call("GET", PROJECT, &[p], "", None).await.status == 404, "not added");
+    let r = api.call("POST", MEMBERS, &[p], "", Some(confirmed(json!({"username": "alice", "role": "viewer"})))).await;
     assert_eq!((r.status, r.body["role"].as_str()), (200, Some("viewer")));
     problem(
         &api.call("POST", MEMBERS, &[p], "", Some(json!({"username": "alice", "role": "boss"}))).await,
@@ -1499,7 +1503,7 @@ async fn permissions(api: &Api, _env: &Env) {
     }
     let spare = json!({"username": "spare", "password": "spare-password"});
     api.call("POST", USERS, &[], "", Some(confirmed(spare))).await;
-    api.call("POST", MEMBERS, &[p], "", Some(json!({"username": "spare", "role": "viewer"}))).await;
+    api.call("POST", MEMBERS, &[p], "", Some(confirmed(json!({"username": "spare", "role": "viewer"})))).await;
 
     // Who asks: each role, an outsider and an administrator, with their own tokens.
     let mut actors: Vec<(String, Actor, Api)> = vec![("admin".into(), Actor::admin(), api.with_token(None))];
@@ -1516,7 +1520,8 @@ async fn permissions(api: &Api, _env: &Env) {
         let body = json!({"username": name, "password": "password-of-someone"});
         assert_eq!(api.call("POST", USERS, &[], "", Some(confirmed(body.clone()))).await.status, 201);
         if let Some(role) = role {
-            api.call("POST", MEMBERS, &[p], "", Some(json!({"username": name, "role": role.as_str()}))).await;
+            let member = json!({"username": name, "role": role.as_str()});
+            api.call("POST", MEMBERS, &[p], "", Some(confirmed(member))).await;
         }
         let token = api.with_token(None).call("POST", LOGIN, &[], "", Some(body)).await.body["token"].clone();
         let actor = role.map_or(Actor::non_member(), Actor::member);
@@ -1776,7 +1781,7 @@ async fn permissions(api: &Api, _env: &Env) {
                         ("DELETE", STAGE) => assert_eq!(api.call("POST", RESTORE, &args, "", None).await.status, 200),
                         ("POST", RESTORE) => assert_eq!(api.call("DELETE", STAGE, &args, "", None).await.status, 200),
                         ("DELETE", MEMBER) => {
-                            let body = json!({"username": "spare", "role": "viewer"});
+                            let body = confirmed(json!({"username": "spare", "role": "viewer"}));
                             assert_eq!(api.call("POST", MEMBERS, &[p], "", Some(body)).await.status, 200);
                         }
                         ("DELETE", CONFIG_KEY) => {
@@ -1872,7 +1877,7 @@ async fn sharing(api: &Api, env: &Env) {
     for (name, role) in [("dora", "developer"), ("vera", "viewer")] {
         let body = json!({"username": name, "password": "password-of-someone"});
         api.call("POST", USERS, &[], "", Some(confirmed(body.clone()))).await;
-        api.call("POST", MEMBERS, &[p], "", Some(json!({"username": name, "role": role}))).await;
+        api.call("POST", MEMBERS, &[p], "", Some(confirmed(json!({"username": name, "role": role})))).await;
         let token = api.with_token(None).call("POST", LOGIN, &[], "", Some(body)).await.body["token"].clone();
         let as_them = api.with_token(token.as_str());
         for stage in ["dev", "prod"] {

@@ -333,7 +333,8 @@ pub enum CreateWhat {
         #[arg(long)]
         password_stdin: bool,
     },
-    /// Make a user a member of a project, or change their role (project owners).
+    /// Make a user a member of a project, or change their role (project owners). Adding a member
+    /// or raising a role asks for your own password (the CLI signs in with a token).
     Member {
         /// Username.
         username: String,
@@ -343,6 +344,9 @@ pub enum CreateWhat {
         /// Project ID.
         #[arg(short, long)]
         project: String,
+        /// Read your password from stdin (the first line), sent with the request.
+        #[arg(long)]
+        password_stdin: bool,
     },
     /// Create a guest link: anyone with it may open the stage's share links, without signing
     /// in, until it expires or is deleted. Prints the guest URL alone (shown this once).

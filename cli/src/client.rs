@@ -30,11 +30,18 @@ pub struct Failure {
     message: String,
     /// The server answered 401.
     unauthorized: bool,
+    /// The request field the server's problem names.
+    field: Option<String>,
 }
 
 impl Failure {
     pub fn new(message: String) -> Self {
-        Failure { message, unauthorized: false }
+        Failure { message, unauthorized: false, field: None }
+    }
+
+    /// Whether the server refused the request over the input field `field`.
+    pub fn is_for(&self, field: &str) -> bool {
+        self.field.as_deref() == Some(field)
     }
 }
 
@@ -322,10 +329,12 @@ impl Client {
     ) -> Failure {
         let retry_after =
             headers.get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_owned());
-        let detail = serde_json::from_str::<serde_json::Value>(text)
-            .ok()
+        let problem = serde_json::from_str::<serde_json::Value>(text).ok();
+        let detail = problem
+            .as_ref()
             .and_then(|v| v["detail"].as_str().map(str::to_owned))
             .unwrap_or_else(|| format!("the server answered {status}"));
+        let field = problem.as_ref().and_then(|v| v["field"].as_str().map(str::to_owned));
         let message = match status.as_u16() {
             401 if on_401 == OnUnauthorized::SignIn => unauthorized_line(&self.base),
             429 => match retry_after {
@@ -335,7 +344,7 @@ impl Client {
             },
             _ => detail,
         };
-        Failure { message, unauthorized: status.as_u16() == 401 }
+        Failure { message, unauthorized: status.as_u16() == 401, field }
     }
 }
 

@@ -574,6 +574,17 @@ fn members_roles_and_the_projects_activity() {
         .write_stdin(format!("vics-password-1\n{ADMIN_PASSWORD}\n"))
         .assert()
         .success();
+    // Through the CLI's token, adding a member (or raising a role) needs the caller's password.
+    let asked = pergola(&["create", "member", "vic", "--role", "developer", "-p", "team"]).assert().code(1);
+    let asked = String::from_utf8(asked.get_output().stderr.clone()).unwrap();
+    assert!(asked.contains("needs your own password too (your_password)"), "{asked}");
+    assert!(!stdout_of(&["list", "member", "-p", "team"]).contains("| vic "), "not added");
+    pergola(&["create", "member", "vic", "--role", "developer", "-p", "team", "--password-stdin"])
+        .write_stdin(format!("{ADMIN_PASSWORD}\n"))
+        .assert()
+        .success()
+        .stdout("User 'vic' is now a developer in project 'team'.\n");
+    // Lowering a role asks nothing.
     pergola(&["create", "member", "vic", "--role", "viewer", "-p", "team"])
         .assert()
         .success()

@@ -143,10 +143,17 @@ impl Env {
         self.services.sign_in(username, USER_PASSWORD, "127.0.0.1").await.unwrap()
     }
 
+    /// `username` (with `password`) signed in to the dashboard: acting through a session of
+    /// their own, as a browser does (what only a dashboard session may do needs one).
+    pub async fn in_a_session(&self, services: &Services, username: &str, password: &str) -> Acting {
+        let session = services.sign_in_session(username, password, "127.0.0.1").await.unwrap();
+        services.acting(services.session_caller(&session.secret, Some("127.0.0.1")).await.unwrap().unwrap())
+    }
+
     /// A new user `username` with `role` in `project`, acting.
     pub async fn member(&self, username: &str, project: &str, role: Role) -> Acting {
         let caller = self.user(username).await;
-        self.admin.set_member(project, username, role).await.unwrap();
+        self.admin.set_member(project, username, role, None).await.unwrap();
         self.services.acting(caller)
     }
 

@@ -26,6 +26,7 @@ all_backends!(
     a_made_up_invitation_never_tells_whether_a_username_is_taken,
     a_token_makes_no_token_that_outlives_it,
     a_token_alone_leaves_no_way_in_behind_it_needs_its_owners_password,
+    a_leaked_owners_token_raises_no_members_role_without_the_owners_password,
     guesses_of_the_current_password_are_throttled_like_sign_ins,
     secrets_are_told_equal_only_to_who_may_configure_both_stages,
 );
@@ -159,8 +160,8 @@ async fn outsiders_see_nothing_and_members_only_what_their_role_allows(env: &Env
     assert!(activity.iter().any(|e| e.actor == "dev" && e.kind == "stage.created"), "{activity:?}");
     assert!(activity.iter().all(|e| e.kind != "project.created" || e.actor == "admin"));
     // Members are the owner's business.
-    assert_eq!(developer.set_member(&shop, "olga", Role::Owner).await.unwrap_err().kind, ErrorKind::Forbidden);
-    assert_eq!(outsider.set_member(&shop, "olga", Role::Owner).await.unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(developer.set_member(&shop, "olga", Role::Owner, None).await.unwrap_err().kind, ErrorKind::Forbidden);
+    assert_eq!(outsider.set_member(&shop, "olga", Role::Owner, None).await.unwrap_err().kind, ErrorKind::NotFound);
     // Removed, the developer sees nothing any more.
     env.admin.remove_member(&shop, "dev").await.unwrap();
     let after = env.services.acting(developer.caller().clone());
@@ -333,6 +334,31 @@ async fn a_second_servers_setup_code_makes_no_second_administrator() {
     }
 }
 
+/// Behind a load balancer, the setup code one server printed is typed into a page another
+/// server answers: it works there, once, and the other codes then answer that the instance
+/// is set up.
+#[tokio::test]
+async fn the_setup_code_one_server_printed_works_on_another() {
+    let dir = std::env::temp_dir().join(format!("pergola-setup-elsewhere-{}", uuid_like()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = connect(&format!("sqlite://{}/pergola.db", dir.display())).await.unwrap();
+    let clock = ManualClock::new(chrono::Utc::now());
+    let one = Services::new(store.clone(), Arc::new(clock.clone()));
+    let two = Services::new(store, Arc::new(clock));
+    let FirstRun::SetupCode(printed_by_one) = one.prepare_first_run(None).await.unwrap() else { panic!("a code") };
+    let FirstRun::SetupCode(printed_by_two) = two.prepare_first_run(None).await.unwrap() else { panic!("a code") };
+    assert_ne!(printed_by_one, printed_by_two);
+    let typed = format!(" {} ", printed_by_one.to_lowercase());
+    let made = two.complete_setup(&typed, "root", "root-password", None).await.unwrap();
+    assert_eq!(made.caller.username, "root");
+    for (server, code) in [(&one, &printed_by_one), (&one, &printed_by_two), (&two, &printed_by_two)] {
+        let refused = server.complete_setup(code, "mallory", "mallory-password", None).await.unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::InvalidState, "{refused:?}");
+    }
+    drop((one, two));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Replicas started together with the same `PERGOLA_ADMIN_USER`: every one starts (none fails
 /// on a username another has just taken), and the instance has one administrator.
 #[tokio::test]
@@ -497,6 +523,41 @@ async fn a_token_alone_leaves_no_way_in_behind_it_needs_its_owners_password(env:
     }
     let right = NewInvitation { your_password: Some(ADMIN_PASSWORD.into()), ..Default::default() };
     assert_eq!(by_token.create_invitation(right).await.unwrap_err().kind, ErrorKind::TooManyRequests);
+}
+
+/// Hostile: a project owner's leaked token tries to give an account of the project (an
+/// accomplice's, or the thief's own) more than it has — owner, which would outlive the token's
+/// revocation. Adding a member or raising a role needs the owner's password too; lowering and
+/// keeping a role do not; through a session nothing more is asked.
+async fn a_leaked_owners_token_raises_no_members_role_without_the_owners_password(env: &Env) {
+    let s = &env.services;
+    let shop = env.admin.create_project("Shop", Some("shop")).await.unwrap().id;
+    let owner = env.member("olivia", &shop, Role::Owner).await;
+    env.member("vic", &shop, Role::Viewer).await;
+    env.user("newbie").await;
+    let leaked = owner.create_token("leaked", None, None).await.unwrap();
+    let by_token = s.acting(s.token_caller(&leaked.token, Some(HERE)).await.unwrap().unwrap());
+    let role_of = |name: &'static str| async move {
+        env.admin.members("shop").await.unwrap().into_iter().find(|m| m.username == name).map(|m| m.role)
+    };
+    for (name, role) in [("vic", Role::Owner), ("vic", Role::Developer), ("newbie", Role::Viewer)] {
+        for given in [None, Some(""), Some("not-olivias-password")] {
+            let refused = by_token.set_member(&shop, name, role, given).await.unwrap_err();
+            assert!(refused.is_for("your_password"), "{name} {role:?} {given:?}: {refused:?}");
+        }
+    }
+    assert_eq!(role_of("vic").await, Some(Role::Viewer), "nothing changed");
+    assert_eq!(role_of("newbie").await, None);
+    // Keeping or lowering a role needs nothing more (a leaked token can do harm, not hide a way in).
+    by_token.set_member(&shop, "vic", Role::Viewer, None).await.unwrap();
+    // With the owner's password, raising works.
+    by_token.set_member(&shop, "vic", Role::Maintainer, Some(USER_PASSWORD)).await.unwrap();
+    assert_eq!(role_of("vic").await, Some(Role::Maintainer));
+    by_token.set_member(&shop, "vic", Role::Developer, None).await.unwrap();
+    assert_eq!(role_of("vic").await, Some(Role::Developer));
+    // Through a session (a password sign-in), nothing more is asked.
+    owner.set_member(&shop, "newbie", Role::Owner, None).await.unwrap();
+    assert_eq!(role_of("newbie").await, Some(Role::Owner));
 }
 
 /// Hostile: a stolen session guesses the current password by changing it.

@@ -4,7 +4,7 @@ use chrono::Duration;
 use pergola_core::credentials::{self, SecretKind};
 use pergola_core::services::{Acting, Duplicate};
 use pergola_core::store::{AuditEvent, AuditFilter, GuestLinkRow, InvitationRow, SessionRow, TokenRow, UserRow};
-use pergola_core::testing::{self as common, Env};
+use pergola_core::testing::{self as common, Env, USER_PASSWORD};
 use pergola_core::StoreError;
 use pergola_domain::wire::StageUpdate;
 use pergola_domain::{
@@ -1975,12 +1975,20 @@ async fn sharing_needs_the_right_role_and_answers_the_proxy(env: &Env) {
     assert_eq!(viewer.revoke_guest_link(&p, "dev", &link.id).await.unwrap_err().kind, ErrorKind::Forbidden);
     assert_eq!(env.services.store().stage_visibility(&p, "prod").await.unwrap(), Some(Visibility::Members));
 
-    // The hand-off: codes for those who may see the stage, once, for their host only.
+    // The hand-off: codes for those who may see the stage, signed in to the dashboard, once,
+    // for their host only.
     let host = "web.prod.shop.localhost";
+    let s = &env.services;
+    let (outsider, viewer, developer) = (
+        env.in_a_session(s, "olga", USER_PASSWORD).await,
+        env.in_a_session(s, "vera", USER_PASSWORD).await,
+        env.in_a_session(s, "dora", USER_PASSWORD).await,
+    );
     assert_eq!(outsider.share_code(&p, "prod", host).await.unwrap_err().kind, ErrorKind::NotFound);
+    let no_session = env.member("nina", &p, Role::Viewer).await;
+    assert_eq!(no_session.share_code(&p, "prod", host).await.unwrap_err().kind, ErrorKind::Forbidden);
     let code = viewer.share_code(&p, "prod", host).await.unwrap();
     assert!(code.len() >= 43, "256 random bits");
-    let s = &env.services;
     assert_eq!(s.exchange_share_code(&code, &p, "dev", host, None).await.unwrap(), None, "another stage");
     assert_eq!(s.exchange_share_code(&code, &p, "prod", host, None).await.unwrap(), None, "spent by the attempt");
     let code = viewer.share_code(&p, "prod", host).await.unwrap();
@@ -1996,16 +2004,19 @@ async fn sharing_needs_the_right_role_and_answers_the_proxy(env: &Env) {
     let code = developer.share_code(&p, "prod", host).await.unwrap();
     env.clock.advance(Duration::seconds(61));
     assert_eq!(s.exchange_share_code(&code, &p, "prod", host, None).await.unwrap(), None, "expired");
-    // Hostile: one user asking for codes without end keeps only their 32 newest pending (the
-    // table stays small whatever a signed-in member does).
+    // Hostile: one user asking for codes without end keeps only their 256 newest pending (the
+    // table stays small whatever a signed-in member does); another's pending code stays.
+    let admin = env.in_a_session(s, "admin", common::ADMIN_PASSWORD).await;
+    let others = admin.share_code(&p, "dev", "web.dev.shop.localhost").await.unwrap();
     let mut codes = Vec::new();
-    for _ in 0..40 {
+    for _ in 0..260 {
         codes.push(developer.share_code(&p, "prod", host).await.unwrap());
         env.clock.advance(Duration::milliseconds(10));
     }
-    assert_eq!(s.exchange_share_code(&codes[7], &p, "prod", host, None).await.unwrap(), None, "dropped");
-    assert!(s.exchange_share_code(&codes[8], &p, "prod", host, None).await.unwrap().is_some());
-    assert!(s.exchange_share_code(&codes[39], &p, "prod", host, None).await.unwrap().is_some());
+    assert_eq!(s.exchange_share_code(&codes[3], &p, "prod", host, None).await.unwrap(), None, "dropped");
+    assert!(s.exchange_share_code(&codes[4], &p, "prod", host, None).await.unwrap().is_some());
+    assert!(s.exchange_share_code(&codes[259], &p, "prod", host, None).await.unwrap().is_some());
+    assert!(s.exchange_share_code(&others, &p, "dev", "web.dev.shop.localhost", None).await.unwrap().is_some());
     for garbage in ["", "x", &"A".repeat(10_000)] {
         assert_eq!(s.exchange_share_code(garbage, &p, "prod", host, None).await.unwrap(), None);
     }

@@ -345,7 +345,6 @@ async fn a_page_open_on_one_server_hears_what_is_done_through_another(env: &Env)
     assert!(ended.is_ok(), "the stream on B ended at once");
 }
 
-/// What a live stream says within a second (`None`: nothing).
 async fn a_share_code_minted_by_one_server_is_exchanged_by_another_once(env: &Env) {
     // Behind a load balancer, /share-auth and the share host's /.pergola/auth may be answered
     // by different servers.
@@ -354,6 +353,7 @@ async fn a_share_code_minted_by_one_server_is_exchanged_by_another_once(env: &En
     admin.create_project("Shop", Some("shop")).await.unwrap();
     admin.create_stage("shop", "QA", pergola_domain::StageType::Qa, Some("qa")).await.unwrap();
     let host = "web.qa.shop.localhost";
+    let admin = env.in_a_session(&a, "admin", pergola_core::testing::ADMIN_PASSWORD).await;
     let code = admin.share_code("shop", "qa", host).await.unwrap();
     let secret = b.exchange_share_code(&code, "shop", "qa", host, None).await.unwrap().expect("exchanged on B");
     assert_eq!(a.exchange_share_code(&code, "shop", "qa", host, None).await.unwrap(), None, "once, on any server");
@@ -371,6 +371,7 @@ async fn a_share_code_minted_by_one_server_is_exchanged_by_another_once(env: &En
     assert_eq!([x.unwrap().is_some(), y.unwrap().is_some()].iter().filter(|won| **won).count(), 1);
 }
 
+/// What a live stream says within a second (`None`: nothing).
 async fn heard(watch: &mut pergola_core::services::Watch) -> Option<pergola_core::services::Note> {
     heard_within(watch, Duration::from_secs(1)).await
 }

@@ -425,6 +425,14 @@ pub fn authorize(actor: &Actor, action: Action, stage_type: Option<StageType>, p
 
 /// The 404 for a project that does not exist *or that the user may not see*: the two must be
 /// indistinguishable, so services use this one error for both.
+/// Whether making someone a member with `after` — they had `before` in the project, `None`: not
+/// a member — gives them more than they had. Through an API token that needs the caller's own
+/// password too: a leaked owner's token must not leave an account of the project with more
+/// than it had once the token is revoked. Lowering a role or keeping it never does.
+pub fn role_change_needs_password(before: Option<Role>, after: Role) -> bool {
+    before.is_none_or(|before| after > before)
+}
+
 pub fn project_not_found(project_id: &str) -> Error {
     Error::not_found(format!("There is no project '{project_id}'."))
 }

@@ -511,6 +511,10 @@ pub struct PasswordChange {
 pub struct MemberInput {
     pub username: String,
     pub role: crate::access::Role,
+    /// Through an API token, adding a member or raising their role needs the caller's own
+    /// password too ([`crate::access::role_change_needs_password`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub your_password: Option<String>,
 }
 
 /// An invitation to create an account (administrators only): optionally an administrator's,

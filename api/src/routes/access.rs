@@ -215,7 +215,7 @@ async fn list_members(User(s): User, Path(p): Path<ProjectPath>) -> ApiResult<Js
         (status = 422, description = "No such user (field `username`)", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn set_member(User(s): User, Path(p): Path<ProjectPath>, Body(m): Body<MemberInput>) -> ApiResult<Json<Member>> {
-    Ok(Json(s.set_member(&p.project, &m.username, m.role).await?))
+    Ok(Json(s.set_member(&p.project, &m.username, m.role, m.your_password.as_deref()).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/projects/{project}/members/{username}", tag = "access", params(MemberPath),

@@ -31,7 +31,7 @@ pub async fn list_members(project: String) -> Result<(Vec<Member>, Actor), AppEr
 #[server]
 pub async fn set_member(project: String, username: String, role: String) -> Result<Member, AppError> {
     let role = answer(pergola_domain::Role::parse(&role))?;
-    answer(services()?.set_member(&project, &username, role).await)
+    answer(services()?.set_member(&project, &username, role, None).await)
 }
 
 #[server]

@@ -5,13 +5,33 @@ use crate::client::{Client, Failure};
 use crate::output::Printer;
 use pergola_domain::wire::MemberInput;
 use pergola_domain::{format_time, Member, Role};
+use std::io::IsTerminal;
 
 fn members_path(project: &str) -> Result<String, Failure> {
     Ok(format!("{}/members", project_path(project)?))
 }
 
-pub fn create(client: &Client, out: &Printer, project: &str, username: String, role: Role) -> Result<(), Failure> {
-    let member: Member = client.post(&members_path(project)?, &MemberInput { username, role })?;
+/// Adding a member or raising a role needs your own password too (the CLI's token alone may
+/// not): with `--password-stdin` it is read first and sent; otherwise it is asked for on the
+/// terminal only when the server says so (lowering a role asks nothing).
+pub fn create(
+    client: &Client,
+    out: &Printer,
+    project: &str,
+    username: String,
+    role: Role,
+    password_stdin: bool,
+) -> Result<(), Failure> {
+    let path = members_path(project)?;
+    let your_password = if password_stdin { super::access::your_password(true)? } else { None };
+    let input = MemberInput { username, role, your_password };
+    let member: Member = match client.post(&path, &input) {
+        Err(e) if e.is_for("your_password") && input.your_password.is_none() && std::io::stdin().is_terminal() => {
+            let your_password = super::access::your_password(false)?;
+            client.post(&path, &MemberInput { your_password, ..input })?
+        }
+        answer => answer?,
+    };
     out.one(&member, || format!("User '{}' is now a {} in project '{project}'.", member.username, member.role.as_str()))
 }
 

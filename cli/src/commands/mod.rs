@@ -62,8 +62,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             users::create(client, out, name, admin, password_stdin)
         }
         Command::List { what: ListWhat::User } => users::list(client, out),
-        Command::Create { what: CreateWhat::Member { username, role, project } } => {
-            members::create(client, out, &project, username, role.0)
+        Command::Create { what: CreateWhat::Member { username, role, project, password_stdin } } => {
+            members::create(client, out, &project, username, role.0, password_stdin)
         }
         Command::List { what: ListWhat::Member { project } } => members::list(client, out, &project),
         Command::Delete { what: DeleteWhat::Member { username, project } } => {

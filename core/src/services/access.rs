@@ -120,8 +120,6 @@ pub enum FirstRun {
 /// The state behind authentication, shared by every clone of the services.
 #[derive(Default)]
 pub(super) struct AuthState {
-    /// The one-time setup code while the instance has no user.
-    setup_code: Mutex<Option<String>>,
     /// Set once a user exists (it never goes back).
     has_users: std::sync::atomic::AtomicBool,
     /// The password checks waiting for a [`HashingSlot`] on this server, per address.
@@ -268,6 +266,7 @@ impl Services {
             loop {
                 match self.insert_first_admin(username, password).await {
                     Ok(user) => {
+                        let _ = self.store.clear_setup_codes().await;
                         let message = "Administrator created from the environment.";
                         self.system_audit(None, "user.created", &user.username, message).await;
                         return Ok(FirstRun::AdminCreated(user.username));
@@ -287,8 +286,10 @@ impl Services {
                 }
             }
         }
+        // In the database: with several servers, the code any one printed works on all.
         let code = new_setup_code();
-        *self.auth.setup_code.lock().expect("setup code") = Some(code.clone());
+        let stored = self.store.insert_setup_code(&credentials::secret_hash(&code), self.clock.now()).await;
+        stored.map_err(internal("record the setup code"))?;
         Ok(FirstRun::SetupCode(code))
     }
 
@@ -316,27 +317,29 @@ impl Services {
     ) -> Result<NewSession, Error> {
         let username = access::validate_username(username)?;
         access::validate_password(password)?;
-        let taken = {
-            let mut slot = self.auth.setup_code.lock().expect("setup code");
-            match slot.as_deref() {
-                Some(expected) if same(expected, code.trim().to_ascii_uppercase().as_str()) => slot.take(),
-                _ => None,
-            }
-        };
-        let Some(code) = taken else {
+        let code = code.trim().to_ascii_uppercase();
+        // Compared by its hash (as secrets are): no timing tells how much of it was right.
+        let hash = credentials::secret_hash(&code);
+        let taken =
+            code.len() <= 64 && self.store.take_setup_code(&hash).await.map_err(internal("take the setup code"))?;
+        if !taken {
             return Err(if self.needs_setup().await? {
                 Error::validation("code", "That is not the setup code printed in the server's log.")
             } else {
                 Error::invalid_state("This instance is already set up: sign in.")
             });
-        };
+        }
         let user = match self.insert_first_admin(&username, password).await {
             Ok(user) => user,
             Err(e) => {
-                *self.auth.setup_code.lock().expect("setup code") = Some(code);
+                // Still usable, unless the instance was set up meanwhile.
+                if e.kind != ErrorKind::InvalidState {
+                    let _ = self.store.insert_setup_code(&hash, self.clock.now()).await;
+                }
                 return Err(e);
             }
         };
+        let _ = self.store.clear_setup_codes().await;
         let caller = Caller::of(&user, None, address);
         self.acting(caller.clone())
             .audit(None, None, "user.created", &user.username, "Administrator created with the setup code.".into())
@@ -1124,7 +1127,16 @@ impl Acting {
     }
 
     /// Makes a user a member of the project with `role`, or changes their role.
-    pub async fn set_member(&self, project_id: &str, username: &str, role: Role) -> Result<Member, Error> {
+    /// Makes `username` a member of the project with `role`, or changes their role. Through an
+    /// API token, adding them or raising their role needs `your_password` too
+    /// ([`access::role_change_needs_password`]).
+    pub async fn set_member(
+        &self,
+        project_id: &str,
+        username: &str,
+        role: Role,
+        your_password: Option<&str>,
+    ) -> Result<Member, Error> {
         self.get_project(project_id).await?;
         self.allow(Action::ManageMembers, None, project_id).await?;
         // The project exists; a username naming nobody is bad input (422 on `username`).
@@ -1133,6 +1145,9 @@ impl Acting {
             _ => e,
         })?;
         let before = self.store.membership(project_id, &user.id).await.map_err(internal("read a membership"))?;
+        if access::role_change_needs_password(before, role) {
+            self.confirm_it_is_you(your_password, "giving a member a role").await?;
+        }
         let now = self.clock.now();
         let done = self.store.upsert_membership(project_id, &user.id, role, now).await;
         if !done.map_err(internal("set a membership"))? {

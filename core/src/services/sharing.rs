@@ -26,8 +26,9 @@ use pergola_domain::{parse_manifest, ComponentKind, Error, EventKind, StageEvent
 
 /// How long the dashboard's one-time code to a share host lasts.
 pub const SHARE_CODE_TTL: Duration = Duration::seconds(60);
-/// More pending codes of one user than this and their oldest are dropped.
-const SHARE_CODES_PER_USER: i64 = 32;
+/// More pending codes of one user than this and their oldest are dropped (a browser restoring
+/// a window of share-host tabs asks for one per tab at once).
+const SHARE_CODES_PER_USER: i64 = 256;
 
 /// What a share host's visitor carries: the values of its `pergola_share` and `pergola_guest`
 /// cookies.
@@ -91,9 +92,12 @@ impl Services {
         }
         let mut refused = false;
         if let Some(secret) = &credentials.share {
-            if let Some(caller) = self.share_caller(secret).await? {
+            if let Some((caller, session)) = self.share_caller(secret).await? {
                 match self.acting(caller).allow_stage(Action::ReadStage, project_id, stage_id).await {
-                    Ok(_) => return Ok(ShareAccess::Allowed),
+                    Ok(_) => {
+                        self.share_session_used(&session).await?;
+                        return Ok(ShareAccess::Allowed);
+                    }
                     Err(e) if e.kind == pergola_domain::ErrorKind::Internal => return Err(e),
                     Err(_) => refused = true,
                 }
@@ -109,35 +113,47 @@ impl Services {
 
     /// The user a share host's secret signs in: `None` for anything but a live one of an
     /// enabled user (an ended one is deleted).
-    async fn share_caller(&self, secret: &str) -> Result<Option<super::Caller>, Error> {
+    async fn share_caller(&self, secret: &str) -> Result<Option<(super::Caller, SessionRow)>, Error> {
         if !SecretKind::Session.matches(secret) {
             return Ok(None);
         }
         let id_hash = share_secret_hash(secret);
         let now = self.clock.now();
         let Some((session, user)) = self.live_session(&id_hash, now).await? else { return Ok(None) };
-        // It lives as long as the dashboard session that opened it (which the sweep may not have
-        // ended yet), and its use is that session's use too.
+        // It lives as long as the dashboard session of the same user that opened it (which may
+        // have idled out or reached its lifetime without being deleted yet).
         if let Some(parent) = &session.parent {
-            if self.live_session(parent, now).await?.is_none() {
+            let opener = self.live_session(parent, now).await?;
+            if opener.is_none_or(|(_, opener)| opener.id != user.id) {
                 let _ = self.store.delete_session(&id_hash).await;
                 return Ok(None);
             }
         }
-        if now - session.last_seen_at >= Duration::seconds(60) {
-            self.store.touch_session(&id_hash, now).await.map_err(internal("record a share session's use"))?;
-            if let Some(parent) = &session.parent {
-                self.store.touch_session(parent, now).await.map_err(internal("record a session's use"))?;
-            }
-        }
-        Ok(Some(super::Caller {
+        let caller = super::Caller {
             user_id: user.id,
             username: user.username,
             is_admin: user.is_admin,
             token: None,
-            address: session.address,
+            address: session.address.clone(),
             credential: Some(super::Credential::Session(id_hash)),
-        }))
+        };
+        Ok(Some((caller, session)))
+    }
+
+    /// Records the use of a share host's session that was let in (at most once a minute), and
+    /// of the dashboard session that opened it: a browser working on a stage's share links is
+    /// using Pergola, as it would be with the dashboard open. A refused request counts for
+    /// neither.
+    async fn share_session_used(&self, session: &SessionRow) -> Result<(), Error> {
+        let now = self.clock.now();
+        if now - session.last_seen_at < Duration::seconds(60) {
+            return Ok(());
+        }
+        self.store.touch_session(&session.id_hash, now).await.map_err(internal("record a share session's use"))?;
+        if let Some(parent) = &session.parent {
+            self.store.touch_session(parent, now).await.map_err(internal("record a session's use"))?;
+        }
+        Ok(())
     }
 
     /// How long the guest link `token` still works, if it is live and for this stage.
@@ -361,6 +377,10 @@ impl Acting {
                 "Open share links from the dashboard, signed in: an API token does not sign a browser in to them.",
             ));
         }
+        // Only a dashboard session vouches: the share host's session will end with it.
+        let Some(super::Credential::Session(session)) = &self.caller().credential else {
+            return Err(Error::forbidden("Open share links from the dashboard, signed in."));
+        };
         self.live(stage)?;
         let secret = credentials::new_secret(SecretKind::Session);
         let code = secret.trim_start_matches(SecretKind::Session.prefix()).to_owned();
@@ -368,17 +388,17 @@ impl Acting {
         let pending = ShareCodeRow {
             code_hash: credentials::secret_hash(&code),
             user_id: self.caller().user_id.clone(),
-            session: match &self.caller().credential {
-                Some(super::Credential::Session(hash)) => Some(hash.clone()),
-                _ => None,
-            },
+            session: Some(session.clone()),
             project_id: project_id.to_owned(),
             stage_id: stage_id.to_owned(),
             host: host.to_ascii_lowercase(),
             expires_at: now + SHARE_CODE_TTL,
         };
         let stored = self.store.insert_share_code(&pending, now, SHARE_CODES_PER_USER).await;
-        stored.map_err(internal("record a share code"))?;
+        if !stored.map_err(internal("record a share code"))? {
+            // The session ended a moment ago (a sign-out in another tab).
+            return Err(Error::unauthenticated());
+        }
         Ok(code)
     }
 }

@@ -454,10 +454,20 @@ pub trait Store: Send + Sync {
         created_before: DateTime<Utc>,
     ) -> StoreResult<u64>;
 
+    // --- A fresh instance's setup codes (by their SHA-256)
+
+    /// Records a setup code a server printed.
+    async fn insert_setup_code(&self, code_hash: &str, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Takes the setup code of hash `code_hash`: true for the one caller that got it.
+    async fn take_setup_code(&self, code_hash: &str) -> StoreResult<bool>;
+    /// Forgets every setup code (the first administrator exists).
+    async fn clear_setup_codes(&self) -> StoreResult<()>;
+
     // --- The dashboard's one-time codes to share hosts
 
-    /// Records a code, dropping every expired one and the user's oldest beyond `keep` pending.
-    async fn insert_share_code(&self, code: &ShareCodeRow, now: DateTime<Utc>, keep: i64) -> StoreResult<()>;
+    /// Records a code, dropping every expired one and the user's oldest beyond `keep` pending;
+    /// false (nothing recorded) when its session or user has just ended.
+    async fn insert_share_code(&self, code: &ShareCodeRow, now: DateTime<Utc>, keep: i64) -> StoreResult<bool>;
     /// Takes the code of hash `code_hash` (deletes it and returns it, expired or not): of
     /// callers racing on any server, one gets it.
     async fn take_share_code(&self, code_hash: &str) -> StoreResult<Option<ShareCodeRow>>;

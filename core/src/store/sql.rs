@@ -14,6 +14,11 @@ use pergola_domain::{
     Visibility,
 };
 
+/// Whether `e` is a foreign key's refusal (the row referred to is gone).
+fn foreign_key_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|d| d.is_foreign_key_violation())
+}
+
 fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
@@ -1108,8 +1113,12 @@ macro_rules! sql_store {
                 .bind(&s.address)
                 .bind(&s.parent)
                 .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() == 1)
+                .await;
+                match done {
+                    // The parent's end, committed while this insert looked (PostgreSQL).
+                    Err(e) if foreign_key_violation(&e) => Ok(false),
+                    done => Ok(done?.rows_affected() == 1),
+                }
             }
 
             async fn get_session(&self, id_hash: &str) -> StoreResult<Option<(SessionRow, UserRow)>> {
@@ -1172,15 +1181,39 @@ macro_rules! sql_store {
                 Ok(done.rows_affected())
             }
 
+            // --- A fresh instance's setup codes
+
+            async fn insert_setup_code(&self, code_hash: &str, now: DateTime<Utc>) -> StoreResult<()> {
+                sqlx::query("INSERT INTO setup_codes (code_hash, created_at) VALUES ($1, $2)")
+                    .bind(code_hash)
+                    .bind(millis(now))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn take_setup_code(&self, code_hash: &str) -> StoreResult<bool> {
+                let done =
+                    sqlx::query("DELETE FROM setup_codes WHERE code_hash = $1").bind(code_hash).execute(&self.pool).await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn clear_setup_codes(&self) -> StoreResult<()> {
+                sqlx::query("DELETE FROM setup_codes").execute(&self.pool).await?;
+                Ok(())
+            }
+
             // --- The dashboard's one-time codes to share hosts
 
-            async fn insert_share_code(&self, c: &ShareCodeRow, now: DateTime<Utc>, keep: i64) -> StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+            async fn insert_share_code(&self, c: &ShareCodeRow, now: DateTime<Utc>, keep: i64) -> StoreResult<bool> {
+                // Expired codes go on their own (not in the transaction below: minting codes of
+                // different users never waits on one another's rows).
                 sqlx::query("DELETE FROM share_codes WHERE expires_at <= $1")
                     .bind(millis(now))
-                    .execute(&mut *tx)
+                    .execute(&self.pool)
                     .await?;
-                sqlx::query(
+                let mut tx = self.pool.begin().await?;
+                let inserted = sqlx::query(
                     "INSERT INTO share_codes (code_hash, user_id, session_hash, project_id, stage_id, host, expires_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
@@ -1192,7 +1225,11 @@ macro_rules! sql_store {
                 .bind(&c.host)
                 .bind(millis(c.expires_at))
                 .execute(&mut *tx)
-                .await?;
+                .await;
+                match inserted {
+                    Err(e) if foreign_key_violation(&e) => return Ok(false),
+                    other => other?,
+                };
                 sqlx::query(
                     "DELETE FROM share_codes WHERE user_id = $1 AND code_hash NOT IN \
                      (SELECT code_hash FROM share_codes WHERE user_id = $1 ORDER BY expires_at DESC, code_hash LIMIT $2)",
@@ -1202,7 +1239,7 @@ macro_rules! sql_store {
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(true)
             }
 
             async fn take_share_code(&self, code_hash: &str) -> StoreResult<Option<ShareCodeRow>> {
