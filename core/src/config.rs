@@ -108,7 +108,8 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: SECRET_KEY,
         meaning: "64 hex characters: the key that seals secret configuration values at rest (keep it with the \
-                  database: sealed values cannot be read without it)",
+                  database: sealed values cannot be read without it). Every server of one database needs the \
+                  same key: a server started with another is refused",
         default: "`$PERGOLA_DATA_DIR/secret.key`, created on first start (mode 600)",
     },
     Setting {

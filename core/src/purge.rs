@@ -1,7 +1,8 @@
 //! The purge task: archived stages whose retention has run out are deleted for good, then the
 //! artifacts no release runs any more ([`Services::purge_artifacts`]), the metric points older
 //! than the charts show go ([`Services::prune_metrics`]), and the events timelines are bounded
-//! ([`Services::prune_events`]); stages an older server made or renamed during a rolling update
+//! ([`Services::prune_events`]); sessions the policy ended go ([`Services::end_stale_sessions`]);
+//! stages an older server made or renamed during a rolling update
 //! get their search key ([`Services::fill_name_keys`]); with a runtime the servers share, stages
 //! a server left suspending are settled ([`Services::settle_left_suspends`]).
 use crate::Services;
@@ -40,6 +41,11 @@ pub fn spawn_purge_task(services: Services, every: Duration) -> tokio::task::Joi
             }
             if let Err(e) = services.prune_metrics().await {
                 tracing::warn!(error = %e, "pruning the metric points failed; will retry");
+            }
+            // Sessions ended by their policy that nobody used again (and the share hosts'
+            // sessions they opened).
+            if let Err(e) = services.end_stale_sessions().await {
+                tracing::warn!(error = %e, "deleting ended sessions failed; will retry");
             }
             if tokio::time::Instant::now() >= next_prune {
                 match services.prune_events().await {

@@ -62,19 +62,46 @@ impl SecretBox {
     pub fn from_key_file(path: &Path) -> Result<Self, SecretError> {
         let failed = |e| SecretError::KeyFile(path.display().to_string(), e);
         match std::fs::read_to_string(path) {
-            Ok(hex) => Self::from_hex(&hex),
+            Ok(_) => Self::read_key_file(path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Written whole under a name of its own, then linked into place: servers
+                // starting at once on one shared data directory end up with one key, and none
+                // reads a key half written.
                 let key: [u8; 32] = XChaCha20Poly1305::generate_key(&mut OsRng).into();
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(path).map_err(failed)?;
-                std::io::Write::write_all(&mut file, to_hex(&key).as_bytes()).map_err(failed)?;
-                Ok(Self::new(key))
+                let hex = to_hex(&key);
+                let draft =
+                    path.with_extension(format!("key.{}", to_hex(&XChaCha20Poly1305::generate_nonce(&mut OsRng)[..8])));
+                let linked = write_new(&draft, &hex).and_then(|()| std::fs::hard_link(&draft, path));
+                let _ = std::fs::remove_file(&draft);
+                match linked {
+                    Ok(()) => Ok(Self::new(key)),
+                    // Another server made it first: its key is the one.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::read_key_file(path),
+                    // A file system without hard links: made in place (a reader waits for it
+                    // to be whole, see `read_key_file`).
+                    Err(_) => match write_new(path, &hex) {
+                        Ok(()) => Ok(Self::new(key)),
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::read_key_file(path),
+                        Err(e) => Err(failed(e)),
+                    },
+                }
             }
             Err(e) => Err(failed(e)),
         }
+    }
+
+    /// The key in the file `path`, waiting (a second at most) while it is shorter than a key:
+    /// another server may be writing it this moment.
+    fn read_key_file(path: &Path) -> Result<Self, SecretError> {
+        let failed = |e| SecretError::KeyFile(path.display().to_string(), e);
+        for _ in 0..50 {
+            let hex = std::fs::read_to_string(path).map_err(failed)?;
+            if hex.trim().len() >= 64 {
+                return Self::from_hex(&hex);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Self::from_hex(&std::fs::read_to_string(path).map_err(failed)?)
     }
 
     /// The stored form of a secret value that belongs at `place`.
@@ -123,6 +150,17 @@ impl SecretBox {
 /// Whether a stored value is sealed.
 pub fn is_sealed(stored: &str) -> bool {
     stored.starts_with(PREFIX) || stored.starts_with(PREFIX_V1)
+}
+
+/// Writes `text` to the new file `path` (readable by its owner only), to the disk.
+fn write_new(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    std::io::Write::write_all(&mut file, text.as_bytes())?;
+    file.sync_all()
 }
 
 fn to_hex(bytes: &[u8]) -> String {
@@ -208,5 +246,27 @@ mod tests {
             assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Servers starting at once on one shared, empty data directory: every one gets the key
+    /// (none fails, none reads a half-written file), and it is the same key; no draft is left.
+    #[test]
+    fn servers_creating_the_key_file_at_once_share_one_key() {
+        for _ in 0..20 {
+            let dir = std::env::temp_dir().join(format!("pergola-key-race-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("secret.key");
+            let boxes: Vec<SecretBox> = std::thread::scope(|scope| {
+                let made: Vec<_> = (0..4).map(|_| scope.spawn(|| SecretBox::from_key_file(&path).unwrap())).collect();
+                made.into_iter().map(|m| m.join().unwrap()).collect()
+            });
+            let sealed = boxes[0].seal("x", HERE);
+            for other in &boxes[1..] {
+                assert_eq!(other.open(&sealed, HERE).unwrap(), "x", "one key");
+            }
+            let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+            assert_eq!(left, [std::ffi::OsString::from("secret.key")]);
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }

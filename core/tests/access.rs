@@ -61,6 +61,18 @@ async fn sessions_end_when_idle_or_too_old_and_on_sign_out(env: &Env) {
     for forged in ["", "pgs_", "pgt_AAAA", &last.secret.replace("pgs_", "pgt_"), "x'; DROP TABLE sessions; --"] {
         assert!(who(forged.to_owned()).await.is_none(), "{forged}");
     }
+
+    // Sessions left to idle out, never used again, are deleted by the purge task's sweep (the
+    // table keeps the live ones only), with nothing else.
+    let hash = |secret: &str| pergola_core::credentials::secret_hash(secret);
+    let forgotten = s.sign_in_session("alice", USER_PASSWORD, HERE).await.unwrap();
+    env.clock.advance(Duration::hours(6));
+    let live = s.sign_in_session("alice", USER_PASSWORD, HERE).await.unwrap();
+    env.clock.advance(Duration::hours(7));
+    assert!(s.store().get_session(&hash(&forgotten.secret)).await.unwrap().is_some(), "still stored");
+    assert_eq!(s.end_stale_sessions().await.unwrap(), 1);
+    assert!(s.store().get_session(&hash(&forgotten.secret)).await.unwrap().is_none());
+    assert!(who(live.secret.clone()).await.is_some(), "the live one stays");
 }
 
 async fn a_disabled_user_is_signed_out_at_once_and_cannot_sign_in(env: &Env) {

@@ -24,6 +24,7 @@ all_backends!(
     the_charts_add_up_what_every_server_sampled_outlive_a_restart_and_end_after_their_window,
     a_page_open_on_one_server_hears_what_is_done_through_another,
     a_share_code_minted_by_one_server_is_exchanged_by_another_once,
+    a_server_with_another_secret_key_is_refused,
 );
 
 fn server(env: &Env, name: &str) -> Services {
@@ -343,6 +344,30 @@ async fn a_page_open_on_one_server_hears_what_is_done_through_another(env: &Env)
     a.end_session(&session.secret).await.unwrap();
     let ended = tokio::time::timeout(Duration::from_secs(1), async { while tab.next().await.is_some() {} }).await;
     assert!(ended.is_ok(), "the stream on B ended at once");
+}
+
+/// A replica given another key (a data directory of its own, a mistyped PERGOLA_SECRET_KEY)
+/// would open no stage's secret and seal values the others cannot open: it is refused.
+async fn a_server_with_another_secret_key_is_refused(env: &Env) {
+    let (a, b) = (server(env, "a"), server(env, "b"));
+    // Secrets sealed before any server recorded its key (an instance upgraded to this check):
+    // a first server whose key opens none of them is refused, and records nothing.
+    let admin = env.as_admin(&a);
+    admin.create_project("Shop", Some("shop")).await.unwrap();
+    admin.create_stage("shop", "QA", pergola_domain::StageType::Qa, Some("qa")).await.unwrap();
+    admin.set_config("shop", "qa", "API_TOKEN", "s3cr3t", true).await.unwrap();
+    let lost = server(env, "lost").with_secrets(pergola_core::SecretBox::new([7; 32]));
+    let refused = lost.check_secret_key().await.unwrap_err();
+    assert!(refused.message.contains("opens none of the secrets"), "{}", refused.message);
+    assert_eq!(env.services.store().setting("key-check").await.unwrap(), None, "nothing recorded");
+    a.check_secret_key().await.unwrap();
+    b.check_secret_key().await.unwrap();
+    a.check_secret_key().await.unwrap();
+    let stranger = server(env, "c").with_secrets(pergola_core::SecretBox::new([9; 32]));
+    let refused = stranger.check_secret_key().await.unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::InvalidState);
+    assert!(refused.message.contains("PERGOLA_SECRET_KEY"), "{}", refused.message);
+    a.check_secret_key().await.unwrap();
 }
 
 async fn a_share_code_minted_by_one_server_is_exchanged_by_another_once(env: &Env) {

@@ -124,6 +124,8 @@ async fn run() -> Result<(), String> {
             port: share_port,
             secure: config.share_https(),
         });
+    // One key for every server of the database (refused before anything runs otherwise).
+    services.check_secret_key().await.map_err(|e| e.message)?;
     // Stages run as this server's processes: no other server may run them too (nor, before
     // this, reap what it runs).
     // On PostgreSQL, servers tell each other at once when stages change (share links).

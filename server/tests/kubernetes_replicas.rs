@@ -27,6 +27,29 @@ command = "./shop"
 port = 8080
 "#;
 
+/// The port share links name (the load balancer's, in front of both servers).
+const SHARE_PORT: u16 = 8443;
+
+/// The answer to `GET path` asked as `host` with the cookie header `cookie`.
+fn get_with_cookie(port: u16, host: &str, path: &str, cookie: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let cookie = if cookie.is_empty() { String::new() } else { format!("Cookie: {cookie}\r\n") };
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\n{cookie}Connection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+}
+
+/// The value of the answer's header `name` (case as the server writes it, lower case).
+fn header<'a>(answer: &'a str, name: &str) -> Option<&'a str> {
+    answer.lines().take_while(|l| !l.is_empty()).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
 /// The test environment's key for sealing secrets ([42; 32]), shared by both servers.
 const SECRET_KEY: &str = "2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a";
 
@@ -59,6 +82,8 @@ impl Server {
             .env("PERGOLA_RUNTIME", "kubernetes")
             .env("KUBECONFIG", kubeconfig)
             .env("PERGOLA_PURGE_INTERVAL_SECS", "1")
+            // Behind one load balancer, both name the share links by its port.
+            .env("PERGOLA_SHARE_PORT", SHARE_PORT.to_string())
             .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -148,6 +173,41 @@ async fn killing_the_server_doing_the_background_work_hands_it_to_the_other() {
     assert!(!second.took_background_work(), "{}", second.said());
     assert!(!first.gave_background_work_up(), "{}", first.said());
     assert_eq!((web_pods("qa"), web_pods("old")), (1, 1), "each stage runs once, whichever servers start");
+
+    // A share link's sign-in hand-off across the two servers (a load balancer without session
+    // affinity): the code the first mints for a signed-in browser, the second exchanges — once.
+    // A dashboard session of the administrator as of the servers' clock (the test's is not).
+    use pergola_core::credentials::{new_secret, secret_hash, SecretKind};
+    let secret = new_secret(SecretKind::Session);
+    let store = env.services.store();
+    let admin_user = store.get_user_by_name("admin").await.unwrap().unwrap();
+    let now = chrono::Utc::now();
+    let row = pergola_core::store::SessionRow {
+        id_hash: secret_hash(&secret),
+        user_id: admin_user.id,
+        created_at: now,
+        last_seen_at: now,
+        address: None,
+        parent: None,
+    };
+    assert!(store.insert_session(&row).await.unwrap());
+    let cookie = format!("pergola_session={secret}");
+    let share_host = format!("web.qa.shop.localhost:{SHARE_PORT}");
+    let to = format!("/share-auth?to=http%3A//web.qa.shop.localhost%3A{SHARE_PORT}/orders");
+    let vouched = get_with_cookie(first.port, &format!("127.0.0.1:{}", first.port), &to, &cookie);
+    assert!(vouched.starts_with("HTTP/1.1 303"), "{vouched}");
+    let location = header(&vouched, "location").unwrap().to_owned();
+    let auth_path = location
+        .strip_prefix(&format!("http://{share_host}"))
+        .unwrap_or_else(|| panic!("to the share host: {location}"))
+        .to_owned();
+    assert!(auth_path.starts_with("/.pergola/auth?code="), "{auth_path}");
+    let exchanged = get_with_cookie(second.port, &share_host, &auth_path, "");
+    assert!(exchanged.starts_with("HTTP/1.1 303"), "exchanged on the other server: {exchanged}");
+    assert!(header(&exchanged, "set-cookie").is_some_and(|c| c.starts_with("pergola_share=")), "{exchanged}");
+    assert_eq!(header(&exchanged, "location"), Some("/orders"));
+    let again = get_with_cookie(first.port, &share_host, &auth_path, "");
+    assert!(again.starts_with("HTTP/1.1 403"), "a code works once, on any server: {again}");
 
     // SIGKILL: no lease given up. The second server takes the background work once the
     // first's lease has run out (10 s), and purges what is due.

@@ -579,6 +579,16 @@ impl Services {
         Ok(found.filter(|(token, user)| user.disabled_at.is_none() && access::is_unexpired(token.expires_at, now)))
     }
 
+    /// Deletes the sessions the session policy has ended (idle, or past their lifetime) that
+    /// nobody used since — and with them the share hosts' sessions they opened; how many. The
+    /// purge task calls it: an ended session is refused when used anyway, this keeps the table
+    /// to the live ones.
+    pub async fn end_stale_sessions(&self) -> Result<u64, Error> {
+        let now = self.clock.now();
+        let (idle, absolute) = (self.sessions.idle, self.sessions.absolute);
+        self.store.delete_stale_sessions(now - idle, now - absolute).await.map_err(internal("end stale sessions"))
+    }
+
     /// Ends the session of a cookie (signing out); nothing happens for an unknown one. Its
     /// live streams end too, and the share hosts' sessions it opened.
     pub async fn end_session(&self, secret: &str) -> Result<(), Error> {
@@ -932,6 +942,8 @@ impl Acting {
             _ => None,
         };
         self.store.delete_user_sessions(&user.id, keep).await.map_err(internal("end a user's other sessions"))?;
+        // Their share hosts' sessions ended too: every server's proxy decides again.
+        self.proxy_cache.forget_all();
         self.changes.access_changed(&user.id);
         self.audit(None, None, "user.password-changed", &user.username, "Password changed.".into()).await;
         Ok(())

@@ -134,6 +134,48 @@ impl Services {
         self.leases.background()
     }
 
+    /// Every server of a database seals and opens secrets with one key: the first to start
+    /// records a value sealed with its key (`key-check`); a server whose key cannot open it
+    /// is refused before it serves anything (it could open no stage's secret, and would seal
+    /// values the others cannot open). Before recording it, a key that opens none of the
+    /// secrets already sealed in the database is refused too (a data directory lost, a server
+    /// of an upgraded instance with a key of its own), and records nothing. Nothing to check
+    /// without a key.
+    pub async fn check_secret_key(&self) -> Result<(), Error> {
+        const NAME: &str = "key-check";
+        const VALUE: &str = "pergola: the servers' secret key";
+        const RECOVER: &str = "Give every server of the database the same PERGOLA_SECRET_KEY (or one data \
+             directory's secret.key). Only if the secrets were really sealed with a key that is lost, delete the \
+             check to start with this one: DELETE FROM instance_settings WHERE name = 'key-check' (the secrets \
+             sealed with the lost key stay unreadable; set them again).";
+        let Some(secrets) = &self.secrets else { return Ok(()) };
+        let place = crate::secrets::Place { project: "", stage: "", key: NAME };
+        let mut stored = self.store.setting(NAME).await.map_err(internal("read the key check"))?;
+        if stored.is_none() {
+            let sample = self.store.sealed_config_sample(16).await.map_err(internal("read sealed secrets"))?;
+            let opens = |(project, stage, key, value): &(String, String, String, String)| {
+                secrets.open(value, crate::secrets::Place { project, stage, key }).is_ok()
+            };
+            if !sample.is_empty() && !sample.iter().any(opens) {
+                return Err(Error::invalid_state(format!(
+                    "This server's secret key opens none of the secrets sealed in the database. {RECOVER}"
+                )));
+            }
+            let recorded = self.store.insert_setting(NAME, &secrets.seal(VALUE, place)).await;
+            if recorded.map_err(internal("record the key check"))? {
+                return Ok(());
+            }
+            // Another server recorded its own at the same moment.
+            stored = self.store.setting(NAME).await.map_err(internal("read the key check"))?;
+        }
+        match stored.map(|stored| secrets.open(&stored, place)) {
+            Some(Ok(value)) if value == VALUE => Ok(()),
+            _ => Err(Error::invalid_state(format!(
+                "This server's secret key is not the one the database's secrets are sealed with. {RECOVER}"
+            ))),
+        }
+    }
+
     /// Claims the database for this server's runtime when that runtime belongs to one server
     /// (or the database is SQLite): refused, with who holds it, while another server lives.
     /// True when it claimed it (the claim must then be kept: [`spawn_lease_keeper`]).

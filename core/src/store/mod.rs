@@ -454,6 +454,16 @@ pub trait Store: Send + Sync {
         created_before: DateTime<Utc>,
     ) -> StoreResult<u64>;
 
+    // --- Facts every server of the database agrees on
+
+    /// The setting `name`, if recorded.
+    async fn setting(&self, name: &str) -> StoreResult<Option<String>>;
+    /// Records the setting `name` unless it is recorded already: true when this call did.
+    async fn insert_setting(&self, name: &str, value: &str) -> StoreResult<bool>;
+    /// Up to `limit` sealed secret configuration values, newest first, with where they belong:
+    /// `(project, stage, key, stored value)`.
+    async fn sealed_config_sample(&self, limit: i64) -> StoreResult<Vec<(String, String, String, String)>>;
+
     // --- A fresh instance's setup codes (by their SHA-256)
 
     /// Records a setup code a server printed.

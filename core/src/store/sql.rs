@@ -1181,6 +1181,46 @@ macro_rules! sql_store {
                 Ok(done.rows_affected())
             }
 
+            // --- Facts every server of the database agrees on
+
+            async fn setting(&self, name: &str) -> StoreResult<Option<String>> {
+                use sqlx::Row;
+                let row = sqlx::query("SELECT value FROM instance_settings WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(match row {
+                    Some(row) => Some(row.try_get("value")?),
+                    None => None,
+                })
+            }
+
+            async fn insert_setting(&self, name: &str, value: &str) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "INSERT INTO instance_settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .bind(value)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn sealed_config_sample(&self, limit: i64) -> StoreResult<Vec<(String, String, String, String)>> {
+                use sqlx::Row;
+                let rows = sqlx::query(
+                    "SELECT s.project_id, s.stage_id, c.key, c.value FROM stage_config c \
+                     JOIN stages s ON s.uid = c.stage_uid \
+                     WHERE c.secret AND c.value LIKE 'enc:%' ORDER BY c.updated_at DESC LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| Ok((row.try_get("project_id")?, row.try_get("stage_id")?, row.try_get("key")?, row.try_get("value")?)))
+                    .collect()
+            }
+
             // --- A fresh instance's setup codes
 
             async fn insert_setup_code(&self, code_hash: &str, now: DateTime<Utc>) -> StoreResult<()> {
