@@ -200,11 +200,8 @@ async fn tokens_stop_at_their_expiry_and_at_revocation(env: &Env) {
 /// The first run, on a store of its own (no administrator from the environment).
 #[tokio::test]
 async fn the_setup_code_works_once_and_only_while_nobody_exists() {
-    let dir = std::env::temp_dir().join(format!("pergola-setup-{}", uuid_like()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = connect(&format!("sqlite://{}/pergola.db", dir.display())).await.unwrap();
-    let clock = ManualClock::new(chrono::Utc::now());
-    let s = Services::new(store, Arc::new(clock));
+    let (servers, dir) = fresh_servers(1, "setup").await;
+    let s = &servers[0];
     assert!(s.needs_setup().await.unwrap());
     let FirstRun::SetupCode(code) = s.prepare_first_run(None).await.unwrap() else { panic!("a setup code") };
     assert_eq!(code.len(), 19, "{code}");
@@ -218,8 +215,19 @@ async fn the_setup_code_works_once_and_only_while_nobody_exists() {
     let again = s.complete_setup(&code, "other", "other-password", None).await.unwrap_err();
     assert_eq!(again.kind, ErrorKind::InvalidState, "the code works once");
     assert_eq!(s.prepare_first_run(Some(("x", "x-password-1"))).await.unwrap(), FirstRun::Ready);
-    drop(s);
+    drop(servers);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `n` servers on one fresh SQLite database that has no user yet, and its directory (removed
+/// by the test at its end).
+async fn fresh_servers(n: usize, name: &str) -> (Vec<Services>, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("pergola-{name}-{}", uuid_like()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = connect(&format!("sqlite://{}/pergola.db", dir.display())).await.unwrap();
+    let clock = ManualClock::new(chrono::Utc::now());
+    let servers = (0..n).map(|_| Services::new(store.clone(), Arc::new(clock.clone()))).collect();
+    (servers, dir)
 }
 
 fn uuid_like() -> String {
@@ -311,12 +319,8 @@ async fn wrong_guesses_made_at_once_get_no_more_tries_than_the_throttle_allows(e
 #[tokio::test]
 async fn a_second_servers_setup_code_makes_no_second_administrator() {
     for at_once in [false, true] {
-        let dir = std::env::temp_dir().join(format!("pergola-setup-twice-{}", uuid_like()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = connect(&format!("sqlite://{}/pergola.db", dir.display())).await.unwrap();
-        let clock = ManualClock::new(chrono::Utc::now());
-        let one = Services::new(store.clone(), Arc::new(clock.clone()));
-        let two = Services::new(store, Arc::new(clock));
+        let (servers, dir) = fresh_servers(2, "setup-twice").await;
+        let (one, two) = (&servers[0], &servers[1]);
         let FirstRun::SetupCode(code_one) = one.prepare_first_run(None).await.unwrap() else { panic!("a code") };
         let FirstRun::SetupCode(code_two) = two.prepare_first_run(None).await.unwrap() else { panic!("a code") };
         let (first, second) = if at_once {
@@ -341,7 +345,7 @@ async fn a_second_servers_setup_code_makes_no_second_administrator() {
         let users = one.acting(winner.caller).list_users().await.unwrap();
         assert_eq!(users.len(), 1, "one administrator: {users:?}");
         assert!(!one.needs_setup().await.unwrap() && !two.needs_setup().await.unwrap());
-        drop((one, two));
+        drop(servers);
         let _ = std::fs::remove_dir_all(dir);
     }
 }
@@ -351,23 +355,19 @@ async fn a_second_servers_setup_code_makes_no_second_administrator() {
 /// is set up.
 #[tokio::test]
 async fn the_setup_code_one_server_printed_works_on_another() {
-    let dir = std::env::temp_dir().join(format!("pergola-setup-elsewhere-{}", uuid_like()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = connect(&format!("sqlite://{}/pergola.db", dir.display())).await.unwrap();
-    let clock = ManualClock::new(chrono::Utc::now());
-    let one = Services::new(store.clone(), Arc::new(clock.clone()));
-    let two = Services::new(store, Arc::new(clock));
+    let (servers, dir) = fresh_servers(2, "setup-elsewhere").await;
+    let (one, two) = (&servers[0], &servers[1]);
     let FirstRun::SetupCode(printed_by_one) = one.prepare_first_run(None).await.unwrap() else { panic!("a code") };
     let FirstRun::SetupCode(printed_by_two) = two.prepare_first_run(None).await.unwrap() else { panic!("a code") };
     assert_ne!(printed_by_one, printed_by_two);
     let typed = format!(" {} ", printed_by_one.to_lowercase());
     let made = two.complete_setup(&typed, "root", "root-password", None).await.unwrap();
     assert_eq!(made.caller.username, "root");
-    for (server, code) in [(&one, &printed_by_one), (&one, &printed_by_two), (&two, &printed_by_two)] {
+    for (server, code) in [(one, &printed_by_one), (one, &printed_by_two), (two, &printed_by_two)] {
         let refused = server.complete_setup(code, "mallory", "mallory-password", None).await.unwrap_err();
         assert_eq!(refused.kind, ErrorKind::InvalidState, "{refused:?}");
     }
-    drop((one, two));
+    drop(servers);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -375,11 +375,7 @@ async fn the_setup_code_one_server_printed_works_on_another() {
 /// on a username another has just taken), and the instance has one administrator.
 #[tokio::test]
 async fn replicas_started_at_once_with_the_administrator_in_their_environment_all_start() {
-    let dir = std::env::temp_dir().join(format!("pergola-admin-env-{}", uuid_like()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = connect(&format!("sqlite://{}/pergola.db", dir.display())).await.unwrap();
-    let clock = ManualClock::new(chrono::Utc::now());
-    let servers: Vec<Services> = (0..3).map(|_| Services::new(store.clone(), Arc::new(clock.clone()))).collect();
+    let (servers, dir) = fresh_servers(3, "admin-env").await;
     let admin = Some(("admin", "admin-password-1"));
     let (a, b, c) = tokio::join!(
         servers[0].prepare_first_run(admin),
