@@ -584,6 +584,11 @@ fn members_roles_and_the_projects_activity() {
         .assert()
         .success()
         .stdout("User 'vic' is now a developer in project 'team'.\n");
+    pergola(&["create", "member", "vic", "--role", "owner", "-p", "team", "--password-stdin"])
+        .write_stdin(format!("{ADMIN_PASSWORD}\n"))
+        .assert()
+        .success()
+        .stdout("User 'vic' is now an owner in project 'team'.\n");
     // Lowering a role asks nothing.
     pergola(&["create", "member", "vic", "--role", "viewer", "-p", "team"])
         .assert()

@@ -32,7 +32,10 @@ pub fn create(
         }
         answer => answer?,
     };
-    out.one(&member, || format!("User '{}' is now a {} in project '{project}'.", member.username, member.role.as_str()))
+    let article = if member.role == Role::Owner { "an" } else { "a" };
+    out.one(&member, || {
+        format!("User '{}' is now {article} {} in project '{project}'.", member.username, member.role.as_str())
+    })
 }
 
 pub fn list(client: &Client, out: &Printer, project: &str) -> Result<(), Failure> {
