@@ -804,15 +804,18 @@ async fn a_slow_suspend_shows_suspending_until_its_components_stop(env: &Env) {
     assert_eq!(s.get_stage(&p, "prod").await.unwrap().status, StageStatus::Suspending);
     assert!(s.suspend_stage(&p, "prod").await.unwrap_err().message.contains("already being suspended"));
     slow.release_stops.notify_one();
+    // Within 30 s (longer than SQLite's busy timeout: seen once, right after a build, still
+    // suspending after 10 s); what the timeline says if not.
+    let released = std::time::Instant::now();
     let mut status = StageStatus::Suspending;
-    for _ in 0..500 {
+    while released.elapsed() < std::time::Duration::from_secs(30) {
         status = s.get_stage(&p, "prod").await.unwrap().status;
         if status == StageStatus::Suspended {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert_eq!(status, StageStatus::Suspended);
+    assert_eq!(status, StageStatus::Suspended, "after {:?}: {:?}", released.elapsed(), s.events(&p, "prod").await);
     let events = s.events(&p, "prod").await.unwrap();
     assert_eq!(events[0].kind, pergola_domain::EventKind::Suspended);
     assert!(
@@ -824,6 +827,45 @@ async fn a_slow_suspend_shows_suspending_until_its_components_stop(env: &Env) {
     assert_eq!(events[1].kind, pergola_domain::EventKind::Suspending);
     assert!(events[1].message.contains("SIGKILL after 7 s"));
     assert_eq!(s.resume_stage(&p, "prod").await.unwrap().status, StageStatus::Running);
+}
+
+// A trigger makes PostgreSQL refuse an update for a moment (the settling retried is the same
+// code on SQLite).
+backend_suite!(postgres_only, pergola_core::testing::postgres_env;
+    a_suspend_whose_settling_fails_at_first_is_settled_once_the_database_answers);
+
+/// The database refuses, for a moment, to record that a suspend's components have stopped:
+/// the stage is settled (suspended) once it answers again, not left suspending until the
+/// server restarts. (PostgreSQL: a trigger refuses the update meanwhile.)
+async fn a_suspend_whose_settling_fails_at_first_is_settled_once_the_database_answers(env: &Env) {
+    use sqlx::{Connection, Executor};
+    let database = env.postgres_database().expect("a PostgreSQL test database");
+    let runtime = std::sync::Arc::new(FakeRuntime::default());
+    let s = env.as_admin(&env.services.with_runtime(runtime, std::time::Duration::from_secs(60)));
+    let p = project(env, "Shop").await;
+    create(&s, &p, "qa", "qa", None).await.unwrap();
+    let base = common::postgres_admin_url().rsplit_once('/').unwrap().0.to_owned();
+    let mut db = sqlx::PgConnection::connect(&format!("{base}/{database}")).await.unwrap();
+    db.execute(
+        "CREATE FUNCTION refuse_settling() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'the database refuses for the test'; END $$",
+    )
+    .await
+    .unwrap();
+    db.execute(
+        "CREATE TRIGGER refuse_settling BEFORE UPDATE ON stages FOR EACH ROW \
+         WHEN (NEW.status = 'suspended') EXECUTE FUNCTION refuse_settling()",
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.suspend_stage(&p, "qa").await.unwrap().status, StageStatus::Suspending);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(s.get_stage(&p, "qa").await.unwrap().status, StageStatus::Suspending, "refused so far");
+    db.execute("DROP TRIGGER refuse_settling ON stages").await.unwrap();
+    assert_eq!(settled(&s, &p, "qa").await, StageStatus::Suspended);
+    let events = s.events(&p, "qa").await.unwrap();
+    assert_eq!(events[0].kind, pergola_domain::EventKind::Suspended);
+    db.close().await.unwrap();
 }
 
 /// Polls until the stage leaves `suspending` (or gives up after ten seconds).

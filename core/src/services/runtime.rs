@@ -620,8 +620,7 @@ impl Services {
             // server doing the background work, settles it).
             return false;
         }
-        let now = self.clock.now();
-        let settled = self.store.settle_stopped(project_id, stage_id, now).await;
+        let (now, settled) = self.settle_stopped(project_id, stage_id).await;
         self.proxy_cache.forget_all();
         let mut message =
             if stopped.left.is_empty() { "every component has stopped" } else { "every component was asked to stop" }
@@ -661,6 +660,36 @@ impl Services {
         }
     }
 }
+
+impl Services {
+    /// [`crate::Store::settle_stopped`] now, asked again while the database fails — after 1,
+    /// 2, 4 … and then every [`ASK_AGAIN_AT_MOST`] s, [`SETTLE_TRIES`] times in all — since a
+    /// stage whose components have stopped would otherwise stay suspending until the server
+    /// restarts (with a runtime of one server, nothing else settles it). The time it settled.
+    async fn settle_stopped(
+        &self,
+        project_id: &str,
+        stage_id: &str,
+    ) -> (chrono::DateTime<chrono::Utc>, Result<Option<StageStatus>, StoreError>) {
+        let mut delay = ASK_AGAIN;
+        let mut tries = 1;
+        loop {
+            let now = self.clock.now();
+            match self.store.settle_stopped(project_id, stage_id, now).await {
+                Err(e) if tries < SETTLE_TRIES => {
+                    tracing::warn!(project_id, stage_id, error = %e, again_in = ?delay, "settling a stop failed");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(ASK_AGAIN_AT_MOST);
+                    tries += 1;
+                }
+                settled => return (now, settled),
+            }
+        }
+    }
+}
+
+/// How often a stop's settling is tried while the database fails (about ten minutes in all).
+const SETTLE_TRIES: u32 = 24;
 
 /// A stage [`Services::settle_left_suspends`] is settling, in its set until dropped (the
 /// task ended, or panicked).
