@@ -804,20 +804,7 @@ async fn a_slow_suspend_shows_suspending_until_its_components_stop(env: &Env) {
     assert_eq!(s.get_stage(&p, "prod").await.unwrap().status, StageStatus::Suspending);
     assert!(s.suspend_stage(&p, "prod").await.unwrap_err().message.contains("already being suspended"));
     slow.release_stops.notify_one();
-    // Within 30 s (longer than SQLite's busy timeout: seen once, right after a build, still
-    // suspending after 10 s); what the timeline says if not.
-    let released = std::time::Instant::now();
-    let mut status = StageStatus::Suspending;
-    while released.elapsed() < std::time::Duration::from_secs(30) {
-        status = s.get_stage(&p, "prod").await.unwrap().status;
-        if status == StageStatus::Suspended {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(status, StageStatus::Suspended, "after {:?}: {:?}", released.elapsed(), s.events(&p, "prod").await);
-    let events = s.events(&p, "prod").await.unwrap();
-    assert_eq!(events[0].kind, pergola_domain::EventKind::Suspended);
+    let events = suspended_and_said_so(&s, &p, "prod").await;
     assert!(
         events[0].message.contains("exited after SIGTERM: web")
             && events[0].message.contains("killed after the grace period: worker"),
@@ -862,10 +849,25 @@ async fn a_suspend_whose_settling_fails_at_first_is_settled_once_the_database_an
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(s.get_stage(&p, "qa").await.unwrap().status, StageStatus::Suspending, "refused so far");
     db.execute("DROP TRIGGER refuse_settling ON stages").await.unwrap();
-    assert_eq!(settled(&s, &p, "qa").await, StageStatus::Suspended);
-    let events = s.events(&p, "qa").await.unwrap();
-    assert_eq!(events[0].kind, pergola_domain::EventKind::Suspended);
+    suspended_and_said_so(&s, &p, "qa").await;
     db.close().await.unwrap();
+}
+
+/// Polls until the stage is suspended and its timeline says so (the status settles a moment
+/// before its event is recorded), within 30 s (longer than SQLite's busy timeout: seen once,
+/// right after a build, still suspending after 10 s); the timeline, newest first. What the
+/// timeline says when it does not.
+async fn suspended_and_said_so(s: &Acting, p: &str, id: &str) -> Vec<pergola_domain::StageEvent> {
+    let began = std::time::Instant::now();
+    loop {
+        let status = s.get_stage(p, id).await.unwrap().status;
+        let events = s.events(p, id).await.unwrap();
+        if status == StageStatus::Suspended && events[0].kind == pergola_domain::EventKind::Suspended {
+            return events;
+        }
+        assert!(began.elapsed() < std::time::Duration::from_secs(30), "{status:?} after 30 s: {events:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// Polls until the stage leaves `suspending` (or gives up after ten seconds).

@@ -399,8 +399,11 @@ async fn a_stage_lives_its_whole_life_on_the_cluster() {
 
     // Suspend: the pods terminate within the grace period, schedules stop, the job stays.
     admin.suspend_stage("shop", "qa").await.unwrap();
-    until("suspended", || async {
-        (admin.get_stage("shop", "qa").await.ok()?.status == StageStatus::Suspended).then_some(())
+    // The status settles a moment before its event is on the timeline.
+    until("suspended, and said so", || async {
+        let settled = admin.get_stage("shop", "qa").await.ok()?.status == StageStatus::Suspended;
+        let said = admin.events("shop", "qa").await.ok()?.iter().any(|e| e.kind == EventKind::Suspended);
+        (settled && said).then_some(())
     })
     .await;
     assert_eq!(fake.get("deployments", &ns, "web").unwrap()["spec"]["replicas"], 0);
@@ -456,9 +459,14 @@ async fn a_stage_lives_its_whole_life_on_the_cluster() {
     // A component that ignores SIGTERM: killed at the end of the grace period (1 s).
     until("web runs on release 2", || running(&services, "web")).await;
     fake.set_stop_time(Duration::from_secs(30));
+    let suspends =
+        |events: &[pergola_domain::StageEvent]| events.iter().filter(|e| e.kind == EventKind::Suspended).count();
+    let before = suspends(&admin.events("shop", "qa").await.unwrap());
     admin.suspend_stage("shop", "qa").await.unwrap();
-    until("suspended again", || async {
-        (admin.get_stage("shop", "qa").await.ok()?.status == StageStatus::Suspended).then_some(())
+    // The status settles a moment before its event is on the timeline.
+    until("suspended again, and said so", || async {
+        let settled = admin.get_stage("shop", "qa").await.ok()?.status == StageStatus::Suspended;
+        (settled && suspends(&admin.events("shop", "qa").await.ok()?) > before).then_some(())
     })
     .await;
     let events = admin.events("shop", "qa").await.unwrap();
@@ -783,7 +791,9 @@ async fn each_components_grace_period_runs_from_when_the_cluster_took_its_stop_a
     let mut countdown = Vec::new();
     let watch = async {
         loop {
-            if admin.get_stage("shop", "qa").await.unwrap().status == StageStatus::Suspended {
+            // Settled, and said so on the timeline (a moment after the status).
+            let settled = admin.get_stage("shop", "qa").await.unwrap().status == StageStatus::Suspended;
+            if settled && admin.events("shop", "qa").await.unwrap().iter().any(|e| e.kind == EventKind::Suspended) {
                 break;
             }
             let (_, components) = services.stage_with_components("shop", "qa").await.unwrap();
