@@ -130,7 +130,7 @@ pub(super) struct AuthState {
 
 /// Sessions and tokens record their use at most this often (a write per request would be
 /// wasteful); an idle expiry is therefore accurate to this much.
-const TOUCH_EVERY: Duration = Duration::seconds(60);
+pub(super) const TOUCH_EVERY: Duration = Duration::seconds(60);
 
 /// The lease held while the first administrator is created with a setup code (see
 /// `Services::insert_first_admin`).
@@ -1138,7 +1138,6 @@ impl Acting {
         Ok(rows.into_iter().map(|m| Member { username: m.username, role: m.role, since: m.created_at }).collect())
     }
 
-    /// Makes a user a member of the project with `role`, or changes their role.
     /// Makes `username` a member of the project with `role`, or changes their role. Through an
     /// API token, adding them or raising their role needs `your_password` too
     /// ([`access::role_change_needs_password`]).

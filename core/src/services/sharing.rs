@@ -10,8 +10,8 @@
 //!   and the share host) which the share host exchanges
 //!   ([`Services::exchange_share_code`]) for a secret of its own (a session of that user, kept
 //!   apart from dashboard sessions: its stored hash is domain-separated, so it never signs in
-//!   to the dashboard). Disabling the user, resetting their password or signing out of that dashboard session
-//!   ends it.
+//!   to the dashboard). Disabling the user, resetting their password or signing out of that
+//!   dashboard session ends it.
 //! - **The proxy's question** ([`Services::share_access`]): may these credentials pass? The
 //!   answer is remembered for [`super::PROXY_CACHE_TTL`] and forgotten at once when this
 //!   server changes a stage, its sharing, a membership or a user.
@@ -146,7 +146,7 @@ impl Services {
     /// neither.
     async fn share_session_used(&self, session: &SessionRow) -> Result<(), Error> {
         let now = self.clock.now();
-        if now - session.last_seen_at < Duration::seconds(60) {
+        if now - session.last_seen_at < super::access::TOUCH_EVERY {
             return Ok(());
         }
         self.store.touch_session(&session.id_hash, now).await.map_err(internal("record a share session's use"))?;
